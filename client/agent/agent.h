@@ -1,0 +1,56 @@
+/*  agent.h: the advsync-agent program: its configuration and one entry point per subcommand.
+    main.c parses the common options into asy_agent_config_t and dispatches.  */
+#ifndef ASY_AGENT_H_INCLUDED
+#define ASY_AGENT_H_INCLUDED
+
+#include "asy.h"
+#include "codec.h"
+#include "outbox.h"
+#include "pseudonym.h"
+
+#define ASY_AGENT_MAX_ENDPOINTS 8
+
+typedef struct {
+    char agent_id[ASY_ID_MAX + 1];
+    char site_id[ASY_ID_MAX + 1];
+    char outbox_path[4096];
+    char key_file[4096];
+    char endpoints[ASY_AGENT_MAX_ENDPOINTS][256];
+    int endpoint_count;
+    uint32_t batch_max;       /* events per PUBLISH, default 1000 */
+    uint32_t batch_ms;        /* wait at most this long to fill a batch, default 10 */
+    uint32_t window;          /* unacknowledged batches in flight, default 16 */
+    uint32_t ack_timeout_ms;  /* reconnect if nothing heard this long with batches in flight, 5000 */
+} asy_agent_config_t;
+
+/* Defaults, then the config file (zconfig, section "agent"), then the flags:
+   --config FILE --id ID --site SITE --outbox PATH --key-file PATH --endpoint EP (repeatable).
+   Removes the options it consumed from argv. Returns 0 or ASY_ECONFIG with error[] set. */
+int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, char *error,
+                          size_t error_size);
+
+/* Submission path shared by submit, import and simulate: pseudonymise, map, validate, append.
+   The caller opens the outbox transaction. */
+typedef struct {
+    asy_outbox_t *outbox;             /* borrowed */
+    const asy_pseudonym_key_t *key;   /* borrowed */
+    const char *site_id;
+    uint64_t stored;                  /* counters */
+    uint64_t duplicates;
+    uint64_t rejected;
+} asy_submitter_t;
+
+/* Takes one JSON event object (borrowed, modified in place by pseudonymisation). Returns 0 if
+   stored, ASY_EEXIST if a duplicate event_id (not an error for the user), ASY_EINVAL with a
+   message naming the field, or ASY_EDB. */
+int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size);
+
+/* Subcommands: argv[0] is the subcommand name; return the process exit code. */
+int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv);
+int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv);
+int asy_cmd_run(const asy_agent_config_t *config, int argc, char **argv);
+int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv);
+int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv);
+int asy_cmd_keygen(const asy_agent_config_t *config, int argc, char **argv);
+
+#endif

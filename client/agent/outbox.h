@@ -1,0 +1,67 @@
+/*  outbox.h: the agent's durable store of events not yet acknowledged by the centre.
+
+    SQLite in WAL mode with synchronous=FULL: when asy_outbox_commit() returns, the events are
+    on disk. The outbox numbers events 1, 2, 3 ... within its epoch; the epoch is fixed when the
+    file is created (milliseconds since 1970), so a rebuilt outbox never reuses a (epoch, seq).
+    One process may run `run` while others `submit`: SQLite's locking serialises them
+    (busy timeout 10 s).  */
+#ifndef ASY_OUTBOX_H_INCLUDED
+#define ASY_OUTBOX_H_INCLUDED
+
+#include "asy.h"
+#include "codec.h"
+
+typedef struct asy_outbox asy_outbox_t;
+
+/* Opens (creating if missing) the outbox at path for this agent and site. Returns NULL and a
+   message in error[] if it cannot be opened, or if it belongs to another agent or site. */
+asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char *site_id,
+                              char *error, size_t error_size);
+void asy_outbox_destroy(asy_outbox_t **self_p);
+
+/* Text of the last error on this outbox (borrowed). */
+const char *asy_outbox_errmsg(const asy_outbox_t *self);
+
+uint64_t asy_outbox_epoch(const asy_outbox_t *self);
+
+/* Appending: begin, append any number, commit (durable on return) or rollback. */
+int asy_outbox_begin(asy_outbox_t *self);
+/* Stamps the event (asy_event_stamp with this outbox's site, agent, epoch and next seq),
+   encodes it and stores it. Returns 0 and *seq_out; ASY_EEXIST if an event with the same
+   event_id is already in the outbox (a resubmission: nothing stored, *seq_out = its seq, or
+   0 if it was already acknowledged and pruned); ASY_EDB on SQLite failure. */
+int asy_outbox_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out);
+int asy_outbox_commit(asy_outbox_t *self);
+int asy_outbox_rollback(asy_outbox_t *self);
+
+/* Called once per stored event, in seq order; data is borrowed for the call only.
+   Return 0 to go on, non-zero to stop. */
+typedef int (asy_outbox_row_fn)(uint64_t seq, const uint8_t *data, size_t size, void *arg);
+
+/* Visits up to max stored events with seq >= from_seq. Sets *count to how many were visited.
+   Returns 0 or ASY_EDB. */
+int asy_outbox_read(asy_outbox_t *self, uint64_t from_seq, size_t max, asy_outbox_row_fn *fn,
+                    void *arg, size_t *count);
+
+/* Records that the centre has committed everything up to seq, and deletes those rows.
+   Durable on return. Idempotent; a seq below the recorded one is ignored. */
+int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms);
+
+/* Records the time of the last message from the centre (not fsynced: informational). */
+int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms);
+
+typedef struct {
+    char agent_id[ASY_ID_MAX + 1];
+    char site_id[ASY_ID_MAX + 1];
+    uint64_t epoch;
+    uint64_t last_seq;        /* highest seq assigned */
+    uint64_t acked_seq;       /* highest seq the centre committed */
+    uint64_t backlog;         /* last_seq - acked_seq */
+    int64_t last_contact_ms;  /* 0 if never */
+    int64_t last_ack_ms;      /* 0 if never */
+    int64_t oldest_pending_ms;/* submit time of the oldest unacknowledged event, 0 if none */
+} asy_outbox_status_t;
+
+int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out);
+
+#endif

@@ -1,0 +1,42 @@
+/*  asy.h: constants and error codes shared by every advsync module.
+
+    Error convention (see ../shared/style.md): a fallible function returns int, 0 on success
+    or a negative ASY_E* code; the detail text sits on the object that failed.  */
+#ifndef ASY_H_INCLUDED
+#define ASY_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ASY_VERSION_STRING "0.1.0"
+
+#define ASY_OK 0
+#define ASY_EINVAL -1    /* bad input from outside: a line, a field, a flag */
+#define ASY_ENOMEM -2
+#define ASY_EIO -3       /* file or socket I/O failed */
+#define ASY_EDB -4       /* database error (SQLite or PostgreSQL) */
+#define ASY_EPROTO -5    /* malformed frame or protocol violation */
+#define ASY_ENOTFOUND -6
+#define ASY_EEXIST -7    /* already there (duplicate) */
+#define ASY_ERETRY -8    /* transient: try again later */
+#define ASY_ECONFIG -9   /* configuration error */
+
+/* Wire protocol (proto/PROTOCOL.md). */
+#define ASY_PROTOCOL_VERSION 1
+#define ASY_SCHEMA_VERSION 1          /* event schema this code writes and fully understands */
+#define ASY_MAX_FRAME_BYTES (16u * 1024u * 1024u)
+#define ASY_MAX_EVENT_BYTES (64u * 1024u)
+#define ASY_MAX_BATCH_EVENTS 5000u
+#define ASY_DEFAULT_WINDOW 16u
+#define ASY_DEFAULT_HEARTBEAT_MS 1000u
+
+/* Identifiers on the wire. */
+#define ASY_ID_MAX 64                 /* site_id, agent_id: [A-Za-z0-9._-]{1,64} */
+#define ASY_PSEUDONYM_HEX 64          /* case_id, person_key: 64 lowercase hex digits */
+#define ASY_UUID_TEXT 36
+
+/* Returns a static English name for an ASY_E* code. */
+const char *asy_strerror(int code);
+
+#endif

@@ -1,0 +1,62 @@
+/*  store.h: the broker's writes to PostgreSQL. One batch -> one transaction: the valid events
+    (binary COPY into `event`), the quarantined ones, the merged per-case state, and the
+    compare-and-set of the agent's committed high-water mark, which is what makes replays
+    exactly-once even with several brokers over one database.
+
+    Owns one PostgreSQL connection (through db.h). Not shared between actors.  */
+#ifndef ASY_STORE_H_INCLUDED
+#define ASY_STORE_H_INCLUDED
+
+#include "asy.h"
+#include "codec.h"
+
+typedef struct asy_store asy_store_t;
+
+/* Connects with a libpq conninfo string and applies pending migrations under an advisory
+   lock. Returns NULL with error[] set if the database cannot be reached or a migration fails. */
+asy_store_t *asy_store_new(const char *conninfo, char *error, size_t error_size);
+void asy_store_destroy(asy_store_t **self_p);
+const char *asy_store_errmsg(const asy_store_t *self);
+
+/* Re-establishes a lost connection. Returns 0 if the connection is (now) good, else ASY_ERETRY. */
+int asy_store_reconnect(asy_store_t *self);
+
+/* Binds agent_id to site_id on first sight (tables site, agent, agent_stream) and returns the
+   committed seq of (agent_id, epoch), 0 if none. ASY_EINVAL (with errmsg) if the agent is
+   bound to another site; ASY_ERETRY if the database is unreachable. */
+int asy_store_hello(asy_store_t *self, const char *agent_id, const char *site_id,
+                    uint64_t epoch, uint64_t *committed_seq);
+
+/* Reads the committed seq of (agent_id, epoch) (0 if none). ASY_ERETRY if unreachable. */
+int asy_store_committed_seq(asy_store_t *self, const char *agent_id, uint64_t epoch,
+                            uint64_t *committed_seq);
+
+/* One event of a batch, already checked by the caller: code == 0 means valid (summary
+   filled), otherwise the event is quarantined with code and reason. data is the event's bytes
+   exactly as received, kept verbatim. */
+typedef struct {
+    uint64_t seq;
+    const uint8_t *data;
+    size_t size;
+    int code;
+    char reason[256];
+    asy_event_summary_t summary;
+} asy_store_item_t;
+
+/* Writes items (contiguous seqs, items[0].seq == expected_committed + 1) in one transaction
+   and moves agent_stream.committed_seq from expected_committed to the last item's seq.
+   Returns 0 once COMMIT succeeded; ASY_EEXIST if committed_seq was no longer
+   expected_committed (another writer moved it: nothing written, re-read and retry);
+   ASY_ERETRY if the connection was lost or a transient SQLSTATE (40001, 40P01) occurred
+   (nothing acknowledged: the outcome is re-derived from committed_seq on retry);
+   ASY_EDB for any other database error (errmsg says which). */
+int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *site_id,
+                          uint64_t epoch, uint64_t expected_committed,
+                          const asy_store_item_t *items, size_t count);
+
+/* Quarantines bytes that never became an event of a batch (a malformed frame, an oversize
+   frame): agent/site may be NULL, seq 0. Best effort: returns 0 or an error code. */
+int asy_store_quarantine_frame(asy_store_t *self, const char *agent_id, const char *site_id,
+                               int code, const char *reason, const uint8_t *data, size_t size);
+
+#endif

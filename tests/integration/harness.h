@@ -1,0 +1,64 @@
+/*  harness.h: helpers for tests that start the real programs against a real PostgreSQL.
+    The cluster is the one ./deploy/test started: ASY_TEST_DATABASE holds a libpq conninfo for
+    it (e.g. "host=/tmp/x port=5xxxx user=postgres dbname=postgres"). A test that needs it and
+    cannot reach it fails loudly.  */
+#ifndef ASY_HARNESS_H_INCLUDED
+#define ASY_HARNESS_H_INCLUDED
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The cluster's conninfo; fails the test (cr_fatal) if ASY_TEST_DATABASE is unset. */
+const char *asy_test_conninfo(void);
+
+/* Creates a fresh, empty database and returns its conninfo (caller frees). */
+char *asy_test_create_database(void);
+
+/* Connects or fails the test. Caller PQfinish()es. */
+PGconn *asy_test_pg_connect(const char *conninfo);
+
+/* Runs a query returning one integer (first row, first column); fails the test on error. */
+long long asy_test_pg_int(PGconn *pg, const char *sql);
+
+/* Runs a statement; fails the test on error. */
+void asy_test_pg_exec(PGconn *pg, const char *sql);
+
+/* A new private directory under /tmp (caller frees the returned path). */
+char *asy_test_tmpdir(void);
+
+/* Starts argv[0] (a path) with stdout+stderr appended to log_path (NULL: inherit).
+   Returns the pid or fails the test. */
+pid_t asy_test_spawn(char *const argv[], const char *log_path);
+
+/* Sends sig, waits up to timeout_ms, then SIGKILLs. Returns the wait status. */
+int asy_test_stop(pid_t pid, int sig, int timeout_ms);
+
+/* Waits up to timeout_ms for a child to exit by itself; returns its exit code, or -1 on
+   time-out (the child is then killed) or if it died from a signal. */
+int asy_test_wait(pid_t pid, int timeout_ms);
+
+/* Runs a command to completion (timeout_ms), capturing stdout into out (may be NULL).
+   Returns its exit code, or -1 on time-out / signal. */
+int asy_test_run(char *const argv[], char *out, size_t out_size, int timeout_ms);
+
+/* Starts advsyncd on tcp://127.0.0.1:<port> (port 0: any free port) against conninfo, with
+   extra args (NULL-terminated, may be NULL). Waits until it is listening; writes the endpoint
+   into endpoint[] (e.g. "tcp://127.0.0.1:41234"). Log in <workdir>/broker.log. */
+pid_t asy_test_start_broker(const char *conninfo, const char *workdir, int port,
+                            char *endpoint, size_t endpoint_size);
+
+/* Writes a consortium key file at <workdir>/consortium.key (once) and an agent config at
+   <workdir>/<agent_id>.cfg; returns the config path (caller frees). */
+char *asy_test_agent_config(const char *workdir, const char *agent_id, const char *site_id,
+                            const char *endpoint);
+
+/* Runs `advsync-agent <args...> --config cfg` to completion; returns its exit code. */
+int asy_test_agent(const char *config_path, char *out, size_t out_size, int timeout_ms, ...)
+    __attribute__((sentinel));
+
+/* Milliseconds since an arbitrary start (monotonic). */
+int64_t asy_test_now_ms(void);
+
+#endif

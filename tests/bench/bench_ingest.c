@@ -1,0 +1,299 @@
+/*  bench_ingest: what the core pipeline costs, against what PostgreSQL can do on this machine.
+
+    (a) broker_eps: four agents with pre-filled outboxes drain through one broker into
+        PostgreSQL; committed events per second, wall clock from the agents' start to the last
+        agent's exit (so it includes connecting and the final acknowledgements).
+    (b) row_eps: the same rows, one INSERT per commit over one libpq connection: what a site
+        writing straight into the central database would get.
+    (c) copy_eps: the same rows in one binary COPY into the same table and indexes: the ceiling.
+    Then submit->ack latency at 1,000 events/s: events appended to an agent's outbox (durable)
+    one per millisecond, forwarded by a running agent; latency is from the append's commit to
+    the moment the outbox records the centre's acknowledgement.
+    Baselines named by the issue (2 cores): (b) about 5,000 rows/s, (c) about 200,000 rows/s.
+    Targets: ratio_copy = a/c >= 0.6, ack_p99_ms < 20.
+
+    Usage: bench_ingest [EVENTS_PER_AGENT (default 50000)]  with ASY_TEST_DATABASE set
+    (tests/bench/run starts a private cluster and sets it).  */
+#include "agent.h"
+#include "harness.h"
+#include "outbox.h"
+
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void s_die(const char *what, PGconn *pg)
+{
+    fprintf(stderr, "bench_ingest: %s: %s\n", what, pg ? PQerrorMessage(pg) : "");
+    exit(1);
+}
+
+static PGconn *s_connect(const char *conninfo)
+{
+    PGconn *pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK)
+        s_die("connect", pg);
+    return pg;
+}
+
+static void s_exec(PGconn *pg, const char *sql)
+{
+    PGresult *res = PQexec(pg, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+        s_die(sql, pg);
+    PQclear(res);
+}
+
+/* (a): returns events/s */
+static double s_broker_drain(const char *db, const char *dir, long per_agent)
+{
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, 0, endpoint, sizeof endpoint);
+    char *config[4];
+    char count[32];
+    snprintf(count, sizeof count, "%ld", per_agent);
+    for (int i = 0; i < 4; i++) {
+        char id[32], site[32], seed[8];
+        snprintf(id, sizeof id, "bench-%d", i);
+        snprintf(site, sizeof site, "site-bench-%d", i);
+        snprintf(seed, sizeof seed, "%d", i + 1);
+        config[i] = asy_test_agent_config(dir, id, site, endpoint);
+        if (asy_test_agent(config[i], NULL, 0, 600000, "simulate", "--events", count, "--seed",
+                           seed, NULL) != 0) {
+            fprintf(stderr, "bench_ingest: simulate failed\n");
+            exit(1);
+        }
+    }
+    pid_t agent[4];
+    int64_t start = asy_test_now_ms();
+    for (int i = 0; i < 4; i++) {
+        char *argv[] = {ASY_AGENT_PATH, "--config", config[i], "run", "--until-drained", NULL};
+        char log_path[512];
+        snprintf(log_path, sizeof log_path, "%s/bench-%d.log", dir, i);
+        agent[i] = asy_test_spawn(argv, log_path);
+    }
+    for (int i = 0; i < 4; i++)
+        if (asy_test_wait(agent[i], 1800000) != 0) {
+            fprintf(stderr, "bench_ingest: agent %d failed; see %s\n", i, dir);
+            exit(1);
+        }
+    double seconds = (double)(asy_test_now_ms() - start) / 1000.0;
+    asy_test_stop(broker, SIGTERM, 20000);
+    return (double)(4 * per_agent) / seconds;
+}
+
+/* Copies the committed rows out in binary COPY format (the exact rows (a) wrote). */
+static char *s_dump_rows(PGconn *pg, size_t *size)
+{
+    PGresult *res = PQexec(pg, "COPY (SELECT * FROM event) TO STDOUT (FORMAT binary)");
+    if (PQresultStatus(res) != PGRES_COPY_OUT)
+        s_die("copy out", pg);
+    PQclear(res);
+    size_t used = 0, cap = 1 << 20;
+    char *data = malloc(cap);
+    char *chunk;
+    int got;
+    while ((got = PQgetCopyData(pg, &chunk, 0)) > 0) {
+        if (used + (size_t)got > cap) {
+            while (used + (size_t)got > cap)
+                cap *= 2;
+            data = realloc(data, cap);
+        }
+        memcpy(data + used, chunk, (size_t)got);
+        used += (size_t)got;
+        PQfreemem(chunk);
+    }
+    PQclear(PQgetResult(pg));
+    *size = used;
+    return data;
+}
+
+/* (c): returns rows/s */
+static double s_copy_in(PGconn *pg, const char *data, size_t size, long rows)
+{
+    s_exec(pg, "TRUNCATE event");
+    int64_t start = asy_test_now_ms();
+    s_exec(pg, "BEGIN");
+    PGresult *res = PQexec(pg, "COPY event FROM STDIN (FORMAT binary)");
+    if (PQresultStatus(res) != PGRES_COPY_IN)
+        s_die("copy in", pg);
+    PQclear(res);
+    for (size_t at = 0; at < size; at += 1 << 16) {
+        size_t part = size - at < (1u << 16) ? size - at : (1u << 16);
+        if (PQputCopyData(pg, data + at, (int)part) != 1)
+            s_die("put copy", pg);
+    }
+    if (PQputCopyEnd(pg, NULL) != 1)
+        s_die("copy end", pg);
+    res = PQgetResult(pg);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        s_die("copy", pg);
+    PQclear(res);
+    s_exec(pg, "COMMIT");
+    return (double)rows / ((double)(asy_test_now_ms() - start) / 1000.0);
+}
+
+/* (b): the first n rows, one INSERT per transaction; returns rows/s */
+static double s_row_inserts(PGconn *source, PGconn *pg, int n)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT agent_id, epoch, seq, event_id, site_id, case_id, person_key, kind,"
+             " occurred_at, recorded_at, schema_version, received_at, payload FROM event LIMIT %d", n);
+    PGresult *rows = PQexec(source, sql);
+    if (PQresultStatus(rows) != PGRES_TUPLES_OK)
+        s_die("select rows", source);
+    s_exec(pg, "TRUNCATE event");
+    PGresult *prep = PQprepare(pg, "ins",
+                               "INSERT INTO event (agent_id, epoch, seq, event_id, site_id, case_id,"
+                               " person_key, kind, occurred_at, recorded_at, schema_version, received_at,"
+                               " payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)", 13, NULL);
+    if (PQresultStatus(prep) != PGRES_COMMAND_OK)
+        s_die("prepare", pg);
+    PQclear(prep);
+    int count = PQntuples(rows);
+    int64_t start = asy_test_now_ms();
+    for (int r = 0; r < count; r++) {
+        const char *values[13];
+        for (int c = 0; c < 13; c++)
+            values[c] = PQgetisnull(rows, r, c) ? NULL : PQgetvalue(rows, r, c);
+        PGresult *res = PQexecPrepared(pg, "ins", 13, values, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            s_die("insert", pg);
+        PQclear(res);
+    }
+    double rate = (double)count / ((double)(asy_test_now_ms() - start) / 1000.0);
+    PQclear(rows);
+    return rate;
+}
+
+static int s_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* submit->ack latency at 1,000 events/s for `seconds`; fills p50/p99 in ms */
+static void s_latency(const char *db, const char *dir, int seconds, double *p50, double *p99)
+{
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, 0, endpoint, sizeof endpoint);
+    char *config = asy_test_agent_config(dir, "latency", "site-latency", endpoint);
+    char outbox_path[512];
+    snprintf(outbox_path, sizeof outbox_path, "%s/latency.outbox.db", dir);
+    char error[256];
+    asy_outbox_t *outbox = asy_outbox_open(outbox_path, "latency", "site-latency", error, sizeof error);
+    if (!outbox) {
+        fprintf(stderr, "bench_ingest: %s\n", error);
+        exit(1);
+    }
+    char *argv[] = {ASY_AGENT_PATH, "--config", config, "run", NULL};
+    char log_path[512];
+    snprintf(log_path, sizeof log_path, "%s/latency-run.log", dir);
+    pid_t agent = asy_test_spawn(argv, log_path);
+    usleep(500 * 1000);
+
+    long total = 1000L * seconds;
+    int64_t *submitted_us = calloc((size_t)total + 2, sizeof *submitted_us);
+    double *latency = calloc((size_t)total + 1, sizeof *latency);
+    long sent = 0, measured = 0;
+    uint64_t acked = 0;
+    int64_t start_us = asy_test_now_ms() * 1000;
+    while (measured < total) {
+        int64_t now_us;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        long due = sent < total ? (long)((now_us - start_us) / 1000) + 1 : sent;
+        if (due > total)
+            due = total;
+        if (due > sent) {
+            asy_outbox_begin(outbox);
+            for (; sent < due; sent++) {
+                char line[512];
+                snprintf(line, sizeof line,
+                         "{\"caseId\":\"%064lx\",\"occurredAt\":\"2026-01-05T10:00:00Z\","
+                         "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}", (unsigned long)sent + 1);
+                json_error_t jerr;
+                json_t *object = json_loads(line, 0, &jerr);
+                asy_event_t *event = NULL;
+                char why[256];
+                if (asy_event_from_json(object, &event, why, sizeof why) != 0) {
+                    fprintf(stderr, "bench_ingest: %s\n", why);
+                    exit(1);
+                }
+                uint64_t seq = 0;
+                asy_outbox_append(outbox, event, &seq);
+                asy_event_destroy(&event);
+                json_decref(object);
+            }
+            asy_outbox_commit(outbox);
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t committed_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            for (long s = measured + 1; s <= sent; s++)
+                if (!submitted_us[s])
+                    submitted_us[s] = committed_us;
+        }
+        asy_outbox_status_t status;
+        if (asy_outbox_status(outbox, &status) == 0 && status.acked_seq > acked) {
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            for (uint64_t s = acked + 1; s <= status.acked_seq && (long)s <= total; s++)
+                latency[measured++] = (double)(now_us - submitted_us[s]) / 1000.0;
+            acked = status.acked_seq;
+        }
+        usleep(200);
+    }
+    qsort(latency, (size_t)measured, sizeof *latency, s_cmp_double);
+    *p50 = latency[measured / 2];
+    *p99 = latency[(measured * 99) / 100];
+    asy_test_stop(agent, SIGTERM, 5000);
+    asy_test_stop(broker, SIGTERM, 20000);
+    asy_outbox_destroy(&outbox);
+    free(submitted_us);
+    free(latency);
+}
+
+int main(int argc, char **argv)
+{
+    long per_agent = argc > 1 ? atol(argv[1]) : 50000;
+    if (per_agent <= 0) {
+        fprintf(stderr, "usage: bench_ingest [EVENTS_PER_AGENT]\n");
+        return 2;
+    }
+    char *dir = asy_test_tmpdir();
+    char *db_a = asy_test_create_database();
+    double broker_eps = s_broker_drain(db_a, dir, per_agent);
+    printf("(a) broker: %ld events from 4 agents: %.0f events/s\n", 4 * per_agent, broker_eps);
+
+    char *db_c = asy_test_create_database();
+    {   /* the same schema: let the broker migrate it, then stop */
+        char endpoint[128];
+        pid_t broker = asy_test_start_broker(db_c, dir, 0, endpoint, sizeof endpoint);
+        asy_test_stop(broker, SIGTERM, 20000);
+    }
+    PGconn *source = s_connect(db_a);
+    PGconn *target = s_connect(db_c);
+    size_t size = 0;
+    char *rows = s_dump_rows(source, &size);
+    double copy_eps = s_copy_in(target, rows, size, 4 * per_agent);
+    printf("(c) binary COPY of the same %ld rows: %.0f rows/s\n", 4 * per_agent, copy_eps);
+    double row_eps = s_row_inserts(source, target, 5000);
+    printf("(b) one INSERT per commit, 5,000 rows: %.0f rows/s\n", row_eps);
+    free(rows);
+    PQfinish(source);
+    PQfinish(target);
+
+    double p50 = 0, p99 = 0;
+    s_latency(asy_test_create_database(), dir, 10, &p50, &p99);
+    printf("submit->ack latency at 1,000 events/s for 10 s: p50 %.2f ms, p99 %.2f ms\n", p50, p99);
+    printf("baselines (2 cores): row ~5,000/s, copy ~200,000/s; targets: ratio_copy >= 0.6, p99 < 20 ms\n");
+    printf("ingest: broker_eps=%.0f row_eps=%.0f copy_eps=%.0f ratio_copy=%.2f ratio_row=%.1f "
+           "ack_p50_ms=%.2f ack_p99_ms=%.2f\n",
+           broker_eps, row_eps, copy_eps, broker_eps / copy_eps, broker_eps / row_eps, p50, p99);
+    return 0;
+}

@@ -1,0 +1,243 @@
+/*  test_pipeline.c: the core pipeline end to end. Real advsync-agent and advsyncd processes,
+    real ZeroMQ over loopback, a real PostgreSQL (the cluster ./deploy/test started).  */
+#include "casecheck.h"
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pid_t s_run_agent(const char *config, const char *log_dir, const char *name)
+{
+    char log_path[512];
+    snprintf(log_path, sizeof log_path, "%s/%s.log", log_dir, name);
+    char *argv[] = {ASY_AGENT_PATH, "--config", (char *)config, "run", "--until-drained", NULL};
+    return asy_test_spawn(argv, log_path);
+}
+
+/* A TCP port nobody listens on right now (bind to 0, read it, close). */
+static int s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+Test(pipeline, three_agents_twenty_thousand_events_each, .timeout = 900)
+{
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, 0, endpoint, sizeof endpoint);
+
+    char *config[3];
+    pid_t agent[3];
+    for (int i = 0; i < 3; i++) {
+        char id[32], site[32], seed[16];
+        snprintf(id, sizeof id, "agent-%d", i);
+        snprintf(site, sizeof site, "site-%d", i);
+        snprintf(seed, sizeof seed, "%d", 11 + i);
+        config[i] = asy_test_agent_config(dir, id, site, endpoint);
+        char out[4096];
+        int rc = asy_test_agent(config[i], out, sizeof out, 300000, "simulate", "--events",
+                                "20000", "--seed", seed, NULL);
+        cr_assert_eq(rc, 0, "simulate for %s exited %d: %s", id, rc, out);
+    }
+    int64_t start = asy_test_now_ms();
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "agent-%d-run", i);
+        agent[i] = s_run_agent(config[i], dir, name);
+    }
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(asy_test_wait(agent[i], 600000), 0, "agent %d did not drain; see %s", i, dir);
+    int64_t elapsed = asy_test_now_ms() - start;
+    cr_log_info("60,000 events drained through the broker in %lld ms", (long long)elapsed);
+
+    int status = asy_test_stop(broker, SIGTERM, 20000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "broker did not exit 0 on SIGTERM");
+
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 60000);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM quarantine"), 0);
+    cr_assert_eq(asy_test_check_streams(pg), 60000);
+    for (int i = 0; i < 3; i++) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM event WHERE agent_id = 'agent-%d' AND site_id = 'site-%d'", i, i);
+        cr_assert_eq(asy_test_pg_int(pg, sql), 20000);
+        char out[4096];
+        cr_assert_eq(asy_test_agent(config[i], out, sizeof out, 30000, "status", "--json", NULL), 0);
+        cr_assert(strstr(out, "\"backlog\": 0") || strstr(out, "\"backlog\":0"),
+                  "agent %d still reports a backlog: %s", i, out);
+    }
+    long cases = asy_test_check_case_state(pg);
+    cr_assert_gt(cases, 1000, "only %ld cases", cases);
+    PQfinish(pg);
+}
+
+Test(pipeline, offline_backlog_drains_when_broker_starts, .timeout = 600)
+{
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    int port = s_free_port();
+    char endpoint[128];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    char *config = asy_test_agent_config(dir, "ward-offline", "site-offline", endpoint);
+
+    /* the link is down: the agent starts first and keeps retrying while events arrive */
+    pid_t agent = s_run_agent(config, dir, "agent-run");
+    char out[4096];
+    int rc = asy_test_agent(config, out, sizeof out, 300000, "simulate", "--events", "10000",
+                            "--seed", "5", NULL);
+    cr_assert_eq(rc, 0, "simulate exited %d", rc);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+    cr_assert(strstr(out, "10000"), "status should show 10000 events held: %s", out);
+    sleep(2);
+    cr_assert_eq(waitpid(agent, NULL, WNOHANG), 0, "the agent gave up while offline");
+
+    pid_t broker = asy_test_start_broker(db, dir, port, endpoint, sizeof endpoint);
+    cr_assert_eq(asy_test_wait(agent, 300000), 0, "the backlog did not drain");
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+    cr_assert(strstr(out, "\"backlog\": 0") || strstr(out, "\"backlog\":0"), "backlog left: %s", out);
+    asy_test_stop(broker, SIGTERM, 20000);
+
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 10000);
+    cr_assert_eq(asy_test_check_streams(pg), 10000);
+    asy_test_check_case_state(pg);
+    PQfinish(pg);
+}
+
+/* Writes lines to <dir>/<name>.jsonl and returns the path (caller frees). */
+static char *s_write_lines(const char *dir, const char *name, const char *const *lines, int count)
+{
+    char *path = malloc(512);
+    snprintf(path, 512, "%s/%s.jsonl", dir, name);
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file);
+    for (int i = 0; i < count; i++)
+        fprintf(file, "%s\n", lines[i]);
+    fclose(file);
+    return path;
+}
+
+Test(pipeline, no_raw_identifier_reaches_the_centre, .timeout = 300)
+{
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, 0, endpoint, sizeof endpoint);
+    char *config = asy_test_agent_config(dir, "ward-id", "site-id", endpoint);
+    const char *lines[] = {
+        "{\"nhsNumber\":\"943 476 5919\",\"caseRef\":\"CASE-RAW-0042\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+        "\"referralReceived\":{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-03-02T10:00:00Z\"}}",
+        "{\"personRef\":\"LOCAL-PERSON-77\",\"caseRef\":\"CASE-RAW-0042\",\"occurredAt\":\"2026-03-03T10:00:00Z\","
+        "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+    };
+    char *path = s_write_lines(dir, "ids", lines, 2);
+    char out[4096];
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "submit", path, NULL), 0, "%s", out);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+    asy_test_stop(broker, SIGTERM, 20000);
+
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 2);
+    const char *raw[] = {"9434765919", "943 476 5919", "CASE-RAW-0042", "LOCAL-PERSON-77"};
+    for (int i = 0; i < 4; i++) {
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "SELECT (SELECT count(*) FROM event WHERE position(convert_to('%s','UTF8') in payload) > 0"
+                 "  OR case_id LIKE '%%%s%%' OR coalesce(person_key,'') LIKE '%%%s%%')"
+                 " + (SELECT count(*) FROM case_state WHERE case_state::text LIKE '%%%s%%')",
+                 raw[i], raw[i], raw[i], raw[i]);
+        cr_assert_eq(asy_test_pg_int(pg, sql), 0, "raw identifier %s reached the centre", raw[i]);
+    }
+    /* the same case reference gives one case at the centre */
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT case_id) FROM event"), 1);
+    PQfinish(pg);
+}
+
+/* One case seen by two sites (the ward reports the detention and closure, the community
+   office the referral and contact), delivered in different orders: same case_state. */
+static const char *s_ward_lines[] = {
+    "{\"caseRef\":\"SHARED-1\",\"personRef\":\"p1\",\"occurredAt\":\"2026-02-02T09:00:00Z\","
+    "\"qualifyingStarted\":{\"legalStatus\":\"LEGAL_03_S3\"}}",
+    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-06T11:00:00Z\",\"meetingInitialHeld\":{\"venueType\":\"VENUE_WARD\"}}",
+    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-03-20T16:00:00Z\",\"caseClosed\":{\"closureReason\":\"CLOSURE_GOALS_ACHIEVED\"}}",
+};
+static const char *s_office_lines[] = {
+    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-02T10:00:00Z\",\"personProfileRecorded\":"
+    "{\"ons2021Ethnicity\":\"ONS_BLACK_CARIBBEAN\",\"ageBand\":\"AGE_35_49\",\"gender\":\"GENDER_MALE\"}}",
+    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-03T10:00:00Z\",\"referralReceived\":"
+    "{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-02-03T10:00:00Z\"}}",
+    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-04T12:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_IN_PERSON\"}}",
+    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-05T12:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+};
+
+/* Delivers the two sites' lines to a fresh database in the given order; returns case_state
+   as text (one row), and the database's conninfo through *db_out. */
+static char *s_deliver(bool ward_first, bool reversed, char **db_out)
+{
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, 0, endpoint, sizeof endpoint);
+    char *ward = asy_test_agent_config(dir, "ward-1", "site-ward", endpoint);
+    char *office = asy_test_agent_config(dir, "office-1", "site-office", endpoint);
+    const char *ward_lines[3], *office_lines[4];
+    for (int i = 0; i < 3; i++)
+        ward_lines[i] = s_ward_lines[reversed ? 2 - i : i];
+    for (int i = 0; i < 4; i++)
+        office_lines[i] = s_office_lines[reversed ? 3 - i : i];
+    char *ward_file = s_write_lines(dir, "ward", ward_lines, 3);
+    char *office_file = s_write_lines(dir, "office", office_lines, 4);
+    char out[4096];
+    for (int step = 0; step < 2; step++) {
+        bool ward_now = (step == 0) == ward_first;
+        const char *cfg = ward_now ? ward : office;
+        cr_assert_eq(asy_test_agent(cfg, out, sizeof out, 30000, "submit",
+                                    ward_now ? ward_file : office_file, NULL), 0, "%s", out);
+        cr_assert_eq(asy_test_agent(cfg, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+    }
+    asy_test_stop(broker, SIGTERM, 20000);
+    PGconn *pg = asy_test_pg_connect(db);
+    PGresult *res = PQexec(pg, "SELECT (to_jsonb(c) - 'updated_at' - 'created_at')::text FROM case_state c");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+    cr_assert_eq(PQntuples(res), 1, "one case expected, got %d", PQntuples(res));
+    char *state = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    asy_test_check_case_state(pg);
+    PQfinish(pg);
+    *db_out = db;
+    return state;
+}
+
+Test(pipeline, late_and_out_of_order_events_give_the_same_case_state, .timeout = 600)
+{
+    char *db[3];
+    char *in_order = s_deliver(true, false, &db[0]);
+    char *office_first = s_deliver(false, false, &db[1]);
+    char *reversed = s_deliver(false, true, &db[2]);
+    cr_assert_str_eq(office_first, in_order);
+    cr_assert_str_eq(reversed, in_order);
+    PGconn *pg = asy_test_pg_connect(db[2]);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM case_state WHERE status = 'closed'"
+                                     " AND event_count = 7 AND first_contact_at = '2026-02-04T12:00:00Z'"
+                                     " AND initial_meeting_at = '2026-02-06T11:00:00Z'"
+                                     " AND referral_received_at = '2026-02-03T10:00:00Z'"), 1,
+                 "state: %s", reversed);
+    PQfinish(pg);
+}

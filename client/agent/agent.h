@@ -45,6 +45,12 @@ typedef struct {
    message naming the field, or ASY_EDB. */
 int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size);
 
+/* Loads the consortium key and opens the outbox that config names, as a submitter needs.
+   Returns 0, or logs the reason and returns ASY_ECONFIG (no key_file), ASY_EIO / ASY_ECONFIG
+   (key file unreadable / malformed) or ASY_EDB (outbox). The caller destroys *outbox. */
+int asy_submitter_open(const asy_agent_config_t *config, asy_pseudonym_key_t *key,
+                       asy_outbox_t **outbox);
+
 /* Subcommands: argv[0] is the subcommand name; return the process exit code. */
 int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv);

@@ -25,7 +25,7 @@ const char *asy_test_conninfo(void)
 {
     const char *conninfo = getenv("ASY_TEST_DATABASE");
     if (!conninfo || !*conninfo)
-        cr_fatal("ASY_TEST_DATABASE is not set: run the suite through ./deploy/test, which "
+        cr_assert_fail("ASY_TEST_DATABASE is not set: run the suite through ./deploy/test, which "
                  "starts a throwaway PostgreSQL cluster");
     return conninfo;
 }
@@ -37,7 +37,7 @@ PGconn *asy_test_pg_connect(const char *conninfo)
         char message[512];
         snprintf(message, sizeof message, "%s", PQerrorMessage(pg));
         PQfinish(pg);
-        cr_fatal("cannot connect to PostgreSQL (%s): %s", conninfo, message);
+        cr_assert_fail("cannot connect to PostgreSQL (%s): %s", conninfo, message);
     }
     PGresult *quiet = PQexec(pg, "SET client_min_messages = warning");
     PQclear(quiet);
@@ -52,7 +52,7 @@ void asy_test_pg_exec(PGconn *pg, const char *sql)
         char message[512];
         snprintf(message, sizeof message, "%s", PQresultErrorMessage(result));
         PQclear(result);
-        cr_fatal("SQL failed: %s\n%s", sql, message);
+        cr_assert_fail("SQL failed: %s\n%s", sql, message);
     }
     PQclear(result);
 }
@@ -64,7 +64,7 @@ long long asy_test_pg_int(PGconn *pg, const char *sql)
         char message[512];
         snprintf(message, sizeof message, "%s", PQresultErrorMessage(result));
         PQclear(result);
-        cr_fatal("SQL failed or returned no row: %s\n%s", sql, message);
+        cr_assert_fail("SQL failed or returned no row: %s\n%s", sql, message);
     }
     long long value = PQgetisnull(result, 0, 0) ? 0 : atoll(PQgetvalue(result, 0, 0));
     PQclear(result);
@@ -234,11 +234,11 @@ pid_t asy_test_start_broker(const char *conninfo, const char *workdir, int port,
         }
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid)
-            cr_fatal("advsyncd exited early (status %d); see %s", status, log_path);
+            cr_assert_fail("advsyncd exited early (status %d); see %s", status, log_path);
         usleep(20 * 1000);
     }
     kill(pid, SIGKILL);
-    cr_fatal("advsyncd did not start listening within 30 s; see %s", log_path);
+    cr_assert_fail("advsyncd did not start listening within 30 s; see %s", log_path);
     return -1;
 }
 

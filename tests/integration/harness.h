@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The cluster's conninfo; fails the test (cr_fatal) if ASY_TEST_DATABASE is unset. */
+/* The cluster's conninfo; fails the test (cr_assert_fail) if ASY_TEST_DATABASE is unset. */
 const char *asy_test_conninfo(void);
 
 /* Creates a fresh, empty database and returns its conninfo (caller frees). */

@@ -97,21 +97,33 @@ Test(pipeline, offline_backlog_drains_when_broker_starts, .timeout = 600)
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     char *config = asy_test_agent_config(dir, "ward-offline", "site-offline", endpoint);
 
-    /* the link is down: the agent starts first and keeps retrying while events arrive */
-    pid_t agent = s_run_agent(config, dir, "agent-run");
+    /* the link is down: the agent runs and keeps retrying while events arrive */
+    char log_path[512];
+    snprintf(log_path, sizeof log_path, "%s/agent-run.log", dir);
+    char *run[] = {ASY_AGENT_PATH, "--config", config, "run", NULL};
+    pid_t agent = asy_test_spawn(run, log_path);
     char out[4096];
     int rc = asy_test_agent(config, out, sizeof out, 300000, "simulate", "--events", "10000",
                             "--seed", "5", NULL);
     cr_assert_eq(rc, 0, "simulate exited %d", rc);
-    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
-    cr_assert(strstr(out, "10000"), "status should show 10000 events held: %s", out);
     sleep(2);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+    cr_assert(strstr(out, "\"backlog\": 10000") || strstr(out, "\"backlog\":10000"),
+              "status should show 10000 events held: %s", out);
     cr_assert_eq(waitpid(agent, NULL, WNOHANG), 0, "the agent gave up while offline");
 
     pid_t broker = asy_test_start_broker(db, dir, port, endpoint, sizeof endpoint);
-    cr_assert_eq(asy_test_wait(agent, 300000), 0, "the backlog did not drain");
-    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
-    cr_assert(strstr(out, "\"backlog\": 0") || strstr(out, "\"backlog\":0"), "backlog left: %s", out);
+    int64_t deadline = asy_test_now_ms() + 300000;
+    bool drained = false;
+    while (!drained && asy_test_now_ms() < deadline) {
+        cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+        drained = strstr(out, "\"backlog\": 0") || strstr(out, "\"backlog\":0");
+        if (!drained)
+            usleep(200 * 1000);
+    }
+    cr_assert(drained, "the backlog did not drain: %s", out);
+    int status = asy_test_stop(agent, SIGTERM, 10000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "agent did not stop cleanly");
     asy_test_stop(broker, SIGTERM, 20000);
 
     PGconn *pg = asy_test_pg_connect(db);
@@ -173,18 +185,18 @@ Test(pipeline, no_raw_identifier_reaches_the_centre, .timeout = 300)
 /* One case seen by two sites (the ward reports the detention and closure, the community
    office the referral and contact), delivered in different orders: same case_state. */
 static const char *s_ward_lines[] = {
-    "{\"caseRef\":\"SHARED-1\",\"personRef\":\"p1\",\"occurredAt\":\"2026-02-02T09:00:00Z\","
+    "{\"eventId\":\"0190a1b2-0000-7000-8000-000000000001\",\"caseRef\":\"SHARED-1\",\"personRef\":\"p1\",\"occurredAt\":\"2026-02-02T09:00:00Z\","
     "\"qualifyingStarted\":{\"legalStatus\":\"LEGAL_03_S3\"}}",
-    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-06T11:00:00Z\",\"meetingInitialHeld\":{\"venueType\":\"VENUE_WARD\"}}",
-    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-03-20T16:00:00Z\",\"caseClosed\":{\"closureReason\":\"CLOSURE_GOALS_ACHIEVED\"}}",
+    "{\"eventId\":\"0190a1b2-0000-7000-8000-000000000002\",\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-06T11:00:00Z\",\"meetingInitialHeld\":{\"venueType\":\"VENUE_WARD\"}}",
+    "{\"eventId\":\"0190a1b2-0000-7000-8000-000000000003\",\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-03-20T16:00:00Z\",\"caseClosed\":{\"closureReason\":\"CLOSURE_GOALS_ACHIEVED\"}}",
 };
 static const char *s_office_lines[] = {
-    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-02T10:00:00Z\",\"personProfileRecorded\":"
+    "{\"eventId\":\"0190a1b2-0000-7000-8000-000000000004\",\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-02T10:00:00Z\",\"personProfileRecorded\":"
     "{\"ons2021Ethnicity\":\"ONS_BLACK_CARIBBEAN\",\"ageBand\":\"AGE_35_49\",\"gender\":\"GENDER_MALE\"}}",
-    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-03T10:00:00Z\",\"referralReceived\":"
+    "{\"eventId\":\"0190a1b2-0000-7000-8000-000000000005\",\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-03T10:00:00Z\",\"referralReceived\":"
     "{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-02-03T10:00:00Z\"}}",
-    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-04T12:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_IN_PERSON\"}}",
-    "{\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-05T12:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+    "{\"eventId\":\"0190a1b2-0000-7000-8000-000000000006\",\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-04T12:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_IN_PERSON\"}}",
+    "{\"eventId\":\"0190a1b2-0000-7000-8000-000000000007\",\"caseRef\":\"SHARED-1\",\"occurredAt\":\"2026-02-05T12:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
 };
 
 /* Delivers the two sites' lines to a fresh database in the given order; returns case_state

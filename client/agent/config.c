@@ -1,0 +1,293 @@
+/*  config.c: advsync-agent configuration: defaults, then the config file, then the flags.
+
+    The file is czmq zconfig (ZPL) text with one section `agent`:
+        agent
+            id = ward-3
+            site = site-north
+            outbox = "/var/lib/advsync/ward-3.outbox.db"
+            key_file = "/etc/advsync/consortium.key"
+            endpoint = "tcp://centre-a:5570,tcp://centre-b:5570"
+            batch_max = 1000
+    Other sections are ignored (one file may serve several programs); unknown keys inside
+    `agent` are errors, so a misspelt key is not silently ignored.  */
+#include "agent.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5570"
+
+static void s_error(char *error, size_t error_size, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void s_error(char *error, size_t error_size, const char *format, ...)
+{
+    if (!error || !error_size)
+        return;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(error, error_size, format, args);
+    va_end(args);
+}
+
+/* Copies value into a fixed field; ASY_ECONFIG if it does not fit. where names the origin. */
+static int s_copy(char *field, size_t size, const char *value, const char *where, char *error,
+                  size_t error_size)
+{
+    if (strlen(value) >= size) {
+        s_error(error, error_size, "%s: longer than %zu characters", where, size - 1);
+        return ASY_ECONFIG;
+    }
+    memcpy(field, value, strlen(value) + 1);
+    return 0;
+}
+
+static int s_number(uint32_t *field, const char *value, uint32_t min, uint32_t max,
+                    const char *where, char *error, size_t error_size)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long number = strtoull(value, &end, 10);
+    if (!*value || *end || errno || value[0] == '-' || number < min || number > max) {
+        s_error(error, error_size, "%s: must be a whole number from %u to %u (got \"%s\")", where,
+                min, max, value);
+        return ASY_ECONFIG;
+    }
+    *field = (uint32_t)number;
+    return 0;
+}
+
+/* Appends the endpoints of a comma-separated list. */
+static int s_add_endpoints(asy_agent_config_t *config, const char *list, const char *where,
+                           char *error, size_t error_size)
+{
+    const char *start = list;
+    while (true) {
+        const char *comma = strchr(start, ',');
+        size_t length = comma ? (size_t)(comma - start) : strlen(start);
+        while (length && (*start == ' ' || *start == '\t'))
+            start++, length--;
+        while (length && (start[length - 1] == ' ' || start[length - 1] == '\t'))
+            length--;
+        if (length == 0) {
+            s_error(error, error_size, "%s: empty endpoint in \"%s\"", where, list);
+            return ASY_ECONFIG;
+        }
+        if (config->endpoint_count == ASY_AGENT_MAX_ENDPOINTS) {
+            s_error(error, error_size, "%s: more than %d endpoints", where,
+                    ASY_AGENT_MAX_ENDPOINTS);
+            return ASY_ECONFIG;
+        }
+        if (length >= sizeof config->endpoints[0]) {
+            s_error(error, error_size, "%s: endpoint longer than %zu characters", where,
+                    sizeof config->endpoints[0] - 1);
+            return ASY_ECONFIG;
+        }
+        char *endpoint = config->endpoints[config->endpoint_count++];
+        memcpy(endpoint, start, length);
+        endpoint[length] = '\0';
+        bool tcp = strncmp(endpoint, "tcp://", 6) == 0 && endpoint[6];
+        bool ipc = strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6];
+        if (!tcp && !ipc) {
+            s_error(error, error_size,
+                    "%s: endpoint \"%s\" must start with tcp:// or ipc:// (e.g. "
+                    "tcp://centre.example.org:5570)",
+                    where, endpoint);
+            return ASY_ECONFIG;
+        }
+        if (!comma)
+            return 0;
+        start = comma + 1;
+    }
+}
+
+/* Applies one key of the agent section (or one flag: where names which). */
+static int s_apply(asy_agent_config_t *config, const char *key, const char *value,
+                   const char *where, char *error, size_t error_size)
+{
+    if (strcmp(key, "id") == 0)
+        return s_copy(config->agent_id, sizeof config->agent_id, value, where, error, error_size);
+    if (strcmp(key, "site") == 0)
+        return s_copy(config->site_id, sizeof config->site_id, value, where, error, error_size);
+    if (strcmp(key, "outbox") == 0)
+        return s_copy(config->outbox_path, sizeof config->outbox_path, value, where, error,
+                      error_size);
+    if (strcmp(key, "key_file") == 0)
+        return s_copy(config->key_file, sizeof config->key_file, value, where, error, error_size);
+    if (strcmp(key, "endpoint") == 0)
+        return s_add_endpoints(config, value, where, error, error_size);
+    if (strcmp(key, "batch_max") == 0)
+        return s_number(&config->batch_max, value, 1, ASY_MAX_BATCH_EVENTS, where, error,
+                        error_size);
+    if (strcmp(key, "batch_ms") == 0)
+        return s_number(&config->batch_ms, value, 0, 10000, where, error, error_size);
+    if (strcmp(key, "window") == 0)
+        return s_number(&config->window, value, 1, 1024, where, error, error_size);
+    if (strcmp(key, "ack_timeout_ms") == 0)
+        return s_number(&config->ack_timeout_ms, value, 100, 3600000, where, error, error_size);
+    s_error(error, error_size,
+            "%s: unknown key (known: id, site, outbox, key_file, endpoint, batch_max, batch_ms, "
+            "window, ack_timeout_ms)",
+            where);
+    return ASY_ECONFIG;
+}
+
+static int s_load_file(asy_agent_config_t *config, const char *path, char *error, size_t error_size)
+{
+    FILE *probe = fopen(path, "r");
+    if (!probe) {
+        s_error(error, error_size, "cannot read config file %s: %s", path, strerror(errno));
+        return ASY_ECONFIG;
+    }
+    fclose(probe);
+    zconfig_t *root = zconfig_load(path);
+    if (!root) {
+        s_error(error, error_size, "%s: not a valid zconfig file (see the message above)", path);
+        return ASY_ECONFIG;
+    }
+    zconfig_t *section = zconfig_locate(root, "agent");
+    int rc = 0;
+    if (!section) {
+        s_error(error, error_size, "%s: no `agent` section", path);
+        rc = ASY_ECONFIG;
+    }
+    bool file_endpoints = false;
+    for (zconfig_t *item = section ? zconfig_child(section) : NULL; item && rc == 0;
+         item = zconfig_next(item)) {
+        const char *name = zconfig_name(item);
+        const char *value = zconfig_value(item) ? zconfig_value(item) : "";
+        char where[256];
+        snprintf(where, sizeof where, "%s: agent/%s", path, name);
+        if (zconfig_child(item)) {
+            s_error(error, error_size, "%s: a value, not a section, is expected", where);
+            rc = ASY_ECONFIG;
+            break;
+        }
+        /* repeated `endpoint` keys add up */
+        if (strcmp(name, "endpoint") == 0 && !file_endpoints) {
+            config->endpoint_count = 0;
+            file_endpoints = true;
+        }
+        rc = s_apply(config, name, value, where, error, error_size);
+    }
+    zconfig_destroy(&root);
+    return rc;
+}
+
+typedef struct {
+    const char *flag;
+    const char *key;
+} s_flag_t;
+
+static const s_flag_t S_FLAGS[] = {
+    {"--config", NULL},         {"--id", "id"},
+    {"--site", "site"},         {"--outbox", "outbox"},
+    {"--key-file", "key_file"}, {"--endpoint", "endpoint"},
+};
+
+/* If arg is one of our flags (as "--flag" or "--flag=value"), returns it and sets *inline_value
+   to the text after '=' (or NULL). */
+static const s_flag_t *s_match(const char *arg, const char **inline_value)
+{
+    for (size_t i = 0; i < sizeof S_FLAGS / sizeof S_FLAGS[0]; i++) {
+        size_t length = strlen(S_FLAGS[i].flag);
+        if (strncmp(arg, S_FLAGS[i].flag, length) != 0)
+            continue;
+        if (arg[length] == '\0') {
+            *inline_value = NULL;
+            return &S_FLAGS[i];
+        }
+        if (arg[length] == '=') {
+            *inline_value = arg + length + 1;
+            return &S_FLAGS[i];
+        }
+    }
+    return NULL;
+}
+
+int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, char *error,
+                          size_t error_size)
+{
+    memset(config, 0, sizeof *config);
+    config->batch_max = 1000;
+    config->batch_ms = 10;
+    config->window = ASY_DEFAULT_WINDOW;
+    config->ack_timeout_ms = 5000;
+
+    /* first pass: take our flags out of argv (anywhere before "--"), remember them */
+    const char *config_path = NULL;
+    const char *values[sizeof S_FLAGS / sizeof S_FLAGS[0]][ASY_AGENT_MAX_ENDPOINTS + 1];
+    int counts[sizeof S_FLAGS / sizeof S_FLAGS[0]] = {0};
+    int kept = 1;
+    bool passthrough = false;
+    for (int i = 1; i < *argc; i++) {
+        const char *inline_value = NULL;
+        const s_flag_t *flag = passthrough ? NULL : s_match(argv[i], &inline_value);
+        if (!flag) {
+            passthrough = passthrough || strcmp(argv[i], "--") == 0;
+            argv[kept++] = argv[i];
+            continue;
+        }
+        const char *value = inline_value;
+        if (!value) {
+            if (i + 1 >= *argc) {
+                s_error(error, error_size, "%s: needs a value", flag->flag);
+                return ASY_ECONFIG;
+            }
+            value = argv[++i];
+        }
+        size_t index = (size_t)(flag - S_FLAGS);
+        if (!flag->key)
+            config_path = value;
+        else if (counts[index] > ASY_AGENT_MAX_ENDPOINTS) {
+            s_error(error, error_size, "%s: given too often", flag->flag);
+            return ASY_ECONFIG;
+        } else
+            values[index][counts[index]++] = value;
+    }
+    *argc = kept;
+    argv[kept] = NULL;
+
+    if (config_path) {
+        int rc = s_load_file(config, config_path, error, error_size);
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < sizeof S_FLAGS / sizeof S_FLAGS[0]; i++) {
+        if (!S_FLAGS[i].key || counts[i] == 0)
+            continue;
+        /* --endpoint replaces the file's endpoints; other flags: the last one wins */
+        if (strcmp(S_FLAGS[i].key, "endpoint") == 0)
+            config->endpoint_count = 0;
+        int first = strcmp(S_FLAGS[i].key, "endpoint") == 0 ? 0 : counts[i] - 1;
+        for (int j = first; j < counts[i]; j++) {
+            int rc =
+                s_apply(config, S_FLAGS[i].key, values[i][j], S_FLAGS[i].flag, error, error_size);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    if (config->endpoint_count == 0) {
+        snprintf(config->endpoints[0], sizeof config->endpoints[0], "%s", S_DEFAULT_ENDPOINT);
+        config->endpoint_count = 1;
+    }
+    if (config->agent_id[0] && !asy_id_valid(config->agent_id)) {
+        s_error(error, error_size, "agent id \"%s\" (id / --id): use 1 to %d of A-Z a-z 0-9 . _ -",
+                config->agent_id, ASY_ID_MAX);
+        return ASY_ECONFIG;
+    }
+    if (config->site_id[0] && !asy_id_valid(config->site_id)) {
+        s_error(error, error_size,
+                "site id \"%s\" (site / --site): use 1 to %d of A-Z a-z 0-9 . _ -", config->site_id,
+                ASY_ID_MAX);
+        return ASY_ECONFIG;
+    }
+    if (!config->outbox_path[0] && config->agent_id[0])
+        snprintf(config->outbox_path, sizeof config->outbox_path, "./%s.outbox.db",
+                 config->agent_id);
+    return 0;
+}

@@ -1,0 +1,556 @@
+/*  outbox.c: the agent's durable store of events (see outbox.h).
+
+    One SQLite file in WAL mode, synchronous=FULL:
+      meta(key, value)   agent_id, site_id, epoch, next_seq, acked_seq, last_contact_ms,
+                         last_ack_ms, format
+      outbox(seq, event_id, payload, submitted_ms)   events not yet acknowledged
+      seen(event_id, seq)                            every event_id ever stored
+    Acknowledged payload rows are deleted; their event_id stays in `seen` (about 50 bytes per
+    event) so a resubmission is recognised as a duplicate even after the centre has it.
+    Every write transaction starts with BEGIN IMMEDIATE: `run` and `submit` may work on the
+    same file at once, and a deferred transaction that upgrades from read to write can fail
+    with SQLITE_BUSY without ever waiting.  */
+#include "outbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_FORMAT 1 /* layout of the file; bump with a migration when it changes */
+#define S_BUSY_TIMEOUT_MS 10000
+#define S_CONTACT_EVERY_MS 1000 /* note_contact writes at most this often */
+
+static const char *S_SCHEMA =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
+    " payload BLOB NOT NULL, submitted_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+    " WITHOUT ROWID;";
+
+typedef enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_META_GET,
+    S_META_SET,
+    S_SEEN_FIND,
+    S_SEEN_INSERT,
+    S_ROW_INSERT,
+    S_ROW_READ,
+    S_ROW_DELETE,
+    S_OLDEST,
+    S_STATEMENTS
+} s_statement_t;
+
+static const char *S_SQL[S_STATEMENTS] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [S_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+    [S_SEEN_FIND] = "SELECT seq FROM seen WHERE event_id = ?1",
+    [S_SEEN_INSERT] = "INSERT INTO seen (event_id, seq) VALUES (?1, ?2)",
+    [S_ROW_INSERT] =
+        "INSERT INTO outbox (seq, event_id, payload, submitted_ms) VALUES (?1, ?2, ?3, ?4)",
+    [S_ROW_READ] = "SELECT seq, payload FROM outbox WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+    [S_ROW_DELETE] = "DELETE FROM outbox WHERE seq <= ?1",
+    [S_OLDEST] = "SELECT min(submitted_ms) FROM outbox WHERE seq > ?1",
+};
+
+struct asy_outbox {
+    sqlite3 *db;
+    sqlite3_stmt *statement[S_STATEMENTS];
+    char agent_id[ASY_ID_MAX + 1];
+    char site_id[ASY_ID_MAX + 1];
+    uint64_t epoch;
+    bool in_transaction;
+    bool dirty;         /* next_seq moved in this transaction */
+    uint64_t next_seq;  /* valid inside a transaction */
+    uint64_t acked_seq; /* valid inside a transaction */
+    int64_t contact_written_ms;
+    int last_step; /* SQLite's code from the last s_run */
+    char errmsg[512];
+};
+
+static int64_t s_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void s_fail(asy_outbox_t *self, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void s_fail(asy_outbox_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(self->errmsg, sizeof self->errmsg, format, args);
+    va_end(args);
+}
+
+/* Records SQLite's error for what we were doing; returns ASY_EDB. */
+static int s_db_fail(asy_outbox_t *self, const char *doing)
+{
+    s_fail(self, "%s: %s", doing, sqlite3_errmsg(self->db));
+    return ASY_EDB;
+}
+
+/* Runs a prepared statement that returns no rows. */
+static int s_run(asy_outbox_t *self, s_statement_t which, const char *doing)
+{
+    sqlite3_stmt *statement = self->statement[which];
+    int rc = sqlite3_step(statement);
+    self->last_step = rc;
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    return rc == SQLITE_DONE ? 0 : s_db_fail(self, doing);
+}
+
+/* Reads meta[key] as an integer into *value (0 if the key is absent). */
+static int s_meta_get(asy_outbox_t *self, const char *key, int64_t *value)
+{
+    sqlite3_stmt *statement = self->statement[S_META_GET];
+    sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(statement);
+    *value = rc == SQLITE_ROW ? sqlite3_column_int64(statement, 0) : 0;
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading meta");
+}
+
+static int s_meta_set(asy_outbox_t *self, const char *key, int64_t value)
+{
+    sqlite3_stmt *statement = self->statement[S_META_SET];
+    sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(statement, 2, value);
+    return s_run(self, S_META_SET, "writing meta");
+}
+
+/* Creates the tables and the meta rows of a new file (a no-op on an existing one), then
+   checks the file belongs to this agent and site. */
+static int s_initialise(asy_outbox_t *self, const char *path)
+{
+    char *sql = sqlite3_mprintf(
+        "BEGIN IMMEDIATE; %s"
+        "INSERT OR IGNORE INTO meta VALUES ('format', %d), ('agent_id', %Q), ('site_id', %Q),"
+        " ('epoch', %lld), ('next_seq', 1), ('acked_seq', 0), ('last_contact_ms', 0),"
+        " ('last_ack_ms', 0);",
+        S_SCHEMA, S_FORMAT, self->agent_id, self->site_id, (long long)s_now_ms());
+    if (!sql)
+        return s_db_fail(self, "creating the outbox");
+    int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) {
+        s_db_fail(self, "creating the outbox tables");
+        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        return ASY_EDB;
+    }
+    sqlite3_stmt *statement = NULL;
+    rc = sqlite3_prepare_v2(self->db,
+                            "SELECT (SELECT value FROM meta WHERE key = 'agent_id'),"
+                            " (SELECT value FROM meta WHERE key = 'site_id'),"
+                            " (SELECT value FROM meta WHERE key = 'epoch'),"
+                            " (SELECT value FROM meta WHERE key = 'format')",
+                            -1, &statement, NULL);
+    int result = ASY_EDB;
+    if (rc == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW) {
+        const char *agent = (const char *)sqlite3_column_text(statement, 0);
+        const char *site = (const char *)sqlite3_column_text(statement, 1);
+        self->epoch = (uint64_t)sqlite3_column_int64(statement, 2);
+        int64_t format = sqlite3_column_int64(statement, 3);
+        if (format != S_FORMAT)
+            s_fail(self, "%s: outbox format %lld is not the one this program knows (%d)", path,
+                   (long long)format, S_FORMAT);
+        else if (!agent || !site || strcmp(agent, self->agent_id) != 0 ||
+                 strcmp(site, self->site_id) != 0)
+            s_fail(self, "%s belongs to agent %s of site %s, not to agent %s of site %s", path,
+                   agent ? agent : "?", site ? site : "?", self->agent_id, self->site_id);
+        else
+            result = 0;
+    } else
+        s_db_fail(self, "reading the outbox meta data");
+    sqlite3_finalize(statement);
+    if (sqlite3_exec(self->db, result == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) !=
+            SQLITE_OK &&
+        result == 0)
+        result = s_db_fail(self, "creating the outbox");
+    return result;
+}
+
+asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char *site_id,
+                              char *error, size_t error_size)
+{
+    asy_outbox_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    if (strlen(agent_id) > ASY_ID_MAX || strlen(site_id) > ASY_ID_MAX) {
+        snprintf(error, error_size, "agent or site id longer than %d characters", ASY_ID_MAX);
+        free(self);
+        return NULL;
+    }
+    snprintf(self->agent_id, sizeof self->agent_id, "%s", agent_id);
+    snprintf(self->site_id, sizeof self->site_id, "%s", site_id);
+
+    /* the outbox holds personal (if pseudonymised) data: create it private; SQLite gives
+       the -wal and -shm files the same mode */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
+        free(self);
+        return NULL;
+    }
+    close(fd);
+
+    int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(error, error_size, "cannot open %s: %s", path,
+                 self->db ? sqlite3_errmsg(self->db) : sqlite3_errstr(rc));
+        goto failed;
+    }
+    sqlite3_busy_timeout(self->db, S_BUSY_TIMEOUT_MS);
+    char *mode = NULL;
+    sqlite3_stmt *pragma = NULL;
+    if (sqlite3_prepare_v2(self->db, "PRAGMA journal_mode=WAL", -1, &pragma, NULL) == SQLITE_OK &&
+        sqlite3_step(pragma) == SQLITE_ROW)
+        mode = sqlite3_mprintf("%s", (const char *)sqlite3_column_text(pragma, 0));
+    sqlite3_finalize(pragma);
+    bool wal = mode && strcmp(mode, "wal") == 0;
+    sqlite3_free(mode);
+    if (!wal) {
+        snprintf(error, error_size, "%s: cannot switch to WAL mode: %s", path,
+                 sqlite3_errmsg(self->db));
+        goto failed;
+    }
+    if (sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(error, error_size, "%s: %s", path, sqlite3_errmsg(self->db));
+        goto failed;
+    }
+    if (s_initialise(self, path) != 0) {
+        snprintf(error, error_size, "%s", self->errmsg);
+        goto failed;
+    }
+    for (int i = 0; i < S_STATEMENTS; i++) {
+        if (sqlite3_prepare_v3(self->db, S_SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &self->statement[i], NULL) != SQLITE_OK) {
+            snprintf(error, error_size, "%s: preparing \"%s\": %s", path, S_SQL[i],
+                     sqlite3_errmsg(self->db));
+            goto failed;
+        }
+    }
+    return self;
+
+failed:
+    asy_outbox_destroy(&self);
+    return NULL;
+}
+
+void asy_outbox_destroy(asy_outbox_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    asy_outbox_t *self = *self_p;
+    if (self->in_transaction)
+        asy_outbox_rollback(self);
+    for (int i = 0; i < S_STATEMENTS; i++)
+        sqlite3_finalize(self->statement[i]);
+    sqlite3_close(self->db);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *asy_outbox_errmsg(const asy_outbox_t *self)
+{
+    return self->errmsg;
+}
+
+uint64_t asy_outbox_epoch(const asy_outbox_t *self)
+{
+    return self->epoch;
+}
+
+int asy_outbox_begin(asy_outbox_t *self)
+{
+    if (self->in_transaction) {
+        s_fail(self, "a transaction is already open");
+        return ASY_EINVAL;
+    }
+    if (s_run(self, S_BEGIN, "beginning a transaction") != 0)
+        return ASY_EDB;
+    int64_t next_seq, acked_seq;
+    if (s_meta_get(self, "next_seq", &next_seq) != 0 ||
+        s_meta_get(self, "acked_seq", &acked_seq) != 0) {
+        s_run(self, S_ROLLBACK, "rolling back");
+        return ASY_EDB;
+    }
+    self->next_seq = (uint64_t)next_seq;
+    self->acked_seq = (uint64_t)acked_seq;
+    self->in_transaction = true;
+    self->dirty = false;
+    return 0;
+}
+
+int asy_outbox_commit(asy_outbox_t *self)
+{
+    if (!self->in_transaction) {
+        s_fail(self, "no transaction is open");
+        return ASY_EINVAL;
+    }
+    if (self->dirty && s_meta_set(self, "next_seq", (int64_t)self->next_seq) != 0) {
+        asy_outbox_rollback(self);
+        return ASY_EDB;
+    }
+    if (s_run(self, S_COMMIT, "committing") != 0) {
+        char saved[sizeof self->errmsg];
+        memcpy(saved, self->errmsg, sizeof saved);
+        asy_outbox_rollback(self);
+        memcpy(self->errmsg, saved, sizeof saved);
+        return ASY_EDB;
+    }
+    self->in_transaction = false;
+    return 0;
+}
+
+int asy_outbox_rollback(asy_outbox_t *self)
+{
+    if (!self->in_transaction)
+        return 0;
+    self->in_transaction = false;
+    /* a failed COMMIT may already have ended the transaction */
+    if (sqlite3_get_autocommit(self->db))
+        return 0;
+    return s_run(self, S_ROLLBACK, "rolling back");
+}
+
+/* Looks event_id up in `seen`: 0 and *seq if found, ASY_ENOTFOUND if not. */
+static int s_seen_find(asy_outbox_t *self, const char *event_id, uint64_t *seq)
+{
+    sqlite3_stmt *statement = self->statement[S_SEEN_FIND];
+    sqlite3_bind_text(statement, 1, event_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(statement);
+    if (rc == SQLITE_ROW)
+        *seq = (uint64_t)sqlite3_column_int64(statement, 0);
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? ASY_ENOTFOUND : s_db_fail(self, "looking up an event id");
+}
+
+/* The body of asy_outbox_append, inside an open transaction. */
+static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
+{
+    uint64_t seq = self->next_seq;
+    if (asy_event_stamp(event, self->site_id, self->agent_id, self->epoch, seq) != 0) {
+        s_fail(self, "out of memory");
+        return ASY_ENOMEM;
+    }
+    const char *event_id = asy_event_id(event);
+    if (!event_id) {
+        s_fail(self, "event has no event_id after stamping");
+        return ASY_EINVAL;
+    }
+    uint64_t existing = 0;
+    int rc = s_seen_find(self, event_id, &existing);
+    if (rc == 0) {
+        *seq_out = existing > self->acked_seq ? existing : 0;
+        s_fail(self, "event_id %s: already stored as seq %llu", event_id,
+               (unsigned long long)existing);
+        return ASY_EEXIST;
+    }
+    if (rc != ASY_ENOTFOUND)
+        return rc;
+    uint8_t *data = NULL;
+    size_t size = 0;
+    if (asy_event_encode(event, &data, &size) != 0) {
+        s_fail(self, "cannot encode the event");
+        return ASY_ENOMEM;
+    }
+    if (size > ASY_MAX_EVENT_BYTES) {
+        s_fail(self, "event: %zu bytes encoded, more than the limit of %u", size,
+               ASY_MAX_EVENT_BYTES);
+        free(data);
+        return ASY_EINVAL;
+    }
+    sqlite3_stmt *seen = self->statement[S_SEEN_INSERT];
+    sqlite3_bind_text(seen, 1, event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(seen, 2, (int64_t)seq);
+    rc = s_run(self, S_SEEN_INSERT, "storing the event id");
+    if (rc == 0) {
+        sqlite3_stmt *row = self->statement[S_ROW_INSERT];
+        sqlite3_bind_int64(row, 1, (int64_t)seq);
+        sqlite3_bind_text(row, 2, event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(row, 3, data, (int)size, SQLITE_STATIC);
+        sqlite3_bind_int64(row, 4, s_now_ms());
+        rc = s_run(self, S_ROW_INSERT, "storing the event");
+    }
+    free(data);
+    if (rc != 0)
+        return rc;
+    self->next_seq = seq + 1;
+    self->dirty = true;
+    *seq_out = seq;
+    return 0;
+}
+
+int asy_outbox_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
+{
+    uint64_t seq = 0;
+    int rc;
+    if (self->in_transaction)
+        rc = s_append(self, event, &seq);
+    else {
+        /* a lone append is its own transaction */
+        rc = asy_outbox_begin(self);
+        if (rc == 0) {
+            rc = s_append(self, event, &seq);
+            if (rc == 0)
+                rc = asy_outbox_commit(self);
+            else
+                asy_outbox_rollback(self);
+        }
+    }
+    if (seq_out)
+        *seq_out = seq;
+    return rc;
+}
+
+int asy_outbox_read(asy_outbox_t *self, uint64_t from_seq, size_t max, asy_outbox_row_fn *fn,
+                    void *arg, size_t *count)
+{
+    size_t visited = 0;
+    sqlite3_stmt *statement = self->statement[S_ROW_READ];
+    sqlite3_bind_int64(statement, 1, (int64_t)from_seq);
+    sqlite3_bind_int64(statement, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    int rc;
+    while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(statement, 0);
+        const uint8_t *data = sqlite3_column_blob(statement, 1);
+        size_t size = (size_t)sqlite3_column_bytes(statement, 1);
+        visited++;
+        if (fn(seq, data, size, arg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int result = rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading the outbox");
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    if (count)
+        *count = visited;
+    return result;
+}
+
+/* The body of asy_outbox_ack, inside an open transaction. */
+static int s_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms)
+{
+    if (seq <= self->acked_seq)
+        return 0;
+    if (seq >= self->next_seq) {
+        s_fail(self, "acknowledgement of seq %llu, but the last seq stored is %llu",
+               (unsigned long long)seq, (unsigned long long)(self->next_seq - 1));
+        return ASY_EINVAL;
+    }
+    sqlite3_bind_int64(self->statement[S_ROW_DELETE], 1, (int64_t)seq);
+    int rc = s_run(self, S_ROW_DELETE, "pruning acknowledged events");
+    if (rc == 0)
+        rc = s_meta_set(self, "acked_seq", (int64_t)seq);
+    if (rc == 0)
+        rc = s_meta_set(self, "last_ack_ms", now_ms);
+    if (rc == 0)
+        rc = s_meta_set(self, "last_contact_ms", now_ms);
+    if (rc == 0)
+        self->acked_seq = seq;
+    return rc;
+}
+
+int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms)
+{
+    if (self->in_transaction)
+        return s_ack(self, seq, now_ms);
+    int rc = asy_outbox_begin(self);
+    if (rc != 0)
+        return rc;
+    rc = s_ack(self, seq, now_ms);
+    if (rc == 0)
+        rc = asy_outbox_commit(self);
+    else {
+        char saved[sizeof self->errmsg];
+        memcpy(saved, self->errmsg, sizeof saved);
+        asy_outbox_rollback(self);
+        memcpy(self->errmsg, saved, sizeof saved);
+    }
+    if (rc == 0)
+        self->contact_written_ms = now_ms;
+    return rc;
+}
+
+int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
+{
+    if (now_ms - self->contact_written_ms < S_CONTACT_EVERY_MS &&
+        now_ms >= self->contact_written_ms)
+        return 0;
+    if (self->in_transaction)
+        return s_meta_set(self, "last_contact_ms", now_ms);
+    /* informational: neither wait for a submitter's lock nor pay for an fsync */
+    sqlite3_busy_timeout(self->db, 0);
+    sqlite3_exec(self->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    int rc = s_meta_set(self, "last_contact_ms", now_ms);
+    sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    sqlite3_busy_timeout(self->db, S_BUSY_TIMEOUT_MS);
+    if (rc == 0)
+        self->contact_written_ms = now_ms;
+    else if ((self->last_step & 0xff) == SQLITE_BUSY)
+        rc = 0; /* someone else is writing; try again next time */
+    return rc;
+}
+
+/* Reads the status inside a transaction (open or read-only). */
+static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
+{
+    int64_t next_seq, acked_seq, contact, ack;
+    if (s_meta_get(self, "next_seq", &next_seq) || s_meta_get(self, "acked_seq", &acked_seq) ||
+        s_meta_get(self, "last_contact_ms", &contact) || s_meta_get(self, "last_ack_ms", &ack))
+        return ASY_EDB;
+    sqlite3_stmt *statement = self->statement[S_OLDEST];
+    sqlite3_bind_int64(statement, 1, acked_seq);
+    int rc = sqlite3_step(statement);
+    out->oldest_pending_ms = rc == SQLITE_ROW ? sqlite3_column_int64(statement, 0) : 0;
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    if (rc != SQLITE_ROW)
+        return s_db_fail(self, "reading the outbox");
+    if (self->in_transaction)
+        next_seq = (int64_t)self->next_seq; /* meta is brought up to date at commit */
+    snprintf(out->agent_id, sizeof out->agent_id, "%s", self->agent_id);
+    snprintf(out->site_id, sizeof out->site_id, "%s", self->site_id);
+    out->epoch = self->epoch;
+    out->last_seq = next_seq > 0 ? (uint64_t)next_seq - 1 : 0;
+    out->acked_seq = (uint64_t)acked_seq;
+    out->backlog = out->last_seq > out->acked_seq ? out->last_seq - out->acked_seq : 0;
+    out->last_contact_ms = contact;
+    out->last_ack_ms = ack;
+    return 0;
+}
+
+int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (self->in_transaction)
+        return s_status(self, out);
+    /* one read transaction, so the numbers agree with each other */
+    if (sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return s_db_fail(self, "beginning a read");
+    int rc = s_status(self, out);
+    sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL);
+    return rc;
+}

@@ -1,0 +1,213 @@
+/*  submit.c: the submission path (pseudonymise, map, validate, append) and
+    `advsync-agent submit [FILE|-]`, which feeds it JSON lines.  */
+#include "agent.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_LINES_PER_TRANSACTION 1000
+
+int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
+{
+    int rc = asy_pseudonym_apply(self->key, self->site_id, object, error, error_size);
+    if (rc != 0) {
+        self->rejected++;
+        return ASY_EINVAL;
+    }
+    asy_event_t *event = NULL;
+    rc = asy_event_from_json(object, &event, error, error_size);
+    if (rc != 0) {
+        self->rejected++;
+        return rc == ASY_ENOMEM ? ASY_ENOMEM : ASY_EINVAL;
+    }
+    /* Validate with a provisional seq so that a refused event never takes a seq: the append
+       below stamps the real one. Validation does not look at the seq's value. */
+    rc = asy_event_stamp(event, self->site_id, "provisional", asy_outbox_epoch(self->outbox), 1);
+    if (rc != 0) {
+        asy_event_destroy(&event);
+        snprintf(error, error_size, "out of memory");
+        return ASY_ENOMEM;
+    }
+    asy_check_t why = {0};
+    if (asy_event_validate(event, &why) != 0) {
+        snprintf(error, error_size, "%s", why.reason[0] ? why.reason : asy_code_name(why.code));
+        asy_event_destroy(&event);
+        self->rejected++;
+        return ASY_EINVAL;
+    }
+    uint64_t seq = 0;
+    rc = asy_outbox_append(self->outbox, event, &seq);
+    asy_event_destroy(&event);
+    if (rc == 0)
+        self->stored++;
+    else if (rc == ASY_EEXIST) {
+        self->duplicates++;
+        snprintf(error, error_size, "%s", asy_outbox_errmsg(self->outbox));
+    } else {
+        if (rc == ASY_EINVAL)
+            self->rejected++; /* too large to send */
+        snprintf(error, error_size, "%s", asy_outbox_errmsg(self->outbox));
+    }
+    return rc;
+}
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: advsync-agent [common options] submit [FILE|-]\n"
+            "\n"
+            "Stores case events, one JSON object per line, in the outbox. Identifiers are\n"
+            "replaced by pseudonyms before anything is stored: nhsNumber and personRef become\n"
+            "personKey, caseRef becomes caseId. Blank lines and lines starting with # are\n"
+            "skipped. Each refused line is reported on stderr as FILE:LINE: field: reason.\n"
+            "Reads standard input when FILE is - or absent.\n"
+            "\n"
+            "Exit status: 0 all stored (duplicates included), 1 fatal error (nothing more\n"
+            "stored), 2 usage error, 3 some lines refused (the others were stored).\n");
+}
+
+/* True if the line holds only white space or starts (after white space) with '#'. */
+static bool s_skip_line(const char *line)
+{
+    while (*line == ' ' || *line == '\t' || *line == '\r' || *line == '\n')
+        line++;
+    return *line == '\0' || *line == '#';
+}
+
+int asy_submitter_open(const asy_agent_config_t *config, asy_pseudonym_key_t *key,
+                       asy_outbox_t **outbox)
+{
+    char error[512];
+    if (!config->key_file[0]) {
+        asy_error("no consortium key: set key_file in the agent section or pass --key-file");
+        return ASY_ECONFIG;
+    }
+    int rc = asy_pseudonym_key_load(config->key_file, key, error, sizeof error);
+    if (rc != 0) {
+        asy_error("%s", error);
+        return rc;
+    }
+    *outbox = asy_outbox_open(config->outbox_path, config->agent_id, config->site_id, error,
+                              sizeof error);
+    if (!*outbox) {
+        asy_error("cannot open the outbox: %s", error);
+        return ASY_EDB;
+    }
+    return 0;
+}
+
+/* Reads JSON lines from file into the submitter; name is for messages. Returns 0, or
+   ASY_EDB / ASY_EIO / ASY_ENOMEM on a fatal error (after reporting it). *committed counts
+   the events stored by committed transactions. */
+static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *name,
+                          uint64_t *committed)
+{
+    char *line = NULL;
+    size_t capacity = 0;
+    unsigned long number = 0;
+    int pending = 0;
+    int rc = asy_outbox_begin(submitter->outbox);
+    while (rc == 0 && getline(&line, &capacity, file) >= 0) {
+        number++;
+        if (s_skip_line(line))
+            continue;
+        json_error_t json_error;
+        json_t *object = json_loads(line, JSON_REJECT_DUPLICATES, &json_error);
+        char error[512];
+        if (!object || !json_is_object(object)) {
+            if (object)
+                fprintf(stderr, "%s:%lu: not a JSON object\n", name, number);
+            else if (json_error.column > 0)
+                fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s\n", name, number,
+                        json_error.column, json_error.text);
+            else
+                fprintf(stderr, "%s:%lu: not valid JSON: %s\n", name, number, json_error.text);
+            json_decref(object);
+            submitter->rejected++;
+            continue;
+        }
+        int added = asy_submitter_add(submitter, object, error, sizeof error);
+        json_decref(object);
+        if (added == ASY_EINVAL)
+            fprintf(stderr, "%s:%lu: %s\n", name, number, error);
+        else if (added != 0 && added != ASY_EEXIST) {
+            fprintf(stderr, "%s:%lu: %s\n", name, number, error);
+            rc = added;
+            break;
+        }
+        if (++pending == S_LINES_PER_TRANSACTION) {
+            pending = 0;
+            rc = asy_outbox_commit(submitter->outbox);
+            if (rc == 0) {
+                *committed = submitter->stored;
+                rc = asy_outbox_begin(submitter->outbox);
+            }
+        }
+    }
+    free(line);
+    if (rc == 0 && ferror(file)) {
+        fprintf(stderr, "%s: read error: %s\n", name, strerror(errno));
+        rc = ASY_EIO;
+    }
+    if (rc == 0)
+        rc = asy_outbox_commit(submitter->outbox);
+    if (rc == 0)
+        *committed = submitter->stored;
+    else {
+        asy_error("%s", asy_outbox_errmsg(submitter->outbox));
+        asy_outbox_rollback(submitter->outbox);
+    }
+    return rc;
+}
+
+int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            s_usage(stdout);
+            return 0;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "advsync-agent submit: unknown option %s\n", argv[i]);
+            s_usage(stderr);
+            return 2;
+        }
+        if (path) {
+            fprintf(stderr, "advsync-agent submit: one FILE at most\n");
+            s_usage(stderr);
+            return 2;
+        }
+        path = argv[i];
+    }
+    bool from_stdin = !path || strcmp(path, "-") == 0;
+    FILE *file = from_stdin ? stdin : fopen(path, "r");
+    if (!file) {
+        asy_error("cannot read %s: %s", path, strerror(errno));
+        return 1;
+    }
+    asy_pseudonym_key_t key;
+    asy_outbox_t *outbox = NULL;
+    if (asy_submitter_open(config, &key, &outbox) != 0) {
+        if (!from_stdin)
+            fclose(file);
+        return 1;
+    }
+    asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = config->site_id};
+    uint64_t committed = 0;
+    int rc = s_submit_lines(&submitter, file, from_stdin ? "stdin" : path, &committed);
+    if (!from_stdin)
+        fclose(file);
+    asy_outbox_destroy(&outbox);
+    if (rc != 0) {
+        printf("stopped by an error: stored %llu (the rest of the input was not stored)\n",
+               (unsigned long long)committed);
+        return 1;
+    }
+    printf("stored %llu, duplicates %llu, rejected %llu\n", (unsigned long long)committed,
+           (unsigned long long)submitter.duplicates, (unsigned long long)submitter.rejected);
+    return submitter.rejected ? 3 : 0;
+}

@@ -1,0 +1,593 @@
+/*  db.c: libpq wrapper. See db.h. Every PGresult is cleared on every path before a function
+    returns, and after an error the connection is drained so the next command starts clean.  */
+#include "db.h"
+#include "log.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *name;
+    char *sql;
+    int nparams;
+    unsigned prepared_in; /* generation it was prepared in; 0 = never */
+} s_statement_t;
+
+struct asy_db {
+    PGconn *conn;
+    unsigned generation;
+    s_statement_t *statements;
+    size_t statement_count;
+    char errmsg[1024];
+};
+
+/* Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01. */
+#define S_PG_EPOCH_US INT64_C(946684800000000)
+
+static void s_notice(void *arg, const char *message)
+{
+    (void)arg;
+    asy_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+static void s_set_error(asy_db_t *self, const char *state, const char *message)
+{
+    if (!message || !*message)
+        message = "unknown error";
+    snprintf(self->errmsg, sizeof self->errmsg, "%s%s%.*s", state ? state : "", state ? ": " : "",
+             (int)strcspn(message, "\n"), message);
+}
+
+/* Retry-worthy: the connection is gone or the server gave up the transaction for a
+   transient reason. */
+static bool s_transient(const char *state)
+{
+    if (!state)
+        return false;
+    return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+           strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+           strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0;
+}
+
+/* Reads and discards whatever results are still pending (ending a COPY that is half open). */
+static void s_drain(asy_db_t *self)
+{
+    PGresult *res;
+    for (int guard = 0; guard < 64 && (res = PQgetResult(self->conn)) != NULL; guard++) {
+        ExecStatusType status = PQresultStatus(res);
+        PQclear(res);
+        if (status == PGRES_COPY_IN) {
+            if (PQputCopyEnd(self->conn, "aborted by client") < 0)
+                break;
+        } else if (status == PGRES_COPY_OUT) {
+            char *buffer = NULL;
+            while (PQgetCopyData(self->conn, &buffer, 0) > 0)
+                PQfreemem(buffer);
+        } else if (status == PGRES_COPY_BOTH) {
+            break;
+        }
+    }
+}
+
+/* Records the failure carried by res (may be NULL), clears res, drains, and classifies. */
+static int s_fail(asy_db_t *self, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *message = res ? PQresultErrorMessage(res) : NULL;
+    if (!message || !*message)
+        message = PQerrorMessage(self->conn);
+    s_set_error(self, state, message);
+    bool transient = s_transient(state);
+    if (res)
+        PQclear(res);
+    s_drain(self);
+    if (transient || PQstatus(self->conn) != CONNECTION_OK)
+        return ASY_ERETRY;
+    return ASY_EDB;
+}
+
+asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, char *error,
+                         size_t error_size)
+{
+    asy_db_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    const char *keywords[] = {"dbname", "application_name", NULL};
+    const char *values[] = {conninfo, application_name, NULL};
+    if (!application_name)
+        keywords[1] = NULL;
+    self->conn = PQconnectdbParams(keywords, values, 1);
+    if (!self->conn || PQstatus(self->conn) != CONNECTION_OK) {
+        snprintf(error, error_size, "cannot connect to PostgreSQL: %.*s",
+                 self->conn ? (int)strcspn(PQerrorMessage(self->conn), "\n") : 13,
+                 self->conn ? PQerrorMessage(self->conn) : "out of memory");
+        asy_db_destroy(&self);
+        return NULL;
+    }
+    PQsetNoticeProcessor(self->conn, s_notice, NULL);
+    self->generation = 1;
+    return self;
+}
+
+void asy_db_destroy(asy_db_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    asy_db_t *self = *self_p;
+    if (self->conn)
+        PQfinish(self->conn);
+    for (size_t i = 0; i < self->statement_count; i++) {
+        free(self->statements[i].name);
+        free(self->statements[i].sql);
+    }
+    free(self->statements);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *asy_db_errmsg(const asy_db_t *self)
+{
+    return self ? self->errmsg : "no database";
+}
+
+bool asy_db_connected(const asy_db_t *self)
+{
+    return self && self->conn && PQstatus(self->conn) == CONNECTION_OK;
+}
+
+unsigned asy_db_generation(const asy_db_t *self)
+{
+    return self->generation;
+}
+
+int asy_db_reset(asy_db_t *self)
+{
+    PQreset(self->conn);
+    if (PQstatus(self->conn) != CONNECTION_OK) {
+        s_set_error(self, NULL, PQerrorMessage(self->conn));
+        return ASY_ERETRY;
+    }
+    self->generation++;
+    self->errmsg[0] = '\0';
+    return 0;
+}
+
+static s_statement_t *s_statement(asy_db_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->statement_count; i++)
+        if (strcmp(self->statements[i].name, name) == 0)
+            return &self->statements[i];
+    return NULL;
+}
+
+int asy_db_prepare(asy_db_t *self, const char *name, const char *sql, int nparams)
+{
+    if (s_statement(self, name)) {
+        s_set_error(self, NULL, "statement name already registered");
+        return ASY_EINVAL;
+    }
+    s_statement_t *grown =
+        realloc(self->statements, (self->statement_count + 1) * sizeof *self->statements);
+    if (!grown)
+        return ASY_ENOMEM;
+    self->statements = grown;
+    s_statement_t *statement = &grown[self->statement_count];
+    *statement = (s_statement_t){strdup(name), strdup(sql), nparams, 0};
+    if (!statement->name || !statement->sql) {
+        free(statement->name);
+        free(statement->sql);
+        return ASY_ENOMEM;
+    }
+    self->statement_count++;
+    return 0;
+}
+
+/* Prepares the statement on this connection if it is not yet. */
+static int s_ensure_prepared(asy_db_t *self, s_statement_t *statement)
+{
+    if (statement->prepared_in == self->generation)
+        return 0;
+    PGresult *res =
+        PQprepare(self->conn, statement->name, statement->sql, statement->nparams, NULL);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+        return s_fail(self, res);
+    PQclear(res);
+    statement->prepared_in = self->generation;
+    return 0;
+}
+
+/* Runs one command; on success *out holds its result (caller clears). */
+static int s_run(asy_db_t *self, const char *sql_or_name, bool prepared, int nparams,
+                 const char *const *params, PGresult **out)
+{
+    *out = NULL;
+    if (!asy_db_connected(self)) {
+        s_set_error(self, NULL, "connection to PostgreSQL lost");
+        return ASY_ERETRY;
+    }
+    PGresult *res;
+    if (prepared) {
+        s_statement_t *statement = s_statement(self, sql_or_name);
+        if (!statement) {
+            s_set_error(self, NULL, "no such prepared statement");
+            return ASY_ENOTFOUND;
+        }
+        int rc = s_ensure_prepared(self, statement);
+        if (rc != 0)
+            return rc;
+        res = PQexecPrepared(self->conn, sql_or_name, nparams, params, NULL, NULL, 0);
+    } else if (nparams == 0) {
+        res = PQexec(self->conn, sql_or_name);
+    } else {
+        res = PQexecParams(self->conn, sql_or_name, nparams, NULL, params, NULL, NULL, 0);
+    }
+    ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+        return s_fail(self, res);
+    *out = res;
+    return 0;
+}
+
+static uint64_t s_affected(PGresult *res)
+{
+    const char *tuples = PQcmdTuples(res);
+    return tuples && *tuples ? strtoull(tuples, NULL, 10) : 0;
+}
+
+static int s_exec(asy_db_t *self, const char *sql_or_name, bool prepared, int nparams,
+                  const char *const *params, uint64_t *affected)
+{
+    PGresult *res = NULL;
+    int rc = s_run(self, sql_or_name, prepared, nparams, params, &res);
+    if (rc != 0)
+        return rc;
+    if (affected)
+        *affected = s_affected(res);
+    PQclear(res);
+    return 0;
+}
+
+int asy_db_exec(asy_db_t *self, const char *sql, int nparams, const char *const *params,
+                uint64_t *affected)
+{
+    return s_exec(self, sql, false, nparams, params, affected);
+}
+
+int asy_db_exec_prepared(asy_db_t *self, const char *name, int nparams, const char *const *params,
+                         uint64_t *affected)
+{
+    return s_exec(self, name, true, nparams, params, affected);
+}
+
+int asy_db_query_row(asy_db_t *self, const char *sql_or_name, bool prepared, int nparams,
+                     const char *const *params, asy_db_row_t *row)
+{
+    memset(row, 0, sizeof *row);
+    PGresult *res = NULL;
+    int rc = s_run(self, sql_or_name, prepared, nparams, params, &res);
+    if (rc != 0)
+        return rc;
+    if (PQntuples(res) < 1) {
+        PQclear(res);
+        s_set_error(self, NULL, "query returned no row");
+        return ASY_ENOTFOUND;
+    }
+    int columns = PQnfields(res);
+    if (columns > ASY_DB_ROW_MAX) {
+        PQclear(res);
+        s_set_error(self, NULL, "query returned too many columns");
+        return ASY_EINVAL;
+    }
+    for (int c = 0; c < columns; c++) {
+        if (PQgetisnull(res, 0, c))
+            continue;
+        row->values[c] = strdup(PQgetvalue(res, 0, c));
+        if (!row->values[c]) {
+            PQclear(res);
+            asy_db_row_release(row);
+            return ASY_ENOMEM;
+        }
+    }
+    row->columns = columns;
+    PQclear(res);
+    return 0;
+}
+
+void asy_db_row_release(asy_db_row_t *row)
+{
+    for (int c = 0; c < ASY_DB_ROW_MAX; c++) {
+        free(row->values[c]);
+        row->values[c] = NULL;
+    }
+    row->columns = 0;
+}
+
+int asy_db_begin(asy_db_t *self)
+{
+    return asy_db_exec(self, "BEGIN", 0, NULL, NULL);
+}
+
+int asy_db_commit(asy_db_t *self)
+{
+    if (asy_db_connected(self) && PQtransactionStatus(self->conn) == PQTRANS_INERROR) {
+        s_set_error(self, NULL, "COMMIT of a failed transaction");
+        asy_db_rollback(self);
+        return ASY_EDB;
+    }
+    PGresult *res = NULL;
+    int rc = s_run(self, "COMMIT", false, 0, NULL, &res);
+    if (rc != 0)
+        return rc;
+    /* the server answers COMMIT of an aborted transaction with the tag ROLLBACK */
+    bool rolled_back = strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
+    PQclear(res);
+    if (rolled_back) {
+        s_set_error(self, NULL, "transaction was rolled back by the server");
+        return ASY_EDB;
+    }
+    return 0;
+}
+
+int asy_db_rollback(asy_db_t *self)
+{
+    if (!asy_db_connected(self))
+        return 0;
+    s_drain(self);
+    PGTransactionStatusType status = PQtransactionStatus(self->conn);
+    if (status != PQTRANS_INTRANS && status != PQTRANS_INERROR)
+        return 0;
+    char kept[sizeof self->errmsg];
+    memcpy(kept, self->errmsg, sizeof kept);
+    int rc = asy_db_exec(self, "ROLLBACK", 0, NULL, NULL);
+    if (rc != 0)
+        asy_debug("ROLLBACK failed: %s", self->errmsg);
+    memcpy(self->errmsg, kept, sizeof kept);
+    return rc;
+}
+
+int asy_db_copy_start(asy_db_t *self, const char *copy_sql)
+{
+    if (!asy_db_connected(self)) {
+        s_set_error(self, NULL, "connection to PostgreSQL lost");
+        return ASY_ERETRY;
+    }
+    PGresult *res = PQexec(self->conn, copy_sql);
+    if (!res || PQresultStatus(res) != PGRES_COPY_IN)
+        return s_fail(self, res);
+    PQclear(res);
+    return 0;
+}
+
+int asy_db_copy_put(asy_db_t *self, const uint8_t *data, size_t size)
+{
+    const size_t chunk = 1u << 30;
+    while (size > 0) {
+        int part = (int)(size < chunk ? size : chunk);
+        if (PQputCopyData(self->conn, (const char *)data, part) != 1)
+            return s_fail(self, NULL);
+        data += part;
+        size -= (size_t)part;
+    }
+    return 0;
+}
+
+int asy_db_copy_end(asy_db_t *self, uint64_t *rows)
+{
+    if (PQputCopyEnd(self->conn, NULL) != 1)
+        return s_fail(self, NULL);
+    PGresult *res = PQgetResult(self->conn);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+        return s_fail(self, res);
+    if (rows)
+        *rows = s_affected(res);
+    PQclear(res);
+    s_drain(self);
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Binary COPY payloads. */
+
+struct asy_db_copy {
+    uint8_t *data;
+    size_t size;
+    size_t capacity;
+    size_t rows;
+    int error;
+};
+
+static void s_append(asy_db_copy_t *self, const void *bytes, size_t size)
+{
+    if (self->error)
+        return;
+    if (self->size + size > self->capacity) {
+        size_t capacity = self->capacity ? self->capacity : 4096;
+        while (capacity < self->size + size)
+            capacity *= 2;
+        uint8_t *grown = realloc(self->data, capacity);
+        if (!grown) {
+            self->error = ASY_ENOMEM;
+            return;
+        }
+        self->data = grown;
+        self->capacity = capacity;
+    }
+    memcpy(self->data + self->size, bytes, size);
+    self->size += size;
+}
+
+static void s_be16(asy_db_copy_t *self, uint16_t value)
+{
+    uint8_t b[2] = {(uint8_t)(value >> 8), (uint8_t)value};
+    s_append(self, b, sizeof b);
+}
+
+static void s_be32(asy_db_copy_t *self, uint32_t value)
+{
+    uint8_t b[4] = {(uint8_t)(value >> 24), (uint8_t)(value >> 16), (uint8_t)(value >> 8),
+                    (uint8_t)value};
+    s_append(self, b, sizeof b);
+}
+
+static void s_be64(asy_db_copy_t *self, uint64_t value)
+{
+    s_be32(self, (uint32_t)(value >> 32));
+    s_be32(self, (uint32_t)value);
+}
+
+asy_db_copy_t *asy_db_copy_new(void)
+{
+    asy_db_copy_t *self = calloc(1, sizeof *self);
+    if (self)
+        asy_db_copy_clear(self);
+    return self;
+}
+
+void asy_db_copy_destroy(asy_db_copy_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free((*self_p)->data);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void asy_db_copy_clear(asy_db_copy_t *self)
+{
+    static const uint8_t signature[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
+    self->size = 0;
+    self->rows = 0;
+    self->error = 0;
+    s_append(self, signature, sizeof signature);
+    s_be32(self, 0); /* flags */
+    s_be32(self, 0); /* header extension length */
+}
+
+void asy_db_copy_row(asy_db_copy_t *self, int fields)
+{
+    s_be16(self, (uint16_t)fields);
+    self->rows++;
+}
+
+void asy_db_copy_null(asy_db_copy_t *self)
+{
+    s_be32(self, UINT32_MAX); /* length -1 */
+}
+
+void asy_db_copy_bool(asy_db_copy_t *self, bool value)
+{
+    uint8_t b = value ? 1 : 0;
+    s_be32(self, 1);
+    s_append(self, &b, 1);
+}
+
+void asy_db_copy_int2(asy_db_copy_t *self, int16_t value)
+{
+    s_be32(self, 2);
+    s_be16(self, (uint16_t)value);
+}
+
+void asy_db_copy_int4(asy_db_copy_t *self, int32_t value)
+{
+    s_be32(self, 4);
+    s_be32(self, (uint32_t)value);
+}
+
+void asy_db_copy_int8(asy_db_copy_t *self, int64_t value)
+{
+    s_be32(self, 8);
+    s_be64(self, (uint64_t)value);
+}
+
+void asy_db_copy_text(asy_db_copy_t *self, const char *text)
+{
+    if (!text) {
+        asy_db_copy_null(self);
+        return;
+    }
+    asy_db_copy_bytea(self, (const uint8_t *)text, strlen(text));
+}
+
+void asy_db_copy_bytea(asy_db_copy_t *self, const uint8_t *data, size_t size)
+{
+    if (size > INT32_MAX) {
+        self->error = self->error ? self->error : ASY_EINVAL;
+        return;
+    }
+    s_be32(self, (uint32_t)size);
+    if (size)
+        s_append(self, data, size);
+}
+
+static int s_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+void asy_db_copy_uuid(asy_db_copy_t *self, const char *text)
+{
+    uint8_t bytes[16];
+    size_t n = 0;
+    for (size_t i = 0; text && text[i] && n < 16; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (text[i] != '-')
+                break;
+            continue;
+        }
+        int high = s_hex(text[i]), low = text[i + 1] ? s_hex(text[i + 1]) : -1;
+        if (high < 0 || low < 0)
+            break;
+        bytes[n++] = (uint8_t)(high << 4 | low);
+        i++;
+    }
+    if (n != 16 || !text || strlen(text) != ASY_UUID_TEXT) {
+        self->error = self->error ? self->error : ASY_EINVAL;
+        return;
+    }
+    s_be32(self, 16);
+    s_append(self, bytes, sizeof bytes);
+}
+
+void asy_db_copy_timestamptz(asy_db_copy_t *self, int64_t unix_us)
+{
+    asy_db_copy_int8(self, unix_us - S_PG_EPOCH_US);
+}
+
+size_t asy_db_copy_rows(const asy_db_copy_t *self)
+{
+    return self->rows;
+}
+
+int asy_db_copy_error(const asy_db_copy_t *self)
+{
+    return self->error;
+}
+
+int asy_db_copy_send(asy_db_t *self, const char *copy_sql, asy_db_copy_t *payload, uint64_t *rows)
+{
+    if (payload->error) {
+        s_set_error(self, NULL,
+                    payload->error == ASY_ENOMEM ? "out of memory building COPY data"
+                                                 : "malformed value in COPY data");
+        return payload->error;
+    }
+    static const uint8_t trailer[2] = {0xff, 0xff};
+    int rc = asy_db_copy_start(self, copy_sql);
+    if (rc == 0)
+        rc = asy_db_copy_put(self, payload->data, payload->size);
+    if (rc == 0)
+        rc = asy_db_copy_put(self, trailer, sizeof trailer);
+    if (rc == 0)
+        rc = asy_db_copy_end(self, rows);
+    return rc;
+}

@@ -1,0 +1,111 @@
+/*  db.h: the only code that touches libpq. One asy_db_t is one PostgreSQL connection, owned
+    by one actor. PGresult never leaves db.c: query helpers copy the values out.
+
+    Errors: every fallible call returns 0 or a negative code, and keeps the server's message
+    (with its SQLSTATE) in asy_db_errmsg(). The code says what the caller can do about it:
+      ASY_ERETRY  connection lost (PQstatus bad, SQLSTATE class 08, 57P01/57P02/57P03) or a
+                  transient conflict (40001 serialization, 40P01 deadlock): nothing of the
+                  failed transaction is kept; reconnect if asy_db_connected() is false, retry;
+      ASY_EDB     anything else (syntax, constraint, ...): retrying will not help;
+      ASY_ENOTFOUND  a one-row query returned no row.  */
+#ifndef ASY_DB_H_INCLUDED
+#define ASY_DB_H_INCLUDED
+
+#include "asy.h"
+
+typedef struct asy_db asy_db_t;
+
+/* Connects with a libpq conninfo string; application_name (may be NULL) shows in
+   pg_stat_activity. Returns NULL with the reason in error[] if the server cannot be reached. */
+asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, char *error,
+                         size_t error_size);
+/* Closes the connection and nulls *self_p; safe on NULL. */
+void asy_db_destroy(asy_db_t **self_p);
+
+/* The last error's text ("SQLSTATE: message"), or "" (borrowed). */
+const char *asy_db_errmsg(const asy_db_t *self);
+/* True while libpq believes the connection is usable. A server restart is noticed only by
+   the next command, which then fails with ASY_ERETRY. */
+bool asy_db_connected(const asy_db_t *self);
+/* Counts successful connections (1 after connect, +1 per successful reset): callers that keep
+   per-session state (temporary tables, SET) recreate it when this changes. */
+unsigned asy_db_generation(const asy_db_t *self);
+/* Reconnects (PQreset) with the same parameters. Prepared statements are prepared again on
+   their next use. Returns 0 or ASY_ERETRY. */
+int asy_db_reset(asy_db_t *self);
+
+/* Runs sql with nparams text parameters (NULL entries are SQL NULL). With nparams == 0 the
+   simple protocol is used, so sql may hold several statements. *affected (may be NULL)
+   receives the row count of the last statement. Rows returned are discarded. */
+int asy_db_exec(asy_db_t *self, const char *sql, int nparams, const char *const *params,
+                uint64_t *affected);
+
+/* Registers a named statement. It is prepared on this connection at its first use and again
+   after every reset. name and sql are copied. Returns 0, ASY_ENOMEM or ASY_EINVAL (name
+   already registered). */
+int asy_db_prepare(asy_db_t *self, const char *name, const char *sql, int nparams);
+/* Runs a registered statement; as asy_db_exec otherwise. ASY_ENOTFOUND if name is unknown. */
+int asy_db_exec_prepared(asy_db_t *self, const char *name, int nparams, const char *const *params,
+                         uint64_t *affected);
+
+/* The first row of a query, copied out. values[i] is NULL for SQL NULL. */
+#define ASY_DB_ROW_MAX 16
+typedef struct {
+    int columns;
+    char *values[ASY_DB_ROW_MAX];
+} asy_db_row_t;
+
+/* Runs a query (sql text, or a registered statement when prepared is true) and copies its
+   first row into *row (caller releases it with asy_db_row_release). ASY_ENOTFOUND if the
+   query returned no row (row is then empty), ASY_EINVAL if it has more than ASY_DB_ROW_MAX
+   columns. */
+int asy_db_query_row(asy_db_t *self, const char *sql_or_name, bool prepared, int nparams,
+                     const char *const *params, asy_db_row_t *row);
+/* Frees the copied values; safe to call twice. */
+void asy_db_row_release(asy_db_row_t *row);
+
+int asy_db_begin(asy_db_t *self);
+int asy_db_commit(asy_db_t *self);
+/* Rolls back if a transaction is open (no-op otherwise). Keeps the error message of the
+   failure that led here. Returns 0 or the rollback's own error code. */
+int asy_db_rollback(asy_db_t *self);
+
+/* COPY ... FROM STDIN: start it with the COPY statement, put bytes (any split), end it.
+   On any error the COPY is aborted and the transaction is in error: roll back. */
+int asy_db_copy_start(asy_db_t *self, const char *copy_sql);
+int asy_db_copy_put(asy_db_t *self, const uint8_t *data, size_t size);
+/* Ends the COPY; *rows (may be NULL) receives the rows the server took. */
+int asy_db_copy_end(asy_db_t *self, uint64_t *rows);
+
+/* ----------------------------------------------------------------------------------------------
+   A binary COPY payload under construction (PostgreSQL's COPY BINARY format: header, tuples,
+   trailer). Appending never fails loudly: the first failure (ENOMEM, a malformed UUID) sticks
+   and is reported by asy_db_copy_error(); check it before sending. */
+typedef struct asy_db_copy asy_db_copy_t;
+
+asy_db_copy_t *asy_db_copy_new(void);
+void asy_db_copy_destroy(asy_db_copy_t **self_p);
+/* Empties the buffer and writes the header again; clears the sticky error. */
+void asy_db_copy_clear(asy_db_copy_t *self);
+/* Starts a tuple of fields columns; then append exactly that many values. */
+void asy_db_copy_row(asy_db_copy_t *self, int fields);
+void asy_db_copy_null(asy_db_copy_t *self);
+void asy_db_copy_bool(asy_db_copy_t *self, bool value);
+void asy_db_copy_int2(asy_db_copy_t *self, int16_t value);
+void asy_db_copy_int4(asy_db_copy_t *self, int32_t value);
+void asy_db_copy_int8(asy_db_copy_t *self, int64_t value);
+/* text and bytea; text NULL writes SQL NULL. */
+void asy_db_copy_text(asy_db_copy_t *self, const char *text);
+void asy_db_copy_bytea(asy_db_copy_t *self, const uint8_t *data, size_t size);
+/* A UUID from its canonical text (8-4-4-4-12 hex). Malformed text sets ASY_EINVAL. */
+void asy_db_copy_uuid(asy_db_copy_t *self, const char *text);
+/* A timestamptz from microseconds since 1970-01-01T00:00:00Z. */
+void asy_db_copy_timestamptz(asy_db_copy_t *self, int64_t unix_us);
+/* Tuples appended since the last clear. */
+size_t asy_db_copy_rows(const asy_db_copy_t *self);
+/* 0, ASY_ENOMEM or ASY_EINVAL: the first failure since the last clear. */
+int asy_db_copy_error(const asy_db_copy_t *self);
+/* Sends the payload (trailer added) as the data of copy_sql: start, put, end. */
+int asy_db_copy_send(asy_db_t *self, const char *copy_sql, asy_db_copy_t *payload, uint64_t *rows);
+
+#endif

@@ -1,0 +1,1032 @@
+/*  json.c: proto3 JSON <-> protobuf-c messages, walking the descriptors.
+
+    Parsing keeps a path ("referralReceived.reasons[2]") so that every error names the field;
+    the JSON line number is the caller's. Everything is malloc'ed so the generic
+    protobuf_c_message_free_unpacked(message, NULL) frees a parsed message, also halfway.  */
+#include "json.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_PATH_MAX 512
+#define S_NAME_MAX 128
+#define S_TIMESTAMP "advsync.v1.Timestamp"
+#define S_DATE "advsync.v1.Date"
+
+/* protobuf-c descriptors do not carry oneof names; ours, for messages. */
+static const struct {
+    const char *message;
+    const char *oneof;
+} s_oneof_names[] = {{"advsync.v1.Event", "body"}, {"advsync.v1.Frame", "kind"}};
+
+typedef struct {
+    char path[S_PATH_MAX];
+    size_t length;
+    char *error;
+    size_t error_size;
+} s_parser_t;
+
+/* ---------------------------------------------------------------------------------------------
+   Calendar arithmetic (Howard Hinnant's days_from_civil / civil_from_days). */
+
+static int64_t s_days_from_civil(int64_t year, int64_t month, int64_t day)
+{
+    year -= month <= 2;
+    int64_t era = (year >= 0 ? year : year - 399) / 400;
+    int64_t year_of_era = year - era * 400;
+    int64_t shifted_month = month > 2 ? month - 3 : month + 9;
+    int64_t day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+static void s_civil_from_days(int64_t days, int64_t *year, int *month, int *day)
+{
+    days += 719468;
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    int64_t day_of_era = days - era * 146097;
+    int64_t year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+    int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    int64_t shifted_month = (5 * day_of_year + 2) / 153;
+    *day = (int)(day_of_year - (153 * shifted_month + 2) / 5 + 1);
+    *month = (int)(shifted_month < 10 ? shifted_month + 3 : shifted_month - 9);
+    *year = year_of_era + era * 400 + (*month <= 2);
+}
+
+bool asy_json_date_valid(int64_t year, int64_t month, int64_t day)
+{
+    static const int days_in[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (year < 1 || year > 9999 || month < 1 || month > 12 || day < 1)
+        return false;
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return day <= days_in[month - 1] + (month == 2 && leap);
+}
+
+/* Reads exactly count decimal digits. */
+static bool s_digits(const char **cursor, int count, int *out)
+{
+    int value = 0;
+    for (int i = 0; i < count; i++) {
+        char c = (*cursor)[i];
+        if (c < '0' || c > '9')
+            return false;
+        value = value * 10 + (c - '0');
+    }
+    *cursor += count;
+    *out = value;
+    return true;
+}
+
+static bool s_expect(const char **cursor, char c)
+{
+    if (**cursor != c)
+        return false;
+    (*cursor)++;
+    return true;
+}
+
+int asy_json_parse_date(const char *text, int32_t *year, int32_t *month, int32_t *day)
+{
+    const char *p = text;
+    int y, m, d;
+    if (!s_digits(&p, 4, &y) || !s_expect(&p, '-') || !s_digits(&p, 2, &m) || !s_expect(&p, '-') ||
+        !s_digits(&p, 2, &d) || *p != '\0' || !asy_json_date_valid(y, m, d))
+        return ASY_EINVAL;
+    *year = y;
+    *month = m;
+    *day = d;
+    return 0;
+}
+
+int asy_json_parse_timestamp(const char *text, int64_t *seconds, int32_t *nanos)
+{
+    const char *p = text;
+    int year, month, day, hour, minute, second;
+    if (!s_digits(&p, 4, &year) || !s_expect(&p, '-') || !s_digits(&p, 2, &month) ||
+        !s_expect(&p, '-') || !s_digits(&p, 2, &day))
+        return ASY_EINVAL;
+    if (*p != 'T' && *p != 't')
+        return ASY_EINVAL;
+    p++;
+    if (!s_digits(&p, 2, &hour) || !s_expect(&p, ':') || !s_digits(&p, 2, &minute) ||
+        !s_expect(&p, ':') || !s_digits(&p, 2, &second))
+        return ASY_EINVAL;
+    int32_t fraction = 0;
+    if (*p == '.') {
+        p++;
+        int count = 0;
+        while (*p >= '0' && *p <= '9' && count < 9) {
+            fraction = fraction * 10 + (*p++ - '0');
+            count++;
+        }
+        if (count == 0 || (*p >= '0' && *p <= '9'))
+            return ASY_EINVAL; // no digits, or finer than nanoseconds
+        for (; count < 9; count++)
+            fraction *= 10;
+    }
+    int64_t offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1;
+        int offset_hour, offset_minute;
+        if (!s_digits(&p, 2, &offset_hour) || !s_expect(&p, ':') ||
+            !s_digits(&p, 2, &offset_minute) || offset_hour > 23 || offset_minute > 59)
+            return ASY_EINVAL;
+        offset = (int64_t)sign * (offset_hour * 3600 + offset_minute * 60);
+    } else {
+        return ASY_EINVAL;
+    }
+    if (*p != '\0' || !asy_json_date_valid(year, month, day) || hour > 23 || minute > 59 ||
+        second > 59)
+        return ASY_EINVAL;
+    *seconds = s_days_from_civil(year, month, day) * 86400 + (int64_t)hour * 3600 +
+               (int64_t)minute * 60 + second - offset;
+    *nanos = fraction;
+    return 0;
+}
+
+int asy_json_format_timestamp(int64_t seconds, int32_t nanos, char out[ASY_TIMESTAMP_TEXT])
+{
+    // 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, as proto3 JSON allows
+    if (seconds < -62135596800LL || seconds > 253402300799LL || nanos < 0 || nanos > 999999999)
+        return ASY_EINVAL;
+    int64_t days = seconds / 86400;
+    int64_t rest = seconds % 86400;
+    if (rest < 0) {
+        rest += 86400;
+        days--;
+    }
+    int64_t year;
+    int month, day;
+    s_civil_from_days(days, &year, &month, &day);
+    int length = snprintf(out, ASY_TIMESTAMP_TEXT, "%04d-%02d-%02dT%02d:%02d:%02d", (int)year,
+                          month, day, (int)(rest / 3600), (int)(rest / 60 % 60), (int)(rest % 60));
+    if (nanos % 1000000 == 0 && nanos != 0)
+        length += snprintf(out + length, (size_t)(ASY_TIMESTAMP_TEXT - length), ".%03d",
+                           (int)(nanos / 1000000));
+    else if (nanos % 1000 == 0 && nanos != 0)
+        length += snprintf(out + length, (size_t)(ASY_TIMESTAMP_TEXT - length), ".%06d",
+                           (int)(nanos / 1000));
+    else if (nanos != 0)
+        length +=
+            snprintf(out + length, (size_t)(ASY_TIMESTAMP_TEXT - length), ".%09d", (int)nanos);
+    snprintf(out + length, (size_t)(ASY_TIMESTAMP_TEXT - length), "Z");
+    return 0;
+}
+
+bool asy_json_utf8_valid(const char *text, size_t length)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    const unsigned char *end = p + length;
+    while (p < end) {
+        unsigned c = *p;
+        size_t extra;
+        uint32_t code;
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            extra = 1;
+            code = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            extra = 2;
+            code = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            extra = 3;
+            code = c & 0x07;
+        } else {
+            return false;
+        }
+        if ((size_t)(end - p) <= extra)
+            return false;
+        for (size_t i = 1; i <= extra; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            code = (code << 6) | (p[i] & 0x3f);
+        }
+        if ((extra == 2 && code < 0x800) || (extra == 3 && (code < 0x10000 || code > 0x10ffff)) ||
+            (code >= 0xd800 && code <= 0xdfff))
+            return false;
+        p += extra + 1;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Names and paths. */
+
+/* lowerCamelCase JSON name of a snake_case proto field name, as protoc computes it. */
+static void s_json_name(const char *name, char *out, size_t size)
+{
+    size_t length = 0;
+    bool upper = false;
+    for (; *name && length + 1 < size; name++) {
+        if (*name == '_') {
+            upper = true;
+            continue;
+        }
+        out[length++] = upper ? (char)toupper((unsigned char)*name) : *name;
+        upper = false;
+    }
+    out[length] = '\0';
+}
+
+static const ProtobufCFieldDescriptor *s_find_field(const ProtobufCMessageDescriptor *desc,
+                                                    const char *key)
+{
+    const ProtobufCFieldDescriptor *field =
+        protobuf_c_message_descriptor_get_field_by_name(desc, key);
+    if (field)
+        return field;
+    char name[S_NAME_MAX];
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        s_json_name(desc->fields[i].name, name, sizeof name);
+        if (strcmp(name, key) == 0)
+            return &desc->fields[i];
+    }
+    return NULL;
+}
+
+static const char *s_oneof_name(const ProtobufCMessageDescriptor *desc)
+{
+    for (size_t i = 0; i < sizeof s_oneof_names / sizeof s_oneof_names[0]; i++)
+        if (strcmp(s_oneof_names[i].message, desc->name) == 0)
+            return s_oneof_names[i].oneof;
+    return "oneof";
+}
+
+static size_t s_push(s_parser_t *self, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+static size_t s_push(s_parser_t *self, const char *format, ...)
+{
+    size_t mark = self->length;
+    va_list args;
+    va_start(args, format);
+    int written = vsnprintf(self->path + mark, S_PATH_MAX - mark, format, args);
+    va_end(args);
+    if (written > 0)
+        self->length =
+            mark + (size_t)written < S_PATH_MAX ? mark + (size_t)written : S_PATH_MAX - 1;
+    return mark;
+}
+
+static size_t s_push_key(s_parser_t *self, const char *key)
+{
+    return self->length ? s_push(self, ".%s", key) : s_push(self, "%s", key);
+}
+
+static void s_pop(s_parser_t *self, size_t mark)
+{
+    self->length = mark;
+    self->path[mark] = '\0';
+}
+
+static int s_fail(s_parser_t *self, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static int s_fail(s_parser_t *self, const char *format, ...)
+{
+    char text[400];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(text, sizeof text, format, args);
+    va_end(args);
+    if (self->error && self->error_size) {
+        if (self->length)
+            snprintf(self->error, self->error_size, "%s: %s", self->path, text);
+        else
+            snprintf(self->error, self->error_size, "%s", text);
+    }
+    return ASY_EINVAL;
+}
+
+static int s_fail_memory(s_parser_t *self)
+{
+    s_fail(self, "out of memory");
+    return ASY_ENOMEM;
+}
+
+static const char *s_json_type(const json_t *value)
+{
+    switch (json_typeof(value)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "a value";
+}
+
+/* ---------------------------------------------------------------------------------------------
+   JSON -> scalars. */
+
+/* A JSON integer, an integral number, or a decimal string, as int64 (or uint64 if unsigned). */
+static int s_read_integer(s_parser_t *self, json_t *value, bool is_signed, int64_t *signed_out,
+                          uint64_t *unsigned_out)
+{
+    if (json_is_integer(value)) {
+        json_int_t number = json_integer_value(value);
+        if (!is_signed && number < 0)
+            return s_fail(self, "%" JSON_INTEGER_FORMAT " is negative", number);
+        *signed_out = number;
+        *unsigned_out = (uint64_t)number;
+        return 0;
+    }
+    if (json_is_real(value)) {
+        double number = json_real_value(value);
+        if (number != floor(number) || !(number >= (is_signed ? -9223372036854775808.0 : 0.0)) ||
+            !(number < (is_signed ? 9223372036854775808.0 : 18446744073709551616.0)))
+            return s_fail(self, "%g is not an integer in range", number);
+        if (is_signed)
+            *signed_out = (int64_t)number;
+        else
+            *unsigned_out = (uint64_t)number;
+        return 0;
+    }
+    if (json_is_string(value)) {
+        const char *text = json_string_value(value);
+        const char *digits = text + (is_signed && text[0] == '-');
+        bool ok = *digits != '\0' && strspn(digits, "0123456789") == strlen(digits);
+        char *end = NULL;
+        errno = 0;
+        if (ok && is_signed)
+            *signed_out = strtoll(text, &end, 10);
+        else if (ok)
+            *unsigned_out = strtoull(text, &end, 10);
+        if (!ok || errno == ERANGE || !end || *end != '\0')
+            return s_fail(self, "\"%.60s\" is not a%s integer in range", text,
+                          is_signed ? "n" : "n unsigned");
+        return 0;
+    }
+    return s_fail(self, "expected an integer, got %s", s_json_type(value));
+}
+
+static int s_read_double(s_parser_t *self, json_t *value, double *out)
+{
+    if (json_is_number(value)) {
+        *out = json_number_value(value);
+        return 0;
+    }
+    if (json_is_string(value)) {
+        const char *text = json_string_value(value);
+        if (strcmp(text, "NaN") == 0) {
+            *out = NAN;
+            return 0;
+        }
+        if (strcmp(text, "Infinity") == 0 || strcmp(text, "-Infinity") == 0) {
+            *out = text[0] == '-' ? -INFINITY : INFINITY;
+            return 0;
+        }
+        char *end = NULL;
+        errno = 0;
+        double number = strtod(text, &end);
+        if (*text && !isspace((unsigned char)*text) && end && *end == '\0' && errno == 0 &&
+            isfinite(number)) {
+            *out = number;
+            return 0;
+        }
+        return s_fail(self, "\"%.60s\" is not a number", text);
+    }
+    return s_fail(self, "expected a number, got %s", s_json_type(value));
+}
+
+/* Upper-cases text into out, reading ' ' and '-' as '_'. */
+static void s_enum_key(const char *text, char *out, size_t size)
+{
+    size_t length = 0;
+    for (; *text && length + 1 < size; text++) {
+        char c = *text == ' ' || *text == '-' ? '_' : *text;
+        out[length++] = (char)toupper((unsigned char)c);
+    }
+    out[length] = '\0';
+}
+
+static bool s_same_letters(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (toupper((unsigned char)*a) != toupper((unsigned char)*b))
+            return false;
+    return *a == *b;
+}
+
+/* Length of the longest prefix ending in '_' that all the enum's value names share
+   ("LEGAL_" for LegalStatus, "" for YesNo). */
+static size_t s_common_prefix(const ProtobufCEnumDescriptor *desc)
+{
+    if (desc->n_values == 0)
+        return 0;
+    const char *first = desc->values[0].name;
+    size_t length = strlen(first);
+    for (unsigned i = 1; i < desc->n_values; i++) {
+        size_t same = 0;
+        while (same < length && desc->values[i].name[same] == first[same])
+            same++;
+        length = same;
+    }
+    while (length > 0 && first[length - 1] != '_')
+        length--;
+    return length;
+}
+
+/* Exact name; case-insensitive name; the name without the enum's common prefix ("imha" for
+   SERVICE_IMHA, "black_caribbean" for ONS_BLACK_CARIBBEAN); a case-insensitive unique suffix
+   at '_' ("s2" for LEGAL_02_S2); or the number. */
+static int s_read_enum(s_parser_t *self, json_t *value, const ProtobufCEnumDescriptor *desc,
+                       int *out)
+{
+    if (json_is_integer(value) || json_is_real(value)) {
+        int64_t number = 0;
+        uint64_t unused = 0;
+        int rc = s_read_integer(self, value, true, &number, &unused);
+        if (rc)
+            return rc;
+        if (number < INT32_MIN || number > INT32_MAX ||
+            !protobuf_c_enum_descriptor_get_value(desc, (int)number))
+            return s_fail(self, "%" PRId64 " is not a value of %s", number, desc->name);
+        *out = (int)number;
+        return 0;
+    }
+    if (!json_is_string(value))
+        return s_fail(self, "expected an enum name (string) of %s, got %s", desc->name,
+                      s_json_type(value));
+    const char *text = json_string_value(value);
+    const ProtobufCEnumValue *found = protobuf_c_enum_descriptor_get_value_by_name(desc, text);
+    if (found) {
+        *out = found->value;
+        return 0;
+    }
+    char key[S_NAME_MAX];
+    s_enum_key(text, key, sizeof key);
+    size_t key_length = strlen(key);
+    const ProtobufCEnumValue *matches[2] = {NULL, NULL};
+    unsigned count = 0;
+    size_t prefix = s_common_prefix(desc);
+    for (unsigned i = 0; i < desc->n_values && key_length; i++) {
+        const char *name = desc->values[i].name;
+        size_t name_length = strlen(name);
+        if (s_same_letters(name, key) ||
+            (name_length == prefix + key_length && s_same_letters(name + prefix, key))) {
+            *out = desc->values[i].value;
+            return 0;
+        }
+        if (name_length > key_length && name[name_length - key_length - 1] == '_' &&
+            s_same_letters(name + name_length - key_length, key)) {
+            if (count < 2)
+                matches[count] = &desc->values[i];
+            count++;
+        }
+    }
+    if (count == 1) {
+        *out = matches[0]->value;
+        return 0;
+    }
+    if (count > 1)
+        return s_fail(self, "\"%.60s\" is ambiguous in %s (%s, %s%s)", text, desc->name,
+                      matches[0]->name, matches[1]->name, count > 2 ? ", ..." : "");
+    char names[256] = "";
+    size_t used = 0;
+    for (unsigned i = 0; i < desc->n_values && used + 1 < sizeof names; i++) {
+        int written = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+                               desc->values[i].name);
+        if (written < 0)
+            break;
+        used += (size_t)written;
+    }
+    return s_fail(self, "\"%.60s\" is not a value of %s (one of %s)", text, desc->name, names);
+}
+
+static int s_read_string(s_parser_t *self, json_t *value, char **out)
+{
+    if (!json_is_string(value))
+        return s_fail(self, "expected a string, got %s", s_json_type(value));
+    size_t length = json_string_length(value);
+    const char *text = json_string_value(value);
+    if (strlen(text) != length)
+        return s_fail(self, "string contains a NUL character");
+    char *copy = malloc(length + 1);
+    if (!copy)
+        return s_fail_memory(self);
+    memcpy(copy, text, length + 1);
+    *out = copy;
+    return 0;
+}
+
+static int s_read_bytes(s_parser_t *self, json_t *value, ProtobufCBinaryData *out)
+{
+    static const int variants[] = {
+        sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+        sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+    if (!json_is_string(value))
+        return s_fail(self, "expected base64 text, got %s", s_json_type(value));
+    const char *text = json_string_value(value);
+    size_t length = json_string_length(value);
+    uint8_t *data = malloc(length / 4 * 3 + 3);
+    if (!data)
+        return s_fail_memory(self);
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        size_t size = 0;
+        if (sodium_base642bin(data, length / 4 * 3 + 3, text, length, NULL, &size, NULL,
+                              variants[i]) == 0) {
+            out->data = data;
+            out->len = size;
+            return 0;
+        }
+    }
+    free(data);
+    return s_fail(self, "\"%.60s\" is not base64", text);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   JSON -> messages. */
+
+static int s_parse_message(s_parser_t *self, json_t *value, const ProtobufCMessageDescriptor *desc,
+                           ProtobufCMessage **out);
+
+/* Writes one value of the field's type at member (a single field or one array element). */
+static int s_parse_value(s_parser_t *self, json_t *value, const ProtobufCFieldDescriptor *field,
+                         void *member)
+{
+    int64_t number = 0;
+    uint64_t unsigned_number = 0;
+    double real = 0;
+    int rc = 0;
+    switch (field->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        rc = s_read_integer(self, value, true, &number, &unsigned_number);
+        if (rc == 0 && (number < INT32_MIN || number > INT32_MAX))
+            rc = s_fail(self, "%" PRId64 " is out of range for a 32-bit integer", number);
+        if (rc == 0)
+            *(int32_t *)member = (int32_t)number;
+        return rc;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        rc = s_read_integer(self, value, false, &number, &unsigned_number);
+        if (rc == 0 && unsigned_number > UINT32_MAX)
+            rc = s_fail(self, "%" PRIu64 " is out of range for a 32-bit unsigned integer",
+                        unsigned_number);
+        if (rc == 0)
+            *(uint32_t *)member = (uint32_t)unsigned_number;
+        return rc;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        rc = s_read_integer(self, value, true, &number, &unsigned_number);
+        if (rc == 0)
+            *(int64_t *)member = number;
+        return rc;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        rc = s_read_integer(self, value, false, &number, &unsigned_number);
+        if (rc == 0)
+            *(uint64_t *)member = unsigned_number;
+        return rc;
+    case PROTOBUF_C_TYPE_FLOAT:
+        rc = s_read_double(self, value, &real);
+        if (rc == 0 && isfinite(real) && fabs(real) > FLT_MAX)
+            rc = s_fail(self, "%g is out of range for a float", real);
+        if (rc == 0)
+            *(float *)member = (float)real;
+        return rc;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        rc = s_read_double(self, value, &real);
+        if (rc == 0)
+            *(double *)member = real;
+        return rc;
+    case PROTOBUF_C_TYPE_BOOL:
+        if (!json_is_boolean(value))
+            return s_fail(self, "expected true or false, got %s", s_json_type(value));
+        *(protobuf_c_boolean *)member = json_is_true(value);
+        return 0;
+    case PROTOBUF_C_TYPE_ENUM:
+        return s_read_enum(self, value, field->descriptor, (int *)member);
+    case PROTOBUF_C_TYPE_STRING:
+        return s_read_string(self, value, (char **)member);
+    case PROTOBUF_C_TYPE_BYTES:
+        return s_read_bytes(self, value, (ProtobufCBinaryData *)member);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return s_parse_message(self, value, field->descriptor, (ProtobufCMessage **)member);
+    }
+    return s_fail(self, "field type %d is not supported", (int)field->type);
+}
+
+static size_t s_element_size(ProtobufCType type)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return sizeof(int32_t);
+    case PROTOBUF_C_TYPE_ENUM:
+        return sizeof(int);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return sizeof(int64_t);
+    case PROTOBUF_C_TYPE_FLOAT:
+        return sizeof(float);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_STRING:
+        return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(ProtobufCMessage *);
+    }
+    return 0;
+}
+
+static int s_parse_repeated(s_parser_t *self, json_t *value, const ProtobufCFieldDescriptor *field,
+                            ProtobufCMessage *message)
+{
+    if (!json_is_array(value))
+        return s_fail(self, "expected an array, got %s", s_json_type(value));
+    size_t count = json_array_size(value);
+    if (count == 0)
+        return 0;
+    size_t element_size = s_element_size(field->type);
+    char *elements = calloc(count, element_size);
+    if (!elements)
+        return s_fail_memory(self);
+    size_t *filled = (size_t *)((char *)message + field->quantifier_offset);
+    *(char **)((char *)message + field->offset) = elements;
+    *filled = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t mark = s_push(self, "[%zu]", i);
+        json_t *item = json_array_get(value, i);
+        int rc = json_is_null(item) ? s_fail(self, "null is not allowed in an array")
+                                    : s_parse_value(self, item, field, elements + i * element_size);
+        s_pop(self, mark);
+        if (rc)
+            return rc; // the caller frees the message with the *filled elements made so far
+        (*filled)++;
+    }
+    return 0;
+}
+
+static int s_parse_field(s_parser_t *self, json_t *value, const ProtobufCMessageDescriptor *desc,
+                         const ProtobufCFieldDescriptor *field, ProtobufCMessage *message)
+{
+    char *base = (char *)message;
+    if (field->label == PROTOBUF_C_LABEL_REPEATED)
+        return s_parse_repeated(self, value, field, message);
+    uint32_t *which = NULL;
+    if (field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        which = (uint32_t *)(base + field->quantifier_offset);
+        if (*which != 0 && *which != field->id) {
+            const ProtobufCFieldDescriptor *other =
+                protobuf_c_message_descriptor_get_field(desc, (int)*which);
+            char first[S_NAME_MAX], second[S_NAME_MAX];
+            s_json_name(other ? other->name : "?", first, sizeof first);
+            s_json_name(field->name, second, sizeof second);
+            return s_fail(self, "only one of the oneof '%s' may be set (got %s and %s)",
+                          s_oneof_name(desc), first, second);
+        }
+    }
+    int rc = s_parse_value(self, value, field, base + field->offset);
+    if (rc)
+        return rc;
+    if (which)
+        *which = field->id;
+    else if (field->label == PROTOBUF_C_LABEL_OPTIONAL && field->type != PROTOBUF_C_TYPE_STRING &&
+             field->type != PROTOBUF_C_TYPE_MESSAGE)
+        *(protobuf_c_boolean *)(base + field->quantifier_offset) = 1;
+    return 0;
+}
+
+static int s_parse_fields(s_parser_t *self, json_t *object, const ProtobufCMessageDescriptor *desc,
+                          ProtobufCMessage *message)
+{
+    unsigned char *seen = calloc(desc->n_fields + 1, 1);
+    if (!seen)
+        return s_fail_memory(self);
+    int rc = 0;
+    const char *key;
+    json_t *value;
+    json_object_foreach(object, key, value)
+    {
+        size_t mark = s_push_key(self, key);
+        const ProtobufCFieldDescriptor *field = s_find_field(desc, key);
+        if (!field)
+            rc = s_fail(self, "unknown field");
+        else if (seen[field - desc->fields])
+            rc = s_fail(self, "given twice (as snake_case and lowerCamelCase)");
+        else if (!json_is_null(value))
+            rc = s_parse_field(self, value, desc, field, message);
+        if (field)
+            seen[field - desc->fields] = 1;
+        if (rc)
+            break; // keep the path of the failing field for the message
+        s_pop(self, mark);
+    }
+    free(seen);
+    return rc;
+}
+
+/* Finds a field by name in a well-known message and sets it (with its has_ flag). */
+static void s_set_int(ProtobufCMessage *message, const char *name, int64_t value)
+{
+    const ProtobufCFieldDescriptor *field =
+        protobuf_c_message_descriptor_get_field_by_name(message->descriptor, name);
+    char *base = (char *)message;
+    if (field->type == PROTOBUF_C_TYPE_INT64)
+        *(int64_t *)(base + field->offset) = value;
+    else
+        *(int32_t *)(base + field->offset) = (int32_t)value;
+    *(protobuf_c_boolean *)(base + field->quantifier_offset) = 1;
+}
+
+static int s_parse_well_known(s_parser_t *self, const char *text,
+                              const ProtobufCMessageDescriptor *desc, ProtobufCMessage *message)
+{
+    if (strcmp(desc->name, S_TIMESTAMP) == 0) {
+        int64_t seconds;
+        int32_t nanos;
+        if (asy_json_parse_timestamp(text, &seconds, &nanos) != 0)
+            return s_fail(self,
+                          "\"%.60s\" is not an RFC 3339 timestamp "
+                          "(e.g. 2026-01-05T10:00:00Z or 2026-01-05T10:00:00.5+01:00)",
+                          text);
+        s_set_int(message, "seconds", seconds);
+        if (nanos)
+            s_set_int(message, "nanos", nanos);
+        return 0;
+    }
+    int32_t year, month, day;
+    if (asy_json_parse_date(text, &year, &month, &day) != 0)
+        return s_fail(self, "\"%.60s\" is not a calendar date YYYY-MM-DD", text);
+    s_set_int(message, "year", year);
+    s_set_int(message, "month", month);
+    s_set_int(message, "day", day);
+    return 0;
+}
+
+static bool s_is_well_known(const ProtobufCMessageDescriptor *desc)
+{
+    return strcmp(desc->name, S_TIMESTAMP) == 0 || strcmp(desc->name, S_DATE) == 0;
+}
+
+static int s_parse_message(s_parser_t *self, json_t *value, const ProtobufCMessageDescriptor *desc,
+                           ProtobufCMessage **out)
+{
+    *out = NULL;
+    bool well_known = s_is_well_known(desc);
+    if (!json_is_object(value) && !(well_known && json_is_string(value)))
+        return s_fail(self, "expected %s, got %s",
+                      !well_known                            ? "an object"
+                      : strcmp(desc->name, S_TIMESTAMP) == 0 ? "RFC 3339 timestamp text"
+                                                             : "a date \"YYYY-MM-DD\"",
+                      s_json_type(value));
+    ProtobufCMessage *message = calloc(1, desc->sizeof_message);
+    if (!message)
+        return s_fail_memory(self);
+    desc->message_init(message);
+    int rc = json_is_string(value)
+                 ? s_parse_well_known(self, json_string_value(value), desc, message)
+                 : s_parse_fields(self, value, desc, message);
+    if (rc) {
+        protobuf_c_message_free_unpacked(message, NULL);
+        return rc;
+    }
+    *out = message;
+    return 0;
+}
+
+int asy_json_to_message(json_t *value, const ProtobufCMessageDescriptor *desc,
+                        ProtobufCMessage **out, char *error, size_t error_size)
+{
+    s_parser_t parser = {.length = 0, .error = error, .error_size = error_size};
+    parser.path[0] = '\0';
+    if (error && error_size)
+        error[0] = '\0';
+    if (!value) {
+        *out = NULL;
+        return s_fail(&parser, "no JSON value");
+    }
+    return s_parse_message(&parser, value, desc, out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Messages -> JSON. */
+
+/* JSON string of text; bytes that are not UTF-8 (possible on the wire) become U+FFFD. */
+static json_t *s_string_to_json(const char *text)
+{
+    json_t *value = json_string(text);
+    if (value)
+        return value;
+    size_t length = strlen(text);
+    char *clean = malloc(length * 3 + 1);
+    if (!clean)
+        return NULL;
+    size_t used = 0;
+    for (size_t i = 0; i < length;) {
+        size_t step = 1;
+        while (step <= 4 && i + step <= length && !asy_json_utf8_valid(text + i, step))
+            step++;
+        if (step <= 4 && i + step <= length) {
+            memcpy(clean + used, text + i, step);
+            used += step;
+            i += step;
+        } else {
+            memcpy(clean + used, "\xef\xbf\xbd", 3);
+            used += 3;
+            i++;
+        }
+    }
+    value = json_stringn(clean, used);
+    free(clean);
+    return value;
+}
+
+static json_t *s_message_to_json(const ProtobufCMessage *message);
+
+static json_t *s_double_to_json(double value)
+{
+    if (isnan(value))
+        return json_string("NaN");
+    if (isinf(value))
+        return json_string(value < 0 ? "-Infinity" : "Infinity");
+    return json_real(value);
+}
+
+static json_t *s_value_to_json(const ProtobufCFieldDescriptor *field, const void *member)
+{
+    char text[32];
+    switch (field->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_integer(*(const int32_t *)member);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return json_integer(*(const uint32_t *)member);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        snprintf(text, sizeof text, "%" PRId64, *(const int64_t *)member);
+        return json_string(text);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        snprintf(text, sizeof text, "%" PRIu64, *(const uint64_t *)member);
+        return json_string(text);
+    case PROTOBUF_C_TYPE_FLOAT:
+        return s_double_to_json(*(const float *)member);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return s_double_to_json(*(const double *)member);
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_boolean(*(const protobuf_c_boolean *)member);
+    case PROTOBUF_C_TYPE_ENUM: {
+        int number = *(const int *)member;
+        const ProtobufCEnumValue *value =
+            protobuf_c_enum_descriptor_get_value(field->descriptor, number);
+        return value ? json_string(value->name) : json_integer(number);
+    }
+    case PROTOBUF_C_TYPE_STRING:
+        return s_string_to_json(*(char *const *)member);
+    case PROTOBUF_C_TYPE_BYTES: {
+        const ProtobufCBinaryData *bytes = member;
+        size_t size = sodium_base64_ENCODED_LEN(bytes->len, sodium_base64_VARIANT_ORIGINAL);
+        char *encoded = malloc(size);
+        if (!encoded)
+            return NULL;
+        sodium_bin2base64(encoded, size, bytes->data ? bytes->data : (const unsigned char *)"",
+                          bytes->len, sodium_base64_VARIANT_ORIGINAL);
+        json_t *value = json_string(encoded);
+        free(encoded);
+        return value;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return s_message_to_json(*(ProtobufCMessage *const *)member);
+    }
+    return NULL;
+}
+
+/* True if the singular field holds a value. */
+static bool s_present(const ProtobufCMessage *message, const ProtobufCFieldDescriptor *field)
+{
+    const char *base = (const char *)message;
+    if (field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        if (*(const uint32_t *)(base + field->quantifier_offset) != field->id)
+            return false;
+    } else if (field->label == PROTOBUF_C_LABEL_OPTIONAL && field->type != PROTOBUF_C_TYPE_STRING &&
+               field->type != PROTOBUF_C_TYPE_MESSAGE) {
+        return *(const protobuf_c_boolean *)(base + field->quantifier_offset);
+    }
+    if (field->type == PROTOBUF_C_TYPE_STRING || field->type == PROTOBUF_C_TYPE_MESSAGE) {
+        const void *pointer = *(const void *const *)(base + field->offset);
+        return pointer != NULL && pointer != field->default_value;
+    }
+    return true;
+}
+
+static json_t *s_field_to_json(const ProtobufCMessage *message,
+                               const ProtobufCFieldDescriptor *field)
+{
+    const char *base = (const char *)message;
+    if (field->label != PROTOBUF_C_LABEL_REPEATED)
+        return s_value_to_json(field, base + field->offset);
+    size_t count = *(const size_t *)(base + field->quantifier_offset);
+    const char *elements = *(const char *const *)(base + field->offset);
+    size_t element_size = s_element_size(field->type);
+    json_t *array = json_array();
+    for (size_t i = 0; array && i < count; i++) {
+        json_t *item = s_value_to_json(field, elements + i * element_size);
+        if (!item || json_array_append_new(array, item) != 0) {
+            json_decref(array);
+            return NULL;
+        }
+    }
+    return array;
+}
+
+/* Timestamp and Date as text when they hold a representable value; else as plain objects. */
+static json_t *s_well_known_to_json(const ProtobufCMessage *message)
+{
+    const ProtobufCMessageDescriptor *desc = message->descriptor;
+    int64_t values[3] = {0, 0, 0};
+    for (unsigned i = 0; i < desc->n_fields && i < 3; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields[i];
+        const char *member = (const char *)message + field->offset;
+        if (!s_present(message, field))
+            continue;
+        values[i] = field->type == PROTOBUF_C_TYPE_INT64 ? *(const int64_t *)member
+                                                         : *(const int32_t *)member;
+    }
+    if (strcmp(desc->name, S_TIMESTAMP) == 0) {
+        char text[ASY_TIMESTAMP_TEXT];
+        if (asy_json_format_timestamp(values[0], (int32_t)values[1], text) == 0)
+            return json_string(text);
+    } else if (asy_json_date_valid(values[0], values[1], values[2])) {
+        char text[16];
+        snprintf(text, sizeof text, "%04d-%02d-%02d", (int)values[0], (int)values[1],
+                 (int)values[2]);
+        return json_string(text);
+    }
+    return NULL;
+}
+
+static json_t *s_message_to_json(const ProtobufCMessage *message)
+{
+    const ProtobufCMessageDescriptor *desc = message->descriptor;
+    if (s_is_well_known(desc)) {
+        json_t *text = s_well_known_to_json(message);
+        if (text)
+            return text;
+    }
+    json_t *object = json_object();
+    if (!object)
+        return NULL;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields[i];
+        if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+            if (*(const size_t *)((const char *)message + field->quantifier_offset) == 0)
+                continue;
+        } else if (!s_present(message, field)) {
+            continue;
+        }
+        char name[S_NAME_MAX];
+        s_json_name(field->name, name, sizeof name);
+        json_t *value = s_field_to_json(message, field);
+        if (!value || json_object_set_new(object, name, value) != 0) {
+            json_decref(object);
+            return NULL;
+        }
+    }
+    return object;
+}
+
+json_t *asy_json_from_message(const ProtobufCMessage *message)
+{
+    return message ? s_message_to_json(message) : NULL;
+}

@@ -1,0 +1,49 @@
+/*  json.h: the proto3 JSON mapping for any protobuf-c message, driven by its descriptor.
+
+    One generic mapper, no per-message code. Field names are lowerCamelCase (the proto3 JSON
+    name) on output; lowerCamelCase or the snake_case proto name on input. Enums by value name
+    (or an unambiguous suffix, or the number); 64-bit integers as decimal strings; bytes as
+    base64; advsync.v1.Timestamp as RFC 3339 text and advsync.v1.Date as "YYYY-MM-DD".
+    Only codec.c (and this module) include this header: it exposes protobuf-c types.  */
+#ifndef ASY_JSON_H_INCLUDED
+#define ASY_JSON_H_INCLUDED
+
+#include "asy.h"
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+/* Longest text asy_json_format_timestamp() writes, with its NUL. */
+#define ASY_TIMESTAMP_TEXT 40
+
+/* Builds a message of type desc from a JSON value (an object; a string for Timestamp and
+   Date). Every part is malloc'ed, so protobuf_c_message_free_unpacked(*out, NULL) frees it.
+   Returns 0 and *out (caller owns), ASY_EINVAL with "path: what was wrong" in error[]
+   (e.g. "referralReceived.reasons[2]: \"x\" is not a value of advsync.v1.ReferralReason"),
+   or ASY_ENOMEM. The value is borrowed. */
+int asy_json_to_message(json_t *value, const ProtobufCMessageDescriptor *desc,
+                        ProtobufCMessage **out, char *error, size_t error_size);
+
+/* The message as a JSON value (an object, or a string for Timestamp and Date). Absent fields
+   are left out; unknown fields are not represented. Caller owns; NULL on ENOMEM. */
+json_t *asy_json_from_message(const ProtobufCMessage *message);
+
+/* Parses RFC 3339 text ("2026-01-05T10:00:00Z", "2026-01-05T11:00:00.25+01:00") into seconds
+   since 1970 and nanoseconds. Returns 0 or ASY_EINVAL. */
+int asy_json_parse_timestamp(const char *text, int64_t *seconds, int32_t *nanos);
+
+/* Writes seconds + nanos as UTC RFC 3339 text with "Z", with a fraction (3, 6 or 9 digits)
+   only if nanos is not 0. Returns 0, or ASY_EINVAL if outside years 1..9999 or nanos is
+   outside 0..999,999,999. */
+int asy_json_format_timestamp(int64_t seconds, int32_t nanos, char out[ASY_TIMESTAMP_TEXT]);
+
+/* Parses "YYYY-MM-DD" (a real calendar date, years 1..9999). Returns 0 or ASY_EINVAL. */
+int asy_json_parse_date(const char *text, int32_t *year, int32_t *month, int32_t *day);
+
+/* True if year-month-day is a real date of the proleptic Gregorian calendar, years 1..9999. */
+bool asy_json_date_valid(int64_t year, int64_t month, int64_t day);
+
+/* True if the bytes are well-formed UTF-8 (no overlongs, no surrogates, no NUL). */
+bool asy_json_utf8_valid(const char *text, size_t length);
+
+#endif

@@ -1,0 +1,841 @@
+/*  ingest.c: the broker's ingest actor (see ingest.h and proto/PROTOCOL.md).
+
+    One message at a time, synchronously: a PUBLISH is decoded, checked event by event, written
+    in one transaction and only then acknowledged. Being synchronous is what makes $TERM safe:
+    the batch in hand is always committed and answered before the actor looks at its pipe.
+
+    Sessions are keyed by ZeroMQ routing id. A session caches the agent's committed seq (its
+    high-water mark) so replays are filtered before PostgreSQL sees them; the database's
+    compare-and-set in asy_store_write_batch stays the final guard, so a stale cache (another
+    broker moved the mark) costs one re-read, never a double write.  */
+#include "ingest.h"
+
+#include "codec.h"
+#include "log.h"
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_RETRY_FIRST_MS 200u
+#define S_RETRY_MAX_MS 5000u
+#define S_LINGER_MS 2000
+#define S_STATS_MS 10000
+#define S_SESSION_IDLE_MS (30 * 60 * 1000)
+/* Messages a little above the frame limit are answered FRAME_TOO_LARGE; far above it libzmq
+   drops the connection before the bytes are buffered. */
+#define S_MAXMSGSIZE ((int)(ASY_MAX_FRAME_BYTES + 1024u * 1024u))
+#define S_QUARANTINE_BYTES ASY_MAX_EVENT_BYTES
+#define S_CODES (ASY_CODE_EVENT_TOO_LARGE + 1)
+
+typedef struct {
+    char agent_id[ASY_ID_MAX + 1];
+    char site_id[ASY_ID_MAX + 1];
+    uint64_t epoch;
+    uint64_t committed;      /* high-water mark: never above what PostgreSQL has committed */
+    int64_t last_seen_ms;
+} s_session_t;
+
+typedef struct {
+    uint64_t batches;
+    uint64_t events;         /* committed as valid events */
+    uint64_t duplicates;
+    uint64_t quarantined;    /* events of batches, quarantined */
+    uint64_t frames;         /* whole frames quarantined */
+    uint64_t nacks[S_CODES];
+} s_counters_t;
+
+typedef struct {
+    zsock_t *pipe;
+    zsock_t *router;
+    zpoller_t *poller;
+    asy_store_t *store;
+    char *endpoint;
+    char *conninfo;
+    int linger_ms;
+    int stats_interval_ms;
+    bool terminated;
+    zhashx_t *sessions;      /* routing id (hex) -> s_session_t */
+    bool db_down;
+    uint32_t retry_after_ms;
+    int64_t next_reconnect_ms;
+    s_counters_t counters;
+    s_counters_t logged;
+    int64_t next_stats_ms;
+    asy_store_item_t *items; /* reused between batches */
+    size_t items_capacity;
+    zframe_t *peer;          /* routing id of the message in hand */
+    char *peer_key;
+} s_ingest_t;
+
+static void s_free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+/* Copies untrusted text for a log line or a reason: printable ASCII only, at most 64 chars. */
+static const char *s_printable(const char *text, char *out, size_t size)
+{
+    size_t used = 0;
+    for (; text && *text && used + 1 < size && used < 64; text++)
+        out[used++] = (*text >= 0x20 && *text < 0x7f) ? *text : '?';
+    out[used] = 0;
+    return text ? out : "(absent)";
+}
+
+/* --------------------------------------------------------------------------------------------
+   Replies */
+
+static void s_send(s_ingest_t *self, const asy_frame_t *frame)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    if (asy_frame_encode(frame, &data, &size) != 0) {
+        asy_error("cannot encode a reply of type %d", frame->type);
+        return;
+    }
+    zframe_t *body = zframe_new(data, size);
+    free(data);
+    zframe_send(&self->peer, self->router, ZFRAME_MORE | ZFRAME_REUSE);
+    zframe_send(&body, self->router, 0);
+}
+
+static const char *s_who(s_ingest_t *self)
+{
+    s_session_t *session = zhashx_lookup(self->sessions, self->peer_key);
+    return session ? session->agent_id : self->peer_key;
+}
+
+static void s_nack(s_ingest_t *self, int code, uint64_t first_seq, uint64_t expected_seq,
+                   uint32_t retry_after_ms, const char *format, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void s_nack(s_ingest_t *self, int code, uint64_t first_seq, uint64_t expected_seq,
+                   uint32_t retry_after_ms, const char *format, ...)
+{
+    char reason[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(reason, sizeof reason, format, args);
+    va_end(args);
+    asy_frame_t frame = {.type = ASY_FRAME_NACK, .version = ASY_PROTOCOL_VERSION};
+    frame.u.nack = (asy_nack_t){.code = code, .reason = reason, .expected_seq = expected_seq,
+                                .first_seq = first_seq, .retry_after_ms = retry_after_ms};
+    s_send(self, &frame);
+    if (code > 0 && code < S_CODES)
+        self->counters.nacks[code]++;
+    asy_warn("NACK %s to %s: %s", asy_code_name(code), s_who(self), reason);
+}
+
+static void s_ack(s_ingest_t *self, const s_session_t *session, uint64_t seq,
+                  const asy_store_item_t *items, size_t count, size_t duplicates)
+{
+    size_t rejected = 0;
+    for (size_t i = 0; i < count; i++)
+        rejected += items[i].code != 0;
+    asy_rejection_t *list = rejected ? calloc(rejected, sizeof *list) : NULL;
+    size_t used = 0;
+    for (size_t i = 0; list && i < count; i++)
+        if (items[i].code != 0)
+            list[used++] = (asy_rejection_t){items[i].seq, items[i].code, items[i].reason};
+    asy_frame_t frame = {.type = ASY_FRAME_ACK, .version = ASY_PROTOCOL_VERSION};
+    frame.u.ack = (asy_ack_t){.agent_id = session->agent_id, .epoch = session->epoch, .seq = seq,
+                              .rejected_count = used, .rejected = list,
+                              .duplicates = (uint32_t)duplicates};
+    s_send(self, &frame);
+    free(list);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Database availability: after a failure the broker answers RETRY_LATER without touching the
+   database until the back-off has passed, then tries one reconnect. */
+
+static uint32_t s_db_failed(s_ingest_t *self, const char *what, int rc)
+{
+    uint32_t wait = self->retry_after_ms;
+    asy_error("database %s failed (%s): %s; answering RETRY_LATER for %u ms", what,
+              asy_strerror(rc), asy_store_errmsg(self->store), wait);
+    self->db_down = true;
+    self->next_reconnect_ms = zclock_mono() + wait;
+    self->retry_after_ms = wait * 2 > S_RETRY_MAX_MS ? S_RETRY_MAX_MS : wait * 2;
+    return wait;
+}
+
+static void s_db_ok(s_ingest_t *self)
+{
+    self->retry_after_ms = S_RETRY_FIRST_MS;
+}
+
+/* Returns 0 if the database may be used now, else the milliseconds to tell the agent. */
+static uint32_t s_db_wait(s_ingest_t *self)
+{
+    if (!self->db_down)
+        return 0;
+    int64_t now = zclock_mono();
+    if (now < self->next_reconnect_ms)
+        return (uint32_t)(self->next_reconnect_ms - now) + 1;
+    if (asy_store_reconnect(self->store) != 0)
+        return s_db_failed(self, "reconnect", ASY_ERETRY);
+    asy_info("database reachable again");
+    self->db_down = false;
+    return 0;
+}
+
+/* Stores bytes that never became a batch (before the NACK goes out, so an agent that sees the
+   NACK can rely on the quarantine row). Best effort: a failure is logged, never fatal. */
+static void s_quarantine(s_ingest_t *self, int code, const char *reason, const uint8_t *data,
+                         size_t size)
+{
+    if (s_db_wait(self) != 0) {
+        asy_error("frame from %s not quarantined (database down): %s", s_who(self), reason);
+        return;
+    }
+    s_session_t *session = zhashx_lookup(self->sessions, self->peer_key);
+    size_t keep = size > S_QUARANTINE_BYTES ? S_QUARANTINE_BYTES : size;
+    int rc = asy_store_quarantine_frame(self->store, session ? session->agent_id : NULL,
+                                        session ? session->site_id : NULL, code, reason, data,
+                                        keep);
+    if (rc == 0)
+        self->counters.frames++;
+    else
+        asy_error("frame from %s not quarantined (%s): %s", s_who(self), asy_strerror(rc),
+                  asy_store_errmsg(self->store));
+}
+
+/* Quarantines a refused frame and NACKs it with the same code and reason. */
+static void s_refuse_frame(s_ingest_t *self, int code, const uint8_t *data, size_t size,
+                           const char *reason)
+{
+    s_quarantine(self, code, reason, data, size);
+    s_nack(self, code, 0, 0, 0, "%s", reason);
+}
+
+/* --------------------------------------------------------------------------------------------
+   HELLO */
+
+static bool s_hello_identity_ok(s_ingest_t *self, const asy_hello_t *hello)
+{
+    char text[80];
+    if (!hello->agent_id || !asy_id_valid(hello->agent_id)) {
+        s_nack(self, ASY_CODE_WRONG_AGENT, 0, 0, 0,
+               "HELLO agent_id \"%s\" is not 1-64 characters of [A-Za-z0-9._-]",
+               s_printable(hello->agent_id, text, sizeof text));
+        return false;
+    }
+    if (!hello->site_id || !asy_id_valid(hello->site_id)) {
+        s_nack(self, ASY_CODE_WRONG_AGENT, 0, 0, 0,
+               "HELLO site_id \"%s\" is not 1-64 characters of [A-Za-z0-9._-]",
+               s_printable(hello->site_id, text, sizeof text));
+        return false;
+    }
+    if (hello->epoch < 1) {
+        s_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0, "HELLO epoch must be 1 or more, got 0");
+        return false;
+    }
+    return true;
+}
+
+/* One session per agent: a new HELLO from the agent replaces the sessions of its older
+   connections (a reconnecting DEALER gets a new routing id). */
+static s_session_t *s_session_start(s_ingest_t *self, const asy_hello_t *hello,
+                                    uint64_t committed)
+{
+    zlistx_t *stale = zlistx_new();
+    zlistx_set_destructor(stale, s_free_item);
+    for (s_session_t *old = zhashx_first(self->sessions); old; old = zhashx_next(self->sessions))
+        if (strcmp(old->agent_id, hello->agent_id) == 0)
+            zlistx_add_end(stale, strdup((const char *)zhashx_cursor(self->sessions)));
+    for (char *key = zlistx_first(stale); key; key = zlistx_next(stale))
+        zhashx_delete(self->sessions, key);
+    zlistx_destroy(&stale);
+
+    s_session_t *session = calloc(1, sizeof *session);
+    if (!session)
+        return NULL;
+    snprintf(session->agent_id, sizeof session->agent_id, "%s", hello->agent_id);
+    snprintf(session->site_id, sizeof session->site_id, "%s", hello->site_id);
+    session->epoch = hello->epoch;
+    session->committed = committed;
+    session->last_seen_ms = zclock_mono();
+    zhashx_update(self->sessions, self->peer_key, session);
+    return session;
+}
+
+static void s_welcome(s_ingest_t *self, uint32_t version, uint64_t committed)
+{
+    asy_frame_t frame = {.type = ASY_FRAME_WELCOME, .version = version};
+    frame.u.welcome = (asy_welcome_t){.version = version,
+                                      .committed_seq = committed,
+                                      .max_batch_events = ASY_MAX_BATCH_EVENTS,
+                                      .max_frame_bytes = ASY_MAX_FRAME_BYTES,
+                                      .window = ASY_DEFAULT_WINDOW,
+                                      .heartbeat_ms = ASY_DEFAULT_HEARTBEAT_MS};
+    s_send(self, &frame);
+}
+
+static void s_on_hello(s_ingest_t *self, const asy_hello_t *hello)
+{
+    uint32_t version = hello->version_max < ASY_PROTOCOL_VERSION ? hello->version_max
+                                                                  : ASY_PROTOCOL_VERSION;
+    if (version < 1 || version < hello->version_min) {
+        s_nack(self, ASY_CODE_VERSION, 0, 0, 0, "agent speaks %u..%u; broker speaks 1..%d",
+               hello->version_min, hello->version_max, ASY_PROTOCOL_VERSION);
+        return;
+    }
+    if (!s_hello_identity_ok(self, hello))
+        return;
+    uint32_t wait = s_db_wait(self);
+    uint64_t committed = 0;
+    int rc = wait ? ASY_ERETRY
+                  : asy_store_hello(self->store, hello->agent_id, hello->site_id, hello->epoch,
+                                    &committed);
+    if (rc == ASY_EINVAL) {
+        s_nack(self, ASY_CODE_WRONG_AGENT, 0, 0, 0, "%s", asy_store_errmsg(self->store));
+        return;
+    }
+    if (rc != 0) {
+        wait = wait ? wait : s_db_failed(self, "HELLO", rc);
+        s_nack(self, ASY_CODE_RETRY_LATER, 0, 0, wait, "database unavailable; retry in %u ms",
+               wait);
+        return;
+    }
+    s_db_ok(self);
+    if (!s_session_start(self, hello, committed)) {
+        s_nack(self, ASY_CODE_RETRY_LATER, 0, 0, S_RETRY_FIRST_MS, "broker out of memory");
+        return;
+    }
+    char software[80];
+    asy_info("session: agent %s site %s epoch %" PRIu64 " (peer %s, %s): committed %" PRIu64
+             ", agent holds %" PRIu64,
+             hello->agent_id, hello->site_id, hello->epoch, self->peer_key,
+             s_printable(hello->software, software, sizeof software), committed, hello->last_seq);
+    if (hello->last_seq < committed)
+        asy_warn("agent %s epoch %" PRIu64 " holds seqs only up to %" PRIu64
+                 " but the centre committed %" PRIu64 ": its outbox lost events; it should "
+                 "start a new epoch",
+                 hello->agent_id, hello->epoch, hello->last_seq, committed);
+    s_welcome(self, version, committed);
+}
+
+/* --------------------------------------------------------------------------------------------
+   PUBLISH */
+
+static void s_reject(asy_store_item_t *item, int code, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void s_reject(asy_store_item_t *item, int code, const char *format, ...)
+{
+    item->code = code;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(item->reason, sizeof item->reason, format, args);
+    va_end(args);
+    memset(&item->summary, 0, sizeof item->summary);
+}
+
+/* The checks that bind an event to its place: seq, agent, epoch, site. */
+static void s_check_binding(const s_session_t *session, asy_store_item_t *item)
+{
+    const asy_event_summary_t *event = &item->summary;
+    char text[80];
+    if (event->seq != item->seq)
+        s_reject(item, ASY_CODE_EVENT_SEQ_MISMATCH,
+                 "seq: event says %" PRIu64 " but sits at seq %" PRIu64 " of the PUBLISH",
+                 event->seq, item->seq);
+    else if (strcmp(event->agent_id, session->agent_id) != 0 || event->epoch != session->epoch)
+        s_reject(item, ASY_CODE_EVENT_SEQ_MISMATCH,
+                 "agent_id/epoch: event says %s/%" PRIu64 " but the PUBLISH is %s/%" PRIu64,
+                 s_printable(event->agent_id, text, sizeof text), event->epoch,
+                 session->agent_id, session->epoch);
+    else if (strcmp(event->site_id, session->site_id) != 0)
+        s_reject(item, ASY_CODE_EVENT_WRONG_SITE,
+                 "site_id: event says %s but agent %s publishes for site %s",
+                 s_printable(event->site_id, text, sizeof text), session->agent_id,
+                 session->site_id);
+}
+
+static void s_check_event(const s_session_t *session, const asy_bytes_t *bytes, uint64_t seq,
+                          asy_store_item_t *item)
+{
+    memset(item, 0, sizeof *item);
+    item->seq = seq;
+    item->data = bytes->data;
+    item->size = bytes->size;
+    if (bytes->size > ASY_MAX_EVENT_BYTES) {
+        s_reject(item, ASY_CODE_EVENT_TOO_LARGE, "event is %zu bytes; the limit is %u",
+                 bytes->size, ASY_MAX_EVENT_BYTES);
+        return;
+    }
+    asy_event_t *event = NULL;
+    if (asy_event_decode(bytes->data, bytes->size, &event) != 0) {
+        s_reject(item, ASY_CODE_EVENT_UNDECODABLE,
+                 "event bytes (%zu) are not a decodable advsync.v1.Event", bytes->size);
+        return;
+    }
+    asy_check_t why = {0};
+    if (asy_event_validate(event, &why) != 0) {
+        s_reject(item, why.code ? why.code : ASY_CODE_EVENT_INVALID_FIELD, "%s",
+                 why.reason[0] ? why.reason : "event is not valid");
+        asy_event_destroy(&event);
+        return;
+    }
+    asy_event_summarise(event, &item->summary);
+    asy_event_destroy(&event);
+    s_check_binding(session, item);
+}
+
+static asy_store_item_t *s_items(s_ingest_t *self, size_t count)
+{
+    if (count > self->items_capacity) {
+        asy_store_item_t *items = realloc(self->items, count * sizeof *items);
+        if (!items)
+            return NULL;
+        self->items = items;
+        self->items_capacity = count;
+    }
+    return self->items;
+}
+
+static void s_retry_later(s_ingest_t *self, const asy_publish_t *publish, uint32_t wait,
+                          const char *why)
+{
+    s_nack(self, ASY_CODE_RETRY_LATER, publish->first_seq, 0, wait, "%s; retry in %u ms", why,
+           wait);
+}
+
+/* Re-reads the agent's committed seq into the session. Returns 0, or NACKs and returns
+   the error. */
+static int s_refresh(s_ingest_t *self, s_session_t *session, const asy_publish_t *publish)
+{
+    uint64_t committed = 0;
+    int rc = asy_store_committed_seq(self->store, session->agent_id, session->epoch, &committed);
+    if (rc != 0) {
+        s_retry_later(self, publish, s_db_failed(self, "committed-seq read", rc),
+                      "database unavailable");
+        return rc;
+    }
+    if (committed > session->committed)
+        session->committed = committed;
+    return 0;
+}
+
+/* Writes the new events of the batch: all events above the high-water mark. */
+static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *publish,
+                   size_t duplicates)
+{
+    size_t fresh = publish->count - duplicates;
+    asy_store_item_t *items = s_items(self, fresh);
+    if (!items) {
+        s_retry_later(self, publish, S_RETRY_FIRST_MS, "broker out of memory");
+        return ASY_ENOMEM;
+    }
+    for (size_t i = 0; i < fresh; i++)
+        s_check_event(session, &publish->events[duplicates + i],
+                      publish->first_seq + duplicates + i, &items[i]);
+    int rc = asy_store_write_batch(self->store, session->agent_id, session->site_id,
+                                   session->epoch, session->committed, items, fresh);
+    if (rc == ASY_EEXIST)
+        return rc;
+    if (rc != 0) {
+        s_retry_later(self, publish, s_db_failed(self, "batch write", rc),
+                      "database unavailable, nothing committed");
+        return rc;
+    }
+    s_db_ok(self);
+    uint64_t last = items[fresh - 1].seq;
+    session->committed = last;
+    size_t rejected = 0, first_bad = fresh;
+    for (size_t i = 0; i < fresh; i++)
+        if (items[i].code != 0 && rejected++ == 0)
+            first_bad = i;
+    self->counters.batches++;
+    self->counters.events += fresh - rejected;
+    self->counters.quarantined += rejected;
+    self->counters.duplicates += duplicates;
+    if (rejected)
+        asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": %zu event(s) quarantined, first seq %"
+                 PRIu64 " %s: %s",
+                 s_who(self), items[0].seq, last, rejected, items[first_bad].seq,
+                 asy_code_name(items[first_bad].code), items[first_bad].reason);
+    s_ack(self, session, last, items, fresh, duplicates);
+    return 0;
+}
+
+/* One pass over a PUBLISH. Returns ASY_EEXIST if another writer moved the committed seq under
+   us (nothing written, nothing answered); otherwise the PUBLISH has been answered. */
+static int s_publish_pass(s_ingest_t *self, s_session_t *session, const asy_publish_t *publish)
+{
+    if (publish->first_seq > session->committed + 1) {
+        if (s_refresh(self, session, publish) != 0)
+            return 0;
+        if (publish->first_seq > session->committed + 1) {
+            s_nack(self, ASY_CODE_SEQ_GAP, publish->first_seq, session->committed + 1, 0,
+                   "first_seq %" PRIu64 " but the centre has committed up to %" PRIu64
+                   ": resend from %" PRIu64,
+                   publish->first_seq, session->committed, session->committed + 1);
+            return 0;
+        }
+    }
+    uint64_t known = publish->first_seq <= session->committed
+                         ? session->committed - publish->first_seq + 1
+                         : 0;
+    size_t duplicates = known > publish->count ? publish->count : (size_t)known;
+    if (duplicates == publish->count) {
+        self->counters.duplicates += duplicates;
+        s_ack(self, session, session->committed, NULL, 0, duplicates);
+        return 0;
+    }
+    int rc = s_write(self, session, publish, duplicates);
+    return rc == ASY_EEXIST ? rc : 0;
+}
+
+/* Checks the PUBLISH against its session; NACKs and returns NULL if it does not fit. */
+static s_session_t *s_publish_session(s_ingest_t *self, const asy_publish_t *publish)
+{
+    s_session_t *session = zhashx_lookup(self->sessions, self->peer_key);
+    char text[80];
+    if (!session) {
+        s_nack(self, ASY_CODE_NOT_WELCOMED, publish->first_seq, 0, 0,
+               "no session on this connection (broker restarted, or no HELLO yet): send HELLO");
+        return NULL;
+    }
+    if (!publish->agent_id || strcmp(publish->agent_id, session->agent_id) != 0
+        || publish->epoch != session->epoch) {
+        s_nack(self, ASY_CODE_NOT_WELCOMED, publish->first_seq, 0, 0,
+               "PUBLISH as %s epoch %" PRIu64 " but this connection said HELLO as %s epoch %"
+               PRIu64 ": send HELLO again",
+               s_printable(publish->agent_id, text, sizeof text), publish->epoch,
+               session->agent_id, session->epoch);
+        return NULL;
+    }
+    session->last_seen_ms = zclock_mono();
+    return session;
+}
+
+static void s_on_publish(s_ingest_t *self, const asy_publish_t *publish)
+{
+    s_session_t *session = s_publish_session(self, publish);
+    if (!session)
+        return;
+    if (publish->count > ASY_MAX_BATCH_EVENTS) {
+        s_nack(self, ASY_CODE_BATCH_TOO_LARGE, publish->first_seq, 0, 0,
+               "PUBLISH holds %zu events; the limit is %u", publish->count, ASY_MAX_BATCH_EVENTS);
+        return;
+    }
+    if (publish->first_seq < 1 || publish->count == 0
+        || publish->first_seq > UINT64_MAX - publish->count) {
+        s_nack(self, ASY_CODE_MALFORMED_FRAME, publish->first_seq, 0, 0,
+               "PUBLISH needs first_seq >= 1 and at least one event (first_seq %" PRIu64
+               ", %zu events)",
+               publish->first_seq, publish->count);
+        return;
+    }
+    uint32_t wait = s_db_wait(self);
+    if (wait) {
+        s_retry_later(self, publish, wait, "database unavailable");
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (s_publish_pass(self, session, publish) != ASY_EEXIST)
+            return;
+        asy_info("agent %s: committed seq moved by another writer; re-reading", s_who(self));
+        if (s_refresh(self, session, publish) != 0)
+            return;
+    }
+    s_retry_later(self, publish, S_RETRY_FIRST_MS, "committed seq keeps moving under this batch");
+}
+
+/* --------------------------------------------------------------------------------------------
+   One message from the ROUTER */
+
+static void s_on_frame(s_ingest_t *self, const uint8_t *data, size_t size)
+{
+    asy_frame_t frame = {0};
+    if (asy_frame_decode(&frame, data, size) != 0) {
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "%zu bytes are not an advsync.v1.Frame with a known kind (HELLO, PUBLISH, "
+                 "HEARTBEAT)", size);
+        s_refuse_frame(self, ASY_CODE_MALFORMED_FRAME, data, size, reason);
+    }
+    else if (frame.type != ASY_FRAME_HELLO && frame.version != ASY_PROTOCOL_VERSION)
+        s_nack(self, ASY_CODE_VERSION, 0, 0, 0,
+               "frame version %u; this broker speaks %d (send HELLO to negotiate)",
+               frame.version, ASY_PROTOCOL_VERSION);
+    else if (frame.type == ASY_FRAME_HELLO)
+        s_on_hello(self, &frame.u.hello);
+    else if (frame.type == ASY_FRAME_PUBLISH)
+        s_on_publish(self, &frame.u.publish);
+    else if (frame.type == ASY_FRAME_HEARTBEAT) {
+        s_session_t *session = zhashx_lookup(self->sessions, self->peer_key);
+        if (session)
+            session->last_seen_ms = zclock_mono();
+        asy_frame_t reply = {.type = ASY_FRAME_HEARTBEAT, .version = ASY_PROTOCOL_VERSION};
+        reply.u.heartbeat.sent_at_ms = frame.u.heartbeat.sent_at_ms;
+        s_send(self, &reply);
+    }
+    else if (frame.type == ASY_FRAME_NACK)  /* never answer a NACK: no NACK ping-pong */
+        asy_warn("NACK from %s ignored: the broker takes HELLO, PUBLISH, HEARTBEAT", s_who(self));
+    else
+        s_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0,
+               "frame type %d is sent by the broker, not to it", frame.type);
+    asy_frame_release(&frame);
+}
+
+/* Size and shape checks before any decoding. Returns the single body part, or NULL after
+   having refused the message. */
+static zframe_t *s_admit(s_ingest_t *self, zmsg_t *msg)
+{
+    size_t parts = zmsg_size(msg);
+    zframe_t *body = zmsg_first(msg);
+    char reason[160];
+    for (zframe_t *part = body; part; part = zmsg_next(msg))
+        if (zframe_size(part) > ASY_MAX_FRAME_BYTES) {
+            snprintf(reason, sizeof reason, "frame of %zu bytes; the limit is %u",
+                     zframe_size(part), ASY_MAX_FRAME_BYTES);
+            s_refuse_frame(self, ASY_CODE_FRAME_TOO_LARGE, zframe_data(part), zframe_size(part),
+                           reason);
+            return NULL;
+        }
+    if (parts != 1) {
+        snprintf(reason, sizeof reason,
+                 "message has %zu parts; the protocol sends exactly one Frame per message", parts);
+        s_refuse_frame(self, ASY_CODE_MALFORMED_FRAME, zframe_data(body), zframe_size(body),
+                       reason);
+        return NULL;
+    }
+    return body;
+}
+
+static void s_on_router(s_ingest_t *self)
+{
+    zmsg_t *msg = zmsg_recv(self->router);
+    if (!msg)
+        return;
+    self->peer = zmsg_pop(msg);
+    if (self->peer && zmsg_size(msg) > 0) {
+        self->peer_key = zframe_strhex(self->peer);
+        zframe_t *body = s_admit(self, msg);
+        if (body)
+            s_on_frame(self, zframe_data(body), zframe_size(body));
+        zstr_free(&self->peer_key);
+    }
+    zframe_destroy(&self->peer);
+    zmsg_destroy(&msg);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Counters and housekeeping */
+
+static void s_log_counters(s_ingest_t *self)
+{
+    const s_counters_t *c = &self->counters;
+    char nacks[512] = "";
+    size_t used = 0;
+    for (int code = 1; code < S_CODES && used < sizeof nacks; code++)
+        if (c->nacks[code])
+            used += (size_t)snprintf(nacks + used, sizeof nacks - used, " %s=%" PRIu64,
+                                     asy_code_name(code), c->nacks[code]);
+    asy_info("counters: batches=%" PRIu64 " events=%" PRIu64 " duplicates=%" PRIu64
+             " quarantined=%" PRIu64 " frames_quarantined=%" PRIu64 " sessions=%zu nacks:%s",
+             c->batches, c->events, c->duplicates, c->quarantined, c->frames,
+             zhashx_size(self->sessions), used ? nacks : " none");
+    self->logged = self->counters;
+}
+
+static void s_expire_sessions(s_ingest_t *self, int64_t now)
+{
+    zlistx_t *idle = zlistx_new();
+    zlistx_set_destructor(idle, s_free_item);
+    for (s_session_t *s = zhashx_first(self->sessions); s; s = zhashx_next(self->sessions))
+        if (now - s->last_seen_ms > S_SESSION_IDLE_MS)
+            zlistx_add_end(idle, strdup((const char *)zhashx_cursor(self->sessions)));
+    for (char *key = zlistx_first(idle); key; key = zlistx_next(idle))
+        zhashx_delete(self->sessions, key);
+    zlistx_destroy(&idle);
+}
+
+static void s_tick(s_ingest_t *self)
+{
+    int64_t now = zclock_mono();
+    if (now < self->next_stats_ms)
+        return;
+    self->next_stats_ms = now + self->stats_interval_ms;
+    if (memcmp(&self->counters, &self->logged, sizeof self->counters) != 0)
+        s_log_counters(self);
+    s_expire_sessions(self, now);
+    s_db_wait(self);   /* reconnect in the background once the back-off has passed */
+}
+
+/* --------------------------------------------------------------------------------------------
+   Actor life cycle */
+
+static void s_on_pipe(s_ingest_t *self)
+{
+    zmsg_t *msg = zmsg_recv(self->pipe);
+    char *command = msg ? zmsg_popstr(msg) : NULL;
+    if (!msg || (command && streq(command, "$TERM")))
+        self->terminated = true;
+    else
+        asy_warn("ingest: unknown actor command %s", command ? command : "(empty)");
+    zstr_free(&command);
+    zmsg_destroy(&msg);
+}
+
+/* Sleeps up to ms, serving the pipe. Returns true once $TERM has arrived. */
+static bool s_pause(s_ingest_t *self, int ms)
+{
+    zpoller_t *poller = zpoller_new(self->pipe, NULL);
+    zpoller_set_nonstop(poller, true);
+    if (zpoller_wait(poller, ms) == self->pipe)
+        s_on_pipe(self);
+    zpoller_destroy(&poller);
+    return self->terminated;
+}
+
+static int s_connect_store(s_ingest_t *self)
+{
+    uint32_t wait = S_RETRY_FIRST_MS;
+    for (int attempt = 1; !self->terminated; attempt++) {
+        char error[512] = "";
+        self->store = asy_store_new(self->conninfo, error, sizeof error);
+        if (self->store) {
+            asy_info("database connected and migrated (attempt %d)", attempt);
+            return 0;
+        }
+        asy_warn("database not available (attempt %d): %s; retrying in %u ms", attempt, error,
+                 wait);
+        if (s_pause(self, (int)wait))
+            break;
+        wait = wait * 2 > S_RETRY_MAX_MS ? S_RETRY_MAX_MS : wait * 2;
+    }
+    return -1;
+}
+
+static int s_bind(s_ingest_t *self, char *error, size_t error_size)
+{
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->router) {
+        snprintf(error, error_size, "cannot create a ROUTER socket");
+        return ASY_EIO;
+    }
+    zsock_set_maxmsgsize(self->router, S_MAXMSGSIZE);
+    zsock_set_linger(self->router, self->linger_ms);
+    zsock_set_rcvhwm(self->router, 4 * (int)ASY_DEFAULT_WINDOW);
+    zsock_set_heartbeat_ivl(self->router, 10000);      /* drop dead TCP peers */
+    zsock_set_heartbeat_timeout(self->router, 30000);
+    if (zsock_bind(self->router, "%s", self->endpoint) < 0) {
+        snprintf(error, error_size, "cannot bind %s: %s", self->endpoint,
+                 zmq_strerror(zmq_errno()));
+        return ASY_EIO;
+    }
+    self->poller = zpoller_new(self->pipe, self->router, NULL);
+    zpoller_set_nonstop(self->poller, true);   /* only $TERM stops us, not zsys_interrupted */
+    return 0;
+}
+
+static void s_serve(s_ingest_t *self)
+{
+    while (!self->terminated) {
+        void *which = zpoller_wait(self->poller, 1000);
+        if (which == self->pipe)
+            s_on_pipe(self);
+        else if (which == self->router)
+            s_on_router(self);
+        s_tick(self);
+    }
+}
+
+static s_ingest_t *s_ingest_new(zsock_t *pipe, const asy_ingest_args_t *args)
+{
+    s_ingest_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->pipe = pipe;
+    self->endpoint = strdup(args->endpoint ? args->endpoint : "tcp://127.0.0.1:5570");
+    self->conninfo = strdup(args->conninfo ? args->conninfo : "");
+    self->linger_ms = args->linger_ms > 0 ? args->linger_ms : S_LINGER_MS;
+    self->stats_interval_ms = args->stats_interval_ms > 0 ? args->stats_interval_ms : S_STATS_MS;
+    self->sessions = zhashx_new();
+    self->retry_after_ms = S_RETRY_FIRST_MS;
+    if (!self->endpoint || !self->conninfo || !self->sessions) {
+        free(self->endpoint);
+        free(self->conninfo);
+        zhashx_destroy(&self->sessions);
+        free(self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->sessions, s_free_item);
+    return self;
+}
+
+static void s_ingest_destroy(s_ingest_t **self_p)
+{
+    s_ingest_t *self = *self_p;
+    if (!self)
+        return;
+    zpoller_destroy(&self->poller);
+    zsock_destroy(&self->router);   /* lingers linger_ms so the last replies leave */
+    asy_store_destroy(&self->store);
+    zhashx_destroy(&self->sessions);
+    free(self->items);
+    free(self->endpoint);
+    free(self->conninfo);
+    free(self);
+    *self_p = NULL;
+}
+
+void asy_ingest_actor(zsock_t *pipe, void *args)
+{
+    s_ingest_t *self = s_ingest_new(pipe, (const asy_ingest_args_t *)args);
+    zsock_signal(pipe, 0);    /* args are copied: zactor_new() may return */
+    if (!self) {
+        zstr_sendx(pipe, "FAILED", "out of memory", NULL);
+        return;
+    }
+    char error[512] = "";
+    if (s_connect_store(self) == 0 && s_bind(self, error, sizeof error) != 0) {
+        asy_error("%s", error);
+        zstr_sendx(pipe, "FAILED", error, NULL);
+        while (!s_pause(self, 1000)) {}
+    }
+    else if (!self->terminated) {
+        char *endpoint = zsock_last_endpoint(self->router);
+        asy_info("ingest listening on %s", endpoint ? endpoint : self->endpoint);
+        zstr_sendx(pipe, "READY", endpoint ? endpoint : self->endpoint, NULL);
+        zstr_free(&endpoint);
+        self->next_stats_ms = zclock_mono() + self->stats_interval_ms;
+        s_serve(self);
+        s_log_counters(self);
+    }
+    asy_info("ingest stopping");
+    s_ingest_destroy(&self);
+}
+
+int asy_ingest_wait_ready(zactor_t *actor, int timeout_ms, char **endpoint, char *error,
+                          size_t error_size)
+{
+    *endpoint = NULL;
+    zpoller_t *poller = zpoller_new(actor, NULL);
+    void *which = zpoller_wait(poller, timeout_ms);
+    zpoller_destroy(&poller);
+    if (which != actor)
+        return ASY_ERETRY;
+    char *status = NULL, *detail = NULL;
+    if (zstr_recvx(actor, &status, &detail, NULL) < 1)
+        return ASY_ERETRY;
+    int rc = 0;
+    if (status && streq(status, "READY") && detail)
+        *endpoint = strdup(detail);
+    else {
+        snprintf(error, error_size, "%s", detail ? detail : "ingest actor failed");
+        rc = ASY_EIO;
+    }
+    zstr_free(&status);
+    zstr_free(&detail);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/*  ingest.h: the broker's ingest actor. A ROUTER that agents' DEALERs talk to (proto/PROTOCOL.md):
+    HELLO -> WELCOME, PUBLISH -> ACK once PostgreSQL has committed the batch, NACK with a reason
+    code for anything it cannot take, HEARTBEAT echoed. Owns its socket and its store (one
+    PostgreSQL connection); shares nothing.
+
+    Life cycle:
+        asy_ingest_args_t args = {.endpoint = "tcp://127.0.0.1:*", .conninfo = "dbname=advsync"};
+        zactor_t *ingest = zactor_new(asy_ingest_actor, &args);   // returns at once
+        char *endpoint = NULL;
+        asy_ingest_wait_ready(ingest, 30000, &endpoint, error, sizeof error);
+        ...
+        zactor_destroy(&ingest);    // $TERM: finishes the batch in hand, lingers for last ACKs
+
+    The actor connects the store first, retrying with back-off (200 ms doubling to 5 s, one log
+    line per attempt) for as long as it takes, and binds the ROUTER only once the database
+    answers: while there is no database there is nothing listening and agents simply keep
+    retrying their connection. It then sends "READY <endpoint>" on the pipe, or
+    "FAILED <reason>" if the endpoint cannot be bound (after which it waits for $TERM).  */
+#ifndef ASY_INGEST_H_INCLUDED
+#define ASY_INGEST_H_INCLUDED
+
+#include "asy.h"
+
+#include <czmq.h>
+
+typedef struct {
+    const char *endpoint;   /* bind endpoint, e.g. "tcp://127.0.0.1:5570" or "tcp://127.0.0.1:*" */
+    const char *conninfo;   /* libpq conninfo of the system-of-record database */
+    int linger_ms;          /* ZMQ_LINGER of the ROUTER at exit; 0 means 2000 */
+    int stats_interval_ms;  /* counters logged this often when changed; 0 means 10000 */
+} asy_ingest_args_t;
+
+/* The actor body, for zactor_new(asy_ingest_actor, &args). args (asy_ingest_args_t *) is
+   borrowed only until zactor_new() returns: the actor copies what it needs. */
+void asy_ingest_actor(zsock_t *pipe, void *args);
+
+/* Waits up to timeout_ms for the actor's first report. Returns 0 and *endpoint (the resolved
+   endpoint, e.g. "tcp://127.0.0.1:41234"; caller frees) once it listens; ASY_EIO with error[]
+   set if it could not bind; ASY_ERETRY on time-out or interruption (call again). */
+int asy_ingest_wait_ready(zactor_t *actor, int timeout_ms, char **endpoint, char *error,
+                          size_t error_size);
+
+#endif

@@ -1,0 +1,645 @@
+/*  test_broker.c: the broker's answers to good and bad input. A real advsyncd process, a real
+    PostgreSQL database per test, and a DEALER in the test that speaks the protocol through
+    codec.h. Every case checks the documented answer, that the broker still answers a HELLO
+    afterwards, and what the database holds.  */
+#include "codec.h"
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define S_CASE_ID "a3c1e5f0b2d4968877665544332211009988776655443322110099aabbccddee"
+
+static char *s_db;
+static char *s_dir;
+static pid_t s_broker;
+static char s_endpoint[128];
+static zsock_t *s_dealer;
+static PGconn *s_pg;
+
+static void s_setup(void)
+{
+    s_db = asy_test_create_database();
+    s_dir = asy_test_tmpdir();
+    s_broker = asy_test_start_broker(s_db, s_dir, 0, s_endpoint, sizeof s_endpoint);
+    s_dealer = zsock_new_dealer(s_endpoint);
+    cr_assert_not_null(s_dealer, "cannot connect a DEALER to %s", s_endpoint);
+    zsock_set_rcvtimeo(s_dealer, 10000);
+    zsock_set_sndtimeo(s_dealer, 10000);
+    zsock_set_linger(s_dealer, 0);
+    s_pg = asy_test_pg_connect(s_db);
+}
+
+static void s_teardown(void)
+{
+    zsock_destroy(&s_dealer);
+    if (s_pg)
+        PQfinish(s_pg);
+    if (s_broker > 0)
+        asy_test_stop(s_broker, SIGTERM, 10000);
+    /* the database is dropped; the broker's log stays in s_dir */
+    const char *name = s_db ? strrchr(s_db, '=') : NULL;
+    if (name) {
+        PGconn *pg = asy_test_pg_connect(asy_test_conninfo());
+        char sql[160];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 1);
+        asy_test_pg_exec(pg, sql);
+        PQfinish(pg);
+    }
+    free(s_db);
+    free(s_dir);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Talking to the broker */
+
+static void s_send_bytes(const void *data, size_t size)
+{
+    zframe_t *frame = zframe_new(data, size);
+    cr_assert_eq(zframe_send(&frame, s_dealer, 0), 0, "send failed");
+}
+
+static void s_send_frame(const asy_frame_t *frame)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_frame_encode(frame, &data, &size), 0);
+    s_send_bytes(data, size);
+    free(data);
+}
+
+/* Receives one frame into *frame (release it after) and checks its type. */
+static void s_recv(asy_frame_t *frame, int type)
+{
+    zframe_t *reply = zframe_recv(s_dealer);
+    cr_assert_not_null(reply, "no answer from the broker within 10 s (log in %s)", s_dir);
+    int rc = asy_frame_decode(frame, zframe_data(reply), zframe_size(reply));
+    zframe_destroy(&reply);
+    cr_assert_eq(rc, 0, "broker's answer does not decode");
+    if (frame->type != type && frame->type == ASY_FRAME_NACK)
+        cr_assert_fail("expected frame type %d, got NACK %s: %s", type,
+                       asy_code_name(frame->u.nack.code), frame->u.nack.reason);
+    cr_assert_eq(frame->type, type, "expected frame type %d, got %d", type, frame->type);
+}
+
+/* Receives a NACK with the given code; returns it in *frame (release it after). */
+static void s_expect_nack(asy_frame_t *frame, int code)
+{
+    s_recv(frame, ASY_FRAME_NACK);
+    cr_assert_eq(frame->u.nack.code, code, "expected NACK %s, got %s: %s", asy_code_name(code),
+                 asy_code_name(frame->u.nack.code), frame->u.nack.reason);
+    cr_assert(frame->u.nack.reason && *frame->u.nack.reason, "NACK without a reason");
+}
+
+static void s_send_hello(const char *agent, const char *site, uint64_t epoch, uint32_t version_min,
+                         uint32_t version_max)
+{
+    asy_frame_t frame = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
+    frame.u.hello = (asy_hello_t){.version_min = version_min, .version_max = version_max,
+                                  .agent_id = agent, .site_id = site, .epoch = epoch,
+                                  .last_seq = 0, .software = "test_broker"};
+    s_send_frame(&frame);
+}
+
+/* HELLO that must be WELCOMEd; returns the committed seq. */
+static uint64_t s_hello(const char *agent, const char *site, uint64_t epoch)
+{
+    s_send_hello(agent, site, epoch, 1, 1);
+    asy_frame_t welcome;
+    s_recv(&welcome, ASY_FRAME_WELCOME);
+    cr_assert_eq(welcome.u.welcome.version, 1);
+    cr_assert_eq(welcome.u.welcome.max_batch_events, ASY_MAX_BATCH_EVENTS);
+    cr_assert_eq(welcome.u.welcome.max_frame_bytes, ASY_MAX_FRAME_BYTES);
+    cr_assert_eq(welcome.u.welcome.window, ASY_DEFAULT_WINDOW);
+    uint64_t committed = welcome.u.welcome.committed_seq;
+    asy_frame_release(&welcome);
+    return committed;
+}
+
+/* The broker is still serving: a HELLO on the same connection is WELCOMEd. */
+static void s_assert_alive(void)
+{
+    s_hello("alive-check", "alive-site", 1);
+}
+
+static void s_publish(const char *agent, uint64_t epoch, uint64_t first_seq,
+                      const asy_bytes_t *events, size_t count)
+{
+    asy_frame_t frame = {.type = ASY_FRAME_PUBLISH, .version = ASY_PROTOCOL_VERSION};
+    frame.u.publish = (asy_publish_t){.agent_id = agent, .epoch = epoch, .first_seq = first_seq,
+                                      .count = count, .events = events};
+    s_send_frame(&frame);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Events */
+
+/* A valid contact.made event, encoded (caller frees data). */
+static asy_bytes_t s_event(const char *agent, const char *site, uint64_t epoch, uint64_t seq)
+{
+    json_error_t json_error;
+    json_t *json = json_loads("{\"occurredAt\": \"2026-01-05T10:00:00Z\", \"actorRole\": "
+                              "\"ACTOR_ADVOCATE\", \"contactMade\": {\"channel\": "
+                              "\"CHANNEL_PHONE\"}}", 0, &json_error);
+    cr_assert_not_null(json);
+    asy_event_t *event = NULL;
+    char error[256] = "";
+    cr_assert_eq(asy_event_from_json(json, &event, error, sizeof error), 0, "%s", error);
+    json_decref(json);
+    cr_assert_eq(asy_event_set_case_id(event, S_CASE_ID), 0);
+    cr_assert_eq(asy_event_stamp(event, site, agent, epoch, seq), 0);
+    asy_check_t why = {0};
+    cr_assert_eq(asy_event_validate(event, &why), 0, "test event invalid: %s", why.reason);
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_event_encode(event, &data, &size), 0);
+    asy_event_destroy(&event);
+    return (asy_bytes_t){data, size};
+}
+
+static void s_free_events(asy_bytes_t *events, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free((void *)events[i].data);
+}
+
+/* Minimal protobuf writer, for bytes the codec would refuse to make. */
+static size_t s_pb_varint(uint8_t *out, uint64_t value)
+{
+    size_t used = 0;
+    do {
+        out[used++] = (uint8_t)((value & 0x7f) | (value > 0x7f ? 0x80 : 0));
+        value >>= 7;
+    } while (value);
+    return used;
+}
+
+static size_t s_pb_string(uint8_t *out, int field, const char *text)
+{
+    size_t used = s_pb_varint(out, (uint64_t)field << 3 | 2);
+    used += s_pb_varint(out + used, strlen(text));
+    memcpy(out + used, text, strlen(text));
+    return used + strlen(text);
+}
+
+static size_t s_pb_uint(uint8_t *out, int field, uint64_t value)
+{
+    size_t used = s_pb_varint(out, (uint64_t)field << 3);
+    return used + s_pb_varint(out + used, value);
+}
+
+/* An Event with a full envelope, no body, and an unknown field 999 (a newer writer's kind). */
+static asy_bytes_t s_event_unknown_kind(const char *agent, const char *site, uint64_t seq)
+{
+    uint8_t *out = malloc(512);
+    char uuid[ASY_UUID_TEXT + 1];
+    asy_uuid_v7(uuid);
+    size_t used = s_pb_string(out, 1, uuid);
+    used += s_pb_uint(out + used, 2, ASY_SCHEMA_VERSION);
+    used += s_pb_string(out + used, 3, site);
+    used += s_pb_string(out + used, 4, agent);
+    used += s_pb_uint(out + used, 5, 1);
+    used += s_pb_uint(out + used, 6, seq);
+    used += s_pb_string(out + used, 7, S_CASE_ID);
+    uint8_t stamp[16];
+    size_t stamp_size = s_pb_uint(stamp, 1, 1767607200);   /* Timestamp.seconds */
+    for (int field = 9; field <= 10; field++) {
+        used += s_pb_varint(out + used, (uint64_t)field << 3 | 2);
+        used += s_pb_varint(out + used, stamp_size);
+        memcpy(out + used, stamp, stamp_size);
+        used += stamp_size;
+    }
+    used += s_pb_uint(out + used, 999, 7);
+    return (asy_bytes_t){out, used};
+}
+
+/* --------------------------------------------------------------------------------------------
+   Database */
+
+static long long s_count(const char *sql)
+{
+    return asy_test_pg_int(s_pg, sql);
+}
+
+static long long s_committed(const char *agent)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(max(committed_seq), 0) FROM agent_stream WHERE agent_id = '%s'",
+             agent);
+    return s_count(sql);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Frames the broker cannot read */
+
+TestSuite(broker, .init = s_setup, .fini = s_teardown, .timeout = 120);
+
+Test(broker, random_bytes_are_nacked_and_quarantined)
+{
+    uint8_t junk[300];
+    srand(42);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)rand();
+    junk[0] = 0x0f;   /* field 1, wire type 7: no protobuf decoder accepts it */
+    s_send_bytes(junk, sizeof junk);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(nack.u.nack.reason, "300 bytes"), "reason: %s", nack.u.nack.reason);
+    asy_frame_release(&nack);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine"), 1);
+    cr_assert_eq(s_count("SELECT length(payload) FROM quarantine"), 300);
+    cr_assert_eq(s_count("SELECT count(*) FROM event"), 0);
+}
+
+Test(broker, truncated_frame_is_nacked_and_quarantined)
+{
+    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
+    hello.u.hello = (asy_hello_t){.version_min = 1, .version_max = 1, .agent_id = "agent-t",
+                                  .site_id = "site-t", .epoch = 1, .software = "truncated"};
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_frame_encode(&hello, &data, &size), 0);
+    s_send_bytes(data, size / 2);
+    free(data);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_MALFORMED_FRAME);
+    asy_frame_release(&nack);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine"), 1);
+    /* the truncated HELLO bound nothing */
+    cr_assert_eq(s_count("SELECT count(*) FROM agent WHERE agent_id = 'agent-t'"), 0);
+}
+
+Test(broker, oversize_frame_is_nacked_and_quarantined_truncated)
+{
+    size_t size = ASY_MAX_FRAME_BYTES + 1;
+    uint8_t *big = calloc(1, size);
+    cr_assert_not_null(big);
+    s_send_bytes(big, size);
+    free(big);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_FRAME_TOO_LARGE);
+    cr_assert(strstr(nack.u.nack.reason, "16777217"), "reason: %s", nack.u.nack.reason);
+    asy_frame_release(&nack);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine"), 1);
+    cr_assert_leq(s_count("SELECT length(payload) FROM quarantine"), ASY_MAX_EVENT_BYTES);
+}
+
+Test(broker, two_part_message_is_malformed)
+{
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, "one");
+    zmsg_addstr(msg, "two");
+    cr_assert_eq(zmsg_send(&msg, s_dealer), 0);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(nack.u.nack.reason, "2 parts"), "reason: %s", nack.u.nack.reason);
+    asy_frame_release(&nack);
+    s_assert_alive();
+}
+
+/* --------------------------------------------------------------------------------------------
+   Conversation errors */
+
+Test(broker, wrong_protocol_version_is_nacked)
+{
+    s_send_hello("agent-v", "site-v", 1, 2, 2);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_VERSION);
+    cr_assert(strstr(nack.u.nack.reason, "broker speaks 1..1"), "reason: %s",
+              nack.u.nack.reason);
+    asy_frame_release(&nack);
+    /* a PUBLISH in a version the broker does not speak */
+    asy_bytes_t event = s_event("agent-v", "site-v", 1, 1);
+    asy_frame_t frame = {.type = ASY_FRAME_PUBLISH, .version = 2};
+    frame.u.publish = (asy_publish_t){.agent_id = "agent-v", .epoch = 1, .first_seq = 1,
+                                      .count = 1, .events = &event};
+    s_send_frame(&frame);
+    s_expect_nack(&nack, ASY_CODE_VERSION);
+    asy_frame_release(&nack);
+    s_free_events(&event, 1);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM agent WHERE agent_id = 'agent-v'"), 0);
+    cr_assert_eq(s_count("SELECT count(*) FROM event"), 0);
+}
+
+Test(broker, publish_before_hello_is_not_welcomed)
+{
+    asy_bytes_t event = s_event("agent-p", "site-p", 1, 1);
+    s_publish("agent-p", 1, 1, &event, 1);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_NOT_WELCOMED);
+    cr_assert_eq(nack.u.nack.first_seq, 1);
+    asy_frame_release(&nack);
+    s_assert_alive();
+    /* a session for another agent does not let this one publish either */
+    s_publish("agent-p", 1, 1, &event, 1);
+    s_expect_nack(&nack, ASY_CODE_NOT_WELCOMED);
+    asy_frame_release(&nack);
+    s_free_events(&event, 1);
+    cr_assert_eq(s_count("SELECT count(*) FROM event"), 0);
+}
+
+Test(broker, hello_from_same_agent_with_another_site_is_wrong_agent)
+{
+    cr_assert_eq(s_hello("agent-w", "site-one", 1), 0);
+    s_send_hello("agent-w", "site-two", 1, 1, 1);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_WRONG_AGENT);
+    asy_frame_release(&nack);
+    s_send_hello("bad agent id!", "site-one", 1, 1, 1);
+    s_expect_nack(&nack, ASY_CODE_WRONG_AGENT);
+    asy_frame_release(&nack);
+    s_assert_alive();
+    cr_assert_eq(s_hello("agent-w", "site-one", 1), 0);
+    cr_assert_eq(s_count("SELECT count(*) FROM agent WHERE agent_id = 'agent-w'"), 1);
+    cr_assert_eq(s_count("SELECT count(*) FROM agent WHERE agent_id = 'agent-w' AND site_id = "
+                         "'site-one'"), 1);
+}
+
+Test(broker, heartbeat_is_echoed)
+{
+    asy_frame_t beat = {.type = ASY_FRAME_HEARTBEAT, .version = ASY_PROTOCOL_VERSION};
+    beat.u.heartbeat.sent_at_ms = 123456789;
+    s_send_frame(&beat);
+    asy_frame_t echo;
+    s_recv(&echo, ASY_FRAME_HEARTBEAT);
+    cr_assert_eq(echo.u.heartbeat.sent_at_ms, 123456789);
+    asy_frame_release(&echo);
+    s_assert_alive();
+}
+
+/* --------------------------------------------------------------------------------------------
+   Batches */
+
+Test(broker, duplicate_publish_is_acked_with_duplicates)
+{
+    cr_assert_eq(s_hello("agent-d", "site-d", 1), 0);
+    asy_bytes_t events[7];
+    for (int i = 0; i < 7; i++)
+        events[i] = s_event("agent-d", "site-d", 1, (uint64_t)i + 1);
+    asy_frame_t ack;
+    for (int round = 0; round < 2; round++) {
+        s_publish("agent-d", 1, 1, events, 5);
+        s_recv(&ack, ASY_FRAME_ACK);
+        cr_assert_eq(ack.u.ack.seq, 5);
+        cr_assert_eq(ack.u.ack.duplicates, round == 0 ? 0u : 5u);
+        cr_assert_eq(ack.u.ack.rejected_count, 0);
+        cr_assert_str_eq(ack.u.ack.agent_id, "agent-d");
+        asy_frame_release(&ack);
+        cr_assert_eq(s_count("SELECT count(*) FROM event"), 5);
+    }
+    /* overlapping: 4..7 holds two known events and two new ones */
+    s_publish("agent-d", 1, 4, events + 3, 4);
+    s_recv(&ack, ASY_FRAME_ACK);
+    cr_assert_eq(ack.u.ack.seq, 7);
+    cr_assert_eq(ack.u.ack.duplicates, 2);
+    asy_frame_release(&ack);
+    s_free_events(events, 7);
+    cr_assert_eq(s_count("SELECT count(*) FROM event"), 7);
+    cr_assert_eq(s_count("SELECT count(DISTINCT seq) FROM event WHERE agent_id = 'agent-d'"), 7);
+    cr_assert_eq(s_committed("agent-d"), 7);
+    /* a reconnecting agent learns where the centre is */
+    cr_assert_eq(s_hello("agent-d", "site-d", 1), 7);
+    s_assert_alive();
+}
+
+Test(broker, seq_gap_is_nacked_with_expected_seq)
+{
+    cr_assert_eq(s_hello("agent-g", "site-g", 1), 0);
+    asy_bytes_t events[5];
+    for (int i = 0; i < 5; i++)
+        events[i] = s_event("agent-g", "site-g", 1, (uint64_t)i + 1);
+    s_publish("agent-g", 1, 3, events + 2, 1);
+    asy_frame_t reply;
+    s_expect_nack(&reply, ASY_CODE_SEQ_GAP);
+    cr_assert_eq(reply.u.nack.expected_seq, 1);
+    cr_assert_eq(reply.u.nack.first_seq, 3);
+    asy_frame_release(&reply);
+    s_publish("agent-g", 1, 1, events, 2);
+    s_recv(&reply, ASY_FRAME_ACK);
+    cr_assert_eq(reply.u.ack.seq, 2);
+    asy_frame_release(&reply);
+    s_publish("agent-g", 1, 5, events + 4, 1);
+    s_expect_nack(&reply, ASY_CODE_SEQ_GAP);
+    cr_assert_eq(reply.u.nack.expected_seq, 3);
+    asy_frame_release(&reply);
+    s_free_events(events, 5);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM event"), 2);
+    cr_assert_eq(s_committed("agent-g"), 2);
+}
+
+static const struct {
+    uint64_t seq;
+    int code;
+    const char *reason_has;
+} s_bad[] = {
+    {2, ASY_CODE_EVENT_UNDECODABLE, "not a decodable"},
+    {4, ASY_CODE_EVENT_SEQ_MISMATCH, "seq"},
+    {5, ASY_CODE_EVENT_WRONG_SITE, "site"},
+    {6, ASY_CODE_EVENT_UNKNOWN_KIND, ""},
+    {7, ASY_CODE_EVENT_TOO_LARGE, "65536"},
+    {8, ASY_CODE_EVENT_SEQ_MISMATCH, "agent"},
+};
+
+/* Seqs 1..9: 1, 3 and 9 are good; the rest are bad in the ways s_bad lists. */
+static void s_mixed_batch(asy_bytes_t *events)
+{
+    for (uint64_t seq = 1; seq <= 9; seq++)
+        events[seq - 1] = s_event("agent-m", "site-m", 1, seq);
+    s_free_events(events + 1, 1);
+    uint8_t *junk = malloc(5);
+    memcpy(junk, "\xff\xff\xff\xff\xff", 5);
+    events[1] = (asy_bytes_t){junk, 5};
+    s_free_events(events + 3, 2);
+    events[3] = s_event("agent-m", "site-m", 1, 40);
+    events[4] = s_event("agent-m", "site-elsewhere", 1, 5);
+    s_free_events(events + 5, 1);
+    events[5] = s_event_unknown_kind("agent-m", "site-m", 6);
+    s_free_events(events + 6, 1);
+    uint8_t *big = calloc(1, ASY_MAX_EVENT_BYTES + 1);
+    events[6] = (asy_bytes_t){big, ASY_MAX_EVENT_BYTES + 1};
+    s_free_events(events + 7, 1);
+    events[7] = s_event("agent-other", "site-m", 1, 8);
+}
+
+Test(broker, mixed_batch_commits_good_and_quarantines_bad)
+{
+    cr_assert_eq(s_hello("agent-m", "site-m", 1), 0);
+    asy_bytes_t events[9];
+    s_mixed_batch(events);
+    s_publish("agent-m", 1, 1, events, 9);
+    asy_frame_t ack;
+    s_recv(&ack, ASY_FRAME_ACK);
+    cr_assert_eq(ack.u.ack.seq, 9);
+    cr_assert_eq(ack.u.ack.rejected_count, 6);
+    for (size_t i = 0; i < 6; i++) {
+        const asy_rejection_t *r = &ack.u.ack.rejected[i];
+        cr_assert_eq(r->seq, s_bad[i].seq);
+        cr_assert_eq(r->code, s_bad[i].code, "seq %llu: expected %s, got %s (%s)",
+                     (unsigned long long)r->seq, asy_code_name(s_bad[i].code),
+                     asy_code_name(r->code), r->reason);
+        cr_assert(r->reason && strstr(r->reason, s_bad[i].reason_has), "seq %llu reason: %s",
+                  (unsigned long long)r->seq, r->reason);
+    }
+    asy_frame_release(&ack);
+    s_free_events(events, 9);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-m'"), 3);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE seq IN (1, 3, 9)"), 3);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE agent_id = 'agent-m'"), 6);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE seq IN (2, 4, 5, 6, 7, 8) AND "
+                         "length(reason) > 0"), 6);
+    cr_assert_eq(s_committed("agent-m"), 9);
+}
+
+Test(broker, lost_database_connection_answers_retry_later_then_recovers)
+{
+    cr_assert_eq(s_hello("agent-l", "site-l", 1), 0);
+    asy_bytes_t events[4];
+    for (int i = 0; i < 4; i++)
+        events[i] = s_event("agent-l", "site-l", 1, (uint64_t)i + 1);
+    asy_frame_t reply;
+    s_publish("agent-l", 1, 1, events, 2);
+    s_recv(&reply, ASY_FRAME_ACK);
+    asy_frame_release(&reply);
+    /* cut the broker's PostgreSQL connection under it */
+    cr_assert_geq(s_count("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                          "datname = current_database() AND pid <> pg_backend_pid()"), 1);
+    int retries = 0;
+    for (;;) {
+        s_publish("agent-l", 1, 3, events + 2, 2);
+        zframe_t *raw = zframe_recv(s_dealer);
+        cr_assert_not_null(raw, "no answer after the connection loss");
+        cr_assert_eq(asy_frame_decode(&reply, zframe_data(raw), zframe_size(raw)), 0);
+        zframe_destroy(&raw);
+        if (reply.type == ASY_FRAME_ACK)
+            break;
+        cr_assert_eq(reply.type, ASY_FRAME_NACK);
+        cr_assert_eq(reply.u.nack.code, ASY_CODE_RETRY_LATER, "got %s: %s",
+                     asy_code_name(reply.u.nack.code), reply.u.nack.reason);
+        cr_assert_gt(reply.u.nack.retry_after_ms, 0);
+        cr_assert_lt(++retries, 10, "still RETRY_LATER after 10 tries");
+        usleep(reply.u.nack.retry_after_ms * 1000u);
+        asy_frame_release(&reply);
+    }
+    cr_assert_eq(reply.u.ack.seq, 4);
+    asy_frame_release(&reply);
+    cr_log_info("RETRY_LATER answered %d time(s) before the broker reconnected", retries);
+    s_free_events(events, 4);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-l'"), 4);
+    cr_assert_eq(s_committed("agent-l"), 4);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Process */
+
+Test(broker, sigterm_exits_zero_after_answering)
+{
+    cr_assert_eq(s_hello("agent-s", "site-s", 1), 0);
+    asy_bytes_t events[50];
+    for (int i = 0; i < 50; i++)
+        events[i] = s_event("agent-s", "site-s", 1, (uint64_t)i + 1);
+    s_publish("agent-s", 1, 1, events, 50);
+    asy_frame_t ack;
+    s_recv(&ack, ASY_FRAME_ACK);   /* commit happened; now stop */
+    asy_frame_release(&ack);
+    s_free_events(events, 50);
+    int status = asy_test_stop(s_broker, SIGTERM, 15000);
+    s_broker = 0;
+    cr_assert(WIFEXITED(status), "broker did not exit by itself on SIGTERM (status %d)", status);
+    cr_assert_eq(WEXITSTATUS(status), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/broker.endpoint", s_dir);
+    cr_assert_neq(access(path, F_OK), 0, "endpoint file left behind after a clean exit");
+    cr_assert_eq(s_count("SELECT count(*) FROM event"), 50);
+    cr_assert_eq(s_committed("agent-s"), 50);
+}
+
+Test(broker, restarted_broker_asks_for_hello_again)
+{
+    cr_assert_eq(s_hello("agent-r", "site-r", 1), 0);
+    asy_bytes_t events[2] = {s_event("agent-r", "site-r", 1, 1), s_event("agent-r", "site-r", 1, 2)};
+    s_publish("agent-r", 1, 1, events, 1);
+    asy_frame_t reply;
+    s_recv(&reply, ASY_FRAME_ACK);
+    asy_frame_release(&reply);
+    int status = asy_test_stop(s_broker, SIGTERM, 15000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int port = atoi(strrchr(s_endpoint, ':') + 1);
+    char endpoint[128];
+    s_broker = asy_test_start_broker(s_db, s_dir, port, endpoint, sizeof endpoint);
+    cr_assert_str_eq(endpoint, s_endpoint);
+    s_publish("agent-r", 1, 2, events + 1, 1);   /* the DEALER reconnects by itself */
+    s_expect_nack(&reply, ASY_CODE_NOT_WELCOMED);
+    asy_frame_release(&reply);
+    cr_assert_eq(s_hello("agent-r", "site-r", 1), 1);
+    s_publish("agent-r", 1, 2, events + 1, 1);
+    s_recv(&reply, ASY_FRAME_ACK);
+    cr_assert_eq(reply.u.ack.seq, 2);
+    asy_frame_release(&reply);
+    s_free_events(events, 2);
+    cr_assert_eq(s_count("SELECT count(*) FROM event"), 2);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Flags, config, and a database that is not there yet */
+
+static int s_advsyncd(const char *a, const char *b, char *out, size_t size)
+{
+    char *argv[] = {ASY_ADVSYNCD_PATH, (char *)a, (char *)b, NULL};
+    return asy_test_run(argv, out, size, 10000);
+}
+
+Test(broker, flags_and_config_errors)
+{
+    char out[4096];
+    cr_assert_eq(s_advsyncd("--version", NULL, out, sizeof out), 0);
+    cr_assert(strstr(out, ASY_VERSION_STRING), "--version said: %s", out);
+    cr_assert_eq(s_advsyncd("--help", NULL, out, sizeof out), 0);
+    cr_assert(strstr(out, "--endpoint-file"), "--help said: %s", out);
+    cr_assert_eq(s_advsyncd("--no-such-flag", NULL, out, sizeof out), 2);
+    cr_assert_eq(s_advsyncd("--log-level", "loud", out, sizeof out), 2);
+    cr_assert_eq(s_advsyncd("--config", "/nonexistent/advsyncd.cfg", out, sizeof out), 1);
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.cfg", s_dir);
+    FILE *file = fopen(path, "w");
+    fprintf(file, "broker\n    ingest = tcp://127.0.0.1:*\n    databse = \"dbname=x\"\n");
+    fclose(file);
+    cr_assert_eq(s_advsyncd("--config", path, out, sizeof out), 1);
+    s_assert_alive();
+}
+
+Test(broker, waits_for_the_database_then_stops_on_sigterm)
+{
+    char log_path[512], endpoint_file[512];
+    snprintf(log_path, sizeof log_path, "%s/nodb.log", s_dir);
+    snprintf(endpoint_file, sizeof endpoint_file, "%s/nodb.endpoint", s_dir);
+    char *argv[] = {ASY_ADVSYNCD_PATH, "--database", "host=127.0.0.1 port=1 dbname=none "
+                    "connect_timeout=2", "--ingest", "tcp://127.0.0.1:*", "--endpoint-file",
+                    endpoint_file, NULL};
+    pid_t pid = asy_test_spawn(argv, log_path);
+    usleep(1500 * 1000);
+    cr_assert_neq(access(endpoint_file, F_OK), 0, "listening without a database");
+    int status = asy_test_stop(pid, SIGTERM, 10000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    char text[8192] = "";
+    FILE *log = fopen(log_path, "r");
+    cr_assert_not_null(log);
+    size_t got = fread(text, 1, sizeof text - 1, log);
+    text[got] = 0;
+    fclose(log);
+    cr_assert(strstr(text, "database not available (attempt 2)"), "log: %s", text);
+    s_assert_alive();
+}

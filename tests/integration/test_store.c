@@ -1,0 +1,577 @@
+/*  test_store.c: server/store.c against a real PostgreSQL (ASY_TEST_DATABASE): migrations,
+    batch transactions, quarantine, the committed-seq compare-and-set, the order-independent
+    case_state merge, site binding, and recovery after the server dropped the connection.  */
+#include "casecheck.h"
+#include "codec.h"
+#include "harness.h"
+#include "migrations.h"
+#include "store.h"
+
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define S_CASE_X "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define S_CASE_Y "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define S_CASE_Z "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+#define S_PERSON "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
+
+static char *s_conninfo;
+static PGconn *s_pg;
+static asy_store_t *s_store;
+
+static void s_setup(void)
+{
+    s_conninfo = asy_test_create_database();
+    s_pg = asy_test_pg_connect(s_conninfo);
+}
+
+/* Closes everything and drops the test's database (the conninfo ends in "dbname=NAME"). */
+static void s_teardown(void)
+{
+    asy_store_destroy(&s_store);
+    if (s_pg)
+        PQfinish(s_pg);
+    s_pg = NULL;
+    const char *name = s_conninfo ? strrchr(s_conninfo, '=') : NULL;
+    if (name) {
+        PGconn *pg = asy_test_pg_connect(asy_test_conninfo());
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 1);
+        asy_test_pg_exec(pg, sql);
+        PQfinish(pg);
+    }
+    free(s_conninfo);
+    s_conninfo = NULL;
+}
+
+TestSuite(store, .init = s_setup, .fini = s_teardown, .timeout = 120);
+
+static asy_store_t *s_new_store(void)
+{
+    char error[512] = "";
+    asy_store_t *store = asy_store_new(s_conninfo, error, sizeof error);
+    cr_assert_not_null(store, "asy_store_new: %s", error);
+    return store;
+}
+
+static long long s_int(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+static long long s_int(const char *format, ...)
+{
+    char sql[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(sql, sizeof sql, format, args);
+    va_end(args);
+    return asy_test_pg_int(s_pg, sql);
+}
+
+/* First column of the first row as text (caller frees); "" for NULL. */
+static char *s_text(PGconn *pg, const char *sql)
+{
+    PGresult *res = PQexec(pg, sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(res));
+    cr_assert_geq(PQntuples(res), 1, "no row: %s", sql);
+    char *text = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    cr_assert_not_null(text);
+    return text;
+}
+
+/* --------------------------------------------------------------------------------------------
+   Events built through the codec, as an agent would. */
+
+/* A test event: its site, a 2-digit id suffix, case, occurred_at, and the body JSON. */
+typedef struct {
+    int site;
+    int id;
+    const char *case_id;
+    const char *occurred_at;
+    const char *body;
+} s_spec_t;
+
+static const char *const s_sites[] = {"site-a", "site-b"};
+static const char *const s_agents[] = {"agent-a", "agent-b"};
+
+/* Fills item with an encoded, stamped event (item->data is malloc'd: free it). */
+static void s_make(asy_store_item_t *item, const s_spec_t *spec, const char *agent, uint64_t epoch,
+                   uint64_t seq)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"eventId\": \"01900000-0000-7000-8000-0000000000%02d\", \"caseId\": \"%s\","
+             " \"personKey\": \"" S_PERSON "\", \"occurredAt\": \"%s\","
+             " \"actorRole\": \"ACTOR_ADVOCATE\", %s}",
+             spec->id, spec->case_id, spec->occurred_at, spec->body);
+    json_error_t json_error;
+    json_t *json = json_loads(text, 0, &json_error);
+    cr_assert_not_null(json, "%s: %s", text, json_error.text);
+    asy_event_t *event = NULL;
+    char error[256] = "";
+    cr_assert_eq(asy_event_from_json(json, &event, error, sizeof error), 0, "%s: %s", text, error);
+    json_decref(json);
+    cr_assert_eq(asy_event_stamp(event, s_sites[spec->site], agent, epoch, seq), 0);
+    asy_check_t why = {0};
+    cr_assert_eq(asy_event_validate(event, &why), 0, "%s: %s", text, why.reason);
+    memset(item, 0, sizeof *item);
+    uint8_t *data = NULL;
+    cr_assert_eq(asy_event_encode(event, &data, &item->size), 0);
+    item->data = data;
+    item->seq = seq;
+    asy_event_summarise(event, &item->summary);
+    asy_event_destroy(&event);
+}
+
+static void s_free_items(asy_store_item_t *items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free((void *)items[i].data);
+}
+
+static const s_spec_t s_contact = {0, 1, S_CASE_X, "2026-01-05T10:00:00Z",
+                                   "\"contactMade\": {\"channel\": \"CHANNEL_PHONE\"}"};
+
+/* Builds count contact.made events of site-a with seqs first..first+count-1. */
+static void s_contacts(asy_store_item_t *items, size_t count, uint64_t first)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_spec_t spec = s_contact;
+        spec.id = (int)(i % 100);
+        s_make(&items[i], &spec, "agent-a", 1, first + i);
+    }
+}
+
+static void s_hello(const char *agent, const char *site, uint64_t *committed)
+{
+    uint64_t ignored = 0;
+    int rc = asy_store_hello(s_store, agent, site, 1, committed ? committed : &ignored);
+    cr_assert_eq(rc, 0, "hello: %s", asy_store_errmsg(s_store));
+}
+
+/* --------------------------------------------------------------------------------------------
+   Migrations */
+
+Test(store, migrations_apply_once_and_are_idempotent)
+{
+    s_store = s_new_store();
+    asy_store_destroy(&s_store);
+    s_store = s_new_store();
+    cr_assert_eq(s_int("SELECT count(*) FROM schema_migration"), asy_migration_count);
+    cr_assert_eq(s_int("SELECT count(*) FROM schema_migration WHERE version = 1 AND"
+                       " name = '001_init'"),
+                 1);
+    /* the default partition and three monthly ones */
+    cr_assert_eq(s_int("SELECT count(*) FROM pg_inherits WHERE inhparent = 'event'::regclass"), 4);
+    cr_assert_eq(s_int("SELECT count(*) FROM pg_class WHERE relname = 'event_y' ||"
+                       " to_char(now() AT TIME ZONE 'UTC', 'YYYY') || 'm' ||"
+                       " to_char(now() AT TIME ZONE 'UTC', 'MM')"),
+                 1);
+}
+
+Test(store, concurrent_stores_migrate_once)
+{
+    pid_t children[3];
+    for (int i = 0; i < 3; i++) {
+        children[i] = fork();
+        cr_assert_geq(children[i], 0);
+        if (children[i] == 0) {
+            char error[512] = "";
+            asy_store_t *store = asy_store_new(s_conninfo, error, sizeof error);
+            if (!store)
+                fprintf(stderr, "child store: %s\n", error);
+            int ok = store != NULL;
+            asy_store_destroy(&store);
+            _exit(ok ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        int status = 0;
+        cr_assert_eq(waitpid(children[i], &status, 0), children[i]);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a concurrent store failed");
+    }
+    cr_assert_eq(s_int("SELECT count(*) FROM schema_migration"), asy_migration_count);
+}
+
+Test(store, unreachable_database_gives_null_and_a_reason)
+{
+    char error[512] = "";
+    asy_store_t *store = asy_store_new("host=/nonexistent-dir port=1 dbname=x connect_timeout=2",
+                                       error, sizeof error);
+    cr_assert_null(store);
+    cr_assert(strstr(error, "cannot connect"), "error: %s", error);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Batches */
+
+Test(store, batch_stores_events_verbatim_and_quarantines_the_refused)
+{
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    asy_store_item_t items[4];
+    s_contacts(items, 4, 1);
+    /* seq 3 was refused by the broker's checks: stored raw in quarantine */
+    free((void *)items[2].data);
+    static const uint8_t junk[] = {0x0a, 0xff, 0x00, 0x42};
+    uint8_t *copy = malloc(sizeof junk);
+    memcpy(copy, junk, sizeof junk);
+    items[2].data = copy;
+    items[2].size = sizeof junk;
+    items[2].code = ASY_CODE_EVENT_INVALID_FIELD;
+    snprintf(items[2].reason, sizeof items[2].reason, "contact_made.channel: out of range");
+
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 4), 0, "%s",
+                 asy_store_errmsg(s_store));
+    cr_assert_eq(s_int("SELECT count(*) FROM event"), 3);
+    cr_assert_eq(s_int("SELECT count(DISTINCT received_at) FROM event"), 1);
+    cr_assert_eq(s_int("SELECT committed_seq FROM agent_stream WHERE agent_id = 'agent-a'"), 4);
+    for (int i = 0; i < 4; i++) {
+        if (i == 2)
+            continue;
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "SELECT encode(payload, 'hex') || ' ' || event_id::text || ' ' || kind ||"
+                 " ' ' || site_id || ' ' || case_id FROM event WHERE seq = %d",
+                 i + 1);
+        char *got = s_text(s_pg, sql);
+        char want[4096] = "";
+        size_t used = 0;
+        for (size_t b = 0; b < items[i].size; b++)
+            used += (size_t)snprintf(want + used, sizeof want - used, "%02x", items[i].data[b]);
+        snprintf(want + used, sizeof want - used, " %s %d site-a " S_CASE_X,
+                 items[i].summary.event_id, ASY_KIND_CONTACT_MADE);
+        cr_assert_str_eq(got, want);
+        free(got);
+    }
+    char *row = s_text(s_pg, "SELECT agent_id || '|' || site_id || '|' || epoch || '|' || seq ||"
+                             " '|' || code || '|' || code_name || '|' || reason || '|' ||"
+                             " encode(payload, 'hex') FROM quarantine");
+    cr_assert_str_eq(row, "agent-a|site-a|1|3|22|EVENT_INVALID_FIELD|contact_made.channel: out "
+                          "of range|0aff0042");
+    free(row);
+    cr_assert_eq(s_int("SELECT event_count FROM case_state"), 3);
+    asy_test_check_case_state(s_pg);
+    cr_assert_eq(asy_test_check_streams(s_pg), 4);
+    s_free_items(items, 4);
+}
+
+Test(store, compare_and_set_conflict_writes_nothing)
+{
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    asy_store_item_t items[3];
+    s_contacts(items, 3, 1);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), 0, "%s",
+                 asy_store_errmsg(s_store));
+    /* a second writer (or a replay) expecting 0 again: refused, nothing added */
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), ASY_EEXIST);
+    cr_assert(strstr(asy_store_errmsg(s_store), "no longer 0"), "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(s_int("SELECT count(*) FROM event"), 2);
+    cr_assert_eq(s_int("SELECT event_count FROM case_state"), 2);
+    /* an expectation ahead of the database: refused too */
+    items[2].seq = 6;
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 5, &items[2], 1),
+                 ASY_EEXIST);
+    cr_assert_eq(s_int("SELECT count(*) FROM event"), 2);
+    /* the replay after the commit: re-read the mark, write only what is new */
+    uint64_t committed = 0;
+    cr_assert_eq(asy_store_committed_seq(s_store, "agent-a", 1, &committed), 0);
+    cr_assert_eq(committed, 2);
+    items[2].seq = 3;
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, committed, &items[2], 1), 0,
+                 "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(s_int("SELECT count(*) FROM event"), 3);
+    cr_assert_eq(s_int("SELECT committed_seq FROM agent_stream"), 3);
+    /* a batch whose seqs do not follow the expectation is refused before the database */
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 3, items, 1), ASY_EINVAL);
+    /* an unknown stream expecting 0 is created by the batch itself */
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 2, 0, items, 1), 0, "%s",
+                 asy_store_errmsg(s_store));
+    cr_assert_eq(s_int("SELECT committed_seq FROM agent_stream WHERE epoch = 2"), 1);
+    asy_test_check_case_state(s_pg);
+    s_free_items(items, 3);
+}
+
+Test(store, hello_binds_an_agent_to_its_first_site)
+{
+    s_store = s_new_store();
+    uint64_t committed = 99;
+    s_hello("agent-a", "site-a", &committed);
+    cr_assert_eq(committed, 0);
+    cr_assert_eq(s_int("SELECT count(*) FROM site WHERE site_id = 'site-a'"), 1);
+    cr_assert_eq(s_int("SELECT count(*) FROM agent_stream WHERE agent_id = 'agent-a'"), 1);
+    asy_store_item_t items[2];
+    s_contacts(items, 2, 1);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), 0);
+    s_hello("agent-a", "site-a", &committed);
+    cr_assert_eq(committed, 2);
+    cr_assert_eq(asy_store_hello(s_store, "agent-a", "site-b", 1, &committed), ASY_EINVAL);
+    cr_assert_str_eq(asy_store_errmsg(s_store), "agent agent-a is bound to site site-a");
+    cr_assert_eq(s_int("SELECT count(*) FROM site WHERE site_id = 'site-b'"), 0);
+    /* the store is still usable afterwards */
+    s_hello("agent-b", "site-b", &committed);
+    cr_assert_eq(committed, 0);
+    s_free_items(items, 2);
+}
+
+Test(store, oversize_frame_is_quarantined_truncated)
+{
+    s_store = s_new_store();
+    size_t size = 2u * 1024u * 1024u;
+    uint8_t *data = calloc(1, size);
+    cr_assert_not_null(data);
+    cr_assert_eq(asy_store_quarantine_frame(s_store, NULL, NULL, ASY_CODE_FRAME_TOO_LARGE,
+                                            "frame too large", data, size),
+                 0, "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_quarantine_frame(s_store, "agent-a", "site-a", ASY_CODE_MALFORMED_FRAME,
+                                            "not a frame", data, 10),
+                 0);
+    free(data);
+    cr_assert_eq(s_int("SELECT length(payload) FROM quarantine WHERE code = 3"), 1024 * 1024);
+    cr_assert_eq(s_int("SELECT count(*) FROM quarantine WHERE code = 3 AND agent_id IS NULL AND"
+                       " seq = 0 AND reason LIKE 'frame too large (payload truncated from"
+                       " 2097152 to 1048576 bytes)' AND code_name = 'FRAME_TOO_LARGE'"),
+                 1);
+    cr_assert_eq(s_int("SELECT count(*) FROM quarantine WHERE agent_id = 'agent-a' AND"
+                       " length(payload) = 10 AND code_name = 'MALFORMED_FRAME'"),
+                 1);
+}
+
+/* --------------------------------------------------------------------------------------------
+   Connection loss */
+
+/* Kills the store's backend from another connection and waits until it is gone. */
+static void s_kill_backend(void)
+{
+    asy_test_pg_exec(s_pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                           " application_name = 'advsyncd' AND datname = current_database()");
+    for (int i = 0; i < 200; i++) {
+        if (s_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'advsyncd'"
+                  " AND datname = current_database()") == 0)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("the store's backend did not go away");
+}
+
+Test(store, write_after_the_server_dropped_the_connection_retries_then_succeeds)
+{
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    asy_store_item_t items[3];
+    s_contacts(items, 3, 1);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 1), 0);
+
+    s_kill_backend();
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 1, &items[1], 1),
+                 ASY_ERETRY, "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_reconnect(s_store), 0, "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 1, &items[1], 1), 0, "%s",
+                 asy_store_errmsg(s_store));
+
+    /* without an explicit reconnect: the failed call says retry, the next one reconnects */
+    s_kill_backend();
+    uint64_t committed = 0;
+    cr_assert_eq(asy_store_committed_seq(s_store, "agent-a", 1, &committed), ASY_ERETRY);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 2, &items[2], 1), 0, "%s",
+                 asy_store_errmsg(s_store));
+
+    /* reconnect notices a dead connection that libpq still believes in */
+    s_kill_backend();
+    cr_assert_eq(asy_store_reconnect(s_store), 0, "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_committed_seq(s_store, "agent-a", 1, &committed), 0);
+    cr_assert_eq(committed, 3);
+    cr_assert_eq(s_int("SELECT count(*) FROM event"), 3);
+    asy_test_check_case_state(s_pg);
+    s_free_items(items, 3);
+}
+
+/* --------------------------------------------------------------------------------------------
+   case_state: the same set of events in any order and batching gives the same rows */
+
+static const s_spec_t s_story[] = {
+    {0, 1, S_CASE_X, "2026-01-05T09:00:00Z",
+     "\"referralReceived\": {\"service\": \"SERVICE_IMHA\", \"source\": \"SOURCE_A1_GP\","
+     " \"receivedAt\": \"2026-01-05T08:30:00Z\"}"},
+    {0, 2, S_CASE_X, "2026-01-05T09:05:00Z",
+     "\"personProfileRecorded\": {\"ons2021Ethnicity\": \"ONS_ASIAN_INDIAN\", \"ageBand\":"
+     " \"AGE_18_34\", \"gender\": \"GENDER_FEMALE\"}"},
+    {1, 3, S_CASE_X, "2026-01-06T10:00:00Z",
+     "\"referralEligibilityDecided\": {\"eligible\": true}"},
+    {1, 4, S_CASE_X, "2026-01-07T11:00:00Z", "\"contactMade\": {\"channel\": \"CHANNEL_PHONE\"}"},
+    {0, 5, S_CASE_X, "2026-01-06T12:00:00Z", "\"contactMade\": {\"channel\": \"CHANNEL_VIDEO\"}"},
+    {1, 6, S_CASE_X, "2026-01-08T09:00:00Z", "\"meetingInitialHeld\": {\"date\": \"2026-01-08\"}"},
+    {0, 7, S_CASE_X, "2026-01-02T00:00:00Z",
+     "\"qualifyingStarted\": {\"legalStatus\": \"LEGAL_07_S35\"}"},
+    {1, 8, S_CASE_X, "2026-01-20T00:00:00Z",
+     "\"qualifyingEnded\": {\"legalStatus\": \"LEGAL_07_S35\"}"},
+    {0, 9, S_CASE_X, "2026-01-10T00:00:00Z",
+     "\"personProfileUpdated\": {\"ageBand\": \"AGE_35_49\"}"},
+    {1, 10, S_CASE_X, "2026-01-11T00:00:00Z",
+     "\"personEqualityOptout\": {\"effectiveDate\": \"2026-01-11\"}"},
+    {0, 11, S_CASE_X, "2026-01-30T00:00:00Z",
+     "\"caseClosed\": {\"closureReason\": \"CLOSURE_WITHDREW\"}"},
+    {1, 12, S_CASE_X, "2026-01-25T00:00:00Z",
+     "\"waitlistJoined\": {\"reasonWaiting\": \"WAIT_OTHER\"}"},
+    {1, 13, S_CASE_Y, "2026-01-03T00:00:00Z",
+     "\"referralReceived\": {\"service\": \"SERVICE_COMMUNITY\", \"source\": \"SOURCE_B_SELF\"}"},
+    {0, 14, S_CASE_Y, "2026-01-04T00:00:00Z",
+     "\"referralDeclined\": {\"declineReason\": \"DECLINE_OUT_OF_AREA\"}"},
+    {0, 15, S_CASE_Y, "2026-01-03T12:00:00Z",
+     "\"referralReceived\": {\"service\": \"SERVICE_IMHA\", \"source\": \"SOURCE_B_SELF\"}"},
+    {0, 16, S_CASE_Z, "2026-01-09T00:00:00Z",
+     "\"contactAttempted\": {\"channel\": \"CHANNEL_PHONE\"}"},
+};
+#define S_STORY (sizeof s_story / sizeof s_story[0])
+
+/* Delivers s_story in the order given, batching consecutive events of one site up to
+   batch_size, into a fresh database; returns the case_state rows as text (caller frees). */
+static char *s_deliver(const size_t *order, size_t batch_size)
+{
+    s_teardown();
+    s_setup();
+    s_store = s_new_store();
+    uint64_t committed[2] = {0, 0};
+    for (int site = 0; site < 2; site++)
+        s_hello(s_agents[site], s_sites[site], NULL);
+    asy_store_item_t items[S_STORY];
+    size_t i = 0;
+    while (i < S_STORY) {
+        int site = s_story[order[i]].site;
+        size_t n = 0;
+        while (i + n < S_STORY && n < batch_size && s_story[order[i + n]].site == site) {
+            s_make(&items[n], &s_story[order[i + n]], s_agents[site], 1, committed[site] + n + 1);
+            n++;
+        }
+        cr_assert_eq(asy_store_write_batch(s_store, s_agents[site], s_sites[site], 1,
+                                           committed[site], items, n),
+                     0, "%s", asy_store_errmsg(s_store));
+        committed[site] += n;
+        s_free_items(items, n);
+        i += n;
+    }
+    cr_assert_eq(asy_test_check_case_state(s_pg), 3);
+    return s_text(s_pg, "SELECT string_agg((to_jsonb(c) - 'updated_at' - 'created_at')::text,"
+                        " E'\\n' ORDER BY case_id) FROM case_state c");
+}
+
+Test(store, case_state_is_the_same_in_any_order_and_batching)
+{
+    size_t forward[S_STORY], backward[S_STORY], shuffled[S_STORY];
+    for (size_t i = 0; i < S_STORY; i++) {
+        forward[i] = i;
+        backward[i] = S_STORY - 1 - i;
+        shuffled[i] = (i * 7 + 3) % S_STORY; /* 7 is prime to 16: a permutation */
+    }
+    char *a = s_deliver(forward, 100);
+    char *b = s_deliver(backward, 1);
+    char *c = s_deliver(shuffled, 3);
+    cr_assert_str_eq(a, b);
+    cr_assert_str_eq(a, c);
+    /* and the state is the one the rules say */
+    cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_X "' AND"
+                       " status = 'closed' AND site_id = 'site-a' AND event_count = 12 AND"
+                       " service = 1 AND referral_source = 2 AND eligible = 1 AND"
+                       " referral_received_at = '2026-01-05T08:30:00Z' AND"
+                       " first_contact_at = '2026-01-06T12:00:00Z' AND"
+                       " initial_meeting_at = '2026-01-08T09:00:00Z' AND legal_status = 7 AND"
+                       " NOT qualifying AND qualifying_started_at = '2026-01-02T00:00:00Z' AND"
+                       " ethnicity_ons IS NOT NULL AND age_band = 4 AND gender = 2 AND"
+                       " equality_optout AND closure_reason = 3 AND left_before_goals AND"
+                       " closed_at = '2026-01-30T00:00:00Z' AND person_key = '" S_PERSON "' AND"
+                       " first_event_at = '2026-01-02T00:00:00Z' AND"
+                       " last_event_at = '2026-01-30T00:00:00Z'"),
+                 1, "case X: %s", a);
+    cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Y "' AND"
+                       " status = 'declined' AND service = 1 AND decline_reason = 2 AND"
+                       " declined_at = '2026-01-04T00:00:00Z' AND site_id = 'site-b' AND"
+                       " referral_received_at = '2026-01-03T00:00:00Z' AND eligible IS NULL"),
+                 1, "case Y: %s", a);
+    cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Z "' AND"
+                       " status IS NULL AND event_count = 1 AND NOT equality_optout"),
+                 1, "case Z: %s", a);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* Two status-bearing events at the same instant: the greater event_id wins, whichever came
+   first; same for an equality attribute. */
+static const s_spec_t s_ties[] = {
+    {0, 40, S_CASE_X, "2026-02-01T10:00:00Z", "\"contactMade\": {\"channel\": \"CHANNEL_PHONE\"}"},
+    {0, 41, S_CASE_X, "2026-02-01T10:00:00Z",
+     "\"waitlistJoined\": {\"reasonWaiting\": \"WAIT_OTHER\"}"},
+    {0, 42, S_CASE_X, "2026-02-01T10:00:00Z",
+     "\"personProfileUpdated\": {\"gender\": \"GENDER_MALE\"}"},
+    {0, 43, S_CASE_X, "2026-02-01T10:00:00Z",
+     "\"personProfileUpdated\": {\"gender\": \"GENDER_NON_BINARY\"}"},
+};
+
+Test(store, last_writer_wins_ties_break_on_event_id)
+{
+    size_t orders[2][4] = {{0, 1, 2, 3}, {3, 2, 1, 0}};
+    char *rows[2];
+    for (int o = 0; o < 2; o++) {
+        s_teardown();
+        s_setup();
+        s_store = s_new_store();
+        s_hello("agent-a", "site-a", NULL);
+        for (uint64_t i = 0; i < 4; i++) {
+            asy_store_item_t item;
+            s_make(&item, &s_ties[orders[o][i]], "agent-a", 1, i + 1);
+            cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, i, &item, 1), 0,
+                         "%s", asy_store_errmsg(s_store));
+            s_free_items(&item, 1);
+        }
+        cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE status = 'waiting' AND"
+                           " gender = 3"),
+                     1, "order %d", o);
+        rows[o] = s_text(s_pg, "SELECT (to_jsonb(c) - 'updated_at' - 'created_at')::text"
+                               " FROM case_state c");
+    }
+    cr_assert_str_eq(rows[0], rows[1]);
+    free(rows[0]);
+    free(rows[1]);
+}
+
+/* --------------------------------------------------------------------------------------------
+   A rough figure (no assertion on time). */
+
+Test(store, one_batch_of_a_thousand_events, .timeout = 300)
+{
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    enum { S_N = 1000 };
+    asy_store_item_t *items = calloc(S_N, sizeof *items);
+    cr_assert_not_null(items);
+    for (size_t i = 0; i < S_N; i++) {
+        char case_id[ASY_PSEUDONYM_HEX + 1];
+        snprintf(case_id, sizeof case_id, "%064zx", i % 100);
+        s_spec_t spec = s_contact;
+        spec.case_id = case_id;
+        spec.id = (int)(i % 100);
+        s_make(&items[i], &spec, "agent-a", 1, i + 1);
+    }
+    int64_t start = asy_test_now_ms();
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, S_N), 0, "%s",
+                 asy_store_errmsg(s_store));
+    int64_t first = asy_test_now_ms() - start;
+    for (size_t i = 0; i < S_N; i++)
+        items[i].seq += S_N;
+    start = asy_test_now_ms();
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, S_N, items, S_N), 0);
+    int64_t second = asy_test_now_ms() - start;
+    fprintf(stderr,
+            "store: one batch of %d events over 100 cases: %lld ms (first), %lld ms "
+            "(second, cases exist)\n",
+            S_N, (long long)first, (long long)second);
+    cr_assert_eq(s_int("SELECT count(*) FROM event"), 2 * S_N);
+    cr_assert_eq(s_int("SELECT sum(event_count) FROM case_state"), 2 * S_N);
+    s_free_items(items, S_N);
+    free(items);
+}

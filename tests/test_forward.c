@@ -1,0 +1,750 @@
+/*  test_forward.c: `advsync-agent run` against a scripted broker.
+
+    Each test fills a real SQLite outbox in a temporary directory, forks a child that runs
+    asy_cmd_run() against a ROUTER bound here on tcp://127.0.0.1:*, and plays the broker with
+    codec frames. The child is forked before this process touches ZeroMQ (it learns the
+    endpoint through a pipe), so it starts with a ZeroMQ context of its own.  */
+#include "agent.h"
+#include "codec.h"
+#include "forward.h"
+#include "outbox.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#define S_AGENT "ward-agent-1"
+#define S_SITE "site-north"
+#define S_EXIT_LEAK 99
+
+static char s_dir[64];
+static char s_outbox_path[128];
+static pid_t s_child;
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/asy-forward-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    snprintf(s_outbox_path, sizeof s_outbox_path, "%s/outbox.db", s_dir);
+    s_child = 0;
+}
+
+static void s_teardown(void)
+{
+    if (s_child > 0) {
+        kill(s_child, SIGKILL);
+        waitpid(s_child, NULL, 0);
+    }
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) {
+        char path[160];
+        snprintf(path, sizeof path, "%s%s", s_outbox_path, suffixes[i]);
+        unlink(path);
+    }
+    rmdir(s_dir);
+}
+
+TestSuite(forward, .init = s_setup, .fini = s_teardown, .timeout = 60);
+
+/* ------------------------------------------------------------------------------------------
+   The outbox. */
+
+static asy_outbox_t *s_open_outbox(void)
+{
+    char error[256] = "";
+    asy_outbox_t *outbox = asy_outbox_open(s_outbox_path, S_AGENT, S_SITE, error, sizeof error);
+    cr_assert_not_null(outbox, "outbox: %s", error);
+    return outbox;
+}
+
+/* Appends count referral.received events. */
+static void s_fill(int count)
+{
+    asy_outbox_t *outbox = s_open_outbox();
+    cr_assert_eq(asy_outbox_begin(outbox), 0);
+    for (int i = 0; i < count; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "{\"caseId\":\"%064x\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                 "\"referralReceived\":{\"service\":\"SERVICE_IMHA\","
+                 "\"receivedAt\":\"2026-03-02T10:00:00Z\"}}",
+                 i + 1);
+        json_error_t json_error;
+        json_t *object = json_loads(text, 0, &json_error);
+        cr_assert_not_null(object, "%s", json_error.text);
+        asy_event_t *event = NULL;
+        char error[256] = "";
+        cr_assert_eq(asy_event_from_json(object, &event, error, sizeof error), 0, "%s", error);
+        uint64_t seq = 0;
+        cr_assert_eq(asy_outbox_append(outbox, event, &seq), 0, "%s",
+                     asy_outbox_errmsg(outbox));
+        asy_event_destroy(&event);
+        json_decref(object);
+    }
+    cr_assert_eq(asy_outbox_commit(outbox), 0, "%s", asy_outbox_errmsg(outbox));
+    asy_outbox_destroy(&outbox);
+}
+
+static asy_outbox_status_t s_status(void)
+{
+    asy_outbox_t *outbox = s_open_outbox();
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    asy_outbox_destroy(&outbox);
+    return status;
+}
+
+static int s_first_row(uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    (void) data;
+    (void) size;
+    *(uint64_t *) arg = seq;
+    return 1;
+}
+
+/* Lowest seq still stored in the outbox, 0 if none. */
+static uint64_t s_lowest_stored(void)
+{
+    asy_outbox_t *outbox = s_open_outbox();
+    uint64_t seq = 0;
+    size_t count = 0;
+    cr_assert_eq(asy_outbox_read(outbox, 1, 1, s_first_row, &seq, &count), 0);
+    asy_outbox_destroy(&outbox);
+    return seq;
+}
+
+/* ------------------------------------------------------------------------------------------
+   The agent, in a child process. */
+
+typedef struct {
+    uint32_t batch_max;
+    uint32_t batch_ms;
+    uint32_t window;
+    uint32_t ack_timeout_ms;
+    bool dead_endpoint_first;   /* list an endpoint nobody listens on before ours */
+    const char *args[4];        /* flags after "run" */
+} s_agent_options_t;
+
+static void s_child_main(int fd, const s_agent_options_t *options)
+{
+    char text[512] = "";
+    size_t used = 0;
+    ssize_t got;
+    while ((got = read(fd, text + used, sizeof text - 1 - used)) > 0)
+        used += (size_t) got;
+    close(fd);
+    asy_agent_config_t config;
+    memset(&config, 0, sizeof config);
+    snprintf(config.agent_id, sizeof config.agent_id, "%s", S_AGENT);
+    snprintf(config.site_id, sizeof config.site_id, "%s", S_SITE);
+    snprintf(config.outbox_path, sizeof config.outbox_path, "%s", s_outbox_path);
+    for (char *line = strtok(text, "\n"); line && config.endpoint_count < 2;
+         line = strtok(NULL, "\n"))
+        snprintf(config.endpoints[config.endpoint_count++], 256, "%s", line);
+    config.batch_max = options->batch_max ? options->batch_max : 100;
+    config.batch_ms = options->batch_ms ? options->batch_ms : 5;
+    config.window = options->window ? options->window : 4;
+    config.ack_timeout_ms = options->ack_timeout_ms ? options->ack_timeout_ms : 1000;
+    char *argv[6] = {"run"};
+    int argc = 1;
+    for (int i = 0; i < 4 && options->args[i]; i++)
+        argv[argc++] = (char *) options->args[i];
+    int rc = asy_cmd_run(&config, argc, argv);
+    zsys_shutdown();  /* stops ZeroMQ's threads, so the leak check below sees a still process */
+#if defined(__SANITIZE_ADDRESS__)
+    if (__lsan_do_recoverable_leak_check() != 0)
+        rc = S_EXIT_LEAK;
+#endif
+    /* _exit: the child must not run Criterion's exit handlers. */
+    _exit(rc);
+}
+
+typedef struct {
+    zsock_t *router;
+    zframe_t *peer;             /* routing id of the last message received */
+    zframe_t *welcomed;         /* routing id that said HELLO last */
+    uint64_t committed;
+    uint32_t heartbeat_ms;
+    bool answer_heartbeats;
+    int hellos;
+    int publishes;
+    int gaps;                   /* SEQ_GAP NACKs sent */
+    uint64_t first_seqs[512];   /* first_seq of each PUBLISH, in order of arrival */
+    char hello_agent[ASY_ID_MAX + 1];
+    char hello_site[ASY_ID_MAX + 1];
+    char hello_software[64];
+} s_broker_t;
+
+/* Forks the agent, binds the broker's ROUTER, tells the agent where it is. */
+static void s_start(s_broker_t *broker, const s_agent_options_t *options)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    fflush(NULL);
+    s_child = fork();
+    cr_assert_geq(s_child, 0);
+    if (s_child == 0) {
+        close(fds[1]);
+        s_child_main(fds[0], options);
+    }
+    close(fds[0]);
+    memset(broker, 0, sizeof *broker);
+    broker->answer_heartbeats = true;
+    broker->heartbeat_ms = 1000;
+    broker->router = zsock_new(ZMQ_ROUTER);
+    cr_assert_not_null(broker->router);
+    zsock_set_linger(broker->router, 0);
+    int port = zsock_bind(broker->router, "tcp://127.0.0.1:*");
+    cr_assert_gt(port, 0);
+    char text[256] = "";
+    size_t used = 0;
+    if (options->dead_endpoint_first) {
+        zsock_t *gone = zsock_new(ZMQ_ROUTER);
+        int dead = zsock_bind(gone, "tcp://127.0.0.1:*");
+        cr_assert_gt(dead, 0);
+        zsock_destroy(&gone);
+        used += (size_t) snprintf(text, sizeof text, "tcp://127.0.0.1:%d\n", dead);
+    }
+    snprintf(text + used, sizeof text - used, "tcp://127.0.0.1:%d\n", port);
+    cr_assert_eq(write(fds[1], text, strlen(text)), (ssize_t) strlen(text));
+    close(fds[1]);
+}
+
+static void s_broker_destroy(s_broker_t *broker)
+{
+    zframe_destroy(&broker->peer);
+    zframe_destroy(&broker->welcomed);
+    zsock_destroy(&broker->router);
+}
+
+/* Receives one frame (caller releases it). Returns its type, or 0 after timeout_ms. */
+static int s_recv(s_broker_t *broker, asy_frame_t *frame, int timeout_ms)
+{
+    memset(frame, 0, sizeof *frame);
+    zsock_set_rcvtimeo(broker->router, timeout_ms);
+    zmsg_t *msg = zmsg_recv(broker->router);
+    if (!msg)
+        return 0;
+    cr_assert_eq(zmsg_size(msg), 2, "the agent sends one part per message");
+    zframe_destroy(&broker->peer);
+    broker->peer = zmsg_pop(msg);
+    zframe_t *body = zmsg_pop(msg);
+    zmsg_destroy(&msg);
+    int rc = asy_frame_decode(frame, zframe_data(body), zframe_size(body));
+    zframe_destroy(&body);
+    cr_assert_eq(rc, 0, "the agent sent an undecodable frame");
+    if (frame->type == ASY_FRAME_HELLO) {
+        broker->hellos++;
+        snprintf(broker->hello_agent, sizeof broker->hello_agent, "%s",
+                 frame->u.hello.agent_id ? frame->u.hello.agent_id : "");
+        snprintf(broker->hello_site, sizeof broker->hello_site, "%s",
+                 frame->u.hello.site_id ? frame->u.hello.site_id : "");
+        snprintf(broker->hello_software, sizeof broker->hello_software, "%s",
+                 frame->u.hello.software ? frame->u.hello.software : "");
+    }
+    if (frame->type == ASY_FRAME_PUBLISH) {
+        cr_assert_lt(broker->publishes, 512);
+        broker->first_seqs[broker->publishes++] = frame->u.publish.first_seq;
+    }
+    return frame->type;
+}
+
+/* Receives frames until one of type arrives (serving nothing in between). */
+static void s_expect(s_broker_t *broker, asy_frame_t *frame, int type, int timeout_ms)
+{
+    int64_t until = zclock_mono() + timeout_ms;
+    while (true) {
+        int64_t left = until - zclock_mono();
+        cr_assert_gt(left, 0, "no frame of type %d within %d ms", type, timeout_ms);
+        int got = s_recv(broker, frame, (int) left);
+        if (got == type)
+            return;
+        asy_frame_release(frame);
+    }
+}
+
+static void s_reply(s_broker_t *broker, const asy_frame_t *frame)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_frame_encode(frame, &data, &size), 0);
+    zmsg_t *msg = zmsg_new();
+    zframe_t *peer = zframe_dup(broker->peer);
+    zmsg_append(msg, &peer);
+    zmsg_addmem(msg, data, size);
+    free(data);
+    cr_assert_eq(zmsg_send(&msg, broker->router), 0);
+}
+
+static void s_welcome(s_broker_t *broker, uint64_t committed)
+{
+    asy_frame_t frame = {.type = ASY_FRAME_WELCOME};
+    frame.u.welcome = (asy_welcome_t){.version = 1,
+                                      .committed_seq = committed,
+                                      .max_batch_events = ASY_MAX_BATCH_EVENTS,
+                                      .max_frame_bytes = ASY_MAX_FRAME_BYTES,
+                                      .window = ASY_DEFAULT_WINDOW,
+                                      .heartbeat_ms = broker->heartbeat_ms};
+    zframe_destroy(&broker->welcomed);
+    broker->welcomed = zframe_dup(broker->peer);
+    s_reply(broker, &frame);
+}
+
+static void s_nack(s_broker_t *broker, int code, uint64_t first_seq, uint64_t expected,
+                   uint32_t retry_after_ms)
+{
+    asy_frame_t frame = {.type = ASY_FRAME_NACK};
+    frame.u.nack = (asy_nack_t){.code = code,
+                                .reason = "scripted",
+                                .expected_seq = expected,
+                                .first_seq = first_seq,
+                                .retry_after_ms = retry_after_ms};
+    s_reply(broker, &frame);
+}
+
+/* Checks that every event of a PUBLISH is the stored event with its seq. */
+static void s_check_publish(const asy_publish_t *publish)
+{
+    cr_assert_str_eq(publish->agent_id, S_AGENT);
+    cr_assert_gt(publish->count, 0);
+    for (size_t i = 0; i < publish->count; i++) {
+        asy_event_t *event = NULL;
+        cr_assert_eq(asy_event_decode(publish->events[i].data, publish->events[i].size, &event),
+                     0);
+        asy_event_summary_t summary;
+        asy_event_summarise(event, &summary);
+        cr_assert_eq(summary.seq, publish->first_seq + i);
+        cr_assert_eq(summary.epoch, publish->epoch);
+        cr_assert_str_eq(summary.agent_id, S_AGENT);
+        cr_assert_str_eq(summary.site_id, S_SITE);
+        asy_event_destroy(&event);
+    }
+}
+
+/* What an honest broker does with a frame. */
+static void s_serve(s_broker_t *broker, const asy_frame_t *frame)
+{
+    if (frame->type == ASY_FRAME_HELLO) {
+        s_welcome(broker, broker->committed);
+    }
+    else if (frame->type == ASY_FRAME_HEARTBEAT) {
+        if (broker->answer_heartbeats)
+            s_reply(broker, frame);
+    }
+    else if (frame->type == ASY_FRAME_PUBLISH) {
+        const asy_publish_t *publish = &frame->u.publish;
+        s_check_publish(publish);
+        if (!broker->welcomed || !zframe_eq(broker->welcomed, broker->peer)) {
+            s_nack(broker, ASY_CODE_NOT_WELCOMED, publish->first_seq, 0, 0);
+            return;
+        }
+        if (publish->first_seq > broker->committed + 1) {
+            broker->gaps++;
+            s_nack(broker, ASY_CODE_SEQ_GAP, publish->first_seq, broker->committed + 1, 0);
+            return;
+        }
+        uint64_t last = publish->first_seq + publish->count - 1;
+        if (last > broker->committed)
+            broker->committed = last;
+        asy_frame_t ack = {.type = ASY_FRAME_ACK};
+        ack.u.ack = (asy_ack_t){.agent_id = S_AGENT, .epoch = publish->epoch,
+                                .seq = broker->committed};
+        s_reply(broker, &ack);
+    }
+}
+
+/* Returns the child's exit status if it has exited, else -1. */
+static int s_child_exited(void)
+{
+    int status = 0;
+    pid_t pid = waitpid(s_child, &status, WNOHANG);
+    if (pid != s_child)
+        return -1;
+    s_child = 0;
+    cr_assert(WIFEXITED(status), "the agent died of signal %d",
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return WEXITSTATUS(status);
+}
+
+/* Serves honestly until the agent exits; returns its exit code. */
+static int s_serve_until_exit(s_broker_t *broker, int timeout_ms)
+{
+    int64_t until = zclock_mono() + timeout_ms;
+    while (zclock_mono() < until) {
+        int code = s_child_exited();
+        if (code >= 0)
+            return code;
+        asy_frame_t frame;
+        if (s_recv(broker, &frame, 20))
+            s_serve(broker, &frame);
+        asy_frame_release(&frame);
+    }
+    cr_assert_fail("the agent did not exit within %d ms", timeout_ms);
+    return -1;
+}
+
+static void s_assert_delivered(const s_broker_t *broker, uint64_t count)
+{
+    cr_assert_eq(broker->committed, count);
+    asy_outbox_status_t status = s_status();
+    cr_assert_eq(status.acked_seq, count);
+    cr_assert_eq(status.backlog, 0);
+    cr_assert_eq(s_lowest_stored(), 0, "acknowledged events are pruned");
+}
+
+/* ------------------------------------------------------------------------------------------
+   Tests. */
+
+Test(forward, drains_in_contiguous_batches)
+{
+    s_fill(250);
+    s_agent_options_t options = {.batch_max = 100, .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    cr_assert_eq(frame.u.hello.version_min, 1);
+    cr_assert_eq(frame.u.hello.version_max, ASY_PROTOCOL_VERSION);
+    cr_assert_str_eq(broker.hello_agent, S_AGENT);
+    cr_assert_str_eq(broker.hello_site, S_SITE);
+    cr_assert_eq(frame.u.hello.last_seq, 250);
+    cr_assert_eq(frame.u.hello.epoch, s_status().epoch);
+    cr_assert_str_eq(broker.hello_software, "advsync-agent " ASY_VERSION_STRING);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    cr_assert_eq(broker.gaps, 0);
+    cr_assert_eq(broker.hellos, 1);
+    cr_assert_eq(broker.publishes, 3);
+    cr_assert_eq(broker.first_seqs[0], 1);
+    cr_assert_eq(broker.first_seqs[1], 101);
+    cr_assert_eq(broker.first_seqs[2], 201);
+    s_assert_delivered(&broker, 250);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, resumes_after_committed_seq_of_welcome)
+{
+    s_fill(120);
+    s_agent_options_t options = {.batch_max = 100, .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    broker.committed = 50;
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 5000);
+    cr_assert_eq(frame.u.publish.first_seq, 51);
+    cr_assert_eq(frame.u.publish.count, 70);
+    /* The WELCOME's committed seq was recorded, and those events pruned, before sending. */
+    cr_assert_eq(s_status().acked_seq, 50);
+    cr_assert_eq(s_lowest_stored(), 51);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    s_assert_delivered(&broker, 120);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, seq_gap_resends_from_expected_once)
+{
+    s_fill(80);
+    s_agent_options_t options = {.batch_max = 10, .window = 4, .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    /* Lose the first batch: the next ones are answered SEQ_GAP, expected 1. */
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 5000);
+    cr_assert_eq(frame.u.publish.first_seq, 1);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    cr_assert_geq(broker.gaps, 1);
+    int resent = 0;
+    for (int i = 0; i < broker.publishes; i++)
+        resent += broker.first_seqs[i] == 1;
+    /* The NACKs of batches sent before the rewind are stale and must not rewind again. */
+    cr_assert_eq(resent, 2, "seq 1 sent %d times", resent);
+    cr_assert_eq(broker.hellos, 1);
+    s_assert_delivered(&broker, 80);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, forwards_events_submitted_while_running)
+{
+    s_fill(5);
+    s_agent_options_t options = {.args = {"--for", "2"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    while (broker.committed < 5) {
+        cr_assert_neq(s_recv(&broker, &frame, 5000), 0);
+        s_serve(&broker, &frame);
+        asy_frame_release(&frame);
+    }
+    /* Another process (here: this one) submits while `run` is idle. */
+    s_fill(7);
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 2000);
+    cr_assert_eq(frame.u.publish.first_seq, 6);
+    cr_assert_eq(frame.u.publish.count, 7);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    s_assert_delivered(&broker, 12);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, not_welcomed_says_hello_again)
+{
+    s_fill(30);
+    s_agent_options_t options = {.batch_max = 10, .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    /* The broker "restarts": it forgets the session. */
+    zframe_destroy(&broker.welcomed);
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    int publishes_before = broker.publishes;
+    while (s_recv(&broker, &frame, 5000) == ASY_FRAME_PUBLISH) {
+        s_serve(&broker, &frame);
+        asy_frame_release(&frame);
+    }
+    cr_assert_eq(frame.type, ASY_FRAME_HELLO, "after NOT_WELCOMED the agent says HELLO");
+    cr_assert_eq(broker.hellos, 2);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    cr_assert_gt(broker.publishes, publishes_before);
+    s_assert_delivered(&broker, 30);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, retry_later_waits_then_resends)
+{
+    s_fill(20);
+    s_agent_options_t options = {.batch_max = 10, .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 5000);
+    cr_assert_eq(frame.u.publish.first_seq, 1);
+    s_nack(&broker, ASY_CODE_RETRY_LATER, 1, 0, 400);
+    int64_t refused_at = zclock_mono();
+    asy_frame_release(&frame);
+    /* Batches already on the way are refused too (stale: no second pause). */
+    int got;
+    while ((got = s_recv(&broker, &frame, 3000)) == ASY_FRAME_PUBLISH &&
+           frame.u.publish.first_seq != 1) {
+        s_nack(&broker, ASY_CODE_RETRY_LATER, frame.u.publish.first_seq, 0, 400);
+        asy_frame_release(&frame);
+    }
+    cr_assert_eq(got, ASY_FRAME_PUBLISH, "the agent resends after RETRY_LATER");
+    cr_assert_eq(frame.u.publish.first_seq, 1);
+    int64_t waited = zclock_mono() - refused_at;
+    cr_assert_geq(waited, 350, "resent after %lld ms, asked to wait 400", (long long) waited);
+    cr_assert_lt(waited, 2500, "resent after %lld ms, asked to wait 400", (long long) waited);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    s_assert_delivered(&broker, 20);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, silent_broker_gets_a_new_hello_on_a_new_socket)
+{
+    s_fill(10);
+    s_agent_options_t options = {.ack_timeout_ms = 500, .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    int64_t first_hello = zclock_mono();
+    zframe_t *first_peer = zframe_dup(broker.peer);
+    asy_frame_release(&frame);
+    /* Say nothing: the agent gives up after ack_timeout (500 ms) plus a 100 ms backoff. */
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 3000);
+    int64_t waited = zclock_mono() - first_hello;
+    cr_assert_geq(waited, 450);
+    cr_assert_lt(waited, 1500, "second HELLO after %lld ms", (long long) waited);
+    cr_assert_not(zframe_eq(first_peer, broker.peer), "a reconnect uses a new socket");
+    zframe_destroy(&first_peer);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+
+    /* Now go silent with a batch unacknowledged: the agent reconnects again. */
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 3000);
+    asy_frame_release(&frame);
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 3000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    cr_assert_eq(broker.hellos, 3);
+    s_assert_delivered(&broker, 10);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, idle_link_without_heartbeat_answers_reconnects)
+{
+    s_fill(5);
+    s_agent_options_t options = {.args = {"--for", "3"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    broker.heartbeat_ms = 100;
+    broker.answer_heartbeats = false;
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    /* Events acknowledged, then only heartbeats, unanswered: 3 x 100 ms later, a new HELLO. */
+    int64_t since = zclock_mono();
+    int heartbeats = 0;
+    int got;
+    while ((got = s_recv(&broker, &frame, 2000)) != ASY_FRAME_HELLO) {
+        cr_assert_neq(got, 0, "no HELLO after an idle, silent link");
+        heartbeats += got == ASY_FRAME_HEARTBEAT;
+        s_serve(&broker, &frame);
+        asy_frame_release(&frame);
+    }
+    cr_assert_geq(heartbeats, 1);
+    cr_assert_lt(zclock_mono() - since, 1500);
+    broker.answer_heartbeats = true;
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0, "--for exits 0");
+    s_assert_delivered(&broker, 5);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, fails_over_to_the_next_endpoint)
+{
+    s_fill(10);
+    s_agent_options_t options = {.ack_timeout_ms = 500, .dead_endpoint_first = true,
+                                 .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    int64_t started = zclock_mono();
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    cr_assert_geq(zclock_mono() - started, 400, "the first endpoint was tried first");
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    s_assert_delivered(&broker, 10);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, batch_too_large_halves_the_batch)
+{
+    s_fill(100);
+    s_agent_options_t options = {.batch_max = 100, .args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 5000);
+    cr_assert_eq(frame.u.publish.count, 100);
+    s_nack(&broker, ASY_CODE_BATCH_TOO_LARGE, 1, 0, 0);
+    asy_frame_release(&frame);
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 5000);
+    cr_assert_eq(frame.u.publish.first_seq, 1);
+    cr_assert_eq(frame.u.publish.count, 50);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    s_assert_delivered(&broker, 100);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, wrong_agent_exits_1)
+{
+    s_fill(3);
+    s_agent_options_t options = {.args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_nack(&broker, ASY_CODE_WRONG_AGENT, 0, 0, 0);
+    asy_frame_release(&frame);
+    broker.answer_heartbeats = false;
+    cr_assert_eq(s_serve_until_exit(&broker, 5000), 1);
+    cr_assert_eq(s_status().backlog, 3, "nothing acknowledged");
+    s_broker_destroy(&broker);
+}
+
+Test(forward, sigterm_exits_0)
+{
+    s_fill(3);
+    s_agent_options_t options = {.args = {NULL}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    s_serve(&broker, &frame);
+    asy_frame_release(&frame);
+    while (broker.committed < 3) {
+        cr_assert_neq(s_recv(&broker, &frame, 5000), 0);
+        s_serve(&broker, &frame);
+        asy_frame_release(&frame);
+    }
+    cr_assert_eq(kill(s_child, SIGTERM), 0);
+    int64_t signalled = zclock_mono();
+    cr_assert_eq(s_serve_until_exit(&broker, 5000), 0);
+    cr_assert_lt(zclock_mono() - signalled, 1500);
+    s_assert_delivered(&broker, 3);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, empty_outbox_until_drained_exits_at_once)
+{
+    s_agent_options_t options = {.args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    cr_assert_eq(s_serve_until_exit(&broker, 5000), 0);
+    cr_assert_eq(broker.publishes, 0);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, parses_run_flags)
+{
+    asy_forward_options_t options;
+    char error[256] = "";
+    char *ok[] = {"run", "--until-drained", "--for", "2.5"};
+    cr_assert_eq(asy_forward_parse_args(&options, 4, ok, error, sizeof error), 0);
+    cr_assert(options.until_drained);
+    cr_assert_eq(options.run_for_ms, 2500);
+    char *eq[] = {"run", "--for=7"};
+    cr_assert_eq(asy_forward_parse_args(&options, 2, eq, error, sizeof error), 0);
+    cr_assert_not(options.until_drained);
+    cr_assert_eq(options.run_for_ms, 7000);
+    char *bad[] = {"run", "--for", "soon"};
+    cr_assert_eq(asy_forward_parse_args(&options, 3, bad, error, sizeof error), ASY_EINVAL);
+    cr_assert(strstr(error, "--for") != NULL, "%s", error);
+    char *missing[] = {"run", "--for"};
+    cr_assert_eq(asy_forward_parse_args(&options, 2, missing, error, sizeof error), ASY_EINVAL);
+    char *unknown[] = {"run", "--fast"};
+    cr_assert_eq(asy_forward_parse_args(&options, 2, unknown, error, sizeof error), ASY_EINVAL);
+    cr_assert(strstr(error, "--fast") != NULL, "%s", error);
+}

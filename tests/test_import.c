@@ -1,0 +1,408 @@
+/*  test_import.c: `advsync-agent import`: RFC 4180 CSV, mapping files, value maps, lists,
+    Europe/London times (GMT and BST) into UTC, row errors named by line and column.  */
+#include "agent.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_NHS_KEY "77f1cc20948e18451632ade3ff407a2d997ebbadf19782d339eb20cc37e37cab"
+
+static char s_dir[256];
+static asy_agent_config_t s_config;
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-import-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    memset(&s_config, 0, sizeof s_config);
+    snprintf(s_config.agent_id, sizeof s_config.agent_id, "office-1");
+    snprintf(s_config.site_id, sizeof s_config.site_id, "site-b");
+    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/office-1.db", s_dir);
+    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
+    FILE *key = fopen(s_config.key_file, "w");
+    cr_assert_not_null(key);
+    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", key);
+    fclose(key);
+}
+
+static void s_teardown(void)
+{
+    char command[512];
+    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
+    cr_assert_eq(system(command), 0);
+}
+
+TestSuite(import, .init = s_setup, .fini = s_teardown);
+
+static const char *s_write(const char *name, const char *text)
+{
+    static char paths[8][512];
+    static int next;
+    char *path = paths[next++ % 8];
+    snprintf(path, 512, "%s/%s", s_dir, name);
+    FILE *file = fopen(path, "wb");
+    cr_assert_not_null(file);
+    fputs(text, file);
+    fclose(file);
+    return path;
+}
+
+static char *s_slurp(const char *path)
+{
+    FILE *file = fopen(path, "rb");
+    cr_assert_not_null(file);
+    fseek(file, 0, SEEK_END);
+    long length = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    char *data = calloc(1, (size_t)length + 1);
+    cr_assert_eq(fread(data, 1, (size_t)length, file), (size_t)length);
+    fclose(file);
+    return data;
+}
+
+typedef struct {
+    int code;
+    char out[4096];
+    char err[16384];
+} s_result_t;
+
+static s_result_t s_import(const char *mapping, const char *csv)
+{
+    char out_path[512], err_path[512];
+    snprintf(out_path, sizeof out_path, "%s/stdout", s_dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr", s_dir);
+    fflush(stdout);
+    fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(out, 1);
+    dup2(err, 2);
+    close(out);
+    close(err);
+    char *argv[] = {"import", "--mapping", (char *)mapping, (char *)csv, NULL};
+    static s_result_t result;
+    result.code = asy_cmd_import(&s_config, 4, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    char *text = s_slurp(out_path);
+    snprintf(result.out, sizeof result.out, "%s", text);
+    free(text);
+    text = s_slurp(err_path);
+    snprintf(result.err, sizeof result.err, "%s", text);
+    free(text);
+    return result;
+}
+
+#define S_MAX_EVENTS 16
+
+typedef struct {
+    asy_event_summary_t summary[S_MAX_EVENTS];
+    char *json[S_MAX_EVENTS];
+    size_t count;
+} s_stored_t;
+
+static int s_keep(uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    (void)seq;
+    s_stored_t *stored = arg;
+    asy_event_t *event = NULL;
+    cr_assert_eq(asy_event_decode(data, size, &event), 0);
+    cr_assert_lt(stored->count, S_MAX_EVENTS);
+    asy_event_summarise(event, &stored->summary[stored->count]);
+    stored->json[stored->count] = asy_event_to_json(event);
+    stored->count++;
+    asy_event_destroy(&event);
+    return 0;
+}
+
+static s_stored_t *s_read_outbox(void)
+{
+    s_stored_t *stored = calloc(1, sizeof *stored);
+    char error[512];
+    asy_outbox_t *outbox = asy_outbox_open(s_config.outbox_path, s_config.agent_id,
+                                           s_config.site_id, error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    size_t count;
+    cr_assert_eq(asy_outbox_read(outbox, 1, S_MAX_EVENTS, s_keep, stored, &count), 0);
+    asy_outbox_destroy(&outbox);
+    return stored;
+}
+
+/* Microseconds since 1970 of a UTC time. */
+static int64_t s_utc_us(int y, int mo, int d, int h, int mi)
+{
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
+    return (int64_t)timegm(&tm) * 1000000;
+}
+
+static const char *S_REFERRAL_MAPPING = "import\n"
+                                        "    kind = referral.received\n"
+                                        "    column\n"
+                                        "        header = \"Case No\"\n"
+                                        "        field = caseRef\n"
+                                        "        required = true\n"
+                                        "    column\n"
+                                        "        header = \"NHS No\"\n"
+                                        "        field = nhsNumber\n"
+                                        "    column\n"
+                                        "        header = \"Received\"\n"
+                                        "        field = occurredAt\n"
+                                        "        type = datetime\n"
+                                        "        format = \"dd/mm/yyyy\"\n"
+                                        "    column\n"
+                                        "        header = \"Received\"\n"
+                                        "        field = referralReceived.receivedAt\n"
+                                        "        type = datetime\n"
+                                        "        format = \"dd/mm/yyyy\"\n"
+                                        "    column\n"
+                                        "        header = \"Service\"\n"
+                                        "        field = referralReceived.service\n"
+                                        "        value\n"
+                                        "            from = \"IMHA\"\n"
+                                        "            to = SERVICE_IMHA\n"
+                                        "        value\n"
+                                        "            from = \"Community advocacy\"\n"
+                                        "            to = SERVICE_COMMUNITY\n"
+                                        "    column\n"
+                                        "        header = \"Why\"\n"
+                                        "        field = referralReceived.reasons\n"
+                                        "        list = \";\"\n"
+                                        "        value\n"
+                                        "            from = \"tribunal\"\n"
+                                        "            to = REASON_TRIBUNAL_OR_HEARING\n"
+                                        "        value\n"
+                                        "            from = \"treatment\"\n"
+                                        "            to = REASON_TREATMENT\n"
+                                        "    column\n"
+                                        "        header = \"Referrer\"\n"
+                                        "        field = referralReceived.referrerOrg\n";
+
+Test(import, quoted_csv_times_and_value_maps)
+{
+    const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
+    /* a UTF-8 byte order mark, CRLF, quoted fields with the delimiter, doubled quotes and a
+       line break; headers in another order and case, an extra unmapped column */
+    const char *csv = s_write(
+        "referrals.csv", "\xEF\xBB\xBF"
+                         "\"case no\",Received,Service,Why,Referrer,Notes,NHS No\r\n"
+                         "C-1,15/07/2026 14:30,IMHA,Tribunal; Treatment,\"Oak Ward, "
+                         "\"\"North\"\"\",x,943 476 5919\r\n"
+                         "C-2,15/01/2026 09:05,community advocacy,,\"Two\r\nlines\",\"y,z\",\r\n"
+                         "C-3,29/03/2026 00:59,IMHA,treatment,,,\r\n"
+                         "C-4,29/03/2026 02:00,IMHA,,,,\r\n"
+                         "C-5,25/10/2026 01:30,IMHA,,,,\r\n"
+                         "C-6,25/10/2026 02:00,IMHA,,,,\r\n"
+                         ",,,,,,\r\n"
+                         "C-7,1/2/2026,IMHA,,,,\r\n");
+    s_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 7, duplicates 0, rejected 0\n", "%s", result.err);
+
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 7);
+    asy_event_summary_t *e = stored->summary;
+    for (size_t i = 0; i < 7; i++)
+        cr_assert_eq(e[i].kind, ASY_KIND_REFERRAL_RECEIVED);
+    /* BST (UTC+1) in July, GMT in January */
+    cr_assert_eq(e[0].occurred_at_us, s_utc_us(2026, 7, 15, 13, 30));
+    cr_assert_eq(e[0].received_at_us, s_utc_us(2026, 7, 15, 13, 30));
+    cr_assert_eq(e[1].occurred_at_us, s_utc_us(2026, 1, 15, 9, 5));
+    /* the clocks go forward at 01:00 UTC on 29 March 2026 */
+    cr_assert_eq(e[2].occurred_at_us, s_utc_us(2026, 3, 29, 0, 59));
+    cr_assert_eq(e[3].occurred_at_us, s_utc_us(2026, 3, 29, 1, 0));
+    /* and back at 01:00 UTC on 25 October: 01:30 happens twice, the first (BST) is taken */
+    cr_assert_eq(e[4].occurred_at_us, s_utc_us(2026, 10, 25, 0, 30));
+    cr_assert_eq(e[5].occurred_at_us, s_utc_us(2026, 10, 25, 2, 0));
+    /* a date alone is local midnight */
+    cr_assert_eq(e[6].occurred_at_us, s_utc_us(2026, 2, 1, 0, 0));
+
+    cr_assert_eq(e[0].service, 1, "IMHA -> SERVICE_IMHA");
+    cr_assert_eq(e[1].service, 2, "value maps ignore case -> SERVICE_COMMUNITY");
+    cr_assert_str_eq(e[0].person_key, S_NHS_KEY);
+    cr_assert_str_eq(e[1].person_key, "", "an empty cell leaves the field out");
+    cr_assert_str_neq(e[0].case_id, e[1].case_id);
+
+    cr_assert(strstr(stored->json[0], "REASON_TRIBUNAL_OR_HEARING") &&
+                  strstr(stored->json[0], "REASON_TREATMENT"),
+              "the list column gives both reasons: %s", stored->json[0]);
+    cr_assert(strstr(stored->json[0], "Oak Ward, \\\"North\\\""), "%s", stored->json[0]);
+    cr_assert(strstr(stored->json[1], "Two\\r\\nlines"), "%s", stored->json[1]);
+    for (size_t i = 0; i < stored->count; i++) {
+        cr_assert_null(strstr(stored->json[i], "C-1\""));
+        cr_assert_null(strstr(stored->json[i], "5919"));
+        free(stored->json[i]);
+    }
+    free(stored);
+}
+
+Test(import, bad_rows_are_named_and_good_rows_stored)
+{
+    const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
+    const char *csv = s_write("bad.csv", "Case No,NHS No,Received,Service,Why,Referrer\n"
+                                         "C-1,,15/07/2026 14:30,IMHA,,\n"
+                                         "C-2,,15/07/2026 14:30,Advice line,,\n"
+                                         "C-3,,31/02/2026,IMHA,,\n"
+                                         ",,15/07/2026 14:30,IMHA,,\n"
+                                         "C-5,9434765918,15/07/2026 14:30,IMHA,,\n"
+                                         "C-6,,15/07/2026,IMHA,\"multi\n"
+                                         "line\",extra,more\n"
+                                         "C-7,,15/07/2026,IMHA,holiday,\n"
+                                         "C-8,,15/07/2026 10:00,IMHA,,\n");
+    s_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 6\n", "%s", result.err);
+    char expected[1024];
+    snprintf(expected, sizeof expected, "%s:3: column \"Service\": \"Advice line\" has no mapping",
+             csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:4: column \"Received\": \"31/02/2026\" is not a", csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:5: column \"Case No\": required", csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:6: column \"NHS No\": nhsNumber: not a valid", csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    /* the record of line 7 spans two lines: named by the line it starts on */
+    snprintf(expected, sizeof expected, "%s:7: 7 fields, but the header has 6", csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:9: column \"Why\": \"holiday\" has no mapping", csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    cr_assert_null(strstr(result.err, "9434765918"), "identifiers are not echoed: %s", result.err);
+
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 2);
+    cr_assert_eq(stored->summary[0].seq, 1);
+    cr_assert_eq(stored->summary[1].seq, 2, "refused rows take no seq");
+    cr_assert_eq(stored->summary[1].occurred_at_us, s_utc_us(2026, 7, 15, 9, 0));
+    for (size_t i = 0; i < stored->count; i++)
+        free(stored->json[i]);
+    free(stored);
+}
+
+Test(import, kind_column_picks_the_body_and_iso_times_keep_their_zone)
+{
+    const char *mapping = s_write("events.cfg", "import\n"
+                                                "    delimiter = \";\"\n"
+                                                "    column\n"
+                                                "        header = Type\n"
+                                                "        field = kind\n"
+                                                "        value\n"
+                                                "            from = \"new referral\"\n"
+                                                "            to = referral.received\n"
+                                                "        value\n"
+                                                "            from = \"called\"\n"
+                                                "            to = contactMade\n"
+                                                "    column\n"
+                                                "        header = Case\n"
+                                                "        field = caseRef\n"
+                                                "    column\n"
+                                                "        header = Person\n"
+                                                "        field = personRef\n"
+                                                "    column\n"
+                                                "        header = When\n"
+                                                "        field = occurred_at\n"
+                                                "        type = datetime\n"
+                                                "    column\n"
+                                                "        header = Service\n"
+                                                "        field = referralReceived.service\n"
+                                                "        default = SERVICE_IMHA\n"
+                                                "    column\n"
+                                                "        header = Channel\n"
+                                                "        field = contact_made.channel\n");
+    const char *csv =
+        s_write("events.csv", "Type;Case;Person;When;Service;Channel\n"
+                              "new referral;K1;P1;2026-07-15T14:30:00+02:00;;CHANNEL_PHONE\n"
+                              "called;K1;P1;2026-07-16 10:15;SERVICE_COMMUNITY;CHANNEL_PHONE\n"
+                              "closed;K1;P1;2026-07-17T10:00:00Z;;\n");
+    s_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, ":4: column \"Type\": \"closed\" has no mapping"), "%s",
+              result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 2);
+    asy_event_summary_t *e = stored->summary;
+    cr_assert_eq(e[0].kind, ASY_KIND_REFERRAL_RECEIVED);
+    cr_assert_eq(e[0].service, 1, "the default applies to an empty cell");
+    cr_assert_eq(e[0].occurred_at_us, s_utc_us(2026, 7, 15, 12, 30), "+02:00 is kept");
+    /* the contact row takes the channel, and not the referral's service */
+    cr_assert_eq(e[1].kind, ASY_KIND_CONTACT_MADE);
+    cr_assert_eq(e[1].service, 0);
+    cr_assert_eq(e[1].occurred_at_us, s_utc_us(2026, 7, 16, 9, 15), "no zone: London, BST");
+    cr_assert(strstr(stored->json[1], "CHANNEL_PHONE"), "%s", stored->json[1]);
+    /* personRef is scoped by the site, so both rows share one person key */
+    cr_assert_str_eq(e[0].person_key, e[1].person_key);
+    for (size_t i = 0; i < stored->count; i++)
+        free(stored->json[i]);
+    free(stored);
+}
+
+Test(import, mapping_errors_are_reported_before_anything_is_stored)
+{
+    const char *csv = s_write("one.csv", "Case No,Received\nC-1,15/07/2026\n");
+    static const struct {
+        const char *text;
+        const char *message;
+    } cases[] = {
+        {"import\n    column\n        header = \"Case No\"\n        field = caseRef\n",
+         "say which event each row is"},
+        {"import\n    kind = referral.sent\n", "unknown event kind"},
+        {"import\n    kind = contact.made\n    colum\n        header = x\n", "unknown key"},
+        {"import\n    kind = contact.made\n    column\n        header = \"Case No\"\n"
+         "        field = caseRef\n        type = money\n",
+         "type: bad value"},
+        {"import\n    kind = contact.made\n    column\n        field = caseRef\n",
+         "needs header and field"},
+        {"import\n    kind = contact.made\n    column\n        header = a\n        field = "
+         "caseRef\n"
+         "    column\n        header = b\n        field = case_ref\n",
+         "already fed by column 1"},
+        {"nothing\n", "no `import` section"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bad%zu.cfg", i);
+        s_result_t result = s_import(s_write(name, cases[i].text), csv);
+        cr_assert_eq(result.code, 2, "mapping %zu: exit %d", i, result.code);
+        cr_assert(strstr(result.err, cases[i].message), "mapping %zu: %s", i, result.err);
+    }
+    /* a mapped header the file does not have is fatal */
+    const char *mapping = s_write("missing.cfg", "import\n    kind = contact.made\n    column\n"
+                                                 "        header = \"Case Number\"\n"
+                                                 "        field = caseRef\n");
+    s_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 1);
+    cr_assert(strstr(result.err, "no column \"Case Number\""), "%s", result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 0);
+    free(stored);
+}
+
+Test(import, the_example_files_import)
+{
+    char mapping[1024], csv[1024];
+    snprintf(mapping, sizeof mapping, "%s/deploy/examples/import-mapping.cfg", ASY_SOURCE_DIR);
+    snprintf(csv, sizeof csv, "%s/deploy/examples/referrals.csv", ASY_SOURCE_DIR);
+    s_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 5, duplicates 0, rejected 0\n");
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 5);
+    cr_assert_eq(stored->summary[0].kind, ASY_KIND_REFERRAL_RECEIVED);
+    cr_assert_eq(stored->summary[1].kind, ASY_KIND_CONTACT_MADE);
+    cr_assert_eq(stored->summary[4].kind, ASY_KIND_CASE_CLOSED);
+    cr_assert_str_eq(stored->summary[0].case_id, stored->summary[4].case_id);
+    for (size_t i = 0; i < stored->count; i++)
+        free(stored->json[i]);
+    free(stored);
+}

@@ -1,0 +1,379 @@
+/*  test_outbox.c: the agent's SQLite outbox: numbering, reading, acknowledging, duplicates,
+    durability across reopen, two writers on one file.  */
+#include "outbox.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_CASE "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0"
+
+static char s_dir[256];
+static char s_path[512];
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-outbox-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    snprintf(s_path, sizeof s_path, "%s/agent.outbox.db", s_dir);
+}
+
+static void s_teardown(void)
+{
+    char command[512];
+    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
+    cr_assert_eq(system(command), 0);
+}
+
+TestSuite(outbox, .init = s_setup, .fini = s_teardown);
+
+static int64_t s_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static asy_outbox_t *s_open(const char *agent, const char *site)
+{
+    char error[512] = "";
+    asy_outbox_t *outbox = asy_outbox_open(s_path, agent, site, error, sizeof error);
+    cr_assert_not_null(outbox, "open: %s", error);
+    return outbox;
+}
+
+/* A minimal event; event_id given if not NULL. Caller owns. */
+static asy_event_t *s_event(const char *event_id)
+{
+    char text[512];
+    if (event_id)
+        snprintf(text, sizeof text,
+                 "{\"eventId\":\"%s\",\"caseId\":\"" S_CASE "\",\"occurredAt\":"
+                 "\"2026-03-02T10:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+                 event_id);
+    else
+        snprintf(text, sizeof text,
+                 "{\"caseId\":\"" S_CASE "\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                 "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}");
+    json_error_t json_error;
+    json_t *object = json_loads(text, 0, &json_error);
+    cr_assert_not_null(object);
+    asy_event_t *event = NULL;
+    char error[256] = "";
+    cr_assert_eq(asy_event_from_json(object, &event, error, sizeof error), 0, "%s", error);
+    json_decref(object);
+    return event;
+}
+
+static uint64_t s_append(asy_outbox_t *outbox, const char *event_id)
+{
+    asy_event_t *event = s_event(event_id);
+    uint64_t seq = 0;
+    int rc = asy_outbox_append(outbox, event, &seq);
+    asy_event_destroy(&event);
+    cr_assert_eq(rc, 0, "append: %s", asy_outbox_errmsg(outbox));
+    return seq;
+}
+
+typedef struct {
+    uint64_t seqs[64];
+    size_t count;
+    size_t stop_after; /* 0 = never */
+    uint64_t epoch;
+} s_seen_t;
+
+static int s_collect(uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    s_seen_t *seen = arg;
+    asy_event_t *event = NULL;
+    cr_assert_eq(asy_event_decode(data, size, &event), 0, "row %llu undecodable",
+                 (unsigned long long)seq);
+    asy_event_summary_t summary;
+    asy_event_summarise(event, &summary);
+    asy_event_destroy(&event);
+    /* the stored bytes carry the envelope the outbox stamped */
+    cr_assert_eq(summary.seq, seq);
+    cr_assert_eq(summary.epoch, seen->epoch);
+    cr_assert_str_eq(summary.agent_id, "agent-1");
+    cr_assert_str_eq(summary.site_id, "site-1");
+    cr_assert_str_eq(summary.case_id, S_CASE);
+    cr_assert(asy_uuid_valid(summary.event_id));
+    seen->seqs[seen->count++] = seq;
+    return seen->stop_after && seen->count == seen->stop_after;
+}
+
+Test(outbox, numbers_events_from_one_in_a_transaction)
+{
+    int64_t before = s_now_ms();
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    uint64_t epoch = asy_outbox_epoch(outbox);
+    cr_assert(epoch >= (uint64_t)before - 1000 && epoch <= (uint64_t)s_now_ms() + 1000,
+              "epoch %llu is not the creation time", (unsigned long long)epoch);
+    cr_assert_eq(asy_outbox_begin(outbox), 0);
+    for (uint64_t i = 1; i <= 3; i++)
+        cr_assert_eq(s_append(outbox, NULL), i);
+    cr_assert_eq(asy_outbox_commit(outbox), 0);
+
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.last_seq, 3);
+    cr_assert_eq(status.acked_seq, 0);
+    cr_assert_eq(status.backlog, 3);
+    cr_assert_eq(status.epoch, epoch);
+    cr_assert_str_eq(status.agent_id, "agent-1");
+    cr_assert_str_eq(status.site_id, "site-1");
+    cr_assert(status.oldest_pending_ms >= before);
+    cr_assert_eq(status.last_contact_ms, 0);
+    cr_assert_eq(status.last_ack_ms, 0);
+
+    s_seen_t seen = {.epoch = epoch};
+    size_t count = 0;
+    cr_assert_eq(asy_outbox_read(outbox, 1, 100, s_collect, &seen, &count), 0);
+    cr_assert_eq(count, 3);
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(seen.seqs[i], i + 1);
+    asy_outbox_destroy(&outbox);
+    cr_assert_null(outbox);
+    asy_outbox_destroy(&outbox); /* idempotent */
+
+    struct stat info;
+    cr_assert_eq(stat(s_path, &info), 0);
+    cr_assert_eq(info.st_mode & 0777, 0600, "the outbox should be private: %o", info.st_mode);
+}
+
+Test(outbox, read_honours_from_max_and_stop)
+{
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_begin(outbox), 0);
+    for (int i = 0; i < 10; i++)
+        s_append(outbox, NULL);
+    cr_assert_eq(asy_outbox_commit(outbox), 0);
+
+    s_seen_t seen = {.epoch = asy_outbox_epoch(outbox)};
+    size_t count = 0;
+    cr_assert_eq(asy_outbox_read(outbox, 4, 3, s_collect, &seen, &count), 0);
+    cr_assert_eq(count, 3);
+    cr_assert_eq(seen.seqs[0], 4);
+    cr_assert_eq(seen.seqs[2], 6);
+
+    s_seen_t stopped = {.epoch = asy_outbox_epoch(outbox), .stop_after = 2};
+    cr_assert_eq(asy_outbox_read(outbox, 1, 100, s_collect, &stopped, &count), 0);
+    cr_assert_eq(count, 2, "the callback asked to stop after two rows");
+
+    s_seen_t none = {.epoch = asy_outbox_epoch(outbox)};
+    cr_assert_eq(asy_outbox_read(outbox, 11, 100, s_collect, &none, &count), 0);
+    cr_assert_eq(count, 0);
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, ack_prunes_and_is_idempotent)
+{
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    for (int i = 0; i < 5; i++)
+        s_append(outbox, NULL); /* lone appends: each its own transaction */
+    cr_assert_eq(asy_outbox_ack(outbox, 3, 1767225600123), 0, "%s", asy_outbox_errmsg(outbox));
+
+    s_seen_t seen = {.epoch = asy_outbox_epoch(outbox)};
+    size_t count = 0;
+    cr_assert_eq(asy_outbox_read(outbox, 1, 100, s_collect, &seen, &count), 0);
+    cr_assert_eq(count, 2, "acknowledged rows are deleted");
+    cr_assert_eq(seen.seqs[0], 4);
+
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.acked_seq, 3);
+    cr_assert_eq(status.backlog, 2);
+    cr_assert_eq(status.last_ack_ms, 1767225600123);
+
+    cr_assert_eq(asy_outbox_ack(outbox, 3, 1767225700000), 0);
+    cr_assert_eq(asy_outbox_ack(outbox, 1, 1767225700000), 0, "a lower seq is ignored");
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.acked_seq, 3);
+    cr_assert_eq(status.last_ack_ms, 1767225600123);
+
+    cr_assert_eq(asy_outbox_ack(outbox, 9, 1767225700000), ASY_EINVAL,
+                 "an ack beyond the last seq must be refused");
+    cr_assert(strstr(asy_outbox_errmsg(outbox), "9"), "%s", asy_outbox_errmsg(outbox));
+
+    cr_assert_eq(asy_outbox_ack(outbox, 5, 1767225800000), 0);
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.backlog, 0);
+    cr_assert_eq(status.oldest_pending_ms, 0);
+    /* numbering goes on after the pruned rows */
+    cr_assert_eq(s_append(outbox, NULL), 6);
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, rollback_gives_back_the_seqs)
+{
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_begin(outbox), 0);
+    s_append(outbox, NULL);
+    s_append(outbox, NULL);
+    cr_assert_eq(asy_outbox_rollback(outbox), 0);
+    cr_assert_eq(asy_outbox_begin(outbox), 0);
+    cr_assert_eq(asy_outbox_begin(outbox), ASY_EINVAL, "nested begin is a programmer error");
+    cr_assert_eq(s_append(outbox, NULL), 1);
+    cr_assert_eq(asy_outbox_commit(outbox), 0);
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.last_seq, 1);
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, duplicate_event_id_is_recognised_before_and_after_ack)
+{
+    const char *id = "01890a5d-ac96-774b-bcce-b302099a8057";
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(s_append(outbox, id), 1);
+    s_append(outbox, NULL);
+
+    asy_event_t *event = s_event(id);
+    uint64_t seq = 99;
+    cr_assert_eq(asy_outbox_append(outbox, event, &seq), ASY_EEXIST);
+    cr_assert_eq(seq, 1, "the duplicate's seq is reported while it is held");
+    cr_assert_eq(asy_outbox_ack(outbox, 2, s_now_ms()), 0);
+    cr_assert_eq(asy_outbox_append(outbox, event, &seq), ASY_EEXIST,
+                 "a pruned event id is still known");
+    cr_assert_eq(seq, 0);
+    asy_event_destroy(&event);
+
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.last_seq, 2, "a duplicate takes no seq");
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, survives_reopen_and_refuses_another_agent)
+{
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    uint64_t epoch = asy_outbox_epoch(outbox);
+    for (int i = 0; i < 4; i++)
+        s_append(outbox, NULL);
+    cr_assert_eq(asy_outbox_ack(outbox, 1, s_now_ms()), 0);
+    cr_assert_eq(asy_outbox_note_contact(outbox, s_now_ms() + 5000), 0);
+    asy_outbox_destroy(&outbox);
+
+    outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_epoch(outbox), epoch, "the epoch is fixed at creation");
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.last_seq, 4);
+    cr_assert_eq(status.acked_seq, 1);
+    cr_assert_gt(status.last_contact_ms, status.last_ack_ms);
+    cr_assert_eq(s_append(outbox, NULL), 5);
+    asy_outbox_destroy(&outbox);
+
+    char error[512] = "";
+    cr_assert_null(asy_outbox_open(s_path, "agent-2", "site-1", error, sizeof error));
+    cr_assert(strstr(error, "belongs to agent agent-1"), "%s", error);
+    cr_assert_null(asy_outbox_open(s_path, "agent-1", "site-2", error, sizeof error));
+    cr_assert(strstr(error, "site-1"), "%s", error);
+    cr_assert_null(asy_outbox_open("/nonexistent-dir/x.db", "a", "s", error, sizeof error));
+    cr_assert(strstr(error, "nonexistent-dir"), "%s", error);
+}
+
+Test(outbox, two_writers_get_contiguous_seqs)
+{
+    asy_outbox_t *first = s_open("agent-1", "site-1");
+    asy_outbox_t *second = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_epoch(first), asy_outbox_epoch(second));
+    for (int i = 0; i < 20; i++) {
+        asy_outbox_t *writer = i % 3 ? first : second;
+        cr_assert_eq(s_append(writer, NULL), (uint64_t)i + 1);
+    }
+    /* a batch on one handle, then the other continues after it */
+    cr_assert_eq(asy_outbox_begin(first), 0);
+    s_append(first, NULL);
+    s_append(first, NULL);
+    cr_assert_eq(asy_outbox_commit(first), 0);
+    cr_assert_eq(s_append(second, NULL), 23);
+
+    s_seen_t seen = {.epoch = asy_outbox_epoch(first)};
+    size_t count = 0;
+    cr_assert_eq(asy_outbox_read(second, 1, 64, s_collect, &seen, &count), 0);
+    cr_assert_eq(count, 23);
+    for (size_t i = 0; i < count; i++)
+        cr_assert_eq(seen.seqs[i], i + 1, "hole or reorder at %zu", i);
+    asy_outbox_destroy(&first);
+    asy_outbox_destroy(&second);
+}
+
+Test(outbox, parallel_processes_never_share_a_seq)
+{
+    asy_outbox_t *outbox = s_open("agent-1", "site-1"); /* create the file first */
+    asy_outbox_destroy(&outbox);
+    pid_t children[3];
+    for (int c = 0; c < 3; c++) {
+        children[c] = fork();
+        cr_assert_geq(children[c], 0);
+        if (children[c] == 0) {
+            char error[512];
+            asy_outbox_t *mine = asy_outbox_open(s_path, "agent-1", "site-1", error, sizeof error);
+            int failures = !mine;
+            for (int batch = 0; mine && batch < 10; batch++) {
+                failures += asy_outbox_begin(mine) != 0;
+                for (int i = 0; i < 5; i++) {
+                    asy_event_t *event = s_event(NULL);
+                    uint64_t seq;
+                    failures += asy_outbox_append(mine, event, &seq) != 0;
+                    asy_event_destroy(&event);
+                }
+                failures += asy_outbox_commit(mine) != 0;
+            }
+            asy_outbox_destroy(&mine);
+            _exit(failures ? 1 : 0);
+        }
+    }
+    for (int c = 0; c < 3; c++) {
+        int status;
+        cr_assert_eq(waitpid(children[c], &status, 0), children[c]);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d failed", c);
+    }
+    outbox = s_open("agent-1", "site-1");
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.last_seq, 150);
+    s_seen_t seen = {.epoch = asy_outbox_epoch(outbox)};
+    uint64_t expected = 1;
+    size_t count = 0;
+    while (expected <= 150) {
+        seen.count = 0;
+        cr_assert_eq(asy_outbox_read(outbox, expected, 64, s_collect, &seen, &count), 0);
+        cr_assert_gt(count, 0);
+        for (size_t i = 0; i < count; i++, expected++)
+            cr_assert_eq(seen.seqs[i], expected);
+    }
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, contact_notes_never_wait_for_a_writer)
+{
+    asy_outbox_t *writer = s_open("agent-1", "site-1");
+    asy_outbox_t *forwarder = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_begin(writer), 0);
+    s_append(writer, NULL);
+    int64_t start = s_now_ms();
+    cr_assert_eq(asy_outbox_note_contact(forwarder, 1767225600000), 0,
+                 "a busy outbox only skips the note: %s", asy_outbox_errmsg(forwarder));
+    cr_assert_lt(s_now_ms() - start, 1000, "note_contact waited for the writer's lock");
+    cr_assert_eq(asy_outbox_commit(writer), 0);
+
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(forwarder, &status), 0);
+    cr_assert_eq(status.last_contact_ms, 0, "skipped while busy");
+    cr_assert_eq(asy_outbox_note_contact(forwarder, 1767225600000), 0);
+    cr_assert_eq(asy_outbox_note_contact(forwarder, 1767225600500), 0); /* throttled */
+    cr_assert_eq(asy_outbox_status(writer, &status), 0);
+    cr_assert_eq(status.last_contact_ms, 1767225600000);
+    cr_assert_eq(asy_outbox_note_contact(forwarder, 1767225601500), 0);
+    cr_assert_eq(asy_outbox_status(writer, &status), 0);
+    cr_assert_eq(status.last_contact_ms, 1767225601500);
+    asy_outbox_destroy(&writer);
+    asy_outbox_destroy(&forwarder);
+}

@@ -1,0 +1,266 @@
+/*  test_pseudonym.c: keyed pseudonyms, NHS number checks, key files, asy_pseudonym_apply.  */
+#include "pseudonym.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *S_KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+static char s_dir[256];
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-pseudonym-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+}
+
+static void s_teardown(void)
+{
+    char command[512];
+    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
+    cr_assert_eq(system(command), 0);
+}
+
+static char *s_path(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    return path;
+}
+
+static void s_write(const char *path, const char *text)
+{
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file);
+    fputs(text, file);
+    fclose(file);
+}
+
+static asy_pseudonym_key_t s_test_key(void)
+{
+    asy_pseudonym_key_t key;
+    for (int i = 0; i < 32; i++) {
+        unsigned value;
+        sscanf(S_KEY_HEX + 2 * i, "%2x", &value);
+        key.bytes[i] = (uint8_t)value;
+    }
+    return key;
+}
+
+TestSuite(pseudonym, .init = s_setup, .fini = s_teardown);
+
+Test(pseudonym, nhs_number_modulus_11)
+{
+    cr_assert(asy_nhs_number_valid("9434765919"));
+    cr_assert(asy_nhs_number_valid("943 476 5919"));
+    cr_assert(asy_nhs_number_valid("943-476-5919"));
+    cr_assert(asy_nhs_number_valid("4010232137"));
+    cr_assert_not(asy_nhs_number_valid("9434765918"), "wrong check digit accepted");
+    cr_assert_not(asy_nhs_number_valid("943476591"), "nine digits accepted");
+    cr_assert_not(asy_nhs_number_valid("94347659190"), "eleven digits accepted");
+    cr_assert_not(asy_nhs_number_valid("943476591X"));
+    cr_assert_not(asy_nhs_number_valid("943.476.5919"));
+    cr_assert_not(asy_nhs_number_valid(""));
+    cr_assert_not(asy_nhs_number_valid(NULL));
+    /* 100000000x: sum = 10, 11 - 10 = 1 -> the check digit must be 1 */
+    cr_assert(asy_nhs_number_valid("1000000001"));
+    cr_assert_not(asy_nhs_number_valid("1000000000"));
+    /* 000000006x: sum = 6*2 = 12 -> 11 - 1 = 10: no valid number has these nine digits */
+    for (int last = 0; last <= 9; last++) {
+        char text[16];
+        snprintf(text, sizeof text, "000000006%d", last);
+        cr_assert_not(asy_nhs_number_valid(text), "%s has check value 10: never valid", text);
+    }
+    /* sum % 11 == 0 -> check 11 -> 0 */
+    cr_assert(asy_nhs_number_valid("0000000000"));
+}
+
+Test(pseudonym, known_answer_blake2b_keyed)
+{
+    asy_pseudonym_key_t key = s_test_key();
+    char out[ASY_PSEUDONYM_HEX + 1];
+    /* reference values from Python: blake2b(domain + b"\0" + id, key=key, digest_size=32) */
+    asy_pseudonym_make(&key, "nhs", "9434765919", out);
+    cr_assert_str_eq(out, "77f1cc20948e18451632ade3ff407a2d997ebbadf19782d339eb20cc37e37cab");
+    asy_pseudonym_make(&key, "person", "site-a:LOCAL-PERSON-77", out);
+    cr_assert_str_eq(out, "ef579d0f59154442e3e8b0eef62397e724028f7eea7ca83f000155861ddd4d9d");
+    asy_pseudonym_make(&key, "case", "CASE-RAW-0042", out);
+    cr_assert_str_eq(out, "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0");
+    /* the domain separates equal identifiers */
+    char other[ASY_PSEUDONYM_HEX + 1];
+    asy_pseudonym_make(&key, "person", "9434765919", other);
+    asy_pseudonym_make(&key, "nhs", "9434765919", out);
+    cr_assert_str_neq(out, other);
+    /* another key, another pseudonym */
+    key.bytes[0] ^= 1;
+    asy_pseudonym_make(&key, "nhs", "9434765919", other);
+    cr_assert_str_neq(out, other);
+}
+
+Test(pseudonym, key_load_accepts_hex_with_white_space)
+{
+    char text[128];
+    snprintf(text, sizeof text, "  %s\n\n", S_KEY_HEX);
+    s_write(s_path("k1"), text);
+    asy_pseudonym_key_t key, expected = s_test_key();
+    char error[256] = "";
+    cr_assert_eq(asy_pseudonym_key_load(s_path("k1"), &key, error, sizeof error), 0, "%s", error);
+    cr_assert_arr_eq(key.bytes, expected.bytes, 32);
+
+    /* upper case hex is the same key */
+    char upper[65];
+    for (int i = 0; i < 64; i++)
+        upper[i] = (char)(S_KEY_HEX[i] >= 'a' ? S_KEY_HEX[i] - 32 : S_KEY_HEX[i]);
+    upper[64] = '\0';
+    s_write(s_path("k2"), upper);
+    cr_assert_eq(asy_pseudonym_key_load(s_path("k2"), &key, error, sizeof error), 0, "%s", error);
+    cr_assert_arr_eq(key.bytes, expected.bytes, 32);
+}
+
+Test(pseudonym, key_load_refuses_bad_files)
+{
+    asy_pseudonym_key_t key;
+    char error[256] = "";
+    cr_assert_eq(asy_pseudonym_key_load(s_path("missing"), &key, error, sizeof error), ASY_EIO);
+    cr_assert(strstr(error, "missing"), "error should name the file: %s", error);
+
+    s_write(s_path("short"), "00112233");
+    cr_assert_eq(asy_pseudonym_key_load(s_path("short"), &key, error, sizeof error), ASY_ECONFIG);
+    cr_assert(strstr(error, "64 hex digits"), "%s", error);
+
+    char text[128];
+    snprintf(text, sizeof text, "%.63sg", S_KEY_HEX);
+    s_write(s_path("nothex"), text);
+    cr_assert_eq(asy_pseudonym_key_load(s_path("nothex"), &key, error, sizeof error), ASY_ECONFIG);
+
+    snprintf(text, sizeof text, "%s00", S_KEY_HEX);
+    s_write(s_path("long"), text);
+    cr_assert_eq(asy_pseudonym_key_load(s_path("long"), &key, error, sizeof error), ASY_ECONFIG);
+
+    snprintf(text, sizeof text, "%.32s %.32s", S_KEY_HEX, S_KEY_HEX + 32);
+    s_write(s_path("split"), text);
+    cr_assert_eq(asy_pseudonym_key_load(s_path("split"), &key, error, sizeof error), ASY_ECONFIG);
+}
+
+Test(pseudonym, key_generate_is_private_and_never_overwrites)
+{
+    char error[256] = "";
+    const char *path = s_path("new.key");
+    cr_assert_eq(asy_pseudonym_key_generate(path, error, sizeof error), 0, "%s", error);
+    struct stat info;
+    cr_assert_eq(stat(path, &info), 0);
+    cr_assert_eq(info.st_mode & 0777, 0600, "mode %o", info.st_mode & 0777);
+    asy_pseudonym_key_t first, second;
+    cr_assert_eq(asy_pseudonym_key_load(path, &first, error, sizeof error), 0, "%s", error);
+
+    cr_assert_eq(asy_pseudonym_key_generate(path, error, sizeof error), ASY_EEXIST);
+    cr_assert(strstr(error, "already exists"), "%s", error);
+    cr_assert_eq(asy_pseudonym_key_load(path, &second, error, sizeof error), 0);
+    cr_assert_arr_eq(first.bytes, second.bytes, 32, "an existing key was changed");
+
+    const char *other = s_path("other.key");
+    cr_assert_eq(asy_pseudonym_key_generate(other, error, sizeof error), 0, "%s", error);
+    cr_assert_eq(asy_pseudonym_key_load(other, &second, error, sizeof error), 0);
+    cr_assert_arr_neq(first.bytes, second.bytes, 32, "two generated keys are equal");
+
+    cr_assert_eq(asy_pseudonym_key_generate("/nonexistent-dir/x.key", error, sizeof error),
+                 ASY_EIO);
+}
+
+/* Parses text into an object, applies pseudonyms; returns rc and leaves the object in *out. */
+static int s_apply(const char *text, json_t **out, char *error, size_t error_size)
+{
+    asy_pseudonym_key_t key = s_test_key();
+    json_error_t json_error;
+    *out = json_loads(text, 0, &json_error);
+    cr_assert_not_null(*out, "bad test JSON: %s", json_error.text);
+    error[0] = '\0';
+    return asy_pseudonym_apply(&key, "site-a", *out, error, error_size);
+}
+
+Test(pseudonym, apply_replaces_raw_identifiers)
+{
+    json_t *object;
+    char error[256];
+    int rc = s_apply("{\"nhsNumber\":\"943 476 5919\",\"personRef\":\"LOCAL-PERSON-77\","
+                     "\"caseRef\":\"CASE-RAW-0042\",\"contactMade\":{}}",
+                     &object, error, sizeof error);
+    cr_assert_eq(rc, 0, "%s", error);
+    /* the NHS number wins over the local reference, spaces stripped */
+    cr_assert_str_eq(json_string_value(json_object_get(object, "personKey")),
+                     "77f1cc20948e18451632ade3ff407a2d997ebbadf19782d339eb20cc37e37cab");
+    cr_assert_str_eq(json_string_value(json_object_get(object, "caseId")),
+                     "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0");
+    cr_assert_null(json_object_get(object, "nhsNumber"));
+    cr_assert_null(json_object_get(object, "personRef"));
+    cr_assert_null(json_object_get(object, "caseRef"));
+    cr_assert_not_null(json_object_get(object, "contactMade"), "other keys are kept");
+    char *dump = json_dumps(object, 0);
+    cr_assert_null(strstr(dump, "5919"));
+    cr_assert_null(strstr(dump, "LOCAL-PERSON"));
+    cr_assert_null(strstr(dump, "CASE-RAW"));
+    free(dump);
+    json_decref(object);
+
+    rc = s_apply("{\"person_ref\":\"LOCAL-PERSON-77\",\"case_ref\":\"CASE-RAW-0042\"}", &object,
+                 error, sizeof error);
+    cr_assert_eq(rc, 0, "%s", error);
+    /* personRef is scoped by the site: make("person", "site-a:LOCAL-PERSON-77") */
+    cr_assert_str_eq(json_string_value(json_object_get(object, "personKey")),
+                     "ef579d0f59154442e3e8b0eef62397e724028f7eea7ca83f000155861ddd4d9d");
+    cr_assert_null(json_object_get(object, "person_ref"));
+    cr_assert_null(json_object_get(object, "case_ref"));
+    json_decref(object);
+
+    /* pseudonyms given directly pass through */
+    rc =
+        s_apply("{\"caseId\":\"4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0\"}",
+                &object, error, sizeof error);
+    cr_assert_eq(rc, 0, "%s", error);
+    cr_assert_null(json_object_get(object, "personKey"));
+    json_decref(object);
+}
+
+Test(pseudonym, apply_refuses_bad_identifiers)
+{
+    static const struct {
+        const char *json;
+        const char *field;
+    } cases[] = {
+        {"{\"nhsNumber\":\"9434765918\",\"caseRef\":\"c\"}", "nhsNumber: not a valid NHS number"},
+        {"{\"nhsNumber\":\"94347659\",\"caseRef\":\"c\"}", "nhsNumber: not an NHS number"},
+        {"{\"nhsNumber\":9434765919,\"caseRef\":\"c\"}", "nhsNumber: must be a string"},
+        {"{\"personRef\":\"\",\"caseRef\":\"c\"}", "personRef: must not be empty"},
+        {"{\"caseRef\":\"c\",\"caseId\":"
+         "\"4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0\"}",
+         "caseRef: given together with caseId"},
+        {"{\"personRef\":\"p\"}", "caseRef: required"},
+        {"{}", "caseRef: required"},
+        {"{\"caseId\":\"CASE-RAW-0042\"}", "caseId: must be a pseudonym"},
+        {"{\"caseRef\":\"c\",\"personKey\":\"LOCAL-PERSON-77\"}", "personKey: must be a pseudonym"},
+        {"{\"caseRef\":\"c\",\"nhsNumber\":\"9434765919\",\"personKey\":"
+         "\"ef579d0f59154442e3e8b0eef62397e724028f7eea7ca83f000155861ddd4d9d\"}",
+         "personKey: given together with nhsNumber"},
+        {"{\"caseRef\":[1]}", "caseRef: must be a string"},
+        {"{\"caseRef\":\"a\",\"case_ref\":\"b\"}", "caseRef: given twice"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *object;
+        char error[256];
+        int rc = s_apply(cases[i].json, &object, error, sizeof error);
+        cr_assert_eq(rc, ASY_EINVAL, "%s: accepted", cases[i].json);
+        cr_assert(strncmp(error, cases[i].field, strlen(cases[i].field)) == 0,
+                  "%s: error \"%s\" should start \"%s\"", cases[i].json, error, cases[i].field);
+        /* no error message echoes the raw value */
+        cr_assert_null(strstr(error, "943476"), "%s", error);
+        json_decref(object);
+    }
+    asy_pseudonym_key_t key = s_test_key();
+    char error[256];
+    json_t *array = json_array();
+    cr_assert_eq(asy_pseudonym_apply(&key, "site-a", array, error, sizeof error), ASY_EINVAL);
+    json_decref(array);
+}

@@ -1,0 +1,481 @@
+/*  test_simulate.c: `advsync-agent simulate`: exact counts through the real submission path,
+    determinism by seed, the lifecycle's kinds and order, the configured shares and the
+    detention disparity, pacing and SIGTERM, parameter-file errors, no raw references stored.  */
+#include "simulate.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char s_dir[256];
+static asy_agent_config_t s_config;
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-simulate-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    memset(&s_config, 0, sizeof s_config);
+    snprintf(s_config.agent_id, sizeof s_config.agent_id, "ward-a");
+    snprintf(s_config.site_id, sizeof s_config.site_id, "site-a");
+    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/outbox/ward-a.db", s_dir);
+    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
+    char outbox_dir[512];
+    snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
+    cr_assert_eq(mkdir(outbox_dir, 0700), 0);
+    char error[512];
+    cr_assert_eq(asy_pseudonym_key_generate(s_config.key_file, error, sizeof error), 0, "%s",
+                 error);
+}
+
+static void s_teardown(void)
+{
+    char command[512];
+    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
+    cr_assert_eq(system(command), 0);
+}
+
+TestSuite(simulate, .init = s_setup, .fini = s_teardown);
+
+/* Reads a whole file; *size its length. Caller frees. */
+static char *s_slurp(const char *path, size_t *size)
+{
+    FILE *file = fopen(path, "rb");
+    cr_assert_not_null(file, "cannot read %s", path);
+    fseek(file, 0, SEEK_END);
+    long length = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    char *data = malloc((size_t)length + 1);
+    cr_assert_eq(fread(data, 1, (size_t)length, file), (size_t)length);
+    data[length] = '\0';
+    fclose(file);
+    if (size)
+        *size = (size_t)length;
+    return data;
+}
+
+/* Runs `simulate ARGS...` (NULL-terminated) in this process with stdout into DIR/name and
+   stderr into DIR/name.err. Returns the exit code. */
+static int s_simulate(const char *name, ...)
+{
+    char *argv[32] = {"simulate"};
+    int argc = 1;
+    va_list args;
+    va_start(args, name);
+    for (const char *arg; (arg = va_arg(args, const char *)) && argc < 31;)
+        argv[argc++] = (char *)arg;
+    va_end(args);
+    argv[argc] = NULL;
+    char out_path[512], err_path[512];
+    snprintf(out_path, sizeof out_path, "%s/%s", s_dir, name);
+    snprintf(err_path, sizeof err_path, "%s/%s.err", s_dir, name);
+    fflush(stdout);
+    fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(out, 1);
+    dup2(err, 2);
+    close(out);
+    close(err);
+    int code = asy_cmd_simulate(&s_config, argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    return code;
+}
+
+static char *s_output(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    return s_slurp(path, NULL);
+}
+
+typedef struct {
+    uint64_t count;
+    uint64_t next_seq;
+    int kinds[ASY_KIND_LAST + 1];
+} s_scan_t;
+
+static int s_check_row(uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    s_scan_t *scan = arg;
+    cr_assert_eq(seq, scan->next_seq, "seq %llu after %llu", (unsigned long long)seq,
+                 (unsigned long long)scan->next_seq - 1);
+    asy_event_t *event = NULL;
+    cr_assert_eq(asy_event_decode(data, size, &event), 0);
+    asy_check_t why = {0};
+    cr_assert_eq(asy_event_validate(event, &why), 0, "seq %llu: %s", (unsigned long long)seq,
+                 why.reason);
+    asy_event_summary_t summary;
+    asy_event_summarise(event, &summary);
+    cr_assert_eq(summary.seq, seq);
+    cr_assert(asy_pseudonym_valid(summary.case_id));
+    cr_assert(asy_pseudonym_valid(summary.person_key));
+    cr_assert_leq(summary.occurred_at_us / 1000000, (int64_t)time(NULL));
+    cr_assert(summary.kind >= ASY_KIND_FIRST && summary.kind <= ASY_KIND_LAST);
+    scan->kinds[summary.kind]++;
+    scan->count++;
+    scan->next_seq++;
+    asy_event_destroy(&event);
+    return 0;
+}
+
+static s_scan_t s_scan_outbox(void)
+{
+    s_scan_t scan = {.next_seq = 1};
+    char error[512];
+    asy_outbox_t *outbox =
+        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    for (;;) {
+        size_t count = 0;
+        cr_assert_eq(asy_outbox_read(outbox, scan.next_seq, 1000, s_check_row, &scan, &count), 0);
+        if (count == 0)
+            break;
+    }
+    asy_outbox_destroy(&outbox);
+    return scan;
+}
+
+Test(simulate, stores_exactly_n_valid_events_with_every_main_kind)
+{
+    int code = s_simulate("out", "--events", "5000", "--seed", "11", NULL);
+    char *out = s_output("out");
+    cr_assert_eq(code, 0, "exit %d: %s", code, out);
+    cr_assert(strstr(out, "stored 5000 events"), "%s", out);
+    cr_assert(strstr(out, "rejected 0"), "%s", out);
+    free(out);
+    s_scan_t scan = s_scan_outbox();
+    cr_assert_eq(scan.count, 5000);
+    const int main_kinds[] = {ASY_KIND_PERSON_PROFILE_RECORDED,
+                              ASY_KIND_QUALIFYING_STARTED,
+                              ASY_KIND_QUALIFYING_ENDED,
+                              ASY_KIND_REFERRAL_RECEIVED,
+                              ASY_KIND_REFERRAL_ELIGIBILITY_DECIDED,
+                              ASY_KIND_REFERRAL_DECLINED,
+                              ASY_KIND_WAITLIST_JOINED,
+                              ASY_KIND_WAITLIST_LEFT,
+                              ASY_KIND_CONTACT_ATTEMPTED,
+                              ASY_KIND_CONTACT_MADE,
+                              ASY_KIND_MEETING_INITIAL_HELD,
+                              ASY_KIND_PLAN_AGREED,
+                              ASY_KIND_ISSUE_RECORDED,
+                              ASY_KIND_MEETING_ATTENDED,
+                              ASY_KIND_ACTIVITY_LOGGED,
+                              ASY_KIND_OUTCOME_RECORDED,
+                              ASY_KIND_FEEDBACK_RECEIVED,
+                              ASY_KIND_UNMET_NEED_RECORDED,
+                              ASY_KIND_REFERRAL_OUT_SENT,
+                              ASY_KIND_CASE_CLOSED};
+    for (size_t i = 0; i < sizeof main_kinds / sizeof main_kinds[0]; i++)
+        cr_assert_gt(scan.kinds[main_kinds[i]], 0, "no %s event", asy_kind_name(main_kinds[i]));
+
+    /* a second run appends after the first: seqs go on, nothing is refused */
+    code = s_simulate("out2", "--events", "10", "--seed", "12", NULL);
+    cr_assert_eq(code, 0);
+    cr_assert_eq(s_scan_outbox().count, 5010);
+}
+
+Test(simulate, same_seed_same_events_other_seed_other_events)
+{
+    cr_assert_eq(s_simulate("a.jsonl", "--events", "3000", "--seed", "5", "--json", NULL), 0);
+    cr_assert_eq(s_simulate("b.jsonl", "--events", "3000", "--seed", "5", "--json", NULL), 0);
+    cr_assert_eq(s_simulate("c.jsonl", "--events", "3000", "--seed", "6", "--json", NULL), 0);
+    char *a = s_output("a.jsonl"), *b = s_output("b.jsonl"), *c = s_output("c.jsonl");
+    cr_assert_str_eq(a, b, "the same seed gave different events");
+    cr_assert_str_neq(a, c, "another seed gave the same events");
+    size_t lines = 0;
+    for (const char *p = a; *p; p++)
+        lines += *p == '\n';
+    cr_assert_eq(lines, 3000);
+    free(a);
+    free(b);
+    free(c);
+    /* --json stores nothing */
+    cr_assert_eq(access(s_config.outbox_path, F_OK), -1);
+}
+
+typedef struct {
+    char case_ref[96];
+    char ethnicity[64];
+    bool qualifying;
+    char last_time[32];
+    int events;
+} s_case_t;
+
+typedef struct {
+    s_case_t *cases;
+    size_t count;
+} s_cases_t;
+
+static s_case_t *s_case_of(s_cases_t *all, const char *ref)
+{
+    for (size_t i = all->count; i-- > 0;)
+        if (strcmp(all->cases[i].case_ref, ref) == 0)
+            return &all->cases[i];
+    all->cases = realloc(all->cases, (all->count + 1) * sizeof *all->cases);
+    s_case_t *c = &all->cases[all->count++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->case_ref, sizeof c->case_ref, "%s", ref);
+    return c;
+}
+
+/* Reads JSON lines: per case its recorded ethnicity and whether a qualifying episode began;
+   checks time order within each case and the envelope's raw references. */
+static s_cases_t s_read_cases(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    FILE *file = fopen(path, "r");
+    cr_assert_not_null(file);
+    s_cases_t all = {0};
+    char *line = NULL;
+    size_t capacity = 0;
+    while (getline(&line, &capacity, file) > 0) {
+        json_error_t error;
+        json_t *event = json_loads(line, 0, &error);
+        cr_assert_not_null(event, "%s: %s", line, error.text);
+        const char *ref = json_string_value(json_object_get(event, "caseRef"));
+        const char *at = json_string_value(json_object_get(event, "occurredAt"));
+        cr_assert(ref && at && json_object_get(event, "personRef"));
+        s_case_t *c = s_case_of(&all, ref);
+        cr_assert_geq(strcmp(at, c->last_time), 0, "%s goes back in time at %s", ref, at);
+        snprintf(c->last_time, sizeof c->last_time, "%s", at);
+        c->events++;
+        json_t *profile = json_object_get(event, "personProfileRecorded");
+        if (profile)
+            snprintf(c->ethnicity, sizeof c->ethnicity, "%s",
+                     json_string_value(json_object_get(profile, "ons2021Ethnicity")));
+        json_t *started = json_object_get(event, "qualifyingStarted");
+        if (started) {
+            cr_assert_eq(c->events, 1, "%s: qualifying.started is not the first event", ref);
+            const char *status = json_string_value(json_object_get(started, "legalStatus"));
+            c->qualifying = strcmp(status, "LEGAL_04_S4") != 0 &&
+                            strcmp(status, "LEGAL_05_S5_2") != 0 &&
+                            strcmp(status, "LEGAL_20_S136") != 0;
+        }
+        json_t *referral = json_object_get(event, "referralReceived");
+        if (referral &&
+            strcmp(json_string_value(json_object_get(referral, "service")), "SERVICE_IMHA") == 0)
+            cr_assert(c->qualifying, "%s: IMHA referral without a qualifying episode", ref);
+        json_decref(event);
+    }
+    free(line);
+    fclose(file);
+    return all;
+}
+
+/* The file's population share (%) of the ONS groups whose key starts with prefix, weighted
+   by the key `weight` ("community" or "detention") when given. */
+static double s_configured(const char *prefix, const char *weight)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/deploy/sim/default.cfg", ASY_SOURCE_DIR);
+    zconfig_t *root = zconfig_load(path);
+    cr_assert_not_null(root);
+    zconfig_t *section = zconfig_locate(root, "ethnicity");
+    double part = 0, total = 0;
+    for (zconfig_t *group = zconfig_child(section); group; group = zconfig_next(group)) {
+        double value = atof(zconfig_get(group, "share", "0"));
+        if (weight)
+            value *= atof(zconfig_get(group, weight, "0"));
+        total += value;
+        if (strncmp(zconfig_name(group), prefix, strlen(prefix)) == 0)
+            part += value;
+    }
+    zconfig_destroy(&root);
+    return part / total;
+}
+
+Test(simulate, community_shares_follow_the_parameters)
+{
+    cr_assert_eq(s_simulate("community.jsonl", "--events", "40000", "--seed", "21", "--service",
+                            "community", "--json", NULL),
+                 0);
+    s_cases_t all = s_read_cases("community.jsonl");
+    size_t stated = 0, asian = 0, white = 0, unstated = 0;
+    for (size_t i = 0; i < all.count; i++) {
+        const char *ethnicity = all.cases[i].ethnicity;
+        cr_assert(ethnicity[0], "%s has no profile", all.cases[i].case_ref);
+        cr_assert_not(all.cases[i].qualifying);
+        if (strcmp(ethnicity, "ONS_NOT_STATED") == 0 || strcmp(ethnicity, "ONS_NOT_KNOWN") == 0) {
+            unstated++;
+            continue;
+        }
+        stated++;
+        asian += strncmp(ethnicity, "ONS_ASIAN", 9) == 0;
+        white += strncmp(ethnicity, "ONS_WHITE", 9) == 0;
+    }
+    cr_assert_gt(all.count, 2000, "only %zu cases", all.count);
+    double expected_asian = s_configured("asian", "community");
+    double expected_white = s_configured("white", "community");
+    double asian_share = (double)asian / (double)stated;
+    double white_share = (double)white / (double)stated;
+    cr_assert(asian_share > expected_asian - 0.025 && asian_share < expected_asian + 0.025,
+              "Asian share %.3f, configured %.3f", asian_share, expected_asian);
+    cr_assert(white_share > expected_white - 0.03 && white_share < expected_white + 0.03,
+              "White share %.3f, configured %.3f", white_share, expected_white);
+    /* 6% not stated or not known by default */
+    double unstated_share = (double)unstated / (double)all.count;
+    cr_assert(unstated_share > 0.04 && unstated_share < 0.08, "not stated %.3f", unstated_share);
+    free(all.cases);
+}
+
+Test(simulate, black_patients_qualify_far_more_often_per_head)
+{
+    cr_assert_eq(s_simulate("imha.jsonl", "--events", "40000", "--seed", "31", "--service", "imha",
+                            "--json", NULL),
+                 0);
+    s_cases_t all = s_read_cases("imha.jsonl");
+    double black = 0, white = 0, asian = 0;
+    for (size_t i = 0; i < all.count; i++) {
+        if (!all.cases[i].qualifying)
+            continue;
+        const char *ethnicity = all.cases[i].ethnicity;
+        black += strncmp(ethnicity, "ONS_BLACK", 9) == 0;
+        white += strncmp(ethnicity, "ONS_WHITE", 9) == 0;
+        asian += strncmp(ethnicity, "ONS_ASIAN", 9) == 0;
+    }
+    double black_rate = black / s_configured("black", NULL);
+    double white_rate = white / s_configured("white", NULL);
+    double asian_rate = asian / s_configured("asian", NULL);
+    cr_assert_gt(black, 50);
+    /* configured: about 290 vs 63 per 100,000 (4.6x); allow for sampling */
+    cr_assert_gt(black_rate / white_rate, 3.0, "Black/White qualifying rate ratio %.2f",
+                 black_rate / white_rate);
+    cr_assert_lt(black_rate / white_rate, 7.0, "Black/White ratio %.2f", black_rate / white_rate);
+    cr_assert_gt(asian_rate, white_rate * 0.9, "Asian %.0f vs White %.0f", asian_rate, white_rate);
+    free(all.cases);
+}
+
+/* True if needle occurs anywhere in the size bytes of data. */
+static bool s_contains(const char *data, size_t size, const char *needle)
+{
+    size_t length = strlen(needle);
+    for (size_t i = 0; i + length <= size; i++)
+        if (memcmp(data + i, needle, length) == 0)
+            return true;
+    return false;
+}
+
+Test(simulate, no_raw_reference_reaches_the_outbox)
+{
+    char error[512];
+    /* a handle open during the run keeps the WAL file in place to be read too */
+    cr_assert_eq(s_simulate("out", "--events", "1", "--seed", "3", NULL), 0);
+    asy_outbox_t *holder =
+        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    cr_assert_not_null(holder, "%s", error);
+    cr_assert_eq(s_simulate("out", "--events", "2000", "--seed", "4", NULL), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        char outbox_dir[512];
+        snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
+        DIR *dir = opendir(outbox_dir);
+        cr_assert_not_null(dir);
+        int files = 0;
+        for (struct dirent *entry; (entry = readdir(dir));) {
+            if (entry->d_name[0] == '.')
+                continue;
+            char file[1024];
+            snprintf(file, sizeof file, "%s/%s", outbox_dir, entry->d_name);
+            size_t size;
+            char *data = s_slurp(file, &size);
+            cr_assert_not(s_contains(data, size, "SIM-site-a"), "%s holds a caseRef",
+                          entry->d_name);
+            cr_assert_not(s_contains(data, size, "P-site-a-"), "%s holds a personRef",
+                          entry->d_name);
+            free(data);
+            files++;
+        }
+        closedir(dir);
+        cr_assert_gt(files, 0);
+        asy_outbox_destroy(&holder);
+    }
+}
+
+Test(simulate, paced_run_takes_about_events_over_rate)
+{
+    struct timespec begin, end;
+    clock_gettime(CLOCK_MONOTONIC, &begin);
+    int code = s_simulate("out", "--events", "300", "--rate", "500", "--seed", "8", NULL);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double seconds =
+        (double)(end.tv_sec - begin.tv_sec) + (double)(end.tv_nsec - begin.tv_nsec) / 1e9;
+    cr_assert_eq(code, 0);
+    cr_assert_eq(s_scan_outbox().count, 300);
+    cr_assert(seconds > 0.5 && seconds < 5.0, "300 events at 500/s took %.2f s", seconds);
+}
+
+Test(simulate, sigterm_commits_and_exits_zero)
+{
+    fflush(stdout);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        char *argv[] = {"simulate", "--rate", "400", "--seed", "9", NULL};
+        _exit(asy_cmd_simulate(&s_config, 5, argv));
+    }
+    usleep(800 * 1000);
+    cr_assert_eq(kill(child, SIGTERM), 0);
+    int status = 0;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    s_scan_t scan = s_scan_outbox();
+    cr_assert(scan.count > 100 && scan.count < 2000, "%llu events after 0.8 s at 400/s",
+              (unsigned long long)scan.count);
+}
+
+Test(simulate, usage_and_parameter_errors)
+{
+    cr_assert_eq(s_simulate("out", "--seed", "1", NULL), 2);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--service", "ward", NULL), 2);
+    cr_assert_eq(s_simulate("out", "--events", "0", NULL), 2);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-30", NULL), 2);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--bogus", "1", NULL), 2);
+    cr_assert_eq(s_simulate("out", "--help", NULL), 0);
+
+    /* a parameters file without one figure: the message names the key */
+    char source[512], broken[512];
+    snprintf(source, sizeof source, "%s/deploy/sim/default.cfg", ASY_SOURCE_DIR);
+    snprintf(broken, sizeof broken, "%s/broken.cfg", s_dir);
+    char *text = s_slurp(source, NULL);
+    char *line = strstr(text, "    uptake_baseline");
+    cr_assert_not_null(line);
+    line[4] = 'X';
+    FILE *file = fopen(broken, "w");
+    fputs(text, file);
+    fclose(file);
+    free(text);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--params", broken, NULL), 2);
+    char *err = s_output("out.err");
+    cr_assert(strstr(err, "imha/uptake_baseline: missing"), "%s", err);
+    free(err);
+
+    char missing[512];
+    snprintf(missing, sizeof missing, "%s/none.cfg", s_dir);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--params", missing, NULL), 2);
+    cr_assert_eq(access(s_config.outbox_path, F_OK), -1, "an outbox was made for bad input");
+}
+
+Test(simulate, default_parameters_are_found)
+{
+    char path[4096];
+    cr_assert_eq(asy_simulate_default_params(path, sizeof path), 0, "%s", path);
+    cr_assert(strstr(path, "sim/default.cfg"), "%s", path);
+}

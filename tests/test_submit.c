@@ -1,0 +1,470 @@
+/*  test_submit.c: `advsync-agent submit`: pseudonyms before storage, per-line errors, counts,
+    exit codes, duplicates, batching.  */
+#include "agent.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* make("nhs", "9434765919") and make("case", "CASE-RAW-0042") under the test key */
+#define S_NHS_KEY "77f1cc20948e18451632ade3ff407a2d997ebbadf19782d339eb20cc37e37cab"
+#define S_CASE_ID "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0"
+#define S_PERSON_KEY "ef579d0f59154442e3e8b0eef62397e724028f7eea7ca83f000155861ddd4d9d"
+
+static char s_dir[256];
+static asy_agent_config_t s_config;
+
+static void s_setup(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-submit-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+    memset(&s_config, 0, sizeof s_config);
+    snprintf(s_config.agent_id, sizeof s_config.agent_id, "ward-a");
+    snprintf(s_config.site_id, sizeof s_config.site_id, "site-a");
+    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/outbox/ward-a.db", s_dir);
+    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
+    char outbox_dir[512];
+    snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
+    cr_assert_eq(mkdir(outbox_dir, 0700), 0);
+    FILE *key = fopen(s_config.key_file, "w");
+    cr_assert_not_null(key);
+    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", key);
+    fclose(key);
+}
+
+static void s_teardown(void)
+{
+    char command[512];
+    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
+    cr_assert_eq(system(command), 0);
+}
+
+TestSuite(submit, .init = s_setup, .fini = s_teardown);
+
+static char *s_write(const char *name, const char *text)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file);
+    fputs(text, file);
+    fclose(file);
+    return path;
+}
+
+/* Reads a whole file (NUL-terminated, may hold NULs); *size its length. Caller frees. */
+static char *s_slurp(const char *path, size_t *size)
+{
+    FILE *file = fopen(path, "rb");
+    cr_assert_not_null(file, "cannot read %s", path);
+    fseek(file, 0, SEEK_END);
+    long length = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    char *data = malloc((size_t)length + 1);
+    cr_assert_eq(fread(data, 1, (size_t)length, file), (size_t)length);
+    data[length] = '\0';
+    fclose(file);
+    if (size)
+        *size = (size_t)length;
+    return data;
+}
+
+typedef struct {
+    int code;
+    char out[4096];
+    char err[16384];
+} s_result_t;
+
+/* Runs `submit ARG` with stdout and stderr captured. */
+static s_result_t s_submit(const char *arg)
+{
+    static s_result_t result;
+    char out_path[512], err_path[512];
+    snprintf(out_path, sizeof out_path, "%s/stdout", s_dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr", s_dir);
+    fflush(stdout);
+    fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(out, 1);
+    dup2(err, 2);
+    close(out);
+    close(err);
+    char *argv[] = {"submit", (char *)arg, NULL};
+    result.code = asy_cmd_submit(&s_config, arg ? 2 : 1, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    char *text = s_slurp(out_path, NULL);
+    snprintf(result.out, sizeof result.out, "%s", text);
+    free(text);
+    text = s_slurp(err_path, NULL);
+    snprintf(result.err, sizeof result.err, "%s", text);
+    free(text);
+    return result;
+}
+
+typedef struct {
+    asy_event_summary_t events[8];
+    size_t count;
+} s_stored_t;
+
+static int s_keep(uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    s_stored_t *stored = arg;
+    asy_event_t *event = NULL;
+    cr_assert_eq(asy_event_decode(data, size, &event), 0);
+    cr_assert_lt(stored->count, 8);
+    asy_event_summarise(event, &stored->events[stored->count]);
+    cr_assert_eq(stored->events[stored->count].seq, seq);
+    stored->count++;
+    asy_event_destroy(&event);
+    return 0;
+}
+
+static s_stored_t s_read_outbox(void)
+{
+    static s_stored_t stored;
+    memset(&stored, 0, sizeof stored);
+    char error[512];
+    asy_outbox_t *outbox =
+        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    size_t count;
+    cr_assert_eq(asy_outbox_read(outbox, 1, 8, s_keep, &stored, &count), 0);
+    asy_outbox_destroy(&outbox);
+    return stored;
+}
+
+/* True if needle occurs anywhere in the size bytes of data. */
+static bool s_contains(const char *data, size_t size, const char *needle)
+{
+    size_t length = strlen(needle);
+    for (size_t i = 0; i + length <= size; i++)
+        if (memcmp(data + i, needle, length) == 0)
+            return true;
+    return false;
+}
+
+Test(submit, no_raw_identifier_is_ever_stored)
+{
+    const char *path = s_write(
+        "ids.jsonl", "{\"nhsNumber\":\"943 476 5919\",\"caseRef\":\"CASE-RAW-0042\","
+                     "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+                     "{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-03-02T10:00:00Z\"}}\n"
+                     "{\"nhs_number\":\"9434765919\",\"personRef\":\"LOCAL-PERSON-77\",\"caseRef\":"
+                     "\"CASE-RAW-0042\",\"occurredAt\":\"2026-03-03T10:00:00Z\",\"contactMade\":"
+                     "{\"channel\":\"CHANNEL_PHONE\"}}\n"
+                     "{\"personRef\":\"LOCAL-PERSON-77\",\"case_ref\":\"CASE-RAW-0042\","
+                     "\"occurredAt\":\"2026-03-04T10:00:00Z\",\"contactMade\":{\"channel\":"
+                     "\"CHANNEL_PHONE\"}}\n");
+    s_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 3, duplicates 0, rejected 0\n");
+
+    /* Every byte SQLite wrote (database, WAL, shared memory), read while a handle keeps the
+       WAL in place, and again after the last handle closed it. */
+    char error[512];
+    asy_outbox_t *holder =
+        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    cr_assert_not_null(holder, "%s", error);
+    const char *raw[] = {"9434765919",      "943 476 5919", "CASE-RAW-0042",
+                         "LOCAL-PERSON-77", "LOCAL-PERSON", "CASE-RAW"};
+    for (int pass = 0; pass < 2; pass++) {
+        char outbox_dir[512];
+        snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
+        DIR *dir = opendir(outbox_dir);
+        cr_assert_not_null(dir);
+        int files = 0;
+        for (struct dirent *entry; (entry = readdir(dir));) {
+            if (entry->d_name[0] == '.')
+                continue;
+            char file[1024];
+            snprintf(file, sizeof file, "%s/%s", outbox_dir, entry->d_name);
+            size_t size;
+            char *data = s_slurp(file, &size);
+            for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++)
+                cr_assert_not(s_contains(data, size, raw[i]), "%s holds the raw identifier %s",
+                              entry->d_name, raw[i]);
+            files++;
+            free(data);
+        }
+        closedir(dir);
+        cr_assert_geq(files, 1);
+        if (pass == 0)
+            asy_outbox_destroy(&holder);
+    }
+
+    s_stored_t stored = s_read_outbox();
+    cr_assert_eq(stored.count, 3);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_str_eq(stored.events[i].case_id, S_CASE_ID);
+        cr_assert_str_eq(stored.events[i].site_id, "site-a");
+        cr_assert_str_eq(stored.events[i].agent_id, "ward-a");
+        cr_assert_eq(stored.events[i].seq, i + 1);
+    }
+    /* the NHS number gives the same person key with or without spaces */
+    cr_assert_str_eq(stored.events[0].person_key, S_NHS_KEY);
+    cr_assert_str_eq(stored.events[1].person_key, S_NHS_KEY);
+    /* a local reference only when there is no NHS number, scoped to the site */
+    cr_assert_str_eq(stored.events[2].person_key, S_PERSON_KEY);
+    cr_assert_eq(stored.events[0].kind, ASY_KIND_REFERRAL_RECEIVED);
+    cr_assert_eq(stored.events[1].kind, ASY_KIND_CONTACT_MADE);
+}
+
+Test(submit, bad_lines_are_named_and_the_rest_stored)
+{
+    const char *path = s_write(
+        "mixed.jsonl",
+        "# a comment\n"
+        "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+        "\n"
+        "{\"caseRef\":\"C2\",\"occurredAt\":\n"
+        "{\"nhsNumber\":\"9434765918\",\"caseRef\":\"C3\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+        "\"contactMade\":{}}\n"
+        "{\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+        "[1,2]\n"
+        "{\"caseRef\":\"C4\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"noSuchField\":1,"
+        "\"contactMade\":{}}\n"
+        "{\"caseRef\":\"C5\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    s_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 5\n");
+    char expected[1024];
+    snprintf(expected, sizeof expected, "%s:4: ", path);
+    cr_assert(strstr(result.err, expected), "no message for the broken JSON: %s", result.err);
+    snprintf(expected, sizeof expected, "%s:5: nhsNumber: not a valid NHS number", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:6: caseRef: required", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:7: not a JSON object", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:8: ", path);
+    cr_assert(strstr(result.err, expected), "no message for the unknown field: %s", result.err);
+    cr_assert(strstr(result.err, "noSuchField") || strstr(result.err, "no_such_field"),
+              "the message should name the field: %s", result.err);
+    cr_assert_null(strstr(result.err, ":1:"), "the comment is not an error: %s", result.err);
+    cr_assert_null(strstr(result.err, ":3:"), "the blank line is not an error: %s", result.err);
+    cr_assert_null(strstr(result.err, "943476"), "messages must not echo identifiers");
+
+    /* refused lines take no seq: the two stored events are 1 and 2 */
+    s_stored_t stored = s_read_outbox();
+    cr_assert_eq(stored.count, 2);
+    cr_assert_eq(stored.events[0].seq, 1);
+    cr_assert_eq(stored.events[1].seq, 2);
+}
+
+Test(submit, duplicates_are_counted_not_refused)
+{
+    const char *line = "{\"eventId\":\"01890a5d-ac96-774b-bcce-b302099a8057\",\"caseRef\":\"C1\","
+                       "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n";
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s", line, line);
+    const char *path = s_write("dup.jsonl", text);
+    s_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 1, rejected 0\n");
+    result = s_submit(path);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 0, duplicates 2, rejected 0\n");
+    cr_assert_eq(s_read_outbox().count, 1);
+}
+
+Test(submit, many_lines_span_transactions)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/many.jsonl", s_dir);
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file);
+    for (int i = 0; i < 2500; i++)
+        fprintf(file,
+                "{\"caseRef\":\"C%d\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                "\"contactMade\":{}}\n",
+                i % 40);
+    fclose(file);
+    s_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 2500, duplicates 0, rejected 0\n");
+    char error[512];
+    asy_outbox_t *outbox =
+        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.last_seq, 2500);
+    cr_assert_eq(status.backlog, 2500);
+    asy_outbox_destroy(&outbox);
+}
+
+Test(submit, fatal_errors_and_usage)
+{
+    const char *path = s_write("one.jsonl", "{\"caseRef\":\"C1\",\"occurredAt\":"
+                                            "\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    cr_assert_eq(s_submit("--help").code, 0);
+    cr_assert(strstr(s_submit("--help").out, "usage: advsync-agent"));
+    cr_assert_eq(s_submit("--bogus").code, 2);
+    char missing[512];
+    snprintf(missing, sizeof missing, "%s/missing.jsonl", s_dir);
+    cr_assert_eq(s_submit(missing).code, 1);
+
+    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/no.key", s_dir);
+    s_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 1);
+    cr_assert(strstr(result.err, "no.key"), "the message should name the key file: %s", result.err);
+
+    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
+    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/none/x.db", s_dir);
+    cr_assert_eq(s_submit(path).code, 1);
+}
+
+Test(submit, submitter_refusal_takes_no_seq)
+{
+    char error[512];
+    asy_outbox_t *outbox =
+        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    asy_pseudonym_key_t key;
+    cr_assert_eq(asy_pseudonym_key_load(s_config.key_file, &key, error, sizeof error), 0);
+    asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = "site-a"};
+
+    /* no body: valid JSON for the codec, refused by validation */
+    json_t *object = json_pack("{s:s, s:s}", "caseRef", "C1", "occurredAt", "2026-03-02T10:00:00Z");
+    cr_assert_eq(asy_submitter_add(&submitter, object, error, sizeof error), ASY_EINVAL);
+    cr_assert_neq(error[0], '\0', "a refusal says why");
+    json_decref(object);
+
+    object = json_pack("{s:s, s:s, s:{}}", "caseRef", "C1", "occurredAt", "2026-03-02T10:00:00Z",
+                       "contactMade");
+    cr_assert_eq(asy_submitter_add(&submitter, object, error, sizeof error), 0, "%s", error);
+    json_decref(object);
+    cr_assert_eq(submitter.stored, 1);
+    cr_assert_eq(submitter.rejected, 1);
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert_eq(status.last_seq, 1);
+    asy_outbox_destroy(&outbox);
+}
+
+/* ------------------------------------------------------------------------------------------
+   asy_agent_config_load: defaults, file, flags (they share this executable). */
+
+static int s_load(asy_agent_config_t *config, char **args, int count, char *error)
+{
+    char *argv[16] = {"advsync-agent"};
+    for (int i = 0; i < count; i++)
+        argv[i + 1] = args[i];
+    int argc = count + 1;
+    argv[argc] = NULL;
+    int rc = asy_agent_config_load(config, &argc, argv, error, 512);
+    /* what is left is the program name and the non-common arguments */
+    for (int i = 1; rc == 0 && i < argc; i++)
+        cr_assert(strncmp(argv[i], "--id", 4) && strncmp(argv[i], "--config", 8));
+    return rc;
+}
+
+Test(config, defaults_file_then_flags)
+{
+    const char *path = s_write("agent.cfg", "# site agent\n"
+                                            "agent\n"
+                                            "    id = ward-3\n"
+                                            "    site = site-north\n"
+                                            "    key_file = \"/etc/advsync/k\"\n"
+                                            "    endpoint = \"tcp://a:1, tcp://b:2\"\n"
+                                            "    endpoint = ipc:///tmp/c\n"
+                                            "    window = 4\n"
+                                            "other\n"
+                                            "    anything = 1\n");
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "%s", path);
+    asy_agent_config_t config;
+    char error[512] = "";
+    char *args[] = {"--config", cfg, "status", "--json"};
+    cr_assert_eq(s_load(&config, args, 4, error), 0, "%s", error);
+    cr_assert_str_eq(config.agent_id, "ward-3");
+    cr_assert_str_eq(config.site_id, "site-north");
+    cr_assert_str_eq(config.outbox_path, "./ward-3.outbox.db", "derived from the id");
+    cr_assert_str_eq(config.key_file, "/etc/advsync/k");
+    cr_assert_eq(config.endpoint_count, 3);
+    cr_assert_str_eq(config.endpoints[0], "tcp://a:1");
+    cr_assert_str_eq(config.endpoints[1], "tcp://b:2");
+    cr_assert_str_eq(config.endpoints[2], "ipc:///tmp/c");
+    cr_assert_eq(config.window, 4);
+    cr_assert_eq(config.batch_max, 1000);
+    cr_assert_eq(config.batch_ms, 10);
+    cr_assert_eq(config.ack_timeout_ms, 5000);
+
+    /* flags win, anywhere before "--"; --endpoint replaces the file's list */
+    char *flags[] = {"submit",   "--id=ward-4", "--config", cfg,  "--endpoint", "tcp://x:9",
+                     "--outbox", "/tmp/o.db",   "-",        "--", "--site",     "kept"};
+    int argc = 13;
+    char *argv[14] = {"advsync-agent"};
+    for (int i = 0; i < 12; i++)
+        argv[i + 1] = flags[i];
+    cr_assert_eq(asy_agent_config_load(&config, &argc, argv, error, sizeof error), 0, "%s", error);
+    cr_assert_str_eq(config.agent_id, "ward-4");
+    cr_assert_str_eq(config.outbox_path, "/tmp/o.db");
+    cr_assert_eq(config.endpoint_count, 1);
+    cr_assert_str_eq(config.endpoints[0], "tcp://x:9");
+    cr_assert_eq(argc, 6, "left: program, submit, -, --, --site, kept");
+    cr_assert_str_eq(argv[1], "submit");
+    cr_assert_str_eq(argv[2], "-");
+    cr_assert_str_eq(argv[4], "--site");
+    cr_assert_null(argv[6]);
+
+    /* no file: defaults only */
+    char *none[] = {"keygen", "--key-file", "/tmp/k"};
+    cr_assert_eq(s_load(&config, none, 3, error), 0, "%s", error);
+    cr_assert_str_eq(config.endpoints[0], "tcp://127.0.0.1:5570");
+    cr_assert_str_eq(config.agent_id, "");
+    cr_assert_str_eq(config.outbox_path, "");
+}
+
+Test(config, errors_name_the_key_or_flag)
+{
+    static const struct {
+        const char *file;
+        const char *message;
+    } cases[] = {
+        {"agent\n    id = ward 3\n", "invalid syntax"},
+        {"agent\n    id = \"ward 3\"\n", "agent id \"ward 3\""},
+        {"agent\n    batch_max = 0\n", "agent/batch_max: must be a whole number from 1 to 5000"},
+        {"agent\n    window = lots\n", "agent/window: must be a whole number"},
+        {"agent\n    endpiont = tcp://a:1\n", "agent/endpiont: unknown key"},
+        {"agent\n    endpoint = \"centre:5570\"\n", "must start with tcp:// or ipc://"},
+        {"agent\n    endpoint = \"tcp://a:1,,tcp://b:1\"\n", "empty endpoint"},
+        {"other\n    id = x\n", "no `agent` section"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bad%zu.cfg", i);
+        char cfg[512];
+        snprintf(cfg, sizeof cfg, "%s", s_write(name, cases[i].file));
+        asy_agent_config_t config;
+        char error[512] = "";
+        char *args[] = {"--config", cfg, "status"};
+        cr_assert_eq(s_load(&config, args, 3, error), ASY_ECONFIG, "case %zu accepted", i);
+        if (strcmp(cases[i].message, "invalid syntax") != 0)
+            cr_assert(strstr(error, cases[i].message), "case %zu: %s", i, error);
+        cr_assert(strstr(error, cfg) || strstr(error, "id \""), "case %zu names no file: %s", i,
+                  error);
+    }
+    asy_agent_config_t config;
+    char error[512] = "";
+    char *missing[] = {"--config", "/nonexistent/agent.cfg", "status"};
+    cr_assert_eq(s_load(&config, missing, 3, error), ASY_ECONFIG);
+    cr_assert(strstr(error, "/nonexistent/agent.cfg"), "%s", error);
+    char *dangling[] = {"status", "--id"};
+    cr_assert_eq(s_load(&config, dangling, 2, error), ASY_ECONFIG);
+    cr_assert(strstr(error, "--id: needs a value"), "%s", error);
+    char *bad_flag[] = {"--endpoint", "udp://x", "run"};
+    cr_assert_eq(s_load(&config, bad_flag, 3, error), ASY_ECONFIG);
+    cr_assert(strstr(error, "--endpoint"), "%s", error);
+}

@@ -69,6 +69,11 @@ static asy_date_t s_days(int64_t year, int64_t month, int64_t day)
     return (asy_date_t)(era * 146097 + day_of_era - 719468);
 }
 
+asy_date_t asy_date_from_civil(int64_t year, int month, int day)
+{
+    return s_days(year, month, day);
+}
+
 int asy_days_in_month(int year, int month)
 {
     static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -190,17 +195,40 @@ static int64_t s_floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+/* *start and *end: UTC seconds of 01:00 UTC on the last Sundays of March and October. */
+static void s_bst_bounds(int year, int64_t *start, int64_t *end)
+{
+    *start =
+        (int64_t)s_weekday_on_or_before(s_days(year, 3, 31), ASY_SUNDAY) * S_SECONDS_PER_DAY + 3600;
+    *end = (int64_t)s_weekday_on_or_before(s_days(year, 10, 31), ASY_SUNDAY) * S_SECONDS_PER_DAY +
+           3600;
+}
+
+/* The Gregorian year of a number of seconds since 1970 (UTC or wall-clock alike). */
+static int s_year_of(int64_t seconds)
+{
+    int year;
+    asy_date_to_ymd((asy_date_t)s_floor_div(seconds, S_SECONDS_PER_DAY), &year, NULL, NULL);
+    return year;
+}
+
 bool asy_london_is_bst(int64_t utc_micros)
 {
     int64_t seconds = s_floor_div(utc_micros, 1000000);
-    int year;
-    asy_date_to_ymd((asy_date_t)s_floor_div(seconds, S_SECONDS_PER_DAY), &year, NULL, NULL);
-    int64_t start =
-        (int64_t)s_weekday_on_or_before(s_days(year, 3, 31), ASY_SUNDAY) * S_SECONDS_PER_DAY + 3600;
-    int64_t end =
-        (int64_t)s_weekday_on_or_before(s_days(year, 10, 31), ASY_SUNDAY) * S_SECONDS_PER_DAY +
-        3600;
+    int64_t start, end;
+    s_bst_bounds(s_year_of(seconds), &start, &end);
     return seconds >= start && seconds < end;
+}
+
+int64_t asy_london_to_utc(int64_t local_seconds)
+{
+    /* Read as BST if the BST reading lies in BST; so the repeated October hour is BST, and
+       the skipped March hour (whose BST reading falls before the change) is GMT. The bounds
+       are those of the local year: BST never spans a New Year, so that is the UTC year. */
+    int64_t start, end;
+    s_bst_bounds(s_year_of(local_seconds), &start, &end);
+    int64_t as_bst = local_seconds - 3600;
+    return as_bst >= start && as_bst < end ? as_bst : local_seconds;
 }
 
 asy_date_t asy_london_date(int64_t utc_micros)

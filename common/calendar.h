@@ -40,6 +40,12 @@ typedef enum {
 /* *date = year-month-day. Returns 0, or ASY_EINVAL if it is not a real date of years 1..9999. */
 int asy_date_from_ymd(int year, int month, int day, asy_date_t *date);
 
+/* Days since 1970-01-01 of year-month-day with no checks (H. Hinnant's days_from_civil): for
+   callers that have validated the date already. month must be 1..12; any day is counted from
+   the first of the month (day 0 is the last day of the month before); the result must fit an
+   asy_date_t (years within about +-5,800,000). */
+asy_date_t asy_date_from_civil(int64_t year, int month, int day);
+
 /* Splits a date into year, month (1-12) and day (1-31). Any pointer may be NULL. */
 void asy_date_to_ymd(asy_date_t date, int *year, int *month, int *day);
 
@@ -52,7 +58,7 @@ int asy_date_parse(const char *text, asy_date_t *date);
 /* Writes "YYYY-MM-DD" (years 1..9999; other years are written as "0000-00-00"). Returns out. */
 char *asy_date_format(asy_date_t date, char out[ASY_DATE_TEXT]);
 
-/* Last day (28-31) of a month. */
+/* Last day (28-31) of a month (proleptic Gregorian, any year); 0 if month is not 1..12. */
 int asy_days_in_month(int year, int month);
 
 /* Easter Sunday of a Gregorian year (Meeus/Jones/Butcher). */
@@ -68,6 +74,13 @@ bool asy_london_is_bst(int64_t utc_micros);
 
 /* The Europe/London calendar date of an instant (microseconds since 1970-01-01T00:00Z). */
 asy_date_t asy_london_date(int64_t utc_micros);
+
+/* UTC seconds since 1970 of a Europe/London wall-clock time, given as the seconds since 1970
+   it would be if it were UTC (asy_date_from_civil(...) * 86400 + seconds of the day). In the
+   hour the clocks go back (01:00-01:59 on the last Sunday of October) the earlier, BST reading
+   is taken; a time in the hour that does not exist in spring (01:00-01:59 on the last Sunday
+   of March) is read as GMT. */
+int64_t asy_london_to_utc(int64_t local_seconds);
 
 /* ----------------------------------------------------------------------------------------------
    The working-day calendar. */

@@ -96,10 +96,15 @@ asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, cha
         snprintf(error, error_size, "out of memory");
         return NULL;
     }
-    const char *keywords[] = {"dbname", "application_name", NULL};
-    const char *values[] = {conninfo, application_name, NULL};
-    if (!application_name)
-        keywords[1] = NULL;
+    /* Defaults first, the caller's conninfo last: with expand_dbname a later keyword wins, so
+       the operator can override any of them. Without time-outs and keepalives a PostgreSQL
+       host that silently drops packets (an old primary after fail-over) would block the
+       single-threaded caller for many minutes. */
+    const char *keywords[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                              "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                              "application_name", "dbname", NULL};
+    const char *values[] = {"5", "1", "10", "5", "3", "30000",
+                            application_name ? application_name : "advsync", conninfo, NULL};
     self->conn = PQconnectdbParams(keywords, values, 1);
     if (!self->conn || PQstatus(self->conn) != CONNECTION_OK) {
         snprintf(error, error_size, "cannot connect to PostgreSQL: %.*s",

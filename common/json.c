@@ -5,6 +5,8 @@
     protobuf_c_message_free_unpacked(message, NULL) frees a parsed message, also halfway.  */
 #include "json.h"
 
+#include "calendar.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
@@ -34,41 +36,11 @@ typedef struct {
     size_t error_size;
 } s_parser_t;
 
-/* ---------------------------------------------------------------------------------------------
-   Calendar arithmetic (Howard Hinnant's days_from_civil / civil_from_days). */
-
-static int64_t s_days_from_civil(int64_t year, int64_t month, int64_t day)
-{
-    year -= month <= 2;
-    int64_t era = (year >= 0 ? year : year - 399) / 400;
-    int64_t year_of_era = year - era * 400;
-    int64_t shifted_month = month > 2 ? month - 3 : month + 9;
-    int64_t day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    return era * 146097 + day_of_era - 719468;
-}
-
-static void s_civil_from_days(int64_t days, int64_t *year, int *month, int *day)
-{
-    days += 719468;
-    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-    int64_t day_of_era = days - era * 146097;
-    int64_t year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-    int64_t day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    int64_t shifted_month = (5 * day_of_year + 2) / 153;
-    *day = (int)(day_of_year - (153 * shifted_month + 2) / 5 + 1);
-    *month = (int)(shifted_month < 10 ? shifted_month + 3 : shifted_month - 9);
-    *year = year_of_era + era * 400 + (*month <= 2);
-}
-
 bool asy_json_date_valid(int64_t year, int64_t month, int64_t day)
 {
-    static const int days_in[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (year < 1 || year > 9999 || month < 1 || month > 12 || day < 1)
         return false;
-    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    return day <= days_in[month - 1] + (month == 2 && leap);
+    return day <= asy_days_in_month((int)year, (int)month);
 }
 
 /* Reads exactly count decimal digits. */
@@ -149,7 +121,7 @@ int asy_json_parse_timestamp(const char *text, int64_t *seconds, int32_t *nanos)
     if (*p != '\0' || !asy_json_date_valid(year, month, day) || hour > 23 || minute > 59 ||
         second > 59)
         return ASY_EINVAL;
-    *seconds = s_days_from_civil(year, month, day) * 86400 + (int64_t)hour * 3600 +
+    *seconds = (int64_t)asy_date_from_civil(year, month, day) * 86400 + (int64_t)hour * 3600 +
                (int64_t)minute * 60 + second - offset;
     *nanos = fraction;
     return 0;
@@ -166,11 +138,10 @@ int asy_json_format_timestamp(int64_t seconds, int32_t nanos, char out[ASY_TIMES
         rest += 86400;
         days--;
     }
-    int64_t year;
-    int month, day;
-    s_civil_from_days(days, &year, &month, &day);
-    int length = snprintf(out, ASY_TIMESTAMP_TEXT, "%04d-%02d-%02dT%02d:%02d:%02d", (int)year,
-                          month, day, (int)(rest / 3600), (int)(rest / 60 % 60), (int)(rest % 60));
+    int year, month, day;
+    asy_date_to_ymd((asy_date_t)days, &year, &month, &day);
+    int length = snprintf(out, ASY_TIMESTAMP_TEXT, "%04d-%02d-%02dT%02d:%02d:%02d", year, month,
+                          day, (int)(rest / 3600), (int)(rest / 60 % 60), (int)(rest % 60));
     if (nanos % 1000000 == 0 && nanos != 0)
         length += snprintf(out + length, (size_t)(ASY_TIMESTAMP_TEXT - length), ".%03d",
                            (int)(nanos / 1000000));

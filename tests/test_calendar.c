@@ -326,3 +326,49 @@ Test(calendar, london_dates_across_dst)
     s_assert_date(asy_london_date(-1), "1969-12-31");
     s_assert_date(asy_london_date(0), "1970-01-01");
 }
+
+Test(calendar, date_from_civil_without_checks)
+{
+    cr_assert_eq(asy_date_from_civil(1970, 1, 1), 0);
+    cr_assert_eq(asy_date_from_civil(1969, 12, 31), -1);
+    cr_assert_eq(asy_date_from_civil(2000, 3, 1), s_date("2000-03-01"));
+    cr_assert_eq(asy_date_from_civil(1, 1, 1), s_date("0001-01-01"));
+    cr_assert_eq(asy_date_from_civil(9999, 12, 31), s_date("9999-12-31"));
+    /* outside years 1..9999, and days counted on from the first of the month */
+    cr_assert_eq(asy_date_from_civil(0, 12, 31), s_date("0001-01-01") - 1);
+    cr_assert_eq(asy_date_from_civil(2024, 2, 30), s_date("2024-03-01"));
+    cr_assert_eq(asy_date_from_civil(2024, 3, 0), s_date("2024-02-29"));
+    cr_assert_eq(asy_days_in_month(2023, 2), 28);
+    cr_assert_eq(asy_days_in_month(2000, 2), 29);
+    cr_assert_eq(asy_days_in_month(2026, 10), 31);
+    cr_assert_eq(asy_days_in_month(2026, 13), 0);
+}
+
+/* Seconds since 1970 of a date and time read as if UTC. */
+static int64_t s_wall(const char *date, int hour, int minute)
+{
+    return (int64_t)s_date(date) * 86400 + hour * 3600 + minute * 60;
+}
+
+Test(calendar, london_local_time_to_utc)
+{
+    /* GMT in winter, BST in summer */
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-01-15", 9, 0)), s_wall("2026-01-15", 9, 0));
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-07-16", 10, 15)), s_wall("2026-07-16", 9, 15));
+    /* 29 March 2026: 00:59 is GMT, 01:00-01:59 does not exist and is read as GMT, 02:00 BST */
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-03-29", 0, 59)), s_wall("2026-03-29", 0, 59));
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-03-29", 1, 30)), s_wall("2026-03-29", 1, 30));
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-03-29", 2, 0)), s_wall("2026-03-29", 1, 0));
+    /* 25 October 2026: 01:00-01:59 happens twice; the first (BST) is taken; 02:00 is GMT */
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-10-25", 0, 59)), s_wall("2026-10-24", 23, 59));
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-10-25", 1, 0)), s_wall("2026-10-25", 0, 0));
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-10-25", 1, 59)), s_wall("2026-10-25", 0, 59));
+    cr_assert_eq(asy_london_to_utc(s_wall("2026-10-25", 2, 0)), s_wall("2026-10-25", 2, 0));
+    /* New Year is GMT on both sides; before 1970 too */
+    cr_assert_eq(asy_london_to_utc(s_wall("2027-01-01", 0, 30)), s_wall("2027-01-01", 0, 30));
+    cr_assert_eq(asy_london_to_utc(s_wall("1960-07-01", 12, 0)), s_wall("1960-07-01", 11, 0));
+    /* the BST reading agrees with asy_london_is_bst() */
+    int64_t utc = asy_london_to_utc(s_wall("2022-06-01", 8, 0));
+    cr_assert(asy_london_is_bst(utc * 1000000));
+    cr_assert_eq(asy_london_date(utc * 1000000), s_date("2022-06-01"));
+}

@@ -1,107 +1,40 @@
 /*  test_import.c: `advsync-agent import`: RFC 4180 CSV, mapping files, value maps, lists,
     Europe/London times (GMT and BST) into UTC, row errors named by line and column.  */
-#include "agent.h"
+#include "fixture.h"
 
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #define S_NHS_KEY "77f1cc20948e18451632ade3ff407a2d997ebbadf19782d339eb20cc37e37cab"
 
-static char s_dir[256];
-static asy_agent_config_t s_config;
+static asy_fixture_t s_fixture;
 
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-import-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
-    memset(&s_config, 0, sizeof s_config);
-    snprintf(s_config.agent_id, sizeof s_config.agent_id, "office-1");
-    snprintf(s_config.site_id, sizeof s_config.site_id, "site-b");
-    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/office-1.db", s_dir);
-    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
-    FILE *key = fopen(s_config.key_file, "w");
-    cr_assert_not_null(key);
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", key);
-    fclose(key);
+    asy_fixture_setup(
+        &s_fixture,
+        &(asy_fixture_spec_t){.name = "import", .agent_id = "office-1", .site_id = "site-b"});
 }
 
 static void s_teardown(void)
 {
-    char command[512];
-    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
-    cr_assert_eq(system(command), 0);
+    asy_fixture_teardown(&s_fixture);
 }
 
 TestSuite(import, .init = s_setup, .fini = s_teardown);
 
 static const char *s_write(const char *name, const char *text)
 {
-    static char paths[8][512];
-    static int next;
-    char *path = paths[next++ % 8];
-    snprintf(path, 512, "%s/%s", s_dir, name);
-    FILE *file = fopen(path, "wb");
-    cr_assert_not_null(file);
-    fputs(text, file);
-    fclose(file);
-    return path;
+    return asy_fixture_write(&s_fixture, name, text);
 }
 
-static char *s_slurp(const char *path)
+static asy_fixture_result_t s_import(const char *mapping, const char *csv)
 {
-    FILE *file = fopen(path, "rb");
-    cr_assert_not_null(file);
-    fseek(file, 0, SEEK_END);
-    long length = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    char *data = calloc(1, (size_t)length + 1);
-    cr_assert_eq(fread(data, 1, (size_t)length, file), (size_t)length);
-    fclose(file);
-    return data;
-}
-
-typedef struct {
-    int code;
-    char out[4096];
-    char err[16384];
-} s_result_t;
-
-static s_result_t s_import(const char *mapping, const char *csv)
-{
-    char out_path[512], err_path[512];
-    snprintf(out_path, sizeof out_path, "%s/stdout", s_dir);
-    snprintf(err_path, sizeof err_path, "%s/stderr", s_dir);
-    fflush(stdout);
-    fflush(stderr);
-    int saved_out = dup(1), saved_err = dup(2);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(out, 1);
-    dup2(err, 2);
-    close(out);
-    close(err);
     char *argv[] = {"import", "--mapping", (char *)mapping, (char *)csv, NULL};
-    static s_result_t result;
-    result.code = asy_cmd_import(&s_config, 4, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(saved_out, 1);
-    dup2(saved_err, 2);
-    close(saved_out);
-    close(saved_err);
-    char *text = s_slurp(out_path);
-    snprintf(result.out, sizeof result.out, "%s", text);
-    free(text);
-    text = s_slurp(err_path);
-    snprintf(result.err, sizeof result.err, "%s", text);
-    free(text);
-    return result;
+    return asy_fixture_run(&s_fixture, asy_cmd_import, 4, argv);
 }
 
 #define S_MAX_EVENTS 16
@@ -130,8 +63,8 @@ static s_stored_t *s_read_outbox(void)
 {
     s_stored_t *stored = calloc(1, sizeof *stored);
     char error[512];
-    asy_outbox_t *outbox = asy_outbox_open(s_config.outbox_path, s_config.agent_id,
-                                           s_config.site_id, error, sizeof error);
+    asy_outbox_t *outbox = asy_outbox_open(s_fixture.config.outbox_path, s_fixture.config.agent_id,
+                                           s_fixture.config.site_id, error, sizeof error);
     cr_assert_not_null(outbox, "%s", error);
     size_t count;
     cr_assert_eq(asy_outbox_read(outbox, 1, S_MAX_EVENTS, s_keep, stored, &count), 0);
@@ -206,7 +139,7 @@ Test(import, quoted_csv_times_and_value_maps)
                          "C-6,25/10/2026 02:00,IMHA,,,,\r\n"
                          ",,,,,,\r\n"
                          "C-7,1/2/2026,IMHA,,,,\r\n");
-    s_result_t result = s_import(mapping, csv);
+    asy_fixture_result_t result = s_import(mapping, csv);
     cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
     cr_assert_str_eq(result.out, "stored 7, duplicates 0, rejected 0\n", "%s", result.err);
 
@@ -260,7 +193,7 @@ Test(import, bad_rows_are_named_and_good_rows_stored)
                                          "line\",extra,more\n"
                                          "C-7,,15/07/2026,IMHA,holiday,\n"
                                          "C-8,,15/07/2026 10:00,IMHA,,\n");
-    s_result_t result = s_import(mapping, csv);
+    asy_fixture_result_t result = s_import(mapping, csv);
     cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
     cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 6\n", "%s", result.err);
     char expected[1024];
@@ -325,7 +258,7 @@ Test(import, kind_column_picks_the_body_and_iso_times_keep_their_zone)
                               "new referral;K1;P1;2026-07-15T14:30:00+02:00;;CHANNEL_PHONE\n"
                               "called;K1;P1;2026-07-16 10:15;SERVICE_COMMUNITY;CHANNEL_PHONE\n"
                               "closed;K1;P1;2026-07-17T10:00:00Z;;\n");
-    s_result_t result = s_import(mapping, csv);
+    asy_fixture_result_t result = s_import(mapping, csv);
     cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
     cr_assert(strstr(result.err, ":4: column \"Type\": \"closed\" has no mapping"), "%s",
               result.err);
@@ -372,7 +305,7 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];
         snprintf(name, sizeof name, "bad%zu.cfg", i);
-        s_result_t result = s_import(s_write(name, cases[i].text), csv);
+        asy_fixture_result_t result = s_import(s_write(name, cases[i].text), csv);
         cr_assert_eq(result.code, 2, "mapping %zu: exit %d", i, result.code);
         cr_assert(strstr(result.err, cases[i].message), "mapping %zu: %s", i, result.err);
     }
@@ -380,7 +313,7 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
     const char *mapping = s_write("missing.cfg", "import\n    kind = contact.made\n    column\n"
                                                  "        header = \"Case Number\"\n"
                                                  "        field = caseRef\n");
-    s_result_t result = s_import(mapping, csv);
+    asy_fixture_result_t result = s_import(mapping, csv);
     cr_assert_eq(result.code, 1);
     cr_assert(strstr(result.err, "no column \"Case Number\""), "%s", result.err);
     s_stored_t *stored = s_read_outbox();
@@ -393,7 +326,7 @@ Test(import, the_example_files_import)
     char mapping[1024], csv[1024];
     snprintf(mapping, sizeof mapping, "%s/deploy/examples/import-mapping.cfg", ASY_SOURCE_DIR);
     snprintf(csv, sizeof csv, "%s/deploy/examples/referrals.csv", ASY_SOURCE_DIR);
-    s_result_t result = s_import(mapping, csv);
+    asy_fixture_result_t result = s_import(mapping, csv);
     cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
     cr_assert_str_eq(result.out, "stored 5, duplicates 0, rejected 0\n");
     s_stored_t *stored = s_read_outbox();

@@ -1,6 +1,7 @@
 /*  test_simulate.c: `advsync-agent simulate`: exact counts through the real submission path,
     determinism by seed, the lifecycle's kinds and order, the configured shares and the
     detention disparity, pacing and SIGTERM, parameter-file errors, no raw references stored.  */
+#include "fixture.h"
 #include "simulate.h"
 
 #include <criterion/criterion.h>
@@ -11,56 +12,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static char s_dir[256];
-static asy_agent_config_t s_config;
+static asy_fixture_t s_fixture;
 
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-simulate-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
-    memset(&s_config, 0, sizeof s_config);
-    snprintf(s_config.agent_id, sizeof s_config.agent_id, "ward-a");
-    snprintf(s_config.site_id, sizeof s_config.site_id, "site-a");
-    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/outbox/ward-a.db", s_dir);
-    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
-    char outbox_dir[512];
-    snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
-    cr_assert_eq(mkdir(outbox_dir, 0700), 0);
-    char error[512];
-    cr_assert_eq(asy_pseudonym_key_generate(s_config.key_file, error, sizeof error), 0, "%s",
-                 error);
+    asy_fixture_setup(&s_fixture, &(asy_fixture_spec_t){.name = "simulate",
+                                                        .agent_id = "ward-a",
+                                                        .site_id = "site-a",
+                                                        .outbox_folder = true,
+                                                        .random_key = true});
 }
 
 static void s_teardown(void)
 {
-    char command[512];
-    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
-    cr_assert_eq(system(command), 0);
+    asy_fixture_teardown(&s_fixture);
 }
 
 TestSuite(simulate, .init = s_setup, .fini = s_teardown);
-
-/* Reads a whole file; *size its length. Caller frees. */
-static char *s_slurp(const char *path, size_t *size)
-{
-    FILE *file = fopen(path, "rb");
-    cr_assert_not_null(file, "cannot read %s", path);
-    fseek(file, 0, SEEK_END);
-    long length = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    char *data = malloc((size_t)length + 1);
-    cr_assert_eq(fread(data, 1, (size_t)length, file), (size_t)length);
-    data[length] = '\0';
-    fclose(file);
-    if (size)
-        *size = (size_t)length;
-    return data;
-}
 
 /* Runs `simulate ARGS...` (NULL-terminated) in this process with stdout into DIR/name and
    stderr into DIR/name.err. Returns the exit code. */
@@ -75,32 +47,16 @@ static int s_simulate(const char *name, ...)
     va_end(args);
     argv[argc] = NULL;
     char out_path[512], err_path[512];
-    snprintf(out_path, sizeof out_path, "%s/%s", s_dir, name);
-    snprintf(err_path, sizeof err_path, "%s/%s.err", s_dir, name);
-    fflush(stdout);
-    fflush(stderr);
-    int saved_out = dup(1), saved_err = dup(2);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(out, 1);
-    dup2(err, 2);
-    close(out);
-    close(err);
-    int code = asy_cmd_simulate(&s_config, argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(saved_out, 1);
-    dup2(saved_err, 2);
-    close(saved_out);
-    close(saved_err);
-    return code;
+    snprintf(out_path, sizeof out_path, "%s/%s", s_fixture.dir, name);
+    snprintf(err_path, sizeof err_path, "%s/%s.err", s_fixture.dir, name);
+    return asy_fixture_capture(&s_fixture, asy_cmd_simulate, argc, argv, out_path, err_path);
 }
 
 static char *s_output(const char *name)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
-    return s_slurp(path, NULL);
+    snprintf(path, sizeof path, "%s/%s", s_fixture.dir, name);
+    return asy_fixture_slurp(path, NULL);
 }
 
 typedef struct {
@@ -138,7 +94,7 @@ static s_scan_t s_scan_outbox(void)
     s_scan_t scan = {.next_seq = 1};
     char error[512];
     asy_outbox_t *outbox =
-        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
     cr_assert_not_null(outbox, "%s", error);
     for (;;) {
         size_t count = 0;
@@ -205,7 +161,7 @@ Test(simulate, same_seed_same_events_other_seed_other_events)
     free(b);
     free(c);
     /* --json stores nothing */
-    cr_assert_eq(access(s_config.outbox_path, F_OK), -1);
+    cr_assert_eq(access(s_fixture.config.outbox_path, F_OK), -1);
 }
 
 typedef struct {
@@ -238,7 +194,7 @@ static s_case_t *s_case_of(s_cases_t *all, const char *ref)
 static s_cases_t s_read_cases(const char *name)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
+    snprintf(path, sizeof path, "%s/%s", s_fixture.dir, name);
     FILE *file = fopen(path, "r");
     cr_assert_not_null(file);
     s_cases_t all = {0};
@@ -377,12 +333,12 @@ Test(simulate, no_raw_reference_reaches_the_outbox)
     /* a handle open during the run keeps the WAL file in place to be read too */
     cr_assert_eq(s_simulate("out", "--events", "1", "--seed", "3", NULL), 0);
     asy_outbox_t *holder =
-        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
     cr_assert_not_null(holder, "%s", error);
     cr_assert_eq(s_simulate("out", "--events", "2000", "--seed", "4", NULL), 0);
     for (int pass = 0; pass < 2; pass++) {
         char outbox_dir[512];
-        snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
+        snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_fixture.dir);
         DIR *dir = opendir(outbox_dir);
         cr_assert_not_null(dir);
         int files = 0;
@@ -392,7 +348,7 @@ Test(simulate, no_raw_reference_reaches_the_outbox)
             char file[1024];
             snprintf(file, sizeof file, "%s/%s", outbox_dir, entry->d_name);
             size_t size;
-            char *data = s_slurp(file, &size);
+            char *data = asy_fixture_slurp(file, &size);
             cr_assert_not(s_contains(data, size, "SIM-site-a"), "%s holds a caseRef",
                           entry->d_name);
             cr_assert_not(s_contains(data, size, "P-site-a-"), "%s holds a personRef",
@@ -429,7 +385,7 @@ Test(simulate, sigterm_commits_and_exits_zero)
         dup2(devnull, 1);
         dup2(devnull, 2);
         char *argv[] = {"simulate", "--rate", "400", "--seed", "9", NULL};
-        _exit(asy_cmd_simulate(&s_config, 5, argv));
+        _exit(asy_cmd_simulate(&s_fixture.config, 5, argv));
     }
     usleep(800 * 1000);
     cr_assert_eq(kill(child, SIGTERM), 0);
@@ -453,8 +409,8 @@ Test(simulate, usage_and_parameter_errors)
     /* a parameters file without one figure: the message names the key */
     char source[512], broken[512];
     snprintf(source, sizeof source, "%s/deploy/sim/default.cfg", ASY_SOURCE_DIR);
-    snprintf(broken, sizeof broken, "%s/broken.cfg", s_dir);
-    char *text = s_slurp(source, NULL);
+    snprintf(broken, sizeof broken, "%s/broken.cfg", s_fixture.dir);
+    char *text = asy_fixture_slurp(source, NULL);
     char *line = strstr(text, "    uptake_baseline");
     cr_assert_not_null(line);
     line[4] = 'X';
@@ -468,9 +424,10 @@ Test(simulate, usage_and_parameter_errors)
     free(err);
 
     char missing[512];
-    snprintf(missing, sizeof missing, "%s/none.cfg", s_dir);
+    snprintf(missing, sizeof missing, "%s/none.cfg", s_fixture.dir);
     cr_assert_eq(s_simulate("out", "--events", "10", "--params", missing, NULL), 2);
-    cr_assert_eq(access(s_config.outbox_path, F_OK), -1, "an outbox was made for bad input");
+    cr_assert_eq(access(s_fixture.config.outbox_path, F_OK), -1,
+                 "an outbox was made for bad input");
 }
 
 Test(simulate, default_parameters_are_found)

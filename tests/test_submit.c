@@ -1,14 +1,13 @@
 /*  test_submit.c: `advsync-agent submit`: pseudonyms before storage, per-line errors, counts,
     exit codes, duplicates, batching.  */
-#include "agent.h"
+#include "fixture.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* make("nhs", "9434765919") and make("case", "CASE-RAW-0042") under the test key */
@@ -16,101 +15,33 @@
 #define S_CASE_ID "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0"
 #define S_PERSON_KEY "ef579d0f59154442e3e8b0eef62397e724028f7eea7ca83f000155861ddd4d9d"
 
-static char s_dir[256];
-static asy_agent_config_t s_config;
+static asy_fixture_t s_fixture;
 
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-submit-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
-    memset(&s_config, 0, sizeof s_config);
-    snprintf(s_config.agent_id, sizeof s_config.agent_id, "ward-a");
-    snprintf(s_config.site_id, sizeof s_config.site_id, "site-a");
-    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/outbox/ward-a.db", s_dir);
-    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
-    char outbox_dir[512];
-    snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
-    cr_assert_eq(mkdir(outbox_dir, 0700), 0);
-    FILE *key = fopen(s_config.key_file, "w");
-    cr_assert_not_null(key);
-    fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", key);
-    fclose(key);
+    asy_fixture_setup(&s_fixture, &(asy_fixture_spec_t){.name = "submit",
+                                                        .agent_id = "ward-a",
+                                                        .site_id = "site-a",
+                                                        .outbox_folder = true});
 }
 
 static void s_teardown(void)
 {
-    char command[512];
-    snprintf(command, sizeof command, "rm -rf '%s'", s_dir);
-    cr_assert_eq(system(command), 0);
+    asy_fixture_teardown(&s_fixture);
 }
 
 TestSuite(submit, .init = s_setup, .fini = s_teardown);
 
-static char *s_write(const char *name, const char *text)
+static const char *s_write(const char *name, const char *text)
 {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", s_dir, name);
-    FILE *file = fopen(path, "w");
-    cr_assert_not_null(file);
-    fputs(text, file);
-    fclose(file);
-    return path;
+    return asy_fixture_write(&s_fixture, name, text);
 }
-
-/* Reads a whole file (NUL-terminated, may hold NULs); *size its length. Caller frees. */
-static char *s_slurp(const char *path, size_t *size)
-{
-    FILE *file = fopen(path, "rb");
-    cr_assert_not_null(file, "cannot read %s", path);
-    fseek(file, 0, SEEK_END);
-    long length = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    char *data = malloc((size_t)length + 1);
-    cr_assert_eq(fread(data, 1, (size_t)length, file), (size_t)length);
-    data[length] = '\0';
-    fclose(file);
-    if (size)
-        *size = (size_t)length;
-    return data;
-}
-
-typedef struct {
-    int code;
-    char out[4096];
-    char err[16384];
-} s_result_t;
 
 /* Runs `submit ARG` with stdout and stderr captured. */
-static s_result_t s_submit(const char *arg)
+static asy_fixture_result_t s_submit(const char *arg)
 {
-    static s_result_t result;
-    char out_path[512], err_path[512];
-    snprintf(out_path, sizeof out_path, "%s/stdout", s_dir);
-    snprintf(err_path, sizeof err_path, "%s/stderr", s_dir);
-    fflush(stdout);
-    fflush(stderr);
-    int saved_out = dup(1), saved_err = dup(2);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(out, 1);
-    dup2(err, 2);
-    close(out);
-    close(err);
     char *argv[] = {"submit", (char *)arg, NULL};
-    result.code = asy_cmd_submit(&s_config, arg ? 2 : 1, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(saved_out, 1);
-    dup2(saved_err, 2);
-    close(saved_out);
-    close(saved_err);
-    char *text = s_slurp(out_path, NULL);
-    snprintf(result.out, sizeof result.out, "%s", text);
-    free(text);
-    text = s_slurp(err_path, NULL);
-    snprintf(result.err, sizeof result.err, "%s", text);
-    free(text);
-    return result;
+    return asy_fixture_run(&s_fixture, asy_cmd_submit, arg ? 2 : 1, argv);
 }
 
 typedef struct {
@@ -137,7 +68,7 @@ static s_stored_t s_read_outbox(void)
     memset(&stored, 0, sizeof stored);
     char error[512];
     asy_outbox_t *outbox =
-        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
     cr_assert_not_null(outbox, "%s", error);
     size_t count;
     cr_assert_eq(asy_outbox_read(outbox, 1, 8, s_keep, &stored, &count), 0);
@@ -167,7 +98,7 @@ Test(submit, no_raw_identifier_is_ever_stored)
                      "{\"personRef\":\"LOCAL-PERSON-77\",\"case_ref\":\"CASE-RAW-0042\","
                      "\"occurredAt\":\"2026-03-04T10:00:00Z\",\"contactMade\":{\"channel\":"
                      "\"CHANNEL_PHONE\"}}\n");
-    s_result_t result = s_submit(path);
+    asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
     cr_assert_str_eq(result.out, "stored 3, duplicates 0, rejected 0\n");
 
@@ -175,13 +106,13 @@ Test(submit, no_raw_identifier_is_ever_stored)
        WAL in place, and again after the last handle closed it. */
     char error[512];
     asy_outbox_t *holder =
-        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
     cr_assert_not_null(holder, "%s", error);
     const char *raw[] = {"9434765919",      "943 476 5919", "CASE-RAW-0042",
                          "LOCAL-PERSON-77", "LOCAL-PERSON", "CASE-RAW"};
     for (int pass = 0; pass < 2; pass++) {
         char outbox_dir[512];
-        snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_dir);
+        snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", s_fixture.dir);
         DIR *dir = opendir(outbox_dir);
         cr_assert_not_null(dir);
         int files = 0;
@@ -191,7 +122,7 @@ Test(submit, no_raw_identifier_is_ever_stored)
             char file[1024];
             snprintf(file, sizeof file, "%s/%s", outbox_dir, entry->d_name);
             size_t size;
-            char *data = s_slurp(file, &size);
+            char *data = asy_fixture_slurp(file, &size);
             for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++)
                 cr_assert_not(s_contains(data, size, raw[i]), "%s holds the raw identifier %s",
                               entry->d_name, raw[i]);
@@ -236,7 +167,7 @@ Test(submit, bad_lines_are_named_and_the_rest_stored)
         "{\"caseRef\":\"C4\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"noSuchField\":1,"
         "\"contactMade\":{}}\n"
         "{\"caseRef\":\"C5\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
-    s_result_t result = s_submit(path);
+    asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
     cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 5\n");
     char expected[1024];
@@ -270,7 +201,7 @@ Test(submit, duplicates_are_counted_not_refused)
     char text[1024];
     snprintf(text, sizeof text, "%s%s", line, line);
     const char *path = s_write("dup.jsonl", text);
-    s_result_t result = s_submit(path);
+    asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 0, "%s", result.err);
     cr_assert_str_eq(result.out, "stored 1, duplicates 1, rejected 0\n");
     result = s_submit(path);
@@ -282,7 +213,7 @@ Test(submit, duplicates_are_counted_not_refused)
 Test(submit, many_lines_span_transactions)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/many.jsonl", s_dir);
+    snprintf(path, sizeof path, "%s/many.jsonl", s_fixture.dir);
     FILE *file = fopen(path, "w");
     cr_assert_not_null(file);
     for (int i = 0; i < 2500; i++)
@@ -291,17 +222,62 @@ Test(submit, many_lines_span_transactions)
                 "\"contactMade\":{}}\n",
                 i % 40);
     fclose(file);
-    s_result_t result = s_submit(path);
+    asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 0, "%s", result.err);
     cr_assert_str_eq(result.out, "stored 2500, duplicates 0, rejected 0\n");
     char error[512];
     asy_outbox_t *outbox =
-        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
     asy_outbox_status_t status;
     cr_assert_eq(asy_outbox_status(outbox, &status), 0);
     cr_assert_eq(status.last_seq, 2500);
     cr_assert_eq(status.backlog, 2500);
     asy_outbox_destroy(&outbox);
+}
+
+static uint64_t s_last_seq(void)
+{
+    char error[512];
+    asy_outbox_t *outbox =
+        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    asy_outbox_destroy(&outbox);
+    return status.last_seq;
+}
+
+/* A producer that pauses (`tail -f export | submit -`) must not hold the outbox's write lock
+   while submit waits for its next line: what was read is committed first. */
+Test(submit, an_idle_pipe_commits_what_it_has)
+{
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        dup2(pipefd[0], STDIN_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        char *argv[] = {"submit", "-", NULL};
+        _exit(asy_cmd_submit(&s_fixture.config, 2, argv));
+    }
+    close(pipefd[0]);
+    const char *line = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                       "\"contactMade\":{}}\n";
+    cr_assert_eq(write(pipefd[1], line, strlen(line)), (ssize_t)strlen(line));
+    uint64_t seen = 0;
+    for (int i = 0; i < 100 && seen == 0; i++) {
+        usleep(50 * 1000);
+        seen = s_last_seq();
+    }
+    cr_assert_eq(seen, 1, "the first line was not committed while submit waited for more");
+    cr_assert_eq(write(pipefd[1], line, strlen(line)), (ssize_t)strlen(line));
+    close(pipefd[1]);
+    int status = 0;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert_eq(s_last_seq(), 2);
 }
 
 Test(submit, fatal_errors_and_usage)
@@ -312,16 +288,19 @@ Test(submit, fatal_errors_and_usage)
     cr_assert(strstr(s_submit("--help").out, "usage: advsync-agent"));
     cr_assert_eq(s_submit("--bogus").code, 2);
     char missing[512];
-    snprintf(missing, sizeof missing, "%s/missing.jsonl", s_dir);
+    snprintf(missing, sizeof missing, "%s/missing.jsonl", s_fixture.dir);
     cr_assert_eq(s_submit(missing).code, 1);
 
-    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/no.key", s_dir);
-    s_result_t result = s_submit(path);
+    snprintf(s_fixture.config.key_file, sizeof s_fixture.config.key_file, "%s/no.key",
+             s_fixture.dir);
+    asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 1);
     cr_assert(strstr(result.err, "no.key"), "the message should name the key file: %s", result.err);
 
-    snprintf(s_config.key_file, sizeof s_config.key_file, "%s/consortium.key", s_dir);
-    snprintf(s_config.outbox_path, sizeof s_config.outbox_path, "%s/none/x.db", s_dir);
+    snprintf(s_fixture.config.key_file, sizeof s_fixture.config.key_file, "%s/consortium.key",
+             s_fixture.dir);
+    snprintf(s_fixture.config.outbox_path, sizeof s_fixture.config.outbox_path, "%s/none/x.db",
+             s_fixture.dir);
     cr_assert_eq(s_submit(path).code, 1);
 }
 
@@ -329,10 +308,10 @@ Test(submit, submitter_refusal_takes_no_seq)
 {
     char error[512];
     asy_outbox_t *outbox =
-        asy_outbox_open(s_config.outbox_path, "ward-a", "site-a", error, sizeof error);
+        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
     cr_assert_not_null(outbox, "%s", error);
     asy_pseudonym_key_t key;
-    cr_assert_eq(asy_pseudonym_key_load(s_config.key_file, &key, error, sizeof error), 0);
+    cr_assert_eq(asy_pseudonym_key_load(s_fixture.config.key_file, &key, error, sizeof error), 0);
     asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = "site-a"};
 
     /* no body: valid JSON for the codec, refused by validation */

@@ -57,6 +57,7 @@ typedef struct {
     uint64_t epoch;
     uint64_t last_seq;          /* highest seq in the outbox when last looked at */
     uint64_t acked_seq;         /* highest seq the centre has committed */
+    uint64_t unsaved_ack;       /* committed seq not yet recorded in the outbox (0: none) */
     uint64_t next_seq;          /* next seq to send */
 
     s_flight_t flights[S_MAX_WINDOW];   /* oldest first */
@@ -86,6 +87,7 @@ typedef struct {
     int64_t started;
     int64_t last_sent;
     int64_t last_received;
+    int64_t last_answer;        /* last WELCOME, ACK or NACK: heartbeat echoes do not count */
     int64_t hello_sent;
     int64_t connect_at;
     int64_t backoff;
@@ -183,6 +185,7 @@ static int s_send_hello(s_forwarder_t *self)
     self->hello_sent = self->now;
     /* Silence is measured from the HELLO, not from the previous connection's last message. */
     self->last_received = self->now;
+    self->last_answer = self->now;
     return s_send_frame(self, &frame);
 }
 
@@ -277,6 +280,21 @@ static uint32_t s_adopt(uint32_t ours, uint32_t theirs)
     return theirs != 0 && theirs < ours ? theirs : ours;
 }
 
+/* Records the pending acknowledgement in the outbox (which prunes it). A failure (e.g. the
+   file is locked by a writer for longer than the busy time-out) is retried on every turn of
+   the loop; until then the rows stay, and a restart would resend them as harmless duplicates. */
+static void s_save_ack(s_forwarder_t *self)
+{
+    if (self->unsaved_ack == 0)
+        return;
+    if (asy_outbox_ack(self->outbox, self->unsaved_ack, zclock_time()) != 0) {
+        asy_error("cannot record acknowledgement of seq %llu in the outbox (will retry): %s",
+                  (unsigned long long) self->unsaved_ack, asy_outbox_errmsg(self->outbox));
+        return;
+    }
+    self->unsaved_ack = 0;
+}
+
 /* Records that the centre committed everything up to seq. */
 static void s_record_commit(s_forwarder_t *self, uint64_t seq)
 {
@@ -286,15 +304,12 @@ static void s_record_commit(s_forwarder_t *self, uint64_t seq)
         s_refresh(self);
     uint64_t upto = seq > self->last_seq ? self->last_seq : seq;
     if (upto > self->acked_seq) {
-        int rc = asy_outbox_ack(self->outbox, upto, zclock_time());
-        if (rc != 0) {
-            /* Not recorded: the centre acknowledges again when we resend. */
-            asy_error("cannot record acknowledgement of seq %llu in the outbox: %s",
-                      (unsigned long long) upto, asy_outbox_errmsg(self->outbox));
-            return;
-        }
         self->acked_total += upto - self->acked_seq;
+        self->unsaved_ack = upto;
+        s_save_ack(self);
     }
+    /* The centre has committed these whether or not the outbox could record it: never resend
+       them on this connection (the broker answers each PUBLISH once), keep retrying the save. */
     self->acked_seq = seq;
 }
 
@@ -313,13 +328,21 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
     }
     s_refresh(self);
     uint64_t committed = welcome->committed_seq;
-    if (committed > self->last_seq)
+    if (committed > self->last_seq) {
+        /* The outbox was restored from a backup or rebuilt with a reused epoch: events
+           submitted from now on would get seqs the centre already has, and be taken for
+           duplicates. Stop rather than lose them; moving the file aside starts a new epoch. */
         asy_error("the centre has committed seq %llu of epoch %llu but this outbox holds only "
-                  "up to %llu: was the outbox rebuilt without a new epoch? Treating everything "
-                  "as acknowledged",
+                  "up to %llu: the outbox was restored or rebuilt without a new epoch. Move %s "
+                  "aside (its events are already at the centre) so that a new outbox with a new "
+                  "epoch is created; stopping",
                   (unsigned long long) committed, (unsigned long long) self->epoch,
-                  (unsigned long long) self->last_seq);
-    else if (committed < self->acked_seq)
+                  (unsigned long long) self->last_seq, self->config->outbox_path);
+        self->exit_code = 1;
+        self->done = true;
+        return;
+    }
+    if (committed < self->acked_seq)
         asy_error("the centre has committed only up to seq %llu but acknowledged up to %llu "
                   "before (centre database restored?); events after %llu were pruned here",
                   (unsigned long long) committed, (unsigned long long) self->acked_seq,
@@ -438,6 +461,9 @@ static void s_on_message(s_forwarder_t *self, const uint8_t *data, size_t size)
         asy_frame_release(&frame);
         return;
     }
+    if (frame.type == ASY_FRAME_WELCOME || frame.type == ASY_FRAME_ACK ||
+        frame.type == ASY_FRAME_NACK)
+        self->last_answer = self->now;
     switch (frame.type) {
     case ASY_FRAME_WELCOME:
         s_on_welcome(self, &frame.u.welcome);
@@ -627,10 +653,12 @@ static void s_check_liveness(s_forwarder_t *self)
     if (self->state != S_STREAMING)
         return;
     if (self->flight_count > 0) {
-        int64_t since = self->last_received > self->flights[0].sent_ms ? self->last_received
-                                                                       : self->flights[0].sent_ms;
+        /* Heartbeat echoes do not count here: a broker restarted at the same address answers
+           them (ZeroMQ reconnects the old socket to it) but will never answer our batches. */
+        int64_t since = self->last_answer > self->flights[0].sent_ms ? self->last_answer
+                                                                     : self->flights[0].sent_ms;
         if (self->now - since >= self->ack_timeout_ms) {
-            snprintf(why, sizeof why, "nothing heard for %u ms with %zu batches unacknowledged",
+            snprintf(why, sizeof why, "no answer for %u ms with %zu batches unacknowledged",
                      self->ack_timeout_ms, self->flight_count);
             s_disconnect(self, why, 0);
         }
@@ -666,7 +694,7 @@ static void s_report(s_forwarder_t *self)
    outbox again before saying so, since another process may just have submitted. */
 static bool s_drained(s_forwarder_t *self)
 {
-    if (self->flight_count > 0 || self->acked_seq < self->last_seq)
+    if (self->flight_count > 0 || self->acked_seq < self->last_seq || self->unsaved_ack)
         return false;
     s_refresh(self);
     return self->acked_seq >= self->last_seq;
@@ -699,6 +727,7 @@ static void s_turn(s_forwarder_t *self)
     if (self->state == S_CONNECTING && self->now >= self->connect_at)
         s_connect(self);
     s_check_liveness(self);
+    s_save_ack(self);
     s_pump(self);
     s_heartbeat(self);
     s_report(self);

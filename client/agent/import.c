@@ -7,6 +7,8 @@
     store). Dates without a zone are Europe/London local time and are stored in UTC.
     The format is documented with deploy/examples/import-mapping.cfg.  */
 #include "agent.h"
+#include "calendar.h"
+#include "csv.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -69,57 +71,7 @@ static void s_format(char *out, size_t size, const char *format, ...)
 }
 
 /* ------------------------------------------------------------------------------------------
-   Dates and times. Europe/London: GMT, and BST (UTC+1) from 01:00 UTC on the last Sunday of
-   March to 01:00 UTC on the last Sunday of October (the rule since 1996). */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t s_days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void s_civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
-static int s_days_in_month(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* Seconds since 1970 (UTC) of 01:00 UTC on the last Sunday of month m of year y. */
-static int64_t s_last_sunday_0100(int y, int m)
-{
-    int64_t last = s_days_from_civil(y, m, s_days_in_month(y, m));
-    int64_t weekday = (last + 4) % 7; /* 1970-01-01 was a Thursday; 0 = Sunday */
-    return (last - weekday) * 86400 + 3600;
-}
-
-/* UTC seconds of a Europe/London wall-clock time given as seconds-as-if-UTC. In the hour the
-   clocks go back, the earlier (BST) reading is taken; in the hour that does not exist in
-   spring, the time is read as GMT. */
-static int64_t s_london_to_utc(int64_t wall, int year)
-{
-    int64_t start = s_last_sunday_0100(year, 3), end = s_last_sunday_0100(year, 10);
-    int64_t as_bst = wall - 3600;
-    return as_bst >= start && as_bst < end ? as_bst : wall;
-}
+   Dates and times. Without a zone they are Europe/London wall-clock times (calendar.h). */
 
 typedef struct {
     int year, month, day, hour, minute, second;
@@ -229,21 +181,21 @@ static bool s_parse_datetime(const char *text, s_date_format_t format, s_datetim
     if (*p)
         return false;
     return out->year >= 1900 && out->year <= 2999 && out->month >= 1 && out->month <= 12 &&
-           out->day >= 1 && out->day <= s_days_in_month(out->year, out->month) && out->hour <= 23 &&
-           out->minute <= 59 && out->second <= 59;
+           out->day >= 1 && out->day <= asy_days_in_month(out->year, out->month) &&
+           out->hour <= 23 && out->minute <= 59 && out->second <= 59;
 }
 
 /* RFC 3339 UTC text of a parsed time into out[40]. */
 static void s_datetime_utc(const s_datetime_t *time, char out[40])
 {
-    int64_t wall = s_days_from_civil(time->year, time->month, time->day) * 86400 +
+    int64_t wall = (int64_t)asy_date_from_civil(time->year, time->month, time->day) * 86400 +
                    (int64_t)time->hour * 3600 + (int64_t)time->minute * 60 + time->second;
-    int64_t utc = time->has_zone ? wall - (int64_t)time->offset_minutes * 60
-                                 : s_london_to_utc(wall, time->year);
+    int64_t utc =
+        time->has_zone ? wall - (int64_t)time->offset_minutes * 60 : asy_london_to_utc(wall);
     int64_t days = utc >= 0 ? utc / 86400 : (utc - 86399) / 86400;
     int64_t seconds = utc - days * 86400;
     int y, m, d;
-    s_civil_from_days(days, &y, &m, &d);
+    asy_date_to_ymd((asy_date_t)days, &y, &m, &d);
     snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d%s%sZ", y, m, d, (int)(seconds / 3600),
              (int)(seconds / 60 % 60), (int)(seconds % 60), time->fraction[0] ? "." : "",
              time->fraction);
@@ -479,109 +431,6 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
 }
 
 /* ------------------------------------------------------------------------------------------
-   RFC 4180 reader. */
-
-typedef struct {
-    FILE *file;
-    char delimiter;
-    unsigned long line;        /* physical line the reader is on */
-    unsigned long record_line; /* where the last record started */
-    char *text;                /* fields, each NUL-terminated */
-    size_t used, capacity;
-    size_t *starts;
-    size_t count, slots;
-    bool unterminated; /* the last record ended inside quotes */
-} s_csv_t;
-
-static int s_csv_put(s_csv_t *csv, char c)
-{
-    if (csv->used == csv->capacity) {
-        size_t capacity = csv->capacity ? csv->capacity * 2 : 1024;
-        char *text = realloc(csv->text, capacity);
-        if (!text)
-            return ASY_ENOMEM;
-        csv->text = text;
-        csv->capacity = capacity;
-    }
-    csv->text[csv->used++] = c;
-    return 0;
-}
-
-static int s_csv_begin_field(s_csv_t *csv)
-{
-    if (csv->count == csv->slots) {
-        size_t slots = csv->slots ? csv->slots * 2 : 32;
-        size_t *starts = realloc(csv->starts, slots * sizeof *starts);
-        if (!starts)
-            return ASY_ENOMEM;
-        csv->starts = starts;
-        csv->slots = slots;
-    }
-    csv->starts[csv->count++] = csv->used;
-    return 0;
-}
-
-static char *s_csv_field(const s_csv_t *csv, size_t index)
-{
-    return csv->text + csv->starts[index];
-}
-
-/* Reads one record. Returns 1, 0 at the end of the file, or ASY_ENOMEM. A quote that is
-   never closed ends the record at the end of the file with csv->unterminated set. */
-static int s_csv_next(s_csv_t *csv)
-{
-    csv->used = 0;
-    csv->count = 0;
-    csv->unterminated = false;
-    csv->record_line = csv->line;
-    int c = getc(csv->file);
-    if (c == EOF)
-        return 0;
-    bool quoted = false, field_start = true;
-    int rc = s_csv_begin_field(csv);
-    while (rc == 0) {
-        if (quoted) {
-            if (c == EOF) {
-                csv->unterminated = true;
-                return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
-            }
-            if (c == '"') {
-                int next = getc(csv->file);
-                if (next != '"') {
-                    quoted = false;
-                    c = next;
-                    continue;
-                }
-            } else if (c == '\n')
-                csv->line++;
-            rc = s_csv_put(csv, (char)c);
-        } else if (c == csv->delimiter) {
-            rc = s_csv_put(csv, '\0');
-            if (rc == 0)
-                rc = s_csv_begin_field(csv);
-            field_start = true;
-            c = getc(csv->file);
-            continue;
-        } else if (c == '\r' || c == '\n' || c == EOF) {
-            if (c == '\r') {
-                int next = getc(csv->file);
-                if (next != '\n' && next != EOF)
-                    ungetc(next, csv->file);
-            }
-            if (c != EOF)
-                csv->line++;
-            return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
-        } else if (c == '"' && field_start)
-            quoted = true;
-        else
-            rc = s_csv_put(csv, (char)c); /* a stray quote mid-field is kept as text */
-        field_start = false;
-        c = getc(csv->file);
-    }
-    return rc;
-}
-
-/* ------------------------------------------------------------------------------------------
    Rows into events. */
 
 static char *s_trim(char *text)
@@ -752,14 +601,14 @@ static int s_put(json_t *object, const s_column_t *column, json_t *value, char *
 }
 
 /* The kind of the current row. Returns 0 or ASY_EINVAL. */
-static int s_row_kind(const s_mapping_t *mapping, s_csv_t *csv, int *kind, char *error,
+static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, char *error,
                       size_t error_size)
 {
     *kind = mapping->fixed_kind;
     if (mapping->kind_column < 0)
         return 0;
     const s_column_t *column = &mapping->columns[mapping->kind_column];
-    char *text = s_trim(s_csv_field(csv, column->index));
+    char *text = s_trim(asy_csv_field(csv, column->index));
     if (!*text && column->fallback)
         text = (char *)column->fallback;
     if (!*text) {
@@ -786,12 +635,12 @@ static int s_row_kind(const s_mapping_t *mapping, s_csv_t *csv, int *kind, char 
 
 /* Builds the event object of the current row. Returns it (caller owns), or NULL with error
    set; *empty is set for a row of empty cells (skipped silently). */
-static json_t *s_row_object(const s_mapping_t *mapping, s_csv_t *csv, size_t header_count,
+static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t header_count,
                             bool *empty, char *error, size_t error_size)
 {
     *empty = true;
     for (size_t i = 0; i < csv->count && *empty; i++)
-        *empty = *s_trim(s_csv_field(csv, i)) == '\0';
+        *empty = *s_trim(asy_csv_field(csv, i)) == '\0';
     if (*empty)
         return NULL;
     if (csv->unterminated) {
@@ -817,7 +666,7 @@ static json_t *s_row_object(const s_mapping_t *mapping, s_csv_t *csv, size_t hea
         if (column->is_kind || (column->body_kind && column->body_kind != kind))
             continue;
         bool skip;
-        json_t *value = s_cell(column, s_csv_field(csv, column->index), &skip, error, error_size);
+        json_t *value = s_cell(column, asy_csv_field(csv, column->index), &skip, error, error_size);
         if (!value && skip)
             continue;
         if (!value || s_put(object, column, value, error, error_size) != 0) {
@@ -829,10 +678,10 @@ static json_t *s_row_object(const s_mapping_t *mapping, s_csv_t *csv, size_t hea
 }
 
 /* Finds each mapped column in the header row. Returns 0 or ASY_EINVAL with error set. */
-static int s_resolve_header(s_mapping_t *mapping, s_csv_t *csv, char *error, size_t error_size)
+static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, size_t error_size)
 {
     for (size_t i = 0; i < csv->count; i++) {
-        char *name = s_trim(s_csv_field(csv, i));
+        char *name = s_trim(asy_csv_field(csv, i));
         if (i == 0 && !strncmp(name, "\xEF\xBB\xBF", 3)) {
             /* a UTF-8 byte order mark; it hid an opening quote from the reader */
             memmove(name, name + 3, strlen(name + 3) + 1);
@@ -850,7 +699,7 @@ static int s_resolve_header(s_mapping_t *mapping, s_csv_t *csv, char *error, siz
     for (size_t c = 0; c < mapping->column_count; c++) {
         s_column_t *column = &mapping->columns[c];
         for (size_t i = 0; i < csv->count && column->index < 0; i++)
-            if (!strcasecmp(s_trim(s_csv_field(csv, i)), column->header))
+            if (!strcasecmp(s_trim(asy_csv_field(csv, i)), column->header))
                 column->index = (int)i;
         if (column->index < 0) {
             s_format(error, error_size,
@@ -886,7 +735,7 @@ static const s_column_t *s_column_of(const s_mapping_t *mapping, const char *mes
 typedef struct {
     asy_submitter_t *submitter;
     s_mapping_t *mapping;
-    s_csv_t *csv;
+    asy_csv_t *csv;
     const char *name;
     uint64_t committed;
 } s_import_t;
@@ -895,7 +744,7 @@ typedef struct {
 static int s_import_rows(s_import_t *self)
 {
     char error[512];
-    int rc = s_csv_next(self->csv);
+    int rc = asy_csv_next(self->csv);
     if (rc <= 0) {
         asy_error("%s: %s", self->name,
                   rc == 0 ? "empty file: a header row is expected" : "out of memory");
@@ -909,7 +758,7 @@ static int s_import_rows(s_import_t *self)
     asy_outbox_t *outbox = self->submitter->outbox;
     rc = asy_outbox_begin(outbox);
     int pending = 0, got;
-    while (rc == 0 && (got = s_csv_next(self->csv)) != 0) {
+    while (rc == 0 && (got = asy_csv_next(self->csv)) != 0) {
         if (got < 0) {
             rc = got;
             break;
@@ -1024,14 +873,13 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
         return 1;
     }
     asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = config->site_id};
-    s_csv_t csv = {.file = file, .delimiter = mapping.delimiter, .line = 1};
+    asy_csv_t csv = {.file = file, .delimiter = mapping.delimiter, .line = 1};
     s_import_t import = {.submitter = &submitter,
                          .mapping = &mapping,
                          .csv = &csv,
                          .name = from_stdin ? "stdin" : path};
     rc = s_import_rows(&import);
-    free(csv.text);
-    free(csv.starts);
+    asy_csv_release(&csv);
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);

@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,9 +100,32 @@ int asy_submitter_open(const asy_agent_config_t *config, asy_pseudonym_key_t *ke
     return 0;
 }
 
+/* True when reading the next line could block (a pipe or terminal with nothing ready). The
+   transaction is committed first then, so an idle producer (`tail -f | submit -`) never holds
+   the outbox's write lock that `run` needs to record acknowledgements. */
+static bool s_input_idle(FILE *file)
+{
+    struct pollfd ready = {.fd = fileno(file), .events = POLLIN};
+    return poll(&ready, 1, 0) == 0;
+}
+
+/* Reports a line that is not a JSON object. */
+static void s_report_not_json(const char *name, unsigned long number, json_t *object,
+                              const json_error_t *json_error)
+{
+    if (object)
+        fprintf(stderr, "%s:%lu: not a JSON object\n", name, number);
+    else if (json_error->column > 0)
+        fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s\n", name, number,
+                json_error->column, json_error->text);
+    else
+        fprintf(stderr, "%s:%lu: not valid JSON: %s\n", name, number, json_error->text);
+}
+
 /* Reads JSON lines from file into the submitter; name is for messages. Returns 0, or
    ASY_EDB / ASY_EIO / ASY_ENOMEM on a fatal error (after reporting it). *committed counts
-   the events stored by committed transactions. */
+   the events stored by committed transactions. Lines go in transactions of up to
+   S_LINES_PER_TRANSACTION, cut short whenever the input has nothing more ready. */
 static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *name,
                           uint64_t *committed)
 {
@@ -109,56 +133,56 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
     size_t capacity = 0;
     unsigned long number = 0;
     int pending = 0;
-    int rc = asy_outbox_begin(submitter->outbox);
-    while (rc == 0 && getline(&line, &capacity, file) >= 0) {
+    bool open = false;
+    int rc = 0;
+    while (rc == 0) {
+        if (open && (pending >= S_LINES_PER_TRANSACTION || s_input_idle(file))) {
+            open = false;
+            pending = 0;
+            if ((rc = asy_outbox_commit(submitter->outbox)) != 0)
+                break;
+            *committed = submitter->stored;
+        }
+        if (getline(&line, &capacity, file) < 0)
+            break;
         number++;
         if (s_skip_line(line))
             continue;
         json_error_t json_error;
         json_t *object = json_loads(line, JSON_REJECT_DUPLICATES, &json_error);
-        char error[512];
         if (!object || !json_is_object(object)) {
-            if (object)
-                fprintf(stderr, "%s:%lu: not a JSON object\n", name, number);
-            else if (json_error.column > 0)
-                fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s\n", name, number,
-                        json_error.column, json_error.text);
-            else
-                fprintf(stderr, "%s:%lu: not valid JSON: %s\n", name, number, json_error.text);
+            s_report_not_json(name, number, object, &json_error);
             json_decref(object);
             submitter->rejected++;
             continue;
         }
-        int added = asy_submitter_add(submitter, object, error, sizeof error);
+        if (!open && (rc = asy_outbox_begin(submitter->outbox)) == 0)
+            open = true;
+        char error[512] = "";
+        int added = rc == 0 ? asy_submitter_add(submitter, object, error, sizeof error) : rc;
         json_decref(object);
         if (added == ASY_EINVAL)
             fprintf(stderr, "%s:%lu: %s\n", name, number, error);
         else if (added != 0 && added != ASY_EEXIST) {
-            fprintf(stderr, "%s:%lu: %s\n", name, number, error);
+            if (*error)
+                fprintf(stderr, "%s:%lu: %s\n", name, number, error);
             rc = added;
-            break;
         }
-        if (++pending == S_LINES_PER_TRANSACTION) {
-            pending = 0;
-            rc = asy_outbox_commit(submitter->outbox);
-            if (rc == 0) {
-                *committed = submitter->stored;
-                rc = asy_outbox_begin(submitter->outbox);
-            }
-        }
+        pending++;
     }
     free(line);
     if (rc == 0 && ferror(file)) {
         fprintf(stderr, "%s: read error: %s\n", name, strerror(errno));
         rc = ASY_EIO;
     }
-    if (rc == 0)
+    if (open && rc == 0)
         rc = asy_outbox_commit(submitter->outbox);
     if (rc == 0)
         *committed = submitter->stored;
     else {
         asy_error("%s", asy_outbox_errmsg(submitter->outbox));
-        asy_outbox_rollback(submitter->outbox);
+        if (open)
+            asy_outbox_rollback(submitter->outbox);
     }
     return rc;
 }

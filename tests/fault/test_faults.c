@@ -9,31 +9,16 @@
 #include "casecheck.h"
 #include "harness.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define S_AGENTS 3
 #define S_EVENTS_PER_AGENT 10000
-
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
 
 static pid_t s_spawn_agent(const char *config, const char *dir, const char *name, char *const extra[])
 {
@@ -59,7 +44,7 @@ Test(faults, kill_broker_postgres_and_agent_while_streaming, .timeout = 1200)
 {
     char *db = asy_test_create_database();
     char *dir = asy_test_tmpdir();
-    int port = s_free_port();
+    int port = asy_test_free_port();
     char endpoint[128];
     pid_t broker = asy_test_start_broker(db, dir, port, endpoint, sizeof endpoint);
 

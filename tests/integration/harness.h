@@ -43,6 +43,10 @@ int asy_test_wait(pid_t pid, int timeout_ms);
    Returns its exit code, or -1 on time-out / signal. */
 int asy_test_run(char *const argv[], char *out, size_t out_size, int timeout_ms);
 
+/* A TCP port on 127.0.0.1 nobody listens on right now (bind to 0, read it back, close); fails
+   the test if it cannot bind. */
+int asy_test_free_port(void);
+
 /* Starts advsyncd on tcp://127.0.0.1:<port> (port 0: any free port) against conninfo, with
    extra args (NULL-terminated, may be NULL). Waits until it is listening; writes the endpoint
    into endpoint[] (e.g. "tcp://127.0.0.1:41234"). Log in <workdir>/broker.log. */

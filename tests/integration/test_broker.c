@@ -503,6 +503,38 @@ Test(broker, mixed_batch_commits_good_and_quarantines_bad)
     cr_assert_eq(s_committed("agent-m"), 9);
 }
 
+/* Untrusted bytes quoted in a refusal reason must not make the quarantine write fail (the
+   reason column is UTF-8 text): the event is quarantined, the stream goes on. */
+Test(broker, invalid_utf8_in_an_event_is_quarantined_not_retried)
+{
+    cr_assert_eq(s_hello("agent-u", "site-u", 1), 0);
+    uint8_t *bad = malloc(256);
+    /* event_id of 40 bytes: an invalid byte, then a 2-byte character cut by the %.40s */
+    char id[64];
+    memset(id, 'a', sizeof id);
+    id[0] = (char)0xff;
+    id[39] = (char)0xc3;
+    id[40] = (char)0xa9;
+    id[41] = 0;
+    size_t used = s_pb_string(bad, 1, id);
+    used += s_pb_uint(bad + used, 2, ASY_SCHEMA_VERSION);
+    asy_bytes_t events[2] = {{bad, used}, s_event("agent-u", "site-u", 1, 2)};
+    s_publish("agent-u", 1, 1, events, 2);
+    asy_frame_t ack;
+    s_recv(&ack, ASY_FRAME_ACK);
+    cr_assert_eq(ack.u.ack.seq, 2);
+    cr_assert_eq(ack.u.ack.rejected_count, 1);
+    cr_assert_eq(ack.u.ack.rejected[0].code, ASY_CODE_EVENT_INVALID_FIELD, "%s",
+                 ack.u.ack.rejected[0].reason);
+    asy_frame_release(&ack);
+    s_free_events(events, 2);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-u'"), 1);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE agent_id = 'agent-u' AND seq = 1"
+                         " AND reason LIKE 'event_id: %'"), 1);
+    cr_assert_eq(s_committed("agent-u"), 2);
+}
+
 Test(broker, lost_database_connection_answers_retry_later_then_recovers)
 {
     cr_assert_eq(s_hello("agent-l", "site-l", 1), 0);

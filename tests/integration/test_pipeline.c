@@ -8,9 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,19 +17,6 @@ static pid_t s_run_agent(const char *config, const char *log_dir, const char *na
     snprintf(log_path, sizeof log_path, "%s/%s.log", log_dir, name);
     char *argv[] = {ASY_AGENT_PATH, "--config", (char *)config, "run", "--until-drained", NULL};
     return asy_test_spawn(argv, log_path);
-}
-
-/* A TCP port nobody listens on right now (bind to 0, read it, close). */
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
-    return ntohs(addr.sin_port);
 }
 
 Test(pipeline, three_agents_twenty_thousand_events_each, .timeout = 900)
@@ -92,7 +76,7 @@ Test(pipeline, offline_backlog_drains_when_broker_starts, .timeout = 600)
 {
     char *db = asy_test_create_database();
     char *dir = asy_test_tmpdir();
-    int port = s_free_port();
+    int port = asy_test_free_port();
     char endpoint[128];
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     char *config = asy_test_agent_config(dir, "ward-offline", "site-offline", endpoint);

@@ -1,0 +1,115 @@
+/*  fixture.c: the fixture of the agent command tests. See fixture.h.  */
+#include "fixture.h"
+
+#include "pseudonym.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void asy_fixture_setup(asy_fixture_t *self, const asy_fixture_spec_t *spec)
+{
+    snprintf(self->dir, sizeof self->dir, "/tmp/asy-test-%s-XXXXXX", spec->name);
+    cr_assert_not_null(mkdtemp(self->dir));
+    asy_agent_config_t *config = &self->config;
+    memset(config, 0, sizeof *config);
+    snprintf(config->agent_id, sizeof config->agent_id, "%s", spec->agent_id);
+    snprintf(config->site_id, sizeof config->site_id, "%s", spec->site_id);
+    snprintf(config->outbox_path, sizeof config->outbox_path, "%s%s/%s.db", self->dir,
+             spec->outbox_folder ? "/outbox" : "", spec->agent_id);
+    snprintf(config->key_file, sizeof config->key_file, "%s/consortium.key", self->dir);
+    if (spec->outbox_folder) {
+        char outbox_dir[512];
+        snprintf(outbox_dir, sizeof outbox_dir, "%s/outbox", self->dir);
+        cr_assert_eq(mkdir(outbox_dir, 0700), 0);
+    }
+    if (spec->random_key) {
+        char error[512];
+        cr_assert_eq(asy_pseudonym_key_generate(config->key_file, error, sizeof error), 0, "%s",
+                     error);
+    } else {
+        FILE *key = fopen(config->key_file, "w");
+        cr_assert_not_null(key);
+        fputs(ASY_FIXTURE_KEY "\n", key);
+        fclose(key);
+    }
+}
+
+void asy_fixture_teardown(asy_fixture_t *self)
+{
+    char command[512];
+    snprintf(command, sizeof command, "rm -rf '%s'", self->dir);
+    cr_assert_eq(system(command), 0);
+}
+
+const char *asy_fixture_write(const asy_fixture_t *self, const char *name, const char *text)
+{
+    static char paths[8][512];
+    static int next;
+    char *path = paths[next++ % 8];
+    snprintf(path, sizeof paths[0], "%s/%s", self->dir, name);
+    FILE *file = fopen(path, "wb");
+    cr_assert_not_null(file);
+    fputs(text, file);
+    fclose(file);
+    return path;
+}
+
+char *asy_fixture_slurp(const char *path, size_t *size)
+{
+    FILE *file = fopen(path, "rb");
+    cr_assert_not_null(file, "cannot read %s", path);
+    fseek(file, 0, SEEK_END);
+    long length = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    char *data = malloc((size_t)length + 1);
+    cr_assert_eq(fread(data, 1, (size_t)length, file), (size_t)length);
+    data[length] = '\0';
+    fclose(file);
+    if (size)
+        *size = (size_t)length;
+    return data;
+}
+
+int asy_fixture_capture(const asy_fixture_t *self, asy_fixture_command_t *command, int argc,
+                        char **argv, const char *out_path, const char *err_path)
+{
+    fflush(stdout);
+    fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(out, 1);
+    dup2(err, 2);
+    close(out);
+    close(err);
+    int code = command(&self->config, argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    return code;
+}
+
+asy_fixture_result_t asy_fixture_run(const asy_fixture_t *self, asy_fixture_command_t *command,
+                                     int argc, char **argv)
+{
+    static asy_fixture_result_t result;
+    char out_path[512], err_path[512];
+    snprintf(out_path, sizeof out_path, "%s/stdout", self->dir);
+    snprintf(err_path, sizeof err_path, "%s/stderr", self->dir);
+    result.code = asy_fixture_capture(self, command, argc, argv, out_path, err_path);
+    char *text = asy_fixture_slurp(out_path, NULL);
+    snprintf(result.out, sizeof result.out, "%s", text);
+    free(text);
+    text = asy_fixture_slurp(err_path, NULL);
+    snprintf(result.err, sizeof result.err, "%s", text);
+    free(text);
+    return result;
+}

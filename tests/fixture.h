@@ -1,0 +1,61 @@
+/*  fixture.h: the fixture of the agent command tests (test_import, test_submit, test_simulate):
+    a private directory under /tmp, a consortium key file and an outbox path in it, the agent
+    config that points at them, and a way to run a command with its output captured. The
+    functions fail the test (cr_assert) on any error.  */
+#ifndef ASY_FIXTURE_H_INCLUDED
+#define ASY_FIXTURE_H_INCLUDED
+
+#include "agent.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The key asy_fixture_setup() writes unless random_key is set. */
+#define ASY_FIXTURE_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+typedef struct {
+    char dir[256];
+    asy_agent_config_t config;
+} asy_fixture_t;
+
+typedef struct {
+    const char *name;     /* the directory is /tmp/asy-test-<name>-XXXXXX */
+    const char *agent_id; /* also names the outbox: <agent_id>.db */
+    const char *site_id;
+    bool outbox_folder; /* outbox in <dir>/outbox/ (created), else in <dir>/ */
+    bool random_key;    /* a new key from asy_pseudonym_key_generate(), else ASY_FIXTURE_KEY */
+} asy_fixture_spec_t;
+
+/* Creates the directory and the key file and fills self->config. */
+void asy_fixture_setup(asy_fixture_t *self, const asy_fixture_spec_t *spec);
+
+/* Removes the directory and all in it. */
+void asy_fixture_teardown(asy_fixture_t *self);
+
+/* Writes text to <dir>/<name> and returns the path (a static buffer, one of eight in turn). */
+const char *asy_fixture_write(const asy_fixture_t *self, const char *name, const char *text);
+
+/* Reads a whole file, NUL-terminated (it may hold NULs); *size its length if size is not NULL.
+   Caller frees. */
+char *asy_fixture_slurp(const char *path, size_t *size);
+
+/* An agent command (asy_cmd_submit, asy_cmd_import, asy_cmd_simulate...). */
+typedef int asy_fixture_command_t(const asy_agent_config_t *config, int argc, char **argv);
+
+/* Runs command(&self->config, argc, argv) in this process with stdout into out_path and stderr
+   into err_path (both truncated first). Returns the command's exit code. */
+int asy_fixture_capture(const asy_fixture_t *self, asy_fixture_command_t *command, int argc,
+                        char **argv, const char *out_path, const char *err_path);
+
+typedef struct {
+    int code;
+    char out[4096];
+    char err[16384];
+} asy_fixture_result_t;
+
+/* asy_fixture_capture() into <dir>/stdout and <dir>/stderr, then returns the exit code and
+   what the command wrote (truncated to the buffers). */
+asy_fixture_result_t asy_fixture_run(const asy_fixture_t *self, asy_fixture_command_t *command,
+                                     int argc, char **argv);
+
+#endif

@@ -134,27 +134,22 @@ static int s_meta_set(asy_outbox_t *self, const char *key, int64_t value)
     return s_run(self, S_META_SET, "writing meta");
 }
 
-/* Creates the tables and the meta rows of a new file (a no-op on an existing one), then
-   checks the file belongs to this agent and site. */
-static int s_initialise(asy_outbox_t *self, const char *path)
+/* True if the file already holds an initialised outbox (a read: no write lock needed). */
+static bool s_initialised(asy_outbox_t *self)
 {
-    char *sql = sqlite3_mprintf(
-        "BEGIN IMMEDIATE; %s"
-        "INSERT OR IGNORE INTO meta VALUES ('format', %d), ('agent_id', %Q), ('site_id', %Q),"
-        " ('epoch', %lld), ('next_seq', 1), ('acked_seq', 0), ('last_contact_ms', 0),"
-        " ('last_ack_ms', 0);",
-        S_SCHEMA, S_FORMAT, self->agent_id, self->site_id, (long long)s_now_ms());
-    if (!sql)
-        return s_db_fail(self, "creating the outbox");
-    int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
-    sqlite3_free(sql);
-    if (rc != SQLITE_OK) {
-        s_db_fail(self, "creating the outbox tables");
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
-        return ASY_EDB;
-    }
     sqlite3_stmt *statement = NULL;
-    rc = sqlite3_prepare_v2(self->db,
+    bool found = sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1,
+                                    &statement, NULL) == SQLITE_OK &&
+                 sqlite3_step(statement) == SQLITE_ROW;
+    sqlite3_finalize(statement);
+    return found;
+}
+
+/* Checks the file belongs to this agent and site and reads its epoch. */
+static int s_check_owner(asy_outbox_t *self, const char *path)
+{
+    sqlite3_stmt *statement = NULL;
+    int rc = sqlite3_prepare_v2(self->db,
                             "SELECT (SELECT value FROM meta WHERE key = 'agent_id'),"
                             " (SELECT value FROM meta WHERE key = 'site_id'),"
                             " (SELECT value FROM meta WHERE key = 'epoch'),"
@@ -178,6 +173,32 @@ static int s_initialise(asy_outbox_t *self, const char *path)
     } else
         s_db_fail(self, "reading the outbox meta data");
     sqlite3_finalize(statement);
+    return result;
+}
+
+/* Creates the tables and the meta rows of a new file, then checks the file belongs to this
+   agent and site. Opening an existing outbox only reads, so `status` and `run` never wait
+   for a writer's lock to open one. */
+static int s_initialise(asy_outbox_t *self, const char *path)
+{
+    if (s_initialised(self))
+        return s_check_owner(self, path);
+    char *sql = sqlite3_mprintf(
+        "BEGIN IMMEDIATE; %s"
+        "INSERT OR IGNORE INTO meta VALUES ('format', %d), ('agent_id', %Q), ('site_id', %Q),"
+        " ('epoch', %lld), ('next_seq', 1), ('acked_seq', 0), ('last_contact_ms', 0),"
+        " ('last_ack_ms', 0);",
+        S_SCHEMA, S_FORMAT, self->agent_id, self->site_id, (long long)s_now_ms());
+    if (!sql)
+        return s_db_fail(self, "creating the outbox");
+    int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) {
+        s_db_fail(self, "creating the outbox tables");
+        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        return ASY_EDB;
+    }
+    int result = s_check_owner(self, path);
     if (sqlite3_exec(self->db, result == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) !=
             SQLITE_OK &&
         result == 0)

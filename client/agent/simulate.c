@@ -25,6 +25,7 @@
 
 #define S_COMMIT_EVENTS 1000
 #define S_COMMIT_US 100000
+#define S_MIN_SLEEP_US 10000 /* shortest pause of a paced run: bounds commits per second */
 #define S_MAX_REJECTED 1000
 #define S_PILOT_ARRIVALS 4000
 
@@ -402,7 +403,8 @@ static int s_begin(s_sink_t *sink)
     return 0;
 }
 
-/* With --rate, waits until the next event is due, committing at least every 100 ms.
+/* With --rate, waits until the next event is due, committing before any wait and at least
+   every 100 ms.
    Returns 0, ASY_ERETRY if a stop was requested meanwhile, or a commit error. */
 static int s_pace(const s_options_t *options, s_sink_t *sink)
 {
@@ -421,9 +423,18 @@ static int s_pace(const s_options_t *options, s_sink_t *sink)
         }
         if (now >= due)
             return 0;
+        /* Never sleep inside a transaction: the outbox's write lock would be held almost all
+           the time, and `run` (recording acknowledgements) or `status` would starve. Commit,
+           then sleep at least S_MIN_SLEEP_US, so at high rates the events due meanwhile go in
+           one transaction (at most ~100 commits/s). */
+        if (sink->pending > 0) {
+            int rc = s_flush(sink);
+            if (rc != 0)
+                return rc;
+        }
         int64_t wait = due - now;
-        if (sink->pending > 0 && sink->last_commit_us + S_COMMIT_US - now < wait)
-            wait = sink->last_commit_us + S_COMMIT_US - now;
+        if (wait < S_MIN_SLEEP_US)
+            wait = S_MIN_SLEEP_US;
         if (wait > S_COMMIT_US)
             wait = S_COMMIT_US;
         struct timespec pause = {(time_t)(wait / 1000000), (long)(wait % 1000000) * 1000};

@@ -24,6 +24,7 @@
 
 #define S_FORMAT 1 /* layout of the file; bump with a migration when it changes */
 #define S_BUSY_TIMEOUT_MS 10000
+#define S_BUSY_STEP_US 500 /* how often a writer waiting for the lock tries again */
 #define S_CONTACT_EVERY_MS 1000 /* note_contact writes at most this often */
 
 static const char *S_SCHEMA =
@@ -65,6 +66,7 @@ static const char *S_SQL[S_STATEMENTS] = {
 
 struct asy_outbox {
     sqlite3 *db;
+    int busy_timeout_ms; /* how long a writer waits for the lock (s_busy) */
     sqlite3_stmt *statement[S_STATEMENTS];
     char agent_id[ASY_ID_MAX + 1];
     char site_id[ASY_ID_MAX + 1];
@@ -132,6 +134,25 @@ static int s_meta_set(asy_outbox_t *self, const char *key, int64_t value)
     sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(statement, 2, value);
     return s_run(self, S_META_SET, "writing meta");
+}
+
+/* SQLite's own busy handler sleeps in steps of up to 100 ms, which puts a writer that loses
+   a race for the lock tens of milliseconds behind. Poll every half millisecond instead, up to
+   the time-out (self->busy_timeout_ms). */
+static int s_busy(void *arg, int count)
+{
+    const asy_outbox_t *self = arg;
+    if ((int64_t)count * S_BUSY_STEP_US >= (int64_t)self->busy_timeout_ms * 1000)
+        return 0;
+    struct timespec pause = {0, S_BUSY_STEP_US * 1000L};
+    nanosleep(&pause, NULL);
+    return 1;
+}
+
+static void s_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
+{
+    self->busy_timeout_ms = timeout_ms;
+    sqlite3_busy_handler(self->db, s_busy, self);
 }
 
 /* True if the file already holds an initialised outbox (a read: no write lock needed). */
@@ -238,7 +259,7 @@ asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char
                  self->db ? sqlite3_errmsg(self->db) : sqlite3_errstr(rc));
         goto failed;
     }
-    sqlite3_busy_timeout(self->db, S_BUSY_TIMEOUT_MS);
+    s_set_busy_timeout(self, S_BUSY_TIMEOUT_MS);
     char *mode = NULL;
     sqlite3_stmt *pragma = NULL;
     if (sqlite3_prepare_v2(self->db, "PRAGMA journal_mode=WAL", -1, &pragma, NULL) == SQLITE_OK &&
@@ -498,18 +519,23 @@ int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms)
 {
     if (self->in_transaction)
         return s_ack(self, seq, now_ms);
+    /* No fsync for an acknowledgement: if a power cut loses it, the rows come back with it
+       and are resent, and the centre acknowledges them again as duplicates; the next fsynced
+       commit (a submission) makes it durable anyway. This keeps the write lock short. */
+    sqlite3_exec(self->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int rc = asy_outbox_begin(self);
-    if (rc != 0)
-        return rc;
-    rc = s_ack(self, seq, now_ms);
-    if (rc == 0)
-        rc = asy_outbox_commit(self);
-    else {
-        char saved[sizeof self->errmsg];
-        memcpy(saved, self->errmsg, sizeof saved);
-        asy_outbox_rollback(self);
-        memcpy(self->errmsg, saved, sizeof saved);
+    if (rc == 0) {
+        rc = s_ack(self, seq, now_ms);
+        if (rc == 0)
+            rc = asy_outbox_commit(self);
+        else {
+            char saved[sizeof self->errmsg];
+            memcpy(saved, self->errmsg, sizeof saved);
+            asy_outbox_rollback(self);
+            memcpy(self->errmsg, saved, sizeof saved);
+        }
     }
+    sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     if (rc == 0)
         self->contact_written_ms = now_ms;
     return rc;
@@ -523,11 +549,11 @@ int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
     if (self->in_transaction)
         return s_meta_set(self, "last_contact_ms", now_ms);
     /* informational: neither wait for a submitter's lock nor pay for an fsync */
-    sqlite3_busy_timeout(self->db, 0);
+    s_set_busy_timeout(self, 0);
     sqlite3_exec(self->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int rc = s_meta_set(self, "last_contact_ms", now_ms);
     sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-    sqlite3_busy_timeout(self->db, S_BUSY_TIMEOUT_MS);
+    s_set_busy_timeout(self, S_BUSY_TIMEOUT_MS);
     if (rc == 0)
         self->contact_written_ms = now_ms;
     else if ((self->last_step & 0xff) == SQLITE_BUSY)

@@ -12,7 +12,7 @@
     Baselines named by the issue (2 cores): (b) about 5,000 rows/s, (c) about 200,000 rows/s.
     Targets: ratio_copy = a/c >= 0.6, ack_p99_ms < 20.
 
-    Usage: bench_ingest [EVENTS_PER_AGENT (default 50000)]  with ASY_TEST_DATABASE set
+    Usage: bench_ingest [EVENTS_PER_AGENT (default 50000) | latency]  with ASY_TEST_DATABASE set
     (tests/bench/run starts a private cluster and sets it).  */
 #include "agent.h"
 #include "harness.h"
@@ -261,6 +261,12 @@ static void s_latency(const char *db, const char *dir, int seconds, double *p50,
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "latency") == 0) {
+        double p50 = 0, p99 = 0;
+        s_latency(asy_test_create_database(), asy_test_tmpdir(), 10, &p50, &p99);
+        printf("submit->ack latency at 1,000 events/s for 10 s: p50 %.2f ms, p99 %.2f ms\n", p50, p99);
+        return 0;
+    }
     long per_agent = argc > 1 ? atol(argv[1]) : 50000;
     if (per_agent <= 0) {
         fprintf(stderr, "usage: bench_ingest [EVENTS_PER_AGENT]\n");

@@ -12,15 +12,15 @@
 #define ASY_VERSION_STRING "0.1.0"
 
 #define ASY_OK 0
-#define ASY_EINVAL -1    /* bad input from outside: a line, a field, a flag */
-#define ASY_ENOMEM -2
-#define ASY_EIO -3       /* file or socket I/O failed */
-#define ASY_EDB -4       /* database error (SQLite or PostgreSQL) */
-#define ASY_EPROTO -5    /* malformed frame or protocol violation */
-#define ASY_ENOTFOUND -6
-#define ASY_EEXIST -7    /* already there (duplicate) */
-#define ASY_ERETRY -8    /* transient: try again later */
-#define ASY_ECONFIG -9   /* configuration error */
+#define ASY_EINVAL (-1)    /* bad input from outside: a line, a field, a flag */
+#define ASY_ENOMEM (-2)
+#define ASY_EIO (-3)       /* file or socket I/O failed */
+#define ASY_EDB (-4)       /* database error (SQLite or PostgreSQL) */
+#define ASY_EPROTO (-5)    /* malformed frame or protocol violation */
+#define ASY_ENOTFOUND (-6)
+#define ASY_EEXIST (-7)    /* already there (duplicate) */
+#define ASY_ERETRY (-8)    /* transient: try again later */
+#define ASY_ECONFIG (-9)   /* configuration error */
 
 /* Wire protocol (proto/PROTOCOL.md). */
 #define ASY_PROTOCOL_VERSION 1

@@ -39,4 +39,9 @@
 /* Returns a static English name for an ASY_E* code. */
 const char *asy_strerror(int code);
 
+/* Formats a message into a caller's error buffer (error may be NULL or error_size 0: then
+   nothing is written). The one way functions taking `char *error, size_t error_size` fill it. */
+void asy_set_error(char *error, size_t error_size, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -62,6 +62,16 @@ void asy_log(asy_log_level_t level, const char *format, ...)
     (void)ignored;
 }
 
+void asy_set_error(char *error, size_t error_size, const char *format, ...)
+{
+    if (!error || !error_size)
+        return;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(error, error_size, format, args);
+    va_end(args);
+}
+
 const char *asy_strerror(int code)
 {
     switch (code) {

@@ -17,19 +17,6 @@
 
 #define S_KEY_FILE_MAX 4096 /* a key file is 64 hex digits; anything much longer is not one */
 
-static void s_set_error(char *error, size_t error_size, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void s_set_error(char *error, size_t error_size, const char *format, ...)
-{
-    if (!error || !error_size)
-        return;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(error, error_size, format, args);
-    va_end(args);
-}
-
 /* 64 lowercase hex digits (as asy_pseudonym_valid in codec.c; kept here so this module
    stands alone). */
 static bool s_is_pseudonym(const char *text)
@@ -46,7 +33,7 @@ int asy_pseudonym_key_load(const char *path, asy_pseudonym_key_t *key, char *err
 {
     FILE *file = fopen(path, "rb");
     if (!file) {
-        s_set_error(error, error_size, "cannot read key file %s: %s", path, strerror(errno));
+        asy_set_error(error, error_size, "cannot read key file %s: %s", path, strerror(errno));
         return ASY_EIO;
     }
     char text[S_KEY_FILE_MAX + 1];
@@ -55,7 +42,7 @@ int asy_pseudonym_key_load(const char *path, asy_pseudonym_key_t *key, char *err
     bool too_long = !failed && !feof(file);
     fclose(file);
     if (failed) {
-        s_set_error(error, error_size, "cannot read key file %s: %s", path, "read error");
+        asy_set_error(error, error_size, "cannot read key file %s: %s", path, "read error");
         return ASY_EIO;
     }
     text[size] = '\0';
@@ -71,7 +58,7 @@ int asy_pseudonym_key_load(const char *path, asy_pseudonym_key_t *key, char *err
     for (size_t i = 0; hex && i < digits; i++)
         hex = isxdigit((unsigned char)start[i]) != 0;
     if (!hex) {
-        s_set_error(error, error_size, "key file %s: %s", path,
+        asy_set_error(error, error_size, "key file %s: %s", path,
                     "must hold exactly 64 hex digits (32 bytes); make one with "
                     "`advsync-agent keygen --key-file PATH`");
         sodium_memzero(text, sizeof text);
@@ -81,7 +68,7 @@ int asy_pseudonym_key_load(const char *path, asy_pseudonym_key_t *key, char *err
     int rc = sodium_hex2bin(key->bytes, sizeof key->bytes, start, digits, NULL, &written, NULL);
     sodium_memzero(text, sizeof text);
     if (rc != 0 || written != sizeof key->bytes) {
-        s_set_error(error, error_size, "key file %s: %s", path, "malformed hex digits");
+        asy_set_error(error, error_size, "key file %s: %s", path, "malformed hex digits");
         return ASY_ECONFIG;
     }
     return 0;
@@ -90,7 +77,7 @@ int asy_pseudonym_key_load(const char *path, asy_pseudonym_key_t *key, char *err
 int asy_pseudonym_key_generate(const char *path, char *error, size_t error_size)
 {
     if (sodium_init() < 0) {
-        s_set_error(error, error_size, "cannot initialise libsodium");
+        asy_set_error(error, error_size, "cannot initialise libsodium");
         return ASY_EIO;
     }
     /* O_EXCL: an existing key is never replaced; replacing it would unlink every pseudonym */
@@ -98,9 +85,9 @@ int asy_pseudonym_key_generate(const char *path, char *error, size_t error_size)
     if (fd < 0) {
         int code = errno == EEXIST ? ASY_EEXIST : ASY_EIO;
         if (code == ASY_EEXIST)
-            s_set_error(error, error_size, "key file %s already exists: not overwritten", path);
+            asy_set_error(error, error_size, "key file %s already exists: not overwritten", path);
         else
-            s_set_error(error, error_size, "cannot create key file %s: %s", path, strerror(errno));
+            asy_set_error(error, error_size, "cannot create key file %s: %s", path, strerror(errno));
         return code;
     }
     uint8_t bytes[32];
@@ -118,12 +105,12 @@ int asy_pseudonym_key_generate(const char *path, char *error, size_t error_size)
             saved = errno;
         close(fd);
         unlink(path);
-        s_set_error(error, error_size, "cannot write key file %s: %s", path, strerror(saved));
+        asy_set_error(error, error_size, "cannot write key file %s: %s", path, strerror(saved));
         return ASY_EIO;
     }
     if (close(fd) != 0) {
         unlink(path);
-        s_set_error(error, error_size, "cannot write key file %s: %s", path, strerror(errno));
+        asy_set_error(error, error_size, "cannot write key file %s: %s", path, strerror(errno));
         return ASY_EIO;
     }
     return 0;
@@ -196,15 +183,15 @@ static const char *s_identifier(json_t *value, const char *name, char *error, si
 {
     const char *text = json_is_string(value) ? json_string_value(value) : NULL;
     if (!text) {
-        s_set_error(error, error_size, "%s: must be a string", name);
+        asy_set_error(error, error_size, "%s: must be a string", name);
         return NULL;
     }
     if (!*text) {
-        s_set_error(error, error_size, "%s: must not be empty", name);
+        asy_set_error(error, error_size, "%s: must not be empty", name);
         return NULL;
     }
     if (strlen(text) > 1024) {
-        s_set_error(error, error_size, "%s: longer than 1024 characters", name);
+        asy_set_error(error, error_size, "%s: longer than 1024 characters", name);
         return NULL;
     }
     return text;
@@ -218,18 +205,18 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
     bool both;
     json_t *nhs = s_take(object, "nhsNumber", "nhs_number", &nhs_name, &both);
     if (both) {
-        s_set_error(error, error_size, "nhsNumber: given twice (nhsNumber and nhs_number)");
+        asy_set_error(error, error_size, "nhsNumber: given twice (nhsNumber and nhs_number)");
         return ASY_EINVAL;
     }
     json_t *ref = s_take(object, "personRef", "person_ref", &ref_name, &both);
     if (both) {
-        s_set_error(error, error_size, "personRef: given twice (personRef and person_ref)");
+        asy_set_error(error, error_size, "personRef: given twice (personRef and person_ref)");
         return ASY_EINVAL;
     }
     json_t *given = s_take(object, "personKey", "person_key", &key_name, &both);
     if (!nhs && !ref) {
         if (given && !(json_is_string(given) && s_is_pseudonym(json_string_value(given)))) {
-            s_set_error(error, error_size,
+            asy_set_error(error, error_size,
                         "%s: must be a pseudonym (64 lowercase hex digits); give a raw "
                         "identifier as nhsNumber or personRef",
                         key_name);
@@ -238,12 +225,12 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         return 0;
     }
     if (given) {
-        s_set_error(error, error_size, "%s: given together with %s; give one of them", key_name,
+        asy_set_error(error, error_size, "%s: given together with %s; give one of them", key_name,
                     nhs ? nhs_name : ref_name);
         return ASY_EINVAL;
     }
     if (ref && nhs && !json_is_string(ref)) {
-        s_set_error(error, error_size, "%s: must be a string", ref_name);
+        asy_set_error(error, error_size, "%s: must be a string", ref_name);
         return ASY_EINVAL;
     }
     char pseudonym[ASY_PSEUDONYM_HEX + 1];
@@ -254,14 +241,14 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         char digits[11];
         /* the value is not echoed: error messages end up in logs */
         if (!s_nhs_digits(text, digits)) {
-            s_set_error(error, error_size,
+            asy_set_error(error, error_size,
                         "%s: not an NHS number (10 digits; spaces and "
                         "hyphens allowed)",
                         nhs_name);
             return ASY_EINVAL;
         }
         if (!s_nhs_check(digits)) {
-            s_set_error(error, error_size,
+            asy_set_error(error, error_size,
                         "%s: not a valid NHS number (check digit does not "
                         "match)",
                         nhs_name);
@@ -277,7 +264,7 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         size_t size = strlen(site_id) + strlen(text) + 2;
         char *scoped = malloc(size);
         if (!scoped) {
-            s_set_error(error, error_size, "%s: out of memory", ref_name);
+            asy_set_error(error, error_size, "%s: out of memory", ref_name);
             return ASY_EINVAL;
         }
         snprintf(scoped, size, "%s:%s", site_id, text);
@@ -290,7 +277,7 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
     json_object_del(object, "personRef");
     json_object_del(object, "person_ref");
     if (json_object_set_new(object, "personKey", json_string(pseudonym)) != 0) {
-        s_set_error(error, error_size, "personKey: out of memory");
+        asy_set_error(error, error_size, "personKey: out of memory");
         return ASY_EINVAL;
     }
     return 0;
@@ -304,24 +291,24 @@ static int s_apply_case(const asy_pseudonym_key_t *key, json_t *object, char *er
     bool both;
     json_t *ref = s_take(object, "caseRef", "case_ref", &ref_name, &both);
     if (both) {
-        s_set_error(error, error_size, "caseRef: given twice (caseRef and case_ref)");
+        asy_set_error(error, error_size, "caseRef: given twice (caseRef and case_ref)");
         return ASY_EINVAL;
     }
     json_t *given = s_take(object, "caseId", "case_id", &id_name, &both);
     if (ref && given) {
-        s_set_error(error, error_size, "%s: given together with %s; give one of them", ref_name,
+        asy_set_error(error, error_size, "%s: given together with %s; give one of them", ref_name,
                     id_name);
         return ASY_EINVAL;
     }
     if (!ref && !given) {
-        s_set_error(error, error_size,
+        asy_set_error(error, error_size,
                     "caseRef: required (the local case reference; or caseId, "
                     "its pseudonym)");
         return ASY_EINVAL;
     }
     if (given) {
         if (!(json_is_string(given) && s_is_pseudonym(json_string_value(given)))) {
-            s_set_error(error, error_size,
+            asy_set_error(error, error_size,
                         "%s: must be a pseudonym (64 lowercase hex digits); give a raw case "
                         "reference as caseRef",
                         id_name);
@@ -337,7 +324,7 @@ static int s_apply_case(const asy_pseudonym_key_t *key, json_t *object, char *er
     json_object_del(object, "caseRef");
     json_object_del(object, "case_ref");
     if (json_object_set_new(object, "caseId", json_string(pseudonym)) != 0) {
-        s_set_error(error, error_size, "caseId: out of memory");
+        asy_set_error(error, error_size, "caseId: out of memory");
         return ASY_EINVAL;
     }
     return 0;
@@ -347,7 +334,7 @@ int asy_pseudonym_apply(const asy_pseudonym_key_t *key, const char *site_id, jso
                         char *error, size_t error_size)
 {
     if (!json_is_object(object)) {
-        s_set_error(error, error_size, "event: must be a JSON object");
+        asy_set_error(error, error_size, "event: must be a JSON object");
         return ASY_EINVAL;
     }
     int rc = s_apply_person(key, site_id, object, error, error_size);

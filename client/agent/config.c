@@ -21,25 +21,12 @@
 
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5570"
 
-static void s_error(char *error, size_t error_size, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void s_error(char *error, size_t error_size, const char *format, ...)
-{
-    if (!error || !error_size)
-        return;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(error, error_size, format, args);
-    va_end(args);
-}
-
 /* Copies value into a fixed field; ASY_ECONFIG if it does not fit. where names the origin. */
 static int s_copy(char *field, size_t size, const char *value, const char *where, char *error,
                   size_t error_size)
 {
     if (strlen(value) >= size) {
-        s_error(error, error_size, "%s: longer than %zu characters", where, size - 1);
+        asy_set_error(error, error_size, "%s: longer than %zu characters", where, size - 1);
         return ASY_ECONFIG;
     }
     memcpy(field, value, strlen(value) + 1);
@@ -53,7 +40,7 @@ static int s_number(uint32_t *field, const char *value, uint32_t min, uint32_t m
     errno = 0;
     unsigned long long number = strtoull(value, &end, 10);
     if (!*value || *end || errno || value[0] == '-' || number < min || number > max) {
-        s_error(error, error_size, "%s: must be a whole number from %u to %u (got \"%s\")", where,
+        asy_set_error(error, error_size, "%s: must be a whole number from %u to %u (got \"%s\")", where,
                 min, max, value);
         return ASY_ECONFIG;
     }
@@ -74,16 +61,16 @@ static int s_add_endpoints(asy_agent_config_t *config, const char *list, const c
         while (length && (start[length - 1] == ' ' || start[length - 1] == '\t'))
             length--;
         if (length == 0) {
-            s_error(error, error_size, "%s: empty endpoint in \"%s\"", where, list);
+            asy_set_error(error, error_size, "%s: empty endpoint in \"%s\"", where, list);
             return ASY_ECONFIG;
         }
         if (config->endpoint_count == ASY_AGENT_MAX_ENDPOINTS) {
-            s_error(error, error_size, "%s: more than %d endpoints", where,
+            asy_set_error(error, error_size, "%s: more than %d endpoints", where,
                     ASY_AGENT_MAX_ENDPOINTS);
             return ASY_ECONFIG;
         }
         if (length >= sizeof config->endpoints[0]) {
-            s_error(error, error_size, "%s: endpoint longer than %zu characters", where,
+            asy_set_error(error, error_size, "%s: endpoint longer than %zu characters", where,
                     sizeof config->endpoints[0] - 1);
             return ASY_ECONFIG;
         }
@@ -93,7 +80,7 @@ static int s_add_endpoints(asy_agent_config_t *config, const char *list, const c
         bool tcp = strncmp(endpoint, "tcp://", 6) == 0 && endpoint[6];
         bool ipc = strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6];
         if (!tcp && !ipc) {
-            s_error(error, error_size,
+            asy_set_error(error, error_size,
                     "%s: endpoint \"%s\" must start with tcp:// or ipc:// (e.g. "
                     "tcp://centre.example.org:5570)",
                     where, endpoint);
@@ -129,7 +116,7 @@ static int s_apply(asy_agent_config_t *config, const char *key, const char *valu
         return s_number(&config->window, value, 1, 1024, where, error, error_size);
     if (strcmp(key, "ack_timeout_ms") == 0)
         return s_number(&config->ack_timeout_ms, value, 100, 3600000, where, error, error_size);
-    s_error(error, error_size,
+    asy_set_error(error, error_size,
             "%s: unknown key (known: id, site, outbox, key_file, endpoint, batch_max, batch_ms, "
             "window, ack_timeout_ms)",
             where);
@@ -140,19 +127,19 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
 {
     FILE *probe = fopen(path, "r");
     if (!probe) {
-        s_error(error, error_size, "cannot read config file %s: %s", path, strerror(errno));
+        asy_set_error(error, error_size, "cannot read config file %s: %s", path, strerror(errno));
         return ASY_ECONFIG;
     }
     fclose(probe);
     zconfig_t *root = zconfig_load(path);
     if (!root) {
-        s_error(error, error_size, "%s: not a valid zconfig file (see the message above)", path);
+        asy_set_error(error, error_size, "%s: not a valid zconfig file (see the message above)", path);
         return ASY_ECONFIG;
     }
     zconfig_t *section = zconfig_locate(root, "agent");
     int rc = 0;
     if (!section) {
-        s_error(error, error_size, "%s: no `agent` section", path);
+        asy_set_error(error, error_size, "%s: no `agent` section", path);
         rc = ASY_ECONFIG;
     }
     bool file_endpoints = false;
@@ -163,7 +150,7 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
         char where[256];
         snprintf(where, sizeof where, "%s: agent/%s", path, name);
         if (zconfig_child(item)) {
-            s_error(error, error_size, "%s: a value, not a section, is expected", where);
+            asy_set_error(error, error_size, "%s: a value, not a section, is expected", where);
             rc = ASY_ECONFIG;
             break;
         }
@@ -235,7 +222,7 @@ int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, ch
         const char *value = inline_value;
         if (!value) {
             if (i + 1 >= *argc) {
-                s_error(error, error_size, "%s: needs a value", flag->flag);
+                asy_set_error(error, error_size, "%s: needs a value", flag->flag);
                 return ASY_ECONFIG;
             }
             value = argv[++i];
@@ -244,7 +231,7 @@ int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, ch
         if (!flag->key)
             config_path = value;
         else if (counts[index] > ASY_AGENT_MAX_ENDPOINTS) {
-            s_error(error, error_size, "%s: given too often", flag->flag);
+            asy_set_error(error, error_size, "%s: given too often", flag->flag);
             return ASY_ECONFIG;
         } else
             values[index][counts[index]++] = value;
@@ -276,12 +263,12 @@ int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, ch
         config->endpoint_count = 1;
     }
     if (config->agent_id[0] && !asy_id_valid(config->agent_id)) {
-        s_error(error, error_size, "agent id \"%s\" (id / --id): use 1 to %d of A-Z a-z 0-9 . _ -",
+        asy_set_error(error, error_size, "agent id \"%s\" (id / --id): use 1 to %d of A-Z a-z 0-9 . _ -",
                 config->agent_id, ASY_ID_MAX);
         return ASY_ECONFIG;
     }
     if (config->site_id[0] && !asy_id_valid(config->site_id)) {
-        s_error(error, error_size,
+        asy_set_error(error, error_size,
                 "site id \"%s\" (site / --site): use 1 to %d of A-Z a-z 0-9 . _ -", config->site_id,
                 ASY_ID_MAX);
         return ASY_ECONFIG;

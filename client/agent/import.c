@@ -59,17 +59,6 @@ typedef struct {
     int kind_column; /* index into columns or -1 */
 } s_mapping_t;
 
-static void s_format(char *out, size_t size, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void s_format(char *out, size_t size, const char *format, ...)
-{
-    va_list args;
-    va_start(args, format);
-    vsnprintf(out, size, format, args);
-    va_end(args);
-}
-
 /* ------------------------------------------------------------------------------------------
    Dates and times. Without a zone they are Europe/London wall-clock times (calendar.h). */
 
@@ -261,7 +250,7 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
         values += strcmp(zconfig_name(item), "value") == 0;
     column->values = values ? calloc(values, sizeof *column->values) : NULL;
     if (values && !column->values) {
-        s_format(error, error_size, "out of memory");
+        asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
@@ -301,14 +290,14 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
             entry->to = zconfig_get(item, "to", NULL);
             ok = entry->from && entry->to;
         } else {
-            s_format(error, error_size,
+            asy_set_error(error, error_size,
                      "%s/%s: unknown key (known: header, field, type, format, "
                      "list, required, default, value)",
                      where, name);
             return ASY_ECONFIG;
         }
         if (!ok) {
-            s_format(error, error_size, "%s/%s: bad value \"%s\"%s", where, name, value,
+            asy_set_error(error, error_size, "%s/%s: bad value \"%s\"%s", where, name, value,
                      !strcmp(name, "type")     ? " (text, datetime, date, integer or boolean)"
                      : !strcmp(name, "format") ? " (auto, iso8601 or dd/mm/yyyy)"
                      : !strcmp(name, "list")   ? " (one separator character)"
@@ -318,7 +307,7 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
         }
     }
     if (!column->header || !column->header[0] || !column->field[0]) {
-        s_format(error, error_size, "%s: needs header and field", where);
+        asy_set_error(error, error_size, "%s: needs header and field", where);
         return ASY_ECONFIG;
     }
     column->is_kind = !strcmp(column->field, "kind");
@@ -327,13 +316,13 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
     for (char *part = strtok_r(column->field_split, ".", &save); part;
          part = strtok_r(NULL, ".", &save)) {
         if (column->depth == S_PATH_DEPTH) {
-            s_format(error, error_size, "%s/field: deeper than %d levels", where, S_PATH_DEPTH);
+            asy_set_error(error, error_size, "%s/field: deeper than %d levels", where, S_PATH_DEPTH);
             return ASY_ECONFIG;
         }
         column->segment[column->depth++] = part;
     }
     if (column->depth == 0) {
-        s_format(error, error_size, "%s/field: empty path", where);
+        asy_set_error(error, error_size, "%s/field: empty path", where);
         return ASY_ECONFIG;
     }
     column->body_kind = column->depth > 1 ? s_kind(column->segment[0]) : 0;
@@ -357,14 +346,14 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
     mapping->kind_column = -1;
     FILE *probe = fopen(path, "r");
     if (!probe) {
-        s_format(error, error_size, "cannot read mapping %s: %s", path, strerror(errno));
+        asy_set_error(error, error_size, "cannot read mapping %s: %s", path, strerror(errno));
         return ASY_ECONFIG;
     }
     fclose(probe);
     mapping->root = zconfig_load(path);
     zconfig_t *section = mapping->root ? zconfig_locate(mapping->root, "import") : NULL;
     if (!section) {
-        s_format(error, error_size, "%s: %s", path,
+        asy_set_error(error, error_size, "%s: %s", path,
                  mapping->root ? "no `import` section" : "not a valid zconfig file");
         return ASY_ECONFIG;
     }
@@ -373,7 +362,7 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
         columns += strcmp(zconfig_name(item), "column") == 0;
     mapping->columns = calloc(columns ? columns : 1, sizeof *mapping->columns);
     if (!mapping->columns) {
-        s_format(error, error_size, "out of memory");
+        asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
@@ -382,14 +371,14 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
         if (!strcmp(name, "kind")) {
             mapping->fixed_kind = s_kind(value);
             if (!mapping->fixed_kind) {
-                s_format(error, error_size, "%s: import/kind: unknown event kind \"%s\"", path,
+                asy_set_error(error, error_size, "%s: import/kind: unknown event kind \"%s\"", path,
                          value);
                 return ASY_ECONFIG;
             }
         } else if (!strcmp(name, "delimiter")) {
             mapping->delimiter = !strcmp(value, "tab") ? '\t' : value[0];
             if (strcmp(value, "tab") != 0 && strlen(value) != 1) {
-                s_format(error, error_size, "%s: import/delimiter: one character or \"tab\"", path);
+                asy_set_error(error, error_size, "%s: import/delimiter: one character or \"tab\"", path);
                 return ASY_ECONFIG;
             }
         } else if (!strcmp(name, "column")) {
@@ -401,19 +390,19 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
                 return rc;
             if (mapping->columns[index].is_kind) {
                 if (mapping->kind_column >= 0) {
-                    s_format(error, error_size, "%s: two columns give the kind", where);
+                    asy_set_error(error, error_size, "%s: two columns give the kind", where);
                     return ASY_ECONFIG;
                 }
                 mapping->kind_column = (int)index;
             }
             for (size_t other = 0; other < index; other++)
                 if (!strcmp(mapping->columns[other].field, mapping->columns[index].field)) {
-                    s_format(error, error_size, "%s: field %s is already fed by column %zu", where,
+                    asy_set_error(error, error_size, "%s: field %s is already fed by column %zu", where,
                              mapping->columns[index].field, other + 1);
                     return ASY_ECONFIG;
                 }
         } else {
-            s_format(error, error_size,
+            asy_set_error(error, error_size,
                      "%s: import/%s: unknown key (known: kind, delimiter, "
                      "column)",
                      path, name);
@@ -421,7 +410,7 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
         }
     }
     if (!mapping->fixed_kind && mapping->kind_column < 0) {
-        s_format(error, error_size,
+        asy_set_error(error, error_size,
                  "%s: say which event each row is: import/kind = KIND, or a "
                  "column with field = kind",
                  path);
@@ -465,9 +454,9 @@ static const char *s_translate(const s_column_t *column, const char *value, bool
         return any;
     }
     if (column->identifier)
-        s_format(error, error_size, "column \"%s\": value has no mapping", column->header);
+        asy_set_error(error, error_size, "column \"%s\": value has no mapping", column->header);
     else
-        s_format(error, error_size,
+        asy_set_error(error, error_size,
                  "column \"%s\": \"%s\" has no mapping (add a `value` with "
                  "from = \"%s\")",
                  column->header, value, value);
@@ -484,7 +473,7 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
     case S_DATETIME:
     case S_DATE:
         if (!s_parse_datetime(text, column->format, &time)) {
-            s_format(error, error_size, "column \"%s\": \"%s\" is not a %s (%s)", column->header,
+            asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a %s (%s)", column->header,
                      text, column->type == S_DATE ? "date" : "date and time",
                      column->format == S_DMY   ? "dd/mm/yyyy [HH:MM[:SS]]"
                      : column->format == S_ISO ? "YYYY-MM-DD[THH:MM[:SS][Z|+HH:MM]]"
@@ -493,7 +482,7 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
         }
         if (column->type == S_DATE) {
             if (time.has_time) {
-                s_format(error, error_size,
+                asy_set_error(error, error_size,
                          "column \"%s\": \"%s\" has a time; a date is "
                          "expected",
                          column->header, text);
@@ -511,7 +500,7 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
         errno = 0;
         long long number = strtoll(text, &end, 10);
         if (*end || errno || end == text) {
-            s_format(error, error_size, "column \"%s\": \"%s\" is not a whole number",
+            asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a whole number",
                      column->header, text);
             return NULL;
         }
@@ -520,7 +509,7 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
     case S_BOOLEAN: {
         bool flag = strcasecmp(text, "y") == 0;
         if (!flag && strcasecmp(text, "n") != 0 && !s_flag(text, &flag)) {
-            s_format(error, error_size, "column \"%s\": \"%s\" is not yes/no/true/false/1/0",
+            asy_set_error(error, error_size, "column \"%s\": \"%s\" is not yes/no/true/false/1/0",
                      column->header, text);
             return NULL;
         }
@@ -541,7 +530,7 @@ static json_t *s_cell(const s_column_t *column, char *cell, bool *skip, char *er
         text = (char *)column->fallback;
     if (!*text) {
         if (column->required)
-            s_format(error, error_size, "column \"%s\": required, but empty", column->header);
+            asy_set_error(error, error_size, "column \"%s\": required, but empty", column->header);
         *skip = !column->required;
         return NULL;
     }
@@ -590,7 +579,7 @@ static int s_put(json_t *object, const s_column_t *column, json_t *value, char *
         }
         if (!json_is_object(next)) {
             json_decref(value);
-            s_format(error, error_size, "column \"%s\": %s clashes with another column",
+            asy_set_error(error, error_size, "column \"%s\": %s clashes with another column",
                      column->header, column->field);
             return ASY_EINVAL;
         }
@@ -614,7 +603,7 @@ static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, cha
     if (!*text) {
         if (*kind)
             return 0;
-        s_format(error, error_size, "column \"%s\": empty, and the mapping has no default kind",
+        asy_set_error(error, error_size, "column \"%s\": empty, and the mapping has no default kind",
                  column->header);
         return ASY_EINVAL;
     }
@@ -624,7 +613,7 @@ static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, cha
         return ASY_EINVAL;
     *kind = s_kind(mapped);
     if (!*kind) {
-        s_format(error, error_size,
+        asy_set_error(error, error_size,
                  "column \"%s\": \"%s\" is not an event kind (map it with a "
                  "`value` to one, e.g. referral.received)",
                  column->header, mapped);
@@ -644,18 +633,18 @@ static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t h
     if (*empty)
         return NULL;
     if (csv->unterminated) {
-        s_format(error, error_size, "a quoted field is never closed");
+        asy_set_error(error, error_size, "a quoted field is never closed");
         return NULL;
     }
     if (csv->count != header_count) {
-        s_format(error, error_size, "%zu fields, but the header has %zu", csv->count, header_count);
+        asy_set_error(error, error_size, "%zu fields, but the header has %zu", csv->count, header_count);
         return NULL;
     }
     int kind;
     if (s_row_kind(mapping, csv, &kind, error, error_size) != 0)
         return NULL;
     char snake[64], body[64];
-    s_format(snake, sizeof snake, "%s", asy_kind_name(kind));
+    asy_set_error(snake, sizeof snake, "%s", asy_kind_name(kind));
     for (char *dot = strchr(snake, '.'); dot; dot = strchr(dot, '.'))
         *dot = '_';
     s_camel(snake, body, sizeof body);
@@ -702,7 +691,7 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
             if (!strcasecmp(s_trim(asy_csv_field(csv, i)), column->header))
                 column->index = (int)i;
         if (column->index < 0) {
-            s_format(error, error_size,
+            asy_set_error(error, error_size,
                      "the header row has no column \"%s\" (mapping column "
                      "%zu)",
                      column->header, c + 1);

@@ -1,5 +1,6 @@
-/*  advsyncd: the advsync broker. Reads flags and config, starts the ingest actor, waits for
-    SIGTERM/SIGINT, stops the actor (which finishes the batch in hand) and exits 0.
+/*  advsyncd: the advsync broker. Reads flags and config, starts the ingest actor (a front and
+    --workers ingest workers), waits for SIGTERM/SIGINT, stops the actor (which finishes the
+    batches in hand) and exits 0.
     Exit codes: 0 stopped by a signal, 1 configuration or start-up error, 2 bad flags.  */
 #include "asy.h"
 #include "ingest.h"
@@ -11,11 +12,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 typedef struct {
-    const char *config_path, *ingest, *database, *endpoint_file, *log_level;
+    const char *config_path, *ingest, *database, *endpoint_file, *log_level, *workers;
 } s_options_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -25,12 +27,27 @@ static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: advsyncd [--config FILE] [--ingest ENDPOINT] [--database CONNINFO]\n"
-            "                [--endpoint-file PATH] [--log-level LEVEL] [--help] [--version]\n"
-            "  --config FILE         zconfig file, section broker: ingest, database, log_level\n"
+            "                [--endpoint-file PATH] [--log-level LEVEL] [--workers N]\n"
+            "                [--help] [--version]\n"
+            "  --config FILE         zconfig file, section broker: ingest, database, log_level,\n"
+            "                        workers\n"
             "  --ingest ENDPOINT     bind here (default tcp://127.0.0.1:5570; :* = any port)\n"
             "  --database CONNINFO   libpq conninfo (default \"dbname=advsync\")\n"
             "  --endpoint-file PATH  write the bound endpoint there once listening\n"
-            "  --log-level LEVEL     debug, info (default), warn or error\n");
+            "  --log-level LEVEL     debug, info (default), warn or error\n"
+            "  --workers N           ingest workers, each with its own database connection,\n"
+            "                        1..%d (default %d)\n",
+            ASY_INGEST_MAX_WORKERS, ASY_INGEST_DEFAULT_WORKERS);
+}
+
+/* Returns 1..ASY_INGEST_MAX_WORKERS, or -1 if text is not such a whole number. */
+static int s_parse_workers(const char *text)
+{
+    char *end = NULL;
+    long value = strtol(text, &end, 10);
+    if (end == text || *end || value < 1 || value > ASY_INGEST_MAX_WORKERS)
+        return -1;
+    return (int)value;
 }
 
 /* Returns -1 to continue, else the exit code. */
@@ -40,7 +57,8 @@ static int s_parse_flags(int argc, char **argv, s_options_t *options)
         {"config", required_argument, NULL, 'c'},  {"ingest", required_argument, NULL, 'i'},
         {"database", required_argument, NULL, 'd'}, {"endpoint-file", required_argument, NULL, 'e'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0}};
+        {"workers", required_argument, NULL, 'w'},   {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
     int option;
     while ((option = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (option) {
@@ -49,6 +67,7 @@ static int s_parse_flags(int argc, char **argv, s_options_t *options)
         case 'd': options->database = optarg; break;
         case 'e': options->endpoint_file = optarg; break;
         case 'l': options->log_level = optarg; break;
+        case 'w': options->workers = optarg; break;
         case 'h': s_usage(stdout); return 0;
         case 'V': printf("advsyncd %s\n", ASY_VERSION_STRING); return 0;
         default: s_usage(stderr); return 2;
@@ -59,6 +78,12 @@ static int s_parse_flags(int argc, char **argv, s_options_t *options)
         fprintf(stderr, "advsyncd: %s \"%s\"\n",
                 extra ? "unexpected argument" : "--log-level is not debug, info, warn or error:",
                 extra ? argv[optind] : options->log_level);
+        s_usage(stderr);
+        return 2;
+    }
+    if (options->workers && s_parse_workers(options->workers) < 0) {
+        fprintf(stderr, "advsyncd: --workers \"%s\" is not a number from 1 to %d\n",
+                options->workers, ASY_INGEST_MAX_WORKERS);
         s_usage(stderr);
         return 2;
     }
@@ -89,10 +114,11 @@ static int s_load_config(s_options_t *options, zconfig_t **config_p)
         const char **slot = streq(name, "ingest")      ? &options->ingest
                             : streq(name, "database")  ? &options->database
                             : streq(name, "log_level") ? &options->log_level
+                            : streq(name, "workers")   ? &options->workers
                                                        : NULL;
         if (!slot) {
             fprintf(stderr, "advsyncd: config %s: unknown key broker/%s (known: ingest, "
-                            "database, log_level)\n", path, name);
+                            "database, log_level, workers)\n", path, name);
             return 1;
         }
         *slot = *slot ? *slot : value;   /* flags win over the file */
@@ -101,7 +127,11 @@ static int s_load_config(s_options_t *options, zconfig_t **config_p)
     if (bad_level)
         fprintf(stderr, "advsyncd: config %s: broker/log_level \"%s\" is not debug, info, "
                         "warn or error\n", path, options->log_level);
-    return bad_level ? 1 : 0;
+    bool bad_workers = options->workers && s_parse_workers(options->workers) < 0;
+    if (bad_workers)
+        fprintf(stderr, "advsyncd: config %s: broker/workers \"%s\" is not a number from 1 to "
+                        "%d\n", path, options->workers, ASY_INGEST_MAX_WORKERS);
+    return bad_level || bad_workers ? 1 : 0;
 }
 
 /* Crash-safe: a reader never sees a half-written file. */
@@ -143,7 +173,9 @@ static int s_run(const s_options_t *options)
 {
     sigset_t signals;
     s_catch_signals(&signals);
-    asy_ingest_args_t args = {.endpoint = options->ingest, .conninfo = options->database};
+    asy_ingest_args_t args = {.endpoint = options->ingest, .conninfo = options->database,
+                              .workers = options->workers ? s_parse_workers(options->workers)
+                                                          : 0};
     zactor_t *ingest = zactor_new(asy_ingest_actor, &args);
     pthread_sigmask(SIG_UNBLOCK, &signals, NULL);
     if (!ingest)

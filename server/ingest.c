@@ -1,4 +1,7 @@
-/*  ingest.c: the broker's ingest actor (see ingest.h and proto/PROTOCOL.md).
+/*  ingest.c: one ingest worker of the broker (see ingest.h and proto/PROTOCOL.md). The front
+    (front.c) owns the ROUTER and hands each worker, over an inproc PAIR, every message of the
+    connections that hash to it, routing id first, exactly as the ROUTER delivers them; the
+    worker answers the same way. Each worker owns one store connection and shares nothing.
 
     One message at a time, synchronously: a PUBLISH is decoded, checked event by event, written
     in one transaction and only then acknowledged. Being synchronous is what makes $TERM safe:
@@ -22,12 +25,8 @@
 
 #define S_RETRY_FIRST_MS 200u
 #define S_RETRY_MAX_MS 5000u
-#define S_LINGER_MS 2000
 #define S_STATS_MS 10000
 #define S_SESSION_IDLE_MS (30 * 60 * 1000)
-/* Messages a little above the frame limit are answered FRAME_TOO_LARGE; far above it libzmq
-   drops the connection before the bytes are buffered. */
-#define S_MAXMSGSIZE ((int)(ASY_MAX_FRAME_BYTES + 1024u * 1024u))
 #define S_QUARANTINE_BYTES ASY_MAX_EVENT_BYTES
 #define S_CODES (ASY_CODE_EVENT_TOO_LARGE + 1)
 
@@ -50,12 +49,12 @@ typedef struct {
 
 typedef struct {
     zsock_t *pipe;
-    zsock_t *router;
+    zsock_t *front;          /* PAIR to the front: routing id + body, both ways */
     zpoller_t *poller;
     asy_store_t *store;
-    char *endpoint;
+    char *front_endpoint;
     char *conninfo;
-    int linger_ms;
+    int index;               /* worker number, for the log */
     int stats_interval_ms;
     bool terminated;
     zhashx_t *sessions;      /* routing id (hex) -> s_session_t */
@@ -100,8 +99,8 @@ static void s_send(s_ingest_t *self, const asy_frame_t *frame)
     }
     zframe_t *body = zframe_new(data, size);
     free(data);
-    zframe_send(&self->peer, self->router, ZFRAME_MORE | ZFRAME_REUSE);
-    zframe_send(&body, self->router, 0);
+    zframe_send(&self->peer, self->front, ZFRAME_MORE | ZFRAME_REUSE);
+    zframe_send(&body, self->front, 0);
 }
 
 static const char *s_who(s_ingest_t *self)
@@ -560,7 +559,7 @@ static void s_on_publish(s_ingest_t *self, const asy_publish_t *publish)
 }
 
 /* --------------------------------------------------------------------------------------------
-   One message from the ROUTER */
+   One message from the ROUTER, as relayed by the front */
 
 static void s_on_frame(s_ingest_t *self, const uint8_t *data, size_t size)
 {
@@ -621,9 +620,9 @@ static zframe_t *s_admit(s_ingest_t *self, zmsg_t *msg)
     return body;
 }
 
-static void s_on_router(s_ingest_t *self)
+static void s_on_front(s_ingest_t *self)
 {
-    zmsg_t *msg = zmsg_recv(self->router);
+    zmsg_t *msg = zmsg_recv(self->front);
     if (!msg)
         return;
     self->peer = zmsg_pop(msg);
@@ -650,9 +649,9 @@ static void s_log_counters(s_ingest_t *self)
         if (c->nacks[code])
             used += (size_t)snprintf(nacks + used, sizeof nacks - used, " %s=%" PRIu64,
                                      asy_code_name(code), c->nacks[code]);
-    asy_info("counters: batches=%" PRIu64 " events=%" PRIu64 " duplicates=%" PRIu64
+    asy_info("worker %d counters: batches=%" PRIu64 " events=%" PRIu64 " duplicates=%" PRIu64
              " quarantined=%" PRIu64 " frames_quarantined=%" PRIu64 " sessions=%zu nacks:%s",
-             c->batches, c->events, c->duplicates, c->quarantined, c->frames,
+             self->index, c->batches, c->events, c->duplicates, c->quarantined, c->frames,
              zhashx_size(self->sessions), used ? nacks : " none");
     self->logged = self->counters;
 }
@@ -691,7 +690,8 @@ static void s_on_pipe(s_ingest_t *self)
     if (!msg || (command && streq(command, "$TERM")))
         self->terminated = true;
     else
-        asy_warn("ingest: unknown actor command %s", command ? command : "(empty)");
+        asy_warn("ingest worker %d: unknown actor command %s", self->index,
+                 command ? command : "(empty)");
     zstr_free(&command);
     zmsg_destroy(&msg);
 }
@@ -714,11 +714,12 @@ static int s_connect_store(s_ingest_t *self)
         char error[512] = "";
         self->store = asy_store_new(self->conninfo, error, sizeof error);
         if (self->store) {
-            asy_info("database connected and migrated (attempt %d)", attempt);
+            asy_info("worker %d: database connected and migrated (attempt %d)", self->index,
+                     attempt);
             return 0;
         }
-        asy_warn("database not available (attempt %d): %s; retrying in %u ms", attempt, error,
-                 wait);
+        asy_warn("worker %d: database not available (attempt %d): %s; retrying in %u ms",
+                 self->index, attempt, error, wait);
         if (s_pause(self, (int)wait))
             break;
         wait = wait * 2 > S_RETRY_MAX_MS ? S_RETRY_MAX_MS : wait * 2;
@@ -726,24 +727,20 @@ static int s_connect_store(s_ingest_t *self)
     return -1;
 }
 
-static int s_bind(s_ingest_t *self, char *error, size_t error_size)
+/* No high-water mark on the link: the front must never block on a busy worker (it would stop
+   relaying the other workers' replies); the agents' windows bound what can queue. */
+static int s_link(s_ingest_t *self)
 {
-    self->router = zsock_new(ZMQ_ROUTER);
-    if (!self->router) {
-        snprintf(error, error_size, "cannot create a ROUTER socket");
+    self->front = zsock_new(ZMQ_PAIR);
+    if (!self->front)
         return ASY_EIO;
-    }
-    zsock_set_maxmsgsize(self->router, S_MAXMSGSIZE);
-    zsock_set_linger(self->router, self->linger_ms);
-    zsock_set_rcvhwm(self->router, 4 * (int)ASY_DEFAULT_WINDOW);
-    zsock_set_heartbeat_ivl(self->router, 10000);      /* drop dead TCP peers */
-    zsock_set_heartbeat_timeout(self->router, 30000);
-    if (zsock_bind(self->router, "%s", self->endpoint) < 0) {
-        snprintf(error, error_size, "cannot bind %s: %s", self->endpoint,
-                 zmq_strerror(zmq_errno()));
+    zsock_set_sndhwm(self->front, 0);
+    zsock_set_rcvhwm(self->front, 0);
+    if (zsock_connect(self->front, "%s", self->front_endpoint) < 0)
         return ASY_EIO;
-    }
-    self->poller = zpoller_new(self->pipe, self->router, NULL);
+    self->poller = zpoller_new(self->pipe, self->front, NULL);
+    if (!self->poller)
+        return ASY_EIO;
     zpoller_set_nonstop(self->poller, true);   /* only $TERM stops us, not zsys_interrupted */
     return 0;
 }
@@ -754,26 +751,26 @@ static void s_serve(s_ingest_t *self)
         void *which = zpoller_wait(self->poller, 1000);
         if (which == self->pipe)
             s_on_pipe(self);
-        else if (which == self->router)
-            s_on_router(self);
+        else if (which == self->front)
+            s_on_front(self);
         s_tick(self);
     }
 }
 
-static s_ingest_t *s_ingest_new(zsock_t *pipe, const asy_ingest_args_t *args)
+static s_ingest_t *s_ingest_new(zsock_t *pipe, const asy_ingest_worker_args_t *args)
 {
     s_ingest_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->pipe = pipe;
-    self->endpoint = strdup(args->endpoint ? args->endpoint : "tcp://127.0.0.1:5570");
+    self->index = args->index;
+    self->front_endpoint = strdup(args->front_endpoint);
     self->conninfo = strdup(args->conninfo ? args->conninfo : "");
-    self->linger_ms = args->linger_ms > 0 ? args->linger_ms : S_LINGER_MS;
     self->stats_interval_ms = args->stats_interval_ms > 0 ? args->stats_interval_ms : S_STATS_MS;
     self->sessions = zhashx_new();
     self->retry_after_ms = S_RETRY_FIRST_MS;
-    if (!self->endpoint || !self->conninfo || !self->sessions) {
-        free(self->endpoint);
+    if (!self->front_endpoint || !self->conninfo || !self->sessions) {
+        free(self->front_endpoint);
         free(self->conninfo);
         zhashx_destroy(&self->sessions);
         free(self);
@@ -789,63 +786,30 @@ static void s_ingest_destroy(s_ingest_t **self_p)
     if (!self)
         return;
     zpoller_destroy(&self->poller);
-    zsock_destroy(&self->router);   /* lingers linger_ms so the last replies leave */
+    zsock_destroy(&self->front);   /* inproc: replies already sent stay readable by the front */
     asy_store_destroy(&self->store);
     zhashx_destroy(&self->sessions);
     free(self->items);
-    free(self->endpoint);
+    free(self->front_endpoint);
     free(self->conninfo);
     free(self);
     *self_p = NULL;
 }
 
-void asy_ingest_actor(zsock_t *pipe, void *args)
+void asy_ingest_worker_actor(zsock_t *pipe, void *args)
 {
-    s_ingest_t *self = s_ingest_new(pipe, (const asy_ingest_args_t *)args);
+    s_ingest_t *self = s_ingest_new(pipe, (const asy_ingest_worker_args_t *)args);
     zsock_signal(pipe, 0);    /* args are copied: zactor_new() may return */
-    if (!self) {
-        zstr_sendx(pipe, "FAILED", "out of memory", NULL);
-        return;
+    if (!self || s_link(self) != 0) {
+        zstr_sendx(pipe, "FAILED", self ? "cannot link a worker to the front" : "out of memory",
+                   NULL);
+        while (self && !s_pause(self, 1000)) {}
     }
-    char error[512] = "";
-    if (s_connect_store(self) == 0 && s_bind(self, error, sizeof error) != 0) {
-        asy_error("%s", error);
-        zstr_sendx(pipe, "FAILED", error, NULL);
-        while (!s_pause(self, 1000)) {}
-    }
-    else if (!self->terminated) {
-        char *endpoint = zsock_last_endpoint(self->router);
-        asy_info("ingest listening on %s", endpoint ? endpoint : self->endpoint);
-        zstr_sendx(pipe, "READY", endpoint ? endpoint : self->endpoint, NULL);
-        zstr_free(&endpoint);
+    else if (s_connect_store(self) == 0) {
+        zstr_send(pipe, "READY");
         self->next_stats_ms = zclock_mono() + self->stats_interval_ms;
         s_serve(self);
         s_log_counters(self);
     }
-    asy_info("ingest stopping");
     s_ingest_destroy(&self);
-}
-
-int asy_ingest_wait_ready(zactor_t *actor, int timeout_ms, char **endpoint, char *error,
-                          size_t error_size)
-{
-    *endpoint = NULL;
-    zpoller_t *poller = zpoller_new(actor, NULL);
-    void *which = zpoller_wait(poller, timeout_ms);
-    zpoller_destroy(&poller);
-    if (which != actor)
-        return ASY_ERETRY;
-    char *status = NULL, *detail = NULL;
-    if (zstr_recvx(actor, &status, &detail, NULL) < 1)
-        return ASY_ERETRY;
-    int rc = 0;
-    if (status && streq(status, "READY") && detail)
-        *endpoint = strdup(detail);
-    else {
-        snprintf(error, error_size, "%s", detail ? detail : "ingest actor failed");
-        rc = ASY_EIO;
-    }
-    zstr_free(&status);
-    zstr_free(&detail);
-    return rc;
 }

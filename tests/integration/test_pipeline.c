@@ -70,6 +70,10 @@ Test(pipeline, three_agents_twenty_thousand_events_each, .timeout = 900)
     long cases = asy_test_check_case_state(pg);
     cr_assert_gt(cases, 1000, "only %ld cases", cases);
     PQfinish(pg);
+    for (int i = 0; i < 3; i++)
+        free(config[i]);
+    free(dir);
+    free(db);
 }
 
 Test(pipeline, offline_backlog_drains_when_broker_starts, .timeout = 600)
@@ -115,6 +119,9 @@ Test(pipeline, offline_backlog_drains_when_broker_starts, .timeout = 600)
     cr_assert_eq(asy_test_check_streams(pg), 10000);
     asy_test_check_case_state(pg);
     PQfinish(pg);
+    free(config);
+    free(dir);
+    free(db);
 }
 
 /* Writes lines to <dir>/<name>.jsonl and returns the path (caller frees). */
@@ -164,6 +171,10 @@ Test(pipeline, no_raw_identifier_reaches_the_centre, .timeout = 300)
     /* the same case reference gives one case at the centre */
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT case_id) FROM event"), 1);
     PQfinish(pg);
+    free(path);
+    free(config);
+    free(dir);
+    free(db);
 }
 
 /* One case seen by two sites (the ward reports the detention and closure, the community
@@ -217,6 +228,11 @@ static char *s_deliver(bool ward_first, bool reversed, char **db_out)
     PQclear(res);
     asy_test_check_case_state(pg);
     PQfinish(pg);
+    free(ward_file);
+    free(office_file);
+    free(ward);
+    free(office);
+    free(dir);
     *db_out = db;
     return state;
 }
@@ -236,4 +252,9 @@ Test(pipeline, late_and_out_of_order_events_give_the_same_case_state, .timeout =
                                      " AND referral_received_at = '2026-02-03T10:00:00Z'"), 1,
                  "state: %s", reversed);
     PQfinish(pg);
+    free(in_order);
+    free(office_first);
+    free(reversed);
+    for (int i = 0; i < 3; i++)
+        free(db[i]);
 }

@@ -158,9 +158,13 @@ static int s_bind(s_front_t *self, char *error, size_t error_size)
                  zmq_strerror(zmq_errno()));
         return ASY_EIO;
     }
-    self->poller = zpoller_new(self->pipe, self->router, NULL);
+    /* The links come before the ROUTER: zpoller_wait returns the first ready socket, and a
+       reply (an ACK) must never wait behind a stream of incoming frames. */
+    self->poller = zpoller_new(self->pipe, NULL);
     for (int i = 0; self->poller && i < self->count; i++)
         zpoller_add(self->poller, self->links[i]);
+    if (self->poller)
+        zpoller_add(self->poller, self->router);
     if (!self->poller) {
         snprintf(error, error_size, "cannot create a poller");
         return ASY_EIO;

@@ -449,6 +449,16 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
                                                      "committed; see the broker log");
         return rc;
     }
+    if (rc == ASY_ERETRY && asy_store_connected(self->store)) {
+        /* A deadlock or serialization failure against another worker or broker: expected
+           now and then with concurrent writers; only this batch is resent. */
+        asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": transient conflict, resend asked: %s",
+                 s_who(self), items[0].seq, items[fresh - 1].seq,
+                 asy_store_errmsg(self->store));
+        s_retry_later(self, publish, S_RETRY_FIRST_MS,
+                      "a transient conflict with another writer, nothing committed");
+        return rc;
+    }
     if (rc != 0) {
         s_retry_later(self, publish, s_db_failed(self, "batch write", rc),
                       "database unavailable, nothing committed");

@@ -246,6 +246,11 @@ void asy_store_destroy(asy_store_t **self_p)
     *self_p = NULL;
 }
 
+bool asy_store_connected(const asy_store_t *self)
+{
+    return self->db && asy_db_connected(self->db);
+}
+
 const char *asy_store_errmsg(const asy_store_t *self)
 {
     return self ? self->errmsg : "no store";

@@ -18,6 +18,10 @@ asy_store_t *asy_store_new(const char *conninfo, char *error, size_t error_size)
 void asy_store_destroy(asy_store_t **self_p);
 const char *asy_store_errmsg(const asy_store_t *self);
 
+/* True while the connection is usable: after ASY_ERETRY it tells a transient conflict
+   (deadlock, serialization failure: just retry the batch) from a lost database. */
+bool asy_store_connected(const asy_store_t *self);
+
 /* Re-establishes a lost connection. Returns 0 if the connection is (now) good, else ASY_ERETRY. */
 int asy_store_reconnect(asy_store_t *self);
 

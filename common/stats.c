@@ -262,20 +262,33 @@ static int s_dsr_sums(const asy_stratum_t *strata, size_t count, double *dsr, do
     return 0;
 }
 
-int asy_stats_dsr_dobson(const asy_stratum_t *strata, size_t count, double multiplier, double z,
-                         asy_interval_t *out)
+/* The part both DSR intervals share: checks the arguments and sums the strata. Returns 1 with
+   *dsr, *variance, *events set when an interval is to be computed; otherwise 0 or ASY_EINVAL
+   with *out already filled (invalid input, or undefined because a stratum has no population
+   or there is no weight). */
+static int s_dsr_begin(const asy_stratum_t *strata, size_t count, double multiplier, double z,
+                       asy_interval_t *out, double *dsr, double *variance, int64_t *events)
 {
-    double dsr = 0.0, variance = 0.0;
-    int64_t events = 0;
     if (s_bad_z(z) || isnan(multiplier))
         return s_invalid(out);
-    int rc = s_dsr_sums(strata, count, &dsr, &variance, &events);
+    int rc = s_dsr_sums(strata, count, dsr, variance, events);
     if (rc < 0)
         return s_invalid(out);
     if (rc > 0) {
         s_undefined(out, ASY_STAT_UNDEFINED);
         return 0;
     }
+    return 1;
+}
+
+int asy_stats_dsr_dobson(const asy_stratum_t *strata, size_t count, double multiplier, double z,
+                         asy_interval_t *out)
+{
+    double dsr = 0.0, variance = 0.0;
+    int64_t events = 0;
+    int rc = s_dsr_begin(strata, count, multiplier, z, out, &dsr, &variance, &events);
+    if (rc <= 0)
+        return rc;
     if (events < ASY_STATS_DSR_MIN_COUNT) {
         s_undefined(out, ASY_STAT_SUPPRESSED);
         return 0;
@@ -293,15 +306,9 @@ int asy_stats_dsr_normal(const asy_stratum_t *strata, size_t count, double multi
 {
     double dsr = 0.0, variance = 0.0;
     int64_t events = 0;
-    if (s_bad_z(z) || isnan(multiplier))
-        return s_invalid(out);
-    int rc = s_dsr_sums(strata, count, &dsr, &variance, &events);
-    if (rc < 0)
-        return s_invalid(out);
-    if (rc > 0) {
-        s_undefined(out, ASY_STAT_UNDEFINED);
-        return 0;
-    }
+    int rc = s_dsr_begin(strata, count, multiplier, z, out, &dsr, &variance, &events);
+    if (rc <= 0)
+        return rc;
     double half = z * sqrt(variance);
     s_set(out, multiplier * dsr, multiplier * (dsr - half), multiplier * (dsr + half));
     return 0;

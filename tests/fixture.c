@@ -4,6 +4,7 @@
 #include "pseudonym.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,4 +113,38 @@ asy_fixture_result_t asy_fixture_run(const asy_fixture_t *self, asy_fixture_comm
     snprintf(result.err, sizeof result.err, "%s", text);
     free(text);
     return result;
+}
+
+static bool s_contains(const char *data, size_t size, const char *needle)
+{
+    size_t length = strlen(needle);
+    for (size_t i = 0; i + length <= size; i++)
+        if (memcmp(data + i, needle, length) == 0)
+            return true;
+    return false;
+}
+
+int asy_fixture_assert_absent(const asy_fixture_t *self, const char *folder,
+                              const char *const *needles, size_t count)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", self->dir, folder);
+    DIR *dir = opendir(path);
+    cr_assert_not_null(dir, "cannot list %s", path);
+    int files = 0;
+    for (struct dirent *entry; (entry = readdir(dir));) {
+        if (entry->d_name[0] == '.')
+            continue;
+        char file[1536];
+        snprintf(file, sizeof file, "%s/%s", path, entry->d_name);
+        size_t size;
+        char *data = asy_fixture_slurp(file, &size);
+        for (size_t i = 0; i < count; i++)
+            cr_assert_not(s_contains(data, size, needles[i]), "%s holds %s", entry->d_name,
+                          needles[i]);
+        free(data);
+        files++;
+    }
+    closedir(dir);
+    return files;
 }

@@ -39,6 +39,11 @@ const char *asy_fixture_write(const asy_fixture_t *self, const char *name, const
    Caller frees. */
 char *asy_fixture_slurp(const char *path, size_t *size);
 
+/* Fails the test if any file in <dir>/<folder> holds any of the count needles (as bytes,
+   anywhere). Returns how many files it read. */
+int asy_fixture_assert_absent(const asy_fixture_t *self, const char *folder,
+                              const char *const *needles, size_t count);
+
 /* An agent command (asy_cmd_submit, asy_cmd_import, asy_cmd_simulate...). */
 typedef int asy_fixture_command_t(const asy_agent_config_t *config, int argc, char **argv);
 

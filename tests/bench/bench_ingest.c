@@ -73,10 +73,9 @@ static double s_broker_drain(const char *db, const char *dir, long per_agent)
     pid_t agent[4];
     int64_t start = asy_test_now_ms();
     for (int i = 0; i < 4; i++) {
-        char *argv[] = {ASY_AGENT_PATH, "--config", config[i], "run", "--until-drained", NULL};
-        char log_path[512];
-        snprintf(log_path, sizeof log_path, "%s/bench-%d.log", dir, i);
-        agent[i] = asy_test_spawn(argv, log_path);
+        char name[32];
+        snprintf(name, sizeof name, "bench-%d", i);
+        agent[i] = asy_test_spawn_agent(config[i], dir, name, "run", "--until-drained", NULL);
     }
     for (int i = 0; i < 4; i++)
         if (asy_test_wait(agent[i], 1800000) != 0) {
@@ -173,6 +172,13 @@ static double s_row_inserts(PGconn *source, PGconn *pg, int n)
     return rate;
 }
 
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int s_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -193,10 +199,7 @@ static void s_latency(const char *db, const char *dir, int seconds, double *p50,
         fprintf(stderr, "bench_ingest: %s\n", error);
         exit(1);
     }
-    char *argv[] = {ASY_AGENT_PATH, "--config", config, "run", NULL};
-    char log_path[512];
-    snprintf(log_path, sizeof log_path, "%s/latency-run.log", dir);
-    pid_t agent = asy_test_spawn(argv, log_path);
+    pid_t agent = asy_test_spawn_agent(config, dir, "latency-run", "run", NULL);
     usleep(500 * 1000);
 
     long total = 1000L * seconds;
@@ -204,12 +207,9 @@ static void s_latency(const char *db, const char *dir, int seconds, double *p50,
     double *latency = calloc((size_t)total + 1, sizeof *latency);
     long sent = 0, measured = 0;
     uint64_t acked = 0;
-    int64_t start_us = asy_test_now_ms() * 1000;
+    int64_t start_us = s_now_us();
     while (measured < total) {
-        int64_t now_us;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        int64_t now_us = s_now_us();
         long due = sent < total ? (long)((now_us - start_us) / 1000) + 1 : sent;
         if (due > total)
             due = total;
@@ -234,16 +234,14 @@ static void s_latency(const char *db, const char *dir, int seconds, double *p50,
                 json_decref(object);
             }
             asy_outbox_commit(outbox);
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t committed_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            int64_t committed_us = s_now_us();
             for (long s = measured + 1; s <= sent; s++)
                 if (!submitted_us[s])
                     submitted_us[s] = committed_us;
         }
         asy_outbox_status_t status;
         if (asy_outbox_status(outbox, &status) == 0 && status.acked_seq > acked) {
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            now_us = s_now_us();
             for (uint64_t s = acked + 1; s <= status.acked_seq && (long)s <= total; s++)
                 latency[measured++] = (double)(now_us - submitted_us[s]) / 1000.0;
             acked = status.acked_seq;

@@ -20,18 +20,6 @@
 #define S_AGENTS 3
 #define S_EVENTS_PER_AGENT 10000
 
-static pid_t s_spawn_agent(const char *config, const char *dir, const char *name, char *const extra[])
-{
-    char log_path[512];
-    snprintf(log_path, sizeof log_path, "%s/%s.log", dir, name);
-    char *argv[16] = {ASY_AGENT_PATH, "--config", (char *)config};
-    int argc = 3;
-    for (int i = 0; extra[i] && argc < 15; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    return asy_test_spawn(argv, log_path);
-}
-
 static void s_restart_postgres(void)
 {
     const char *command = getenv("ASY_TEST_PG_RESTART");
@@ -50,7 +38,6 @@ Test(faults, kill_broker_postgres_and_agent_while_streaming, .timeout = 1200)
 
     char *config[S_AGENTS];
     pid_t runner[S_AGENTS], simulator[S_AGENTS];
-    char *run_args[] = {"run", NULL};
     for (int i = 0; i < S_AGENTS; i++) {
         char id[32], site[32], name[32];
         snprintf(id, sizeof id, "fault-%d", i);
@@ -59,11 +46,11 @@ Test(faults, kill_broker_postgres_and_agent_while_streaming, .timeout = 1200)
         /* events arrive while everything below happens: ~1,000 events/s per site */
         char seed[8];
         snprintf(seed, sizeof seed, "%d", 40 + i);
-        char *sim_args[] = {"simulate", "--events", "10000", "--rate", "1000", "--seed", seed, NULL};
         snprintf(name, sizeof name, "sim-%d", i);
-        simulator[i] = s_spawn_agent(config[i], dir, name, sim_args);
+        simulator[i] = asy_test_spawn_agent(config[i], dir, name, "simulate", "--events", "10000",
+                                            "--rate", "1000", "--seed", seed, NULL);
         snprintf(name, sizeof name, "run-%d", i);
-        runner[i] = s_spawn_agent(config[i], dir, name, run_args);
+        runner[i] = asy_test_spawn_agent(config[i], dir, name, "run", NULL);
     }
 
     for (int round = 0; round < 5; round++) {
@@ -73,7 +60,7 @@ Test(faults, kill_broker_postgres_and_agent_while_streaming, .timeout = 1200)
         if (round == 1) {
             kill(runner[0], SIGKILL);
             waitpid(runner[0], NULL, 0);
-            runner[0] = s_spawn_agent(config[0], dir, "run-0-restarted", run_args);
+            runner[0] = asy_test_spawn_agent(config[0], dir, "run-0-restarted", "run", NULL);
         }
         usleep(300 * 1000);
         broker = asy_test_start_broker(db, dir, port, endpoint, sizeof endpoint);
@@ -86,12 +73,11 @@ Test(faults, kill_broker_postgres_and_agent_while_streaming, .timeout = 1200)
     for (int i = 0; i < S_AGENTS; i++)
         cr_assert_eq(asy_test_wait(simulator[i], 120000), 0, "simulator %d failed", i);
     /* every event is now in an outbox; let the runners drain, then stop them */
-    char *drain_args[] = {"run", "--until-drained", NULL};
     for (int i = 0; i < S_AGENTS; i++) {
         asy_test_stop(runner[i], SIGTERM, 10000);
         char name[32];
         snprintf(name, sizeof name, "drain-%d", i);
-        runner[i] = s_spawn_agent(config[i], dir, name, drain_args);
+        runner[i] = asy_test_spawn_agent(config[i], dir, name, "run", "--until-drained", NULL);
     }
     for (int i = 0; i < S_AGENTS; i++)
         cr_assert_eq(asy_test_wait(runner[i], 300000), 0, "agent %d did not drain; logs in %s", i, dir);

@@ -283,6 +283,22 @@ char *asy_test_agent_config(const char *workdir, const char *agent_id, const cha
     return config_path;
 }
 
+pid_t asy_test_spawn_agent(const char *config, const char *log_dir, const char *name, ...)
+{
+    char log_path[512];
+    snprintf(log_path, sizeof log_path, "%s/%s.log", log_dir, name);
+    char *argv[32] = {ASY_AGENT_PATH, "--config", (char *)config};
+    int argc = 3;
+    va_list args;
+    va_start(args, name);
+    char *arg;
+    while ((arg = va_arg(args, char *)) != NULL && argc < 31)
+        argv[argc++] = arg;
+    va_end(args);
+    argv[argc] = NULL;
+    return asy_test_spawn(argv, log_path);
+}
+
 int asy_test_agent(const char *config_path, char *out, size_t out_size, int timeout_ms, ...)
 {
     char *argv[32];

@@ -62,6 +62,11 @@ char *asy_test_agent_config(const char *workdir, const char *agent_id, const cha
 int asy_test_agent(const char *config_path, char *out, size_t out_size, int timeout_ms, ...)
     __attribute__((sentinel));
 
+/* Starts `advsync-agent --config config ARGS...` (args NULL-terminated) in the background,
+   its output in <log_dir>/<name>.log. Returns the pid or fails the test. */
+pid_t asy_test_spawn_agent(const char *config, const char *log_dir, const char *name, ...)
+    __attribute__((sentinel));
+
 /* Milliseconds since an arbitrary start (monotonic). */
 int64_t asy_test_now_ms(void);
 

@@ -11,14 +11,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static pid_t s_run_agent(const char *config, const char *log_dir, const char *name)
-{
-    char log_path[512];
-    snprintf(log_path, sizeof log_path, "%s/%s.log", log_dir, name);
-    char *argv[] = {ASY_AGENT_PATH, "--config", (char *)config, "run", "--until-drained", NULL};
-    return asy_test_spawn(argv, log_path);
-}
-
 Test(pipeline, three_agents_twenty_thousand_events_each, .timeout = 900)
 {
     char *db = asy_test_create_database();
@@ -43,7 +35,7 @@ Test(pipeline, three_agents_twenty_thousand_events_each, .timeout = 900)
     for (int i = 0; i < 3; i++) {
         char name[32];
         snprintf(name, sizeof name, "agent-%d-run", i);
-        agent[i] = s_run_agent(config[i], dir, name);
+        agent[i] = asy_test_spawn_agent(config[i], dir, name, "run", "--until-drained", NULL);
     }
     for (int i = 0; i < 3; i++)
         cr_assert_eq(asy_test_wait(agent[i], 600000), 0, "agent %d did not drain; see %s", i, dir);
@@ -86,10 +78,7 @@ Test(pipeline, offline_backlog_drains_when_broker_starts, .timeout = 600)
     char *config = asy_test_agent_config(dir, "ward-offline", "site-offline", endpoint);
 
     /* the link is down: the agent runs and keeps retrying while events arrive */
-    char log_path[512];
-    snprintf(log_path, sizeof log_path, "%s/agent-run.log", dir);
-    char *run[] = {ASY_AGENT_PATH, "--config", config, "run", NULL};
-    pid_t agent = asy_test_spawn(run, log_path);
+    pid_t agent = asy_test_spawn_agent(config, dir, "agent-run", "run", NULL);
     char out[4096];
     int rc = asy_test_agent(config, out, sizeof out, 300000, "simulate", "--events", "10000",
                             "--seed", "5", NULL);

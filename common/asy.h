@@ -21,6 +21,7 @@
 #define ASY_EEXIST (-7)    /* already there (duplicate) */
 #define ASY_ERETRY (-8)    /* transient: try again later */
 #define ASY_ECONFIG (-9)   /* configuration error */
+#define ASY_ETIMEDOUT (-10) /* no answer within the time allowed */
 
 /* Wire protocol (proto/PROTOCOL.md). */
 #define ASY_PROTOCOL_VERSION 1

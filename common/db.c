@@ -302,6 +302,29 @@ int asy_db_query_row(asy_db_t *self, const char *sql_or_name, bool prepared, int
     return 0;
 }
 
+int asy_db_query_each(asy_db_t *self, const char *sql_or_name, bool prepared, int nparams,
+                      const char *const *params, asy_db_row_fn *fn, void *arg)
+{
+    PGresult *res = NULL;
+    int rc = s_run(self, sql_or_name, prepared, nparams, params, &res);
+    if (rc != 0)
+        return rc;
+    int rows = PQntuples(res), columns = PQnfields(res);
+    const char **values = calloc(columns ? (size_t)columns : 1, sizeof *values);
+    if (!values) {
+        PQclear(res);
+        return ASY_ENOMEM;
+    }
+    for (int r = 0; rc == 0 && r < rows; r++) {
+        for (int c = 0; c < columns; c++)
+            values[c] = PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
+        rc = fn(arg, columns, values);
+    }
+    free(values);
+    PQclear(res);
+    return rc;
+}
+
 void asy_db_row_release(asy_db_row_t *row)
 {
     for (int c = 0; c < ASY_DB_ROW_MAX; c++) {

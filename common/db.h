@@ -61,6 +61,17 @@ typedef struct {
    columns. */
 int asy_db_query_row(asy_db_t *self, const char *sql_or_name, bool prepared, int nparams,
                      const char *const *params, asy_db_row_t *row);
+/* Called by asy_db_query_each for each row: values[c] is the text of column c (NULL for SQL
+   NULL), borrowed for the call. Return 0 to go on, anything else to stop (that value is
+   returned by asy_db_query_each). */
+typedef int(asy_db_row_fn)(void *arg, int columns, const char *const *values);
+
+/* Runs a query (as asy_db_query_row) and calls fn for every row, in order. The whole result
+   is held in memory while fn runs: page big tables with a cursor (DECLARE ... FETCH n).
+   Returns 0, fn's nonzero value, or the query's error code. */
+int asy_db_query_each(asy_db_t *self, const char *sql_or_name, bool prepared, int nparams,
+                      const char *const *params, asy_db_row_fn *fn, void *arg);
+
 /* Frees the copied values; safe to call twice. */
 void asy_db_row_release(asy_db_row_t *row);
 

@@ -85,6 +85,7 @@ const char *asy_strerror(int code)
     case ASY_EEXIST: return "already exists";
     case ASY_ERETRY: return "temporarily unavailable";
     case ASY_ECONFIG: return "configuration error";
+    case ASY_ETIMEDOUT: return "timed out";
     default: return "unknown error";
     }
 }

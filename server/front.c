@@ -90,7 +90,8 @@ static s_front_t *s_front_new(zsock_t *pipe, const asy_ingest_args_t *args)
         asy_ingest_worker_args_t worker = {.front_endpoint = link,
                                            .conninfo = args->conninfo,
                                            .index = i + 1,
-                                           .stats_interval_ms = args->stats_interval_ms};
+                                           .stats_interval_ms = args->stats_interval_ms,
+                                           .monitor = args->monitor};
         self->workers[i] = zactor_new(asy_ingest_worker_actor, &worker);
         if (!self->workers[i]) {
             s_front_destroy(&self);

@@ -13,6 +13,9 @@
     broker moved the mark) costs one re-read, never a double write.  */
 #include "ingest.h"
 
+#include "case_view.h"
+#include "monitor.h"
+
 #include "codec.h"
 #include "log.h"
 #include "store.h"
@@ -68,6 +71,11 @@ typedef struct {
     size_t items_capacity;
     zframe_t *peer;          /* routing id of the message in hand */
     char *peer_key;
+    char *monitor_endpoint;  /* NULL: no monitor */
+    zsock_t *monitor;        /* PUSH: case_state rows of committed batches */
+    asy_case_view_t *views;  /* rows of the batch in hand, sent after COMMIT */
+    size_t view_count;
+    size_t view_capacity;
 } s_ingest_t;
 
 static void s_free_item(void **item)
@@ -422,6 +430,37 @@ static int s_refresh(s_ingest_t *self, s_session_t *session, const asy_publish_t
     return 0;
 }
 
+/* The store's case sink: keeps the merged case_state rows of the batch in hand. */
+static int s_collect_case(void *arg, int columns, const char *const *values)
+{
+    s_ingest_t *self = arg;
+    if (self->view_count == self->view_capacity) {
+        size_t capacity = self->view_capacity ? self->view_capacity * 2 : 256;
+        asy_case_view_t *views = realloc(self->views, capacity * sizeof *views);
+        if (!views)
+            return ASY_ENOMEM;
+        self->views = views;
+        self->view_capacity = capacity;
+    }
+    if (asy_case_view_parse(columns, values, &self->views[self->view_count]) != 0) {
+        asy_warn("worker %d: case_state row %s not understood by the monitor; skipped",
+                 self->index, values[0] ? values[0] : "?");
+        return 0;
+    }
+    self->view_count++;
+    return 0;
+}
+
+/* Hands the committed batch's case rows to the monitor. */
+static void s_notify_monitor(s_ingest_t *self)
+{
+    if (self->monitor && self->view_count > 0 &&
+        asy_monitor_send_cases(self->monitor, self->views, self->view_count) != 0)
+        asy_error("worker %d: %zu case updates not handed to the monitor: %s", self->index,
+                  self->view_count, zmq_strerror(zmq_errno()));
+    self->view_count = 0;
+}
+
 /* Writes the new events of the batch: all events above the high-water mark. */
 static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *publish,
                    size_t duplicates)
@@ -435,8 +474,11 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
     for (size_t i = 0; i < fresh; i++)
         s_check_event(session, &publish->events[duplicates + i],
                       publish->first_seq + duplicates + i, &items[i]);
+    self->view_count = 0;
     int rc = asy_store_write_batch(self->store, session->agent_id, session->site_id,
                                    session->epoch, session->committed, items, fresh);
+    if (rc == 0)
+        s_notify_monitor(self);
     if (rc == ASY_EEXIST)
         return rc;
     if (rc == ASY_EDB) {
@@ -723,6 +765,8 @@ static int s_connect_store(s_ingest_t *self)
     for (int attempt = 1; !self->terminated; attempt++) {
         char error[512] = "";
         self->store = asy_store_new(self->conninfo, error, sizeof error);
+        if (self->store && self->monitor)
+            asy_store_set_case_sink(self->store, s_collect_case, self);
         if (self->store) {
             asy_info("worker %d: database connected and migrated (attempt %d)", self->index,
                      attempt);
@@ -751,6 +795,15 @@ static int s_link(s_ingest_t *self)
     self->poller = zpoller_new(self->pipe, self->front, NULL);
     if (!self->poller)
         return ASY_EIO;
+    if (self->monitor_endpoint) {
+        /* no high-water mark: the rows of a committed batch must never be dropped */
+        self->monitor = zsock_new(ZMQ_PUSH);
+        if (!self->monitor)
+            return ASY_EIO;
+        zsock_set_sndhwm(self->monitor, 0);
+        if (zsock_connect(self->monitor, "%s", self->monitor_endpoint) < 0)
+            return ASY_EIO;
+    }
     zpoller_set_nonstop(self->poller, true);   /* only $TERM stops us, not zsys_interrupted */
     return 0;
 }
@@ -779,7 +832,10 @@ static s_ingest_t *s_ingest_new(zsock_t *pipe, const asy_ingest_worker_args_t *a
     self->stats_interval_ms = args->stats_interval_ms > 0 ? args->stats_interval_ms : S_STATS_MS;
     self->sessions = zhashx_new();
     self->retry_after_ms = S_RETRY_FIRST_MS;
-    if (!self->front_endpoint || !self->conninfo || !self->sessions) {
+    self->monitor_endpoint = args->monitor ? strdup(args->monitor) : NULL;
+    if (!self->front_endpoint || !self->conninfo || !self->sessions ||
+        (args->monitor && !self->monitor_endpoint)) {
+        free(self->monitor_endpoint);
         free(self->front_endpoint);
         free(self->conninfo);
         zhashx_destroy(&self->sessions);
@@ -797,6 +853,9 @@ static void s_ingest_destroy(s_ingest_t **self_p)
         return;
     zpoller_destroy(&self->poller);
     zsock_destroy(&self->front);   /* inproc: replies already sent stay readable by the front */
+    zsock_destroy(&self->monitor);
+    free(self->monitor_endpoint);
+    free(self->views);
     asy_store_destroy(&self->store);
     zhashx_destroy(&self->sessions);
     free(self->items);

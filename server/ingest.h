@@ -35,6 +35,9 @@ typedef struct {
     int stats_interval_ms;  /* counters logged this often when changed; 0 means 10000 */
     int workers;            /* ingest workers, each with its own store connection; 0 means
                                ASY_INGEST_DEFAULT_WORKERS; at most ASY_INGEST_MAX_WORKERS */
+    const char *monitor;    /* inproc endpoint of the monitor's deltas (monitor.h), or NULL:
+                               each worker pushes there the case_state rows of every batch it
+                               committed */
 } asy_ingest_args_t;
 
 #define ASY_INGEST_DEFAULT_WORKERS 2
@@ -59,6 +62,7 @@ typedef struct {
     const char *conninfo;
     int index;                    /* worker number, 1..N, for the log */
     int stats_interval_ms;
+    const char *monitor;          /* as asy_ingest_args_t.monitor */
 } asy_ingest_worker_args_t;
 
 void asy_ingest_worker_actor(zsock_t *pipe, void *args);

@@ -11,6 +11,7 @@
 #include "store.h"
 
 #include "case_fold.h"
+#include "case_view.h"
 #include "db.h"
 #include "log.h"
 #include "migrations.h"
@@ -33,6 +34,8 @@ struct asy_store {
     asy_case_fold_t *fold;
     unsigned session_generation; /* db generation the staging table was created in */
     int partitions_month;        /* year * 12 + month (0-based) partitions were ensured for */
+    asy_db_row_fn *case_sink;    /* given the merged case_state rows, if set */
+    void *case_sink_arg;
     char errmsg[1024];
 };
 
@@ -194,6 +197,17 @@ static int s_migrate(asy_store_t *self)
     return rc;
 }
 
+/* The merge with the monitor's view of every row it wrote. Caller frees. */
+static char *s_returning_sql(const asy_case_fold_t *fold)
+{
+    const char *upsert = asy_case_fold_upsert_sql(fold);
+    size_t size = strlen(upsert) + strlen(ASY_CASE_VIEW_COLUMNS) + 16;
+    char *sql = malloc(size);
+    if (sql)
+        snprintf(sql, size, "%s RETURNING %s", upsert, ASY_CASE_VIEW_COLUMNS);
+    return sql;
+}
+
 asy_store_t *asy_store_new(const char *conninfo, char *error, size_t error_size)
 {
     asy_store_t *self = calloc(1, sizeof *self);
@@ -218,7 +232,12 @@ asy_store_t *asy_store_new(const char *conninfo, char *error, size_t error_size)
             s_error(self, "out of memory");
             goto err;
         }
-    if (asy_db_prepare(self->db, "case_upsert", asy_case_fold_upsert_sql(self->fold), 0) != 0) {
+    char *returning = s_returning_sql(self->fold);
+    int prepared = returning ? asy_db_prepare(self->db, "case_upsert_returning", returning, 0)
+                             : ASY_ENOMEM;
+    free(returning);
+    if (prepared != 0 ||
+        asy_db_prepare(self->db, "case_upsert", asy_case_fold_upsert_sql(self->fold), 0) != 0) {
         s_error(self, "out of memory");
         goto err;
     }
@@ -486,7 +505,10 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
     if (asy_db_copy_rows(self->cases) > 0) {
         if ((rc = asy_db_copy_send(self->db, asy_case_fold_delta_copy_sql(self->fold), self->cases,
                                    NULL)) != 0 ||
-            (rc = asy_db_exec_prepared(self->db, "case_upsert", 0, NULL, NULL)) != 0) {
+            (rc = self->case_sink
+                      ? asy_db_query_each(self->db, "case_upsert_returning", true, 0, NULL,
+                                          self->case_sink, self->case_sink_arg)
+                      : asy_db_exec_prepared(self->db, "case_upsert", 0, NULL, NULL)) != 0) {
             s_db_error(self, rc, "case_state merge");
             goto fail;
         }
@@ -499,6 +521,12 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
 fail:
     asy_db_rollback(self->db);
     return rc;
+}
+
+void asy_store_set_case_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg)
+{
+    self->case_sink = fn;
+    self->case_sink_arg = arg;
 }
 
 int asy_store_quarantine_frame(asy_store_t *self, const char *agent_id, const char *site_id,

@@ -9,6 +9,7 @@
 
 #include "asy.h"
 #include "codec.h"
+#include "db.h"
 
 typedef struct asy_store asy_store_t;
 
@@ -57,6 +58,12 @@ typedef struct {
 int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *site_id,
                           uint64_t epoch, uint64_t expected_committed,
                           const asy_store_item_t *items, size_t count);
+
+/* Asks for the final case_state rows of every batch: from now on asy_store_write_batch
+   merges with "RETURNING <ASY_CASE_VIEW_COLUMNS>" and calls fn once per row the batch
+   touched, inside the transaction (the rows count only if the call returns 0, i.e. after
+   COMMIT). fn returning nonzero fails the batch. */
+void asy_store_set_case_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg);
 
 /* Quarantines bytes that never became an event of a batch (a malformed frame, an oversize
    frame): agent/site may be NULL, seq 0. Best effort: returns 0 or an error code. */

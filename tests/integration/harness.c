@@ -231,8 +231,11 @@ pid_t asy_test_start_broker(const char *conninfo, const char *workdir, int port,
     snprintf(log_path, sizeof log_path, "%s/broker.log", workdir);
     snprintf(database, sizeof database, "%s", conninfo);
     unlink(endpoint_file);
+    char any[] = "tcp://127.0.0.1:*";
     char *argv[] = {ASY_ADVSYNCD_PATH, "--database", database, "--ingest", bind,
-                    "--endpoint-file", endpoint_file, NULL};
+                    "--endpoint-file", endpoint_file, "--monitor-public", any,
+                    "--monitor-public-snapshot", any, "--monitor-restricted", any,
+                    "--monitor-restricted-snapshot", any, NULL};
     pid_t pid = asy_test_spawn(argv, log_path);
     int64_t deadline = asy_test_now_ms() + 30000;
     while (asy_test_now_ms() < deadline) {

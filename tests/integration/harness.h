@@ -49,7 +49,9 @@ int asy_test_free_port(void);
 
 /* Starts advsyncd on tcp://127.0.0.1:<port> (port 0: any free port) against conninfo, with
    extra args (NULL-terminated, may be NULL). Waits until it is listening; writes the endpoint
-   into endpoint[] (e.g. "tcp://127.0.0.1:41234"). Log in <workdir>/broker.log. */
+   into endpoint[] (e.g. "tcp://127.0.0.1:41234"). The monitor binds its four streams to free
+   loopback ports, listed in <workdir>/broker.endpoint after the first line as "name endpoint"
+   (asy_test_broker_endpoint). Log in <workdir>/broker.log. */
 pid_t asy_test_start_broker(const char *conninfo, const char *workdir, int port,
                             char *endpoint, size_t endpoint_size);
 

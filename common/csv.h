@@ -1,4 +1,4 @@
-/*  csv.h: an RFC 4180 reader for `advsync-agent import` (private to client/agent).
+/*  csv.h: an RFC 4180 reader (advsync-agent import, advsync-ctl denominators load).
 
     Records are read one at a time from a FILE: fields are separated by the delimiter; a field
     that starts with a quote may hold the delimiter, doubled quotes ("" for ") and line breaks;

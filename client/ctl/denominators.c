@@ -1,0 +1,632 @@
+/*  denominators.c: `advsync-ctl denominators load|list` over the `denominator` table:
+    resident population by area, ONS 2021 ethnic group and age band, in the shape of Census 2021
+    table TS021 as ONS and Nomis hand it out (see the usage text for the columns read).
+
+    A load is all or nothing: every line is checked before the database is touched, and the
+    rows of the file's areas are replaced in one transaction.  */
+#include "ctl.h"
+#include "csv.h"
+#include "monitor_msg.h"
+
+#include <ctype.h>
+#include <czmq.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const S_TABLES[] = {"denominator", NULL};
+
+#define S_ETHNICITY_ENUM "EthnicityOns2021"
+#define S_AGE_ENUM "AgeBand"
+#define S_GROUP_MAX 19 /* EthnicityOns2021: 1..19 are the Census groups; 20, 21 are not */
+#define S_BAND_MAX 6   /* AgeBand */
+#define S_DOES_NOT_APPLY (-8)
+#define S_AREA_CODE_MAX 64
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: advsync-ctl [options] denominators load FILE.csv [--source TEXT]\n"
+            "       advsync-ctl [options] denominators list [--area CODE]\n"
+            "\n"
+            "load: population by area, ethnic group and age band, from a CSV file shaped like\n"
+            "Census 2021 table TS021 (ONS / Nomis download). The first row names the columns\n"
+            "(any order, case ignored):\n"
+            "  area code   \"area_code\" or a header ending in \"Code\" (e.g. \"Lower tier local\n"
+            "              authorities Code\")\n"
+            "  area name   \"area_name\" or the area code's header without \"Code\" (optional)\n"
+            "  group       \"ethnicity_ons\" or \"Ethnic group (20 categories) Code\": 1..19 as\n"
+            "              TS021 (= EthnicityOns2021), 0 or ALL = all groups, -8 rows skipped;\n"
+            "              or a name such as ONS_WHITE_BRITISH\n"
+            "  age band    \"age_band\" (optional, else 0): 0 or ALL = all ages, 1 AGE_0_15,\n"
+            "              2 AGE_16_17, 3 AGE_18_34, 4 AGE_35_49, 5 AGE_50_64, 6 AGE_65_PLUS\n"
+            "  population  \"Observation\" or \"population\": a whole number >= 0\n"
+            "Other columns are ignored. The rows of each area in the file replace that area's\n"
+            "rows; a bad line changes nothing. --source (default: the file name) is stored.\n"
+            "\n"
+            "list: area, group, band, population, source, loaded_at (tab-separated).\n");
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Reading the file. */
+
+typedef struct {
+    char *area_code; /* owned */
+    char *area_name; /* owned, NULL if none */
+    int group;
+    int band;
+    long long population;
+    unsigned long line;
+} s_row_t;
+
+typedef struct {
+    const char *path;
+    int area_code, area_name, group, band, population; /* column indexes, -1 if absent */
+    char *headers[5];                                  /* their header text (owned) */
+    s_row_t *rows;
+    size_t count, capacity;
+    size_t skipped; /* "Does not apply" rows */
+} s_load_t;
+
+enum { S_COL_AREA_CODE, S_COL_AREA_NAME, S_COL_GROUP, S_COL_BAND, S_COL_POPULATION };
+
+/* Trims blanks in place. */
+static char *s_trim(char *text)
+{
+    while (isspace((unsigned char)*text))
+        text++;
+    size_t length = strlen(text);
+    while (length > 0 && isspace((unsigned char)text[length - 1]))
+        text[--length] = '\0';
+    return text;
+}
+
+/* A lower-case copy of a header, cut to fit. */
+static void s_lower_copy(char *out, size_t size, const char *text)
+{
+    size_t i = 0;
+    for (; text[i] && i + 1 < size; i++)
+        out[i] = (char)tolower((unsigned char)text[i]);
+    out[i] = '\0';
+}
+
+static bool s_ends_with(const char *text, const char *suffix)
+{
+    size_t length = strlen(text), suffix_length = strlen(suffix);
+    return length >= suffix_length && streq(text + length - suffix_length, suffix);
+}
+
+/* What a (lower-cased) header is for: an S_COL_* or -1. The area name is found afterwards. */
+static int s_header_role(const char *header)
+{
+    if (streq(header, "ethnicity_ons") || (strstr(header, "ethnic") && s_ends_with(header, "code")))
+        return S_COL_GROUP;
+    if (streq(header, "age_band") ||
+        (strncmp(header, "age", 3) == 0 && s_ends_with(header, "code")))
+        return S_COL_BAND;
+    if (streq(header, "area_code") || s_ends_with(header, "code"))
+        return S_COL_AREA_CODE;
+    if (streq(header, "observation") || streq(header, "population"))
+        return S_COL_POPULATION;
+    return -1;
+}
+
+static int *s_column(s_load_t *load, int role)
+{
+    int *columns[] = {&load->area_code, &load->area_name, &load->group, &load->band,
+                      &load->population};
+    return columns[role];
+}
+
+static int s_set_column(s_load_t *load, int role, int index, const char *header, unsigned long line)
+{
+    int *column = s_column(load, role);
+    if (*column >= 0) {
+        fprintf(stderr,
+                "advsync-ctl: %s:%lu: header: both \"%s\" and \"%s\" look like the %s "
+                "column\n",
+                load->path, line, load->headers[role], header,
+                role == S_COL_AREA_CODE    ? "area code"
+                : role == S_COL_GROUP      ? "ethnic group"
+                : role == S_COL_BAND       ? "age band"
+                : role == S_COL_POPULATION ? "population"
+                                           : "area name");
+        return ASY_EINVAL;
+    }
+    *column = index;
+    load->headers[role] = strdup(header);
+    return load->headers[role] ? 0 : ASY_ENOMEM;
+}
+
+static int s_read_header(s_load_t *load, asy_csv_t *csv)
+{
+    for (size_t i = 0; i < 5; i++)
+        *s_column(load, (int)i) = -1;
+    char lower[256];
+    for (size_t i = 0; i < csv->count; i++) {
+        const char *header = s_trim(asy_csv_field(csv, i));
+        s_lower_copy(lower, sizeof lower, header);
+        int role = s_header_role(lower);
+        if (role >= 0 && s_set_column(load, role, (int)i, header, csv->record_line) != 0)
+            return ASY_EINVAL;
+    }
+    const char *missing = load->area_code < 0    ? "area code (\"area_code\" or a header "
+                                                   "ending in \"Code\")"
+                          : load->group < 0      ? "ethnic group (\"ethnicity_ons\" or \"Ethnic "
+                                                   "group (20 categories) Code\")"
+                          : load->population < 0 ? "population (\"Observation\" or "
+                                                   "\"population\")"
+                                                 : NULL;
+    if (missing) {
+        fprintf(stderr, "advsync-ctl: %s:%lu: header: no %s column\n", load->path, csv->record_line,
+                missing);
+        return ASY_EINVAL;
+    }
+    /* The area name: "area_name", or the code's header without " code". */
+    const char *code_header = load->headers[S_COL_AREA_CODE];
+    size_t stem = strlen(code_header) - 4;
+    while (stem > 0 && (code_header[stem - 1] == ' ' || code_header[stem - 1] == '_'))
+        stem--;
+    for (size_t i = 0; i < csv->count; i++) {
+        const char *header = s_trim(asy_csv_field(csv, i));
+        bool is_name =
+            strcasecmp(header, "area_name") == 0 ||
+            (stem > 0 && strlen(header) == stem && strncasecmp(header, code_header, stem) == 0);
+        if (is_name && s_set_column(load, S_COL_AREA_NAME, (int)i, header, csv->record_line))
+            return ASY_EINVAL;
+    }
+    return 0;
+}
+
+/* A whole number in [low, high], surrounding blanks allowed. */
+static bool s_parse_integer(const char *text, long long low, long long high, long long *value)
+{
+    while (isspace((unsigned char)*text))
+        text++;
+    if (!*text || (!isdigit((unsigned char)*text) && *text != '-'))
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long parsed = strtoll(text, &end, 10);
+    while (end && isspace((unsigned char)*end))
+        end++;
+    if (errno || end == text || *end || parsed < low || parsed > high)
+        return false;
+    *value = parsed;
+    return true;
+}
+
+/* Group or band by number or by name (case ignored; "ALL" is 0). Returns 0 and *value, or
+   ASY_EINVAL with why in reason[]. */
+static int s_parse_enum(const char *text, const char *which, int max, bool allow_not_applicable,
+                        int *value, char *reason, size_t reason_size)
+{
+    long long number = 0;
+    if (s_parse_integer(text, -1000000, 1000000, &number)) {
+        if ((number >= 0 && number <= max) ||
+            (allow_not_applicable && number == S_DOES_NOT_APPLY)) {
+            *value = (int)number;
+            return 0;
+        }
+        asy_set_error(reason, reason_size, "%lld is not a code of %s (0 = all, 1..%d%s)", number,
+                      which, max, allow_not_applicable ? ", -8 = does not apply" : "");
+        return ASY_EINVAL;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s", text);
+    const char *trimmed = s_trim(name);
+    if (strcasecmp(trimmed, "all") == 0) {
+        *value = 0;
+        return 0;
+    }
+    for (int v = 1; v <= 21; v++) {
+        const char *known = asy_enum_value_name(which, v);
+        if (known && strcasecmp(known, trimmed) == 0 && v <= max) {
+            *value = v;
+            return 0;
+        }
+        if (known && strcasecmp(known, trimmed) == 0) {
+            asy_set_error(reason, reason_size, "%s is not a Census group (no population)", known);
+            return ASY_EINVAL;
+        }
+    }
+    asy_set_error(reason, reason_size, "\"%s\" is not a number or a value name of %s (or ALL)",
+                  text, which);
+    return ASY_EINVAL;
+}
+
+static int s_bad(const s_load_t *load, unsigned long line, int role, const char *reason)
+{
+    fprintf(stderr, "advsync-ctl: %s:%lu: %s: %s\n", load->path, line, load->headers[role], reason);
+    return ASY_EINVAL;
+}
+
+/* Checks one data record and appends it (or counts it as skipped). */
+static int s_read_row(s_load_t *load, asy_csv_t *csv)
+{
+    unsigned long line = csv->record_line;
+    char reason[256];
+    s_row_t row = {.line = line};
+    char *code = asy_csv_field(csv, (size_t)load->area_code);
+    char *group = asy_csv_field(csv, (size_t)load->group);
+    char *population = asy_csv_field(csv, (size_t)load->population);
+    if (s_parse_enum(group, S_ETHNICITY_ENUM, S_GROUP_MAX, true, &row.group, reason,
+                     sizeof reason) != 0)
+        return s_bad(load, line, S_COL_GROUP, reason);
+    if (row.group == S_DOES_NOT_APPLY) {
+        load->skipped++;
+        return 0;
+    }
+    if (load->band >= 0 && s_parse_enum(asy_csv_field(csv, (size_t)load->band), S_AGE_ENUM,
+                                        S_BAND_MAX, false, &row.band, reason, sizeof reason))
+        return s_bad(load, line, S_COL_BAND, reason);
+    if (!s_parse_integer(population, 0, 100000000000LL, &row.population)) {
+        snprintf(reason, sizeof reason, "\"%s\" is not a whole number from 0 up", population);
+        return s_bad(load, line, S_COL_POPULATION, reason);
+    }
+    size_t code_length = strlen(code);
+    while (code_length && isspace((unsigned char)code[code_length - 1]))
+        code[--code_length] = '\0';
+    while (isspace((unsigned char)*code))
+        code++;
+    if (!*code || strlen(code) > S_AREA_CODE_MAX)
+        return s_bad(load, line, S_COL_AREA_CODE, *code ? "longer than 64 characters" : "empty");
+    if (load->count == load->capacity) {
+        size_t capacity = load->capacity ? load->capacity * 2 : 64;
+        s_row_t *rows = realloc(load->rows, capacity * sizeof *rows);
+        if (!rows)
+            return ASY_ENOMEM;
+        load->rows = rows;
+        load->capacity = capacity;
+    }
+    const char *name = load->area_name >= 0 ? asy_csv_field(csv, (size_t)load->area_name) : "";
+    row.area_code = strdup(code);
+    row.area_name = *name ? strdup(name) : NULL;
+    load->rows[load->count++] = row;
+    return row.area_code && (!*name || row.area_name) ? 0 : ASY_ENOMEM;
+}
+
+static int s_read_file(s_load_t *load)
+{
+    FILE *file = fopen(load->path, "r");
+    if (!file) {
+        fprintf(stderr, "advsync-ctl: cannot open %s: %s\n", load->path, strerror(errno));
+        return ASY_EIO;
+    }
+    /* A UTF-8 byte order mark (Excel, some downloads) is not part of the first header. */
+    char bom[3];
+    if (fread(bom, 1, 3, file) != 3 || memcmp(bom, "\xEF\xBB\xBF", 3) != 0)
+        rewind(file);
+    asy_csv_t csv;
+    csv = (asy_csv_t){.file = file, .delimiter = ',', .line = 1};
+    int rc = 0, got = 0;
+    bool header = false;
+    size_t columns = 0;
+    while (rc == 0 && (got = asy_csv_next(&csv)) == 1) {
+        if (csv.count == 1 && !*asy_csv_field(&csv, 0))
+            continue; /* blank line */
+        if (csv.unterminated) {
+            fprintf(stderr, "advsync-ctl: %s:%lu: a quoted field is never closed\n", load->path,
+                    csv.record_line);
+            rc = ASY_EINVAL;
+        } else if (!header) {
+            header = true;
+            columns = csv.count;
+            rc = s_read_header(load, &csv);
+        } else if (csv.count != columns) {
+            fprintf(stderr, "advsync-ctl: %s:%lu: %zu fields, but the header has %zu\n", load->path,
+                    csv.record_line, csv.count, columns);
+            rc = ASY_EINVAL;
+        } else
+            rc = s_read_row(load, &csv);
+    }
+    if (rc == 0 && got < 0) {
+        fprintf(stderr, "advsync-ctl: cannot read %s: %s\n", load->path, asy_strerror(got));
+        rc = got;
+    }
+    if (rc == 0 && !header) {
+        fprintf(stderr, "advsync-ctl: %s: empty file (no header row)\n", load->path);
+        rc = ASY_EINVAL;
+    }
+    asy_csv_release(&csv);
+    fclose(file);
+    return rc;
+}
+
+static int s_compare_rows(const void *a, const void *b)
+{
+    const s_row_t *x = a, *y = b;
+    int by_area = strcmp(x->area_code, y->area_code);
+    if (by_area)
+        return by_area;
+    if (x->group != y->group)
+        return x->group - y->group;
+    if (x->band != y->band)
+        return x->band - y->band;
+    return (x->line > y->line) - (x->line < y->line);
+}
+
+/* Sorts the rows by (area, group, band) and rejects a key given twice. */
+static int s_check_duplicates(s_load_t *load)
+{
+    qsort(load->rows, load->count, sizeof *load->rows, s_compare_rows);
+    for (size_t i = 1; i < load->count; i++) {
+        const s_row_t *a = &load->rows[i - 1], *b = &load->rows[i];
+        if (streq(a->area_code, b->area_code) && a->group == b->group && a->band == b->band) {
+            fprintf(stderr,
+                    "advsync-ctl: %s:%lu: %s %s, group %d, band %d: given already on "
+                    "line %lu\n",
+                    load->path, b->line, load->headers[S_COL_AREA_CODE], b->area_code, b->group,
+                    b->band, a->line);
+            return ASY_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static void s_load_release(s_load_t *load)
+{
+    for (size_t i = 0; i < load->count; i++) {
+        free(load->rows[i].area_code);
+        free(load->rows[i].area_name);
+    }
+    free(load->rows);
+    for (size_t i = 0; i < 5; i++)
+        free(load->headers[i]);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Writing the rows. */
+
+/* Appends text escaped for COPY's text format. */
+static void s_copy_text(FILE *out, const char *text)
+{
+    if (!text) {
+        fputs("\\N", out);
+        return;
+    }
+    for (const char *c = text; *c; c++) {
+        if (*c == '\\' || *c == '\t' || *c == '\n' || *c == '\r')
+            fputc('\\', out);
+        fputc(*c == '\t' ? 't' : *c == '\n' ? 'n' : *c == '\r' ? 'r' : *c, out);
+    }
+}
+
+/* The rows as COPY text. Returns a malloc'ed buffer (caller frees) or NULL. */
+static char *s_copy_payload(const s_load_t *load, const char *source, size_t *size)
+{
+    char *payload = NULL;
+    FILE *out = open_memstream(&payload, size);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < load->count; i++) {
+        const s_row_t *row = &load->rows[i];
+        s_copy_text(out, row->area_code);
+        fputc('\t', out);
+        s_copy_text(out, row->area_name);
+        fprintf(out, "\t%d\t%d\t%lld\t", row->group, row->band, row->population);
+        s_copy_text(out, source);
+        fputc('\n', out);
+    }
+    if (fclose(out) != 0) {
+        free(payload);
+        return NULL;
+    }
+    return payload;
+}
+
+/* In one transaction: delete the file's areas, COPY the rows in. */
+static int s_write(asy_db_t *db, const s_load_t *load, const char *source, uint64_t *replaced)
+{
+    size_t size = 0;
+    char *payload = s_copy_payload(load, source, &size);
+    if (!payload)
+        return ASY_ENOMEM;
+    int rc = asy_db_begin(db);
+    for (size_t i = 0; rc == 0 && i < load->count; i++) {
+        if (i > 0 && streq(load->rows[i].area_code, load->rows[i - 1].area_code))
+            continue;
+        uint64_t deleted = 0;
+        const char *params[] = {load->rows[i].area_code};
+        rc = asy_db_exec(db, "DELETE FROM denominator WHERE area_code = $1", 1, params, &deleted);
+        *replaced += deleted;
+    }
+    if (rc == 0)
+        rc = asy_db_copy_start(db, "COPY denominator (area_code, area_name, ethnicity_ons, "
+                                   "age_band, population, source) FROM STDIN");
+    if (rc == 0)
+        rc = asy_db_copy_put(db, (const uint8_t *)payload, size);
+    if (rc == 0)
+        rc = asy_db_copy_end(db, NULL);
+    if (rc == 0)
+        rc = asy_db_commit(db);
+    if (rc != 0)
+        asy_db_rollback(db);
+    free(payload);
+    return rc;
+}
+
+/* One line per area: its rows and its total (the all-groups all-ages row if given, else the
+   sum of the groups, else the sum of the age bands). Rows are sorted by area. */
+static void s_print_summary(const s_load_t *load, uint64_t replaced)
+{
+    size_t areas = 0;
+    for (size_t i = 0; i < load->count; i++)
+        areas += i == 0 || !streq(load->rows[i].area_code, load->rows[i - 1].area_code);
+    printf("loaded %s: %zu area%s, %zu rows", load->path, areas, areas == 1 ? "" : "s",
+           load->count);
+    if (load->skipped)
+        printf(", skipped %zu \"does not apply\" (-8) row%s", load->skipped,
+               load->skipped == 1 ? "" : "s");
+    printf("; replaced %llu earlier rows\n", (unsigned long long)replaced);
+    for (size_t first = 0, end = 0; first < load->count; first = end) {
+        long long all = -1, groups = 0, bands = 0, everything = 0;
+        bool has_groups = false, has_bands = false;
+        for (end = first;
+             end < load->count && streq(load->rows[end].area_code, load->rows[first].area_code);
+             end++) {
+            const s_row_t *row = &load->rows[end];
+            everything += row->population;
+            if (row->group == 0 && row->band == 0)
+                all = row->population;
+            else if (row->band == 0)
+                groups += row->population, has_groups = true;
+            else if (row->group == 0)
+                bands += row->population, has_bands = true;
+        }
+        const s_row_t *row = &load->rows[first];
+        long long total = all >= 0 ? all : has_groups ? groups : has_bands ? bands : everything;
+        printf("%s\t%s\t%zu rows\tpopulation %lld (%s)\n", row->area_code,
+               row->area_name ? row->area_name : "", end - first, total,
+               all >= 0     ? "all-groups row"
+               : has_groups ? "sum of groups"
+               : has_bands  ? "sum of age bands"
+                            : "sum of rows");
+        if (all >= 0 && has_groups && groups != all)
+            fprintf(stderr,
+                    "advsync-ctl: warning: %s: the groups sum to %lld, the all-groups "
+                    "row says %lld\n",
+                    row->area_code, groups, all);
+        if (all >= 0 && has_bands && bands != all)
+            fprintf(stderr,
+                    "advsync-ctl: warning: %s: the age bands sum to %lld, the "
+                    "all-groups row says %lld\n",
+                    row->area_code, bands, all);
+    }
+}
+
+static int s_load(const asy_ctl_options_t *options, int argc, char **argv)
+{
+    const char *path = NULL, *source = NULL;
+    for (int index = 2; index < argc;) {
+        int matched = asy_ctl_option(argc, argv, &index, "--source", &source);
+        if (matched == ASY_CTL_USAGE)
+            return ASY_CTL_USAGE;
+        if (matched)
+            continue;
+        if (argv[index][0] == '-' || path) {
+            fprintf(stderr, "advsync-ctl: denominators load: unexpected argument \"%s\"\n",
+                    argv[index]);
+            return ASY_CTL_USAGE;
+        }
+        path = argv[index++];
+    }
+    if (!path) {
+        fprintf(stderr, "advsync-ctl: denominators load: FILE.csv is missing\n");
+        return ASY_CTL_USAGE;
+    }
+    if (!source) {
+        const char *slash = strrchr(path, '/');
+        source = slash ? slash + 1 : path;
+    }
+    s_load_t load = {.path = path};
+    int rc = s_read_file(&load);
+    if (rc == 0 && load.count == 0) {
+        fprintf(stderr, "advsync-ctl: %s: no data rows\n", path);
+        rc = ASY_EINVAL;
+    }
+    if (rc == 0)
+        rc = s_check_duplicates(&load);
+    asy_db_t *db = NULL;
+    int code = rc == 0 ? asy_ctl_connect(options, S_TABLES, &db) : ASY_CTL_FAILURE;
+    if (code == ASY_CTL_OK) {
+        uint64_t replaced = 0;
+        rc = s_write(db, &load, *source ? source : NULL, &replaced);
+        if (rc == 0)
+            s_print_summary(&load, replaced);
+        else {
+            fprintf(stderr, "advsync-ctl: %s: nothing loaded: %s\n", path,
+                    rc == ASY_ENOMEM ? asy_strerror(rc) : asy_db_errmsg(db));
+            code = ASY_CTL_FAILURE;
+        }
+    }
+    asy_db_destroy(&db);
+    s_load_release(&load);
+    return code;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Listing. */
+
+static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
+{
+    const char *area = NULL;
+    for (int index = 2; index < argc;) {
+        int matched = asy_ctl_option(argc, argv, &index, "--area", &area);
+        if (matched == ASY_CTL_USAGE)
+            return ASY_CTL_USAGE;
+        if (matched == 0) {
+            fprintf(stderr, "advsync-ctl: denominators list: unexpected argument \"%s\"\n",
+                    argv[index]);
+            return ASY_CTL_USAGE;
+        }
+    }
+    asy_db_t *db = NULL;
+    int code = asy_ctl_connect(options, S_TABLES, &db);
+    if (code != ASY_CTL_OK)
+        return code;
+    /* One text value (db.h copies only the first row): one line per row, tab-separated. */
+    asy_db_row_t row = {0};
+    const char *params[] = {area};
+    int rc = asy_db_query_row(
+        db,
+        "SELECT count(*), string_agg(translate(area_code || E'\\t' || coalesce(area_name, '') "
+        "|| E'\\t' || ethnicity_ons || E'\\t' || age_band || E'\\t' || population || E'\\t' "
+        "|| coalesce(source, ''), E'\\n\\r', '  ') || E'\\t' || to_char(loaded_at AT TIME ZONE "
+        "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), E'\\n' ORDER BY area_code, ethnicity_ons, "
+        "age_band) FROM denominator WHERE $1::text IS NULL OR area_code = $1",
+        false, 1, params, &row);
+    if (rc != 0) {
+        fprintf(stderr, "advsync-ctl: cannot read the denominator table: %s\n", asy_db_errmsg(db));
+        asy_db_destroy(&db);
+        return ASY_CTL_FAILURE;
+    }
+    if (streq(row.values[0], "0"))
+        fprintf(stderr, "advsync-ctl: no denominators loaded%s%s\n", area ? " for area " : "",
+                area ? area : "");
+    else
+        printf("area\tarea_name\tgroup\tband\tpopulation\tsource\tloaded_at\n");
+    for (char *line = streq(row.values[0], "0") ? NULL : row.values[1]; line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *fields[7] = {0};
+        char *cursor = line;
+        for (size_t i = 0; i < 7 && cursor; i++) {
+            fields[i] = cursor;
+            char *tab = strchr(cursor, '\t');
+            cursor = tab ? (*tab = '\0', tab + 1) : NULL;
+        }
+        int group = fields[2] ? atoi(fields[2]) : -1, band = fields[3] ? atoi(fields[3]) : -1;
+        const char *group_name = group == 0 ? "ALL" : asy_enum_value_name(S_ETHNICITY_ENUM, group);
+        const char *band_name = band == 0 ? "ALL" : asy_enum_value_name(S_AGE_ENUM, band);
+        printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fields[0], fields[1] ? fields[1] : "",
+               group_name ? group_name : "?", band_name ? band_name : "?",
+               fields[4] ? fields[4] : "", fields[5] ? fields[5] : "", fields[6] ? fields[6] : "");
+        line = next;
+    }
+    asy_db_row_release(&row);
+    asy_db_destroy(&db);
+    return ASY_CTL_OK;
+}
+
+int asy_ctl_denominators(const asy_ctl_options_t *options, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (asy_ctl_is_help(argv[i])) {
+            s_usage(stdout);
+            return ASY_CTL_OK;
+        }
+    const char *verb = argc > 1 ? argv[1] : NULL;
+    if (!verb) {
+        s_usage(stderr);
+        return ASY_CTL_USAGE;
+    }
+    if (streq(verb, "load"))
+        return s_load(options, argc, argv);
+    if (streq(verb, "list"))
+        return s_list(options, argc, argv);
+    fprintf(stderr, "advsync-ctl: unknown denominators command \"%s\" (known: load, list)\n", verb);
+    return ASY_CTL_USAGE;
+}

@@ -1,0 +1,652 @@
+/*  aggregate.c: the monitor's counters, kept incrementally. See aggregate.h.
+
+    A case contributes +1 to the counters of every (scope, period, family, breakdown group) it
+    belongs to (the membership rules of proto/PROTOCOL.md 12.2, written out once in
+    s_contribute). Putting a new version of a case subtracts the old contribution and adds the
+    new one: the work is the number of periods times breakdowns, independent of how many cases
+    or events are stored. Counters are dense arrays per (scope, period), allocated when a scope
+    first appears; buckets of the window are rebuilt when the day changes.  */
+#include "aggregate_private.h"
+
+#include "codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define S_BIT(metric) ((uint16_t)(1u << (metric)))
+
+const asy_dim_info_t asy_dims[ASY_DIM_COUNT] = {
+    [ASY_DIM_TOTAL] = {"total", NULL, 1},
+    [ASY_DIM_SOURCE] = {"source", "ReferralSource", 24},
+    [ASY_DIM_SERVICE] = {"service", "ServiceType", 3},
+    [ASY_DIM_ONS] = {"ethnicity_ons", "EthnicityOns2021", ASY_ONS_GROUPS},
+    [ASY_DIM_EG] = {"ethnic_group", NULL, ASY_EG_GROUPS},
+    [ASY_DIM_NHS] = {"nhs_ethnic", "NhsEthnicCategory", 19},
+    [ASY_DIM_AGE] = {"age_band", "AgeBand", ASY_AGE_GROUPS},
+    [ASY_DIM_SEX] = {"sex", "Sex", 4},
+    [ASY_DIM_GENDER] = {"gender", "Gender", 7},
+    [ASY_DIM_DISABILITY] = {"disability", "Disability", 8},
+    [ASY_DIM_RELIGION] = {"religion", "Religion", 10},
+    [ASY_DIM_ORIENTATION] = {"sexual_orientation", "SexualOrientation", 6},
+    [ASY_DIM_EG_AGE] = {"ethnic_group_age", NULL, ASY_EG_GROUPS * ASY_AGE_GROUPS},
+};
+
+const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX] = {
+    [ASY_FAM_M1] = {ASY_DIM_TOTAL, ASY_DIM_SOURCE, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG,
+                    ASY_DIM_NHS, ASY_DIM_AGE, ASY_DIM_SEX, ASY_DIM_GENDER, ASY_DIM_DISABILITY,
+                    ASY_DIM_RELIGION, ASY_DIM_ORIENTATION, -1},
+    [ASY_FAM_M2] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG, ASY_DIM_AGE,
+                    ASY_DIM_SEX, ASY_DIM_GENDER, ASY_DIM_DISABILITY, -1},
+    [ASY_FAM_M4] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG, ASY_DIM_AGE,
+                    ASY_DIM_SEX, -1},
+    [ASY_FAM_M5] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG, ASY_DIM_AGE,
+                    ASY_DIM_SEX, -1},
+    [ASY_FAM_M6] = {ASY_DIM_TOTAL, ASY_DIM_ONS, ASY_DIM_EG, ASY_DIM_NHS, ASY_DIM_AGE, ASY_DIM_SEX,
+                    ASY_DIM_GENDER, ASY_DIM_DISABILITY, -1},
+    [ASY_FAM_M11D] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
+    [ASY_FAM_M11L] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
+    [ASY_FAM_REA] = {ASY_DIM_EG_AGE, -1},
+};
+
+/* The topics each family feeds. */
+static const uint16_t s_family_topics[ASY_FAM_COUNT] = {
+    [ASY_FAM_M1] = S_BIT(1) | S_BIT(8) | S_BIT(9) | S_BIT(13),
+    [ASY_FAM_M2] = S_BIT(2),
+    [ASY_FAM_M4] = S_BIT(4),
+    [ASY_FAM_M5] = S_BIT(5),
+    [ASY_FAM_M6] = S_BIT(6) | S_BIT(7) | S_BIT(8),
+    [ASY_FAM_M11D] = S_BIT(11),
+    [ASY_FAM_M11L] = S_BIT(11),
+    [ASY_FAM_REA] = S_BIT(10),
+};
+
+/* Metrics published per period for a site / for the consortium (M3 is "now" only; M12 is not
+   published yet; M8-M10 need population, which is the consortium's). */
+static const uint16_t s_site_topics = S_BIT(1) | S_BIT(2) | S_BIT(4) | S_BIT(5) | S_BIT(6) |
+                                      S_BIT(7) | S_BIT(11) | S_BIT(13);
+static const uint16_t s_all_topics = S_BIT(1) | S_BIT(2) | S_BIT(4) | S_BIT(5) | S_BIT(6) |
+                                     S_BIT(7) | S_BIT(8) | S_BIT(9) | S_BIT(10) | S_BIT(11) |
+                                     S_BIT(13);
+
+/* ----------------------------------------------------------------------------------------------
+   Groups. */
+
+static const char *const s_eg_names[ASY_EG_GROUPS] = {
+    "NOT_RECORDED", "ASIAN", "BLACK", "MIXED", "WHITE", "OTHER", "NOT_STATED", "NOT_KNOWN"};
+
+static int s_ethnic_group(const asy_case_view_t *v)
+{
+    int ons = v->attr[ASY_ATTR_ETHNICITY_ONS], nhs = v->attr[ASY_ATTR_NHS_ETHNIC];
+    if (ons >= 1 && ons <= 21)
+        return ons <= 5 ? 1 : ons <= 8 ? 2 : ons <= 12 ? 3 : ons <= 17 ? 4 : ons <= 19 ? 5
+                                                                        : ons == 20 ? 6 : 7;
+    if (nhs >= 1 && nhs <= 18)
+        return nhs <= 3 ? 4 : nhs <= 7 ? 3 : nhs <= 11 ? 1 : nhs <= 14 ? 2 : nhs <= 16 ? 5
+                                                                        : nhs == 17 ? 6 : 7;
+    return 0;
+}
+
+static int s_clamp(int value, int groups)
+{
+    return value >= 0 && value < groups ? value : 0;
+}
+
+int asy_dim_group(const asy_case_view_t *v, asy_dim_t dim)
+{
+    switch (dim) {
+    case ASY_DIM_SOURCE:
+        return v->source >= 30 && v->source <= 34 ? 19 + v->source - 30 : s_clamp(v->source, 19);
+    case ASY_DIM_SERVICE:
+        return s_clamp(v->service, 3);
+    case ASY_DIM_ONS:
+        return s_clamp(v->attr[ASY_ATTR_ETHNICITY_ONS], ASY_ONS_GROUPS);
+    case ASY_DIM_EG:
+        return s_ethnic_group(v);
+    case ASY_DIM_NHS:
+        return s_clamp(v->attr[ASY_ATTR_NHS_ETHNIC], 19);
+    case ASY_DIM_AGE:
+        return s_clamp(v->attr[ASY_ATTR_AGE_BAND], ASY_AGE_GROUPS);
+    case ASY_DIM_SEX:
+        return s_clamp(v->attr[ASY_ATTR_SEX], 4);
+    case ASY_DIM_GENDER: {
+        int g = v->attr[ASY_ATTR_GENDER];
+        return g == 9 ? 5 : g == 10 ? 6 : s_clamp(g, 5);
+    }
+    case ASY_DIM_DISABILITY:
+        return s_clamp(v->attr[ASY_ATTR_DISABILITY], 8);
+    case ASY_DIM_RELIGION:
+        return s_clamp(v->attr[ASY_ATTR_RELIGION], 10);
+    case ASY_DIM_ORIENTATION:
+        return s_clamp(v->attr[ASY_ATTR_SEXUAL_ORIENTATION], 6);
+    case ASY_DIM_EG_AGE:
+        return s_ethnic_group(v) * ASY_AGE_GROUPS + s_clamp(v->attr[ASY_ATTR_AGE_BAND],
+                                                            ASY_AGE_GROUPS);
+    default:
+        return 0;
+    }
+}
+
+const char *asy_dim_group_name(asy_dim_t dim, int index)
+{
+    if (dim == ASY_DIM_TOTAL)
+        return "ALL";
+    if (dim == ASY_DIM_EG)
+        return index >= 0 && index < ASY_EG_GROUPS ? s_eg_names[index] : "?";
+    int value = index;
+    if (dim == ASY_DIM_SOURCE && index >= 19)
+        value = 30 + index - 19;
+    if (dim == ASY_DIM_GENDER && index >= 5)
+        value = index == 5 ? 9 : 10;
+    const char *name = asy_dims[dim].enum_name
+                           ? asy_enum_value_name(asy_dims[dim].enum_name, value)
+                           : NULL;
+    return name ? name : "?";
+}
+
+/* ----------------------------------------------------------------------------------------------
+   The window of periods. */
+
+static asy_date_t s_fy_start(asy_date_t date)
+{
+    int year, month;
+    asy_date_to_ymd(date, &year, &month, NULL);
+    return asy_date_from_civil(month >= 4 ? year : year - 1, 4, 1);
+}
+
+static void s_add_period(asy_aggregate_t *self, asy_period_kind_t kind, int year, int month)
+{
+    asy_period_t *p = &self->periods[self->period_count++];
+    int months = kind == ASY_PERIOD_MONTH ? 1 : kind == ASY_PERIOD_QUARTER ? 3 : 12;
+    p->kind = kind;
+    p->start = asy_date_from_civil(year, month, 1);
+    p->end = asy_date_from_civil(year + (month - 1 + months) / 12, (month - 1 + months) % 12 + 1,
+                                 1) - 1;
+    int fy = month >= 4 ? year : year - 1;
+    if (kind == ASY_PERIOD_MONTH)
+        snprintf(p->name, sizeof p->name, "%04d-%02d", year, month);
+    else if (kind == ASY_PERIOD_QUARTER)
+        snprintf(p->name, sizeof p->name, "%04d-%02d-Q%d", fy, (fy + 1) % 100,
+                 (month + 8) % 12 / 3 + 1);
+    else
+        snprintf(p->name, sizeof p->name, "%04d-%02d", fy, (fy + 1) % 100);
+}
+
+/* Months, then quarters, then financial years, each oldest first, started by today. */
+static int s_make_window(asy_aggregate_t *self)
+{
+    free(self->periods);
+    self->period_count = 0;
+    self->periods = calloc((size_t)self->history_years * 17, sizeof *self->periods);
+    if (!self->periods)
+        return ASY_ENOMEM;
+    int year, month;
+    asy_date_to_ymd(s_fy_start(self->today), &year, NULL, NULL);
+    int first = year - (self->history_years - 1);
+    for (int step = 1; step <= 12; step += step == 1 ? 2 : 9) {
+        asy_period_kind_t kind = step == 1    ? ASY_PERIOD_MONTH
+                                 : step == 3 ? ASY_PERIOD_QUARTER
+                                             : ASY_PERIOD_YEAR;
+        for (int m = 0;; m += step) {
+            int y = first + (3 + m) / 12;
+            month = (3 + m) % 12 + 1;
+            if (asy_date_from_civil(y, month, 1) > self->today)
+                break;
+            s_add_period(self, kind, y, month);
+        }
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Scopes and their storage. */
+
+static void s_hist_free(asy_hist_t *hist)
+{
+    free(hist->counts);
+    memset(hist, 0, sizeof *hist);
+}
+
+static void s_free_storage(asy_aggregate_t *self)
+{
+    for (int i = 0; self->counters && i < self->scope_count * self->period_count; i++)
+        free(self->counters[i]);
+    free(self->counters);
+    self->counters = NULL;
+    for (int s = 0; self->waits && s < self->scope_count; s++)
+        for (int h = 0; h < ASY_WAIT_HISTS; h++)
+            s_hist_free(&self->waits[s][h]);
+    free(self->waits);
+    self->waits = NULL;
+    free(self->dirty);
+    self->dirty = NULL;
+}
+
+/* (Re)allocates counters, histograms and dirty bits for scope_capacity scopes; the rows of
+   scopes [from, scope_count) are new and zero. */
+static int s_grow_storage(asy_aggregate_t *self, int from)
+{
+    int np = self->period_count, cap = self->scope_capacity;
+    int64_t **counters = realloc(self->counters, (size_t)cap * (size_t)(np ? np : 1) *
+                                                     sizeof *counters);
+    if (!counters)
+        return ASY_ENOMEM;
+    self->counters = counters;
+    asy_hist_t(*waits)[ASY_WAIT_HISTS] = realloc(self->waits, (size_t)cap * sizeof *waits);
+    if (!waits)
+        return ASY_ENOMEM;
+    self->waits = waits;
+    uint16_t *dirty = realloc(self->dirty, (size_t)cap * (size_t)(np + 1) * sizeof *dirty);
+    if (!dirty)
+        return ASY_ENOMEM;
+    self->dirty = dirty;
+    for (int s = from; s < self->scope_count; s++) {
+        memset(self->waits[s], 0, sizeof self->waits[s]);
+        for (int p = 0; p <= np; p++)
+            self->dirty[s * (np + 1) + p] = p < np ? (s ? s_site_topics : s_all_topics)
+                                                   : S_BIT(3);
+        for (int p = 0; p < np; p++) {
+            self->counters[s * np + p] = calloc(2 * (size_t)self->cells, sizeof(int64_t));
+            if (!self->counters[s * np + p])
+                return ASY_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int s_scope_of(asy_aggregate_t *self, const char *site_id)
+{
+    void *found = zhashx_lookup(self->scope_index, site_id);
+    if (found)
+        return (int)(intptr_t)found - 1;
+    if (self->scope_count == self->scope_capacity) {
+        int capacity = self->scope_capacity * 2;
+        char **names = realloc(self->scope_names, (size_t)capacity * sizeof *names);
+        if (!names)
+            return ASY_ENOMEM;
+        self->scope_names = names;
+        self->scope_capacity = capacity;
+        /* counters rows are indexed scope * np + p: the new capacity keeps old rows in place */
+    }
+    char *name = strdup(site_id);
+    if (!name)
+        return ASY_ENOMEM;
+    int scope = self->scope_count++;
+    self->scope_names[scope] = name;
+    zhashx_insert(self->scope_index, site_id, (void *)(intptr_t)(scope + 1));
+    /* dirty rows are indexed scope * (np + 1) + p, also stable when capacity grows */
+    int rc = s_grow_storage(self, scope);
+    return rc == 0 ? scope : rc;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Contributions. */
+
+static bool s_in(asy_date_t date, const asy_period_t *p)
+{
+    return date != ASY_NO_DATE && date >= p->start && date <= p->end;
+}
+
+static void s_hist_add(asy_hist_t *hist, asy_date_t day, int sign)
+{
+    if (!hist->counts || day < hist->base || day >= hist->base + hist->length) {
+        asy_date_t low = hist->counts && hist->base < day ? hist->base : day - 64;
+        asy_date_t high = hist->counts && hist->base + hist->length > day + 1
+                              ? hist->base + hist->length
+                              : day + 64;
+        int64_t *counts = calloc((size_t)(high - low), sizeof *counts);
+        if (!counts)
+            return; /* counted nowhere: the next rebuild retries (logged by the monitor) */
+        if (hist->counts)
+            memcpy(counts + (hist->base - low), hist->counts,
+                   (size_t)hist->length * sizeof *counts);
+        free(hist->counts);
+        hist->counts = counts;
+        hist->base = low;
+        hist->length = high - low;
+    }
+    hist->counts[day - hist->base] += sign;
+    hist->total += sign;
+}
+
+static void s_add_family(asy_aggregate_t *self, int64_t *block, int family, const int *groups,
+                         int a, int b)
+{
+    for (int k = 0; asy_family_dims[family][k] >= 0; k++) {
+        int g = groups[asy_family_dims[family][k]];
+        *asy_counter(self, block, family, k, g, 0) += a;
+        *asy_counter(self, block, family, k, g, 1) += b;
+    }
+}
+
+static bool s_stated(const asy_case_view_t *v)
+{
+    int ons = v->attr[ASY_ATTR_ETHNICITY_ONS], nhs = v->attr[ASY_ATTR_NHS_ETHNIC];
+    return (ons >= 1 && ons <= 19) || (nhs >= 1 && nhs <= 16);
+}
+
+static bool s_matured(const asy_aggregate_t *self, const asy_case_view_t *v, asy_date_t deadline)
+{
+    return deadline != ASY_NO_DATE && deadline < self->today &&
+           !(v->declined != ASY_NO_DATE && v->declined <= deadline);
+}
+
+static bool s_on_time(asy_date_t done, asy_date_t deadline)
+{
+    return done != ASY_NO_DATE && done <= deadline;
+}
+
+/* The families a case counts in for period p, with their numerator flags. */
+static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
+                          const asy_period_t *p, int b[ASY_FAM_COUNT])
+{
+    const asy_case_view_t *v = &c->view;
+    uint16_t in = 0;
+    if (s_in(v->received, p)) {
+        in |= 1u << ASY_FAM_M1 | 1u << ASY_FAM_REA;
+        b[ASY_FAM_M1] = s_stated(v);
+    }
+    if (v->received != ASY_NO_DATE && v->received <= p->end &&
+        !(v->closed != ASY_NO_DATE && v->closed < p->start) &&
+        !(v->declined != ASY_NO_DATE && v->declined < p->start))
+        in |= 1u << ASY_FAM_M2;
+    if (s_in(c->contact_deadline, p) && s_matured(self, v, c->contact_deadline)) {
+        in |= 1u << ASY_FAM_M4;
+        b[ASY_FAM_M4] = s_on_time(v->contacted, c->contact_deadline);
+    }
+    if (s_in(c->meeting_deadline, p) && s_matured(self, v, c->meeting_deadline)) {
+        in |= 1u << ASY_FAM_M5;
+        b[ASY_FAM_M5] = s_on_time(v->met, c->meeting_deadline);
+    }
+    if (v->q_start != ASY_NO_DATE && v->q_start <= p->end &&
+        (v->q_end == ASY_NO_DATE || v->q_end >= p->start)) {
+        in |= 1u << ASY_FAM_M6;
+        b[ASY_FAM_M6] = s_on_time(v->contacted, p->end);
+    }
+    asy_date_t decision = v->declined != ASY_NO_DATE ? v->declined : v->decided;
+    if (s_in(decision, p)) {
+        in |= 1u << ASY_FAM_M11D;
+        b[ASY_FAM_M11D] = s_in(v->declined, p);
+    }
+    if (s_in(v->closed, p)) {
+        in |= 1u << ASY_FAM_M11L;
+        b[ASY_FAM_M11L] = v->left_before_goals;
+    }
+    return in;
+}
+
+static bool s_waiting(const asy_aggregate_t *self, const asy_case_view_t *v)
+{
+    return v->received != ASY_NO_DATE && v->received <= self->today &&
+           v->closed == ASY_NO_DATE && v->declined == ASY_NO_DATE && v->met == ASY_NO_DATE;
+}
+
+static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sign)
+{
+    int groups[ASY_DIM_COUNT];
+    for (int d = 0; d < ASY_DIM_COUNT; d++)
+        groups[d] = asy_dim_group(&c->view, (asy_dim_t)d);
+    const int scopes[2] = {0, c->scope};
+    int np = self->period_count;
+    for (int p = 0; p < np; p++) {
+        int b[ASY_FAM_COUNT] = {0};
+        uint16_t in = s_members(self, c, &self->periods[p], b);
+        if (!in)
+            continue;
+        for (int s = 0; s < 2; s++) {
+            int64_t *block = self->counters[scopes[s] * np + p];
+            uint16_t topics = 0;
+            for (int f = 0; f < ASY_FAM_COUNT; f++)
+                if (in & (1u << f)) {
+                    s_add_family(self, block, f, groups, sign, b[f] ? sign : 0);
+                    topics |= s_family_topics[f];
+                }
+            self->dirty[scopes[s] * (np + 1) + p] |=
+                topics & (scopes[s] ? s_site_topics : s_all_topics);
+        }
+    }
+    if (s_waiting(self, &c->view)) {
+        int hists[3] = {0, 1 + groups[ASY_DIM_SERVICE], 4 + groups[ASY_DIM_EG]};
+        for (int s = 0; s < 2; s++) {
+            for (int h = 0; h < 3; h++)
+                s_hist_add(&self->waits[scopes[s]][hists[h]], c->view.received, sign);
+            self->dirty[scopes[s] * (np + 1) + np] |= S_BIT(3);
+        }
+    }
+}
+
+static void s_deadlines(const asy_aggregate_t *self, asy_agg_case_t *c)
+{
+    c->contact_deadline = c->meeting_deadline = ASY_NO_DATE;
+    if (c->view.received == ASY_NO_DATE)
+        return;
+    c->contact_deadline =
+        asy_calendar_add_working_days(self->calendar, c->view.received,
+                                      ASY_SLA_CONTACT_WORKING_DAYS);
+    c->meeting_deadline =
+        asy_calendar_add_working_days(self->calendar, c->view.received,
+                                      ASY_SLA_MEETING_WORKING_DAYS);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Life cycle. */
+
+static void s_free_case(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+asy_aggregate_t *asy_aggregate_new(const asy_calendar_t *calendar, int history_years,
+                                   asy_date_t today)
+{
+    asy_aggregate_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->calendar = calendar;
+    self->history_years = history_years > 0 ? history_years : 2;
+    self->today = today;
+    for (int f = 0; f < ASY_FAM_COUNT; f++)
+        for (int k = 0; asy_family_dims[f][k] >= 0; k++) {
+            self->offset[f][k] = self->cells;
+            self->cells += asy_dims[asy_family_dims[f][k]].groups;
+        }
+    self->cases = zhashx_new();
+    self->scope_index = zhashx_new();
+    self->scope_capacity = 8;
+    self->scope_names = calloc((size_t)self->scope_capacity, sizeof *self->scope_names);
+    if (!self->cases || !self->scope_index || !self->scope_names ||
+        s_make_window(self) != 0) {
+        asy_aggregate_destroy(&self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->cases, s_free_case);
+    self->scope_names[0] = strdup("all");
+    self->scope_count = 1;
+    if (!self->scope_names[0] || s_grow_storage(self, 0) != 0)
+        asy_aggregate_destroy(&self);
+    return self;
+}
+
+void asy_aggregate_destroy(asy_aggregate_t **self_p)
+{
+    asy_aggregate_t *self = *self_p;
+    if (!self)
+        return;
+    s_free_storage(self);
+    zhashx_destroy(&self->cases);
+    zhashx_destroy(&self->scope_index);
+    for (int s = 0; self->scope_names && s < self->scope_count; s++)
+        free(self->scope_names[s]);
+    free(self->scope_names);
+    free(self->periods);
+    free(self);
+    *self_p = NULL;
+}
+
+int asy_aggregate_rebuild(asy_aggregate_t *self)
+{
+    s_free_storage(self);
+    int rc = s_make_window(self);
+    if (rc == 0)
+        rc = s_grow_storage(self, 0);
+    for (asy_agg_case_t *c = zhashx_first(self->cases); rc == 0 && c;
+         c = zhashx_next(self->cases)) {
+        s_deadlines(self, c);
+        s_contribute(self, c, +1);
+    }
+    return rc;
+}
+
+int asy_aggregate_set_calendar(asy_aggregate_t *self, const asy_calendar_t *calendar)
+{
+    self->calendar = calendar;
+    return asy_aggregate_rebuild(self);
+}
+
+int asy_aggregate_set_today(asy_aggregate_t *self, asy_date_t today)
+{
+    if (today == self->today)
+        return 0;
+    self->today = today;
+    return asy_aggregate_rebuild(self);
+}
+
+asy_date_t asy_aggregate_today(const asy_aggregate_t *self)
+{
+    return self->today;
+}
+
+int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *changed)
+{
+    if (changed)
+        *changed = false;
+    asy_agg_case_t *c = zhashx_lookup(self->cases, view->case_id);
+    if (c && view->version <= c->view.version)
+        return 0;
+    int scope = s_scope_of(self, view->site_id);
+    if (scope < 0)
+        return scope;
+    if (c) {
+        s_contribute(self, c, -1);
+    } else {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            return ASY_ENOMEM;
+        zhashx_insert(self->cases, view->case_id, c);
+        /* zhashx_insert keeps the pointer we gave it (no duplicator set) */
+    }
+    c->view = *view;
+    c->scope = scope;
+    s_deadlines(self, c);
+    s_contribute(self, c, +1);
+    if (changed)
+        *changed = true;
+    return 0;
+}
+
+const asy_case_view_t *asy_aggregate_case(const asy_aggregate_t *self, const char *case_id)
+{
+    asy_agg_case_t *c = zhashx_lookup(self->cases, case_id);
+    return c ? &c->view : NULL;
+}
+
+size_t asy_aggregate_case_count(const asy_aggregate_t *self)
+{
+    return zhashx_size(self->cases);
+}
+
+void asy_aggregate_each_case(const asy_aggregate_t *self,
+                             void (*fn)(void *arg, const asy_case_view_t *view), void *arg)
+{
+    for (asy_agg_case_t *c = zhashx_first(self->cases); c; c = zhashx_next(self->cases))
+        fn(arg, &c->view);
+}
+
+void asy_aggregate_clear_population(asy_aggregate_t *self)
+{
+    memset(self->population, 0, sizeof self->population);
+    self->has_population = false;
+    for (int p = 0; p < self->period_count; p++)
+        self->dirty[p] |= S_BIT(8) | S_BIT(9) | S_BIT(10);
+}
+
+void asy_aggregate_set_population(asy_aggregate_t *self, int ethnicity_ons, int age_band,
+                                  double population)
+{
+    if (ethnicity_ons < 0 || ethnicity_ons >= 20 || age_band < 0 || age_band >= ASY_AGE_GROUPS)
+        return;
+    self->population[ethnicity_ons][age_band] = population;
+    self->has_population = true;
+    for (int p = 0; p < self->period_count; p++)
+        self->dirty[p] |= S_BIT(8) | S_BIT(9) | S_BIT(10);
+}
+
+unsigned asy_aggregate_breaches(const asy_aggregate_t *self, const asy_case_view_t *view,
+                                asy_date_t deadline[2])
+{
+    asy_agg_case_t c = {.view = *view};
+    s_deadlines(self, &c);
+    deadline[0] = c.contact_deadline;
+    deadline[1] = c.meeting_deadline;
+    unsigned mask = 0;
+    if (s_matured(self, view, c.contact_deadline) && !s_on_time(view->contacted,
+                                                                  c.contact_deadline))
+        mask |= 1u << (ASY_BREACH_CONTACT - 1);
+    if (s_matured(self, view, c.meeting_deadline) && !s_on_time(view->met, c.meeting_deadline))
+        mask |= 1u << (ASY_BREACH_MEETING - 1);
+    return mask;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Topics. */
+
+int asy_aggregate_scope_count(const asy_aggregate_t *self)
+{
+    return self->scope_count;
+}
+
+const char *asy_aggregate_scope_name(const asy_aggregate_t *self, int scope)
+{
+    return scope >= 0 && scope < self->scope_count ? self->scope_names[scope] : NULL;
+}
+
+int asy_aggregate_period_count(const asy_aggregate_t *self)
+{
+    return self->period_count;
+}
+
+bool asy_aggregate_next_dirty(asy_aggregate_t *self, size_t *cursor, asy_topic_ref_t *ref)
+{
+    size_t rows = (size_t)self->scope_count * (size_t)(self->period_count + 1);
+    for (size_t i = *cursor; i < rows * 16; i++) {
+        size_t row = i / 16;
+        int metric = (int)(i % 16);
+        if (!(self->dirty[row] & S_BIT(metric)))
+            continue;
+        ref->scope = (int)(row / (size_t)(self->period_count + 1));
+        ref->period = (int)(row % (size_t)(self->period_count + 1));
+        ref->metric = metric;
+        *cursor = i + 1;
+        return true;
+    }
+    *cursor = rows * 16;
+    return false;
+}
+
+void asy_aggregate_clean(asy_aggregate_t *self, const asy_topic_ref_t *ref)
+{
+    self->dirty[ref->scope * (self->period_count + 1) + ref->period] &=
+        (uint16_t)~S_BIT(ref->metric);
+}
+
+void asy_aggregate_topic(const asy_aggregate_t *self, const asy_topic_ref_t *ref,
+                         char out[ASY_TOPIC_MAX])
+{
+    const char *period =
+        ref->period < self->period_count ? self->periods[ref->period].name : "now";
+    if (ref->scope == 0)
+        snprintf(out, ASY_TOPIC_MAX, "all/M%d/%s", ref->metric, period);
+    else
+        snprintf(out, ASY_TOPIC_MAX, "site/%s/M%d/%s", self->scope_names[ref->scope],
+                 ref->metric, period);
+}

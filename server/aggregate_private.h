@@ -1,0 +1,116 @@
+/*  aggregate_private.h: the aggregate's insides, shared by aggregate.c (upkeep) and
+    aggregate_render.c (metric values and disclosure control). Not for other modules.  */
+#ifndef ASY_AGGREGATE_PRIVATE_H_INCLUDED
+#define ASY_AGGREGATE_PRIVATE_H_INCLUDED
+
+#include "aggregate.h"
+
+#include <czmq.h>
+
+/* Breakdowns ("dimensions"): how a case is grouped. */
+typedef enum {
+    ASY_DIM_TOTAL,
+    ASY_DIM_SOURCE,
+    ASY_DIM_SERVICE,
+    ASY_DIM_ONS,
+    ASY_DIM_EG,      /* ONS high-level ethnic group */
+    ASY_DIM_NHS,
+    ASY_DIM_AGE,
+    ASY_DIM_SEX,
+    ASY_DIM_GENDER,
+    ASY_DIM_DISABILITY,
+    ASY_DIM_RELIGION,
+    ASY_DIM_ORIENTATION,
+    ASY_DIM_EG_AGE,  /* ethnic group x age band, for the standardised rate (internal) */
+    ASY_DIM_COUNT
+} asy_dim_t;
+
+#define ASY_EG_GROUPS 8 /* NOT_RECORDED, ASIAN, BLACK, MIXED, WHITE, OTHER, NOT_STATED, NOT_KNOWN */
+#define ASY_EG_WHITE 4
+#define ASY_AGE_GROUPS 7
+#define ASY_ONS_WHITE_BRITISH 13
+#define ASY_ONS_GROUPS 22
+
+typedef struct {
+    const char *name;      /* breakdown name on the wire */
+    const char *enum_name; /* advsync.proto enum of the group names, or NULL */
+    int groups;
+} asy_dim_info_t;
+
+extern const asy_dim_info_t asy_dims[ASY_DIM_COUNT];
+
+/* Families of counters kept per (scope, period): a = count or denominator, b = numerator. */
+typedef enum {
+    ASY_FAM_M1,   /* a referrals received, b of which ethnicity stated (M13) */
+    ASY_FAM_M2,   /* a open cases */
+    ASY_FAM_M4,   /* a contact deadlines matured, b met */
+    ASY_FAM_M5,   /* a meeting deadlines matured, b met */
+    ASY_FAM_M6,   /* a qualifying (Q), b contacted (U) */
+    ASY_FAM_M11D, /* a decisions, b declined */
+    ASY_FAM_M11L, /* a closures, b left before goals */
+    ASY_FAM_REA,  /* a referrals by ethnic group x age band */
+    ASY_FAM_COUNT
+} asy_family_t;
+
+#define ASY_FAM_DIMS_MAX 13
+extern const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX]; /* -1 terminated */
+
+typedef enum { ASY_PERIOD_MONTH, ASY_PERIOD_QUARTER, ASY_PERIOD_YEAR } asy_period_kind_t;
+
+typedef struct {
+    asy_period_kind_t kind;
+    asy_date_t start;
+    asy_date_t end;
+    char name[16];
+} asy_period_t;
+
+/* Waiting-list histogram: counts[d - base] cases received on day d. */
+typedef struct {
+    asy_date_t base;
+    int32_t length;
+    int64_t *counts;
+    int64_t total;
+} asy_hist_t;
+
+#define ASY_WAIT_HISTS 12 /* total, service (3), ethnic group (8) */
+
+typedef struct {
+    asy_case_view_t view;
+    int scope;
+    asy_date_t contact_deadline;
+    asy_date_t meeting_deadline;
+} asy_agg_case_t;
+
+struct asy_aggregate {
+    const asy_calendar_t *calendar;
+    int history_years;
+    asy_date_t today;
+    asy_period_t *periods;
+    int period_count;
+    int cells;                              /* counters per family set */
+    int offset[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX];
+    zhashx_t *cases;                        /* case_id -> asy_agg_case_t (owned) */
+    char **scope_names;                     /* [0] = "all" */
+    int scope_count;
+    int scope_capacity;
+    zhashx_t *scope_index;                  /* site id -> scope index + 1 */
+    int64_t **counters;                     /* [scope * period_count + p] -> 2 * cells */
+    asy_hist_t (*waits)[ASY_WAIT_HISTS];    /* [scope] */
+    uint16_t *dirty;                        /* [scope * (period_count + 1) + p]: metric bits */
+    double population[20][ASY_AGE_GROUPS];  /* [ethnicity_ons 0..19][age band 0..6] */
+    bool has_population;
+};
+
+/* Group index of a view in a dimension. */
+int asy_dim_group(const asy_case_view_t *view, asy_dim_t dim);
+/* Group name of index in a dimension (enum value name, "ALL", "WHITE", ...). */
+const char *asy_dim_group_name(asy_dim_t dim, int index);
+
+/* Counter pair of family f, dimension slot k, group g, in a counters block. */
+static inline int64_t *asy_counter(const asy_aggregate_t *self, int64_t *block, int family,
+                                   int slot, int group, int which)
+{
+    return &block[which * self->cells + self->offset[family][slot] + group];
+}
+
+#endif

@@ -1,0 +1,481 @@
+/*  aggregate_render.c: the value of one topic, from the counters, with its confidence
+    intervals (stats.h) and, for the public stream, disclosure control (proto/PROTOCOL.md 12,
+    13).  */
+#include "aggregate_private.h"
+
+#include "stats.h"
+
+#include <math.h>
+#include <string.h>
+
+#define S_Z ASY_STATS_Z95
+
+typedef struct {
+    const asy_aggregate_t *self;
+    const int64_t *block; /* counters of the topic's (scope, period); NULL for "now" */
+    asy_mupdate_t *update;
+} s_render_t;
+
+static int64_t s_get(const s_render_t *r, int family, int slot, int group, int which)
+{
+    return *asy_counter(r->self, (int64_t *)r->block, family, slot, group, which);
+}
+
+/* The slot of dimension dim in family, or -1. */
+static int s_slot(int family, asy_dim_t dim)
+{
+    for (int k = 0; asy_family_dims[family][k] >= 0; k++)
+        if (asy_family_dims[family][k] == (int)dim)
+            return k;
+    return -1;
+}
+
+static asy_mcell_t *s_cell(s_render_t *r, const char *prefix, asy_dim_t dim, int group)
+{
+    char breakdown[ASY_MNAME_MAX];
+    snprintf(breakdown, sizeof breakdown, "%s%s", prefix, asy_dims[dim].name);
+    return asy_mupdate_add_cell(r->update, breakdown, asy_dim_group_name(dim, group));
+}
+
+static void s_interval(asy_mcell_t *cell, const asy_interval_t *iv, double scale)
+{
+    if (iv->status != ASY_STAT_OK)
+        return;
+    cell->has_value = true;
+    cell->value = iv->value * scale;
+    if (isfinite(iv->lower) && isfinite(iv->upper)) {
+        cell->has_interval = true;
+        cell->lower = iv->lower * scale;
+        cell->upper = iv->upper * scale;
+    }
+}
+
+/* M1, M2: a count per group. */
+static int s_counts(s_render_t *r, int family)
+{
+    for (int k = 0; asy_family_dims[family][k] >= 0; k++) {
+        asy_dim_t dim = (asy_dim_t)asy_family_dims[family][k];
+        for (int g = 0; g < asy_dims[dim].groups; g++) {
+            int64_t count = s_get(r, family, k, g, 0);
+            if (count == 0 && dim != ASY_DIM_TOTAL)
+                continue;
+            asy_mcell_t *cell = s_cell(r, "", dim, g);
+            if (!cell)
+                return ASY_ENOMEM;
+            cell->has_count = true;
+            cell->count = count;
+        }
+    }
+    return 0;
+}
+
+/* M4, M5, M6, M11, M13: numerator / denominator per group, Wilson interval, in percent. Only
+   the dimensions in `only` (-1 terminated; NULL = all of the family). */
+static int s_proportions(s_render_t *r, int family, const char *prefix, const int *only)
+{
+    for (int k = 0; asy_family_dims[family][k] >= 0; k++) {
+        asy_dim_t dim = (asy_dim_t)asy_family_dims[family][k];
+        bool wanted = !only;
+        for (int i = 0; only && only[i] >= 0; i++)
+            wanted |= only[i] == (int)dim;
+        if (!wanted)
+            continue;
+        for (int g = 0; g < asy_dims[dim].groups; g++) {
+            int64_t n = s_get(r, family, k, g, 0), x = s_get(r, family, k, g, 1);
+            if (n == 0 && dim != ASY_DIM_TOTAL)
+                continue;
+            asy_mcell_t *cell = s_cell(r, prefix, dim, g);
+            if (!cell)
+                return ASY_ENOMEM;
+            cell->has_numerator = cell->has_denominator = true;
+            cell->numerator = x;
+            cell->denominator = n;
+            asy_interval_t iv;
+            if (asy_stats_wilson(x, n, S_Z, &iv) == 0)
+                s_interval(cell, &iv, 100.0);
+        }
+    }
+    return 0;
+}
+
+/* M3: waiting list now, median and P90 wait in working days: type 7 percentiles over the
+   histogram of receipt days (a later receipt is a shorter wait, so walking the days newest
+   first visits the waits in ascending order). */
+static double s_order_statistic(const asy_aggregate_t *self, const asy_hist_t *hist, int64_t k)
+{
+    int64_t seen = 0;
+    for (int32_t i = hist->length - 1; i >= 0; i--) {
+        seen += hist->counts[i];
+        if (hist->counts[i] > 0 && k < seen)
+            return asy_calendar_working_days_between(self->calendar, hist->base + i,
+                                                     self->today);
+    }
+    return NAN;
+}
+
+static double s_wait_quantile(const asy_aggregate_t *self, const asy_hist_t *hist, double p)
+{
+    double h = (double)(hist->total - 1) * p;
+    int64_t lo = (int64_t)floor(h);
+    int64_t hi = lo + 1 < hist->total ? lo + 1 : lo;
+    double x_lo = s_order_statistic(self, hist, lo);
+    return x_lo + (h - (double)lo) * (s_order_statistic(self, hist, hi) - x_lo);
+}
+
+static int s_waits(s_render_t *r, int scope)
+{
+    const asy_hist_t *hists = r->self->waits[scope];
+    for (int h = 0; h < ASY_WAIT_HISTS; h++) {
+        asy_dim_t dim = h == 0 ? ASY_DIM_TOTAL : h < 4 ? ASY_DIM_SERVICE : ASY_DIM_EG;
+        int group = h == 0 ? 0 : h < 4 ? h - 1 : h - 4;
+        if (hists[h].total == 0 && h != 0)
+            continue;
+        asy_mcell_t *cell = s_cell(r, "", dim, group);
+        if (!cell)
+            return ASY_ENOMEM;
+        cell->has_count = true;
+        cell->count = hists[h].total;
+        if (hists[h].total > 0) {
+            cell->has_value = cell->has_p90 = true;
+            cell->value = s_wait_quantile(r->self, &hists[h], 0.5);
+            cell->p90 = s_wait_quantile(r->self, &hists[h], 0.9);
+        }
+    }
+    return 0;
+}
+
+/* Groups that enter rates and ratios: ONS 1-19; ethnic groups ASIAN..OTHER. */
+static bool s_known(asy_dim_t dim, int g)
+{
+    return dim == ASY_DIM_ONS ? g >= 1 && g <= 19 : g >= 1 && g <= 5;
+}
+
+/* M7: uptake ratio against White British (ONS) / White (ethnic group), log interval. */
+static int s_uptake_ratio(s_render_t *r)
+{
+    const asy_dim_t dims[2] = {ASY_DIM_ONS, ASY_DIM_EG};
+    for (int d = 0; d < 2; d++) {
+        int k = s_slot(ASY_FAM_M6, dims[d]);
+        int ref = dims[d] == ASY_DIM_ONS ? ASY_ONS_WHITE_BRITISH : ASY_EG_WHITE;
+        int64_t q_ref = s_get(r, ASY_FAM_M6, k, ref, 0), u_ref = s_get(r, ASY_FAM_M6, k, ref, 1);
+        for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
+            int64_t q = s_get(r, ASY_FAM_M6, k, g, 0), u = s_get(r, ASY_FAM_M6, k, g, 1);
+            if (!s_known(dims[d], g) || q == 0)
+                continue;
+            asy_mcell_t *cell = s_cell(r, "", dims[d], g);
+            if (!cell)
+                return ASY_ENOMEM;
+            cell->has_numerator = cell->has_denominator = true;
+            cell->numerator = u;
+            cell->denominator = q;
+            asy_interval_t iv;
+            if (asy_stats_rate_ratio(u, q, u_ref, q_ref, S_Z, &iv) == 0)
+                s_interval(cell, &iv, 1.0);
+            /* the reference group's own figures decide disclosure too */
+            if (!r->update->exact && (asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, u_ref) ||
+                                      asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, q_ref)))
+                cell->suppressed = true;
+        }
+    }
+    return 0;
+}
+
+/* Population of an ONS group (1..19) or of all groups (0), all ages: the all-ages row if
+   loaded, else the sum of the age bands. */
+static double s_population(const asy_aggregate_t *self, int ons, int band)
+{
+    if (band > 0 || self->population[ons][0] > 0)
+        return self->population[ons][band];
+    double sum = 0;
+    for (int b = 1; b < ASY_AGE_GROUPS; b++)
+        sum += self->population[ons][b];
+    return sum;
+}
+
+/* Population of a group of a dimension (ONS or ethnic group), age band (0 = all). */
+static double s_group_population(const asy_aggregate_t *self, asy_dim_t dim, int g, int band)
+{
+    if (dim == ASY_DIM_ONS)
+        return s_population(self, g, band);
+    double sum = 0;
+    for (int ons = 1; ons <= 19; ons++) {
+        asy_case_view_t probe = {.attr = {[ASY_ATTR_ETHNICITY_ONS] = ons}};
+        if (asy_dim_group(&probe, ASY_DIM_EG) == g)
+            sum += s_population(self, ons, band);
+    }
+    return sum;
+}
+
+static double s_all_population(const asy_aggregate_t *self, int band)
+{
+    double all = s_population(self, 0, band);
+    if (all > 0)
+        return all;
+    for (int ons = 1; ons <= 19; ons++)
+        all += s_population(self, ons, band);
+    return all;
+}
+
+/* M8: observed vs expected, against population (referrals) and against qualifying (IMHA). */
+static int s_representation(s_render_t *r)
+{
+    const asy_dim_t dims[2] = {ASY_DIM_ONS, ASY_DIM_EG};
+    for (int part = 0; part < 2; part++) {
+        bool imha = part == 1;
+        int family = imha ? ASY_FAM_M6 : ASY_FAM_M1;
+        for (int d = 0; d < 2; d++) {
+            int k = s_slot(family, dims[d]);
+            double o_total = 0, base_total = 0, base[ASY_ONS_GROUPS] = {0};
+            for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
+                if (!s_known(dims[d], g))
+                    continue;
+                base[g] = imha ? (double)s_get(r, family, k, g, 0)
+                               : s_group_population(r->self, dims[d], g, 0);
+                o_total += (double)s_get(r, family, k, g, imha ? 1 : 0);
+                base_total += base[g];
+            }
+            if (base_total <= 0)
+                continue;
+            for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
+                int64_t o = s_known(dims[d], g) ? s_get(r, family, k, g, imha ? 1 : 0) : 0;
+                if (!s_known(dims[d], g) || (o == 0 && base[g] <= 0))
+                    continue;
+                asy_mcell_t *cell = s_cell(r, imha ? "imha_" : "", dims[d], g);
+                if (!cell)
+                    return ASY_ENOMEM;
+                cell->has_count = cell->has_expected = true;
+                cell->count = o;
+                cell->expected = o_total * base[g] / base_total;
+                asy_interval_t iv;
+                if (asy_stats_observed_expected(o, cell->expected, S_Z, &iv) == 0)
+                    s_interval(cell, &iv, 1.0);
+            }
+        }
+    }
+    return 0;
+}
+
+/* M9: crude referral rate per 100,000. */
+static int s_rates(s_render_t *r)
+{
+    if (!r->self->has_population)
+        return 0;
+    const asy_dim_t dims[3] = {ASY_DIM_TOTAL, ASY_DIM_ONS, ASY_DIM_EG};
+    for (int d = 0; d < 3; d++) {
+        int k = s_slot(ASY_FAM_M1, dims[d]);
+        for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
+            if (dims[d] != ASY_DIM_TOTAL && !s_known(dims[d], g))
+                continue;
+            double population = dims[d] == ASY_DIM_TOTAL
+                                    ? s_all_population(r->self, 0)
+                                    : s_group_population(r->self, dims[d], g, 0);
+            int64_t o = s_get(r, ASY_FAM_M1, k, g, 0);
+            if (population <= 0 && o == 0)
+                continue;
+            asy_mcell_t *cell = s_cell(r, "", dims[d], g);
+            if (!cell)
+                return ASY_ENOMEM;
+            cell->has_count = cell->has_denominator = true;
+            cell->count = o;
+            cell->denominator = (int64_t)llround(population);
+            asy_interval_t iv;
+            if (asy_stats_crude_rate(o, population, ASY_STATS_PER_100K, S_Z, &iv) == 0)
+                s_interval(cell, &iv, 1.0);
+        }
+    }
+    return 0;
+}
+
+/* M10: age-standardised referral rate per 100,000 by ethnic group (Dobson). Standard = the
+   area's population by age band. Where a group's population by age band is not loaded, its
+   age structure is taken to be the area's (n_i = P_g * P_i / P). */
+static int s_standardised(s_render_t *r)
+{
+    const asy_aggregate_t *self = r->self;
+    double all = s_all_population(self, 0);
+    if (all <= 0)
+        return 0;
+    for (int g = 0; g <= ASY_EG_GROUPS; g++) {
+        bool total = g == ASY_EG_GROUPS;
+        if (!total && !s_known(ASY_DIM_EG, g))
+            continue;
+        asy_stratum_t strata[ASY_AGE_GROUPS - 1];
+        int64_t observed = 0;
+        double group_all = total ? all : s_group_population(self, ASY_DIM_EG, g, 0);
+        double banded = 0;
+        for (int b = 1; b < ASY_AGE_GROUPS; b++)
+            banded += total ? 0 : s_group_population(self, ASY_DIM_EG, g, b);
+        for (int b = 1; b < ASY_AGE_GROUPS; b++) {
+            int64_t o = 0;
+            for (int e = 0; e < ASY_EG_GROUPS; e++)
+                if (total || e == g)
+                    o += s_get(r, ASY_FAM_REA, 0, e * ASY_AGE_GROUPS + b, 0);
+            double weight = s_all_population(self, b);
+            double n = total || banded <= 0 ? group_all * weight / all
+                                            : s_group_population(self, ASY_DIM_EG, g, b);
+            strata[b - 1] = (asy_stratum_t){o, n, weight};
+            observed += o;
+        }
+        if (group_all <= 0 && observed == 0)
+            continue;
+        asy_mcell_t *cell = total ? asy_mupdate_add_cell(r->update, "total", "ALL")
+                                  : s_cell(r, "", ASY_DIM_EG, g);
+        if (!cell)
+            return ASY_ENOMEM;
+        cell->has_count = true;
+        cell->count = observed;
+        asy_interval_t iv;
+        if (asy_stats_dsr_dobson(strata, ASY_AGE_GROUPS - 1, ASY_STATS_PER_100K, S_Z, &iv) == 0)
+            s_interval(cell, &iv, 1.0);
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Disclosure control (PROTOCOL.md 13). */
+
+static bool s_primary(const asy_mcell_t *cell)
+{
+    const asy_disclosure_t *rule = &ASY_DISCLOSURE_DEFAULT;
+    return cell->suppressed || (cell->has_count && asy_disclosure_suppresses(rule, cell->count)) ||
+           (cell->has_numerator && asy_disclosure_suppresses(rule, cell->numerator)) ||
+           (cell->has_denominator && asy_disclosure_suppresses(rule, cell->denominator));
+}
+
+static int64_t s_size(const asy_mcell_t *cell)
+{
+    return cell->has_denominator ? cell->denominator : cell->has_count ? cell->count : 0;
+}
+
+static bool s_is_total(const char *breakdown)
+{
+    size_t length = strlen(breakdown);
+    return strcmp(breakdown, "total") == 0 ||
+           (length > 6 && strcmp(breakdown + length - 6, ".total") == 0);
+}
+
+/* Within each breakdown, one suppressed group would be recoverable from the total: suppress
+   the next smallest nonzero group too. */
+static void s_secondary(asy_mupdate_t *update)
+{
+    for (size_t i = 0; i < update->cell_count; i++) {
+        const char *breakdown = update->cells[i].breakdown;
+        bool first = true;
+        for (size_t j = 0; j < i && first; j++)
+            first = strcmp(update->cells[j].breakdown, breakdown) != 0;
+        if (!first || s_is_total(breakdown))
+            continue;
+        int suppressed = 0;
+        asy_mcell_t *smallest = NULL;
+        for (size_t j = i; j < update->cell_count; j++) {
+            asy_mcell_t *cell = &update->cells[j];
+            if (strcmp(cell->breakdown, breakdown) != 0)
+                continue;
+            if (cell->suppressed)
+                suppressed++;
+            else if (s_size(cell) > 0 && (!smallest || s_size(cell) < s_size(smallest)))
+                smallest = cell;
+        }
+        if (suppressed == 1 && smallest)
+            smallest->suppressed = true;
+    }
+}
+
+static int64_t s_round(int64_t count)
+{
+    int64_t shown = 0;
+    asy_disclose_count(&ASY_DISCLOSURE_DEFAULT, count, &shown);
+    return shown;
+}
+
+static void s_disclose(asy_mupdate_t *update, bool percent)
+{
+    for (size_t i = 0; i < update->cell_count; i++)
+        update->cells[i].suppressed = s_primary(&update->cells[i]);
+    s_secondary(update);
+    for (size_t i = 0; i < update->cell_count; i++) {
+        asy_mcell_t *cell = &update->cells[i];
+        if (cell->suppressed) {
+            asy_mcell_t hidden = {0};
+            memcpy(hidden.breakdown, cell->breakdown, sizeof hidden.breakdown);
+            memcpy(hidden.group, cell->group, sizeof hidden.group);
+            hidden.suppressed = true;
+            *cell = hidden;
+            continue;
+        }
+        cell->count = s_round(cell->count);
+        cell->numerator = s_round(cell->numerator);
+        cell->denominator = s_round(cell->denominator);
+        if (percent) {
+            cell->value = round(cell->value);
+            cell->lower = round(cell->lower);
+            cell->upper = round(cell->upper);
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------------------------------
+   One topic. */
+
+static const char *s_unit(int metric)
+{
+    switch (metric) {
+    case 1:
+    case 2:
+        return "count";
+    case 3:
+        return "working_days";
+    case 7:
+    case 8:
+        return "ratio";
+    case 9:
+    case 10:
+        return "per_100k";
+    default:
+        return "percent";
+    }
+}
+
+int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref, bool exact,
+                         int64_t now_us, asy_mupdate_t *update)
+{
+    update->cell_count = 0;
+    asy_aggregate_topic(self, ref, update->topic);
+    snprintf(update->metric, sizeof update->metric, "M%d", ref->metric);
+    snprintf(update->scope, sizeof update->scope, "%s", self->scope_names[ref->scope]);
+    bool now = ref->period >= self->period_count;
+    const asy_period_t *period = now ? NULL : &self->periods[ref->period];
+    snprintf(update->period, sizeof update->period, "%s", now ? "now" : period->name);
+    update->period_start = now ? self->today : period->start;
+    update->period_end = now ? self->today : period->end;
+    update->as_of_us = now_us;
+    update->exact = exact;
+    snprintf(update->unit, sizeof update->unit, "%s", s_unit(ref->metric));
+    s_render_t r = {self, now ? NULL : self->counters[ref->scope * self->period_count +
+                                                       ref->period],
+                    update};
+    static const int m13_dims[] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_EG, -1};
+    int rc = ASY_EINVAL;
+    switch (now ? (ref->metric == 3 ? 3 : 0) : ref->metric) {
+    case 1: rc = s_counts(&r, ASY_FAM_M1); break;
+    case 2: rc = s_counts(&r, ASY_FAM_M2); break;
+    case 3: rc = s_waits(&r, ref->scope); break;
+    case 4: rc = s_proportions(&r, ASY_FAM_M4, "", NULL); break;
+    case 5: rc = s_proportions(&r, ASY_FAM_M5, "", NULL); break;
+    case 6: rc = s_proportions(&r, ASY_FAM_M6, "", NULL); break;
+    case 7: rc = s_uptake_ratio(&r); break;
+    case 8: rc = s_representation(&r); break;
+    case 9: rc = s_rates(&r); break;
+    case 10: rc = s_standardised(&r); break;
+    case 11:
+        rc = s_proportions(&r, ASY_FAM_M11D, "declined.", NULL);
+        if (rc == 0)
+            rc = s_proportions(&r, ASY_FAM_M11L, "left_before_goals.", NULL);
+        break;
+    case 13: rc = s_proportions(&r, ASY_FAM_M1, "", m13_dims); break;
+    default: break;
+    }
+    if (rc == 0 && !exact)
+        s_disclose(update, strcmp(update->unit, "percent") == 0);
+    return rc;
+}

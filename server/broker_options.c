@@ -1,0 +1,201 @@
+/*  broker_options.c: advsyncd's flags and config file. See broker_options.h.  */
+#include "broker_options.h"
+
+#include "ingest.h"
+#include "log.h"
+#include "monitor.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { S_TEXT, S_NUMBER, S_LEVEL, S_SWITCH } s_kind_t;
+
+typedef struct {
+    const char *flag;     /* long flag without "--" */
+    const char *key;      /* "section/key" in the config file, or NULL (flag only) */
+    const char *fallback; /* default, or NULL */
+    s_kind_t kind;
+    int low, high;        /* S_NUMBER range */
+    const char *help;
+} s_spec_t;
+
+static const s_spec_t s_specs[ASY_OPT_COUNT] = {
+    [ASY_OPT_CONFIG] = {"config", NULL, NULL, S_TEXT, 0, 0,
+                        "zconfig file (sections broker and monitor; keys as below)"},
+    [ASY_OPT_INGEST] = {"ingest", "broker/ingest", "tcp://127.0.0.1:5570", S_TEXT, 0, 0,
+                        "bind the agents' ROUTER here (:* = any port)"},
+    [ASY_OPT_DATABASE] = {"database", "broker/database", "dbname=advsync", S_TEXT, 0, 0,
+                          "libpq conninfo of the system of record"},
+    [ASY_OPT_ENDPOINT_FILE] = {"endpoint-file", NULL, NULL, S_TEXT, 0, 0,
+                               "write the bound endpoints there once listening"},
+    [ASY_OPT_LOG_LEVEL] = {"log-level", "broker/log_level", "info", S_LEVEL, 0, 0,
+                           "debug, info, warn or error"},
+    [ASY_OPT_WORKERS] = {"workers", "broker/workers", NULL, S_NUMBER, 1, ASY_INGEST_MAX_WORKERS,
+                         "ingest workers, each with its own database connection"},
+    [ASY_OPT_MONITOR] = {"monitor", "monitor/enabled", "on", S_SWITCH, 0, 0,
+                         "on or off: the live monitor and its streams"},
+    [ASY_OPT_MONITOR_PUBLIC] = {"monitor-public", "monitor/public", ASY_MONITOR_PUBLIC, S_TEXT,
+                                0, 0, "public stream (disclosure-controlled) XPUB"},
+    [ASY_OPT_MONITOR_PUBLIC_SNAPSHOT] = {"monitor-public-snapshot", "monitor/public_snapshot",
+                                         ASY_MONITOR_PUBLIC_SNAPSHOT, S_TEXT, 0, 0,
+                                         "public stream snapshot ROUTER"},
+    [ASY_OPT_MONITOR_RESTRICTED] = {"monitor-restricted", "monitor/restricted",
+                                    ASY_MONITOR_RESTRICTED, S_TEXT, 0, 0,
+                                    "restricted stream (exact figures, breaches) XPUB"},
+    [ASY_OPT_MONITOR_RESTRICTED_SNAPSHOT] = {"monitor-restricted-snapshot",
+                                             "monitor/restricted_snapshot",
+                                             ASY_MONITOR_RESTRICTED_SNAPSHOT, S_TEXT, 0, 0,
+                                             "restricted stream snapshot ROUTER"},
+    [ASY_OPT_COALESCE_MS] = {"coalesce-ms", "monitor/coalesce_ms", "100", S_NUMBER, 1, 60000,
+                             "publish a topic at most this often"},
+    [ASY_OPT_HEARTBEAT_MS] = {"heartbeat-ms", "monitor/heartbeat_ms", "1000", S_NUMBER, 10,
+                              60000, "monitor heartbeat interval"},
+    [ASY_OPT_HISTORY_YEARS] = {"history-years", "monitor/history_years", "2", S_NUMBER, 1, 10,
+                               "financial years of periods kept"},
+};
+
+static void s_usage(FILE *out)
+{
+    fprintf(out, "usage: advsyncd [--OPTION VALUE ...] [--help] [--version]\n");
+    for (int i = 0; i < ASY_OPT_COUNT; i++) {
+        const s_spec_t *s = &s_specs[i];
+        char range[48] = "";
+        if (s->kind == S_NUMBER)
+            snprintf(range, sizeof range, ", %d..%d", s->low, s->high);
+        fprintf(out, "  --%-28s %s%s%s%s%s%s\n", s->flag, s->help, range,
+                s->fallback ? " (default " : "", s->fallback ? s->fallback : "",
+                s->fallback ? ")" : "", s->key ? "" : " [flag only]");
+        if (s->key)
+            fprintf(out, "  %-30s config key %s\n", "", s->key);
+    }
+    fprintf(out, "  --workers defaults to %d.\n", ASY_INGEST_DEFAULT_WORKERS);
+}
+
+/* Returns NULL if value is valid for spec, else what is wrong. */
+static const char *s_check(const s_spec_t *spec, const char *value)
+{
+    if (spec->kind == S_LEVEL && asy_log_parse_level(value) < 0)
+        return "is not debug, info, warn or error";
+    if (spec->kind == S_SWITCH && !streq(value, "on") && !streq(value, "off"))
+        return "is not on or off";
+    if (spec->kind == S_NUMBER) {
+        char *end = NULL;
+        errno = 0;
+        long number = strtol(value, &end, 10);
+        if (errno || end == value || *end || number < spec->low || number > spec->high)
+            return "is out of range or not a whole number";
+    }
+    if (spec->kind == S_TEXT && !*value)
+        return "is empty";
+    return NULL;
+}
+
+static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
+{
+    struct option longs[ASY_OPT_COUNT + 3];
+    for (int i = 0; i < ASY_OPT_COUNT; i++)
+        longs[i] = (struct option){s_specs[i].flag, required_argument, NULL, i};
+    longs[ASY_OPT_COUNT] = (struct option){"help", no_argument, NULL, 'h'};
+    longs[ASY_OPT_COUNT + 1] = (struct option){"version", no_argument, NULL, 'V'};
+    longs[ASY_OPT_COUNT + 2] = (struct option){NULL, 0, NULL, 0};
+    int option;
+    while ((option = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        if (option == 'h') {
+            s_usage(stdout);
+            return 0;
+        }
+        if (option == 'V') {
+            printf("advsyncd %s\n", ASY_VERSION_STRING);
+            return 0;
+        }
+        if (option < 0 || option >= ASY_OPT_COUNT) {
+            s_usage(stderr);
+            return 2;
+        }
+        const char *wrong = s_check(&s_specs[option], optarg);
+        if (wrong) {
+            fprintf(stderr, "advsyncd: --%s \"%s\" %s\n", s_specs[option].flag, optarg, wrong);
+            return 2;
+        }
+        options->value[option] = optarg;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "advsyncd: unexpected argument \"%s\"\n", argv[optind]);
+        s_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+static int s_find_key(const char *key)
+{
+    for (int i = 0; i < ASY_OPT_COUNT; i++)
+        if (s_specs[i].key && streq(s_specs[i].key, key))
+            return i;
+    return -1;
+}
+
+static int s_load_config(asy_broker_options_t *options)
+{
+    const char *path = options->value[ASY_OPT_CONFIG];
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "advsyncd: cannot read config %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    zconfig_t *config = zconfig_load(path);
+    options->config = config;
+    if (!config) {
+        fprintf(stderr, "advsyncd: config %s is not valid zconfig text (indent children by "
+                        "4 spaces, `key = value`)\n", path);
+        return 1;
+    }
+    for (zconfig_t *section = zconfig_child(config); section; section = zconfig_next(section)) {
+        for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
+            char key[256];
+            snprintf(key, sizeof key, "%s/%s", zconfig_name(section), zconfig_name(item));
+            const char *value = zconfig_value(item);
+            int which = s_find_key(key);
+            const char *wrong = which < 0 ? "is not a known key (see advsyncd --help)"
+                                : !value || !*value ? "has no value"
+                                                    : s_check(&s_specs[which], value);
+            if (wrong) {
+                fprintf(stderr, "advsyncd: config %s: %s %s\n", path, key, wrong);
+                return 1;
+            }
+            if (!options->value[which])
+                options->value[which] = value; /* flags win over the file */
+        }
+    }
+    return 0;
+}
+
+int asy_broker_options_load(asy_broker_options_t *options, int argc, char **argv)
+{
+    memset(options, 0, sizeof *options);
+    int code = s_parse_flags(options, argc, argv);
+    if (code >= 0)
+        return code;
+    if (options->value[ASY_OPT_CONFIG] && (code = s_load_config(options)) != 0)
+        return code;
+    for (int i = 0; i < ASY_OPT_COUNT; i++)
+        if (!options->value[i])
+            options->value[i] = s_specs[i].fallback;
+    return -1;
+}
+
+void asy_broker_options_release(asy_broker_options_t *options)
+{
+    zconfig_t *config = options->config;
+    zconfig_destroy(&config);
+    options->config = NULL;
+}
+
+int asy_broker_options_int(const asy_broker_options_t *options, asy_broker_option_t which)
+{
+    const char *value = options->value[which];
+    return value ? atoi(value) : 0;
+}

@@ -1,0 +1,800 @@
+/*  monitor.c: the live monitor actor. See monitor.h and proto/PROTOCOL.md part II.
+
+    Data flow:  ingest workers --PUSH--> [deltas PULL] -> aggregate (O(1) per case)
+                clock tick --> new day? rebuild + breach scan; dirty topics older than
+                coalesce_ms -> render (exact / disclosed) -> XPUB (seq) + topic cache
+                snapshot ROUTER <- SnapshotRequest: cached topics under the subtree + SnapshotEnd
+    Every socket, the database connection, the aggregate and the calendar belong to this actor
+    alone.  */
+#include "monitor.h"
+
+#include "aggregate.h"
+#include "db.h"
+#include "log.h"
+#include "monitor_msg.h"
+#include "store.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#define S_STREAMS 2 /* 0 public, 1 restricted */
+#define S_FETCH_ROWS "5000"
+#define S_RETRY_MS 1000
+#define S_SNDHWM 100000
+#define S_DELTA_BUDGET_MS 20   /* case rows applied before other work gets a turn */
+#define S_PUBLISH_BUDGET_MS 20 /* topics rendered per tick before other work gets a turn */
+
+typedef struct {
+    uint64_t seq;
+    uint8_t *data; /* the message as last published (with its seq) */
+    size_t size;
+    uint8_t *content; /* the same with seq 0 and as_of 0: tells a real change */
+    size_t content_size;
+} s_entry_t;
+
+typedef struct {
+    int64_t last_ms;
+    s_entry_t stream[S_STREAMS];
+} s_topic_t;
+
+typedef struct {
+    zsock_t *pub;
+    zsock_t *snapshot;
+    uint64_t seq;
+    bool exact;
+} s_stream_t;
+
+typedef struct {
+    zsock_t *pipe;
+    zsock_t *deltas;
+    s_stream_t streams[S_STREAMS];
+    zpoller_t *poller;
+    asy_db_t *db;
+    char *conninfo;
+    asy_calendar_t *calendar;
+    char *holidays_text; /* the holiday table as last loaded, to notice a change */
+    asy_aggregate_t *aggregate;
+    zhashx_t *topics;    /* topic -> s_topic_t */
+    zhashx_t *announced; /* "case_id/kind" -> (void *)1 */
+    asy_clock_fn *clock;
+    void *clock_arg;
+    int coalesce_ms;
+    int heartbeat_ms;
+    int reload_ms;
+    int history_years;
+    int64_t next_heartbeat_ms;
+    int64_t scan_due_ms;  /* start-up breach scan, once subscribers have had time to connect */
+    int64_t next_reload_ms;
+    uint64_t cases_applied;
+    uint64_t breaches;
+    bool terminated;
+} s_monitor_t;
+
+static int64_t s_system_clock(void *arg)
+{
+    (void)arg;
+    return zclock_time() * 1000;
+}
+
+static int64_t s_now_us(s_monitor_t *self)
+{
+    return self->clock(self->clock_arg);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   The database: holidays, population, announced breaches, the rebuild. */
+
+static int s_holiday_row(void *arg, int columns, const char *const *values)
+{
+    asy_calendar_t *calendar = arg;
+    asy_date_t day;
+    if (columns != 2 || !values[0] || !values[1] || asy_date_parse(values[0], &day) != 0)
+        return 0;
+    asy_calendar_add(calendar, day,
+                     strcmp(values[1], "removed") == 0 ? ASY_HOLIDAY_REMOVED
+                                                       : ASY_HOLIDAY_ADDED);
+    return 0;
+}
+
+/* Reads the holiday table; if it changed since the last call, returns a new calendar with it
+   (caller owns), else NULL. */
+static asy_calendar_t *s_load_holidays(s_monitor_t *self)
+{
+    asy_db_row_t row;
+    if (asy_db_query_row(self->db,
+                         "SELECT coalesce(string_agg(day::text || change, ',' ORDER BY day), '')"
+                         " FROM holiday",
+                         false, 0, NULL, &row) != 0) {
+        asy_warn("monitor: holidays not read: %s", asy_db_errmsg(self->db));
+        return NULL;
+    }
+    asy_calendar_t *calendar = NULL;
+    if (!self->holidays_text || strcmp(self->holidays_text, row.values[0]) != 0) {
+        calendar = asy_calendar_new();
+        if (calendar && asy_db_query_each(self->db, "SELECT day::text, change FROM holiday",
+                                          false, 0, NULL, s_holiday_row, calendar) == 0) {
+            free(self->holidays_text);
+            self->holidays_text = strdup(row.values[0]);
+            asy_info("monitor: holiday table loaded (%s)",
+                     *row.values[0] ? row.values[0] : "no overrides");
+        } else {
+            asy_calendar_destroy(&calendar);
+        }
+    }
+    asy_db_row_release(&row);
+    return calendar;
+}
+
+static int s_population_row(void *arg, int columns, const char *const *values)
+{
+    if (columns == 3 && values[0] && values[1] && values[2])
+        asy_aggregate_set_population(arg, atoi(values[0]), atoi(values[1]), atof(values[2]));
+    return 0;
+}
+
+static void s_load_population(s_monitor_t *self)
+{
+    asy_aggregate_clear_population(self->aggregate);
+    if (asy_db_query_each(self->db,
+                          "SELECT ethnicity_ons, age_band, sum(population) FROM denominator"
+                          " GROUP BY 1, 2",
+                          false, 0, NULL, s_population_row, self->aggregate) != 0)
+        asy_warn("monitor: denominators not read: %s", asy_db_errmsg(self->db));
+}
+
+static int s_announced_row(void *arg, int columns, const char *const *values)
+{
+    char key[ASY_PSEUDONYM_HEX + 8];
+    if (columns == 2 && values[0] && values[1]) {
+        snprintf(key, sizeof key, "%s/%s", values[0], values[1]);
+        zhashx_insert((zhashx_t *)arg, key, (void *)1);
+    }
+    return 0;
+}
+
+static int s_case_row(void *arg, int columns, const char *const *values)
+{
+    s_monitor_t *self = arg;
+    asy_case_view_t view;
+    if (asy_case_view_parse(columns, values, &view) != 0) {
+        asy_warn("monitor: case_state row %s not understood; skipped",
+                 values[0] ? values[0] : "?");
+        return 0;
+    }
+    return asy_aggregate_put(self->aggregate, &view, NULL);
+}
+
+/* Reads every case_state row through a cursor (bounded memory). */
+static int s_rebuild(s_monitor_t *self)
+{
+    char declare[2048];
+    snprintf(declare, sizeof declare,
+             "DECLARE asy_monitor_cases NO SCROLL CURSOR FOR SELECT %s FROM case_state",
+             ASY_CASE_VIEW_COLUMNS);
+    int rc = asy_db_begin(self->db);
+    if (rc == 0)
+        rc = asy_db_exec(self->db, declare, 0, NULL, NULL);
+    size_t before = (size_t)-1;
+    while (rc == 0 && before != asy_aggregate_case_count(self->aggregate)) {
+        before = asy_aggregate_case_count(self->aggregate);
+        rc = asy_db_query_each(self->db, "FETCH " S_FETCH_ROWS " FROM asy_monitor_cases", false,
+                               0, NULL, s_case_row, self);
+    }
+    if (rc == 0)
+        rc = asy_db_commit(self->db);
+    if (rc == 0)
+        rc = asy_db_query_each(self->db, "SELECT case_id, kind FROM monitor_breach", false, 0,
+                               NULL, s_announced_row, self->announced);
+    if (rc != 0)
+        asy_db_rollback(self->db);
+    return rc;
+}
+
+static int s_connect(s_monitor_t *self)
+{
+    char error[512];
+    for (int attempt = 1; !self->terminated; attempt++) {
+        /* the schema may not exist yet: migrate (under the advisory lock) as ingest does */
+        asy_store_t *store = asy_store_new(self->conninfo, error, sizeof error);
+        if (store)
+            self->db = asy_db_connect(self->conninfo, "advsyncd-monitor", error, sizeof error);
+        asy_store_destroy(&store);
+        if (self->db && asy_db_exec(self->db, "SELECT 1 FROM case_state, holiday, denominator"
+                                              " LIMIT 0", 0, NULL, NULL) == 0)
+            return 0;
+        if (self->db)
+            snprintf(error, sizeof error, "schema not ready: %s", asy_db_errmsg(self->db));
+        asy_db_destroy(&self->db);
+        asy_warn("monitor: database not available (attempt %d): %s; retrying in %d ms", attempt,
+                 error, S_RETRY_MS);
+        zpoller_t *poller = zpoller_new(self->pipe, NULL);
+        if (zpoller_wait(poller, S_RETRY_MS) == self->pipe) {
+            char *command = zstr_recv(self->pipe);
+            self->terminated = !command || streq(command, "$TERM");
+            zstr_free(&command);
+        }
+        zpoller_destroy(&poller);
+    }
+    return ASY_ERETRY;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Publishing. */
+
+static void s_free_topic(void **item)
+{
+    s_topic_t *topic = *item;
+    for (int s = 0; topic && s < S_STREAMS; s++) {
+        free(topic->stream[s].data);
+        free(topic->stream[s].content);
+    }
+    free(topic);
+    *item = NULL;
+}
+
+static void s_send(zsock_t *socket, const char *topic, const uint8_t *data, size_t size)
+{
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, topic);
+    zmsg_addmem(msg, data, size);
+    zmsg_send(&msg, socket);
+}
+
+/* Publishes msg on a stream under topic unless its content equals the cached one. Returns
+   true if published. */
+static bool s_publish(s_monitor_t *self, int stream, const char *topic, s_entry_t *entry,
+                      asy_mmsg_t *msg)
+{
+    s_stream_t *s = &self->streams[stream];
+    int64_t as_of = msg->update.as_of_us;
+    msg->seq = 0;
+    msg->update.as_of_us = 0;
+    uint8_t *content = NULL, *data = NULL;
+    size_t content_size = 0, size = 0;
+    if (asy_mmsg_encode(msg, &content, &content_size) != 0)
+        return false;
+    if (entry->content && entry->content_size == content_size &&
+        memcmp(entry->content, content, content_size) == 0) {
+        free(content);
+        return false;
+    }
+    msg->seq = s->seq + 1;
+    msg->update.as_of_us = as_of;
+    if (asy_mmsg_encode(msg, &data, &size) != 0) {
+        free(content);
+        return false;
+    }
+    s->seq++;
+    s_send(s->pub, topic, data, size);
+    free(entry->content);
+    free(entry->data);
+    *entry = (s_entry_t){s->seq, data, size, content, content_size};
+    return true;
+}
+
+static s_topic_t *s_topic(s_monitor_t *self, const char *name)
+{
+    s_topic_t *topic = zhashx_lookup(self->topics, name);
+    if (!topic) {
+        topic = calloc(1, sizeof *topic);
+        if (topic)
+            zhashx_insert(self->topics, name, topic);
+    }
+    return topic;
+}
+
+/* Publishes every changed topic not published within coalesce_ms. */
+static void s_publish_dirty(s_monitor_t *self)
+{
+    int64_t now_ms = zclock_mono(), now_us = s_now_us(self);
+    size_t cursor = 0;
+    asy_topic_ref_t ref;
+    asy_mmsg_t msg;
+    asy_mmsg_init(&msg, ASY_MMSG_UPDATE);
+    int64_t until = now_ms + S_PUBLISH_BUDGET_MS;
+    while (zclock_mono() < until && asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
+        char name[ASY_TOPIC_MAX];
+        asy_aggregate_topic(self->aggregate, &ref, name);
+        s_topic_t *topic = s_topic(self, name);
+        if (!topic)
+            break;
+        if (topic->last_ms && now_ms - topic->last_ms < self->coalesce_ms)
+            continue;
+        bool published = false;
+        for (int s = 0; s < S_STREAMS; s++) {
+            if (asy_aggregate_render(self->aggregate, &ref, self->streams[s].exact, now_us,
+                                     &msg.update) == 0)
+                published |= s_publish(self, s, name, &topic->stream[s], &msg);
+        }
+        if (published)
+            topic->last_ms = now_ms;
+        asy_aggregate_clean(self->aggregate, &ref);
+    }
+    asy_mmsg_release(&msg);
+}
+
+static void s_heartbeat(s_monitor_t *self)
+{
+    int64_t now_ms = zclock_mono();
+    if (now_ms < self->next_heartbeat_ms)
+        return;
+    self->next_heartbeat_ms = now_ms + self->heartbeat_ms;
+    for (int s = 0; s < S_STREAMS; s++) {
+        asy_mmsg_t msg;
+        asy_mmsg_init(&msg, ASY_MMSG_HEARTBEAT);
+        msg.seq = self->streams[s].seq;
+        msg.sent_at_us = s_now_us(self);
+        msg.interval_ms = (uint32_t)self->heartbeat_ms;
+        uint8_t *data;
+        size_t size;
+        if (asy_mmsg_encode(&msg, &data, &size) == 0) {
+            s_send(self->streams[s].pub, ASY_HEARTBEAT_TOPIC, data, size);
+            free(data);
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Breaches. */
+
+static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
+                       asy_date_t deadline)
+{
+    char key[ASY_PSEUDONYM_HEX + 8], kind_text[4], deadline_text[ASY_DATE_TEXT];
+    snprintf(key, sizeof key, "%s/%d", view->case_id, kind);
+    if (zhashx_lookup(self->announced, key))
+        return;
+    zhashx_insert(self->announced, key, (void *)1);
+    snprintf(kind_text, sizeof kind_text, "%d", kind);
+    asy_date_format(deadline, deadline_text);
+    const char *params[] = {view->case_id, kind_text, view->site_id, deadline_text};
+    if (asy_db_exec(self->db,
+                    "INSERT INTO monitor_breach (case_id, kind, site_id, deadline)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    4, params, NULL) != 0) {
+        asy_warn("monitor: breach of %s not recorded (it may be announced again after a "
+                 "restart): %s", view->case_id, asy_db_errmsg(self->db));
+        if (!asy_db_connected(self->db))
+            asy_db_reset(self->db);
+    }
+    asy_mmsg_t msg;
+    asy_mmsg_init(&msg, ASY_MMSG_BREACH);
+    snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%s", view->case_id);
+    snprintf(msg.breach.site_id, sizeof msg.breach.site_id, "%s", view->site_id);
+    msg.breach.kind = kind;
+    msg.breach.received = view->received;
+    msg.breach.deadline = deadline;
+    msg.breach.detected_at_us = s_now_us(self);
+    msg.breach.service = view->service;
+    s_stream_t *restricted = &self->streams[1];
+    msg.seq = ++restricted->seq;
+    char topic[ASY_TOPIC_MAX];
+    snprintf(topic, sizeof topic, "site/%s/breach", view->site_id);
+    uint8_t *data;
+    size_t size;
+    if (asy_mmsg_encode(&msg, &data, &size) == 0) {
+        s_send(restricted->pub, topic, data, size);
+        free(data);
+    } else {
+        restricted->seq--;
+    }
+    self->breaches++;
+    asy_debug("monitor: breach %s of case %.12s at %s (deadline %s)",
+             kind == ASY_BREACH_CONTACT ? "contact" : "meeting", view->case_id, view->site_id,
+             deadline_text);
+}
+
+static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
+{
+    asy_date_t deadlines[2];
+    unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
+    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
+        if (mask & (1u << (kind - 1)))
+            s_announce(self, view, kind, deadlines[kind - 1]);
+}
+
+static void s_breach_visit(void *arg, const asy_case_view_t *view)
+{
+    s_check_breaches(arg, view);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Events. */
+
+static void s_apply_frame(s_monitor_t *self, zframe_t *frame)
+{
+    size_t count = zframe_size(frame) / sizeof(asy_case_view_t);
+    const asy_case_view_t *views = (const asy_case_view_t *)zframe_data(frame);
+    for (size_t i = 0; i < count; i++) {
+        asy_case_view_t view;
+        memcpy(&view, &views[i], sizeof view);
+        bool changed = false;
+        if (asy_aggregate_put(self->aggregate, &view, &changed) != 0)
+            asy_error("monitor: out of memory applying case %.12s", view.case_id);
+        if (changed) {
+            self->cases_applied++;
+            s_check_breaches(self, &view);
+        }
+    }
+}
+
+/* Applies queued batches for up to S_DELTA_BUDGET_MS, then lets ticks and snapshot requests
+   in. */
+static void s_on_deltas(s_monitor_t *self)
+{
+    int64_t until = zclock_mono() + S_DELTA_BUDGET_MS;
+    do {
+        zframe_t *frame = zframe_recv_nowait(self->deltas);
+        if (!frame)
+            break;
+        s_apply_frame(self, frame);
+        zframe_destroy(&frame);
+    } while (zclock_mono() < until);
+}
+
+static void s_on_snapshot(s_monitor_t *self, int stream)
+{
+    zsock_t *socket = self->streams[stream].snapshot;
+    zmsg_t *request = zmsg_recv(socket);
+    if (!request)
+        return;
+    zframe_t *id = zmsg_pop(request);
+    zframe_t *body = zmsg_pop(request);
+    asy_mmsg_t msg;
+    bool ok = id && body && zmsg_size(request) == 0 &&
+              asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)) == 0 &&
+              msg.kind == ASY_MMSG_SNAPSHOT_REQUEST;
+    asy_mmsg_t reply;
+    uint32_t sent = 0;
+    if (ok) {
+        size_t prefix = strlen(msg.subtree);
+        for (s_topic_t *topic = zhashx_first(self->topics); topic;
+             topic = zhashx_next(self->topics)) {
+            const char *name = zhashx_cursor(self->topics);
+            const s_entry_t *entry = &topic->stream[stream];
+            if (!entry->data || strncmp(name, msg.subtree, prefix) != 0)
+                continue;
+            zmsg_t *out = zmsg_new();
+            zmsg_addmem(out, zframe_data(id), zframe_size(id));
+            zmsg_addstr(out, name);
+            zmsg_addmem(out, entry->data, entry->size);
+            zmsg_send(&out, socket);
+            sent++;
+        }
+        asy_mmsg_init(&reply, ASY_MMSG_SNAPSHOT_END);
+        reply.seq = self->streams[stream].seq;
+        reply.topics = sent;
+    } else {
+        asy_mmsg_init(&reply, ASY_MMSG_ERROR);
+        snprintf(reply.reason, sizeof reply.reason,
+                 "expected one frame holding a MonitorMessage with a SnapshotRequest");
+    }
+    if (ok)
+        asy_mmsg_release(&msg);
+    uint8_t *data;
+    size_t size;
+    if (id && asy_mmsg_encode(&reply, &data, &size) == 0) {
+        zmsg_t *out = zmsg_new();
+        zmsg_addmem(out, zframe_data(id), zframe_size(id));
+        zmsg_addstr(out, "");
+        zmsg_addmem(out, data, size);
+        zmsg_send(&out, socket);
+        free(data);
+    }
+    zframe_destroy(&id);
+    zframe_destroy(&body);
+    zmsg_destroy(&request);
+}
+
+/* XPUB delivers subscriptions; nothing to do with them but read them. */
+static void s_on_subscription(zsock_t *pub)
+{
+    zmsg_t *msg = zmsg_recv(pub);
+    zmsg_destroy(&msg);
+}
+
+/* New day: everything that depends on the date moves; announce what came due. */
+static void s_tick(s_monitor_t *self)
+{
+    int64_t now_us = s_now_us(self);
+    asy_date_t today = asy_london_date(now_us);
+    if (zclock_mono() >= self->next_reload_ms) {
+        self->next_reload_ms = zclock_mono() + self->reload_ms;
+        if (!asy_db_connected(self->db))
+            asy_db_reset(self->db);
+        asy_calendar_t *calendar = s_load_holidays(self);
+        if (calendar) {
+            asy_aggregate_set_calendar(self->aggregate, calendar);
+            asy_calendar_destroy(&self->calendar);
+            self->calendar = calendar;
+        }
+        s_load_population(self);
+    }
+    if (self->scan_due_ms && zclock_mono() >= self->scan_due_ms) {
+        self->scan_due_ms = 0;
+        asy_aggregate_each_case(self->aggregate, s_breach_visit, self);
+    }
+    if (today != asy_aggregate_today(self->aggregate)) {
+        asy_aggregate_set_today(self->aggregate, today);
+        asy_aggregate_each_case(self->aggregate, s_breach_visit, self);
+        char text[ASY_DATE_TEXT];
+        asy_info("monitor: day %s: %zu cases recomputed, %" PRIu64 " breaches so far",
+                 asy_date_format(today, text), asy_aggregate_case_count(self->aggregate),
+                 self->breaches);
+    }
+    s_publish_dirty(self);
+    s_heartbeat(self);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Life cycle. */
+
+static void s_on_pipe(s_monitor_t *self)
+{
+    char *command = zstr_recv(self->pipe);
+    if (!command || streq(command, "$TERM"))
+        self->terminated = true;
+    else
+        asy_warn("monitor: unknown actor command %s", command);
+    zstr_free(&command);
+}
+
+static zsock_t *s_bind(int type, const char *endpoint, char *resolved, size_t size)
+{
+    zsock_t *socket = zsock_new(type);
+    if (!socket)
+        return NULL;
+    zsock_set_linger(socket, 0);
+    if (type == ZMQ_ROUTER)
+        zsock_set_sndhwm(socket, 0); /* a snapshot is one message per topic: never drop one */
+    if (type == ZMQ_XPUB) {
+        zsock_set_sndhwm(socket, S_SNDHWM);
+        zsock_set_xpub_verbose(socket, 1);
+    }
+    if (zsock_bind(socket, "%s", endpoint) < 0) {
+        zsock_destroy(&socket);
+        return NULL;
+    }
+    const char *last = zsock_last_endpoint(socket);
+    snprintf(resolved, size, "%s", last ? last : endpoint);
+    return socket;
+}
+
+typedef struct {
+    char *endpoints[4];
+    char *deltas;
+} s_config_t;
+
+static int s_bind_all(s_monitor_t *self, const s_config_t *config, char resolved[4][256],
+                      char *error, size_t error_size)
+{
+    for (int i = 0; i < 4; i++) {
+        s_stream_t *stream = &self->streams[i / 2];
+        zsock_t *socket = s_bind(i % 2 ? ZMQ_ROUTER : ZMQ_XPUB, config->endpoints[i],
+                                 resolved[i], sizeof resolved[i]);
+        if (!socket) {
+            snprintf(error, error_size, "cannot bind %s: %s", config->endpoints[i],
+                     zmq_strerror(zmq_errno()));
+            return ASY_EIO;
+        }
+        if (i % 2)
+            stream->snapshot = socket;
+        else
+            stream->pub = socket;
+        stream->exact = i >= 2;
+    }
+    /* zpoller reports the first ready socket in this order: control and snapshot requests
+       before the (possibly long) queue of case rows */
+    self->poller = zpoller_new(self->pipe, self->streams[0].snapshot, self->streams[1].snapshot,
+                               self->deltas, self->streams[0].pub, self->streams[1].pub, NULL);
+    if (!self->poller) {
+        snprintf(error, error_size, "out of memory");
+        return ASY_ENOMEM;
+    }
+    zpoller_set_nonstop(self->poller, true);
+    return 0;
+}
+
+static void s_serve(s_monitor_t *self)
+{
+    int tick_ms = self->coalesce_ms / 4 > 0 ? self->coalesce_ms / 4 : 1;
+    if (tick_ms > 100)
+        tick_ms = 100;
+    int64_t next_tick = 0;
+    while (!self->terminated) {
+        int64_t wait = next_tick - zclock_mono();
+        void *which = zpoller_wait(self->poller, wait > 0 ? (int)wait : 0);
+        if (which == self->pipe)
+            s_on_pipe(self);
+        else if (which == self->deltas)
+            s_on_deltas(self);
+        else if (which == self->streams[0].snapshot)
+            s_on_snapshot(self, 0);
+        else if (which == self->streams[1].snapshot)
+            s_on_snapshot(self, 1);
+        else if (which == self->streams[0].pub || which == self->streams[1].pub)
+            s_on_subscription(which);
+        if (zclock_mono() >= next_tick) {
+            s_tick(self);
+            next_tick = zclock_mono() + tick_ms;
+        }
+    }
+}
+
+static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
+{
+    s_monitor_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->pipe = pipe;
+    self->conninfo = strdup(args->conninfo ? args->conninfo : "");
+    self->clock = args->clock ? args->clock : s_system_clock;
+    self->clock_arg = args->clock_arg;
+    self->coalesce_ms = args->coalesce_ms > 0 ? args->coalesce_ms : 100;
+    self->heartbeat_ms = args->heartbeat_ms > 0 ? args->heartbeat_ms : 1000;
+    self->reload_ms = args->reload_ms > 0 ? args->reload_ms : 60000;
+    self->history_years = args->history_years > 0 ? args->history_years : 2;
+    self->topics = zhashx_new();
+    self->announced = zhashx_new();
+    if (!self->conninfo || !self->topics || !self->announced) {
+        free(self->conninfo);
+        zhashx_destroy(&self->topics);
+        zhashx_destroy(&self->announced);
+        free(self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->topics, s_free_topic);
+    return self;
+}
+
+static void s_monitor_destroy(s_monitor_t **self_p)
+{
+    s_monitor_t *self = *self_p;
+    if (!self)
+        return;
+    zpoller_destroy(&self->poller);
+    zsock_destroy(&self->deltas);
+    for (int s = 0; s < S_STREAMS; s++) {
+        zsock_destroy(&self->streams[s].pub);
+        zsock_destroy(&self->streams[s].snapshot);
+    }
+    asy_aggregate_destroy(&self->aggregate);
+    asy_calendar_destroy(&self->calendar);
+    asy_db_destroy(&self->db);
+    zhashx_destroy(&self->topics);
+    zhashx_destroy(&self->announced);
+    free(self->holidays_text);
+    free(self->conninfo);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Database, calendar, denominators, rebuild, the breaches that came due while we were down. */
+static int s_start(s_monitor_t *self, char *error, size_t error_size)
+{
+    if (s_connect(self) != 0) {
+        snprintf(error, error_size, "stopped before the database was available");
+        return ASY_ERETRY;
+    }
+    self->calendar = s_load_holidays(self);
+    if (!self->calendar)
+        self->calendar = asy_calendar_new();
+    int64_t now_us = s_now_us(self);
+    self->aggregate = self->calendar ? asy_aggregate_new(self->calendar, self->history_years,
+                                                         asy_london_date(now_us))
+                                     : NULL;
+    if (!self->aggregate) {
+        snprintf(error, error_size, "out of memory");
+        return ASY_ENOMEM;
+    }
+    s_load_population(self);
+    int64_t started = zclock_mono();
+    int rc = s_rebuild(self);
+    if (rc != 0) {
+        snprintf(error, error_size, "rebuild from case_state failed: %s",
+                 asy_db_errmsg(self->db));
+        return rc;
+    }
+    asy_info("monitor: rebuilt from case_state: %zu cases, %zu breaches announced before, "
+             "%" PRId64 " ms",
+             asy_aggregate_case_count(self->aggregate), zhashx_size(self->announced),
+             zclock_mono() - started);
+    /* Breaches that came due while we were down are announced once subscribers have had
+       two heartbeat intervals to (re)connect to the new publisher. */
+    self->scan_due_ms = zclock_mono() + 2 * self->heartbeat_ms;
+    self->next_reload_ms = zclock_mono() + self->reload_ms;
+    return 0;
+}
+
+void asy_monitor_actor(zsock_t *pipe, void *args_)
+{
+    const asy_monitor_args_t *args = args_;
+    s_config_t config = {
+        {strdup(args->public_endpoint ? args->public_endpoint : ASY_MONITOR_PUBLIC),
+         strdup(args->public_snapshot ? args->public_snapshot : ASY_MONITOR_PUBLIC_SNAPSHOT),
+         strdup(args->restricted_endpoint ? args->restricted_endpoint : ASY_MONITOR_RESTRICTED),
+         strdup(args->restricted_snapshot ? args->restricted_snapshot
+                                          : ASY_MONITOR_RESTRICTED_SNAPSHOT)},
+        strdup(args->deltas_endpoint ? args->deltas_endpoint : ASY_MONITOR_DELTAS)};
+    s_monitor_t *self = s_monitor_new(pipe, args);
+    zsock_signal(pipe, 0); /* args copied */
+
+    char error[512] = "out of memory", resolved[4][256];
+    int rc = self && config.deltas ? 0 : ASY_ENOMEM;
+    if (rc == 0) {
+        /* no high-water mark: a committed batch's rows must never be dropped */
+        self->deltas = zsock_new(ZMQ_PULL);
+        if (self->deltas)
+            zsock_set_rcvhwm(self->deltas, 0);
+        if (!self->deltas || zsock_bind(self->deltas, "%s", config.deltas) < 0) {
+            snprintf(error, sizeof error, "cannot bind %s", config.deltas);
+            rc = ASY_EIO;
+        }
+    }
+    if (rc == 0)
+        rc = s_start(self, error, sizeof error);
+    if (rc == 0)
+        rc = s_bind_all(self, &config, resolved, error, sizeof error);
+    if (rc == 0) {
+        zstr_sendx(pipe, "READY", resolved[0], resolved[1], resolved[2], resolved[3], NULL);
+        asy_info("monitor: public %s (snapshot %s), restricted %s (snapshot %s)", resolved[0],
+                 resolved[1], resolved[2], resolved[3]);
+        s_serve(self);
+        asy_info("monitor: stopped; %" PRIu64 " case updates applied, %" PRIu64 " breaches",
+                 self->cases_applied, self->breaches);
+    } else if (!self || !self->terminated) {
+        zstr_sendx(pipe, "FAILED", error, NULL);
+        asy_error("monitor: %s", error);
+        while (self && !self->terminated) {
+            char *command = zstr_recv(pipe);
+            self->terminated = !command || streq(command, "$TERM");
+            zstr_free(&command);
+        }
+    }
+    s_monitor_destroy(&self);
+    for (int i = 0; i < 4; i++)
+        free(config.endpoints[i]);
+    free(config.deltas);
+}
+
+int asy_monitor_wait_ready(zactor_t *actor, int timeout_ms, asy_monitor_endpoints_t *endpoints,
+                           char *error, size_t error_size)
+{
+    zpoller_t *poller = zpoller_new(actor, NULL);
+    void *which = poller ? zpoller_wait(poller, timeout_ms) : NULL;
+    zpoller_destroy(&poller);
+    if (!which) {
+        snprintf(error, error_size, "monitor not ready within %d ms", timeout_ms);
+        return ASY_ERETRY;
+    }
+    zmsg_t *msg = zmsg_recv(actor);
+    char *status = msg ? zmsg_popstr(msg) : NULL;
+    int rc = 0;
+    if (status && streq(status, "READY") && zmsg_size(msg) == 4) {
+        char *fields[4] = {endpoints->public_endpoint, endpoints->public_snapshot,
+                           endpoints->restricted_endpoint, endpoints->restricted_snapshot};
+        for (int i = 0; i < 4; i++) {
+            char *text = zmsg_popstr(msg);
+            snprintf(fields[i], sizeof endpoints->public_endpoint, "%s", text ? text : "");
+            zstr_free(&text);
+        }
+    } else {
+        char *reason = msg ? zmsg_popstr(msg) : NULL;
+        snprintf(error, error_size, "%s", reason ? reason : "monitor failed");
+        zstr_free(&reason);
+        rc = ASY_EIO;
+    }
+    zstr_free(&status);
+    zmsg_destroy(&msg);
+    return rc;
+}
+
+int asy_monitor_send_cases(zsock_t *push, const asy_case_view_t *views, size_t count)
+{
+    if (count == 0)
+        return 0;
+    zframe_t *frame = zframe_new(views, count * sizeof *views);
+    if (!frame)
+        return ASY_ENOMEM;
+    return zframe_send(&frame, push, 0) == 0 ? 0 : ASY_EIO;
+}

@@ -1,0 +1,578 @@
+/*  test_monitor.c: the live monitor against a real PostgreSQL, real agents and real sockets.
+
+    The centre (ingest + monitor actors, as advsyncd runs them) is hosted in the test process so
+    that the monitor's clock can be injected; agents are the real program. Subscribers are the
+    real Clone subscriber (client/watch/replica.c).  */
+#include "harness.h"
+#include "metricsql.h"
+#include "replica.h"
+
+#include "calendar.h"
+#include "ingest.h"
+#include "monitor.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define S_QUIET_MS 600
+
+static _Atomic int64_t s_now_us;
+
+static int64_t s_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&s_now_us);
+}
+
+static int64_t s_utc(int year, int month, int day, int hour, int minute, int second)
+{
+    return ((int64_t)asy_date_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
+            second) * 1000000;
+}
+
+/* ----------------------------------------------------------------------------------------------
+   The centre, in process. */
+
+typedef struct {
+    zactor_t *monitor;
+    zactor_t *ingest;
+    char *ingest_endpoint;
+    asy_monitor_endpoints_t streams;
+    char deltas[96];
+} s_centre_t;
+
+static void s_centre_start(s_centre_t *centre, const char *conninfo)
+{
+    static int generation;
+    memset(centre, 0, sizeof *centre);
+    snprintf(centre->deltas, sizeof centre->deltas, "inproc://test-monitor-%d-%d", (int)getpid(),
+             ++generation);
+    const char *any = "tcp://127.0.0.1:*";
+    asy_monitor_args_t margs = {.conninfo = conninfo, .deltas_endpoint = centre->deltas,
+                                .public_endpoint = any, .public_snapshot = any,
+                                .restricted_endpoint = any, .restricted_snapshot = any,
+                                .coalesce_ms = 20, .heartbeat_ms = 200, .clock = s_clock};
+    centre->monitor = zactor_new(asy_monitor_actor, &margs);
+    char error[512] = "";
+    int rc = ASY_ERETRY;
+    for (int i = 0; i < 120 && rc == ASY_ERETRY; i++)
+        rc = asy_monitor_wait_ready(centre->monitor, 500, &centre->streams, error, sizeof error);
+    cr_assert_eq(rc, 0, "monitor did not start: %s", error);
+    asy_ingest_args_t iargs = {.endpoint = any, .conninfo = conninfo, .workers = 2,
+                               .monitor = centre->deltas};
+    centre->ingest = zactor_new(asy_ingest_actor, &iargs);
+    rc = ASY_ERETRY;
+    for (int i = 0; i < 120 && rc == ASY_ERETRY; i++)
+        rc = asy_ingest_wait_ready(centre->ingest, 500, &centre->ingest_endpoint, error,
+                                   sizeof error);
+    cr_assert_eq(rc, 0, "ingest did not start: %s", error);
+}
+
+static void s_centre_stop(s_centre_t *centre)
+{
+    zactor_destroy(&centre->ingest);
+    zactor_destroy(&centre->monitor);
+    zstr_free(&centre->ingest_endpoint);
+}
+
+static asy_replica_t *s_replica(const s_centre_t *centre, bool restricted, const char *subtree)
+{
+    asy_replica_t *replica =
+        restricted ? asy_replica_new(centre->streams.restricted_endpoint,
+                                     centre->streams.restricted_snapshot, subtree)
+                   : asy_replica_new(centre->streams.public_endpoint,
+                                     centre->streams.public_snapshot, subtree);
+    cr_assert_not_null(replica);
+    cr_assert_eq(asy_replica_sync(replica, 10000), 0, "snapshot: %s", asy_replica_errmsg(replica));
+    return replica;
+}
+
+/* Applies live messages until none has come for S_QUIET_MS. */
+static void s_drain(asy_replica_t *replica)
+{
+    int64_t quiet_since = asy_test_now_ms();
+    while (asy_test_now_ms() - quiet_since < S_QUIET_MS) {
+        asy_mmsg_t msg;
+        if (asy_replica_poll(replica, 50, &msg) == 0) {
+            if (msg.kind != ASY_MMSG_HEARTBEAT)
+                quiet_since = asy_test_now_ms();
+            asy_mmsg_release(&msg);
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Agents. */
+
+static void s_shell(const char *command)
+{
+    char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
+    char out[4096] = "";
+    cr_assert_eq(asy_test_run(argv, out, sizeof out, 300000), 0, "%s: %s", command, out);
+}
+
+/* Simulates `events` events (JSON lines, seed), shuffles them and deals them at random to
+   the agents' files, so one case's events reach the centre from several sites, late and out
+   of order. Returns how many lines went to each file. */
+static void s_deal(const char *config, const char *dir, int events, int seed, char **files,
+                   int agents)
+{
+    char command[4096], path[512];
+    snprintf(path, sizeof path, "%s/all.jsonl", dir);
+    snprintf(command, sizeof command,
+             "%s --config %s simulate --json --events %d --seed %d --start %s > %s 2>/dev/null",
+             ASY_AGENT_PATH, config, events, seed, "2025-01-06", path);
+    s_shell(command);
+    FILE *in = fopen(path, "r");
+    cr_assert_not_null(in);
+    char **lines = calloc((size_t)events, sizeof *lines);
+    size_t count = 0, capacity = 0;
+    char *line = NULL;
+    while (count < (size_t)events && getline(&line, &capacity, in) > 0)
+        lines[count++] = strdup(line);
+    free(line);
+    fclose(in);
+    cr_assert_eq(count, (size_t)events);
+    srand((unsigned)seed);
+    for (size_t i = count - 1; i > 0; i--) {
+        size_t j = (size_t)rand() % (i + 1);
+        char *swap = lines[i];
+        lines[i] = lines[j];
+        lines[j] = swap;
+    }
+    FILE *out[8];
+    for (int a = 0; a < agents; a++) {
+        snprintf(path, sizeof path, "%s/part-%d.jsonl", dir, a);
+        files[a] = strdup(path);
+        out[a] = fopen(path, "w");
+        cr_assert_not_null(out[a]);
+    }
+    for (size_t i = 0; i < count; i++) {
+        fputs(lines[i], out[rand() % agents]);
+        free(lines[i]);
+    }
+    for (int a = 0; a < agents; a++)
+        fclose(out[a]);
+    free(lines);
+}
+
+static void s_deliver(const char *config, const char *file)
+{
+    char out[8192];
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 300000, "submit", file, NULL), 0,
+                 "submit %s: %s", file, out);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 300000, "run", "--until-drained", NULL),
+                 0, "run: %s", out);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Comparison with the SQL recomputation. */
+
+static const asy_mcell_t *s_find_cell(const asy_mupdate_t *update, const char *breakdown,
+                                      const char *group)
+{
+    for (size_t i = 0; update && i < update->cell_count; i++)
+        if (strcmp(update->cells[i].breakdown, breakdown) == 0 &&
+            strcmp(update->cells[i].group, group) == 0)
+            return &update->cells[i];
+    return NULL;
+}
+
+static bool s_compared_metric(const char *metric)
+{
+    static const char *const metrics[] = {"M1", "M2", "M3", "M4", "M5", "M6", "M11", "M13"};
+    for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++)
+        if (strcmp(metric, metrics[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Every expected cell is published with the same figures, and every published cell of the
+   compared metrics is expected. Returns the number of cells compared. */
+static size_t s_compare(asy_replica_t *replica, const asy_expect_t *expect, size_t count)
+{
+    size_t mismatches = 0;
+    for (size_t i = 0; i < count; i++) {
+        const asy_expect_t *e = &expect[i];
+        const asy_mupdate_t *update = asy_replica_get(replica, e->topic);
+        const asy_mcell_t *cell = s_find_cell(update, e->breakdown, e->group);
+        bool counts = strstr(e->topic, "/M1/") || strstr(e->topic, "/M2/") ||
+                      strstr(e->topic, "/M3/");
+        bool same = cell && (counts ? cell->count == e->count
+                                    : cell->numerator == e->numerator &&
+                                          cell->denominator == e->denominator);
+        if (same && strstr(e->topic, "/M3/") && e->count > 0)
+            same = fabs(cell->value - e->median) < 1e-9 && fabs(cell->p90 - e->p90) < 1e-9;
+        if (!same && mismatches++ < 10)
+            cr_log_error("%s %s %s: expected count %" PRId64 " %" PRId64 "/%" PRId64
+                         " median %g p90 %g, published %s count %" PRId64 " %" PRId64
+                         "/%" PRId64 " median %g p90 %g",
+                         e->topic, e->breakdown, e->group, e->count, e->numerator,
+                         e->denominator, e->median, e->p90, cell ? "" : "NOTHING",
+                         cell ? cell->count : 0, cell ? cell->numerator : 0,
+                         cell ? cell->denominator : 0, cell ? cell->value : 0,
+                         cell ? cell->p90 : 0);
+    }
+    size_t extra = 0, published = 0;
+    for (size_t t = 0; t < asy_replica_size(replica); t++) {
+        const asy_mupdate_t *update = asy_replica_at(replica, t);
+        if (!s_compared_metric(update->metric))
+            continue;
+        for (size_t c = 0; c < update->cell_count; c++) {
+            published++;
+            bool found = false;
+            for (size_t i = 0; i < count && !found; i++)
+                found = strcmp(expect[i].topic, update->topic) == 0 &&
+                        strcmp(expect[i].breakdown, update->cells[c].breakdown) == 0 &&
+                        strcmp(expect[i].group, update->cells[c].group) == 0;
+            if (!found && extra++ < 10)
+                cr_log_error("published but not expected: %s %s %s", update->topic,
+                             update->cells[c].breakdown, update->cells[c].group);
+        }
+    }
+    cr_assert_eq(mismatches, 0, "%zu of %zu expected cells differ (first ones logged)",
+                 mismatches, count);
+    cr_assert_eq(extra, 0, "%zu published cells not in the recomputation", extra);
+    cr_assert_eq(published, count);
+    return count;
+}
+
+static void s_check_against_sql(const s_centre_t *centre, const char *conninfo)
+{
+    asy_replica_t *replica = s_replica(centre, true, "");
+    s_drain(replica);
+    PGconn *pg = asy_test_pg_connect(conninfo);
+    asy_calendar_t *calendar = asy_calendar_new();
+    asy_expect_t *expect = NULL;
+    size_t count = 0;
+    cr_assert_eq(asy_metricsql_compute(pg, asy_london_date(atomic_load(&s_now_us)), calendar, 2,
+                                       &expect, &count),
+                 0);
+    size_t compared = s_compare(replica, expect, count);
+    cr_log_info("%zu cells equal to the SQL recomputation", compared);
+    cr_assert_gt(compared, 1000);
+    free(expect);
+    asy_calendar_destroy(&calendar);
+    PQfinish(pg);
+    asy_replica_destroy(&replica);
+}
+
+Test(monitor, figures_equal_sql_recomputation_and_again_after_restart, .timeout = 900)
+{
+    atomic_store(&s_now_us, zclock_time() * 1000);
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    char *config[3] = {asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint),
+                       asy_test_agent_config(dir, "ward-b", "ward-b", centre.ingest_endpoint),
+                       asy_test_agent_config(dir, "office-c", "office-c",
+                                             centre.ingest_endpoint)};
+    char *files[3];
+    s_deal(config[0], dir, 50000, 20261123, files, 3);
+    for (int a = 0; a < 3; a++)
+        s_deliver(config[a], files[a]);
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 50000);
+    PQfinish(pg);
+    s_check_against_sql(&centre, db);
+
+    s_centre_stop(&centre);
+    s_centre_start(&centre, db);
+    s_check_against_sql(&centre, db);
+    s_centre_stop(&centre);
+    for (int a = 0; a < 3; a++) {
+        free(config[a]);
+        free(files[a]);
+    }
+    free(dir);
+    free(db);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Late joiner: same figures as a subscriber that was there from the start; no gap, no
+   duplicate. */
+
+typedef struct {
+    uint64_t last_seq;
+    uint64_t out_of_order;
+    uint64_t live;
+} s_sequence_t;
+
+static void s_on_message(const char *topic, const asy_mmsg_t *msg, const uint8_t *data,
+                         size_t size, bool from_snapshot, void *arg)
+{
+    (void)topic, (void)data, (void)size;
+    s_sequence_t *sequence = arg;
+    if (from_snapshot)
+        return;
+    if (sequence->last_seq && msg->seq != sequence->last_seq + 1)
+        sequence->out_of_order++;
+    sequence->last_seq = msg->seq;
+    sequence->live++;
+}
+
+static bool s_same_cells(const asy_mupdate_t *a, const asy_mupdate_t *b)
+{
+    if (a->cell_count != b->cell_count || strcmp(a->topic, b->topic) != 0)
+        return false;
+    for (size_t i = 0; i < a->cell_count; i++) {
+        const asy_mcell_t *x = &a->cells[i], *y = &b->cells[i];
+        if (strcmp(x->breakdown, y->breakdown) || strcmp(x->group, y->group) ||
+            x->count != y->count || x->numerator != y->numerator ||
+            x->denominator != y->denominator || x->suppressed != y->suppressed ||
+            x->has_value != y->has_value || (x->has_value && x->value != y->value))
+            return false;
+    }
+    return true;
+}
+
+static int64_t s_events(const char *conninfo)
+{
+    PGconn *pg = asy_test_pg_connect(conninfo);
+    int64_t count = asy_test_pg_int(pg, "SELECT count(*) FROM event");
+    PQfinish(pg);
+    return count;
+}
+
+Test(monitor, late_joiner_ends_with_the_figures_of_an_early_one, .timeout = 600)
+{
+    atomic_store(&s_now_us, zclock_time() * 1000);
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    asy_replica_t *early = s_replica(&centre, true, "");
+    s_sequence_t sequence = {0};
+    asy_replica_set_handler(early, s_on_message, &sequence);
+    char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
+    char out[4096];
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 300000, "simulate", "--events", "20000",
+                                "--seed", "5", NULL),
+                 0, "%s", out);
+    pid_t agent = asy_test_spawn_agent(config, dir, "ward-a", "run", NULL);
+    asy_replica_t *late = NULL;
+    int64_t deadline = asy_test_now_ms() + 300000;
+    while (s_events(db) < 20000 && asy_test_now_ms() < deadline) {
+        for (int i = 0; i < 10; i++)
+            asy_replica_poll(early, 10, NULL);
+        if (!late && sequence.live > 50) /* mid-stream */
+            late = s_replica(&centre, true, "");
+        if (late)
+            asy_replica_poll(late, 10, NULL);
+    }
+    asy_test_stop(agent, SIGTERM, 10000);
+    cr_assert_not_null(late, "the late subscriber never joined mid-stream");
+    s_drain(early);
+    s_drain(late);
+    asy_replica_stats_t stats;
+    asy_replica_stats(early, &stats);
+    cr_assert_eq(stats.gaps, 0);
+    cr_assert_eq(stats.duplicates, 0);
+    cr_assert_eq(stats.resnapshots, 0);
+    cr_assert_eq(sequence.out_of_order, 0, "live sequence numbers not consecutive");
+    cr_assert_gt(sequence.live, 100);
+    cr_assert_eq(asy_replica_size(late), asy_replica_size(early));
+    cr_assert_eq(asy_replica_last_seq(late), asy_replica_last_seq(early));
+    for (size_t t = 0; t < asy_replica_size(early); t++) {
+        cr_assert(s_same_cells(asy_replica_at(early, t), asy_replica_at(late, t)),
+                  "topic %s differs", asy_replica_at(early, t)->topic);
+        cr_assert_eq(asy_replica_seq_at(early, t), asy_replica_seq_at(late, t));
+    }
+    asy_replica_destroy(&early);
+    asy_replica_destroy(&late);
+    s_centre_stop(&centre);
+    free(config);
+    free(dir);
+    free(db);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Breaches on the injected clock. */
+
+static const char *const s_referral[] = {
+    "{\"caseRef\":\"BREACH-1\",\"personRef\":\"b1\",\"occurredAt\":\"2026-06-01T08:30:00Z\","
+    "\"referralReceived\":{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-06-01T08:30:00Z\"}}",
+};
+
+/* Polls for a breach notice up to timeout_ms; returns its kind (0 if none) and the time it
+   took. */
+static int s_wait_breach(asy_replica_t *replica, int timeout_ms, int64_t *took_ms,
+                         asy_mbreach_t *breach)
+{
+    int64_t start = asy_test_now_ms();
+    while (asy_test_now_ms() - start < timeout_ms) {
+        asy_mmsg_t msg;
+        if (asy_replica_poll(replica, 20, &msg) != 0)
+            continue;
+        bool found = msg.kind == ASY_MMSG_BREACH;
+        if (found)
+            *breach = msg.breach;
+        asy_mmsg_release(&msg);
+        if (found) {
+            *took_ms = asy_test_now_ms() - start;
+            return breach->kind;
+        }
+    }
+    return 0;
+}
+
+Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 300)
+{
+    atomic_store(&s_now_us, s_utc(2026, 6, 1, 9, 0, 0)); /* Mon 1 June 2026, 10:00 BST */
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    asy_replica_t *replica = s_replica(&centre, true, "");
+    char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
+    char path[512];
+    snprintf(path, sizeof path, "%s/referral.jsonl", dir);
+    FILE *file = fopen(path, "w");
+    fprintf(file, "%s\n", s_referral[0]);
+    fclose(file);
+    s_deliver(config, path);
+    int64_t took = 0;
+    asy_mbreach_t breach;
+    /* received Mon 1 June: contact due by Thu 4 June (working day 3); the breach is due when
+       Fri 5 June begins in London, 2026-06-04T23:00Z */
+    atomic_store(&s_now_us, s_utc(2026, 6, 4, 22, 59, 59));
+    cr_assert_eq(s_wait_breach(replica, 800, &took, &breach), 0, "breach before its time");
+    atomic_store(&s_now_us, s_utc(2026, 6, 4, 23, 0, 0));
+    cr_assert_eq(s_wait_breach(replica, 3000, &took, &breach), ASY_BREACH_CONTACT);
+    cr_assert_lt(took, 1000, "breach notice took %" PRId64 " ms", took);
+    cr_assert_str_eq(breach.site_id, "ward-a");
+    asy_date_t due;
+    asy_date_from_ymd(2026, 6, 4, &due);
+    cr_assert_eq(breach.deadline, due);
+    cr_log_info("contact breach announced %" PRId64 " ms after its deadline", took);
+    asy_replica_destroy(&replica);
+
+    /* Down over the meeting deadline (Mon 15 June, working day 10): announced on restart,
+       the contact breach is not announced again. */
+    s_centre_stop(&centre);
+    atomic_store(&s_now_us, s_utc(2026, 6, 16, 8, 0, 0));
+    s_centre_start(&centre, db);
+    replica = s_replica(&centre, true, "");
+    cr_assert_eq(s_wait_breach(replica, 5000, &took, &breach), ASY_BREACH_MEETING);
+    asy_date_from_ymd(2026, 6, 15, &due);
+    cr_assert_eq(breach.deadline, due);
+    cr_assert_eq(s_wait_breach(replica, 1500, &took, &breach), 0, "a breach announced twice");
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach"), 2);
+    PQfinish(pg);
+    asy_replica_destroy(&replica);
+    s_centre_stop(&centre);
+    free(config);
+    free(dir);
+    free(db);
+}
+
+/* ----------------------------------------------------------------------------------------------
+   Disclosure control: the public stream never carries a count from 1 to 7. */
+
+typedef struct {
+    uint64_t cells;
+    uint64_t small;      /* counts 1..7 seen */
+    uint64_t suppressed;
+    uint64_t leaked;     /* a suppressed cell that still carries a figure */
+} s_disclosure_t;
+
+static bool s_small(bool has, int64_t value)
+{
+    return has && value >= 1 && value <= 7;
+}
+
+static void s_on_cells(const char *topic, const asy_mmsg_t *msg, const uint8_t *data,
+                       size_t size, bool from_snapshot, void *arg)
+{
+    (void)topic, (void)data, (void)size, (void)from_snapshot;
+    s_disclosure_t *seen = arg;
+    if (msg->kind != ASY_MMSG_UPDATE)
+        return;
+    for (size_t i = 0; i < msg->update.cell_count; i++) {
+        const asy_mcell_t *c = &msg->update.cells[i];
+        seen->cells++;
+        if (s_small(c->has_count, c->count) || s_small(c->has_numerator, c->numerator) ||
+            s_small(c->has_denominator, c->denominator))
+            seen->small++;
+        if (c->suppressed) {
+            seen->suppressed++;
+            if (c->has_count || c->has_numerator || c->has_denominator || c->has_value)
+                seen->leaked++;
+        }
+    }
+}
+
+Test(monitor, public_stream_never_carries_a_count_from_one_to_seven, .timeout = 600)
+{
+    atomic_store(&s_now_us, zclock_time() * 1000);
+    const int sizes[] = {300, 1500, 6000};
+    for (int round = 0; round < 3; round++) {
+        char *db = asy_test_create_database();
+        char *dir = asy_test_tmpdir();
+        s_centre_t centre;
+        s_centre_start(&centre, db);
+        asy_replica_t *public = s_replica(&centre, false, "");
+        asy_replica_t *restricted = s_replica(&centre, true, "");
+        s_disclosure_t shown = {0}, exact = {0};
+        asy_replica_set_handler(public, s_on_cells, &shown);
+        asy_replica_set_handler(restricted, s_on_cells, &exact);
+        char *config[2] = {asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint),
+                           asy_test_agent_config(dir, "office-b", "office-b",
+                                                 centre.ingest_endpoint)};
+        char out[4096], events[16], seed[16];
+        snprintf(events, sizeof events, "%d", sizes[round]);
+        for (int a = 0; a < 2; a++) {
+            snprintf(seed, sizeof seed, "%d", 100 + round * 2 + a);
+            cr_assert_eq(asy_test_agent(config[a], out, sizeof out, 300000, "simulate",
+                                        "--events", events, "--seed", seed, NULL),
+                         0, "%s", out);
+            pid_t agent = asy_test_spawn_agent(config[a], dir, a ? "office-b" : "ward-a", "run",
+                                               "--until-drained", NULL);
+            /* keep the subscribers reading while the agent drains */
+            int64_t deadline = asy_test_now_ms() + 300000;
+            while (kill(agent, 0) == 0 && waitpid(agent, NULL, WNOHANG) == 0 &&
+                   asy_test_now_ms() < deadline) {
+                asy_replica_poll(public, 20, NULL);
+                asy_replica_poll(restricted, 20, NULL);
+            }
+            free(config[a]);
+        }
+        s_drain(public);
+        s_drain(restricted);
+        /* and a late joiner's snapshot too */
+        asy_replica_t *late = s_replica(&centre, false, "");
+        s_disclosure_t snapshot = {0};
+        for (size_t t = 0; t < asy_replica_size(late); t++) {
+            asy_mmsg_t msg;
+            asy_mmsg_init(&msg, ASY_MMSG_UPDATE);
+            msg.update = *asy_replica_at(late, t);
+            s_on_cells(msg.update.topic, &msg, NULL, 0, true, &snapshot);
+        }
+        cr_log_info("round %d: public %" PRIu64 " cells (%" PRIu64 " suppressed), restricted %"
+                    PRIu64 " cells of which %" PRIu64 " with counts 1-7",
+                    round, shown.cells, shown.suppressed, exact.cells, exact.small);
+        cr_assert_gt(exact.small, 0, "the stream had no small counts to suppress");
+        cr_assert_gt(shown.suppressed, 0);
+        cr_assert_eq(shown.small, 0, "the public stream carried %" PRIu64 " counts 1-7",
+                     shown.small);
+        cr_assert_eq(shown.leaked, 0);
+        cr_assert_eq(snapshot.small, 0);
+        cr_assert_gt(snapshot.cells, 0);
+        asy_replica_destroy(&late);
+        asy_replica_destroy(&public);
+        asy_replica_destroy(&restricted);
+        s_centre_stop(&centre);
+        free(dir);
+        free(db);
+    }
+}

@@ -161,7 +161,8 @@ int main(int argc, char **argv)
         asy_broker_options_release(&options);
         return code;
     }
-    asy_log_set_level((asy_log_level_t)asy_log_parse_level(options.value[ASY_OPT_LOG_LEVEL]));
+    if (options.value[ASY_OPT_LOG_LEVEL])
+        asy_log_set_level((asy_log_level_t)asy_log_parse_level(options.value[ASY_OPT_LOG_LEVEL]));
     asy_info("advsyncd %s starting: ingest %s", ASY_VERSION_STRING,
              options.value[ASY_OPT_INGEST]);
     code = s_run(&options);

@@ -32,8 +32,8 @@ static const s_spec_t s_specs[ASY_OPT_COUNT] = {
                           "libpq conninfo of the system of record"},
     [ASY_OPT_ENDPOINT_FILE] = {"endpoint-file", NULL, NULL, S_TEXT, 0, 0,
                                "write the bound endpoints there once listening"},
-    [ASY_OPT_LOG_LEVEL] = {"log-level", "broker/log_level", "info", S_LEVEL, 0, 0,
-                           "debug, info, warn or error"},
+    [ASY_OPT_LOG_LEVEL] = {"log-level", "broker/log_level", NULL, S_LEVEL, 0, 0,
+                           "debug, info (default, or $ADVSYNC_LOG), warn or error"},
     [ASY_OPT_WORKERS] = {"workers", "broker/workers", NULL, S_NUMBER, 1, ASY_INGEST_MAX_WORKERS,
                          "ingest workers, each with its own database connection"},
     [ASY_OPT_MONITOR] = {"monitor", "monitor/enabled", "on", S_SWITCH, 0, 0,
@@ -154,6 +154,9 @@ static int s_load_config(asy_broker_options_t *options)
         return 1;
     }
     for (zconfig_t *section = zconfig_child(config); section; section = zconfig_next(section)) {
+        /* other sections belong to other programs sharing the file */
+        if (!streq(zconfig_name(section), "broker") && !streq(zconfig_name(section), "monitor"))
+            continue;
         for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
             char key[256];
             snprintf(key, sizeof key, "%s/%s", zconfig_name(section), zconfig_name(item));

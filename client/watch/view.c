@@ -250,16 +250,31 @@ static void s_metric(FILE *out, const asy_mupdate_t *update, const char *by)
         }
     }
     fprintf(out, "%s\n", title);
+    bool totals = false;
     for (size_t i = 0; i < update->cell_count; i++) {
         const asy_mcell_t *cell = &update->cells[i];
         if (!s_ends_with(cell->breakdown, ".total"))
             continue;
+        totals = true;
         size_t prefix_length = strlen(cell->breakdown) - strlen("total");
         snprintf(label, sizeof label, "  %.*s", (int)(prefix_length - 1), cell->breakdown);
         asy_view_row(line, sizeof line, label, update, cell);
         fprintf(out, "%s\n", line);
         if (by && by[0])
             s_groups(out, update, cell->breakdown, prefix_length, by);
+    }
+    /* metrics of groups only (M7 ratios, M8 observed vs expected, with its IMHA part) */
+    if (!totals && by && by[0]) {
+        s_groups(out, update, "", 0, by);
+        char imha[ASY_MNAME_MAX];
+        snprintf(imha, sizeof imha, "imha_%s", by);
+        bool any = false;
+        for (size_t i = 0; i < update->cell_count && !any; i++)
+            any = strcmp(update->cells[i].breakdown, imha) == 0;
+        if (any) {
+            fprintf(out, "  IMHA uptake vs qualifying\n");
+            s_groups(out, update, "imha_", 5, by);
+        }
     }
 }
 

@@ -555,8 +555,9 @@ static zsock_t *s_bind(int type, const char *endpoint, char *resolved, size_t si
         zsock_destroy(&socket);
         return NULL;
     }
-    const char *last = zsock_last_endpoint(socket);
+    char *last = zsock_last_endpoint(socket); /* ours to free */
     snprintf(resolved, size, "%s", last ? last : endpoint);
+    zstr_free(&last);
     return socket;
 }
 

@@ -155,7 +155,8 @@ static int s_store_put(s_store_t *store, uint64_t seq, const asy_mupdate_t *upda
     copy.cells = malloc((copy.cell_count ? copy.cell_count : 1) * sizeof *copy.cells);
     if (!copy.cells)
         return ASY_ENOMEM;
-    memcpy(copy.cells, update->cells, copy.cell_count * sizeof *copy.cells);
+    if (copy.cell_count)
+        memcpy(copy.cells, update->cells, copy.cell_count * sizeof *copy.cells);
     copy.cell_capacity = copy.cell_count;
     int rc = s_store_take(store, seq, &copy);
     if (rc != 0)

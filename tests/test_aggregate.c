@@ -1,0 +1,248 @@
+/*  test_aggregate.c: the monitor's in-memory aggregate (server/aggregate.c, aggregate_render.c)
+    on hand-made cases: membership rules, newer-version-wins, percentiles of the waiting list,
+    the new-day recomputation, breaches, and disclosure control.  */
+#include "aggregate.h"
+#include "stats.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static asy_date_t s_day(int year, int month, int day)
+{
+    asy_date_t date;
+    cr_assert_eq(asy_date_from_ymd(year, month, day, &date), 0);
+    return date;
+}
+
+static asy_case_view_t s_case(const char *id, const char *site, int64_t version)
+{
+    asy_case_view_t v;
+    memset(&v, 0, sizeof v);
+    snprintf(v.case_id, sizeof v.case_id, "%s", id);
+    snprintf(v.site_id, sizeof v.site_id, "%s", site);
+    v.version = version;
+    v.received = v.contacted = v.met = v.declined = v.closed = v.decided = ASY_NO_DATE;
+    v.q_start = v.q_end = ASY_NO_DATE;
+    return v;
+}
+
+/* Renders topic (exact or public) and returns the cell (breakdown, group), or NULL. */
+static const asy_mcell_t *s_cell(asy_aggregate_t *agg, const char *topic, bool exact,
+                                 asy_mupdate_t *update, const char *breakdown, const char *group)
+{
+    asy_topic_ref_t ref;
+    size_t cursor = 0;
+    char name[ASY_TOPIC_MAX];
+    bool found = false;
+    /* every topic is dirty after creation or a rebuild: find it by name */
+    asy_aggregate_rebuild(agg);
+    while (!found && asy_aggregate_next_dirty(agg, &cursor, &ref)) {
+        asy_aggregate_topic(agg, &ref, name);
+        found = strcmp(name, topic) == 0;
+    }
+    cr_assert(found, "no topic %s", topic);
+    cr_assert_eq(asy_aggregate_render(agg, &ref, exact, 0, update), 0);
+    for (size_t i = 0; i < update->cell_count; i++)
+        if (strcmp(update->cells[i].breakdown, breakdown) == 0 &&
+            strcmp(update->cells[i].group, group) == 0)
+            return &update->cells[i];
+    return NULL;
+}
+
+typedef struct {
+    asy_calendar_t *calendar;
+    asy_aggregate_t *agg;
+    asy_mupdate_t update;
+} s_fixture_t;
+
+static void s_setup(s_fixture_t *f, asy_date_t today)
+{
+    memset(f, 0, sizeof *f);
+    f->calendar = asy_calendar_new();
+    f->agg = asy_aggregate_new(f->calendar, 2, today);
+    cr_assert_not_null(f->agg);
+}
+
+static void s_teardown(s_fixture_t *f)
+{
+    free(f->update.cells);
+    asy_aggregate_destroy(&f->agg);
+    asy_calendar_destroy(&f->calendar);
+}
+
+Test(aggregate, referral_counts_in_its_month_quarter_and_year_and_newer_version_wins)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_case_view_t v = s_case("c1", "ward-a", 1);
+    v.received = s_day(2026, 10, 5);
+    v.attr[ASY_ATTR_ETHNICITY_ONS] = 7; /* ONS_BLACK_CARIBBEAN */
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    const char *topics[] = {"all/M1/2026-10", "all/M1/2026-27-Q3", "all/M1/2026-27",
+                            "site/ward-a/M1/2026-10"};
+    for (size_t i = 0; i < 4; i++) {
+        const asy_mcell_t *c = s_cell(f.agg, topics[i], true, &f.update, "total", "ALL");
+        cr_assert_eq(c->count, 1, "%s", topics[i]);
+        c = s_cell(f.agg, topics[i], true, &f.update, "ethnic_group", "BLACK");
+        cr_assert_not_null(c);
+        cr_assert_eq(c->count, 1);
+    }
+    cr_assert_eq(s_cell(f.agg, "all/M1/2026-11", true, &f.update, "total", "ALL")->count, 0);
+    /* an older row of the same case (a slower worker) changes nothing */
+    asy_case_view_t old = s_case("c1", "ward-a", 0);
+    bool changed = true;
+    cr_assert_eq(asy_aggregate_put(f.agg, &old, &changed), 0);
+    cr_assert_not(changed);
+    /* a newer one moves the referral to November */
+    v.version = 2;
+    v.received = s_day(2026, 11, 2);
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, &changed), 0);
+    cr_assert(changed);
+    cr_assert_eq(s_cell(f.agg, "all/M1/2026-10", true, &f.update, "total", "ALL")->count, 0);
+    cr_assert_eq(s_cell(f.agg, "all/M1/2026-11", true, &f.update, "total", "ALL")->count, 1);
+    cr_assert_eq(s_cell(f.agg, "all/M1/2026-27-Q3", true, &f.update, "total", "ALL")->count, 1);
+    cr_assert_eq(asy_aggregate_case_count(f.agg), 1);
+    s_teardown(&f);
+}
+
+Test(aggregate, contact_deadline_matures_the_day_after_and_breaches)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2022, 6, 8));
+    asy_case_view_t v = s_case("c1", "ward-a", 1);
+    v.received = s_day(2022, 6, 1); /* contact due 2022-06-08 (2-3 June bank holidays) */
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    asy_date_t deadlines[2];
+    cr_assert_eq(asy_aggregate_breaches(f.agg, &v, deadlines), 0u, "not yet: today is the deadline");
+    cr_assert_eq(deadlines[0], s_day(2022, 6, 8));
+    cr_assert_eq(deadlines[1], s_day(2022, 6, 17));
+    const asy_mcell_t *c = s_cell(f.agg, "all/M4/2022-06", true, &f.update, "total", "ALL");
+    cr_assert_eq(c->denominator, 0);
+    cr_assert_eq(asy_aggregate_set_today(f.agg, s_day(2022, 6, 9)), 0);
+    cr_assert_eq(asy_aggregate_breaches(f.agg, &v, deadlines), 1u);
+    c = s_cell(f.agg, "all/M4/2022-06", true, &f.update, "total", "ALL");
+    cr_assert_eq(c->denominator, 1);
+    cr_assert_eq(c->numerator, 0);
+    /* contact on the deadline day is on time: no breach, numerator 1 */
+    v.version = 2;
+    v.contacted = s_day(2022, 6, 8);
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    cr_assert_eq(asy_aggregate_breaches(f.agg, &v, deadlines), 0u);
+    c = s_cell(f.agg, "all/M4/2022-06", true, &f.update, "total", "ALL");
+    cr_assert_eq(c->numerator, 1);
+    cr_assert(c->has_value && fabs(c->value - 100.0) < 1e-9);
+    /* declined on or before the deadline: not counted, never a breach */
+    asy_case_view_t d = s_case("c2", "ward-a", 1);
+    d.received = s_day(2022, 6, 1);
+    d.declined = s_day(2022, 6, 6);
+    cr_assert_eq(asy_aggregate_put(f.agg, &d, NULL), 0);
+    cr_assert_eq(asy_aggregate_breaches(f.agg, &d, deadlines), 0u);
+    cr_assert_eq(s_cell(f.agg, "all/M4/2022-06", true, &f.update, "total", "ALL")->denominator, 1);
+    s_teardown(&f);
+}
+
+Test(aggregate, waiting_list_median_and_p90_match_type_7_percentiles)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    const int received_days[] = {2, 3, 9, 10, 16, 17, 18, 19, 20, 20};
+    double waits[10];
+    for (int i = 0; i < 10; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "w%d", i);
+        asy_case_view_t v = s_case(id, "office-c", 1);
+        v.received = s_day(2026, 11, received_days[i]);
+        cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+        waits[i] = asy_calendar_working_days_between(f.calendar, v.received, s_day(2026, 11, 23));
+    }
+    double median, p90;
+    asy_stats_percentile(waits, 10, 0.5, &median);
+    asy_stats_percentile(waits, 10, 0.9, &p90);
+    const asy_mcell_t *c = s_cell(f.agg, "all/M3/now", true, &f.update, "total", "ALL");
+    cr_assert_eq(c->count, 10);
+    cr_assert(fabs(c->value - median) < 1e-9, "median %g, expected %g", c->value, median);
+    cr_assert(fabs(c->p90 - p90) < 1e-9, "p90 %g, expected %g", c->p90, p90);
+    s_teardown(&f);
+}
+
+Test(aggregate, public_cells_suppress_one_to_seven_round_to_five_and_protect_the_total)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    /* November referrals: 20 White British, 12 Indian, 3 Black Caribbean */
+    const struct { int ons; int count; } groups[] = {{13, 20}, {3, 12}, {7, 3}};
+    int n = 0;
+    for (size_t g = 0; g < 3; g++)
+        for (int i = 0; i < groups[g].count; i++) {
+            char id[16];
+            snprintf(id, sizeof id, "p%d", n++);
+            asy_case_view_t v = s_case(id, "ward-a", 1);
+            v.received = s_day(2026, 11, 3);
+            v.attr[ASY_ATTR_ETHNICITY_ONS] = groups[g].ons;
+            cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+        }
+    const char *topic = "all/M1/2026-11";
+    const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, "total", "ALL");
+    cr_assert_eq(c->count, 35);
+    c = s_cell(f.agg, topic, false, &f.update, "ethnicity_ons", "ONS_BLACK_CARIBBEAN");
+    cr_assert(c->suppressed && !c->has_count);
+    /* 35 - 20 - 12 = 3 would reveal it: the next smallest (12) goes too */
+    c = s_cell(f.agg, topic, false, &f.update, "ethnicity_ons", "ONS_ASIAN_INDIAN");
+    cr_assert(c->suppressed && !c->has_count);
+    c = s_cell(f.agg, topic, false, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
+    cr_assert(!c->suppressed && c->count == 20);
+    /* the total is shown rounded: 35 stays 35; 20 stays 20; in the exact stream ASIAN is 12 */
+    c = s_cell(f.agg, topic, true, &f.update, "ethnic_group", "ASIAN");
+    cr_assert_eq(c->count, 12);
+    c = s_cell(f.agg, "all/M2/2026-11", false, &f.update, "ethnic_group", "WHITE");
+    cr_assert(!c->suppressed && c->count == 20);
+    /* exact stream untouched */
+    c = s_cell(f.agg, topic, true, &f.update, "ethnicity_ons", "ONS_BLACK_CARIBBEAN");
+    cr_assert(!c->suppressed && c->count == 3);
+    /* a percentage with a suppressed denominator is withheld */
+    c = s_cell(f.agg, "all/M13/2026-11", false, &f.update, "ethnic_group", "BLACK");
+    cr_assert(c->suppressed && !c->has_value);
+    c = s_cell(f.agg, "all/M13/2026-11", false, &f.update, "total", "ALL");
+    cr_assert(!c->suppressed && c->has_value && c->value == 100.0 && c->denominator == 35);
+    s_teardown(&f);
+}
+
+Test(aggregate, qualifying_episode_counts_in_every_period_it_overlaps)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_case_view_t v = s_case("q1", "ward-a", 1);
+    v.q_start = s_day(2026, 8, 30);
+    v.q_end = s_day(2026, 10, 2);
+    v.contacted = s_day(2026, 9, 10);
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    const struct { const char *topic; int64_t q, u; } expect[] = {
+        {"all/M6/2026-07", 0, 0}, {"all/M6/2026-08", 1, 0}, {"all/M6/2026-09", 1, 1},
+        {"all/M6/2026-10", 1, 1}, {"all/M6/2026-11", 0, 0}, {"all/M6/2026-27-Q2", 1, 1},
+        {"all/M6/2026-27-Q3", 1, 1}, {"all/M6/2026-27", 1, 1}};
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        const asy_mcell_t *c = s_cell(f.agg, expect[i].topic, true, &f.update, "total", "ALL");
+        cr_assert_eq(c->denominator, expect[i].q, "%s", expect[i].topic);
+        cr_assert_eq(c->numerator, expect[i].u, "%s", expect[i].topic);
+    }
+    s_teardown(&f);
+}
+
+Test(aggregate, window_holds_two_financial_years_of_periods)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    /* months 2025-04 .. 2026-11 (20), quarters 2025-26 Q1 .. 2026-27 Q3 (7), years 2 */
+    cr_assert_eq(asy_aggregate_period_count(f.agg), 29);
+    asy_case_view_t v = s_case("old", "ward-a", 1);
+    v.received = s_day(2025, 3, 31); /* before the window */
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    cr_assert_eq(s_cell(f.agg, "all/M1/2025-26", true, &f.update, "total", "ALL")->count, 0);
+    cr_assert_eq(asy_aggregate_set_today(f.agg, s_day(2027, 4, 1)), 0);
+    /* a new financial year: 2026-04 .. 2027-04 */
+    cr_assert_eq(asy_aggregate_period_count(f.agg), 13 + 5 + 2);
+    s_teardown(&f);
+}

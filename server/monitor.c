@@ -56,16 +56,23 @@ typedef struct {
     asy_aggregate_t *aggregate;
     zhashx_t *topics;    /* topic -> s_topic_t */
     zhashx_t *announced; /* "case_id/kind" -> (void *)1 */
+    zhashx_t *deferred;  /* case_id -> int64_t due (ms, monotonic): breaches to look at again */
+    zlist_t *unrecorded; /* "case_id,kind,site_id,deadline" of breaches announced, not yet written */
     asy_clock_fn *clock;
     void *clock_arg;
     int coalesce_ms;
     int heartbeat_ms;
     int reload_ms;
+    int breach_grace_ms;
     int history_years;
     int64_t next_heartbeat_ms;
-    int64_t scan_due_ms;  /* start-up breach scan, once subscribers have had time to connect */
+    int64_t scan_due_ms;
+    size_t publish_cursor; /* where the last publishing pass stopped (round robin) */  /* start-up breach scan, once subscribers have had time to connect */
     int64_t next_reload_ms;
     uint64_t cases_applied;
+    uint64_t renders;    /* topic values computed */
+    uint64_t published;  /* MetricUpdates sent (both streams) */
+    int64_t render_us;   /* time spent computing and publishing them */
     uint64_t breaches;
     bool terminated;
 } s_monitor_t;
@@ -199,7 +206,8 @@ static int s_connect(s_monitor_t *self)
         if (store)
             self->db = asy_db_connect(self->conninfo, "advsyncd-monitor", error, sizeof error);
         asy_store_destroy(&store);
-        if (self->db && asy_db_exec(self->db, "SELECT 1 FROM case_state, holiday, denominator"
+        if (self->db && asy_db_exec(self->db, "SET synchronous_commit = off", 0, NULL, NULL) == 0 &&
+            asy_db_exec(self->db, "SELECT 1 FROM case_state, holiday, denominator"
                                               " LIMIT 0", 0, NULL, NULL) == 0)
             return 0;
         if (self->db)
@@ -220,6 +228,12 @@ static int s_connect(s_monitor_t *self)
 
 /* ----------------------------------------------------------------------------------------------
    Publishing. */
+
+static void s_free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
 
 static void s_free_topic(void **item)
 {
@@ -287,12 +301,27 @@ static s_topic_t *s_topic(s_monitor_t *self, const char *name)
 static void s_publish_dirty(s_monitor_t *self)
 {
     int64_t now_ms = zclock_mono(), now_us = s_now_us(self);
-    size_t cursor = 0;
+    /* round robin: start where the last pass ran out of time, so that no topic waits behind
+       others for more than one pass */
+    size_t start = self->publish_cursor, cursor = start;
+    bool wrapped = start == 0, finished = false;
     asy_topic_ref_t ref;
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_UPDATE);
     int64_t until = now_ms + S_PUBLISH_BUDGET_MS;
-    while (zclock_mono() < until && asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
+    while (zclock_mono() < until) {
+        if (!asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
+            finished = wrapped;
+            if (wrapped)
+                break;
+            wrapped = true;
+            cursor = 0;
+            continue;
+        }
+        if (wrapped && start > 0 && cursor > start) {
+            finished = true;
+            break;
+        }
         char name[ASY_TOPIC_MAX];
         asy_aggregate_topic(self->aggregate, &ref, name);
         s_topic_t *topic = s_topic(self, name);
@@ -301,15 +330,23 @@ static void s_publish_dirty(s_monitor_t *self)
         if (topic->last_ms && now_ms - topic->last_ms < self->coalesce_ms)
             continue;
         bool published = false;
+        int64_t started = zclock_usecs();
         for (int s = 0; s < S_STREAMS; s++) {
             if (asy_aggregate_render(self->aggregate, &ref, self->streams[s].exact, now_us,
-                                     &msg.update) == 0)
-                published |= s_publish(self, s, name, &topic->stream[s], &msg);
+                                     &msg.update) != 0)
+                continue;
+            self->renders++;
+            if (s_publish(self, s, name, &topic->stream[s], &msg)) {
+                published = true;
+                self->published++;
+            }
         }
+        self->render_us += zclock_usecs() - started;
         if (published)
             topic->last_ms = now_ms;
         asy_aggregate_clean(self->aggregate, &ref);
     }
+    self->publish_cursor = finished ? 0 : cursor;
     asy_mmsg_release(&msg);
 }
 
@@ -337,26 +374,19 @@ static void s_heartbeat(s_monitor_t *self)
 /* ----------------------------------------------------------------------------------------------
    Breaches. */
 
+/* Publishes one breach notice and queues its record (written by s_record_breaches). */
 static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
                        asy_date_t deadline)
 {
-    char key[ASY_PSEUDONYM_HEX + 8], kind_text[4], deadline_text[ASY_DATE_TEXT];
+    char key[ASY_PSEUDONYM_HEX + 8], deadline_text[ASY_DATE_TEXT];
     snprintf(key, sizeof key, "%s/%d", view->case_id, kind);
     if (zhashx_lookup(self->announced, key))
         return;
     zhashx_insert(self->announced, key, (void *)1);
-    snprintf(kind_text, sizeof kind_text, "%d", kind);
     asy_date_format(deadline, deadline_text);
-    const char *params[] = {view->case_id, kind_text, view->site_id, deadline_text};
-    if (asy_db_exec(self->db,
-                    "INSERT INTO monitor_breach (case_id, kind, site_id, deadline)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    4, params, NULL) != 0) {
-        asy_warn("monitor: breach of %s not recorded (it may be announced again after a "
-                 "restart): %s", view->case_id, asy_db_errmsg(self->db));
-        if (!asy_db_connected(self->db))
-            asy_db_reset(self->db);
-    }
+    char *row = zsys_sprintf("%s,%d,%s,%s", view->case_id, kind, view->site_id, deadline_text);
+    zlist_append(self->unrecorded, row); /* autofree: the list keeps a copy */
+    zstr_free(&row);
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_BREACH);
     snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%s", view->case_id);
@@ -367,23 +397,24 @@ static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
     msg.breach.detected_at_us = s_now_us(self);
     msg.breach.service = view->service;
     s_stream_t *restricted = &self->streams[1];
-    msg.seq = ++restricted->seq;
+    msg.seq = restricted->seq + 1;
     char topic[ASY_TOPIC_MAX];
     snprintf(topic, sizeof topic, "site/%s/breach", view->site_id);
     uint8_t *data;
     size_t size;
     if (asy_mmsg_encode(&msg, &data, &size) == 0) {
+        restricted->seq++;
         s_send(restricted->pub, topic, data, size);
         free(data);
-    } else {
-        restricted->seq--;
     }
     self->breaches++;
     asy_debug("monitor: breach %s of case %.12s at %s (deadline %s)",
-             kind == ASY_BREACH_CONTACT ? "contact" : "meeting", view->case_id, view->site_id,
-             deadline_text);
+              kind == ASY_BREACH_CONTACT ? "contact" : "meeting", view->case_id, view->site_id,
+              deadline_text);
 }
 
+/* Announces the breaches of a case now (a deadline passed while we watched, or while we were
+   down). */
 static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
 {
     asy_date_t deadlines[2];
@@ -396,6 +427,80 @@ static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
 static void s_breach_visit(void *arg, const asy_case_view_t *view)
 {
     s_check_breaches(arg, view);
+}
+
+/* A case row that arrives with a deadline already passed (a site catching up, an import of
+   history): its contact or meeting usually follows in the next rows, so it is looked at again
+   breach_grace_ms later and announced only if still missing. */
+static void s_defer_breaches(s_monitor_t *self, const asy_case_view_t *view)
+{
+    asy_date_t deadlines[2];
+    if (!asy_aggregate_breaches(self->aggregate, view, deadlines) ||
+        zhashx_lookup(self->deferred, view->case_id))
+        return;
+    int64_t *due = malloc(sizeof *due);
+    if (!due)
+        return;
+    *due = zclock_mono() + self->breach_grace_ms;
+    zhashx_insert(self->deferred, view->case_id, due);
+}
+
+static void s_deferred_due(s_monitor_t *self)
+{
+    int64_t now = zclock_mono();
+    zlist_t *ready = zlist_new();
+    for (int64_t *due = zhashx_first(self->deferred); due; due = zhashx_next(self->deferred))
+        if (*due <= now)
+            zlist_append(ready, (void *)zhashx_cursor(self->deferred));
+    for (const char *id = zlist_first(ready); id; id = zlist_next(ready)) {
+        const asy_case_view_t *view = asy_aggregate_case(self->aggregate, id);
+        if (view)
+            s_check_breaches(self, view);
+    }
+    for (const char *id = zlist_first(ready); id; id = zlist_next(ready))
+        zhashx_delete(self->deferred, id); /* the key belongs to the hash: delete last */
+    zlist_destroy(&ready);
+}
+
+/* Writes the queued breach records in one statement (asynchronous commit: a record lost in a
+   crash only means the breach is announced once more after the restart). */
+static void s_record_breaches(s_monitor_t *self)
+{
+    if (zlist_size(self->unrecorded) == 0)
+        return;
+    char *columns[4] = {NULL};
+    size_t sizes[4] = {0};
+    FILE *streams[4];
+    for (int c = 0; c < 4; c++)
+        streams[c] = open_memstream(&columns[c], &sizes[c]);
+    bool first = true;
+    for (char *row = zlist_first(self->unrecorded); row; row = zlist_next(self->unrecorded)) {
+        char *field = row;
+        for (int c = 0; c < 4; c++) {
+            size_t length = strcspn(field, ",");
+            fprintf(streams[c], "%s%.*s", first ? "{" : ",", (int)length, field);
+            field += length + (field[length] ? 1 : 0);
+        }
+        first = false;
+    }
+    for (int c = 0; c < 4; c++) {
+        fputc('}', streams[c]);
+        fclose(streams[c]);
+    }
+    const char *params[4] = {columns[0], columns[1], columns[2], columns[3]};
+    if (asy_db_exec(self->db,
+                    "INSERT INTO monitor_breach (case_id, kind, site_id, deadline)"
+                    " SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::date[])"
+                    " ON CONFLICT DO NOTHING",
+                    4, params, NULL) != 0) {
+        asy_warn("monitor: %zu breaches not recorded (they may be announced again after a "
+                 "restart): %s", zlist_size(self->unrecorded), asy_db_errmsg(self->db));
+        if (!asy_db_connected(self->db))
+            asy_db_reset(self->db);
+    }
+    for (int c = 0; c < 4; c++)
+        free(columns[c]);
+    zlist_purge(self->unrecorded);
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -413,7 +518,7 @@ static void s_apply_frame(s_monitor_t *self, zframe_t *frame)
             asy_error("monitor: out of memory applying case %.12s", view.case_id);
         if (changed) {
             self->cases_applied++;
-            s_check_breaches(self, &view);
+            s_defer_breaches(self, &view);
         }
     }
 }
@@ -522,6 +627,9 @@ static void s_tick(s_monitor_t *self)
                  asy_date_format(today, text), asy_aggregate_case_count(self->aggregate),
                  self->breaches);
     }
+    if (zhashx_size(self->deferred))
+        s_deferred_due(self);
+    s_record_breaches(self);
     s_publish_dirty(self);
     s_heartbeat(self);
 }
@@ -607,8 +715,10 @@ static void s_serve(s_monitor_t *self)
         void *which = zpoller_wait(self->poller, wait > 0 ? (int)wait : 0);
         if (which == self->pipe)
             s_on_pipe(self);
-        else if (which == self->deltas)
+        else if (which == self->deltas) {
             s_on_deltas(self);
+            s_publish_dirty(self); /* a change goes out now if its topic may be published */
+        }
         else if (which == self->streams[0].snapshot)
             s_on_snapshot(self, 0);
         else if (which == self->streams[1].snapshot)
@@ -634,17 +744,25 @@ static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
     self->coalesce_ms = args->coalesce_ms > 0 ? args->coalesce_ms : 100;
     self->heartbeat_ms = args->heartbeat_ms > 0 ? args->heartbeat_ms : 1000;
     self->reload_ms = args->reload_ms > 0 ? args->reload_ms : 60000;
+    self->breach_grace_ms = args->breach_grace_ms > 0 ? args->breach_grace_ms : 30000;
     self->history_years = args->history_years > 0 ? args->history_years : 2;
     self->topics = zhashx_new();
     self->announced = zhashx_new();
-    if (!self->conninfo || !self->topics || !self->announced) {
+    self->deferred = zhashx_new();
+    self->unrecorded = zlist_new();
+    if (!self->conninfo || !self->topics || !self->announced || !self->deferred ||
+        !self->unrecorded) {
         free(self->conninfo);
         zhashx_destroy(&self->topics);
         zhashx_destroy(&self->announced);
+        zhashx_destroy(&self->deferred);
+        zlist_destroy(&self->unrecorded);
         free(self);
         return NULL;
     }
     zhashx_set_destructor(self->topics, s_free_topic);
+    zhashx_set_destructor(self->deferred, s_free_item);
+    zlist_autofree(self->unrecorded);
     return self;
 }
 
@@ -662,8 +780,12 @@ static void s_monitor_destroy(s_monitor_t **self_p)
     asy_aggregate_destroy(&self->aggregate);
     asy_calendar_destroy(&self->calendar);
     asy_db_destroy(&self->db);
+    if (self->db && self->unrecorded)
+        s_record_breaches(self);
     zhashx_destroy(&self->topics);
     zhashx_destroy(&self->announced);
+    zhashx_destroy(&self->deferred);
+    zlist_destroy(&self->unrecorded);
     free(self->holidays_text);
     free(self->conninfo);
     free(self);
@@ -741,8 +863,11 @@ void asy_monitor_actor(zsock_t *pipe, void *args_)
         asy_info("monitor: public %s (snapshot %s), restricted %s (snapshot %s)", resolved[0],
                  resolved[1], resolved[2], resolved[3]);
         s_serve(self);
-        asy_info("monitor: stopped; %" PRIu64 " case updates applied, %" PRIu64 " breaches",
-                 self->cases_applied, self->breaches);
+        asy_info("monitor: stopped; %" PRIu64 " case updates applied, %" PRIu64 " breaches, %"
+                 PRIu64 " topic values computed (%.1f us each), %" PRIu64 " updates published",
+                 self->cases_applied, self->breaches, self->renders,
+                 self->renders ? (double)self->render_us / (double)self->renders : 0.0,
+                 self->published);
     } else if (!self || !self->terminated) {
         zstr_sendx(pipe, "FAILED", error, NULL);
         asy_error("monitor: %s", error);

@@ -733,6 +733,51 @@ static void s_drop_database(const char *conninfo)
     PQfinish(pg);
 }
 
+/* The background load: per site an agent `run` and a `simulate --rate 667` (start: its
+   --start date, "" for the default). */
+static void s_start_load(const char *dir, const char *endpoint, const char *start,
+                         pid_t runner[S_AGENTS], pid_t simulator[S_AGENTS])
+{
+    static const char *const sites[S_AGENTS] = {"ward-a", "ward-b", "office-c"};
+    for (int a = 0; a < S_AGENTS; a++) {
+        char id[32], seed[8], name[32];
+        snprintf(id, sizeof id, "load-%d", a);
+        snprintf(seed, sizeof seed, "%d", a + 1);
+        char *config = asy_test_agent_config(dir, id, sites[a], endpoint);
+        snprintf(name, sizeof name, "%s-run", id);
+        runner[a] = asy_test_spawn_agent(config, dir, name, "run", NULL);
+        snprintf(name, sizeof name, "%s-simulate", id);
+        simulator[a] = *start ? asy_test_spawn_agent(config, dir, name, "simulate", "--rate",
+                                                     "667", "--events", "2000000", "--seed",
+                                                     seed, "--start", start, NULL)
+                              : asy_test_spawn_agent(config, dir, name, "simulate", "--rate",
+                                                     "667", "--events", "2000000", "--seed",
+                                                     seed, NULL);
+        free(config);
+    }
+}
+
+/* Prints the figures of one setting and returns them. */
+static s_latency_t s_report(const s_setting_t *set, const int64_t *received, int probes)
+{
+    s_latency_t f = s_figures(set, received, probes);
+    double seconds = (double)(set->end_us - set->start_us) / 1e6;
+    printf("  %4d subscribers: received_at -> update p50 %.1f ms, p99 %s%.1f ms, max %.1f ms"
+           " (%zu pairs); first subscriber p50 %.1f ms, p99 %.1f ms; first -> last %.1f ms"
+           " (median)\n",
+           set->subscribers, f.p50, f.missing ? ">=" : "", f.p99, f.max, f.pairs, f.first_p50,
+           f.first_p99, f.spread_ms);
+    printf("        CPU while probing (%.1f s): advsyncd %.2f s (libzmq I/O thread %.2f s), "
+           "the subscribers (this process) %.2f s (I/O thread %.2f s)\n",
+           seconds, set->broker_cpu.total, set->broker_cpu.io, set->bench_cpu.total,
+           set->bench_cpu.io);
+    if (f.missing)
+        printf("        WARNING: %zu of %zu updates had not arrived %.1f s after the last "
+               "probe (counted as arriving then: lower bounds)\n",
+               f.missing, f.pairs, S_TAIL_MS / 1000.0);
+    return f;
+}
+
 typedef struct {
     double p99_100, p99_1000, broker_mb;
 } s_latency_result_t;
@@ -757,24 +802,8 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
     printf("latency, %s: advsyncd (default coalescing, 100 ms), restricted stream; "
            "logs in %s\n", title, dir);
 
-    static const char *const sites[S_AGENTS] = {"ward-a", "ward-b", "office-c"};
     pid_t runner[S_AGENTS + 1], simulator[S_AGENTS];
-    for (int a = 0; a < S_AGENTS; a++) {
-        char id[32], seed[8], name[32];
-        snprintf(id, sizeof id, "load-%d", a);
-        snprintf(seed, sizeof seed, "%d", a + 1);
-        char *config = asy_test_agent_config(dir, id, sites[a], endpoint);
-        snprintf(name, sizeof name, "%s-run", id);
-        runner[a] = asy_test_spawn_agent(config, dir, name, "run", NULL);
-        snprintf(name, sizeof name, "%s-simulate", id);
-        simulator[a] = *start ? asy_test_spawn_agent(config, dir, name, "simulate", "--rate",
-                                                     "667", "--events", "2000000", "--seed",
-                                                     seed, "--start", start, NULL)
-                              : asy_test_spawn_agent(config, dir, name, "simulate", "--rate",
-                                                     "667", "--events", "2000000", "--seed",
-                                                     seed, NULL);
-        free(config);
-    }
+    s_start_load(dir, endpoint, start, runner, simulator);
     s_prober_t prober = {.dir = dir, .next_k = 1,
                          .probe_config = asy_test_agent_config(dir, "probe", "probe", endpoint)};
     runner[S_AGENTS] = asy_test_spawn_agent(prober.probe_config, dir, "probe-run", "run", NULL);
@@ -816,22 +845,7 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
                prober.failures);
     s_latency_result_t result = {.broker_mb = broker_mb};
     for (int s = 0; s < 2; s++) {
-        const s_setting_t *set = &settings[s];
-        s_latency_t f = s_figures(set, received, probes);
-        double seconds = (double)(set->end_us - set->start_us) / 1e6;
-        printf("  %4d subscribers: received_at -> update p50 %.1f ms, p99 %s%.1f ms, max %.1f ms"
-               " (%zu pairs); first subscriber p50 %.1f ms, p99 %.1f ms; first -> last %.1f ms"
-               " (median)\n",
-               set->subscribers, f.p50, f.missing ? ">=" : "", f.p99, f.max, f.pairs,
-               f.first_p50, f.first_p99, f.spread_ms);
-        printf("        CPU while probing (%.1f s): advsyncd %.2f s (libzmq I/O thread %.2f s), "
-               "the subscribers (this process) %.2f s (I/O thread %.2f s)\n",
-               seconds, set->broker_cpu.total, set->broker_cpu.io, set->bench_cpu.total,
-               set->bench_cpu.io);
-        if (f.missing)
-            printf("        WARNING: %zu of %zu updates had not arrived %.1f s after the last "
-                   "probe (counted as arriving then: lower bounds)\n",
-                   f.missing, f.pairs, S_TAIL_MS / 1000.0);
+        s_latency_t f = s_report(&settings[s], received, probes);
         if (s == 0)
             result.p99_100 = f.p99;
         else

@@ -59,7 +59,8 @@ static void s_centre_start(s_centre_t *centre, const char *conninfo)
     asy_monitor_args_t margs = {.conninfo = conninfo, .deltas_endpoint = centre->deltas,
                                 .public_endpoint = any, .public_snapshot = any,
                                 .restricted_endpoint = any, .restricted_snapshot = any,
-                                .coalesce_ms = 20, .heartbeat_ms = 200, .clock = s_clock};
+                                .coalesce_ms = 20, .heartbeat_ms = 200, .breach_grace_ms = 1500,
+                                .clock = s_clock};
     centre->monitor = zactor_new(asy_monitor_actor, &margs);
     char error[512] = "";
     int rc = ASY_ERETRY;
@@ -468,6 +469,58 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
     cr_assert_eq(s_wait_breach(replica, 1500, &took, &breach), 0, "a breach announced twice");
     PGconn *pg = asy_test_pg_connect(db);
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach"), 2);
+    PQfinish(pg);
+    asy_replica_destroy(&replica);
+    s_centre_stop(&centre);
+    free(config);
+    free(dir);
+    free(db);
+}
+
+/* A site catching up sends a referral whose deadline has passed: if its contact follows
+   within the grace period there is no breach; if not, the breach is announced then. */
+static const char *const s_late[] = {
+    "{\"caseRef\":\"LATE-1\",\"personRef\":\"l1\",\"occurredAt\":\"2026-06-01T08:30:00Z\","
+    "\"referralReceived\":{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-06-01T08:30:00Z\"}}",
+    "{\"caseRef\":\"LATE-2\",\"personRef\":\"l2\",\"occurredAt\":\"2026-06-01T08:30:00Z\","
+    "\"referralReceived\":{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-06-01T08:30:00Z\"}}",
+    "{\"caseRef\":\"LATE-2\",\"occurredAt\":\"2026-06-02T10:00:00Z\","
+    "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+    "{\"caseRef\":\"LATE-2\",\"occurredAt\":\"2026-06-05T10:00:00Z\","
+    "\"meetingInitialHeld\":{\"venueType\":\"VENUE_WARD\"}}",
+};
+
+Test(monitor, late_arriving_case_is_announced_only_if_still_in_breach_after_the_grace, .timeout = 120)
+{
+    atomic_store(&s_now_us, s_utc(2026, 6, 20, 9, 0, 0)); /* both deadlines of LATE-1 passed */
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    asy_replica_t *replica = s_replica(&centre, true, "");
+    char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
+    char path[512];
+    char out[4096];
+    /* LATE-2's referral first, alone: its contact and meeting come in a later batch */
+    for (int part = 0; part < 2; part++) {
+        snprintf(path, sizeof path, "%s/late-%d.jsonl", dir, part);
+        FILE *file = fopen(path, "w");
+        for (int i = part ? 2 : 0; i < (part ? 4 : 2); i++)
+            fprintf(file, "%s\n", s_late[i]);
+        fclose(file);
+        cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "submit", path, NULL), 0,
+                     "%s", out);
+        cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "run", "--until-drained",
+                                    NULL), 0);
+    }
+    int64_t took = 0;
+    asy_mbreach_t first, second;
+    cr_assert_eq(s_wait_breach(replica, 5000, &took, &first), ASY_BREACH_CONTACT);
+    cr_assert_eq(s_wait_breach(replica, 2000, &took, &second), ASY_BREACH_MEETING);
+    cr_assert_str_eq(first.case_id, second.case_id, "both breaches are LATE-1's");
+    cr_assert_eq(s_wait_breach(replica, 2500, &took, &second), 0, "LATE-2 is not in breach");
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT case_id) FROM monitor_breach"), 1);
     PQfinish(pg);
     asy_replica_destroy(&replica);
     s_centre_stop(&centre);

@@ -832,6 +832,7 @@ static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *o
     }
     case ADVSYNC__V1__EVENT__BODY_OUTCOME_RECORDED: {
         const Advsync__V1__OutcomeRecorded *o = m->outcome_recorded;
+        out->outcome_framework = o->has_framework ? (int)o->framework : 0;
         out->outcome_area = o->has_area ? (int)o->area : 0;
         out->outcome_score = o->has_score ? o->score : 0;
         out->outcome_edition = o->has_edition ? o->edition : 0;

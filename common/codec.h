@@ -166,6 +166,7 @@ typedef struct {
     int religion;
     int sexual_orientation;
     /* outcome.recorded */
+    int outcome_framework;
     int outcome_area;
     int outcome_score;
     int outcome_edition;

@@ -46,6 +46,7 @@ const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX] = {
     [ASY_FAM_M11D] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
     [ASY_FAM_M11L] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
     [ASY_FAM_REA] = {ASY_DIM_EG_AGE, -1},
+    [ASY_FAM_M12] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
 };
 
 /* The topics each family feeds. */
@@ -58,15 +59,16 @@ static const uint16_t s_family_topics[ASY_FAM_COUNT] = {
     [ASY_FAM_M11D] = S_BIT(11),
     [ASY_FAM_M11L] = S_BIT(11),
     [ASY_FAM_REA] = S_BIT(10),
+    [ASY_FAM_M12] = S_BIT(12),
 };
 
-/* Metrics published per period for a site / for the consortium (M3 is "now" only; M12 is not
-   published yet; M8-M10 need population, which is the consortium's). */
+/* Metrics published per period for a site / for the consortium (M3 is "now" only; M8-M10
+   need population, which is the consortium's). */
 static const uint16_t s_site_topics = S_BIT(1) | S_BIT(2) | S_BIT(4) | S_BIT(5) | S_BIT(6) |
-                                      S_BIT(7) | S_BIT(11) | S_BIT(13);
+                                      S_BIT(7) | S_BIT(11) | S_BIT(12) | S_BIT(13);
 static const uint16_t s_all_topics = S_BIT(1) | S_BIT(2) | S_BIT(4) | S_BIT(5) | S_BIT(6) |
                                      S_BIT(7) | S_BIT(8) | S_BIT(9) | S_BIT(10) | S_BIT(11) |
-                                     S_BIT(13);
+                                     S_BIT(12) | S_BIT(13);
 
 /* ----------------------------------------------------------------------------------------------
    Groups. */
@@ -371,6 +373,22 @@ static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
         in |= 1u << ASY_FAM_M11L;
         b[ASY_FAM_M11L] = v->left_before_goals;
     }
+    /* M12: counted in the period of the latest reading of an area with two readings or more;
+       improved if any such area rose by a point or more from its first reading */
+    asy_date_t latest = ASY_NO_DATE;
+    bool improved = false;
+    for (int i = 0; i < c->slot_count; i++) {
+        const asy_agg_slot_t *slot = &c->slots[i];
+        if (slot->readings < 2)
+            continue;
+        if (latest == ASY_NO_DATE || slot->last_date > latest)
+            latest = slot->last_date;
+        improved |= slot->last_score - slot->first_score >= 1;
+    }
+    if (s_in(latest, p)) {
+        in |= 1u << ASY_FAM_M12;
+        b[ASY_FAM_M12] = improved;
+    }
     return in;
 }
 
@@ -432,7 +450,10 @@ static void s_deadlines(const asy_aggregate_t *self, asy_agg_case_t *c)
 
 static void s_free_case(void **item)
 {
-    free(*item);
+    asy_agg_case_t *c = *item;
+    if (c)
+        free(c->slots);
+    free(c);
     *item = NULL;
 }
 
@@ -541,6 +562,38 @@ int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *
     s_contribute(self, c, +1);
     if (changed)
         *changed = true;
+    return 0;
+}
+
+int asy_aggregate_put_outcome(asy_aggregate_t *self, const asy_outcome_view_t *o)
+{
+    asy_agg_case_t *c = zhashx_lookup(self->cases, o->case_id);
+    if (!c)
+        return ASY_ENOTFOUND;
+    asy_agg_slot_t *slot = NULL;
+    for (int i = 0; i < c->slot_count && !slot; i++)
+        if (c->slots[i].area == o->area && c->slots[i].edition == o->edition)
+            slot = &c->slots[i];
+    if (slot && slot->readings >= o->readings)
+        return 0;
+    if (!slot) {
+        asy_agg_slot_t *slots = realloc(c->slots, (size_t)(c->slot_count + 1) * sizeof *slots);
+        if (!slots)
+            return ASY_ENOMEM;
+        c->slots = slots;
+        slot = &c->slots[c->slot_count];
+        memset(slot, 0, sizeof *slot);
+        slot->area = (int16_t)o->area;
+        slot->edition = (int16_t)o->edition;
+        /* not counted yet: readings 0 contributes nothing */
+        c->slot_count++;
+    }
+    s_contribute(self, c, -1);
+    slot->first_score = (int16_t)o->first_score;
+    slot->last_score = (int16_t)o->last_score;
+    slot->last_date = o->last_date;
+    slot->readings = o->readings;
+    s_contribute(self, c, +1);
     return 0;
 }
 

@@ -50,6 +50,11 @@ int asy_aggregate_rebuild(asy_aggregate_t *self);
    ASY_ENOMEM. *replaced (may be NULL) says whether it changed anything. */
 int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *changed);
 
+/* Adds or replaces a case's Recovery Star readings in one area and edition (M12). A row with
+   no more readings than the one held is ignored. Returns 0, ASY_ENOTFOUND if the case is not
+   held (its case row comes first), or ASY_ENOMEM. */
+int asy_aggregate_put_outcome(asy_aggregate_t *self, const asy_outcome_view_t *outcome);
+
 /* The case held for case_id, or NULL. */
 const asy_case_view_t *asy_aggregate_case(const asy_aggregate_t *self, const char *case_id);
 size_t asy_aggregate_case_count(const asy_aggregate_t *self);

@@ -49,6 +49,7 @@ typedef enum {
     ASY_FAM_M11D, /* a decisions, b declined */
     ASY_FAM_M11L, /* a closures, b left before goals */
     ASY_FAM_REA,  /* a referrals by ethnic group x age band */
+    ASY_FAM_M12,  /* a people with two readings or more in an area, b of whom improved */
     ASY_FAM_COUNT
 } asy_family_t;
 
@@ -74,11 +75,23 @@ typedef struct {
 
 #define ASY_WAIT_HISTS 12 /* total, service (3), ethnic group (8) */
 
+/* A case's Recovery Star readings in one area and edition (outcome_state). */
+typedef struct {
+    int16_t area;
+    int16_t edition;
+    int16_t first_score;
+    int16_t last_score;
+    asy_date_t last_date;
+    int64_t readings;
+} asy_agg_slot_t;
+
 typedef struct {
     asy_case_view_t view;
     int scope;
     asy_date_t contact_deadline;
     asy_date_t meeting_deadline;
+    asy_agg_slot_t *slots; /* owned; NULL when the case has no readings */
+    int slot_count;
 } asy_agg_case_t;
 
 struct asy_aggregate {

@@ -472,6 +472,7 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
         if (rc == 0)
             rc = s_proportions(&r, ASY_FAM_M11L, "left_before_goals.", NULL);
         break;
+    case 12: rc = s_proportions(&r, ASY_FAM_M12, "", NULL); break;
     case 13: rc = s_proportions(&r, ASY_FAM_M1, "", m13_dims); break;
     default: break;
     }

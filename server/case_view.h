@@ -46,6 +46,23 @@ typedef struct {
     int attr[ASY_ATTR_COUNT];  /* enum values; all 0 when the person opted out */
 } asy_case_view_t;
 
+/* One row of outcome_state (migration 004): a case's Recovery Star readings in one area and
+   edition. readings grows with every reading, so it orders versions of the row. */
+typedef struct {
+    char case_id[ASY_PSEUDONYM_HEX + 1];
+    int area;
+    int edition;
+    int first_score;
+    int last_score;
+    int64_t readings;
+    asy_date_t last_date; /* of the latest reading */
+} asy_outcome_view_t;
+
+/* The select list of an outcome_state row, in the order asy_outcome_view_parse() reads. */
+extern const char ASY_OUTCOME_VIEW_COLUMNS[];
+
+int asy_outcome_view_parse(int columns, const char *const *values, asy_outcome_view_t *out);
+
 /* Fills *out from one row of ASY_CASE_VIEW_COLUMNS (text values, NULL for SQL NULL).
    Returns 0 or ASY_EINVAL (wrong column count, a malformed number, an over-long id). */
 int asy_case_view_parse(int columns, const char *const *values, asy_case_view_t *out);

@@ -76,6 +76,9 @@ typedef struct {
     asy_case_view_t *views;  /* rows of the batch in hand, sent after COMMIT */
     size_t view_count;
     size_t view_capacity;
+    asy_outcome_view_t *outcomes; /* outcome_state rows of the batch in hand */
+    size_t outcome_count;
+    size_t outcome_capacity;
 } s_ingest_t;
 
 static void s_free_item(void **item)
@@ -451,14 +454,32 @@ static int s_collect_case(void *arg, int columns, const char *const *values)
     return 0;
 }
 
+/* The store's outcome sink: keeps the merged outcome_state rows of the batch in hand. */
+static int s_collect_outcome(void *arg, int columns, const char *const *values)
+{
+    s_ingest_t *self = arg;
+    if (self->outcome_count == self->outcome_capacity) {
+        size_t capacity = self->outcome_capacity ? self->outcome_capacity * 2 : 64;
+        asy_outcome_view_t *outcomes = realloc(self->outcomes, capacity * sizeof *outcomes);
+        if (!outcomes)
+            return ASY_ENOMEM;
+        self->outcomes = outcomes;
+        self->outcome_capacity = capacity;
+    }
+    if (asy_outcome_view_parse(columns, values, &self->outcomes[self->outcome_count]) == 0)
+        self->outcome_count++;
+    return 0;
+}
+
 /* Hands the committed batch's case rows to the monitor. */
 static void s_notify_monitor(s_ingest_t *self)
 {
-    if (self->monitor && self->view_count > 0 &&
-        asy_monitor_send_cases(self->monitor, self->views, self->view_count) != 0)
+    if (self->monitor && (self->view_count > 0 || self->outcome_count > 0) &&
+        asy_monitor_send_cases(self->monitor, self->views, self->view_count, self->outcomes,
+                               self->outcome_count) != 0)
         asy_error("worker %d: %zu case updates not handed to the monitor: %s", self->index,
                   self->view_count, zmq_strerror(zmq_errno()));
-    self->view_count = 0;
+    self->view_count = self->outcome_count = 0;
 }
 
 /* Writes the new events of the batch: all events above the high-water mark. */
@@ -474,7 +495,7 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
     for (size_t i = 0; i < fresh; i++)
         s_check_event(session, &publish->events[duplicates + i],
                       publish->first_seq + duplicates + i, &items[i]);
-    self->view_count = 0;
+    self->view_count = self->outcome_count = 0;
     int rc = asy_store_write_batch(self->store, session->agent_id, session->site_id,
                                    session->epoch, session->committed, items, fresh);
     if (rc == 0)
@@ -765,8 +786,10 @@ static int s_connect_store(s_ingest_t *self)
     for (int attempt = 1; !self->terminated; attempt++) {
         char error[512] = "";
         self->store = asy_store_new(self->conninfo, error, sizeof error);
-        if (self->store && self->monitor)
+        if (self->store && self->monitor) {
             asy_store_set_case_sink(self->store, s_collect_case, self);
+            asy_store_set_outcome_sink(self->store, s_collect_outcome, self);
+        }
         if (self->store) {
             asy_info("worker %d: database connected and migrated (attempt %d)", self->index,
                      attempt);
@@ -856,6 +879,7 @@ static void s_ingest_destroy(s_ingest_t **self_p)
     zsock_destroy(&self->monitor);
     free(self->monitor_endpoint);
     free(self->views);
+    free(self->outcomes);
     asy_store_destroy(&self->store);
     zhashx_destroy(&self->sessions);
     free(self->items);

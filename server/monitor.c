@@ -70,6 +70,7 @@ typedef struct {
     size_t publish_cursor; /* where the last publishing pass stopped (round robin) */  /* start-up breach scan, once subscribers have had time to connect */
     int64_t next_reload_ms;
     uint64_t cases_applied;
+    uint64_t rows_fetched; /* rows read by the rebuild */
     uint64_t renders;    /* topic values computed */
     uint64_t published;  /* MetricUpdates sent (both streams) */
     int64_t render_us;   /* time spent computing and publishing them */
@@ -163,6 +164,7 @@ static int s_case_row(void *arg, int columns, const char *const *values)
 {
     s_monitor_t *self = arg;
     asy_case_view_t view;
+    self->rows_fetched++;
     if (asy_case_view_parse(columns, values, &view) != 0) {
         asy_warn("monitor: case_state row %s not understood; skipped",
                  values[0] ? values[0] : "?");
@@ -171,22 +173,44 @@ static int s_case_row(void *arg, int columns, const char *const *values)
     return asy_aggregate_put(self->aggregate, &view, NULL);
 }
 
-/* Reads every case_state row through a cursor (bounded memory). */
-static int s_rebuild(s_monitor_t *self)
+static int s_outcome_row(void *arg, int columns, const char *const *values)
+{
+    s_monitor_t *self = arg;
+    asy_outcome_view_t view;
+    self->rows_fetched++;
+    if (asy_outcome_view_parse(columns, values, &view) != 0)
+        return 0;
+    int rc = asy_aggregate_put_outcome(self->aggregate, &view);
+    return rc == ASY_ENOMEM ? rc : 0;
+}
+
+/* Reads a whole table through a cursor (bounded memory), inside the open transaction. */
+static int s_read_table(s_monitor_t *self, const char *columns, const char *table,
+                        asy_db_row_fn *fn)
 {
     char declare[2048];
-    snprintf(declare, sizeof declare,
-             "DECLARE asy_monitor_cases NO SCROLL CURSOR FOR SELECT %s FROM case_state",
-             ASY_CASE_VIEW_COLUMNS);
-    int rc = asy_db_begin(self->db);
-    if (rc == 0)
-        rc = asy_db_exec(self->db, declare, 0, NULL, NULL);
-    size_t before = (size_t)-1;
-    while (rc == 0 && before != asy_aggregate_case_count(self->aggregate)) {
-        before = asy_aggregate_case_count(self->aggregate);
-        rc = asy_db_query_each(self->db, "FETCH " S_FETCH_ROWS " FROM asy_monitor_cases", false,
-                               0, NULL, s_case_row, self);
+    snprintf(declare, sizeof declare, "DECLARE asy_monitor_rows NO SCROLL CURSOR FOR SELECT %s"
+             " FROM %s", columns, table);
+    int rc = asy_db_exec(self->db, declare, 0, NULL, NULL);
+    uint64_t before = UINT64_MAX;
+    while (rc == 0 && before != self->rows_fetched) {
+        before = self->rows_fetched;
+        rc = asy_db_query_each(self->db, "FETCH " S_FETCH_ROWS " FROM asy_monitor_rows", false,
+                               0, NULL, fn, self);
     }
+    if (rc == 0)
+        rc = asy_db_exec(self->db, "CLOSE asy_monitor_rows", 0, NULL, NULL);
+    return rc;
+}
+
+/* Reads every case_state row, then every outcome_state row, in one snapshot. */
+static int s_rebuild(s_monitor_t *self)
+{
+    int rc = asy_db_exec(self->db, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
+    if (rc == 0)
+        rc = s_read_table(self, ASY_CASE_VIEW_COLUMNS, "case_state", s_case_row);
+    if (rc == 0)
+        rc = s_read_table(self, ASY_OUTCOME_VIEW_COLUMNS, "outcome_state", s_outcome_row);
     if (rc == 0)
         rc = asy_db_commit(self->db);
     if (rc == 0)
@@ -207,7 +231,7 @@ static int s_connect(s_monitor_t *self)
             self->db = asy_db_connect(self->conninfo, "advsyncd-monitor", error, sizeof error);
         asy_store_destroy(&store);
         if (self->db && asy_db_exec(self->db, "SET synchronous_commit = off", 0, NULL, NULL) == 0 &&
-            asy_db_exec(self->db, "SELECT 1 FROM case_state, holiday, denominator"
+            asy_db_exec(self->db, "SELECT 1 FROM case_state, outcome_state, holiday, denominator"
                                               " LIMIT 0", 0, NULL, NULL) == 0)
             return 0;
         if (self->db)
@@ -506,6 +530,17 @@ static void s_record_breaches(s_monitor_t *self)
 /* ----------------------------------------------------------------------------------------------
    Events. */
 
+static void s_apply_outcomes(s_monitor_t *self, zframe_t *frame)
+{
+    size_t count = frame ? zframe_size(frame) / sizeof(asy_outcome_view_t) : 0;
+    for (size_t i = 0; i < count; i++) {
+        asy_outcome_view_t view;
+        memcpy(&view, zframe_data(frame) + i * sizeof view, sizeof view);
+        if (asy_aggregate_put_outcome(self->aggregate, &view) == ASY_ENOMEM)
+            asy_error("monitor: out of memory applying outcomes of case %.12s", view.case_id);
+    }
+}
+
 static void s_apply_frame(s_monitor_t *self, zframe_t *frame)
 {
     size_t count = zframe_size(frame) / sizeof(asy_case_view_t);
@@ -529,11 +564,16 @@ static void s_on_deltas(s_monitor_t *self)
 {
     int64_t until = zclock_mono() + S_DELTA_BUDGET_MS;
     do {
-        zframe_t *frame = zframe_recv_nowait(self->deltas);
-        if (!frame)
+        zmsg_t *msg = zmsg_recv_nowait(self->deltas);
+        if (!msg)
             break;
-        s_apply_frame(self, frame);
-        zframe_destroy(&frame);
+        zframe_t *cases = zmsg_pop(msg), *outcomes = zmsg_pop(msg);
+        if (cases)
+            s_apply_frame(self, cases);
+        s_apply_outcomes(self, outcomes); /* after the cases: a reading needs its case */
+        zframe_destroy(&cases);
+        zframe_destroy(&outcomes);
+        zmsg_destroy(&msg);
     } while (zclock_mono() < until);
 }
 
@@ -915,12 +955,16 @@ int asy_monitor_wait_ready(zactor_t *actor, int timeout_ms, asy_monitor_endpoint
     return rc;
 }
 
-int asy_monitor_send_cases(zsock_t *push, const asy_case_view_t *views, size_t count)
+int asy_monitor_send_cases(zsock_t *push, const asy_case_view_t *views, size_t count,
+                           const asy_outcome_view_t *outcomes, size_t outcome_count)
 {
-    if (count == 0)
+    if (count == 0 && outcome_count == 0)
         return 0;
-    zframe_t *frame = zframe_new(views, count * sizeof *views);
-    if (!frame)
+    zmsg_t *msg = zmsg_new();
+    if (!msg || zmsg_addmem(msg, views, count * sizeof *views) != 0 ||
+        zmsg_addmem(msg, outcomes, outcome_count * sizeof *outcomes) != 0) {
+        zmsg_destroy(&msg);
         return ASY_ENOMEM;
-    return zframe_send(&frame, push, 0) == 0 ? 0 : ASY_EIO;
+    }
+    return zmsg_send(&msg, push) == 0 ? 0 : ASY_EIO;
 }

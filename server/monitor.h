@@ -67,7 +67,9 @@ int asy_monitor_wait_ready(zactor_t *actor, int timeout_ms, asy_monitor_endpoint
                            char *error, size_t error_size);
 
 /* The ingest side: sends the rows of one committed batch to the monitor on a PUSH socket
-   connected to the deltas endpoint (one message, the rows packed). Returns 0 or ASY_EIO. */
-int asy_monitor_send_cases(zsock_t *push, const asy_case_view_t *views, size_t count);
+   connected to the deltas endpoint: one message of two frames, the case_state rows packed,
+   then the outcome_state rows packed (may be empty). Returns 0 or ASY_EIO. */
+int asy_monitor_send_cases(zsock_t *push, const asy_case_view_t *views, size_t count,
+                           const asy_outcome_view_t *outcomes, size_t outcome_count);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "case_fold.h"
 #include "case_view.h"
+#include "outcome_fold.h"
 #include "db.h"
 #include "log.h"
 #include "migrations.h"
@@ -31,11 +32,14 @@ struct asy_store {
     asy_db_copy_t *events;
     asy_db_copy_t *quarantined;
     asy_db_copy_t *cases;
+    asy_db_copy_t *outcomes;
     asy_case_fold_t *fold;
     unsigned session_generation; /* db generation the staging table was created in */
     int partitions_month;        /* year * 12 + month (0-based) partitions were ensured for */
     asy_db_row_fn *case_sink;    /* given the merged case_state rows, if set */
     void *case_sink_arg;
+    asy_db_row_fn *outcome_sink; /* given the merged outcome_state rows, if set */
+    void *outcome_sink_arg;
     char errmsg[1024];
 };
 
@@ -112,6 +116,8 @@ static int s_ready(asy_store_t *self)
                          "CREATE TEMP TABLE IF NOT EXISTS asy_case_delta"
                          " (LIKE case_state INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
                          0, NULL, NULL);
+    if (rc == 0)
+        rc = asy_db_exec(self->db, ASY_OUTCOME_STAGING_SQL, 0, NULL, NULL);
     if (rc != 0)
         return s_db_error(self, rc, "create staging table");
     self->session_generation = asy_db_generation(self->db);
@@ -221,8 +227,9 @@ asy_store_t *asy_store_new(const char *conninfo, char *error, size_t error_size)
     self->events = asy_db_copy_new();
     self->quarantined = asy_db_copy_new();
     self->cases = asy_db_copy_new();
+    self->outcomes = asy_db_copy_new();
     self->fold = asy_case_fold_new();
-    if (!self->fold || !self->events || !self->quarantined || !self->cases) {
+    if (!self->fold || !self->events || !self->quarantined || !self->cases || !self->outcomes) {
         s_error(self, "out of memory");
         goto err;
     }
@@ -260,6 +267,7 @@ void asy_store_destroy(asy_store_t **self_p)
     asy_db_copy_destroy(&self->events);
     asy_db_copy_destroy(&self->quarantined);
     asy_db_copy_destroy(&self->cases);
+    asy_db_copy_destroy(&self->outcomes);
     asy_case_fold_destroy(&self->fold);
     free(self);
     *self_p = NULL;
@@ -440,6 +448,10 @@ static int s_build_batch(asy_store_t *self, const char *agent_id, const char *si
         rc = asy_db_copy_error(self->quarantined);
     if (rc == 0)
         rc = asy_case_fold_build(self->fold, site_id, items, count, self->cases);
+    if (rc == 0) {
+        int rows = asy_outcome_fold_build(items, count, self->outcomes);
+        rc = rows < 0 ? rows : 0;
+    }
     if (rc != 0)
         s_error(self, "%s building the batch (a malformed event_id?)", asy_strerror(rc));
     return rc;
@@ -513,6 +525,16 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
             goto fail;
         }
     }
+    if (asy_db_copy_rows(self->outcomes) > 0) {
+        if ((rc = asy_db_copy_send(self->db, ASY_OUTCOME_COPY_SQL, self->outcomes, NULL)) != 0 ||
+            (rc = self->outcome_sink
+                      ? asy_db_query_each(self->db, ASY_OUTCOME_MERGE_SQL, false, 0, NULL,
+                                          self->outcome_sink, self->outcome_sink_arg)
+                      : asy_db_exec(self->db, ASY_OUTCOME_MERGE_SQL, 0, NULL, NULL)) != 0) {
+            s_db_error(self, rc, "outcome_state merge");
+            goto fail;
+        }
+    }
     if ((rc = asy_db_commit(self->db)) != 0) {
         s_db_error(self, rc, "COMMIT");
         goto fail;
@@ -527,6 +549,12 @@ void asy_store_set_case_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg)
 {
     self->case_sink = fn;
     self->case_sink_arg = arg;
+}
+
+void asy_store_set_outcome_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg)
+{
+    self->outcome_sink = fn;
+    self->outcome_sink_arg = arg;
 }
 
 int asy_store_quarantine_frame(asy_store_t *self, const char *agent_id, const char *site_id,

@@ -65,6 +65,10 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
    COMMIT). fn returning nonzero fails the batch. */
 void asy_store_set_case_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg);
 
+/* The same for the merged outcome_state rows (ASY_OUTCOME_VIEW_COLUMNS of case_view.h):
+   Recovery Star readings, migration 004. */
+void asy_store_set_outcome_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg);
+
 /* Quarantines bytes that never became an event of a batch (a malformed frame, an oversize
    frame): agent/site may be NULL, seq 0. Best effort: returns 0 or an error code. */
 int asy_store_quarantine_frame(asy_store_t *self, const char *agent_id, const char *site_id,

@@ -246,3 +246,41 @@ Test(aggregate, window_holds_two_financial_years_of_periods)
     cr_assert_eq(asy_aggregate_period_count(f.agg), 13 + 5 + 2);
     s_teardown(&f);
 }
+
+Test(aggregate, recovery_star_improvement_counts_people_with_two_readings_of_an_area)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_case_view_t v = s_case("r1", "ward-a", 1);
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    asy_outcome_view_t o = {.area = 1, .edition = 3, .first_score = 4, .last_score = 4,
+                            .readings = 1, .last_date = s_day(2026, 9, 1)};
+    snprintf(o.case_id, sizeof o.case_id, "r1");
+    cr_assert_eq(asy_aggregate_put_outcome(f.agg, &o), 0);
+    const asy_mcell_t *c = s_cell(f.agg, "all/M12/2026-09", true, &f.update, "total", "ALL");
+    cr_assert_eq(c->denominator, 0, "one reading is not a pair");
+    o.readings = 2;
+    o.last_score = 5;
+    o.last_date = s_day(2026, 10, 6);
+    cr_assert_eq(asy_aggregate_put_outcome(f.agg, &o), 0);
+    c = s_cell(f.agg, "all/M12/2026-10", true, &f.update, "total", "ALL");
+    cr_assert_eq(c->denominator, 1);
+    cr_assert_eq(c->numerator, 1);
+    /* an older row (fewer readings) is ignored; a case not held is refused */
+    o.readings = 1;
+    o.last_score = 1;
+    cr_assert_eq(asy_aggregate_put_outcome(f.agg, &o), 0);
+    cr_assert_eq(s_cell(f.agg, "all/M12/2026-10", true, &f.update, "total", "ALL")->numerator, 1);
+    snprintf(o.case_id, sizeof o.case_id, "nobody");
+    cr_assert_eq(asy_aggregate_put_outcome(f.agg, &o), ASY_ENOTFOUND);
+    /* a later reading in another area without a rise moves the person to November, still
+       improved (area 1 rose) */
+    asy_outcome_view_t other = {.area = 2, .edition = 3, .first_score = 6, .last_score = 6,
+                                .readings = 2, .last_date = s_day(2026, 11, 2)};
+    snprintf(other.case_id, sizeof other.case_id, "r1");
+    cr_assert_eq(asy_aggregate_put_outcome(f.agg, &other), 0);
+    cr_assert_eq(s_cell(f.agg, "all/M12/2026-10", true, &f.update, "total", "ALL")->denominator, 0);
+    c = s_cell(f.agg, "all/M12/2026-11", true, &f.update, "total", "ALL");
+    cr_assert(c->denominator == 1 && c->numerator == 1);
+    s_teardown(&f);
+}

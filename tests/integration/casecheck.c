@@ -154,6 +154,59 @@ static void s_compare(PGresult *res, int row, const char *case_id, const s_state
                      names[c], got[c], expected[c]);
 }
 
+/* outcome_state (migration 004) against the sequential definition: per case, Recovery Star
+   area and edition, the first and the latest reading in (occurred_at, event_id) order. */
+static int s_by_outcome_key(const void *a, const void *b)
+{
+    const asy_event_summary_t *x = *(const asy_event_summary_t *const *)a;
+    const asy_event_summary_t *y = *(const asy_event_summary_t *const *)b;
+    int c = strcmp(x->case_id, y->case_id);
+    if (c == 0)
+        c = (x->outcome_area > y->outcome_area) - (x->outcome_area < y->outcome_area);
+    if (c == 0)
+        c = (x->outcome_edition > y->outcome_edition) - (x->outcome_edition < y->outcome_edition);
+    return c ? c : s_by_case_then_time(x, y); /* a summary is the first member of s_row_t */
+}
+
+static void s_check_outcomes(PGconn *pg, const s_row_t *rows, size_t count)
+{
+    const asy_event_summary_t **readings = calloc(count ? count : 1, sizeof *readings);
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        const asy_event_summary_t *e = &rows[i].s;
+        if (e->kind == ASY_KIND_OUTCOME_RECORDED && e->outcome_framework == 1 &&
+            e->outcome_area > 0 && e->outcome_score > 0)
+            readings[n++] = e;
+    }
+    qsort(readings, n, sizeof *readings, s_by_outcome_key);
+    PGresult *res = PQexec(pg, "SELECT case_id, area, edition, first_score, last_score, readings"
+                               " FROM outcome_state ORDER BY case_id, area, edition");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+    int row = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && strcmp(readings[j]->case_id, readings[i]->case_id) == 0 &&
+               readings[j]->outcome_area == readings[i]->outcome_area &&
+               readings[j]->outcome_edition == readings[i]->outcome_edition)
+            j++;
+        cr_assert_lt(row, PQntuples(res), "outcome_state has fewer rows than the readings");
+        char want[256], got[256];
+        snprintf(want, sizeof want, "%s %d %d %d %d %zu", readings[i]->case_id,
+                 readings[i]->outcome_area, readings[i]->outcome_edition,
+                 readings[i]->outcome_score, readings[j - 1]->outcome_score, j - i);
+        snprintf(got, sizeof got, "%s %s %s %s %s %s", PQgetvalue(res, row, 0),
+                 PQgetvalue(res, row, 1), PQgetvalue(res, row, 2), PQgetvalue(res, row, 3),
+                 PQgetvalue(res, row, 4), PQgetvalue(res, row, 5));
+        cr_assert_str_eq(got, want, "outcome_state differs from the readings");
+        row++;
+        i = j;
+    }
+    cr_assert_eq(row, PQntuples(res), "outcome_state has %d rows, the readings give %d",
+                 PQntuples(res), row);
+    PQclear(res);
+    free(readings);
+}
+
 long asy_test_check_case_state(PGconn *pg)
 {
     size_t count = 0;
@@ -176,6 +229,7 @@ long asy_test_check_case_state(PGconn *pg)
     }
     cr_assert_eq(cases, states, "case_state has %d rows, the events have %ld cases", states, cases);
     PQclear(res);
+    s_check_outcomes(pg, rows, count);
     free(rows);
     return cases;
 }

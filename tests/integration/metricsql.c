@@ -200,7 +200,15 @@ static const char *const s_member_sql =
     "   coalesce(c.declined BETWEEN p.s AND p.e, false)"
     "  FROM mq_case c JOIN mq_period p ON c.decision BETWEEN p.s AND p.e"
     " UNION ALL SELECT 'M11', 'left_before_goals.', p.name, c.case_id, c.left_before_goals"
-    "  FROM mq_case c JOIN mq_period p ON c.closed BETWEEN p.s AND p.e";
+    "  FROM mq_case c JOIN mq_period p ON c.closed BETWEEN p.s AND p.e"
+    /* M12: in the period of the latest reading of an area (and edition) read twice or more;
+       improved if any such area rose by a point from its first reading */
+    " UNION ALL SELECT 'M12', '', p.name, o.case_id, o.improved"
+    "  FROM (SELECT case_id, max((to_timestamp(left(last_ver, 20)::bigint / 1e6)"
+    "          AT TIME ZONE 'Europe/London')::date) AS latest,"
+    "        bool_or(last_score - first_score >= 1) AS improved"
+    "        FROM outcome_state WHERE readings >= 2 GROUP BY case_id) o"
+    "  JOIN mq_case c USING (case_id) JOIN mq_period p ON o.latest BETWEEN p.s AND p.e";
 
 /* The breakdowns of each metric, the families (a metric with its name prefix: M11 has two)
    and the scopes. */
@@ -214,12 +222,13 @@ static const char *const s_breakdown_sql =
     " ('M5', 'total,service,ethnicity_ons,ethnic_group,age_band,sex'),"
     " ('M6', 'total,ethnicity_ons,ethnic_group,nhs_ethnic,age_band,sex,gender,disability'),"
     " ('M11', 'total,ethnic_group,service'),"
+    " ('M12', 'total,ethnic_group,service'),"
     " ('M13', 'total,service,ethnic_group')) AS m(metric, list),"
     " unnest(string_to_array(m.list, ',')) AS b(breakdown)";
 static const char *const s_family_sql =
     "CREATE TEMP TABLE mq_family AS SELECT * FROM (VALUES ('M1', ''), ('M2', ''), ('M3', ''),"
     " ('M4', ''), ('M5', ''), ('M6', ''), ('M11', 'declined.'), ('M11', 'left_before_goals.'),"
-    " ('M13', '')) AS f(metric, family)";
+    " ('M12', ''), ('M13', '')) AS f(metric, family)";
 static const char *const s_scope_sql =
     "CREATE TEMP TABLE mq_scope AS SELECT 'all' AS scope"
     " UNION SELECT DISTINCT 'site/' || site_id FROM mq_base WHERE site_id IS NOT NULL";

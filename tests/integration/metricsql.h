@@ -1,10 +1,10 @@
 /*  metricsql.h: an independent recomputation, in SQL, of the live monitor's figures (metrics
-    M1-M6, M11 and M13 of proto/PROTOCOL.md 12.2, as pinned in the metric specification), for
+    M1-M6 and M11-M13 of proto/PROTOCOL.md 12.2, as pinned in the metric specification), for
     the test "figures published equal a recomputation in SQL".
 
-    Everything is derived in PostgreSQL from case_state: a TEMP table of the working-day
-    calendar (filled from the C calendar, so holiday-table overrides count), a TEMP table of
-    periods, a TEMP table of per-case values (dates in Europe/London, SLA deadlines through the
+    Everything is derived in PostgreSQL from case_state (and outcome_state for M12): a TEMP
+    table of the working-day calendar (filled from the C calendar, so holiday-table overrides
+    count), a TEMP table of periods, a TEMP table of per-case values (dates in Europe/London, SLA deadlines through the
     ordinal of working days), then GROUP BY per metric and breakdown. Only the medians and 90th
     percentiles of M3 are taken in C (asy_stats_percentile) from the waits SQL returns.
 
@@ -25,12 +25,12 @@ typedef struct {
     char breakdown[48]; /* "total", "ethnic_group", "declined.total", ... */
     char group[48];     /* "ALL", "ONS_WHITE_BRITISH", "WHITE", ... */
     int64_t count;      /* M1, M2, M3 (0 for the others) */
-    int64_t numerator;  /* M4, M5, M6, M11, M13 (0 for the others) */
+    int64_t numerator;  /* M4-M6, M11-M13 (0 for the others) */
     int64_t denominator;
     double median, p90; /* M3 only: NaN when count is 0; 0 for the other metrics */
 } asy_expect_t;
 
-/* Recomputes every cell of M1-M6, M11, M13 (breakdowns as the specification lists) for every
+/* Recomputes every cell of M1-M6, M11-M13 (breakdowns as the specification lists) for every
    scope ("all" and each non-NULL site_id of case_state) and every period (months, financial
    quarters and financial years starting from April 1 of the financial year history_years - 1
    years before today's, up to today; "now" for M3), from case_state, as of the Europe/London

@@ -186,9 +186,31 @@ static void s_insert_cases(void)
 Test(metricsql, hand_worked_cases)
 {
     s_insert_cases();
+    /* Recovery Star readings (M12). A: area 1 read 3 times, 4 -> 6, latest 2022-06-20 (June:
+       improved); area 2 read once (does not count). B: area 1 twice, 5 -> 5, latest
+       2022-07-01 00:30 BST (a July London date; 06-30 in UTC): not improved. C: area 3 twice,
+       6 -> 4, edition 4, latest in May, and area 3 edition 3 twice 2 -> 3 latest in April:
+       latest of all = May, improved (edition 3 rose). */
+    asy_test_pg_exec(s_pg,
+                     "INSERT INTO outcome_state VALUES"
+                     " (repeat('a', 64), 1, 3, '00000000000000000001a', 4, lpad('1655719200000000', 20, '0')"
+                     "  || 'x', 6, 3),"
+                     " (repeat('a', 64), 2, 3, '00000000000000000001a', 4, lpad('1655719200000000', 20, '0')"
+                     "  || 'y', 9, 1),"
+                     " (repeat('b', 64), 1, 3, '00000000000000000001b', 5, lpad('1656631800000000', 20, '0')"
+                     "  || 'z', 5, 2),"
+                     " (repeat('c', 64), 3, 4, '00000000000000000001c', 6, lpad('1652400000000000', 20, '0')"
+                     "  || 'w', 4, 2),"
+                     " (repeat('c', 64), 3, 3, '00000000000000000001d', 2, lpad('1649800000000000', 20, '0')"
+                     "  || 'v', 3, 2)");
     /* the session time zone must not matter: dates are Europe/London */
     asy_test_pg_exec(s_pg, "SET TimeZone = 'Pacific/Auckland'");
     s_compute("2022-07-15", 1);
+    s_ratio_is("all/M12/2022-06", "total", "ALL", 1, 1);
+    s_ratio_is("all/M12/2022-07", "total", "ALL", 0, 1);
+    s_ratio_is("all/M12/2022-05", "total", "ALL", 1, 1);
+    s_ratio_is("all/M12/2022-04", "total", "ALL", 0, 0);
+    s_ratio_is("all/M12/2022-23", "total", "ALL", 2, 3);
 
     /* Totals always present: 3 scopes x 7 periods x 8 (M11 has two), + M3/now per scope. */
     size_t totals = 0;
@@ -199,7 +221,7 @@ Test(metricsql, hand_worked_cases)
             totals++;
         }
     }
-    cr_expect_eq(totals, 3 * 7 * 8 + 3, "%zu total cells", totals);
+    cr_expect_eq(totals, 3 * 7 * 9 + 3, "%zu total cells", totals);
 
     /* M1: F in April; A, B, C, G in June (A by its London date); D in July. */
     s_count_is("all/M1/2022-04", "total", "ALL", 1);
@@ -335,8 +357,8 @@ Test(metricsql, hand_worked_cases)
 Test(metricsql, empty_database_has_only_zero_totals)
 {
     s_compute("2022-07-15", 2);
-    /* window from 2021-04-01: 16 months, 6 quarters, 2 years; 8 families; + M3/now */
-    cr_assert_eq(s_count, 24 * 8 + 1, "%zu cells", s_count);
+    /* window from 2021-04-01: 16 months, 6 quarters, 2 years; 9 families; + M3/now */
+    cr_assert_eq(s_count, 24 * 9 + 1, "%zu cells", s_count);
     for (size_t i = 0; i < s_count; i++) {
         const asy_expect_t *cell = &s_cells[i];
         cr_expect_str_eq(cell->group, "ALL");

@@ -58,6 +58,7 @@ typedef struct {
     zhashx_t *announced; /* "case_id/kind" -> (void *)1 */
     zhashx_t *deferred;  /* case_id -> int64_t due (ms, monotonic): breaches to look at again */
     zlist_t *unrecorded; /* "case_id,kind,site_id,deadline" of breaches announced, not yet written */
+    zlist_t *startup_breaches; /* case ids (copies) found in breach by the rebuild */
     asy_clock_fn *clock;
     void *clock_arg;
     int coalesce_ms;
@@ -453,6 +454,15 @@ static void s_breach_visit(void *arg, const asy_case_view_t *view)
     s_check_breaches(arg, view);
 }
 
+/* Start-up: remembers a case the rebuild found in breach (announced a little later). */
+static void s_note_startup_breach(void *arg, const asy_case_view_t *view)
+{
+    s_monitor_t *self = arg;
+    asy_date_t deadlines[2];
+    if (asy_aggregate_breaches(self->aggregate, view, deadlines))
+        zlist_append(self->startup_breaches, (void *)view->case_id);
+}
+
 /* A case row that arrives with a deadline already passed (a site catching up, an import of
    history): its contact or meeting usually follows in the next rows, so it is looked at again
    breach_grace_ms later and announced only if still missing. */
@@ -656,8 +666,15 @@ static void s_tick(s_monitor_t *self)
         s_load_population(self);
     }
     if (self->scan_due_ms && zclock_mono() >= self->scan_due_ms) {
+        /* the cases found in breach by the rebuild, as they are now */
         self->scan_due_ms = 0;
-        asy_aggregate_each_case(self->aggregate, s_breach_visit, self);
+        for (const char *id = zlist_first(self->startup_breaches); id;
+             id = zlist_next(self->startup_breaches)) {
+            const asy_case_view_t *view = asy_aggregate_case(self->aggregate, id);
+            if (view)
+                s_check_breaches(self, view);
+        }
+        zlist_purge(self->startup_breaches);
     }
     if (today != asy_aggregate_today(self->aggregate)) {
         asy_aggregate_set_today(self->aggregate, today);
@@ -790,8 +807,10 @@ static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
     self->announced = zhashx_new();
     self->deferred = zhashx_new();
     self->unrecorded = zlist_new();
+    self->startup_breaches = zlist_new();
     if (!self->conninfo || !self->topics || !self->announced || !self->deferred ||
-        !self->unrecorded) {
+        !self->unrecorded || !self->startup_breaches) {
+        zlist_destroy(&self->startup_breaches);
         free(self->conninfo);
         zhashx_destroy(&self->topics);
         zhashx_destroy(&self->announced);
@@ -803,6 +822,7 @@ static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
     zhashx_set_destructor(self->topics, s_free_topic);
     zhashx_set_destructor(self->deferred, s_free_item);
     zlist_autofree(self->unrecorded);
+    zlist_autofree(self->startup_breaches);
     return self;
 }
 
@@ -826,6 +846,7 @@ static void s_monitor_destroy(s_monitor_t **self_p)
     zhashx_destroy(&self->announced);
     zhashx_destroy(&self->deferred);
     zlist_destroy(&self->unrecorded);
+    zlist_destroy(&self->startup_breaches);
     free(self->holidays_text);
     free(self->conninfo);
     free(self);
@@ -863,7 +884,9 @@ static int s_start(s_monitor_t *self, char *error, size_t error_size)
              asy_aggregate_case_count(self->aggregate), zhashx_size(self->announced),
              zclock_mono() - started);
     /* Breaches that came due while we were down are announced once subscribers have had
-       two heartbeat intervals to (re)connect to the new publisher. */
+       two heartbeat intervals to (re)connect to the new publisher; cases that arrive
+       meanwhile take the late-arrival path (s_defer_breaches). */
+    asy_aggregate_each_case(self->aggregate, s_note_startup_breach, self);
     self->scan_due_ms = zclock_mono() + 2 * self->heartbeat_ms;
     self->next_reload_ms = zclock_mono() + self->reload_ms;
     return 0;

@@ -59,7 +59,7 @@ static void s_centre_start(s_centre_t *centre, const char *conninfo)
     asy_monitor_args_t margs = {.conninfo = conninfo, .deltas_endpoint = centre->deltas,
                                 .public_endpoint = any, .public_snapshot = any,
                                 .restricted_endpoint = any, .restricted_snapshot = any,
-                                .coalesce_ms = 20, .heartbeat_ms = 200, .breach_grace_ms = 1500,
+                                .coalesce_ms = 20, .heartbeat_ms = 200, .breach_grace_ms = 3000,
                                 .clock = s_clock};
     centre->monitor = zactor_new(asy_monitor_actor, &margs);
     char error[512] = "";
@@ -525,7 +525,7 @@ Test(monitor, late_arriving_case_is_announced_only_if_still_in_breach_after_the_
     }
     int64_t took = 0;
     asy_mbreach_t first, second;
-    cr_assert_eq(s_wait_breach(replica, 5000, &took, &first), ASY_BREACH_CONTACT);
+    cr_assert_eq(s_wait_breach(replica, 10000, &took, &first), ASY_BREACH_CONTACT);
     cr_assert_eq(s_wait_breach(replica, 2000, &took, &second), ASY_BREACH_MEETING);
     cr_assert_str_eq(first.case_id, second.case_id, "both breaches are LATE-1's");
     cr_assert_eq(s_wait_breach(replica, 2500, &took, &second), 0, "LATE-2 is not in breach");

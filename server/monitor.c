@@ -9,6 +9,7 @@
 #include "monitor.h"
 
 #include "aggregate.h"
+#include "breaches.h"
 #include "db.h"
 #include "log.h"
 #include "monitor_msg.h"
@@ -55,10 +56,7 @@ typedef struct {
     char *holidays_text; /* the holiday table as last loaded, to notice a change */
     asy_aggregate_t *aggregate;
     zhashx_t *topics;    /* topic -> s_topic_t */
-    zhashx_t *announced; /* "case_id/kind" -> (void *)1 */
-    zhashx_t *deferred;  /* case_id -> int64_t due (ms, monotonic): breaches to look at again */
-    zlist_t *unrecorded; /* "case_id,kind,site_id,deadline" of breaches announced, not yet written */
-    zlist_t *startup_breaches; /* case ids (copies) found in breach by the rebuild */
+    asy_breaches_t *breach_book; /* announced, to record, deferred, found at start-up */
     asy_clock_fn *clock;
     void *clock_arg;
     int coalesce_ms;
@@ -151,16 +149,6 @@ static void s_load_population(s_monitor_t *self)
         asy_warn("monitor: denominators not read: %s", asy_db_errmsg(self->db));
 }
 
-static int s_announced_row(void *arg, int columns, const char *const *values)
-{
-    char key[ASY_PSEUDONYM_HEX + 8];
-    if (columns == 2 && values[0] && values[1]) {
-        snprintf(key, sizeof key, "%s/%s", values[0], values[1]);
-        zhashx_insert((zhashx_t *)arg, key, (void *)1);
-    }
-    return 0;
-}
-
 static int s_case_row(void *arg, int columns, const char *const *values)
 {
     s_monitor_t *self = arg;
@@ -215,8 +203,7 @@ static int s_rebuild(s_monitor_t *self)
     if (rc == 0)
         rc = asy_db_commit(self->db);
     if (rc == 0)
-        rc = asy_db_query_each(self->db, "SELECT case_id, kind FROM monitor_breach", false, 0,
-                               NULL, s_announced_row, self->announced);
+        rc = asy_breaches_load(self->breach_book, self->db);
     if (rc != 0)
         asy_db_rollback(self->db);
     return rc;
@@ -253,12 +240,6 @@ static int s_connect(s_monitor_t *self)
 
 /* ----------------------------------------------------------------------------------------------
    Publishing. */
-
-static void s_free_item(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
 
 static void s_free_topic(void **item)
 {
@@ -399,19 +380,14 @@ static void s_heartbeat(s_monitor_t *self)
 /* ----------------------------------------------------------------------------------------------
    Breaches. */
 
-/* Publishes one breach notice and queues its record (written by s_record_breaches). */
+/* Publishes one breach notice, unless it was announced before; the book queues its record. */
 static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
                        asy_date_t deadline)
 {
-    char key[ASY_PSEUDONYM_HEX + 8], deadline_text[ASY_DATE_TEXT];
-    snprintf(key, sizeof key, "%s/%d", view->case_id, kind);
-    if (zhashx_lookup(self->announced, key))
-        return;
-    zhashx_insert(self->announced, key, (void *)1);
+    if (!asy_breaches_mark(self->breach_book, view, kind, deadline))
+        return; /* announced before */
+    char deadline_text[ASY_DATE_TEXT];
     asy_date_format(deadline, deadline_text);
-    char *row = zsys_sprintf("%s,%d,%s,%s", view->case_id, kind, view->site_id, deadline_text);
-    zlist_append(self->unrecorded, row); /* autofree: the list keeps a copy */
-    zstr_free(&row);
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_BREACH);
     snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%s", view->case_id);
@@ -460,7 +436,7 @@ static void s_note_startup_breach(void *arg, const asy_case_view_t *view)
     s_monitor_t *self = arg;
     asy_date_t deadlines[2];
     if (asy_aggregate_breaches(self->aggregate, view, deadlines))
-        zlist_append(self->startup_breaches, (void *)view->case_id);
+        asy_breaches_note(self->breach_book, view->case_id);
 }
 
 /* A case row that arrives with a deadline already passed (a site catching up, an import of
@@ -469,72 +445,18 @@ static void s_note_startup_breach(void *arg, const asy_case_view_t *view)
 static void s_defer_breaches(s_monitor_t *self, const asy_case_view_t *view)
 {
     asy_date_t deadlines[2];
-    if (!asy_aggregate_breaches(self->aggregate, view, deadlines) ||
-        zhashx_lookup(self->deferred, view->case_id))
-        return;
-    int64_t *due = malloc(sizeof *due);
-    if (!due)
-        return;
-    *due = zclock_mono() + self->breach_grace_ms;
-    zhashx_insert(self->deferred, view->case_id, due);
+    if (asy_aggregate_breaches(self->aggregate, view, deadlines))
+        asy_breaches_defer(self->breach_book, view->case_id,
+                           zclock_mono() + self->breach_grace_ms);
 }
 
-static void s_deferred_due(s_monitor_t *self)
+/* A held or start-up case, as it is now. */
+static void s_recheck(void *arg, const char *case_id)
 {
-    int64_t now = zclock_mono();
-    zlist_t *ready = zlist_new();
-    for (int64_t *due = zhashx_first(self->deferred); due; due = zhashx_next(self->deferred))
-        if (*due <= now)
-            zlist_append(ready, (void *)zhashx_cursor(self->deferred));
-    for (const char *id = zlist_first(ready); id; id = zlist_next(ready)) {
-        const asy_case_view_t *view = asy_aggregate_case(self->aggregate, id);
-        if (view)
-            s_check_breaches(self, view);
-    }
-    for (const char *id = zlist_first(ready); id; id = zlist_next(ready))
-        zhashx_delete(self->deferred, id); /* the key belongs to the hash: delete last */
-    zlist_destroy(&ready);
-}
-
-/* Writes the queued breach records in one statement (asynchronous commit: a record lost in a
-   crash only means the breach is announced once more after the restart). */
-static void s_record_breaches(s_monitor_t *self)
-{
-    if (zlist_size(self->unrecorded) == 0)
-        return;
-    char *columns[4] = {NULL};
-    size_t sizes[4] = {0};
-    FILE *streams[4];
-    for (int c = 0; c < 4; c++)
-        streams[c] = open_memstream(&columns[c], &sizes[c]);
-    bool first = true;
-    for (char *row = zlist_first(self->unrecorded); row; row = zlist_next(self->unrecorded)) {
-        char *field = row;
-        for (int c = 0; c < 4; c++) {
-            size_t length = strcspn(field, ",");
-            fprintf(streams[c], "%s%.*s", first ? "{" : ",", (int)length, field);
-            field += length + (field[length] ? 1 : 0);
-        }
-        first = false;
-    }
-    for (int c = 0; c < 4; c++) {
-        fputc('}', streams[c]);
-        fclose(streams[c]);
-    }
-    const char *params[4] = {columns[0], columns[1], columns[2], columns[3]};
-    if (asy_db_exec(self->db,
-                    "INSERT INTO monitor_breach (case_id, kind, site_id, deadline)"
-                    " SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::date[])"
-                    " ON CONFLICT DO NOTHING",
-                    4, params, NULL) != 0) {
-        asy_warn("monitor: %zu breaches not recorded (they may be announced again after a "
-                 "restart): %s", zlist_size(self->unrecorded), asy_db_errmsg(self->db));
-        if (!asy_db_connected(self->db))
-            asy_db_reset(self->db);
-    }
-    for (int c = 0; c < 4; c++)
-        free(columns[c]);
-    zlist_purge(self->unrecorded);
+    s_monitor_t *self = arg;
+    const asy_case_view_t *view = asy_aggregate_case(self->aggregate, case_id);
+    if (view)
+        s_check_breaches(self, view);
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -668,13 +590,7 @@ static void s_tick(s_monitor_t *self)
     if (self->scan_due_ms && zclock_mono() >= self->scan_due_ms) {
         /* the cases found in breach by the rebuild, as they are now */
         self->scan_due_ms = 0;
-        for (const char *id = zlist_first(self->startup_breaches); id;
-             id = zlist_next(self->startup_breaches)) {
-            const asy_case_view_t *view = asy_aggregate_case(self->aggregate, id);
-            if (view)
-                s_check_breaches(self, view);
-        }
-        zlist_purge(self->startup_breaches);
+        asy_breaches_startup(self->breach_book, s_recheck, self);
     }
     if (today != asy_aggregate_today(self->aggregate)) {
         asy_aggregate_set_today(self->aggregate, today);
@@ -684,9 +600,9 @@ static void s_tick(s_monitor_t *self)
                  asy_date_format(today, text), asy_aggregate_case_count(self->aggregate),
                  self->breaches);
     }
-    if (zhashx_size(self->deferred))
-        s_deferred_due(self);
-    s_record_breaches(self);
+    if (asy_breaches_deferred(self->breach_book))
+        asy_breaches_due(self->breach_book, zclock_mono(), s_recheck, self);
+    asy_breaches_record(self->breach_book, self->db);
     s_publish_dirty(self);
     s_heartbeat(self);
 }
@@ -804,25 +720,15 @@ static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
     self->breach_grace_ms = args->breach_grace_ms > 0 ? args->breach_grace_ms : 30000;
     self->history_years = args->history_years > 0 ? args->history_years : 2;
     self->topics = zhashx_new();
-    self->announced = zhashx_new();
-    self->deferred = zhashx_new();
-    self->unrecorded = zlist_new();
-    self->startup_breaches = zlist_new();
-    if (!self->conninfo || !self->topics || !self->announced || !self->deferred ||
-        !self->unrecorded || !self->startup_breaches) {
-        zlist_destroy(&self->startup_breaches);
+    self->breach_book = asy_breaches_new();
+    if (!self->conninfo || !self->topics || !self->breach_book) {
+        asy_breaches_destroy(&self->breach_book);
         free(self->conninfo);
         zhashx_destroy(&self->topics);
-        zhashx_destroy(&self->announced);
-        zhashx_destroy(&self->deferred);
-        zlist_destroy(&self->unrecorded);
         free(self);
         return NULL;
     }
     zhashx_set_destructor(self->topics, s_free_topic);
-    zhashx_set_destructor(self->deferred, s_free_item);
-    zlist_autofree(self->unrecorded);
-    zlist_autofree(self->startup_breaches);
     return self;
 }
 
@@ -840,13 +746,10 @@ static void s_monitor_destroy(s_monitor_t **self_p)
     asy_aggregate_destroy(&self->aggregate);
     asy_calendar_destroy(&self->calendar);
     asy_db_destroy(&self->db);
-    if (self->db && self->unrecorded)
-        s_record_breaches(self);
+    if (self->db && self->breach_book)
+        asy_breaches_record(self->breach_book, self->db);
     zhashx_destroy(&self->topics);
-    zhashx_destroy(&self->announced);
-    zhashx_destroy(&self->deferred);
-    zlist_destroy(&self->unrecorded);
-    zlist_destroy(&self->startup_breaches);
+    asy_breaches_destroy(&self->breach_book);
     free(self->holidays_text);
     free(self->conninfo);
     free(self);
@@ -881,7 +784,7 @@ static int s_start(s_monitor_t *self, char *error, size_t error_size)
     }
     asy_info("monitor: rebuilt from case_state: %zu cases, %zu breaches announced before, "
              "%" PRId64 " ms",
-             asy_aggregate_case_count(self->aggregate), zhashx_size(self->announced),
+             asy_aggregate_case_count(self->aggregate), asy_breaches_count(self->breach_book),
              zclock_mono() - started);
     /* Breaches that came due while we were down are announced once subscribers have had
        two heartbeat intervals to (re)connect to the new publisher; cases that arrive

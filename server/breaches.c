@@ -1,0 +1,183 @@
+/*  breaches.c: the monitor's book of breaches. See breaches.h.  */
+#include "breaches.h"
+
+#include "log.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_KEY_SIZE (ASY_PSEUDONYM_HEX + 8)
+
+struct asy_breaches {
+    zhashx_t *announced; /* "case_id/kind" -> (void *)1 */
+    zhashx_t *deferred;  /* case_id -> int64_t due (ms, monotonic) */
+    zlist_t *unrecorded; /* "case_id,kind,site_id,deadline" announced, not yet written */
+    zlist_t *startup;    /* case ids found in breach by the rebuild */
+};
+
+static void s_free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+asy_breaches_t *asy_breaches_new(void)
+{
+    asy_breaches_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->announced = zhashx_new();
+    self->deferred = zhashx_new();
+    self->unrecorded = zlist_new();
+    self->startup = zlist_new();
+    if (!self->announced || !self->deferred || !self->unrecorded || !self->startup) {
+        asy_breaches_destroy(&self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->deferred, s_free_item);
+    zlist_autofree(self->unrecorded);
+    zlist_autofree(self->startup);
+    return self;
+}
+
+void asy_breaches_destroy(asy_breaches_t **self_p)
+{
+    asy_breaches_t *self = *self_p;
+    if (!self)
+        return;
+    zhashx_destroy(&self->announced);
+    zhashx_destroy(&self->deferred);
+    zlist_destroy(&self->unrecorded);
+    zlist_destroy(&self->startup);
+    free(self);
+    *self_p = NULL;
+}
+
+static int s_announced_row(void *arg, int columns, const char *const *values)
+{
+    char key[S_KEY_SIZE];
+    if (columns == 2 && values[0] && values[1]) {
+        snprintf(key, sizeof key, "%s/%s", values[0], values[1]);
+        zhashx_insert((zhashx_t *)arg, key, (void *)1);
+    }
+    return 0;
+}
+
+int asy_breaches_load(asy_breaches_t *self, asy_db_t *db)
+{
+    return asy_db_query_each(db, "SELECT case_id, kind FROM monitor_breach", false, 0, NULL,
+                             s_announced_row, self->announced);
+}
+
+size_t asy_breaches_count(const asy_breaches_t *self)
+{
+    return zhashx_size(self->announced);
+}
+
+bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int kind,
+                       asy_date_t deadline)
+{
+    char key[S_KEY_SIZE], deadline_text[ASY_DATE_TEXT];
+    snprintf(key, sizeof key, "%s/%d", view->case_id, kind);
+    if (zhashx_lookup(self->announced, key))
+        return false;
+    zhashx_insert(self->announced, key, (void *)1);
+    char *row = zsys_sprintf("%s,%d,%s,%s", view->case_id, kind, view->site_id,
+                             asy_date_format(deadline, deadline_text));
+    zlist_append(self->unrecorded, row); /* autofree: the list keeps a copy */
+    zstr_free(&row);
+    return true;
+}
+
+void asy_breaches_record(asy_breaches_t *self, asy_db_t *db)
+{
+    if (zlist_size(self->unrecorded) == 0)
+        return;
+    /* four array literals, one per column: ids and dates need no quoting */
+    char *columns[4] = {NULL};
+    size_t sizes[4] = {0};
+    FILE *streams[4];
+    for (int c = 0; c < 4; c++)
+        streams[c] = open_memstream(&columns[c], &sizes[c]);
+    bool first = true;
+    for (char *row = zlist_first(self->unrecorded); row; row = zlist_next(self->unrecorded)) {
+        char *field = row;
+        for (int c = 0; c < 4; c++) {
+            size_t length = strcspn(field, ",");
+            if (streams[c])
+                fprintf(streams[c], "%s%.*s", first ? "{" : ",", (int)length, field);
+            field += length + (field[length] ? 1 : 0);
+        }
+        first = false;
+    }
+    bool ok = true;
+    for (int c = 0; c < 4; c++) {
+        ok &= streams[c] != NULL;
+        if (streams[c]) {
+            fputc('}', streams[c]);
+            fclose(streams[c]);
+        }
+    }
+    const char *params[4] = {columns[0], columns[1], columns[2], columns[3]};
+    if (!ok || asy_db_exec(db,
+                           "INSERT INTO monitor_breach (case_id, kind, site_id, deadline)"
+                           " SELECT * FROM unnest($1::text[], $2::int2[], $3::text[],"
+                           " $4::date[]) ON CONFLICT DO NOTHING",
+                           4, params, NULL) != 0) {
+        asy_warn("monitor: %zu breaches not recorded (they may be announced again after a "
+                 "restart): %s", zlist_size(self->unrecorded),
+                 ok ? asy_db_errmsg(db) : "out of memory");
+        if (ok && !asy_db_connected(db))
+            asy_db_reset(db);
+    }
+    for (int c = 0; c < 4; c++)
+        free(columns[c]);
+    zlist_purge(self->unrecorded);
+}
+
+void asy_breaches_defer(asy_breaches_t *self, const char *case_id, int64_t due_ms)
+{
+    if (zhashx_lookup(self->deferred, case_id))
+        return;
+    int64_t *due = malloc(sizeof *due);
+    if (!due)
+        return;
+    *due = due_ms;
+    zhashx_insert(self->deferred, case_id, due);
+}
+
+bool asy_breaches_deferred(const asy_breaches_t *self)
+{
+    return zhashx_size(self->deferred) > 0;
+}
+
+void asy_breaches_due(asy_breaches_t *self, int64_t now_ms,
+                      void (*fn)(void *arg, const char *case_id), void *arg)
+{
+    zlist_t *ready = zlist_new();
+    if (!ready)
+        return;
+    for (int64_t *due = zhashx_first(self->deferred); due; due = zhashx_next(self->deferred))
+        if (*due <= now_ms)
+            zlist_append(ready, (void *)zhashx_cursor(self->deferred));
+    for (const char *id = zlist_first(ready); id; id = zlist_next(ready))
+        fn(arg, id);
+    for (const char *id = zlist_first(ready); id; id = zlist_next(ready))
+        zhashx_delete(self->deferred, id); /* the key belongs to the hash: delete last */
+    zlist_destroy(&ready);
+}
+
+void asy_breaches_note(asy_breaches_t *self, const char *case_id)
+{
+    zlist_append(self->startup, (void *)case_id); /* autofree: copied */
+}
+
+void asy_breaches_startup(asy_breaches_t *self, void (*fn)(void *arg, const char *case_id),
+                          void *arg)
+{
+    for (const char *id = zlist_first(self->startup); id; id = zlist_next(self->startup))
+        fn(arg, id);
+    zlist_purge(self->startup);
+}

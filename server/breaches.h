@@ -1,0 +1,50 @@
+/*  breaches.h: the monitor's book of response-time breaches (private to monitor.c).
+
+    Which breaches were announced (so none is announced twice, also across restarts: table
+    monitor_breach), which announced ones still have to be recorded (written in one statement
+    per call to asy_breaches_record), which late-arriving cases are waiting out their grace,
+    and which cases the start-up rebuild found in breach. No sockets: the monitor publishes.  */
+#ifndef ASY_BREACHES_H_INCLUDED
+#define ASY_BREACHES_H_INCLUDED
+
+#include "case_view.h"
+#include "db.h"
+
+typedef struct asy_breaches asy_breaches_t;
+
+/* New, empty book. NULL on ENOMEM. Caller destroys. */
+asy_breaches_t *asy_breaches_new(void);
+void asy_breaches_destroy(asy_breaches_t **self_p);
+
+/* Reads the breaches announced before from monitor_breach. Returns 0 or the db.h code. */
+int asy_breaches_load(asy_breaches_t *self, asy_db_t *db);
+
+/* How many breaches are known announced. */
+size_t asy_breaches_count(const asy_breaches_t *self);
+
+/* Marks the breach (case, kind) announced and queues its record. Returns true the first time,
+   false if it was announced before (then nothing is queued). */
+bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int kind,
+                       asy_date_t deadline);
+
+/* Writes the queued records in one statement (asynchronous commit is the caller's choice).
+   On failure logs a warning (the breaches may be announced once more after a restart). */
+void asy_breaches_record(asy_breaches_t *self, asy_db_t *db);
+
+/* Holds case_id until due_ms (monotonic); a case already held keeps its first due time. */
+void asy_breaches_defer(asy_breaches_t *self, const char *case_id, int64_t due_ms);
+
+/* True if some case is held. */
+bool asy_breaches_deferred(const asy_breaches_t *self);
+
+/* Calls fn for every held case due by now_ms and forgets them. */
+void asy_breaches_due(asy_breaches_t *self, int64_t now_ms,
+                      void (*fn)(void *arg, const char *case_id), void *arg);
+
+/* Start-up: remembers a case found in breach by the rebuild; asy_breaches_startup calls fn
+   for each remembered case once and forgets them. */
+void asy_breaches_note(asy_breaches_t *self, const char *case_id);
+void asy_breaches_startup(asy_breaches_t *self, void (*fn)(void *arg, const char *case_id),
+                          void *arg);
+
+#endif

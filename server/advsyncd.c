@@ -74,36 +74,48 @@ static zactor_t *s_new_monitor(const asy_broker_options_t *o)
     return zactor_new(asy_monitor_actor, &args);
 }
 
-/* Waits for both actors to be ready (or a signal). Returns 0, or 1 if one failed; fills the
-   endpoint file's text. */
-static int s_wait_ready(zactor_t *monitor, zactor_t *ingest, char *text, size_t size)
+/* Waits for ingest, then starts the monitor (with signals blocked, like every thread) and
+   waits for it: the agents' fixed port is bound before the monitor binds anything, so a
+   monitor on "any port" can never take it. Rows of batches committed meanwhile wait in the
+   inproc pipe (connect before bind). Returns 0, or 1 if an actor failed; fills the endpoint
+   file's text. */
+static int s_start(const asy_broker_options_t *o, const sigset_t *signals, zactor_t *ingest,
+                   zactor_t **monitor, char *text, size_t size)
 {
-    asy_monitor_endpoints_t bound;
-    memset(&bound, 0, sizeof bound);
     char error[512] = "", *endpoint = NULL;
-    int rc = monitor ? ASY_ERETRY : 0;
-    while (!s_stop && rc == ASY_ERETRY)
-        rc = asy_monitor_wait_ready(monitor, 250, &bound, error, sizeof error);
-    if (rc != 0 && !s_stop) {
-        asy_error("monitor failed to start: %s", error);
-        return 1;
-    }
-    rc = ASY_ERETRY;
+    int rc = ASY_ERETRY;
     while (!s_stop && rc == ASY_ERETRY)
         rc = asy_ingest_wait_ready(ingest, 250, &endpoint, error, sizeof error);
-    if (rc != 0 && !s_stop) {
-        asy_error("ingest failed to start: %s", error);
-        return 1;
+    if (rc != 0) {
+        if (!s_stop)
+            asy_error("ingest failed to start: %s", error);
+        return s_stop ? 0 : 1;
     }
-    if (rc == 0 && monitor)
-        snprintf(text, size,
-                 "%s\nmonitor_public %s\nmonitor_public_snapshot %s\nmonitor_restricted %s\n"
-                 "monitor_restricted_snapshot %s",
-                 endpoint, bound.public_endpoint, bound.public_snapshot,
-                 bound.restricted_endpoint, bound.restricted_snapshot);
-    else if (rc == 0)
-        snprintf(text, size, "%s", endpoint);
+    snprintf(text, size, "%s", endpoint);
     zstr_free(&endpoint);
+    if (streq(o->value[ASY_OPT_MONITOR], "off"))
+        return 0;
+    pthread_sigmask(SIG_BLOCK, signals, NULL);
+    *monitor = s_new_monitor(o);
+    pthread_sigmask(SIG_UNBLOCK, signals, NULL);
+    if (!*monitor)
+        return 1; /* out of memory */
+    asy_monitor_endpoints_t bound;
+    memset(&bound, 0, sizeof bound);
+    rc = ASY_ERETRY;
+    while (!s_stop && rc == ASY_ERETRY)
+        rc = asy_monitor_wait_ready(*monitor, 250, &bound, error, sizeof error);
+    if (rc != 0) {
+        if (!s_stop)
+            asy_error("monitor failed to start: %s", error);
+        return s_stop ? 0 : 1;
+    }
+    size_t used = strlen(text);
+    snprintf(text + used, size - used,
+             "\nmonitor_public %s\nmonitor_public_snapshot %s\nmonitor_restricted %s\n"
+             "monitor_restricted_snapshot %s",
+             bound.public_endpoint, bound.public_snapshot, bound.restricted_endpoint,
+             bound.restricted_snapshot);
     return 0;
 }
 
@@ -112,17 +124,15 @@ static int s_run(const asy_broker_options_t *o)
 {
     sigset_t signals;
     s_catch_signals(&signals);
-    zactor_t *monitor = s_new_monitor(o);
+    bool monitored = !streq(o->value[ASY_OPT_MONITOR], "off");
     asy_ingest_args_t args = {.endpoint = o->value[ASY_OPT_INGEST],
                               .conninfo = o->value[ASY_OPT_DATABASE],
                               .workers = asy_broker_options_int(o, ASY_OPT_WORKERS),
-                              .monitor = monitor ? ASY_MONITOR_DELTAS : NULL};
-    zactor_t *ingest = zactor_new(asy_ingest_actor, &args);
+                              .monitor = monitored ? ASY_MONITOR_DELTAS : NULL};
+    zactor_t *ingest = zactor_new(asy_ingest_actor, &args), *monitor = NULL;
     pthread_sigmask(SIG_UNBLOCK, &signals, NULL);
     char text[1600] = "";
-    int code = ingest && (monitor || streq(o->value[ASY_OPT_MONITOR], "off"))
-                   ? s_wait_ready(monitor, ingest, text, sizeof text)
-                   : 1; /* out of memory */
+    int code = ingest ? s_start(o, &signals, ingest, &monitor, text, sizeof text) : 1;
     const char *file = o->value[ASY_OPT_ENDPOINT_FILE];
     bool listening = code == 0 && !s_stop;
     if (listening && file)

@@ -716,7 +716,7 @@ static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
     self->clock_arg = args->clock_arg;
     self->coalesce_ms = args->coalesce_ms > 0 ? args->coalesce_ms : 100;
     self->heartbeat_ms = args->heartbeat_ms > 0 ? args->heartbeat_ms : 1000;
-    self->reload_ms = args->reload_ms > 0 ? args->reload_ms : 60000;
+    self->reload_ms = args->reload_ms > 0 ? args->reload_ms : 10000;
     self->breach_grace_ms = args->breach_grace_ms > 0 ? args->breach_grace_ms : 30000;
     self->history_years = args->history_years > 0 ? args->history_years : 2;
     self->topics = zhashx_new();

@@ -42,7 +42,7 @@ typedef struct {
     int coalesce_ms;                    /* 0: 100 */
     int heartbeat_ms;                   /* 0: 1000 */
     int history_years;                  /* 0: 2 */
-    int reload_ms;                      /* holidays and denominators re-read; 0: 60000 */
+    int reload_ms;                      /* holidays and denominators re-read; 0: 10000 */
     int breach_grace_ms;                /* a case row arriving after its deadline is looked
                                            at again this much later before its breach is
                                            announced (its event may follow); 0: 30000 */

@@ -1,6 +1,8 @@
 /*  harness.c: start the real programs, talk to the real PostgreSQL. See harness.h.  */
 #include "harness.h"
 
+#include "store.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -84,6 +86,36 @@ long long asy_test_pg_int(PGconn *pg, const char *sql)
     long long value = PQgetisnull(result, 0, 0) ? 0 : atoll(PQgetvalue(result, 0, 0));
     PQclear(result);
     return value;
+}
+
+long long asy_test_pg_intf(PGconn *pg, const char *format, ...)
+{
+    char sql[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(sql, sizeof sql, format, args);
+    va_end(args);
+    return asy_test_pg_int(pg, sql);
+}
+
+void asy_test_migrate(const char *conninfo)
+{
+    char error[512] = "";
+    asy_store_t *store = asy_store_new(conninfo, error, sizeof error);
+    cr_assert_not_null(store, "asy_store_new: %s", error);
+    asy_store_destroy(&store);
+}
+
+void asy_test_drop_database(const char *conninfo)
+{
+    const char *name = conninfo ? strrchr(conninfo, '=') : NULL;
+    if (!name)
+        return;
+    PGconn *pg = asy_test_pg_connect(asy_test_conninfo());
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 1);
+    asy_test_pg_exec(pg, sql);
+    PQfinish(pg);
 }
 
 char *asy_test_create_database(void)

@@ -22,6 +22,13 @@ PGconn *asy_test_pg_connect(const char *conninfo);
 /* Runs a query returning one integer (first row, first column); fails the test on error. */
 long long asy_test_pg_int(PGconn *pg, const char *sql);
 
+/* asy_test_pg_int with the query built printf-style (at most 1023 characters). */
+long long asy_test_pg_intf(PGconn *pg, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Applies the broker's migrations to the database (asy_store_new), or fails the test. */
+void asy_test_migrate(const char *conninfo);
+/* Drops the database a conninfo ending in "dbname=NAME" names (WITH FORCE); NULL: nothing. */
+void asy_test_drop_database(const char *conninfo);
 /* Runs a statement; fails the test on error. */
 void asy_test_pg_exec(PGconn *pg, const char *sql);
 

@@ -44,14 +44,7 @@ static void s_teardown(void)
     if (s_broker > 0)
         asy_test_stop(s_broker, SIGTERM, 10000);
     /* the database is dropped; the broker's log stays in s_dir */
-    const char *name = s_db ? strrchr(s_db, '=') : NULL;
-    if (name) {
-        PGconn *pg = asy_test_pg_connect(asy_test_conninfo());
-        char sql[160];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 1);
-        asy_test_pg_exec(pg, sql);
-        PQfinish(pg);
-    }
+    asy_test_drop_database(s_db);
     free(s_db);
     free(s_dir);
 }

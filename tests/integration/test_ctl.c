@@ -5,7 +5,6 @@
 #include "ctl.h"
 #include "csv.h"
 #include "harness.h"
-#include "store.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -19,25 +18,10 @@ static char *s_conninfo;
 static char *s_dir;
 static PGconn *s_pg;
 
-static void s_drop_database(const char *conninfo)
-{
-    const char *name = conninfo ? strrchr(conninfo, '=') : NULL;
-    if (!name)
-        return;
-    PGconn *pg = asy_test_pg_connect(asy_test_conninfo());
-    char sql[160];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 1);
-    asy_test_pg_exec(pg, sql);
-    PQfinish(pg);
-}
-
 static void s_setup(void)
 {
     s_conninfo = asy_test_create_database();
-    char error[512] = "";
-    asy_store_t *store = asy_store_new(s_conninfo, error, sizeof error);
-    cr_assert_not_null(store, "asy_store_new: %s", error);
-    asy_store_destroy(&store);
+    asy_test_migrate(s_conninfo);
     s_pg = asy_test_pg_connect(s_conninfo);
     s_dir = asy_test_tmpdir();
     unsetenv("ADVSYNC_DATABASE");
@@ -48,7 +32,7 @@ static void s_teardown(void)
     if (s_pg)
         PQfinish(s_pg);
     s_pg = NULL;
-    s_drop_database(s_conninfo);
+    asy_test_drop_database(s_conninfo);
     free(s_conninfo);
     s_conninfo = NULL;
     if (s_dir) {
@@ -95,18 +79,6 @@ static char *s_write_file(const char *name, const char *text)
     return path;
 }
 
-static long long s_int(const char *format, ...) __attribute__((format(printf, 1, 2)));
-
-static long long s_int(const char *format, ...)
-{
-    char sql[1024];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(sql, sizeof sql, format, args);
-    va_end(args);
-    return asy_test_pg_int(s_pg, sql);
-}
-
 /* ----------------------------------------------------------------------------------------------
    holidays */
 
@@ -116,8 +88,8 @@ Test(ctl, holidays_add_remove_clear_list)
     cr_assert_eq(s_db(out, "holidays", "add", "2026-06-01", "--note", "one-off"), 0, "%s", out);
     cr_assert(strstr(out, "2026-06-01 Monday: added by table: one-off"), "%s", out);
     cr_assert_eq(s_db(out, "holidays", "remove", "2026-08-31", "--note=moved"), 0, "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday"), 2);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday WHERE day = '2026-08-31' AND change = "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday"), 2);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day = '2026-08-31' AND change = "
                        "'removed' AND note = 'moved'"),
                  1);
 
@@ -129,7 +101,7 @@ Test(ctl, holidays_add_remove_clear_list)
 
     /* add over an existing row replaces it */
     cr_assert_eq(s_db(out, "holidays", "add", "2026-08-31"), 0, "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday WHERE day = '2026-08-31' AND change = "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day = '2026-08-31' AND change = "
                        "'added' AND note IS NULL"),
                  1);
 
@@ -144,7 +116,7 @@ Test(ctl, holidays_add_remove_clear_list)
     cr_assert_eq(s_db(out, "holidays", "remove", "1/6/2026"), 2, "%s", out);
     cr_assert_eq(s_db(out, "holidays", "list", "--year", "twenty"), 2, "%s", out);
     cr_assert_eq(s_db(out, "holidays", "add"), 2, "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday"), 1, "bad input changed nothing");
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday"), 1, "bad input changed nothing");
 }
 
 Test(ctl, holidays_list_default_is_this_year_and_next)
@@ -197,23 +169,23 @@ Test(ctl, holidays_import_is_idempotent)
     cr_assert(strstr(out, "removed  2027-05-03 Monday    not in the gov.uk feed"), "%s", out);
     cr_assert(strstr(out, "cleared  2027-12-27"), "%s", out);
     cr_assert_null(strstr(out, "2027-01-04"), "Scotland is not read: %s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday WHERE day = '2027-06-07' AND change = "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day = '2027-06-07' AND change = "
                        "'added' AND note = 'Extra bank holiday'"),
                  1);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday WHERE day = '2027-05-03' AND change = "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day = '2027-05-03' AND change = "
                        "'removed'"),
                  1);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday WHERE day >= '2028-01-01' AND day < "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day >= '2028-01-01' AND day < "
                        "'2029-01-01'"),
                  0, "2028 is only partly covered: nothing removed");
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday WHERE day = '2030-07-01'"), 1);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday"), 3);
-    long long stamp = s_int("SELECT extract(epoch FROM max(updated_at)) * 1000000 FROM holiday");
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day = '2030-07-01'"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday"), 3);
+    long long stamp = asy_test_pg_intf(s_pg, "SELECT extract(epoch FROM max(updated_at)) * 1000000 FROM holiday");
 
     cr_assert_eq(s_db(out, "holidays", "import", feed), 0, "%s", out);
     cr_assert(strstr(out, "no change"), "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday"), 3);
-    cr_assert_eq(s_int("SELECT extract(epoch FROM max(updated_at)) * 1000000 FROM holiday"), stamp,
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday"), 3);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT extract(epoch FROM max(updated_at)) * 1000000 FROM holiday"), stamp,
                  "a second import writes nothing");
 
     cr_assert_eq(s_db(out, "holidays", "list", "--year", "2027"), 0, "%s", out);
@@ -238,7 +210,7 @@ Test(ctl, holidays_import_rejects_bad_feed)
     char *other = s_write_file("other.json", "{\"scotland\": {\"events\": []}}\n");
     cr_assert_eq(s_db(out, "holidays", "import", other), 1, "%s", out);
     cr_assert(strstr(out, "england-and-wales.events: missing"), "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday"), 0);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday"), 0);
     free(bad_date);
     free(broken);
     free(other);
@@ -273,14 +245,14 @@ Test(ctl, denominators_load_ts021_shape)
               "%s", out);
     cr_assert(strstr(out, "E06000010\tKingston upon Hull, City of\t1 rows\tpopulation 77"), "%s",
               out);
-    cr_assert_eq(s_int("SELECT count(*) FROM denominator"), 6);
-    cr_assert_eq(s_int("SELECT population FROM denominator WHERE area_code = 'E06000023' AND "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator"), 6);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT population FROM denominator WHERE area_code = 'E06000023' AND "
                        "ethnicity_ons = 13 AND age_band = 0"),
                  3000);
-    cr_assert_eq(s_int("SELECT population FROM denominator WHERE area_code = 'E06000010' AND "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT population FROM denominator WHERE area_code = 'E06000010' AND "
                        "ethnicity_ons = 18 AND age_band = 3"),
                  77);
-    cr_assert_eq(s_int("SELECT count(*) FROM denominator WHERE area_name = 'Bristol, City of' "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_name = 'Bristol, City of' "
                        "AND source = 'TS021 test'"),
                  5);
 
@@ -289,9 +261,9 @@ Test(ctl, denominators_load_ts021_shape)
                                                 "E06000023,Bristol,0,4100\n");
     cr_assert_eq(s_db(out, "denominators", "load", bristol), 0, "%s", out);
     cr_assert(strstr(out, "replaced 5 earlier rows"), "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM denominator WHERE area_code = 'E06000023'"), 1);
-    cr_assert_eq(s_int("SELECT count(*) FROM denominator WHERE area_code = 'E06000010'"), 1);
-    cr_assert_eq(s_int("SELECT count(*) FROM denominator WHERE source = 'bristol.csv'"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_code = 'E06000023'"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_code = 'E06000010'"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE source = 'bristol.csv'"), 1);
 
     cr_assert_eq(s_db(out, "denominators", "list", "--area", "E06000010"), 0, "%s", out);
     cr_assert(strstr(out, "E06000010\tKingston upon Hull, City of\tONS_OTHER_ARAB\tAGE_18_34\t77"
@@ -306,13 +278,13 @@ Test(ctl, denominators_load_ts021_shape)
 static void s_expect_rejected(const char *name, const char *text, const char *message)
 {
     char out[S_OUT];
-    long long rows = s_int("SELECT count(*) FROM denominator");
-    long long total = s_int("SELECT coalesce(sum(population), 0) FROM denominator");
+    long long rows = asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator");
+    long long total = asy_test_pg_intf(s_pg, "SELECT coalesce(sum(population), 0) FROM denominator");
     char *path = s_write_file(name, text);
     cr_assert_eq(s_db(out, "denominators", "load", path), 1, "%s", out);
     cr_assert(strstr(out, message), "want \"%s\" in: %s", message, out);
-    cr_assert_eq(s_int("SELECT count(*) FROM denominator"), rows, "%s changed the table", name);
-    cr_assert_eq(s_int("SELECT coalesce(sum(population), 0) FROM denominator"), total);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator"), rows, "%s changed the table", name);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT coalesce(sum(population), 0) FROM denominator"), total);
     free(path);
 }
 
@@ -322,7 +294,7 @@ Test(ctl, denominators_bad_line_changes_nothing)
     char *good = s_write_file("good.csv", "area_code,ethnicity_ons,population\n"
                                           "E1,0,100\nE1,13,60\nE1,4,40\n");
     cr_assert_eq(s_db(out, "denominators", "load", good), 0, "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM denominator"), 3);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator"), 3);
     const char *header = "area_code,ethnicity_ons,population\n";
     char text[512];
     snprintf(text, sizeof text, "%sE1,0,1\nE1,13,-5\nE1,4,40\n", header);
@@ -343,7 +315,7 @@ Test(ctl, denominators_bad_line_changes_nothing)
                       "header.csv:1: header: no area code");
     s_expect_rejected("fields.csv", "area_code,ethnicity_ons,population\nE1,0\n",
                       "fields.csv:2: 2 fields, but the header has 3");
-    cr_assert_eq(s_int("SELECT sum(population) FROM denominator WHERE area_code = 'E1'"), 200);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT sum(population) FROM denominator WHERE area_code = 'E1'"), 200);
     free(good);
 }
 
@@ -355,16 +327,16 @@ Test(ctl, denominators_example_file_adds_up)
         0, "%s", out);
     cr_assert(strstr(out, "E08000034\tKirklees\t26 rows\tpopulation 433213"), "%s", out);
     cr_assert_null(strstr(out, "warning"), "groups and bands add up: %s", out);
-    cr_assert_eq(s_int("SELECT sum(population) FROM denominator WHERE ethnicity_ons BETWEEN 1 "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT sum(population) FROM denominator WHERE ethnicity_ons BETWEEN 1 "
                        "AND 5 AND age_band = 0"),
                  84202);
-    cr_assert_eq(s_int("SELECT sum(population) FROM denominator WHERE ethnicity_ons BETWEEN 13 "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT sum(population) FROM denominator WHERE ethnicity_ons BETWEEN 13 "
                        "AND 17 AND age_band = 0"),
                  318969);
-    cr_assert_eq(s_int("SELECT sum(population) FROM denominator WHERE ethnicity_ons = 0 AND "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT sum(population) FROM denominator WHERE ethnicity_ons = 0 AND "
                        "age_band > 0"),
                  433213);
-    cr_assert_eq(s_int("SELECT max(ethnicity_ons) FROM denominator WHERE population = (SELECT "
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT max(ethnicity_ons) FROM denominator WHERE population = (SELECT "
                        "max(population) FROM denominator WHERE ethnicity_ons BETWEEN 1 AND 5)"),
                  4, "Pakistani is the largest Asian group");
 }
@@ -388,7 +360,7 @@ Test(ctl, database_sources_and_failures)
     cr_assert_eq(s_ctl(out, sizeof out, "--database", empty, "denominators", "list", NULL), 1, "%s",
                  out);
     cr_assert(strstr(out, "no table \"denominator\": start advsyncd once"), "%s", out);
-    s_drop_database(empty);
+    asy_test_drop_database(empty);
     free(empty);
 
     /* the environment, then the config file */
@@ -401,7 +373,7 @@ Test(ctl, database_sources_and_failures)
     cr_assert_eq(
         s_ctl(out, sizeof out, "--config", config_path, "holidays", "clear", "2026-06-01", NULL), 0,
         "%s", out);
-    cr_assert_eq(s_int("SELECT count(*) FROM holiday"), 0);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday"), 0);
     char *no_key = s_write_file("nokey.cfg", "broker\n    workers = 2\n");
     cr_assert_eq(s_ctl(out, sizeof out, "--config", no_key, "holidays", "list", NULL), 1, "%s",
                  out);

@@ -4,7 +4,6 @@
 #include "calendar.h"
 #include "harness.h"
 #include "metricsql.h"
-#include "store.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -21,10 +20,7 @@ static size_t s_count;
 static void s_setup(void)
 {
     s_conninfo = asy_test_create_database();
-    char error[512] = "";
-    asy_store_t *store = asy_store_new(s_conninfo, error, sizeof error);
-    cr_assert_not_null(store, "asy_store_new: %s", error);
-    asy_store_destroy(&store);
+    asy_test_migrate(s_conninfo);
     s_pg = asy_test_pg_connect(s_conninfo);
     s_cal = asy_calendar_new();
     cr_assert_not_null(s_cal);
@@ -38,14 +34,7 @@ static void s_teardown(void)
     if (s_pg)
         PQfinish(s_pg);
     s_pg = NULL;
-    const char *name = s_conninfo ? strrchr(s_conninfo, '=') : NULL;
-    if (name) {
-        PGconn *pg = asy_test_pg_connect(asy_test_conninfo());
-        char sql[128];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 1);
-        asy_test_pg_exec(pg, sql);
-        PQfinish(pg);
-    }
+    asy_test_drop_database(s_conninfo);
     free(s_conninfo);
     s_conninfo = NULL;
 }

@@ -8,7 +8,6 @@
 #include "store.h"
 
 #include <criterion/criterion.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +36,7 @@ static void s_teardown(void)
     if (s_pg)
         PQfinish(s_pg);
     s_pg = NULL;
-    const char *name = s_conninfo ? strrchr(s_conninfo, '=') : NULL;
-    if (name) {
-        PGconn *pg = asy_test_pg_connect(asy_test_conninfo());
-        char sql[128];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name + 1);
-        asy_test_pg_exec(pg, sql);
-        PQfinish(pg);
-    }
+    asy_test_drop_database(s_conninfo);
     free(s_conninfo);
     s_conninfo = NULL;
 }
@@ -57,18 +49,6 @@ static asy_store_t *s_new_store(void)
     asy_store_t *store = asy_store_new(s_conninfo, error, sizeof error);
     cr_assert_not_null(store, "asy_store_new: %s", error);
     return store;
-}
-
-static long long s_int(const char *format, ...) __attribute__((format(printf, 1, 2)));
-
-static long long s_int(const char *format, ...)
-{
-    char sql[1024];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(sql, sizeof sql, format, args);
-    va_end(args);
-    return asy_test_pg_int(s_pg, sql);
 }
 
 /* First column of the first row as text (caller frees); "" for NULL. */
@@ -161,13 +141,13 @@ Test(store, migrations_apply_once_and_are_idempotent)
     s_store = s_new_store();
     asy_store_destroy(&s_store);
     s_store = s_new_store();
-    cr_assert_eq(s_int("SELECT count(*) FROM schema_migration"), asy_migration_count);
-    cr_assert_eq(s_int("SELECT count(*) FROM schema_migration WHERE version = 1 AND"
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM schema_migration"), asy_migration_count);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM schema_migration WHERE version = 1 AND"
                        " name = '001_init'"),
                  1);
     /* the default partition and three monthly ones */
-    cr_assert_eq(s_int("SELECT count(*) FROM pg_inherits WHERE inhparent = 'event'::regclass"), 4);
-    cr_assert_eq(s_int("SELECT count(*) FROM pg_class WHERE relname = 'event_y' ||"
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'event'::regclass"), 4);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM pg_class WHERE relname = 'event_y' ||"
                        " to_char(now() AT TIME ZONE 'UTC', 'YYYY') || 'm' ||"
                        " to_char(now() AT TIME ZONE 'UTC', 'MM')"),
                  1);
@@ -194,7 +174,7 @@ Test(store, concurrent_stores_migrate_once)
         cr_assert_eq(waitpid(children[i], &status, 0), children[i]);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a concurrent store failed");
     }
-    cr_assert_eq(s_int("SELECT count(*) FROM schema_migration"), asy_migration_count);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM schema_migration"), asy_migration_count);
 }
 
 Test(store, unreachable_database_gives_null_and_a_reason)
@@ -227,9 +207,9 @@ Test(store, batch_stores_events_verbatim_and_quarantines_the_refused)
 
     cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 4), 0, "%s",
                  asy_store_errmsg(s_store));
-    cr_assert_eq(s_int("SELECT count(*) FROM event"), 3);
-    cr_assert_eq(s_int("SELECT count(DISTINCT received_at) FROM event"), 1);
-    cr_assert_eq(s_int("SELECT committed_seq FROM agent_stream WHERE agent_id = 'agent-a'"), 4);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 3);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(DISTINCT received_at) FROM event"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT committed_seq FROM agent_stream WHERE agent_id = 'agent-a'"), 4);
     for (int i = 0; i < 4; i++) {
         if (i == 2)
             continue;
@@ -254,7 +234,7 @@ Test(store, batch_stores_events_verbatim_and_quarantines_the_refused)
     cr_assert_str_eq(row, "agent-a|site-a|1|3|22|EVENT_INVALID_FIELD|contact_made.channel: out "
                           "of range|0aff0042");
     free(row);
-    cr_assert_eq(s_int("SELECT event_count FROM case_state"), 3);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT event_count FROM case_state"), 3);
     asy_test_check_case_state(s_pg);
     cr_assert_eq(asy_test_check_streams(s_pg), 4);
     s_free_items(items, 4);
@@ -271,13 +251,13 @@ Test(store, compare_and_set_conflict_writes_nothing)
     /* a second writer (or a replay) expecting 0 again: refused, nothing added */
     cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), ASY_EEXIST);
     cr_assert(strstr(asy_store_errmsg(s_store), "no longer 0"), "%s", asy_store_errmsg(s_store));
-    cr_assert_eq(s_int("SELECT count(*) FROM event"), 2);
-    cr_assert_eq(s_int("SELECT event_count FROM case_state"), 2);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 2);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT event_count FROM case_state"), 2);
     /* an expectation ahead of the database: refused too */
     items[2].seq = 6;
     cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 5, &items[2], 1),
                  ASY_EEXIST);
-    cr_assert_eq(s_int("SELECT count(*) FROM event"), 2);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 2);
     /* the replay after the commit: re-read the mark, write only what is new */
     uint64_t committed = 0;
     cr_assert_eq(asy_store_committed_seq(s_store, "agent-a", 1, &committed), 0);
@@ -285,14 +265,14 @@ Test(store, compare_and_set_conflict_writes_nothing)
     items[2].seq = 3;
     cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, committed, &items[2], 1), 0,
                  "%s", asy_store_errmsg(s_store));
-    cr_assert_eq(s_int("SELECT count(*) FROM event"), 3);
-    cr_assert_eq(s_int("SELECT committed_seq FROM agent_stream"), 3);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 3);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT committed_seq FROM agent_stream"), 3);
     /* a batch whose seqs do not follow the expectation is refused before the database */
     cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 3, items, 1), ASY_EINVAL);
     /* an unknown stream expecting 0 is created by the batch itself */
     cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 2, 0, items, 1), 0, "%s",
                  asy_store_errmsg(s_store));
-    cr_assert_eq(s_int("SELECT committed_seq FROM agent_stream WHERE epoch = 2"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT committed_seq FROM agent_stream WHERE epoch = 2"), 1);
     asy_test_check_case_state(s_pg);
     s_free_items(items, 3);
 }
@@ -303,8 +283,8 @@ Test(store, hello_binds_an_agent_to_its_first_site)
     uint64_t committed = 99;
     s_hello("agent-a", "site-a", &committed);
     cr_assert_eq(committed, 0);
-    cr_assert_eq(s_int("SELECT count(*) FROM site WHERE site_id = 'site-a'"), 1);
-    cr_assert_eq(s_int("SELECT count(*) FROM agent_stream WHERE agent_id = 'agent-a'"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM site WHERE site_id = 'site-a'"), 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM agent_stream WHERE agent_id = 'agent-a'"), 1);
     asy_store_item_t items[2];
     s_contacts(items, 2, 1);
     cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), 0);
@@ -312,7 +292,7 @@ Test(store, hello_binds_an_agent_to_its_first_site)
     cr_assert_eq(committed, 2);
     cr_assert_eq(asy_store_hello(s_store, "agent-a", "site-b", 1, &committed), ASY_EINVAL);
     cr_assert_str_eq(asy_store_errmsg(s_store), "agent agent-a is bound to site site-a");
-    cr_assert_eq(s_int("SELECT count(*) FROM site WHERE site_id = 'site-b'"), 0);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM site WHERE site_id = 'site-b'"), 0);
     /* the store is still usable afterwards */
     s_hello("agent-b", "site-b", &committed);
     cr_assert_eq(committed, 0);
@@ -332,12 +312,12 @@ Test(store, oversize_frame_is_quarantined_truncated)
                                             "not a frame", data, 10),
                  0);
     free(data);
-    cr_assert_eq(s_int("SELECT length(payload) FROM quarantine WHERE code = 3"), 1024 * 1024);
-    cr_assert_eq(s_int("SELECT count(*) FROM quarantine WHERE code = 3 AND agent_id IS NULL AND"
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT length(payload) FROM quarantine WHERE code = 3"), 1024 * 1024);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM quarantine WHERE code = 3 AND agent_id IS NULL AND"
                        " seq = 0 AND reason LIKE 'frame too large (payload truncated from"
                        " 2097152 to 1048576 bytes)' AND code_name = 'FRAME_TOO_LARGE'"),
                  1);
-    cr_assert_eq(s_int("SELECT count(*) FROM quarantine WHERE agent_id = 'agent-a' AND"
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM quarantine WHERE agent_id = 'agent-a' AND"
                        " length(payload) = 10 AND code_name = 'MALFORMED_FRAME'"),
                  1);
 }
@@ -351,7 +331,7 @@ static void s_kill_backend(void)
     asy_test_pg_exec(s_pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
                            " application_name = 'advsyncd' AND datname = current_database()");
     for (int i = 0; i < 200; i++) {
-        if (s_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'advsyncd'"
+        if (asy_test_pg_intf(s_pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'advsyncd'"
                   " AND datname = current_database()") == 0)
             return;
         usleep(10000);
@@ -386,7 +366,7 @@ Test(store, write_after_the_server_dropped_the_connection_retries_then_succeeds)
     cr_assert_eq(asy_store_reconnect(s_store), 0, "%s", asy_store_errmsg(s_store));
     cr_assert_eq(asy_store_committed_seq(s_store, "agent-a", 1, &committed), 0);
     cr_assert_eq(committed, 3);
-    cr_assert_eq(s_int("SELECT count(*) FROM event"), 3);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 3);
     asy_test_check_case_state(s_pg);
     s_free_items(items, 3);
 }
@@ -474,7 +454,7 @@ Test(store, case_state_is_the_same_in_any_order_and_batching)
     cr_assert_str_eq(a, b);
     cr_assert_str_eq(a, c);
     /* and the state is the one the rules say */
-    cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_X "' AND"
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_X "' AND"
                        " status = 'closed' AND site_id = 'site-a' AND event_count = 12 AND"
                        " service = 1 AND referral_source = 2 AND eligible = 1 AND"
                        " referral_received_at = '2026-01-05T08:30:00Z' AND"
@@ -487,12 +467,12 @@ Test(store, case_state_is_the_same_in_any_order_and_batching)
                        " first_event_at = '2026-01-02T00:00:00Z' AND"
                        " last_event_at = '2026-01-30T00:00:00Z'"),
                  1, "case X: %s", a);
-    cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Y "' AND"
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Y "' AND"
                        " status = 'declined' AND service = 1 AND decline_reason = 2 AND"
                        " declined_at = '2026-01-04T00:00:00Z' AND site_id = 'site-b' AND"
                        " referral_received_at = '2026-01-03T00:00:00Z' AND eligible IS NULL"),
                  1, "case Y: %s", a);
-    cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Z "' AND"
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Z "' AND"
                        " status IS NULL AND event_count = 1 AND NOT equality_optout"),
                  1, "case Z: %s", a);
     free(a);
@@ -528,7 +508,7 @@ Test(store, last_writer_wins_ties_break_on_event_id)
                          "%s", asy_store_errmsg(s_store));
             s_free_items(&item, 1);
         }
-        cr_assert_eq(s_int("SELECT count(*) FROM case_state WHERE status = 'waiting' AND"
+        cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE status = 'waiting' AND"
                            " gender = 3"),
                      1, "order %d", o);
         rows[o] = s_text(s_pg, "SELECT (to_jsonb(c) - 'updated_at' - 'created_at')::text"
@@ -570,8 +550,8 @@ Test(store, one_batch_of_a_thousand_events, .timeout = 300)
             "store: one batch of %d events over 100 cases: %lld ms (first), %lld ms "
             "(second, cases exist)\n",
             S_N, (long long)first, (long long)second);
-    cr_assert_eq(s_int("SELECT count(*) FROM event"), 2 * S_N);
-    cr_assert_eq(s_int("SELECT sum(event_count) FROM case_state"), 2 * S_N);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 2 * S_N);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT sum(event_count) FROM case_state"), 2 * S_N);
     s_free_items(items, S_N);
     free(items);
 }

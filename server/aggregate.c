@@ -337,9 +337,31 @@ static bool s_on_time(asy_date_t done, asy_date_t deadline)
     return done != ASY_NO_DATE && done <= deadline;
 }
 
+/* M12 of a case: the latest reading of an area read twice or more (ASY_NO_DATE if none), and
+   whether any such area rose by a point or more from its first reading. */
+typedef struct {
+    asy_date_t latest;
+    bool improved;
+} s_recovery_t;
+
+static s_recovery_t s_recovery(const asy_agg_case_t *c)
+{
+    s_recovery_t r = {ASY_NO_DATE, false};
+    for (int i = 0; i < c->slot_count; i++) {
+        const asy_agg_slot_t *slot = &c->slots[i];
+        if (slot->readings < 2)
+            continue;
+        if (r.latest == ASY_NO_DATE || slot->last_date > r.latest)
+            r.latest = slot->last_date;
+        r.improved |= slot->last_score - slot->first_score >= 1;
+    }
+    return r;
+}
+
 /* The families a case counts in for period p, with their numerator flags. */
 static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
-                          const asy_period_t *p, int b[ASY_FAM_COUNT])
+                          const s_recovery_t *recovery, const asy_period_t *p,
+                          int b[ASY_FAM_COUNT])
 {
     const asy_case_view_t *v = &c->view;
     uint16_t in = 0;
@@ -373,21 +395,9 @@ static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
         in |= 1u << ASY_FAM_M11L;
         b[ASY_FAM_M11L] = v->left_before_goals;
     }
-    /* M12: counted in the period of the latest reading of an area with two readings or more;
-       improved if any such area rose by a point or more from its first reading */
-    asy_date_t latest = ASY_NO_DATE;
-    bool improved = false;
-    for (int i = 0; i < c->slot_count; i++) {
-        const asy_agg_slot_t *slot = &c->slots[i];
-        if (slot->readings < 2)
-            continue;
-        if (latest == ASY_NO_DATE || slot->last_date > latest)
-            latest = slot->last_date;
-        improved |= slot->last_score - slot->first_score >= 1;
-    }
-    if (s_in(latest, p)) {
+    if (s_in(recovery->latest, p)) {
         in |= 1u << ASY_FAM_M12;
-        b[ASY_FAM_M12] = improved;
+        b[ASY_FAM_M12] = recovery->improved;
     }
     return in;
 }
@@ -404,10 +414,11 @@ static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sig
     for (int d = 0; d < ASY_DIM_COUNT; d++)
         groups[d] = asy_dim_group(&c->view, (asy_dim_t)d);
     const int scopes[2] = {0, c->scope};
+    const s_recovery_t recovery = s_recovery(c);
     int np = self->period_count;
     for (int p = 0; p < np; p++) {
         int b[ASY_FAM_COUNT] = {0};
-        uint16_t in = s_members(self, c, &self->periods[p], b);
+        uint16_t in = s_members(self, c, &recovery, &self->periods[p], b);
         if (!in)
             continue;
         for (int s = 0; s < 2; s++) {

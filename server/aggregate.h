@@ -59,7 +59,9 @@ int asy_aggregate_put_outcome(asy_aggregate_t *self, const asy_outcome_view_t *o
 const asy_case_view_t *asy_aggregate_case(const asy_aggregate_t *self, const char *case_id);
 size_t asy_aggregate_case_count(const asy_aggregate_t *self);
 
-/* Calls fn for every case held (in no particular order). */
+/* Calls fn for every case held (in no particular order). fn must not look a case up
+   (asy_aggregate_case) nor put one: a zhashx lookup moves the cursor of this walk onto the
+   item found, and the walk would then never end. */
 void asy_aggregate_each_case(const asy_aggregate_t *self,
                              void (*fn)(void *arg, const asy_case_view_t *view), void *arg);
 

@@ -53,7 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_VER_SIZE (20 + ASY_UUID_TEXT + 1)
+#define S_VER_SIZE ASY_CASE_VERSION_SIZE
 #define S_NO_TIME INT64_MIN
 #define S_EQUALITY 8
 
@@ -386,14 +386,19 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const char *v
     }
 }
 
+void asy_case_version(const asy_event_summary_t *e, char out[ASY_CASE_VERSION_SIZE])
+{
+    snprintf(out, ASY_CASE_VERSION_SIZE, "%020" PRId64 "%s",
+             e->occurred_at_us > 0 ? e->occurred_at_us : 0, e->event_id);
+    for (char *p = out + 20; *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char)(*p - 'A' + 'a');
+}
+
 static void s_fold(s_case_t *c, const asy_event_summary_t *e, const char *site_id)
 {
     char ver[S_VER_SIZE];
-    snprintf(ver, sizeof ver, "%020" PRId64 "%s", e->occurred_at_us > 0 ? e->occurred_at_us : 0,
-             e->event_id);
-    for (char *p = ver + 20; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char)(*p - 'A' + 'a');
+    asy_case_version(e, ver);
     int64_t occurred = e->occurred_at_us ? e->occurred_at_us : S_NO_TIME;
     if (e->person_key[0] && s_newer(c->person_key_ver, ver))
         snprintf(c->person_key, sizeof c->person_key, "%s", e->person_key);

@@ -1,13 +1,13 @@
 /*  outcome_fold.c: Recovery Star readings -> outcome_state. See outcome_fold.h.  */
 #include "outcome_fold.h"
 
-#include <inttypes.h>
+#include "case_fold.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define S_FRAMEWORK_RECOVERY_STAR 1
-#define S_VER_SIZE (20 + ASY_UUID_TEXT + 1)
 
 const char ASY_OUTCOME_STAGING_SQL[] =
     "CREATE TEMP TABLE IF NOT EXISTS asy_outcome_delta (LIKE outcome_state) "
@@ -37,7 +37,7 @@ typedef struct {
     int area;
     int edition;
     int score;
-    char ver[S_VER_SIZE];
+    char ver[ASY_CASE_VERSION_SIZE];
 } s_reading_t;
 
 static int s_compare(const void *a, const void *b)
@@ -97,11 +97,7 @@ int asy_outcome_fold_build(const asy_store_item_t *items, size_t count, asy_db_c
         x->area = e->outcome_area;
         x->edition = e->outcome_edition;
         x->score = e->outcome_score;
-        snprintf(x->ver, sizeof x->ver, "%020" PRId64 "%s",
-                 e->occurred_at_us > 0 ? e->occurred_at_us : 0, e->event_id);
-        for (char *p = x->ver + 20; *p; p++) /* the same version text as case_fold.c */
-            if (*p >= 'A' && *p <= 'F')
-                *p = (char)(*p - 'A' + 'a');
+        asy_case_version(e, x->ver);
     }
     qsort(readings, n, sizeof *readings, s_compare);
     int rows = 0;

@@ -6,6 +6,12 @@
     (b) row_eps: the same rows, one INSERT per commit over one libpq connection: what a site
         writing straight into the central database would get.
     (c) copy_eps: the same rows in one binary COPY into the same table and indexes: the ceiling.
+    (d) store_eps (printed, not in the last line): the broker's own transaction alone: the same
+        events, decoded beforehand, written by asy_store_write_batch in batches of 1,000 over
+        two connections (the broker's default two workers), in this process: no agents, no
+        network, no broker. What PostgreSQL does with the work the issue asks of each batch
+        (events, case_state and outcome_state, the compare-and-set) at best, and so how much of
+        the gap between (a) and (c) is the database's.
     Then submit->ack latency at 1,000 events/s: events appended to an agent's outbox (durable)
     one per millisecond, forwarded by a running agent; latency is from the append's commit to
     the moment the outbox records the centre's acknowledgement; it starts after a CHECKPOINT,
@@ -18,8 +24,12 @@
 #include "agent.h"
 #include "harness.h"
 #include "outbox.h"
+#include "store.h"
 
+#include <endian.h>
+#include <inttypes.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +182,135 @@ static double s_row_inserts(PGconn *source, PGconn *pg, int n)
     return rate;
 }
 
+#ifndef S_BATCH
+#define S_BATCH 1000 /* events per batch in (d): the agent's default; -DS_BATCH=N to try others */
+#endif
+
+/* (d): one agent's stream, its events decoded as the broker decodes them. */
+typedef struct {
+    char agent_id[64];
+    char site_id[64];
+    uint64_t epoch;
+    asy_store_item_t *items;
+    size_t count;
+} s_stream_t;
+
+typedef struct {
+    const char *conninfo;
+    s_stream_t *streams;
+    int first, step, stream_count;
+    int failed;
+} s_writer_t;
+
+static s_stream_t *s_load_streams(PGconn *source, int *stream_count, PGresult **rows_out)
+{
+    PGresult *rows = PQexecParams(source,
+                                  "SELECT agent_id, site_id, epoch, seq, payload FROM event"
+                                  " ORDER BY agent_id, epoch, seq",
+                                  0, NULL, NULL, NULL, NULL, 1);
+    if (PQresultStatus(rows) != PGRES_TUPLES_OK)
+        s_die("select events", source);
+    int n = PQntuples(rows);
+    s_stream_t *streams = calloc(8, sizeof *streams);
+    int count = 0;
+    for (int r = 0; r < n; r++) {
+        uint64_t epoch, seq;
+        memcpy(&epoch, PQgetvalue(rows, r, 2), 8);
+        memcpy(&seq, PQgetvalue(rows, r, 3), 8);
+        epoch = be64toh(epoch);
+        seq = be64toh(seq);
+        s_stream_t *stream = count ? &streams[count - 1] : NULL;
+        if (!stream || strcmp(stream->agent_id, PQgetvalue(rows, r, 0)) != 0 ||
+            stream->epoch != epoch) {
+            if (count == 8) {
+                fprintf(stderr, "bench_ingest: more than 8 agent streams\n");
+                exit(1);
+            }
+            stream = &streams[count++];
+            snprintf(stream->agent_id, sizeof stream->agent_id, "%s", PQgetvalue(rows, r, 0));
+            snprintf(stream->site_id, sizeof stream->site_id, "%s", PQgetvalue(rows, r, 1));
+            stream->epoch = epoch;
+            stream->items = calloc((size_t)n, sizeof *stream->items);
+        }
+        asy_store_item_t *item = &stream->items[stream->count++];
+        item->seq = seq;
+        item->data = (const uint8_t *)PQgetvalue(rows, r, 4);
+        item->size = (size_t)PQgetlength(rows, r, 4);
+        asy_event_t *event = NULL;
+        if (item->seq != stream->count || asy_event_decode(item->data, item->size, &event) != 0) {
+            fprintf(stderr, "bench_ingest: event %s/%" PRIu64 " not usable\n", stream->agent_id,
+                    seq);
+            exit(1);
+        }
+        asy_event_summarise(event, &item->summary);
+        asy_event_destroy(&event);
+    }
+    *stream_count = count;
+    *rows_out = rows; /* the items point into it */
+    return streams;
+}
+
+static void *s_writer(void *arg)
+{
+    s_writer_t *w = arg;
+    char error[512];
+    asy_store_t *store = asy_store_new(w->conninfo, error, sizeof error);
+    if (!store) {
+        fprintf(stderr, "bench_ingest: store: %s\n", error);
+        w->failed = 1;
+        return NULL;
+    }
+    for (int i = w->first; i < w->stream_count && !w->failed; i += w->step) {
+        s_stream_t *stream = &w->streams[i];
+        uint64_t committed = 0;
+        if (asy_store_hello(store, stream->agent_id, stream->site_id, stream->epoch,
+                            &committed) != 0) {
+            w->failed = 1;
+            break;
+        }
+        for (size_t at = 0; at < stream->count; at += S_BATCH) {
+            size_t part = stream->count - at < S_BATCH ? stream->count - at : S_BATCH;
+            if (asy_store_write_batch(store, stream->agent_id, stream->site_id, stream->epoch,
+                                      at, stream->items + at, part) != 0) {
+                fprintf(stderr, "bench_ingest: write: %s\n", asy_store_errmsg(store));
+                w->failed = 1;
+                break;
+            }
+        }
+    }
+    asy_store_destroy(&store);
+    return NULL;
+}
+
+/* (d): returns events/s */
+static double s_store_only(PGconn *source, const char *db)
+{
+    int stream_count = 0;
+    PGresult *rows = NULL;
+    s_stream_t *streams = s_load_streams(source, &stream_count, &rows);
+    s_writer_t writers[2];
+    pthread_t threads[2];
+    size_t total = 0;
+    for (int i = 0; i < stream_count; i++)
+        total += streams[i].count;
+    int64_t start = asy_test_now_ms();
+    for (int t = 0; t < 2; t++) {
+        writers[t] = (s_writer_t){.conninfo = db, .streams = streams, .first = t, .step = 2,
+                                  .stream_count = stream_count};
+        pthread_create(&threads[t], NULL, s_writer, &writers[t]);
+    }
+    for (int t = 0; t < 2; t++)
+        pthread_join(threads[t], NULL);
+    double seconds = (double)(asy_test_now_ms() - start) / 1000.0;
+    if (writers[0].failed || writers[1].failed)
+        exit(1);
+    for (int i = 0; i < stream_count; i++)
+        free(streams[i].items);
+    free(streams);
+    PQclear(rows);
+    return (double)total / seconds;
+}
+
 static int64_t s_now_us(void)
 {
     struct timespec ts;
@@ -290,6 +429,9 @@ int main(int argc, char **argv)
     printf("(c) binary COPY of the same %ld rows: %.0f rows/s\n", 4 * per_agent, copy_eps);
     double row_eps = s_row_inserts(source, target, 5000);
     printf("(b) one INSERT per commit, 5,000 rows: %.0f rows/s\n", row_eps);
+    double store_eps = s_store_only(source, asy_test_create_database());
+    printf("(d) the broker's transaction alone (2 connections, batches of %d, no agents, no"
+           " network): %.0f events/s = %.2f of (c)\n", S_BATCH, store_eps, store_eps / copy_eps);
     free(rows);
     PQfinish(source);
     PQfinish(target);

@@ -65,8 +65,9 @@ typedef struct {
     int breach_grace_ms;
     int history_years;
     int64_t next_heartbeat_ms;
-    int64_t scan_due_ms;
-    size_t publish_cursor; /* where the last publishing pass stopped (round robin) */  /* start-up breach scan, once subscribers have had time to connect */
+    int64_t scan_due_ms;   /* start-up breach scan, once subscribers have had time to connect */
+    size_t publish_cursor; /* where the last publishing pass stopped (round robin) */
+    unsigned session_generation; /* db generation our session settings were applied in */
     int64_t next_reload_ms;
     uint64_t cases_applied;
     uint64_t rows_fetched; /* rows read by the rebuild */
@@ -209,6 +210,19 @@ static int s_rebuild(s_monitor_t *self)
     return rc;
 }
 
+/* The monitor's only writes (breach records) need not wait for the WAL flush: a record lost
+   in a crash only means the breach is announced once more after the restart. A reconnect
+   (asy_db_reset, here or in breaches.c) starts a new session: applied again then. */
+static int s_session(s_monitor_t *self)
+{
+    if (self->session_generation == asy_db_generation(self->db))
+        return 0;
+    int rc = asy_db_exec(self->db, "SET synchronous_commit = off", 0, NULL, NULL);
+    if (rc == 0)
+        self->session_generation = asy_db_generation(self->db);
+    return rc;
+}
+
 static int s_connect(s_monitor_t *self)
 {
     char error[512];
@@ -218,7 +232,8 @@ static int s_connect(s_monitor_t *self)
         if (store)
             self->db = asy_db_connect(self->conninfo, "advsyncd-monitor", error, sizeof error);
         asy_store_destroy(&store);
-        if (self->db && asy_db_exec(self->db, "SET synchronous_commit = off", 0, NULL, NULL) == 0 &&
+        self->session_generation = 0;
+        if (self->db && s_session(self) == 0 &&
             asy_db_exec(self->db, "SELECT 1 FROM case_state, outcome_state, holiday, denominator"
                                               " LIMIT 0", 0, NULL, NULL) == 0)
             return 0;
@@ -602,6 +617,7 @@ static void s_tick(s_monitor_t *self)
     }
     if (asy_breaches_deferred(self->breach_book))
         asy_breaches_due(self->breach_book, zclock_mono(), s_recheck, self);
+    s_session(self);
     asy_breaches_record(self->breach_book, self->db);
     s_publish_dirty(self);
     s_heartbeat(self);

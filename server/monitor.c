@@ -2,14 +2,15 @@
 
     Data flow:  ingest workers --PUSH--> [deltas PULL] -> aggregate (O(1) per case)
                 clock tick --> new day? rebuild + breach scan; dirty topics older than
-                coalesce_ms -> render (exact / disclosed) -> XPUB (seq) + topic cache
-                snapshot ROUTER <- SnapshotRequest: cached topics under the subtree + SnapshotEnd
+                coalesce_ms -> render (exact / disclosed) -> per stream a clone_pub:
+                XPUB (seq) + topic cache; its snapshot ROUTER answers SnapshotRequests
     Every socket, the database connection, the aggregate and the calendar belong to this actor
     alone.  */
 #include "monitor.h"
 
 #include "aggregate.h"
 #include "breaches.h"
+#include "clone_pub.h"
 #include "db.h"
 #include "log.h"
 #include "monitor_msg.h"
@@ -21,34 +22,18 @@
 #define S_STREAMS 2 /* 0 public, 1 restricted */
 #define S_FETCH_ROWS "5000"
 #define S_RETRY_MS 1000
-#define S_SNDHWM 100000
 #define S_DELTA_BUDGET_MS 20   /* case rows applied before other work gets a turn */
 #define S_PUBLISH_BUDGET_MS 20 /* topics rendered per tick before other work gets a turn */
 
+/* The coalescing state of a topic (the values themselves are cached by each stream). */
 typedef struct {
-    uint64_t seq;
-    uint8_t *data; /* the message as last published (with its seq) */
-    size_t size;
-    uint8_t *content; /* the same with seq 0 and as_of 0: tells a real change */
-    size_t content_size;
-} s_entry_t;
-
-typedef struct {
-    int64_t last_ms;
-    s_entry_t stream[S_STREAMS];
+    int64_t last_ms; /* when it was last published on either stream */
 } s_topic_t;
-
-typedef struct {
-    zsock_t *pub;
-    zsock_t *snapshot;
-    uint64_t seq;
-    bool exact;
-} s_stream_t;
 
 typedef struct {
     zsock_t *pipe;
     zsock_t *deltas;
-    s_stream_t streams[S_STREAMS];
+    asy_clone_pub_t *streams[S_STREAMS]; /* [1] is exact (restricted) */
     zpoller_t *poller;
     asy_db_t *db;
     char *conninfo;
@@ -258,53 +243,8 @@ static int s_connect(s_monitor_t *self)
 
 static void s_free_topic(void **item)
 {
-    s_topic_t *topic = *item;
-    for (int s = 0; topic && s < S_STREAMS; s++) {
-        free(topic->stream[s].data);
-        free(topic->stream[s].content);
-    }
-    free(topic);
+    free(*item);
     *item = NULL;
-}
-
-static void s_send(zsock_t *socket, const char *topic, const uint8_t *data, size_t size)
-{
-    zmsg_t *msg = zmsg_new();
-    zmsg_addstr(msg, topic);
-    zmsg_addmem(msg, data, size);
-    zmsg_send(&msg, socket);
-}
-
-/* Publishes msg on a stream under topic unless its content equals the cached one. Returns
-   true if published. */
-static bool s_publish(s_monitor_t *self, int stream, const char *topic, s_entry_t *entry,
-                      asy_mmsg_t *msg)
-{
-    s_stream_t *s = &self->streams[stream];
-    int64_t as_of = msg->update.as_of_us;
-    msg->seq = 0;
-    msg->update.as_of_us = 0;
-    uint8_t *content = NULL, *data = NULL;
-    size_t content_size = 0, size = 0;
-    if (asy_mmsg_encode(msg, &content, &content_size) != 0)
-        return false;
-    if (entry->content && entry->content_size == content_size &&
-        memcmp(entry->content, content, content_size) == 0) {
-        free(content);
-        return false;
-    }
-    msg->seq = s->seq + 1;
-    msg->update.as_of_us = as_of;
-    if (asy_mmsg_encode(msg, &data, &size) != 0) {
-        free(content);
-        return false;
-    }
-    s->seq++;
-    s_send(s->pub, topic, data, size);
-    free(entry->content);
-    free(entry->data);
-    *entry = (s_entry_t){s->seq, data, size, content, content_size};
-    return true;
 }
 
 static s_topic_t *s_topic(s_monitor_t *self, const char *name)
@@ -353,11 +293,10 @@ static void s_publish_dirty(s_monitor_t *self)
         bool published = false;
         int64_t started = zclock_usecs();
         for (int s = 0; s < S_STREAMS; s++) {
-            if (asy_aggregate_render(self->aggregate, &ref, self->streams[s].exact, now_us,
-                                     &msg.update) != 0)
+            if (asy_aggregate_render(self->aggregate, &ref, s == 1, now_us, &msg.update) != 0)
                 continue;
             self->renders++;
-            if (s_publish(self, s, name, &topic->stream[s], &msg)) {
+            if (asy_clone_pub_update(self->streams[s], name, &msg)) {
                 published = true;
                 self->published++;
             }
@@ -377,19 +316,8 @@ static void s_heartbeat(s_monitor_t *self)
     if (now_ms < self->next_heartbeat_ms)
         return;
     self->next_heartbeat_ms = now_ms + self->heartbeat_ms;
-    for (int s = 0; s < S_STREAMS; s++) {
-        asy_mmsg_t msg;
-        asy_mmsg_init(&msg, ASY_MMSG_HEARTBEAT);
-        msg.seq = self->streams[s].seq;
-        msg.sent_at_us = s_now_us(self);
-        msg.interval_ms = (uint32_t)self->heartbeat_ms;
-        uint8_t *data;
-        size_t size;
-        if (asy_mmsg_encode(&msg, &data, &size) == 0) {
-            s_send(self->streams[s].pub, ASY_HEARTBEAT_TOPIC, data, size);
-            free(data);
-        }
-    }
+    for (int s = 0; s < S_STREAMS; s++)
+        asy_clone_pub_heartbeat(self->streams[s], s_now_us(self), self->heartbeat_ms);
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -412,17 +340,9 @@ static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
     msg.breach.deadline = deadline;
     msg.breach.detected_at_us = s_now_us(self);
     msg.breach.service = view->service;
-    s_stream_t *restricted = &self->streams[1];
-    msg.seq = restricted->seq + 1;
     char topic[ASY_TOPIC_MAX];
     snprintf(topic, sizeof topic, "site/%s/breach", view->site_id);
-    uint8_t *data;
-    size_t size;
-    if (asy_mmsg_encode(&msg, &data, &size) == 0) {
-        restricted->seq++;
-        s_send(restricted->pub, topic, data, size);
-        free(data);
-    }
+    asy_clone_pub_notice(self->streams[1], topic, &msg);
     self->breaches++;
     asy_debug("monitor: breach %s of case %.12s at %s (deadline %s)",
               kind == ASY_BREACH_CONTACT ? "contact" : "meeting", view->case_id, view->site_id,
@@ -524,67 +444,6 @@ static void s_on_deltas(s_monitor_t *self)
     } while (zclock_mono() < until);
 }
 
-static void s_on_snapshot(s_monitor_t *self, int stream)
-{
-    zsock_t *socket = self->streams[stream].snapshot;
-    zmsg_t *request = zmsg_recv(socket);
-    if (!request)
-        return;
-    zframe_t *id = zmsg_pop(request);
-    zframe_t *body = zmsg_pop(request);
-    asy_mmsg_t msg;
-    bool ok = id && body && zmsg_size(request) == 0 &&
-              asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)) == 0 &&
-              msg.kind == ASY_MMSG_SNAPSHOT_REQUEST;
-    asy_mmsg_t reply;
-    uint32_t sent = 0;
-    if (ok) {
-        size_t prefix = strlen(msg.subtree);
-        for (s_topic_t *topic = zhashx_first(self->topics); topic;
-             topic = zhashx_next(self->topics)) {
-            const char *name = zhashx_cursor(self->topics);
-            const s_entry_t *entry = &topic->stream[stream];
-            if (!entry->data || strncmp(name, msg.subtree, prefix) != 0)
-                continue;
-            zmsg_t *out = zmsg_new();
-            zmsg_addmem(out, zframe_data(id), zframe_size(id));
-            zmsg_addstr(out, name);
-            zmsg_addmem(out, entry->data, entry->size);
-            zmsg_send(&out, socket);
-            sent++;
-        }
-        asy_mmsg_init(&reply, ASY_MMSG_SNAPSHOT_END);
-        reply.seq = self->streams[stream].seq;
-        reply.topics = sent;
-    } else {
-        asy_mmsg_init(&reply, ASY_MMSG_ERROR);
-        snprintf(reply.reason, sizeof reply.reason,
-                 "expected one frame holding a MonitorMessage with a SnapshotRequest");
-    }
-    if (ok)
-        asy_mmsg_release(&msg);
-    uint8_t *data;
-    size_t size;
-    if (id && asy_mmsg_encode(&reply, &data, &size) == 0) {
-        zmsg_t *out = zmsg_new();
-        zmsg_addmem(out, zframe_data(id), zframe_size(id));
-        zmsg_addstr(out, "");
-        zmsg_addmem(out, data, size);
-        zmsg_send(&out, socket);
-        free(data);
-    }
-    zframe_destroy(&id);
-    zframe_destroy(&body);
-    zmsg_destroy(&request);
-}
-
-/* XPUB delivers subscriptions; nothing to do with them but read them. */
-static void s_on_subscription(zsock_t *pub)
-{
-    zmsg_t *msg = zmsg_recv(pub);
-    zmsg_destroy(&msg);
-}
-
 /* New day: everything that depends on the date moves; announce what came due. */
 static void s_tick(s_monitor_t *self)
 {
@@ -636,28 +495,6 @@ static void s_on_pipe(s_monitor_t *self)
     zstr_free(&command);
 }
 
-static zsock_t *s_bind(int type, const char *endpoint, char *resolved, size_t size)
-{
-    zsock_t *socket = zsock_new(type);
-    if (!socket)
-        return NULL;
-    zsock_set_linger(socket, 0);
-    if (type == ZMQ_ROUTER)
-        zsock_set_sndhwm(socket, 0); /* a snapshot is one message per topic: never drop one */
-    if (type == ZMQ_XPUB) {
-        zsock_set_sndhwm(socket, S_SNDHWM);
-        zsock_set_xpub_verbose(socket, 1);
-    }
-    if (zsock_bind(socket, "%s", endpoint) < 0) {
-        zsock_destroy(&socket);
-        return NULL;
-    }
-    char *last = zsock_last_endpoint(socket); /* ours to free */
-    snprintf(resolved, size, "%s", last ? last : endpoint);
-    zstr_free(&last);
-    return socket;
-}
-
 typedef struct {
     char *endpoints[4];
     char *deltas;
@@ -666,25 +503,18 @@ typedef struct {
 static int s_bind_all(s_monitor_t *self, const s_config_t *config, char resolved[4][256],
                       char *error, size_t error_size)
 {
-    for (int i = 0; i < 4; i++) {
-        s_stream_t *stream = &self->streams[i / 2];
-        zsock_t *socket = s_bind(i % 2 ? ZMQ_ROUTER : ZMQ_XPUB, config->endpoints[i],
-                                 resolved[i], sizeof resolved[i]);
-        if (!socket) {
-            snprintf(error, error_size, "cannot bind %s: %s", config->endpoints[i],
-                     zmq_strerror(zmq_errno()));
+    for (int s = 0; s < S_STREAMS; s++) {
+        self->streams[s] = asy_clone_pub_new(config->endpoints[2 * s], config->endpoints[2 * s + 1],
+                                             &resolved[2 * s], error, error_size);
+        if (!self->streams[s])
             return ASY_EIO;
-        }
-        if (i % 2)
-            stream->snapshot = socket;
-        else
-            stream->pub = socket;
-        stream->exact = i >= 2;
     }
     /* zpoller reports the first ready socket in this order: control and snapshot requests
        before the (possibly long) queue of case rows */
-    self->poller = zpoller_new(self->pipe, self->streams[0].snapshot, self->streams[1].snapshot,
-                               self->deltas, self->streams[0].pub, self->streams[1].pub, NULL);
+    self->poller = zpoller_new(self->pipe, asy_clone_pub_router(self->streams[0]),
+                               asy_clone_pub_router(self->streams[1]), self->deltas,
+                               asy_clone_pub_xpub(self->streams[0]),
+                               asy_clone_pub_xpub(self->streams[1]), NULL);
     if (!self->poller) {
         snprintf(error, error_size, "out of memory");
         return ASY_ENOMEM;
@@ -707,13 +537,14 @@ static void s_serve(s_monitor_t *self)
         else if (which == self->deltas) {
             s_on_deltas(self);
             s_publish_dirty(self); /* a change goes out now if its topic may be published */
+        } else {
+            for (int s = 0; s < S_STREAMS; s++) {
+                if (which == asy_clone_pub_router(self->streams[s]))
+                    asy_clone_pub_serve_snapshot(self->streams[s]);
+                else if (which == asy_clone_pub_xpub(self->streams[s]))
+                    asy_clone_pub_take_subscription(self->streams[s]);
+            }
         }
-        else if (which == self->streams[0].snapshot)
-            s_on_snapshot(self, 0);
-        else if (which == self->streams[1].snapshot)
-            s_on_snapshot(self, 1);
-        else if (which == self->streams[0].pub || which == self->streams[1].pub)
-            s_on_subscription(which);
         if (zclock_mono() >= next_tick) {
             s_tick(self);
             next_tick = zclock_mono() + tick_ms;
@@ -755,15 +586,13 @@ static void s_monitor_destroy(s_monitor_t **self_p)
         return;
     zpoller_destroy(&self->poller);
     zsock_destroy(&self->deltas);
-    for (int s = 0; s < S_STREAMS; s++) {
-        zsock_destroy(&self->streams[s].pub);
-        zsock_destroy(&self->streams[s].snapshot);
-    }
+    for (int s = 0; s < S_STREAMS; s++)
+        asy_clone_pub_destroy(&self->streams[s]);
     asy_aggregate_destroy(&self->aggregate);
     asy_calendar_destroy(&self->calendar);
-    asy_db_destroy(&self->db);
-    if (self->db && self->breach_book)
+    if (self->db && self->breach_book) /* the last tick's announcements */
         asy_breaches_record(self->breach_book, self->db);
+    asy_db_destroy(&self->db);
     zhashx_destroy(&self->topics);
     asy_breaches_destroy(&self->breach_book);
     free(self->holidays_text);

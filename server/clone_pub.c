@@ -1,0 +1,236 @@
+/*  clone_pub.c: one ASM/1 stream's sockets, sequence and topic cache. See clone_pub.h.  */
+#include "clone_pub.h"
+
+#include <string.h>
+
+#define S_SNDHWM 100000
+
+/* A topic's last value: as published (with its seq), and with seq and as_of zeroed, which is
+   what tells a real change from a re-render of the same figures. */
+typedef struct {
+    uint64_t seq;
+    uint8_t *data;
+    size_t size;
+    uint8_t *content;
+    size_t content_size;
+} s_entry_t;
+
+struct asy_clone_pub {
+    zsock_t *xpub;
+    zsock_t *router;
+    uint64_t seq;
+    zhashx_t *topics; /* topic -> s_entry_t */
+};
+
+static void s_free_entry(void **item)
+{
+    s_entry_t *entry = *item;
+    if (entry) {
+        free(entry->data);
+        free(entry->content);
+    }
+    free(entry);
+    *item = NULL;
+}
+
+static zsock_t *s_bind(int type, const char *endpoint, char *resolved, size_t size)
+{
+    zsock_t *socket = zsock_new(type);
+    if (!socket)
+        return NULL;
+    zsock_set_linger(socket, 0);
+    if (type == ZMQ_ROUTER)
+        zsock_set_sndhwm(socket, 0); /* a snapshot is one message per topic: never drop one */
+    if (type == ZMQ_XPUB) {
+        zsock_set_sndhwm(socket, S_SNDHWM);
+        zsock_set_xpub_verbose(socket, 1);
+    }
+    if (zsock_bind(socket, "%s", endpoint) < 0) {
+        zsock_destroy(&socket);
+        return NULL;
+    }
+    char *last = zsock_last_endpoint(socket); /* ours to free */
+    snprintf(resolved, size, "%s", last ? last : endpoint);
+    zstr_free(&last);
+    return socket;
+}
+
+asy_clone_pub_t *asy_clone_pub_new(const char *pub_endpoint, const char *snapshot_endpoint,
+                                   char resolved[2][256], char *error, size_t error_size)
+{
+    asy_clone_pub_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->topics = zhashx_new())) {
+        snprintf(error, error_size, "out of memory");
+        free(self);
+        return NULL;
+    }
+    zhashx_set_destructor(self->topics, s_free_entry);
+    const char *endpoints[2] = {pub_endpoint, snapshot_endpoint};
+    zsock_t **sockets[2] = {&self->xpub, &self->router};
+    for (int i = 0; i < 2; i++) {
+        *sockets[i] =
+            s_bind(i ? ZMQ_ROUTER : ZMQ_XPUB, endpoints[i], resolved[i], sizeof resolved[i]);
+        if (!*sockets[i]) {
+            snprintf(error, error_size, "cannot bind %s: %s", endpoints[i],
+                     zmq_strerror(zmq_errno()));
+            asy_clone_pub_destroy(&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void asy_clone_pub_destroy(asy_clone_pub_t **self_p)
+{
+    asy_clone_pub_t *self = *self_p;
+    if (!self)
+        return;
+    zsock_destroy(&self->xpub);
+    zsock_destroy(&self->router);
+    zhashx_destroy(&self->topics);
+    free(self);
+    *self_p = NULL;
+}
+
+zsock_t *asy_clone_pub_xpub(const asy_clone_pub_t *self)
+{
+    return self->xpub;
+}
+
+zsock_t *asy_clone_pub_router(const asy_clone_pub_t *self)
+{
+    return self->router;
+}
+
+static void s_send(zsock_t *socket, const char *topic, const uint8_t *data, size_t size)
+{
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, topic);
+    zmsg_addmem(msg, data, size);
+    zmsg_send(&msg, socket);
+}
+
+bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg)
+{
+    s_entry_t *entry = zhashx_lookup(self->topics, topic);
+    if (!entry) {
+        entry = calloc(1, sizeof *entry);
+        if (!entry)
+            return false;
+        zhashx_insert(self->topics, topic, entry);
+    }
+    uint64_t seq = msg->seq;
+    int64_t as_of = msg->update.as_of_us;
+    msg->seq = 0;
+    msg->update.as_of_us = 0;
+    uint8_t *content = NULL, *data = NULL;
+    size_t content_size = 0, size = 0;
+    bool changed = asy_mmsg_encode(msg, &content, &content_size) == 0 &&
+                   !(entry->content && entry->content_size == content_size &&
+                     memcmp(entry->content, content, content_size) == 0);
+    msg->seq = self->seq + 1;
+    msg->update.as_of_us = as_of;
+    bool sent = changed && asy_mmsg_encode(msg, &data, &size) == 0;
+    msg->seq = seq;
+    if (!sent) {
+        free(content);
+        return false;
+    }
+    self->seq++;
+    s_send(self->xpub, topic, data, size);
+    free(entry->content);
+    free(entry->data);
+    *entry = (s_entry_t){self->seq, data, size, content, content_size};
+    return true;
+}
+
+bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg)
+{
+    uint64_t seq = msg->seq;
+    msg->seq = self->seq + 1;
+    uint8_t *data;
+    size_t size;
+    bool sent = asy_mmsg_encode(msg, &data, &size) == 0;
+    msg->seq = seq;
+    if (!sent)
+        return false;
+    self->seq++;
+    s_send(self->xpub, topic, data, size);
+    free(data);
+    return true;
+}
+
+void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int interval_ms)
+{
+    asy_mmsg_t msg;
+    asy_mmsg_init(&msg, ASY_MMSG_HEARTBEAT);
+    msg.seq = self->seq;
+    msg.sent_at_us = sent_at_us;
+    msg.interval_ms = (uint32_t)interval_ms;
+    uint8_t *data;
+    size_t size;
+    if (asy_mmsg_encode(&msg, &data, &size) == 0) {
+        s_send(self->xpub, ASY_HEARTBEAT_TOPIC, data, size);
+        free(data);
+    }
+}
+
+/* Sends [id][topic][body] on the ROUTER. */
+static void s_reply(zsock_t *router, zframe_t *id, const char *topic, const uint8_t *data,
+                    size_t size)
+{
+    zmsg_t *out = zmsg_new();
+    zmsg_addmem(out, zframe_data(id), zframe_size(id));
+    zmsg_addstr(out, topic);
+    zmsg_addmem(out, data, size);
+    zmsg_send(&out, router);
+}
+
+void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
+{
+    zmsg_t *request = zmsg_recv(self->router);
+    if (!request)
+        return;
+    zframe_t *id = zmsg_pop(request);
+    zframe_t *body = zmsg_pop(request);
+    asy_mmsg_t msg;
+    bool ok = id && body && zmsg_size(request) == 0 &&
+              asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)) == 0 &&
+              msg.kind == ASY_MMSG_SNAPSHOT_REQUEST;
+    asy_mmsg_t reply;
+    if (ok) {
+        uint32_t sent = 0;
+        size_t prefix = strlen(msg.subtree);
+        for (s_entry_t *entry = zhashx_first(self->topics); entry;
+             entry = zhashx_next(self->topics)) {
+            const char *name = zhashx_cursor(self->topics);
+            if (!entry->data || strncmp(name, msg.subtree, prefix) != 0)
+                continue;
+            s_reply(self->router, id, name, entry->data, entry->size);
+            sent++;
+        }
+        asy_mmsg_release(&msg);
+        asy_mmsg_init(&reply, ASY_MMSG_SNAPSHOT_END);
+        reply.seq = self->seq;
+        reply.topics = sent;
+    } else {
+        asy_mmsg_init(&reply, ASY_MMSG_ERROR);
+        snprintf(reply.reason, sizeof reply.reason,
+                 "expected one frame holding a MonitorMessage with a SnapshotRequest");
+    }
+    uint8_t *data;
+    size_t size;
+    if (id && asy_mmsg_encode(&reply, &data, &size) == 0) {
+        s_reply(self->router, id, "", data, size);
+        free(data);
+    }
+    zframe_destroy(&id);
+    zframe_destroy(&body);
+    zmsg_destroy(&request);
+}
+
+void asy_clone_pub_take_subscription(asy_clone_pub_t *self)
+{
+    zmsg_t *msg = zmsg_recv(self->xpub);
+    zmsg_destroy(&msg);
+}

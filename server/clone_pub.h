@@ -1,0 +1,50 @@
+/*  clone_pub.h: the server side of one ASM/1 stream (proto/PROTOCOL.md part II, the ZeroMQ
+    Clone pattern): an XPUB for updates and heartbeats, a ROUTER for snapshots, the stream's
+    sequence number, and the last value published under every topic (what a snapshot sends).
+
+    The monitor has two: the public (disclosure-controlled) and the restricted (exact) stream.
+    Each owns its two sockets and its topic cache; used from the monitor's thread only.  */
+#ifndef ASY_CLONE_PUB_H_INCLUDED
+#define ASY_CLONE_PUB_H_INCLUDED
+
+#include "asy.h"
+#include "monitor_msg.h"
+
+#include <czmq.h>
+
+typedef struct asy_clone_pub asy_clone_pub_t;
+
+/* Binds the XPUB to pub_endpoint and the ROUTER to snapshot_endpoint (resolved[0] and [1] get
+   the endpoints as bound, e.g. the port chosen for "*"). NULL with error set if either cannot
+   be bound or memory runs out. */
+asy_clone_pub_t *asy_clone_pub_new(const char *pub_endpoint, const char *snapshot_endpoint,
+                                   char resolved[2][256], char *error, size_t error_size);
+void asy_clone_pub_destroy(asy_clone_pub_t **self_p);
+
+/* The sockets, for the owner's poller: the XPUB is readable when a subscription arrives
+   (asy_clone_pub_take_subscription), the ROUTER when a snapshot is asked for
+   (asy_clone_pub_serve_snapshot). */
+zsock_t *asy_clone_pub_xpub(const asy_clone_pub_t *self);
+zsock_t *asy_clone_pub_router(const asy_clone_pub_t *self);
+
+/* Publishes msg (an UPDATE) under topic with the next sequence number and keeps it as the
+   topic's last value, unless its content (all but seq and as_of) equals that last value:
+   then nothing is sent. msg's seq and as_of_us are left as they came. Returns true if sent. */
+bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg);
+
+/* Publishes msg under topic with the next sequence number without keeping it: a notice (a
+   breach), not a topic's value, so snapshots do not carry it. Returns true if sent. */
+bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg);
+
+/* Sends a heartbeat carrying the current sequence number. */
+void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int interval_ms);
+
+/* Answers the request waiting on the ROUTER: a SnapshotRequest gets the last value of every
+   topic under its subtree, then a SnapshotEnd with the sequence number they are as of;
+   anything else gets a MonitorError. */
+void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self);
+
+/* Reads a subscription (or unsubscription) message off the XPUB: nothing depends on them. */
+void asy_clone_pub_take_subscription(asy_clone_pub_t *self);
+
+#endif

@@ -70,6 +70,7 @@ static zactor_t *s_new_monitor(const asy_broker_options_t *o)
         .restricted_snapshot = o->value[ASY_OPT_MONITOR_RESTRICTED_SNAPSHOT],
         .coalesce_ms = asy_broker_options_int(o, ASY_OPT_COALESCE_MS),
         .heartbeat_ms = asy_broker_options_int(o, ASY_OPT_HEARTBEAT_MS),
+        .breach_grace_ms = asy_broker_options_int(o, ASY_OPT_BREACH_GRACE_MS),
         .history_years = asy_broker_options_int(o, ASY_OPT_HISTORY_YEARS)};
     return zactor_new(asy_monitor_actor, &args);
 }

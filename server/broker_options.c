@@ -56,6 +56,9 @@ static const s_spec_t s_specs[ASY_OPT_COUNT] = {
                               60000, "monitor heartbeat interval"},
     [ASY_OPT_HISTORY_YEARS] = {"history-years", "monitor/history_years", "2", S_NUMBER, 1, 10,
                                "financial years of periods kept"},
+    [ASY_OPT_BREACH_GRACE_MS] = {"breach-grace-ms", "monitor/breach_grace_ms", "30000", S_NUMBER,
+                                 1, 86400000,
+                                 "wait before announcing a case that arrived in breach"},
 };
 
 static void s_usage(FILE *out)

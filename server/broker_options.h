@@ -24,6 +24,7 @@ typedef enum {
     ASY_OPT_COALESCE_MS,
     ASY_OPT_HEARTBEAT_MS,
     ASY_OPT_HISTORY_YEARS,
+    ASY_OPT_BREACH_GRACE_MS,
     ASY_OPT_COUNT
 } asy_broker_option_t;
 

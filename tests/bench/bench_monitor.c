@@ -29,8 +29,10 @@
         probes ran. Target: p99 < 50 ms at 1,000 subscribers. Broker memory: VmHWM of advsyncd.
         Two loads, each with its own broker and database:
         (a) as the issue specifies: simulate's default history (from 120 days ago) paced in
-            real time, so every referral arrives long after its deadlines; the monitor then
-            announces (and INSERTs into monitor_breach) a breach notice per deadline;
+            real time, so every referral arrives long after its deadlines; with the broker's
+            --breach-grace-ms 1000 (the default 30 s would outlast the probes) the monitor
+            announces (and INSERTs into monitor_breach) a breach notice per deadline missed,
+            a second after the case arrived;
         (b) live-dated: simulate --start <2 days ago>, so no deadline has passed yet and no
             breach notice is due: the monitor's upkeep and publishing alone.
         The last line has (a) (broker_rss_mb: the larger peak of the two); (b) is printed above.
@@ -69,6 +71,7 @@
 #define S_WARMUP_MS 5000
 #define S_TAIL_MS 1500
 #define S_AGENTS 3
+#define S_BREACH_GRACE "1000" /* ms, load (a) */
 
 static void s_die(const char *what)
 {
@@ -789,8 +792,12 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
     char *db = asy_test_create_database();
     char *dir = asy_test_tmpdir();
     char endpoint[128], restricted[256], pid_text[16], start[16] = "";
-    pid_t broker = asy_test_start_broker(db, dir, asy_test_free_port(), endpoint,
-                                         sizeof endpoint);
+    /* (a): breaches are due at once; a 1 s grace (default 30 s, longer than the probes run)
+       makes the monitor announce them while it is measured */
+    const char *const grace[] = {"--breach-grace-ms", S_BREACH_GRACE, NULL};
+    pid_t broker = asy_test_start_broker_with(db, dir, asy_test_free_port(),
+                                              start_days_ago ? NULL : grace, endpoint,
+                                              sizeof endpoint);
     snprintf(pid_text, sizeof pid_text, "%d", (int)broker);
     s_restricted_endpoint(dir, restricted, sizeof restricted);
     if (start_days_ago > 0) {

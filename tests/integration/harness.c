@@ -254,6 +254,13 @@ int asy_test_run(char *const argv[], char *out, size_t out_size, int timeout_ms)
 pid_t asy_test_start_broker(const char *conninfo, const char *workdir, int port, char *endpoint,
                             size_t endpoint_size)
 {
+    return asy_test_start_broker_with(conninfo, workdir, port, NULL, endpoint, endpoint_size);
+}
+
+pid_t asy_test_start_broker_with(const char *conninfo, const char *workdir, int port,
+                                 const char *const extra[], char *endpoint,
+                                 size_t endpoint_size)
+{
     char bind[64], endpoint_file[512], log_path[512], database[1024];
     if (port > 0)
         snprintf(bind, sizeof bind, "tcp://127.0.0.1:%d", port);
@@ -264,10 +271,16 @@ pid_t asy_test_start_broker(const char *conninfo, const char *workdir, int port,
     snprintf(database, sizeof database, "%s", conninfo);
     unlink(endpoint_file);
     char any[] = "tcp://127.0.0.1:*";
-    char *argv[] = {ASY_ADVSYNCD_PATH, "--database", database, "--ingest", bind,
-                    "--endpoint-file", endpoint_file, "--monitor-public", any,
-                    "--monitor-public-snapshot", any, "--monitor-restricted", any,
-                    "--monitor-restricted-snapshot", any, NULL};
+    char *argv[32] = {ASY_ADVSYNCD_PATH, "--database", database, "--ingest", bind,
+                      "--endpoint-file", endpoint_file, "--monitor-public", any,
+                      "--monitor-public-snapshot", any, "--monitor-restricted", any,
+                      "--monitor-restricted-snapshot", any, NULL};
+    size_t argc = 15;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        cr_assert_lt(argc + 1, sizeof argv / sizeof *argv, "too many extra advsyncd args");
+        argv[argc++] = (char *)extra[i];
+    }
+    argv[argc] = NULL;
     pid_t pid = asy_test_spawn(argv, log_path);
     int64_t deadline = asy_test_now_ms() + 30000;
     while (asy_test_now_ms() < deadline) {

@@ -59,6 +59,11 @@ int asy_test_free_port(void);
    into endpoint[] (e.g. "tcp://127.0.0.1:41234"). The monitor binds its four streams to free
    loopback ports, listed in <workdir>/broker.endpoint after the first line as "name endpoint"
    (asy_test_broker_endpoint). Log in <workdir>/broker.log. */
+pid_t asy_test_start_broker_with(const char *conninfo, const char *workdir, int port,
+                                 const char *const extra[], char *endpoint,
+                                 size_t endpoint_size);
+
+/* The same without extra args. */
 pid_t asy_test_start_broker(const char *conninfo, const char *workdir, int port,
                             char *endpoint, size_t endpoint_size);
 

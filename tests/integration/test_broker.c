@@ -636,11 +636,17 @@ Test(broker, flags_and_config_errors)
     cr_assert(strstr(out, "--endpoint-file"), "--help said: %s", out);
     cr_assert_eq(s_advsyncd("--no-such-flag", NULL, out, sizeof out), 2);
     cr_assert_eq(s_advsyncd("--log-level", "loud", out, sizeof out), 2);
+    cr_assert_eq(s_advsyncd("--breach-grace-ms", "0", out, sizeof out), 2);
+    cr_assert_eq(s_advsyncd("--coalesce-ms", "fast", out, sizeof out), 2);
     cr_assert_eq(s_advsyncd("--config", "/nonexistent/advsyncd.cfg", out, sizeof out), 1);
     char path[512];
     snprintf(path, sizeof path, "%s/bad.cfg", s_dir);
     FILE *file = fopen(path, "w");
     fprintf(file, "broker\n    ingest = tcp://127.0.0.1:*\n    databse = \"dbname=x\"\n");
+    fclose(file);
+    cr_assert_eq(s_advsyncd("--config", path, out, sizeof out), 1);
+    file = fopen(path, "w");
+    fprintf(file, "monitor\n    breach_grace_ms = 90000000\n"); /* over a day */
     fclose(file);
     cr_assert_eq(s_advsyncd("--config", path, out, sizeof out), 1);
     s_assert_alive();

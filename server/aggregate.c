@@ -2,10 +2,16 @@
 
     A case contributes +1 to the counters of every (scope, period, family, breakdown group) it
     belongs to (the membership rules of proto/PROTOCOL.md 12.2, written out once in
-    s_contribute). Putting a new version of a case subtracts the old contribution and adds the
+    s_members). Putting a new version of a case subtracts the old contribution and adds the
     new one: the work is the number of periods times breakdowns, independent of how many cases
     or events are stored. Counters are dense arrays per (scope, period), allocated when a scope
-    first appears; buckets of the window are rebuilt when the day changes.  */
+    first appears; buckets of the window are rebuilt when the day changes.
+
+    The families that count people (M2, M6, M12) are kept per person instead: a person counts
+    once per (scope, period) if any of their cases there belongs, in the groups of the latest
+    such case (greatest received date, then case id), numerator if any such case has it. A put
+    subtracts and re-adds the person's contribution: the work grows with the person's cases
+    (one or a few), not with the data.  */
 #include "aggregate_private.h"
 
 #include "codec.h"
@@ -14,6 +20,8 @@
 #include <string.h>
 
 #define S_BIT(metric) ((uint16_t)(1u << (metric)))
+#define S_PERSON_FAMILIES (1u << ASY_FAM_M2 | 1u << ASY_FAM_M6 | 1u << ASY_FAM_M12)
+#define S_PERSON_CASES_ON_STACK 8
 
 const asy_dim_info_t asy_dims[ASY_DIM_COUNT] = {
     [ASY_DIM_TOTAL] = {"total", NULL, 1},
@@ -408,7 +416,10 @@ static bool s_waiting(const asy_aggregate_t *self, const asy_case_view_t *v)
            v->closed == ASY_NO_DATE && v->declined == ASY_NO_DATE && v->met == ASY_NO_DATE;
 }
 
-static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sign)
+/* The case's own contribution: every family but the people-counting ones, and those too when
+   with_person (the case is its person's only one: the same as s_person_contribute, faster). */
+static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sign,
+                         bool with_person)
 {
     int groups[ASY_DIM_COUNT];
     for (int d = 0; d < ASY_DIM_COUNT; d++)
@@ -418,7 +429,8 @@ static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sig
     int np = self->period_count;
     for (int p = 0; p < np; p++) {
         int b[ASY_FAM_COUNT] = {0};
-        uint16_t in = s_members(self, c, &recovery, &self->periods[p], b);
+        uint16_t in = s_members(self, c, &recovery, &self->periods[p], b) &
+                      (with_person ? 0xFFFFu : (uint16_t)~S_PERSON_FAMILIES);
         if (!in)
             continue;
         for (int s = 0; s < 2; s++) {
@@ -443,6 +455,137 @@ static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sig
     }
 }
 
+/* Whether case a is the later of two for a person's groups. */
+static bool s_later(const asy_agg_case_t *a, const asy_agg_case_t *b)
+{
+    if (a->view.received != b->view.received)
+        return a->view.received > b->view.received;
+    return strcmp(a->view.case_id, b->view.case_id) > 0;
+}
+
+/* A person's contribution to the people-counting families, from all of their cases. */
+static void s_person_contribute(asy_aggregate_t *self, const asy_agg_person_t *person, int sign)
+{
+    int n = person->count;
+    if (n == 0)
+        return;
+    typedef struct {
+        int groups[ASY_DIM_COUNT];
+        s_recovery_t recovery;
+        uint16_t in;
+        int b[ASY_FAM_COUNT];
+    } s_member_t;
+    s_member_t on_stack[S_PERSON_CASES_ON_STACK];
+    s_member_t *m = n <= S_PERSON_CASES_ON_STACK ? on_stack : malloc((size_t)n * sizeof *m);
+    if (!m)
+        return; /* counted nowhere: the next rebuild retries */
+    for (int i = 0; i < n; i++) {
+        const asy_agg_case_t *c = person->cases[i];
+        for (int d = 0; d < ASY_DIM_COUNT; d++)
+            m[i].groups[d] = asy_dim_group(&c->view, (asy_dim_t)d);
+        m[i].recovery = s_recovery(c);
+    }
+    int np = self->period_count;
+    for (int p = 0; p < np; p++) {
+        uint16_t any = 0;
+        for (int i = 0; i < n; i++) {
+            memset(m[i].b, 0, sizeof m[i].b);
+            m[i].in = s_members(self, person->cases[i], &m[i].recovery, &self->periods[p],
+                                m[i].b) & S_PERSON_FAMILIES;
+            any |= m[i].in;
+        }
+        if (!any)
+            continue;
+        /* the consortium, then each site the person has a case at (once) */
+        for (int s = -1; s < n; s++) {
+            int scope = s < 0 ? 0 : person->cases[s]->scope;
+            bool seen = false;
+            for (int j = 0; s >= 0 && j < s && !seen; j++)
+                seen = person->cases[j]->scope == scope;
+            if (seen)
+                continue;
+            int64_t *block = self->counters[scope * np + p];
+            uint16_t topics = 0;
+            for (int f = 0; f < ASY_FAM_COUNT; f++) {
+                if (!(any & (1u << f)))
+                    continue;
+                int latest = -1;
+                bool numerator = false;
+                for (int i = 0; i < n; i++) {
+                    if (!(m[i].in & (1u << f)) || (scope && person->cases[i]->scope != scope))
+                        continue;
+                    numerator |= m[i].b[f] != 0;
+                    if (latest < 0 || s_later(person->cases[i], person->cases[latest]))
+                        latest = i;
+                }
+                if (latest < 0)
+                    continue;
+                s_add_family(self, block, f, m[latest].groups, sign, numerator ? sign : 0);
+                topics |= s_family_topics[f];
+            }
+            self->dirty[scope * (np + 1) + p] |= topics & (scope ? s_site_topics : s_all_topics);
+        }
+    }
+    if (m != on_stack)
+        free(m);
+}
+
+/* The key a case's person is filed under: "p" + person_key, or "c" + case_id without one. */
+static void s_person_key(const asy_case_view_t *view, char out[ASY_PSEUDONYM_HEX + 2])
+{
+    snprintf(out, ASY_PSEUDONYM_HEX + 2, "%c%s", view->person_key[0] ? 'p' : 'c',
+             view->person_key[0] ? view->person_key : view->case_id);
+}
+
+/* The person filed under key, created (empty) if new; NULL on ENOMEM. */
+static asy_agg_person_t *s_person(asy_aggregate_t *self, const char *key)
+{
+    asy_agg_person_t *person = zhashx_lookup(self->persons, key);
+    if (!person) {
+        person = calloc(1, sizeof *person);
+        if (person)
+            zhashx_insert(self->persons, key, person);
+    }
+    return person;
+}
+
+/* Makes room for one more case. */
+static int s_person_reserve(asy_agg_person_t *person)
+{
+    if (person->count < person->capacity)
+        return 0;
+    int capacity = person->capacity ? 2 * person->capacity : 2;
+    asy_agg_case_t **cases = realloc(person->cases, (size_t)capacity * sizeof *cases);
+    if (!cases)
+        return ASY_ENOMEM;
+    person->cases = cases;
+    person->capacity = capacity;
+    return 0;
+}
+
+/* After s_person_reserve: cannot fail. */
+static void s_person_add(asy_agg_person_t *person, asy_agg_case_t *c)
+{
+    person->cases[person->count++] = c;
+    c->person = person;
+}
+
+/* Takes c from the person filed under key; returns true if that freed the person. */
+static bool s_person_remove(asy_aggregate_t *self, asy_agg_person_t *person, asy_agg_case_t *c,
+                            const char *key)
+{
+    for (int i = 0; i < person->count; i++)
+        if (person->cases[i] == c) {
+            person->cases[i] = person->cases[--person->count];
+            break;
+        }
+    c->person = NULL;
+    if (person->count > 0)
+        return false;
+    zhashx_delete(self->persons, key);
+    return true;
+}
+
 static void s_deadlines(const asy_aggregate_t *self, asy_agg_case_t *c)
 {
     c->contact_deadline = c->meeting_deadline = ASY_NO_DATE;
@@ -458,6 +601,15 @@ static void s_deadlines(const asy_aggregate_t *self, asy_agg_case_t *c)
 
 /* ----------------------------------------------------------------------------------------------
    Life cycle. */
+
+static void s_free_person(void **item)
+{
+    asy_agg_person_t *person = *item;
+    if (person)
+        free(person->cases);
+    free(person);
+    *item = NULL;
+}
 
 static void s_free_case(void **item)
 {
@@ -483,15 +635,17 @@ asy_aggregate_t *asy_aggregate_new(const asy_calendar_t *calendar, int history_y
             self->cells += asy_dims[asy_family_dims[f][k]].groups;
         }
     self->cases = zhashx_new();
+    self->persons = zhashx_new();
     self->scope_index = zhashx_new();
     self->scope_capacity = 8;
     self->scope_names = calloc((size_t)self->scope_capacity, sizeof *self->scope_names);
-    if (!self->cases || !self->scope_index || !self->scope_names ||
+    if (!self->cases || !self->persons || !self->scope_index || !self->scope_names ||
         s_make_window(self) != 0) {
         asy_aggregate_destroy(&self);
         return NULL;
     }
     zhashx_set_destructor(self->cases, s_free_case);
+    zhashx_set_destructor(self->persons, s_free_person);
     self->scope_names[0] = strdup("all");
     self->scope_count = 1;
     if (!self->scope_names[0] || s_grow_storage(self, 0) != 0)
@@ -505,6 +659,7 @@ void asy_aggregate_destroy(asy_aggregate_t **self_p)
     if (!self)
         return;
     s_free_storage(self);
+    zhashx_destroy(&self->persons);
     zhashx_destroy(&self->cases);
     zhashx_destroy(&self->scope_index);
     for (int s = 0; self->scope_names && s < self->scope_count; s++)
@@ -524,8 +679,12 @@ int asy_aggregate_rebuild(asy_aggregate_t *self)
     for (asy_agg_case_t *c = zhashx_first(self->cases); rc == 0 && c;
          c = zhashx_next(self->cases)) {
         s_deadlines(self, c);
-        s_contribute(self, c, +1);
+        s_contribute(self, c, +1, c->person->count == 1);
     }
+    for (asy_agg_person_t *person = zhashx_first(self->persons); rc == 0 && person;
+         person = zhashx_next(self->persons))
+        if (person->count > 1)
+            s_person_contribute(self, person, +1);
     return rc;
 }
 
@@ -558,19 +717,51 @@ int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *
     int scope = s_scope_of(self, view->site_id);
     if (scope < 0)
         return scope;
-    if (c) {
-        s_contribute(self, c, -1);
-    } else {
+    /* everything that can fail first, so that a failure leaves the counters as they were */
+    char key[ASY_PSEUDONYM_HEX + 2], old_key[ASY_PSEUDONYM_HEX + 2] = "";
+    asy_agg_person_t *old = c ? c->person : NULL;
+    asy_agg_person_t *person = old;
+    if (!old || strcmp(c->view.person_key, view->person_key) != 0) {
+        s_person_key(view, key);
+        person = s_person(self, key);
+        if (old)
+            s_person_key(&c->view, old_key);
+    }
+    bool fresh = !c;
+    if (fresh)
         c = calloc(1, sizeof *c);
-        if (!c)
-            return ASY_ENOMEM;
+    if (!person || !c || (person != old && s_person_reserve(person) != 0)) {
+        if (fresh)
+            free(c);
+        return ASY_ENOMEM;
+    }
+    /* out: the case's families, and its person's (at once if it is the person's only case) */
+    if (fresh) { /* the hash keeps the pointer we gave it (no duplicator set) */
         zhashx_insert(self->cases, view->case_id, c);
-        /* zhashx_insert keeps the pointer we gave it (no duplicator set) */
+    } else if (old->count == 1) {
+        s_contribute(self, c, -1, true);
+    } else {
+        s_contribute(self, c, -1, false);
+        s_person_contribute(self, old, -1);
+    }
+    if (person != old) {
+        s_person_contribute(self, person, -1);
+        if (old && s_person_remove(self, old, c, old_key))
+            old = NULL; /* that was its only case: gone */
+        s_person_add(person, c);
     }
     c->view = *view;
     c->scope = scope;
     s_deadlines(self, c);
-    s_contribute(self, c, +1);
+    /* back in, as they are now */
+    if (person->count == 1) {
+        s_contribute(self, c, +1, true);
+    } else {
+        s_contribute(self, c, +1, false);
+        s_person_contribute(self, person, +1);
+    }
+    if (old && old != person)
+        s_person_contribute(self, old, +1);
     if (changed)
         *changed = true;
     return 0;
@@ -599,12 +790,12 @@ int asy_aggregate_put_outcome(asy_aggregate_t *self, const asy_outcome_view_t *o
         /* not counted yet: readings 0 contributes nothing */
         c->slot_count++;
     }
-    s_contribute(self, c, -1);
+    s_person_contribute(self, c->person, -1);
     slot->first_score = (int16_t)o->first_score;
     slot->last_score = (int16_t)o->last_score;
     slot->last_date = o->last_date;
     slot->readings = o->readings;
-    s_contribute(self, c, +1);
+    s_person_contribute(self, c->person, +1);
     return 0;
 }
 

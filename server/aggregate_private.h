@@ -42,14 +42,15 @@ extern const asy_dim_info_t asy_dims[ASY_DIM_COUNT];
 /* Families of counters kept per (scope, period): a = count or denominator, b = numerator. */
 typedef enum {
     ASY_FAM_M1,   /* a referrals received, b of which ethnicity stated (M13) */
-    ASY_FAM_M2,   /* a open cases */
+    ASY_FAM_M2,   /* a people with an open case (counted per person) */
     ASY_FAM_M4,   /* a contact deadlines matured, b met */
     ASY_FAM_M5,   /* a meeting deadlines matured, b met */
-    ASY_FAM_M6,   /* a qualifying (Q), b contacted (U) */
+    ASY_FAM_M6,   /* a qualifying people (Q), b of whom contacted (U) (per person) */
     ASY_FAM_M11D, /* a decisions, b declined */
     ASY_FAM_M11L, /* a closures, b left before goals */
     ASY_FAM_REA,  /* a referrals by ethnic group x age band */
-    ASY_FAM_M12,  /* a people with two readings or more in an area, b of whom improved */
+    ASY_FAM_M12,  /* a people with two readings or more in an area, b of whom improved
+                     (per person) */
     ASY_FAM_COUNT
 } asy_family_t;
 
@@ -85,14 +86,25 @@ typedef struct {
     int64_t readings;
 } asy_agg_slot_t;
 
+typedef struct asy_agg_person asy_agg_person_t;
+
 typedef struct {
     asy_case_view_t view;
+    asy_agg_person_t *person; /* whose case this is (never NULL once put) */
     int scope;
     asy_date_t contact_deadline;
     asy_date_t meeting_deadline;
     asy_agg_slot_t *slots; /* owned; NULL when the case has no readings */
     int slot_count;
 } asy_agg_case_t;
+
+/* A person and their cases (by person_key; a case without one is a person of its own). M2,
+   M6 and M12 count people, so they are counted per person, from all of the person's cases. */
+struct asy_agg_person {
+    asy_agg_case_t **cases; /* borrowed from asy_aggregate.cases */
+    int count;
+    int capacity;
+};
 
 struct asy_aggregate {
     const asy_calendar_t *calendar;
@@ -103,6 +115,7 @@ struct asy_aggregate {
     int cells;                              /* counters per family set */
     int offset[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX];
     zhashx_t *cases;                        /* case_id -> asy_agg_case_t (owned) */
+    zhashx_t *persons;                      /* person key -> asy_agg_person_t (owned) */
     char **scope_names;                     /* [0] = "all" */
     int scope_count;
     int scope_capacity;

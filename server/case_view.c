@@ -16,7 +16,7 @@ const char ASY_CASE_VIEW_COLUMNS[] =
         "declined_at") ", " S_MICROS("closed_at") ", eligible, " S_VER_MICROS("eligible_ver")
     ", qualifying, " S_VER_MICROS("qualifying_ver") ", " S_MICROS("qualifying_started_at")
     ", legal_status, left_before_goals, equality_optout, ethnicity_ons, nhs_ethnic, sex, gender,"
-    " age_band, disability, religion, sexual_orientation";
+    " age_band, disability, religion, sexual_orientation, person_key";
 
 enum {
     S_CASE_ID,
@@ -38,7 +38,8 @@ enum {
     S_LEFT_BEFORE_GOALS,
     S_OPTOUT,
     S_ATTR_FIRST,
-    S_COLUMNS = S_ATTR_FIRST + ASY_ATTR_COUNT
+    S_PERSON_KEY = S_ATTR_FIRST + ASY_ATTR_COUNT,
+    S_COLUMNS
 };
 
 static bool s_int64(const char *text, int64_t *out)
@@ -97,6 +98,7 @@ int asy_case_view_parse(int columns, const char *const *v, asy_case_view_t *out)
     int eligible = -1, legal_status = 0;
     bool ok = s_copy(out->case_id, sizeof out->case_id, v[S_CASE_ID]) &&
               s_copy(out->site_id, sizeof out->site_id, v[S_SITE_ID]) &&
+              s_copy(out->person_key, sizeof out->person_key, v[S_PERSON_KEY]) &&
               s_int64(v[S_VERSION], &out->version) && s_int(v[S_SERVICE], &out->service) &&
               s_int(v[S_SOURCE], &out->source) && s_date(v[S_RECEIVED], &out->received) &&
               s_date(v[S_CONTACTED], &out->contacted) && s_date(v[S_MET], &out->met) &&

@@ -31,6 +31,7 @@ typedef enum {
 typedef struct {
     char case_id[ASY_PSEUDONYM_HEX + 1];
     char site_id[ASY_ID_MAX + 1];
+    char person_key[ASY_PSEUDONYM_HEX + 1]; /* "" if not recorded: the case is its own person */
     int64_t version;           /* case_state.event_count: grows with every committed event */
     int service;               /* ServiceType, 0 not recorded */
     int source;                /* ReferralSource, 0 not recorded */

@@ -232,7 +232,7 @@ static json_t *s_event_json(const asy_sim_t *sim, const asy_sim_case_t *c, const
              (unsigned long long)sim->seed, (unsigned long long)c->number);
     s_set_text(event, "caseRef", reference);
     snprintf(reference, sizeof reference, "P-%s-%llu-%06llu", sim->site_id,
-             (unsigned long long)sim->seed, (unsigned long long)c->number);
+             (unsigned long long)sim->seed, (unsigned long long)c->person);
     s_set_text(event, "personRef", reference);
     s_set_time(event, "occurredAt", s->t);
     bool office = s->kind >= ASY_KIND_QUALIFYING_STARTED && s->kind <= ASY_KIND_QUALIFYING_ENDED;

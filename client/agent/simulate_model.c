@@ -548,19 +548,50 @@ static int s_step_compare(const void *a, const void *b)
     return x->t < y->t ? -1 : x->t > y->t;
 }
 
+/* A repeat referral: the case is of an earlier case's person, who keeps who they are. */
+static void s_take_person(asy_sim_case_t *c, const asy_sim_case_t *earlier)
+{
+    c->person = earlier->person;
+    c->group = earlier->group;
+    c->ons = earlier->ons;
+    c->nhs = earlier->nhs;
+    c->sex = earlier->sex;
+    c->gender = earlier->gender;
+    c->gender_identity = earlier->gender_identity;
+    c->age = earlier->age;
+    c->disability = earlier->disability;
+    c->religion = earlier->religion;
+    c->orientation = earlier->orientation;
+    c->marital = earlier->marital;
+    c->veteran = earlier->veteran;
+    c->interpreter = earlier->interpreter;
+    c->language = earlier->language;
+}
+
 /* A new case arriving at t0. Returns NULL on ENOMEM. */
 asy_sim_case_t *asy_sim_case_new(asy_sim_t *sim, int64_t t0)
 {
     asy_sim_case_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->number = ++sim->cases;
+    c->number = c->person = ++sim->cases;
     bool imha = sim->service == 1 || (sim->service == 0 && s_chance(&sim->rng, sim->p->imha_share));
     c->imha = imha;
     if (imha)
         s_build_imha(sim, c, t0);
     else
         s_build_community(sim, c, t0);
+    /* drawn after the build, so that with repeat = 0 the stream is what it always was; the
+       case's steps were drawn for its own profile, which then becomes the earlier person's */
+    if (sim->p->repeat > 0 && c->number > 1 && s_chance(&sim->rng, sim->p->repeat)) {
+        uint64_t known = c->number - 1 < ASY_SIM_RECENT ? c->number - 1 : ASY_SIM_RECENT;
+        uint64_t back = 1 + (uint64_t)(asy_sim_uniform(&sim->rng) * (double)known);
+        if (back > known)
+            back = known;
+        s_take_person(c, &sim->recent[(c->number - back) % ASY_SIM_RECENT]);
+    }
+    sim->recent[c->number % ASY_SIM_RECENT] = *c;
+    sim->recent[c->number % ASY_SIM_RECENT].steps = NULL; /* borrowed: people only */
     if (c->failed) {
         asy_sim_case_destroy(&c);
         return NULL;

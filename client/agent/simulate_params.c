@@ -177,6 +177,7 @@ static void s_load_people(s_loader_t *loader, asy_sim_params_t *p)
     }
     p->gender_differs = s_number(loader, "person/gender_differs", 0, 100);
     p->veteran = s_number(loader, "person/veteran", 0, 100);
+    p->repeat = s_number(loader, "person/repeat", 0, 100);
     s_table(loader, "person/gender_other", &p->gender_other, false);
     s_table(loader, "person/gender_identity", &p->gender_identity, false);
     s_table(loader, "person/disability", &p->disability, false);

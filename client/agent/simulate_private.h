@@ -12,6 +12,7 @@
 #define ASY_SIM_TABLE_MAX 24
 #define ASY_SIM_NAME_MAX 64
 #define ASY_SIM_LIST_MAX 16
+#define ASY_SIM_RECENT 64 /* a repeat referral is of one of the last 64 cases' people */
 
 typedef struct {
     int count;
@@ -66,6 +67,7 @@ typedef struct {
     asy_sim_group_t group[ASY_SIM_ETHNIC_COUNT];
     asy_sim_broad_t broad[ASY_SIM_BROAD_COUNT];
     double gender_differs, veteran;
+    double repeat; /* % of cases of a person referred before at the site */
     asy_sim_table_t gender_other, gender_identity, disability, orientation, marital;
     asy_sim_service_t imha, community;
     double uptake_baseline, uptake_16_17, uptake_65_plus, uptake_cto, uptake_learning, uptake_deaf,
@@ -106,6 +108,7 @@ typedef struct {
 
 typedef struct {
     uint64_t number;
+    uint64_t person; /* the person's number: the case's own, or an earlier case's (a repeat) */
     bool imha;
     int group; /* ASY_SIM_ETHNIC index */
     const char *ons, *nhs, *sex, *gender, *gender_identity, *age, *disability, *religion,
@@ -132,6 +135,7 @@ typedef struct {
     int64_t start, horizon; /* cases arrive in [start, horizon); no step after horizon */
     double per_day;         /* arrivals per day */
     uint64_t cases;
+    asy_sim_case_t recent[ASY_SIM_RECENT]; /* the last cases' people (steps not kept) */
     asy_sim_entry_t *heap;
     size_t heap_count, heap_capacity;
     uint64_t serial;

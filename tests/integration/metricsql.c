@@ -9,7 +9,10 @@
       mq_case    mq_base + SLA deadlines (the working day whose ord is day 0's ord + n) + M3 wait
       mq_period  the months, financial quarters and financial years of the window
       mq_member  (metric, family, period, case, numerator flag): who counts where
-      then one GROUP BY over members x scopes x breakdowns, plus the always-present totals.  */
+      mq_counted members x scopes; for the metrics that count people (M2, M6, M12) one row per
+                 person (person_key, or the case itself without one): the latest of their
+                 member cases there (received, then case_id), numerator if any of them is
+      then one GROUP BY over counted rows x breakdowns, plus the always-present totals.  */
 #include "metricsql.h"
 
 #include "codec.h"
@@ -85,13 +88,15 @@ static int s_run(PGconn *pg, const char *step, const char *sql, int count,
 }
 
 static const char *const s_drop_sql =
-    "DROP TABLE IF EXISTS mq_base, mq_cal, mq_case, mq_period, mq_member, mq_breakdown, "
-    "mq_enum, mq_scope, mq_family";
+    "DROP TABLE IF EXISTS mq_base, mq_cal, mq_case, mq_period, mq_member, mq_counted, "
+    "mq_breakdown, mq_enum, mq_scope, mq_family";
 
 /* Per case: London dates, the dates held in *_ver columns, attributes after the opt-out.
    $1 = the IMHA-qualifying legal statuses. */
 static const char *const s_base_sql =
     "CREATE TEMP TABLE mq_base AS SELECT case_id, site_id,"
+    " CASE WHEN coalesce(person_key, '') = '' THEN 'c' || case_id ELSE 'p' || person_key END"
+    "  AS person,"
     " (referral_received_at AT TIME ZONE 'Europe/London')::date AS received,"
     " (first_contact_at AT TIME ZONE 'Europe/London')::date AS contacted,"
     " (initial_meeting_at AT TIME ZONE 'Europe/London')::date AS met,"
@@ -210,6 +215,22 @@ static const char *const s_member_sql =
     "        FROM outcome_state WHERE readings >= 2 GROUP BY case_id) o"
     "  JOIN mq_case c USING (case_id) JOIN mq_period p ON o.latest BETWEEN p.s AND p.e";
 
+/* Members per scope; people counted once (see the top of the file). */
+static const char *const s_counted_sql =
+    "CREATE TEMP TABLE mq_counted AS"
+    " WITH s AS (SELECT sc.scope, m.metric, m.family, m.period, m.case_id, m.num, c.person,"
+    "  c.received FROM mq_member m JOIN mq_case c USING (case_id)"
+    "  CROSS JOIN LATERAL (VALUES ('all'), ('site/' || c.site_id)) AS sc(scope)"
+    "  WHERE sc.scope IS NOT NULL)"
+    " SELECT scope, metric, family, period, case_id, num FROM s"
+    "  WHERE metric NOT IN ('M2', 'M6', 'M12')"
+    " UNION ALL SELECT scope, metric, family, period, case_id, num FROM"
+    "  (SELECT DISTINCT ON (scope, metric, family, period, person) scope, metric, family, period,"
+    "    case_id, bool_or(num) OVER (PARTITION BY scope, metric, family, period, person) AS num"
+    "   FROM s WHERE metric IN ('M2', 'M6', 'M12')"
+    "   ORDER BY scope, metric, family, period, person, received DESC NULLS LAST,"
+    "    case_id COLLATE \"C\" DESC) AS people";
+
 /* The breakdowns of each metric, the families (a metric with its name prefix: M11 has two)
    and the scopes. */
 static const char *const s_breakdown_sql =
@@ -237,11 +258,10 @@ static const char *const s_scope_sql =
    mq_enum (a value the enum does not have counts as its not-recorded value 0); plus the total
    cells nobody counts in. */
 static const char *const s_cells_sql =
-    "WITH cells AS (SELECT sc.scope, m.metric, m.family, m.period, u.breakdown,"
+    "WITH cells AS (SELECT m.scope, m.metric, m.family, m.period, u.breakdown,"
     "  coalesce(u.fixed, e.name, z.name) AS grp, count(*) AS n, count(*) FILTER (WHERE m.num) AS k,"
     "  CASE WHEN m.metric = 'M3' THEN array_agg(c.wait ORDER BY c.wait)::text END AS waits"
-    " FROM mq_member m JOIN mq_case c USING (case_id)"
-    " CROSS JOIN LATERAL (VALUES ('all'), ('site/' || c.site_id)) AS sc(scope)"
+    " FROM mq_counted m JOIN mq_case c USING (case_id)"
     " CROSS JOIN LATERAL (VALUES ('total', NULL, 0, 'ALL'),"
     "  ('source', 'ReferralSource', c.source, NULL), ('service', 'ServiceType', c.service, NULL),"
     "  ('ethnicity_ons', 'EthnicityOns2021', c.ons, NULL), ('ethnic_group', NULL, 0, "
@@ -255,7 +275,7 @@ static const char *const s_cells_sql =
     " JOIN mq_breakdown bd ON bd.metric = m.metric AND bd.breakdown = u.breakdown"
     " LEFT JOIN mq_enum e ON e.which = u.which AND e.code = u.code"
     " LEFT JOIN mq_enum z ON z.which = u.which AND z.code = 0"
-    " WHERE sc.scope IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6),"
+    " GROUP BY 1, 2, 3, 4, 5, 6),"
     " totals AS (SELECT sc.scope, f.metric, f.family, p.name AS period, 'total' AS breakdown,"
     "  'ALL' AS grp FROM mq_scope sc CROSS JOIN mq_family f"
     "  JOIN (SELECT name FROM mq_period UNION ALL SELECT 'now') AS p"
@@ -379,7 +399,7 @@ static int s_load_calendar(PGconn *pg, int32_t today, const asy_calendar_t *cal)
     return rc;
 }
 
-/* Builds every TEMP table up to mq_member. */
+/* Builds every TEMP table up to mq_counted. */
 static int s_build_tables(PGconn *pg, int32_t today, const asy_calendar_t *cal, int history_years)
 {
     char today_text[ASY_DATE_TEXT], years[16], contact[16], meeting[16];
@@ -404,6 +424,8 @@ static int s_build_tables(PGconn *pg, int32_t today, const asy_calendar_t *cal, 
         rc = s_run(pg, "mq_period", s_period_sql, 2, period_params, NULL);
     if (rc == 0)
         rc = s_run(pg, "mq_member", s_member_sql, 1, member_params, NULL);
+    if (rc == 0)
+        rc = s_run(pg, "mq_counted", s_counted_sql, 0, NULL, NULL);
     if (rc == 0)
         rc = s_run(pg, "mq_breakdown", s_breakdown_sql, 0, NULL, NULL);
     if (rc == 0)

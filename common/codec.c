@@ -809,6 +809,9 @@ static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *o
         const Advsync__V1__ReferralReceived *r = m->referral_received;
         out->service = r->has_service ? (int)r->service : 0;
         out->source = r->has_source ? (int)r->source : 0;
+        for (size_t i = 0; i < r->n_reasons; i++)
+            if (r->reasons[i] > 0 && r->reasons[i] < 31)
+                out->reasons |= 1u << r->reasons[i];
         out->received_at_us = r->received_at ? s_micros(r->received_at) : out->occurred_at_us;
         break;
     }

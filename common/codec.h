@@ -146,6 +146,7 @@ typedef struct {
     int service;
     int64_t received_at_us;                  /* received_at, or occurred_at if absent */
     int source;
+    uint32_t reasons;                        /* bit r for each ReferralReason r in 1..30 */
     /* referral.eligibility_decided: -1 not recorded, 0 not eligible, 1 eligible */
     int eligible;
     /* referral.declined */

@@ -390,6 +390,7 @@ static const struct {
     {"Disability", &advsync__v1__disability__descriptor},
     {"Religion", &advsync__v1__religion__descriptor},
     {"SexualOrientation", &advsync__v1__sexual_orientation__descriptor},
+    {"ReferralReason", &advsync__v1__referral_reason__descriptor},
     {"ServiceType", &advsync__v1__service_type__descriptor},
     {"ReferralSource", &advsync__v1__referral_source__descriptor},
     {"BreachKind", &advsync__v1__breach_kind__descriptor},

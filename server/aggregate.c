@@ -36,13 +36,14 @@ const asy_dim_info_t asy_dims[ASY_DIM_COUNT] = {
     [ASY_DIM_DISABILITY] = {"disability", "Disability", 8},
     [ASY_DIM_RELIGION] = {"religion", "Religion", 10},
     [ASY_DIM_ORIENTATION] = {"sexual_orientation", "SexualOrientation", 6},
+    [ASY_DIM_REASON] = {"reason", "ReferralReason", 15},
     [ASY_DIM_EG_AGE] = {"ethnic_group_age", NULL, ASY_EG_GROUPS * ASY_AGE_GROUPS},
 };
 
 const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX] = {
     [ASY_FAM_M1] = {ASY_DIM_TOTAL, ASY_DIM_SOURCE, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG,
                     ASY_DIM_NHS, ASY_DIM_AGE, ASY_DIM_SEX, ASY_DIM_GENDER, ASY_DIM_DISABILITY,
-                    ASY_DIM_RELIGION, ASY_DIM_ORIENTATION, -1},
+                    ASY_DIM_RELIGION, ASY_DIM_ORIENTATION, ASY_DIM_REASON, -1},
     [ASY_FAM_M2] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG, ASY_DIM_AGE,
                     ASY_DIM_SEX, ASY_DIM_GENDER, ASY_DIM_DISABILITY, -1},
     [ASY_FAM_M4] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG, ASY_DIM_AGE,
@@ -128,6 +129,8 @@ int asy_dim_group(const asy_case_view_t *v, asy_dim_t dim)
         return s_clamp(v->attr[ASY_ATTR_RELIGION], 10);
     case ASY_DIM_ORIENTATION:
         return s_clamp(v->attr[ASY_ATTR_SEXUAL_ORIENTATION], 6);
+    case ASY_DIM_REASON:
+        return (int)(v->reasons & ((1u << asy_dims[ASY_DIM_REASON].groups) - 1) & ~1u);
     case ASY_DIM_EG_AGE:
         return s_ethnic_group(v) * ASY_AGE_GROUPS + s_clamp(v->attr[ASY_ATTR_AGE_BAND],
                                                             ASY_AGE_GROUPS);
@@ -322,7 +325,17 @@ static void s_add_family(asy_aggregate_t *self, int64_t *block, int family, cons
                          int a, int b)
 {
     for (int k = 0; asy_family_dims[family][k] >= 0; k++) {
-        int g = groups[asy_family_dims[family][k]];
+        int dim = asy_family_dims[family][k];
+        if (dim == ASY_DIM_REASON) { /* a bit mask: every reason given, or none recorded */
+            unsigned mask = (unsigned)groups[dim];
+            for (int g = 0; g < asy_dims[dim].groups; g++)
+                if (mask & (1u << g) || (g == 0 && mask == 0)) {
+                    *asy_counter(self, block, family, k, g, 0) += a;
+                    *asy_counter(self, block, family, k, g, 1) += b;
+                }
+            continue;
+        }
+        int g = groups[dim];
         *asy_counter(self, block, family, k, g, 0) += a;
         *asy_counter(self, block, family, k, g, 1) += b;
     }

@@ -21,6 +21,7 @@ typedef enum {
     ASY_DIM_DISABILITY,
     ASY_DIM_RELIGION,
     ASY_DIM_ORIENTATION,
+    ASY_DIM_REASON,  /* referral reasons: several per referral (a case counts in each) */
     ASY_DIM_EG_AGE,  /* ethnic group x age band, for the standardised rate (internal) */
     ASY_DIM_COUNT
 } asy_dim_t;
@@ -54,7 +55,7 @@ typedef enum {
     ASY_FAM_COUNT
 } asy_family_t;
 
-#define ASY_FAM_DIMS_MAX 13
+#define ASY_FAM_DIMS_MAX 14
 extern const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX]; /* -1 terminated */
 
 typedef enum { ASY_PERIOD_MONTH, ASY_PERIOD_QUARTER, ASY_PERIOD_YEAR } asy_period_kind_t;
@@ -127,7 +128,8 @@ struct asy_aggregate {
     bool has_population;
 };
 
-/* Group index of a view in a dimension. */
+/* Group index of a view in a dimension; for ASY_DIM_REASON, the view's reasons bit mask (a
+   referral counts in the group of every reason it gives, in NOT_RECORDED if none). */
 int asy_dim_group(const asy_case_view_t *view, asy_dim_t dim);
 /* Group name of index in a dimension (enum value name, "ALL", "WHITE", ...). */
 const char *asy_dim_group_name(asy_dim_t dim, int index);

@@ -19,7 +19,8 @@
                                      waitlist.joined -> waiting, waitlist.left -> allocated,
                                      contact.made -> contacted, meeting.initial_held and
                                      plan.agreed -> active, case.closed -> closed
-      service, referral_source     LWW (referral_ver)                        referral.received
+      service, referral_source,    LWW (referral_ver)                        referral.received
+        referral_reasons (bit r for each ReferralReason r given; migration 005)
       referral_received_at         min(received_at, else occurred_at)        referral.received
       first_contact_at             min(occurred_at)                          contact.made
       initial_meeting_at           min(occurred_at)                          meeting.initial_held
@@ -68,6 +69,7 @@ typedef struct {
     char status_ver[S_VER_SIZE];
     int service;
     int referral_source;
+    int referral_reasons;
     char referral_ver[S_VER_SIZE];
     int64_t referral_received_at;
     int64_t first_contact_at;
@@ -135,6 +137,7 @@ static const s_column_t s_columns[] = {
     S_COL(status_ver, S_TEXT, S_VER_MAX),
     S_LWW_COL(service, S_INT, referral_ver),
     S_LWW_COL(referral_source, S_INT, referral_ver),
+    S_LWW_COL(referral_reasons, S_INT, referral_ver),
     S_COL(referral_ver, S_TEXT, S_VER_MAX),
     S_COL(referral_received_at, S_TIME, S_MIN),
     S_COL(first_contact_at, S_TIME, S_MIN),
@@ -334,6 +337,7 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const char *v
         if (s_newer(c->referral_ver, ver)) {
             c->service = e->service;
             c->referral_source = e->source;
+            c->referral_reasons = (int)e->reasons;
         }
         s_min(&c->referral_received_at, e->received_at_us ? e->received_at_us : occurred);
         break;

@@ -16,7 +16,7 @@ const char ASY_CASE_VIEW_COLUMNS[] =
         "declined_at") ", " S_MICROS("closed_at") ", eligible, " S_VER_MICROS("eligible_ver")
     ", qualifying, " S_VER_MICROS("qualifying_ver") ", " S_MICROS("qualifying_started_at")
     ", legal_status, left_before_goals, equality_optout, ethnicity_ons, nhs_ethnic, sex, gender,"
-    " age_band, disability, religion, sexual_orientation, person_key";
+    " age_band, disability, religion, sexual_orientation, person_key, referral_reasons";
 
 enum {
     S_CASE_ID,
@@ -39,6 +39,7 @@ enum {
     S_OPTOUT,
     S_ATTR_FIRST,
     S_PERSON_KEY = S_ATTR_FIRST + ASY_ATTR_COUNT,
+    S_REASONS,
     S_COLUMNS
 };
 
@@ -95,12 +96,13 @@ int asy_case_view_parse(int columns, const char *const *v, asy_case_view_t *out)
     memset(out, 0, sizeof *out);
     if (columns != S_COLUMNS || !v[S_CASE_ID])
         return ASY_EINVAL;
-    int eligible = -1, legal_status = 0;
+    int eligible = -1, legal_status = 0, reasons = 0;
     bool ok = s_copy(out->case_id, sizeof out->case_id, v[S_CASE_ID]) &&
               s_copy(out->site_id, sizeof out->site_id, v[S_SITE_ID]) &&
               s_copy(out->person_key, sizeof out->person_key, v[S_PERSON_KEY]) &&
               s_int64(v[S_VERSION], &out->version) && s_int(v[S_SERVICE], &out->service) &&
-              s_int(v[S_SOURCE], &out->source) && s_date(v[S_RECEIVED], &out->received) &&
+              s_int(v[S_SOURCE], &out->source) && s_int(v[S_REASONS], &reasons) &&
+              s_date(v[S_RECEIVED], &out->received) &&
               s_date(v[S_CONTACTED], &out->contacted) && s_date(v[S_MET], &out->met) &&
               s_date(v[S_DECLINED], &out->declined) && s_date(v[S_CLOSED], &out->closed) &&
               (!v[S_ELIGIBLE] || s_int(v[S_ELIGIBLE], &eligible)) &&
@@ -118,6 +120,7 @@ int asy_case_view_parse(int columns, const char *const *v, asy_case_view_t *out)
         else
             out->q_start = ASY_NO_DATE;
     }
+    out->reasons = (uint32_t)reasons;
     out->left_before_goals = s_true(v[S_LEFT_BEFORE_GOALS]);
     bool optout = s_true(v[S_OPTOUT]);
     for (int a = 0; ok && a < ASY_ATTR_COUNT; a++) {

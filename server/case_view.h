@@ -35,6 +35,7 @@ typedef struct {
     int64_t version;           /* case_state.event_count: grows with every committed event */
     int service;               /* ServiceType, 0 not recorded */
     int source;                /* ReferralSource, 0 not recorded */
+    uint32_t reasons;          /* bit r for each ReferralReason r given (0: none recorded) */
     asy_date_t received;       /* referral received */
     asy_date_t contacted;      /* first contact.made */
     asy_date_t met;            /* initial meeting */

@@ -359,3 +359,35 @@ Test(aggregate, people_count_once_per_scope_in_the_groups_of_their_latest_case)
     }
     s_teardown(&f);
 }
+
+/* M1 by reason: a referral counts under every reason it gives, under REASON_NOT_RECORDED if
+   it gives none; the groups may add up to more than the total. */
+Test(aggregate, referral_counts_under_every_reason_it_gives)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_case_view_t a = s_case("r1", "ward-a", 1), b = s_case("r2", "ward-a", 1);
+    a.received = b.received = s_day(2026, 11, 2);
+    a.reasons = 1u << 1 | 1u << 5; /* REASON_MHA_RIGHTS, REASON_DISCHARGE_S117 */
+    cr_assert_eq(asy_aggregate_put(f.agg, &a, NULL), 0);
+    cr_assert_eq(asy_aggregate_put(f.agg, &b, NULL), 0);
+    const char *topic = "all/M1/2026-11";
+    cr_assert_eq(s_count(s_cell_kept(f.agg, topic, true, &f.update, "total", "ALL")), 2);
+    cr_assert_eq(
+        s_count(s_cell_kept(f.agg, topic, true, &f.update, "reason", "REASON_MHA_RIGHTS")), 1);
+    cr_assert_eq(
+        s_count(s_cell_kept(f.agg, topic, true, &f.update, "reason", "REASON_DISCHARGE_S117")),
+        1);
+    cr_assert_eq(
+        s_count(s_cell_kept(f.agg, topic, true, &f.update, "reason", "REASON_NOT_RECORDED")), 1);
+    cr_assert_eq(s_count(s_cell_kept(f.agg, topic, true, &f.update, "reason", "REASON_CTO")), 0);
+    /* a newer row with other reasons moves the case between groups */
+    a.version = 2;
+    a.reasons = 1u << 6; /* REASON_CTO */
+    cr_assert_eq(asy_aggregate_put(f.agg, &a, NULL), 0);
+    cr_assert_eq(
+        s_count(s_cell_kept(f.agg, topic, true, &f.update, "reason", "REASON_MHA_RIGHTS")), 0);
+    cr_assert_eq(s_count(s_cell_kept(f.agg, topic, true, &f.update, "reason", "REASON_CTO")), 1);
+    cr_assert_eq(s_count(s_cell(f.agg, topic, true, &f.update, "reason", "REASON_CTO")), 1);
+    s_teardown(&f);
+}

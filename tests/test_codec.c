@@ -515,6 +515,13 @@ Test(codec, summarise_referral_and_envelope)
     asy_event_summarise(event, &s);
     cr_assert_eq(s.received_at_us, s.occurred_at_us, "received_at defaults to occurred_at");
     cr_assert_str_eq(s.person_key, "");
+    cr_assert_eq(s.reasons, 0u, "no reasons given");
+    asy_event_destroy(&event);
+
+    event = s_event("{\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":{\"service\":2,"
+                    "\"reasons\":[\"REASON_HOUSING\",\"REASON_MHA_RIGHTS\",\"REASON_HOUSING\"]}}");
+    asy_event_summarise(event, &s);
+    cr_assert_eq(s.reasons, 1u << 10 | 1u << 1, "bit r per reason value r: got %#x", s.reasons);
     cr_assert_eq(s.recorded_at_us, 0);
     asy_event_destroy(&event);
 }

@@ -28,7 +28,7 @@ typedef struct {
     long long event_count;
     long long first_event_us, last_event_us;
     long long referral_received_us, first_contact_us, initial_meeting_us, closed_us;
-    int service, closure_reason, ethnicity_ons, age_band, gender, legal_status;
+    int service, closure_reason, ethnicity_ons, age_band, gender, legal_status, reasons;
 } s_state_t;
 
 static const char *s_status_of(const asy_event_summary_t *e)
@@ -63,6 +63,7 @@ static void s_replay(const s_row_t *rows, size_t count, s_state_t *st)
             if (!st->referral_received_us || e->received_at_us < st->referral_received_us)
                 st->referral_received_us = e->received_at_us;
             st->service = e->service;
+            st->reasons = (int)e->reasons;
             break;
         case ASY_KIND_CONTACT_MADE:
             if (!st->first_contact_us)
@@ -127,7 +128,8 @@ static s_row_t *s_load_events(PGconn *pg, size_t *count)
     " coalesce((extract(epoch from initial_meeting_at)*1000000)::bigint, 0),"                  \
     " coalesce((extract(epoch from closed_at)*1000000)::bigint, 0),"                           \
     " coalesce(service,0), coalesce(closure_reason,0), coalesce(ethnicity_ons,0),"             \
-    " coalesce(age_band,0), coalesce(gender,0), coalesce(legal_status,0)"                      \
+    " coalesce(age_band,0), coalesce(gender,0), coalesce(legal_status,0),"                     \
+    " coalesce(referral_reasons,0)"                                                            \
     " FROM case_state ORDER BY case_id COLLATE \"C\""
 
 static void s_compare(PGresult *res, int row, const char *case_id, const s_state_t *want)
@@ -137,19 +139,19 @@ static void s_compare(PGresult *res, int row, const char *case_id, const s_state
     cr_assert_str_eq(got_status, want->status, "case %s: status %s, replay says %s", case_id,
                      got_status, want->status);
     long long got[14];
-    for (int c = 2; c < 15; c++)
+    for (int c = 2; c < 16; c++)
         got[c - 2] = atoll(PQgetvalue(res, row, c));
     long long expected[] = {want->event_count, want->first_event_us, want->last_event_us,
                             want->referral_received_us, want->first_contact_us,
                             want->initial_meeting_us, want->closed_us, want->service,
                             want->closure_reason, want->ethnicity_ons, want->age_band,
-                            want->gender, want->legal_status};
+                            want->gender, want->legal_status, want->reasons};
     static const char *names[] = {"event_count", "first_event_at", "last_event_at",
                                   "referral_received_at", "first_contact_at",
                                   "initial_meeting_at", "closed_at", "service",
                                   "closure_reason", "ethnicity_ons", "age_band", "gender",
-                                  "legal_status"};
-    for (int c = 0; c < 13; c++)
+                                  "legal_status", "referral_reasons"};
+    for (int c = 0; c < 14; c++)
         cr_assert_eq(got[c], expected[c], "case %s: %s is %lld, replay says %lld", case_id,
                      names[c], got[c], expected[c]);
 }

@@ -115,6 +115,7 @@ static const char *const s_base_sql =
     "   AT TIME ZONE 'Europe/London')::date END AS q_end,"
     " left_before_goals IS TRUE AS left_before_goals,"
     " coalesce(service, 0) AS service, coalesce(referral_source, 0) AS source,"
+    " coalesce(referral_reasons, 0) AS reasons,"
     " CASE WHEN equality_optout THEN 0 ELSE coalesce(ethnicity_ons, 0) END AS ons,"
     " CASE WHEN equality_optout THEN 0 ELSE coalesce(nhs_ethnic, 0) END AS nhs,"
     " CASE WHEN equality_optout THEN 0 ELSE coalesce(sex, 0) END AS sex,"
@@ -236,7 +237,7 @@ static const char *const s_counted_sql =
 static const char *const s_breakdown_sql =
     "CREATE TEMP TABLE mq_breakdown AS SELECT m.metric, b.breakdown FROM (VALUES"
     " ('M1', 'total,source,service,ethnicity_ons,ethnic_group,nhs_ethnic,age_band,sex,gender,"
-    "disability,religion,sexual_orientation'),"
+    "disability,religion,sexual_orientation,reason'),"
     " ('M2', 'total,service,ethnicity_ons,ethnic_group,age_band,sex,gender,disability'),"
     " ('M3', 'total,service,ethnic_group'),"
     " ('M4', 'total,service,ethnicity_ons,ethnic_group,age_band,sex'),"
@@ -270,7 +271,10 @@ static const char *const s_cells_sql =
     "  ('sex', 'Sex', c.sex, NULL), ('gender', 'Gender', c.gender, NULL),"
     "  ('disability', 'Disability', c.disability, NULL), ('religion', 'Religion', c.religion, "
     "NULL),"
-    "  ('sexual_orientation', 'SexualOrientation', c.orientation, NULL))"
+    "  ('sexual_orientation', 'SexualOrientation', c.orientation, NULL)"
+    /* reasons: several per referral, each ReferralReason 1-14 given (bits), else 0 */
+    "  UNION ALL SELECT 'reason', 'ReferralReason', r, NULL FROM generate_series(0, 14) AS r"
+    "   WHERE CASE WHEN r = 0 THEN c.reasons & 32766 = 0 ELSE c.reasons & (1 << r) <> 0 END)"
     "  AS u(breakdown, which, code, fixed)"
     " JOIN mq_breakdown bd ON bd.metric = m.metric AND bd.breakdown = u.breakdown"
     " LEFT JOIN mq_enum e ON e.which = u.which AND e.code = u.code"
@@ -288,7 +292,7 @@ static const char *const s_cells_sql =
 
 static const char *const s_enums[] = {
     "ReferralSource", "ServiceType", "EthnicityOns2021", "NhsEthnicCategory", "AgeBand", "Sex",
-    "Gender",         "Disability",  "Religion",         "SexualOrientation",
+    "Gender",         "Disability",  "Religion",         "SexualOrientation", "ReferralReason",
 };
 
 /* mq_enum(which, code, name): every named value of the enums groups are named from. */

@@ -41,6 +41,29 @@ bool asy_ctl_is_help(const char *arg)
     return streq(arg, "--help") || streq(arg, "-h");
 }
 
+int asy_ctl_dispatch(const asy_ctl_options_t *options, int argc, char **argv,
+                     const asy_ctl_verb_t *verbs, void (*usage)(FILE *out))
+{
+    for (int i = 1; i < argc; i++)
+        if (asy_ctl_is_help(argv[i])) {
+            usage(stdout);
+            return ASY_CTL_OK;
+        }
+    const char *verb = argc > 1 ? argv[1] : NULL;
+    if (!verb) {
+        usage(stderr);
+        return ASY_CTL_USAGE;
+    }
+    for (const asy_ctl_verb_t *v = verbs; v->name; v++)
+        if (streq(verb, v->name))
+            return v->run(options, argc, argv);
+    fprintf(stderr, "advsync-ctl: unknown %s command \"%s\" (known:", argv[0], verb);
+    for (const asy_ctl_verb_t *v = verbs; v->name; v++)
+        fprintf(stderr, "%s %s", v == verbs ? "" : ",", v->name);
+    fprintf(stderr, ")\n");
+    return ASY_CTL_USAGE;
+}
+
 int asy_ctl_option(int argc, char **argv, int *index, const char *name, const char **value)
 {
     const char *arg = argv[*index];

@@ -41,6 +41,19 @@ int asy_ctl_option(int argc, char **argv, int *index, const char *name, const ch
 /* True for -h and --help. */
 bool asy_ctl_is_help(const char *arg);
 
+/* One verb of a command group: runs with the group's argv (argv[0] the group, argv[1] the
+   verb) and returns the exit code. */
+typedef struct {
+    const char *name;
+    int (*run)(const asy_ctl_options_t *options, int argc, char **argv);
+} asy_ctl_verb_t;
+
+/* Runs a command group (argv[0] names it): --help or -h anywhere prints usage to stdout;
+   no verb prints it to stderr (ASY_CTL_USAGE); an unknown verb is named with the known ones
+   (ASY_CTL_USAGE); else the verb of verbs[] (NULL-name terminated) runs. */
+int asy_ctl_dispatch(const asy_ctl_options_t *options, int argc, char **argv,
+                     const asy_ctl_verb_t *verbs, void (*usage)(FILE *out));
+
 /* Command groups: argv[0] is the group name. */
 int asy_ctl_holidays(const asy_ctl_options_t *options, int argc, char **argv);
 int asy_ctl_denominators(const asy_ctl_options_t *options, int argc, char **argv);

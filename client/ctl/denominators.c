@@ -613,20 +613,6 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
 
 int asy_ctl_denominators(const asy_ctl_options_t *options, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (asy_ctl_is_help(argv[i])) {
-            s_usage(stdout);
-            return ASY_CTL_OK;
-        }
-    const char *verb = argc > 1 ? argv[1] : NULL;
-    if (!verb) {
-        s_usage(stderr);
-        return ASY_CTL_USAGE;
-    }
-    if (streq(verb, "load"))
-        return s_load(options, argc, argv);
-    if (streq(verb, "list"))
-        return s_list(options, argc, argv);
-    fprintf(stderr, "advsync-ctl: unknown denominators command \"%s\" (known: load, list)\n", verb);
-    return ASY_CTL_USAGE;
+    static const asy_ctl_verb_t verbs[] = {{"load", s_load}, {"list", s_list}, {NULL, NULL}};
+    return asy_ctl_dispatch(options, argc, argv, verbs, s_usage);
 }

@@ -289,36 +289,29 @@ static int s_clear(const asy_ctl_options_t *options, int argc, char **argv)
     return rc == 0 && deleted > 0 ? ASY_CTL_OK : ASY_CTL_FAILURE;
 }
 
-int asy_ctl_holidays(const asy_ctl_options_t *options, int argc, char **argv)
+static int s_add(const asy_ctl_options_t *options, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (asy_ctl_is_help(argv[i])) {
-            s_usage(stdout);
-            return ASY_CTL_OK;
-        }
-    const char *verb = argc > 1 ? argv[1] : NULL;
-    if (!verb) {
-        s_usage(stderr);
+    return s_set(options, argc, argv, ASY_HOLIDAY_ADDED);
+}
+
+static int s_remove(const asy_ctl_options_t *options, int argc, char **argv)
+{
+    return s_set(options, argc, argv, ASY_HOLIDAY_REMOVED);
+}
+
+static int s_import(const asy_ctl_options_t *options, int argc, char **argv)
+{
+    if (argc != 3 || argv[2][0] == '-') {
+        fprintf(stderr, "advsync-ctl: holidays import takes one FILE.json\n");
         return ASY_CTL_USAGE;
     }
-    if (streq(verb, "list"))
-        return s_list(options, argc, argv);
-    if (streq(verb, "add"))
-        return s_set(options, argc, argv, ASY_HOLIDAY_ADDED);
-    if (streq(verb, "remove"))
-        return s_set(options, argc, argv, ASY_HOLIDAY_REMOVED);
-    if (streq(verb, "clear"))
-        return s_clear(options, argc, argv);
-    if (streq(verb, "import")) {
-        if (argc != 3 || argv[2][0] == '-') {
-            fprintf(stderr, "advsync-ctl: holidays import takes one FILE.json\n");
-            return ASY_CTL_USAGE;
-        }
-        return asy_ctl_holidays_import(options, argv[2]);
-    }
-    fprintf(stderr,
-            "advsync-ctl: unknown holidays command \"%s\" (known: list, add, remove, "
-            "clear, import)\n",
-            verb);
-    return ASY_CTL_USAGE;
+    return asy_ctl_holidays_import(options, argv[2]);
+}
+
+int asy_ctl_holidays(const asy_ctl_options_t *options, int argc, char **argv)
+{
+    static const asy_ctl_verb_t verbs[] = {{"list", s_list},     {"add", s_add},
+                                           {"remove", s_remove}, {"clear", s_clear},
+                                           {"import", s_import}, {NULL, NULL}};
+    return asy_ctl_dispatch(options, argc, argv, verbs, s_usage);
 }

@@ -543,6 +543,15 @@ static void s_person_contribute(asy_aggregate_t *self, const asy_agg_person_t *p
         free(m);
 }
 
+/* The case's families and its person's: at once when the case is the person's only one. */
+static void s_case_and_person(asy_aggregate_t *self, const asy_agg_case_t *c, int sign)
+{
+    bool alone = c->person->count == 1;
+    s_contribute(self, c, sign, alone);
+    if (!alone)
+        s_person_contribute(self, c->person, sign);
+}
+
 /* The key a case's person is filed under: "p" + person_key, or "c" + case_id without one. */
 static void s_person_key(const asy_case_view_t *view, char out[ASY_PSEUDONYM_HEX + 2])
 {
@@ -748,15 +757,10 @@ int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *
             free(c);
         return ASY_ENOMEM;
     }
-    /* out: the case's families, and its person's (at once if it is the person's only case) */
-    if (fresh) { /* the hash keeps the pointer we gave it (no duplicator set) */
+    if (fresh) /* the hash keeps the pointer we gave it (no duplicator set) */
         zhashx_insert(self->cases, view->case_id, c);
-    } else if (old->count == 1) {
-        s_contribute(self, c, -1, true);
-    } else {
-        s_contribute(self, c, -1, false);
-        s_person_contribute(self, old, -1);
-    }
+    else
+        s_case_and_person(self, c, -1);
     if (person != old) {
         s_person_contribute(self, person, -1);
         if (old && s_person_remove(self, old, c, old_key))
@@ -766,13 +770,7 @@ int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *
     c->view = *view;
     c->scope = scope;
     s_deadlines(self, c);
-    /* back in, as they are now */
-    if (person->count == 1) {
-        s_contribute(self, c, +1, true);
-    } else {
-        s_contribute(self, c, +1, false);
-        s_person_contribute(self, person, +1);
-    }
+    s_case_and_person(self, c, +1);
     if (old && old != person)
         s_person_contribute(self, old, +1);
     if (changed)

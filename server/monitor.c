@@ -55,7 +55,6 @@ typedef struct {
     unsigned session_generation; /* db generation our session settings were applied in */
     int64_t next_reload_ms;
     uint64_t cases_applied;
-    uint64_t rows_fetched; /* rows read by the rebuild */
     uint64_t renders;    /* topic values computed */
     uint64_t published;  /* MetricUpdates sent (both streams) */
     int64_t render_us;   /* time spent computing and publishing them */
@@ -139,7 +138,6 @@ static int s_case_row(void *arg, int columns, const char *const *values)
 {
     s_monitor_t *self = arg;
     asy_case_view_t view;
-    self->rows_fetched++;
     if (asy_case_view_parse(columns, values, &view) != 0) {
         asy_warn("monitor: case_state row %s not understood; skipped",
                  values[0] ? values[0] : "?");
@@ -152,11 +150,24 @@ static int s_outcome_row(void *arg, int columns, const char *const *values)
 {
     s_monitor_t *self = arg;
     asy_outcome_view_t view;
-    self->rows_fetched++;
     if (asy_outcome_view_parse(columns, values, &view) != 0)
         return 0;
     int rc = asy_aggregate_put_outcome(self->aggregate, &view);
     return rc == ASY_ENOMEM ? rc : 0;
+}
+
+/* One FETCH's rows, counted on their way to fn (an empty FETCH ends the cursor). */
+typedef struct {
+    asy_db_row_fn *fn;
+    s_monitor_t *self;
+    uint64_t rows;
+} s_fetch_t;
+
+static int s_fetched_row(void *arg, int columns, const char *const *values)
+{
+    s_fetch_t *fetch = arg;
+    fetch->rows++;
+    return fetch->fn(fetch->self, columns, values);
 }
 
 /* Reads a whole table through a cursor (bounded memory), inside the open transaction. */
@@ -167,11 +178,11 @@ static int s_read_table(s_monitor_t *self, const char *columns, const char *tabl
     snprintf(declare, sizeof declare, "DECLARE asy_monitor_rows NO SCROLL CURSOR FOR SELECT %s"
              " FROM %s", columns, table);
     int rc = asy_db_exec(self->db, declare, 0, NULL, NULL);
-    uint64_t before = UINT64_MAX;
-    while (rc == 0 && before != self->rows_fetched) {
-        before = self->rows_fetched;
+    s_fetch_t fetch = {fn, self, 1};
+    while (rc == 0 && fetch.rows > 0) {
+        fetch.rows = 0;
         rc = asy_db_query_each(self->db, "FETCH " S_FETCH_ROWS " FROM asy_monitor_rows", false,
-                               0, NULL, fn, self);
+                               0, NULL, s_fetched_row, &fetch);
     }
     if (rc == 0)
         rc = asy_db_exec(self->db, "CLOSE asy_monitor_rows", 0, NULL, NULL);

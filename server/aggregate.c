@@ -9,7 +9,8 @@
 
     The families that count people (M2, M6, M12) are kept per person instead: a person counts
     once per (scope, period) if any of their cases there belongs, in the groups of the latest
-    such case (greatest received date, then case id), numerator if any such case has it. A put
+    such case (greatest received date, then case id), numerator if any such case has it; for
+    M12 their Recovery Star readings are first joined across those cases (s_recovery_joined). A put
     subtracts and re-adds the person's contribution: the work grows with the person's cases
     (one or a few), not with the data.  */
 #include "aggregate_private.h"
@@ -476,7 +477,80 @@ static bool s_later(const asy_agg_case_t *a, const asy_agg_case_t *b)
     return strcmp(a->view.case_id, b->view.case_id) > 0;
 }
 
-/* A person's contribution to the people-counting families, from all of their cases. */
+/* The readings of c in an area and edition, or NULL (a slot being filled has none yet). */
+static const asy_agg_slot_t *s_slot_of(const asy_agg_case_t *c, int area, int edition)
+{
+    for (int k = 0; k < c->slot_count; k++)
+        if (c->slots[k].area == area && c->slots[k].edition == edition)
+            return c->slots[k].readings > 0 ? &c->slots[k] : NULL;
+    return NULL;
+}
+
+/* M12 of a person in one scope (0: all of their cases; else their cases at that site). A
+   person's readings of one area and edition are one series across their cases: its first
+   reading is the earliest case's first (by version), its latest the latest's, its count the
+   sum. member: the latest case (s_later) holding a reading of a series read twice or more:
+   the person counts in its groups; -1 if there is no such series. */
+typedef struct {
+    s_recovery_t recovery;
+    int member;
+} s_joined_t;
+
+static bool s_in_scope(const asy_agg_case_t *c, int scope)
+{
+    return scope == 0 || c->scope == scope;
+}
+
+static s_joined_t s_recovery_joined(const asy_agg_person_t *person, int scope)
+{
+    s_joined_t joined = {{ASY_NO_DATE, false}, -1};
+    int n = person->count;
+    for (int i = 0; i < n; i++) {
+        const asy_agg_case_t *c = person->cases[i];
+        if (!s_in_scope(c, scope))
+            continue;
+        for (int k = 0; k < c->slot_count; k++) {
+            const asy_agg_slot_t *slot = &c->slots[k];
+            if (slot->readings == 0)
+                continue;
+            bool seen = false; /* the series was joined from an earlier case */
+            for (int e = 0; e < i && !seen; e++)
+                seen = s_in_scope(person->cases[e], scope) &&
+                       s_slot_of(person->cases[e], slot->area, slot->edition);
+            if (seen)
+                continue;
+            const asy_agg_slot_t *first = slot, *last = slot;
+            int64_t readings = slot->readings;
+            int holder = i;
+            for (int j = i + 1; j < n; j++) {
+                const asy_agg_slot_t *other =
+                    s_in_scope(person->cases[j], scope)
+                        ? s_slot_of(person->cases[j], slot->area, slot->edition)
+                        : NULL;
+                if (!other)
+                    continue;
+                readings += other->readings;
+                if (strcmp(other->first_ver, first->first_ver) < 0)
+                    first = other;
+                if (strcmp(other->last_ver, last->last_ver) > 0)
+                    last = other;
+                if (s_later(person->cases[j], person->cases[holder]))
+                    holder = j;
+            }
+            if (readings < 2)
+                continue;
+            if (joined.recovery.latest == ASY_NO_DATE || last->last_date > joined.recovery.latest)
+                joined.recovery.latest = last->last_date;
+            joined.recovery.improved |= last->last_score - first->first_score >= 1;
+            if (joined.member < 0 || s_later(person->cases[holder], person->cases[joined.member]))
+                joined.member = holder;
+        }
+    }
+    return joined;
+}
+
+/* A person's contribution to the people-counting families, from all of their cases: M2 and
+   M6 from the cases that count, M12 from the readings joined across the cases. */
 static void s_person_contribute(asy_aggregate_t *self, const asy_agg_person_t *person, int sign)
 {
     int n = person->count;
@@ -484,39 +558,55 @@ static void s_person_contribute(asy_aggregate_t *self, const asy_agg_person_t *p
         return;
     typedef struct {
         int groups[ASY_DIM_COUNT];
-        s_recovery_t recovery;
         uint16_t in;
         int b[ASY_FAM_COUNT];
     } s_member_t;
-    s_member_t on_stack[S_PERSON_CASES_ON_STACK];
-    s_member_t *m = n <= S_PERSON_CASES_ON_STACK ? on_stack : malloc((size_t)n * sizeof *m);
-    if (!m)
+    typedef struct {
+        int scope;
+        s_joined_t m12;
+    } s_scope_t;
+    s_member_t members_on_stack[S_PERSON_CASES_ON_STACK];
+    s_scope_t scopes_on_stack[S_PERSON_CASES_ON_STACK + 1];
+    bool on_stack = n <= S_PERSON_CASES_ON_STACK;
+    s_member_t *m = on_stack ? members_on_stack : malloc((size_t)n * sizeof *m);
+    s_scope_t *scopes = on_stack ? scopes_on_stack : malloc((size_t)(n + 1) * sizeof *scopes);
+    if (!m || !scopes) {
+        if (!on_stack) {
+            free(m);
+            free(scopes);
+        }
         return; /* counted nowhere: the next rebuild retries */
-    for (int i = 0; i < n; i++) {
-        const asy_agg_case_t *c = person->cases[i];
+    }
+    const s_recovery_t none = {ASY_NO_DATE, false}; /* M12 is not per case here */
+    for (int i = 0; i < n; i++)
         for (int d = 0; d < ASY_DIM_COUNT; d++)
-            m[i].groups[d] = asy_dim_group(&c->view, (asy_dim_t)d);
-        m[i].recovery = s_recovery(c);
+            m[i].groups[d] = asy_dim_group(&person->cases[i]->view, (asy_dim_t)d);
+    /* the consortium, then each site the person has a case at (once) */
+    int ns = 0;
+    for (int s = -1; s < n; s++) {
+        int scope = s < 0 ? 0 : person->cases[s]->scope;
+        bool seen = false;
+        for (int j = 0; j < ns && !seen; j++)
+            seen = scopes[j].scope == scope;
+        if (!seen)
+            scopes[ns++] = (s_scope_t){scope, s_recovery_joined(person, scope)};
     }
     int np = self->period_count;
     for (int p = 0; p < np; p++) {
+        const asy_period_t *period = &self->periods[p];
         uint16_t any = 0;
         for (int i = 0; i < n; i++) {
             memset(m[i].b, 0, sizeof m[i].b);
-            m[i].in = s_members(self, person->cases[i], &m[i].recovery, &self->periods[p],
-                                m[i].b) & S_PERSON_FAMILIES;
+            m[i].in = s_members(self, person->cases[i], &none, period, m[i].b) & S_PERSON_FAMILIES;
             any |= m[i].in;
         }
+        for (int s = 0; s < ns; s++)
+            if (s_in(scopes[s].m12.recovery.latest, period))
+                any |= 1u << ASY_FAM_M12;
         if (!any)
             continue;
-        /* the consortium, then each site the person has a case at (once) */
-        for (int s = -1; s < n; s++) {
-            int scope = s < 0 ? 0 : person->cases[s]->scope;
-            bool seen = false;
-            for (int j = 0; s >= 0 && j < s && !seen; j++)
-                seen = person->cases[j]->scope == scope;
-            if (seen)
-                continue;
+        for (int s = 0; s < ns; s++) {
+            int scope = scopes[s].scope;
             int64_t *block = self->counters[scope * np + p];
             uint16_t topics = 0;
             for (int f = 0; f < ASY_FAM_COUNT; f++) {
@@ -524,12 +614,19 @@ static void s_person_contribute(asy_aggregate_t *self, const asy_agg_person_t *p
                     continue;
                 int latest = -1;
                 bool numerator = false;
-                for (int i = 0; i < n; i++) {
-                    if (!(m[i].in & (1u << f)) || (scope && person->cases[i]->scope != scope))
-                        continue;
-                    numerator |= m[i].b[f] != 0;
-                    if (latest < 0 || s_later(person->cases[i], person->cases[latest]))
-                        latest = i;
+                if (f == ASY_FAM_M12) {
+                    if (s_in(scopes[s].m12.recovery.latest, period)) {
+                        latest = scopes[s].m12.member;
+                        numerator = scopes[s].m12.recovery.improved;
+                    }
+                } else {
+                    for (int i = 0; i < n; i++) {
+                        if (!(m[i].in & (1u << f)) || !s_in_scope(person->cases[i], scope))
+                            continue;
+                        numerator |= m[i].b[f] != 0;
+                        if (latest < 0 || s_later(person->cases[i], person->cases[latest]))
+                            latest = i;
+                    }
                 }
                 if (latest < 0)
                     continue;
@@ -539,8 +636,10 @@ static void s_person_contribute(asy_aggregate_t *self, const asy_agg_person_t *p
             self->dirty[scope * (np + 1) + p] |= topics & (scope ? s_site_topics : s_all_topics);
         }
     }
-    if (m != on_stack)
+    if (!on_stack) {
         free(m);
+        free(scopes);
+    }
 }
 
 /* The case's families and its person's: at once when the case is the person's only one. */
@@ -806,6 +905,8 @@ int asy_aggregate_put_outcome(asy_aggregate_t *self, const asy_outcome_view_t *o
     slot->last_score = (int16_t)o->last_score;
     slot->last_date = o->last_date;
     slot->readings = o->readings;
+    memcpy(slot->first_ver, o->first_ver, sizeof slot->first_ver);
+    memcpy(slot->last_ver, o->last_ver, sizeof slot->last_ver);
     s_person_contribute(self, c->person, +1);
     return 0;
 }

@@ -85,6 +85,8 @@ typedef struct {
     int16_t last_score;
     asy_date_t last_date;
     int64_t readings;
+    char first_ver[ASY_CASE_VERSION_SIZE]; /* order the readings of one person's cases */
+    char last_ver[ASY_CASE_VERSION_SIZE];
 } asy_agg_slot_t;
 
 typedef struct asy_agg_person asy_agg_person_t;

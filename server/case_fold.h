@@ -6,14 +6,13 @@
 #ifndef ASY_CASE_FOLD_H_INCLUDED
 #define ASY_CASE_FOLD_H_INCLUDED
 
+#include "case_view.h"
 #include "db.h"
 #include "store.h"
 
 typedef struct asy_case_fold asy_case_fold_t;
 
-/* An event's version in the merge rules: 20-digit zero-padded occurred_at microseconds
-   (negative clamps to 0) followed by the event_id in lowercase; versions compare bytewise. */
-#define ASY_CASE_VERSION_SIZE (20 + ASY_UUID_TEXT + 1)
+/* An event's version text (ASY_CASE_VERSION_SIZE: case_view.h). */
 void asy_case_version(const asy_event_summary_t *event, char out[ASY_CASE_VERSION_SIZE]);
 
 /* New fold with its SQL built. Returns NULL on ENOMEM. Caller destroys. */

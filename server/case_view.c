@@ -132,16 +132,20 @@ int asy_case_view_parse(int columns, const char *const *v, asy_case_view_t *out)
 }
 
 const char ASY_OUTCOME_VIEW_COLUMNS[] =
-    "case_id, area, edition, first_score, last_score, readings, left(last_ver, 20)";
+    "case_id, area, edition, first_score, last_score, readings, first_ver, last_ver";
 
 int asy_outcome_view_parse(int columns, const char *const *v, asy_outcome_view_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (columns != 7 || !v[0] || !v[6])
+    if (columns != 8 || !v[0] || !v[6] || !v[7] || strlen(v[7]) < 20)
         return ASY_EINVAL;
+    char micros[21];
+    memcpy(micros, v[7], 20);
+    micros[20] = '\0';
     bool ok = s_copy(out->case_id, sizeof out->case_id, v[0]) && s_int(v[1], &out->area) &&
               s_int(v[2], &out->edition) && s_int(v[3], &out->first_score) &&
               s_int(v[4], &out->last_score) && s_int64(v[5], &out->readings) &&
-              s_date(v[6], &out->last_date);
+              s_copy(out->first_ver, sizeof out->first_ver, v[6]) &&
+              s_copy(out->last_ver, sizeof out->last_ver, v[7]) && s_date(micros, &out->last_date);
     return ok ? 0 : ASY_EINVAL;
 }

@@ -12,6 +12,10 @@
 
 #define ASY_NO_DATE INT32_MIN
 
+/* An event's version in the merge rules: 20-digit zero-padded occurred_at microseconds
+   (negative clamps to 0) followed by the event_id in lowercase; versions compare bytewise. */
+#define ASY_CASE_VERSION_SIZE (20 + ASY_UUID_TEXT + 1)
+
 /* The select list, in the column order asy_case_view_parse() reads. */
 extern const char ASY_CASE_VIEW_COLUMNS[];
 
@@ -58,6 +62,8 @@ typedef struct {
     int last_score;
     int64_t readings;
     asy_date_t last_date; /* of the latest reading */
+    char first_ver[ASY_CASE_VERSION_SIZE]; /* the readings' versions: they order the readings */
+    char last_ver[ASY_CASE_VERSION_SIZE];  /* of two cases of one person (M12) */
 } asy_outcome_view_t;
 
 /* The select list of an outcome_state row, in the order asy_outcome_view_parse() reads. */

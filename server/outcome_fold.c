@@ -30,7 +30,7 @@ const char ASY_OUTCOME_MERGE_SQL[] =
     " ELSE o.last_score END,"
     " last_ver = GREATEST(o.last_ver, EXCLUDED.last_ver),"
     " readings = o.readings + EXCLUDED.readings"
-    " RETURNING case_id, area, edition, first_score, last_score, readings, left(last_ver, 20)";
+    " RETURNING case_id, area, edition, first_score, last_score, readings, first_ver, last_ver";
 
 typedef struct {
     const char *case_id;

@@ -9,9 +9,10 @@
       mq_case    mq_base + SLA deadlines (the working day whose ord is day 0's ord + n) + M3 wait
       mq_period  the months, financial quarters and financial years of the window
       mq_member  (metric, family, period, case, numerator flag): who counts where
-      mq_counted members x scopes; for the metrics that count people (M2, M6, M12) one row per
+      mq_counted members x scopes; for the metrics that count people (M2, M6) one row per
                  person (person_key, or the case itself without one): the latest of their
-                 member cases there (received, then case_id), numerator if any of them is
+                 member cases there (received, then case_id), numerator if any of them is;
+                 M12 (people) straight from outcome_state, a person's readings joined
       then one GROUP BY over counted rows x breakdowns, plus the always-present totals.  */
 #include "metricsql.h"
 
@@ -206,31 +207,47 @@ static const char *const s_member_sql =
     "   coalesce(c.declined BETWEEN p.s AND p.e, false)"
     "  FROM mq_case c JOIN mq_period p ON c.decision BETWEEN p.s AND p.e"
     " UNION ALL SELECT 'M11', 'left_before_goals.', p.name, c.case_id, c.left_before_goals"
-    "  FROM mq_case c JOIN mq_period p ON c.closed BETWEEN p.s AND p.e"
-    /* M12: in the period of the latest reading of an area (and edition) read twice or more;
-       improved if any such area rose by a point from its first reading */
-    " UNION ALL SELECT 'M12', '', p.name, o.case_id, o.improved"
-    "  FROM (SELECT case_id, max((to_timestamp(left(last_ver, 20)::bigint / 1e6)"
-    "          AT TIME ZONE 'Europe/London')::date) AS latest,"
-    "        bool_or(last_score - first_score >= 1) AS improved"
-    "        FROM outcome_state WHERE readings >= 2 GROUP BY case_id) o"
-    "  JOIN mq_case c USING (case_id) JOIN mq_period p ON o.latest BETWEEN p.s AND p.e";
+    "  FROM mq_case c JOIN mq_period p ON c.closed BETWEEN p.s AND p.e";
 
-/* Members per scope; people counted once (see the top of the file). */
+/* Members per scope; people counted once (see the top of the file). M12 is per person from
+   the start: in each scope, a person's readings of one area and edition are one series over
+   their cases there (first reading by first_ver, latest by last_ver, readings summed); the
+   person counts in the period of the latest reading of a series read twice or more, in the
+   groups of their latest case holding such a series, improved if any series rose a point. */
 static const char *const s_counted_sql =
     "CREATE TEMP TABLE mq_counted AS"
     " WITH s AS (SELECT sc.scope, m.metric, m.family, m.period, m.case_id, m.num, c.person,"
     "  c.received FROM mq_member m JOIN mq_case c USING (case_id)"
     "  CROSS JOIN LATERAL (VALUES ('all'), ('site/' || c.site_id)) AS sc(scope)"
-    "  WHERE sc.scope IS NOT NULL)"
+    "  WHERE sc.scope IS NOT NULL),"
+    " r AS (SELECT sc.scope, c.person, c.received, o.case_id, o.area, o.edition, o.first_ver,"
+    "  o.first_score, o.last_ver, o.last_score, o.readings"
+    "  FROM outcome_state o JOIN mq_case c USING (case_id)"
+    "  CROSS JOIN LATERAL (VALUES ('all'), ('site/' || c.site_id)) AS sc(scope)"
+    "  WHERE sc.scope IS NOT NULL),"
+    " series AS (SELECT scope, person, area, edition,"
+    "  (array_agg(first_score ORDER BY first_ver))[1] AS first_score,"
+    "  (array_agg(last_score ORDER BY last_ver DESC))[1] AS last_score, max(last_ver) AS last_ver"
+    "  FROM r GROUP BY scope, person, area, edition HAVING sum(readings) >= 2),"
+    " who AS (SELECT DISTINCT ON (r.scope, r.person) r.scope, r.person, r.case_id"
+    "  FROM r JOIN series USING (scope, person, area, edition)"
+    "  ORDER BY r.scope, r.person, r.received DESC NULLS LAST, r.case_id COLLATE \"C\" DESC)"
     " SELECT scope, metric, family, period, case_id, num FROM s"
-    "  WHERE metric NOT IN ('M2', 'M6', 'M12')"
+    "  WHERE metric NOT IN ('M2', 'M6')"
     " UNION ALL SELECT scope, metric, family, period, case_id, num FROM"
     "  (SELECT DISTINCT ON (scope, metric, family, period, person) scope, metric, family, period,"
     "    case_id, bool_or(num) OVER (PARTITION BY scope, metric, family, period, person) AS num"
-    "   FROM s WHERE metric IN ('M2', 'M6', 'M12')"
+    "   FROM s WHERE metric IN ('M2', 'M6')"
     "   ORDER BY scope, metric, family, period, person, received DESC NULLS LAST,"
-    "    case_id COLLATE \"C\" DESC) AS people";
+    "    case_id COLLATE \"C\" DESC) AS people"
+    " UNION ALL SELECT j.scope, 'M12', '', p.name, j.case_id, j.improved FROM"
+    "  (SELECT series.scope, series.person, who.case_id,"
+    "    max((to_timestamp(left(series.last_ver, 20)::bigint / 1e6)"
+    "     AT TIME ZONE 'Europe/London')::date) AS latest,"
+    "    bool_or(series.last_score - series.first_score >= 1) AS improved"
+    "   FROM series JOIN who USING (scope, person)"
+    "   GROUP BY series.scope, series.person, who.case_id) AS j"
+    "  JOIN mq_period p ON j.latest BETWEEN p.s AND p.e";
 
 /* The breakdowns of each metric, the families (a metric with its name prefix: M11 has two)
    and the scopes. */

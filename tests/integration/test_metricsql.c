@@ -343,6 +343,45 @@ Test(metricsql, hand_worked_cases)
     cr_expect_eq(s_cells_of("all/M13/2022-06"), 1 + 2 + 3, "total, 2 services, 3 groups");
 }
 
+/* M12 counts people: a person's readings of one area and edition are one series across their
+   cases. Person P: case p1 at ward-a (received 2022-05-02, ONS Black Caribbean) read area 1
+   once (4, in May) and area 2 twice (5 -> 4, latest 2022-05-20); case p2 at ward-b (received
+   2022-06-01, ONS White British) read area 1 once (6, 2022-06-10). For the consortium area 1
+   is one series 4 -> 6 read twice, latest in June: P counts in June, improved, in p2's groups
+   (the latest case holding a counted series); area 2 alone would have put P in May, not
+   improved. At ward-a only p1's readings count: area 2, May, not improved. At ward-b area 1
+   is read once: P is in no M12 there. Case q (ward-a, no person_key) read area 1 once: it
+   joins nobody's series.  */
+Test(metricsql, recovery_star_readings_join_across_a_persons_cases)
+{
+    asy_test_pg_exec(s_pg,
+                     "INSERT INTO case_state (case_id, site_id, person_key, referral_received_at,"
+                     " service, ethnicity_ons) VALUES"
+                     " (repeat('1', 64), 'ward-a', repeat('9', 64), '2022-05-02 10:00+01', 1, 7),"
+                     " (repeat('2', 64), 'ward-b', repeat('9', 64), '2022-06-01 10:00+01', 1, 13),"
+                     " (repeat('3', 64), 'ward-a', NULL, '2022-06-02 10:00+01', 1, 13)");
+    /* versions: 20-digit microseconds || an event id; 1652000000 = 2022-05-08 */
+    asy_test_pg_exec(s_pg, "INSERT INTO outcome_state VALUES"
+                           " (repeat('1', 64), 1, 3, lpad('1652000000000000', 20, '0') || 'a', 4,"
+                           "  lpad('1652000000000000', 20, '0') || 'a', 4, 1),"
+                           " (repeat('1', 64), 2, 3, lpad('1651500000000000', 20, '0') || 'b', 5,"
+                           "  lpad('1653040000000000', 20, '0') || 'c', 4, 2),"
+                           " (repeat('2', 64), 1, 3, lpad('1654850000000000', 20, '0') || 'd', 6,"
+                           "  lpad('1654850000000000', 20, '0') || 'd', 6, 1),"
+                           " (repeat('3', 64), 1, 3, lpad('1654900000000000', 20, '0') || 'e', 1,"
+                           "  lpad('1654900000000000', 20, '0') || 'e', 1, 1)");
+    s_compute("2022-07-15", 1);
+    s_ratio_is("all/M12/2022-06", "total", "ALL", 1, 1);
+    s_ratio_is("all/M12/2022-06", "ethnic_group", "WHITE", 1, 1);
+    s_absent("all/M12/2022-06", "ethnic_group", "BLACK");
+    s_ratio_is("all/M12/2022-05", "total", "ALL", 0, 0);
+    s_ratio_is("all/M12/2022-23", "total", "ALL", 1, 1);
+    s_ratio_is("site/ward-a/M12/2022-05", "total", "ALL", 0, 1);
+    s_ratio_is("site/ward-a/M12/2022-05", "ethnic_group", "BLACK", 0, 1);
+    s_ratio_is("site/ward-a/M12/2022-06", "total", "ALL", 0, 0);
+    s_ratio_is("site/ward-b/M12/2022-23", "total", "ALL", 0, 0);
+}
+
 Test(metricsql, empty_database_has_only_zero_totals)
 {
     s_compute("2022-07-15", 2);

@@ -170,6 +170,8 @@ typedef struct {
     bool qualifying;
     char last_time[32];
     int events;
+    bool received; /* a referralReceived came */
+    bool met;      /* a meetingInitialHeld came */
 } s_case_t;
 
 typedef struct {
@@ -223,7 +225,16 @@ static s_cases_t s_read_cases(const char *name)
                             strcmp(status, "LEGAL_05_S5_2") != 0 &&
                             strcmp(status, "LEGAL_20_S136") != 0;
         }
+        /* a lifecycle's steps come in their order: a decision or a decline follows the
+           referral, the plan follows the first meeting */
+        if (json_object_get(event, "referralEligibilityDecided") ||
+            json_object_get(event, "referralDeclined"))
+            cr_assert(c->received, "%s: decided or declined before its referral (%s)", ref, at);
+        if (json_object_get(event, "planAgreed"))
+            cr_assert(c->met, "%s: plan agreed before the first meeting (%s)", ref, at);
+        c->met = c->met || json_object_get(event, "meetingInitialHeld");
         json_t *referral = json_object_get(event, "referralReceived");
+        c->received = c->received || referral;
         if (referral &&
             strcmp(json_string_value(json_object_get(referral, "service")), "SERVICE_IMHA") == 0)
             cr_assert(c->qualifying, "%s: IMHA referral without a qualifying episode", ref);

@@ -114,6 +114,14 @@ static int64_t s_working(asy_sim_t *sim, int64_t t, int64_t n)
     return day + 9 * ASY_SIM_HOUR + s_between(&sim->rng, 0, 8 * 60 - 1) * 60;
 }
 
+/* The same, but never earlier than an hour after t (working day 0 may be t's own day, in
+   office hours that are already over or before t). */
+static int64_t s_working_after(asy_sim_t *sim, int64_t t, int64_t n)
+{
+    int64_t at = s_working(sim, t, n);
+    return at > t + ASY_SIM_HOUR ? at : t + ASY_SIM_HOUR;
+}
+
 /* ----------------------------------------------------------------------------------------------
    Building a lifecycle. */
 
@@ -230,7 +238,7 @@ static bool s_build_referral(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_se
         decline = s_pick(rng, &p->decline_reasons);
     if (!decline)
         return true;
-    *t = s_working(sim, *t, s_between(rng, 0, 2)) + ASY_SIM_HOUR;
+    *t = s_working_after(sim, *t, s_between(rng, 0, 2));
     step = s_add(c, *t, ASY_KIND_REFERRAL_DECLINED);
     step->v[0] = decline;
     if (criterion && s_chance(rng, 50)) {
@@ -374,8 +382,8 @@ static void s_build_advocacy(asy_sim_t *sim, asy_sim_case_t *c, int64_t received
     int64_t t = received;
     if (!s_build_referral(sim, c, service, &t) || !s_build_contact(sim, c, service, received, &t))
         goto limit;
-    t += ASY_SIM_HOUR;
-    asy_sim_step_t *step = s_add(c, s_working(sim, t, s_between(rng, 0, 5)), ASY_KIND_PLAN_AGREED);
+    asy_sim_step_t *step =
+        s_add(c, s_working_after(sim, t, s_between(rng, 0, 5)), ASY_KIND_PLAN_AGREED);
     step->v[0] = p->goals.item[s_between(rng, 0, p->goals.count - 1)];
     step->v[1] = p->goals.item[s_between(rng, 0, p->goals.count - 1)];
     if (asy_sim_is(step->v[0], step->v[1]))
@@ -492,12 +500,43 @@ static int64_t s_duration(asy_sim_t *sim, const char *status)
     return (int64_t)(days * ASY_SIM_DAY * (0.25 + 0.75 * asy_sim_uniform(&sim->rng)));
 }
 
-static void s_build_imha(asy_sim_t *sim, asy_sim_case_t *c, int64_t t0)
+/* A repeat referral: the case is of an earlier case's person, who keeps who they are. */
+static void s_take_person(asy_sim_case_t *c, const asy_sim_case_t *earlier)
+{
+    c->person = earlier->person;
+    c->group = earlier->group;
+    c->ons = earlier->ons;
+    c->nhs = earlier->nhs;
+    c->sex = earlier->sex;
+    c->gender = earlier->gender;
+    c->gender_identity = earlier->gender_identity;
+    c->age = earlier->age;
+    c->disability = earlier->disability;
+    c->religion = earlier->religion;
+    c->orientation = earlier->orientation;
+    c->marital = earlier->marital;
+    c->veteran = earlier->veteran;
+    c->interpreter = earlier->interpreter;
+    c->language = earlier->language;
+}
+
+/* The case's person: drawn from the service's population, or, for a repeat referral, the
+   earlier case's (before anything that depends on who they are is drawn). */
+static void s_person(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_service_t *service, bool imha,
+                     const asy_sim_case_t *earlier)
+{
+    c->group = s_pick_group(sim, imha);
+    s_profile(sim, c, service);
+    if (earlier)
+        s_take_person(c, earlier);
+}
+
+static void s_build_imha(asy_sim_t *sim, asy_sim_case_t *c, int64_t t0,
+                         const asy_sim_case_t *earlier)
 {
     const asy_sim_params_t *p = sim->p;
     asy_sim_rng_t *rng = &sim->rng;
-    c->group = s_pick_group(sim, true);
-    s_profile(sim, c, &p->imha);
+    s_person(sim, c, &p->imha, true, earlier);
     const char *status = s_pick_status(sim, c);
     const char *ward = p->wards.item[s_between(rng, 0, p->wards.count - 1)];
     int64_t end = t0 + s_duration(sim, status);
@@ -533,10 +572,10 @@ static void s_build_imha(asy_sim_t *sim, asy_sim_case_t *c, int64_t t0)
         s_build_advocacy(sim, c, received, end);
 }
 
-static void s_build_community(asy_sim_t *sim, asy_sim_case_t *c, int64_t t0)
+static void s_build_community(asy_sim_t *sim, asy_sim_case_t *c, int64_t t0,
+                              const asy_sim_case_t *earlier)
 {
-    c->group = s_pick_group(sim, false);
-    s_profile(sim, c, &sim->p->community);
+    s_person(sim, c, &sim->p->community, false, earlier);
     int64_t received = s_working(sim, t0, 0);
     s_add(c, received - 600, ASY_KIND_PERSON_PROFILE_RECORDED);
     s_build_advocacy(sim, c, received, INT64_MAX);
@@ -548,26 +587,6 @@ static int s_step_compare(const void *a, const void *b)
     return x->t < y->t ? -1 : x->t > y->t;
 }
 
-/* A repeat referral: the case is of an earlier case's person, who keeps who they are. */
-static void s_take_person(asy_sim_case_t *c, const asy_sim_case_t *earlier)
-{
-    c->person = earlier->person;
-    c->group = earlier->group;
-    c->ons = earlier->ons;
-    c->nhs = earlier->nhs;
-    c->sex = earlier->sex;
-    c->gender = earlier->gender;
-    c->gender_identity = earlier->gender_identity;
-    c->age = earlier->age;
-    c->disability = earlier->disability;
-    c->religion = earlier->religion;
-    c->orientation = earlier->orientation;
-    c->marital = earlier->marital;
-    c->veteran = earlier->veteran;
-    c->interpreter = earlier->interpreter;
-    c->language = earlier->language;
-}
-
 /* A new case arriving at t0. Returns NULL on ENOMEM. */
 asy_sim_case_t *asy_sim_case_new(asy_sim_t *sim, int64_t t0)
 {
@@ -577,19 +596,20 @@ asy_sim_case_t *asy_sim_case_new(asy_sim_t *sim, int64_t t0)
     c->number = c->person = ++sim->cases;
     bool imha = sim->service == 1 || (sim->service == 0 && s_chance(&sim->rng, sim->p->imha_share));
     c->imha = imha;
-    if (imha)
-        s_build_imha(sim, c, t0);
-    else
-        s_build_community(sim, c, t0);
-    /* drawn after the build, so that with repeat = 0 the stream is what it always was; the
-       case's steps were drawn for its own profile, which then becomes the earlier person's */
+    /* a repeat referral takes an earlier person before its steps are drawn, so that they are
+       drawn for who the person is (uptake, legal status and so on) */
+    const asy_sim_case_t *earlier = NULL;
     if (sim->p->repeat > 0 && c->number > 1 && s_chance(&sim->rng, sim->p->repeat)) {
         uint64_t known = c->number - 1 < ASY_SIM_RECENT ? c->number - 1 : ASY_SIM_RECENT;
         uint64_t back = 1 + (uint64_t)(asy_sim_uniform(&sim->rng) * (double)known);
         if (back > known)
             back = known;
-        s_take_person(c, &sim->recent[(c->number - back) % ASY_SIM_RECENT]);
+        earlier = &sim->recent[(c->number - back) % ASY_SIM_RECENT];
     }
+    if (imha)
+        s_build_imha(sim, c, t0, earlier);
+    else
+        s_build_community(sim, c, t0, earlier);
     sim->recent[c->number % ASY_SIM_RECENT] = *c;
     sim->recent[c->number % ASY_SIM_RECENT].steps = NULL; /* borrowed: people only */
     if (c->failed) {

@@ -60,6 +60,16 @@ static const asy_mcell_t *s_cell(asy_aggregate_t *agg, const char *topic, bool e
     return s_cell_kept(agg, topic, exact, update, breakdown, group);
 }
 
+/* A cell as kept incrementally (pass 0) or after a rebuild (pass 1). */
+typedef const asy_mcell_t *s_cell_fn(asy_aggregate_t *agg, const char *topic, bool exact,
+                                     asy_mupdate_t *update, const char *breakdown,
+                                     const char *group);
+
+static s_cell_fn *s_reader(int pass)
+{
+    return pass ? s_cell : s_cell_kept;
+}
+
 /* The count of a cell, 0 if the cell is absent (a group nobody is in). */
 static int64_t s_count(const asy_mcell_t *cell)
 {
@@ -323,8 +333,7 @@ Test(aggregate, people_count_once_per_scope_in_the_groups_of_their_latest_case)
     cr_assert_eq(asy_aggregate_put(f.agg, &b, NULL), 0);
     cr_assert_eq(asy_aggregate_put(f.agg, &c, NULL), 0);
     for (int pass = 0; pass < 2; pass++) {
-        const asy_mcell_t *(*cell)(asy_aggregate_t *, const char *, bool, asy_mupdate_t *,
-                                   const char *, const char *) = pass ? s_cell : s_cell_kept;
+        s_cell_fn *cell = s_reader(pass);
         cr_assert_eq(s_count(cell(f.agg, "all/M1/2026-10", true, &f.update, "total", "ALL")), 3);
         cr_assert_eq(s_count(cell(f.agg, "all/M2/2026-10", true, &f.update, "total", "ALL")), 2,
                      "pass %d", pass);
@@ -347,8 +356,7 @@ Test(aggregate, people_count_once_per_scope_in_the_groups_of_their_latest_case)
     snprintf(b.person_key, sizeof b.person_key, "P2");
     cr_assert_eq(asy_aggregate_put(f.agg, &b, NULL), 0);
     for (int pass = 0; pass < 2; pass++) {
-        const asy_mcell_t *(*cell)(asy_aggregate_t *, const char *, bool, asy_mupdate_t *,
-                                   const char *, const char *) = pass ? s_cell : s_cell_kept;
+        s_cell_fn *cell = s_reader(pass);
         cr_assert_eq(s_count(cell(f.agg, "all/M2/2026-10", true, &f.update, "total", "ALL")), 3,
                      "pass %d", pass);
         cr_assert_eq(
@@ -411,8 +419,7 @@ Test(aggregate, recovery_star_readings_join_across_a_persons_cases)
             cr_assert_eq(asy_aggregate_put_outcome(f.agg, &readings[r]), 0, "reading %d", r);
         }
         for (int pass = 0; pass < 2; pass++) {
-            const asy_mcell_t *(*cell)(asy_aggregate_t *, const char *, bool, asy_mupdate_t *,
-                                       const char *, const char *) = pass ? s_cell : s_cell_kept;
+            s_cell_fn *cell = s_reader(pass);
             const asy_mcell_t *c = cell(f.agg, "all/M12/2026-06", true, &f.update, "total", "ALL");
             cr_assert(c->numerator == 1 && c->denominator == 1, "order %d pass %d: %lld/%lld",
                       order, pass, (long long)c->numerator, (long long)c->denominator);
@@ -432,8 +439,7 @@ Test(aggregate, recovery_star_readings_join_across_a_persons_cases)
         snprintf(p2.person_key, sizeof p2.person_key, "Q");
         cr_assert_eq(asy_aggregate_put(f.agg, &p2, NULL), 0);
         for (int pass = 0; pass < 2; pass++) {
-            const asy_mcell_t *(*cell)(asy_aggregate_t *, const char *, bool, asy_mupdate_t *,
-                                       const char *, const char *) = pass ? s_cell : s_cell_kept;
+            s_cell_fn *cell = s_reader(pass);
             const asy_mcell_t *c = cell(f.agg, "all/M12/2026-05", true, &f.update, "total", "ALL");
             cr_assert(c->numerator == 0 && c->denominator == 1, "pass %d", pass);
             c = cell(f.agg, "all/M12/2026-06", true, &f.update, "total", "ALL");

@@ -23,6 +23,7 @@
 #define S_BIT(metric) ((uint16_t)(1u << (metric)))
 #define S_PERSON_FAMILIES (1u << ASY_FAM_M2 | 1u << ASY_FAM_M6 | 1u << ASY_FAM_M12)
 #define S_PERSON_CASES_ON_STACK 8
+#define S_READINGS_ON_STACK 32
 
 const asy_dim_info_t asy_dims[ASY_DIM_COUNT] = {
     [ASY_DIM_TOTAL] = {"total", NULL, 1},
@@ -477,24 +478,32 @@ static bool s_later(const asy_agg_case_t *a, const asy_agg_case_t *b)
     return strcmp(a->view.case_id, b->view.case_id) > 0;
 }
 
-/* The readings of c in an area and edition, or NULL (a slot being filled has none yet). */
-static const asy_agg_slot_t *s_slot_of(const asy_agg_case_t *c, int area, int edition)
-{
-    for (int k = 0; k < c->slot_count; k++)
-        if (c->slots[k].area == area && c->slots[k].edition == edition)
-            return c->slots[k].readings > 0 ? &c->slots[k] : NULL;
-    return NULL;
-}
-
 /* M12 of a person in one scope (0: all of their cases; else their cases at that site). A
    person's readings of one area and edition are one series across their cases: its first
    reading is the earliest case's first (by version), its latest the latest's, its count the
    sum. member: the latest case (s_later) holding a reading of a series read twice or more:
-   the person counts in its groups; -1 if there is no such series. */
+   the person counts in its groups; -1 if there is no such series. The person's readings are
+   sorted by series, so a person with very many cases (a placeholder identifier shared by
+   unrelated records) costs O(m log m), not O(m^2), in their m readings. */
 typedef struct {
     s_recovery_t recovery;
     int member;
 } s_joined_t;
+
+typedef struct {
+    const asy_agg_slot_t *slot;
+    int holder; /* the case's index in person->cases */
+} s_reading_t;
+
+static int s_by_series(const void *a, const void *b)
+{
+    const s_reading_t *x = a, *y = b;
+    if (x->slot->area != y->slot->area)
+        return x->slot->area < y->slot->area ? -1 : 1;
+    if (x->slot->edition != y->slot->edition)
+        return x->slot->edition < y->slot->edition ? -1 : 1;
+    return (x->holder > y->holder) - (x->holder < y->holder);
+}
 
 static bool s_in_scope(const asy_agg_case_t *c, int scope)
 {
@@ -504,48 +513,51 @@ static bool s_in_scope(const asy_agg_case_t *c, int scope)
 static s_joined_t s_recovery_joined(const asy_agg_person_t *person, int scope)
 {
     s_joined_t joined = {{ASY_NO_DATE, false}, -1};
-    int n = person->count;
-    for (int i = 0; i < n; i++) {
-        const asy_agg_case_t *c = person->cases[i];
-        if (!s_in_scope(c, scope))
-            continue;
-        for (int k = 0; k < c->slot_count; k++) {
-            const asy_agg_slot_t *slot = &c->slots[k];
-            if (slot->readings == 0)
-                continue;
-            bool seen = false; /* the series was joined from an earlier case */
-            for (int e = 0; e < i && !seen; e++)
-                seen = s_in_scope(person->cases[e], scope) &&
-                       s_slot_of(person->cases[e], slot->area, slot->edition);
-            if (seen)
-                continue;
-            const asy_agg_slot_t *first = slot, *last = slot;
-            int64_t readings = slot->readings;
-            int holder = i;
-            for (int j = i + 1; j < n; j++) {
-                const asy_agg_slot_t *other =
-                    s_in_scope(person->cases[j], scope)
-                        ? s_slot_of(person->cases[j], slot->area, slot->edition)
-                        : NULL;
-                if (!other)
-                    continue;
-                readings += other->readings;
-                if (strcmp(other->first_ver, first->first_ver) < 0)
-                    first = other;
-                if (strcmp(other->last_ver, last->last_ver) > 0)
-                    last = other;
-                if (s_later(person->cases[j], person->cases[holder]))
-                    holder = j;
-            }
-            if (readings < 2)
-                continue;
-            if (joined.recovery.latest == ASY_NO_DATE || last->last_date > joined.recovery.latest)
-                joined.recovery.latest = last->last_date;
-            joined.recovery.improved |= last->last_score - first->first_score >= 1;
-            if (joined.member < 0 || s_later(person->cases[holder], person->cases[joined.member]))
-                joined.member = holder;
+    size_t count = 0;
+    for (int i = 0; i < person->count; i++)
+        if (s_in_scope(person->cases[i], scope))
+            for (int k = 0; k < person->cases[i]->slot_count; k++)
+                count += person->cases[i]->slots[k].readings > 0;
+    if (count == 0)
+        return joined;
+    s_reading_t on_stack[S_READINGS_ON_STACK];
+    s_reading_t *readings =
+        count <= S_READINGS_ON_STACK ? on_stack : malloc(count * sizeof *readings);
+    if (!readings)
+        return joined; /* counted nowhere: the next rebuild retries */
+    size_t n = 0;
+    for (int i = 0; i < person->count; i++)
+        if (s_in_scope(person->cases[i], scope))
+            for (int k = 0; k < person->cases[i]->slot_count; k++)
+                if (person->cases[i]->slots[k].readings > 0)
+                    readings[n++] = (s_reading_t){&person->cases[i]->slots[k], i};
+    qsort(readings, n, sizeof *readings, s_by_series);
+    for (size_t start = 0, end; start < n; start = end) {
+        const asy_agg_slot_t *first = readings[start].slot, *last = first;
+        int64_t total = 0;
+        int holder = readings[start].holder;
+        for (end = start; end < n && readings[end].slot->area == first->area &&
+                          readings[end].slot->edition == first->edition;
+             end++) {
+            const asy_agg_slot_t *slot = readings[end].slot;
+            total += slot->readings;
+            if (strcmp(slot->first_ver, first->first_ver) < 0)
+                first = slot;
+            if (strcmp(slot->last_ver, last->last_ver) > 0)
+                last = slot;
+            if (s_later(person->cases[readings[end].holder], person->cases[holder]))
+                holder = readings[end].holder;
         }
+        if (total < 2)
+            continue;
+        if (joined.recovery.latest == ASY_NO_DATE || last->last_date > joined.recovery.latest)
+            joined.recovery.latest = last->last_date;
+        joined.recovery.improved |= last->last_score - first->first_score >= 1;
+        if (joined.member < 0 || s_later(person->cases[holder], person->cases[joined.member]))
+            joined.member = holder;
     }
+    if (readings != on_stack)
+        free(readings);
     return joined;
 }
 

@@ -449,6 +449,37 @@ Test(aggregate, recovery_star_readings_join_across_a_persons_cases)
     }
 }
 
+/* One person_key on 300 records (a placeholder identifier): one person, whose area-1 readings
+   (one per record, score 1 then rising) are one series of 300, improved; more readings than
+   the join keeps on the stack. */
+Test(aggregate, many_cases_of_one_person_join_into_one_series)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    for (int i = 0; i < 300; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "m%03d", i);
+        asy_case_view_t v = s_case(id, i % 2 ? "ward-a" : "office-b", 1);
+        snprintf(v.person_key, sizeof v.person_key, "PLACEHOLDER");
+        v.received = s_day(2026, 10, 1) + i / 20;
+        cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+        asy_date_t day = s_day(2026, 10, 1) + i / 20;
+        asy_outcome_view_t o = s_readings(id, 1, 1 + i / 60, day, 1 + i / 60, day, 1);
+        cr_assert_eq(asy_aggregate_put_outcome(f.agg, &o), 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        s_cell_fn *cell = s_reader(pass);
+        const asy_mcell_t *c = cell(f.agg, "all/M12/2026-10", true, &f.update, "total", "ALL");
+        cr_assert(c->numerator == 1 && c->denominator == 1, "pass %d: %lld/%lld", pass,
+                  (long long)c->numerator, (long long)c->denominator);
+        c = cell(f.agg, "site/ward-a/M12/2026-10", true, &f.update, "total", "ALL");
+        cr_assert(c->numerator == 1 && c->denominator == 1);
+        cr_assert_eq(s_count(cell(f.agg, "all/M2/2026-10", true, &f.update, "total", "ALL")), 1);
+        cr_assert_eq(s_count(cell(f.agg, "all/M1/2026-10", true, &f.update, "total", "ALL")), 300);
+    }
+    s_teardown(&f);
+}
+
 /* M1 by reason: a referral counts under every reason it gives, under REASON_NOT_RECORDED if
    it gives none; the groups may add up to more than the total. */
 Test(aggregate, referral_counts_under_every_reason_it_gives)

@@ -180,6 +180,32 @@ Test(import, quoted_csv_times_and_value_maps)
     free(stored);
 }
 
+/* Importing an export again stores nothing twice; two identical rows of one export are two
+   events; a later export that repeats the earlier rows adds only its new ones. */
+Test(import, the_same_rows_imported_again_are_duplicates)
+{
+    const char *mapping = s_write("again.cfg", S_REFERRAL_MAPPING);
+    const char *rows = "\"case no\",Received,Service,Why,Referrer,Notes,NHS No\n"
+                       "C-1,15/07/2026 14:30,IMHA,,,,\n"
+                       "C-2,16/07/2026 09:00,IMHA,,,,\n"
+                       "C-2,16/07/2026 09:00,IMHA,,,,\n";
+    const char *csv = s_write("again.csv", rows);
+    asy_fixture_result_t result = s_import(mapping, csv);
+    cr_assert_str_eq(result.out, "stored 3, duplicates 0, rejected 0\n", "%s", result.err);
+    result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 0);
+    cr_assert_str_eq(result.out, "stored 0, duplicates 3, rejected 0\n", "%s", result.err);
+    char later[512];
+    snprintf(later, sizeof later, "%sC-3,17/07/2026 10:00,IMHA,,,,\n", rows);
+    result = s_import(mapping, s_write("later.csv", later));
+    cr_assert_str_eq(result.out, "stored 1, duplicates 3, rejected 0\n", "%s", result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 4);
+    for (size_t i = 0; i < stored->count; i++)
+        free(stored->json[i]);
+    free(stored);
+}
+
 Test(import, bad_rows_are_named_and_good_rows_stored)
 {
     const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
@@ -301,6 +327,17 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
          "    column\n        header = b\n        field = case_ref\n",
          "already fed by column 1"},
         {"nothing\n", "no `import` section"},
+        /* a field path or an enum value that every row would refuse is refused at once */
+        {"import\n    kind = activity.logged\n    column\n        header = a\n"
+         "        field = activityLogged.minutz\n",
+         "activityLogged.minutz: ActivityLogged has no field \"minutz\""},
+        {"import\n    kind = activity.logged\n    column\n        header = a\n"
+         "        field = activityLogged.minutes.count\n",
+         "minutes is not a message"},
+        {"import\n    kind = contact.made\n    column\n        header = a\n"
+         "        field = contactMade.channel\n        value\n            from = P\n"
+         "            to = CHANNEL_CARRIER_PIGEON\n",
+         "value \"P\": to: "},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];

@@ -6,14 +6,17 @@
     becomes a JSON object that goes through the same path as `submit` (pseudonymise, check,
     store). Dates without a zone are Europe/London local time and are stored in UTC.
     The format is documented with deploy/examples/import-mapping.cfg.  */
+#include "advsync.pb-c.h"
 #include "agent.h"
 #include "calendar.h"
 #include "csv.h"
+#include "json.h"
 #include "log.h"
 
 #include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +232,76 @@ static int s_kind(const char *text)
     return asy_kind_from_name(snake);
 }
 
+/* The field of desc a path segment names (lowerCamelCase of its proto name), or NULL. */
+static const ProtobufCFieldDescriptor *s_field_named(const ProtobufCMessageDescriptor *desc,
+                                                     const char *segment)
+{
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        char camel[256];
+        s_camel(desc->fields[i].name, camel, sizeof camel);
+        if (!strcmp(camel, segment))
+            return &desc->fields[i];
+    }
+    return NULL;
+}
+
+/* Checks at load time what each row would otherwise refuse one by one: the column's field
+   path names a field of the event (or an identifier submit pseudonymises), and the values
+   an enum field is mapped to are names of that enum. */
+static int s_check_field(const s_column_t *column, const char *where, char *error,
+                         size_t error_size)
+{
+    if (column->is_kind || column->identifier)
+        return 0;
+    const ProtobufCMessageDescriptor *desc = &advsync__v1__event__descriptor;
+    const ProtobufCFieldDescriptor *field = NULL;
+    for (int i = 0; i < column->depth; i++) {
+        field = s_field_named(desc, column->segment[i]);
+        if (!field) {
+            asy_set_error(error, error_size, "%s/field: %s: %s has no field \"%s\"", where,
+                          column->field, desc->short_name, column->segment[i]);
+            return ASY_ECONFIG;
+        }
+        bool last = i == column->depth - 1;
+        if (!last && field->type != PROTOBUF_C_TYPE_MESSAGE) {
+            asy_set_error(error, error_size, "%s/field: %s: %s is not a message", where,
+                          column->field, column->segment[i]);
+            return ASY_ECONFIG;
+        }
+        if (!last)
+            desc = field->descriptor;
+    }
+    if (field->type != PROTOBUF_C_TYPE_ENUM)
+        return 0;
+    /* each value the enum field is mapped to, read as a row's would be */
+    for (size_t i = 0; i < column->value_count; i++) {
+        const char *to = column->values[i].to;
+        if (!to || !*to)
+            continue;
+        json_t *value = json_string(to);
+        if (value && field->label == PROTOBUF_C_LABEL_REPEATED)
+            value = json_pack("[o]", value);
+        json_t *object =
+            value ? json_pack("{so}", column->segment[column->depth - 1], value) : NULL;
+        ProtobufCMessage *message = NULL;
+        char why[512] = "out of memory";
+        int rc = object ? asy_json_to_message(object, desc, &message, why, sizeof why) : ASY_ENOMEM;
+        if (message)
+            protobuf_c_message_free_unpacked(message, NULL);
+        json_decref(object);
+        if (rc == ASY_EINVAL) {
+            asy_set_error(error, error_size, "%s/value \"%s\": to: %s", where,
+                          column->values[i].from, why);
+            return ASY_ECONFIG;
+        }
+        if (rc != 0) {
+            asy_set_error(error, error_size, "%s: %s", where, why);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static bool s_flag(const char *value, bool *out)
 {
     if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1"))
@@ -328,7 +401,7 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
     column->body_kind = column->depth > 1 ? s_kind(column->segment[0]) : 0;
     column->identifier = !strcmp(column->field, "nhsNumber") ||
                          !strcmp(column->field, "personRef") || !strcmp(column->field, "caseRef");
-    return 0;
+    return s_check_field(column, where, error, error_size);
 }
 
 static void s_mapping_free(s_mapping_t *mapping)
@@ -727,7 +800,55 @@ typedef struct {
     asy_csv_t *csv;
     const char *name;
     uint64_t committed;
+    zhashx_t *seen_rows; /* row digest -> how many such rows so far (uintptr_t) */
 } s_import_t;
+
+/* Gives a row without an eventId column one derived from what it says, so that importing
+   the same export again (or a later export that repeats its rows) stores nothing twice: a
+   UUID (version 8) from BLAKE2b-128 keyed with the consortium key over the site, the event
+   as mapped (before pseudonymisation: keyed, it reveals no more than a pseudonym does) and
+   how many identical rows came before it in this file, so that two identical rows of one
+   export (two equal activities on one day) are still two events. Returns 0 or ASY_ENOMEM. */
+static int s_derive_event_id(s_import_t *self, json_t *object)
+{
+    if (json_object_get(object, "eventId") || json_object_get(object, "event_id"))
+        return 0;
+    char *text = json_dumps(object, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        return ASY_ENOMEM;
+    uint8_t digest[16];
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, self->submitter->key->bytes, sizeof self->submitter->key->bytes,
+                            sizeof digest);
+    static const char domain[] = "advsync import row v1";
+    crypto_generichash_update(&state, (const uint8_t *)domain, sizeof domain);
+    const char *site = self->submitter->site_id;
+    crypto_generichash_update(&state, (const uint8_t *)site, strlen(site) + 1);
+    crypto_generichash_update(&state, (const uint8_t *)text, strlen(text));
+    free(text);
+    crypto_generichash_state repeat = state; /* the same row content, before its ordinal */
+    crypto_generichash_final(&repeat, digest, sizeof digest);
+    char key[33];
+    sodium_bin2hex(key, sizeof key, digest, sizeof digest);
+    uintptr_t before = (uintptr_t)zhashx_lookup(self->seen_rows, key);
+    zhashx_update(self->seen_rows, key, (void *)(before + 1));
+    uint64_t ordinal = before;
+    crypto_generichash_update(&state, (const uint8_t *)&ordinal, sizeof ordinal);
+    crypto_generichash_final(&state, digest, sizeof digest);
+    digest[6] = (uint8_t)(0x80 | (digest[6] & 0x0f)); /* RFC 9562 version 8 (custom) */
+    digest[8] = (uint8_t)(0x80 | (digest[8] & 0x3f)); /* variant 10 */
+    static const char hex[] = "0123456789abcdef";
+    char uuid[ASY_UUID_TEXT + 1];
+    size_t at = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            uuid[at++] = '-';
+        uuid[at++] = hex[digest[i] >> 4];
+        uuid[at++] = hex[digest[i] & 15];
+    }
+    uuid[at] = '\0';
+    return json_object_set_new(object, "eventId", json_string(uuid)) == 0 ? 0 : ASY_ENOMEM;
+}
 
 /* Reads every row into the outbox. Returns 0, or a fatal code after reporting it. */
 static int s_import_rows(s_import_t *self)
@@ -758,6 +879,11 @@ static int s_import_rows(s_import_t *self)
         if (empty)
             continue;
         int added = ASY_EINVAL;
+        if (object && s_derive_event_id(self, object) != 0) {
+            json_decref(object);
+            rc = ASY_ENOMEM;
+            break;
+        }
         if (object) {
             added = asy_submitter_add(self->submitter, object, error, sizeof error);
             json_decref(object);
@@ -808,7 +934,8 @@ static void s_usage(FILE *out)
             "Stores one event per row of a CSV export (RFC 4180, with a header row), as the\n"
             "mapping file says (see deploy/examples/import-mapping.cfg). Times without a zone\n"
             "are Europe/London local time. Each refused row is reported on stderr as\n"
-            "FILE:LINE: column \"NAME\": reason; the other rows are stored.\n"
+            "FILE:LINE: column \"NAME\": reason; the other rows are stored. A row stored\n"
+            "before (the same file or export imported again) counts as a duplicate.\n"
             "\n"
             "Exit status: 0 all rows stored, 1 fatal error, 2 usage or mapping error,\n"
             "3 some rows refused (the others were stored).\n");
@@ -866,8 +993,10 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
     s_import_t import = {.submitter = &submitter,
                          .mapping = &mapping,
                          .csv = &csv,
-                         .name = from_stdin ? "stdin" : path};
-    rc = s_import_rows(&import);
+                         .name = from_stdin ? "stdin" : path,
+                         .seen_rows = zhashx_new()};
+    rc = import.seen_rows ? s_import_rows(&import) : ASY_ENOMEM;
+    zhashx_destroy(&import.seen_rows);
     asy_csv_release(&csv);
     if (!from_stdin)
         fclose(file);

@@ -36,8 +36,14 @@ int asy_log_parse_level(const char *text)
 void asy_log(asy_log_level_t level, const char *format, ...)
 {
     if (s_level < 0) {
-        int from_env = asy_log_parse_level(getenv("ADVSYNC_LOG"));
+        const char *text = getenv("ADVSYNC_LOG");
+        int from_env = asy_log_parse_level(text);
         s_level = from_env >= 0 ? from_env : ASY_LOG_INFO;
+        if (text && *text && from_env < 0) /* said once: the level is decided once */
+            fprintf(stderr,
+                    "advsync: ADVSYNC_LOG=\"%.32s\" is not debug, info, warn or error; "
+                    "logging at info\n",
+                    text);
     }
     if ((int)level < s_level)
         return;

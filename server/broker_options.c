@@ -23,6 +23,9 @@ typedef struct {
     const char *help;
 } s_spec_t;
 
+#define S_TEXT_OF_(x) #x
+#define S_TEXT_OF(x) S_TEXT_OF_(x) /* a number macro's digits, for a default */
+
 static const s_spec_t s_specs[ASY_OPT_COUNT] = {
     [ASY_OPT_CONFIG] = {"config", NULL, NULL, S_TEXT, 0, 0,
                         "zconfig file (sections broker and monitor; keys as below)"},
@@ -34,12 +37,13 @@ static const s_spec_t s_specs[ASY_OPT_COUNT] = {
                                "write the bound endpoints there once listening"},
     [ASY_OPT_LOG_LEVEL] = {"log-level", "broker/log_level", NULL, S_LEVEL, 0, 0,
                            "debug, info (default, or $ADVSYNC_LOG), warn or error"},
-    [ASY_OPT_WORKERS] = {"workers", "broker/workers", NULL, S_NUMBER, 1, ASY_INGEST_MAX_WORKERS,
+    [ASY_OPT_WORKERS] = {"workers", "broker/workers", S_TEXT_OF(ASY_INGEST_DEFAULT_WORKERS),
+                         S_NUMBER, 1, ASY_INGEST_MAX_WORKERS,
                          "ingest workers, each with its own database connection"},
     [ASY_OPT_MONITOR] = {"monitor", "monitor/enabled", "on", S_SWITCH, 0, 0,
                          "on or off: the live monitor and its streams"},
-    [ASY_OPT_MONITOR_PUBLIC] = {"monitor-public", "monitor/public", ASY_MONITOR_PUBLIC, S_TEXT,
-                                0, 0, "public stream (disclosure-controlled) XPUB"},
+    [ASY_OPT_MONITOR_PUBLIC] = {"monitor-public", "monitor/public", ASY_MONITOR_PUBLIC, S_TEXT, 0,
+                                0, "public stream (disclosure-controlled) XPUB"},
     [ASY_OPT_MONITOR_PUBLIC_SNAPSHOT] = {"monitor-public-snapshot", "monitor/public_snapshot",
                                          ASY_MONITOR_PUBLIC_SNAPSHOT, S_TEXT, 0, 0,
                                          "public stream snapshot ROUTER"},
@@ -52,13 +56,12 @@ static const s_spec_t s_specs[ASY_OPT_COUNT] = {
                                              "restricted stream snapshot ROUTER"},
     [ASY_OPT_COALESCE_MS] = {"coalesce-ms", "monitor/coalesce_ms", "100", S_NUMBER, 1, 60000,
                              "publish a topic at most this often"},
-    [ASY_OPT_HEARTBEAT_MS] = {"heartbeat-ms", "monitor/heartbeat_ms", "1000", S_NUMBER, 10,
-                              60000, "monitor heartbeat interval"},
+    [ASY_OPT_HEARTBEAT_MS] = {"heartbeat-ms", "monitor/heartbeat_ms", "1000", S_NUMBER, 10, 60000,
+                              "monitor heartbeat interval"},
     [ASY_OPT_HISTORY_YEARS] = {"history-years", "monitor/history_years", "2", S_NUMBER, 1, 10,
                                "financial years of periods kept"},
-    [ASY_OPT_BREACH_GRACE_MS] = {"breach-grace-ms", "monitor/breach_grace_ms", "30000", S_NUMBER,
-                                 1, 86400000,
-                                 "wait before announcing a case that arrived in breach"},
+    [ASY_OPT_BREACH_GRACE_MS] = {"breach-grace-ms", "monitor/breach_grace_ms", "30000", S_NUMBER, 1,
+                                 86400000, "wait before announcing a case that arrived in breach"},
 };
 
 static void s_usage(FILE *out)
@@ -75,11 +78,10 @@ static void s_usage(FILE *out)
         if (s->key)
             fprintf(out, "  %-30s config key %s\n", "", s->key);
     }
-    fprintf(out, "  --workers defaults to %d.\n", ASY_INGEST_DEFAULT_WORKERS);
 }
 
-/* Returns NULL if value is valid for spec, else what is wrong. */
-static const char *s_check(const s_spec_t *spec, const char *value)
+/* Returns NULL if value is valid for spec, else what is wrong (in why, or a constant). */
+static const char *s_check(const s_spec_t *spec, const char *value, char *why, size_t size)
 {
     if (spec->kind == S_LEVEL && asy_log_parse_level(value) < 0)
         return "is not debug, info, warn or error";
@@ -89,8 +91,10 @@ static const char *s_check(const s_spec_t *spec, const char *value)
         char *end = NULL;
         errno = 0;
         long number = strtol(value, &end, 10);
-        if (errno || end == value || *end || number < spec->low || number > spec->high)
-            return "is out of range or not a whole number";
+        if (errno || end == value || *end || number < spec->low || number > spec->high) {
+            snprintf(why, size, "is not a whole number in %d..%d", spec->low, spec->high);
+            return why;
+        }
     }
     if (spec->kind == S_TEXT && !*value)
         return "is empty";
@@ -119,7 +123,8 @@ static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
             s_usage(stderr);
             return 2;
         }
-        const char *wrong = s_check(&s_specs[option], optarg);
+        char why[64];
+        const char *wrong = s_check(&s_specs[option], optarg, why, sizeof why);
         if (wrong) {
             fprintf(stderr, "advsyncd: --%s \"%s\" %s\n", s_specs[option].flag, optarg, wrong);
             return 2;
@@ -165,9 +170,15 @@ static int s_load_config(asy_broker_options_t *options)
             snprintf(key, sizeof key, "%s/%s", zconfig_name(section), zconfig_name(item));
             const char *value = zconfig_value(item);
             int which = s_find_key(key);
+            char why[64];
             const char *wrong = which < 0 ? "is not a known key (see advsyncd --help)"
-                                : !value || !*value ? "has no value"
-                                                    : s_check(&s_specs[which], value);
+                                : !value || !*value
+                                    ? "has no value"
+                                    : s_check(&s_specs[which], value, why, sizeof why);
+            if (wrong && which >= 0 && value && *value) {
+                fprintf(stderr, "advsyncd: config %s: %s \"%s\" %s\n", path, key, value, wrong);
+                return 1;
+            }
             if (wrong) {
                 fprintf(stderr, "advsyncd: config %s: %s %s\n", path, key, wrong);
                 return 1;

@@ -93,10 +93,11 @@ static int s_holiday_row(void *arg, int columns, const char *const *values)
 static asy_calendar_t *s_load_holidays(s_monitor_t *self)
 {
     asy_db_row_t row;
-    if (asy_db_query_row(self->db,
-                         "SELECT coalesce(string_agg(day::text || change, ',' ORDER BY day), '')"
-                         " FROM holiday",
-                         false, 0, NULL, &row) != 0) {
+    if (asy_db_query_row(
+            self->db,
+            "SELECT coalesce(string_agg(day::text || ' ' || change, ', ' ORDER BY day), '')"
+            " FROM holiday",
+            false, 0, NULL, &row) != 0) {
         asy_warn("monitor: holidays not read: %s", asy_db_errmsg(self->db));
         return NULL;
     }

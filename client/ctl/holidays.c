@@ -20,7 +20,7 @@ static void s_usage(FILE *out)
             "\n"
             "The England and Wales bank holidays come from the rules and a built-in table of\n"
             "moved and one-off dates; the database's `holiday` table overrides them per date.\n"
-            "The broker rereads the table every minute.\n"
+            "The broker rereads the table every 10 seconds.\n"
             "\n"
             "  list     the bank holidays of YYYY (default: this year and next) as the broker\n"
             "           sees them, with the dates the table adds or removes marked\n"
@@ -151,10 +151,11 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
     if (year_text) {
         char *end = NULL;
         long year = strtol(year_text, &end, 10);
-        if (end == year_text || *end || year < 1 || year > 9999) {
+        /* the rules are those of the Banking and Financial Dealings Act 1971 */
+        if (end == year_text || *end || year < 1971 || year > 9999) {
             fprintf(stderr,
-                    "advsync-ctl: holidays list: --year \"%s\" is not a year from 1 "
-                    "to 9999\n",
+                    "advsync-ctl: holidays list: --year \"%s\" is not a year from 1971 (the "
+                    "Banking and Financial Dealings Act) to 9999\n",
                     year_text);
             return ASY_CTL_USAGE;
         }

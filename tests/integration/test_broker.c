@@ -621,6 +621,15 @@ Test(broker, restarted_broker_asks_for_hello_again)
 /* --------------------------------------------------------------------------------------------
    Flags, config, and a database that is not there yet */
 
+/* Runs advsyncd FLAGS (split by the shell) with stderr into out too; returns its exit code. */
+static int s_advsyncd_said(char *out, size_t size, const char *flags)
+{
+    char command[1024];
+    snprintf(command, sizeof command, "%s %s 2>&1", ASY_ADVSYNCD_PATH, flags);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    return asy_test_run(argv, out, size, 10000);
+}
+
 static int s_advsyncd(const char *a, const char *b, char *out, size_t size)
 {
     char *argv[] = {ASY_ADVSYNCD_PATH, (char *)a, (char *)b, NULL};
@@ -637,6 +646,11 @@ Test(broker, flags_and_config_errors)
     cr_assert_eq(s_advsyncd("--no-such-flag", NULL, out, sizeof out), 2);
     cr_assert_eq(s_advsyncd("--log-level", "loud", out, sizeof out), 2);
     cr_assert_eq(s_advsyncd("--breach-grace-ms", "0", out, sizeof out), 2);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--breach-grace-ms 0"), 2);
+    cr_assert(strstr(out, "--breach-grace-ms \"0\" is not a whole number in 1..86400000"), "%s",
+              out);
+    cr_assert_eq(s_advsyncd("--help", NULL, out, sizeof out), 0);
+    cr_assert(strstr(out, "1..16 (default 2)"), "--workers shows its default: %s", out);
     cr_assert_eq(s_advsyncd("--coalesce-ms", "fast", out, sizeof out), 2);
     cr_assert_eq(s_advsyncd("--config", "/nonexistent/advsyncd.cfg", out, sizeof out), 1);
     char path[512];
@@ -649,6 +663,12 @@ Test(broker, flags_and_config_errors)
     fprintf(file, "monitor\n    breach_grace_ms = 90000000\n"); /* over a day */
     fclose(file);
     cr_assert_eq(s_advsyncd("--config", path, out, sizeof out), 1);
+    char flags[600];
+    snprintf(flags, sizeof flags, "--config %s", path);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "monitor/breach_grace_ms \"90000000\" is not a whole number in "
+                          "1..86400000"),
+              "the value and the range: %s", out);
     s_assert_alive();
 }
 

@@ -397,6 +397,8 @@ Test(ctl, help_and_usage_errors)
     cr_assert_eq(s_ctl(out, sizeof out, "denominators", NULL), 2, "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, "--bogus", "holidays", "list", NULL), 2, "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, "--database", NULL), 2, "%s", out);
+    cr_assert_eq(s_ctl(out, sizeof out, "holidays", "list", "--year", "27", NULL), 2, "%s", out);
+    cr_assert(strstr(out, "is not a year from 1971"), "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, NULL), 2, "%s", out);
 }
 

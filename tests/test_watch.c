@@ -4,8 +4,8 @@
     The test monitor is a zactor with a real XPUB and ROUTER on tcp://127.0.0.1:* that follows
     PROTOCOL.md section 11: every message is [topic][MonitorMessage], seq grows by one per
     update, a snapshot is the state at S followed by SnapshotEnd{S}. Commands on its pipe let a
-    test publish, lose (SKIP) or repeat (DUP) a message, publish while answering a snapshot
-    (INFLIGHT), stop heartbeats, or restart the sequence.  */
+    test publish an update or a breach notice (BREACH), lose (SKIP) or repeat (DUP) a message,
+    publish while answering a snapshot (INFLIGHT), stop heartbeats, or restart the sequence.  */
 #include "harness.h"
 #include "monitor_msg.h"
 #include "replica.h"
@@ -124,6 +124,23 @@ static void s_set(s_server_t *self, const char *topic, int64_t value)
     asy_mmsg_release(&msg);
 }
 
+/* A BreachNotice of site on site/<site>/breach, as the restricted stream sends it. */
+static void s_breach(s_server_t *self, const char *site)
+{
+    asy_mmsg_t msg;
+    asy_mmsg_init(&msg, ASY_MMSG_BREACH);
+    msg.seq = ++self->seq;
+    snprintf(msg.breach.site_id, sizeof msg.breach.site_id, "%s", site);
+    snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%064d", 7);
+    msg.breach.kind = ASY_BREACH_CONTACT;
+    msg.breach.received = 20000;
+    msg.breach.deadline = 20003;
+    msg.breach.detected_at_us = (int64_t)20004 * 86400 * 1000000;
+    char topic[ASY_TOPIC_MAX];
+    snprintf(topic, sizeof topic, "site/%s/breach", site);
+    s_publish_frames(self, topic, s_encode(&msg));
+}
+
 static void s_heartbeat(s_server_t *self)
 {
     asy_mmsg_t msg;
@@ -206,6 +223,8 @@ static bool s_command(s_server_t *self)
     } else if (strcmp(command, "STREAM") == 0) {
         self->stream_left = (int)number;
         self->stream_topics = atoi(text);
+    } else if (strcmp(command, "BREACH") == 0) {
+        s_breach(self, text);
     } else if (strcmp(command, "SKIP") == 0) {
         self->seq++;
     } else if (strcmp(command, "DUP") == 0) {
@@ -749,6 +768,64 @@ Test(watch, view_renders_known_updates)
         asy_mmsg_release(&messages[i]);
 }
 
+Test(watch, view_shows_recent_breaches_newest_first)
+{
+    asy_mmsg_t messages[3];
+    s_view_updates(messages);
+    const asy_mupdate_t *updates[] = {&messages[0].update};
+    asy_view_breaches_t recent = {0};
+    for (int i = 0; i < ASY_VIEW_BREACHES + 2; i++) {
+        asy_mbreach_t breach = {.kind = i % 2 ? ASY_BREACH_MEETING : ASY_BREACH_CONTACT};
+        snprintf(breach.site_id, sizeof breach.site_id, "ward-%c", 'a' + i);
+        snprintf(breach.case_id, sizeof breach.case_id, "%02d%062d", i, 0);
+        breach.received = 20760 + i; /* 2026-11-03 + i */
+        breach.deadline = 20763 + i; /* 2026-11-06 + i; detected the next day at 03:00 GMT */
+        breach.detected_at_us = (int64_t)(20764 + i) * 86400 * 1000000 + 3600000000 * 3;
+        asy_view_breach_add(&recent, &breach);
+    }
+    cr_assert_eq(recent.count, ASY_VIEW_BREACHES);
+    cr_assert_str_eq(recent.items[0].site_id, "ward-g");
+    cr_assert_str_eq(recent.items[ASY_VIEW_BREACHES - 1].site_id, "ward-c");
+
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    asy_view_status_t status = {.endpoint = "tcp://127.0.0.1:5573", .breaches = &recent};
+    asy_view_options_t options = {.by = "ethnic_group"};
+    asy_view_render(out, updates, 1, &status, &options);
+    fclose(out);
+    const char *section = strstr(text, "\n== recent breaches (newest first) ==\n");
+    cr_assert_not_null(section, "got:\n%s", text);
+    cr_assert(strstr(text, "M1 Referrals") < section, "breaches after the figures:\n%s", text);
+    const char *newest = strstr(section, "ward-g               contact  case 060000000000  "
+                                         "deadline 2026-11-12  detected 2026-11-13 03:00\n");
+    const char *older = strstr(section, "ward-f               meeting  case 050000000000  "
+                                        "deadline 2026-11-11  detected 2026-11-12 03:00\n");
+    cr_assert(newest && older && newest < older, "got:\n%s", section);
+    cr_assert_null(strstr(section, "ward-b"), "only the last %d: %s", ASY_VIEW_BREACHES, section);
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        cr_assert((size_t)(end - line) <= ASY_VIEW_WIDTH);
+        line = end + 1;
+    }
+    free(text);
+
+    /* a restricted view before any breach says so; without the section nothing is said */
+    recent.count = 0;
+    text = NULL;
+    out = open_memstream(&text, &size);
+    asy_view_render(out, updates, 1, &status, &options);
+    fclose(out);
+    cr_assert(strstr(text, "== recent breaches (newest first) ==\n(none since start)\n"), "%s",
+              text);
+    free(text);
+    text = s_render(updates, 1, false, false);
+    cr_assert_null(strstr(text, "breaches"), "%s", text);
+    free(text);
+    for (int i = 0; i < 3; i++)
+        asy_mmsg_release(&messages[i]);
+}
+
 Test(watch, view_row_formats_each_unit)
 {
     asy_mmsg_t msg;
@@ -779,8 +856,9 @@ Test(watch, view_row_formats_each_unit)
 
     snprintf(update->unit, sizeof update->unit, "per_100k");
     memset(cell, 0, sizeof *cell);
-    cell->has_count = cell->has_value = cell->has_interval = true;
+    cell->has_count = cell->has_denominator = cell->has_value = cell->has_interval = true;
     cell->count = 340;
+    cell->denominator = 275400; /* the population: not what n= shows */
     cell->value = 123.456;
     cell->lower = 110.5;
     cell->upper = 137.25;
@@ -897,6 +975,94 @@ Test(watch, live_json_runs_for_a_while_and_stops_on_sigterm)
     free(dir);
 }
 
+/* Runs argv to completion with stdout and stderr in text; returns the exit code. */
+static int s_run_logged(char *const argv[], char *text, size_t size, int timeout_ms)
+{
+    char *dir = asy_test_tmpdir();
+    char log[256];
+    snprintf(log, sizeof log, "%s/watch.log", dir);
+    int code = asy_test_wait(asy_test_spawn(argv, log), timeout_ms);
+    FILE *file = fopen(log, "r");
+    cr_assert_not_null(file);
+    size_t got = fread(text, 1, size - 1, file);
+    text[got] = '\0';
+    fclose(file);
+    unlink(log);
+    rmdir(dir);
+    free(dir);
+    return code;
+}
+
+Test(watch, restricted_table_shows_breaches_of_every_site_or_of_one)
+{
+    s_do("SET", "all/M1/" S_PERIOD, 11);
+    char *argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub,    "--snapshot", s_snap,
+                    "--restricted", "--period",   S_PERIOD, "--for",      "1.5",
+                    "--metric",     "M1",         NULL};
+    char *site_argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub,    "--snapshot", s_snap,
+                         "--restricted", "--site",     "ward-b", "--metric",   "M1",
+                         "--for",        "1.5",        NULL};
+    char *dir = asy_test_tmpdir();
+    char log[256], site_log[256];
+    snprintf(log, sizeof log, "%s/all.log", dir);
+    snprintf(site_log, sizeof site_log, "%s/site.log", dir);
+    pid_t pid = asy_test_spawn(argv, log);
+    pid_t site_pid = asy_test_spawn(site_argv, site_log);
+    zclock_sleep(700); /* both have their snapshot */
+    s_do("BREACH", "ward-a", 0);
+    s_do("BREACH", "ward-b", 0);
+    cr_assert_eq(asy_test_wait(pid, 5000), 0);
+    cr_assert_eq(asy_test_wait(site_pid, 5000), 0);
+    char text[16384];
+    for (int i = 0; i < 2; i++) {
+        FILE *file = fopen(i == 0 ? log : site_log, "r");
+        cr_assert_not_null(file);
+        size_t got = fread(text, 1, sizeof text - 1, file);
+        text[got] = '\0';
+        fclose(file);
+        /* the last block drawn has both (or ward-b's only), newest first */
+        const char *block = strstr(text, "== recent breaches");
+        for (const char *next; block && (next = strstr(block + 1, "== recent breaches"));)
+            block = next;
+        cr_assert_not_null(block, "%s", text);
+        const char *a = strstr(block, "\nward-a "), *b = strstr(block, "\nward-b ");
+        cr_assert_not_null(b, "%s", text);
+        cr_assert(
+            strstr(b, "contact  case 000000000000  deadline 2024-10-07  detected 2024-10-08 01:00"),
+            "%s", text);
+        if (i == 0)
+            cr_assert(a && b < a, "%s", text);
+        else
+            cr_assert_null(a, "--site ward-b showed ward-a's breach:\n%s", text);
+        if (i == 0)
+            cr_assert(strstr(text, "M1 Referrals"), "%s", text);
+        unlink(i == 0 ? log : site_log);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
+Test(watch, for_bounds_the_whole_run)
+{
+    /* nobody answers: the snapshot wait (5 s otherwise) is part of the 1 s */
+    char nowhere[64];
+    snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", asy_test_free_port());
+    char *argv[] = {ASY_WATCH_PATH, "--endpoint", nowhere, "--snapshot", nowhere,
+                    "--json",       "--for",      "1",     NULL};
+    int64_t start = zclock_mono();
+    cr_assert_eq(asy_test_run(argv, NULL, 0, 10000), 0);
+    int64_t took = zclock_mono() - start;
+    cr_assert(took >= 900 && took < 1600, "--for 1 took %lld ms", (long long)took);
+
+    s_do("SET", "all/M1/" S_PERIOD, 1);
+    char *live_argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub, "--snapshot", s_snap,
+                         "--json",       "--for",      "1.5", NULL};
+    start = zclock_mono();
+    cr_assert_eq(asy_test_run(live_argv, NULL, 0, 10000), 0);
+    took = zclock_mono() - start;
+    cr_assert(took >= 1400 && took < 2000, "--for 1.5 took %lld ms", (long long)took);
+}
+
 Test(watch, once_without_a_monitor_exits_1)
 {
     char nowhere[64];
@@ -917,8 +1083,47 @@ Test(watch, bad_flags_exit_2)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(asy_test_run(cases[i], NULL, 0, 5000), 2, "case %zu (%s)", i, cases[i][1]);
+
+    /* bad values: exit 2 with a message naming the flag and the value */
+    char *values[][2] = {
+        {"--period", "2026-13"},    {"--period", "2026-00"}, {"--period", "2026-28-Q1"},
+        {"--period", "2026-27-Q5"}, {"--period", "2026-28"}, {"--period", "26-27"},
+        {"--period", "nowish"},     {"--by", "colour"},      {"--by", "total"},
+        {"--interval", "0"},        {"--interval", "49"},    {"--interval", "100.5"},
+        {"--endpoint", "foo:1"},    {"--snapshot", "foo:1"}, {"--endpoint", "tcp://"},
+    };
+    char text[8192];
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char *argv[] = {ASY_WATCH_PATH, values[i][0], values[i][1], "--once", NULL};
+        cr_assert_eq(s_run_logged(argv, text, sizeof text, 5000), 2, "%s %s", values[i][0],
+                     values[i][1]);
+        char expected[128];
+        snprintf(expected, sizeof expected, "advsync-watch: %s: '%s' ", values[i][0], values[i][1]);
+        cr_assert(strstr(text, expected), "%s %s said:\n%s", values[i][0], values[i][1], text);
+        cr_assert(strstr(text, "usage: advsync-watch"), "%s", text);
+    }
+    cr_assert(strstr(text, "tcp:// or ipc://"), "%s", text);
+
+    /* the forms the README lists are accepted (the program then runs: --once against the
+       test monitor) */
+    s_do("SET", "all/M1/" S_PERIOD, 1);
+    const char *good[][2] = {{"--period", "2026-11"},    {"--period", "2026-27"},
+                             {"--period", "2026-27-Q3"}, {"--period", "now"},
+                             {"--period", "2099-00-Q4"}, {"--by", ""},
+                             {"--by", "age_band"},       {"--interval", "50"}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *argv[] = {
+            ASY_WATCH_PATH,     "--endpoint",       s_pub, "--snapshot", s_snap, "--once",
+            (char *)good[i][0], (char *)good[i][1], NULL};
+        cr_assert_eq(asy_test_run(argv, NULL, 0, 10000), 0, "%s '%s'", good[i][0], good[i][1]);
+    }
+
     char out[4096];
     char *help[] = {ASY_WATCH_PATH, "--help", NULL};
     cr_assert_eq(asy_test_run(help, out, sizeof out, 5000), 0);
     cr_assert(strstr(out, "usage: advsync-watch"));
+    cr_assert(strstr(out, "--version"));
+    char *version[] = {ASY_WATCH_PATH, "--version", NULL};
+    cr_assert_eq(asy_test_run(version, out, sizeof out, 5000), 0);
+    cr_assert_str_eq(out, "advsync-watch " ASY_VERSION_STRING " (monitor protocol 1)\n");
 }

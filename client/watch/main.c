@@ -18,6 +18,9 @@
 #define S_EXIT_FAIL 1
 #define S_EXIT_USAGE 2
 #define S_SNAPSHOT_TIMEOUT_MS 5000
+#define S_INTERVAL_MIN_MS 50 /* a faster redraw only burns CPU: figures coalesce per 100 ms */
+#define S_INTERVAL_MAX_MS 3600000
+#define S_RESYNC_MS 1000 /* the least a re-snapshot inside asy_replica_poll may take */
 
 typedef struct {
     const char *publisher;
@@ -56,12 +59,16 @@ static void s_usage(FILE *out)
             "                      the current quarter, month, year to date and now\n"
             "  --metric M          only metric M (M1 .. M13)\n"
             "  --by BREAKDOWN      groups shown under each total (default ethnic_group;\n"
-            "                      '' for none)\n"
+            "                      '' for none; source, service, ethnicity_ons, nhs_ethnic,\n"
+            "                      age_band, sex, gender, disability, religion,\n"
+            "                      sexual_orientation, reason)\n"
             "  --json              one JSON line per snapshot entry and live message\n"
             "  --once              print the snapshot and exit\n"
-            "  --for SECONDS       run this long, then exit 0\n"
-            "  --interval MS       redraw at most every MS milliseconds (default 500)\n"
-            "  --help              this text\n");
+            "  --for SECONDS       run this long in all (snapshot wait included), then exit 0\n"
+            "  --interval MS       redraw at most every MS milliseconds (default 500,\n"
+            "                      50 .. 3600000)\n"
+            "  --help              this text\n"
+            "  --version           print the version\n");
 }
 
 static int s_bad(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -87,6 +94,54 @@ static bool s_valid_id(const char *text)
            length;
 }
 
+/* The breakdowns of PROTOCOL.md 12.3 ("total" is always shown, as the row itself). The
+   monitor's list is server/aggregate.c asy_dims, which this program does not link. */
+static const char *const s_breakdowns[] = {
+    "source", "service", "ethnicity_ons", "ethnic_group",       "nhs_ethnic", "age_band",
+    "sex",    "gender",  "disability",    "sexual_orientation", "religion",   "reason",
+};
+
+static bool s_valid_breakdown(const char *by)
+{
+    if (!by[0])
+        return true;
+    for (size_t i = 0; i < sizeof s_breakdowns / sizeof s_breakdowns[0]; i++)
+        if (strcmp(by, s_breakdowns[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool s_digits(const char *text, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (text[i] < '0' || text[i] > '9')
+            return false;
+    return true;
+}
+
+/* A period of PROTOCOL.md 10: "now", a month "2026-11", a financial year "2026-27" or a
+   financial quarter "2026-27-Q3" (the second year is the first + 1, in two digits). */
+static bool s_valid_period(const char *text)
+{
+    size_t length = strlen(text);
+    if (strcmp(text, "now") == 0)
+        return true;
+    if ((length != 7 && length != 10) || !s_digits(text, 4) || text[4] != '-' ||
+        !s_digits(text + 5, 2))
+        return false;
+    int year = atoi(text), second = (text[5] - '0') * 10 + (text[6] - '0');
+    bool financial = second == (year + 1) % 100;
+    if (length == 7)
+        return (second >= 1 && second <= 12) || financial;
+    return financial && text[7] == '-' && text[8] == 'Q' && text[9] >= '1' && text[9] <= '4';
+}
+
+static bool s_valid_endpoint(const char *text)
+{
+    return (strncmp(text, "tcp://", 6) == 0 && text[6]) ||
+           (strncmp(text, "ipc://", 6) == 0 && text[6]);
+}
+
 static int s_check_args(s_args_t *args)
 {
     if (args->site && !s_valid_id(args->site))
@@ -94,10 +149,20 @@ static int s_check_args(s_args_t *args)
     if (args->metric &&
         (asy_view_metric_number(args->metric) < 1 || asy_view_metric_number(args->metric) > 13))
         return s_bad("--metric: '%s' is not a metric (M1 .. M13)", args->metric);
-    if (args->period && (!args->period[0] || strlen(args->period) >= ASY_VIEW_PERIOD_MAX ||
-                         strchr(args->period, '/')))
-        return s_bad("--period: '%s' is not a period (2026-11, 2026-27-Q3, 2026-27, now)",
+    if (args->period && !s_valid_period(args->period))
+        return s_bad("--period: '%s' is not a period (a month 2026-11, a financial quarter "
+                     "2026-27-Q3, a financial year 2026-27, or now)",
                      args->period);
+    if (!s_valid_breakdown(args->by))
+        return s_bad("--by: '%s' is not a breakdown (PROTOCOL.md 12.3: service, age_band, "
+                     "ethnicity_ons, ...; '' for none)",
+                     args->by);
+    if (args->publisher && !s_valid_endpoint(args->publisher))
+        return s_bad("--endpoint: '%s' is not an endpoint: it must start with tcp:// or ipc://",
+                     args->publisher);
+    if (args->snapshot && !s_valid_endpoint(args->snapshot))
+        return s_bad("--snapshot: '%s' is not an endpoint: it must start with tcp:// or ipc://",
+                     args->snapshot);
     if (!args->publisher)
         args->publisher = args->restricted ? "tcp://127.0.0.1:5573" : "tcp://127.0.0.1:5571";
     if (!args->snapshot)
@@ -137,7 +202,8 @@ static int s_parse(int argc, char **argv, s_args_t *args)
         O_ONCE,
         O_FOR,
         O_INTERVAL,
-        O_HELP
+        O_HELP,
+        O_VERSION
     };
     static const struct option options[] = {
         {"endpoint", required_argument, NULL, O_ENDPOINT},
@@ -152,6 +218,7 @@ static int s_parse(int argc, char **argv, s_args_t *args)
         {"for", required_argument, NULL, O_FOR},
         {"interval", required_argument, NULL, O_INTERVAL},
         {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
     memset(args, 0, sizeof *args);
@@ -195,12 +262,19 @@ static int s_parse(int argc, char **argv, s_args_t *args)
             args->for_seconds = number;
             break;
         case O_INTERVAL:
-            if (s_parse_number(optarg, 0, 3600000, &number) != 0)
-                return s_bad("--interval: '%s' is not a number of milliseconds", optarg);
+            if (s_parse_number(optarg, S_INTERVAL_MIN_MS, S_INTERVAL_MAX_MS, &number) != 0 ||
+                number != (double)(long)number)
+                return s_bad("--interval: '%s' is not a whole number of milliseconds from %d "
+                             "to %d",
+                             optarg, S_INTERVAL_MIN_MS, S_INTERVAL_MAX_MS);
             args->interval_ms = (long)number;
             break;
         case O_HELP:
             s_usage(stdout);
+            return S_EXIT_OK;
+        case O_VERSION:
+            printf("advsync-watch %s (monitor protocol %d)\n", ASY_VERSION_STRING,
+                   ASY_MONITOR_VERSION);
             return S_EXIT_OK;
         default:
             return s_bad("unknown option or missing value: %s", argv[optind - 1]);
@@ -219,6 +293,8 @@ typedef struct {
     const s_args_t *args;
     const char *const *periods;
     size_t period_count;
+    asy_view_breaches_t breaches; /* the latest received, newest first */
+    bool show_breaches;           /* the table has a "recent breaches" section */
 } s_output_t;
 
 static bool s_wanted(const s_args_t *args, const asy_mmsg_t *msg)
@@ -294,6 +370,7 @@ static void s_draw(const asy_replica_t *replica, const s_output_t *output, bool 
         .now_us = s_wall_us(),
         .last_message_us = stats.last_message_us,
         .stale = stats.stale,
+        .breaches = output->show_breaches || output->breaches.count ? &output->breaches : NULL,
     };
     asy_view_options_t options = {
         .by = output->args->by,
@@ -309,12 +386,20 @@ static void s_draw(const asy_replica_t *replica, const s_output_t *output, bool 
 /* ----------------------------------------------------------------------------------------------
    Running. */
 
-static int s_sync_or_complain(asy_replica_t *replica, const s_args_t *args)
+/* The first snapshot, waited for at most 5 s or what is left of --for (end_ms). */
+static int s_sync_or_complain(asy_replica_t *replica, const s_args_t *args, int64_t end_ms)
 {
-    int rc = asy_replica_sync(replica, S_SNAPSHOT_TIMEOUT_MS);
+    int64_t left = end_ms - zclock_mono();
+    int timeout = left < S_SNAPSHOT_TIMEOUT_MS ? (int)(left > 0 ? left : 0) : S_SNAPSHOT_TIMEOUT_MS;
+    int rc = asy_replica_sync(replica, timeout);
     if (rc != 0 && s_stop)
         return rc; /* interrupted: nothing to complain about */
-    if (rc == ASY_ETIMEDOUT)
+    if (rc == ASY_ETIMEDOUT && timeout < S_SNAPSHOT_TIMEOUT_MS)
+        fprintf(stderr,
+                "advsync-watch: no snapshot from %s before --for ran out (is the monitor "
+                "running?)\n",
+                args->snapshot);
+    else if (rc == ASY_ETIMEDOUT)
         fprintf(stderr,
                 "advsync-watch: no snapshot from %s within %d s (is the monitor running?)\n",
                 args->snapshot, S_SNAPSHOT_TIMEOUT_MS / 1000);
@@ -324,12 +409,22 @@ static int s_sync_or_complain(asy_replica_t *replica, const s_args_t *args)
     return rc;
 }
 
-static int s_live(asy_replica_t *replica, const s_output_t *output)
+static bool s_breach_wanted(const s_args_t *args, const asy_mbreach_t *breach)
+{
+    return !args->site || strcmp(args->site, "all") == 0 ||
+           strcmp(args->site, breach->site_id) == 0;
+}
+
+/* Waits up to milliseconds for a signal. */
+static void s_pause(int64_t milliseconds)
+{
+    zmq_poll(NULL, 0, (long)milliseconds);
+}
+
+static int s_live(asy_replica_t *replica, s_output_t *output, int64_t end)
 {
     const s_args_t *args = output->args;
     bool tty = isatty(STDOUT_FILENO);
-    int64_t end =
-        args->for_seconds > 0 ? zclock_mono() + (int64_t)(args->for_seconds * 1000) : INT64_MAX;
     int64_t last_draw = INT64_MIN / 2;
     bool dirty = true, was_stale = false;
     while (!s_stop) {
@@ -345,6 +440,11 @@ static int s_live(asy_replica_t *replica, const s_output_t *output)
             was_stale = stale;
         }
         int64_t wait = end - now < args->interval_ms ? end - now : args->interval_ms;
+        if (asy_replica_needs_sync(replica) && end - now < S_RESYNC_MS) {
+            /* a snapshot now would outlast --for */
+            s_pause(end - now);
+            continue;
+        }
         asy_mmsg_t msg;
         int rc = asy_replica_poll(replica, (int)(wait > 0 ? wait : 1), &msg);
         if (rc == ASY_ENOMEM)
@@ -352,10 +452,30 @@ static int s_live(asy_replica_t *replica, const s_output_t *output)
         if (rc == 0) {
             if (msg.kind != ASY_MMSG_HEARTBEAT)
                 dirty = true;
+            if (msg.kind == ASY_MMSG_BREACH && s_breach_wanted(args, &msg.breach))
+                asy_view_breach_add(&output->breaches, &msg.breach);
             asy_mmsg_release(&msg);
         }
     }
     return S_EXIT_OK;
+}
+
+/* Breach notices come on site/<site>/breach, outside the subtree when it is all/ or narrowed
+   to one metric. Only the restricted stream carries them (PROTOCOL.md 13), and "site/"
+   also brings every site's updates, so the consortium asks for them only with --restricted. */
+static int s_subscribe_breaches(asy_replica_t *replica, const s_args_t *args)
+{
+    char prefix[ASY_TOPIC_MAX];
+    if (args->site && strcmp(args->site, "all") != 0) {
+        if (!args->metric)
+            return 0; /* site/<site>/ has them */
+        snprintf(prefix, sizeof prefix, "site/%s/breach", args->site);
+    } else if (args->restricted) {
+        snprintf(prefix, sizeof prefix, "site/");
+    } else {
+        return 0;
+    }
+    return asy_replica_add_breaches(replica, prefix);
 }
 
 static void s_signals(void)
@@ -378,10 +498,14 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     s_signals();
+    /* --for bounds the whole run, the wait for the first snapshot included */
+    int64_t end =
+        args.for_seconds > 0 ? zclock_mono() + (int64_t)(args.for_seconds * 1000) : INT64_MAX;
 
     char names[3][ASY_VIEW_PERIOD_MAX];
     const char *periods[4];
     s_output_t output = {.args = &args, .periods = periods};
+    output.show_breaches = args.restricted && !args.once;
     if (args.period) {
         periods[0] = args.period;
         output.period_count = 1;
@@ -395,18 +519,22 @@ int main(int argc, char **argv)
                 args.snapshot);
         return S_EXIT_FAIL;
     }
+    if (s_subscribe_breaches(replica, &args) != 0) {
+        asy_replica_destroy(&replica);
+        return S_EXIT_FAIL;
+    }
     if (args.json)
         asy_replica_set_handler(replica, s_print_json, &output);
-    rc = s_sync_or_complain(replica, &args);
+    rc = s_sync_or_complain(replica, &args, end);
     int code;
-    if (rc != 0 && !args.once && !s_stop)
+    if (rc != 0 && !args.once && !s_stop && zclock_mono() < end)
         fprintf(stderr, "advsync-watch: still trying\n");
     if (args.once) {
         code = rc == 0 || s_stop ? S_EXIT_OK : S_EXIT_FAIL;
         if (rc == 0 && !args.json)
             s_draw(replica, &output, false);
     } else {
-        code = s_live(replica, &output);
+        code = s_live(replica, &output, end);
     }
     asy_replica_destroy(&replica);
     return code;

@@ -41,6 +41,7 @@ struct _asy_replica_t {
     char *publisher;
     char *snapshot;
     char *subtree;
+    char *breach_prefix; /* an extra subscription for breach notices, or NULL */
     zsock_t *sub;
     zsock_t *dealer;
     s_store_t store;
@@ -204,6 +205,8 @@ static int s_connect(asy_replica_t *self)
     zsock_set_rcvhwm(self->dealer, S_RCVHWM);
     zsock_set_subscribe(self->sub, self->subtree);
     zsock_set_subscribe(self->sub, ASY_HEARTBEAT_TOPIC);
+    if (self->breach_prefix)
+        zsock_set_subscribe(self->sub, self->breach_prefix);
     if (zsock_connect(self->sub, "%s", self->publisher) != 0 ||
         zsock_connect(self->dealer, "%s", self->snapshot) != 0) {
         asy_set_error(self->error, sizeof self->error, "cannot connect to %s / %s", self->publisher,
@@ -302,6 +305,10 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
                  live->topic, self->publisher);
         return S_DROPPED;
     }
+    /* the breach subscription ("site/") also brings updates of topics we do not keep */
+    if (msg->kind == ASY_MMSG_UPDATE &&
+        strncmp(live->topic, self->subtree, strlen(self->subtree)) != 0)
+        return S_DROPPED;
     if (msg->seq <= self->stats.last_seq) {
         if (count_duplicates)
             self->stats.duplicates++;
@@ -553,6 +560,7 @@ void asy_replica_destroy(asy_replica_t **self_p)
     free(self->publisher);
     free(self->snapshot);
     free(self->subtree);
+    free(self->breach_prefix);
     free(self);
     *self_p = NULL;
 }
@@ -561,6 +569,17 @@ void asy_replica_set_handler(asy_replica_t *self, asy_replica_handler_fn *handle
 {
     self->handler = handler;
     self->handler_arg = arg;
+}
+
+int asy_replica_add_breaches(asy_replica_t *self, const char *prefix)
+{
+    char *copy = strdup(prefix);
+    if (!copy)
+        return ASY_ENOMEM;
+    free(self->breach_prefix);
+    self->breach_prefix = copy;
+    zsock_set_subscribe(self->sub, copy);
+    return 0;
 }
 
 int asy_replica_sync(asy_replica_t *self, int timeout_ms)
@@ -636,6 +655,11 @@ int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out)
         if (zclock_mono() >= deadline)
             return ASY_ETIMEDOUT;
     }
+}
+
+bool asy_replica_needs_sync(const asy_replica_t *self)
+{
+    return self->need_sync;
 }
 
 size_t asy_replica_size(const asy_replica_t *self)

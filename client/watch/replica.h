@@ -70,6 +70,12 @@ typedef void(asy_replica_handler_fn)(const char *topic, const asy_mmsg_t *msg, c
 asy_replica_t *asy_replica_new(const char *publisher_endpoint, const char *snapshot_endpoint,
                                const char *subtree);
 
+/* Also subscribes to prefix ("site/ward-a/breach", or "site/" for every site's) so that
+   breach notices outside the subtree arrive; updates that come through it but lie outside the
+   subtree are dropped, not kept. Call it once, before asy_replica_sync. Returns 0 or
+   ASY_ENOMEM. */
+int asy_replica_add_breaches(asy_replica_t *self, const char *prefix);
+
 /* Closes the sockets, frees everything, sets *self_p to NULL. Safe on NULL / *self_p NULL. */
 void asy_replica_destroy(asy_replica_t **self_p);
 
@@ -96,6 +102,10 @@ int asy_replica_sync(asy_replica_t *self, int timeout_ms);
    if a re-snapshot was refused (asy_replica_errmsg; retried at the next call); ASY_ENOMEM. A
    pending re-snapshot or reconnection is done first and takes at least 1 s of allowance. */
 int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out);
+
+/* True if the next asy_replica_poll will first take a snapshot (with at least 1 s of
+   allowance): the first one failed, or the replica is repairing itself. */
+bool asy_replica_needs_sync(const asy_replica_t *self);
 
 /* Number of topics held. */
 size_t asy_replica_size(const asy_replica_t *self);

@@ -92,10 +92,11 @@ static void s_number_text(char *out, size_t size, const asy_mupdate_t *update,
         snprintf(out, size, "O=%lld E=%.1f", (long long)cell->count, cell->expected);
     else if (cell->has_numerator && cell->has_denominator)
         snprintf(out, size, "%lld/%lld", (long long)cell->numerator, (long long)cell->denominator);
-    else if (cell->has_denominator)
-        snprintf(out, size, "n=%lld", (long long)cell->denominator);
+    /* the count before the denominator: a rate (M9) has both, and n= is its count */
     else if (cell->has_count && strcmp(update->unit, "count") != 0)
         snprintf(out, size, "n=%lld", (long long)cell->count);
+    else if (cell->has_denominator)
+        snprintf(out, size, "n=%lld", (long long)cell->denominator);
 }
 
 void asy_view_row(char *line, size_t size, const char *label, const asy_mupdate_t *update,
@@ -278,6 +279,48 @@ static void s_metric(FILE *out, const asy_mupdate_t *update, const char *by)
     }
 }
 
+/* ----------------------------------------------------------------------------------------------
+   Recent breaches. */
+
+void asy_view_breach_add(asy_view_breaches_t *recent, const asy_mbreach_t *breach)
+{
+    size_t kept = recent->count < ASY_VIEW_BREACHES ? recent->count : ASY_VIEW_BREACHES - 1;
+    memmove(&recent->items[1], &recent->items[0], kept * sizeof recent->items[0]);
+    recent->items[0] = *breach;
+    recent->count = kept + 1;
+}
+
+/* "2026-11-05 00:00" in Europe/London. */
+static void s_london_time(char *out, size_t size, int64_t utc_us)
+{
+    char date[ASY_DATE_TEXT];
+    int64_t local_seconds = utc_us / 1000000 + (asy_london_is_bst(utc_us) ? 3600 : 0);
+    int64_t second_of_day = ((local_seconds % 86400) + 86400) % 86400;
+    snprintf(out, size, "%s %02d:%02d", asy_date_format(asy_london_date(utc_us), date),
+             (int)(second_of_day / 3600), (int)(second_of_day / 60 % 60));
+}
+
+static const char *s_breach_kind(int kind)
+{
+    return kind == ASY_BREACH_CONTACT ? "contact" : kind == ASY_BREACH_MEETING ? "meeting" : "?";
+}
+
+static void s_breaches(FILE *out, const asy_view_breaches_t *recent)
+{
+    fprintf(out, "\n== recent breaches (newest first) ==\n");
+    if (recent->count == 0)
+        fprintf(out, "(none since start)\n");
+    for (size_t i = 0; i < recent->count && i < ASY_VIEW_BREACHES; i++) {
+        const asy_mbreach_t *breach = &recent->items[i];
+        char deadline[ASY_DATE_TEXT], detected[32], line[ASY_VIEW_WIDTH + 1];
+        s_london_time(detected, sizeof detected, breach->detected_at_us);
+        snprintf(line, sizeof line, "%-20.20s %-7s  case %.12s  deadline %s  detected %s",
+                 breach->site_id, s_breach_kind(breach->kind), breach->case_id,
+                 asy_date_format(breach->deadline, deadline), detected);
+        fprintf(out, "%s\n", line);
+    }
+}
+
 void asy_view_render(FILE *out, const asy_mupdate_t *const *updates, size_t count,
                      const asy_view_status_t *status, const asy_view_options_t *options)
 {
@@ -309,6 +352,8 @@ void asy_view_render(FILE *out, const asy_mupdate_t *const *updates, size_t coun
         s_metric(out, update, options->by);
     }
     free(rows);
+    if (status->breaches)
+        s_breaches(out, status->breaches);
     if (!options->tty)
         fputc('\n', out);
     fflush(out);

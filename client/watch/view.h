@@ -12,6 +12,13 @@
 
 #define ASY_VIEW_WIDTH 100 /* every line of the table fits this many columns */
 #define ASY_VIEW_PERIOD_MAX 16
+#define ASY_VIEW_BREACHES 5 /* breach notices kept for the "recent breaches" section */
+
+/* The latest breach notices received, newest first. */
+typedef struct {
+    asy_mbreach_t items[ASY_VIEW_BREACHES];
+    size_t count;
+} asy_view_breaches_t;
 
 /* What the header says about the stream. */
 typedef struct {
@@ -21,6 +28,7 @@ typedef struct {
     int64_t now_us;          /* the clock (wall, microseconds since 1970) */
     int64_t last_message_us; /* last message heard on the live stream (0: never) */
     bool stale;              /* no heartbeat for 3 intervals */
+    const asy_view_breaches_t *breaches; /* NULL: no "recent breaches" section */
 } asy_view_status_t;
 
 /* What the table shows. */
@@ -42,9 +50,14 @@ int asy_view_metric_number(const char *metric);
    line, then one section per (scope, period) present ("all" first, then sites by name; periods
    in options->periods order), one row per metric (by number) with the total cell's value, its
    95% interval and n, then, indented, one row per group of options->by. Suppressed cells show
-   "*", undefined values "-". Every line is at most ASY_VIEW_WIDTH columns. */
+   "*", undefined values "-". Then, if status->breaches is set, a "recent breaches" section:
+   one line per notice, newest first (site, contact/meeting, case id prefix, deadline,
+   detected, Europe/London). Every line is at most ASY_VIEW_WIDTH columns. */
 void asy_view_render(FILE *out, const asy_mupdate_t *const *updates, size_t count,
                      const asy_view_status_t *status, const asy_view_options_t *options);
+
+/* Puts breach first in recent, dropping the oldest beyond ASY_VIEW_BREACHES. */
+void asy_view_breach_add(asy_view_breaches_t *recent, const asy_mbreach_t *breach);
 
 /* Writes one table row (no newline) for a cell of update into line (size >= ASY_VIEW_WIDTH+1):
    label in the first column, then value, interval, n. For tests and for render. */

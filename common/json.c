@@ -20,6 +20,7 @@
 
 #define S_PATH_MAX 512
 #define S_NAME_MAX 128
+#define S_ENUM_LIST_MAX 160 /* bytes of value names an error message lists */
 #define S_TIMESTAMP "advsync.v1.Timestamp"
 #define S_DATE "advsync.v1.Date"
 
@@ -313,43 +314,73 @@ static const char *s_json_type(const json_t *value)
 /* ---------------------------------------------------------------------------------------------
    JSON -> scalars. */
 
-/* A JSON integer, an integral number, or a decimal string, as int64 (or uint64 if unsigned). */
-static int s_read_integer(s_parser_t *self, json_t *value, bool is_signed, int64_t *signed_out,
-                          uint64_t *unsigned_out)
+/* Shortest of %.15g and %.17g that reads back as number: "0.1", not "0.10000000000000001",
+   yet never rounds 1.0000000000000002 to a "1" that would look like an integer. */
+static void s_format_real(double number, char *out, size_t size)
 {
+    snprintf(out, size, "%.15g", number);
+    if (strtod(out, NULL) != number)
+        snprintf(out, size, "%.17g", number);
+}
+
+static int s_fail_range(s_parser_t *self, const char *text, int64_t min, uint64_t max)
+{
+    return s_fail(self, "%.60s is outside %" PRId64 "..%" PRIu64, text, min, max);
+}
+
+/* Checks sign and magnitude against min..max; one check serves every width and signedness.
+   text is the number as the message shows it. */
+static int s_check_range(s_parser_t *self, const char *text, bool negative, uint64_t magnitude,
+                         int64_t min, uint64_t max, int64_t *signed_out, uint64_t *unsigned_out)
+{
+    uint64_t limit = !negative ? max : min < 0 ? (uint64_t)(-(min + 1)) + 1 : 0;
+    if (magnitude > limit)
+        return s_fail_range(self, text, min, max);
+    if (negative) {
+        *signed_out = magnitude ? -(int64_t)(magnitude - 1) - 1 : 0;
+        *unsigned_out = (uint64_t)*signed_out;
+    } else {
+        *signed_out = magnitude <= INT64_MAX ? (int64_t)magnitude : INT64_MAX;
+        *unsigned_out = magnitude;
+    }
+    return 0;
+}
+
+/* A JSON integer, an integral number, or a decimal string, within min..max (the field's
+   type). Sets *signed_out for signed types, *unsigned_out for unsigned ones. */
+static int s_read_integer(s_parser_t *self, json_t *value, int64_t min, uint64_t max,
+                          int64_t *signed_out, uint64_t *unsigned_out)
+{
+    char text[32];
     if (json_is_integer(value)) {
         json_int_t number = json_integer_value(value);
-        if (!is_signed && number < 0)
-            return s_fail(self, "%" JSON_INTEGER_FORMAT " is negative", number);
-        *signed_out = number;
-        *unsigned_out = (uint64_t)number;
-        return 0;
+        snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, number);
+        uint64_t magnitude = number < 0 ? (uint64_t)(-(number + 1)) + 1 : (uint64_t)number;
+        return s_check_range(self, text, number < 0, magnitude, min, max, signed_out, unsigned_out);
     }
     if (json_is_real(value)) {
         double number = json_real_value(value);
-        if (number != floor(number) || !(number >= (is_signed ? -9223372036854775808.0 : 0.0)) ||
-            !(number < (is_signed ? 9223372036854775808.0 : 18446744073709551616.0)))
-            return s_fail(self, "%g is not an integer in range", number);
-        if (is_signed)
-            *signed_out = (int64_t)number;
-        else
-            *unsigned_out = (uint64_t)number;
-        return 0;
+        s_format_real(number, text, sizeof text);
+        if (number != floor(number))
+            return s_fail(self, "expected an integer, got %s", text);
+        if (!(fabs(number) < 18446744073709551616.0))
+            return s_fail_range(self, text, min, max); // 2^64 and beyond fit no integer type
+        return s_check_range(self, text, number < 0, (uint64_t)fabs(number), min, max, signed_out,
+                             unsigned_out);
     }
     if (json_is_string(value)) {
-        const char *text = json_string_value(value);
-        const char *digits = text + (is_signed && text[0] == '-');
-        bool ok = *digits != '\0' && strspn(digits, "0123456789") == strlen(digits);
-        char *end = NULL;
+        const char *digits = json_string_value(value);
+        bool negative = digits[0] == '-';
+        digits += negative;
+        if (*digits == '\0' || strspn(digits, "0123456789") != strlen(digits))
+            return s_fail(self, "expected an integer, got a string (\"%.60s\")",
+                          json_string_value(value));
         errno = 0;
-        if (ok && is_signed)
-            *signed_out = strtoll(text, &end, 10);
-        else if (ok)
-            *unsigned_out = strtoull(text, &end, 10);
-        if (!ok || errno == ERANGE || !end || *end != '\0')
-            return s_fail(self, "\"%.60s\" is not a%s integer in range", text,
-                          is_signed ? "n" : "n unsigned");
-        return 0;
+        uint64_t magnitude = strtoull(digits, NULL, 10);
+        if (errno == ERANGE)
+            return s_fail_range(self, json_string_value(value), min, max);
+        return s_check_range(self, json_string_value(value), negative, magnitude, min, max,
+                             signed_out, unsigned_out);
     }
     return s_fail(self, "expected an integer, got %s", s_json_type(value));
 }
@@ -421,6 +452,28 @@ static size_t s_common_prefix(const ProtobufCEnumDescriptor *desc)
     return length;
 }
 
+/* "one of A, B, C", or, when the names would not fit a one-line message, as many whole names
+   as fit and where to find the rest: a name cut short reads as a valid value that is not. */
+static void s_enum_values(const ProtobufCEnumDescriptor *desc, char *out, size_t size)
+{
+    char names[S_ENUM_LIST_MAX] = "";
+    size_t used = 0;
+    unsigned listed = 0;
+    for (; listed < desc->n_values; listed++) {
+        const char *name = desc->values[listed].name;
+        if (used + strlen(name) + 2 >= sizeof names)
+            break;
+        used +=
+            (size_t)snprintf(names + used, sizeof names - used, "%s%s", listed ? ", " : "", name);
+    }
+    if (listed == desc->n_values)
+        snprintf(out, size, "one of %s", names);
+    else
+        snprintf(out, size, "one of %u values: %s, ... and %u more; see enum %s in %s",
+                 desc->n_values, names, desc->n_values - listed, desc->short_name,
+                 strncmp(desc->name, "advsync.", 8) == 0 ? "proto/advsync.proto" : "its .proto");
+}
+
 /* Exact name; case-insensitive name; the name without the enum's common prefix ("imha" for
    SERVICE_IMHA, "black_caribbean" for ONS_BLACK_CARIBBEAN); a case-insensitive unique suffix
    at '_' ("s2" for LEGAL_02_S2); or the number. */
@@ -430,7 +483,7 @@ static int s_read_enum(s_parser_t *self, json_t *value, const ProtobufCEnumDescr
     if (json_is_integer(value) || json_is_real(value)) {
         int64_t number = 0;
         uint64_t unused = 0;
-        int rc = s_read_integer(self, value, true, &number, &unused);
+        int rc = s_read_integer(self, value, INT64_MIN, INT64_MAX, &number, &unused);
         if (rc)
             return rc;
         if (number < INT32_MIN || number > INT32_MAX ||
@@ -476,16 +529,9 @@ static int s_read_enum(s_parser_t *self, json_t *value, const ProtobufCEnumDescr
     if (count > 1)
         return s_fail(self, "\"%.60s\" is ambiguous in %s (%s, %s%s)", text, desc->name,
                       matches[0]->name, matches[1]->name, count > 2 ? ", ..." : "");
-    char names[256] = "";
-    size_t used = 0;
-    for (unsigned i = 0; i < desc->n_values && used + 1 < sizeof names; i++) {
-        int written = snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
-                               desc->values[i].name);
-        if (written < 0)
-            break;
-        used += (size_t)written;
-    }
-    return s_fail(self, "\"%.60s\" is not a value of %s (one of %s)", text, desc->name, names);
+    char names[S_ENUM_LIST_MAX + 120];
+    s_enum_values(desc, names, sizeof names);
+    return s_fail(self, "\"%.60s\" is not a value of %s (%s)", text, desc->name, names);
 }
 
 static int s_read_string(s_parser_t *self, json_t *value, char **out)
@@ -547,31 +593,26 @@ static int s_parse_value(s_parser_t *self, json_t *value, const ProtobufCFieldDe
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-        rc = s_read_integer(self, value, true, &number, &unsigned_number);
-        if (rc == 0 && (number < INT32_MIN || number > INT32_MAX))
-            rc = s_fail(self, "%" PRId64 " is out of range for a 32-bit integer", number);
+        rc = s_read_integer(self, value, INT32_MIN, INT32_MAX, &number, &unsigned_number);
         if (rc == 0)
             *(int32_t *)member = (int32_t)number;
         return rc;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-        rc = s_read_integer(self, value, false, &number, &unsigned_number);
-        if (rc == 0 && unsigned_number > UINT32_MAX)
-            rc = s_fail(self, "%" PRIu64 " is out of range for a 32-bit unsigned integer",
-                        unsigned_number);
+        rc = s_read_integer(self, value, 0, UINT32_MAX, &number, &unsigned_number);
         if (rc == 0)
             *(uint32_t *)member = (uint32_t)unsigned_number;
         return rc;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
-        rc = s_read_integer(self, value, true, &number, &unsigned_number);
+        rc = s_read_integer(self, value, INT64_MIN, INT64_MAX, &number, &unsigned_number);
         if (rc == 0)
             *(int64_t *)member = number;
         return rc;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-        rc = s_read_integer(self, value, false, &number, &unsigned_number);
+        rc = s_read_integer(self, value, 0, UINT64_MAX, &number, &unsigned_number);
         if (rc == 0)
             *(uint64_t *)member = unsigned_number;
         return rc;

@@ -296,12 +296,17 @@ Test(json, integers_as_strings_and_integral_numbers)
 
 Test(json, bad_scalars_name_the_field)
 {
-    s_refused("{\"i32\":2147483648}", &s_all_descriptor, "i32: ", "out of range");
-    s_refused("{\"u32\":-1}", &s_all_descriptor, "u32: ", "negative");
-    s_refused("{\"u64\":\"-1\"}", &s_all_descriptor, "u64: ", "unsigned");
-    s_refused("{\"i64\":\"12x\"}", &s_all_descriptor, "i64: ", "not an integer");
-    s_refused("{\"i64\":\"99999999999999999999\"}", &s_all_descriptor, "i64: ", "range");
-    s_refused("{\"i32\":1.5}", &s_all_descriptor, "i32: ", "not an integer");
+    s_refused("{\"i32\":2147483648}", &s_all_descriptor,
+              "i32: 2147483648 is outside -2147483648..2147483647", NULL);
+    s_refused("{\"u32\":-1}", &s_all_descriptor, "u32: -1 is outside 0..4294967295", NULL);
+    s_refused("{\"u64\":\"-1\"}", &s_all_descriptor, "u64: -1 is outside 0..18446744073709551615",
+              NULL);
+    s_refused("{\"i64\":\"12x\"}", &s_all_descriptor,
+              "i64: expected an integer, got a string (\"12x\")", NULL);
+    s_refused("{\"i64\":\"99999999999999999999\"}", &s_all_descriptor,
+              "i64: 99999999999999999999 is outside -9223372036854775808..9223372036854775807",
+              NULL);
+    s_refused("{\"i32\":1.5}", &s_all_descriptor, "i32: expected an integer, got 1.5", NULL);
     s_refused("{\"flag\":\"true\"}", &s_all_descriptor, "flag: ", "true or false");
     s_refused("{\"textValue\":5}", &s_all_descriptor, "textValue: ", "expected a string");
     s_refused("{\"blob\":\"**\"}", &s_all_descriptor, "blob: ", "base64");
@@ -309,6 +314,45 @@ Test(json, bad_scalars_name_the_field)
     s_refused("{\"real32\":1e300}", &s_all_descriptor, "real32: ", "out of range");
     s_refused("{\"child\":5}", &s_all_descriptor, "child: ", "expected an object");
     s_refused("[1]", &s_all_descriptor, "expected an object", NULL);
+}
+
+/* The message says what is wrong: not a number at all, not whole, or outside the type. */
+Test(json, integer_errors_say_what_is_wrong)
+{
+    ProtobufCMessage *message = NULL;
+    cr_assert_eq(
+        s_parse("{\"minutes\":\"ten\"}", &advsync__v1__activity_logged__descriptor, &message),
+        ASY_EINVAL);
+    cr_assert_str_eq(s_error, "minutes: expected an integer, got a string (\"ten\")");
+    cr_assert_eq(s_parse("{\"minutes\":1.5}", &advsync__v1__activity_logged__descriptor, &message),
+                 ASY_EINVAL);
+    cr_assert_str_eq(s_error, "minutes: expected an integer, got 1.5");
+    cr_assert_eq(
+        s_parse("{\"minutes\":70000000000}", &advsync__v1__activity_logged__descriptor, &message),
+        ASY_EINVAL);
+    cr_assert_str_eq(s_error, "minutes: 70000000000 is outside -2147483648..2147483647");
+    cr_assert_eq(s_parse("{\"minutes\":true}", &advsync__v1__activity_logged__descriptor, &message),
+                 ASY_EINVAL);
+    cr_assert_str_eq(s_error, "minutes: expected an integer, got a boolean");
+
+    s_refused("{\"i32\":7e10}", &s_all_descriptor,
+              "i32: 70000000000 is outside -2147483648..2147483647", NULL);
+    s_refused("{\"u64\":1e20}", &s_all_descriptor, "u64: 1e+20 is outside 0..18446744073709551615",
+              NULL);
+    s_refused("{\"i64\":\"-9223372036854775809\"}", &s_all_descriptor, "is outside", NULL);
+    s_refused("{\"u32\":\"\"}", &s_all_descriptor, "u32: expected an integer, got a string (\"\")",
+              NULL);
+    s_refused("{\"i32\":1.0000000000000002}", &s_all_descriptor,
+              "i32: expected an integer, got 1.0000000000000002", NULL);
+    s_all_t *all =
+        s_all("{\"i32\":-2147483648,\"u32\":\"4294967295\",\"i64\":\"-9223372036854775808\","
+              "\"u64\":\"18446744073709551615\",\"s32\":\"-0\"}");
+    cr_assert_eq(all->i32, INT32_MIN);
+    cr_assert_eq(all->u32, UINT32_MAX);
+    cr_assert_eq(all->i64, INT64_MIN);
+    cr_assert_eq(all->u64, UINT64_MAX);
+    cr_assert_eq(all->s32, 0);
+    protobuf_c_message_free_unpacked(&all->base, NULL);
 }
 
 Test(json, null_is_absent_and_snake_case_is_accepted)
@@ -358,6 +402,46 @@ Test(json, enum_errors_name_path_value_and_type)
     s_refused("{\"colour\":9}", &s_all_descriptor, "colour: 9 is not a value of jt.Colour", NULL);
     s_refused("{\"colour\":\"\"}", &s_all_descriptor, "not a value of jt.Colour", NULL);
     s_refused("{\"colour\":true}", &s_all_descriptor, "colour: expected an enum name", NULL);
+}
+
+/* A short enum lists every value; a long one lists whole names and says how many are left
+   out and where they are: a name cut short would read as a valid value. */
+Test(json, enum_errors_list_whole_names)
+{
+    s_refused("{\"colour\":\"blue\"}", &s_all_descriptor,
+              "colour: \"blue\" is not a value of jt.Colour (one of COLOUR_NOT_RECORDED, "
+              "COLOUR_BRIGHT_RED, COLOUR_DARK_RED, COLOUR_GREEN)",
+              NULL);
+    cr_assert(s_error[strlen(s_error) - 1] == ')', "%s", s_error);
+
+    const ProtobufCEnumDescriptor *legal = &advsync__v1__legal_status__descriptor;
+    char expected[64];
+    snprintf(expected, sizeof expected, "(one of %u values: LEGAL_NOT_RECORDED, ", legal->n_values);
+    s_refused("{\"legalStatus\":\"nope\"}", &advsync__v1__qualifying__descriptor,
+              "legalStatus: \"nope\" is not a value of advsync.v1.LegalStatus ", expected);
+    const char *tail = strstr(s_error, ", ... and ");
+    cr_assert_not_null(tail, "%s", s_error);
+    cr_assert(strstr(tail, " more; see enum LegalStatus in proto/advsync.proto)"), "%s", s_error);
+    cr_assert(s_error[strlen(s_error) - 1] == ')', "%s", s_error);
+    /* every name before the "..." is a whole value name */
+    const char *name = strstr(s_error, "values: ") + strlen("values: ");
+    unsigned whole = 0;
+    while (name < tail) {
+        size_t length = strcspn(name, ",");
+        char value[64];
+        snprintf(value, sizeof value, "%.*s", (int)length, name);
+        cr_assert_not_null(protobuf_c_enum_descriptor_get_value_by_name(legal, value),
+                           "\"%s\" is not a whole name in %s", value, s_error);
+        whole++;
+        name += length + 2;
+    }
+    cr_assert_gt(whole, 3u);
+    snprintf(expected, sizeof expected, "and %u more", legal->n_values - whole);
+    cr_assert(strstr(tail, expected), "%s lacks %s", s_error, expected);
+
+    s_refused("{\"reasons\":[\"mha_rights\",\"x\"]}", &advsync__v1__referral_received__descriptor,
+              "reasons[1]: \"x\" is not a value of advsync.v1.ReferralReason (one of ",
+              "; see enum ReferralReason in proto/advsync.proto)");
 }
 
 Test(json, enum_spellings_of_the_schema)

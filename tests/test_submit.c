@@ -143,7 +143,8 @@ Test(submit, bad_lines_are_named_and_the_rest_stored)
     cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
     cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 5\n");
     char expected[1024];
-    snprintf(expected, sizeof expected, "%s:4: ", path);
+    snprintf(expected, sizeof expected,
+             "%s:4: column 30: not valid JSON: unexpected token near end of line\n", path);
     cr_assert(strstr(result.err, expected), "no message for the broken JSON: %s", result.err);
     snprintf(expected, sizeof expected, "%s:5: nhsNumber: not a valid NHS number", path);
     cr_assert(strstr(result.err, expected), "%s", result.err);
@@ -164,6 +165,54 @@ Test(submit, bad_lines_are_named_and_the_rest_stored)
     cr_assert_eq(stored.count, 2);
     cr_assert_eq(stored.events[0].seq, 1);
     cr_assert_eq(stored.events[1].seq, 2);
+}
+
+/* A byte order mark before the first line is skipped, as import does; anywhere else it is
+   an error like any other stray character. */
+Test(submit, a_byte_order_mark_starts_the_file)
+{
+    const char *event =
+        "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n";
+    char text[512];
+    snprintf(text, sizeof text, "\xEF\xBB\xBF%s\xEF\xBB\xBF%s", event, event);
+    const char *path = s_write("bom.jsonl", text);
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n");
+    char expected[1024];
+    snprintf(expected, sizeof expected, "%s:1:", path);
+    cr_assert_null(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:2: column 1: not valid JSON", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+
+    path = s_write("bom-comment.jsonl", "\xEF\xBB\xBF# exported by the case system\n");
+    result = s_submit(path);
+    cr_assert_eq(result.code, 0, "exit %d; stderr: %s", result.code, result.err);
+}
+
+/* Every malformed line names its column; a line that ends early says "end of line". A line
+   with no body names the missing key, as FILE:LINE: field: reason. */
+Test(submit, messages_name_the_column_and_the_field)
+{
+    const char *path =
+        s_write("bad.jsonl", "{\"caseRef\":\"C1\"\n"
+                             "{\"caseRef\":\"C1\"\r\n"
+                             "{\"caseRef\":\"C1\"}}\n"
+                             "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\"}\n"
+                             "{\"caseRef\":\"C\xc3\xa9\"");
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 0, duplicates 0, rejected 5\n");
+    char expected[2048];
+    snprintf(expected, sizeof expected,
+             "%s:1: column 16: not valid JSON: '}' expected near end of line\n"
+             "%s:2: column 16: not valid JSON: '}' expected near end of line\n"
+             "%s:3: column 17: not valid JSON: end of line expected near '}'\n"
+             "%s:4: body: missing (one event kind as a key, e.g. referralReceived, contactMade, "
+             "activityLogged)\n"
+             "%s:5: column 16: not valid JSON: '}' expected near end of line\n",
+             path, path, path, path, path);
+    cr_assert_str_eq(result.err, expected);
 }
 
 Test(submit, duplicates_are_counted_not_refused)

@@ -34,7 +34,14 @@ int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t
     }
     asy_check_t why = {0};
     if (asy_event_validate(event, &why) != 0) {
-        snprintf(error, error_size, "%s", why.reason[0] ? why.reason : asy_code_name(why.code));
+        /* The codec's "no event body" speaks of the wire; in JSON the body is a key named
+           after the kind, and JSON gives no unknown field numbers, so say which key is due. */
+        if (why.code == ASY_CODE_EVENT_UNKNOWN_KIND)
+            snprintf(error, error_size,
+                     "body: missing (one event kind as a key, e.g. referralReceived, "
+                     "contactMade, activityLogged)");
+        else
+            snprintf(error, error_size, "%s", why.reason[0] ? why.reason : asy_code_name(why.code));
         asy_event_destroy(&event);
         self->rejected++;
         return ASY_EINVAL;
@@ -109,17 +116,31 @@ static bool s_input_idle(FILE *file)
     return poll(&ready, 1, 0) == 0;
 }
 
-/* Reports a line that is not a JSON object. */
-static void s_report_not_json(const char *name, unsigned long number, json_t *object,
-                              const json_error_t *json_error)
+/* Reports a line that is not a JSON object as FILE:LINE: column N: reason. jansson reads the
+   line as a whole text: where it ran out it says "end of file" and gives no column (or the
+   next line's), which for one line of a file means its end, one past its last character. */
+static void s_report_not_json(const char *name, unsigned long number, const char *line,
+                              json_t *object, const json_error_t *json_error)
 {
-    if (object)
+    if (object) {
         fprintf(stderr, "%s:%lu: not a JSON object\n", name, number);
-    else if (json_error->column > 0)
-        fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s\n", name, number,
-                json_error->column, json_error->text);
+        return;
+    }
+    char text[sizeof json_error->text];
+    snprintf(text, sizeof text, "%s", json_error->text);
+    char *end_of_file = strstr(text, "end of file");
+    if (end_of_file)
+        memcpy(end_of_file, "end of line", strlen("end of line"));
+    int column = json_error->column;
+    if (strstr(json_error->text, "near end of file")) {
+        column = 1;
+        for (const char *p = line; *p && *p != '\r' && *p != '\n'; p++)
+            column += ((unsigned char)*p & 0xc0) != 0x80; // jansson counts characters
+    }
+    if (column > 0)
+        fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s\n", name, number, column, text);
     else
-        fprintf(stderr, "%s:%lu: not valid JSON: %s\n", name, number, json_error->text);
+        fprintf(stderr, "%s:%lu: not valid JSON: %s\n", name, number, text);
 }
 
 /* Reads JSON lines from file into the submitter; name is for messages. Returns 0, or
@@ -146,12 +167,14 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
         if (getline(&line, &capacity, file) < 0)
             break;
         number++;
-        if (s_skip_line(line))
+        // a UTF-8 byte order mark (Windows editors, Excel exports) is not part of the first line
+        const char *text = number == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0 ? line + 3 : line;
+        if (s_skip_line(text))
             continue;
         json_error_t json_error;
-        json_t *object = json_loads(line, JSON_REJECT_DUPLICATES, &json_error);
+        json_t *object = json_loads(text, JSON_REJECT_DUPLICATES, &json_error);
         if (!object || !json_is_object(object)) {
-            s_report_not_json(name, number, object, &json_error);
+            s_report_not_json(name, number, text, object, &json_error);
             json_decref(object);
             submitter->rejected++;
             continue;

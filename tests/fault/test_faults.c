@@ -30,6 +30,10 @@ static void s_restart_postgres(void)
 
 Test(faults, kill_broker_postgres_and_agent_while_streaming, .timeout = 1200)
 {
+    /* checked before anything starts: a failed assertion later leaves the broker and the
+       agents running */
+    const char *restart = getenv("ASY_TEST_PG_RESTART");
+    cr_assert(restart && *restart, "ASY_TEST_PG_RESTART is not set: run through ./deploy/test");
     char *db = asy_test_create_database();
     char *dir = asy_test_tmpdir();
     int port = asy_test_free_port();

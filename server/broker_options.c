@@ -110,7 +110,8 @@ static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
     longs[ASY_OPT_COUNT + 1] = (struct option){"version", no_argument, NULL, 'V'};
     longs[ASY_OPT_COUNT + 2] = (struct option){NULL, 0, NULL, 0};
     int option;
-    while ((option = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+    opterr = 0; /* our own message: getopt's names the program by its whole path */
+    while ((option = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
         if (option == 'h') {
             s_usage(stdout);
             return 0;
@@ -120,6 +121,9 @@ static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
             return 0;
         }
         if (option < 0 || option >= ASY_OPT_COUNT) {
+            const char *given = argv[optind - 1];
+            fprintf(stderr, "advsyncd: %s %s\n", given,
+                    option == ':' ? "needs a value" : "is not an option (see --help)");
             s_usage(stderr);
             return 2;
         }

@@ -644,6 +644,10 @@ Test(broker, flags_and_config_errors)
     cr_assert_eq(s_advsyncd("--help", NULL, out, sizeof out), 0);
     cr_assert(strstr(out, "--endpoint-file"), "--help said: %s", out);
     cr_assert_eq(s_advsyncd("--no-such-flag", NULL, out, sizeof out), 2);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--no-such-flag"), 2);
+    cr_assert(strncmp(out, "advsyncd: --no-such-flag is not an option", 41) == 0, "%s", out);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--workers"), 2);
+    cr_assert(strncmp(out, "advsyncd: --workers needs a value", 33) == 0, "%s", out);
     cr_assert_eq(s_advsyncd("--log-level", "loud", out, sizeof out), 2);
     cr_assert_eq(s_advsyncd("--breach-grace-ms", "0", out, sizeof out), 2);
     cr_assert_eq(s_advsyncd_said(out, sizeof out, "--breach-grace-ms 0"), 2);

@@ -24,6 +24,7 @@
 #define S_RETRY_MS 1000
 #define S_DELTA_BUDGET_MS 20   /* case rows applied before other work gets a turn */
 #define S_PUBLISH_BUDGET_MS 20 /* topics rendered per tick before other work gets a turn */
+#define S_STATS_MS 10000       /* a counters line this often, when something changed */
 
 /* The coalescing state of a topic (the values themselves are cached by each stream). */
 typedef struct {
@@ -59,6 +60,8 @@ typedef struct {
     uint64_t published;  /* MetricUpdates sent (both streams) */
     int64_t render_us;   /* time spent computing and publishing them */
     uint64_t breaches;
+    int64_t next_stats_ms;
+    uint64_t logged[4]; /* cases_applied, renders, published, breaches as last logged */
     bool terminated;
 } s_monitor_t;
 
@@ -456,6 +459,24 @@ static void s_on_deltas(s_monitor_t *self)
     } while (zclock_mono() < until);
 }
 
+/* What the monitor did since the last line, for operators (as the ingest workers do). */
+static void s_log_counters(s_monitor_t *self)
+{
+    int64_t now_ms = zclock_mono();
+    if (now_ms < self->next_stats_ms)
+        return;
+    self->next_stats_ms = now_ms + S_STATS_MS;
+    uint64_t now[4] = {self->cases_applied, self->renders, self->published, self->breaches};
+    if (memcmp(now, self->logged, sizeof now) == 0)
+        return;
+    asy_info("monitor counters: cases_applied=%" PRIu64 " renders=%" PRIu64 " (%.1f us each)"
+             " published=%" PRIu64 " breaches=%" PRIu64 " cases=%zu",
+             self->cases_applied, self->renders,
+             self->renders ? (double)self->render_us / (double)self->renders : 0.0, self->published,
+             self->breaches, asy_aggregate_case_count(self->aggregate));
+    memcpy(self->logged, now, sizeof now);
+}
+
 /* New day: everything that depends on the date moves; announce what came due. */
 static void s_tick(s_monitor_t *self)
 {
@@ -492,6 +513,7 @@ static void s_tick(s_monitor_t *self)
     asy_breaches_record(self->breach_book, self->db);
     s_publish_dirty(self);
     s_heartbeat(self);
+    s_log_counters(self);
 }
 
 /* ----------------------------------------------------------------------------------------------

@@ -387,6 +387,33 @@ Test(simulate, usage_and_parameter_errors)
     cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-30", NULL), 2);
     cr_assert_eq(s_simulate("out", "--events", "10", "--bogus", "1", NULL), 2);
     cr_assert_eq(s_simulate("out", "--help", NULL), 0);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-01T24:00", NULL), 2);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-01T9:00", NULL), 2);
+
+    /* a window with no office hours in it (yesterday 23:59 to today 00:00) gives the
+       community service nothing to emit: said at once, not sought forever with ever more
+       arrivals that are made and dropped */
+    time_t yesterday = time(NULL) - 86400;
+    struct tm tm;
+    gmtime_r(&yesterday, &tm);
+    char start[32];
+    strftime(start, sizeof start, "%Y-%m-%dT23:59", &tm);
+    cr_assert_eq(s_simulate("empty", "--rate", "5", "--service", "community", "--start", start,
+                            "--json", NULL),
+                 1);
+    char *said = s_output("empty.err");
+    cr_assert(strstr(said, "no event of this service falls between"), "%s", said);
+    free(said);
+    /* a time of day is taken: the history begins then */
+    strftime(start, sizeof start, "%Y-%m-%dT22:00Z", &tm);
+    cr_assert_eq(s_simulate("late.jsonl", "--events", "20", "--service", "imha", "--start", start,
+                            "--json", NULL),
+                 0);
+    char *events = s_output("late.jsonl");
+    char day[16];
+    strftime(day, sizeof day, "%Y-%m-%dT2", &tm);
+    cr_assert(strstr(events, day), "events from 22:00 on: %.200s", events);
+    free(events);
 
     /* a parameters file without one figure: the message names the key */
     char source[512], broken[512];

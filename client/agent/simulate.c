@@ -308,7 +308,8 @@ static int64_t s_next_arrival(asy_sim_t *sim, int64_t t)
 }
 
 /* Events that one arrival a day between start and horizon produces before horizon, measured
-   on a pilot with its own random stream. */
+   on a pilot with its own random stream; 0 if the pilot's arrivals produce none (a window of
+   a weekend or a night, for the community service, whose referrals come in office hours). */
 static double s_events_per_rate(asy_sim_t *sim)
 {
     asy_sim_rng_t saved = sim->rng;
@@ -327,7 +328,7 @@ static double s_events_per_rate(asy_sim_t *sim)
     sim->rng = saved;
     sim->cases = cases;
     double per_day = S_PILOT_ARRIVALS / span_days;
-    return events > 0 ? (double)events / per_day : 1.0;
+    return (double)events / per_day; /* 0: nothing of this service falls in the window */
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -541,7 +542,18 @@ static int s_run(asy_sim_t *sim, const s_options_t *options, s_sink_t *sink)
     while (!s_stop_requested && (!options->events || sink->emitted < options->events)) {
         sim->horizon = s_today();
         uint64_t wanted = options->events ? options->events - sink->emitted : per_pass;
-        sim->per_day = boost * 1.05 * (double)wanted / s_events_per_rate(sim);
+        double events_per_rate = s_events_per_rate(sim);
+        if (events_per_rate <= 0) {
+            /* more arrivals would not help: they would only be made and dropped, forever */
+            char start[32];
+            s_format_time(sim->start, start);
+            asy_error("simulate: no event of this service falls between %s and today 00:00 UTC "
+                      "(community referrals come on working days, 09:00-17:00): give an earlier "
+                      "--start",
+                      start);
+            return ASY_EINVAL;
+        }
+        sim->per_day = boost * 1.05 * (double)wanted / events_per_rate;
         uint64_t before = sink->emitted;
         int rc = s_pass(sim, options, sink);
         s_heap_clear(sim);
@@ -562,8 +574,8 @@ static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: advsync-agent [common options] simulate [--events N] [--rate EPS] [--seed S]\n"
-            "           [--params FILE] [--service imha|community|both] [--start YYYY-MM-DD]\n"
-            "           [--json]\n"
+            "           [--params FILE] [--service imha|community|both]\n"
+            "           [--start YYYY-MM-DD[THH:MM]] [--json]\n"
             "\n"
             "Generates synthetic person and case lifecycles for this site and stores them in the\n"
             "outbox through the ordinary submission path (pseudonymised, validated).\n"
@@ -574,8 +586,9 @@ static void s_usage(FILE *out)
             "  --params FILE   the model's figures (default deploy/sim/default.cfg, installed as\n"
             "                  share/advsync/sim/default.cfg; or $ADVSYNC_SIM_PARAMS)\n"
             "  --service S     imha (hospital), community, or both (default)\n"
-            "  --start DATE    first day of the simulated history (default 120 days ago); it ends\n"
-            "                  before today\n"
+            "  --start DATE    where the simulated history begins: a day (00:00 UTC) or a time\n"
+            "                  YYYY-MM-DDTHH:MM (UTC), from 2000 on (default 120 days ago); the\n"
+            "                  history ends at today 00:00 UTC, so DATE is before today\n"
             "  --json          print the events as JSON lines (raw caseRef/personRef, as `submit`\n"
             "                  reads them) instead of storing them\n"
             "\n"
@@ -583,15 +596,26 @@ static void s_usage(FILE *out)
             "events were refused (a bug: see the messages).\n");
 }
 
+/* "YYYY-MM-DD" (00:00 UTC) or "YYYY-MM-DDTHH:MM" (UTC; a trailing Z allowed), so that a
+   live demo can begin its history in office hours, when referrals come. */
 static bool s_parse_date(const char *text, int64_t *out)
 {
-    int year, month, day;
-    char extra;
-    if (sscanf(text, "%4d-%2d-%2d%c", &year, &month, &day, &extra) != 3)
+    int year, month, day, hour = 0, minute = 0, used = 0;
+    if (sscanf(text, "%4d-%2d-%2d%n", &year, &month, &day, &used) != 3)
         return false;
-    if (month < 1 || month > 12 || day < 1 || day > asy_days_in_month(year, month))
+    const char *rest = text + used;
+    if (*rest == 'T') {
+        int more = 0;
+        if (sscanf(rest, "T%2d:%2d%n", &hour, &minute, &more) != 2 || more != 6)
+            return false;
+        rest += more;
+        if (*rest == 'Z')
+            rest++;
+    }
+    if (*rest || month < 1 || month > 12 || day < 1 || day > asy_days_in_month(year, month) ||
+        hour > 23 || minute > 59 || hour < 0 || minute < 0)
         return false;
-    *out = (int64_t)asy_date_from_civil(year, month, day) * ASY_SIM_DAY;
+    *out = (int64_t)asy_date_from_civil(year, month, day) * ASY_SIM_DAY + hour * 3600 + minute * 60;
     return true;
 }
 

@@ -20,7 +20,7 @@ static const char *const s_titles[] = {
     "M4 Contacted within 3 working days",
     "M5 Met within 10 working days",
     "M6 IMHA uptake",
-    "M7 Uptake ratio vs White British",
+    "M7 Uptake ratio vs White British (5 groups: White)",
     "M8 Observed vs expected",
     "M9 Referral rate per 100k",
     "M10 Age-standardised rate per 100k",

@@ -159,10 +159,21 @@ static bool s_nhs_check(const char digits[11])
     return check != 10 && check == digits[9] - '0';
 }
 
+/* Ten equal digits pass the modulus 11 check (0000000000, 1111111111, ...) but are never
+   issued: case systems use them as placeholders for "not known", and taken as a person they
+   would link every such record into one. */
+static bool s_nhs_placeholder(const char digits[11])
+{
+    for (int i = 1; i < 10; i++)
+        if (digits[i] != digits[0])
+            return false;
+    return true;
+}
+
 bool asy_nhs_number_valid(const char *text)
 {
     char digits[11];
-    return text && s_nhs_digits(text, digits) && s_nhs_check(digits);
+    return text && s_nhs_digits(text, digits) && s_nhs_check(digits) && !s_nhs_placeholder(digits);
 }
 
 /* Finds key under either spelling; sets *name to the spelling found. Both present is an
@@ -245,6 +256,13 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
                         "%s: not an NHS number (10 digits; spaces and "
                         "hyphens allowed)",
                         nhs_name);
+            return ASY_EINVAL;
+        }
+        if (s_nhs_placeholder(digits)) {
+            asy_set_error(error, error_size,
+                          "%s: a placeholder, not an NHS number (ten equal digits would link "
+                          "every such record into one person); leave it out, or give personRef",
+                          nhs_name);
             return ASY_EINVAL;
         }
         if (!s_nhs_check(digits)) {

@@ -74,8 +74,15 @@ Test(pseudonym, nhs_number_modulus_11)
         snprintf(text, sizeof text, "000000006%d", last);
         cr_assert_not(asy_nhs_number_valid(text), "%s has check value 10: never valid", text);
     }
-    /* sum % 11 == 0 -> check 11 -> 0 */
-    cr_assert(asy_nhs_number_valid("0000000000"));
+    /* sum % 11 == 0 -> check 11 -> 0: 000000014x has sum 1*3 + 4*2 = 11 */
+    cr_assert(asy_nhs_number_valid("0000000140"));
+    /* ten equal digits pass the arithmetic but are placeholders, never issued */
+    for (char d = '0'; d <= '9'; d++) {
+        char text[11];
+        memset(text, d, 10);
+        text[10] = '\0';
+        cr_assert_not(asy_nhs_number_valid(text), "%s is a placeholder", text);
+    }
 }
 
 Test(pseudonym, known_answer_blake2b_keyed)
@@ -232,6 +239,7 @@ Test(pseudonym, apply_refuses_bad_identifiers)
     } cases[] = {
         {"{\"nhsNumber\":\"9434765918\",\"caseRef\":\"c\"}", "nhsNumber: not a valid NHS number"},
         {"{\"nhsNumber\":\"94347659\",\"caseRef\":\"c\"}", "nhsNumber: not an NHS number"},
+        {"{\"nhsNumber\":\"000 000 0000\",\"caseRef\":\"c\"}", "nhsNumber: a placeholder"},
         {"{\"nhsNumber\":9434765919,\"caseRef\":\"c\"}", "nhsNumber: must be a string"},
         {"{\"personRef\":\"\",\"caseRef\":\"c\"}", "personRef: must not be empty"},
         {"{\"caseRef\":\"c\",\"caseId\":"

@@ -15,7 +15,11 @@ struct asy_breaches {
     zhashx_t *deferred;  /* case_id -> int64_t due (ms, monotonic) */
     zlist_t *unrecorded; /* "case_id,kind,site_id,deadline" announced, not yet written */
     zlist_t *startup;    /* case ids found in breach by the rebuild */
+    bool failing;        /* the last write failed: the records wait for the database */
+    int64_t retry_ms;    /* while failing, the next attempt (monotonic ms) */
 };
+
+#define S_RETRY_MS 1000
 
 static void s_free_item(void **item)
 {
@@ -91,9 +95,11 @@ bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int ki
     return true;
 }
 
-void asy_breaches_record(asy_breaches_t *self, asy_db_t *db)
+void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
 {
     if (zlist_size(self->unrecorded) == 0)
+        return;
+    if (self->failing && !now && zclock_mono() < self->retry_ms)
         return;
     /* four array literals, one per column: ids and dates need no quoting */
     char *columns[4] = {NULL};
@@ -126,15 +132,25 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db)
                            " SELECT * FROM unnest($1::text[], $2::int2[], $3::text[],"
                            " $4::date[]) ON CONFLICT DO NOTHING",
                            4, params, NULL) != 0) {
-        asy_warn("monitor: %zu breaches not recorded (they may be announced again after a "
-                 "restart): %s", zlist_size(self->unrecorded),
-                 ok ? asy_db_errmsg(db) : "out of memory");
+        /* kept and retried every second: said once, not at every tick of an outage */
+        if (!self->failing)
+            asy_warn("monitor: breach records wait for the database (%zu so far; retried every "
+                     "%d ms; announced again after a restart if the broker stops first): %s",
+                     zlist_size(self->unrecorded), S_RETRY_MS,
+                     ok ? asy_db_errmsg(db) : "out of memory");
+        self->failing = true;
+        self->retry_ms = zclock_mono() + S_RETRY_MS;
         if (ok && !asy_db_connected(db))
             asy_db_reset(db);
+    } else {
+        if (self->failing)
+            asy_info("monitor: database reachable again: %zu breach records written",
+                     zlist_size(self->unrecorded));
+        self->failing = false;
+        zlist_purge(self->unrecorded);
     }
     for (int c = 0; c < 4; c++)
         free(columns[c]);
-    zlist_purge(self->unrecorded);
 }
 
 void asy_breaches_defer(asy_breaches_t *self, const char *case_id, int64_t due_ms)

@@ -28,8 +28,10 @@ bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int ki
                        asy_date_t deadline);
 
 /* Writes the queued records in one statement (asynchronous commit is the caller's choice).
-   On failure logs a warning (the breaches may be announced once more after a restart). */
-void asy_breaches_record(asy_breaches_t *self, asy_db_t *db);
+   On failure keeps them and tries again at most every second, logging the first failure and
+   the recovery (if the broker stops before the database is back, they may be announced once
+   more after a restart). now: try even within that second (at shutdown). */
+void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now);
 
 /* Holds case_id until due_ms (monotonic); a case already held keeps its first due time. */
 void asy_breaches_defer(asy_breaches_t *self, const char *case_id, int64_t due_ms);

@@ -510,7 +510,7 @@ static void s_tick(s_monitor_t *self)
     if (asy_breaches_deferred(self->breach_book))
         asy_breaches_due(self->breach_book, zclock_mono(), s_recheck, self);
     s_session(self);
-    asy_breaches_record(self->breach_book, self->db);
+    asy_breaches_record(self->breach_book, self->db, false);
     s_publish_dirty(self);
     s_heartbeat(self);
     s_log_counters(self);
@@ -625,7 +625,7 @@ static void s_monitor_destroy(s_monitor_t **self_p)
     asy_aggregate_destroy(&self->aggregate);
     asy_calendar_destroy(&self->calendar);
     if (self->db && self->breach_book) /* the last tick's announcements */
-        asy_breaches_record(self->breach_book, self->db);
+        asy_breaches_record(self->breach_book, self->db, true); /* last chance */
     asy_db_destroy(&self->db);
     zhashx_destroy(&self->topics);
     asy_breaches_destroy(&self->breach_book);

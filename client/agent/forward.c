@@ -329,15 +329,17 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
     s_refresh(self);
     uint64_t committed = welcome->committed_seq;
     if (committed > self->last_seq) {
-        /* The outbox was restored from a backup or rebuilt with a reused epoch: events
-           submitted from now on would get seqs the centre already has, and be taken for
-           duplicates. Stop rather than lose them; moving the file aside starts a new epoch. */
+        /* The outbox is older than the centre's record of it (restored from a backup, or a
+           copy): its newer seqs may hold events the centre has never seen, and events
+           submitted from now on would get seqs the centre already has. Stop rather than lose
+           them, and say not to delete the file: it may hold the only copy of some events. */
         asy_error("the centre has committed seq %llu of epoch %llu but this outbox holds only "
-                  "up to %llu: the outbox was restored or rebuilt without a new epoch. Move %s "
-                  "aside (its events are already at the centre) so that a new outbox with a new "
-                  "epoch is created; stopping",
-                  (unsigned long long) committed, (unsigned long long) self->epoch,
-                  (unsigned long long) self->last_seq, self->config->outbox_path);
+                  "up to %llu: %s is older than the centre's record of it (restored from a "
+                  "backup, or copied from another machine). Do not delete it and do not submit "
+                  "to it: events appended since the copy was made may not be at the centre. "
+                  "See deploy/README.md, 'Outboxes: never restore or copy one'; stopping",
+                  (unsigned long long)committed, (unsigned long long)self->epoch,
+                  (unsigned long long)self->last_seq, self->config->outbox_path);
         self->exit_code = 1;
         self->done = true;
         return;

@@ -1,6 +1,7 @@
 /*  test_store.c: server/store.c against a real PostgreSQL (ASY_TEST_DATABASE): migrations,
     batch transactions, quarantine, the committed-seq compare-and-set, the order-independent
     case_state merge, site binding, and recovery after the server dropped the connection.  */
+#include "breaches.h"
 #include "casecheck.h"
 #include "codec.h"
 #include "harness.h"
@@ -369,6 +370,34 @@ Test(store, write_after_the_server_dropped_the_connection_retries_then_succeeds)
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 3);
     asy_test_check_case_state(s_pg);
     s_free_items(items, 3);
+}
+
+/* The monitor's breach records (server/breaches.c) wait out a lost connection: kept, retried
+   at most every second (or at once with now), and written when the database answers. */
+Test(store, breach_records_wait_for_the_database)
+{
+    asy_test_migrate(s_conninfo);
+    char error[256];
+    asy_db_t *db = asy_db_connect(s_conninfo, "advsyncd", error, sizeof error);
+    cr_assert_not_null(db, "%s", error);
+    asy_breaches_t *book = asy_breaches_new();
+    asy_case_view_t view;
+    memset(&view, 0, sizeof view);
+    snprintf(view.case_id, sizeof view.case_id, "%s", S_CASE_X);
+    snprintf(view.site_id, sizeof view.site_id, "site-a");
+    asy_date_t deadline;
+    cr_assert_eq(asy_date_from_ymd(2026, 11, 5, &deadline), 0);
+    cr_assert(asy_breaches_mark(book, &view, 1, deadline));
+    s_kill_backend();
+    asy_breaches_record(book, db, false); /* fails: kept */
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM monitor_breach"), 0);
+    asy_breaches_record(book, db, false); /* within the second: not tried */
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM monitor_breach"), 0);
+    asy_breaches_record(book, db, true); /* at shutdown: tried, reconnected, written */
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM monitor_breach"), 1,
+                 "the record kept through the failure is written");
+    asy_breaches_destroy(&book);
+    asy_db_destroy(&db);
 }
 
 /* --------------------------------------------------------------------------------------------

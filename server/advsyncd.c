@@ -174,8 +174,11 @@ int main(int argc, char **argv)
     }
     if (options.value[ASY_OPT_LOG_LEVEL])
         asy_log_set_level((asy_log_level_t)asy_log_parse_level(options.value[ASY_OPT_LOG_LEVEL]));
-    asy_info("advsyncd %s starting: ingest %s", ASY_VERSION_STRING,
-             options.value[ASY_OPT_INGEST]);
+    /* which file the settings came from: a misspelt section is ignored (it may belong to
+       another program), and the defaults are then what the log shows */
+    asy_info("advsyncd %s starting: ingest %s, config %s", ASY_VERSION_STRING,
+             options.value[ASY_OPT_INGEST],
+             options.value[ASY_OPT_CONFIG] ? options.value[ASY_OPT_CONFIG] : "none (flags only)");
     code = s_run(&options);
     asy_broker_options_release(&options);
     return code;

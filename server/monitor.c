@@ -40,6 +40,7 @@ typedef struct {
     char *conninfo;
     asy_calendar_t *calendar;
     char *holidays_text; /* the holiday table as last loaded, to notice a change */
+    char *denominators_text; /* the same for the denominator table */
     asy_aggregate_t *aggregate;
     zhashx_t *topics;    /* topic -> s_topic_t */
     asy_breaches_t *breach_book; /* announced, to record, deferred, found at start-up */
@@ -134,8 +135,23 @@ static void s_load_population(s_monitor_t *self)
     if (asy_db_query_each(self->db,
                           "SELECT ethnicity_ons, age_band, sum(population) FROM denominator"
                           " GROUP BY 1, 2",
-                          false, 0, NULL, s_population_row, self->aggregate) != 0)
+                          false, 0, NULL, s_population_row, self->aggregate) != 0) {
         asy_warn("monitor: denominators not read: %s", asy_db_errmsg(self->db));
+        return;
+    }
+    /* said when the table changed (as the holidays are), so a load can be seen to arrive */
+    asy_db_row_t row;
+    if (asy_db_query_row(self->db,
+                         "SELECT count(*) || ' rows, ' || count(DISTINCT area_code) || ' area(s)'"
+                         " FROM denominator",
+                         false, 0, NULL, &row) == 0) {
+        if (!self->denominators_text || strcmp(self->denominators_text, row.values[0]) != 0) {
+            asy_info("monitor: denominators loaded (%s)", row.values[0]);
+            free(self->denominators_text);
+            self->denominators_text = strdup(row.values[0]);
+        }
+        asy_db_row_release(&row);
+    }
 }
 
 static int s_case_row(void *arg, int columns, const char *const *values)
@@ -630,6 +646,7 @@ static void s_monitor_destroy(s_monitor_t **self_p)
     zhashx_destroy(&self->topics);
     asy_breaches_destroy(&self->breach_book);
     free(self->holidays_text);
+    free(self->denominators_text);
     free(self->conninfo);
     free(self);
     *self_p = NULL;

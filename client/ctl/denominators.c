@@ -454,12 +454,13 @@ static void s_print_summary(const s_load_t *load, uint64_t replaced)
     size_t areas = 0;
     for (size_t i = 0; i < load->count; i++)
         areas += i == 0 || !streq(load->rows[i].area_code, load->rows[i - 1].area_code);
-    printf("loaded %s: %zu area%s, %zu rows", load->path, areas, areas == 1 ? "" : "s",
-           load->count);
+    printf("loaded %s: %zu area%s, %zu row%s", load->path, areas, areas == 1 ? "" : "s",
+           load->count, load->count == 1 ? "" : "s");
     if (load->skipped)
         printf(", skipped %zu \"does not apply\" (-8) row%s", load->skipped,
                load->skipped == 1 ? "" : "s");
-    printf("; replaced %llu earlier rows\n", (unsigned long long)replaced);
+    printf("; replaced %llu earlier row%s\n", (unsigned long long)replaced,
+           replaced == 1 ? "" : "s");
     for (size_t first = 0, end = 0; first < load->count; first = end) {
         long long all = -1, groups = 0, bands = 0, everything = 0;
         bool has_groups = false, has_bands = false;

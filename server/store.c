@@ -199,6 +199,23 @@ static int s_migrate(asy_store_t *self)
     }
     if (rc == 0)
         s_ensure_partitions(self);
+    if (rc == 0) {
+        /* a newer broker migrated this database: this one may not write what it expects */
+        asy_db_row_t row;
+        char known[16];
+        snprintf(known, sizeof known, "%d", asy_migrations[asy_migration_count - 1].version);
+        const char *params[] = {known};
+        if (asy_db_query_row(self->db,
+                             "SELECT coalesce(string_agg(version || ' ' || name, ', '"
+                             " ORDER BY version), '') FROM schema_migration WHERE version > $1",
+                             false, 1, params, &row) == 0) {
+            if (row.values[0][0])
+                asy_warn("the database has migrations this broker does not know (%s; it knows "
+                         "up to %s): a newer broker migrated it; run that version",
+                         row.values[0], known);
+            asy_db_row_release(&row);
+        }
+    }
     asy_db_exec(self->db, "SELECT pg_advisory_unlock(" S_LOCK_KEY ")", 0, NULL, NULL);
     return rc;
 }

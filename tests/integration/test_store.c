@@ -4,11 +4,13 @@
 #include "breaches.h"
 #include "casecheck.h"
 #include "codec.h"
+#include "fixture.h"
 #include "harness.h"
 #include "migrations.h"
 #include "store.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +154,27 @@ Test(store, migrations_apply_once_and_are_idempotent)
                        " to_char(now() AT TIME ZONE 'UTC', 'YYYY') || 'm' ||"
                        " to_char(now() AT TIME ZONE 'UTC', 'MM')"),
                  1);
+}
+
+/* A database a newer broker migrated: the broker still starts, and says so in its log. */
+Test(store, a_newer_schema_is_named_in_the_log)
+{
+    s_store = s_new_store();
+    asy_test_pg_exec(s_pg,
+                     "INSERT INTO schema_migration (version, name) VALUES (999, '999_later')");
+    char *dir = asy_test_tmpdir();
+    char endpoint[128];
+    pid_t broker =
+        asy_test_start_broker(s_conninfo, dir, asy_test_free_port(), endpoint, sizeof endpoint);
+    cr_assert_eq(asy_test_stop(broker, SIGTERM, 10000), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/broker.log", dir);
+    char *log = asy_fixture_slurp(path, NULL);
+    cr_assert(log && strstr(log, "the database has migrations this broker does not know (999 "
+                                 "999_later;"),
+              "%s", log ? log : "(no log)");
+    free(log);
+    free(dir);
 }
 
 Test(store, concurrent_stores_migrate_once)

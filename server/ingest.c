@@ -71,6 +71,7 @@ typedef struct {
     size_t items_capacity;
     zframe_t *peer;          /* routing id of the message in hand */
     char *peer_key;
+    const char *hello_agent; /* while a HELLO is answered: the agent id it names */
     char *monitor_endpoint;  /* NULL: no monitor */
     zsock_t *monitor;        /* PUSH: case_state rows of committed batches */
     asy_case_view_t *views;  /* rows of the batch in hand, sent after COMMIT */
@@ -117,7 +118,7 @@ static void s_send(s_ingest_t *self, const asy_frame_t *frame)
 static const char *s_who(s_ingest_t *self)
 {
     s_session_t *session = zhashx_lookup(self->sessions, self->peer_key);
-    return session ? session->agent_id : self->peer_key;
+    return session ? session->agent_id : self->hello_agent ? self->hello_agent : self->peer_key;
 }
 
 static void s_nack(s_ingest_t *self, int code, uint64_t first_seq, uint64_t expected_seq,
@@ -287,7 +288,17 @@ static void s_welcome(s_ingest_t *self, uint32_t version, uint64_t committed)
     s_send(self, &frame);
 }
 
+static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello);
+
+/* Answers a HELLO; its NACKs name the agent the HELLO names, not the peer's routing id. */
 static void s_on_hello(s_ingest_t *self, const asy_hello_t *hello)
+{
+    self->hello_agent = hello->agent_id && *hello->agent_id ? hello->agent_id : NULL;
+    s_on_hello_checked(self, hello);
+    self->hello_agent = NULL;
+}
+
+static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
 {
     uint32_t version = hello->version_max < ASY_PROTOCOL_VERSION ? hello->version_max
                                                                   : ASY_PROTOCOL_VERSION;

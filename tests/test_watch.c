@@ -1086,11 +1086,22 @@ Test(watch, bad_flags_exit_2)
 
     /* bad values: exit 2 with a message naming the flag and the value */
     char *values[][2] = {
-        {"--period", "2026-13"},    {"--period", "2026-00"}, {"--period", "2026-28-Q1"},
-        {"--period", "2026-27-Q5"}, {"--period", "2026-28"}, {"--period", "26-27"},
-        {"--period", "nowish"},     {"--by", "colour"},      {"--by", "total"},
-        {"--interval", "0"},        {"--interval", "49"},    {"--interval", "100.5"},
-        {"--endpoint", "foo:1"},    {"--snapshot", "foo:1"}, {"--endpoint", "tcp://"},
+        {"--period", "2026-13"},
+        {"--period", "2026-00"},
+        {"--period", "2026-28-Q1"},
+        {"--period", "2026-27-Q5"},
+        {"--period", "2026-28"},
+        {"--period", "26-27"},
+        {"--period", "nowish"},
+        {"--by", "colour"},
+        {"--by", "total"},
+        {"--interval", "0"},
+        {"--interval", "49"},
+        {"--interval", "100.5"},
+        {"--endpoint", "ipc:///tmp/advsync-monitor"},
+        {"--endpoint", "foo:1"},
+        {"--snapshot", "foo:1"},
+        {"--endpoint", "tcp://"},
     };
     char text[8192];
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {

@@ -35,6 +35,7 @@ typedef struct {
     double for_seconds; /* 0: until interrupted */
     long interval_ms;
     char subtree[ASY_TOPIC_MAX];
+    char derived_snapshot[300]; /* --endpoint's port + 1, when --snapshot is not given */
 } s_args_t;
 
 static volatile sig_atomic_t s_stop;
@@ -51,8 +52,8 @@ static void s_usage(FILE *out)
             "usage: advsync-watch [options]\n"
             "  --endpoint PUB      monitor publisher (default tcp://127.0.0.1:5571,\n"
             "                      restricted tcp://127.0.0.1:5573)\n"
-            "  --snapshot SNAP     snapshot service (default tcp://127.0.0.1:5572,\n"
-            "                      restricted tcp://127.0.0.1:5574)\n"
+            "  --snapshot SNAP     snapshot service (default: the port after --endpoint's;\n"
+            "                      tcp://127.0.0.1:5572, restricted tcp://127.0.0.1:5574)\n"
             "  --restricted        use the restricted stream's default endpoints\n"
             "  --site ID           one site (topics site/ID/...); 'all' = the consortium\n"
             "  --period P          only period P (2026-11, 2026-27-Q3, 2026-27, now); default:\n"
@@ -163,6 +164,22 @@ static int s_check_args(s_args_t *args)
     if (args->snapshot && !s_valid_endpoint(args->snapshot))
         return s_bad("--snapshot: '%s' is not an endpoint: it must start with tcp:// or ipc://",
                      args->snapshot);
+    if (args->publisher && !args->snapshot) {
+        /* the broker binds each snapshot service on the port after its publisher (defaults
+           5571/5572 and 5573/5574, the demo the same): another broker's default would be
+           the wrong one */
+        const char *colon = strrchr(args->publisher, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (strncmp(args->publisher, "tcp://", 6) != 0 || !end || *end || port < 1 || port >= 65535)
+            return s_bad("--endpoint: '%s' needs --snapshot beside it (without one, the "
+                         "snapshot service is taken to be on the next port of a tcp:// "
+                         "endpoint)",
+                         args->publisher);
+        snprintf(args->derived_snapshot, sizeof args->derived_snapshot, "%.*s:%ld",
+                 (int)(colon - args->publisher), args->publisher, port + 1);
+        args->snapshot = args->derived_snapshot;
+    }
     if (!args->publisher)
         args->publisher = args->restricted ? "tcp://127.0.0.1:5573" : "tcp://127.0.0.1:5571";
     if (!args->snapshot)

@@ -224,6 +224,7 @@ typedef struct {
     uint32_t max_frame_bytes;
     uint32_t window;
     uint32_t heartbeat_ms;
+    const char *committed_event_id; /* NULL or "" when the centre did not say */
 } asy_welcome_t;
 
 typedef struct {

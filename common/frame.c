@@ -123,6 +123,8 @@ int asy_frame_encode(const asy_frame_t *frame, uint8_t **data, size_t *size)
         welcome.max_frame_bytes = w->max_frame_bytes;
         welcome.window = w->window;
         welcome.heartbeat_ms = w->heartbeat_ms;
+        if (w->committed_event_id && *w->committed_event_id)
+            welcome.committed_event_id = (char *)w->committed_event_id;
         message.kind_case = ADVSYNC__V1__FRAME__KIND_WELCOME;
         message.welcome = &welcome;
         break;
@@ -240,6 +242,7 @@ static int s_decode_kind(const Advsync__V1__Frame *m, s_frame_storage_t *storage
         w->max_frame_bytes = m->welcome->max_frame_bytes;
         w->window = m->welcome->window;
         w->heartbeat_ms = m->welcome->heartbeat_ms;
+        w->committed_event_id = m->welcome->committed_event_id;
         return 0;
     }
     case ADVSYNC__V1__FRAME__KIND_PUBLISH:

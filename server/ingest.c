@@ -276,11 +276,13 @@ static s_session_t *s_session_start(s_ingest_t *self, const asy_hello_t *hello,
     return session;
 }
 
-static void s_welcome(s_ingest_t *self, uint32_t version, uint64_t committed)
+static void s_welcome(s_ingest_t *self, uint32_t version, uint64_t committed,
+                      const char *committed_event_id)
 {
     asy_frame_t frame = {.type = ASY_FRAME_WELCOME, .version = version};
     frame.u.welcome = (asy_welcome_t){.version = version,
                                       .committed_seq = committed,
+                                      .committed_event_id = committed_event_id,
                                       .max_batch_events = ASY_MAX_BATCH_EVENTS,
                                       .max_frame_bytes = ASY_MAX_FRAME_BYTES,
                                       .window = ASY_DEFAULT_WINDOW,
@@ -311,9 +313,13 @@ static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
         return;
     uint32_t wait = s_db_wait(self);
     uint64_t committed = 0;
+    char committed_event_id[ASY_UUID_TEXT + 1] = "";
     int rc = wait ? ASY_ERETRY
                   : asy_store_hello(self->store, hello->agent_id, hello->site_id, hello->epoch,
                                     &committed);
+    if (rc == 0) /* so that an agent with a restored or copied outbox can tell (5.1) */
+        rc = asy_store_event_id_at(self->store, hello->agent_id, hello->epoch, committed,
+                                   committed_event_id);
     if (rc == ASY_EINVAL) {
         s_nack(self, ASY_CODE_WRONG_AGENT, 0, 0, 0, "%s", asy_store_errmsg(self->store));
         return;
@@ -339,7 +345,7 @@ static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
                  " but the centre committed %" PRIu64 ": its outbox lost events; it should "
                  "start a new epoch",
                  hello->agent_id, hello->epoch, hello->last_seq, committed);
-    s_welcome(self, version, committed);
+    s_welcome(self, version, committed, committed_event_id);
 }
 
 /* --------------------------------------------------------------------------------------------

@@ -375,6 +375,31 @@ int asy_store_committed_seq(asy_store_t *self, const char *agent_id, uint64_t ep
     return rc == 0 ? 0 : s_db_error(self, rc, "committed seq");
 }
 
+int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t seq,
+                          char out[ASY_UUID_TEXT + 1])
+{
+    out[0] = '\0';
+    if (seq == 0)
+        return 0;
+    int rc = s_ready(self);
+    if (rc != 0)
+        return rc;
+    char epoch_text[24], seq_text[24];
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, (int64_t)epoch);
+    snprintf(seq_text, sizeof seq_text, "%" PRId64, (int64_t)seq);
+    const char *params[] = {agent_id, epoch_text, seq_text};
+    asy_db_row_t row;
+    rc = asy_db_query_row(self->db,
+                          "SELECT coalesce((SELECT event_id::text FROM event WHERE agent_id = $1"
+                          " AND epoch = $2 AND seq = $3 LIMIT 1), '')",
+                          false, 3, params, &row);
+    if (rc != 0)
+        return s_db_error(self, rc, "event id at the committed seq");
+    snprintf(out, ASY_UUID_TEXT + 1, "%s", row.values[0] ? row.values[0] : "");
+    asy_db_row_release(&row);
+    return 0;
+}
+
 /* ----------------------------------------------------------------------------------------------
    Batch payloads. */
 

@@ -36,6 +36,11 @@ int asy_store_hello(asy_store_t *self, const char *agent_id, const char *site_id
 int asy_store_committed_seq(asy_store_t *self, const char *agent_id, uint64_t epoch,
                             uint64_t *committed_seq);
 
+/* The event_id stored for (agent, epoch, seq), in out[37]; "" when there is none (seq 0, or
+   the event was quarantined). Returns 0 or a db.h code. */
+int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t seq,
+                          char out[ASY_UUID_TEXT + 1]);
+
 /* One event of a batch, already checked by the caller: code == 0 means valid (summary
    filled), otherwise the event is quarantined with code and reason. data is the event's bytes
    exactly as received, kept verbatim. */

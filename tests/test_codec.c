@@ -730,12 +730,18 @@ Test(codec, frames_round_trip)
     asy_frame_release(&out);
 
     in = (asy_frame_t){.type = ASY_FRAME_WELCOME, .version = 7};
-    in.u.welcome = (asy_welcome_t){1, 1234567890123ULL, 5000, 16777216, 16, 1000};
+    in.u.welcome = (asy_welcome_t){
+        1, 1234567890123ULL, 5000, 16777216, 16, 1000, "0190a1b2-0000-7000-8000-000000000001"};
     s_frame_round_trip(&in, &out);
     cr_assert_eq(out.version, 7u);
     cr_assert(out.u.welcome.version == 1 && out.u.welcome.committed_seq == 1234567890123ULL &&
               out.u.welcome.max_batch_events == 5000 && out.u.welcome.max_frame_bytes == 16777216 &&
               out.u.welcome.window == 16 && out.u.welcome.heartbeat_ms == 1000);
+    cr_assert_str_eq(out.u.welcome.committed_event_id, "0190a1b2-0000-7000-8000-000000000001");
+    asy_frame_release(&out);
+    in.u.welcome.committed_event_id = NULL; /* optional: absent stays absent */
+    s_frame_round_trip(&in, &out);
+    cr_assert(!out.u.welcome.committed_event_id || !*out.u.welcome.committed_event_id);
     asy_frame_release(&out);
 
     const asy_bytes_t events[] = {{(const uint8_t *)"abc", 3},

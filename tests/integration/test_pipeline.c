@@ -113,6 +113,66 @@ Test(pipeline, offline_backlog_drains_when_broker_starts, .timeout = 600)
     free(db);
 }
 
+/* Copies the outbox database named base (and its WAL files, if any) from one name to another. */
+static void s_copy_outbox(const char *from, const char *to)
+{
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        char command[2048];
+        snprintf(command, sizeof command,
+                 "rm -f '%s%s'; if [ -e '%s%s' ]; then cp '%s%s' '%s%s'; fi", to, suffixes[i], from,
+                 suffixes[i], from, suffixes[i], to, suffixes[i]);
+        cr_assert_eq(system(command), 0, "%s", command);
+    }
+}
+
+/* An outbox restored from a backup and submitted to since holds, at the centre's committed
+   seq, another event than the centre: run must stop (exit 1) rather than take its new events
+   for acknowledged (PROTOCOL.md 5.1, WELCOME.committed_event_id). */
+Test(pipeline, restored_outbox_with_new_events_stops_instead_of_losing_them, .timeout = 300)
+{
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    int port = asy_test_free_port();
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, port, endpoint, sizeof endpoint);
+    char *config = asy_test_agent_config(dir, "ward-restore", "site-restore", endpoint);
+    char outbox[600], backup[600], out[8192];
+    snprintf(outbox, sizeof outbox, "%s/ward-restore.outbox.db", dir);
+    snprintf(backup, sizeof backup, "%s/backup.outbox.db", dir);
+
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "2",
+                                "--seed", "1", NULL),
+                 0);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+    s_copy_outbox(outbox, backup); /* the backup: seq 1..2 acknowledged */
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "3",
+                                "--seed", "2", NULL),
+                 0);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+    /* the centre has seq 1..5; the backup is put back and three new events go in: 3..5 */
+    s_copy_outbox(backup, outbox);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "3",
+                                "--seed", "3", NULL),
+                 0);
+    char command[1024];
+    snprintf(command, sizeof command, "%s --config '%s' run --until-drained 2>&1", ASY_AGENT_PATH,
+             config);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    cr_assert_eq(asy_test_run(argv, out, sizeof out, 60000), 1, "%s", out);
+    cr_assert(strstr(out, "but this outbox holds another one there"), "%s", out);
+    /* nothing taken for acknowledged: the three new events are still in the outbox */
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+    cr_assert(strstr(out, "\"backlog\": 3") || strstr(out, "\"backlog\":3"), "%s", out);
+    asy_test_stop(broker, SIGTERM, 20000);
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 5);
+    PQfinish(pg);
+    free(config);
+    free(dir);
+    free(db);
+}
+
 /* Writes lines to <dir>/<name>.jsonl and returns the path (caller frees). */
 static char *s_write_lines(const char *dir, const char *name, const char *const *lines, int count)
 {

@@ -360,115 +360,12 @@ static bool s_on_time(asy_date_t done, asy_date_t deadline)
     return done != ASY_NO_DATE && done <= deadline;
 }
 
-/* M12 of a case: the latest reading of an area read twice or more (ASY_NO_DATE if none), and
+/* M12 of a person: the latest reading of an area read twice or more (ASY_NO_DATE if none), and
    whether any such area rose by a point or more from its first reading. */
 typedef struct {
     asy_date_t latest;
     bool improved;
 } s_recovery_t;
-
-static s_recovery_t s_recovery(const asy_agg_case_t *c)
-{
-    s_recovery_t r = {ASY_NO_DATE, false};
-    for (int i = 0; i < c->slot_count; i++) {
-        const asy_agg_slot_t *slot = &c->slots[i];
-        if (slot->readings < 2)
-            continue;
-        if (r.latest == ASY_NO_DATE || slot->last_date > r.latest)
-            r.latest = slot->last_date;
-        r.improved |= slot->last_score - slot->first_score >= 1;
-    }
-    return r;
-}
-
-/* The families a case counts in for period p, with their numerator flags. */
-static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
-                          const s_recovery_t *recovery, const asy_period_t *p,
-                          int b[ASY_FAM_COUNT])
-{
-    const asy_case_view_t *v = &c->view;
-    uint16_t in = 0;
-    if (s_in(v->received, p)) {
-        in |= 1u << ASY_FAM_M1 | 1u << ASY_FAM_REA;
-        b[ASY_FAM_M1] = s_stated(v);
-    }
-    if (v->received != ASY_NO_DATE && v->received <= p->end &&
-        !(v->closed != ASY_NO_DATE && v->closed < p->start) &&
-        !(v->declined != ASY_NO_DATE && v->declined < p->start))
-        in |= 1u << ASY_FAM_M2;
-    if (s_in(c->contact_deadline, p) && s_matured(self, v, c->contact_deadline)) {
-        in |= 1u << ASY_FAM_M4;
-        b[ASY_FAM_M4] = s_on_time(v->contacted, c->contact_deadline);
-    }
-    if (s_in(c->meeting_deadline, p) && s_matured(self, v, c->meeting_deadline)) {
-        in |= 1u << ASY_FAM_M5;
-        b[ASY_FAM_M5] = s_on_time(v->met, c->meeting_deadline);
-    }
-    if (v->q_start != ASY_NO_DATE && v->q_start <= p->end &&
-        (v->q_end == ASY_NO_DATE || v->q_end >= p->start)) {
-        in |= 1u << ASY_FAM_M6;
-        b[ASY_FAM_M6] = s_on_time(v->contacted, p->end);
-    }
-    asy_date_t decision = v->declined != ASY_NO_DATE ? v->declined : v->decided;
-    if (s_in(decision, p)) {
-        in |= 1u << ASY_FAM_M11D;
-        b[ASY_FAM_M11D] = s_in(v->declined, p);
-    }
-    if (s_in(v->closed, p)) {
-        in |= 1u << ASY_FAM_M11L;
-        b[ASY_FAM_M11L] = v->left_before_goals;
-    }
-    if (s_in(recovery->latest, p)) {
-        in |= 1u << ASY_FAM_M12;
-        b[ASY_FAM_M12] = recovery->improved;
-    }
-    return in;
-}
-
-static bool s_waiting(const asy_aggregate_t *self, const asy_case_view_t *v)
-{
-    return v->received != ASY_NO_DATE && v->received <= self->today &&
-           v->closed == ASY_NO_DATE && v->declined == ASY_NO_DATE && v->met == ASY_NO_DATE;
-}
-
-/* The case's own contribution: every family but the people-counting ones, and those too when
-   with_person (the case is its person's only one: the same as s_person_contribute, faster). */
-static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sign,
-                         bool with_person)
-{
-    int groups[ASY_DIM_COUNT];
-    for (int d = 0; d < ASY_DIM_COUNT; d++)
-        groups[d] = asy_dim_group(&c->view, (asy_dim_t)d);
-    const int scopes[2] = {0, c->scope};
-    const s_recovery_t recovery = s_recovery(c);
-    int np = self->period_count;
-    for (int p = 0; p < np; p++) {
-        int b[ASY_FAM_COUNT] = {0};
-        uint16_t in = s_members(self, c, &recovery, &self->periods[p], b) &
-                      (with_person ? 0xFFFFu : (uint16_t)~S_PERSON_FAMILIES);
-        if (!in)
-            continue;
-        for (int s = 0; s < 2; s++) {
-            int64_t *block = self->counters[scopes[s] * np + p];
-            uint16_t topics = 0;
-            for (int f = 0; f < ASY_FAM_COUNT; f++)
-                if (in & (1u << f)) {
-                    s_add_family(self, block, f, groups, sign, b[f] ? sign : 0);
-                    topics |= s_family_topics[f];
-                }
-            self->dirty[scopes[s] * (np + 1) + p] |=
-                topics & (scopes[s] ? s_site_topics : s_all_topics);
-        }
-    }
-    if (s_waiting(self, &c->view)) {
-        int hists[3] = {0, 1 + groups[ASY_DIM_SERVICE], 4 + groups[ASY_DIM_EG]};
-        for (int s = 0; s < 2; s++) {
-            for (int h = 0; h < 3; h++)
-                s_hist_add(&self->waits[scopes[s]][hists[h]], c->view.received, sign);
-            self->dirty[scopes[s] * (np + 1) + np] |= S_BIT(3);
-        }
-    }
-}
 
 /* Whether case a is the later of two for a person's groups. */
 static bool s_later(const asy_agg_case_t *a, const asy_agg_case_t *b)
@@ -559,6 +456,97 @@ static s_joined_t s_recovery_joined(const asy_agg_person_t *person, int scope)
     if (readings != on_stack)
         free(readings);
     return joined;
+}
+
+/* The families a case counts in for period p, with their numerator flags. */
+static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
+                          const s_recovery_t *recovery, const asy_period_t *p,
+                          int b[ASY_FAM_COUNT])
+{
+    const asy_case_view_t *v = &c->view;
+    uint16_t in = 0;
+    if (s_in(v->received, p)) {
+        in |= 1u << ASY_FAM_M1 | 1u << ASY_FAM_REA;
+        b[ASY_FAM_M1] = s_stated(v);
+    }
+    if (v->received != ASY_NO_DATE && v->received <= p->end &&
+        !(v->closed != ASY_NO_DATE && v->closed < p->start) &&
+        !(v->declined != ASY_NO_DATE && v->declined < p->start))
+        in |= 1u << ASY_FAM_M2;
+    if (s_in(c->contact_deadline, p) && s_matured(self, v, c->contact_deadline)) {
+        in |= 1u << ASY_FAM_M4;
+        b[ASY_FAM_M4] = s_on_time(v->contacted, c->contact_deadline);
+    }
+    if (s_in(c->meeting_deadline, p) && s_matured(self, v, c->meeting_deadline)) {
+        in |= 1u << ASY_FAM_M5;
+        b[ASY_FAM_M5] = s_on_time(v->met, c->meeting_deadline);
+    }
+    if (v->q_start != ASY_NO_DATE && v->q_start <= p->end &&
+        (v->q_end == ASY_NO_DATE || v->q_end >= p->start)) {
+        in |= 1u << ASY_FAM_M6;
+        b[ASY_FAM_M6] = s_on_time(v->contacted, p->end);
+    }
+    asy_date_t decision = v->declined != ASY_NO_DATE ? v->declined : v->decided;
+    if (s_in(decision, p)) {
+        in |= 1u << ASY_FAM_M11D;
+        b[ASY_FAM_M11D] = s_in(v->declined, p);
+    }
+    if (s_in(v->closed, p)) {
+        in |= 1u << ASY_FAM_M11L;
+        b[ASY_FAM_M11L] = v->left_before_goals;
+    }
+    if (s_in(recovery->latest, p)) {
+        in |= 1u << ASY_FAM_M12;
+        b[ASY_FAM_M12] = recovery->improved;
+    }
+    return in;
+}
+
+static bool s_waiting(const asy_aggregate_t *self, const asy_case_view_t *v)
+{
+    return v->received != ASY_NO_DATE && v->received <= self->today &&
+           v->closed == ASY_NO_DATE && v->declined == ASY_NO_DATE && v->met == ASY_NO_DATE;
+}
+
+/* The case's own contribution: every family but the people-counting ones, and those too when
+   with_person (the case is its person's only one: the same as s_person_contribute, faster). */
+static void s_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sign,
+                         bool with_person)
+{
+    int groups[ASY_DIM_COUNT];
+    for (int d = 0; d < ASY_DIM_COUNT; d++)
+        groups[d] = asy_dim_group(&c->view, (asy_dim_t)d);
+    const int scopes[2] = {0, c->scope};
+    /* M12 counts people: here only for a person whose one case this is (with_person) */
+    const s_recovery_t recovery =
+        with_person ? s_recovery_joined(c->person, 0).recovery : (s_recovery_t){ASY_NO_DATE, false};
+    int np = self->period_count;
+    for (int p = 0; p < np; p++) {
+        int b[ASY_FAM_COUNT] = {0};
+        uint16_t in = s_members(self, c, &recovery, &self->periods[p], b) &
+                      (with_person ? 0xFFFFu : (uint16_t)~S_PERSON_FAMILIES);
+        if (!in)
+            continue;
+        for (int s = 0; s < 2; s++) {
+            int64_t *block = self->counters[scopes[s] * np + p];
+            uint16_t topics = 0;
+            for (int f = 0; f < ASY_FAM_COUNT; f++)
+                if (in & (1u << f)) {
+                    s_add_family(self, block, f, groups, sign, b[f] ? sign : 0);
+                    topics |= s_family_topics[f];
+                }
+            self->dirty[scopes[s] * (np + 1) + p] |=
+                topics & (scopes[s] ? s_site_topics : s_all_topics);
+        }
+    }
+    if (s_waiting(self, &c->view)) {
+        int hists[3] = {0, 1 + groups[ASY_DIM_SERVICE], 4 + groups[ASY_DIM_EG]};
+        for (int s = 0; s < 2; s++) {
+            for (int h = 0; h < 3; h++)
+                s_hist_add(&self->waits[scopes[s]][hists[h]], c->view.received, sign);
+            self->dirty[scopes[s] * (np + 1) + np] |= S_BIT(3);
+        }
+    }
 }
 
 /* A person's contribution to the people-counting families, from all of their cases: M2 and

@@ -189,9 +189,21 @@ const char *asy_code_name(int code)
 /* ---------------------------------------------------------------------------------------------
    Identifiers. */
 
-void asy_uuid_v7(char out[ASY_UUID_TEXT + 1])
+void asy_uuid_format(const uint8_t bytes[16], char out[ASY_UUID_TEXT + 1])
 {
     static const char hex[] = "0123456789abcdef";
+    size_t at = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[at++] = '-';
+        out[at++] = hex[bytes[i] >> 4];
+        out[at++] = hex[bytes[i] & 15];
+    }
+    out[at] = '\0';
+}
+
+void asy_uuid_v7(char out[ASY_UUID_TEXT + 1])
+{
     if (sodium_init() < 0) {
         // libsodium cannot work without a random source; there is nothing safer to do
         abort();
@@ -209,14 +221,7 @@ void asy_uuid_v7(char out[ASY_UUID_TEXT + 1])
     bytes[6] = (uint8_t)(0x70 | (fraction >> 8));
     bytes[7] = (uint8_t)(fraction & 0xff);
     bytes[8] = (uint8_t)(0x80 | (bytes[8] & 0x3f));
-    size_t at = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[at++] = '-';
-        out[at++] = hex[bytes[i] >> 4];
-        out[at++] = hex[bytes[i] & 15];
-    }
-    out[at] = '\0';
+    asy_uuid_format(bytes, out);
 }
 
 static bool s_is_hex(char c, bool lower_only)

@@ -182,6 +182,9 @@ bool asy_legal_status_qualifies(int legal_status);
 
 /* New UUID v7 (time-ordered) in canonical text form into out[37]. */
 void asy_uuid_v7(char out[ASY_UUID_TEXT + 1]);
+/* The 16 bytes of a UUID (version and variant bits already set) in canonical lowercase text
+   form into out[37]. */
+void asy_uuid_format(const uint8_t bytes[16], char out[ASY_UUID_TEXT + 1]);
 /* True if text is a canonical UUID (8-4-4-4-12 hex, any version). */
 bool asy_uuid_valid(const char *text);
 /* True if text is [A-Za-z0-9._-]{1,64}. */

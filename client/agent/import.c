@@ -837,16 +837,8 @@ static int s_derive_event_id(s_import_t *self, json_t *object)
     crypto_generichash_final(&state, digest, sizeof digest);
     digest[6] = (uint8_t)(0x80 | (digest[6] & 0x0f)); /* RFC 9562 version 8 (custom) */
     digest[8] = (uint8_t)(0x80 | (digest[8] & 0x3f)); /* variant 10 */
-    static const char hex[] = "0123456789abcdef";
     char uuid[ASY_UUID_TEXT + 1];
-    size_t at = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            uuid[at++] = '-';
-        uuid[at++] = hex[digest[i] >> 4];
-        uuid[at++] = hex[digest[i] & 15];
-    }
-    uuid[at] = '\0';
+    asy_uuid_format(digest, uuid);
     return json_object_set_new(object, "eventId", json_string(uuid)) == 0 ? 0 : ASY_ENOMEM;
 }
 

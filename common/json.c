@@ -216,7 +216,7 @@ static void s_json_name(const char *name, char *out, size_t size)
     out[length] = '\0';
 }
 
-static const ProtobufCFieldDescriptor *s_find_field(const ProtobufCMessageDescriptor *desc,
+const ProtobufCFieldDescriptor *asy_json_find_field(const ProtobufCMessageDescriptor *desc,
                                                     const char *key)
 {
     const ProtobufCFieldDescriptor *field =
@@ -748,7 +748,7 @@ static int s_parse_fields(s_parser_t *self, json_t *object, const ProtobufCMessa
     json_object_foreach(object, key, value)
     {
         size_t mark = s_push_key(self, key);
-        const ProtobufCFieldDescriptor *field = s_find_field(desc, key);
+        const ProtobufCFieldDescriptor *field = asy_json_find_field(desc, key);
         if (!field)
             rc = s_fail(self, "unknown field");
         else if (seen[field - desc->fields])

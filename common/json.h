@@ -24,6 +24,11 @@
 int asy_json_to_message(json_t *value, const ProtobufCMessageDescriptor *desc,
                         ProtobufCMessage **out, char *error, size_t error_size);
 
+/* The field of desc that a JSON key names, as asy_json_to_message reads keys: the proto name
+   or its lowerCamelCase JSON name. NULL if none. */
+const ProtobufCFieldDescriptor *asy_json_find_field(const ProtobufCMessageDescriptor *desc,
+                                                    const char *key);
+
 /* The message as a JSON value (an object, or a string for Timestamp and Date). Absent fields
    are left out; unknown fields are not represented. Caller owns; NULL on ENOMEM. */
 json_t *asy_json_from_message(const ProtobufCMessage *message);

@@ -232,19 +232,6 @@ static int s_kind(const char *text)
     return asy_kind_from_name(snake);
 }
 
-/* The field of desc a path segment names (lowerCamelCase of its proto name), or NULL. */
-static const ProtobufCFieldDescriptor *s_field_named(const ProtobufCMessageDescriptor *desc,
-                                                     const char *segment)
-{
-    for (unsigned i = 0; i < desc->n_fields; i++) {
-        char camel[256];
-        s_camel(desc->fields[i].name, camel, sizeof camel);
-        if (!strcmp(camel, segment))
-            return &desc->fields[i];
-    }
-    return NULL;
-}
-
 /* Checks at load time what each row would otherwise refuse one by one: the column's field
    path names a field of the event (or an identifier submit pseudonymises), and the values
    an enum field is mapped to are names of that enum. */
@@ -256,7 +243,7 @@ static int s_check_field(const s_column_t *column, const char *where, char *erro
     const ProtobufCMessageDescriptor *desc = &advsync__v1__event__descriptor;
     const ProtobufCFieldDescriptor *field = NULL;
     for (int i = 0; i < column->depth; i++) {
-        field = s_field_named(desc, column->segment[i]);
+        field = asy_json_find_field(desc, column->segment[i]); /* as rows will be read */
         if (!field) {
             asy_set_error(error, error_size, "%s/field: %s: %s has no field \"%s\"", where,
                           column->field, desc->short_name, column->segment[i]);

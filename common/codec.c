@@ -242,6 +242,12 @@ bool asy_uuid_valid(const char *text)
     return true;
 }
 
+bool asy_endpoint_valid(const char *text)
+{
+    return text && ((strncmp(text, "tcp://", 6) == 0 && text[6]) ||
+                    (strncmp(text, "ipc://", 6) == 0 && text[6]));
+}
+
 bool asy_id_valid(const char *text)
 {
     if (!text)

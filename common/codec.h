@@ -189,6 +189,9 @@ void asy_uuid_format(const uint8_t bytes[16], char out[ASY_UUID_TEXT + 1]);
 bool asy_uuid_valid(const char *text);
 /* True if text is [A-Za-z0-9._-]{1,64}. */
 bool asy_id_valid(const char *text);
+/* True if text is a ZeroMQ endpoint these programs connect to: tcp://... or ipc://..., with
+   something after the scheme. */
+bool asy_endpoint_valid(const char *text);
 /* True if text is exactly 64 lowercase hex digits. */
 bool asy_pseudonym_valid(const char *text);
 

@@ -77,9 +77,7 @@ static int s_add_endpoints(asy_agent_config_t *config, const char *list, const c
         char *endpoint = config->endpoints[config->endpoint_count++];
         memcpy(endpoint, start, length);
         endpoint[length] = '\0';
-        bool tcp = strncmp(endpoint, "tcp://", 6) == 0 && endpoint[6];
-        bool ipc = strncmp(endpoint, "ipc://", 6) == 0 && endpoint[6];
-        if (!tcp && !ipc) {
+        if (!asy_endpoint_valid(endpoint)) {
             asy_set_error(error, error_size,
                     "%s: endpoint \"%s\" must start with tcp:// or ipc:// (e.g. "
                     "tcp://centre.example.org:5570)",

@@ -1,5 +1,6 @@
 /*  main.c: advsync-watch, the live view of the monitor stream (proto/PROTOCOL.md part II).  */
 #include "calendar.h"
+#include "codec.h"
 #include "log.h"
 #include "replica.h"
 #include "view.h"
@@ -137,12 +138,6 @@ static bool s_valid_period(const char *text)
     return financial && text[7] == '-' && text[8] == 'Q' && text[9] >= '1' && text[9] <= '4';
 }
 
-static bool s_valid_endpoint(const char *text)
-{
-    return (strncmp(text, "tcp://", 6) == 0 && text[6]) ||
-           (strncmp(text, "ipc://", 6) == 0 && text[6]);
-}
-
 static int s_check_args(s_args_t *args)
 {
     if (args->site && !s_valid_id(args->site))
@@ -158,10 +153,10 @@ static int s_check_args(s_args_t *args)
         return s_bad("--by: '%s' is not a breakdown (PROTOCOL.md 12.3: service, age_band, "
                      "ethnicity_ons, ...; '' for none)",
                      args->by);
-    if (args->publisher && !s_valid_endpoint(args->publisher))
+    if (args->publisher && !asy_endpoint_valid(args->publisher))
         return s_bad("--endpoint: '%s' is not an endpoint: it must start with tcp:// or ipc://",
                      args->publisher);
-    if (args->snapshot && !s_valid_endpoint(args->snapshot))
+    if (args->snapshot && !asy_endpoint_valid(args->snapshot))
         return s_bad("--snapshot: '%s' is not an endpoint: it must start with tcp:// or ipc://",
                      args->snapshot);
     if (args->publisher && !args->snapshot) {

@@ -603,7 +603,7 @@ Test(forward, silent_broker_gets_a_new_hello_on_a_new_socket)
     s_expect(&broker, &frame, ASY_FRAME_HELLO, 3000);
     int64_t waited = zclock_mono() - first_hello;
     cr_assert_geq(waited, 450);
-    cr_assert_lt(waited, 1500, "second HELLO after %lld ms", (long long) waited);
+    cr_assert_lt(waited, 2500, "second HELLO after %lld ms", (long long) waited);
     cr_assert_not(zframe_eq(first_peer, broker.peer), "a reconnect uses a new socket");
     zframe_destroy(&first_peer);
     s_answer(&broker, &frame);
@@ -623,7 +623,7 @@ Test(forward, silent_broker_gets_a_new_hello_on_a_new_socket)
         asy_frame_release(&frame);
     }
     cr_assert_geq(heartbeats, 2, "heartbeats were exchanged while waiting");
-    cr_assert_lt(zclock_mono() - published, 1500);
+    cr_assert_lt(zclock_mono() - published, 3000);
     s_answer(&broker, &frame);
     cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
     cr_assert_eq(broker.hellos, 3);
@@ -651,7 +651,7 @@ Test(forward, idle_link_without_heartbeat_answers_reconnects)
         s_answer(&broker, &frame);
     }
     cr_assert_geq(heartbeats, 1);
-    cr_assert_lt(zclock_mono() - since, 1500);
+    cr_assert_lt(zclock_mono() - since, 3000);
     broker.answer_heartbeats = true;
     s_answer(&broker, &frame);
     cr_assert_eq(s_serve_until_exit(&broker, 10000), 0, "--for exits 0");
@@ -743,7 +743,7 @@ Test(forward, sigterm_exits_0)
     cr_assert_eq(kill(s_child, SIGTERM), 0);
     int64_t signalled = zclock_mono();
     cr_assert_eq(s_serve_until_exit(&broker, 5000), 0);
-    cr_assert_lt(zclock_mono() - signalled, 1500);
+    cr_assert_lt(zclock_mono() - signalled, 3000);
     s_assert_delivered(&broker, 3);
     s_broker_destroy(&broker);
 }

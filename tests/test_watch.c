@@ -23,6 +23,7 @@
 
 #define S_TOPICS_MAX 256
 #define S_PERIOD "2026-27-Q3"
+#define S_STREAM_MS 5 /* STREAM's pace */
 
 /* ----------------------------------------------------------------------------------------------
    The test monitor. */
@@ -43,7 +44,8 @@ typedef struct {
     int heartbeat_ms;
     int64_t next_heartbeat;
     int inflight;    /* updates to publish while answering each snapshot request */
-    int stream_left; /* STREAM: updates still to publish, one per tick */
+    int stream_left; /* STREAM: updates still to publish, one every S_STREAM_MS */
+    int64_t stream_next;
     int stream_topics;
     zframe_t *last_topic; /* the last publication, for DUP */
     zframe_t *last_body;
@@ -222,6 +224,7 @@ static bool s_command(s_server_t *self)
         s_set(self, text, number);
     } else if (strcmp(command, "STREAM") == 0) {
         self->stream_left = (int)number;
+        self->stream_next = zclock_mono();
         self->stream_topics = atoi(text);
     } else if (strcmp(command, "BREACH") == 0) {
         s_breach(self, text);
@@ -240,8 +243,10 @@ static bool s_command(s_server_t *self)
         self->seq = 0;
         self->topic_count = 0;
     }
+    /* the seq reached; 0 while a stream runs, except to NOW */
+    bool now = strcmp(command, "NOW") == 0;
     if (go_on)
-        zsock_send(self->pipe, "8", (uint64_t)(self->stream_left > 0 ? 0 : self->seq));
+        zsock_send(self->pipe, "8", (uint64_t)(self->stream_left > 0 && !now ? 0 : self->seq));
     zstr_free(&command);
     zstr_free(&text);
     return go_on;
@@ -263,7 +268,7 @@ static void s_server_actor(zsock_t *pipe, void *arg)
     bool running = true;
     while (running) {
         int64_t now = zclock_mono();
-        int wait = self->stream_left > 0 ? 1 : 10;
+        int wait = self->stream_left > 0 ? S_STREAM_MS : 10;
         void *which = zpoller_wait(poller, wait);
         if (which == pipe)
             running = s_command(self);
@@ -278,7 +283,8 @@ static void s_server_actor(zsock_t *pipe, void *arg)
             s_heartbeat(self);
             self->next_heartbeat = now + self->heartbeat_ms;
         }
-        if (self->stream_left > 0 && !which) {
+        if (self->stream_left > 0 && now >= self->stream_next) {
+            self->stream_next = now + S_STREAM_MS;
             char topic[64];
             int index = self->stream_left % self->stream_topics;
             snprintf(topic, sizeof topic, index % 2 ? "all/M%d/%s" : "site/ward-a/M%d/%s",
@@ -376,8 +382,10 @@ Test(watch, mid_stream_join_ends_equal_to_one_from_the_start)
     cr_assert_eq(asy_replica_sync(early, 3000), 0, "%s", asy_replica_errmsg(early));
     cr_assert_eq(asy_replica_size(early), 0);
 
-    s_do("STREAM", "20", 400);
-    zclock_sleep(100);
+    s_do("STREAM", "20", 400); /* 400 x 5 ms: joins after 20 updates, well before the end */
+    int64_t deadline = zclock_mono() + 10000;
+    while (s_do("NOW", NULL, 0) < 20 && zclock_mono() < deadline)
+        zclock_sleep(5);
     asy_replica_t *late = asy_replica_new(s_pub, s_snap, "");
     cr_assert_eq(asy_replica_sync(late, 3000), 0, "%s", asy_replica_errmsg(late));
     asy_replica_stats_t stats;
@@ -615,7 +623,7 @@ Test(watch, sync_times_out_without_a_snapshot_service)
     asy_replica_t *replica = asy_replica_new(s_pub, nowhere, "");
     int64_t start = zclock_mono();
     cr_assert_eq(asy_replica_sync(replica, 400), ASY_ETIMEDOUT);
-    cr_assert(zclock_mono() - start < 1000);
+    cr_assert(zclock_mono() - start < 3000);
     cr_assert(strstr(asy_replica_errmsg(replica), nowhere));
     asy_replica_destroy(&replica);
     cr_assert_null(asy_replica_new(NULL, nowhere, ""));
@@ -1044,7 +1052,8 @@ Test(watch, restricted_table_shows_breaches_of_every_site_or_of_one)
 
 Test(watch, for_bounds_the_whole_run)
 {
-    /* nobody answers: the snapshot wait (5 s otherwise) is part of the 1 s */
+    /* nobody answers: the snapshot wait (5 s otherwise) is part of the 1 s. The upper bounds
+       only tell "bounded" from "5 s more"; a loaded CI machine may be slow to start a process. */
     char nowhere[64];
     snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", asy_test_free_port());
     char *argv[] = {ASY_WATCH_PATH, "--endpoint", nowhere, "--snapshot", nowhere,
@@ -1052,7 +1061,7 @@ Test(watch, for_bounds_the_whole_run)
     int64_t start = zclock_mono();
     cr_assert_eq(asy_test_run(argv, NULL, 0, 10000), 0);
     int64_t took = zclock_mono() - start;
-    cr_assert(took >= 900 && took < 1600, "--for 1 took %lld ms", (long long)took);
+    cr_assert(took >= 900 && took < 4000, "--for 1 took %lld ms", (long long)took);
 
     s_do("SET", "all/M1/" S_PERIOD, 1);
     char *live_argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub, "--snapshot", s_snap,
@@ -1060,7 +1069,7 @@ Test(watch, for_bounds_the_whole_run)
     start = zclock_mono();
     cr_assert_eq(asy_test_run(live_argv, NULL, 0, 10000), 0);
     took = zclock_mono() - start;
-    cr_assert(took >= 1400 && took < 2000, "--for 1.5 took %lld ms", (long long)took);
+    cr_assert(took >= 1400 && took < 4000, "--for 1.5 took %lld ms", (long long)took);
 }
 
 Test(watch, once_without_a_monitor_exits_1)

@@ -395,6 +395,14 @@ const char *asy_event_id(const asy_event_t *self)
     return self->message->event_id;
 }
 
+void asy_event_renumber(asy_event_t *self, uint64_t epoch, uint64_t seq)
+{
+    Advsync__V1__Event *message = self->message;
+    message->has_epoch = message->has_seq = 1;
+    message->epoch = epoch;
+    message->seq = seq;
+}
+
 int asy_event_stamp(asy_event_t *self, const char *site_id, const char *agent_id, uint64_t epoch,
                     uint64_t seq)
 {

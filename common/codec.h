@@ -119,6 +119,10 @@ int asy_event_stamp(asy_event_t *self, const char *site_id, const char *agent_id
                     uint64_t epoch, uint64_t seq);
 
 /* Sets case_id / person_key (64 hex pseudonyms). Returns 0 or ASY_ENOMEM. */
+/* Gives an already stamped event a new place: epoch and seq only (a re-issued outbox,
+   PROTOCOL.md 5.5); everything else, schema_version included, stays as first stamped. */
+void asy_event_renumber(asy_event_t *self, uint64_t epoch, uint64_t seq);
+
 int asy_event_set_case_id(asy_event_t *self, const char *case_id);
 int asy_event_set_person_key(asy_event_t *self, const char *person_key);
 
@@ -221,6 +225,8 @@ typedef struct {
     uint64_t epoch;
     uint64_t last_seq;
     const char *software;      /* may be NULL */
+    uint64_t reissue_of_epoch; /* 0: not a re-issued epoch (PROTOCOL.md 5.5) */
+    uint64_t reissue_from_seq;
 } asy_hello_t;
 
 typedef struct {
@@ -231,6 +237,7 @@ typedef struct {
     uint32_t window;
     uint32_t heartbeat_ms;
     const char *committed_event_id; /* NULL or "" when the centre did not say */
+    uint64_t reissue_of_epoch;      /* 0 unless the centre accepted a re-issued epoch */
 } asy_welcome_t;
 
 typedef struct {

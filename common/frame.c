@@ -109,6 +109,11 @@ int asy_frame_encode(const asy_frame_t *frame, uint8_t **data, size_t *size)
         hello.epoch = h->epoch;
         hello.last_seq = h->last_seq;
         hello.software = (char *)h->software;
+        if (h->reissue_of_epoch) {
+            hello.has_reissue_of_epoch = hello.has_reissue_from_seq = 1;
+            hello.reissue_of_epoch = h->reissue_of_epoch;
+            hello.reissue_from_seq = h->reissue_from_seq;
+        }
         message.kind_case = ADVSYNC__V1__FRAME__KIND_HELLO;
         message.hello = &hello;
         break;
@@ -125,6 +130,10 @@ int asy_frame_encode(const asy_frame_t *frame, uint8_t **data, size_t *size)
         welcome.heartbeat_ms = w->heartbeat_ms;
         if (w->committed_event_id && *w->committed_event_id)
             welcome.committed_event_id = (char *)w->committed_event_id;
+        if (w->reissue_of_epoch) {
+            welcome.has_reissue_of_epoch = 1;
+            welcome.reissue_of_epoch = w->reissue_of_epoch;
+        }
         message.kind_case = ADVSYNC__V1__FRAME__KIND_WELCOME;
         message.welcome = &welcome;
         break;
@@ -232,6 +241,8 @@ static int s_decode_kind(const Advsync__V1__Frame *m, s_frame_storage_t *storage
         h->epoch = m->hello->epoch;
         h->last_seq = m->hello->last_seq;
         h->software = m->hello->software;
+        h->reissue_of_epoch = m->hello->reissue_of_epoch;
+        h->reissue_from_seq = m->hello->reissue_from_seq;
         return 0;
     }
     case ADVSYNC__V1__FRAME__KIND_WELCOME: {
@@ -243,6 +254,7 @@ static int s_decode_kind(const Advsync__V1__Frame *m, s_frame_storage_t *storage
         w->window = m->welcome->window;
         w->heartbeat_ms = m->welcome->heartbeat_ms;
         w->committed_event_id = m->welcome->committed_event_id;
+        w->reissue_of_epoch = m->welcome->reissue_of_epoch;
         return 0;
     }
     case ADVSYNC__V1__FRAME__KIND_PUBLISH:

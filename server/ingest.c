@@ -39,6 +39,8 @@ typedef struct {
     uint64_t epoch;
     uint64_t committed;      /* high-water mark: never above what PostgreSQL has committed */
     int64_t last_seen_ms;
+    uint64_t reissue_of_epoch; /* 0, or the epoch this one re-issues (PROTOCOL.md 5.5) */
+    uint64_t reissue_from_seq;
 } s_session_t;
 
 typedef struct {
@@ -243,6 +245,19 @@ static bool s_hello_identity_ok(s_ingest_t *self, const asy_hello_t *hello)
                s_printable(hello->site_id, text, sizeof text));
         return false;
     }
+    if (hello->reissue_of_epoch &&
+        (hello->reissue_of_epoch >= hello->epoch || hello->reissue_from_seq < 1)) {
+        s_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0,
+               "HELLO re-issues epoch %" PRIu64 " from seq %" PRIu64 " as epoch %" PRIu64
+               ": the re-issued epoch must be older and the seq 1 or more",
+               hello->reissue_of_epoch, hello->reissue_from_seq, hello->epoch);
+        return false;
+    }
+    if (!hello->reissue_of_epoch && hello->reissue_from_seq) {
+        s_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0,
+               "HELLO has reissue_from_seq without reissue_of_epoch");
+        return false;
+    }
     if (hello->epoch < 1) {
         s_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0, "HELLO epoch must be 1 or more, got 0");
         return false;
@@ -271,18 +286,21 @@ static s_session_t *s_session_start(s_ingest_t *self, const asy_hello_t *hello,
     snprintf(session->site_id, sizeof session->site_id, "%s", hello->site_id);
     session->epoch = hello->epoch;
     session->committed = committed;
+    session->reissue_of_epoch = hello->reissue_of_epoch;
+    session->reissue_from_seq = hello->reissue_from_seq;
     session->last_seen_ms = zclock_mono();
     zhashx_update(self->sessions, self->peer_key, session);
     return session;
 }
 
 static void s_welcome(s_ingest_t *self, uint32_t version, uint64_t committed,
-                      const char *committed_event_id)
+                      const char *committed_event_id, uint64_t reissue_of_epoch)
 {
     asy_frame_t frame = {.type = ASY_FRAME_WELCOME, .version = version};
     frame.u.welcome = (asy_welcome_t){.version = version,
                                       .committed_seq = committed,
                                       .committed_event_id = committed_event_id,
+                                      .reissue_of_epoch = reissue_of_epoch,
                                       .max_batch_events = ASY_MAX_BATCH_EVENTS,
                                       .max_frame_bytes = ASY_MAX_FRAME_BYTES,
                                       .window = ASY_DEFAULT_WINDOW,
@@ -320,6 +338,9 @@ static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
     if (rc == 0) /* so that an agent with a restored or copied outbox can tell (5.1) */
         rc = asy_store_event_id_at(self->store, hello->agent_id, hello->epoch, committed,
                                    committed_event_id);
+    if (rc == 0 && hello->reissue_of_epoch)
+        rc = asy_store_note_reissue(self->store, hello->agent_id, hello->epoch,
+                                    hello->reissue_of_epoch, hello->reissue_from_seq);
     if (rc == ASY_EINVAL) {
         s_nack(self, ASY_CODE_WRONG_AGENT, 0, 0, 0, "%s", asy_store_errmsg(self->store));
         return;
@@ -345,7 +366,12 @@ static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
                  " but the centre committed %" PRIu64 ": its outbox lost events; it should "
                  "start a new epoch",
                  hello->agent_id, hello->epoch, hello->last_seq, committed);
-    s_welcome(self, version, committed, committed_event_id);
+    if (hello->reissue_of_epoch)
+        asy_info("agent %s epoch %" PRIu64 " re-issues the events of epoch %" PRIu64
+                 " from seq %" PRIu64 ": those the centre holds there are acknowledged, not "
+                 "stored again",
+                 hello->agent_id, hello->epoch, hello->reissue_of_epoch, hello->reissue_from_seq);
+    s_welcome(self, version, committed, committed_event_id, hello->reissue_of_epoch);
 }
 
 /* --------------------------------------------------------------------------------------------
@@ -513,8 +539,15 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
         s_check_event(session, &publish->events[duplicates + i],
                       publish->first_seq + duplicates + i, &items[i]);
     self->view_count = self->outcome_count = 0;
-    int rc = asy_store_write_batch(self->store, session->agent_id, session->site_id,
-                                   session->epoch, session->committed, items, fresh);
+    size_t known = 0;
+    int rc =
+        session->reissue_of_epoch
+            ? asy_store_mark_reissued(self->store, session->agent_id, session->reissue_of_epoch,
+                                      session->reissue_from_seq, items, fresh, &known)
+            : 0;
+    if (rc == 0)
+        rc = asy_store_write_batch(self->store, session->agent_id, session->site_id, session->epoch,
+                                   session->committed, items, fresh);
     if (rc == 0)
         s_notify_monitor(self);
     if (rc == ASY_EEXIST)
@@ -552,15 +585,19 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
         if (items[i].code != 0 && rejected++ == 0)
             first_bad = i;
     self->counters.batches++;
-    self->counters.events += fresh - rejected;
+    self->counters.events += fresh - rejected - known;
     self->counters.quarantined += rejected;
-    self->counters.duplicates += duplicates;
+    self->counters.duplicates += duplicates + known;
+    if (known)
+        asy_info("agent %s seqs %" PRIu64 "..%" PRIu64 ": %zu re-issued event(s) already held "
+                 "under epoch %" PRIu64 ", not stored again",
+                 s_who(self), items[0].seq, last, known, session->reissue_of_epoch);
     if (rejected)
         asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": %zu event(s) quarantined, first seq %"
                  PRIu64 " %s: %s",
                  s_who(self), items[0].seq, last, rejected, items[first_bad].seq,
                  asy_code_name(items[first_bad].code), items[first_bad].reason);
-    s_ack(self, session, last, items, fresh, duplicates);
+    s_ack(self, session, last, items, fresh, duplicates + known);
     return 0;
 }
 

@@ -70,16 +70,21 @@ static void s_add_row(asy_db_copy_t *copy, const s_reading_t *first, const s_rea
     asy_db_copy_int8(copy, readings);
 }
 
+/* A valid, new Recovery Star reading (not one the centre holds under a re-issued epoch). */
+static bool s_is_reading(const asy_store_item_t *item)
+{
+    const asy_event_summary_t *e = &item->summary;
+    return item->code == 0 && !item->known && e->kind == ASY_KIND_OUTCOME_RECORDED &&
+           e->outcome_framework == S_FRAMEWORK_RECOVERY_STAR && e->outcome_area > 0 &&
+           e->outcome_score > 0;
+}
+
 int asy_outcome_fold_build(const asy_store_item_t *items, size_t count, asy_db_copy_t *copy)
 {
     asy_db_copy_clear(copy);
     size_t n = 0;
-    for (size_t i = 0; i < count; i++) {
-        const asy_event_summary_t *e = &items[i].summary;
-        n += items[i].code == 0 && e->kind == ASY_KIND_OUTCOME_RECORDED &&
-             e->outcome_framework == S_FRAMEWORK_RECOVERY_STAR && e->outcome_area > 0 &&
-             e->outcome_score > 0;
-    }
+    for (size_t i = 0; i < count; i++)
+        n += s_is_reading(&items[i]);
     if (n == 0)
         return 0;
     s_reading_t *readings = calloc(n, sizeof *readings);
@@ -88,9 +93,7 @@ int asy_outcome_fold_build(const asy_store_item_t *items, size_t count, asy_db_c
     size_t r = 0;
     for (size_t i = 0; i < count; i++) {
         const asy_event_summary_t *e = &items[i].summary;
-        if (!(items[i].code == 0 && e->kind == ASY_KIND_OUTCOME_RECORDED &&
-              e->outcome_framework == S_FRAMEWORK_RECOVERY_STAR && e->outcome_area > 0 &&
-              e->outcome_score > 0))
+        if (!s_is_reading(&items[i]))
             continue;
         s_reading_t *x = &readings[r++];
         x->case_id = e->case_id;

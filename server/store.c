@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define S_LOCK_KEY "7310258001" /* pg_advisory_lock key for migrations and partitions */
@@ -401,6 +402,106 @@ int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoc
 }
 
 /* ----------------------------------------------------------------------------------------------
+   Re-issued epochs (PROTOCOL.md 5.5). */
+
+int asy_store_note_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch,
+                           uint64_t of_epoch, uint64_t from_seq)
+{
+    int rc = s_ready(self);
+    if (rc != 0)
+        return rc;
+    char epoch_text[24], of_text[24], from_text[24];
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, (int64_t)epoch);
+    snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)of_epoch);
+    snprintf(from_text, sizeof from_text, "%" PRId64, (int64_t)from_seq);
+    const char *params[] = {agent_id, epoch_text, of_text, from_text};
+    rc = asy_db_exec(self->db,
+                     "UPDATE agent_stream SET reissue_of_epoch = $3, reissue_from_seq = $4"
+                     " WHERE agent_id = $1 AND epoch = $2 AND reissue_of_epoch IS NULL",
+                     4, params, NULL);
+    return rc == 0 ? 0 : s_db_error(self, rc, "recording a re-issued epoch");
+}
+
+typedef struct {
+    char (*ids)[ASY_UUID_TEXT + 1];
+    size_t count;
+    size_t capacity;
+} s_id_set_t;
+
+static int s_collect_id(void *arg, int columns, const char *const *values)
+{
+    s_id_set_t *set = arg;
+    if (columns < 1 || !values[0])
+        return 0;
+    if (set->count == set->capacity) {
+        size_t capacity = set->capacity ? set->capacity * 2 : 64;
+        void *ids = realloc(set->ids, capacity * sizeof *set->ids);
+        if (!ids)
+            return ASY_ENOMEM;
+        set->ids = ids;
+        set->capacity = capacity;
+    }
+    snprintf(set->ids[set->count++], ASY_UUID_TEXT + 1, "%s", values[0]);
+    return 0;
+}
+
+static int s_compare_id(const void *a, const void *b)
+{
+    return strcasecmp(a, b);
+}
+
+int asy_store_mark_reissued(asy_store_t *self, const char *agent_id, uint64_t of_epoch,
+                            uint64_t from_seq, asy_store_item_t *items, size_t count, size_t *known)
+{
+    *known = 0;
+    int rc = s_ready(self);
+    if (rc != 0)
+        return rc;
+    /* the batch's ids as one uuid[] literal: {id,id,...} */
+    size_t valid = 0;
+    for (size_t i = 0; i < count; i++)
+        valid += items[i].code == 0;
+    if (valid == 0)
+        return 0;
+    char *array = malloc(valid * (ASY_UUID_TEXT + 1) + 3);
+    if (!array)
+        return ASY_ENOMEM;
+    size_t used = 0;
+    array[used++] = '{';
+    for (size_t i = 0; i < count; i++) {
+        if (items[i].code != 0)
+            continue;
+        used +=
+            (size_t)sprintf(array + used, "%s%s", used > 1 ? "," : "", items[i].summary.event_id);
+    }
+    array[used++] = '}';
+    array[used] = '\0';
+    char of_text[24], from_text[24];
+    snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)of_epoch);
+    snprintf(from_text, sizeof from_text, "%" PRId64, (int64_t)from_seq);
+    const char *params[] = {agent_id, of_text, from_text, array};
+    s_id_set_t found = {0};
+    rc = asy_db_query_each(self->db,
+                           "SELECT event_id::text FROM event WHERE agent_id = $1 AND epoch = $2"
+                           " AND seq >= $3 AND event_id = ANY($4::uuid[])",
+                           false, 4, params, s_collect_id, &found);
+    free(array);
+    if (rc != 0) {
+        free(found.ids);
+        return s_db_error(self, rc, "looking up re-issued events");
+    }
+    qsort(found.ids, found.count, sizeof *found.ids, s_compare_id);
+    for (size_t i = 0; i < count && found.count > 0; i++) {
+        items[i].known =
+            items[i].code == 0 && bsearch(items[i].summary.event_id, found.ids, found.count,
+                                          sizeof *found.ids, s_compare_id) != NULL;
+        *known += items[i].known;
+    }
+    free(found.ids);
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------------------------
    Batch payloads. */
 
 static void s_add_event(asy_store_t *self, const char *agent_id, const char *site_id,
@@ -478,6 +579,8 @@ static int s_build_batch(asy_store_t *self, const char *agent_id, const char *si
     asy_db_copy_clear(self->events);
     asy_db_copy_clear(self->quarantined);
     for (size_t i = 0; i < count; i++) {
+        if (items[i].known)
+            continue; /* held already under the epoch this one re-issues */
         if (items[i].code == 0)
             s_add_event(self, agent_id, site_id, epoch, received_at, &items[i]);
         else

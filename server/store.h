@@ -43,15 +43,31 @@ int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoc
 
 /* One event of a batch, already checked by the caller: code == 0 means valid (summary
    filled), otherwise the event is quarantined with code and reason. data is the event's bytes
-   exactly as received, kept verbatim. */
+   exactly as received, kept verbatim. known (set by asy_store_mark_reissued) means the
+   centre holds the event already under the epoch this one re-issues: its seq is consumed,
+   nothing is written. */
 typedef struct {
     uint64_t seq;
     const uint8_t *data;
     size_t size;
     int code;
+    bool known;
     char reason[256];
     asy_event_summary_t summary;
 } asy_store_item_t;
+
+/* Records that (agent_id, epoch) re-issues the events of (agent_id, of_epoch) from seq
+   from_seq on (PROTOCOL.md 5.5), once: a stream already marked keeps its first record.
+   Returns 0 or a db.h code. */
+int asy_store_note_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch,
+                           uint64_t of_epoch, uint64_t from_seq);
+
+/* Sets items[i].known for each valid item whose event_id the centre holds under
+   (agent_id, of_epoch) at a seq >= from_seq, and *known to their number. One query; the
+   caller then passes the items to asy_store_write_batch as usual. Returns 0 or a db.h code. */
+int asy_store_mark_reissued(asy_store_t *self, const char *agent_id, uint64_t of_epoch,
+                            uint64_t from_seq, asy_store_item_t *items, size_t count,
+                            size_t *known);
 
 /* Writes items (contiguous seqs, items[0].seq == expected_committed + 1) in one transaction
    and moves agent_stream.committed_seq from expected_committed to the last item's seq.

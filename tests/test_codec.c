@@ -715,7 +715,7 @@ static void s_frame_round_trip(const asy_frame_t *frame, asy_frame_t *decoded)
 Test(codec, frames_round_trip)
 {
     asy_frame_t in = {.type = ASY_FRAME_HELLO, .version = 0};
-    in.u.hello = (asy_hello_t){1, 2, "agent-1", "site-a", 5, 99, "advsync-agent 0.1.0"};
+    in.u.hello = (asy_hello_t){1, 2, "agent-1", "site-a", 5, 99, "advsync-agent 0.1.0", 0, 0};
     asy_frame_t out;
     s_frame_round_trip(&in, &out);
     cr_assert(out.u.hello.version_min == 1 && out.u.hello.version_max == 2);
@@ -723,25 +723,32 @@ Test(codec, frames_round_trip)
     cr_assert_str_eq(out.u.hello.site_id, "site-a");
     cr_assert(out.u.hello.epoch == 5 && out.u.hello.last_seq == 99);
     cr_assert_str_eq(out.u.hello.software, "advsync-agent 0.1.0");
+    cr_assert(out.u.hello.reissue_of_epoch == 0 && out.u.hello.reissue_from_seq == 0);
     asy_frame_release(&out);
     in.u.hello.software = NULL;
+    in.u.hello.reissue_of_epoch = 4; /* a re-issued epoch (PROTOCOL.md 5.5) */
+    in.u.hello.reissue_from_seq = 1200;
     s_frame_round_trip(&in, &out);
     cr_assert_null(out.u.hello.software);
+    cr_assert(out.u.hello.reissue_of_epoch == 4 && out.u.hello.reissue_from_seq == 1200);
     asy_frame_release(&out);
 
     in = (asy_frame_t){.type = ASY_FRAME_WELCOME, .version = 7};
     in.u.welcome = (asy_welcome_t){
-        1, 1234567890123ULL, 5000, 16777216, 16, 1000, "0190a1b2-0000-7000-8000-000000000001"};
+        1, 1234567890123ULL, 5000, 16777216, 16, 1000, "0190a1b2-0000-7000-8000-000000000001", 0};
     s_frame_round_trip(&in, &out);
     cr_assert_eq(out.version, 7u);
     cr_assert(out.u.welcome.version == 1 && out.u.welcome.committed_seq == 1234567890123ULL &&
               out.u.welcome.max_batch_events == 5000 && out.u.welcome.max_frame_bytes == 16777216 &&
               out.u.welcome.window == 16 && out.u.welcome.heartbeat_ms == 1000);
     cr_assert_str_eq(out.u.welcome.committed_event_id, "0190a1b2-0000-7000-8000-000000000001");
+    cr_assert_eq(out.u.welcome.reissue_of_epoch, 0);
     asy_frame_release(&out);
     in.u.welcome.committed_event_id = NULL; /* optional: absent stays absent */
+    in.u.welcome.reissue_of_epoch = 4;
     s_frame_round_trip(&in, &out);
     cr_assert(!out.u.welcome.committed_event_id || !*out.u.welcome.committed_event_id);
+    cr_assert_eq(out.u.welcome.reissue_of_epoch, 4);
     asy_frame_release(&out);
 
     const asy_bytes_t events[] = {{(const uint8_t *)"abc", 3},

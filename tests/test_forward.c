@@ -186,6 +186,7 @@ typedef struct {
     char hello_site[ASY_ID_MAX + 1];
     char hello_software[64];
     int hung;                   /* listening TCP socket that never accepts, or -1 */
+    uint64_t reissue_echo;      /* WELCOME.reissue_of_epoch (0: as a broker that predates it) */
 } s_broker_t;
 
 /* Forks the agent, binds the broker's ROUTER, tells the agent where it is. */
@@ -306,7 +307,8 @@ static void s_welcome(s_broker_t *broker, uint64_t committed)
                                       .max_batch_events = ASY_MAX_BATCH_EVENTS,
                                       .max_frame_bytes = ASY_MAX_FRAME_BYTES,
                                       .window = ASY_DEFAULT_WINDOW,
-                                      .heartbeat_ms = broker->heartbeat_ms};
+                                      .heartbeat_ms = broker->heartbeat_ms,
+                                      .reissue_of_epoch = broker->reissue_echo};
     zframe_destroy(&broker->welcomed);
     broker->welcomed = zframe_dup(broker->peer);
     s_reply(broker, &frame);
@@ -441,6 +443,54 @@ static void s_finish(s_broker_t *broker, uint64_t count)
 
 /* ------------------------------------------------------------------------------------------
    Tests. */
+
+/* PROTOCOL.md 5.5: a re-issued outbox says so in its HELLO, and sends nothing to a centre
+   that does not confirm it will drop what it already holds; `run` holds the outbox's claim. */
+static asy_outbox_reissue_t s_reissue(void)
+{
+    char error[256] = "";
+    asy_outbox_t *outbox =
+        asy_outbox_open_claimed(s_outbox_path, S_AGENT, S_SITE, error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    asy_outbox_reissue_t done;
+    cr_assert_eq(asy_outbox_reissue(outbox, &done), 0, "%s", asy_outbox_errmsg(outbox));
+    asy_outbox_destroy(&outbox);
+    return done;
+}
+
+Test(forward, reissued_outbox_sends_nothing_to_a_centre_that_does_not_confirm)
+{
+    s_fill(4);
+    asy_outbox_reissue_t done = s_reissue();
+    char error[256] = "";
+    s_agent_options_t options = {.args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    s_expect(&broker, &frame, ASY_FRAME_HELLO, 5000);
+    cr_assert_eq(frame.u.hello.epoch, done.new_epoch);
+    cr_assert_eq(frame.u.hello.reissue_of_epoch, done.old_epoch);
+    cr_assert_eq(frame.u.hello.reissue_from_seq, 1);
+    cr_assert_null(asy_outbox_open_claimed(s_outbox_path, S_AGENT, S_SITE, error, sizeof error),
+                   "a second run (or reissue) is refused while run holds the outbox");
+    s_serve(&broker, &frame); /* a WELCOME without the confirmation */
+    asy_frame_release(&frame);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 1, "stops: the centre predates re-issue");
+    cr_assert_eq(broker.publishes, 0, "nothing sent");
+    cr_assert_eq(s_status().backlog, 4);
+    s_broker_destroy(&broker);
+}
+
+Test(forward, reissued_outbox_drains_to_a_centre_that_confirms)
+{
+    s_fill(4);
+    asy_outbox_reissue_t done = s_reissue();
+    s_agent_options_t options = {.args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    broker.reissue_echo = done.old_epoch;
+    s_finish(&broker, 4);
+}
 
 Test(forward, drains_in_contiguous_batches)
 {

@@ -377,3 +377,139 @@ Test(outbox, contact_notes_never_wait_for_a_writer)
     asy_outbox_destroy(&writer);
     asy_outbox_destroy(&forwarder);
 }
+
+/* ----------------------------------------------------------------------------------------------
+   Re-issue (PROTOCOL.md 5.5). */
+
+typedef struct {
+    char ids[16][ASY_UUID_TEXT + 1];
+    uint64_t epochs[16];
+    size_t count;
+} s_ids_t;
+
+static int s_collect_ids(uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    s_ids_t *ids = arg;
+    asy_event_t *event = NULL;
+    cr_assert_eq(asy_event_decode(data, size, &event), 0);
+    asy_event_summary_t summary;
+    asy_event_summarise(event, &summary);
+    asy_event_destroy(&event);
+    cr_assert_eq(summary.seq, seq, "the stored bytes carry the row's seq");
+    cr_assert_lt(ids->count, 16);
+    snprintf(ids->ids[ids->count], sizeof ids->ids[0], "%s", summary.event_id);
+    ids->epochs[ids->count++] = summary.epoch;
+    return 0;
+}
+
+static asy_outbox_t *s_open_claimed(void)
+{
+    char error[512] = "";
+    asy_outbox_t *outbox =
+        asy_outbox_open_claimed(s_path, "agent-1", "site-1", error, sizeof error);
+    cr_assert_not_null(outbox, "open claimed: %s", error);
+    return outbox;
+}
+
+Test(outbox, reissue_gives_unacknowledged_events_a_new_epoch_and_keeps_their_ids)
+{
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    for (int i = 0; i < 5; i++)
+        s_append(outbox, NULL);
+    cr_assert_eq(asy_outbox_ack(outbox, 2, s_now_ms()), 0);
+    s_ids_t before = {0};
+    cr_assert_eq(asy_outbox_read(outbox, 1, 100, s_collect_ids, &before, NULL), 0);
+    cr_assert_eq(before.count, 3, "seqs 3..5 are held");
+    uint64_t old_epoch = asy_outbox_epoch(outbox);
+    asy_outbox_destroy(&outbox);
+
+    outbox = s_open_claimed();
+    asy_outbox_reissue_t done;
+    cr_assert_eq(asy_outbox_reissue(outbox, &done), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert_eq(done.old_epoch, old_epoch);
+    cr_assert_gt(done.new_epoch, old_epoch);
+    cr_assert(done.from_seq == 3 && done.to_seq == 5 && done.count == 3);
+    cr_assert_eq(asy_outbox_epoch(outbox), done.new_epoch);
+
+    s_ids_t after = {0};
+    cr_assert_eq(asy_outbox_read(outbox, 1, 100, s_collect_ids, &after, NULL), 0);
+    cr_assert_eq(after.count, 3);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_str_eq(after.ids[i], before.ids[i], "the same events, in the same order");
+        cr_assert_eq(after.epochs[i], done.new_epoch, "stamped with the new epoch");
+    }
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert(status.epoch == done.new_epoch && status.last_seq == 3 && status.acked_seq == 0 &&
+              status.backlog == 3);
+    cr_assert(status.reissue_of_epoch == old_epoch && status.reissue_from_seq == 3 &&
+              status.reissue_last_seq == 3);
+
+    /* new events follow the re-issued ones; an old id is still a duplicate, at its new seq */
+    cr_assert_eq(s_append(outbox, NULL), 4);
+    asy_event_t *again = s_event(before.ids[0]);
+    uint64_t seq = 0;
+    cr_assert_eq(asy_outbox_append(outbox, again, &seq), ASY_EEXIST);
+    cr_assert_eq(seq, 1);
+    asy_event_destroy(&again);
+
+    /* not again while the centre has not acknowledged the re-issued events */
+    cr_assert_eq(asy_outbox_reissue(outbox, &done), ASY_EEXIST);
+    cr_assert(strstr(asy_outbox_errmsg(outbox), "not yet acknowledged"), "%s",
+              asy_outbox_errmsg(outbox));
+    cr_assert_eq(asy_outbox_epoch(outbox), status.epoch, "the refused re-issue changed nothing");
+    cr_assert_eq(asy_outbox_ack(outbox, 3, s_now_ms()), 0);
+    cr_assert_eq(asy_outbox_reissue(outbox, &done), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert(done.from_seq == 4 && done.to_seq == 4 && done.count == 1);
+    asy_outbox_destroy(&outbox);
+
+    /* and the file says so after reopening */
+    outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert(status.epoch == done.new_epoch && status.last_seq == 1 &&
+              status.reissue_of_epoch == done.old_epoch && status.reissue_from_seq == 4);
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, reissue_of_an_outbox_with_nothing_pending_only_moves_the_epoch)
+{
+    asy_outbox_t *outbox = s_open_claimed();
+    s_append(outbox, NULL);
+    cr_assert_eq(asy_outbox_ack(outbox, 1, s_now_ms()), 0);
+    uint64_t old_epoch = asy_outbox_epoch(outbox);
+    asy_outbox_reissue_t done;
+    cr_assert_eq(asy_outbox_reissue(outbox, &done), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert(done.count == 0 && done.new_epoch > old_epoch);
+    cr_assert_eq(s_append(outbox, NULL), 1, "the new epoch starts at seq 1");
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, claim_is_exclusive_and_a_writer_notices_a_reissue)
+{
+    asy_outbox_t *writer = s_open("agent-1", "site-1");
+    s_append(writer, NULL);
+    asy_outbox_t *claimed = s_open_claimed();
+    char error[512] = "";
+    cr_assert_null(asy_outbox_open_claimed(s_path, "agent-1", "site-1", error, sizeof error));
+    cr_assert(strstr(error, "in use by another"), "%s", error);
+    asy_outbox_t *reader = s_open("agent-1", "site-1"); /* status, submit: no claim */
+    asy_outbox_destroy(&reader);
+
+    asy_outbox_reissue_t done;
+    cr_assert_eq(asy_outbox_reissue(claimed, &done), 0, "%s", asy_outbox_errmsg(claimed));
+    /* the writer opened the old epoch: it must not stamp events with it any more */
+    asy_event_t *event = s_event(NULL);
+    cr_assert_eq(asy_outbox_append(writer, event, NULL), ASY_EINVAL);
+    cr_assert(strstr(asy_outbox_errmsg(writer), "re-issued"), "%s", asy_outbox_errmsg(writer));
+    asy_event_destroy(&event);
+    asy_outbox_destroy(&writer);
+
+    asy_outbox_destroy(&claimed);
+    claimed = s_open_claimed(); /* the claim ended with its holder */
+    asy_outbox_reissue_t again;
+    cr_assert_eq(asy_outbox_reissue(claimed, &again), ASY_EEXIST, "seq 1 not yet acknowledged");
+    asy_outbox_destroy(&claimed);
+    asy_outbox_t *plain = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_reissue(plain, &again), ASY_EINVAL, "re-issue needs the claim");
+    asy_outbox_destroy(&plain);
+}

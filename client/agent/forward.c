@@ -60,6 +60,9 @@ typedef struct {
     uint64_t acked_seq;         /* highest seq the centre has committed */
     uint64_t unsaved_ack;       /* committed seq not yet recorded in the outbox (0: none) */
     uint64_t next_seq;          /* next seq to send */
+    uint64_t reissue_of_epoch;  /* a re-issued outbox (PROTOCOL.md 5.5): 0, or the old epoch */
+    uint64_t reissue_from_seq;
+    uint64_t reissue_last_seq; /* seqs 1..this are re-issued events */
 
     s_flight_t flights[S_MAX_WINDOW];   /* oldest first */
     size_t flight_count;
@@ -169,17 +172,27 @@ static int s_send_frame(s_forwarder_t *self, asy_frame_t *frame)
     return 0;
 }
 
+/* True while re-issued events (PROTOCOL.md 5.5) may still be unacknowledged: the HELLO
+   says which epoch they came from, and the WELCOME must say the centre will check them. */
+static bool s_reissuing(const s_forwarder_t *self)
+{
+    return self->reissue_of_epoch && self->acked_seq < self->reissue_last_seq;
+}
+
 static int s_send_hello(s_forwarder_t *self)
 {
     s_refresh(self);
     asy_frame_t frame = {.type = ASY_FRAME_HELLO};
+    bool reissuing = s_reissuing(self);
     frame.u.hello = (asy_hello_t){.version_min = 1,
                                   .version_max = ASY_PROTOCOL_VERSION,
                                   .agent_id = self->config->agent_id,
                                   .site_id = self->config->site_id,
                                   .epoch = self->epoch,
                                   .last_seq = self->last_seq,
-                                  .software = S_SOFTWARE};
+                                  .software = S_SOFTWARE,
+                                  .reissue_of_epoch = reissuing ? self->reissue_of_epoch : 0,
+                                  .reissue_from_seq = reissuing ? self->reissue_from_seq : 0};
     self->version = 0;
     self->flight_count = 0;
     self->state = S_HELLO_SENT;
@@ -366,6 +379,17 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
         return;
     }
     s_refresh(self);
+    if (s_reissuing(self) && welcome->reissue_of_epoch != self->reissue_of_epoch) {
+        /* an older broker: it would store again what it already holds under the old epoch */
+        asy_error("%s did not confirm that it drops the re-issued events it already holds "
+                  "(epoch %llu re-issues epoch %llu): its advsyncd predates re-issued epochs. "
+                  "Upgrade the centre's brokers first; nothing was sent; stopping",
+                  s_endpoint(self), (unsigned long long)self->epoch,
+                  (unsigned long long)self->reissue_of_epoch);
+        self->exit_code = 1;
+        self->done = true;
+        return;
+    }
     uint64_t committed = welcome->committed_seq;
     if (committed > self->last_seq) {
         /* The outbox is older than the centre's record of it (restored from a backup, or a
@@ -376,7 +400,8 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
                   "up to %llu: %s is older than the centre's record of it (restored from a "
                   "backup, or copied from another machine). Do not delete it and do not submit "
                   "to it: events appended since the copy was made may not be at the centre. "
-                  "See deploy/README.md, 'Outboxes: never restore or copy one'; stopping",
+                  "Run `advsync-agent reissue` to send them under a new epoch (see "
+                  "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
                   (unsigned long long)committed, (unsigned long long)self->epoch,
                   (unsigned long long)self->last_seq, self->config->outbox_path);
         self->exit_code = 1;
@@ -388,7 +413,8 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
                   "another one there: %s was restored from a backup or copied, and events were "
                   "submitted to it since, under seqs the centre had already used. Its events "
                   "after seq %llu are not at the centre. Do not delete it and do not submit to "
-                  "it: see deploy/README.md, 'Outboxes: never restore or copy one'; stopping",
+                  "it: run `advsync-agent reissue` to send them under a new epoch (see "
+                  "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
                   (unsigned long long)committed, (unsigned long long)self->epoch,
                   welcome->committed_event_id, self->config->outbox_path,
                   (unsigned long long)self->acked_seq);
@@ -839,8 +865,8 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
         return ASY_ECONFIG;
     }
     char error[512] = "";
-    self->outbox = asy_outbox_open(config->outbox_path, config->agent_id, config->site_id, error,
-                                   sizeof error);
+    self->outbox = asy_outbox_open_claimed(config->outbox_path, config->agent_id, config->site_id,
+                                           error, sizeof error);
     if (!self->outbox) {
         asy_error("cannot open the outbox %s: %s", config->outbox_path, error);
         return ASY_EDB;
@@ -869,6 +895,15 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
     self->last_seq = status.last_seq;
     self->acked_seq = status.acked_seq;
     self->next_seq = status.acked_seq + 1;
+    self->reissue_of_epoch = status.reissue_of_epoch;
+    self->reissue_from_seq = status.reissue_from_seq;
+    self->reissue_last_seq = status.reissue_last_seq;
+    if (s_reissuing(self))
+        asy_info("epoch %llu re-issues seqs %llu.. of epoch %llu (its seqs 1..%llu): the centre "
+                 "acknowledges those it already holds without storing them again",
+                 (unsigned long long)self->epoch, (unsigned long long)self->reissue_from_seq,
+                 (unsigned long long)self->reissue_of_epoch,
+                 (unsigned long long)self->reissue_last_seq);
     self->now = self->started = zclock_mono();
     self->backoff = S_BACKOFF_MIN_MS;
     self->next_report = self->now + S_REPORT_MS;

@@ -20,6 +20,8 @@ static const s_command_t S_COMMANDS[] = {
     {"run", asy_cmd_run, true, false, "forward the outbox to the centre"},
     {"status", asy_cmd_status, true, false, "show the outbox backlog and the last contact"},
     {"simulate", asy_cmd_simulate, true, true, "store synthetic case events (demo, tests)"},
+    {"reissue", asy_cmd_reissue, true, false,
+     "give a restored or copied outbox's events a new epoch"},
     {"keygen", asy_cmd_keygen, false, false, "write a new consortium key file"},
 };
 #define S_COMMAND_COUNT (sizeof S_COMMANDS / sizeof S_COMMANDS[0])

@@ -2,7 +2,8 @@
 
     One SQLite file in WAL mode, synchronous=FULL:
       meta(key, value)   agent_id, site_id, epoch, next_seq, acked_seq, last_contact_ms,
-                         last_ack_ms, format
+                         last_ack_ms, format; after a re-issue (PROTOCOL.md 5.5) also
+                         reissue_of_epoch, reissue_from_seq, reissue_last_seq
       outbox(seq, event_id, payload, submitted_ms)   events not yet acknowledged
       seen(event_id, seq)                            every event_id ever stored
     Acknowledged payload rows are deleted; their event_id stays in `seen` (about 50 bytes per
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +68,8 @@ static const char *S_SQL[S_STATEMENTS] = {
 
 struct asy_outbox {
     sqlite3 *db;
+    char *path;
+    int claim_fd;        /* -1, or the descriptor holding the claim's flock (open_claimed) */
     int busy_timeout_ms; /* how long a writer waits for the lock (s_busy) */
     sqlite3_stmt *statement[S_STATEMENTS];
     char agent_id[ASY_ID_MAX + 1];
@@ -227,8 +231,8 @@ static int s_initialise(asy_outbox_t *self, const char *path)
     return result;
 }
 
-asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char *site_id,
-                              char *error, size_t error_size)
+static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *site_id, bool claim,
+                            char *error, size_t error_size)
 {
     asy_outbox_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -242,16 +246,42 @@ asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char
     }
     snprintf(self->agent_id, sizeof self->agent_id, "%s", agent_id);
     snprintf(self->site_id, sizeof self->site_id, "%s", site_id);
+    self->claim_fd = -1;
+    self->path = strdup(path);
+    if (!self->path) {
+        snprintf(error, error_size, "out of memory");
+        free(self);
+        return NULL;
+    }
 
     /* the outbox holds personal (if pseudonymised) data: create it private; SQLite gives
        the -wal and -shm files the same mode */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
+        free(self->path);
         free(self);
         return NULL;
     }
-    close(fd);
+    /* The claim is taken, and its descriptor kept, before SQLite opens the file: closing any
+       descriptor of a file drops the process's POSIX locks on it, SQLite's included. */
+    if (claim && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int failure = errno;
+        if (failure == EWOULDBLOCK)
+            snprintf(error, error_size,
+                     "%s is in use by another `advsync-agent run` or `reissue`; one at a time",
+                     path);
+        else
+            snprintf(error, error_size, "cannot lock %s: %s", path, strerror(failure));
+        close(fd);
+        free(self->path);
+        free(self);
+        return NULL;
+    }
+    if (claim)
+        self->claim_fd = fd;
+    else
+        close(fd);
 
     int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
@@ -296,6 +326,18 @@ failed:
     return NULL;
 }
 
+asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char *site_id,
+                              char *error, size_t error_size)
+{
+    return s_open(path, agent_id, site_id, false, error, error_size);
+}
+
+asy_outbox_t *asy_outbox_open_claimed(const char *path, const char *agent_id, const char *site_id,
+                                      char *error, size_t error_size)
+{
+    return s_open(path, agent_id, site_id, true, error, error_size);
+}
+
 void asy_outbox_destroy(asy_outbox_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -306,6 +348,9 @@ void asy_outbox_destroy(asy_outbox_t **self_p)
     for (int i = 0; i < S_STATEMENTS; i++)
         sqlite3_finalize(self->statement[i]);
     sqlite3_close(self->db);
+    if (self->claim_fd >= 0)
+        close(self->claim_fd); /* releases the flock */
+    free(self->path);
     free(self);
     *self_p = NULL;
 }
@@ -328,11 +373,20 @@ int asy_outbox_begin(asy_outbox_t *self)
     }
     if (s_run(self, S_BEGIN, "beginning a transaction") != 0)
         return ASY_EDB;
-    int64_t next_seq, acked_seq;
+    int64_t next_seq, acked_seq, epoch;
     if (s_meta_get(self, "next_seq", &next_seq) != 0 ||
-        s_meta_get(self, "acked_seq", &acked_seq) != 0) {
+        s_meta_get(self, "acked_seq", &acked_seq) != 0 || s_meta_get(self, "epoch", &epoch) != 0) {
         s_run(self, S_ROLLBACK, "rolling back");
         return ASY_EDB;
+    }
+    if ((uint64_t)epoch != self->epoch) {
+        /* re-issued by another process since this one opened it: its seqs are not ours */
+        s_run(self, S_ROLLBACK, "rolling back");
+        s_fail(self,
+               "the outbox was re-issued as epoch %lld after this program opened it as "
+               "epoch %llu; start the program again",
+               (long long)epoch, (unsigned long long)self->epoch);
+        return ASY_EINVAL;
     }
     self->next_seq = (uint64_t)next_seq;
     self->acked_seq = (uint64_t)acked_seq;
@@ -561,12 +615,142 @@ int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
     return rc;
 }
 
+/* ----------------------------------------------------------------------------------------------
+   Re-issue (PROTOCOL.md 5.5). */
+
+/* Gives the event stored at old_seq the place (epoch, new_seq), row and `seen` entry. */
+static int s_renumber(asy_outbox_t *self, sqlite3_stmt *select, sqlite3_stmt *update,
+                      sqlite3_stmt *seen, uint64_t old_seq, uint64_t epoch, uint64_t new_seq)
+{
+    sqlite3_bind_int64(select, 1, (int64_t)old_seq);
+    int rc = sqlite3_step(select);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(select);
+        s_fail(self, "seq %llu: %s", (unsigned long long)old_seq,
+               rc == SQLITE_DONE ? "missing" : sqlite3_errmsg(self->db));
+        return ASY_EDB;
+    }
+    asy_event_t *event = NULL;
+    rc = asy_event_decode(sqlite3_column_blob(select, 0), (size_t)sqlite3_column_bytes(select, 0),
+                          &event);
+    sqlite3_reset(select);
+    if (rc != 0) {
+        s_fail(self, "seq %llu: the stored event cannot be decoded", (unsigned long long)old_seq);
+        return ASY_EPROTO;
+    }
+    asy_event_renumber(event, epoch, new_seq);
+    uint8_t *data = NULL;
+    size_t size = 0;
+    rc = asy_event_encode(event, &data, &size);
+    if (rc == 0) {
+        sqlite3_bind_int64(update, 1, (int64_t)new_seq);
+        sqlite3_bind_blob(update, 2, data, (int)size, SQLITE_STATIC);
+        sqlite3_bind_int64(update, 3, (int64_t)old_seq);
+        rc = sqlite3_step(update) == SQLITE_DONE ? 0 : s_db_fail(self, "renumbering an event");
+        sqlite3_reset(update);
+    }
+    if (rc == 0) {
+        sqlite3_bind_int64(seen, 1, (int64_t)new_seq);
+        sqlite3_bind_text(seen, 2, asy_event_id(event), -1, SQLITE_STATIC);
+        rc = sqlite3_step(seen) == SQLITE_DONE ? 0 : s_db_fail(self, "renumbering an event id");
+        sqlite3_reset(seen);
+    }
+    free(data);
+    asy_event_destroy(&event);
+    return rc;
+}
+
+/* The body of asy_outbox_reissue, inside an open transaction. Rows move to lower seqs in
+   ascending order (new = old - acked), so none lands on a row not yet moved. */
+static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
+{
+    int64_t pending_last, pending_epoch;
+    if (s_meta_get(self, "reissue_last_seq", &pending_last) ||
+        s_meta_get(self, "reissue_of_epoch", &pending_epoch))
+        return ASY_EDB;
+    if (pending_epoch && (uint64_t)pending_last > self->acked_seq) {
+        s_fail(self,
+               "epoch %llu re-issues events of epoch %lld and the centre has not yet "
+               "acknowledged all of them (up to seq %lld, acknowledged %llu): let "
+               "`advsync-agent run` send them before re-issuing again",
+               (unsigned long long)self->epoch, (long long)pending_epoch, (long long)pending_last,
+               (unsigned long long)self->acked_seq);
+        return ASY_EEXIST;
+    }
+    uint64_t acked = self->acked_seq, last = self->next_seq - 1;
+    uint64_t epoch = (uint64_t)s_now_ms();
+    if (epoch <= self->epoch)
+        epoch = self->epoch + 1; /* epochs only grow, whatever the clock says */
+    *out = (asy_outbox_reissue_t){.old_epoch = self->epoch,
+                                  .new_epoch = epoch,
+                                  .from_seq = acked + 1,
+                                  .to_seq = last,
+                                  .count = last > acked ? last - acked : 0};
+    sqlite3_bind_int64(self->statement[S_ROW_DELETE], 1, (int64_t)acked);
+    if (s_run(self, S_ROW_DELETE, "pruning acknowledged events") != 0)
+        return ASY_EDB;
+    sqlite3_stmt *select = NULL, *update = NULL, *seen = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(self->db, "SELECT payload FROM outbox WHERE seq = ?1", -1, &select,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(self->db, "UPDATE outbox SET seq = ?1, payload = ?2 WHERE seq = ?3", -1,
+                           &update, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(self->db, "UPDATE seen SET seq = ?1 WHERE event_id = ?2", -1, &seen,
+                           NULL) != SQLITE_OK)
+        rc = s_db_fail(self, "preparing the re-issue");
+    for (uint64_t seq = acked + 1; rc == 0 && seq <= last; seq++)
+        rc = s_renumber(self, select, update, seen, seq, epoch, seq - acked);
+    sqlite3_finalize(select);
+    sqlite3_finalize(update);
+    sqlite3_finalize(seen);
+    if (rc == 0 && (s_meta_set(self, "epoch", (int64_t)epoch) || s_meta_set(self, "acked_seq", 0) ||
+                    s_meta_set(self, "reissue_of_epoch", (int64_t)out->old_epoch) ||
+                    s_meta_set(self, "reissue_from_seq", (int64_t)out->from_seq) ||
+                    s_meta_set(self, "reissue_last_seq", (int64_t)out->count)))
+        rc = ASY_EDB;
+    if (rc == 0) {
+        self->next_seq = out->count + 1;
+        self->acked_seq = 0;
+        self->dirty = true;
+    }
+    return rc;
+}
+
+int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (self->claim_fd < 0) {
+        s_fail(self, "re-issuing needs the outbox opened claimed");
+        return ASY_EINVAL;
+    }
+    int rc = asy_outbox_begin(self);
+    if (rc != 0)
+        return rc;
+    uint64_t old_epoch = self->epoch;
+    rc = s_reissue(self, out);
+    if (rc == 0) {
+        self->epoch = out->new_epoch;
+        rc = asy_outbox_commit(self);
+        if (rc != 0)
+            self->epoch = old_epoch;
+    } else {
+        char saved[sizeof self->errmsg];
+        memcpy(saved, self->errmsg, sizeof saved);
+        asy_outbox_rollback(self);
+        memcpy(self->errmsg, saved, sizeof saved);
+    }
+    return rc;
+}
+
 /* Reads the status inside a transaction (open or read-only). */
 static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
 {
-    int64_t next_seq, acked_seq, contact, ack;
+    int64_t next_seq, acked_seq, contact, ack, reissue_of, reissue_from, reissue_last;
     if (s_meta_get(self, "next_seq", &next_seq) || s_meta_get(self, "acked_seq", &acked_seq) ||
-        s_meta_get(self, "last_contact_ms", &contact) || s_meta_get(self, "last_ack_ms", &ack))
+        s_meta_get(self, "last_contact_ms", &contact) || s_meta_get(self, "last_ack_ms", &ack) ||
+        s_meta_get(self, "reissue_of_epoch", &reissue_of) ||
+        s_meta_get(self, "reissue_from_seq", &reissue_from) ||
+        s_meta_get(self, "reissue_last_seq", &reissue_last))
         return ASY_EDB;
     sqlite3_stmt *statement = self->statement[S_OLDEST];
     sqlite3_bind_int64(statement, 1, acked_seq);
@@ -586,6 +770,9 @@ static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
     out->backlog = out->last_seq > out->acked_seq ? out->last_seq - out->acked_seq : 0;
     out->last_contact_ms = contact;
     out->last_ack_ms = ack;
+    out->reissue_of_epoch = (uint64_t)reissue_of;
+    out->reissue_from_seq = (uint64_t)reissue_from;
+    out->reissue_last_seq = (uint64_t)reissue_last;
     return 0;
 }
 

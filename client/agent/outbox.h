@@ -17,6 +17,11 @@ typedef struct asy_outbox asy_outbox_t;
    message in error[] if it cannot be opened, or if it belongs to another agent or site. */
 asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char *site_id,
                               char *error, size_t error_size);
+/* The same, claiming the outbox for this process alone among those that claim it (`run`,
+   `reissue`; `submit` and `status` do not): an exclusive flock(2) on the file, held until
+   destroy. Fails, saying so, while another process holds the claim. */
+asy_outbox_t *asy_outbox_open_claimed(const char *path, const char *agent_id, const char *site_id,
+                                      char *error, size_t error_size);
 void asy_outbox_destroy(asy_outbox_t **self_p);
 
 /* Text of the last error on this outbox (borrowed). */
@@ -51,6 +56,21 @@ int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms);
 int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms);
 
 typedef struct {
+    uint64_t old_epoch;
+    uint64_t new_epoch;
+    uint64_t from_seq; /* the old epoch's seqs from_seq..to_seq are now 1..count of new_epoch */
+    uint64_t to_seq;
+    uint64_t count;
+} asy_outbox_reissue_t;
+
+/* Re-issues the outbox under a new epoch (PROTOCOL.md 5.5), for an outbox restored from a
+   backup or copied, whose seqs the centre has used for other events: every unacknowledged
+   event keeps its bytes and event_id but gets (new epoch, seq 1..count), in one transaction,
+   and the outbox records which seqs of which epoch they were, for the HELLO. Open claimed.
+   ASY_EEXIST (errmsg says why) while an earlier re-issue is not yet all acknowledged. */
+int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out);
+
+typedef struct {
     char agent_id[ASY_ID_MAX + 1];
     char site_id[ASY_ID_MAX + 1];
     uint64_t epoch;
@@ -60,6 +80,9 @@ typedef struct {
     int64_t last_contact_ms;  /* 0 if never */
     int64_t last_ack_ms;      /* 0 if never */
     int64_t oldest_pending_ms;/* submit time of the oldest unacknowledged event, 0 if none */
+    uint64_t reissue_of_epoch; /* 0, or the epoch this one re-issued (asy_outbox_reissue) */
+    uint64_t reissue_from_seq;
+    uint64_t reissue_last_seq; /* seqs 1..this of this epoch are the re-issued events */
 } asy_outbox_status_t;
 
 int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out);

@@ -14,7 +14,8 @@ static void s_usage(FILE *out)
                  "\n"
                  "Shows the agent, its site, the outbox epoch, the last seq stored, the last seq\n"
                  "the centre acknowledged, the backlog, the age of the oldest unacknowledged\n"
-                 "event and when the centre was last heard from. --json prints one JSON object.\n"
+                 "event and when the centre was last heard from; after `reissue`, which seqs\n"
+                 "were re-issued. --json prints one JSON object.\n"
                  "Exit status: 0, or 1 if the outbox cannot be opened, 2 on a usage error.\n");
 }
 
@@ -81,6 +82,14 @@ static int s_print_json(const asy_agent_config_t *config, const asy_outbox_statu
     json_object_set_new(object, "last_contact_age_ms", s_age_or_null(status->last_contact_ms, now));
     json_object_set_new(object, "last_ack_ms", s_ms_or_null(status->last_ack_ms));
     json_object_set_new(object, "last_ack_age_ms", s_age_or_null(status->last_ack_ms, now));
+    if (status->reissue_of_epoch) {
+        json_object_set_new(object, "reissue_of_epoch",
+                            json_integer((json_int_t)status->reissue_of_epoch));
+        json_object_set_new(object, "reissue_from_seq",
+                            json_integer((json_int_t)status->reissue_from_seq));
+        json_object_set_new(object, "reissue_last_seq",
+                            json_integer((json_int_t)status->reissue_last_seq));
+    }
     json_object_set_new(object, "now_ms", json_integer(now));
     /* default separators (", " and ": "): scripts match "backlog": N */
     char *text = json_dumps(object, JSON_PRESERVE_ORDER);
@@ -112,6 +121,15 @@ static void s_print_text(const asy_agent_config_t *config, const asy_outbox_stat
     printf("oldest pending %s\n", oldest);
     printf("last contact   %s\n", contact);
     printf("last ack       %s\n", ack);
+    if (status->reissue_of_epoch && status->reissue_last_seq == 0)
+        printf("re-issued      from epoch %llu, with nothing pending\n",
+               (unsigned long long)status->reissue_of_epoch);
+    else if (status->reissue_of_epoch)
+        printf("re-issued      seqs 1..%llu are seqs %llu.. of epoch %llu (%s)\n",
+               (unsigned long long)status->reissue_last_seq,
+               (unsigned long long)status->reissue_from_seq,
+               (unsigned long long)status->reissue_of_epoch,
+               status->acked_seq >= status->reissue_last_seq ? "all acknowledged" : "being sent");
 }
 
 int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)

@@ -406,6 +406,88 @@ Test(broker, duplicate_publish_is_acked_with_duplicates)
     s_assert_alive();
 }
 
+/* The bytes of an encoded event moved to (epoch, seq), as `advsync-agent reissue` does. */
+static asy_bytes_t s_renumbered(asy_bytes_t event_bytes, uint64_t epoch, uint64_t seq)
+{
+    asy_event_t *event = NULL;
+    cr_assert_eq(asy_event_decode(event_bytes.data, event_bytes.size, &event), 0);
+    asy_event_renumber(event, epoch, seq);
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_event_encode(event, &data, &size), 0);
+    asy_event_destroy(&event);
+    return (asy_bytes_t){data, size};
+}
+
+Test(broker, reissued_epoch_drops_the_events_the_centre_holds_from_that_seq_on)
+{
+    cr_assert_eq(s_hello("agent-re", "site-re", 1), 0);
+    asy_bytes_t old[4];
+    for (int i = 0; i < 4; i++)
+        old[i] = s_event("agent-re", "site-re", 1, (uint64_t)i + 1);
+    asy_frame_t frame;
+    s_publish("agent-re", 1, 1, old, 4);
+    s_recv(&frame, ASY_FRAME_ACK);
+    asy_frame_release(&frame);
+
+    /* epoch 2 re-issues epoch 1 from seq 2: old 1 (below it), 3, 4, and one new event */
+    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
+    hello.u.hello = (asy_hello_t){.version_min = 1,
+                                  .version_max = 1,
+                                  .agent_id = "agent-re",
+                                  .site_id = "site-re",
+                                  .epoch = 2,
+                                  .last_seq = 4,
+                                  .reissue_of_epoch = 1,
+                                  .reissue_from_seq = 2};
+    s_send_frame(&hello);
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    cr_assert_eq(frame.u.welcome.reissue_of_epoch, 1, "the WELCOME confirms the re-issue");
+    cr_assert_eq(frame.u.welcome.committed_seq, 0);
+    asy_frame_release(&frame);
+    asy_bytes_t again[4] = {s_renumbered(old[0], 2, 1), s_renumbered(old[2], 2, 2),
+                            s_renumbered(old[3], 2, 3), s_event("agent-re", "site-re", 2, 4)};
+    s_publish("agent-re", 2, 1, again, 4);
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 4);
+    cr_assert_eq(frame.u.ack.duplicates, 2, "old seqs 3 and 4");
+    cr_assert_eq(frame.u.ack.rejected_count, 0);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-re'"), 6,
+                 "4 + old seq 1 (below reissue_from_seq, so not looked for) + the new one");
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-re' AND epoch = 2"
+                         " AND seq IN (1, 4)"),
+                 2);
+    cr_assert_eq(s_count("SELECT count(*) FROM agent_stream WHERE agent_id = 'agent-re' AND"
+                         " epoch = 2 AND reissue_of_epoch = 1 AND reissue_from_seq = 2"),
+                 1);
+    /* a replay of the batch: duplicates by seq, as always */
+    s_publish("agent-re", 2, 1, again, 4);
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert(frame.u.ack.seq == 4 && frame.u.ack.duplicates == 4);
+    asy_frame_release(&frame);
+    s_free_events(old, 4);
+    s_free_events(again, 4);
+
+    /* an ordinary HELLO gets no confirmation; a malformed re-issue is refused */
+    s_send_hello("agent-re", "site-re", 3, 1, 1);
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    cr_assert_eq(frame.u.welcome.reissue_of_epoch, 0);
+    asy_frame_release(&frame);
+    hello.u.hello.epoch = 3;
+    hello.u.hello.reissue_of_epoch = 3; /* not older than the epoch */
+    s_send_frame(&hello);
+    s_expect_nack(&frame, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(frame.u.nack.reason, "must be older"), "%s", frame.u.nack.reason);
+    asy_frame_release(&frame);
+    hello.u.hello.reissue_of_epoch = 1;
+    hello.u.hello.reissue_from_seq = 0;
+    s_send_frame(&hello);
+    s_expect_nack(&frame, ASY_CODE_MALFORMED_FRAME);
+    asy_frame_release(&frame);
+    s_assert_alive();
+}
+
 Test(broker, seq_gap_is_nacked_with_expected_seq)
 {
     cr_assert_eq(s_hello("agent-g", "site-g", 1), 0);

@@ -657,9 +657,11 @@ static int s_send_batch(s_forwarder_t *self)
     if (self->event_count == 0) {
         if (self->first_row_seq > self->next_seq) {
             asy_error("the outbox no longer holds seq %llu..%llu (pruned after an earlier "
-                      "acknowledgement) but the centre needs them; retrying in %d s",
-                      (unsigned long long) self->next_seq,
-                      (unsigned long long) self->first_row_seq - 1, S_GAP_PAUSE_MS / 1000);
+                      "acknowledgement) but the centre needs them; retrying in %d s. If the "
+                      "centre's database was restored from an older backup, stop this agent "
+                      "and run `advsync-agent reissue` (deploy/README.md)",
+                      (unsigned long long)self->next_seq,
+                      (unsigned long long)self->first_row_seq - 1, S_GAP_PAUSE_MS / 1000);
             self->paused_until = self->now + S_GAP_PAUSE_MS;
         }
         return ASY_ENOTFOUND;

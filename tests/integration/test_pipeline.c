@@ -196,6 +196,51 @@ Test(pipeline, restored_outbox_stops_and_reissue_delivers_it_exactly_once, .time
     free(db);
 }
 
+/* The centre's database restored from an older backup: it needs seqs the agent has pruned, and
+   the agent retries; `reissue` resumes it in place with its pending events (deploy/README.md,
+   "If the centre's database was restored from an older backup"). */
+Test(pipeline, agent_behind_a_restored_centre_resumes_after_reissue, .timeout = 300)
+{
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    int port = asy_test_free_port();
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, port, endpoint, sizeof endpoint);
+    char *config = asy_test_agent_config(dir, "ward-behind", "site-behind", endpoint);
+    char out[8192];
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "4",
+                                "--seed", "1", NULL),
+                 0);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+    /* the restore: the centre forgets seqs 3..4, which the agent has pruned */
+    PGconn *pg = asy_test_pg_connect(db);
+    asy_test_pg_exec(pg, "DELETE FROM event WHERE agent_id = 'ward-behind' AND seq > 2");
+    asy_test_pg_exec(pg,
+                     "UPDATE agent_stream SET committed_seq = 2 WHERE agent_id = 'ward-behind'");
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "3",
+                                "--seed", "2", NULL),
+                 0);
+    char command[1024];
+    snprintf(command, sizeof command, "%s --config '%s' run --for 2 2>&1", ASY_AGENT_PATH, config);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    asy_test_run(argv, out, sizeof out, 60000);
+    cr_assert(strstr(out, "no longer holds seq 3..4") && strstr(out, "advsync-agent reissue"), "%s",
+              out);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 2, "nothing new stored");
+
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "reissue", NULL), 0, "%s", out);
+    cr_assert(strstr(out, "3 event(s), seqs 5..7"), "%s", out);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0,
+                 "%s", out);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 5, "2 kept + 3 pending");
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT event_id) FROM event"), 5);
+    PQfinish(pg);
+    asy_test_stop(broker, SIGTERM, 20000);
+    free(config);
+    free(dir);
+    free(db);
+}
+
 /* Writes lines to <dir>/<name>.jsonl and returns the path (caller frees). */
 static char *s_write_lines(const char *dir, const char *name, const char *const *lines, int count)
 {

@@ -118,11 +118,11 @@ int asy_event_validate(const asy_event_t *self, asy_check_t *why);
 int asy_event_stamp(asy_event_t *self, const char *site_id, const char *agent_id,
                     uint64_t epoch, uint64_t seq);
 
-/* Sets case_id / person_key (64 hex pseudonyms). Returns 0 or ASY_ENOMEM. */
 /* Gives an already stamped event a new place: epoch and seq only (a re-issued outbox,
    PROTOCOL.md 5.5); everything else, schema_version included, stays as first stamped. */
 void asy_event_renumber(asy_event_t *self, uint64_t epoch, uint64_t seq);
 
+/* Sets case_id / person_key (64 hex pseudonyms). Returns 0 or ASY_ENOMEM. */
 int asy_event_set_case_id(asy_event_t *self, const char *case_id);
 int asy_event_set_person_key(asy_event_t *self, const char *person_key);
 

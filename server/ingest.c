@@ -39,8 +39,9 @@ typedef struct {
     uint64_t epoch;
     uint64_t committed;      /* high-water mark: never above what PostgreSQL has committed */
     int64_t last_seen_ms;
-    uint64_t reissue_of_epoch; /* 0, or the epoch this one re-issues (PROTOCOL.md 5.5) */
-    uint64_t reissue_from_seq;
+    /* a re-issued epoch (PROTOCOL.md 5.5): where its events may have been before */
+    asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH];
+    size_t origin_count;
 } s_session_t;
 
 typedef struct {
@@ -267,8 +268,8 @@ static bool s_hello_identity_ok(s_ingest_t *self, const asy_hello_t *hello)
 
 /* One session per agent: a new HELLO from the agent replaces the sessions of its older
    connections (a reconnecting DEALER gets a new routing id). */
-static s_session_t *s_session_start(s_ingest_t *self, const asy_hello_t *hello,
-                                    uint64_t committed)
+static s_session_t *s_session_start(s_ingest_t *self, const asy_hello_t *hello, uint64_t committed,
+                                    const asy_store_origin_t *origins, size_t origin_count)
 {
     zlistx_t *stale = zlistx_new();
     zlistx_set_destructor(stale, s_free_item);
@@ -286,8 +287,8 @@ static s_session_t *s_session_start(s_ingest_t *self, const asy_hello_t *hello,
     snprintf(session->site_id, sizeof session->site_id, "%s", hello->site_id);
     session->epoch = hello->epoch;
     session->committed = committed;
-    session->reissue_of_epoch = hello->reissue_of_epoch;
-    session->reissue_from_seq = hello->reissue_from_seq;
+    memcpy(session->origins, origins, origin_count * sizeof *origins);
+    session->origin_count = origin_count;
     session->last_seen_ms = zclock_mono();
     zhashx_update(self->sessions, self->peer_key, session);
     return session;
@@ -338,9 +339,11 @@ static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
     if (rc == 0) /* so that an agent with a restored or copied outbox can tell (5.1) */
         rc = asy_store_event_id_at(self->store, hello->agent_id, hello->epoch, committed,
                                    committed_event_id);
+    asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH];
+    size_t origin_count = 0;
     if (rc == 0 && hello->reissue_of_epoch)
-        rc = asy_store_note_reissue(self->store, hello->agent_id, hello->epoch,
-                                    hello->reissue_of_epoch, hello->reissue_from_seq);
+        rc = asy_store_reissue(self->store, hello->agent_id, hello->epoch, hello->reissue_of_epoch,
+                               hello->reissue_from_seq, origins, &origin_count);
     if (rc == ASY_EINVAL) {
         s_nack(self, ASY_CODE_WRONG_AGENT, 0, 0, 0, "%s", asy_store_errmsg(self->store));
         return;
@@ -352,7 +355,7 @@ static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
         return;
     }
     s_db_ok(self);
-    if (!s_session_start(self, hello, committed)) {
+    if (!s_session_start(self, hello, committed, origins, origin_count)) {
         s_nack(self, ASY_CODE_RETRY_LATER, 0, 0, S_RETRY_FIRST_MS, "broker out of memory");
         return;
     }
@@ -368,9 +371,10 @@ static void s_on_hello_checked(s_ingest_t *self, const asy_hello_t *hello)
                  hello->agent_id, hello->epoch, hello->last_seq, committed);
     if (hello->reissue_of_epoch)
         asy_info("agent %s epoch %" PRIu64 " re-issues the events of epoch %" PRIu64
-                 " from seq %" PRIu64 ": those the centre holds there are acknowledged, not "
-                 "stored again",
-                 hello->agent_id, hello->epoch, hello->reissue_of_epoch, hello->reissue_from_seq);
+                 " from seq %" PRIu64 " (%zu epoch(s) back): those the centre holds there are "
+                 "acknowledged, not stored again",
+                 hello->agent_id, hello->epoch, hello->reissue_of_epoch, hello->reissue_from_seq,
+                 origin_count);
     s_welcome(self, version, committed, committed_event_id, hello->reissue_of_epoch);
 }
 
@@ -540,11 +544,12 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
                       publish->first_seq + duplicates + i, &items[i]);
     self->view_count = self->outcome_count = 0;
     size_t known = 0;
-    int rc =
-        session->reissue_of_epoch
-            ? asy_store_mark_reissued(self->store, session->agent_id, session->reissue_of_epoch,
-                                      session->reissue_from_seq, items, fresh, &known)
-            : 0;
+    int rc = asy_store_mark_reissued(self->store, session->agent_id, session->origins,
+                                     session->origin_count, items, fresh, &known);
+    if (rc == ASY_ENOMEM) {
+        s_retry_later(self, publish, S_RETRY_FIRST_MS, "broker out of memory");
+        return rc;
+    }
     if (rc == 0)
         rc = asy_store_write_batch(self->store, session->agent_id, session->site_id, session->epoch,
                                    session->committed, items, fresh);
@@ -591,7 +596,7 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
     if (known)
         asy_info("agent %s seqs %" PRIu64 "..%" PRIu64 ": %zu re-issued event(s) already held "
                  "under epoch %" PRIu64 ", not stored again",
-                 s_who(self), items[0].seq, last, known, session->reissue_of_epoch);
+                 s_who(self), items[0].seq, last, known, session->origins[0].epoch);
     if (rejected)
         asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": %zu event(s) quarantined, first seq %"
                  PRIu64 " %s: %s",

@@ -404,9 +404,11 @@ int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoc
 /* ----------------------------------------------------------------------------------------------
    Re-issued epochs (PROTOCOL.md 5.5). */
 
-int asy_store_note_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch,
-                           uint64_t of_epoch, uint64_t from_seq)
+int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t of_epoch,
+                      uint64_t from_seq, asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH],
+                      size_t *count)
 {
+    *count = 0;
     int rc = s_ready(self);
     if (rc != 0)
         return rc;
@@ -419,7 +421,33 @@ int asy_store_note_reissue(asy_store_t *self, const char *agent_id, uint64_t epo
                      "UPDATE agent_stream SET reissue_of_epoch = $3, reissue_from_seq = $4"
                      " WHERE agent_id = $1 AND epoch = $2 AND reissue_of_epoch IS NULL",
                      4, params, NULL);
-    return rc == 0 ? 0 : s_db_error(self, rc, "recording a re-issued epoch");
+    if (rc != 0)
+        return s_db_error(self, rc, "recording a re-issued epoch");
+    /* follow the origins back: an epoch that re-issued events which were re-issued before */
+    origins[(*count)++] = (asy_store_origin_t){of_epoch, from_seq - 1};
+    while (*count < ASY_STORE_REISSUE_DEPTH) {
+        const asy_store_origin_t *last = &origins[*count - 1];
+        snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)last->epoch);
+        const char *stream[] = {agent_id, of_text};
+        asy_db_row_t row = {0};
+        rc =
+            asy_db_query_row(self->db,
+                             "SELECT reissue_of_epoch, reissue_from_seq FROM agent_stream"
+                             " WHERE agent_id = $1 AND epoch = $2 AND reissue_of_epoch IS NOT NULL",
+                             false, 2, stream, &row);
+        if (rc == ASY_ENOTFOUND)
+            return 0;
+        if (rc != 0)
+            return s_db_error(self, rc, "following a re-issued epoch back");
+        uint64_t earlier = strtoull(row.values[0], NULL, 10);
+        uint64_t from = strtoull(row.values[1], NULL, 10);
+        asy_db_row_release(&row);
+        if (earlier >= last->epoch || from < 1)
+            return 0; /* not a record this broker wrote */
+        origins[*count] = (asy_store_origin_t){earlier, last->offset + from - 1};
+        (*count)++;
+    }
+    return 0;
 }
 
 typedef struct {
@@ -450,48 +478,96 @@ static int s_compare_id(const void *a, const void *b)
     return strcasecmp(a, b);
 }
 
-int asy_store_mark_reissued(asy_store_t *self, const char *agent_id, uint64_t of_epoch,
-                            uint64_t from_seq, asy_store_item_t *items, size_t count, size_t *known)
+/* "{a,b,...}" of n numbers or texts, for an array parameter; NULL if out of memory. */
+static char *s_array_literal(size_t n, size_t width, const char *(*item)(size_t, char *, void *),
+                             void *arg)
+{
+    char *text = malloc(n * (width + 1) + 3);
+    if (!text)
+        return NULL;
+    size_t used = 0;
+    text[used++] = '{';
+    char buffer[64];
+    for (size_t i = 0; i < n; i++) {
+        const char *value = item(i, buffer, arg);
+        if (!value)
+            continue;
+        if (used > 1)
+            text[used++] = ',';
+        size_t length = strlen(value);
+        memcpy(text + used, value, length);
+        used += length;
+    }
+    text[used++] = '}';
+    text[used] = '\0';
+    return text;
+}
+
+static const char *s_valid_event_id(size_t i, char *buffer, void *arg)
+{
+    (void)buffer;
+    const asy_store_item_t *items = arg;
+    return items[i].code == 0 ? items[i].summary.event_id : NULL;
+}
+
+static const char *s_origin_epoch(size_t i, char *buffer, void *arg)
+{
+    const asy_store_origin_t *origins = arg;
+    snprintf(buffer, 64, "%" PRId64, (int64_t)origins[i].epoch);
+    return buffer;
+}
+
+static const char *s_origin_offset(size_t i, char *buffer, void *arg)
+{
+    const asy_store_origin_t *origins = arg;
+    snprintf(buffer, 64, "%" PRId64, (int64_t)origins[i].offset);
+    return buffer;
+}
+
+int asy_store_mark_reissued(asy_store_t *self, const char *agent_id,
+                            const asy_store_origin_t *origins, size_t origin_count,
+                            asy_store_item_t *items, size_t count, size_t *known)
 {
     *known = 0;
-    int rc = s_ready(self);
-    if (rc != 0)
-        return rc;
-    /* the batch's ids as one uuid[] literal: {id,id,...} */
     size_t valid = 0;
     for (size_t i = 0; i < count; i++)
         valid += items[i].code == 0;
-    if (valid == 0)
+    if (valid == 0 || origin_count == 0)
         return 0;
-    char *array = malloc(valid * (ASY_UUID_TEXT + 1) + 3);
-    if (!array)
-        return ASY_ENOMEM;
-    size_t used = 0;
-    array[used++] = '{';
-    for (size_t i = 0; i < count; i++) {
-        if (items[i].code != 0)
-            continue;
-        used +=
-            (size_t)sprintf(array + used, "%s%s", used > 1 ? "," : "", items[i].summary.event_id);
-    }
-    array[used++] = '}';
-    array[used] = '\0';
-    char of_text[24], from_text[24];
-    snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)of_epoch);
-    snprintf(from_text, sizeof from_text, "%" PRId64, (int64_t)from_seq);
-    const char *params[] = {agent_id, of_text, from_text, array};
+    int rc = s_ready(self);
+    if (rc != 0)
+        return rc;
+    char *ids = s_array_literal(count, ASY_UUID_TEXT, s_valid_event_id, items);
+    char *epochs = s_array_literal(origin_count, 20, s_origin_epoch, (void *)origins);
+    char *offsets = s_array_literal(origin_count, 20, s_origin_offset, (void *)origins);
+    char first[24], last[24];
+    snprintf(first, sizeof first, "%" PRId64, (int64_t)items[0].seq);
+    snprintf(last, sizeof last, "%" PRId64, (int64_t)items[count - 1].seq);
     s_id_set_t found = {0};
-    rc = asy_db_query_each(self->db,
-                           "SELECT event_id::text FROM event WHERE agent_id = $1 AND epoch = $2"
-                           " AND seq >= $3 AND event_id = ANY($4::uuid[])",
-                           false, 4, params, s_collect_id, &found);
-    free(array);
+    if (!ids || !epochs || !offsets)
+        rc = ASY_ENOMEM;
+    else {
+        /* the batch's seqs a..b were a+offset..b+offset of each origin epoch */
+        const char *params[] = {agent_id, epochs, offsets, first, last, ids};
+        rc = asy_db_query_each(
+            self->db,
+            "SELECT e.event_id::text FROM unnest($2::bigint[], $3::bigint[]) AS o(epoch, off)"
+            " JOIN event e ON e.agent_id = $1 AND e.epoch = o.epoch"
+            " AND e.seq BETWEEN $4::bigint + o.off AND $5::bigint + o.off"
+            " WHERE e.event_id = ANY($6::uuid[])",
+            false, 6, params, s_collect_id, &found);
+    }
+    free(ids);
+    free(epochs);
+    free(offsets);
     if (rc != 0) {
         free(found.ids);
-        return s_db_error(self, rc, "looking up re-issued events");
+        return rc == ASY_ENOMEM ? rc : s_db_error(self, rc, "looking up re-issued events");
     }
+    if (found.count == 0)
+        return 0;
     qsort(found.ids, found.count, sizeof *found.ids, s_compare_id);
-    for (size_t i = 0; i < count && found.count > 0; i++) {
+    for (size_t i = 0; i < count; i++) {
         items[i].known =
             items[i].code == 0 && bsearch(items[i].summary.event_id, found.ids, found.count,
                                           sizeof *found.ids, s_compare_id) != NULL;

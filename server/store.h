@@ -56,18 +56,32 @@ typedef struct {
     asy_event_summary_t summary;
 } asy_store_item_t;
 
-/* Records that (agent_id, epoch) re-issues the events of (agent_id, of_epoch) from seq
-   from_seq on (PROTOCOL.md 5.5), once: a stream already marked keeps its first record.
-   Returns 0 or a db.h code. */
-int asy_store_note_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch,
-                           uint64_t of_epoch, uint64_t from_seq);
+/* Where a re-issued epoch's events were before (PROTOCOL.md 5.5): the event at seq s of the
+   re-issued epoch was at seq s + offset of `epoch`. */
+typedef struct {
+    uint64_t epoch;
+    uint64_t offset;
+} asy_store_origin_t;
 
-/* Sets items[i].known for each valid item whose event_id the centre holds under
-   (agent_id, of_epoch) at a seq >= from_seq, and *known to their number. One query; the
-   caller then passes the items to asy_store_write_batch as usual. Returns 0 or a db.h code. */
-int asy_store_mark_reissued(asy_store_t *self, const char *agent_id, uint64_t of_epoch,
-                            uint64_t from_seq, asy_store_item_t *items, size_t count,
-                            size_t *known);
+#define ASY_STORE_REISSUE_DEPTH 8 /* origins followed back: re-issues of re-issues */
+
+/* Records that (agent_id, epoch) re-issues the events of (agent_id, of_epoch) from seq
+   from_seq on (once: a stream already marked keeps its first record), and returns in
+   origins[0..*count) where its events may have been: of_epoch, and if that epoch was itself
+   a re-issue, its origins in turn (up to ASY_STORE_REISSUE_DEPTH). Returns 0 or a db.h
+   code. */
+int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t of_epoch,
+                      uint64_t from_seq, asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH],
+                      size_t *count);
+
+/* Sets items[i].known for each valid item of a batch of a re-issued epoch whose event_id the
+   centre holds at its origin seq (seq + offset) in one of the origin epochs, and *known to
+   their number. One query, bounded by the primary key to the batch's seq range in each origin
+   epoch; the caller then passes the items to asy_store_write_batch as usual. Returns 0 or a
+   db.h code. */
+int asy_store_mark_reissued(asy_store_t *self, const char *agent_id,
+                            const asy_store_origin_t *origins, size_t origin_count,
+                            asy_store_item_t *items, size_t count, size_t *known);
 
 /* Writes items (contiguous seqs, items[0].seq == expected_committed + 1) in one transaction
    and moves agent_stream.committed_seq from expected_committed to the last item's seq.

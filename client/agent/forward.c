@@ -379,7 +379,8 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
         return;
     }
     s_refresh(self);
-    if (s_reissuing(self) && welcome->reissue_of_epoch != self->reissue_of_epoch) {
+    if (s_reissuing(self) && welcome->committed_seq < self->reissue_last_seq &&
+        welcome->reissue_of_epoch != self->reissue_of_epoch) {
         /* an older broker: it would store again what it already holds under the old epoch */
         asy_error("%s did not confirm that it drops the re-issued events it already holds "
                   "(epoch %llu re-issues epoch %llu): its advsyncd predates re-issued epochs. "

@@ -68,7 +68,6 @@ static const char *S_SQL[S_STATEMENTS] = {
 
 struct asy_outbox {
     sqlite3 *db;
-    char *path;
     int claim_fd;        /* -1, or the descriptor holding the claim's flock (open_claimed) */
     int busy_timeout_ms; /* how long a writer waits for the lock (s_busy) */
     sqlite3_stmt *statement[S_STATEMENTS];
@@ -247,19 +246,12 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
     snprintf(self->agent_id, sizeof self->agent_id, "%s", agent_id);
     snprintf(self->site_id, sizeof self->site_id, "%s", site_id);
     self->claim_fd = -1;
-    self->path = strdup(path);
-    if (!self->path) {
-        snprintf(error, error_size, "out of memory");
-        free(self);
-        return NULL;
-    }
 
     /* the outbox holds personal (if pseudonymised) data: create it private; SQLite gives
        the -wal and -shm files the same mode */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
-        free(self->path);
         free(self);
         return NULL;
     }
@@ -274,7 +266,6 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
         else
             snprintf(error, error_size, "cannot lock %s: %s", path, strerror(failure));
         close(fd);
-        free(self->path);
         free(self);
         return NULL;
     }
@@ -350,7 +341,6 @@ void asy_outbox_destroy(asy_outbox_t **self_p)
     sqlite3_close(self->db);
     if (self->claim_fd >= 0)
         close(self->claim_fd); /* releases the flock */
-    free(self->path);
     free(self);
     *self_p = NULL;
 }
@@ -459,8 +449,11 @@ static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
     int rc = s_seen_find(self, event_id, &existing);
     if (rc == 0) {
         *seq_out = existing > self->acked_seq ? existing : 0;
-        s_fail(self, "event_id %s: already stored as seq %llu", event_id,
-               (unsigned long long)existing);
+        if (existing == 0) /* acknowledged in an epoch before a re-issue */
+            s_fail(self, "event_id %s: already stored and acknowledged", event_id);
+        else
+            s_fail(self, "event_id %s: already stored as seq %llu", event_id,
+                   (unsigned long long)existing);
         return ASY_EEXIST;
     }
     if (rc != ASY_ENOTFOUND)
@@ -664,19 +657,8 @@ static int s_renumber(asy_outbox_t *self, sqlite3_stmt *select, sqlite3_stmt *up
    ascending order (new = old - acked), so none lands on a row not yet moved. */
 static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
 {
-    int64_t pending_last, pending_epoch;
-    if (s_meta_get(self, "reissue_last_seq", &pending_last) ||
-        s_meta_get(self, "reissue_of_epoch", &pending_epoch))
-        return ASY_EDB;
-    if (pending_epoch && (uint64_t)pending_last > self->acked_seq) {
-        s_fail(self,
-               "epoch %llu re-issues events of epoch %lld and the centre has not yet "
-               "acknowledged all of them (up to seq %lld, acknowledged %llu): let "
-               "`advsync-agent run` send them before re-issuing again",
-               (unsigned long long)self->epoch, (long long)pending_epoch, (long long)pending_last,
-               (unsigned long long)self->acked_seq);
-        return ASY_EEXIST;
-    }
+    /* An epoch that is itself a re-issue may be re-issued again (a backup of it restored):
+       the centre follows the chain of origins (PROTOCOL.md 5.5). */
     uint64_t acked = self->acked_seq, last = self->next_seq - 1;
     uint64_t epoch = (uint64_t)s_now_ms();
     if (epoch <= self->epoch)
@@ -689,6 +671,12 @@ static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
     sqlite3_bind_int64(self->statement[S_ROW_DELETE], 1, (int64_t)acked);
     if (s_run(self, S_ROW_DELETE, "pruning acknowledged events") != 0)
         return ASY_EDB;
+    /* ids of acknowledged events keep no seq: theirs belonged to the old epoch */
+    char *reset = sqlite3_mprintf("UPDATE seen SET seq = 0 WHERE seq <= %lld", (long long)acked);
+    int reset_rc = reset ? sqlite3_exec(self->db, reset, NULL, NULL, NULL) : SQLITE_NOMEM;
+    sqlite3_free(reset);
+    if (reset_rc != SQLITE_OK)
+        return s_db_fail(self, "forgetting the old seqs of acknowledged events");
     sqlite3_stmt *select = NULL, *update = NULL, *seen = NULL;
     int rc = 0;
     if (sqlite3_prepare_v2(self->db, "SELECT payload FROM outbox WHERE seq = ?1", -1, &select,

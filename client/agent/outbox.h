@@ -67,7 +67,7 @@ typedef struct {
    backup or copied, whose seqs the centre has used for other events: every unacknowledged
    event keeps its bytes and event_id but gets (new epoch, seq 1..count), in one transaction,
    and the outbox records which seqs of which epoch they were, for the HELLO. Open claimed.
-   ASY_EEXIST (errmsg says why) while an earlier re-issue is not yet all acknowledged. */
+   An epoch that is itself a re-issue may be re-issued again (the centre follows the chain). */
 int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out);
 
 typedef struct {

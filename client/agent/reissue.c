@@ -9,8 +9,10 @@
 #include "agent.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void s_usage(FILE *out)
 {
@@ -42,6 +44,12 @@ int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv)
         fprintf(stderr, "advsync-agent reissue: unexpected argument %s\n", argv[i]);
         s_usage(stderr);
         return 2;
+    }
+    /* re-issuing a file that is not there would only create an empty outbox */
+    if (access(config->outbox_path, F_OK) != 0) {
+        asy_error("reissue: no outbox at %s (%s); check `outbox` in the config or --outbox",
+                  config->outbox_path, strerror(errno));
+        return 1;
     }
     char error[512];
     asy_outbox_t *outbox = asy_outbox_open_claimed(config->outbox_path, config->agent_id,

@@ -466,16 +466,38 @@ Test(broker, reissued_epoch_drops_the_events_the_centre_holds_from_that_seq_on)
     s_recv(&frame, ASY_FRAME_ACK);
     cr_assert(frame.u.ack.seq == 4 && frame.u.ack.duplicates == 4);
     asy_frame_release(&frame);
+
+    /* epoch 3 re-issues epoch 2 from seq 2 (a backup of epoch 2's outbox restored): old 3 and
+       4 are held under epoch 1 (the chain is followed back), the new one of epoch 2 under
+       epoch 2; one more new event */
+    hello.u.hello.epoch = 3;
+    hello.u.hello.reissue_of_epoch = 2;
+    hello.u.hello.reissue_from_seq = 2;
+    s_send_frame(&hello);
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    cr_assert_eq(frame.u.welcome.reissue_of_epoch, 2);
+    asy_frame_release(&frame);
+    asy_bytes_t third[4] = {s_renumbered(again[1], 3, 1), s_renumbered(again[2], 3, 2),
+                            s_renumbered(again[3], 3, 3), s_event("agent-re", "site-re", 3, 4)};
+    s_publish("agent-re", 3, 1, third, 4);
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 4);
+    cr_assert_eq(frame.u.ack.duplicates, 3, "two held under epoch 1, one under epoch 2");
+    asy_frame_release(&frame);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-re'"), 7);
+    cr_assert_eq(s_count("SELECT count(DISTINCT event_id) FROM event WHERE agent_id = 'agent-re'"),
+                 6, "only old seq 1 (re-issued below its from seq) is there twice");
     s_free_events(old, 4);
     s_free_events(again, 4);
+    s_free_events(third, 4);
 
     /* an ordinary HELLO gets no confirmation; a malformed re-issue is refused */
-    s_send_hello("agent-re", "site-re", 3, 1, 1);
+    s_send_hello("agent-re", "site-re", 4, 1, 1);
     s_recv(&frame, ASY_FRAME_WELCOME);
     cr_assert_eq(frame.u.welcome.reissue_of_epoch, 0);
     asy_frame_release(&frame);
-    hello.u.hello.epoch = 3;
-    hello.u.hello.reissue_of_epoch = 3; /* not older than the epoch */
+    hello.u.hello.epoch = 4;
+    hello.u.hello.reissue_of_epoch = 4; /* not older than the epoch */
     s_send_frame(&hello);
     s_expect_nack(&frame, ASY_CODE_MALFORMED_FRAME);
     cr_assert(strstr(frame.u.nack.reason, "must be older"), "%s", frame.u.nack.reason);

@@ -228,6 +228,12 @@ Test(pipeline, agent_behind_a_restored_centre_resumes_after_reissue, .timeout = 
               out);
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 2, "nothing new stored");
 
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/no-such.outbox.db", dir);
+    cr_assert_eq(
+        asy_test_agent(config, out, sizeof out, 30000, "reissue", "--outbox", missing, NULL), 1,
+        "a mistyped path creates nothing: %s", out);
+    cr_assert_eq(access(missing, F_OK), -1);
     cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "reissue", NULL), 0, "%s", out);
     cr_assert(strstr(out, "3 event(s), seqs 5..7"), "%s", out);
     cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0,

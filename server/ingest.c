@@ -854,8 +854,8 @@ static int s_connect_store(s_ingest_t *self)
                      attempt);
             return 0;
         }
-        asy_warn("worker %d: database not available (attempt %d): %s; retrying in %u ms",
-                 self->index, attempt, error, wait);
+        asy_warn("worker %d: database not ready (attempt %d): %s; retrying in %u ms", self->index,
+                 attempt, error, wait);
         if (s_pause(self, (int)wait))
             break;
         wait = wait * 2 > S_RETRY_MAX_MS ? S_RETRY_MAX_MS : wait * 2;

@@ -256,8 +256,8 @@ static int s_connect(s_monitor_t *self)
         if (self->db)
             snprintf(error, sizeof error, "schema not ready: %s", asy_db_errmsg(self->db));
         asy_db_destroy(&self->db);
-        asy_warn("monitor: database not available (attempt %d): %s; retrying in %d ms", attempt,
-                 error, S_RETRY_MS);
+        asy_warn("monitor: database not ready (attempt %d): %s; retrying in %d ms", attempt, error,
+                 S_RETRY_MS);
         zpoller_t *poller = zpoller_new(self->pipe, NULL);
         if (zpoller_wait(poller, S_RETRY_MS) == self->pipe) {
             char *command = zstr_recv(self->pipe);

@@ -195,8 +195,12 @@ static int s_migrate(asy_store_t *self)
         s_db_error(self, rc, "create schema_migration");
     for (int i = 0; rc == 0 && i < asy_migration_count; i++) {
         rc = s_apply_migration(self, &asy_migrations[i]);
-        if (rc != 0)
-            s_db_error(self, rc, asy_migrations[i].name);
+        if (rc != 0) /* the database answered and refused it: no retry will change that */
+            s_error(self, "migration %s failed: %s%s", asy_migrations[i].name,
+                    asy_db_errmsg(self->db),
+                    rc == ASY_ERETRY ? ""
+                                     : " (rolled back; the database needs an operator: see "
+                                       "deploy/README.md, 'Migrations')");
     }
     if (rc == 0)
         s_ensure_partitions(self);

@@ -799,6 +799,6 @@ Test(broker, waits_for_the_database_then_stops_on_sigterm)
     size_t got = fread(text, 1, sizeof text - 1, log);
     text[got] = 0;
     fclose(log);
-    cr_assert(strstr(text, "database not available (attempt 2)"), "log: %s", text);
+    cr_assert(strstr(text, "database not ready (attempt 2)"), "log: %s", text);
     s_assert_alive();
 }

@@ -177,6 +177,24 @@ Test(store, a_newer_schema_is_named_in_the_log)
     free(dir);
 }
 
+/* A migration the database refuses says which, and that it needs an operator; once the
+   conflict is removed the next attempt goes through. */
+Test(store, a_refused_migration_is_named_and_goes_through_once_fixed)
+{
+    asy_test_pg_exec(s_pg, "CREATE TABLE site (made_by_hand int)");
+    char error[512] = "";
+    asy_store_t *store = asy_store_new(s_conninfo, error, sizeof error);
+    cr_assert_null(store);
+    cr_assert(strstr(error, "migration 001_init failed: ") && strstr(error, "42P07") &&
+                  strstr(error, "needs an operator"),
+              "%s", error);
+    cr_assert_eq(asy_test_pg_int(s_pg, "SELECT count(*) FROM schema_migration"), 0, "rolled back");
+    asy_test_pg_exec(s_pg, "DROP TABLE site");
+    s_store = s_new_store();
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM schema_migration"),
+                 asy_migration_count);
+}
+
 Test(store, concurrent_stores_migrate_once)
 {
     pid_t children[3];

@@ -187,6 +187,8 @@ int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
         }
         s_time_to_pb(msg->breach.detected_at_us, &when);
         breach.detected_at = &when;
+        breach.has_withdrawn = msg->breach.withdrawn;
+        breach.withdrawn = msg->breach.withdrawn;
         pb.body_case = ADVSYNC__V1__MONITOR_MESSAGE__BODY_BREACH;
         pb.breach = &breach;
         break;
@@ -317,6 +319,7 @@ static bool s_body_from_pb(const Advsync__V1__MonitorMessage *pb, asy_mmsg_t *ms
         msg->breach.received = s_date_from_pb(pb->breach->received);
         msg->breach.deadline = s_date_from_pb(pb->breach->deadline);
         msg->breach.detected_at_us = s_time_from_pb(pb->breach->detected_at);
+        msg->breach.withdrawn = pb->breach->withdrawn;
         return s_copy(msg->breach.case_id, sizeof msg->breach.case_id, pb->breach->case_id) &&
                s_copy(msg->breach.site_id, sizeof msg->breach.site_id, pb->breach->site_id);
     case ADVSYNC__V1__MONITOR_MESSAGE__BODY_SNAPSHOT_REQUEST:

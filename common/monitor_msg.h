@@ -60,6 +60,7 @@ typedef struct {
     int32_t deadline;
     int64_t detected_at_us;
     int service;
+    bool withdrawn; /* the earlier notice of (case_id, kind) no longer stands */
 } asy_mbreach_t;
 
 typedef enum {

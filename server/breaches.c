@@ -10,16 +10,23 @@
 
 #define S_KEY_SIZE (ASY_PSEUDONYM_HEX + 8)
 
+/* An announced breach. */
+typedef struct {
+    asy_date_t deadline;
+    bool withdrawn;
+} s_notice_t;
+
 struct asy_breaches {
-    zhashx_t *announced; /* "case_id/kind" -> (void *)1 */
+    zhashx_t *announced; /* "case_id/kind" -> s_notice_t */
     zhashx_t *deferred;  /* case_id -> int64_t due (ms, monotonic) */
-    zlist_t *unrecorded; /* "case_id,kind,site_id,deadline" announced, not yet written */
+    zlist_t *unrecorded; /* "case_id,kind,site_id,deadline,t|f" (t: withdrawn) not yet written */
     zlist_t *startup;    /* case ids found in breach by the rebuild */
     bool failing;        /* the last write failed: the records wait for the database */
     int64_t retry_ms;    /* while failing, the next attempt (monotonic ms) */
 };
 
 #define S_RETRY_MS 1000
+#define S_COLUMNS 5 /* of an unrecorded row */
 
 static void s_free_item(void **item)
 {
@@ -41,6 +48,7 @@ asy_breaches_t *asy_breaches_new(void)
         return NULL;
     }
     zhashx_set_destructor(self->deferred, s_free_item);
+    zhashx_set_destructor(self->announced, s_free_item);
     zlist_autofree(self->unrecorded);
     zlist_autofree(self->startup);
     return self;
@@ -59,20 +67,45 @@ void asy_breaches_destroy(asy_breaches_t **self_p)
     *self_p = NULL;
 }
 
-static int s_announced_row(void *arg, int columns, const char *const *values)
+/* Adds (case, kind) to the announced notices; false on ENOMEM or if it was there. */
+static bool s_add_notice(asy_breaches_t *self, const char *case_id, int kind, asy_date_t deadline,
+                         bool withdrawn)
 {
     char key[S_KEY_SIZE];
-    if (columns == 2 && values[0] && values[1]) {
-        snprintf(key, sizeof key, "%s/%s", values[0], values[1]);
-        zhashx_insert((zhashx_t *)arg, key, (void *)1);
+    snprintf(key, sizeof key, "%s/%d", case_id, kind);
+    if (zhashx_lookup(self->announced, key))
+        return false;
+    s_notice_t *notice = malloc(sizeof *notice);
+    if (!notice)
+        return false;
+    *notice = (s_notice_t){deadline, withdrawn};
+    zhashx_insert(self->announced, key, notice);
+    return true;
+}
+
+static s_notice_t *s_notice(const asy_breaches_t *self, const char *case_id, int kind)
+{
+    char key[S_KEY_SIZE];
+    snprintf(key, sizeof key, "%s/%d", case_id, kind);
+    return zhashx_lookup(self->announced, key);
+}
+
+static int s_announced_row(void *arg, int columns, const char *const *values)
+{
+    asy_date_t deadline = ASY_NO_DATE;
+    if (columns == 4 && values[0] && values[1] && values[2] && values[3]) {
+        asy_date_parse(values[2], &deadline);
+        s_add_notice(arg, values[0], atoi(values[1]), deadline, values[3][0] == 't');
     }
     return 0;
 }
 
 int asy_breaches_load(asy_breaches_t *self, asy_db_t *db)
 {
-    return asy_db_query_each(db, "SELECT case_id, kind FROM monitor_breach", false, 0, NULL,
-                             s_announced_row, self->announced);
+    return asy_db_query_each(db,
+                             "SELECT case_id, kind, deadline, withdrawn_at IS NOT NULL"
+                             " FROM monitor_breach",
+                             false, 0, NULL, s_announced_row, self);
 }
 
 size_t asy_breaches_count(const asy_breaches_t *self)
@@ -83,14 +116,43 @@ size_t asy_breaches_count(const asy_breaches_t *self)
 bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int kind,
                        asy_date_t deadline)
 {
-    char key[S_KEY_SIZE], deadline_text[ASY_DATE_TEXT];
-    snprintf(key, sizeof key, "%s/%d", view->case_id, kind);
-    if (zhashx_lookup(self->announced, key))
+    if (!s_add_notice(self, view->case_id, kind, deadline, false))
         return false;
-    zhashx_insert(self->announced, key, (void *)1);
-    char *row = zsys_sprintf("%s,%d,%s,%s", view->case_id, kind, view->site_id,
+    char deadline_text[ASY_DATE_TEXT];
+    char *row = zsys_sprintf("%s,%d,%s,%s,f", view->case_id, kind, view->site_id,
                              asy_date_format(deadline, deadline_text));
     zlist_append(self->unrecorded, row); /* autofree: the list keeps a copy */
+    zstr_free(&row);
+    return true;
+}
+
+bool asy_breaches_standing(const asy_breaches_t *self, const char *case_id, int kind,
+                           asy_date_t *deadline)
+{
+    const s_notice_t *notice = s_notice(self, case_id, kind);
+    if (notice && deadline)
+        *deadline = notice->deadline;
+    return notice && !notice->withdrawn;
+}
+
+bool asy_breaches_withdraw(asy_breaches_t *self, const asy_case_view_t *view, int kind)
+{
+    s_notice_t *notice = s_notice(self, view->case_id, kind);
+    if (!notice || notice->withdrawn)
+        return false;
+    notice->withdrawn = true;
+    /* still waiting to be written: one row says both (an upsert may not touch a row twice) */
+    char prefix[S_KEY_SIZE + 4];
+    int length = snprintf(prefix, sizeof prefix, "%s,%d,", view->case_id, kind);
+    for (char *row = zlist_first(self->unrecorded); row; row = zlist_next(self->unrecorded))
+        if (strncmp(row, prefix, (size_t)length) == 0) {
+            row[strlen(row) - 1] = 't';
+            return true;
+        }
+    char deadline_text[ASY_DATE_TEXT];
+    char *row = zsys_sprintf("%s,%d,%s,%s,t", view->case_id, kind, view->site_id,
+                             asy_date_format(notice->deadline, deadline_text));
+    zlist_append(self->unrecorded, row);
     zstr_free(&row);
     return true;
 }
@@ -101,16 +163,16 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
         return;
     if (self->failing && !now && zclock_mono() < self->retry_ms)
         return;
-    /* four array literals, one per column: ids and dates need no quoting */
-    char *columns[4] = {NULL};
-    size_t sizes[4] = {0};
-    FILE *streams[4];
-    for (int c = 0; c < 4; c++)
+    /* five array literals, one per column: ids, dates and t/f need no quoting */
+    char *columns[S_COLUMNS] = {NULL};
+    size_t sizes[S_COLUMNS] = {0};
+    FILE *streams[S_COLUMNS];
+    for (int c = 0; c < S_COLUMNS; c++)
         streams[c] = open_memstream(&columns[c], &sizes[c]);
     bool first = true;
     for (char *row = zlist_first(self->unrecorded); row; row = zlist_next(self->unrecorded)) {
         char *field = row;
-        for (int c = 0; c < 4; c++) {
+        for (int c = 0; c < S_COLUMNS; c++) {
             size_t length = strcspn(field, ",");
             if (streams[c])
                 fprintf(streams[c], "%s%.*s", first ? "{" : ",", (int)length, field);
@@ -119,19 +181,22 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
         first = false;
     }
     bool ok = true;
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < S_COLUMNS; c++) {
         ok &= streams[c] != NULL;
         if (streams[c]) {
             fputc('}', streams[c]);
             fclose(streams[c]);
         }
     }
-    const char *params[4] = {columns[0], columns[1], columns[2], columns[3]};
-    if (!ok || asy_db_exec(db,
-                           "INSERT INTO monitor_breach (case_id, kind, site_id, deadline)"
-                           " SELECT * FROM unnest($1::text[], $2::int2[], $3::text[],"
-                           " $4::date[]) ON CONFLICT DO NOTHING",
-                           4, params, NULL) != 0) {
+    const char *params[S_COLUMNS] = {columns[0], columns[1], columns[2], columns[3], columns[4]};
+    if (!ok ||
+        asy_db_exec(db,
+                    "INSERT INTO monitor_breach (case_id, kind, site_id, deadline, withdrawn_at)"
+                    " SELECT c, k, s, d, CASE WHEN w THEN now() END FROM unnest($1::text[],"
+                    " $2::int2[], $3::text[], $4::date[], $5::bool[]) AS u(c, k, s, d, w)"
+                    " ON CONFLICT (case_id, kind) DO UPDATE SET withdrawn_at ="
+                    " coalesce(monitor_breach.withdrawn_at, EXCLUDED.withdrawn_at)",
+                    S_COLUMNS, params, NULL) != 0) {
         /* kept and retried every second: said once, not at every tick of an outage */
         if (!self->failing)
             asy_warn("monitor: breach records wait for the database (%zu so far; retried every "
@@ -149,7 +214,7 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
         self->failing = false;
         zlist_purge(self->unrecorded);
     }
-    for (int c = 0; c < 4; c++)
+    for (int c = 0; c < S_COLUMNS; c++)
         free(columns[c]);
 }
 

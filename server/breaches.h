@@ -27,10 +27,19 @@ size_t asy_breaches_count(const asy_breaches_t *self);
 bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int kind,
                        asy_date_t deadline);
 
-/* Writes the queued records in one statement (asynchronous commit is the caller's choice).
-   On failure keeps them and tries again at most every second, logging the first failure and
-   the recovery (if the broker stops before the database is back, they may be announced once
-   more after a restart). now: try even within that second (at shutdown). */
+/* True if (case, kind) was announced and not withdrawn; *deadline (may be NULL) is the
+   announced deadline. */
+bool asy_breaches_standing(const asy_breaches_t *self, const char *case_id, int kind,
+                           asy_date_t *deadline);
+
+/* Marks a standing breach withdrawn (its event turned out on time, or the deadline moved) and
+   queues the record. Returns true the first time, false if not standing. */
+bool asy_breaches_withdraw(asy_breaches_t *self, const asy_case_view_t *view, int kind);
+
+/* Writes the queued records (announcements and withdrawals) in one statement (asynchronous commit
+   is the caller's choice). On failure keeps them and tries again at most every second, logging the
+   first failure and the recovery (if the broker stops before the database is back, they may be
+   announced once more after a restart). now: try even within that second (at shutdown). */
 void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now);
 
 /* Holds case_id until due_ms (monotonic); a case already held keeps its first due time. */

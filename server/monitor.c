@@ -61,8 +61,9 @@ typedef struct {
     uint64_t published;  /* MetricUpdates sent (both streams) */
     int64_t render_us;   /* time spent computing and publishing them */
     uint64_t breaches;
+    uint64_t withdrawals; /* breach notices withdrawn */
     int64_t next_stats_ms;
-    uint64_t logged[4]; /* cases_applied, renders, published, breaches as last logged */
+    uint64_t logged[5]; /* cases_applied, renders, published, breaches, withdrawals logged */
     bool terminated;
 } s_monitor_t;
 
@@ -354,14 +355,10 @@ static void s_heartbeat(s_monitor_t *self)
 /* ----------------------------------------------------------------------------------------------
    Breaches. */
 
-/* Publishes one breach notice, unless it was announced before; the book queues its record. */
-static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
-                       asy_date_t deadline)
+/* One BreachNotice on site/<site>/breach of the restricted stream. */
+static void s_publish_notice(s_monitor_t *self, const asy_case_view_t *view, int kind,
+                             asy_date_t deadline, bool withdrawn)
 {
-    if (!asy_breaches_mark(self->breach_book, view, kind, deadline))
-        return; /* announced before */
-    char deadline_text[ASY_DATE_TEXT];
-    asy_date_format(deadline, deadline_text);
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_BREACH);
     snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%s", view->case_id);
@@ -371,17 +368,46 @@ static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
     msg.breach.deadline = deadline;
     msg.breach.detected_at_us = s_now_us(self);
     msg.breach.service = view->service;
+    msg.breach.withdrawn = withdrawn;
     char topic[ASY_TOPIC_MAX];
     snprintf(topic, sizeof topic, "site/%s/breach", view->site_id);
     asy_clone_pub_notice(self->streams[1], topic, &msg);
+}
+
+static const char *s_kind_name(int kind)
+{
+    return kind == ASY_BREACH_CONTACT ? "contact" : "meeting";
+}
+
+/* Publishes one breach notice, unless it was announced before; the book queues its record. */
+static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
+                       asy_date_t deadline)
+{
+    if (!asy_breaches_mark(self->breach_book, view, kind, deadline))
+        return; /* announced before */
+    s_publish_notice(self, view, kind, deadline, false);
     self->breaches++;
-    asy_debug("monitor: breach %s of case %.12s at %s (deadline %s)",
-              kind == ASY_BREACH_CONTACT ? "contact" : "meeting", view->case_id, view->site_id,
-              deadline_text);
+    char deadline_text[ASY_DATE_TEXT];
+    asy_debug("monitor: breach %s of case %.12s at %s (deadline %s)", s_kind_name(kind),
+              view->case_id, view->site_id, asy_date_format(deadline, deadline_text));
+}
+
+/* Publishes the withdrawal of a standing notice, once; the book queues its record. */
+static void s_withdraw(s_monitor_t *self, const asy_case_view_t *view, int kind)
+{
+    asy_date_t deadline = ASY_NO_DATE;
+    asy_breaches_standing(self->breach_book, view->case_id, kind, &deadline);
+    if (!asy_breaches_withdraw(self->breach_book, view, kind))
+        return;
+    s_publish_notice(self, view, kind, deadline, true);
+    self->withdrawals++;
+    asy_info("monitor: %s breach of case %.12s at %s withdrawn: the case now shows it on time",
+             s_kind_name(kind), view->case_id, view->site_id);
 }
 
 /* Announces the breaches of a case now (a deadline passed while we watched, or while we were
-   down). */
+   down), and withdraws the announced ones it no longer has (its event came late but dated in
+   time, or a decline, or its deadline moved). */
 static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
 {
     asy_date_t deadlines[2];
@@ -389,6 +415,22 @@ static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
     for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
         if (mask & (1u << (kind - 1)))
             s_announce(self, view, kind, deadlines[kind - 1]);
+        else if (asy_breaches_standing(self->breach_book, view->case_id, kind, NULL))
+            s_withdraw(self, view, kind);
+}
+
+/* A changed case with a standing notice: withdrawn at once if the change undid the breach. */
+static void s_check_withdrawals(s_monitor_t *self, const asy_case_view_t *view)
+{
+    if (!asy_breaches_standing(self->breach_book, view->case_id, ASY_BREACH_CONTACT, NULL) &&
+        !asy_breaches_standing(self->breach_book, view->case_id, ASY_BREACH_MEETING, NULL))
+        return;
+    asy_date_t deadlines[2];
+    unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
+    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
+        if (!(mask & (1u << (kind - 1))) &&
+            asy_breaches_standing(self->breach_book, view->case_id, kind, NULL))
+            s_withdraw(self, view, kind);
 }
 
 static void s_breach_visit(void *arg, const asy_case_view_t *view)
@@ -396,12 +438,18 @@ static void s_breach_visit(void *arg, const asy_case_view_t *view)
     s_check_breaches(arg, view);
 }
 
-/* Start-up: remembers a case the rebuild found in breach (announced a little later). */
+/* Start-up: remembers a case the rebuild found in breach, or whose standing notice it no
+   longer supports (announced or withdrawn a little later, once subscribers are back). */
 static void s_note_startup_breach(void *arg, const asy_case_view_t *view)
 {
     s_monitor_t *self = arg;
     asy_date_t deadlines[2];
-    if (asy_aggregate_breaches(self->aggregate, view, deadlines))
+    unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
+    bool undone = false;
+    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
+        undone |= !(mask & (1u << (kind - 1))) &&
+                  asy_breaches_standing(self->breach_book, view->case_id, kind, NULL);
+    if (mask || undone)
         asy_breaches_note(self->breach_book, view->case_id);
 }
 
@@ -451,6 +499,7 @@ static void s_apply_frame(s_monitor_t *self, zframe_t *frame)
             asy_error("monitor: out of memory applying case %.12s", view.case_id);
         if (changed) {
             self->cases_applied++;
+            s_check_withdrawals(self, &view);
             s_defer_breaches(self, &view);
         }
     }
@@ -482,14 +531,15 @@ static void s_log_counters(s_monitor_t *self)
     if (now_ms < self->next_stats_ms)
         return;
     self->next_stats_ms = now_ms + S_STATS_MS;
-    uint64_t now[4] = {self->cases_applied, self->renders, self->published, self->breaches};
+    uint64_t now[5] = {self->cases_applied, self->renders, self->published, self->breaches,
+                       self->withdrawals};
     if (memcmp(now, self->logged, sizeof now) == 0)
         return;
     asy_info("monitor counters: cases_applied=%" PRIu64 " renders=%" PRIu64 " (%.1f us each)"
-             " published=%" PRIu64 " breaches=%" PRIu64 " cases=%zu",
+             " published=%" PRIu64 " breaches=%" PRIu64 " withdrawn=%" PRIu64 " cases=%zu",
              self->cases_applied, self->renders,
              self->renders ? (double)self->render_us / (double)self->renders : 0.0, self->published,
-             self->breaches, asy_aggregate_case_count(self->aggregate));
+             self->breaches, self->withdrawals, asy_aggregate_case_count(self->aggregate));
     memcpy(self->logged, now, sizeof now);
 }
 
@@ -725,9 +775,10 @@ void asy_monitor_actor(zsock_t *pipe, void *args_)
         asy_info("monitor: public %s (snapshot %s), restricted %s (snapshot %s)", resolved[0],
                  resolved[1], resolved[2], resolved[3]);
         s_serve(self);
-        asy_info("monitor: stopped; %" PRIu64 " case updates applied, %" PRIu64 " breaches, %"
-                 PRIu64 " topic values computed (%.1f us each), %" PRIu64 " updates published",
-                 self->cases_applied, self->breaches, self->renders,
+        asy_info("monitor: stopped; %" PRIu64 " case updates applied, %" PRIu64
+                 " breaches (%" PRIu64 " withdrawn), %" PRIu64
+                 " topic values computed (%.1f us each), %" PRIu64 " updates published",
+                 self->cases_applied, self->breaches, self->withdrawals, self->renders,
                  self->renders ? (double)self->render_us / (double)self->renders : 0.0,
                  self->published);
     } else if (!self || !self->terminated) {

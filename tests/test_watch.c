@@ -818,6 +818,29 @@ Test(watch, view_shows_recent_breaches_newest_first)
     }
     free(text);
 
+    /* a withdrawal replaces its notice at the top; one for a notice no longer listed is added */
+    asy_mbreach_t withdrawal = recent.items[1]; /* ward-f's meeting breach */
+    withdrawal.withdrawn = true;
+    withdrawal.detected_at_us += 3600000000LL * 10;
+    asy_view_breach_add(&recent, &withdrawal);
+    cr_assert_eq(recent.count, ASY_VIEW_BREACHES);
+    cr_assert(recent.items[0].withdrawn && strcmp(recent.items[0].site_id, "ward-f") == 0);
+    cr_assert_str_eq(recent.items[1].site_id, "ward-g");
+    text = NULL;
+    out = open_memstream(&text, &size);
+    asy_view_render(out, updates, 1, &status, &options);
+    fclose(out);
+    cr_assert(strstr(text, "ward-f               meeting  case 050000000000  deadline 2026-11-11  "
+                           "WITHDRAWN 2026-11-12 13:00\n"),
+              "%s", text);
+    cr_assert_null(strstr(text, "detected 2026-11-12 03:00"), "listed once: %s", text);
+    free(text);
+    withdrawal = (asy_mbreach_t){.kind = ASY_BREACH_CONTACT, .withdrawn = true};
+    snprintf(withdrawal.site_id, sizeof withdrawal.site_id, "ward-z");
+    asy_view_breach_add(&recent, &withdrawal);
+    cr_assert(recent.items[0].withdrawn && strcmp(recent.items[0].site_id, "ward-z") == 0);
+    cr_assert_eq(recent.count, ASY_VIEW_BREACHES);
+
     /* a restricted view before any breach says so; without the section nothing is said */
     recent.count = 0;
     text = NULL;

@@ -284,6 +284,15 @@ static void s_metric(FILE *out, const asy_mupdate_t *update, const char *by)
 
 void asy_view_breach_add(asy_view_breaches_t *recent, const asy_mbreach_t *breach)
 {
+    /* a withdrawal replaces its notice, if still listed: one line per breach */
+    for (size_t i = 0; breach->withdrawn && i < recent->count; i++)
+        if (recent->items[i].kind == breach->kind &&
+            strcmp(recent->items[i].case_id, breach->case_id) == 0) {
+            memmove(&recent->items[i], &recent->items[i + 1],
+                    (recent->count - i - 1) * sizeof recent->items[0]);
+            recent->count--;
+            break;
+        }
     size_t kept = recent->count < ASY_VIEW_BREACHES ? recent->count : ASY_VIEW_BREACHES - 1;
     memmove(&recent->items[1], &recent->items[0], kept * sizeof recent->items[0]);
     recent->items[0] = *breach;
@@ -314,9 +323,10 @@ static void s_breaches(FILE *out, const asy_view_breaches_t *recent)
         const asy_mbreach_t *breach = &recent->items[i];
         char deadline[ASY_DATE_TEXT], detected[32], line[ASY_VIEW_WIDTH + 1];
         s_london_time(detected, sizeof detected, breach->detected_at_us);
-        snprintf(line, sizeof line, "%-20.20s %-7s  case %.12s  deadline %s  detected %s",
+        snprintf(line, sizeof line, "%-20.20s %-7s  case %.12s  deadline %s  %s %s",
                  breach->site_id, s_breach_kind(breach->kind), breach->case_id,
-                 asy_date_format(breach->deadline, deadline), detected);
+                 asy_date_format(breach->deadline, deadline),
+                 breach->withdrawn ? "WITHDRAWN" : "detected", detected);
         fprintf(out, "%s\n", line);
     }
 }

@@ -533,6 +533,105 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
     free(db);
 }
 
+/* Writes lines to <dir>/<name>.jsonl; returns the path in path[512]. */
+static void s_lines(const char *dir, const char *name, const char *const *lines, int count,
+                    char path[512])
+{
+    snprintf(path, 512, "%s/%s.jsonl", dir, name);
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file);
+    for (int i = 0; i < count; i++)
+        fprintf(file, "%s\n", lines[i]);
+    fclose(file);
+}
+
+/* A contact recorded in time at the site but delivered after the deadline: the breach notice
+   announced meanwhile is withdrawn, once, also when the contact arrives while the monitor is
+   down. A contact dated after the deadline withdraws nothing. */
+static const char *const s_withdrawal[] = {
+    "{\"caseRef\":\"W-1\",\"personRef\":\"w1\",\"occurredAt\":\"2026-06-01T08:30:00Z\","
+    "\"referralReceived\":{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-06-01T08:30:00Z\"}}",
+    "{\"caseRef\":\"W-2\",\"personRef\":\"w2\",\"occurredAt\":\"2026-06-01T08:30:00Z\","
+    "\"referralReceived\":{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-06-01T08:30:00Z\"}}",
+    "{\"caseRef\":\"W-3\",\"personRef\":\"w3\",\"occurredAt\":\"2026-06-01T08:30:00Z\","
+    "\"referralReceived\":{\"service\":\"SERVICE_IMHA\",\"receivedAt\":\"2026-06-01T08:30:00Z\"}}",
+    /* W-1: made on Wed 3 June, on time; W-3: made on Fri 5 June, late */
+    "{\"caseRef\":\"W-1\",\"occurredAt\":\"2026-06-03T10:00:00Z\","
+    "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+    "{\"caseRef\":\"W-3\",\"occurredAt\":\"2026-06-05T10:00:00Z\","
+    "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+    /* W-2: made on Thu 4 June, the deadline day itself */
+    "{\"caseRef\":\"W-2\",\"occurredAt\":\"2026-06-04T15:00:00Z\","
+    "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
+};
+
+Test(monitor, breach_notice_is_withdrawn_when_an_on_time_event_arrives_late, .timeout = 300)
+{
+    atomic_store(&s_now_us, s_utc(2026, 6, 1, 9, 0, 0));
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    asy_replica_t *replica = s_replica(&centre, true, "");
+    char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
+    char path[512];
+    s_lines(dir, "referrals", s_withdrawal, 3, path);
+    s_deliver(config, path);
+    atomic_store(&s_now_us, s_utc(2026, 6, 4, 23, 0, 0)); /* contact deadline Thu 4 June over */
+    int64_t took = 0;
+    asy_mbreach_t breach;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s_wait_breach(replica, 3000, &took, &breach), ASY_BREACH_CONTACT);
+        cr_assert_not(breach.withdrawn);
+    }
+
+    atomic_store(&s_now_us, s_utc(2026, 6, 5, 12, 0, 0));
+    s_lines(dir, "contacts", s_withdrawal + 3, 2, path);
+    s_deliver(config, path);
+    cr_assert_eq(s_wait_breach(replica, 5000, &took, &breach), ASY_BREACH_CONTACT);
+    cr_assert(breach.withdrawn, "the notice of W-1 is withdrawn");
+    asy_date_t due;
+    asy_date_from_ymd(2026, 6, 4, &due);
+    cr_assert_eq(breach.deadline, due, "the withdrawal names the deadline announced");
+    cr_assert_eq(breach.detected_at_us, s_utc(2026, 6, 5, 12, 0, 0));
+    cr_assert_eq(s_wait_breach(replica, 1500, &took, &breach), 0,
+                 "W-3's contact was late: nothing more");
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach WHERE withdrawn_at IS"
+                                     " NOT NULL"),
+                 1);
+    asy_replica_destroy(&replica);
+    s_centre_stop(&centre);
+
+    /* W-2's contact reaches the centre while no monitor runs: withdrawn after the restart */
+    s_centre_t alone = {0};
+    asy_ingest_args_t iargs = {.endpoint = "tcp://127.0.0.1:*", .conninfo = db, .workers = 1};
+    alone.ingest = zactor_new(asy_ingest_actor, &iargs);
+    char error[512] = "";
+    cr_assert_eq(
+        asy_ingest_wait_ready(alone.ingest, 60000, &alone.ingest_endpoint, error, sizeof error), 0,
+        "%s", error);
+    char *config2 = asy_test_agent_config(dir, "ward-a", "ward-a", alone.ingest_endpoint);
+    s_lines(dir, "late", s_withdrawal + 5, 1, path);
+    s_deliver(config2, path);
+    s_centre_stop(&alone);
+    s_centre_start(&centre, db);
+    replica = s_replica(&centre, true, "");
+    cr_assert_eq(s_wait_breach(replica, 5000, &took, &breach), ASY_BREACH_CONTACT);
+    cr_assert(breach.withdrawn, "W-2's notice withdrawn after the restart");
+    cr_assert_eq(s_wait_breach(replica, 1500, &took, &breach), 0, "nothing twice");
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach WHERE withdrawn_at IS"
+                                     " NOT NULL"),
+                 2);
+    PQfinish(pg);
+    asy_replica_destroy(&replica);
+    s_centre_stop(&centre);
+    free(config);
+    free(config2);
+    free(dir);
+    free(db);
+}
+
 /* A site catching up sends a referral whose deadline has passed: if its contact follows
    within the grace period there is no breach; if not, the breach is announced then. */
 static const char *const s_late[] = {

@@ -948,6 +948,13 @@ void asy_aggregate_set_population(asy_aggregate_t *self, int ethnicity_ons, int 
         self->dirty[p] |= S_BIT(8) | S_BIT(9) | S_BIT(10);
 }
 
+bool asy_aggregate_settled(const asy_case_view_t *view, int kind, asy_date_t deadline)
+{
+    asy_date_t done = kind == ASY_BREACH_CONTACT ? view->contacted : view->met;
+    return deadline != ASY_NO_DATE &&
+           (s_on_time(done, deadline) || s_on_time(view->declined, deadline));
+}
+
 unsigned asy_aggregate_breaches(const asy_aggregate_t *self, const asy_case_view_t *view,
                                 asy_date_t deadline[2])
 {

@@ -10,14 +10,8 @@
 
 #define S_KEY_SIZE (ASY_PSEUDONYM_HEX + 8)
 
-/* An announced breach. */
-typedef struct {
-    asy_date_t deadline;
-    bool withdrawn;
-} s_notice_t;
-
 struct asy_breaches {
-    zhashx_t *announced; /* "case_id/kind" -> s_notice_t */
+    zhashx_t *announced; /* "case_id/kind" -> asy_breach_notice_t */
     zhashx_t *deferred;  /* case_id -> int64_t due (ms, monotonic) */
     zlist_t *unrecorded; /* "case_id,kind,site_id,deadline,t|f" (t: withdrawn) not yet written */
     zlist_t *startup;    /* case ids found in breach by the rebuild */
@@ -68,22 +62,22 @@ void asy_breaches_destroy(asy_breaches_t **self_p)
 }
 
 /* Adds (case, kind) to the announced notices; false on ENOMEM or if it was there. */
-static bool s_add_notice(asy_breaches_t *self, const char *case_id, int kind, asy_date_t deadline,
-                         bool withdrawn)
+static bool s_add_notice(asy_breaches_t *self, const char *case_id, int kind,
+                         const asy_breach_notice_t *values)
 {
     char key[S_KEY_SIZE];
     snprintf(key, sizeof key, "%s/%d", case_id, kind);
     if (zhashx_lookup(self->announced, key))
         return false;
-    s_notice_t *notice = malloc(sizeof *notice);
+    asy_breach_notice_t *notice = malloc(sizeof *notice);
     if (!notice)
         return false;
-    *notice = (s_notice_t){deadline, withdrawn};
+    *notice = *values;
     zhashx_insert(self->announced, key, notice);
     return true;
 }
 
-static s_notice_t *s_notice(const asy_breaches_t *self, const char *case_id, int kind)
+static asy_breach_notice_t *s_notice(const asy_breaches_t *self, const char *case_id, int kind)
 {
     char key[S_KEY_SIZE];
     snprintf(key, sizeof key, "%s/%d", case_id, kind);
@@ -92,19 +86,23 @@ static s_notice_t *s_notice(const asy_breaches_t *self, const char *case_id, int
 
 static int s_announced_row(void *arg, int columns, const char *const *values)
 {
-    asy_date_t deadline = ASY_NO_DATE;
-    if (columns == 4 && values[0] && values[1] && values[2] && values[3]) {
-        asy_date_parse(values[2], &deadline);
-        s_add_notice(arg, values[0], atoi(values[1]), deadline, values[3][0] == 't');
-    }
+    asy_breach_notice_t notice = {.deadline = ASY_NO_DATE};
+    if (columns != 5 || !values[0] || !values[1] || !values[2] || !values[4])
+        return 0;
+    /* a deadline that does not parse is kept unknown: such a notice is never withdrawn (a
+       withdrawal record needs the deadline) */
+    asy_date_parse(values[2], &notice.deadline);
+    snprintf(notice.site_id, sizeof notice.site_id, "%s", values[3] ? values[3] : "");
+    notice.withdrawn = values[4][0] == 't';
+    s_add_notice(arg, values[0], atoi(values[1]), &notice);
     return 0;
 }
 
 int asy_breaches_load(asy_breaches_t *self, asy_db_t *db)
 {
     return asy_db_query_each(db,
-                             "SELECT case_id, kind, deadline, withdrawn_at IS NOT NULL"
-                             " FROM monitor_breach",
+                             "SELECT case_id, kind, to_char(deadline, 'YYYY-MM-DD'), site_id,"
+                             " withdrawn_at IS NOT NULL FROM monitor_breach",
                              false, 0, NULL, s_announced_row, self);
 }
 
@@ -116,7 +114,9 @@ size_t asy_breaches_count(const asy_breaches_t *self)
 bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int kind,
                        asy_date_t deadline)
 {
-    if (!s_add_notice(self, view->case_id, kind, deadline, false))
+    asy_breach_notice_t notice = {.deadline = deadline};
+    snprintf(notice.site_id, sizeof notice.site_id, "%s", view->site_id);
+    if (!s_add_notice(self, view->case_id, kind, &notice))
         return false;
     char deadline_text[ASY_DATE_TEXT];
     char *row = zsys_sprintf("%s,%d,%s,%s,f", view->case_id, kind, view->site_id,
@@ -126,31 +126,29 @@ bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int ki
     return true;
 }
 
-bool asy_breaches_standing(const asy_breaches_t *self, const char *case_id, int kind,
-                           asy_date_t *deadline)
+const asy_breach_notice_t *asy_breaches_standing(const asy_breaches_t *self, const char *case_id,
+                                                 int kind)
 {
-    const s_notice_t *notice = s_notice(self, case_id, kind);
-    if (notice && deadline)
-        *deadline = notice->deadline;
-    return notice && !notice->withdrawn;
+    const asy_breach_notice_t *notice = s_notice(self, case_id, kind);
+    return notice && !notice->withdrawn && notice->deadline != ASY_NO_DATE ? notice : NULL;
 }
 
-bool asy_breaches_withdraw(asy_breaches_t *self, const asy_case_view_t *view, int kind)
+bool asy_breaches_withdraw(asy_breaches_t *self, const char *case_id, int kind)
 {
-    s_notice_t *notice = s_notice(self, view->case_id, kind);
-    if (!notice || notice->withdrawn)
+    asy_breach_notice_t *notice = s_notice(self, case_id, kind);
+    if (!notice || notice->withdrawn || notice->deadline == ASY_NO_DATE)
         return false;
     notice->withdrawn = true;
     /* still waiting to be written: one row says both (an upsert may not touch a row twice) */
     char prefix[S_KEY_SIZE + 4];
-    int length = snprintf(prefix, sizeof prefix, "%s,%d,", view->case_id, kind);
+    int length = snprintf(prefix, sizeof prefix, "%s,%d,", case_id, kind);
     for (char *row = zlist_first(self->unrecorded); row; row = zlist_next(self->unrecorded))
         if (strncmp(row, prefix, (size_t)length) == 0) {
-            row[strlen(row) - 1] = 't';
+            row[strlen(row) - 1] = 't'; /* the list's own copy */
             return true;
         }
     char deadline_text[ASY_DATE_TEXT];
-    char *row = zsys_sprintf("%s,%d,%s,%s,t", view->case_id, kind, view->site_id,
+    char *row = zsys_sprintf("%s,%d,%s,%s,t", case_id, kind, notice->site_id,
                              asy_date_format(notice->deadline, deadline_text));
     zlist_append(self->unrecorded, row);
     zstr_free(&row);

@@ -27,14 +27,20 @@ size_t asy_breaches_count(const asy_breaches_t *self);
 bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int kind,
                        asy_date_t deadline);
 
-/* True if (case, kind) was announced and not withdrawn; *deadline (may be NULL) is the
-   announced deadline. */
-bool asy_breaches_standing(const asy_breaches_t *self, const char *case_id, int kind,
-                           asy_date_t *deadline);
+/* A notice announced: its deadline and site as announced. */
+typedef struct {
+    asy_date_t deadline;
+    char site_id[ASY_ID_MAX + 1];
+    bool withdrawn;
+} asy_breach_notice_t;
 
-/* Marks a standing breach withdrawn (its event turned out on time, or the deadline moved) and
-   queues the record. Returns true the first time, false if not standing. */
-bool asy_breaches_withdraw(asy_breaches_t *self, const asy_case_view_t *view, int kind);
+/* The notice of (case, kind) if it was announced and not withdrawn, else NULL. Borrowed. */
+const asy_breach_notice_t *asy_breaches_standing(const asy_breaches_t *self, const char *case_id,
+                                                 int kind);
+
+/* Marks a standing notice withdrawn (the case shows its event on time after all) and queues
+   the record. Returns true the first time, false if not standing. */
+bool asy_breaches_withdraw(asy_breaches_t *self, const char *case_id, int kind);
 
 /* Writes the queued records (announcements and withdrawals) in one statement (asynchronous commit
    is the caller's choice). On failure keeps them and tries again at most every second, logging the

@@ -356,13 +356,13 @@ static void s_heartbeat(s_monitor_t *self)
    Breaches. */
 
 /* One BreachNotice on site/<site>/breach of the restricted stream. */
-static void s_publish_notice(s_monitor_t *self, const asy_case_view_t *view, int kind,
-                             asy_date_t deadline, bool withdrawn)
+static void s_publish_notice(s_monitor_t *self, const asy_case_view_t *view, const char *site_id,
+                             int kind, asy_date_t deadline, bool withdrawn)
 {
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_BREACH);
     snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%s", view->case_id);
-    snprintf(msg.breach.site_id, sizeof msg.breach.site_id, "%s", view->site_id);
+    snprintf(msg.breach.site_id, sizeof msg.breach.site_id, "%s", site_id);
     msg.breach.kind = kind;
     msg.breach.received = view->received;
     msg.breach.deadline = deadline;
@@ -370,7 +370,7 @@ static void s_publish_notice(s_monitor_t *self, const asy_case_view_t *view, int
     msg.breach.service = view->service;
     msg.breach.withdrawn = withdrawn;
     char topic[ASY_TOPIC_MAX];
-    snprintf(topic, sizeof topic, "site/%s/breach", view->site_id);
+    snprintf(topic, sizeof topic, "site/%s/breach", site_id);
     asy_clone_pub_notice(self->streams[1], topic, &msg);
 }
 
@@ -385,52 +385,65 @@ static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
 {
     if (!asy_breaches_mark(self->breach_book, view, kind, deadline))
         return; /* announced before */
-    s_publish_notice(self, view, kind, deadline, false);
+    s_publish_notice(self, view, view->site_id, kind, deadline, false);
     self->breaches++;
     char deadline_text[ASY_DATE_TEXT];
     asy_debug("monitor: breach %s of case %.12s at %s (deadline %s)", s_kind_name(kind),
               view->case_id, view->site_id, asy_date_format(deadline, deadline_text));
 }
 
-/* Publishes the withdrawal of a standing notice, once; the book queues its record. */
+/* True if the case has a standing notice of kind that it no longer supports: the event (or a
+   decline) on or before the deadline announced. */
+static bool s_undone(const s_monitor_t *self, const asy_case_view_t *view, int kind)
+{
+    const asy_breach_notice_t *notice =
+        asy_breaches_standing(self->breach_book, view->case_id, kind);
+    return notice && asy_aggregate_settled(view, kind, notice->deadline);
+}
+
+/* Publishes the withdrawal of a standing notice, once, on the topic (site) it was announced
+   on; the book queues its record. */
 static void s_withdraw(s_monitor_t *self, const asy_case_view_t *view, int kind)
 {
-    asy_date_t deadline = ASY_NO_DATE;
-    asy_breaches_standing(self->breach_book, view->case_id, kind, &deadline);
-    if (!asy_breaches_withdraw(self->breach_book, view, kind))
+    const asy_breach_notice_t *standing =
+        asy_breaches_standing(self->breach_book, view->case_id, kind);
+    if (!standing)
         return;
-    s_publish_notice(self, view, kind, deadline, true);
+    asy_breach_notice_t notice = *standing;
+    if (!asy_breaches_withdraw(self->breach_book, view->case_id, kind))
+        return;
+    s_publish_notice(self, view, notice.site_id, kind, notice.deadline, true);
     self->withdrawals++;
     asy_info("monitor: %s breach of case %.12s at %s withdrawn: the case now shows it on time",
-             s_kind_name(kind), view->case_id, view->site_id);
+             s_kind_name(kind), view->case_id, notice.site_id);
 }
 
 /* Announces the breaches of a case now (a deadline passed while we watched, or while we were
-   down), and withdraws the announced ones it no longer has (its event came late but dated in
-   time, or a decline, or its deadline moved). */
+   down), and withdraws announced ones the case no longer supports. */
 static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
 {
     asy_date_t deadlines[2];
     unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
     for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
-        if (mask & (1u << (kind - 1)))
-            s_announce(self, view, kind, deadlines[kind - 1]);
-        else if (asy_breaches_standing(self->breach_book, view->case_id, kind, NULL))
+        if (s_undone(self, view, kind))
             s_withdraw(self, view, kind);
+        else if (mask & (1u << (kind - 1)))
+            s_announce(self, view, kind, deadlines[kind - 1]);
 }
 
-/* A changed case with a standing notice: withdrawn at once if the change undid the breach. */
+/* A changed case with a standing notice it no longer supports: withdrawn at once, or, in the
+   first heartbeats after a start (subscribers reconnecting; snapshots hold no notices), with
+   the start-up announcements. */
 static void s_check_withdrawals(s_monitor_t *self, const asy_case_view_t *view)
 {
-    if (!asy_breaches_standing(self->breach_book, view->case_id, ASY_BREACH_CONTACT, NULL) &&
-        !asy_breaches_standing(self->breach_book, view->case_id, ASY_BREACH_MEETING, NULL))
-        return;
-    asy_date_t deadlines[2];
-    unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
-    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
-        if (!(mask & (1u << (kind - 1))) &&
-            asy_breaches_standing(self->breach_book, view->case_id, kind, NULL))
+    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++) {
+        if (!s_undone(self, view, kind))
+            continue;
+        if (self->scan_due_ms)
+            asy_breaches_note(self->breach_book, view->case_id);
+        else
             s_withdraw(self, view, kind);
+    }
 }
 
 static void s_breach_visit(void *arg, const asy_case_view_t *view)
@@ -445,10 +458,8 @@ static void s_note_startup_breach(void *arg, const asy_case_view_t *view)
     s_monitor_t *self = arg;
     asy_date_t deadlines[2];
     unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
-    bool undone = false;
-    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
-        undone |= !(mask & (1u << (kind - 1))) &&
-                  asy_breaches_standing(self->breach_book, view->case_id, kind, NULL);
+    bool undone =
+        s_undone(self, view, ASY_BREACH_CONTACT) || s_undone(self, view, ASY_BREACH_MEETING);
     if (mask || undone)
         asy_breaches_note(self->breach_book, view->case_id);
 }

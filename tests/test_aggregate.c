@@ -168,6 +168,27 @@ Test(aggregate, contact_deadline_matures_the_day_after_and_breaches)
     s_teardown(&f);
 }
 
+/* What withdraws an announced breach: the event, or a decline, on or before the deadline
+   announced; never a deadline that has merely not passed (a holiday added, a clock stepped
+   back) or an event after it. */
+Test(aggregate, a_breach_is_settled_only_by_an_event_on_time)
+{
+    asy_case_view_t v = s_case("c1", "ward-a", 1);
+    v.received = s_day(2022, 6, 1);
+    asy_date_t due = s_day(2022, 6, 8);
+    cr_assert_not(asy_aggregate_settled(&v, ASY_BREACH_CONTACT, due), "nothing yet");
+    cr_assert_not(asy_aggregate_settled(&v, ASY_BREACH_CONTACT, ASY_NO_DATE));
+    v.contacted = s_day(2022, 6, 9);
+    cr_assert_not(asy_aggregate_settled(&v, ASY_BREACH_CONTACT, due), "a day late");
+    v.contacted = s_day(2022, 6, 8);
+    cr_assert(asy_aggregate_settled(&v, ASY_BREACH_CONTACT, due), "on the deadline day");
+    cr_assert_not(asy_aggregate_settled(&v, ASY_BREACH_MEETING, s_day(2022, 6, 17)),
+                  "a contact settles no meeting");
+    v.declined = s_day(2022, 6, 10);
+    cr_assert_not(asy_aggregate_settled(&v, ASY_BREACH_MEETING, s_day(2022, 6, 9)));
+    cr_assert(asy_aggregate_settled(&v, ASY_BREACH_MEETING, s_day(2022, 6, 17)), "declined");
+}
+
 Test(aggregate, waiting_list_median_and_p90_match_type_7_percentiles)
 {
     s_fixture_t f;

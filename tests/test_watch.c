@@ -354,6 +354,42 @@ static void s_drain(asy_replica_t *replica, int milliseconds)
     }
 }
 
+/* Polls until done(stats) holds or timeout_ms passes: what a loaded machine may take a while
+   to do is waited for, not assumed done after a fixed time. */
+static void s_drain_until(asy_replica_t *replica, bool (*done)(const asy_replica_stats_t *),
+                          int timeout_ms)
+{
+    int64_t deadline = zclock_mono() + timeout_ms;
+    asy_replica_stats_t stats;
+    asy_replica_stats(replica, &stats);
+    while (!done(&stats) && zclock_mono() < deadline) {
+        asy_mmsg_t msg;
+        if (asy_replica_poll(replica, 20, &msg) == 0)
+            asy_mmsg_release(&msg);
+        asy_replica_stats(replica, &stats);
+    }
+}
+
+static bool s_resnapshotted(const asy_replica_stats_t *stats)
+{
+    return stats->resnapshots >= 1 && stats->last_seq >= 2;
+}
+
+static bool s_two_heartbeats(const asy_replica_stats_t *stats)
+{
+    return stats->heartbeats >= 2;
+}
+
+static bool s_reconnected(const asy_replica_stats_t *stats)
+{
+    return stats->reconnects >= 1 && stats->resnapshots >= 1;
+}
+
+static bool s_restarted(const asy_replica_stats_t *stats)
+{
+    return stats->restarts >= 1 && stats->resnapshots >= 1 && stats->last_seq == 1;
+}
+
 static int64_t s_count(const asy_replica_t *replica, const char *topic)
 {
     const asy_mupdate_t *update = asy_replica_get(replica, topic);
@@ -484,7 +520,8 @@ Test(watch, heartbeat_ahead_of_a_full_subscriber_triggers_a_new_snapshot)
     asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "");
     cr_assert_eq(asy_replica_sync(replica, 3000), 0);
     s_do("SKIP", NULL, 0); /* the next heartbeat says 2, the replica saw 1 */
-    s_drain(replica, 400);
+    s_drain_until(replica, s_resnapshotted, 5000);
+    s_drain(replica, 200);
     asy_replica_stats_t stats;
     asy_replica_stats(replica, &stats);
     cr_assert_eq(stats.gaps, 1);
@@ -570,7 +607,7 @@ Test(watch, heartbeat_silence_is_detected_and_repaired)
     s_do("SET", "all/M1/" S_PERIOD, 1);
     asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "");
     cr_assert_eq(asy_replica_sync(replica, 3000), 0);
-    s_drain(replica, 300);
+    s_drain_until(replica, s_two_heartbeats, 5000);
     asy_replica_stats_t stats;
     asy_replica_stats(replica, &stats);
     cr_assert(stats.heartbeats >= 2);
@@ -580,7 +617,7 @@ Test(watch, heartbeat_silence_is_detected_and_repaired)
     s_do("HB", NULL, 0);
     zclock_sleep(400);
     cr_assert(asy_replica_stale(replica), "400 ms without heartbeats (interval 100) not stale");
-    s_drain(replica, 200);
+    s_drain_until(replica, s_reconnected, 5000);
     asy_replica_stats(replica, &stats);
     cr_assert(stats.reconnects >= 1);
     cr_assert(stats.resnapshots >= 1);
@@ -604,7 +641,8 @@ Test(watch, broker_restart_is_detected_by_heartbeat)
     cr_assert_eq(asy_replica_size(replica), 3);
     s_do("RESTART", NULL, 0);
     s_do("SET", "all/M5/" S_PERIOD, 9); /* seq 1 again */
-    s_drain(replica, 500);
+    s_drain_until(replica, s_restarted, 5000);
+    s_drain(replica, 200);
     asy_replica_stats_t stats;
     asy_replica_stats(replica, &stats);
     cr_assert_eq(stats.restarts, 1);

@@ -64,6 +64,26 @@ static const s_spec_t s_specs[ASY_OPT_COUNT] = {
                                  86400000, "wait before announcing a case that arrived in breach"},
 };
 
+/* getopt_long takes any unambiguous prefix: `--endpoint` would silently be --endpoint-file
+   (agents call their broker address --endpoint). Flags must be spelt out; says so if not. */
+static bool s_spelt_out(char *const argv[], int next, const char *value, const char *name)
+{
+    /* the flag is the argument before its value when the value was a separate argument */
+    const char *given =
+        value && next >= 2 && argv[next - 1] == value ? argv[next - 2] : argv[next - 1];
+    size_t length = strcspn(given + 2, "=");
+    if (strncmp(given, "--", 2) == 0 && length == strlen(name) &&
+        strncmp(given + 2, name, length) == 0)
+        return true;
+    bool endpoint = length == 8 && strncmp(given + 2, "endpoint", 8) == 0;
+    fprintf(stderr,
+            "advsyncd: %.*s is not an option; did you mean --%s%s? (flags are not "
+            "abbreviated; see --help)\n",
+            (int)(length + 2), given, name,
+            endpoint ? ", or --ingest for the address agents connect to" : "");
+    return false;
+}
+
 static void s_usage(FILE *out)
 {
     fprintf(out, "usage: advsyncd [--OPTION VALUE ...] [--help] [--version]\n");
@@ -109,9 +129,14 @@ static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
     longs[ASY_OPT_COUNT] = (struct option){"help", no_argument, NULL, 'h'};
     longs[ASY_OPT_COUNT + 1] = (struct option){"version", no_argument, NULL, 'V'};
     longs[ASY_OPT_COUNT + 2] = (struct option){NULL, 0, NULL, 0};
-    int option;
+    int option, index = -1;
     opterr = 0; /* our own message: getopt's names the program by its whole path */
-    while ((option = getopt_long(argc, argv, ":", longs, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, ":", longs, &index)) != -1) {
+        if (option >= 0 && option != ':' && option != '?' && index >= 0 &&
+            !s_spelt_out(argv, optind, optarg, longs[index].name)) {
+            return 2;
+        }
+        index = -1;
         if (option == 'h') {
             s_usage(stdout);
             return 0;

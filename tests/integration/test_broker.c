@@ -752,6 +752,13 @@ Test(broker, flags_and_config_errors)
     cr_assert(strncmp(out, "advsyncd: --no-such-flag is not an option", 41) == 0, "%s", out);
     cr_assert_eq(s_advsyncd_said(out, sizeof out, "--workers"), 2);
     cr_assert(strncmp(out, "advsyncd: --workers needs a value", 33) == 0, "%s", out);
+    /* no abbreviations: --endpoint (the agents' word) is not silently --endpoint-file */
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--endpoint tcp://127.0.0.1:1"), 2);
+    cr_assert(strstr(out, "advsyncd: --endpoint is not an option; did you mean --endpoint-file, "
+                          "or --ingest"),
+              "%s", out);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--work=3"), 2);
+    cr_assert(strstr(out, "--work is not an option; did you mean --workers?"), "%s", out);
     cr_assert_eq(s_advsyncd("--log-level", "loud", out, sizeof out), 2);
     cr_assert_eq(s_advsyncd("--breach-grace-ms", "0", out, sizeof out), 2);
     cr_assert_eq(s_advsyncd_said(out, sizeof out, "--breach-grace-ms 0"), 2);

@@ -105,6 +105,7 @@ typedef struct {
     uint64_t acked_total;
     uint64_t acked_at_report;
     uint64_t rejected_total;
+    uint64_t duplicates_total; /* acknowledged as held already (a resend, a re-issue) */
     uint64_t reconnects;
     int exit_code;
     bool done;
@@ -410,15 +411,16 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
         return;
     }
     if (s_diverged(self, welcome)) {
-        asy_error("the centre's event at seq %llu of epoch %llu is %s, but this outbox holds "
-                  "another one there: %s was restored from a backup or copied, and events were "
-                  "submitted to it since, under seqs the centre had already used. Its events "
-                  "after seq %llu are not at the centre. Do not delete it and do not submit to "
-                  "it: run `advsync-agent reissue` to send them under a new epoch (see "
-                  "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
-                  (unsigned long long)committed, (unsigned long long)self->epoch,
-                  welcome->committed_event_id, self->config->outbox_path,
-                  (unsigned long long)self->acked_seq);
+        asy_error(
+            "the centre's event at seq %llu of epoch %llu is %s, but this outbox holds "
+            "another one there: %s was restored from a backup or copied, and events were "
+            "submitted to it since, under seqs the centre had already used. Some of its "
+            "events after seq %llu are not at the centre. Do not delete it and do not submit to "
+            "it: run `advsync-agent reissue` to send them under a new epoch (see "
+            "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
+            (unsigned long long)committed, (unsigned long long)self->epoch,
+            welcome->committed_event_id, self->config->outbox_path,
+            (unsigned long long)self->acked_seq);
         self->exit_code = 1;
         self->done = true;
         return;
@@ -459,6 +461,7 @@ static void s_on_ack(s_forwarder_t *self, const asy_ack_t *ack)
                  asy_code_name(r->code), r->reason ? r->reason : "");
     }
     self->rejected_total += ack->rejected_count;
+    self->duplicates_total += ack->duplicates;
     s_record_commit(self, ack->seq);
     s_drop_committed(self);
     if (self->state == S_STREAMING && self->next_seq <= self->acked_seq)
@@ -944,11 +947,12 @@ int asy_forward_run(const asy_agent_config_t *config, const asy_forward_options_
             break;
         s_turn(self);
     }
-    asy_info("exit: %llu events acknowledged (%llu quarantined) in %.1f s; backlog %llu; "
-             "%llu reconnects",
-             (unsigned long long) self->acked_total, (unsigned long long) self->rejected_total,
-             (double) (zclock_mono() - self->started) / 1000.0,
-             (unsigned long long) s_backlog(self), (unsigned long long) self->reconnects);
+    asy_info("exit: %llu events acknowledged (%llu quarantined, %llu already at the centre) in "
+             "%.1f s; backlog %llu; %llu reconnects",
+             (unsigned long long)self->acked_total, (unsigned long long)self->rejected_total,
+             (unsigned long long)self->duplicates_total,
+             (double)(zclock_mono() - self->started) / 1000.0, (unsigned long long)s_backlog(self),
+             (unsigned long long)self->reconnects);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     int exit_code = self->exit_code;

@@ -146,6 +146,33 @@ char *asy_test_tmpdir(void)
     return path;
 }
 
+/* Spawned processes not yet reaped: killed when the test process exits, so that a test whose
+   assertion fails before it stops its broker or agent leaves nothing running (a leftover
+   broker skews later tests and benchmarks). */
+#define S_SPAWNED_MAX 64
+static pid_t s_spawned[S_SPAWNED_MAX];
+
+static void s_kill_spawned(void)
+{
+    for (int i = 0; i < S_SPAWNED_MAX; i++)
+        if (s_spawned[i] > 0 && waitpid(s_spawned[i], NULL, WNOHANG) == 0) {
+            kill(s_spawned[i], SIGKILL);
+            waitpid(s_spawned[i], NULL, 0);
+        }
+}
+
+static void s_track(pid_t pid, pid_t reaped)
+{
+    static bool registered;
+    if (!registered)
+        registered = atexit(s_kill_spawned) == 0;
+    for (int i = 0; i < S_SPAWNED_MAX; i++)
+        if (s_spawned[i] == reaped) {
+            s_spawned[i] = pid;
+            return;
+        }
+}
+
 pid_t asy_test_spawn(char *const argv[], const char *log_path)
 {
     pid_t pid = fork();
@@ -164,6 +191,7 @@ pid_t asy_test_spawn(char *const argv[], const char *log_path)
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    s_track(pid, 0); /* into a free slot */
     return pid;
 }
 
@@ -189,18 +217,20 @@ int asy_test_stop(pid_t pid, int sig, int timeout_ms)
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
     }
+    s_track(0, pid);
     return status;
 }
 
 int asy_test_wait(pid_t pid, int timeout_ms)
 {
     int status = 0;
-    if (s_wait_status(pid, timeout_ms, &status) != 0) {
+    int rc = s_wait_status(pid, timeout_ms, &status);
+    if (rc != 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        return -1;
     }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    s_track(0, pid);
+    return rc != 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 int asy_test_run(char *const argv[], char *out, size_t out_size, int timeout_ms)

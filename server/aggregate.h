@@ -74,13 +74,13 @@ void asy_aggregate_set_population(asy_aggregate_t *self, int ethnicity_ons, int 
 /* Breaches of a case as of today: deadline passed (the deadline day is before today), no
    contact / meeting on or before it, not declined on or before it. Sets deadline[kind - 1]
    (ASY_NO_DATE if none) and returns a bit mask (1 << (asy_breach_kind_t - 1)). */
+unsigned asy_aggregate_breaches(const asy_aggregate_t *self, const asy_case_view_t *view,
+                                asy_date_t deadline[2]);
+
 /* True if the case shows the event of kind (asy_breach_kind_t) on or before deadline, or a
    decline on or before it: a breach announced with that deadline no longer stands. Unlike a
    clear bit of asy_aggregate_breaches, a deadline not yet passed does not count. */
 bool asy_aggregate_settled(const asy_case_view_t *view, int kind, asy_date_t deadline);
-
-unsigned asy_aggregate_breaches(const asy_aggregate_t *self, const asy_case_view_t *view,
-                                asy_date_t deadline[2]);
 
 /* Topics. */
 int asy_aggregate_scope_count(const asy_aggregate_t *self);

@@ -126,18 +126,25 @@ bool asy_breaches_mark(asy_breaches_t *self, const asy_case_view_t *view, int ki
     return true;
 }
 
+/* Announced, not withdrawn, and with a deadline a withdrawal record can carry. */
+static bool s_stands(const asy_breach_notice_t *notice)
+{
+    return notice && !notice->withdrawn && notice->deadline != ASY_NO_DATE;
+}
+
 const asy_breach_notice_t *asy_breaches_standing(const asy_breaches_t *self, const char *case_id,
                                                  int kind)
 {
     const asy_breach_notice_t *notice = s_notice(self, case_id, kind);
-    return notice && !notice->withdrawn && notice->deadline != ASY_NO_DATE ? notice : NULL;
+    return s_stands(notice) ? notice : NULL;
 }
 
-bool asy_breaches_withdraw(asy_breaches_t *self, const char *case_id, int kind)
+const asy_breach_notice_t *asy_breaches_withdraw(asy_breaches_t *self, const char *case_id,
+                                                 int kind)
 {
     asy_breach_notice_t *notice = s_notice(self, case_id, kind);
-    if (!notice || notice->withdrawn || notice->deadline == ASY_NO_DATE)
-        return false;
+    if (!s_stands(notice))
+        return NULL;
     notice->withdrawn = true;
     /* still waiting to be written: one row says both (an upsert may not touch a row twice) */
     char prefix[S_KEY_SIZE + 4];
@@ -145,14 +152,14 @@ bool asy_breaches_withdraw(asy_breaches_t *self, const char *case_id, int kind)
     for (char *row = zlist_first(self->unrecorded); row; row = zlist_next(self->unrecorded))
         if (strncmp(row, prefix, (size_t)length) == 0) {
             row[strlen(row) - 1] = 't'; /* the list's own copy */
-            return true;
+            return notice;
         }
     char deadline_text[ASY_DATE_TEXT];
     char *row = zsys_sprintf("%s,%d,%s,%s,t", case_id, kind, notice->site_id,
                              asy_date_format(notice->deadline, deadline_text));
     zlist_append(self->unrecorded, row);
     zstr_free(&row);
-    return true;
+    return notice;
 }
 
 void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)

@@ -39,8 +39,9 @@ const asy_breach_notice_t *asy_breaches_standing(const asy_breaches_t *self, con
                                                  int kind);
 
 /* Marks a standing notice withdrawn (the case shows its event on time after all) and queues
-   the record. Returns true the first time, false if not standing. */
-bool asy_breaches_withdraw(asy_breaches_t *self, const char *case_id, int kind);
+   the record. Returns the notice (borrowed) the first time, NULL if it was not standing. */
+const asy_breach_notice_t *asy_breaches_withdraw(asy_breaches_t *self, const char *case_id,
+                                                 int kind);
 
 /* Writes the queued records (announcements and withdrawals) in one statement (asynchronous commit
    is the caller's choice). On failure keeps them and tries again at most every second, logging the

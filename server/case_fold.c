@@ -530,7 +530,7 @@ int asy_case_fold_build(asy_case_fold_t *self, const char *site_id, const asy_st
     }
     size_t valid = 0;
     for (size_t i = 0; i < count; i++)
-        if (items[i].code == 0 && !items[i].known)
+        if (asy_store_item_stored(&items[i]))
             self->order[valid++] = &items[i];
     qsort(self->order, valid, sizeof *self->order, s_by_case);
     size_t cases = 0;

@@ -405,17 +405,14 @@ static bool s_undone(const s_monitor_t *self, const asy_case_view_t *view, int k
    on; the book queues its record. */
 static void s_withdraw(s_monitor_t *self, const asy_case_view_t *view, int kind)
 {
-    const asy_breach_notice_t *standing =
-        asy_breaches_standing(self->breach_book, view->case_id, kind);
-    if (!standing)
+    const asy_breach_notice_t *notice =
+        asy_breaches_withdraw(self->breach_book, view->case_id, kind);
+    if (!notice)
         return;
-    asy_breach_notice_t notice = *standing;
-    if (!asy_breaches_withdraw(self->breach_book, view->case_id, kind))
-        return;
-    s_publish_notice(self, view, notice.site_id, kind, notice.deadline, true);
+    s_publish_notice(self, view, notice->site_id, kind, notice->deadline, true);
     self->withdrawals++;
     asy_info("monitor: %s breach of case %.12s at %s withdrawn: the case now shows it on time",
-             s_kind_name(kind), view->case_id, notice.site_id);
+             s_kind_name(kind), view->case_id, notice->site_id);
 }
 
 /* Announces the breaches of a case now (a deadline passed while we watched, or while we were

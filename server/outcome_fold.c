@@ -74,7 +74,7 @@ static void s_add_row(asy_db_copy_t *copy, const s_reading_t *first, const s_rea
 static bool s_is_reading(const asy_store_item_t *item)
 {
     const asy_event_summary_t *e = &item->summary;
-    return item->code == 0 && !item->known && e->kind == ASY_KIND_OUTCOME_RECORDED &&
+    return asy_store_item_stored(item) && e->kind == ASY_KIND_OUTCOME_RECORDED &&
            e->outcome_framework == S_FRAMEWORK_RECOVERY_STAR && e->outcome_area > 0 &&
            e->outcome_score > 0;
 }

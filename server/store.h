@@ -56,6 +56,13 @@ typedef struct {
     asy_event_summary_t summary;
 } asy_store_item_t;
 
+/* True if the item becomes an event row: valid, and not already held (known). What the case
+   and outcome folds take in. */
+static inline bool asy_store_item_stored(const asy_store_item_t *item)
+{
+    return item->code == 0 && !item->known;
+}
+
 /* Where a re-issued epoch's events were before (PROTOCOL.md 5.5): the event at seq s of the
    re-issued epoch was at seq s + offset of `epoch`. */
 typedef struct {

@@ -328,30 +328,6 @@ static void s_record_commit(s_forwarder_t *self, uint64_t seq)
     self->acked_seq = seq;
 }
 
-/* The event id this outbox holds at seq, in out ("" if it holds no such row). */
-typedef struct {
-    uint64_t seq;
-    char *out;
-} s_id_at_t;
-
-static int s_id_row(uint64_t seq, const uint8_t *data, size_t size, void *arg)
-{
-    s_id_at_t *at = arg;
-    asy_event_t *event = NULL;
-    if (seq == at->seq && asy_event_decode(data, size, &event) == 0 && asy_event_id(event))
-        snprintf(at->out, ASY_UUID_TEXT + 1, "%s", asy_event_id(event));
-    asy_event_destroy(&event);
-    return 1; /* one row */
-}
-
-static int s_event_id_at(s_forwarder_t *self, uint64_t seq, char out[ASY_UUID_TEXT + 1])
-{
-    out[0] = '\0';
-    s_id_at_t at = {seq, out};
-    size_t count = 0;
-    return asy_outbox_read(self->outbox, seq, 1, s_id_row, &at, &count);
-}
-
 /* True if this outbox holds, at the centre's committed seq, an event other than the one the
    centre holds there: the outbox was restored or copied, and submitted to since. Its events
    from that seq on are not the centre's, and acknowledging them would lose them. */
@@ -361,7 +337,7 @@ static bool s_diverged(s_forwarder_t *self, const asy_welcome_t *welcome)
     if (!theirs || !*theirs || welcome->committed_seq <= self->acked_seq)
         return false; /* nothing said, or a seq this outbox has already pruned */
     char ours[ASY_UUID_TEXT + 1];
-    if (s_event_id_at(self, welcome->committed_seq, ours) != 0 || !ours[0])
+    if (asy_outbox_event_id(self->outbox, welcome->committed_seq, ours) != 0 || !ours[0])
         return false; /* no such row here: nothing to compare */
     return strcasecmp(ours, theirs) != 0;
 }

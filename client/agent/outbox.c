@@ -48,6 +48,7 @@ typedef enum {
     S_ROW_READ,
     S_ROW_DELETE,
     S_OLDEST,
+    S_EVENT_ID,
     S_STATEMENTS
 } s_statement_t;
 
@@ -64,6 +65,7 @@ static const char *S_SQL[S_STATEMENTS] = {
     [S_ROW_READ] = "SELECT seq, payload FROM outbox WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
     [S_ROW_DELETE] = "DELETE FROM outbox WHERE seq <= ?1",
     [S_OLDEST] = "SELECT min(submitted_ms) FROM outbox WHERE seq > ?1",
+    [S_EVENT_ID] = "SELECT event_id FROM outbox WHERE seq = ?1",
 };
 
 struct asy_outbox {
@@ -355,6 +357,15 @@ uint64_t asy_outbox_epoch(const asy_outbox_t *self)
     return self->epoch;
 }
 
+/* Rolls back after a failure, keeping the failure's message rather than the rollback's. */
+static void s_rollback_keeping_error(asy_outbox_t *self)
+{
+    char saved[sizeof self->errmsg];
+    memcpy(saved, self->errmsg, sizeof saved);
+    asy_outbox_rollback(self);
+    memcpy(self->errmsg, saved, sizeof saved);
+}
+
 int asy_outbox_begin(asy_outbox_t *self)
 {
     if (self->in_transaction) {
@@ -396,10 +407,7 @@ int asy_outbox_commit(asy_outbox_t *self)
         return ASY_EDB;
     }
     if (s_run(self, S_COMMIT, "committing") != 0) {
-        char saved[sizeof self->errmsg];
-        memcpy(saved, self->errmsg, sizeof saved);
-        asy_outbox_rollback(self);
-        memcpy(self->errmsg, saved, sizeof saved);
+        s_rollback_keeping_error(self);
         return ASY_EDB;
     }
     self->in_transaction = false;
@@ -575,12 +583,8 @@ int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms)
         rc = s_ack(self, seq, now_ms);
         if (rc == 0)
             rc = asy_outbox_commit(self);
-        else {
-            char saved[sizeof self->errmsg];
-            memcpy(saved, self->errmsg, sizeof saved);
-            asy_outbox_rollback(self);
-            memcpy(self->errmsg, saved, sizeof saved);
-        }
+        else
+            s_rollback_keeping_error(self);
     }
     sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     if (rc == 0)
@@ -606,6 +610,19 @@ int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
     else if ((self->last_step & 0xff) == SQLITE_BUSY)
         rc = 0; /* someone else is writing; try again next time */
     return rc;
+}
+
+int asy_outbox_event_id(asy_outbox_t *self, uint64_t seq, char out[ASY_UUID_TEXT + 1])
+{
+    out[0] = '\0';
+    sqlite3_stmt *statement = self->statement[S_EVENT_ID];
+    sqlite3_bind_int64(statement, 1, (int64_t)seq);
+    int rc = sqlite3_step(statement);
+    if (rc == SQLITE_ROW && sqlite3_column_text(statement, 0))
+        snprintf(out, ASY_UUID_TEXT + 1, "%s", (const char *)sqlite3_column_text(statement, 0));
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading an event id");
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -722,10 +739,7 @@ int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
         if (rc != 0)
             self->epoch = old_epoch;
     } else {
-        char saved[sizeof self->errmsg];
-        memcpy(saved, self->errmsg, sizeof saved);
-        asy_outbox_rollback(self);
-        memcpy(self->errmsg, saved, sizeof saved);
+        s_rollback_keeping_error(self);
     }
     return rc;
 }

@@ -48,6 +48,10 @@ typedef int (asy_outbox_row_fn)(uint64_t seq, const uint8_t *data, size_t size, 
 int asy_outbox_read(asy_outbox_t *self, uint64_t from_seq, size_t max, asy_outbox_row_fn *fn,
                     void *arg, size_t *count);
 
+/* The event_id of the event held at seq, in out[37]; "" if no such row is held (pruned, or
+   never stored). Returns 0 or ASY_EDB. */
+int asy_outbox_event_id(asy_outbox_t *self, uint64_t seq, char out[ASY_UUID_TEXT + 1]);
+
 /* Records that the centre has committed everything up to seq, and deletes those rows.
    Durable on return. Idempotent; a seq below the recorded one is ignored. */
 int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms);

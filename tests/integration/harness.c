@@ -146,6 +146,17 @@ char *asy_test_tmpdir(void)
     return path;
 }
 
+void asy_test_write_lines(const char *dir, const char *name, const char *const *lines, int count,
+                          char path[512])
+{
+    snprintf(path, 512, "%s/%s.jsonl", dir, name);
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file, "%s: %s", path, strerror(errno));
+    for (int i = 0; i < count; i++)
+        fprintf(file, "%s\n", lines[i]);
+    cr_assert_eq(fclose(file), 0, "%s: %s", path, strerror(errno));
+}
+
 /* Spawned processes not yet reaped: killed when the test process exits, so that a test whose
    assertion fails before it stops its broker or agent leaves nothing running (a leftover
    broker skews later tests and benchmarks). */

@@ -35,6 +35,10 @@ void asy_test_pg_exec(PGconn *pg, const char *sql);
 /* A new private directory under /tmp (caller frees the returned path). */
 char *asy_test_tmpdir(void);
 
+/* Writes lines (one per line) to <dir>/<name>.jsonl; its path into path[512]. */
+void asy_test_write_lines(const char *dir, const char *name, const char *const *lines, int count,
+                          char path[512]);
+
 /* Starts argv[0] (a path) with stdout+stderr appended to log_path (NULL: inherit).
    Returns the pid or fails the test. */
 pid_t asy_test_spawn(char *const argv[], const char *log_path);

@@ -492,10 +492,7 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
     asy_replica_t *replica = s_replica(&centre, true, "");
     char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
     char path[512];
-    snprintf(path, sizeof path, "%s/referral.jsonl", dir);
-    FILE *file = fopen(path, "w");
-    fprintf(file, "%s\n", s_referral[0]);
-    fclose(file);
+    asy_test_write_lines(dir, "referral", s_referral, 1, path);
     s_deliver(config, path);
     int64_t took = 0;
     asy_mbreach_t breach;
@@ -533,18 +530,6 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
     free(db);
 }
 
-/* Writes lines to <dir>/<name>.jsonl; returns the path in path[512]. */
-static void s_lines(const char *dir, const char *name, const char *const *lines, int count,
-                    char path[512])
-{
-    snprintf(path, 512, "%s/%s.jsonl", dir, name);
-    FILE *file = fopen(path, "w");
-    cr_assert_not_null(file);
-    for (int i = 0; i < count; i++)
-        fprintf(file, "%s\n", lines[i]);
-    fclose(file);
-}
-
 /* A contact recorded in time at the site but delivered after the deadline: the breach notice
    announced meanwhile is withdrawn, once, also when the contact arrives while the monitor is
    down. A contact dated after the deadline withdraws nothing. */
@@ -575,7 +560,7 @@ Test(monitor, breach_notice_is_withdrawn_when_an_on_time_event_arrives_late, .ti
     asy_replica_t *replica = s_replica(&centre, true, "");
     char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
     char path[512];
-    s_lines(dir, "referrals", s_withdrawal, 3, path);
+    asy_test_write_lines(dir, "referrals", s_withdrawal, 3, path);
     s_deliver(config, path);
     atomic_store(&s_now_us, s_utc(2026, 6, 4, 23, 0, 0)); /* contact deadline Thu 4 June over */
     int64_t took = 0;
@@ -586,7 +571,7 @@ Test(monitor, breach_notice_is_withdrawn_when_an_on_time_event_arrives_late, .ti
     }
 
     atomic_store(&s_now_us, s_utc(2026, 6, 5, 12, 0, 0));
-    s_lines(dir, "contacts", s_withdrawal + 3, 2, path);
+    asy_test_write_lines(dir, "contacts", s_withdrawal + 3, 2, path);
     s_deliver(config, path);
     cr_assert_eq(s_wait_breach(replica, 5000, &took, &breach), ASY_BREACH_CONTACT);
     cr_assert(breach.withdrawn, "the notice of W-1 is withdrawn");
@@ -612,7 +597,7 @@ Test(monitor, breach_notice_is_withdrawn_when_an_on_time_event_arrives_late, .ti
         asy_ingest_wait_ready(alone.ingest, 60000, &alone.ingest_endpoint, error, sizeof error), 0,
         "%s", error);
     char *config2 = asy_test_agent_config(dir, "ward-a", "ward-a", alone.ingest_endpoint);
-    s_lines(dir, "late", s_withdrawal + 5, 1, path);
+    asy_test_write_lines(dir, "late", s_withdrawal + 5, 1, path);
     s_deliver(config2, path);
     s_centre_stop(&alone);
     s_centre_start(&centre, db);
@@ -658,11 +643,9 @@ Test(monitor, late_arriving_case_is_announced_only_if_still_in_breach_after_the_
     char out[4096];
     /* LATE-2's referral first, alone: its contact and meeting come in a later batch */
     for (int part = 0; part < 2; part++) {
-        snprintf(path, sizeof path, "%s/late-%d.jsonl", dir, part);
-        FILE *file = fopen(path, "w");
-        for (int i = part ? 2 : 0; i < (part ? 4 : 2); i++)
-            fprintf(file, "%s\n", s_late[i]);
-        fclose(file);
+        char name[16];
+        snprintf(name, sizeof name, "late-%d", part);
+        asy_test_write_lines(dir, name, s_late + 2 * part, 2, path);
         cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "submit", path, NULL), 0,
                      "%s", out);
         cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "run", "--until-drained",

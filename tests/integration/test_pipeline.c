@@ -247,19 +247,6 @@ Test(pipeline, agent_behind_a_restored_centre_resumes_after_reissue, .timeout = 
     free(db);
 }
 
-/* Writes lines to <dir>/<name>.jsonl and returns the path (caller frees). */
-static char *s_write_lines(const char *dir, const char *name, const char *const *lines, int count)
-{
-    char *path = malloc(512);
-    snprintf(path, 512, "%s/%s.jsonl", dir, name);
-    FILE *file = fopen(path, "w");
-    cr_assert_not_null(file);
-    for (int i = 0; i < count; i++)
-        fprintf(file, "%s\n", lines[i]);
-    fclose(file);
-    return path;
-}
-
 Test(pipeline, no_raw_identifier_reaches_the_centre, .timeout = 300)
 {
     char *db = asy_test_create_database();
@@ -273,7 +260,8 @@ Test(pipeline, no_raw_identifier_reaches_the_centre, .timeout = 300)
         "{\"personRef\":\"LOCAL-PERSON-77\",\"caseRef\":\"CASE-RAW-0042\",\"occurredAt\":\"2026-03-03T10:00:00Z\","
         "\"contactMade\":{\"channel\":\"CHANNEL_PHONE\"}}",
     };
-    char *path = s_write_lines(dir, "ids", lines, 2);
+    char path[512];
+    asy_test_write_lines(dir, "ids", lines, 2, path);
     char out[4096];
     cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "submit", path, NULL), 0, "%s", out);
     cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
@@ -294,7 +282,6 @@ Test(pipeline, no_raw_identifier_reaches_the_centre, .timeout = 300)
     /* the same case reference gives one case at the centre */
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT case_id) FROM event"), 1);
     PQfinish(pg);
-    free(path);
     free(config);
     free(dir);
     free(db);
@@ -332,8 +319,9 @@ static char *s_deliver(bool ward_first, bool reversed, char **db_out)
         ward_lines[i] = s_ward_lines[reversed ? 2 - i : i];
     for (int i = 0; i < 4; i++)
         office_lines[i] = s_office_lines[reversed ? 3 - i : i];
-    char *ward_file = s_write_lines(dir, "ward", ward_lines, 3);
-    char *office_file = s_write_lines(dir, "office", office_lines, 4);
+    char ward_file[512], office_file[512];
+    asy_test_write_lines(dir, "ward", ward_lines, 3, ward_file);
+    asy_test_write_lines(dir, "office", office_lines, 4, office_file);
     char out[4096];
     for (int step = 0; step < 2; step++) {
         bool ward_now = (step == 0) == ward_first;
@@ -351,8 +339,6 @@ static char *s_deliver(bool ward_first, bool reversed, char **db_out)
     PQclear(res);
     asy_test_check_case_state(pg);
     PQfinish(pg);
-    free(ward_file);
-    free(office_file);
     free(ward);
     free(office);
     free(dir);

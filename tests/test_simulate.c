@@ -380,6 +380,18 @@ Test(simulate, sigterm_commits_and_exits_zero)
               (unsigned long long)scan.count);
 }
 
+/* Every "occurredAt" in the JSON lines EVENTS is at or after START (RFC 3339, UTC, so that
+   text order is time order). */
+static void s_assert_none_before(const char *events, const char *start)
+{
+    static const char key[] = "\"occurredAt\":\"";
+    int seen = 0;
+    for (const char *at = strstr(events, key); at; at = strstr(at + 1, key), seen++)
+        cr_assert_geq(strncmp(at + sizeof key - 1, start, strlen(start)), 0,
+                      "an event before %s: %.60s", start, at);
+    cr_assert_gt(seen, 0);
+}
+
 Test(simulate, usage_and_parameter_errors)
 {
     cr_assert_eq(s_simulate("out", "--seed", "1", NULL), 2);
@@ -414,6 +426,22 @@ Test(simulate, usage_and_parameter_errors)
     char day[16];
     strftime(day, sizeof day, "%Y-%m-%dT2", &tm);
     cr_assert(strstr(events, day), "events from 22:00 on: %.200s", events);
+    strftime(start, sizeof start, "%Y-%m-%dT22:00:00Z", &tm);
+    s_assert_none_before(events, start);
+    free(events);
+    /* nor does a community referral whose office hours began before the start: from noon
+       on a Wednesday a week or more ago */
+    gmtime_r(&yesterday, &tm);
+    time_t wednesday = yesterday - (time_t)(7 + (tm.tm_wday + 7 - 3) % 7) * 86400;
+    gmtime_r(&wednesday, &tm);
+    cr_assert_eq(tm.tm_wday, 3);
+    strftime(start, sizeof start, "%Y-%m-%dT12:00Z", &tm);
+    cr_assert_eq(s_simulate("noon.jsonl", "--events", "5", "--service", "community", "--start",
+                            start, "--json", NULL),
+                 0);
+    events = s_output("noon.jsonl");
+    strftime(start, sizeof start, "%Y-%m-%dT12:00:00Z", &tm);
+    s_assert_none_before(events, start);
     free(events);
 
     /* a parameters file without one figure: the message names the key */

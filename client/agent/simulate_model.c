@@ -576,7 +576,11 @@ static void s_build_community(asy_sim_t *sim, asy_sim_case_t *c, int64_t t0,
                               const asy_sim_case_t *earlier)
 {
     s_person(sim, c, &sim->p->community, false, earlier);
+    /* received in the office hours that follow the arrival: never before it, so that no
+       event precedes --start (an evening arrival waits for the next working day) */
     int64_t received = s_working(sim, t0, 0);
+    if (received - 600 < t0)
+        received = s_working(sim, t0, 1);
     s_add(c, received - 600, ASY_KIND_PERSON_PROFILE_RECORDED);
     s_build_advocacy(sim, c, received, INT64_MAX);
 }

@@ -19,13 +19,15 @@
     Baselines named by the issue (2 cores): (b) about 5,000 rows/s, (c) about 200,000 rows/s.
     Targets: ratio_copy = a/c >= 0.6, ack_p99_ms < 20.
 
-    Usage: bench_ingest [EVENTS_PER_AGENT (default 50000) | latency]  with ASY_TEST_DATABASE set
+    Usage: bench_ingest [drain] [EVENTS_PER_AGENT (default 50000)] | latency   with
+    ASY_TEST_DATABASE set; `drain` runs (a) alone (to profile it), `latency` the latency alone
     (tests/bench/run starts a private cluster and sets it).  */
 #include "agent.h"
 #include "harness.h"
 #include "outbox.h"
 #include "store.h"
 
+#include <dirent.h>
 #include <endian.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,7 +63,57 @@ static void s_exec(PGconn *pg, const char *sql)
     PQclear(res);
 }
 
-/* (a): returns events/s */
+/* CPU seconds (user + system) one process has used so far, from /proc; 0 if it is gone. */
+static double s_cpu_seconds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return 0;
+    char line[1024];
+    double seconds = 0;
+    if (fgets(line, sizeof line, file)) {
+        const char *after = strrchr(line, ')'); /* the name may hold spaces */
+        unsigned long long utime = 0, stime = 0;
+        if (after && sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &utime, &stime) == 2)
+            seconds = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    }
+    fclose(file);
+    return seconds;
+}
+
+/* CPU seconds of every process named "postgres" (the cluster's server and backends). */
+static double s_postgres_cpu_seconds(void)
+{
+    double seconds = 0;
+    DIR *proc = opendir("/proc");
+    for (struct dirent *entry; proc && (entry = readdir(proc));) {
+        pid_t pid = (pid_t)atoi(entry->d_name);
+        char path[64], name[64] = "";
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+        FILE *file = pid > 0 ? fopen(path, "r") : NULL;
+        if (!file)
+            continue;
+        if (fgets(name, sizeof name, file) && strncmp(name, "postgres", 8) == 0)
+            seconds += s_cpu_seconds(pid);
+        fclose(file);
+    }
+    if (proc)
+        closedir(proc);
+    return seconds;
+}
+
+static double s_children_cpu_seconds(void)
+{
+    struct rusage usage;
+    getrusage(RUSAGE_CHILDREN, &usage);
+    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 +
+           (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6;
+}
+
+/* (a): returns events/s, and prints where the CPU time of the drain went */
 static double s_broker_drain(const char *db, const char *dir, long per_agent)
 {
     char endpoint[128];
@@ -81,6 +134,9 @@ static double s_broker_drain(const char *db, const char *dir, long per_agent)
         }
     }
     pid_t agent[4];
+    double agents_before = s_children_cpu_seconds();
+    double broker_before = s_cpu_seconds(broker);
+    double postgres_before = s_postgres_cpu_seconds();
     int64_t start = asy_test_now_ms();
     for (int i = 0; i < 4; i++) {
         char name[32];
@@ -93,6 +149,12 @@ static double s_broker_drain(const char *db, const char *dir, long per_agent)
             exit(1);
         }
     double seconds = (double)(asy_test_now_ms() - start) / 1000.0;
+    double broker_cpu = s_cpu_seconds(broker) - broker_before;
+    double postgres_cpu = s_postgres_cpu_seconds() - postgres_before;
+    double agents_cpu = s_children_cpu_seconds() - agents_before;
+    printf("(a) CPU in the drain (%.2f s wall, %ld cores): agents %.2f s, broker %.2f s, "
+           "PostgreSQL %.2f s\n",
+           seconds, sysconf(_SC_NPROCESSORS_ONLN), agents_cpu, broker_cpu, postgres_cpu);
     asy_test_stop(broker, SIGTERM, 20000);
     return (double)(4 * per_agent) / seconds;
 }
@@ -405,15 +467,22 @@ int main(int argc, char **argv)
         printf("submit->ack latency at 1,000 events/s for 10 s: p50 %.2f ms, p99 %.2f ms\n", p50, p99);
         return 0;
     }
+    bool drain_only = argc > 1 && strcmp(argv[1], "drain") == 0;
+    if (drain_only) {
+        argc--;
+        argv++;
+    }
     long per_agent = argc > 1 ? atol(argv[1]) : 50000;
     if (per_agent <= 0) {
-        fprintf(stderr, "usage: bench_ingest [EVENTS_PER_AGENT]\n");
+        fprintf(stderr, "usage: bench_ingest [drain] [EVENTS_PER_AGENT] | latency\n");
         return 2;
     }
     char *dir = asy_test_tmpdir();
     char *db_a = asy_test_create_database();
     double broker_eps = s_broker_drain(db_a, dir, per_agent);
     printf("(a) broker: %ld events from 4 agents: %.0f events/s\n", 4 * per_agent, broker_eps);
+    if (drain_only)
+        return 0;
 
     char *db_c = asy_test_create_database();
     {   /* the same schema: let the broker migrate it, then stop */

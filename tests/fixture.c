@@ -1,6 +1,7 @@
 /*  fixture.c: the fixture of the agent command tests. See fixture.h.  */
 #include "fixture.h"
 
+#include "harness.h"
 #include "pseudonym.h"
 
 #include <criterion/criterion.h>
@@ -14,8 +15,9 @@
 
 void asy_fixture_setup(asy_fixture_t *self, const asy_fixture_spec_t *spec)
 {
-    snprintf(self->dir, sizeof self->dir, "/tmp/asy-test-%s-XXXXXX", spec->name);
-    cr_assert_not_null(mkdtemp(self->dir));
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "asy-test-%s", spec->name);
+    asy_test_mkdtemp(self->dir, sizeof self->dir, prefix);
     asy_agent_config_t *config = &self->config;
     memset(config, 0, sizeof *config);
     snprintf(config->agent_id, sizeof config->agent_id, "%s", spec->agent_id);

@@ -7,6 +7,7 @@
 #include "agent.h"
 #include "codec.h"
 #include "forward.h"
+#include "harness.h"
 #include "outbox.h"
 
 #include <criterion/criterion.h>
@@ -29,14 +30,13 @@
 #define S_SITE "site-north"
 #define S_EXIT_LEAK 99
 
-static char s_dir[64];
-static char s_outbox_path[128];
+static char s_dir[256];
+static char s_outbox_path[512];
 static pid_t s_child;
 
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/asy-forward-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    asy_test_mkdtemp(s_dir, sizeof s_dir, "asy-forward");
     snprintf(s_outbox_path, sizeof s_outbox_path, "%s/outbox.db", s_dir);
     s_child = 0;
 }

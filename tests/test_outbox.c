@@ -1,5 +1,6 @@
 /*  test_outbox.c: the agent's SQLite outbox: numbering, reading, acknowledging, duplicates,
     durability across reopen, two writers on one file.  */
+#include "harness.h"
 #include "outbox.h"
 
 #include <criterion/criterion.h>
@@ -18,8 +19,7 @@ static char s_path[512];
 
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-outbox-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    asy_test_mkdtemp(s_dir, sizeof s_dir, "asy-test-outbox");
     snprintf(s_path, sizeof s_path, "%s/agent.outbox.db", s_dir);
 }
 

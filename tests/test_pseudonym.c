@@ -1,4 +1,5 @@
 /*  test_pseudonym.c: keyed pseudonyms, NHS number checks, key files, asy_pseudonym_apply.  */
+#include "harness.h"
 #include "pseudonym.h"
 
 #include <criterion/criterion.h>
@@ -13,8 +14,7 @@ static char s_dir[256];
 
 static void s_setup(void)
 {
-    snprintf(s_dir, sizeof s_dir, "/tmp/asy-test-pseudonym-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    asy_test_mkdtemp(s_dir, sizeof s_dir, "asy-test-pseudonym");
 }
 
 static void s_teardown(void)

@@ -138,12 +138,21 @@ char *asy_test_create_database(void)
     return conninfo;
 }
 
+void asy_test_mkdtemp(char *path, size_t size, const char *prefix)
+{
+    const char *tmp = getenv("TMPDIR");
+    int length = snprintf(path, size, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+    cr_assert(length > 0 && (size_t)length < size, "temporary path too long: %s", path);
+    cr_assert_not_null(mkdtemp(path), "mkdtemp %s: %s", path, strerror(errno));
+}
+
 char *asy_test_tmpdir(void)
 {
-    char *path = strdup("/tmp/asy-test-XXXXXX");
-    cr_assert_not_null(path);
-    cr_assert_not_null(mkdtemp(path), "mkdtemp: %s", strerror(errno));
-    return path;
+    char path[512];
+    asy_test_mkdtemp(path, sizeof path, "asy-test");
+    char *copy = strdup(path);
+    cr_assert_not_null(copy);
+    return copy;
 }
 
 void asy_test_write_lines(const char *dir, const char *name, const char *const *lines, int count,

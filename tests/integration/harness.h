@@ -32,8 +32,13 @@ void asy_test_drop_database(const char *conninfo);
 /* Runs a statement; fails the test on error. */
 void asy_test_pg_exec(PGconn *pg, const char *sql);
 
-/* A new private directory under /tmp (caller frees the returned path). */
+/* A new private directory $TMPDIR/asy-test-XXXXXX ($TMPDIR: /tmp when unset; ./deploy/test
+   gives each run its own and removes it when every test passed). Caller frees the path. */
 char *asy_test_tmpdir(void);
+
+/* Makes a new private directory $TMPDIR/<prefix>-XXXXXX; its path into path[size]. Fails the
+   test if it cannot. */
+void asy_test_mkdtemp(char *path, size_t size, const char *prefix);
 
 /* Writes lines (one per line) to <dir>/<name>.jsonl; its path into path[512]. */
 void asy_test_write_lines(const char *dir, const char *name, const char *const *lines, int count,

@@ -11,16 +11,24 @@
 
 #define S_SECONDS_PER_DAY 86400
 #define S_MAX_RULE_HOLIDAYS 12
+#define S_TABLE_FIRST_YEAR 1990 /* working days of these years are kept as bits */
+#define S_TABLE_LAST_YEAR 2099
 
 typedef struct {
     asy_date_t date;
     asy_holiday_change_t change;
 } s_entry_t;
 
+/* The deadlines of every case row walk working days one by one, so the working days of
+   S_TABLE_FIRST_YEAR..S_TABLE_LAST_YEAR are kept as one bit a day (about 5 KB), made at
+   asy_calendar_new and kept true by asy_calendar_add; dates outside the table are worked out
+   from the rules and the entries as they are asked for. */
 struct _asy_calendar_t {
     s_entry_t *entries; /* sorted by date, one per date */
     size_t count;
     size_t capacity;
+    asy_date_t table_first, table_end; /* [first, end) */
+    uint64_t *working;                 /* bit (date - table_first): a working day */
 };
 
 /* Moved and one-off bank holidays since the 1971 Act (gov.uk lists; domain.md (e)). A move is
@@ -303,6 +311,52 @@ static size_t s_rule_holidays(int year, asy_date_t out[S_MAX_RULE_HOLIDAYS])
 /* ----------------------------------------------------------------------------------------------
    The calendar object */
 
+static bool s_in_table(const asy_calendar_t *self, asy_date_t date)
+{
+    return date >= self->table_first && date < self->table_end;
+}
+
+static void s_table_set(asy_calendar_t *self, asy_date_t date, bool working)
+{
+    size_t bit = (size_t)(date - self->table_first);
+    if (working)
+        self->working[bit / 64] |= UINT64_C(1) << (bit % 64);
+    else
+        self->working[bit / 64] &= ~(UINT64_C(1) << (bit % 64));
+}
+
+static bool s_table_get(const asy_calendar_t *self, asy_date_t date)
+{
+    size_t bit = (size_t)(date - self->table_first);
+    return (self->working[bit / 64] >> (bit % 64)) & 1;
+}
+
+/* An entry decides its date whatever the rules say. */
+static void s_table_note(asy_calendar_t *self, asy_date_t date, asy_holiday_change_t change)
+{
+    if (s_in_table(self, date))
+        s_table_set(self, date, !s_is_weekend(date) && change == ASY_HOLIDAY_REMOVED);
+}
+
+/* The table from the rules alone (asy_calendar_new adds the built-in entries after). */
+static int s_table_build(asy_calendar_t *self)
+{
+    self->table_first = s_days(S_TABLE_FIRST_YEAR, 1, 1);
+    self->table_end = s_days(S_TABLE_LAST_YEAR + 1, 1, 1);
+    size_t days = (size_t)(self->table_end - self->table_first);
+    self->working = calloc((days + 63) / 64, sizeof *self->working);
+    if (!self->working)
+        return ASY_ENOMEM;
+    for (int year = S_TABLE_FIRST_YEAR; year <= S_TABLE_LAST_YEAR; year++) {
+        asy_date_t rules[S_MAX_RULE_HOLIDAYS];
+        size_t count = s_rule_holidays(year, rules);
+        for (asy_date_t date = s_days(year, 1, 1); date < s_days(year + 1, 1, 1); date++)
+            if (!s_is_weekend(date) && !s_contains(rules, count, date))
+                s_table_set(self, date, true);
+    }
+    return 0;
+}
+
 /* Index of the entry for date, or of where it would go (and *found false). */
 static size_t s_find(const asy_calendar_t *self, asy_date_t date, bool *found)
 {
@@ -323,6 +377,10 @@ asy_calendar_t *asy_calendar_new(void)
     asy_calendar_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    if (s_table_build(self) != 0) {
+        free(self);
+        return NULL;
+    }
     for (size_t i = 0; i < sizeof S_BUILTIN / sizeof S_BUILTIN[0]; i++) {
         asy_date_t date = s_days(S_BUILTIN[i].year, S_BUILTIN[i].month, S_BUILTIN[i].day);
         if (asy_calendar_add(self, date, S_BUILTIN[i].change) != 0) {
@@ -338,6 +396,7 @@ void asy_calendar_destroy(asy_calendar_t **self_p)
     if (!self_p || !*self_p)
         return;
     free((*self_p)->entries);
+    free((*self_p)->working);
     free(*self_p);
     *self_p = NULL;
 }
@@ -352,6 +411,7 @@ int asy_calendar_add(asy_calendar_t *self, asy_date_t date, asy_holiday_change_t
     size_t at = s_find(self, date, &found);
     if (found) {
         self->entries[at].change = change;
+        s_table_note(self, date, change);
         return 0;
     }
     if (self->count == self->capacity) {
@@ -365,6 +425,7 @@ int asy_calendar_add(asy_calendar_t *self, asy_date_t date, asy_holiday_change_t
     memmove(self->entries + at + 1, self->entries + at, (self->count - at) * sizeof(s_entry_t));
     self->entries[at] = (s_entry_t){date, change};
     self->count++;
+    s_table_note(self, date, change);
     return 0;
 }
 
@@ -399,6 +460,8 @@ static bool s_holiday(s_cursor_t *cursor, asy_date_t date)
 
 static bool s_working(s_cursor_t *cursor, asy_date_t date)
 {
+    if (s_in_table(cursor->calendar, date))
+        return s_table_get(cursor->calendar, date);
     return !s_is_weekend(date) && !s_holiday(cursor, date);
 }
 
@@ -410,8 +473,9 @@ bool asy_calendar_is_holiday(const asy_calendar_t *self, asy_date_t date)
 
 bool asy_calendar_is_working_day(const asy_calendar_t *self, asy_date_t date)
 {
+    /* from the rules and entries, not the table: the tests hold one against the other */
     s_cursor_t cursor = s_cursor(self);
-    return s_working(&cursor, date);
+    return !s_is_weekend(date) && !s_holiday(&cursor, date);
 }
 
 size_t asy_calendar_holidays(const asy_calendar_t *self, int year, asy_date_t *out, size_t capacity)

@@ -257,6 +257,52 @@ Test(calendar, many_run_time_entries)
     cr_assert_not(asy_calendar_is_holiday(s_calendar, s_date("2022-05-30")));
 }
 
+/* The working-day walks agree, day by day, with is_working_day (which asks the rules and the
+   entries): from 1985 to 2105, across the ends of the kept years (1990-2099), also after
+   run-time changes inside and outside them. */
+static void s_assert_walks_agree(void)
+{
+    for (asy_date_t date = s_date("1985-01-01"); date < s_date("2105-01-01"); date++) {
+        asy_date_t next = date + 1;
+        while (!asy_calendar_is_working_day(s_calendar, next))
+            next++;
+        asy_date_t start = date;
+        while (!asy_calendar_is_working_day(s_calendar, start))
+            start++;
+        char text[ASY_DATE_TEXT];
+        cr_assert_eq(asy_calendar_next_working_day(s_calendar, date), start, "%s",
+                     asy_date_format(date, text));
+        cr_assert_eq(asy_calendar_nth_working_day_after(s_calendar, date, 1), next, "%s",
+                     asy_date_format(date, text));
+        /* from a working day, one more working day is the next one */
+        if (start == date)
+            cr_assert_eq(asy_calendar_add_working_days(s_calendar, date, 1), next, "%s",
+                         asy_date_format(date, text));
+        asy_date_t after_start = start + 1;
+        while (!asy_calendar_is_working_day(s_calendar, after_start))
+            after_start++;
+        cr_assert_eq(asy_calendar_working_days_between(s_calendar, start, after_start), 1, "%s",
+                     asy_date_format(date, text));
+        cr_assert_eq(asy_calendar_working_days_between(s_calendar, date, after_start - 1), 0, "%s",
+                     asy_date_format(date, text));
+    }
+}
+
+Test(calendar, working_day_walks_agree_with_the_rules)
+{
+    s_assert_walks_agree();
+    const char *changes[] = {"1989-12-29", "1990-01-02", "2024-07-05",
+                             "2099-12-31", "2100-01-04", "1995-05-08"};
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++)
+        cr_assert_eq(asy_calendar_add(s_calendar, s_date(changes[i]), ASY_HOLIDAY_ADDED), 0);
+    cr_assert_eq(asy_calendar_add(s_calendar, s_date("2026-12-28"), ASY_HOLIDAY_REMOVED), 0);
+    cr_assert_eq(asy_calendar_add(s_calendar, s_date("1990-01-02"), ASY_HOLIDAY_REMOVED), 0);
+    s_assert_walks_agree();
+    cr_assert_not(asy_calendar_is_working_day(s_calendar, s_date("2024-07-05")));
+    s_assert_date(asy_calendar_add_working_days(s_calendar, s_date("2024-07-04"), 1), "2024-07-08");
+    s_assert_date(asy_calendar_add_working_days(s_calendar, s_date("2026-12-24"), 1), "2026-12-28");
+}
+
 Test(calendar, destroy_is_idempotent)
 {
     asy_calendar_t *calendar = asy_calendar_new();

@@ -249,6 +249,50 @@ Test(import, bad_rows_are_named_and_good_rows_stored)
     free(stored);
 }
 
+Test(import, encodings_and_repeated_headers_are_named)
+{
+    const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
+    /* a Windows-1252 cell ("Café Zoë"): the row is refused with the byte, the others stored */
+    const char *csv = s_write("w1252.csv", "Case No,NHS No,Received,Service,Why,Referrer\n"
+                                           "C-1,,15/07/2026 14:30,IMHA,,Caf\xe9 Zo\xeb\n"
+                                           "C-2,,15/07/2026 14:30,IMHA,,Caf\xc3\xa9\n");
+    asy_fixture_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n", "%s", result.err);
+    char expected[1024];
+    snprintf(expected, sizeof expected,
+             "%s:2: column \"Referrer\": not UTF-8 text (byte 4 is 0xE9): save the export as "
+             "CSV UTF-8",
+             csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+
+    /* the same header twice: which one the mapping means is not guessed */
+    csv = s_write("twice.csv", "Case No,NHS No,Received,Service,Why,case no\n"
+                               "C-1,,15/07/2026 14:30,IMHA,,C-9\n");
+    result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 1, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, "the header row has column \"Case No\" twice (columns 1 and 6)"),
+              "%s", result.err);
+
+    /* Excel's "Unicode text" (UTF-16 with a byte order mark) */
+    char path[512];
+    snprintf(path, sizeof path, "%s/utf16.csv", s_fixture.dir);
+    static const char utf16[] = "\xff\xfe"
+                                "C\0a\0s\0e\0 \0N\0o\0,\0"
+                                "\n\0";
+    FILE *file = fopen(path, "wb");
+    cr_assert_not_null(file);
+    fwrite(utf16, 1, sizeof utf16 - 1, file);
+    fclose(file);
+    result = s_import(mapping, path);
+    cr_assert_eq(result.code, 1, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, "the file is UTF-16"), "%s", result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 1, "nothing more was stored");
+    free(stored->json[0]);
+    free(stored);
+}
+
 Test(import, kind_column_picks_the_body_and_iso_times_keep_their_zone)
 {
     const char *mapping = s_write("events.cfg", "import\n"

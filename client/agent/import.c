@@ -523,12 +523,31 @@ static const char *s_translate(const s_column_t *column, const char *value, bool
     return NULL;
 }
 
+/* Says which byte of a cell is not UTF-8: exports from older case systems are often in
+   Windows-1252 ("Café" as 43 61 66 E9). */
+static void s_not_utf8(const char *header, const char *text, char *error, size_t error_size)
+{
+    /* the longest valid prefix ends just before the offending byte */
+    size_t good = 0, length = strlen(text);
+    for (size_t end = 1; end <= length; end++)
+        if (asy_json_utf8_valid(text, end))
+            good = end;
+    asy_set_error(error, error_size,
+                  "column \"%s\": not UTF-8 text (byte %zu is 0x%02X): save the export as "
+                  "CSV UTF-8",
+                  header, good + 1, (unsigned char)text[good]);
+}
+
 /* The JSON value of one (translated) item, or NULL with error set. */
 static json_t *s_convert(const s_column_t *column, const char *text, char *error, size_t error_size)
 {
     s_datetime_t time;
     switch (column->type) {
     case S_TEXT:
+        if (!asy_json_utf8_valid(text, strlen(text))) {
+            s_not_utf8(column->header, text, error, error_size);
+            return NULL;
+        }
         return json_string(text);
     case S_DATETIME:
     case S_DATE:
@@ -729,8 +748,21 @@ static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t h
 /* Finds each mapped column in the header row. Returns 0 or ASY_EINVAL with error set. */
 static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, size_t error_size)
 {
+    const char *first = csv->count > 0 ? asy_csv_field(csv, 0) : "";
+    if (!strncmp(first, "\xFF\xFE", 2) || !strncmp(first, "\xFE\xFF", 2)) {
+        asy_set_error(error, error_size,
+                      "the file is UTF-16 (Excel's \"Unicode text\"): save it as CSV UTF-8");
+        return ASY_EINVAL;
+    }
     for (size_t i = 0; i < csv->count; i++) {
         char *name = s_trim(asy_csv_field(csv, i));
+        if (!asy_json_utf8_valid(name, strlen(name))) {
+            asy_set_error(error, error_size,
+                          "the header row is not UTF-8 text (column %zu): save the export as "
+                          "CSV UTF-8",
+                          i + 1);
+            return ASY_EINVAL;
+        }
         if (i == 0 && !strncmp(name, "\xEF\xBB\xBF", 3)) {
             /* a UTF-8 byte order mark; it hid an opening quote from the reader */
             memmove(name, name + 3, strlen(name + 3) + 1);
@@ -750,6 +782,14 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
         for (size_t i = 0; i < csv->count && column->index < 0; i++)
             if (!strcasecmp(s_trim(asy_csv_field(csv, i)), column->header))
                 column->index = (int)i;
+        for (size_t i = column->index + 1; column->index >= 0 && i < csv->count; i++)
+            if (!strcasecmp(s_trim(asy_csv_field(csv, i)), column->header)) {
+                asy_set_error(error, error_size,
+                              "the header row has column \"%s\" twice (columns %d and %zu): "
+                              "which one the mapping means cannot be told",
+                              column->header, column->index + 1, i + 1);
+                return ASY_EINVAL;
+            }
         if (column->index < 0) {
             asy_set_error(error, error_size,
                      "the header row has no column \"%s\" (mapping column "

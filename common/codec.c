@@ -242,10 +242,46 @@ bool asy_uuid_valid(const char *text)
     return true;
 }
 
+bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size)
+{
+    char ignored[8];
+    if (!why) {
+        why = ignored;
+        why_size = sizeof ignored;
+    }
+    if (!text || (strncmp(text, "tcp://", 6) != 0 && strncmp(text, "ipc://", 6) != 0)) {
+        snprintf(why, why_size, "must start with tcp:// or ipc://");
+        return false;
+    }
+    if (strncmp(text, "ipc://", 6) == 0) {
+        if (!text[6])
+            snprintf(why, why_size, "needs a path after ipc://");
+        return text[6] != '\0';
+    }
+    /* tcp://[SOURCE;]HOST:PORT: libzmq would take a port of 99999 modulo 65536, or 5570x
+       as 5570, and a missing host as a lookup that fails on every attempt */
+    const char *address = strrchr(text, ';') ? strrchr(text, ';') + 1 : text + 6;
+    const char *colon = strrchr(address, ':');
+    if (!colon || colon == address) {
+        snprintf(why, why_size, "needs a host and a port (tcp://HOST:PORT)");
+        return false;
+    }
+    const char *port = colon + 1;
+    if (bind && (strcmp(port, "*") == 0 || strcmp(port, "0") == 0))
+        return true;
+    size_t digits = strspn(port, "0123456789");
+    long number = digits > 0 && digits <= 5 && !port[digits] ? strtol(port, NULL, 10) : -1;
+    if (number < 1 || number > 65535) {
+        snprintf(why, why_size, "has port \"%s\", not a number 1..65535%s", port,
+                 bind ? " (or * for any free port)" : "");
+        return false;
+    }
+    return true;
+}
+
 bool asy_endpoint_valid(const char *text)
 {
-    return text && ((strncmp(text, "tcp://", 6) == 0 && text[6]) ||
-                    (strncmp(text, "ipc://", 6) == 0 && text[6]));
+    return asy_endpoint_check(text, false, NULL, 0);
 }
 
 bool asy_id_valid(const char *text)

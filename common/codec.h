@@ -193,9 +193,13 @@ void asy_uuid_format(const uint8_t bytes[16], char out[ASY_UUID_TEXT + 1]);
 bool asy_uuid_valid(const char *text);
 /* True if text is [A-Za-z0-9._-]{1,64}. */
 bool asy_id_valid(const char *text);
-/* True if text is a ZeroMQ endpoint these programs connect to: tcp://... or ipc://..., with
-   something after the scheme. */
+/* True if text is a ZeroMQ endpoint these programs connect to: tcp://HOST:PORT (HOST not
+   empty, PORT 1..65535) or ipc://PATH. asy_endpoint_check(text, false, ...). */
 bool asy_endpoint_valid(const char *text);
+/* Checks an endpoint to connect to (bind false) or to bind (bind true: the port may also be
+   * or 0, any free port, and the host *, every interface). True if valid; otherwise false
+   with what is wrong in why (e.g. "port 99999 is not 1..65535"), if why is not NULL. */
+bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size);
 /* True if text is exactly 64 lowercase hex digits. */
 bool asy_pseudonym_valid(const char *text);
 

@@ -1,6 +1,7 @@
 /*  broker_options.c: advsyncd's flags and config file. See broker_options.h.  */
 #include "broker_options.h"
 
+#include "codec.h"
 #include "ingest.h"
 #include "log.h"
 #include "monitor.h"
@@ -8,11 +9,12 @@
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
+#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { S_TEXT, S_NUMBER, S_LEVEL, S_SWITCH } s_kind_t;
+typedef enum { S_TEXT, S_NUMBER, S_LEVEL, S_SWITCH, S_BIND, S_CONNINFO } s_kind_t;
 
 typedef struct {
     const char *flag;     /* long flag without "--" */
@@ -29,9 +31,9 @@ typedef struct {
 static const s_spec_t s_specs[ASY_OPT_COUNT] = {
     [ASY_OPT_CONFIG] = {"config", NULL, NULL, S_TEXT, 0, 0,
                         "zconfig file (sections broker and monitor; keys as below)"},
-    [ASY_OPT_INGEST] = {"ingest", "broker/ingest", "tcp://127.0.0.1:5570", S_TEXT, 0, 0,
+    [ASY_OPT_INGEST] = {"ingest", "broker/ingest", "tcp://127.0.0.1:5570", S_BIND, 0, 0,
                         "bind the agents' ROUTER here (:* = any port)"},
-    [ASY_OPT_DATABASE] = {"database", "broker/database", "dbname=advsync", S_TEXT, 0, 0,
+    [ASY_OPT_DATABASE] = {"database", "broker/database", "dbname=advsync", S_CONNINFO, 0, 0,
                           "libpq conninfo of the system of record"},
     [ASY_OPT_ENDPOINT_FILE] = {"endpoint-file", NULL, NULL, S_TEXT, 0, 0,
                                "write the bound endpoints there once listening"},
@@ -42,17 +44,17 @@ static const s_spec_t s_specs[ASY_OPT_COUNT] = {
                          "ingest workers, each with its own database connection"},
     [ASY_OPT_MONITOR] = {"monitor", "monitor/enabled", "on", S_SWITCH, 0, 0,
                          "on or off: the live monitor and its streams"},
-    [ASY_OPT_MONITOR_PUBLIC] = {"monitor-public", "monitor/public", ASY_MONITOR_PUBLIC, S_TEXT, 0,
+    [ASY_OPT_MONITOR_PUBLIC] = {"monitor-public", "monitor/public", ASY_MONITOR_PUBLIC, S_BIND, 0,
                                 0, "public stream (disclosure-controlled) XPUB"},
     [ASY_OPT_MONITOR_PUBLIC_SNAPSHOT] = {"monitor-public-snapshot", "monitor/public_snapshot",
-                                         ASY_MONITOR_PUBLIC_SNAPSHOT, S_TEXT, 0, 0,
+                                         ASY_MONITOR_PUBLIC_SNAPSHOT, S_BIND, 0, 0,
                                          "public stream snapshot ROUTER"},
     [ASY_OPT_MONITOR_RESTRICTED] = {"monitor-restricted", "monitor/restricted",
-                                    ASY_MONITOR_RESTRICTED, S_TEXT, 0, 0,
+                                    ASY_MONITOR_RESTRICTED, S_BIND, 0, 0,
                                     "restricted stream (exact figures, breaches) XPUB"},
     [ASY_OPT_MONITOR_RESTRICTED_SNAPSHOT] = {"monitor-restricted-snapshot",
                                              "monitor/restricted_snapshot",
-                                             ASY_MONITOR_RESTRICTED_SNAPSHOT, S_TEXT, 0, 0,
+                                             ASY_MONITOR_RESTRICTED_SNAPSHOT, S_BIND, 0, 0,
                                              "restricted stream snapshot ROUTER"},
     [ASY_OPT_COALESCE_MS] = {"coalesce-ms", "monitor/coalesce_ms", "100", S_NUMBER, 1, 60000,
                              "publish a topic at most this often"},
@@ -116,7 +118,23 @@ static const char *s_check(const s_spec_t *spec, const char *value, char *why, s
             return why;
         }
     }
-    if (spec->kind == S_TEXT && !*value)
+    if (spec->kind == S_BIND && !asy_endpoint_check(value, true, why, size))
+        return why;
+    if (spec->kind == S_CONNINFO) {
+        /* a conninfo that cannot be parsed never will be: said now, not retried forever */
+        char *message = NULL;
+        PQconninfoOption *parsed = PQconninfoParse(value, &message);
+        PQconninfoFree(parsed);
+        if (!parsed) {
+            snprintf(why, size, "is not a libpq conninfo: %s", message ? message : "out of memory");
+            size_t length = strlen(why);
+            if (length > 0 && why[length - 1] == '\n')
+                why[length - 1] = '\0';
+            PQfreemem(message);
+            return why;
+        }
+    }
+    if ((spec->kind == S_TEXT || spec->kind == S_CONNINFO) && !*value)
         return "is empty";
     return NULL;
 }
@@ -152,7 +170,7 @@ static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
             s_usage(stderr);
             return 2;
         }
-        char why[64];
+        char why[256];
         const char *wrong = s_check(&s_specs[option], optarg, why, sizeof why);
         if (wrong) {
             fprintf(stderr, "advsyncd: --%s \"%s\" %s\n", s_specs[option].flag, optarg, wrong);
@@ -199,7 +217,7 @@ static int s_load_config(asy_broker_options_t *options)
             snprintf(key, sizeof key, "%s/%s", zconfig_name(section), zconfig_name(item));
             const char *value = zconfig_value(item);
             int which = s_find_key(key);
-            char why[64];
+            char why[256];
             const char *wrong = which < 0 ? "is not a known key (see advsyncd --help)"
                                 : !value || !*value
                                     ? "has no value"

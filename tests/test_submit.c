@@ -440,6 +440,12 @@ Test(config, errors_name_the_key_or_flag)
         {"agent\n    endpiont = tcp://a:1\n", "agent/endpiont: unknown key"},
         {"agent\n    endpoint = \"centre:5570\"\n", "must start with tcp:// or ipc://"},
         {"agent\n    endpoint = \"tcp://a:1,,tcp://b:1\"\n", "empty endpoint"},
+        {"agent\n    endpoint = \"tcp://centre:99999\"\n",
+         "endpoint \"tcp://centre:99999\" has port \"99999\", not a number 1..65535"},
+        {"agent\n    endpoint = \"tcp://centre:5570x\"\n", "has port \"5570x\""},
+        {"agent\n    endpoint = \"tcp://:\"\n", "needs a host and a port"},
+        {"agent\n    endpoint = \"tcp://centre:*\"\n", "has port \"*\""},
+        {"agent\n    endpoint = \"ipc://\"\n", "needs a path after ipc://"},
         {"other\n    id = x\n", "no `agent` section"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

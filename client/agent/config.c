@@ -77,11 +77,11 @@ static int s_add_endpoints(asy_agent_config_t *config, const char *list, const c
         char *endpoint = config->endpoints[config->endpoint_count++];
         memcpy(endpoint, start, length);
         endpoint[length] = '\0';
-        if (!asy_endpoint_valid(endpoint)) {
+        char why[128];
+        if (!asy_endpoint_check(endpoint, false, why, sizeof why)) {
             asy_set_error(error, error_size,
-                    "%s: endpoint \"%s\" must start with tcp:// or ipc:// (e.g. "
-                    "tcp://centre.example.org:5570)",
-                    where, endpoint);
+                          "%s: endpoint \"%s\" %s (e.g. tcp://centre.example.org:5570)", where,
+                          endpoint, why);
             return ASY_ECONFIG;
         }
         if (!comma)

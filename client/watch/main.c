@@ -153,12 +153,11 @@ static int s_check_args(s_args_t *args)
         return s_bad("--by: '%s' is not a breakdown (PROTOCOL.md 12.3: service, age_band, "
                      "ethnicity_ons, ...; '' for none)",
                      args->by);
-    if (args->publisher && !asy_endpoint_valid(args->publisher))
-        return s_bad("--endpoint: '%s' is not an endpoint: it must start with tcp:// or ipc://",
-                     args->publisher);
-    if (args->snapshot && !asy_endpoint_valid(args->snapshot))
-        return s_bad("--snapshot: '%s' is not an endpoint: it must start with tcp:// or ipc://",
-                     args->snapshot);
+    char why[128];
+    if (args->publisher && !asy_endpoint_check(args->publisher, false, why, sizeof why))
+        return s_bad("--endpoint: '%s' is not an endpoint: it %s", args->publisher, why);
+    if (args->snapshot && !asy_endpoint_check(args->snapshot, false, why, sizeof why))
+        return s_bad("--snapshot: '%s' is not an endpoint: it %s", args->snapshot, why);
     if (args->publisher && !args->snapshot) {
         /* the broker binds each snapshot service on the port after its publisher (defaults
            5571/5572 and 5573/5574, the demo the same): another broker's default would be

@@ -768,6 +768,19 @@ Test(broker, flags_and_config_errors)
     cr_assert_eq(s_advsyncd_said(out, sizeof out, "--breach-grace-ms 0"), 2);
     cr_assert(strstr(out, "--breach-grace-ms \"0\" is not a whole number in 1..86400000"), "%s",
               out);
+    /* endpoints and the conninfo are checked before anything starts: libzmq would bind
+       port 99999 as 34463, and a conninfo that cannot be parsed would be retried forever */
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--ingest tcp://127.0.0.1:99999"), 2);
+    cr_assert(strstr(out, "--ingest \"tcp://127.0.0.1:99999\" has port \"99999\", not a number "
+                          "1..65535"),
+              "%s", out);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--monitor-public tcp://:5571"), 2);
+    cr_assert(strstr(out, "needs a host and a port"), "%s", out);
+    cr_assert_eq(s_advsyncd("--database", "this is not=valid", out, sizeof out), 2);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--database this"), 2);
+    cr_assert(strstr(out, "--database \"this\" is not a libpq conninfo: missing \"=\" after "
+                          "\"this\""),
+              "%s", out);
     cr_assert_eq(s_advsyncd("--help", NULL, out, sizeof out), 0);
     cr_assert(strstr(out, "1..16 (default 2)"), "--workers shows its default: %s", out);
     cr_assert_eq(s_advsyncd("--coalesce-ms", "fast", out, sizeof out), 2);

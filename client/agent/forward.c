@@ -28,6 +28,12 @@
 #define S_REPORT_MS 10000
 #define S_CONTACT_NOTE_MS 1000
 #define S_GAP_PAUSE_MS 5000
+#define S_IDLE_AFTER_MS 1000 /* no new event this long: look for them less often */
+#define S_IDLE_REFRESH_MS 50
+#define S_ACK_RETRY_MIN_MS 100   /* a failed save of an acknowledgement: the first retry */
+#define S_ACK_RETRY_MAX_MS 10000 /* and the slowest */
+#define S_ACK_LOG_EVERY_MS 60000 /* how often a failing save is said again */
+#define S_ACK_GIVE_UP_MS 60000   /* --until-drained: drained at the centre, not in the outbox */
 #define S_IDLE_HEARTBEATS 3
 #define S_MAX_WINDOW 1024u
 /* Room left in a PUBLISH for its header and the tag and length of each event. */
@@ -59,6 +65,11 @@ typedef struct {
     uint64_t last_seq;          /* highest seq in the outbox when last looked at */
     uint64_t acked_seq;         /* highest seq the centre has committed */
     uint64_t unsaved_ack;       /* committed seq not yet recorded in the outbox (0: none) */
+    uint64_t saved_ack;         /* the last one recorded */
+    uint32_t ack_failures;      /* failed attempts to record unsaved_ack in a row */
+    int64_t ack_retry_at;       /* the next attempt, after a failure */
+    int64_t ack_failing_since;
+    int64_t ack_logged_at;
     uint64_t next_seq;          /* next seq to send */
     uint64_t reissue_of_epoch;  /* a re-issued outbox (PROTOCOL.md 5.5): 0, or the old epoch */
     uint64_t reissue_from_seq;
@@ -98,6 +109,7 @@ typedef struct {
     int64_t fill_since;         /* since when a short batch has been waiting; 0 = none */
     int64_t paused_until;       /* RETRY_LATER or an outbox problem */
     int64_t last_refresh;
+    int64_t last_new_event; /* when the outbox last showed a seq not seen before */
     int64_t last_contact_note;
     int64_t next_report;
     int64_t stop_at;            /* 0 = not stopping */
@@ -139,7 +151,20 @@ static void s_refresh(s_forwarder_t *self)
         asy_warn("cannot read the outbox status: %s", asy_outbox_errmsg(self->outbox));
         return;
     }
+    if (status.last_seq != self->last_seq)
+        self->last_new_event = self->now;
     self->last_seq = status.last_seq;
+}
+
+/* How often to look in the outbox for new events: every batch_ms while events come, so that
+   they leave at once; after S_IDLE_AFTER_MS without one, every S_IDLE_REFRESH_MS, so that an
+   idle agent does not query its outbox hundreds of times a second. */
+static int64_t s_refresh_every(const s_forwarder_t *self)
+{
+    int64_t busy = self->batch_ms > 0 ? self->batch_ms : 1;
+    return self->now - self->last_new_event >= S_IDLE_AFTER_MS && busy < S_IDLE_REFRESH_MS
+               ? S_IDLE_REFRESH_MS
+               : busy;
 }
 
 static void s_note_contact(s_forwarder_t *self)
@@ -295,19 +320,39 @@ static uint32_t s_adopt(uint32_t ours, uint32_t theirs)
     return theirs != 0 && theirs < ours ? theirs : ours;
 }
 
-/* Records the pending acknowledgement in the outbox (which prunes it). A failure (e.g. the
-   file is locked by a writer for longer than the busy time-out) is retried on every turn of
-   the loop; until then the rows stay, and a restart would resend them as harmless duplicates. */
-static void s_save_ack(s_forwarder_t *self)
+/* Records the pending acknowledgement in the outbox (which prunes it). A failure (the file
+   locked by a writer for longer than the busy time-out, a full disk) is retried after 100 ms,
+   then ever more slowly up to every S_ACK_RETRY_MAX_MS, and said once a minute, not on every
+   attempt (the log may be on the same full disk); until then the rows stay, and a restart
+   would resend them as harmless duplicates. force: try now, whatever the back-off says. */
+static void s_save_ack(s_forwarder_t *self, bool force)
 {
-    if (self->unsaved_ack == 0)
+    if (self->unsaved_ack == 0 || (!force && self->now < self->ack_retry_at))
         return;
     if (asy_outbox_ack(self->outbox, self->unsaved_ack, zclock_time()) != 0) {
-        asy_error("cannot record acknowledgement of seq %llu in the outbox (will retry): %s",
-                  (unsigned long long) self->unsaved_ack, asy_outbox_errmsg(self->outbox));
+        if (self->ack_failures++ == 0) {
+            self->ack_failing_since = self->ack_logged_at = self->now;
+            asy_error("cannot record acknowledgement of seq %llu in the outbox (will retry): %s",
+                      (unsigned long long)self->unsaved_ack, asy_outbox_errmsg(self->outbox));
+        } else if (self->now - self->ack_logged_at >= S_ACK_LOG_EVERY_MS) {
+            self->ack_logged_at = self->now;
+            asy_error("still cannot record acknowledgements in the outbox (up to seq %llu, %u "
+                      "attempts in %lld s): %s",
+                      (unsigned long long)self->unsaved_ack, self->ack_failures,
+                      (long long)((self->now - self->ack_failing_since) / 1000),
+                      asy_outbox_errmsg(self->outbox));
+        }
+        int64_t wait = S_ACK_RETRY_MIN_MS << (self->ack_failures < 8 ? self->ack_failures - 1 : 7);
+        self->ack_retry_at = self->now + (wait < S_ACK_RETRY_MAX_MS ? wait : S_ACK_RETRY_MAX_MS);
         return;
     }
+    if (self->ack_failures > 0)
+        asy_info("recorded acknowledgements up to seq %llu in the outbox after %u failed attempts",
+                 (unsigned long long)self->unsaved_ack, self->ack_failures);
+    self->saved_ack = self->unsaved_ack;
     self->unsaved_ack = 0;
+    self->ack_failures = 0;
+    self->ack_retry_at = 0;
 }
 
 /* Records that the centre committed everything up to seq. */
@@ -321,7 +366,7 @@ static void s_record_commit(s_forwarder_t *self, uint64_t seq)
     if (upto > self->acked_seq) {
         self->acked_total += upto - self->acked_seq;
         self->unsaved_ack = upto;
-        s_save_ack(self);
+        s_save_ack(self, false);
     }
     /* The centre has committed these whether or not the outbox could record it: never resend
        them on this connection (the broker answers each PUBLISH once), keep retrying the save. */
@@ -677,7 +722,7 @@ static void s_pump(s_forwarder_t *self)
     while (self->state == S_STREAMING && !self->done && self->stop_at == 0 &&
            self->flight_count < self->window && self->now >= self->paused_until) {
         uint64_t waiting = self->last_seq >= self->next_seq ? self->last_seq - self->next_seq + 1 : 0;
-        if (waiting < self->batch_max && self->now - self->last_refresh >= self->batch_ms) {
+        if (waiting < self->batch_max && self->now - self->last_refresh >= s_refresh_every(self)) {
             s_refresh(self);
             waiting = self->last_seq >= self->next_seq ? self->last_seq - self->next_seq + 1 : 0;
         }
@@ -775,7 +820,11 @@ static long s_poll_timeout(const s_forwarder_t *self)
 {
     int64_t timeout = 50;
     if (self->state == S_STREAMING && self->flight_count < self->window && self->stop_at == 0)
-        timeout = self->batch_ms > 0 ? self->batch_ms : 1;
+        timeout = self->last_refresh + s_refresh_every(self) - self->now;
+    if (self->fill_since != 0 && self->fill_since + self->batch_ms - self->now < timeout)
+        timeout = self->fill_since + self->batch_ms - self->now; /* a short batch waits */
+    if (timeout < 1)
+        timeout = 1; /* what is due happens on this turn: never spin (a pause may hold it) */
     if (self->state == S_CONNECTING)
         timeout = self->connect_at - self->now;
     if (timeout > 50)
@@ -789,7 +838,7 @@ static void s_turn(s_forwarder_t *self)
     if (self->state == S_CONNECTING && self->now >= self->connect_at)
         s_connect(self);
     s_check_liveness(self);
-    s_save_ack(self);
+    s_save_ack(self, false);
     s_pump(self);
     s_heartbeat(self);
     s_report(self);
@@ -819,6 +868,17 @@ static bool s_should_exit(s_forwarder_t *self)
                self->state != S_STREAMING;
     if (self->options.until_drained && s_drained(self)) {
         asy_info("drained: the centre has committed every event of this outbox");
+        return true;
+    }
+    if (self->options.until_drained && self->flight_count == 0 &&
+        self->acked_seq >= self->last_seq && self->unsaved_ack &&
+        self->now - self->ack_failing_since >= S_ACK_GIVE_UP_MS) {
+        /* drained at the centre, but not in the outbox: waiting longer would not end */
+        asy_error("the centre has committed every event of this outbox, but the outbox could "
+                  "not record it for %d s (%s): giving up; the next run sends those events "
+                  "again and the centre counts them as already there",
+                  S_ACK_GIVE_UP_MS / 1000, asy_outbox_errmsg(self->outbox));
+        self->exit_code = 1;
         return true;
     }
     return false;
@@ -875,7 +935,7 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
         return ASY_EDB;
     }
     self->last_seq = status.last_seq;
-    self->acked_seq = status.acked_seq;
+    self->acked_seq = self->saved_ack = status.acked_seq;
     self->next_seq = status.acked_seq + 1;
     self->reissue_of_epoch = status.reissue_of_epoch;
     self->reissue_from_seq = status.reissue_from_seq;
@@ -886,7 +946,7 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
                  (unsigned long long)self->epoch, (unsigned long long)self->reissue_from_seq,
                  (unsigned long long)self->reissue_of_epoch,
                  (unsigned long long)self->reissue_last_seq);
-    self->now = self->started = zclock_mono();
+    self->now = self->started = self->last_new_event = zclock_mono();
     self->backoff = S_BACKOFF_MIN_MS;
     self->next_report = self->now + S_REPORT_MS;
     return 0;
@@ -923,10 +983,17 @@ int asy_forward_run(const asy_agent_config_t *config, const asy_forward_options_
             break;
         s_turn(self);
     }
-    asy_info("exit: %llu events acknowledged (%llu quarantined, %llu already at the centre) in "
-             "%.1f s; backlog %llu; %llu reconnects",
-             (unsigned long long)self->acked_total, (unsigned long long)self->rejected_total,
-             (unsigned long long)self->duplicates_total,
+    s_save_ack(self, true);
+    char unsaved[160] = "";
+    if (self->unsaved_ack)
+        snprintf(unsaved, sizeof unsaved,
+                 " (the outbox could not record the acknowledgement of %llu of them: the next "
+                 "run sends them again)",
+                 (unsigned long long)(self->unsaved_ack - self->saved_ack));
+    asy_info("exit: %llu events acknowledged%s (%llu quarantined, %llu already at the centre) "
+             "in %.1f s; backlog %llu; %llu reconnects",
+             (unsigned long long)self->acked_total, unsaved,
+             (unsigned long long)self->rejected_total, (unsigned long long)self->duplicates_total,
              (double)(zclock_mono() - self->started) / 1000.0, (unsigned long long)s_backlog(self),
              (unsigned long long)self->reconnects);
     sigaction(SIGINT, &old_int, NULL);

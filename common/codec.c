@@ -370,6 +370,33 @@ int asy_event_encode(const asy_event_t *self, uint8_t **data, size_t *size)
     return 0;
 }
 
+int asy_event_content_digest(asy_event_t *self, uint8_t digest[ASY_EVENT_DIGEST_BYTES])
+{
+    Advsync__V1__Event *m = self->message;
+    /* set aside what asy_event_stamp owns, encode the rest, put them back */
+    char *site_id = m->site_id, *agent_id = m->agent_id;
+    Advsync__V1__Timestamp *recorded_at = m->recorded_at;
+    protobuf_c_boolean has_epoch = m->has_epoch, has_seq = m->has_seq,
+                       has_version = m->has_schema_version;
+    m->site_id = m->agent_id = NULL;
+    m->recorded_at = NULL;
+    m->has_epoch = m->has_seq = m->has_schema_version = 0;
+    uint8_t *data = NULL;
+    size_t size = 0;
+    int rc = asy_event_encode(self, &data, &size);
+    m->site_id = site_id;
+    m->agent_id = agent_id;
+    m->recorded_at = recorded_at;
+    m->has_epoch = has_epoch;
+    m->has_seq = has_seq;
+    m->has_schema_version = has_version;
+    if (rc != 0)
+        return rc;
+    crypto_generichash(digest, ASY_EVENT_DIGEST_BYTES, data, size, NULL, 0);
+    free(data);
+    return 0;
+}
+
 void asy_event_destroy(asy_event_t **self_p)
 {
     if (!self_p || !*self_p)

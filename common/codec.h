@@ -95,6 +95,13 @@ int asy_event_decode(const uint8_t *data, size_t size, asy_event_t **out);
 /* Encodes the event. Returns 0 and sets *data (caller frees with free()) and *size. */
 int asy_event_encode(const asy_event_t *self, uint8_t **data, size_t *size);
 
+#define ASY_EVENT_DIGEST_BYTES 16
+/* A digest (BLAKE2b, 16 bytes) of the event without what asy_event_stamp sets or may set
+   (site, agent, epoch, seq, schema_version, recorded_at): the same submission gives the same
+   digest whenever it is stamped; an event_id reused for other content gives another.
+   Returns 0 or ASY_ENOMEM. The event is left as it was. */
+int asy_event_content_digest(asy_event_t *self, uint8_t digest[ASY_EVENT_DIGEST_BYTES]);
+
 /* Destroys the event and nulls *self_p; safe on NULL. */
 void asy_event_destroy(asy_event_t **self_p);
 

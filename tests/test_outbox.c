@@ -4,6 +4,7 @@
 #include "outbox.h"
 
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +224,83 @@ Test(outbox, rollback_gives_back_the_seqs)
     asy_outbox_status_t status;
     cr_assert_eq(asy_outbox_status(outbox, &status), 0);
     cr_assert_eq(status.last_seq, 1);
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, a_format_1_file_is_upgraded_and_its_old_ids_stay_duplicates)
+{
+    /* the layout before event digests: `seen` without its digest column */
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "PRAGMA journal_mode=WAL;"
+                              "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+                              "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT "
+                              "NULL, payload BLOB NOT NULL, submitted_ms INTEGER NOT NULL);"
+                              "CREATE TABLE seen (event_id TEXT PRIMARY KEY, seq INTEGER NOT "
+                              "NULL) WITHOUT ROWID;"
+                              "INSERT INTO meta VALUES ('format', 1), ('agent_id', 'agent-1'),"
+                              " ('site_id', 'site-1'), ('epoch', 7), ('next_seq', 2),"
+                              " ('acked_seq', 1), ('last_contact_ms', 0), ('last_ack_ms', 0);"
+                              "INSERT INTO seen VALUES "
+                              "('01890a5d-ac96-774b-bcce-b302099a8057', 0);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    asy_event_t *event = s_event("01890a5d-ac96-774b-bcce-b302099a8057");
+    uint64_t seq = 99;
+    cr_assert_eq(asy_outbox_append(outbox, event, &seq), ASY_EEXIST,
+                 "an id from before the upgrade (no digest) is a duplicate whatever it holds");
+    asy_event_destroy(&event);
+    cr_assert_eq(s_append(outbox, "01890a5d-ac96-774b-bcce-b302099a8058"), 2);
+    asy_outbox_destroy(&outbox);
+
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    sqlite3_stmt *statement = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT (SELECT value FROM meta WHERE key = 'format'),"
+                                    " (SELECT length(digest) FROM seen WHERE event_id ="
+                                    " '01890a5d-ac96-774b-bcce-b302099a8058')",
+                                    -1, &statement, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(statement), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(statement, 0), 2);
+    cr_assert_eq(sqlite3_column_int(statement, 1), 16);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    /* opened again: nothing more to do */
+    outbox = s_open("agent-1", "site-1");
+    asy_outbox_destroy(&outbox);
+}
+
+Test(outbox, an_event_id_reused_for_other_content_is_refused)
+{
+    const char *id = "01890a5d-ac96-774b-bcce-b302099a8057";
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(s_append(outbox, id), 1);
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"eventId\":\"%s\",\"caseId\":\"" S_CASE "\",\"occurredAt\":"
+             "\"2026-03-02T10:00:00Z\",\"contactMade\":{\"channel\":\"CHANNEL_VIDEO\"}}",
+             id);
+    json_error_t json_error;
+    json_t *object = json_loads(text, 0, &json_error);
+    asy_event_t *other = NULL;
+    char error[256];
+    cr_assert_eq(asy_event_from_json(object, &other, error, sizeof error), 0, "%s", error);
+    json_decref(object);
+    uint64_t seq = 99;
+    cr_assert_eq(asy_outbox_append(outbox, other, &seq), ASY_EINVAL);
+    cr_assert(strstr(asy_outbox_errmsg(outbox), "stored before with other content"), "%s",
+              asy_outbox_errmsg(outbox));
+    asy_event_destroy(&other);
+    /* after the acknowledgement prunes the payload, the digest still tells */
+    cr_assert_eq(asy_outbox_ack(outbox, 1, s_now_ms()), 0);
+    asy_event_t *same = s_event(id);
+    cr_assert_eq(asy_outbox_append(outbox, same, &seq), ASY_EEXIST);
+    asy_event_destroy(&same);
     asy_outbox_destroy(&outbox);
 }
 

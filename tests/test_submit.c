@@ -231,6 +231,32 @@ Test(submit, duplicates_are_counted_not_refused)
     cr_assert_eq(s_read_outbox().count, 1);
 }
 
+Test(submit, an_event_id_reused_for_other_content_is_refused)
+{
+    /* a correction made by editing a line that kept its eventId: not dropped as a duplicate */
+    const char *first = "{\"eventId\":\"01890a5d-ac96-774b-bcce-b302099a8057\",\"caseRef\":\"C1\","
+                        "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n";
+    const char *edited = "{\"eventId\":\"01890a5d-ac96-774b-bcce-b302099a8057\",\"caseRef\":\"C1\","
+                         "\"occurredAt\":\"2026-03-03T10:00:00Z\",\"contactMade\":{}}\n";
+    asy_fixture_result_t result = s_submit(s_write("first.jsonl", first));
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    const char *path = s_write("edited.jsonl", edited);
+    result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 0, duplicates 0, rejected 1\n");
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "%s:1: event_id 01890a5d-ac96-774b-bcce-b302099a8057: stored before with other "
+             "content; a correction needs an event of its own (a new eventId)",
+             path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    /* the same line again, recorded at another moment, is still a duplicate */
+    result = s_submit(s_write("again.jsonl", first));
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 0, duplicates 1, rejected 0\n");
+    cr_assert_eq(s_read_outbox().count, 1);
+}
+
 Test(submit, many_lines_span_transactions)
 {
     char path[512];

@@ -5,16 +5,23 @@
                          last_ack_ms, format; after a re-issue (PROTOCOL.md 5.5) also
                          reissue_of_epoch, reissue_from_seq, reissue_last_seq
       outbox(seq, event_id, payload, submitted_ms)   events not yet acknowledged
-      seen(event_id, seq)                            every event_id ever stored
+      seen(event_id, seq, digest)                    every event_id ever stored, with a
+                                                     digest of the event as submitted
     Acknowledged payload rows are deleted; their event_id stays in `seen` (about 50 bytes per
-    event) so a resubmission is recognised as a duplicate even after the centre has it.
+    event) so a resubmission is recognised as a duplicate even after the centre has it, and
+    an event that reuses an event_id for other content (a correction made by editing the line)
+    is refused rather than dropped as a duplicate. Format 1 files (no digest) are upgraded on
+    open; their old ids have no digest and still count as plain duplicates.
     Every write transaction starts with BEGIN IMMEDIATE: `run` and `submit` may work on the
     same file at once, and a deferred transaction that upgrades from read to write can fail
     with SQLITE_BUSY without ever waiting.  */
 #include "outbox.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h> /* sodium_init: the digests */
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,7 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_FORMAT 1 /* layout of the file; bump with a migration when it changes */
+#define S_FORMAT 2 /* layout of the file; bump with a migration when it changes (s_upgrade) */
+#define S_DIGEST_BYTES ASY_EVENT_DIGEST_BYTES
 #define S_BUSY_TIMEOUT_MS 10000
 #define S_BUSY_STEP_US 500 /* how often a writer waiting for the lock tries again */
 #define S_CONTACT_EVERY_MS 1000 /* note_contact writes at most this often */
@@ -33,8 +41,8 @@ static const char *S_SCHEMA =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
     " payload BLOB NOT NULL, submitted_ms INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
-    " WITHOUT ROWID;";
+    "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+    " digest BLOB) WITHOUT ROWID;";
 
 typedef enum {
     S_BEGIN,
@@ -58,8 +66,8 @@ static const char *S_SQL[S_STATEMENTS] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [S_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-    [S_SEEN_FIND] = "SELECT seq FROM seen WHERE event_id = ?1",
-    [S_SEEN_INSERT] = "INSERT INTO seen (event_id, seq) VALUES (?1, ?2)",
+    [S_SEEN_FIND] = "SELECT seq, digest FROM seen WHERE event_id = ?1",
+    [S_SEEN_INSERT] = "INSERT INTO seen (event_id, seq, digest) VALUES (?1, ?2, ?3)",
     [S_ROW_INSERT] =
         "INSERT INTO outbox (seq, event_id, payload, submitted_ms) VALUES (?1, ?2, ?3, ?4)",
     [S_ROW_READ] = "SELECT seq, payload FROM outbox WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
@@ -202,13 +210,52 @@ static int s_check_owner(asy_outbox_t *self, const char *path)
     return result;
 }
 
+/* Brings a file of an earlier format to S_FORMAT, once, under the write lock (another
+   process may be doing the same): format 1 had no digest in `seen`. */
+static int s_upgrade(asy_outbox_t *self, const char *path)
+{
+    sqlite3_stmt *statement = NULL;
+    int64_t format = -1;
+    if (sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1, &statement,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW)
+        format = sqlite3_column_int64(statement, 0);
+    sqlite3_finalize(statement);
+    if (format != 1)
+        return 0; /* current, or one s_check_owner names */
+    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return s_db_fail(self, "upgrading the outbox");
+    bool still = false;
+    if (sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1, &statement,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW)
+        still = sqlite3_column_int64(statement, 0) == 1;
+    sqlite3_finalize(statement);
+    char *sql = sqlite3_mprintf("ALTER TABLE seen ADD COLUMN digest BLOB;"
+                                " UPDATE meta SET value = %d WHERE key = 'format';",
+                                S_FORMAT);
+    if (!sql || (still && sqlite3_exec(self->db, sql, NULL, NULL, NULL) != SQLITE_OK) ||
+        sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_free(sql);
+        s_db_fail(self, "upgrading the outbox");
+        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        return ASY_EDB;
+    }
+    sqlite3_free(sql);
+    if (still)
+        asy_info("%s: outbox upgraded from format 1 to %d (event digests)", path, S_FORMAT);
+    return 0;
+}
+
 /* Creates the tables and the meta rows of a new file, then checks the file belongs to this
    agent and site. Opening an existing outbox only reads, so `status` and `run` never wait
    for a writer's lock to open one. */
 static int s_initialise(asy_outbox_t *self, const char *path)
 {
-    if (s_initialised(self))
-        return s_check_owner(self, path);
+    if (s_initialised(self)) {
+        int rc = s_upgrade(self, path);
+        return rc != 0 ? rc : s_check_owner(self, path);
+    }
     char *sql = sqlite3_mprintf(
         "BEGIN IMMEDIATE; %s"
         "INSERT OR IGNORE INTO meta VALUES ('format', %d), ('agent_id', %Q), ('site_id', %Q),"
@@ -236,8 +283,9 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
                             char *error, size_t error_size)
 {
     asy_outbox_t *self = calloc(1, sizeof *self);
-    if (!self) {
-        snprintf(error, error_size, "out of memory");
+    if (!self || sodium_init() < 0) {
+        snprintf(error, error_size, self ? "libsodium cannot start" : "out of memory");
+        free(self);
         return NULL;
     }
     if (strlen(agent_id) > ASY_ID_MAX || strlen(site_id) > ASY_ID_MAX) {
@@ -425,14 +473,20 @@ int asy_outbox_rollback(asy_outbox_t *self)
     return s_run(self, S_ROLLBACK, "rolling back");
 }
 
-/* Looks event_id up in `seen`: 0 and *seq if found, ASY_ENOTFOUND if not. */
-static int s_seen_find(asy_outbox_t *self, const char *event_id, uint64_t *seq)
+/* Looks event_id up in `seen`: 0, *seq and *same (false if the digest stored differs from
+   digest; true if equal or none is stored) if found, ASY_ENOTFOUND if not. */
+static int s_seen_find(asy_outbox_t *self, const char *event_id, const uint8_t *digest,
+                       uint64_t *seq, bool *same)
 {
     sqlite3_stmt *statement = self->statement[S_SEEN_FIND];
     sqlite3_bind_text(statement, 1, event_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(statement);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         *seq = (uint64_t)sqlite3_column_int64(statement, 0);
+        const void *stored = sqlite3_column_blob(statement, 1);
+        *same = !stored || (sqlite3_column_bytes(statement, 1) == S_DIGEST_BYTES &&
+                            memcmp(stored, digest, S_DIGEST_BYTES) == 0);
+    }
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
     if (rc == SQLITE_ROW)
@@ -453,8 +507,23 @@ static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
         s_fail(self, "event has no event_id after stamping");
         return ASY_EINVAL;
     }
+    /* the event as submitted, without what the stamp sets: the same line submitted again
+       has the same digest */
+    uint8_t digest[S_DIGEST_BYTES];
+    if (asy_event_content_digest(event, digest) != 0) {
+        s_fail(self, "out of memory");
+        return ASY_ENOMEM;
+    }
     uint64_t existing = 0;
-    int rc = s_seen_find(self, event_id, &existing);
+    bool same = true;
+    int rc = s_seen_find(self, event_id, digest, &existing, &same);
+    if (rc == 0 && !same) {
+        s_fail(self,
+               "event_id %s: stored before with other content; a correction needs an event "
+               "of its own (a new eventId)",
+               event_id);
+        return ASY_EINVAL;
+    }
     if (rc == 0) {
         *seq_out = existing > self->acked_seq ? existing : 0;
         if (existing == 0) /* acknowledged in an epoch before a re-issue */
@@ -481,6 +550,7 @@ static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
     sqlite3_stmt *seen = self->statement[S_SEEN_INSERT];
     sqlite3_bind_text(seen, 1, event_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(seen, 2, (int64_t)seq);
+    sqlite3_bind_blob(seen, 3, digest, sizeof digest, SQLITE_STATIC);
     rc = s_run(self, S_SEEN_INSERT, "storing the event id");
     if (rc == 0) {
         sqlite3_stmt *row = self->statement[S_ROW_INSERT];

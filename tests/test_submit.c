@@ -257,6 +257,13 @@ Test(submit, an_event_id_reused_for_other_content_is_refused)
     cr_assert_eq(s_read_outbox().count, 1);
 }
 
+Test(submit, a_folder_is_not_read_as_input)
+{
+    asy_fixture_result_t result = s_submit(s_fixture.dir);
+    cr_assert_eq(result.code, 1, "%s", result.err);
+    cr_assert(strstr(result.err, "it is a folder, not a file of JSON lines"), "%s", result.err);
+}
+
 Test(submit, many_lines_span_transactions)
 {
     char path[512];

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S_LINES_PER_TRANSACTION 1000
 
@@ -147,8 +148,10 @@ static void s_report_not_json(const char *name, unsigned long number, const char
    ASY_EDB / ASY_EIO / ASY_ENOMEM on a fatal error (after reporting it). *committed counts
    the events stored by committed transactions. Lines go in transactions of up to
    S_LINES_PER_TRANSACTION, cut short whenever the input has nothing more ready. */
+/* *committed: events stored; *through: the last line whose event is stored or refused for
+   good (the input after it was not stored when an error stops the run). */
 static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *name,
-                          uint64_t *committed)
+                          uint64_t *committed, unsigned long *through)
 {
     char *line = NULL;
     size_t capacity = 0;
@@ -163,6 +166,7 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
             if ((rc = asy_outbox_commit(submitter->outbox)) != 0)
                 break;
             *committed = submitter->stored;
+            *through = number;
         }
         if (getline(&line, &capacity, file) < 0)
             break;
@@ -177,6 +181,8 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
             s_report_not_json(name, number, text, object, &json_error);
             json_decref(object);
             submitter->rejected++;
+            if (!open)
+                *through = number;
             continue;
         }
         if (!open && (rc = asy_outbox_begin(submitter->outbox)) == 0)
@@ -200,10 +206,12 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
     }
     if (open && rc == 0)
         rc = asy_outbox_commit(submitter->outbox);
-    if (rc == 0)
+    if (rc == 0) {
         *committed = submitter->stored;
-    else {
-        asy_error("%s", asy_outbox_errmsg(submitter->outbox));
+        *through = number;
+    } else {
+        if (rc != ASY_EIO) /* a read error has said so itself */
+            asy_error("%s", asy_outbox_errmsg(submitter->outbox));
         if (open)
             asy_outbox_rollback(submitter->outbox);
     }
@@ -231,6 +239,11 @@ int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
         path = argv[i];
     }
     bool from_stdin = !path || strcmp(path, "-") == 0;
+    struct stat info;
+    if (!from_stdin && stat(path, &info) == 0 && S_ISDIR(info.st_mode)) {
+        asy_error("cannot read %s: it is a folder, not a file of JSON lines", path);
+        return 1;
+    }
     FILE *file = from_stdin ? stdin : fopen(path, "r");
     if (!file) {
         asy_error("cannot read %s: %s", path, strerror(errno));
@@ -245,13 +258,17 @@ int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
     }
     asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = config->site_id};
     uint64_t committed = 0;
-    int rc = s_submit_lines(&submitter, file, from_stdin ? "stdin" : path, &committed);
+    unsigned long through = 0;
+    int rc = s_submit_lines(&submitter, file, from_stdin ? "stdin" : path, &committed, &through);
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);
     if (rc != 0) {
-        printf("stopped by an error: stored %llu (the rest of the input was not stored)\n",
-               (unsigned long long)committed);
+        /* lines without an eventId get a new one each time: submitting the whole input again
+           would store its first part twice */
+        printf("stopped by an error: stored %llu, from lines 1-%lu; the input from line %lu "
+               "on was not stored (submit it from there)\n",
+               (unsigned long long)committed, through, through + 1);
         return 1;
     }
     printf("stored %llu, duplicates %llu, rejected %llu\n", (unsigned long long)committed,

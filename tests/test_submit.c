@@ -257,6 +257,18 @@ Test(submit, an_event_id_reused_for_other_content_is_refused)
     cr_assert_eq(s_read_outbox().count, 1);
 }
 
+Test(submit, status_never_creates_an_outbox)
+{
+    char *argv[] = {"status", NULL};
+    asy_fixture_result_t result = asy_fixture_run(&s_fixture, asy_cmd_status, 1, argv);
+    cr_assert_eq(result.code, 1, "%s", result.err);
+    char expected[1024];
+    snprintf(expected, sizeof expected, "no outbox at %s: nothing has been submitted there yet",
+             s_fixture.config.outbox_path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    cr_assert_eq(access(s_fixture.config.outbox_path, F_OK), -1, "status made an outbox");
+}
+
 Test(submit, a_folder_is_not_read_as_input)
 {
     asy_fixture_result_t result = s_submit(s_fixture.dir);

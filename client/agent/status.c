@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void s_usage(FILE *out)
 {
@@ -147,6 +148,14 @@ int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)
             s_usage(stderr);
             return 2;
         }
+    }
+    /* a look must not create: a mistyped path would show a healthy empty outbox, and one
+       made by root here would lock the service's user out of it */
+    if (access(config->outbox_path, F_OK) != 0) {
+        asy_error("no outbox at %s: nothing has been submitted there yet, or --outbox (or "
+                  "agent/outbox) names another file",
+                  config->outbox_path);
+        return 1;
     }
     char error[512];
     asy_outbox_t *outbox = asy_outbox_open(config->outbox_path, config->agent_id, config->site_id,

@@ -814,6 +814,32 @@ Test(watch, view_renders_known_updates)
         asy_mmsg_release(&messages[i]);
 }
 
+Test(watch, view_says_why_nothing_is_shown)
+{
+    char *text = s_render(NULL, 0, false, false);
+    cr_assert(strstr(text, "(no figures yet for this subscription: a site's appear with its "
+                           "first event at the centre;\n check the --site and --metric given)"),
+              "%s", text);
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        cr_assert((size_t)(end - line) <= ASY_VIEW_WIDTH, "%.*s", (int)(end - line), line);
+        line = end + 1;
+    }
+    free(text);
+    /* figures held, but none for the periods asked for */
+    asy_mmsg_t messages[3];
+    s_view_updates(messages);
+    snprintf(messages[0].update.period, sizeof messages[0].update.period, "2025-26");
+    const asy_mupdate_t *updates[] = {&messages[0].update};
+    text = s_render(updates, 1, false, false);
+    cr_assert(strstr(text, "(1 figure held, none for the periods shown: 2026-11 "
+                           "2026-27-Q3)"),
+              "%s", text);
+    free(text);
+    for (int i = 0; i < 3; i++)
+        asy_mmsg_release(&messages[i]);
+}
+
 Test(watch, view_shows_recent_breaches_newest_first)
 {
     asy_mmsg_t messages[3];

@@ -350,8 +350,18 @@ void asy_view_render(FILE *out, const asy_mupdate_t *const *updates, size_t coun
     }
     if (!rows)
         fprintf(out, "(out of memory)\n");
-    else if (shown == 0)
-        fprintf(out, "\n(no figures to show yet)\n");
+    else if (shown == 0 && count == 0)
+        /* nothing published under the subscription: a quiet broker, or a site or metric that
+           has no figures (a mistyped --site looks just like this) */
+        fprintf(out, "\n(no figures yet for this subscription: a site's appear with its first "
+                     "event at the centre;\n check the --site and --metric given)\n");
+    else if (shown == 0) {
+        fprintf(out, "\n(%zu figure%s held, none for the period%s shown:", count,
+                count == 1 ? "" : "s", options->period_count == 1 ? "" : "s");
+        for (size_t i = 0; i < options->period_count; i++)
+            fprintf(out, " %s", options->periods[i]);
+        fprintf(out, ")\n");
+    }
     if (rows)
         qsort(rows, shown, sizeof *rows, s_compare_rows);
     for (size_t i = 0; i < shown; i++) {

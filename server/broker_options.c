@@ -208,10 +208,12 @@ static int s_load_config(asy_broker_options_t *options)
                         "4 spaces, `key = value`)\n", path);
         return 1;
     }
+    bool ours = false;
     for (zconfig_t *section = zconfig_child(config); section; section = zconfig_next(section)) {
         /* other sections belong to other programs sharing the file */
         if (!streq(zconfig_name(section), "broker") && !streq(zconfig_name(section), "monitor"))
             continue;
+        ours = true;
         for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
             char key[256];
             snprintf(key, sizeof key, "%s/%s", zconfig_name(section), zconfig_name(item));
@@ -233,6 +235,16 @@ static int s_load_config(asy_broker_options_t *options)
             if (!options->value[which])
                 options->value[which] = value; /* flags win over the file */
         }
+    }
+    if (!ours) {
+        /* every setting would silently be its default: an agent's file given by mistake, or
+           an empty one */
+        fprintf(stderr,
+                "advsyncd: config %s has no broker or monitor section (%s): see "
+                "deploy/examples/advsyncd.cfg\n",
+                path,
+                zconfig_locate(config, "agent") ? "it is an agent's configuration" : "empty?");
+        return 1;
     }
     return 0;
 }

@@ -791,12 +791,19 @@ Test(broker, flags_and_config_errors)
     fprintf(file, "broker\n    ingest = tcp://127.0.0.1:*\n    databse = \"dbname=x\"\n");
     fclose(file);
     cr_assert_eq(s_advsyncd("--config", path, out, sizeof out), 1);
+    char flags[600];
+    /* a file with nothing for the broker: every setting would silently be its default */
+    file = fopen(path, "w");
+    fprintf(file, "agent\n    id = ward-1\n    site = north\n");
+    fclose(file);
+    snprintf(flags, sizeof flags, "--config %s", path);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "has no broker or monitor section (it is an agent's configuration)"),
+              "%s", out);
     file = fopen(path, "w");
     fprintf(file, "monitor\n    breach_grace_ms = 90000000\n"); /* over a day */
     fclose(file);
     cr_assert_eq(s_advsyncd("--config", path, out, sizeof out), 1);
-    char flags[600];
-    snprintf(flags, sizeof flags, "--config %s", path);
     cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
     cr_assert(strstr(out, "monitor/breach_grace_ms \"90000000\" is not a whole number in "
                           "1..86400000"),

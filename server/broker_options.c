@@ -149,7 +149,7 @@ static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
     longs[ASY_OPT_COUNT + 2] = (struct option){NULL, 0, NULL, 0};
     int option, index = -1;
     opterr = 0; /* our own message: getopt's names the program by its whole path */
-    while ((option = getopt_long(argc, argv, ":", longs, &index)) != -1) {
+    while ((option = getopt_long(argc, argv, ":h", longs, &index)) != -1) {
         if (option >= 0 && option != ':' && option != '?' && index >= 0 &&
             !s_spelt_out(argv, optind, optarg, longs[index].name)) {
             return 2;

@@ -238,7 +238,7 @@ static int s_parse(int argc, char **argv, s_args_t *args)
     opterr = 0;
     int option;
     double number;
-    while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (option) {
         case O_ENDPOINT:
             args->publisher = optarg;
@@ -280,6 +280,7 @@ static int s_parse(int argc, char **argv, s_args_t *args)
                              optarg, S_INTERVAL_MIN_MS, S_INTERVAL_MAX_MS);
             args->interval_ms = (long)number;
             break;
+        case 'h':
         case O_HELP:
             s_usage(stdout);
             return S_EXIT_OK;

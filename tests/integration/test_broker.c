@@ -751,6 +751,11 @@ Test(broker, flags_and_config_errors)
     cr_assert(strstr(out, ASY_VERSION_STRING), "--version said: %s", out);
     cr_assert_eq(s_advsyncd("--help", NULL, out, sizeof out), 0);
     cr_assert(strstr(out, "--endpoint-file"), "--help said: %s", out);
+    cr_assert_eq(s_advsyncd("-h", NULL, out, sizeof out), 0, "-h as the other programs take it");
+    cr_assert(strstr(out, "usage: advsyncd"), "-h said: %s", out);
+    char *watch[] = {ASY_WATCH_PATH, "-h", NULL};
+    cr_assert_eq(asy_test_run(watch, out, sizeof out, 10000), 0);
+    cr_assert(strstr(out, "usage: advsync-watch"), "-h said: %s", out);
     cr_assert_eq(s_advsyncd("--no-such-flag", NULL, out, sizeof out), 2);
     cr_assert_eq(s_advsyncd_said(out, sizeof out, "--no-such-flag"), 2);
     cr_assert(strncmp(out, "advsyncd: --no-such-flag is not an option", 41) == 0, "%s", out);

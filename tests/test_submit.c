@@ -269,6 +269,26 @@ Test(submit, status_never_creates_an_outbox)
     cr_assert_eq(access(s_fixture.config.outbox_path, F_OK), -1, "status made an outbox");
 }
 
+Test(submit, a_line_with_a_nul_byte_is_refused)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/nul.jsonl", s_fixture.dir);
+    static const char text[] = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                               "\"contactMade\":{}}\0{\"junk\n"
+                               "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                               "\"contactMade\":{}}\n";
+    FILE *file = fopen(path, "wb");
+    cr_assert_not_null(file);
+    fwrite(text, 1, sizeof text - 1, file);
+    fclose(file);
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n");
+    char expected[600];
+    snprintf(expected, sizeof expected, "%s:1: column 70: a NUL byte: the line is not text", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+}
+
 Test(submit, a_folder_is_not_read_as_input)
 {
     asy_fixture_result_t result = s_submit(s_fixture.dir);

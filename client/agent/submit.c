@@ -168,9 +168,20 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
             *committed = submitter->stored;
             *through = number;
         }
-        if (getline(&line, &capacity, file) < 0)
+        ssize_t length = getline(&line, &capacity, file);
+        if (length < 0)
             break;
         number++;
+        const char *nul = memchr(line, '\0', (size_t)length);
+        if (nul) {
+            /* the JSON reader would stop there and take the rest of the line as gone */
+            fprintf(stderr, "%s:%lu: column %ld: a NUL byte: the line is not text\n", name, number,
+                    (long)(nul - line) + 1);
+            submitter->rejected++;
+            if (!open)
+                *through = number;
+            continue;
+        }
         // a UTF-8 byte order mark (Windows editors, Excel exports) is not part of the first line
         const char *text = number == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0 ? line + 3 : line;
         if (s_skip_line(text))

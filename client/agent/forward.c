@@ -562,7 +562,11 @@ static void s_on_message(s_forwarder_t *self, const uint8_t *data, size_t size)
     s_note_contact(self);
     asy_frame_t frame;
     if (asy_frame_decode(&frame, data, size) != 0) {
-        asy_warn("ignoring an undecodable frame of %zu bytes from %s", size, s_endpoint(self));
+        asy_warn("ignoring an undecodable frame of %zu bytes from %s%s", size, s_endpoint(self),
+                 self->state == S_HELLO_SENT
+                     ? ": not an ASP answer (is it the broker's ingest endpoint, not one of "
+                       "its monitor ports?)"
+                     : "");
         asy_frame_release(&frame);
         return;
     }
@@ -752,7 +756,9 @@ static void s_check_liveness(s_forwarder_t *self)
         int64_t limit = self->ack_timeout_ms < S_WELCOME_TIMEOUT_MS ? self->ack_timeout_ms
                                                                      : S_WELCOME_TIMEOUT_MS;
         if (self->now - self->hello_sent >= limit) {
-            snprintf(why, sizeof why, "no WELCOME within %lld ms", (long long) limit);
+            snprintf(why, sizeof why,
+                     "no WELCOME within %lld ms (is it the broker's ingest endpoint?)",
+                     (long long)limit);
             s_disconnect(self, why, 0);
         }
         return;

@@ -371,6 +371,14 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
          "    column\n        header = b\n        field = case_ref\n",
          "already fed by column 1"},
         {"nothing\n", "no `import` section"},
+        /* a column type that cannot make the field's value */
+        {"import\n    kind = contact.made\n    column\n        header = \"Received\"\n"
+         "        field = occurredAt\n        type = integer\n",
+         "type: occurredAt holds a time (type = datetime), not an integer: every row would be "
+         "refused"},
+        {"import\n    kind = referral.received\n    column\n        header = \"Case No\"\n"
+         "        field = referralReceived.referrerOrg\n        type = boolean\n",
+         "type: referralReceived.referrerOrg holds text (type = text), not a boolean"},
         /* a field path or an enum value that every row would refuse is refused at once */
         {"import\n    kind = activity.logged\n    column\n        header = a\n"
          "        field = activityLogged.minutz\n",

@@ -258,6 +258,33 @@ static int s_check_field(const s_column_t *column, const char *where, char *erro
         if (!last)
             desc = field->descriptor;
     }
+    /* the column's type must make a value the field takes */
+    const char *message_name = field->type == PROTOBUF_C_TYPE_MESSAGE
+                                   ? ((const ProtobufCMessageDescriptor *)field->descriptor)->name
+                                   : "";
+    bool number = field->type != PROTOBUF_C_TYPE_STRING && field->type != PROTOBUF_C_TYPE_BYTES &&
+                  field->type != PROTOBUF_C_TYPE_BOOL && field->type != PROTOBUF_C_TYPE_ENUM &&
+                  field->type != PROTOBUF_C_TYPE_MESSAGE;
+    const char *wanted = NULL;
+    if (column->type == S_DATETIME && strcmp(message_name, "advsync.v1.Timestamp") != 0)
+        wanted = "a datetime";
+    else if (column->type == S_DATE && strcmp(message_name, "advsync.v1.Date") != 0)
+        wanted = "a date";
+    else if (column->type == S_INTEGER && !number)
+        wanted = "an integer";
+    else if (column->type == S_BOOLEAN && field->type != PROTOBUF_C_TYPE_BOOL)
+        wanted = "a boolean";
+    if (wanted) {
+        asy_set_error(error, error_size, "%s/type: %s holds %s, not %s: every row would be refused",
+                      where, column->field,
+                      !strcmp(message_name, "advsync.v1.Timestamp") ? "a time (type = datetime)"
+                      : !strcmp(message_name, "advsync.v1.Date")    ? "a date (type = date)"
+                      : field->type == PROTOBUF_C_TYPE_BOOL         ? "yes or no (type = boolean)"
+                      : number                                      ? "a number (type = integer)"
+                                                                    : "text (type = text)",
+                      wanted);
+        return ASY_ECONFIG;
+    }
     if (field->type != PROTOBUF_C_TYPE_ENUM)
         return 0;
     /* each value the enum field is mapped to, read as a row's would be */

@@ -289,6 +289,22 @@ Test(submit, a_line_with_a_nul_byte_is_refused)
     cr_assert(strstr(result.err, expected), "%s", result.err);
 }
 
+Test(submit, a_line_for_another_site_is_refused)
+{
+    const char *path =
+        s_write("sites.jsonl", "{\"siteId\":\"site-elsewhere\",\"caseRef\":\"C1\","
+                               "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                               "{\"siteId\":\"site-a\",\"caseRef\":\"C2\","
+                               "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n", "%s", result.err);
+    char expected[600];
+    snprintf(expected, sizeof expected,
+             "%s:1: siteId: \"site-elsewhere\" is not this agent's site \"site-a\"", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+}
+
 Test(submit, a_folder_is_not_read_as_input)
 {
     asy_fixture_result_t result = s_submit(s_fixture.dir);

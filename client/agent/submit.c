@@ -14,6 +14,20 @@
 
 int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
 {
+    /* the agent stamps its own site: a line that names another one was meant elsewhere */
+    static const char *const site_keys[] = {"siteId", "site_id"};
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *site = json_object_get(object, site_keys[i]);
+        if (site && (!json_is_string(site) || strcmp(json_string_value(site), self->site_id))) {
+            snprintf(error, error_size,
+                     "%s: \"%.64s\" is not this agent's site \"%s\" (leave it out: the agent "
+                     "sets it)",
+                     site_keys[i], json_is_string(site) ? json_string_value(site) : "?",
+                     self->site_id);
+            self->rejected++;
+            return ASY_EINVAL;
+        }
+    }
     int rc = asy_pseudonym_apply(self->key, self->site_id, object, error, error_size);
     if (rc != 0) {
         self->rejected++;

@@ -305,6 +305,18 @@ Test(submit, a_line_for_another_site_is_refused)
     cr_assert(strstr(result.err, expected), "%s", result.err);
 }
 
+Test(submit, a_file_after_a_double_dash_may_start_with_a_dash)
+{
+    const char *line = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                       "\"contactMade\":{}}\n";
+    s_write("-dash.jsonl", line);
+    cr_assert_eq(chdir(s_fixture.dir), 0);
+    char *argv[] = {"submit", "--", "-dash.jsonl", NULL};
+    asy_fixture_result_t result = asy_fixture_run(&s_fixture, asy_cmd_submit, 3, argv);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 0\n");
+}
+
 Test(submit, a_folder_is_not_read_as_input)
 {
     asy_fixture_result_t result = s_submit(s_fixture.dir);

@@ -990,16 +990,21 @@ static void s_usage(FILE *out)
 int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
 {
     const char *mapping_path = NULL, *path = NULL;
+    bool options = true; /* until a "--": after it, FILE may start with '-' */
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (options && !strcmp(argv[i], "--")) {
+            options = false;
+            continue;
+        }
+        if (options && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
             s_usage(stdout);
             return 0;
         }
-        if (!strcmp(argv[i], "--mapping") && i + 1 < argc)
+        if (options && !strcmp(argv[i], "--mapping") && i + 1 < argc)
             mapping_path = argv[++i];
-        else if (!strncmp(argv[i], "--mapping=", 10))
+        else if (options && !strncmp(argv[i], "--mapping=", 10))
             mapping_path = argv[i] + 10;
-        else if ((argv[i][0] == '-' && argv[i][1]) || path) {
+        else if ((options && argv[i][0] == '-' && argv[i][1]) || path) {
             fprintf(stderr, "advsync-agent import: unexpected argument %s\n", argv[i]);
             s_usage(stderr);
             return 2;

@@ -246,12 +246,17 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
 int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
 {
     const char *path = NULL;
+    bool options = true; /* until a "--": after it, FILE may start with '-' */
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        if (options && strcmp(argv[i], "--") == 0) {
+            options = false;
+            continue;
+        }
+        if (options && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
             s_usage(stdout);
             return 0;
         }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+        if (options && argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "advsync-agent submit: unknown option %s\n", argv[i]);
             s_usage(stderr);
             return 2;

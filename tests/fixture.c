@@ -49,7 +49,8 @@ void asy_fixture_teardown(asy_fixture_t *self)
     cr_assert_eq(system(command), 0);
 }
 
-const char *asy_fixture_write(const asy_fixture_t *self, const char *name, const char *text)
+const char *asy_fixture_write_bytes(const asy_fixture_t *self, const char *name, const char *data,
+                                    size_t size)
 {
     static char paths[8][512];
     static int next;
@@ -57,9 +58,14 @@ const char *asy_fixture_write(const asy_fixture_t *self, const char *name, const
     snprintf(path, sizeof paths[0], "%s/%s", self->dir, name);
     FILE *file = fopen(path, "wb");
     cr_assert_not_null(file);
-    fputs(text, file);
-    fclose(file);
+    cr_assert_eq(fwrite(data, 1, size, file), size);
+    cr_assert_eq(fclose(file), 0);
     return path;
+}
+
+const char *asy_fixture_write(const asy_fixture_t *self, const char *name, const char *text)
+{
+    return asy_fixture_write_bytes(self, name, text, strlen(text));
 }
 
 char *asy_fixture_slurp(const char *path, size_t *size)

@@ -34,6 +34,9 @@ void asy_fixture_teardown(asy_fixture_t *self);
 
 /* Writes text to <dir>/<name> and returns the path (a static buffer, one of eight in turn). */
 const char *asy_fixture_write(const asy_fixture_t *self, const char *name, const char *text);
+/* The same for bytes that may hold NULs (a UTF-16 file, a line with a NUL byte). */
+const char *asy_fixture_write_bytes(const asy_fixture_t *self, const char *name, const char *data,
+                                    size_t size);
 
 /* Reads a whole file, NUL-terminated (it may hold NULs); *size its length if size is not NULL.
    Caller frees. */

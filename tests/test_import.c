@@ -275,15 +275,10 @@ Test(import, encodings_and_repeated_headers_are_named)
               "%s", result.err);
 
     /* Excel's "Unicode text" (UTF-16 with a byte order mark) */
-    char path[512];
-    snprintf(path, sizeof path, "%s/utf16.csv", s_fixture.dir);
     static const char utf16[] = "\xff\xfe"
                                 "C\0a\0s\0e\0 \0N\0o\0,\0"
                                 "\n\0";
-    FILE *file = fopen(path, "wb");
-    cr_assert_not_null(file);
-    fwrite(utf16, 1, sizeof utf16 - 1, file);
-    fclose(file);
+    const char *path = asy_fixture_write_bytes(&s_fixture, "utf16.csv", utf16, sizeof utf16 - 1);
     result = s_import(mapping, path);
     cr_assert_eq(result.code, 1, "exit %d: %s", result.code, result.err);
     cr_assert(strstr(result.err, "the file is UTF-16"), "%s", result.err);

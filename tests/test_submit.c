@@ -271,16 +271,11 @@ Test(submit, status_never_creates_an_outbox)
 
 Test(submit, a_line_with_a_nul_byte_is_refused)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/nul.jsonl", s_fixture.dir);
     static const char text[] = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                                "\"contactMade\":{}}\0{\"junk\n"
                                "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                                "\"contactMade\":{}}\n";
-    FILE *file = fopen(path, "wb");
-    cr_assert_not_null(file);
-    fwrite(text, 1, sizeof text - 1, file);
-    fclose(file);
+    const char *path = asy_fixture_write_bytes(&s_fixture, "nul.jsonl", text, sizeof text - 1);
     asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 3, "%s", result.err);
     cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n");

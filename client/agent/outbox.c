@@ -168,15 +168,17 @@ static void s_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
     sqlite3_busy_handler(self->db, s_busy, self);
 }
 
-/* True if the file already holds an initialised outbox (a read: no write lock needed). */
-static bool s_initialised(asy_outbox_t *self)
+/* The file's format, or -1 if it holds no initialised outbox (a read: no write lock). */
+static int64_t s_format(asy_outbox_t *self)
 {
     sqlite3_stmt *statement = NULL;
-    bool found = sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1,
-                                    &statement, NULL) == SQLITE_OK &&
-                 sqlite3_step(statement) == SQLITE_ROW;
+    int64_t format = -1;
+    if (sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1, &statement,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW)
+        format = sqlite3_column_int64(statement, 0);
     sqlite3_finalize(statement);
-    return found;
+    return format;
 }
 
 /* Checks the file belongs to this agent and site and reads its epoch. */
@@ -214,45 +216,34 @@ static int s_check_owner(asy_outbox_t *self, const char *path)
    process may be doing the same): format 1 had no digest in `seen`. */
 static int s_upgrade(asy_outbox_t *self, const char *path)
 {
-    sqlite3_stmt *statement = NULL;
-    int64_t format = -1;
-    if (sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1, &statement,
-                           NULL) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW)
-        format = sqlite3_column_int64(statement, 0);
-    sqlite3_finalize(statement);
-    if (format != 1)
+    if (s_format(self) != 1)
         return 0; /* current, or one s_check_owner names */
     if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return s_db_fail(self, "upgrading the outbox");
-    bool still = false;
-    if (sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1, &statement,
-                           NULL) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW)
-        still = sqlite3_column_int64(statement, 0) == 1;
-    sqlite3_finalize(statement);
-    char *sql = sqlite3_mprintf("ALTER TABLE seen ADD COLUMN digest BLOB;"
-                                " UPDATE meta SET value = %d WHERE key = 'format';",
-                                S_FORMAT);
-    if (!sql || (still && sqlite3_exec(self->db, sql, NULL, NULL, NULL) != SQLITE_OK) ||
+    /* read again under the lock: another process may have upgraded it meanwhile */
+    bool still = s_format(self) == 1;
+    /* the step from 1 to 2; a later format adds its own step after it */
+    if ((still && sqlite3_exec(self->db,
+                               "ALTER TABLE seen ADD COLUMN digest BLOB;"
+                               " UPDATE meta SET value = 2 WHERE key = 'format';",
+                               NULL, NULL, NULL) != SQLITE_OK) ||
         sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_free(sql);
         s_db_fail(self, "upgrading the outbox");
         sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
         return ASY_EDB;
     }
-    sqlite3_free(sql);
     if (still)
-        asy_info("%s: outbox upgraded from format 1 to %d (event digests)", path, S_FORMAT);
+        asy_info("%s: outbox upgraded from format 1 to 2 (event digests)", path);
     return 0;
 }
 
 /* Creates the tables and the meta rows of a new file, then checks the file belongs to this
-   agent and site. Opening an existing outbox only reads, so `status` and `run` never wait
-   for a writer's lock to open one. */
+   agent and site. Opening an existing outbox of the current format only reads, so `status`
+   and `run` never wait for a writer's lock to open one; one of an earlier format is upgraded
+   first, once, under that lock. */
 static int s_initialise(asy_outbox_t *self, const char *path)
 {
-    if (s_initialised(self)) {
+    if (s_format(self) >= 0) {
         int rc = s_upgrade(self, path);
         return rc != 0 ? rc : s_check_owner(self, path);
     }

@@ -806,17 +806,18 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
     }
     for (size_t c = 0; c < mapping->column_count; c++) {
         s_column_t *column = &mapping->columns[c];
-        for (size_t i = 0; i < csv->count && column->index < 0; i++)
-            if (!strcasecmp(s_trim(asy_csv_field(csv, i)), column->header))
-                column->index = (int)i;
-        for (size_t i = column->index + 1; column->index >= 0 && i < csv->count; i++)
-            if (!strcasecmp(s_trim(asy_csv_field(csv, i)), column->header)) {
+        for (size_t i = 0; i < csv->count; i++) {
+            if (strcasecmp(s_trim(asy_csv_field(csv, i)), column->header) != 0)
+                continue;
+            if (column->index >= 0) {
                 asy_set_error(error, error_size,
                               "the header row has column \"%s\" twice (columns %d and %zu): "
                               "which one the mapping means cannot be told",
                               column->header, column->index + 1, i + 1);
                 return ASY_EINVAL;
             }
+            column->index = (int)i;
+        }
         if (column->index < 0) {
             asy_set_error(error, error_size,
                      "the header row has no column \"%s\" (mapping column "

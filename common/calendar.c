@@ -458,11 +458,17 @@ static bool s_holiday(s_cursor_t *cursor, asy_date_t date)
     return s_contains(cursor->rules, cursor->count, date);
 }
 
+/* From the rules and the entries (what the table is made from). */
+static bool s_working_by_rules(s_cursor_t *cursor, asy_date_t date)
+{
+    return !s_is_weekend(date) && !s_holiday(cursor, date);
+}
+
 static bool s_working(s_cursor_t *cursor, asy_date_t date)
 {
     if (s_in_table(cursor->calendar, date))
         return s_table_get(cursor->calendar, date);
-    return !s_is_weekend(date) && !s_holiday(cursor, date);
+    return s_working_by_rules(cursor, date);
 }
 
 bool asy_calendar_is_holiday(const asy_calendar_t *self, asy_date_t date)
@@ -473,9 +479,9 @@ bool asy_calendar_is_holiday(const asy_calendar_t *self, asy_date_t date)
 
 bool asy_calendar_is_working_day(const asy_calendar_t *self, asy_date_t date)
 {
-    /* from the rules and entries, not the table: the tests hold one against the other */
+    /* not from the table: the tests hold one against the other */
     s_cursor_t cursor = s_cursor(self);
-    return !s_is_weekend(date) && !s_holiday(&cursor, date);
+    return s_working_by_rules(&cursor, date);
 }
 
 size_t asy_calendar_holidays(const asy_calendar_t *self, int year, asy_date_t *out, size_t capacity)

@@ -260,7 +260,8 @@ bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size)
     }
     /* tcp://[SOURCE;]HOST:PORT: libzmq would take a port of 99999 modulo 65536, or 5570x
        as 5570, and a missing host as a lookup that fails on every attempt */
-    const char *address = strrchr(text, ';') ? strrchr(text, ';') + 1 : text + 6;
+    const char *source_end = strrchr(text, ';');
+    const char *address = source_end ? source_end + 1 : text + 6;
     const char *colon = strrchr(address, ':');
     if (!colon || colon == address) {
         snprintf(why, why_size, "needs a host and a port (tcp://HOST:PORT)");

@@ -205,7 +205,8 @@ bool asy_id_valid(const char *text);
 bool asy_endpoint_valid(const char *text);
 /* Checks an endpoint to connect to (bind false) or to bind (bind true: the port may also be
    * or 0, any free port, and the host *, every interface). True if valid; otherwise false
-   with what is wrong in why (e.g. "port 99999 is not 1..65535"), if why is not NULL. */
+   with what is wrong in why (e.g. `has port "99999", not a number 1..65535`), if why is not
+   NULL. */
 bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size);
 /* True if text is exactly 64 lowercase hex digits. */
 bool asy_pseudonym_valid(const char *text);

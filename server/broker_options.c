@@ -126,10 +126,8 @@ static const char *s_check(const s_spec_t *spec, const char *value, char *why, s
         PQconninfoOption *parsed = PQconninfoParse(value, &message);
         PQconninfoFree(parsed);
         if (!parsed) {
-            snprintf(why, size, "is not a libpq conninfo: %s", message ? message : "out of memory");
-            size_t length = strlen(why);
-            if (length > 0 && why[length - 1] == '\n')
-                why[length - 1] = '\0';
+            const char *text = message ? message : "out of memory";
+            snprintf(why, size, "is not a libpq conninfo: %.*s", (int)strcspn(text, "\n"), text);
             PQfreemem(message);
             return why;
         }

@@ -160,10 +160,10 @@ static void s_report_not_json(const char *name, unsigned long number, const char
 
 /* Reads JSON lines from file into the submitter; name is for messages. Returns 0, or
    ASY_EDB / ASY_EIO / ASY_ENOMEM on a fatal error (after reporting it). *committed counts
-   the events stored by committed transactions. Lines go in transactions of up to
-   S_LINES_PER_TRANSACTION, cut short whenever the input has nothing more ready. */
-/* *committed: events stored; *through: the last line whose event is stored or refused for
-   good (the input after it was not stored when an error stops the run). */
+   the events stored by committed transactions, *through the last line whose event is stored
+   or refused for good (when an error stops the run, the input after it was not stored).
+   Lines go in transactions of up to S_LINES_PER_TRANSACTION, cut short whenever the input
+   has nothing more ready. */
 static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *name,
                           uint64_t *committed, unsigned long *through)
 {

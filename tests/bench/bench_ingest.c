@@ -63,46 +63,32 @@ static void s_exec(PGconn *pg, const char *sql)
     PQclear(res);
 }
 
-/* CPU seconds (user + system) one process has used so far, from /proc; 0 if it is gone. */
+/* CPU seconds one process has used so far; 0 if it is gone. */
 static double s_cpu_seconds(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *file = fopen(path, "r");
-    if (!file)
-        return 0;
-    char line[1024];
-    double seconds = 0;
-    if (fgets(line, sizeof line, file)) {
-        const char *after = strrchr(line, ')'); /* the name may hold spaces */
-        unsigned long long utime = 0, stime = 0;
-        if (after && sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                            &utime, &stime) == 2)
-            seconds = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-    }
-    fclose(file);
-    return seconds;
+    double seconds = asy_test_cpu_seconds(path, NULL);
+    return seconds > 0 ? seconds : 0;
 }
 
 /* CPU seconds of every process named "postgres" (the cluster's server and backends). */
 static double s_postgres_cpu_seconds(void)
 {
-    double seconds = 0;
+    double total = 0;
     DIR *proc = opendir("/proc");
     for (struct dirent *entry; proc && (entry = readdir(proc));) {
-        pid_t pid = (pid_t)atoi(entry->d_name);
-        char path[64], name[64] = "";
-        snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-        FILE *file = pid > 0 ? fopen(path, "r") : NULL;
-        if (!file)
+        if (atoi(entry->d_name) <= 0)
             continue;
-        if (fgets(name, sizeof name, file) && strncmp(name, "postgres", 8) == 0)
-            seconds += s_cpu_seconds(pid);
-        fclose(file);
+        char path[300], name[64];
+        snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
+        double seconds = asy_test_cpu_seconds(path, name);
+        if (seconds > 0 && strcmp(name, "postgres") == 0)
+            total += seconds;
     }
     if (proc)
         closedir(proc);
-    return seconds;
+    return total;
 }
 
 static double s_children_cpu_seconds(void)

@@ -548,28 +548,16 @@ static s_cpu_t s_cpu(pid_t pid)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *tasks = opendir(path);
-    double tick = (double)sysconf(_SC_CLK_TCK);
     for (struct dirent *task; tasks && (task = readdir(tasks));) {
         if (task->d_name[0] == '.')
             continue;
-        char stat_path[320], line[1024];
+        char stat_path[320], name[64];
         snprintf(stat_path, sizeof stat_path, "%s/%s/stat", path, task->d_name);
-        FILE *file = fopen(stat_path, "r");
-        if (!file)
+        double seconds = asy_test_cpu_seconds(stat_path, name);
+        if (seconds < 0)
             continue;
-        bool ok = fgets(line, sizeof line, file) != NULL;
-        fclose(file);
-        char *close_paren = ok ? strrchr(line, ')') : NULL;
-        if (!close_paren)
-            continue;
-        /* after "pid (comm)": state is field 3, utime 14, stime 15 */
-        unsigned long long utime = 0, stime = 0;
-        if (sscanf(close_paren + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                   &utime, &stime) != 2)
-            continue;
-        double seconds = (double)(utime + stime) / tick;
         cpu.total += seconds;
-        if (strstr(line, "(ZMQbg/IO/"))
+        if (strncmp(name, "ZMQbg/IO/", 9) == 0)
             cpu.io += seconds;
     }
     if (tasks)

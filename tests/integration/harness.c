@@ -155,6 +155,27 @@ char *asy_test_tmpdir(void)
     return copy;
 }
 
+double asy_test_cpu_seconds(const char *stat_path, char name[64])
+{
+    FILE *file = fopen(stat_path, "r");
+    if (!file)
+        return -1;
+    char line[1024];
+    bool ok = fgets(line, sizeof line, file) != NULL;
+    fclose(file);
+    /* "pid (name) state ...": the name may hold spaces and parentheses */
+    const char *open = ok ? strchr(line, '(') : NULL;
+    const char *close = ok ? strrchr(line, ')') : NULL;
+    unsigned long long utime = 0, stime = 0;
+    if (!open || !close || close < open ||
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+               &stime) != 2)
+        return -1;
+    if (name)
+        snprintf(name, 64, "%.*s", (int)(close - open - 1), open + 1);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 void asy_test_write_lines(const char *dir, const char *name, const char *const *lines, int count,
                           char path[512])
 {

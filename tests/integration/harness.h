@@ -40,6 +40,11 @@ char *asy_test_tmpdir(void);
    test if it cannot. */
 void asy_test_mkdtemp(char *path, size_t size, const char *prefix);
 
+/* CPU seconds (user + system) a process or thread has used, from its /proc stat file (e.g.
+   "/proc/123/stat", "/proc/123/task/124/stat"); its name into name[64] if name is not NULL.
+   -1 if the file cannot be read (the process is gone). */
+double asy_test_cpu_seconds(const char *stat_path, char name[64]);
+
 /* Writes lines (one per line) to <dir>/<name>.jsonl; its path into path[512]. */
 void asy_test_write_lines(const char *dir, const char *name, const char *const *lines, int count,
                           char path[512]);

@@ -976,7 +976,7 @@ static int s_import_rows(s_import_t *self)
 static void s_usage(FILE *out)
 {
     fprintf(out,
-            "usage: advsync-agent [common options] import --mapping MAP.cfg FILE.csv|-\n"
+            "usage: advsync-agent [common options] import --mapping MAP.cfg [--] FILE.csv|-\n"
             "\n"
             "Stores one event per row of a CSV export (RFC 4180, with a header row), as the\n"
             "mapping file says (see deploy/examples/import-mapping.cfg). Times without a zone\n"

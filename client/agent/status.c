@@ -17,7 +17,8 @@ static void s_usage(FILE *out)
                  "the centre acknowledged, the backlog, the age of the oldest unacknowledged\n"
                  "event and when the centre was last heard from; after `reissue`, which seqs\n"
                  "were re-issued. --json prints one JSON object.\n"
-                 "Exit status: 0, or 1 if the outbox cannot be opened, 2 on a usage error.\n");
+                 "Exit status: 0, or 1 if there is no outbox or it cannot be opened, 2 on a usage\n"
+                 "error.\n");
 }
 
 static int64_t s_now_ms(void)

@@ -80,16 +80,19 @@ int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t
 static void s_usage(FILE *out)
 {
     fprintf(out,
-            "usage: advsync-agent [common options] submit [FILE|-]\n"
+            "usage: advsync-agent [common options] submit [--] [FILE|-]\n"
             "\n"
             "Stores case events, one JSON object per line, in the outbox. Identifiers are\n"
             "replaced by pseudonyms before anything is stored: nhsNumber and personRef become\n"
             "personKey, caseRef becomes caseId. Blank lines and lines starting with # are\n"
             "skipped. Each refused line is reported on stderr as FILE:LINE: field: reason.\n"
-            "Reads standard input when FILE is - or absent.\n"
+            "Reads standard input when FILE is - or absent. An eventId seen before counts\n"
+            "as a duplicate; one seen before with other content is refused (a correction\n"
+            "needs its own eventId). A siteId other than this agent's site is refused.\n"
             "\n"
             "Exit status: 0 all stored (duplicates included), 1 fatal error (nothing more\n"
-            "stored), 2 usage error, 3 some lines refused (the others were stored).\n");
+            "stored; the summary says from which line to submit again), 2 usage error,\n"
+            "3 some lines refused (the others were stored).\n");
 }
 
 /* True if the line holds only white space or starts (after white space) with '#'. */

@@ -32,9 +32,13 @@ static int s_slot(int family, asy_dim_t dim)
 
 static asy_mcell_t *s_cell(s_render_t *r, const char *prefix, asy_dim_t dim, int group)
 {
+    const char *name = asy_dims[dim].name;
     char breakdown[ASY_MNAME_MAX];
-    snprintf(breakdown, sizeof breakdown, "%s%s", prefix, asy_dims[dim].name);
-    return asy_mupdate_add_cell(r->update, breakdown, asy_dim_group_name(dim, group));
+    if (*prefix) {
+        snprintf(breakdown, sizeof breakdown, "%s%s", prefix, name);
+        name = breakdown;
+    }
+    return asy_mupdate_add_cell(r->update, name, asy_dim_group_name(dim, group));
 }
 
 static void s_interval(asy_mcell_t *cell, const asy_interval_t *iv, double scale)
@@ -355,22 +359,23 @@ static bool s_is_total(const char *breakdown)
 }
 
 /* Within each breakdown, one suppressed group would be recoverable from the total: suppress
-   the next smallest nonzero group too. */
+   the next smallest nonzero group too. The renderers above add the cells of a breakdown one
+   after another, so a breakdown is one run of cells (test_aggregate checks it on every
+   metric). */
 static void s_secondary(asy_mupdate_t *update)
 {
-    for (size_t i = 0; i < update->cell_count; i++) {
-        const char *breakdown = update->cells[i].breakdown;
-        bool first = true;
-        for (size_t j = 0; j < i && first; j++)
-            first = strcmp(update->cells[j].breakdown, breakdown) != 0;
-        if (!first || s_is_total(breakdown))
+    size_t end;
+    for (size_t start = 0; start < update->cell_count; start = end) {
+        const char *breakdown = update->cells[start].breakdown;
+        end = start + 1;
+        while (end < update->cell_count && strcmp(update->cells[end].breakdown, breakdown) == 0)
+            end++;
+        if (s_is_total(breakdown))
             continue;
         int suppressed = 0;
         asy_mcell_t *smallest = NULL;
-        for (size_t j = i; j < update->cell_count; j++) {
+        for (size_t j = start; j < end; j++) {
             asy_mcell_t *cell = &update->cells[j];
-            if (strcmp(cell->breakdown, breakdown) != 0)
-                continue;
             if (cell->suppressed)
                 suppressed++;
             else if (s_size(cell) > 0 && (!smallest || s_size(cell) < s_size(smallest)))

@@ -532,3 +532,78 @@ Test(aggregate, referral_counts_under_every_reason_it_gives)
     cr_assert_eq(s_count(s_cell(f.agg, topic, true, &f.update, "reason", "REASON_CTO")), 1);
     s_teardown(&f);
 }
+
+/* Every topic, exact and public, over varied cases: the cells of one breakdown come one after
+   another (the secondary suppression walks a breakdown as one run of cells), and no
+   breakdown of the public stream shows exactly one suppressed cell beside a nonzero shown
+   one (the suppressed cell would be its total minus the others). */
+Test(aggregate, every_topic_keeps_a_breakdown_together_and_hides_no_lone_cell)
+{
+    s_fixture_t f;
+    asy_date_t today = s_day(2026, 11, 23);
+    s_setup(&f, today);
+    uint64_t state = 42;
+    for (int i = 0; i < 600; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "k%d", i);
+        asy_case_view_t v = s_case(id, i % 3 ? "ward-a" : "ward-b", 1);
+        state = state * 6364136223846793005u + 1442695040888963407u;
+        uint32_t r = (uint32_t)(state >> 33);
+        v.service = 1 + (int)(r % 3);
+        v.source = 1 + (int)(r / 3 % 18);
+        v.reasons = 1u << (1 + r / 7 % 6);
+        v.attr[ASY_ATTR_ETHNICITY_ONS] = 1 + (int)(r / 11 % 19);
+        v.attr[ASY_ATTR_GENDER] = 1 + (int)(r / 13 % 4);
+        v.attr[ASY_ATTR_AGE_BAND] = 1 + (int)(r / 17 % 9);
+        v.attr[ASY_ATTR_SEX] = 1 + (int)(r / 19 % 2);
+        v.received = today - 1 - (int)(r / 23 % 400);
+        v.q_start = v.received - (int)(r / 29 % 5);
+        if (r % 2)
+            v.contacted = v.received + (int)(r / 31 % 6);
+        if (r % 3 == 0)
+            v.met = v.received + (int)(r / 37 % 9);
+        if (r % 5 == 0)
+            v.declined = v.received + 2;
+        if (r % 4 == 0) {
+            v.closed = v.q_end = v.received + 30;
+            v.left_before_goals = r % 8 == 0;
+        }
+        v.decided = v.received + 1;
+        if (v.contacted > today || v.met > today || v.closed > today)
+            v.contacted = v.met = v.closed = v.q_end = ASY_NO_DATE;
+        cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    }
+    cr_assert_eq(asy_aggregate_rebuild(f.agg), 0);
+    size_t cursor = 0, topics = 0, lone_checked = 0;
+    asy_topic_ref_t ref;
+    while (asy_aggregate_next_dirty(f.agg, &cursor, &ref)) {
+        topics++;
+        for (int exact = 0; exact < 2; exact++) {
+            cr_assert_eq(asy_aggregate_render(f.agg, &ref, exact, 0, &f.update), 0);
+            const asy_mupdate_t *u = &f.update;
+            size_t end;
+            for (size_t start = 0; start < u->cell_count; start = end) {
+                const char *breakdown = u->cells[start].breakdown;
+                int suppressed = 0, shown = 0;
+                for (end = start;
+                     end < u->cell_count && strcmp(u->cells[end].breakdown, breakdown) == 0;
+                     end++) {
+                    suppressed += u->cells[end].suppressed;
+                    shown += !u->cells[end].suppressed &&
+                             (u->cells[end].count > 0 || u->cells[end].denominator > 0);
+                }
+                for (size_t j = end; j < u->cell_count; j++)
+                    cr_assert(strcmp(u->cells[j].breakdown, breakdown) != 0,
+                              "%s: breakdown %s in two runs", u->topic, breakdown);
+                if (!exact && strcmp(breakdown, "total") != 0) {
+                    cr_assert(suppressed != 1 || shown == 0, "%s: %s has one cell hidden", u->topic,
+                              breakdown);
+                    lone_checked += suppressed > 0;
+                }
+            }
+        }
+    }
+    cr_assert_gt(topics, 400);
+    cr_assert_gt(lone_checked, 100, "only %zu breakdowns with suppression", lone_checked);
+    s_teardown(&f);
+}

@@ -11,7 +11,8 @@
         chunks of 5,000, the three levels taking turns chunk by chunk (so other processes on
         the 2 cores slow every level alike); ns/event is the median chunk; upkeep_ratio = ns
         at 1M / ns at 10k. Baseline: recomputing from the stored events would cost O(N) per
-        event (ratio ~100). Target: upkeep_ratio <= 1.5.
+        event (ratio ~100). Target: upkeep_ratio <= 1.5. Then, at 1M, what publishing costs
+        per topic: every topic rendered (exact and public) and encoded, fastest of 3 passes.
     (2) Event-committed -> update-received latency, through a real advsyncd (default coalescing
         100 ms) with 2,000 events/s of background load (three agents `simulate --rate 667`
         with `run` forwarding) and 100, then 1,000 subscribers: plain ZeroMQ SUB sockets on the
@@ -312,6 +313,51 @@ static void s_level_chunk(s_level_t *level, int chunk)
     level->chunk_ns[chunk] = (double)(s_mono_ns() - start) / (double)size;
 }
 
+/* What publishing costs per topic, on the largest level: every topic rendered (exact, then
+   public with disclosure control) and encoded as the broker sends it; the fastest of 3 passes.
+   Printed for comparison between builds; no target. */
+static void s_render_cost(asy_aggregate_t *aggregate)
+{
+    if (asy_aggregate_rebuild(aggregate) != 0)
+        s_die("asy_aggregate_rebuild");
+    size_t count = 0, capacity = 1024, cursor = 0;
+    asy_topic_ref_t *refs = malloc(capacity * sizeof *refs);
+    while (refs && asy_aggregate_next_dirty(aggregate, &cursor, &refs[count])) {
+        if (++count == capacity)
+            refs = realloc(refs, (capacity *= 2) * sizeof *refs);
+    }
+    if (!refs)
+        s_die("out of memory");
+    asy_mmsg_t msg;
+    asy_mmsg_init(&msg, ASY_MMSG_UPDATE);
+    double best[2] = {0, 0};
+    size_t cells[2] = {0, 0}, bytes[2] = {0, 0};
+    for (int pass = 0; pass < 3; pass++)
+        for (int s = 0; s < 2; s++) {
+            cells[s] = bytes[s] = 0;
+            int64_t start = s_mono_ns();
+            for (size_t i = 0; i < count; i++) {
+                uint8_t *data = NULL;
+                size_t size = 0;
+                if (asy_aggregate_render(aggregate, &refs[i], s == 0, 0, &msg.update) != 0 ||
+                    asy_mmsg_encode(&msg, &data, &size) != 0)
+                    s_die("render or encode failed");
+                cells[s] += msg.update.cell_count;
+                bytes[s] += size;
+                free(data);
+            }
+            double us = (double)(s_mono_ns() - start) / 1e3 / (double)count;
+            if (pass == 0 || us < best[s])
+                best[s] = us;
+        }
+    printf("render: %zu topics at N=1000000, rendered and encoded: exact %.1f us/topic "
+           "(%.0f cells, %.0f bytes on average), public %.1f us/topic (%.0f cells, %.0f bytes)\n",
+           count, best[0], (double)cells[0] / (double)count, (double)bytes[0] / (double)count,
+           best[1], (double)cells[1] / (double)count, (double)bytes[1] / (double)count);
+    asy_mmsg_release(&msg);
+    free(refs);
+}
+
 static double s_upkeep(void)
 {
     asy_calendar_t *calendar = asy_calendar_new();
@@ -341,6 +387,8 @@ static double s_upkeep(void)
                level->chunk_ns[S_CHUNKS - 1], level->cases_before,
                asy_aggregate_case_count(level->aggregate), level->rss_mb, level->rss_growth_mb,
                level->preload_s);
+        if (l == S_LEVELS - 1)
+            s_render_cost(level->aggregate);
         free(level->next);
         asy_aggregate_destroy(&level->aggregate);
         s_stream_free(&level->stream);

@@ -1235,3 +1235,26 @@ Test(watch, bad_flags_exit_2)
     cr_assert_eq(asy_test_run(version, out, sizeof out, 5000), 0);
     cr_assert_str_eq(out, "advsync-watch " ASY_VERSION_STRING " (monitor protocol 1)\n");
 }
+
+/* --json keeps stdout to JSON lines: nothing matching is said on stderr, not in the lines. */
+Test(watch, once_json_explains_an_empty_answer_on_stderr)
+{
+    s_do("SET", "all/M1/" S_PERIOD, 11);
+    char *argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub,    "--snapshot", s_snap,
+                    "--site",       "ward-z",     "--once", "--json",     NULL};
+    char out[4096];
+    cr_assert_eq(asy_test_run(argv, out, sizeof out, 10000), 0);
+    cr_assert_str_eq(out, "");
+    char text[4096];
+    cr_assert_eq(s_run_logged(argv, text, sizeof text, 10000), 0);
+    cr_assert(strstr(text, "the snapshot holds no figures for --site ward-z --metric (any) "
+                           "--period (any)"),
+              "%s", text);
+    cr_assert_null(strstr(text, "waiting for updates"), "%s", text);
+    /* figures that match: no note */
+    char *all_argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub,    "--snapshot", s_snap,
+                        "--metric",     "M1",         "--once", "--json",     NULL};
+    cr_assert_eq(s_run_logged(all_argv, text, sizeof text, 10000), 0);
+    cr_assert_null(strstr(text, "holds no figures"), "%s", text);
+    cr_assert(strstr(text, "all/M1/" S_PERIOD), "%s", text);
+}

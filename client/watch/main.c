@@ -307,6 +307,7 @@ typedef struct {
     size_t period_count;
     asy_view_breaches_t breaches; /* the latest received, newest first */
     bool show_breaches;           /* the table has a "recent breaches" section */
+    uint64_t printed;             /* --json: lines written */
 } s_output_t;
 
 static bool s_wanted(const s_args_t *args, const asy_mmsg_t *msg)
@@ -323,7 +324,7 @@ static void s_print_json(const char *topic, const asy_mmsg_t *msg, const uint8_t
 {
     (void)topic;
     (void)from_snapshot;
-    const s_output_t *output = arg;
+    s_output_t *output = arg;
     if (!s_wanted(output->args, msg))
         return;
     char *line = asy_mmsg_json(data, size);
@@ -334,6 +335,21 @@ static void s_print_json(const char *topic, const asy_mmsg_t *msg, const uint8_t
     fprintf(stdout, "%s\n", line);
     fflush(stdout);
     free(line);
+    output->printed++;
+}
+
+/* --json after the snapshot: stdout stays JSON lines only, so an empty answer (a quiet broker,
+   or a mistyped --site, --metric or --period) is explained on stderr, as the table does. */
+static void s_json_explain_empty(const s_output_t *output)
+{
+    if (output->printed > 0)
+        return;
+    const s_args_t *args = output->args;
+    fprintf(stderr,
+            "advsync-watch: the snapshot holds no figures for --site %s --metric %s --period %s "
+            "(a site's appear with its first event at the centre; check the values given)%s\n",
+            args->site ? args->site : "all", args->metric ? args->metric : "(any)",
+            args->period ? args->period : "(any)", args->once ? "" : "; waiting for updates");
 }
 
 static int64_t s_wall_us(void)
@@ -538,6 +554,8 @@ int main(int argc, char **argv)
     if (args.json)
         asy_replica_set_handler(replica, s_print_json, &output);
     rc = s_sync_or_complain(replica, &args, end);
+    if (rc == 0 && args.json)
+        s_json_explain_empty(&output);
     int code;
     if (rc != 0 && !args.once && !s_stop && zclock_mono() < end)
         fprintf(stderr, "advsync-watch: still trying\n");

@@ -843,7 +843,7 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
         strftime(start, sizeof start, "%Y-%m-%d", &tm);
     }
     printf("latency, %s: advsyncd (default coalescing, 100 ms), restricted stream; "
-           "logs in %s\n", title, dir);
+           "logs in %s (tests/bench/run removes them unless ASY_BENCH_KEEP=1)\n", title, dir);
 
     pid_t runner[S_AGENTS + 1], simulator[S_AGENTS];
     s_start_load(dir, endpoint, start, runner, simulator);

@@ -1,6 +1,7 @@
 /*  csv.c: the RFC 4180 reader `import` reads its input with (see csv.h).  */
 #include "csv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static int s_csv_put(asy_csv_t *csv, char c)
@@ -36,21 +37,87 @@ char *asy_csv_field(const asy_csv_t *csv, size_t index)
     return csv->text + csv->starts[index];
 }
 
+/* The first defect of a record, described once the record has ended. */
+typedef enum { S_FINE, S_UNCLOSED, S_AFTER_QUOTE, S_NUL } s_defect_t;
+
+static void s_describe(asy_csv_t *csv, s_defect_t defect, size_t field, unsigned long line,
+                       unsigned long last_line)
+{
+    char span[64] = "";
+    if (defect == S_FINE)
+        return;
+    if (last_line > csv->record_line)
+        snprintf(span, sizeof span, "; lines %lu-%lu were read as one row", csv->record_line,
+                 last_line);
+    switch (defect) {
+    case S_UNCLOSED:
+        snprintf(csv->problem, sizeof csv->problem,
+                 "a quoted field is never closed (field %zu runs to the end of the file%s)", field,
+                 span);
+        break;
+    case S_AFTER_QUOTE:
+        snprintf(csv->problem, sizeof csv->problem,
+                 "field %zu: text after its closing quote on line %lu (a quote inside a quoted "
+                 "field is written twice: \"\")%s",
+                 field, line, span);
+        break;
+    case S_NUL:
+        snprintf(csv->problem, sizeof csv->problem,
+                 "field %zu: a NUL byte on line %lu (the export is damaged or not text)%s", field,
+                 line, span);
+        break;
+    case S_FINE:
+        break;
+    }
+}
+
+/* The first character of the file, past a UTF-8 byte-order mark; bytes that only began like
+   one are stored as text of the first field (*stored). */
+static int s_first(asy_csv_t *csv, bool *stored)
+{
+    *stored = false;
+    csv->began = true;
+    int c = getc(csv->file);
+    if (c != 0xEF)
+        return c;
+    int c2 = getc(csv->file);
+    int c3 = c2 == 0xBB ? getc(csv->file) : EOF;
+    if (c2 == 0xBB && c3 == 0xBF)
+        return getc(csv->file);
+    *stored = true;
+    if (s_csv_begin_field(csv) != 0 || s_csv_put(csv, (char)0xEF) != 0 ||
+        (c2 == 0xBB && s_csv_put(csv, (char)0xBB) != 0))
+        return ASY_ENOMEM;
+    return c2 == 0xBB ? c3 : c2;
+}
+
 int asy_csv_next(asy_csv_t *csv)
 {
     csv->used = 0;
     csv->count = 0;
-    csv->unterminated = false;
+    csv->problem[0] = '\0';
     csv->record_line = csv->line;
-    int c = getc(csv->file);
-    if (c == EOF)
+    bool stored = false;
+    int c = csv->began ? getc(csv->file) : s_first(csv, &stored);
+    if (c == ASY_ENOMEM)
+        return ASY_ENOMEM;
+    if (c == EOF && !stored)
         return 0;
-    bool quoted = false, field_start = true;
-    int rc = s_csv_begin_field(csv);
+    bool quoted = false, field_start = !stored;
+    s_defect_t defect = S_FINE;
+    size_t defect_field = 0;
+    unsigned long defect_line = 0;
+    int rc = stored ? 0 : s_csv_begin_field(csv);
     while (rc == 0) {
+        if (c == '\0' && defect == S_FINE) {
+            defect = S_NUL;
+            defect_field = csv->count;
+            defect_line = csv->line;
+        }
         if (quoted) {
             if (c == EOF) {
-                csv->unterminated = true;
+                bool ended = csv->used > 0 && csv->text[csv->used - 1] == '\n';
+                s_describe(csv, S_UNCLOSED, csv->count, csv->line, csv->line - ended);
                 return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
             }
             if (c == '"') {
@@ -58,6 +125,12 @@ int asy_csv_next(asy_csv_t *csv)
                 if (next != '"') {
                     quoted = false;
                     c = next;
+                    if (c != csv->delimiter && c != '\r' && c != '\n' && c != EOF &&
+                        defect == S_FINE) {
+                        defect = S_AFTER_QUOTE;
+                        defect_field = csv->count;
+                        defect_line = csv->line;
+                    }
                     continue;
                 }
             } else if (c == '\n')
@@ -76,6 +149,7 @@ int asy_csv_next(asy_csv_t *csv)
                 if (next != '\n' && next != EOF)
                     ungetc(next, csv->file);
             }
+            s_describe(csv, defect, defect_field, defect_line, csv->line);
             if (c != EOF)
                 csv->line++;
             return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;

@@ -3,7 +3,13 @@
     Records are read one at a time from a FILE: fields are separated by the delimiter; a field
     that starts with a quote may hold the delimiter, doubled quotes ("" for ") and line breaks;
     records end with CRLF, LF or CR. A stray quote inside an unquoted field is kept as text.
-    Line numbers count physical lines, so a message can name the line a record started on.  */
+    A UTF-8 byte-order mark at the start of the file is skipped. Line numbers count physical
+    lines, so a message can name the line a record started on.
+
+    A record the reader had to guess at is read whole and described in csv->problem, for the
+    caller to refuse: a quote never closed (the record runs to the end of the file), text after
+    a closing quote (a quote inside a quoted field not written twice: the field may have run on
+    over the rows that follow), a NUL byte.  */
 #ifndef ASY_CSV_H_INCLUDED
 #define ASY_CSV_H_INCLUDED
 
@@ -21,12 +27,13 @@ typedef struct {
     size_t used, capacity;
     size_t *starts;
     size_t count, slots;
-    bool unterminated; /* the last record ended inside quotes */
+    bool began;        /* the first read is done (the byte-order mark is behind) */
+    char problem[192]; /* "" or why the last record cannot be trusted (starts "a quoted field
+                          is never closed", "field N: ..."; says which lines it spans) */
 } asy_csv_t;
 
-/* Reads one record (csv->count fields). Returns 1, 0 at the end of the file, or ASY_ENOMEM.
-   A quote that is never closed ends the record at the end of the file with csv->unterminated
-   set. */
+/* Reads one record (csv->count fields). Returns 1 (check csv->problem), 0 at the end of the
+   file, or ASY_ENOMEM. */
 int asy_csv_next(asy_csv_t *csv);
 
 /* Field index (< csv->count) of the last record, NUL-terminated; borrowed until the next read,

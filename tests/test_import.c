@@ -288,6 +288,60 @@ Test(import, encodings_and_repeated_headers_are_named)
     free(stored);
 }
 
+/* A quote left open in one cell used to swallow the next rows into it (up to a quote that the
+   reader then took as closing), so their raw NHS numbers and case references went out as the
+   referrer's name with exit 0. A NUL byte cut the cell short. Both rows are now refused, with
+   the lines they span; a byte-order mark before a quoted header holding a comma is skipped. */
+Test(import, rows_the_reader_had_to_guess_at_are_refused)
+{
+    const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
+    const char *csv = s_write("open.csv", "Case No,NHS No,Received,Service,Why,Referrer\n"
+                                          "C-1,,15/07/2026 14:30,IMHA,,\"Ward 3\n"
+                                          "C-1,943 476 5919,16/07/2026,IMHA,,\n"
+                                          "C-2,,15/01/2026,IMHA,,\"The \"\"Friends\"\" group\"\n"
+                                          "C-3,,15/07/2026 14:30,IMHA,,ok\n");
+    asy_fixture_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n", "%s", result.err);
+    char expected[1024];
+    snprintf(expected, sizeof expected,
+             "%s:2: field 6: text after its closing quote on line 4 (a quote inside a quoted "
+             "field is written twice: \"\"); lines 2-4 were read as one row",
+             csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 1);
+    cr_assert(strstr(stored->json[0], "C-3") == NULL, "case references are pseudonymised");
+    cr_assert_null(strstr(stored->json[0], "5919"), "%s", stored->json[0]);
+    cr_assert_null(strstr(stored->json[0], "Ward"), "%s", stored->json[0]);
+    free(stored->json[0]);
+    free(stored);
+
+    static const char nul[] = "Case No,NHS No,Received,Service,Why,Referrer\n"
+                              "C-4,,15/07/2026 14:30,IMHA,,Ward\0 9 secret\n";
+    const char *path = asy_fixture_write_bytes(&s_fixture, "nul.csv", nul, sizeof nul - 1);
+    result = s_import(mapping, path);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    snprintf(expected, sizeof expected, "%s:2: field 6: a NUL byte on line 2", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+
+    /* a semicolon-separated export read with the default delimiter */
+    csv = s_write("semi.csv",
+                  "Case No;NHS No;Received;Service;Why;Referrer\nC-6;;15/07/2026;IMHA;;\n");
+    result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 1, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, "the header row has no column \"Case No\" (mapping column 1); "
+                                 "the header row is one field holding \";\": set delimiter = "
+                                 "\";\" in the mapping"),
+              "%s", result.err);
+
+    csv = s_write("bom.csv", "\xEF\xBB\xBF\"Notes, misc\",Case No,NHS No,Received,Service,Why,"
+                             "Referrer\r\nhello,C-5,,15/07/2026 14:30,IMHA,,\r\n");
+    result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 0\n", "%s", result.err);
+}
+
 Test(import, kind_column_picks_the_body_and_iso_times_keep_their_zone)
 {
     const char *mapping = s_write("events.cfg", "import\n"

@@ -733,15 +733,16 @@ static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, cha
 static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t header_count,
                             bool *empty, char *error, size_t error_size)
 {
+    *empty = false;
+    if (csv->problem[0]) {
+        asy_set_error(error, error_size, "%s", csv->problem);
+        return NULL;
+    }
     *empty = true;
     for (size_t i = 0; i < csv->count && *empty; i++)
         *empty = *s_trim(asy_csv_field(csv, i)) == '\0';
     if (*empty)
         return NULL;
-    if (csv->unterminated) {
-        asy_set_error(error, error_size, "a quoted field is never closed");
-        return NULL;
-    }
     if (csv->count != header_count) {
         asy_set_error(error, error_size, "%zu fields, but the header has %zu", csv->count, header_count);
         return NULL;
@@ -781,6 +782,10 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
                       "the file is UTF-16 (Excel's \"Unicode text\"): save it as CSV UTF-8");
         return ASY_EINVAL;
     }
+    if (csv->problem[0]) {
+        asy_set_error(error, error_size, "the header row: %s", csv->problem);
+        return ASY_EINVAL;
+    }
     for (size_t i = 0; i < csv->count; i++) {
         char *name = s_trim(asy_csv_field(csv, i));
         if (!asy_json_utf8_valid(name, strlen(name))) {
@@ -789,19 +794,6 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
                           "CSV UTF-8",
                           i + 1);
             return ASY_EINVAL;
-        }
-        if (i == 0 && !strncmp(name, "\xEF\xBB\xBF", 3)) {
-            /* a UTF-8 byte order mark; it hid an opening quote from the reader */
-            memmove(name, name + 3, strlen(name + 3) + 1);
-            size_t length = strlen(name);
-            if (length >= 2 && name[0] == '"' && name[length - 1] == '"') {
-                size_t out = 0;
-                for (size_t in = 1; in + 1 < length; in++) {
-                    name[out++] = name[in];
-                    in += name[in] == '"' && name[in + 1] == '"';
-                }
-                name[out] = '\0';
-            }
         }
     }
     for (size_t c = 0; c < mapping->column_count; c++) {
@@ -819,10 +811,19 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
             column->index = (int)i;
         }
         if (column->index < 0) {
+            /* one field holding another separator: an export in another locale's format */
+            const char *other = csv->count == 1 ? strpbrk(asy_csv_field(csv, 0), ";\t,|") : NULL;
+            char hint[96] = "", name[8] = "tab";
+            if (other && *other != '\t')
+                snprintf(name, sizeof name, "\"%c\"", *other);
+            if (other && *other != csv->delimiter)
+                snprintf(hint, sizeof hint,
+                         "; the header row is one field holding %s: set delimiter = %s in the "
+                         "mapping",
+                         *other == '\t' ? "tabs" : name, name);
             asy_set_error(error, error_size,
-                     "the header row has no column \"%s\" (mapping column "
-                     "%zu)",
-                     column->header, c + 1);
+                          "the header row has no column \"%s\" (mapping column %zu)%s",
+                          column->header, c + 1, hint);
             return ASY_EINVAL;
         }
     }

@@ -306,9 +306,8 @@ static int s_read_file(s_load_t *load)
     while (rc == 0 && (got = asy_csv_next(&csv)) == 1) {
         if (csv.count == 1 && !*asy_csv_field(&csv, 0))
             continue; /* blank line */
-        if (csv.unterminated) {
-            fprintf(stderr, "advsync-ctl: %s:%lu: a quoted field is never closed\n", load->path,
-                    csv.record_line);
+        if (csv.problem[0]) {
+            fprintf(stderr, "advsync-ctl: %s:%lu: %s\n", load->path, csv.record_line, csv.problem);
             rc = ASY_EINVAL;
         } else if (!header) {
             header = true;

@@ -197,8 +197,9 @@ static const char *s_identifier(json_t *value, const char *name, char *error, si
         asy_set_error(error, error_size, "%s: must be a string", name);
         return NULL;
     }
-    if (!*text) {
-        asy_set_error(error, error_size, "%s: must not be empty", name);
+    if (!text[strspn(text, " \t\r\n")]) {
+        /* blank is empty: "   " from a padded export column names no case and no person */
+        asy_set_error(error, error_size, "%s: must not be empty%s", name, *text ? " or blank" : "");
         return NULL;
     }
     if (strlen(text) > 1024) {

@@ -242,6 +242,7 @@ Test(pseudonym, apply_refuses_bad_identifiers)
         {"{\"nhsNumber\":\"000 000 0000\",\"caseRef\":\"c\"}", "nhsNumber: a placeholder"},
         {"{\"nhsNumber\":9434765919,\"caseRef\":\"c\"}", "nhsNumber: must be a string"},
         {"{\"personRef\":\"\",\"caseRef\":\"c\"}", "personRef: must not be empty"},
+        {"{\"caseRef\":\" \\t \"}", "caseRef: must not be empty or blank"},
         {"{\"caseRef\":\"c\",\"caseId\":"
          "\"4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0\"}",
          "caseRef: given together with caseId"},

@@ -231,6 +231,50 @@ Test(submit, duplicates_are_counted_not_refused)
     cr_assert_eq(s_read_outbox().count, 1);
 }
 
+/* A case system on SQL Server exports its GUIDs in capitals: the same UUID, so a duplicate,
+   not a second event at the centre (whose uuid column does not tell the spellings apart). */
+Test(submit, an_event_id_in_capitals_is_the_same_event)
+{
+    const char *lower = "{\"eventId\":\"0190a5c8-2f1e-7a3b-8c4d-5e6f708192a3\",\"caseRef\":\"C1\","
+                        "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n";
+    const char *upper = "{\"eventId\":\"0190A5C8-2F1E-7A3B-8C4D-5E6F708192A3\",\"caseRef\":\"C1\","
+                        "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n";
+    asy_fixture_result_t result = s_submit(s_write("upper.jsonl", upper));
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 0\n");
+    result = s_submit(s_write("lower.jsonl", lower));
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 0, duplicates 1, rejected 0\n", "%s", result.err);
+    s_stored_t stored = s_read_outbox();
+    cr_assert_eq(stored.count, 1);
+    cr_assert_str_eq(stored.events[0].event_id, "0190a5c8-2f1e-7a3b-8c4d-5e6f708192a3");
+}
+
+/* "null means absent" holds for the keys read before the generic mapper too. */
+Test(submit, null_identifier_and_site_keys_are_absent)
+{
+    const char *path =
+        s_write("nulls.jsonl",
+                "{\"nhsNumber\":null,\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                "\"contactMade\":{}}\n"
+                "{\"personRef\":null,\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                "\"contactMade\":{}}\n"
+                "{\"caseId\":null,\"caseRef\":\"C3\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                "\"contactMade\":{}}\n"
+                "{\"personKey\":null,\"nhsNumber\":\"9434765919\",\"caseRef\":\"C4\","
+                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                "{\"siteId\":null,\"eventId\":null,\"caseRef\":\"C5\","
+                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                "{\"caseRef\":null,\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 5, duplicates 0, rejected 1\n", "%s", result.err);
+    char expected[600];
+    snprintf(expected, sizeof expected, "%s:6: ", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    cr_assert_null(strstr(result.err, "must be a string"), "%s", result.err);
+}
+
 Test(submit, an_event_id_reused_for_other_content_is_refused)
 {
     /* a correction made by editing a line that kept its eventId: not dropped as a duplicate */

@@ -3,6 +3,7 @@
 #include "agent.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -12,8 +13,36 @@
 
 #define S_LINES_PER_TRANSACTION 1000
 
+/* What every input means the same by: a top-level null is an absent key (README, "Field
+   names"), also for the identifier keys the pseudonymiser reads before the generic mapper; an
+   eventId in capitals is the same UUID as in small letters (the centre's uuid column says so),
+   so it is stored in small letters, else the outbox's duplicate check would let it through. */
+static void s_normalise(json_t *object)
+{
+    const char *key;
+    json_t *value;
+    void *next;
+    json_object_foreach_safe(object, next, key, value)
+    {
+        if (json_is_null(value))
+            json_object_del(object, key);
+    }
+    static const char *const id_keys[] = {"eventId", "event_id"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *id = json_object_get(object, id_keys[i]);
+        const char *text = json_string_value(id);
+        if (!text || !asy_uuid_valid(text))
+            continue;
+        char lower[ASY_UUID_TEXT + 1];
+        for (size_t c = 0; c <= ASY_UUID_TEXT; c++)
+            lower[c] = (char)tolower((unsigned char)text[c]);
+        json_string_set(id, lower);
+    }
+}
+
 int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
 {
+    s_normalise(object);
     /* the agent stamps its own site: a line that names another one was meant elsewhere */
     static const char *const site_keys[] = {"siteId", "site_id"};
     for (size_t i = 0; i < 2; i++) {

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +431,53 @@ Test(submit, an_idle_pipe_commits_what_it_has)
     int status = 0;
     cr_assert_eq(waitpid(child, &status, 0), child);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert_eq(s_last_seq(), 2);
+}
+
+/* Ctrl-C while submit waits on a pipe: what was read is committed and the run says where to
+   resume (128 + the signal), instead of dying silently with part of the input stored. */
+Test(submit, an_interrupt_says_where_to_resume)
+{
+    int pipefd[2], outfd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    cr_assert_eq(pipe(outfd), 0);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        dup2(pipefd[0], STDIN_FILENO);
+        dup2(outfd[1], STDOUT_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(outfd[0]);
+        close(outfd[1]);
+        char *argv[] = {"submit", "-", NULL};
+        int code = asy_cmd_submit(&s_fixture.config, 2, argv);
+        fflush(stdout);
+        _exit(code);
+    }
+    close(pipefd[0]);
+    close(outfd[1]);
+    const char *lines = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                        "\"contactMade\":{}}\n"
+                        "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                        "\"contactMade\":{}}\n"
+                        "not json\n";
+    cr_assert_eq(write(pipefd[1], lines, strlen(lines)), (ssize_t)strlen(lines));
+    for (int i = 0; i < 100 && s_last_seq() < 2; i++)
+        usleep(50 * 1000);
+    usleep(100 * 1000); /* the third line read too: submit now waits in read() */
+    cr_assert_eq(kill(child, SIGINT), 0);
+    int status = 0;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    close(pipefd[1]);
+    char out[512] = "";
+    ssize_t got = read(outfd[0], out, sizeof out - 1);
+    close(outfd[0]);
+    out[got > 0 ? got : 0] = '\0';
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT, "status %d: %s", status,
+              out);
+    cr_assert_str_eq(out, "interrupted (SIGINT): stored 2, from lines 1-3; the input from line 4 "
+                          "on was not stored (submit it from there)\n");
     cr_assert_eq(s_last_seq(), 2);
 }
 

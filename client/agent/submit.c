@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +122,9 @@ static void s_usage(FILE *out)
             "\n"
             "Exit status: 0 all stored (duplicates included), 1 fatal error (nothing more\n"
             "stored; the summary says from which line to submit again), 2 usage error,\n"
-            "3 some lines refused (the others were stored).\n");
+            "3 some lines refused (the others were stored), 130 or 143 interrupted by\n"
+            "SIGINT or SIGTERM (what was read is stored; the summary says from which line\n"
+            "to submit again).\n");
 }
 
 /* True if the line holds only white space or starts (after white space) with '#'. */
@@ -152,6 +155,16 @@ int asy_submitter_open(const asy_agent_config_t *config, asy_pseudonym_key_t *ke
         return ASY_EDB;
     }
     return 0;
+}
+
+/* A SIGINT or SIGTERM during a submit: the lines read so far are committed and the run ends
+   saying where to resume (without it the operator could not know, and submitting the whole
+   input again would store its first part twice). */
+static volatile sig_atomic_t s_signal;
+
+static void s_on_signal(int signo)
+{
+    s_signal = signo;
 }
 
 /* True when reading the next line could block (a pipe or terminal with nothing ready). The
@@ -205,7 +218,7 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
     int pending = 0;
     bool open = false;
     int rc = 0;
-    while (rc == 0) {
+    while (rc == 0 && !s_signal) {
         if (open && (pending >= S_LINES_PER_TRANSACTION || s_input_idle(file))) {
             open = false;
             pending = 0;
@@ -215,8 +228,8 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
             *through = number;
         }
         ssize_t length = getline(&line, &capacity, file);
-        if (length < 0)
-            break;
+        if (length < 0 || s_signal)
+            break; /* a line read as the signal came is not taken: it may be cut short */
         number++;
         const char *nul = memchr(line, '\0', (size_t)length);
         if (nul) {
@@ -257,7 +270,7 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
         pending++;
     }
     free(line);
-    if (rc == 0 && ferror(file)) {
+    if (rc == 0 && ferror(file) && !s_signal) {
         fprintf(stderr, "%s: read error: %s\n", name, strerror(errno));
         rc = ASY_EIO;
     }
@@ -321,10 +334,25 @@ int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
     asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = config->site_id};
     uint64_t committed = 0;
     unsigned long through = 0;
+    /* no SA_RESTART: a read waiting on a pipe returns at the signal */
+    struct sigaction on_signal = {.sa_handler = s_on_signal}, saved[2];
+    sigemptyset(&on_signal.sa_mask);
+    s_signal = 0;
+    sigaction(SIGINT, &on_signal, &saved[0]);
+    sigaction(SIGTERM, &on_signal, &saved[1]);
     int rc = s_submit_lines(&submitter, file, from_stdin ? "stdin" : path, &committed, &through);
+    sigaction(SIGINT, &saved[0], NULL);
+    sigaction(SIGTERM, &saved[1], NULL);
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);
+    if (rc == 0 && s_signal) {
+        printf("interrupted (%s): stored %llu, from lines 1-%lu; the input from line %lu on "
+               "was not stored (submit it from there)\n",
+               s_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)committed, through,
+               through + 1);
+        return 128 + s_signal;
+    }
     if (rc != 0) {
         /* lines without an eventId get a new one each time: submitting the whole input again
            would store its first part twice */

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define S_NHS_KEY "77f1cc20948e18451632ade3ff407a2d997ebbadf19782d339eb20cc37e37cab"
 
@@ -340,6 +342,54 @@ Test(import, rows_the_reader_had_to_guess_at_are_refused)
     result = s_import(mapping, csv);
     cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
     cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 0\n", "%s", result.err);
+}
+
+static uint64_t s_last_seq(void)
+{
+    char error[512];
+    asy_outbox_t *outbox = asy_outbox_open(s_fixture.config.outbox_path, s_fixture.config.agent_id,
+                                           s_fixture.config.site_id, error, sizeof error);
+    if (!outbox)
+        return 0; /* not created yet */
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    asy_outbox_destroy(&outbox);
+    return status.last_seq;
+}
+
+/* An export fed through a pipe that pauses: the rows read are committed while import waits,
+   so `run` and other submitters are not locked out of the outbox meanwhile. */
+Test(import, an_idle_pipe_commits_what_it_has)
+{
+    const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        dup2(pipefd[0], STDIN_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        char *argv[] = {"import", "--mapping", (char *)mapping, "-", NULL};
+        _exit(asy_cmd_import(&s_fixture.config, 4, argv));
+    }
+    close(pipefd[0]);
+    const char *first = "Case No,NHS No,Received,Service,Why,Referrer\n"
+                        "C-1,,15/07/2026 14:30,IMHA,,\n";
+    cr_assert_eq(write(pipefd[1], first, strlen(first)), (ssize_t)strlen(first));
+    uint64_t seen = 0;
+    for (int i = 0; i < 100 && seen == 0; i++) {
+        usleep(50 * 1000);
+        seen = s_last_seq();
+    }
+    cr_assert_eq(seen, 1, "the first row was not committed while import waited for more");
+    const char *second = "C-2,,15/07/2026 14:30,IMHA,,\n";
+    cr_assert_eq(write(pipefd[1], second, strlen(second)), (ssize_t)strlen(second));
+    close(pipefd[1]);
+    int status = 0;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    cr_assert_eq(s_last_seq(), 2);
 }
 
 Test(import, kind_column_picks_the_body_and_iso_times_keep_their_zone)

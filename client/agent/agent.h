@@ -45,6 +45,12 @@ typedef struct {
    message naming the field, or ASY_EDB. */
 int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size);
 
+/* True when reading the next line could block (a pipe or terminal with nothing ready). submit
+   and import commit their transaction first then, so an idle producer (`tail -f | submit -`)
+   never holds the outbox's write lock that `run` (recording acknowledgements) and other
+   submitters need. */
+bool asy_input_idle(FILE *file);
+
 /* Loads the consortium key and opens the outbox that config names, as a submitter needs.
    Returns 0, or logs the reason and returns ASY_ECONFIG (no key_file), ASY_EIO / ASY_ECONFIG
    (key file unreadable / malformed) or ASY_EDB (outbox). The caller destroys *outbox. */

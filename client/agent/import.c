@@ -914,10 +914,21 @@ static int s_import_rows(s_import_t *self)
         return ASY_EINVAL;
     }
     asy_outbox_t *outbox = self->submitter->outbox;
-    rc = asy_outbox_begin(outbox);
+    /* a transaction is opened by the first row to store and committed every
+       S_ROWS_PER_TRANSACTION rows, or sooner when the input has nothing ready (see
+       asy_input_idle: a slow pipe never holds the outbox's write lock) */
+    bool open = false;
     int pending = 0, got;
-    while (rc == 0 && (got = asy_csv_next(self->csv)) != 0) {
-        if (got < 0) {
+    rc = 0;
+    while (rc == 0) {
+        if (open && (pending >= S_ROWS_PER_TRANSACTION || asy_input_idle(self->csv->file))) {
+            open = false;
+            pending = 0;
+            if ((rc = asy_outbox_commit(outbox)) != 0)
+                break;
+            self->committed = self->submitter->stored;
+        }
+        if ((got = asy_csv_next(self->csv)) <= 0) {
             rc = got;
             break;
         }
@@ -932,9 +943,17 @@ static int s_import_rows(s_import_t *self)
             rc = ASY_ENOMEM;
             break;
         }
+        if (object && !open) {
+            if ((rc = asy_outbox_begin(outbox)) != 0) {
+                json_decref(object);
+                break;
+            }
+            open = true;
+        }
         if (object) {
             added = asy_submitter_add(self->submitter, object, error, sizeof error);
             json_decref(object);
+            pending++;
         } else
             self->submitter->rejected++;
         if (added == ASY_EINVAL) {
@@ -949,27 +968,21 @@ static int s_import_rows(s_import_t *self)
             rc = added;
             break;
         }
-        if (++pending == S_ROWS_PER_TRANSACTION) {
-            pending = 0;
-            rc = asy_outbox_commit(outbox);
-            if (rc == 0) {
-                self->committed = self->submitter->stored;
-                rc = asy_outbox_begin(outbox);
-            }
-        }
     }
     if (rc == 0 && ferror(self->csv->file)) {
         asy_error("%s: read error: %s", self->name, strerror(errno));
         rc = ASY_EIO;
     }
-    if (rc == 0)
+    if (rc == 0 && open)
         rc = asy_outbox_commit(outbox);
     if (rc == 0)
         self->committed = self->submitter->stored;
     else {
-        asy_error("%s: %s", self->name,
-                  rc == ASY_ENOMEM ? "out of memory" : asy_outbox_errmsg(outbox));
-        asy_outbox_rollback(outbox);
+        if (rc != ASY_EIO)
+            asy_error("%s: %s", self->name,
+                      rc == ASY_ENOMEM ? "out of memory" : asy_outbox_errmsg(outbox));
+        if (open)
+            asy_outbox_rollback(outbox);
     }
     return rc;
 }

@@ -167,10 +167,7 @@ static void s_on_signal(int signo)
     s_signal = signo;
 }
 
-/* True when reading the next line could block (a pipe or terminal with nothing ready). The
-   transaction is committed first then, so an idle producer (`tail -f | submit -`) never holds
-   the outbox's write lock that `run` needs to record acknowledgements. */
-static bool s_input_idle(FILE *file)
+bool asy_input_idle(FILE *file)
 {
     struct pollfd ready = {.fd = fileno(file), .events = POLLIN};
     return poll(&ready, 1, 0) == 0;
@@ -219,7 +216,7 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
     bool open = false;
     int rc = 0;
     while (rc == 0 && !s_signal) {
-        if (open && (pending >= S_LINES_PER_TRANSACTION || s_input_idle(file))) {
+        if (open && (pending >= S_LINES_PER_TRANSACTION || asy_input_idle(file))) {
             open = false;
             pending = 0;
             if ((rc = asy_outbox_commit(submitter->outbox)) != 0)

@@ -108,6 +108,40 @@ static int s_collect(uint64_t seq, const uint8_t *data, size_t size, void *arg)
     return seen->stop_after && seen->count == seen->stop_after;
 }
 
+/* submit and run started together on a new outbox: while one creates the file (a write
+   transaction, before WAL mode is in place) the other's switch to WAL mode is refused at once
+   by SQLite, without its busy handler. It waits now instead of failing with "cannot switch
+   to WAL mode: database is locked". */
+Test(outbox, opening_a_file_another_process_is_creating_waits_for_it)
+{
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t creator = fork(); /* before any SQLite handle: SQLite's lock state must not be copied */
+    cr_assert(creator >= 0);
+    if (creator == 0) {
+        sqlite3 *db = NULL;
+        bool ok = sqlite3_open(s_path, &db) == SQLITE_OK &&
+                  sqlite3_exec(db, "BEGIN IMMEDIATE; CREATE TABLE early (x);", NULL, NULL, NULL) ==
+                      SQLITE_OK;
+        ok = write(ready[1], "x", 1) == 1 && ok;
+        usleep(300 * 1000);
+        ok = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK && ok;
+        sqlite3_close(db);
+        _exit(ok ? 0 : 1);
+    }
+    char byte;
+    cr_assert_eq(read(ready[0], &byte, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+    char error[512] = "";
+    asy_outbox_t *outbox = asy_outbox_open(s_path, "ward-a", "site-a", error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    asy_outbox_destroy(&outbox);
+    int status = 0;
+    cr_assert_eq(waitpid(creator, &status, 0), creator);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creator failed");
+}
+
 Test(outbox, numbers_events_from_one_in_a_transaction)
 {
     int64_t before = s_now_ms();

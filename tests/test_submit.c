@@ -329,6 +329,19 @@ Test(submit, a_line_with_a_nul_byte_is_refused)
     cr_assert(strstr(result.err, expected), "%s", result.err);
 }
 
+Test(submit, lines_ending_in_cr_alone_are_named_as_such)
+{
+    const char *path =
+        s_write("cr.jsonl", "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                            "\"contactMade\":{}}\r{\"caseRef\":\"C2\",\"occurredAt\":"
+                            "\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\r");
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert(strstr(result.err, "(the lines end in CR alone: save the file with LF or CRLF line "
+                                 "ends)"),
+              "%s", result.err);
+}
+
 Test(submit, a_line_for_another_site_is_refused)
 {
     const char *path =

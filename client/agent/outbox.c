@@ -168,6 +168,31 @@ static void s_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
     sqlite3_busy_handler(self->db, s_busy, self);
 }
 
+/* Puts the file in WAL mode. Another process creating the same new file at that moment (a
+   write transaction, before its WAL mode is in place: `submit` and `run` started together on
+   a new outbox) makes SQLite refuse the switch at once, without the busy handler: it is
+   retried for the busy time-out. */
+static bool s_wal(asy_outbox_t *self)
+{
+    for (int64_t waited_us = 0;; waited_us += S_BUSY_STEP_US) {
+        char *mode = NULL;
+        sqlite3_stmt *pragma = NULL;
+        if (sqlite3_prepare_v2(self->db, "PRAGMA journal_mode=WAL", -1, &pragma, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(pragma) == SQLITE_ROW)
+            mode = sqlite3_mprintf("%s", (const char *)sqlite3_column_text(pragma, 0));
+        sqlite3_finalize(pragma);
+        bool wal = mode && strcmp(mode, "wal") == 0;
+        sqlite3_free(mode);
+        int code = sqlite3_errcode(self->db);
+        if (wal || (code != SQLITE_BUSY && code != SQLITE_LOCKED) ||
+            waited_us >= (int64_t)self->busy_timeout_ms * 1000)
+            return wal;
+        struct timespec pause = {0, S_BUSY_STEP_US * 1000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* The file's format, or -1 if it holds no initialised outbox (a read: no write lock). */
 static int64_t s_format(asy_outbox_t *self)
 {
@@ -322,14 +347,7 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
         goto failed;
     }
     s_set_busy_timeout(self, S_BUSY_TIMEOUT_MS);
-    char *mode = NULL;
-    sqlite3_stmt *pragma = NULL;
-    if (sqlite3_prepare_v2(self->db, "PRAGMA journal_mode=WAL", -1, &pragma, NULL) == SQLITE_OK &&
-        sqlite3_step(pragma) == SQLITE_ROW)
-        mode = sqlite3_mprintf("%s", (const char *)sqlite3_column_text(pragma, 0));
-    sqlite3_finalize(pragma);
-    bool wal = mode && strcmp(mode, "wal") == 0;
-    sqlite3_free(mode);
+    bool wal = s_wal(self);
     if (!wal) {
         snprintf(error, error_size, "%s: cannot switch to WAL mode: %s", path,
                  sqlite3_errmsg(self->db));

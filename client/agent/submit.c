@@ -194,10 +194,16 @@ static void s_report_not_json(const char *name, unsigned long number, const char
         for (const char *p = line; *p && *p != '\r' && *p != '\n'; p++)
             column += ((unsigned char)*p & 0xc0) != 0x80; // jansson counts characters
     }
+    /* a CR inside the line: lines that end in CR alone (classic Mac OS) all read as one */
+    const char *cr = strchr(line, '\r');
+    const char *hint = cr && cr[1] && cr[1] != '\n'
+                           ? " (the lines end in CR alone: save the file with LF or CRLF line ends)"
+                           : "";
     if (column > 0)
-        fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s\n", name, number, column, text);
+        fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s%s\n", name, number, column, text,
+                hint);
     else
-        fprintf(stderr, "%s:%lu: not valid JSON: %s\n", name, number, text);
+        fprintf(stderr, "%s:%lu: not valid JSON: %s%s\n", name, number, text, hint);
 }
 
 /* Reads JSON lines from file into the submitter; name is for messages. Returns 0, or

@@ -14,11 +14,25 @@ typedef struct {
     const asy_aggregate_t *self;
     const int64_t *block; /* counters of the topic's (scope, period); NULL for "now" */
     asy_mupdate_t *update;
+    bool public; /* values from counts as rounded for the public stream (s_shown) */
 } s_render_t;
 
 static int64_t s_get(const s_render_t *r, int family, int slot, int group, int which)
 {
     return *asy_counter(r->self, (int64_t *)r->block, family, slot, group, which);
+}
+
+/* A count as it enters a value (a percentage, rate, ratio, expected count or interval): on the
+   public stream rounded to the nearest 5 as the counts shown are (PROTOCOL.md 13.2). A value
+   from the exact count, beside a published denominator or expected count, gives that count
+   back: 3.924 per 100,000 of 433,215 people is 17 referrals, not the 15 shown. The cell's own
+   count stays exact here: disclosure control decides suppression on it, then rounds it. */
+static int64_t s_shown(const s_render_t *r, int64_t count)
+{
+    if (!r->public || count <= 0)
+        return count;
+    int64_t remainder = count % 5;
+    return count - remainder + (remainder >= 3 ? 5 : 0);
 }
 
 /* The slot of dimension dim in family, or -1. */
@@ -95,7 +109,7 @@ static int s_proportions(s_render_t *r, int family, const char *prefix, const in
             cell->numerator = x;
             cell->denominator = n;
             asy_interval_t iv;
-            if (asy_stats_wilson(x, n, S_Z, &iv) == 0)
+            if (asy_stats_wilson(s_shown(r, x), s_shown(r, n), S_Z, &iv) == 0)
                 s_interval(cell, &iv, 100.0);
         }
     }
@@ -173,7 +187,8 @@ static int s_uptake_ratio(s_render_t *r)
             cell->numerator = u;
             cell->denominator = q;
             asy_interval_t iv;
-            if (asy_stats_rate_ratio(u, q, u_ref, q_ref, S_Z, &iv) == 0)
+            if (asy_stats_rate_ratio(s_shown(r, u), s_shown(r, q), s_shown(r, u_ref),
+                                     s_shown(r, q_ref), S_Z, &iv) == 0)
                 s_interval(cell, &iv, 1.0);
             /* the reference group's own figures decide disclosure too */
             if (!r->update->exact && (asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, u_ref) ||
@@ -233,9 +248,9 @@ static int s_representation(s_render_t *r)
             for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
                 if (!s_known(dims[d], g))
                     continue;
-                base[g] = imha ? (double)s_get(r, family, k, g, 0)
+                base[g] = imha ? (double)s_shown(r, s_get(r, family, k, g, 0))
                                : s_group_population(r->self, dims[d], g, 0);
-                o_total += (double)s_get(r, family, k, g, imha ? 1 : 0);
+                o_total += (double)s_shown(r, s_get(r, family, k, g, imha ? 1 : 0));
                 base_total += base[g];
             }
             if (base_total <= 0)
@@ -251,7 +266,7 @@ static int s_representation(s_render_t *r)
                 cell->count = o;
                 cell->expected = o_total * base[g] / base_total;
                 asy_interval_t iv;
-                if (asy_stats_observed_expected(o, cell->expected, S_Z, &iv) == 0)
+                if (asy_stats_observed_expected(s_shown(r, o), cell->expected, S_Z, &iv) == 0)
                     s_interval(cell, &iv, 1.0);
             }
         }
@@ -283,7 +298,7 @@ static int s_rates(s_render_t *r)
             cell->count = o;
             cell->denominator = (int64_t)llround(population);
             asy_interval_t iv;
-            if (asy_stats_crude_rate(o, population, ASY_STATS_PER_100K, S_Z, &iv) == 0)
+            if (asy_stats_crude_rate(s_shown(r, o), population, ASY_STATS_PER_100K, S_Z, &iv) == 0)
                 s_interval(cell, &iv, 1.0);
         }
     }
@@ -317,7 +332,7 @@ static int s_standardised(s_render_t *r)
             double weight = s_all_population(self, b);
             double n = total || banded <= 0 ? group_all * weight / all
                                             : s_group_population(self, ASY_DIM_EG, g, b);
-            strata[b - 1] = (asy_stratum_t){o, n, weight};
+            strata[b - 1] = (asy_stratum_t){s_shown(r, o), n, weight};
             observed += o;
         }
         if (group_all <= 0 && observed == 0)
@@ -456,9 +471,9 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
     update->as_of_us = now_us;
     update->exact = exact;
     snprintf(update->unit, sizeof update->unit, "%s", s_unit(ref->metric));
-    s_render_t r = {self, now ? NULL : self->counters[ref->scope * self->period_count +
-                                                       ref->period],
-                    update};
+    s_render_t r = {self,
+                    now ? NULL : self->counters[ref->scope * self->period_count + ref->period],
+                    update, !exact};
     static const int m13_dims[] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_EG, -1};
     int rc = ASY_EINVAL;
     switch (now ? (ref->metric == 3 ? 3 : 0) : ref->metric) {

@@ -415,6 +415,15 @@ static void s_withdraw(s_monitor_t *self, const asy_case_view_t *view, int kind)
              s_kind_name(kind), view->case_id, notice->site_id);
 }
 
+/* True if the case already shows the event of kind, late or not. A notice says the centre has
+   no such event (PROTOCOL.md 12.4): one whose late event is already here (a back-fill of
+   history, events that came while the broker was down) is not raised, now or at a later
+   midnight; the figures count the breach all the same. */
+static bool s_has_event(const asy_case_view_t *view, int kind)
+{
+    return (kind == ASY_BREACH_CONTACT ? view->contacted : view->met) != ASY_NO_DATE;
+}
+
 /* Announces the breaches of a case now (a deadline passed while we watched, or while we were
    down), and withdraws announced ones the case no longer supports. */
 static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
@@ -424,7 +433,7 @@ static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
     for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
         if (s_undone(self, view, kind))
             s_withdraw(self, view, kind);
-        else if (mask & (1u << (kind - 1)))
+        else if ((mask & (1u << (kind - 1))) && !s_has_event(view, kind))
             s_announce(self, view, kind, deadlines[kind - 1]);
 }
 
@@ -565,6 +574,10 @@ static void s_tick(s_monitor_t *self)
             asy_aggregate_set_calendar(self->aggregate, calendar);
             asy_calendar_destroy(&self->calendar);
             self->calendar = calendar;
+            /* a holiday removed can put a deadline in the past: announced now, as at a
+               midnight (at a start, the start-up scan does it once subscribers are back) */
+            if (!self->scan_due_ms)
+                asy_aggregate_each_case(self->aggregate, s_breach_visit, self);
         }
         s_load_population(self);
     }

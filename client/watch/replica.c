@@ -270,7 +270,9 @@ static s_live_t *s_receive(asy_replica_t *self, zsock_t *socket)
 /* ----------------------------------------------------------------------------------------------
    Live messages. */
 
-static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg)
+/* queued: the heartbeat waited while a snapshot was taken; one that was sent before the
+   snapshot's seq S is the expected overlap, not a broker that counts from 1 again. */
+static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg, bool queued)
 {
     self->stats.heartbeats++;
     self->stats.last_heartbeat_us = self->stats.last_message_us;
@@ -278,7 +280,7 @@ static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg
         self->stats.heartbeat_interval_ms = msg->interval_ms;
     if (!self->stats.synced || self->need_sync)
         return S_HEARTBEAT;
-    if (msg->seq < self->stats.last_seq) {
+    if (msg->seq < self->stats.last_seq && !(queued && msg->seq <= self->stats.snapshot_seq)) {
         /* the broker restarted and counts from 1 again */
         asy_info("monitor sequence went back from %llu to %llu: taking a new snapshot",
                  (unsigned long long)self->stats.last_seq, (unsigned long long)msg->seq);
@@ -299,7 +301,7 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
 {
     asy_mmsg_t *msg = &live->msg;
     if (msg->kind == ASY_MMSG_HEARTBEAT)
-        return s_handle_heartbeat(self, msg);
+        return s_handle_heartbeat(self, msg, !count_duplicates);
     if (msg->kind != ASY_MMSG_UPDATE && msg->kind != ASY_MMSG_BREACH) {
         asy_warn("unexpected message kind %d on topic '%s' from %s: dropped", (int)msg->kind,
                  live->topic, self->publisher);

@@ -45,6 +45,7 @@ typedef struct {
     int64_t next_heartbeat;
     int inflight;         /* updates to publish while answering each snapshot request */
     bool stale_heartbeat; /* s_answer first publishes a heartbeat with seq S - 1 */
+    bool live_exact;      /* live updates as the restricted stream's: another stream */
     int stream_left; /* STREAM: updates still to publish, one every S_STREAM_MS */
     int64_t stream_next;
     int stream_topics;
@@ -123,6 +124,7 @@ static void s_set(s_server_t *self, const char *topic, int64_t value)
     entry->value = value;
     asy_mmsg_t msg;
     s_fill_update(&msg, topic, entry->seq, value);
+    msg.update.exact = self->live_exact; /* the snapshot's entries are never exact */
     s_publish_frames(self, topic, s_encode(&msg));
     asy_mmsg_release(&msg);
 }
@@ -245,6 +247,8 @@ static bool s_command(s_server_t *self)
         zframe_send(&body, self->xpub, 0);
     } else if (strcmp(command, "INFLIGHT") == 0) {
         self->inflight = (int)number;
+    } else if (strcmp(command, "EXACT") == 0) {
+        self->live_exact = number != 0;
     } else if (strcmp(command, "STALEHB") == 0) {
         self->stale_heartbeat = number != 0;
     } else if (strcmp(command, "HB") == 0) {
@@ -521,6 +525,30 @@ Test(watch, a_heartbeat_older_than_the_snapshot_is_no_restart)
                  "a heartbeat of seq 1 queued during the snapshot was read "
                  "as a restart");
     cr_assert_not(asy_replica_needs_sync(replica));
+    asy_replica_destroy(&replica);
+}
+
+/* --endpoint of one stream with --snapshot of the other: said once, for good, instead of
+   re-snapshotting every second while showing the snapshot's figures under the wrong name. */
+Test(watch, publisher_and_snapshot_of_different_streams_are_named)
+{
+    s_do("SET", "all/M1/" S_PERIOD, 10);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "");
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    cr_assert_eq(asy_replica_exact(replica), 0);
+    s_do("EXACT", NULL, 1);
+    s_do("SET", "all/M1/" S_PERIOD, 11);
+    asy_mmsg_t msg;
+    int rc = ASY_ETIMEDOUT;
+    for (int i = 0; i < 50 && rc == ASY_ETIMEDOUT; i++)
+        rc = asy_replica_poll(replica, 100, &msg);
+    s_do("EXACT", NULL, 0);
+    cr_assert_eq(rc, ASY_EPROTO, "rc %d", rc);
+    cr_assert(asy_replica_mismatched(replica));
+    cr_assert(strstr(asy_replica_errmsg(replica), "sends exact figures but the snapshot service"),
+              "%s", asy_replica_errmsg(replica));
+    cr_assert_eq(asy_replica_poll(replica, 100, &msg), ASY_EPROTO, "for good");
+    cr_assert_eq(s_count(replica, "all/M1/" S_PERIOD), 10, "the other stream's value kept out");
     asy_replica_destroy(&replica);
 }
 

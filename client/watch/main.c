@@ -477,6 +477,10 @@ static int s_live(asy_replica_t *replica, s_output_t *output, int64_t end)
         int rc = asy_replica_poll(replica, (int)(wait > 0 ? wait : 1), &msg);
         if (rc == ASY_ENOMEM)
             return S_EXIT_FAIL;
+        if (rc == ASY_EPROTO && asy_replica_mismatched(replica)) {
+            fprintf(stderr, "advsync-watch: %s\n", asy_replica_errmsg(replica));
+            return S_EXIT_FAIL;
+        }
         if (rc == 0) {
             if (msg.kind != ASY_MMSG_HEARTBEAT)
                 dirty = true;
@@ -554,6 +558,13 @@ int main(int argc, char **argv)
     if (args.json)
         asy_replica_set_handler(replica, s_print_json, &output);
     rc = s_sync_or_complain(replica, &args, end);
+    if (rc == 0 && asy_replica_exact(replica) >= 0 && asy_replica_exact(replica) != args.restricted)
+        fprintf(stderr,
+                "advsync-watch: the snapshot service %s sends %s figures%s: is it the %s "
+                "stream's?\n",
+                args.snapshot, args.restricted ? "public (rounded)" : "exact",
+                args.restricted ? ", though --restricted was given" : " (the restricted stream)",
+                args.restricted ? "restricted" : "public");
     if (rc == 0 && args.json)
         s_json_explain_empty(&output);
     int code;

@@ -35,7 +35,7 @@ typedef struct {
     zframe_t *raw;
 } s_live_t;
 
-typedef enum { S_DROPPED = 0, S_APPLIED, S_HEARTBEAT } s_outcome_t;
+typedef enum { S_DROPPED = 0, S_APPLIED, S_HEARTBEAT, S_MISMATCH } s_outcome_t;
 
 struct _asy_replica_t {
     char *publisher;
@@ -53,7 +53,9 @@ struct _asy_replica_t {
     int64_t last_reconnect_ms; /* monotonic */
     bool sub_fresh;            /* SUB (re)connected: its subscription may not be in place */
     bool need_sync;
-    char error[256];
+    int exact;     /* the snapshot's updates: 1 exact, 0 public, -1 none seen yet */
+    bool mismatch; /* publisher and snapshot service belong to different streams (fatal) */
+    char error[512];
 };
 
 static int64_t s_wall_us(void)
@@ -307,6 +309,18 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
                  live->topic, self->publisher);
         return S_DROPPED;
     }
+    /* exact = true only on the restricted stream (PROTOCOL.md 13): a publisher whose updates
+       differ from the snapshot's belongs to the other stream, and its sequence numbers never
+       line up with the snapshot's (each looks like a restart or a duplicate) */
+    if (msg->kind == ASY_MMSG_UPDATE && self->exact >= 0 && msg->update.exact != self->exact) {
+        asy_set_error(self->error, sizeof self->error,
+                      "the publisher %s sends %s figures but the snapshot service %s %s ones: "
+                      "the two endpoints belong to different streams (public and restricted)",
+                      self->publisher, msg->update.exact ? "exact" : "public", self->snapshot,
+                      self->exact ? "exact" : "public");
+        self->mismatch = true;
+        return S_MISMATCH;
+    }
     /* the breach subscription ("site/") also brings updates of topics we do not keep */
     if (msg->kind == ASY_MMSG_UPDATE &&
         strncmp(live->topic, self->subtree, strlen(self->subtree)) != 0)
@@ -402,6 +416,7 @@ static int s_snapshot_part(asy_replica_t *self, s_store_t *store, zlist_t *entri
     int rc = 0;
     switch (live->msg.kind) {
     case ASY_MMSG_UPDATE:
+        self->exact = live->msg.update.exact;
         rc = s_store_put(store, live->msg.seq, &live->msg.update);
         if (rc == 0) {
             zlist_append(entries, live);
@@ -538,6 +553,7 @@ asy_replica_t *asy_replica_new(const char *publisher_endpoint, const char *snaps
     self->subtree = strdup(subtree);
     self->pending = zlist_new();
     self->stats.heartbeat_interval_ms = ASY_DEFAULT_HEARTBEAT_MS;
+    self->exact = -1;
     self->need_sync = true;
     self->last_heard_ms = self->last_reconnect_ms = zclock_mono();
     if (!self->publisher || !self->snapshot || !self->subtree || !self->pending ||
@@ -623,6 +639,8 @@ int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out)
         asy_mmsg_init(out, ASY_MMSG_NONE);
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
     for (;;) {
+        if (self->mismatch)
+            return ASY_EPROTO;
         s_live_t *live = zlist_pop(self->pending);
         if (live)
             return s_take(&live, out);
@@ -646,7 +664,8 @@ int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out)
         if (ready > 0) {
             live = s_receive(self, self->sub);
             if (live) {
-                if (s_handle_live(self, live, true) != S_DROPPED)
+                s_outcome_t outcome = s_handle_live(self, live, true);
+                if (outcome == S_APPLIED || outcome == S_HEARTBEAT)
                     return s_take(&live, out);
                 s_live_free(&live);
             }
@@ -657,6 +676,16 @@ int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out)
         if (zclock_mono() >= deadline)
             return ASY_ETIMEDOUT;
     }
+}
+
+int asy_replica_exact(const asy_replica_t *self)
+{
+    return self->exact;
+}
+
+bool asy_replica_mismatched(const asy_replica_t *self)
+{
+    return self->mismatch;
 }
 
 bool asy_replica_needs_sync(const asy_replica_t *self)

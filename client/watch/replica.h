@@ -99,9 +99,19 @@ int asy_replica_sync(asy_replica_t *self, int timeout_ms);
    Returns 0 with the message in *out (may be NULL; caller releases it with
    asy_mmsg_release) for an update, breach or heartbeat; ASY_ETIMEDOUT if nothing came (a
    re-snapshot that timed out also ends here and is retried at the next call); ASY_EPROTO
-   if a re-snapshot was refused (asy_replica_errmsg; retried at the next call); ASY_ENOMEM. A
-   pending re-snapshot or reconnection is done first and takes at least 1 s of allowance. */
+   if a re-snapshot was refused (asy_replica_errmsg; retried at the next call), or for good
+   when the publisher's updates are of the other stream than the snapshot's (public and
+   restricted: every later call returns it too); ASY_ENOMEM. A pending re-snapshot or
+   reconnection is done first and takes at least 1 s of allowance. */
 int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out);
+
+/* Which stream the snapshot's updates came from: 1 restricted (exact), 0 public, -1 none
+   received yet. */
+int asy_replica_exact(const asy_replica_t *self);
+
+/* True once the publisher's updates were found to be of the other stream than the snapshot's
+   (asy_replica_errmsg says which): the replica cannot be repaired. */
+bool asy_replica_mismatched(const asy_replica_t *self);
 
 /* True if the next asy_replica_poll will first take a snapshot (with at least 1 s of
    allowance): the first one failed, or the replica is repairing itself. */

@@ -88,6 +88,19 @@ static int s_fail(asy_db_t *self, PGresult *res)
     return ASY_EDB;
 }
 
+bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size)
+{
+    char *message = NULL;
+    PQconninfoOption *parsed = PQconninfoParse(conninfo, &message);
+    PQconninfoFree(parsed);
+    if (!parsed) {
+        const char *text = message ? message : "out of memory";
+        snprintf(why, why_size, "is not a libpq conninfo: %.*s", (int)strcspn(text, "\n"), text);
+        PQfreemem(message);
+    }
+    return parsed != NULL;
+}
+
 asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, char *error,
                          size_t error_size)
 {

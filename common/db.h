@@ -15,6 +15,10 @@
 
 typedef struct asy_db asy_db_t;
 
+/* True if libpq can parse conninfo; else false with why ("is not a libpq conninfo: ...").
+   A conninfo that cannot be parsed never will be: callers say so at once rather than retry. */
+bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size);
+
 /* Connects with a libpq conninfo string; application_name (may be NULL) shows in
    pg_stat_activity. Returns NULL with the reason in error[] if the server cannot be reached. */
 asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, char *error,

@@ -2,6 +2,7 @@
 #include "broker_options.h"
 
 #include "codec.h"
+#include "db.h"
 #include "ingest.h"
 #include "log.h"
 #include "monitor.h"
@@ -9,7 +10,6 @@
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
-#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -120,18 +120,8 @@ static const char *s_check(const s_spec_t *spec, const char *value, char *why, s
     }
     if (spec->kind == S_BIND && !asy_endpoint_check(value, true, why, size))
         return why;
-    if (spec->kind == S_CONNINFO) {
-        /* a conninfo that cannot be parsed never will be: said now, not retried forever */
-        char *message = NULL;
-        PQconninfoOption *parsed = PQconninfoParse(value, &message);
-        PQconninfoFree(parsed);
-        if (!parsed) {
-            const char *text = message ? message : "out of memory";
-            snprintf(why, size, "is not a libpq conninfo: %.*s", (int)strcspn(text, "\n"), text);
-            PQfreemem(message);
-            return why;
-        }
-    }
+    if (spec->kind == S_CONNINFO && !asy_db_conninfo_check(value, why, size))
+        return why;
     if ((spec->kind == S_TEXT || spec->kind == S_CONNINFO) && !*value)
         return "is empty";
     return NULL;
@@ -206,7 +196,7 @@ static int s_load_config(asy_broker_options_t *options)
                         "4 spaces, `key = value`)\n", path);
         return 1;
     }
-    bool ours = false;
+    bool ours = false, seen[ASY_OPT_COUNT] = {false};
     for (zconfig_t *section = zconfig_child(config); section; section = zconfig_next(section)) {
         /* other sections belong to other programs sharing the file */
         if (!streq(zconfig_name(section), "broker") && !streq(zconfig_name(section), "monitor"))
@@ -226,10 +216,13 @@ static int s_load_config(asy_broker_options_t *options)
                 fprintf(stderr, "advsyncd: config %s: %s \"%s\" %s\n", path, key, value, wrong);
                 return 1;
             }
+            if (!wrong && seen[which])
+                wrong = "is given twice: which one is meant cannot be told";
             if (wrong) {
                 fprintf(stderr, "advsyncd: config %s: %s %s\n", path, key, wrong);
                 return 1;
             }
+            seen[which] = true;
             if (!options->value[which])
                 options->value[which] = value; /* flags win over the file */
         }

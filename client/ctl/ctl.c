@@ -139,6 +139,11 @@ int asy_ctl_connect(const asy_ctl_options_t *options, const char *const *tables,
         return ASY_CTL_FAILURE;
     }
     char error[512] = "";
+    if (!asy_db_conninfo_check(conninfo, error, sizeof error)) {
+        fprintf(stderr, "advsync-ctl: the database \"%.200s\" %s\n", conninfo, error);
+        zconfig_destroy(&config);
+        return ASY_CTL_USAGE;
+    }
     *db = asy_db_connect(conninfo, "advsync-ctl", error, sizeof error);
     zconfig_destroy(&config);
     if (!*db) {

@@ -37,7 +37,11 @@ static int s_read_feed(const char *path, s_feed_t *feed)
     json_error_t error;
     json_t *root = json_load_file(path, 0, &error);
     if (!root) {
-        fprintf(stderr, "advsync-ctl: %s:%d:%d: %s\n", path, error.line, error.column, error.text);
+        if (error.line > 0) /* jansson gives -1 when it could not read the file at all */
+            fprintf(stderr, "advsync-ctl: %s:%d:%d: %s\n", path, error.line, error.column,
+                    error.text);
+        else
+            fprintf(stderr, "advsync-ctl: %s\n", error.text);
         return ASY_EINVAL;
     }
     int rc = 0;

@@ -813,6 +813,12 @@ Test(broker, flags_and_config_errors)
     cr_assert(strstr(out, "monitor/breach_grace_ms \"90000000\" is not a whole number in "
                           "1..86400000"),
               "the value and the range: %s", out);
+    /* a key given twice (also in a second section of the same name) used to keep the first */
+    file = fopen(path, "w");
+    fprintf(file, "monitor\n    coalesce_ms = 100\nmonitor\n    coalesce_ms = 50\n");
+    fclose(file);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "monitor/coalesce_ms is given twice"), "%s", out);
     s_assert_alive();
 }
 

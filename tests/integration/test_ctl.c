@@ -207,6 +207,9 @@ Test(ctl, holidays_import_rejects_bad_feed)
     char *broken = s_write_file("broken.json", "{\"england-and-wales\": {\n \"events\": [,]}}\n");
     cr_assert_eq(s_db(out, "holidays", "import", broken), 1, "%s", out);
     cr_assert(strstr(out, "broken.json:2:"), "JSON error with its line: %s", out);
+    cr_assert_eq(s_db(out, "holidays", "import", "/nonexistent/feed.json"), 1, "%s", out);
+    cr_assert(strstr(out, "advsync-ctl: unable to open /nonexistent/feed.json: No such file"),
+              "no line -1 of a file never read: %s", out);
     char *other = s_write_file("other.json", "{\"scotland\": {\"events\": []}}\n");
     cr_assert_eq(s_db(out, "holidays", "import", other), 1, "%s", out);
     cr_assert(strstr(out, "england-and-wales.events: missing"), "%s", out);
@@ -351,6 +354,11 @@ Test(ctl, database_sources_and_failures)
     snprintf(bad, sizeof bad, "%s dbname=asy_ctl_no_such_database", asy_test_conninfo());
     cr_assert_eq(s_ctl(out, sizeof out, "--database", bad, "holidays", "list", NULL), 1, "%s", out);
     cr_assert(strstr(out, "cannot connect to PostgreSQL"), "%s", out);
+    /* not a conninfo at all: said as such (it used to be tried as a database name) */
+    cr_assert_eq(s_ctl(out, sizeof out, "--database", "this is bad", "holidays", "list", NULL), 2,
+                 "%s", out);
+    cr_assert(strstr(out, "the database \"this is bad\" is not a libpq conninfo: missing \"=\""),
+              "%s", out);
 
     cr_assert_eq(s_ctl(out, sizeof out, "holidays", "list", NULL), 1, "%s", out);
     cr_assert(strstr(out, "which database?"), "%s", out);

@@ -25,6 +25,7 @@ static void s_usage(FILE *out)
             "  holidays import FILE.json              apply the gov.uk bank-holidays feed\n"
             "  denominators load FILE.csv [--source TEXT]  load population (Census TS021 shape)\n"
             "  denominators list [--area CODE]        show the loaded population\n"
+            "  denominators remove AREA_CODE          delete one area's population\n"
             "\n"
             "options:\n"
             "  --database CONNINFO  libpq conninfo (else $ADVSYNC_DATABASE, else the config\n"

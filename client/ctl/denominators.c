@@ -29,6 +29,7 @@ static void s_usage(FILE *out)
     fprintf(out,
             "usage: advsync-ctl [options] denominators load FILE.csv [--source TEXT]\n"
             "       advsync-ctl [options] denominators list [--area CODE]\n"
+            "       advsync-ctl [options] denominators remove AREA_CODE\n"
             "\n"
             "load: population by area, ethnic group and age band, from a CSV file shaped like\n"
             "Census 2021 table TS021 (ONS / Nomis download). The first row names the columns\n"
@@ -45,7 +46,9 @@ static void s_usage(FILE *out)
             "Other columns are ignored. The rows of each area in the file replace that area's\n"
             "rows; a bad line changes nothing. --source (default: the file name) is stored.\n"
             "\n"
-            "list: area, group, band, population, source, loaded_at (tab-separated).\n");
+            "list: area, group, band, population, source, loaded_at (tab-separated).\n"
+            "remove: deletes every row of one area (an area loaded by mistake; a load only\n"
+            "replaces the areas its file names).\n");
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -611,8 +614,39 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
     return ASY_CTL_OK;
 }
 
+static int s_remove(const asy_ctl_options_t *options, int argc, char **argv)
+{
+    if (argc != 3 || argv[2][0] == '-') {
+        fprintf(stderr, "advsync-ctl: denominators remove: one AREA_CODE expected\n");
+        return ASY_CTL_USAGE;
+    }
+    const char *area = argv[2];
+    asy_db_t *db = NULL;
+    int code = asy_ctl_connect(options, S_TABLES, &db);
+    if (code != ASY_CTL_OK)
+        return code;
+    uint64_t deleted = 0;
+    const char *params[] = {area};
+    int rc = asy_db_exec(db, "DELETE FROM denominator WHERE area_code = $1", 1, params, &deleted);
+    if (rc != 0) {
+        fprintf(stderr, "advsync-ctl: cannot write the denominator table: %s\n", asy_db_errmsg(db));
+        code = ASY_CTL_FAILURE;
+    } else if (deleted == 0) {
+        fprintf(stderr,
+                "advsync-ctl: denominators remove: no rows for area %s (see "
+                "`denominators list`)\n",
+                area);
+        code = ASY_CTL_FAILURE;
+    } else
+        printf("removed %llu row(s) of area %s; the broker re-reads the table within 10 s\n",
+               (unsigned long long)deleted, area);
+    asy_db_destroy(&db);
+    return code;
+}
+
 int asy_ctl_denominators(const asy_ctl_options_t *options, int argc, char **argv)
 {
-    static const asy_ctl_verb_t verbs[] = {{"load", s_load}, {"list", s_list}, {NULL, NULL}};
+    static const asy_ctl_verb_t verbs[] = {
+        {"load", s_load}, {"list", s_list}, {"remove", s_remove}, {NULL, NULL}};
     return asy_ctl_dispatch(options, argc, argv, verbs, s_usage);
 }

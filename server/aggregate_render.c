@@ -306,12 +306,16 @@ static int s_rates(s_render_t *r)
 }
 
 /* M10: age-standardised referral rate per 100,000 by ethnic group (Dobson). Standard = the
-   area's population by age band. Where a group's population by age band is not loaded, its
-   age structure is taken to be the area's (n_i = P_g * P_i / P). */
+   population by age band of the areas loaded (summed). Where a group's population by age band
+   is not loaded, its age structure is taken to be that standard's (n_i = P_g * P_i / sum P_i);
+   where some areas give a group's bands and others do not, the bands given are scaled up to the
+   group's whole population, so strata always cover the areas the referrals come from. */
 static int s_standardised(s_render_t *r)
 {
     const asy_aggregate_t *self = r->self;
-    double all = s_all_population(self, 0);
+    double all = s_all_population(self, 0), weights = 0;
+    for (int b = 1; b < ASY_AGE_GROUPS; b++)
+        weights += s_all_population(self, b);
     if (all <= 0)
         return 0;
     for (int g = 0; g <= ASY_EG_GROUPS; g++) {
@@ -330,8 +334,9 @@ static int s_standardised(s_render_t *r)
                 if (total || e == g)
                     o += s_get(r, ASY_FAM_REA, 0, e * ASY_AGE_GROUPS + b, 0);
             double weight = s_all_population(self, b);
-            double n = total || banded <= 0 ? group_all * weight / all
-                                            : s_group_population(self, ASY_DIM_EG, g, b);
+            double n = total || banded <= 0
+                           ? (weights > 0 ? group_all * weight / weights : 0)
+                           : s_group_population(self, ASY_DIM_EG, g, b) * group_all / banded;
             strata[b - 1] = (asy_stratum_t){s_shown(r, o), n, weight};
             observed += o;
         }

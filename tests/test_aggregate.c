@@ -651,3 +651,38 @@ Test(aggregate, public_values_come_from_the_rounded_counts)
     cr_assert_float_eq(c->value * c->expected, 17.0, 1e-9);
     s_teardown(&f);
 }
+
+/* M10 when some areas give age bands and others do not: the bands given are scaled up to the
+   whole population, since the referrals come from every area. Two areas of 60,000 White
+   British people each, only the first by age band (10,000 in each of 6 bands); 60 referrals,
+   10 in each band: 60 / 120,000 = 50 per 100,000 (before, the strata covered only the first
+   area and gave 100). */
+Test(aggregate, standardised_rate_covers_areas_without_age_bands)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    for (int ons = 0; ons <= 13; ons += 13) {
+        asy_aggregate_set_population(f.agg, ons, 0, 120000);
+        for (int band = 1; band <= 6; band++)
+            asy_aggregate_set_population(f.agg, ons, band, 10000);
+    }
+    for (int i = 0; i < 60; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "a%d", i);
+        asy_case_view_t v = s_case(id, "ward-a", 1);
+        v.received = s_day(2026, 11, 3);
+        v.attr[ASY_ATTR_ETHNICITY_ONS] = 13;
+        v.attr[ASY_ATTR_AGE_BAND] = 1 + i % 6;
+        cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    }
+    const asy_mcell_t *c =
+        s_cell(f.agg, "all/M10/2026-11", true, &f.update, "ethnic_group", "WHITE");
+    cr_assert(c && c->has_value, "no M10 for WHITE");
+    cr_assert_float_eq(c->value, 50.0, 1e-9);
+    c = s_cell(f.agg, "all/M10/2026-11", true, &f.update, "total", "ALL");
+    cr_assert(c && c->has_value);
+    cr_assert_float_eq(c->value, 50.0, 1e-9);
+    c = s_cell(f.agg, "all/M9/2026-11", true, &f.update, "total", "ALL");
+    cr_assert_float_eq(c->value, 50.0, 1e-9, "M9 over the same population");
+    s_teardown(&f);
+}

@@ -37,7 +37,8 @@ char *asy_csv_field(const asy_csv_t *csv, size_t index)
     return csv->text + csv->starts[index];
 }
 
-/* The first defect of a record, described once the record has ended. */
+/* A defect of a record, described once the record has ended: the first one found, except that
+   a quote never closed (which swallows the rest of the file) is always the one told. */
 typedef enum { S_FINE, S_UNCLOSED, S_AFTER_QUOTE, S_NUL } s_defect_t;
 
 static void s_describe(asy_csv_t *csv, s_defect_t defect, size_t field, unsigned long line,
@@ -116,7 +117,8 @@ int asy_csv_next(asy_csv_t *csv)
         }
         if (quoted) {
             if (c == EOF) {
-                bool ended = csv->used > 0 && csv->text[csv->used - 1] == '\n';
+                bool ended = csv->used > 0 &&
+                             (csv->text[csv->used - 1] == '\n' || csv->text[csv->used - 1] == '\r');
                 s_describe(csv, S_UNCLOSED, csv->count, csv->line, csv->line - ended);
                 return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
             }
@@ -133,8 +135,16 @@ int asy_csv_next(asy_csv_t *csv)
                     }
                     continue;
                 }
-            } else if (c == '\n')
+            } else if (c == '\n') {
                 csv->line++;
+            } else if (c == '\r') {
+                /* a CR alone ends a line too (CRLF counts once, at its LF) */
+                int next = getc(csv->file);
+                if (next != '\n')
+                    csv->line++;
+                if (next != EOF)
+                    ungetc(next, csv->file);
+            }
             rc = s_csv_put(csv, (char)c);
         } else if (c == csv->delimiter) {
             rc = s_csv_put(csv, '\0');

@@ -307,7 +307,7 @@ static int s_read_file(s_load_t *load)
     bool header = false;
     size_t columns = 0;
     while (rc == 0 && (got = asy_csv_next(&csv)) == 1) {
-        if (csv.count == 1 && !*asy_csv_field(&csv, 0))
+        if (!csv.problem[0] && csv.count == 1 && !*asy_csv_field(&csv, 0))
             continue; /* blank line */
         if (csv.problem[0]) {
             fprintf(stderr, "advsync-ctl: %s:%lu: %s\n", load->path, csv.record_line, csv.problem);

@@ -451,18 +451,22 @@ Test(submit, an_idle_pipe_commits_what_it_has)
    resume (128 + the signal), instead of dying silently with part of the input stored. */
 Test(submit, an_interrupt_says_where_to_resume)
 {
-    int pipefd[2], outfd[2];
+    int pipefd[2], outfd[2], errfd[2];
     cr_assert_eq(pipe(pipefd), 0);
     cr_assert_eq(pipe(outfd), 0);
+    cr_assert_eq(pipe(errfd), 0);
     pid_t child = fork();
     cr_assert(child >= 0);
     if (child == 0) {
         dup2(pipefd[0], STDIN_FILENO);
         dup2(outfd[1], STDOUT_FILENO);
+        dup2(errfd[1], STDERR_FILENO);
         close(pipefd[0]);
         close(pipefd[1]);
         close(outfd[0]);
         close(outfd[1]);
+        close(errfd[0]);
+        close(errfd[1]);
         char *argv[] = {"submit", "-", NULL};
         int code = asy_cmd_submit(&s_fixture.config, 2, argv);
         fflush(stdout);
@@ -470,15 +474,24 @@ Test(submit, an_interrupt_says_where_to_resume)
     }
     close(pipefd[0]);
     close(outfd[1]);
+    close(errfd[1]);
     const char *lines = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                         "\"contactMade\":{}}\n"
                         "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                         "\"contactMade\":{}}\n"
                         "not json\n";
     cr_assert_eq(write(pipefd[1], lines, strlen(lines)), (ssize_t)strlen(lines));
-    for (int i = 0; i < 100 && s_last_seq() < 2; i++)
-        usleep(50 * 1000);
-    usleep(100 * 1000); /* the third line read too: submit now waits in read() */
+    /* the third line refused on stderr: submit has read all three and waits in read() */
+    char err[2048] = "";
+    size_t err_used = 0;
+    while (!strstr(err, "stdin:3:") && err_used + 1 < sizeof err) {
+        ssize_t got = read(errfd[0], err + err_used, sizeof err - 1 - err_used);
+        cr_assert_gt(got, 0, "submit ended before refusing line 3: %s", err);
+        err_used += (size_t)got;
+        err[err_used] = '\0';
+    }
+    close(errfd[0]);
+    usleep(20 * 1000);
     cr_assert_eq(kill(child, SIGINT), 0);
     int status = 0;
     cr_assert_eq(waitpid(child, &status, 0), child);

@@ -3,6 +3,7 @@
 #include "agent.h"
 #include "log.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -123,5 +124,13 @@ int main(int argc, char **argv)
         if (!s_ready(command, &config))
             return 2;
     }
-    return command->run(&config, argc - 1, argv + 1);
+    int code = command->run(&config, argc - 1, argv + 1);
+    if (command->run == asy_cmd_submit && (code == 128 + SIGINT || code == 128 + SIGTERM)) {
+        /* submit caught the signal to commit and say where to resume; die of it now, so that
+           a shell loop over files stops at Ctrl-C as it would for any program */
+        fflush(stdout);
+        signal(code - 128, SIG_DFL);
+        raise(code - 128);
+    }
+    return code;
 }

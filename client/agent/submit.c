@@ -169,6 +169,9 @@ static void s_on_signal(int signo)
 
 bool asy_input_idle(FILE *file)
 {
+    /* lines already in stdio's buffer are ready (glibc's FILE: read pointer before its end) */
+    if (file->_IO_read_ptr < file->_IO_read_end)
+        return false;
     struct pollfd ready = {.fd = fileno(file), .events = POLLIN};
     return poll(&ready, 1, 0) == 0;
 }
@@ -354,7 +357,7 @@ int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
                "was not stored (submit it from there)\n",
                s_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)committed, through,
                through + 1);
-        return 128 + s_signal;
+        return 128 + s_signal; /* main() then dies of the signal itself */
     }
     if (rc != 0) {
         /* lines without an eventId get a new one each time: submitting the whole input again

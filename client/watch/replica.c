@@ -53,7 +53,8 @@ struct _asy_replica_t {
     int64_t last_reconnect_ms; /* monotonic */
     bool sub_fresh;            /* SUB (re)connected: its subscription may not be in place */
     bool need_sync;
-    int exact;     /* the snapshot's updates: 1 exact, 0 public, -1 none seen yet */
+    int exact;      /* the snapshot's updates: 1 exact, 0 public, -1 none seen yet */
+    bool caught_up; /* since the snapshot, a live message of seq >= S has come */
     bool mismatch; /* publisher and snapshot service belong to different streams (fatal) */
     char error[512];
 };
@@ -272,9 +273,10 @@ static s_live_t *s_receive(asy_replica_t *self, zsock_t *socket)
 /* ----------------------------------------------------------------------------------------------
    Live messages. */
 
-/* queued: the heartbeat waited while a snapshot was taken; one that was sent before the
-   snapshot's seq S is the expected overlap, not a broker that counts from 1 again. */
-static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg, bool queued)
+/* A heartbeat sent before the snapshot's seq S, read after it (queued while the snapshot was
+   taken, or still unread in the SUB socket), is the expected overlap, not a broker that counts
+   from 1 again: that is told only once the live stream has reached S. */
+static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg)
 {
     self->stats.heartbeats++;
     self->stats.last_heartbeat_us = self->stats.last_message_us;
@@ -282,7 +284,10 @@ static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg
         self->stats.heartbeat_interval_ms = msg->interval_ms;
     if (!self->stats.synced || self->need_sync)
         return S_HEARTBEAT;
-    if (msg->seq < self->stats.last_seq && !(queued && msg->seq <= self->stats.snapshot_seq)) {
+    bool overlap = !self->caught_up && msg->seq <= self->stats.snapshot_seq;
+    if (msg->seq >= self->stats.snapshot_seq)
+        self->caught_up = true;
+    if (msg->seq < self->stats.last_seq && !overlap) {
         /* the broker restarted and counts from 1 again */
         asy_info("monitor sequence went back from %llu to %llu: taking a new snapshot",
                  (unsigned long long)self->stats.last_seq, (unsigned long long)msg->seq);
@@ -303,7 +308,7 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
 {
     asy_mmsg_t *msg = &live->msg;
     if (msg->kind == ASY_MMSG_HEARTBEAT)
-        return s_handle_heartbeat(self, msg, !count_duplicates);
+        return s_handle_heartbeat(self, msg);
     if (msg->kind != ASY_MMSG_UPDATE && msg->kind != ASY_MMSG_BREACH) {
         asy_warn("unexpected message kind %d on topic '%s' from %s: dropped", (int)msg->kind,
                  live->topic, self->publisher);
@@ -345,6 +350,7 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
         self->stats.breaches++;
     }
     self->stats.last_seq = msg->seq;
+    self->caught_up = true;
     if (self->handler)
         self->handler(live->topic, msg, zframe_data(live->raw), zframe_size(live->raw), false,
                       self->handler_arg);
@@ -489,6 +495,7 @@ static void s_install(asy_replica_t *self, s_store_t *store, zlist_t *entries, z
     self->stats.synced = true;
     self->stats.snapshot_seq = seq;
     self->stats.last_seq = seq;
+    self->caught_up = false;
     self->stats.snapshot_entries += zlist_size(entries);
     self->need_sync = false;
     self->last_heard_ms = zclock_mono(); /* the liveness clock starts again */

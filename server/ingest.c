@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define S_RETRY_FIRST_MS 200u
 #define S_RETRY_MAX_MS 5000u
@@ -606,6 +607,47 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
     return 0;
 }
 
+/* True (after a NACK SEQ_CONFLICT) if the PUBLISH's last seq the centre already holds carries
+   another event than the centre's there: a copy of this agent's outbox, with events of its own
+   under the same seqs, got its batch in first (two copies reconnecting together, each session
+   on its own worker, get past the WELCOME check of 5.1 at the same seq). Acknowledging these
+   seqs as duplicates would lose them. A seq held without an event row (quarantined, or found
+   already held by a re-issue) is not compared. Returns true after a RETRY_LATER too if the
+   database cannot say. */
+static bool s_conflict(s_ingest_t *self, const s_session_t *session, const asy_publish_t *publish,
+                       size_t duplicates)
+{
+    uint64_t seq = publish->first_seq + duplicates - 1;
+    char theirs[ASY_UUID_TEXT + 1] = "";
+    int rc = asy_store_event_id_at(self->store, session->agent_id, session->epoch, seq, theirs);
+    if (rc != 0) {
+        s_retry_later(self, publish, s_db_failed(self, "PUBLISH", rc), "database unavailable");
+        return true;
+    }
+    if (!theirs[0])
+        return false;
+    asy_event_t *event = NULL;
+    const asy_bytes_t *bytes = &publish->events[duplicates - 1];
+    if (asy_event_decode(bytes->data, bytes->size, &event) != 0) {
+        asy_event_destroy(&event);
+        return false; /* not an event: its seq was quarantined when first sent, or is now */
+    }
+    const char *ours = asy_event_id(event);
+    bool conflict = ours && strcasecmp(ours, theirs) != 0;
+    asy_event_destroy(&event);
+    if (conflict) {
+        asy_warn("agent %s epoch %" PRIu64 ": seq %" PRIu64 " is another event here: a copied "
+                 "or restored outbox; refused with SEQ_CONFLICT",
+                 session->agent_id, session->epoch, seq);
+        s_nack(self, ASY_CODE_SEQ_CONFLICT, publish->first_seq, 0, 0,
+               "the centre holds another event at seq %" PRIu64 " of agent %s epoch %" PRIu64
+               ": this outbox is a copy or a restored backup; stop, and run `advsync-agent "
+               "reissue` on it",
+               seq, session->agent_id, session->epoch);
+    }
+    return conflict;
+}
+
 /* One pass over a PUBLISH. Returns ASY_EEXIST if another writer moved the committed seq under
    us (nothing written, nothing answered); otherwise the PUBLISH has been answered. */
 static int s_publish_pass(s_ingest_t *self, s_session_t *session, const asy_publish_t *publish)
@@ -625,6 +667,8 @@ static int s_publish_pass(s_ingest_t *self, s_session_t *session, const asy_publ
                          ? session->committed - publish->first_seq + 1
                          : 0;
     size_t duplicates = known > publish->count ? publish->count : (size_t)known;
+    if (duplicates > 0 && s_conflict(self, session, publish, duplicates))
+        return 0;
     if (duplicates == publish->count) {
         self->counters.duplicates += duplicates;
         s_ack(self, session, session->committed, NULL, 0, duplicates);

@@ -492,6 +492,18 @@ static void s_on_ack(s_forwarder_t *self, const asy_ack_t *ack)
 /* A NACK during the handshake: refused identities end the run, anything else reconnects. */
 static bool s_nack_is_fatal(s_forwarder_t *self, const asy_nack_t *nack)
 {
+    if (nack->code == ASY_CODE_SEQ_CONFLICT) {
+        /* as at a WELCOME that shows another event at the committed seq (s_diverged): the
+           events from there on are this copy's own; acknowledging them would lose them */
+        asy_error("%s holds other events at this outbox's seqs (%s): this outbox was restored "
+                  "from a backup or copied, and another copy got there first. Nothing more "
+                  "is sent or pruned; run `advsync-agent reissue` on this outbox, then `run` "
+                  "again (deploy/README.md, \"Outboxes: never restore or copy one\")",
+                  s_endpoint(self), nack->reason ? nack->reason : "");
+        self->exit_code = 1;
+        self->done = true;
+        return true;
+    }
     if (nack->code != ASY_CODE_VERSION && nack->code != ASY_CODE_WRONG_AGENT)
         return false;
     asy_error("%s refused this agent (%s): %s; check agent id \"%s\", site \"%s\" and the agent "

@@ -196,6 +196,70 @@ Test(pipeline, restored_outbox_stops_and_reissue_delivers_it_exactly_once, .time
     free(db);
 }
 
+/* Two copies of one outbox, each with events of its own after the seqs the centre holds, run
+   at the same moment: both pass the WELCOME check (5.1) at the same committed seq, and with
+   two workers neither session ends the other. The one whose batch commits second used to have
+   its seqs acknowledged as duplicates of the other's and lost them (exit 0, "drained"). The
+   broker now compares the event ids (SEQ_CONFLICT): that copy stops with exit 1, keeps its
+   events, and `reissue` delivers them. */
+Test(pipeline, two_copies_of_an_outbox_at_once_lose_nothing, .timeout = 300)
+{
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, 0, endpoint, sizeof endpoint);
+    char *config = asy_test_agent_config(dir, "ward-copy", "site-copy", endpoint);
+    char outbox[600], copy[600], out[8192];
+    snprintf(outbox, sizeof outbox, "%s/ward-copy.outbox.db", dir);
+    snprintf(copy, sizeof copy, "%s/copy.outbox.db", dir);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "20",
+                                "--seed", "1", NULL),
+                 0);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+    s_copy_outbox(outbox, copy);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "30",
+                                "--seed", "2", NULL),
+                 0);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "--outbox", copy, "simulate",
+                                "--events", "30", "--seed", "3", NULL),
+                 0);
+    pid_t runs[2] = {
+        asy_test_spawn_agent(config, dir, "run-original", "run", "--until-drained", NULL),
+        asy_test_spawn_agent(config, dir, "run-copy", "--outbox", copy, "run", "--until-drained",
+                             NULL)};
+    int codes[2];
+    for (int i = 0; i < 2; i++)
+        codes[i] = asy_test_wait(runs[i], 60000);
+    cr_assert((codes[0] == 0 && codes[1] == 1) || (codes[0] == 1 && codes[1] == 0),
+              "one copy drains, the other stops: exit %d and %d", codes[0], codes[1]);
+    int loser = codes[0] == 1 ? 0 : 1;
+    char log[700], text[16384] = "";
+    snprintf(log, sizeof log, "%s/%s.log", dir, loser ? "run-copy" : "run-original");
+    FILE *file = fopen(log, "r");
+    cr_assert_not_null(file);
+    text[fread(text, 1, sizeof text - 1, file)] = '\0';
+    fclose(file);
+    cr_assert(strstr(text, "advsync-agent reissue"), "the loser names the way out: %s", text);
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 50);
+    /* the loser kept its 30 events; reissued, they reach the centre */
+    const char *loser_outbox = loser ? copy : outbox;
+    cr_assert_eq(
+        asy_test_agent(config, out, sizeof out, 30000, "--outbox", loser_outbox, "reissue", NULL),
+        0, "%s", out);
+    cr_assert(strstr(out, "30 event(s)"), "%s", out);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "--outbox", loser_outbox, "run",
+                                "--until-drained", NULL),
+                 0, "%s", out);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 80);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT event_id) FROM event"), 80);
+    PQfinish(pg);
+    asy_test_stop(broker, SIGTERM, 20000);
+    free(config);
+    free(dir);
+    free(db);
+}
+
 /* The centre's database restored from an older backup: it needs seqs the agent has pruned, and
    the agent retries; `reissue` resumes it in place with its pending events (deploy/README.md,
    "If the centre's database was restored from an older backup"). */

@@ -813,11 +813,45 @@ Test(forward, sigterm_exits_0)
 
 Test(forward, empty_outbox_until_drained_exits_at_once)
 {
+    s_fill(0); /* the file, with nothing in it */
     s_agent_options_t options = {.args = {"--until-drained"}};
     s_broker_t broker;
     s_start(&broker, &options);
     cr_assert_eq(s_serve_until_exit(&broker, 5000), 0);
     cr_assert_eq(broker.publishes, 0);
+    s_broker_destroy(&broker);
+}
+
+/* A one-off drain of a path with no outbox is a mistyped path: said, exit 1, nothing created
+   (it used to create an empty file and report "drained"). */
+Test(forward, missing_outbox_until_drained_fails_without_creating_it)
+{
+    s_agent_options_t options = {.args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    cr_assert_neq(s_serve_until_exit(&broker, 5000), 0);
+    cr_assert_eq(broker.publishes, 0);
+    cr_assert_eq(access(s_outbox_path, F_OK), -1, "run created the outbox");
+    s_broker_destroy(&broker);
+}
+
+/* --until-drained --for that runs out first: exit 1, so a script tells it from drained. */
+Test(forward, until_drained_for_that_runs_out_exits_1)
+{
+    s_fill(3);
+    s_agent_options_t options = {.args = {"--until-drained", "--for", "1"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    /* the broker never answers: nothing can drain */
+    int64_t deadline = zclock_mono() + 5000;
+    int code = -1;
+    while (code < 0 && zclock_mono() < deadline) {
+        zmsg_t *msg = zmsg_recv_nowait(broker.router);
+        zmsg_destroy(&msg);
+        zclock_sleep(20);
+        code = s_child_exited();
+    }
+    cr_assert_eq(code, 1, "run at --for: exit %d (-1: still running)", code);
     s_broker_destroy(&broker);
 }
 

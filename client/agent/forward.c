@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define S_SOFTWARE "advsync-agent " ASY_VERSION_STRING
 #define S_WELCOME_TIMEOUT_MS 2000
@@ -879,8 +880,15 @@ static bool s_should_exit(s_forwarder_t *self)
     if (s_signal_received && self->stop_at == 0)
         s_begin_stop(self, s_signal_received == SIGINT ? "SIGINT" : "SIGTERM");
     if (self->options.run_for_ms > 0 && self->stop_at == 0 &&
-        self->now - self->started >= self->options.run_for_ms)
+        self->now - self->started >= self->options.run_for_ms) {
+        if (self->options.until_drained && !s_drained(self)) {
+            /* a script must tell "drained" from "gave up" */
+            asy_warn("--for elapsed before the outbox drained (%llu event(s) not acknowledged)",
+                     (unsigned long long)(self->last_seq - self->acked_seq));
+            self->exit_code = 1;
+        }
         s_begin_stop(self, "--for elapsed");
+    }
     if (self->stop_at != 0)
         return self->flight_count == 0 || self->now >= self->stop_at ||
                self->state != S_STREAMING;
@@ -925,6 +933,14 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
         return ASY_ECONFIG;
     }
     char error[512] = "";
+    if (options->until_drained && access(config->outbox_path, F_OK) != 0) {
+        /* a one-off drain of a file that is not there is a mistyped path, not a success (the
+           service, without --until-drained, may start before the first submit creates it) */
+        asy_error("no outbox at %s to drain: nothing has been submitted there yet, or --outbox "
+                  "(or agent/outbox) names another file",
+                  config->outbox_path);
+        return ASY_ECONFIG;
+    }
     self->outbox = asy_outbox_open_claimed(config->outbox_path, config->agent_id, config->site_id,
                                            error, sizeof error);
     if (!self->outbox) {

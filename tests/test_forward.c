@@ -10,14 +10,15 @@
 #include "harness.h"
 #include "outbox.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <czmq.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -819,6 +820,36 @@ Test(forward, empty_outbox_until_drained_exits_at_once)
     s_start(&broker, &options);
     cr_assert_eq(s_serve_until_exit(&broker, 5000), 0);
     cr_assert_eq(broker.publishes, 0);
+    s_broker_destroy(&broker);
+}
+
+/* A submitter holding the outbox's lock: recording an acknowledgement fails fast and is
+   retried later, so the loop keeps running (it used to block 10 s per attempt: no heartbeats,
+   and SIGTERM waited). */
+Test(forward, a_locked_outbox_does_not_stall_the_loop)
+{
+    s_fill(3);
+    s_agent_options_t options = {.args = {NULL}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    sqlite3 *lock = NULL;
+    cr_assert_eq(sqlite3_open(s_outbox_path, &lock), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    int64_t until = zclock_mono() + 1500; /* the events are acknowledged; saving them fails */
+    while (zclock_mono() < until) {
+        asy_frame_t frame;
+        if (s_recv(&broker, &frame, 20))
+            s_serve(&broker, &frame);
+        asy_frame_release(&frame);
+    }
+    cr_assert_eq(broker.committed, 3);
+    cr_assert_eq(kill(s_child, SIGTERM), 0);
+    int64_t signalled = zclock_mono();
+    cr_assert_eq(s_serve_until_exit(&broker, 8000), 0);
+    cr_assert_lt(zclock_mono() - signalled, 3000, "SIGTERM took %lld ms",
+                 (long long)(zclock_mono() - signalled));
+    sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(lock);
     s_broker_destroy(&broker);
 }
 

@@ -34,6 +34,7 @@
 #define S_ACK_RETRY_MIN_MS 100   /* a failed save of an acknowledgement: the first retry */
 #define S_ACK_RETRY_MAX_MS 10000 /* and the slowest */
 #define S_ACK_LOG_EVERY_MS 60000 /* how often a failing save is said again */
+#define S_RUN_BUSY_MS 200        /* the outbox lock wait of this loop's writes */
 #define S_ACK_GIVE_UP_MS 60000   /* --until-drained: drained at the centre, not in the outbox */
 #define S_IDLE_HEARTBEATS 3
 #define S_MAX_WINDOW 1024u
@@ -947,6 +948,9 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
         asy_error("cannot open the outbox %s: %s", config->outbox_path, error);
         return ASY_EDB;
     }
+    /* a submitter holding the lock must not stall the loop (heartbeats, signals) for 10 s at a
+       time: a save that fails is retried with the back-off of s_save_ack */
+    asy_outbox_set_busy_timeout(self->outbox, S_RUN_BUSY_MS);
     uint32_t batch = config->batch_max ? config->batch_max : 1000;
     self->event_capacity = batch < ASY_MAX_BATCH_EVENTS ? batch : ASY_MAX_BATCH_EVENTS;
     self->sizes = calloc(self->event_capacity, sizeof *self->sizes);

@@ -671,6 +671,11 @@ int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms)
     return rc;
 }
 
+void asy_outbox_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
+{
+    s_set_busy_timeout(self, timeout_ms);
+}
+
 int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
 {
     if (now_ms - self->contact_written_ms < S_CONTACT_EVERY_MS &&
@@ -679,11 +684,12 @@ int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
     if (self->in_transaction)
         return s_meta_set(self, "last_contact_ms", now_ms);
     /* informational: neither wait for a submitter's lock nor pay for an fsync */
+    int busy_ms = self->busy_timeout_ms;
     s_set_busy_timeout(self, 0);
     sqlite3_exec(self->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int rc = s_meta_set(self, "last_contact_ms", now_ms);
     sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-    s_set_busy_timeout(self, S_BUSY_TIMEOUT_MS);
+    s_set_busy_timeout(self, busy_ms);
     if (rc == 0)
         self->contact_written_ms = now_ms;
     else if ((self->last_step & 0xff) == SQLITE_BUSY)

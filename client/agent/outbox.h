@@ -56,6 +56,11 @@ int asy_outbox_event_id(asy_outbox_t *self, uint64_t seq, char out[ASY_UUID_TEXT
    Durable on return. Idempotent; a seq below the recorded one is ignored. */
 int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms);
 
+/* How long a write waits for another process's lock before it fails (default 10 s, right for
+   submit and import). `run` sets it short: its loop must keep
+   heartbeating and answering signals, and it retries a failed acknowledgement later. */
+void asy_outbox_set_busy_timeout(asy_outbox_t *self, int timeout_ms);
+
 /* Records the time of the last message from the centre (not fsynced: informational). */
 int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms);
 

@@ -355,13 +355,20 @@ bool asy_disclosure_suppresses(const asy_disclosure_t *rule, int64_t count)
     return count >= 1 && count <= rule->threshold;
 }
 
+int64_t asy_disclosure_round(const asy_disclosure_t *rule, int64_t count)
+{
+    if (!s_rule_valid(rule) || count <= 0)
+        return count;
+    int64_t remainder = count % rule->base;
+    return count - remainder + (2 * remainder >= rule->base ? rule->base : 0);
+}
+
 bool asy_disclose_count(const asy_disclosure_t *rule, int64_t count, int64_t *shown)
 {
     *shown = -1;
     if (!s_rule_valid(rule) || count < 0 || asy_disclosure_suppresses(rule, count))
         return false;
-    int64_t remainder = count % rule->base;
-    *shown = count - remainder + (2 * remainder >= rule->base ? rule->base : 0);
+    *shown = asy_disclosure_round(rule, count);
     return true;
 }
 

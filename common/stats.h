@@ -121,6 +121,11 @@ bool asy_disclosure_suppresses(const asy_disclosure_t *rule, int64_t count);
    (threshold < 0, base < 1), in which case *shown is -1. */
 bool asy_disclose_count(const asy_disclosure_t *rule, int64_t count, int64_t *shown);
 
+/* count rounded to the nearest multiple of rule->base, halves up (0 and negatives unchanged),
+   whether or not the rule suppresses it: what asy_disclose_count shows, and the figure a
+   public value is computed from. */
+int64_t asy_disclosure_round(const asy_disclosure_t *rule, int64_t count);
+
 /* Percentage 100 * numerator / denominator as published: false ("*") if numerator or
    denominator is suppressed by the count rule, denominator is 0, or numerator > denominator
    or either is negative; else true and *shown = the percentage of the unrounded counts,

@@ -29,10 +29,7 @@ static int64_t s_get(const s_render_t *r, int family, int slot, int group, int w
    count stays exact here: disclosure control decides suppression on it, then rounds it. */
 static int64_t s_shown(const s_render_t *r, int64_t count)
 {
-    if (!r->public || count <= 0)
-        return count;
-    int64_t remainder = count % 5;
-    return count - remainder + (remainder >= 3 ? 5 : 0);
+    return r->public ? asy_disclosure_round(&ASY_DISCLOSURE_DEFAULT, count) : count;
 }
 
 /* The slot of dimension dim in family, or -1. */

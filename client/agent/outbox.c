@@ -174,7 +174,7 @@ static void s_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
    retried for the busy time-out. */
 static bool s_wal(asy_outbox_t *self)
 {
-    for (int64_t waited_us = 0;; waited_us += S_BUSY_STEP_US) {
+    for (int attempt = 0;; attempt++) {
         char *mode = NULL;
         sqlite3_stmt *pragma = NULL;
         if (sqlite3_prepare_v2(self->db, "PRAGMA journal_mode=WAL", -1, &pragma, NULL) ==
@@ -185,11 +185,9 @@ static bool s_wal(asy_outbox_t *self)
         bool wal = mode && strcmp(mode, "wal") == 0;
         sqlite3_free(mode);
         int code = sqlite3_errcode(self->db);
-        if (wal || (code != SQLITE_BUSY && code != SQLITE_LOCKED) ||
-            waited_us >= (int64_t)self->busy_timeout_ms * 1000)
+        /* s_busy: the same steps and time-out as SQLite's waits on this connection */
+        if (wal || (code != SQLITE_BUSY && code != SQLITE_LOCKED) || !s_busy(self, attempt))
             return wal;
-        struct timespec pause = {0, S_BUSY_STEP_US * 1000L};
-        nanosleep(&pause, NULL);
     }
 }
 

@@ -156,3 +156,15 @@ int asy_fixture_assert_absent(const asy_fixture_t *self, const char *folder,
     closedir(dir);
     return files;
 }
+
+uint64_t asy_fixture_last_seq(const asy_fixture_t *self)
+{
+    char error[512];
+    asy_outbox_t *outbox = asy_outbox_open(self->config.outbox_path, self->config.agent_id,
+                                           self->config.site_id, error, sizeof error);
+    cr_assert_not_null(outbox, "%s", error);
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    asy_outbox_destroy(&outbox);
+    return status.last_seq;
+}

@@ -66,4 +66,8 @@ typedef struct {
 asy_fixture_result_t asy_fixture_run(const asy_fixture_t *self, asy_fixture_command_t *command,
                                      int argc, char **argv);
 
+/* The last seq of the fixture's outbox (0 if none assigned yet); fails the test if the outbox
+   cannot be opened or read. */
+uint64_t asy_fixture_last_seq(const asy_fixture_t *self);
+
 #endif

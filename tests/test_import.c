@@ -344,19 +344,6 @@ Test(import, rows_the_reader_had_to_guess_at_are_refused)
     cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 0\n", "%s", result.err);
 }
 
-static uint64_t s_last_seq(void)
-{
-    char error[512];
-    asy_outbox_t *outbox = asy_outbox_open(s_fixture.config.outbox_path, s_fixture.config.agent_id,
-                                           s_fixture.config.site_id, error, sizeof error);
-    if (!outbox)
-        return 0; /* the open failed: the caller's assertion says so */
-    asy_outbox_status_t status;
-    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
-    asy_outbox_destroy(&outbox);
-    return status.last_seq;
-}
-
 /* An export fed through a pipe that pauses: the rows read are committed while import waits,
    so `run` and other submitters are not locked out of the outbox meanwhile. */
 Test(import, an_idle_pipe_commits_what_it_has)
@@ -380,7 +367,7 @@ Test(import, an_idle_pipe_commits_what_it_has)
     uint64_t seen = 0;
     for (int i = 0; i < 100 && seen == 0; i++) {
         usleep(50 * 1000);
-        seen = s_last_seq();
+        seen = asy_fixture_last_seq(&s_fixture);
     }
     cr_assert_eq(seen, 1, "the first row was not committed while import waited for more");
     const char *second = "C-2,,15/07/2026 14:30,IMHA,,\n";
@@ -389,7 +376,7 @@ Test(import, an_idle_pipe_commits_what_it_has)
     int status = 0;
     cr_assert_eq(waitpid(child, &status, 0), child);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
-    cr_assert_eq(s_last_seq(), 2);
+    cr_assert_eq(asy_fixture_last_seq(&s_fixture), 2);
 }
 
 Test(import, kind_column_picks_the_body_and_iso_times_keep_their_zone)

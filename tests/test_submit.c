@@ -402,18 +402,6 @@ Test(submit, many_lines_span_transactions)
     asy_outbox_destroy(&outbox);
 }
 
-static uint64_t s_last_seq(void)
-{
-    char error[512];
-    asy_outbox_t *outbox =
-        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
-    cr_assert_not_null(outbox, "%s", error);
-    asy_outbox_status_t status;
-    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
-    asy_outbox_destroy(&outbox);
-    return status.last_seq;
-}
-
 /* A producer that pauses (`tail -f export | submit -`) must not hold the outbox's write lock
    while submit waits for its next line: what was read is committed first. */
 Test(submit, an_idle_pipe_commits_what_it_has)
@@ -436,7 +424,7 @@ Test(submit, an_idle_pipe_commits_what_it_has)
     uint64_t seen = 0;
     for (int i = 0; i < 100 && seen == 0; i++) {
         usleep(50 * 1000);
-        seen = s_last_seq();
+        seen = asy_fixture_last_seq(&s_fixture);
     }
     cr_assert_eq(seen, 1, "the first line was not committed while submit waited for more");
     cr_assert_eq(write(pipefd[1], line, strlen(line)), (ssize_t)strlen(line));
@@ -444,7 +432,7 @@ Test(submit, an_idle_pipe_commits_what_it_has)
     int status = 0;
     cr_assert_eq(waitpid(child, &status, 0), child);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    cr_assert_eq(s_last_seq(), 2);
+    cr_assert_eq(asy_fixture_last_seq(&s_fixture), 2);
 }
 
 /* Ctrl-C while submit waits on a pipe: what was read is committed and the run says where to
@@ -504,7 +492,7 @@ Test(submit, an_interrupt_says_where_to_resume)
               out);
     cr_assert_str_eq(out, "interrupted (SIGINT): stored 2, from lines 1-3; the input from line 4 "
                           "on was not stored (submit it from there)\n");
-    cr_assert_eq(s_last_seq(), 2);
+    cr_assert_eq(asy_fixture_last_seq(&s_fixture), 2);
 }
 
 Test(submit, fatal_errors_and_usage)

@@ -1049,9 +1049,11 @@ static const char *s_usage =
     "usage: advsync-agent [common options] run [--until-drained] [--for SECONDS]\n"
     "\n"
     "Forwards the outbox to the centre and prunes what the centre has committed.\n"
-    "  --until-drained  exit 0 once every event in the outbox is acknowledged (1 if the\n"
-    "                   outbox could not record the acknowledgements for 60 s)\n"
-    "  --for SECONDS    exit 0 after SECONDS (waiting up to 1 s for outstanding ACKs)\n"
+    "  --until-drained  exit 0 once every event in the outbox is acknowledged (1 if there\n"
+    "                   is no outbox file, or it could not record the acknowledgements\n"
+    "                   for 60 s)\n"
+    "  --for SECONDS    exit 0 after SECONDS (waiting up to 1 s for outstanding ACKs);\n"
+    "                   with --until-drained, 1 if the outbox had not drained by then\n"
     "  --help           show this text\n"
     "SIGTERM or SIGINT stops sending, waits up to 1 s for outstanding ACKs and exits 0.\n";
 

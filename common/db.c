@@ -157,6 +157,29 @@ bool asy_db_connected(const asy_db_t *self)
     return self && self->conn && PQstatus(self->conn) == CONNECTION_OK;
 }
 
+bool asy_db_alive(asy_db_t *self)
+{
+    if (!asy_db_connected(self))
+        return false;
+    if (PQtransactionStatus(self->conn) != PQTRANS_IDLE)
+        return true;
+    /* A backend that exits may send its FATAL message before closing: the first read takes
+       the message (PQnotifies parses it, reporting it to the notice processor), the second
+       meets the end of the stream, which marks the connection bad. */
+    for (int read = 0; read < 2 && PQstatus(self->conn) == CONNECTION_OK; read++) {
+        if (!PQconsumeInput(self->conn))
+            break;
+        PGnotify *notify;
+        while ((notify = PQnotifies(self->conn)) != NULL)
+            PQfreemem(notify);
+    }
+    if (PQstatus(self->conn) == CONNECTION_OK)
+        return true;
+    s_set_error(self, NULL, PQerrorMessage(self->conn));
+    asy_info("PostgreSQL closed an idle connection (%s); reconnecting", self->errmsg);
+    return false;
+}
+
 unsigned asy_db_generation(const asy_db_t *self)
 {
     return self->generation;

@@ -31,6 +31,12 @@ const char *asy_db_errmsg(const asy_db_t *self);
 /* True while libpq believes the connection is usable. A server restart is noticed only by
    the next command, which then fails with ASY_ERETRY. */
 bool asy_db_connected(const asy_db_t *self);
+/* As asy_db_connected, but an idle connection (no transaction open) is first asked whether the
+   server has closed it meanwhile (a restart, an administrator's pg_terminate_backend): reads
+   what is waiting on the socket without blocking or sending anything. Call it before the first
+   command of a unit of work, so a connection that died while idle is reset before use instead
+   of failing that work. */
+bool asy_db_alive(asy_db_t *self);
 /* Counts successful connections (1 after connect, +1 per successful reset): callers that keep
    per-session state (temporary tables, SET) recreate it when this changes. */
 unsigned asy_db_generation(const asy_db_t *self);

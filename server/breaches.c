@@ -194,6 +194,8 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
         }
     }
     const char *params[S_COLUMNS] = {columns[0], columns[1], columns[2], columns[3], columns[4]};
+    if (ok && !asy_db_alive(db))
+        asy_db_reset(db);
     if (!ok ||
         asy_db_exec(db,
                     "INSERT INTO monitor_breach (case_id, kind, site_id, deadline, withdrawn_at)"

@@ -567,7 +567,7 @@ static void s_tick(s_monitor_t *self)
     asy_date_t today = asy_london_date(now_us);
     if (zclock_mono() >= self->next_reload_ms) {
         self->next_reload_ms = zclock_mono() + self->reload_ms;
-        if (!asy_db_connected(self->db))
+        if (!asy_db_alive(self->db))
             asy_db_reset(self->db);
         asy_calendar_t *calendar = s_load_holidays(self);
         if (calendar) {

@@ -109,7 +109,7 @@ static const char s_copy_quarantine[] =
    on every new connection). */
 static int s_ready(asy_store_t *self)
 {
-    if (!asy_db_connected(self->db) && asy_db_reset(self->db) != 0)
+    if (!asy_db_alive(self->db) && asy_db_reset(self->db) != 0)
         return s_db_error(self, ASY_ERETRY, "reconnect");
     if (self->session_generation == asy_db_generation(self->db))
         return 0;

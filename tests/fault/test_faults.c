@@ -7,6 +7,7 @@
     Needs ASY_TEST_PG_RESTART: a command that crash-restarts the test cluster (deploy/test sets
     it). This test restarts the shared cluster, so deploy/test runs it alone.  */
 #include "casecheck.h"
+#include "fixture.h"
 #include "harness.h"
 
 #include <criterion/criterion.h>
@@ -100,4 +101,47 @@ Test(faults, kill_broker_postgres_and_agent_while_streaming, .timeout = 1200)
     }
     asy_test_check_case_state(pg);
     PQfinish(pg);
+}
+
+/* A broker that sat idle through a PostgreSQL crash-restart finds its connections closed when
+   the next agent says HELLO: it reconnects there and then, and the agent is welcomed at once
+   (it used to be answered RETRY_LATER, logged as a database error). */
+Test(faults, an_idle_broker_welcomes_the_first_agent_after_a_postgres_restart, .timeout = 300)
+{
+    const char *restart = getenv("ASY_TEST_PG_RESTART");
+    cr_assert(restart && *restart, "ASY_TEST_PG_RESTART is not set: run through ./deploy/test");
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    char endpoint[128];
+    pid_t broker = asy_test_start_broker(db, dir, 0, endpoint, sizeof endpoint);
+    char *config = asy_test_agent_config(dir, "idle-1", "site-idle", endpoint);
+    char out[4096];
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "50",
+                                "--seed", "7", NULL),
+                 0);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+
+    s_restart_postgres();
+    usleep(500 * 1000);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "simulate", "--events", "50",
+                                "--seed", "8", NULL),
+                 0);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0);
+
+    int status = asy_test_stop(broker, SIGTERM, 20000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "broker did not exit 0 on SIGTERM");
+    char path[600];
+    snprintf(path, sizeof path, "%s/broker.log", dir);
+    char *log = asy_fixture_slurp(path, NULL);
+    cr_assert_not_null(log);
+    cr_assert(strstr(log, "PostgreSQL closed an idle connection"), "%s", log);
+    cr_assert_null(strstr(log, "RETRY_LATER"), "%s", log);
+    cr_assert_null(strstr(log, "database HELLO failed"), "%s", log);
+    free(log);
+    PGconn *pg = asy_test_pg_connect(db);
+    cr_assert_eq(asy_test_check_streams(pg), 100);
+    PQfinish(pg);
+    free(config);
+    free(dir);
+    free(db);
 }

@@ -101,6 +101,66 @@ bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size)
     return parsed != NULL;
 }
 
+/* Length of the value at text: up to a blank if unquoted; through the closing quote (backslash
+   escapes) if quoted; up to '&' too in a URI query. */
+static size_t s_value_length(const char *text, bool uri)
+{
+    if (*text == '\'') {
+        size_t n = 1;
+        while (text[n] && text[n] != '\'')
+            n += text[n] == '\\' && text[n + 1] ? 2 : 1;
+        return text[n] ? n + 1 : n;
+    }
+    size_t n = 0;
+    while (text[n] && !strchr(uri ? " \t\n&" : " \t\n", text[n]))
+        n += text[n] == '\\' && text[n + 1] ? 2 : 1;
+    return n;
+}
+
+char *asy_db_conninfo_redact(const char *conninfo, char *out, size_t out_size)
+{
+    if (!out_size)
+        return out;
+    size_t used = 0;
+    const char *p = conninfo ? conninfo : "";
+    bool uri = strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0;
+    const char *userinfo_end = NULL;
+    if (uri) { /* postgresql://user:secret@host...: the last '@' before the path */
+        const char *authority = strstr(p, "//") + 2;
+        size_t length = strcspn(authority, "/?");
+        for (size_t i = 0; i < length; i++)
+            if (authority[i] == '@')
+                userinfo_end = authority + i;
+        const char *colon =
+            userinfo_end ? memchr(authority, ':', (size_t)(userinfo_end - authority)) : NULL;
+        if (colon) {
+            used = (size_t)(colon + 1 - p);
+            snprintf(out, out_size, "%.*s***", (int)used, p);
+            used = strlen(out);
+            p = userinfo_end;
+        }
+    }
+    while (*p && used + 1 < out_size) {
+        bool word_start = p == conninfo || strchr(" \t\n?&", p[-1]);
+        if (word_start && strncmp(p, "password", 8) == 0) {
+            const char *q = p + 8;
+            q += strspn(q, " \t");
+            if (*q == '=') {
+                q++;
+                q += strspn(q, " \t");
+                used += (size_t)snprintf(out + used, out_size - used, "%.*s***", (int)(q - p), p);
+                if (used >= out_size)
+                    used = out_size - 1;
+                p = q + s_value_length(q, uri);
+                continue;
+            }
+        }
+        out[used++] = *p++;
+    }
+    out[used < out_size ? used : out_size - 1] = '\0';
+    return out;
+}
+
 asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, char *error,
                          size_t error_size)
 {

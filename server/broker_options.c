@@ -127,6 +127,12 @@ static const char *s_check(const s_spec_t *spec, const char *value, char *why, s
     return NULL;
 }
 
+/* value as a message may show it: a conninfo without its password */
+static const char *s_shown(const s_spec_t *spec, const char *value, char *buffer, size_t size)
+{
+    return spec->kind == S_CONNINFO ? asy_db_conninfo_redact(value, buffer, size) : value;
+}
+
 static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
 {
     struct option longs[ASY_OPT_COUNT + 3];
@@ -161,7 +167,9 @@ static int s_parse_flags(asy_broker_options_t *options, int argc, char **argv)
         char why[256];
         const char *wrong = s_check(&s_specs[option], optarg, why, sizeof why);
         if (wrong) {
-            fprintf(stderr, "advsyncd: --%s \"%s\" %s\n", s_specs[option].flag, optarg, wrong);
+            char shown[1024];
+            fprintf(stderr, "advsyncd: --%s \"%s\" %s\n", s_specs[option].flag,
+                    s_shown(&s_specs[option], optarg, shown, sizeof shown), wrong);
             return 2;
         }
         options->value[option] = optarg;
@@ -213,7 +221,9 @@ static int s_load_config(asy_broker_options_t *options)
                                     ? "has no value"
                                     : s_check(&s_specs[which], value, why, sizeof why);
             if (wrong && which >= 0 && value && *value) {
-                fprintf(stderr, "advsyncd: config %s: %s \"%s\" %s\n", path, key, value, wrong);
+                char shown[1024];
+                fprintf(stderr, "advsyncd: config %s: %s \"%s\" %s\n", path, key,
+                        s_shown(&s_specs[which], value, shown, sizeof shown), wrong);
                 return 1;
             }
             if (!wrong && seen[which])

@@ -141,7 +141,9 @@ int asy_ctl_connect(const asy_ctl_options_t *options, const char *const *tables,
     }
     char error[512] = "";
     if (!asy_db_conninfo_check(conninfo, error, sizeof error)) {
-        fprintf(stderr, "advsync-ctl: the database \"%.200s\" %s\n", conninfo, error);
+        char shown[256];
+        fprintf(stderr, "advsync-ctl: the database \"%s\" %s\n",
+                asy_db_conninfo_redact(conninfo, shown, sizeof shown), error);
         zconfig_destroy(&config);
         return ASY_CTL_USAGE;
     }

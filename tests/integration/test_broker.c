@@ -786,6 +786,11 @@ Test(broker, flags_and_config_errors)
     cr_assert(strstr(out, "--database \"this\" is not a libpq conninfo: missing \"=\" after "
                           "\"this\""),
               "%s", out);
+    /* a refused conninfo is shown without its password */
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--database 'host=db password=Secret1 oops'"), 2);
+    cr_assert(strstr(out, "--database \"host=db password=*** oops\" is not a libpq conninfo"), "%s",
+              out);
+    cr_assert_null(strstr(out, "Secret1"), "%s", out);
     cr_assert_eq(s_advsyncd("--help", NULL, out, sizeof out), 0);
     cr_assert(strstr(out, "1..16 (default 2)"), "--workers shows its default: %s", out);
     cr_assert_eq(s_advsyncd("--coalesce-ms", "fast", out, sizeof out), 2);

@@ -372,6 +372,12 @@ Test(ctl, database_sources_and_failures)
     cr_assert(strstr(out, "the database \"this is bad\" is not a libpq conninfo: missing \"=\""),
               "%s", out);
 
+    cr_assert_eq(
+        s_ctl(out, sizeof out, "--database", "password='Secret 1' oops", "holidays", "list", NULL),
+        2, "%s", out);
+    cr_assert(strstr(out, "the database \"password=*** oops\" is not a libpq conninfo"), "%s", out);
+    cr_assert_null(strstr(out, "Secret"), "%s", out);
+
     cr_assert_eq(s_ctl(out, sizeof out, "holidays", "list", NULL), 1, "%s", out);
     cr_assert(strstr(out, "which database?"), "%s", out);
 

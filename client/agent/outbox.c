@@ -72,7 +72,9 @@ static const char *S_SQL[S_STATEMENTS] = {
         "INSERT INTO outbox (seq, event_id, payload, submitted_ms) VALUES (?1, ?2, ?3, ?4)",
     [S_ROW_READ] = "SELECT seq, payload FROM outbox WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
     [S_ROW_DELETE] = "DELETE FROM outbox WHERE seq <= ?1",
-    [S_OLDEST] = "SELECT min(submitted_ms) FROM outbox WHERE seq > ?1",
+    /* the first pending event in seq order: one step down the primary key, however long the
+       backlog (min(submitted_ms) read every pending row, and run refreshes this often) */
+    [S_OLDEST] = "SELECT submitted_ms FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
     [S_EVENT_ID] = "SELECT event_id FROM outbox WHERE seq = ?1",
 };
 
@@ -843,7 +845,7 @@ static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
     out->oldest_pending_ms = rc == SQLITE_ROW ? sqlite3_column_int64(statement, 0) : 0;
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
-    if (rc != SQLITE_ROW)
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) /* DONE: nothing pending */
         return s_db_fail(self, "reading the outbox");
     if (self->in_transaction)
         next_seq = (int64_t)self->next_seq; /* meta is brought up to date at commit */

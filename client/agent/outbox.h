@@ -88,7 +88,8 @@ typedef struct {
     uint64_t backlog;         /* last_seq - acked_seq */
     int64_t last_contact_ms;  /* 0 if never */
     int64_t last_ack_ms;      /* 0 if never */
-    int64_t oldest_pending_ms;/* submit time of the oldest unacknowledged event, 0 if none */
+    int64_t oldest_pending_ms; /* submit time of the first unacknowledged event (lowest seq), 0 if
+                                  none */
     uint64_t reissue_of_epoch; /* 0, or the epoch this one re-issued (asy_outbox_reissue) */
     uint64_t reissue_from_seq;
     uint64_t reissue_last_seq; /* seqs 1..this of this epoch are the re-issued events */

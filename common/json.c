@@ -128,10 +128,16 @@ int asy_json_parse_timestamp(const char *text, int64_t *seconds, int32_t *nanos)
     return 0;
 }
 
-int asy_json_format_timestamp(int64_t seconds, int32_t nanos, char out[ASY_TIMESTAMP_TEXT])
+bool asy_json_timestamp_valid(int64_t seconds, int32_t nanos)
 {
     // 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, as proto3 JSON allows
-    if (seconds < -62135596800LL || seconds > 253402300799LL || nanos < 0 || nanos > 999999999)
+    return seconds >= -62135596800LL && seconds <= 253402300799LL && nanos >= 0 &&
+           nanos <= 999999999;
+}
+
+int asy_json_format_timestamp(int64_t seconds, int32_t nanos, char out[ASY_TIMESTAMP_TEXT])
+{
+    if (!asy_json_timestamp_valid(seconds, nanos))
         return ASY_EINVAL;
     int64_t days = seconds / 86400;
     int64_t rest = seconds % 86400;

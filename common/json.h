@@ -41,6 +41,8 @@ int asy_json_parse_timestamp(const char *text, int64_t *seconds, int32_t *nanos)
    only if nanos is not 0. Returns 0, or ASY_EINVAL if outside years 1..9999 or nanos is
    outside 0..999,999,999. */
 int asy_json_format_timestamp(int64_t seconds, int32_t nanos, char out[ASY_TIMESTAMP_TEXT]);
+/* True if asy_json_format_timestamp() would accept the pair (years 1..9999, nanos in range). */
+bool asy_json_timestamp_valid(int64_t seconds, int32_t nanos);
 
 /* Parses "YYYY-MM-DD" (a real calendar date, years 1..9999). Returns 0 or ASY_EINVAL. */
 int asy_json_parse_date(const char *text, int32_t *year, int32_t *month, int32_t *day);

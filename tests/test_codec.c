@@ -468,6 +468,26 @@ Test(codec, enum_numbers_from_the_wire_must_be_values)
     cr_assert_str_eq(why.reason, "referral_received.reasons[1]: 77 is not a value of "
                                  "advsync.v1.ReferralReason");
     free(data);
+
+    // the same with eleven good reasons before the bad one: a two-digit index in the path
+    data = s_bytes("\"caseClosed\":null", &size, 29);
+    memcpy(data + size,
+           "\xd2\x06\x1a\x08\x01\x20\x03\x20\x03\x20\x03\x20\x03\x20\x03\x20\x03\x20\x03"
+           "\x20\x03\x20\x03\x20\x03\x20\x03\x20\x4d",
+           29);
+    why = s_check_bytes(data, size + 29);
+    cr_assert_str_eq(why.reason, "referral_received.reasons[11]: 77 is not a value of "
+                                 "advsync.v1.ReferralReason");
+    free(data);
+
+    // referral_received { service 1, received_at { seconds 300,000,000,000 } }: past year 9999
+    data = s_bytes("\"caseClosed\":null", &size, 14);
+    memcpy(data + size, "\xd2\x06\x0b\x08\x01\x12\x07\x08\x80\xf0\x92\xcb\xdd\x08", 14);
+    why = s_check_bytes(data, size + 14);
+    cr_assert_eq(why.code, ASY_CODE_EVENT_INVALID_FIELD);
+    cr_assert_str_eq(why.reason, "referral_received.received_at: seconds 300000000000 / nanos 0 "
+                                 "is not a time in years 1..9999");
+    free(data);
 }
 
 Test(codec, undecodable_bytes)

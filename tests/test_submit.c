@@ -591,7 +591,7 @@ Test(config, defaults_file_then_flags)
     cr_assert_str_eq(config.endpoints[1], "tcp://b:2");
     cr_assert_str_eq(config.endpoints[2], "ipc:///tmp/c");
     cr_assert_eq(config.window, 4);
-    cr_assert_eq(config.batch_max, 1000);
+    cr_assert_eq(config.batch_max, 5000);
     cr_assert_eq(config.batch_ms, 2);
     cr_assert_eq(config.ack_timeout_ms, 5000);
 

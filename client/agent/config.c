@@ -198,7 +198,7 @@ int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, ch
                           size_t error_size)
 {
     memset(config, 0, sizeof *config);
-    config->batch_max = 1000;
+    config->batch_max = 5000;
     config->batch_ms = 2;
     config->window = ASY_DEFAULT_WINDOW;
     config->ack_timeout_ms = 5000;

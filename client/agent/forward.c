@@ -951,7 +951,7 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
     /* a submitter holding the lock must not stall the loop (heartbeats, signals) for 10 s at a
        time: a save that fails is retried with the back-off of s_save_ack */
     asy_outbox_set_busy_timeout(self->outbox, S_RUN_BUSY_MS);
-    uint32_t batch = config->batch_max ? config->batch_max : 1000;
+    uint32_t batch = config->batch_max ? config->batch_max : ASY_MAX_BATCH_EVENTS;
     self->event_capacity = batch < ASY_MAX_BATCH_EVENTS ? batch : ASY_MAX_BATCH_EVENTS;
     self->sizes = calloc(self->event_capacity, sizeof *self->sizes);
     self->events = calloc(self->event_capacity, sizeof *self->events);

@@ -7,11 +7,11 @@
         writing straight into the central database would get.
     (c) copy_eps: the same rows in one binary COPY into the same table and indexes: the ceiling.
     (d) store_eps (printed, not in the last line): the broker's own transaction alone: the same
-        events, decoded beforehand, written by asy_store_write_batch in batches of 1,000 over
-        two connections (the broker's default two workers), in this process: no agents, no
-        network, no broker. What PostgreSQL does with the work the issue asks of each batch
-        (events, case_state and outcome_state, the compare-and-set) at best, and so how much of
-        the gap between (a) and (c) is the database's.
+        events, decoded beforehand, written by asy_store_write_batch in batches of 5,000 (the
+        agent's default batch_max) over two connections (the broker's default two workers), in
+        this process: no agents, no network, no broker. What PostgreSQL does with the work the
+        issue asks of each batch (events, case_state and outcome_state, the compare-and-set) at
+        best, and so how much of the gap between (a) and (c) is the database's.
     Then submit->ack latency at 1,000 events/s: events appended to an agent's outbox (durable)
     one per millisecond, forwarded by a running agent; latency is from the append's commit to
     the moment the outbox records the centre's acknowledgement; it starts after a CHECKPOINT,
@@ -231,7 +231,9 @@ static double s_row_inserts(PGconn *source, PGconn *pg, int n)
 }
 
 #ifndef S_BATCH
-#define S_BATCH 1000 /* events per batch in (d): the agent's default; -DS_BATCH=N to try others */
+#define S_BATCH                                                                                    \
+    ASY_MAX_BATCH_EVENTS /* events per batch in (d): the agent's default; -DS_BATCH=N to try       \
+                            others */
 #endif
 
 /* (d): one agent's stream, its events decoded as the broker decodes them. */
@@ -485,8 +487,9 @@ int main(int argc, char **argv)
     double row_eps = s_row_inserts(source, target, 5000);
     printf("(b) one INSERT per commit, 5,000 rows: %.0f rows/s\n", row_eps);
     double store_eps = s_store_only(source, asy_test_create_database());
-    printf("(d) the broker's transaction alone (2 connections, batches of %d, no agents, no"
-           " network): %.0f events/s = %.2f of (c)\n", S_BATCH, store_eps, store_eps / copy_eps);
+    printf("(d) the broker's transaction alone (2 connections, batches of %u, no agents, no"
+           " network): %.0f events/s = %.2f of (c)\n",
+           (unsigned)S_BATCH, store_eps, store_eps / copy_eps);
     free(rows);
     PQfinish(source);
     PQfinish(target);

@@ -17,6 +17,7 @@ typedef struct {
 
 struct asy_db {
     PGconn *conn;
+    bool server_closing; /* a FATAL arrived outside any command: the backend is ending */
     unsigned generation;
     s_statement_t *statements;
     size_t statement_count;
@@ -26,9 +27,15 @@ struct asy_db {
 /* Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01. */
 #define S_PG_EPOCH_US INT64_C(946684800000000)
 
-static void s_notice(void *arg, const char *message)
+/* Notices, and errors the server sends while no command runs: a backend being terminated
+   (pg_terminate_backend, shutdown, crash of another backend) says FATAL before it closes. */
+static void s_notice(void *arg, const PGresult *res)
 {
-    (void)arg;
+    asy_db_t *self = arg;
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *message = PQresultErrorMessage(res);
+    if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+        self->server_closing = true;
     asy_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
 }
 
@@ -186,7 +193,7 @@ asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, cha
         asy_db_destroy(&self);
         return NULL;
     }
-    PQsetNoticeProcessor(self->conn, s_notice, NULL);
+    PQsetNoticeReceiver(self->conn, s_notice, self);
     self->generation = 1;
     return self;
 }
@@ -233,9 +240,11 @@ bool asy_db_alive(asy_db_t *self)
         while ((notify = PQnotifies(self->conn)) != NULL)
             PQfreemem(notify);
     }
-    if (PQstatus(self->conn) == CONNECTION_OK)
+    if (PQstatus(self->conn) == CONNECTION_OK && !self->server_closing)
         return true;
-    s_set_error(self, NULL, PQerrorMessage(self->conn));
+    s_set_error(self, NULL,
+                self->server_closing ? "the server is ending this session (FATAL while idle)"
+                                     : PQerrorMessage(self->conn));
     asy_info("PostgreSQL closed an idle connection (%s); reconnecting", self->errmsg);
     return false;
 }
@@ -248,6 +257,7 @@ unsigned asy_db_generation(const asy_db_t *self)
 int asy_db_reset(asy_db_t *self)
 {
     PQreset(self->conn);
+    self->server_closing = false;
     if (PQstatus(self->conn) != CONNECTION_OK) {
         s_set_error(self, NULL, PQerrorMessage(self->conn));
         return ASY_ERETRY;

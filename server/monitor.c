@@ -575,9 +575,10 @@ static void s_tick(s_monitor_t *self)
             asy_calendar_destroy(&self->calendar);
             self->calendar = calendar;
             /* a holiday removed can put a deadline in the past: announced now, as at a
-               midnight (at a start, the start-up scan does it once subscribers are back) */
-            if (!self->scan_due_ms)
-                asy_aggregate_each_case(self->aggregate, s_breach_visit, self);
+               midnight; at a start, noted for the start-up scan, which announces once
+               subscribers are back */
+            asy_aggregate_each_case(
+                self->aggregate, self->scan_due_ms ? s_note_startup_breach : s_breach_visit, self);
         }
         s_load_population(self);
     }

@@ -50,13 +50,23 @@ typedef struct {
     char deltas[96];
 } s_centre_t;
 
+/* The monitor's heartbeat and holiday-reload intervals for the next start (a test that
+   changes them puts them back). */
+static int s_heartbeat_ms = 200, s_reload_ms = 0;
+
 static void s_start_monitor(s_centre_t *centre, const char *conninfo)
 {
     const char *any = "tcp://127.0.0.1:*";
-    asy_monitor_args_t margs = {.conninfo = conninfo, .deltas_endpoint = centre->deltas,
-                                .public_endpoint = any, .public_snapshot = any,
-                                .restricted_endpoint = any, .restricted_snapshot = any,
-                                .coalesce_ms = 20, .heartbeat_ms = 200, .breach_grace_ms = S_BREACH_GRACE_MS,
+    asy_monitor_args_t margs = {.conninfo = conninfo,
+                                .deltas_endpoint = centre->deltas,
+                                .public_endpoint = any,
+                                .public_snapshot = any,
+                                .restricted_endpoint = any,
+                                .restricted_snapshot = any,
+                                .coalesce_ms = 20,
+                                .heartbeat_ms = s_heartbeat_ms,
+                                .reload_ms = s_reload_ms,
+                                .breach_grace_ms = S_BREACH_GRACE_MS,
                                 .clock = s_clock};
     centre->monitor = zactor_new(asy_monitor_actor, &margs);
     char error[512] = "";
@@ -522,6 +532,49 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
     cr_assert_eq(s_wait_breach(replica, 1500, &took, &breach), 0, "a breach announced twice");
     PGconn *pg = asy_test_pg_connect(db);
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach"), 2);
+    PQfinish(pg);
+    asy_replica_destroy(&replica);
+    s_centre_stop(&centre);
+    free(config);
+    free(dir);
+    free(db);
+}
+
+/* The same when the holiday goes in the first heartbeats after a start (while subscribers
+   reconnect, before the start-up scan): the case is noted for that scan and announced with it
+   (the reload used to skip the walk then, leaving the notice to the next midnight). */
+Test(monitor, breach_announced_when_a_holiday_goes_during_the_start_up_window, .timeout = 120)
+{
+    atomic_store(&s_now_us, s_utc(2026, 6, 5, 9, 0, 0)); /* Fri 5 June 2026, 10:00 BST */
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    PGconn *pg = asy_test_pg_connect(db);
+    asy_test_pg_exec(pg, "INSERT INTO holiday (day, change) VALUES ('2026-06-03', 'added')");
+    s_centre_stop(&centre);
+    s_centre_start(&centre, db);
+    char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
+    char path[512];
+    asy_test_write_lines(dir, "referral", s_referral, 1, path);
+    s_deliver(config, path); /* due by Fri 5 June with the holiday: not in breach */
+    s_centre_stop(&centre);
+
+    /* a start-up window of 2 heartbeats = 6 s; the holiday table read every 300 ms */
+    s_heartbeat_ms = 3000;
+    s_reload_ms = 300;
+    s_centre_start(&centre, db);
+    s_heartbeat_ms = 200;
+    s_reload_ms = 0;
+    asy_test_pg_exec(pg, "DELETE FROM holiday");
+    asy_replica_t *replica = s_replica(&centre, true, "");
+    int64_t took = 0;
+    asy_mbreach_t breach;
+    cr_assert_eq(s_wait_breach(replica, 15000, &took, &breach), ASY_BREACH_CONTACT,
+                 "no notice after the holiday went during the start-up window");
+    asy_date_t due;
+    asy_date_from_ymd(2026, 6, 4, &due);
+    cr_assert_eq(breach.deadline, due);
     PQfinish(pg);
     asy_replica_destroy(&replica);
     s_centre_stop(&centre);

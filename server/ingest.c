@@ -74,6 +74,9 @@ typedef struct {
     asy_store_item_t *items; /* reused between batches */
     size_t items_capacity;
     zframe_t *peer;          /* routing id of the message in hand */
+    int last_nack_code;      /* the last NACK logged: its code, time and connection */
+    int64_t last_nack_ms;
+    char last_nack_peer[2 * 256 + 1];
     char *peer_key;
     const char *hello_agent; /* while a HELLO is answered: the agent id it names */
     char *monitor_endpoint;  /* NULL: no monitor */
@@ -143,7 +146,20 @@ static void s_nack(s_ingest_t *self, int code, uint64_t first_seq, uint64_t expe
     s_send(self, &frame);
     if (code > 0 && code < S_CODES)
         self->counters.nacks[code]++;
-    asy_warn("NACK %s to %s: %s", asy_code_name(code), s_who(self), reason);
+    /* A window of batches in flight gets one NACK each (16 NOT_WELCOMED after a restart): the
+       first of a run to one connection is a warning, the rest within a second are debug (the
+       counters logged every 10 s hold them all). */
+    int64_t now = zclock_mono();
+    bool repeat = code == self->last_nack_code && now - self->last_nack_ms < 1000 &&
+                  self->peer_key && strcmp(self->peer_key, self->last_nack_peer) == 0;
+    if (repeat)
+        asy_debug("NACK %s to %s: %s", asy_code_name(code), s_who(self), reason);
+    else
+        asy_warn("NACK %s to %s: %s", asy_code_name(code), s_who(self), reason);
+    self->last_nack_code = code;
+    self->last_nack_ms = now;
+    snprintf(self->last_nack_peer, sizeof self->last_nack_peer, "%s",
+             self->peer_key ? self->peer_key : "");
 }
 
 static void s_ack(s_ingest_t *self, const s_session_t *session, uint64_t seq,

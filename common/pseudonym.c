@@ -170,6 +170,11 @@ static bool s_nhs_placeholder(const char digits[11])
     return true;
 }
 
+bool asy_nhs_number_digits(const char *text, char digits[11])
+{
+    return text && s_nhs_digits(text, digits);
+}
+
 bool asy_nhs_number_valid(const char *text)
 {
     char digits[11];

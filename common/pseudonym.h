@@ -28,6 +28,9 @@ void asy_pseudonym_make(const asy_pseudonym_key_t *key, const char *domain,
 
 /* True if text is a valid 10-digit NHS number (spaces allowed; modulus 11 check digit). */
 bool asy_nhs_number_valid(const char *text);
+/* digits[11] = the ten digits of text without its spaces and hyphens, as the pseudonym is made
+   of them; false if text is not ten digits so written (the check digit is not tested). */
+bool asy_nhs_number_digits(const char *text, char digits[11]);
 
 /* Replaces the raw identifier keys of a JSON event object by pseudonyms, in place:
      "nhsNumber"  -> "personKey" = make("nhs", digits only)

@@ -201,8 +201,18 @@ Test(import, the_same_rows_imported_again_are_duplicates)
     snprintf(later, sizeof later, "%sC-3,17/07/2026 10:00,IMHA,,,,\n", rows);
     result = s_import(mapping, s_write("later.csv", later));
     cr_assert_str_eq(result.out, "stored 1, duplicates 3, rejected 0\n", "%s", result.err);
+    /* an NHS number written with spaces in one export and without in the next is the same
+       number: the rows repeat, nothing is stored twice */
+    const char *header = "\"case no\",Received,Service,Why,Referrer,Notes,NHS No\n";
+    char nhs[256];
+    snprintf(nhs, sizeof nhs, "%sC-9,18/07/2026 10:00,IMHA,,,,943 476 5919\n", header);
+    result = s_import(mapping, s_write("nhs1.csv", nhs));
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 0\n", "%s", result.err);
+    snprintf(nhs, sizeof nhs, "%sC-9,18/07/2026 10:00,IMHA,,,,9434765919\n", header);
+    result = s_import(mapping, s_write("nhs2.csv", nhs));
+    cr_assert_str_eq(result.out, "stored 0, duplicates 1, rejected 0\n", "%s", result.err);
     s_stored_t *stored = s_read_outbox();
-    cr_assert_eq(stored->count, 4);
+    cr_assert_eq(stored->count, 5);
     for (size_t i = 0; i < stored->count; i++)
         free(stored->json[i]);
     free(stored);

@@ -864,12 +864,25 @@ typedef struct {
    UUID (version 8) from BLAKE2b-128 keyed with the consortium key over the site, the event
    as mapped (before pseudonymisation: keyed, it reveals no more than a pseudonym does) and
    how many identical rows came before it in this file, so that two identical rows of one
-   export (two equal activities on one day) are still two events. Returns 0 or ASY_ENOMEM. */
+   export (two equal activities on one day) are still two events. An NHS number enters as its
+   ten digits, as its pseudonym does: an export that writes "943 476 5919" where the last one
+   wrote "9434765919" repeats the same events. Returns 0 or ASY_ENOMEM. */
 static int s_derive_event_id(s_import_t *self, json_t *object)
 {
     if (json_object_get(object, "eventId") || json_object_get(object, "event_id"))
         return 0;
-    char *text = json_dumps(object, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *hashed = json_copy(object);
+    if (!hashed)
+        return ASY_ENOMEM;
+    static const char *const nhs_keys[] = {"nhsNumber", "nhs_number"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *nhs = json_object_get(hashed, nhs_keys[i]);
+        char digits[11];
+        if (asy_nhs_number_digits(json_string_value(nhs), digits))
+            json_object_set_new(hashed, nhs_keys[i], json_string(digits));
+    }
+    char *text = json_dumps(hashed, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(hashed);
     if (!text)
         return ASY_ENOMEM;
     uint8_t digest[16];

@@ -15,6 +15,7 @@ void asy_mmsg_init(asy_mmsg_t *msg, asy_mmsg_kind_t kind)
     memset(msg, 0, sizeof *msg);
     msg->kind = kind;
     msg->version = ASY_MONITOR_VERSION;
+    msg->exact = -1;
     msg->update.period_start = S_NO_DATE;
     msg->update.period_end = S_NO_DATE;
     msg->breach.received = S_NO_DATE;
@@ -212,6 +213,8 @@ int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
         end.has_seq = end.has_topics = true;
         end.seq = msg->seq;
         end.topics = msg->topics;
+        end.has_exact = msg->exact >= 0;
+        end.exact = msg->exact > 0;
         pb.body_case = ADVSYNC__V1__MONITOR_MESSAGE__BODY_SNAPSHOT_END;
         pb.snapshot_end = &end;
         break;
@@ -220,6 +223,8 @@ int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
         heartbeat.has_seq = heartbeat.has_interval_ms = true;
         heartbeat.seq = msg->seq;
         heartbeat.interval_ms = msg->interval_ms;
+        heartbeat.has_exact = msg->exact >= 0;
+        heartbeat.exact = msg->exact > 0;
         s_time_to_pb(msg->sent_at_us, &when);
         heartbeat.sent_at = &when;
         pb.body_case = ADVSYNC__V1__MONITOR_MESSAGE__BODY_HEARTBEAT;
@@ -338,11 +343,13 @@ static bool s_body_from_pb(const Advsync__V1__MonitorMessage *pb, asy_mmsg_t *ms
         msg->kind = ASY_MMSG_SNAPSHOT_END;
         msg->seq = pb->snapshot_end->seq;
         msg->topics = pb->snapshot_end->topics;
+        msg->exact = pb->snapshot_end->has_exact ? pb->snapshot_end->exact : -1;
         return true;
     case ADVSYNC__V1__MONITOR_MESSAGE__BODY_HEARTBEAT:
         msg->kind = ASY_MMSG_HEARTBEAT;
         msg->seq = pb->heartbeat->seq;
         msg->interval_ms = pb->heartbeat->interval_ms;
+        msg->exact = pb->heartbeat->has_exact ? pb->heartbeat->exact : -1;
         msg->sent_at_us = s_time_from_pb(pb->heartbeat->sent_at);
         return true;
     case ADVSYNC__V1__MONITOR_MESSAGE__BODY_ERROR:

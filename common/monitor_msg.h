@@ -84,6 +84,8 @@ typedef struct {
     uint32_t topics;                    /* ASY_MMSG_SNAPSHOT_END (seq is the envelope's) */
     int64_t sent_at_us;                 /* ASY_MMSG_HEARTBEAT (seq is the envelope's) */
     uint32_t interval_ms;               /* ASY_MMSG_HEARTBEAT */
+    int exact;                          /* SNAPSHOT_END, HEARTBEAT: the stream's, 1 restricted
+                                           (exact), 0 public, -1 not said (an older broker) */
     char reason[256];                   /* ASY_MMSG_ERROR */
 } asy_mmsg_t;
 

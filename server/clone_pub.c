@@ -20,6 +20,7 @@ struct asy_clone_pub {
     zsock_t *router;
     uint64_t seq;
     zhashx_t *topics; /* topic -> s_entry_t */
+    int exact;        /* the stream's: 1 exact, 0 public, -1 not said */
 };
 
 static void s_free_entry(void **item)
@@ -59,6 +60,8 @@ asy_clone_pub_t *asy_clone_pub_new(const char *pub_endpoint, const char *snapsho
                                    char resolved[2][256], char *error, size_t error_size)
 {
     asy_clone_pub_t *self = calloc(1, sizeof *self);
+    if (self)
+        self->exact = -1;
     if (!self || !(self->topics = zhashx_new())) {
         snprintf(error, error_size, "out of memory");
         free(self);
@@ -160,11 +163,17 @@ bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
     return true;
 }
 
+void asy_clone_pub_set_exact(asy_clone_pub_t *self, bool exact)
+{
+    self->exact = exact;
+}
+
 void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int interval_ms)
 {
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_HEARTBEAT);
     msg.seq = self->seq;
+    msg.exact = self->exact;
     msg.sent_at_us = sent_at_us;
     msg.interval_ms = (uint32_t)interval_ms;
     uint8_t *data;
@@ -213,6 +222,7 @@ void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
         asy_mmsg_init(&reply, ASY_MMSG_SNAPSHOT_END);
         reply.seq = self->seq;
         reply.topics = sent;
+        reply.exact = self->exact;
     } else {
         asy_mmsg_init(&reply, ASY_MMSG_ERROR);
         snprintf(reply.reason, sizeof reply.reason,

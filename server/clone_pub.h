@@ -36,6 +36,11 @@ bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
    breach), not a topic's value, so snapshots do not carry it. Returns true if sent. */
 bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg);
 
+/* Says which stream this is (true: exact figures, the restricted one) in every heartbeat and
+   SnapshotEnd, so that a subscriber can tell a publisher and a snapshot service of different
+   streams apart even before any update. Unset: not said. */
+void asy_clone_pub_set_exact(asy_clone_pub_t *self, bool exact);
+
 /* Sends a heartbeat carrying the current sequence number. */
 void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int interval_ms);
 

@@ -630,6 +630,7 @@ static int s_bind_all(s_monitor_t *self, const s_config_t *config, char resolved
                                              &resolved[2 * s], error, error_size);
         if (!self->streams[s])
             return ASY_EIO;
+        asy_clone_pub_set_exact(self->streams[s], s == 1);
     }
     /* zpoller reports the first ready socket in this order: control and snapshot requests
        before the (possibly long) queue of case rows */

@@ -46,6 +46,7 @@ typedef struct {
     int inflight;         /* updates to publish while answering each snapshot request */
     bool stale_heartbeat; /* s_answer first publishes a heartbeat with seq S - 1 */
     bool live_exact;      /* live updates as the restricted stream's: another stream */
+    bool says_stream;     /* heartbeats and SnapshotEnd say the stream (exact), as advsyncd */
     int stream_left; /* STREAM: updates still to publish, one every S_STREAM_MS */
     int64_t stream_next;
     int stream_topics;
@@ -153,6 +154,8 @@ static void s_heartbeat(s_server_t *self)
     msg.seq = self->seq;
     msg.interval_ms = (uint32_t)self->heartbeat_ms;
     msg.sent_at_us = zclock_time() * 1000;
+    if (self->says_stream)
+        msg.exact = self->live_exact;
     zframe_t *body = s_encode(&msg);
     zstr_sendm(self->xpub, ASY_HEARTBEAT_TOPIC);
     zframe_send(&body, self->xpub, 0);
@@ -213,6 +216,8 @@ static void s_answer(s_server_t *self)
         asy_mmsg_init(&end, ASY_MMSG_SNAPSHOT_END);
         end.seq = snapshot_seq;
         end.topics = sent;
+        if (self->says_stream)
+            end.exact = 0; /* the snapshot's entries are public ones */
         s_send_reply(self, identity, "", &end);
         free(state);
     }
@@ -249,6 +254,8 @@ static bool s_command(s_server_t *self)
         self->inflight = (int)number;
     } else if (strcmp(command, "EXACT") == 0) {
         self->live_exact = number != 0;
+    } else if (strcmp(command, "SAYS") == 0) {
+        self->says_stream = number != 0;
     } else if (strcmp(command, "STALEHB") == 0) {
         self->stale_heartbeat = number != 0;
     } else if (strcmp(command, "HB") == 0) {
@@ -552,6 +559,34 @@ Test(watch, publisher_and_snapshot_of_different_streams_are_named)
               "%s", asy_replica_errmsg(replica));
     cr_assert_eq(asy_replica_poll(replica, 100, &msg), ASY_EPROTO, "for good");
     cr_assert_eq(s_count(replica, "all/M1/" S_PERIOD), 10, "the other stream's value kept out");
+    asy_replica_destroy(&replica);
+}
+
+/* The same with an empty snapshot and an idle publisher: the SnapshotEnd and the heartbeats
+   say whose they are, so the mismatch is found before any update. */
+Test(watch, different_streams_are_named_before_any_update)
+{
+    s_do("SAYS", NULL, 1);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "");
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    cr_assert_eq(asy_replica_size(replica), 0);
+    cr_assert_eq(asy_replica_exact(replica), 0, "the empty snapshot said public");
+    s_do("EXACT", NULL, 1);
+    s_do("HB", NULL, 50);
+    asy_mmsg_t msg;
+    int rc = ASY_ETIMEDOUT;
+    for (int i = 0; i < 50 && (rc == ASY_ETIMEDOUT || rc == 0); i++) {
+        rc = asy_replica_poll(replica, 100, &msg);
+        if (rc == 0)
+            asy_mmsg_release(&msg);
+    }
+    s_do("HB", NULL, 0);
+    s_do("EXACT", NULL, 0);
+    s_do("SAYS", NULL, 0);
+    cr_assert_eq(rc, ASY_EPROTO, "rc %d", rc);
+    cr_assert(asy_replica_mismatched(replica));
+    cr_assert(strstr(asy_replica_errmsg(replica), "sends exact figures but the snapshot service"),
+              "%s", asy_replica_errmsg(replica));
     asy_replica_destroy(&replica);
 }
 

@@ -276,8 +276,23 @@ static s_live_t *s_receive(asy_replica_t *self, zsock_t *socket)
 /* A heartbeat sent before the snapshot's seq S, read after it (queued while the snapshot was
    taken, or still unread in the SUB socket), is the expected overlap, not a broker that counts
    from 1 again: that is told only once the live stream has reached S. */
+/* Fails the replica (S_MISMATCH) when the publisher's stream, said by an update's cells or a
+   heartbeat, is not the snapshot service's. */
+static s_outcome_t s_other_stream(asy_replica_t *self, int publisher_exact)
+{
+    asy_set_error(self->error, sizeof self->error,
+                  "the publisher %s sends %s figures but the snapshot service %s %s ones: "
+                  "the two endpoints belong to different streams (public and restricted)",
+                  self->publisher, publisher_exact ? "exact" : "public", self->snapshot,
+                  self->exact ? "exact" : "public");
+    self->mismatch = true;
+    return S_MISMATCH;
+}
+
 static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg)
 {
+    if (msg->exact >= 0 && self->exact >= 0 && msg->exact != self->exact)
+        return s_other_stream(self, msg->exact);
     self->stats.heartbeats++;
     self->stats.last_heartbeat_us = self->stats.last_message_us;
     if (msg->interval_ms > 0)
@@ -317,15 +332,8 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
     /* exact = true only on the restricted stream (PROTOCOL.md 13): a publisher whose updates
        differ from the snapshot's belongs to the other stream, and its sequence numbers never
        line up with the snapshot's (each looks like a restart or a duplicate) */
-    if (msg->kind == ASY_MMSG_UPDATE && self->exact >= 0 && msg->update.exact != self->exact) {
-        asy_set_error(self->error, sizeof self->error,
-                      "the publisher %s sends %s figures but the snapshot service %s %s ones: "
-                      "the two endpoints belong to different streams (public and restricted)",
-                      self->publisher, msg->update.exact ? "exact" : "public", self->snapshot,
-                      self->exact ? "exact" : "public");
-        self->mismatch = true;
-        return S_MISMATCH;
-    }
+    if (msg->kind == ASY_MMSG_UPDATE && self->exact >= 0 && msg->update.exact != self->exact)
+        return s_other_stream(self, msg->update.exact);
     /* the breach subscription ("site/") also brings updates of topics we do not keep */
     if (msg->kind == ASY_MMSG_UPDATE &&
         strncmp(live->topic, self->subtree, strlen(self->subtree)) != 0)
@@ -431,6 +439,8 @@ static int s_snapshot_part(asy_replica_t *self, s_store_t *store, zlist_t *entri
         break;
     case ASY_MMSG_SNAPSHOT_END:
         *seq = live->msg.seq;
+        if (live->msg.exact >= 0) /* an empty snapshot still says whose it is */
+            self->exact = live->msg.exact;
         rc = 1;
         break;
     case ASY_MMSG_ERROR:

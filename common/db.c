@@ -3,10 +3,12 @@
 #include "db.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct {
     char *name;
@@ -95,77 +97,167 @@ static int s_fail(asy_db_t *self, PGresult *res)
     return ASY_EDB;
 }
 
-bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size)
-{
-    char *message = NULL;
-    PQconninfoOption *parsed = PQconninfoParse(conninfo, &message);
-    PQconninfoFree(parsed);
-    if (!parsed) {
-        const char *text = message ? message : "out of memory";
-        snprintf(why, why_size, "is not a libpq conninfo: %.*s", (int)strcspn(text, "\n"), text);
-        PQfreemem(message);
-    }
-    return parsed != NULL;
-}
+/* ----------------------------------------------------------------------------------------------
+   Conninfo text for messages: the secrets found (leniently: the text may be one libpq refuses)
+   are the values of every key containing "pass" in any case (password, PASSWORD, passwd; also
+   percent-encoded in a URI query) and a URI's userinfo after its ':'. Over-masking is the safe
+   side. */
 
-/* Length of the value at text: up to a blank if unquoted; through the closing quote (backslash
-   escapes) if quoted; up to '&' too in a URI query. */
-static size_t s_value_length(const char *text, bool uri)
+#define S_SECRETS 16
+
+typedef struct {
+    const char *at;
+    size_t length;
+} s_span_t;
+
+/* Length of the value at text: through the closing quote (backslash escapes) if quoted, else
+   up to a blank (or '&' in a URI query), backslash escapes kept together. */
+static size_t s_value_length(const char *text, bool query)
 {
+    size_t n = 0;
     if (*text == '\'') {
-        size_t n = 1;
+        n = 1;
         while (text[n] && text[n] != '\'')
             n += text[n] == '\\' && text[n + 1] ? 2 : 1;
         return text[n] ? n + 1 : n;
     }
-    size_t n = 0;
-    while (text[n] && !strchr(uri ? " \t\n&" : " \t\n", text[n]))
+    while (text[n] && !isspace((unsigned char)text[n]) && !(query && text[n] == '&'))
         n += text[n] == '\\' && text[n + 1] ? 2 : 1;
     return n;
+}
+
+/* True if key[0..length) names a secret: contains "pass" in any case, percent-decoded. */
+static bool s_secret_key(const char *key, size_t length)
+{
+    char decoded[64];
+    size_t used = 0;
+    for (size_t i = 0; i < length && used + 1 < sizeof decoded; i++) {
+        if (key[i] == '%' && i + 2 < length && isxdigit((unsigned char)key[i + 1]) &&
+            isxdigit((unsigned char)key[i + 2])) {
+            char hex[3] = {key[i + 1], key[i + 2], '\0'};
+            decoded[used++] = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else {
+            decoded[used++] = key[i];
+        }
+    }
+    decoded[used] = '\0';
+    for (size_t i = 0; i + 4 <= used; i++)
+        if (strncasecmp(decoded + i, "pass", 4) == 0)
+            return true;
+    return false;
+}
+
+static void s_add_span(s_span_t *spans, size_t *count, const char *at, size_t length)
+{
+    if (length > 0 && *count < S_SECRETS)
+        spans[(*count)++] = (s_span_t){at, length};
+}
+
+/* Finds the secrets of conninfo, in order of position. Returns their number. */
+static size_t s_secrets(const char *conninfo, s_span_t spans[S_SECRETS])
+{
+    size_t count = 0;
+    const char *p = conninfo, *query = NULL;
+    if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0) {
+        /* userinfo: up to the last '@' (a password with a '/', '?' or '@' in it is still
+           inside), its secret after the first ':' */
+        const char *authority = strstr(p, "//") + 2;
+        const char *at = strrchr(authority, '@');
+        const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
+        if (colon)
+            s_add_span(spans, &count, colon + 1, (size_t)(at - colon - 1));
+        query = strchr(at ? at : authority, '?');
+        for (const char *q = query; q && *q;) {
+            q++; /* past '?' or '&' */
+            size_t key = strcspn(q, "=&");
+            if (q[key] == '=') {
+                size_t value = s_value_length(q + key + 1, true);
+                if (s_secret_key(q, key))
+                    s_add_span(spans, &count, q + key + 1, value);
+                q += key + 1 + value;
+            } else {
+                q += key;
+            }
+            q = *q == '&' ? q : NULL;
+        }
+        return count;
+    }
+    /* keyword = value pairs, separated by blanks (any isspace, as libpq), or not at all after
+       a quoted value */
+    static const char blanks[] = " \t\n\r\f\v";
+    while (*(p += strspn(p, blanks))) {
+        size_t key = 0;
+        while (p[key] && p[key] != '=' && !isspace((unsigned char)p[key]))
+            key++;
+        const char *q = p + key;
+        q += strspn(q, blanks);
+        if (*q != '=') { /* a word without '=': on to the next one */
+            p += key;
+            continue;
+        }
+        q++;
+        q += strspn(q, blanks);
+        size_t value = s_value_length(q, false);
+        if (s_secret_key(p, key)) {
+            s_add_span(spans, &count, q, value);
+            if (*q == '\'' && value >= 2) /* as a message may quote it: without its quotes */
+                s_add_span(spans, &count, q + 1, value - (q[value - 1] == '\'' ? 2 : 1));
+        }
+        p = q + value;
+    }
+    return count;
+}
+
+/* Copies text into out (size > 0) with every occurrence of each secret's text replaced by
+   "***". With from_spans, the spans are positions in text itself (the conninfo); otherwise
+   their text is looked for (libpq's message, which quotes parts of the conninfo). */
+static void s_mask(const char *text, const s_span_t *spans, size_t count, bool from_spans,
+                   char *out, size_t size)
+{
+    size_t used = 0;
+    for (const char *p = text; *p && used + 1 < size;) {
+        size_t skip = 0;
+        for (size_t i = 0; i < count && !skip; i++)
+            if (from_spans ? p == spans[i].at : strncmp(p, spans[i].at, spans[i].length) == 0)
+                skip = spans[i].length;
+        if (!skip) {
+            out[used++] = *p++;
+            continue;
+        }
+        for (const char *m = "***"; *m && used + 1 < size; m++)
+            out[used++] = *m;
+        p += skip;
+    }
+    out[used] = '\0';
 }
 
 char *asy_db_conninfo_redact(const char *conninfo, char *out, size_t out_size)
 {
     if (!out_size)
         return out;
-    size_t used = 0;
-    const char *p = conninfo ? conninfo : "";
-    bool uri = strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0;
-    const char *userinfo_end = NULL;
-    if (uri) { /* postgresql://user:secret@host...: the last '@' before the path */
-        const char *authority = strstr(p, "//") + 2;
-        size_t length = strcspn(authority, "/?");
-        for (size_t i = 0; i < length; i++)
-            if (authority[i] == '@')
-                userinfo_end = authority + i;
-        const char *colon =
-            userinfo_end ? memchr(authority, ':', (size_t)(userinfo_end - authority)) : NULL;
-        if (colon) {
-            used = (size_t)(colon + 1 - p);
-            snprintf(out, out_size, "%.*s***", (int)used, p);
-            used = strlen(out);
-            p = userinfo_end;
-        }
-    }
-    while (*p && used + 1 < out_size) {
-        bool word_start = p == conninfo || strchr(" \t\n?&", p[-1]);
-        if (word_start && strncmp(p, "password", 8) == 0) {
-            const char *q = p + 8;
-            q += strspn(q, " \t");
-            if (*q == '=') {
-                q++;
-                q += strspn(q, " \t");
-                used += (size_t)snprintf(out + used, out_size - used, "%.*s***", (int)(q - p), p);
-                if (used >= out_size)
-                    used = out_size - 1;
-                p = q + s_value_length(q, uri);
-                continue;
-            }
-        }
-        out[used++] = *p++;
-    }
-    out[used < out_size ? used : out_size - 1] = '\0';
+    s_span_t spans[S_SECRETS];
+    const char *text = conninfo ? conninfo : "";
+    s_mask(text, spans, s_secrets(text, spans), true, out, out_size);
     return out;
+}
+
+bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size)
+{
+    char *message = NULL;
+    PQconninfoOption *parsed = PQconninfoParse(conninfo, &message);
+    PQconninfoFree(parsed);
+    if (!parsed) {
+        /* libpq's message quotes parts of the text, a password among them */
+        const char *text = message ? message : "out of memory";
+        char line[512], masked[512];
+        snprintf(line, sizeof line, "%.*s", (int)strcspn(text, "\n"), text);
+        s_span_t spans[S_SECRETS];
+        s_mask(line, spans, s_secrets(conninfo, spans), false, masked, sizeof masked);
+        snprintf(why, why_size, "is not a libpq conninfo: %s", masked);
+        PQfreemem(message);
+    }
+    return parsed != NULL;
 }
 
 asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, char *error,

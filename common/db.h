@@ -15,13 +15,15 @@
 
 typedef struct asy_db asy_db_t;
 
-/* True if libpq can parse conninfo; else false with why ("is not a libpq conninfo: ...").
-   A conninfo that cannot be parsed never will be: callers say so at once rather than retry. */
+/* True if libpq can parse conninfo; else false with why ("is not a libpq conninfo: ...", with
+   libpq's reason, any secret it quotes masked as by asy_db_conninfo_redact). A conninfo that
+   cannot be parsed never will be: callers say so at once rather than retry. */
 bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size);
-/* conninfo as it may be shown in a message or a log: every password (keyword form
-   `password=...`, quoted or not; URI form `postgresql://user:SECRET@host` and `?password=`)
-   replaced by "***". Works on text libpq cannot parse too (that is when it is shown). Copies
-   at most out_size - 1 bytes; returns out. */
+/* conninfo as it may be shown in a message or a log: the value of every key that contains
+   "pass" in any case (password, PASSWORD, passwd; quoted or not; percent-encoded in a URI
+   query) and a URI's password (`postgresql://user:SECRET@host`, up to the last '@') replaced
+   by "***". Works on text libpq cannot parse too (that is when it is shown). Copies at most
+   out_size - 1 bytes; returns out. */
 char *asy_db_conninfo_redact(const char *conninfo, char *out, size_t out_size);
 
 /* Connects with a libpq conninfo string; application_name (may be NULL) shows in

@@ -668,8 +668,14 @@ Test(store, conninfo_redaction_masks_every_password_form)
         {"host=db password=Secret1 dbname=x", "host=db password=*** dbname=x"},
         {"password = 'a b\\' c' user=u", "password = *** user=u"},
         {"password=back\\ slash port=1", "password=*** port=1"},
-        {"password=", "password=***"},
-        {"mypassword=keep passwordx=keep", "mypassword=keep passwordx=keep"},
+        {"password=", "password="},
+        {"mypassword=x passwd=y passfile=z host=h",
+         "mypassword=*** passwd=*** passfile=*** host=h"},
+        {"PASSWORD=Secret1 dbname=x", "PASSWORD=*** dbname=x"},
+        {"dbname='x'password=Secret1 junk", "dbname='x'password=*** junk"},
+        {"user=u\rpassword=Secret1 junk", "user=u\rpassword=*** junk"},
+        {"postgresql://h/db?pass%77ord=Secret1&x=1", "postgresql://h/db?pass%77ord=***&x=1"},
+        {"postgresql://u:Sec?ret/1@h/db?x=1", "postgresql://u:***@h/db?x=1"},
         {"postgresql://u:Secret1@h:5432/db?sslmode=require",
          "postgresql://u:***@h:5432/db?sslmode=require"},
         {"postgres://u@h/db?password=Secret1&application_name=a",
@@ -682,6 +688,19 @@ Test(store, conninfo_redaction_masks_every_password_form)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_str_eq(asy_db_conninfo_redact(cases[i].given, out, sizeof out), cases[i].shown,
                          "case %zu", i);
+    /* libpq's own message quotes parts of the text: masked too */
+    static const char *const refused[] = {
+        "postgresql://u:Secret1@[::1]x/db",
+        "postgresql://u:Sec%zzret1@h/db",
+        "postgresql://u@h/db?password=Sec%00ret1",
+        "password='Secret1 x' junk",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char why[512];
+        cr_assert_not(asy_db_conninfo_check(refused[i], why, sizeof why));
+        cr_assert(strstr(why, "is not a libpq conninfo: "), "%s", why);
+        cr_assert_null(strstr(why, "Sec"), "case %zu: %s", i, why);
+    }
     /* a short buffer truncates, never overruns, and still masks */
     char small[12];
     cr_assert_str_eq(asy_db_conninfo_redact("password=Secret1 host=db", small, sizeof small),

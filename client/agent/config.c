@@ -7,7 +7,7 @@
             outbox = "/var/lib/advsync/ward-3.outbox.db"
             key_file = "/etc/advsync/consortium.key"
             endpoint = "tcp://centre-a:5570,tcp://centre-b:5570"
-            batch_max = 1000
+            batch_max = 5000
     Other sections are ignored (one file may serve several programs); unknown keys inside
     `agent` are errors, so a misspelt key is not silently ignored.  */
 #include "agent.h"

@@ -47,6 +47,7 @@ typedef struct {
     bool stale_heartbeat; /* s_answer first publishes a heartbeat with seq S - 1 */
     bool live_exact;      /* live updates as the restricted stream's: another stream */
     bool says_stream;     /* heartbeats and SnapshotEnd say the stream (exact), as advsyncd */
+    bool restricted;      /* the whole server is a restricted stream: snapshot entries exact */
     int stream_left; /* STREAM: updates still to publish, one every S_STREAM_MS */
     int64_t stream_next;
     int stream_topics;
@@ -125,7 +126,7 @@ static void s_set(s_server_t *self, const char *topic, int64_t value)
     entry->value = value;
     asy_mmsg_t msg;
     s_fill_update(&msg, topic, entry->seq, value);
-    msg.update.exact = self->live_exact; /* the snapshot's entries are never exact */
+    msg.update.exact = self->live_exact; /* the snapshot's: self->restricted */
     s_publish_frames(self, topic, s_encode(&msg));
     asy_mmsg_release(&msg);
 }
@@ -208,6 +209,7 @@ static void s_answer(s_server_t *self)
                 continue;
             asy_mmsg_t entry;
             s_fill_update(&entry, state[i].topic, state[i].seq, state[i].value);
+            entry.update.exact = self->restricted;
             s_send_reply(self, identity, state[i].topic, &entry);
             asy_mmsg_release(&entry);
             sent++;
@@ -254,6 +256,8 @@ static bool s_command(s_server_t *self)
         self->inflight = (int)number;
     } else if (strcmp(command, "EXACT") == 0) {
         self->live_exact = number != 0;
+    } else if (strcmp(command, "RESTRICTED") == 0) {
+        self->restricted = self->live_exact = number != 0;
     } else if (strcmp(command, "SAYS") == 0) {
         self->says_stream = number != 0;
     } else if (strcmp(command, "STALEHB") == 0) {
@@ -1083,6 +1087,23 @@ static size_t s_lines(const char *text)
     return lines;
 }
 
+/* A snapshot of the other stream than asked for (public figures with --restricted) is an
+   error, in --once as in live mode: rounded figures read as exact ones (or the other way
+   round) mislead. It used to be a hint with exit 0. */
+Test(watch, a_snapshot_of_the_other_stream_is_refused)
+{
+    s_do("SET", "all/M1/" S_PERIOD, 11);
+    char command[1024], out[4096];
+    snprintf(command, sizeof command, "%s --restricted --endpoint %s --snapshot %s --once 2>&1",
+             ASY_WATCH_PATH, s_pub, s_snap);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    cr_assert_eq(asy_test_run(argv, out, sizeof out, 10000), 1, "%s", out);
+    cr_assert(strstr(out, "sends public (rounded) figures (the public stream's), though "
+                          "--restricted was given"),
+              "%s", out);
+    cr_assert_null(strstr(out, "M1"), "no figures shown: %s", out);
+}
+
 Test(watch, once_json_prints_one_line_per_topic)
 {
     s_do("SET", "all/M1/" S_PERIOD, 11);
@@ -1187,6 +1208,7 @@ static int s_run_logged(char *const argv[], char *text, size_t size, int timeout
 
 Test(watch, restricted_table_shows_breaches_of_every_site_or_of_one)
 {
+    s_do("RESTRICTED", NULL, 1);
     s_do("SET", "all/M1/" S_PERIOD, 11);
     char *argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub,    "--snapshot", s_snap,
                     "--restricted", "--period",   S_PERIOD, "--for",      "1.5",

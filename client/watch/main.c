@@ -558,13 +558,22 @@ int main(int argc, char **argv)
     if (args.json)
         asy_replica_set_handler(replica, s_print_json, &output);
     rc = s_sync_or_complain(replica, &args, end);
-    if (rc == 0 && asy_replica_exact(replica) >= 0 && asy_replica_exact(replica) != args.restricted)
-        fprintf(stderr,
-                "advsync-watch: the snapshot service %s sends %s figures%s: is it the %s "
-                "stream's?\n",
-                args.snapshot, args.restricted ? "public (rounded)" : "exact",
-                args.restricted ? ", though --restricted was given" : " (the restricted stream)",
-                args.restricted ? "restricted" : "public");
+    /* the stream asked for (--restricted or not) and the snapshot's must agree: exact figures
+       shown as public ones, or the other way round, mislead whoever reads them */
+    if (rc == 0 && asy_replica_exact(replica) >= 0 &&
+        asy_replica_exact(replica) != args.restricted) {
+        fprintf(
+            stderr,
+            "advsync-watch: the snapshot service %s sends %s figures (the %s stream's), %s: "
+            "give %s\n",
+            args.snapshot, args.restricted ? "public (rounded)" : "exact",
+            args.restricted ? "public" : "restricted",
+            args.restricted ? "though --restricted was given" : "but --restricted was not given",
+            args.restricted ? "the restricted stream's --snapshot (and --endpoint)"
+                            : "--restricted, or the public stream's --snapshot (and --endpoint)");
+        asy_replica_destroy(&replica);
+        return S_EXIT_FAIL;
+    }
     if (rc == 0 && args.json)
         s_json_explain_empty(&output);
     int code;

@@ -1102,6 +1102,12 @@ Test(watch, a_snapshot_of_the_other_stream_is_refused)
                           "--restricted was given"),
               "%s", out);
     cr_assert_null(strstr(out, "M1"), "no figures shown: %s", out);
+    /* --json prints nothing of it either */
+    snprintf(command, sizeof command,
+             "%s --restricted --endpoint %s --snapshot %s --once --json 2>/dev/null",
+             ASY_WATCH_PATH, s_pub, s_snap);
+    cr_assert_eq(asy_test_run(argv, out, sizeof out, 10000), 1, "%s", out);
+    cr_assert_str_eq(out, "", "stdout: %s", out);
 }
 
 Test(watch, once_json_prints_one_line_per_topic)

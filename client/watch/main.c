@@ -422,6 +422,8 @@ static int s_sync_or_complain(asy_replica_t *replica, const s_args_t *args, int6
     int rc = asy_replica_sync(replica, timeout);
     if (rc != 0 && s_stop)
         return rc; /* interrupted: nothing to complain about */
+    if (rc == ASY_EPROTO && asy_replica_mismatched(replica))
+        return rc; /* the caller says so */
     if (rc == ASY_ETIMEDOUT && timeout < S_SNAPSHOT_TIMEOUT_MS)
         fprintf(stderr,
                 "advsync-watch: no snapshot from %s before --for ran out (is the monitor "
@@ -557,11 +559,11 @@ int main(int argc, char **argv)
     }
     if (args.json)
         asy_replica_set_handler(replica, s_print_json, &output);
-    rc = s_sync_or_complain(replica, &args, end);
     /* the stream asked for (--restricted or not) and the snapshot's must agree: exact figures
        shown as public ones, or the other way round, mislead whoever reads them */
-    if (rc == 0 && asy_replica_exact(replica) >= 0 &&
-        asy_replica_exact(replica) != args.restricted) {
+    asy_replica_expect_exact(replica, args.restricted);
+    rc = s_sync_or_complain(replica, &args, end);
+    if (rc == ASY_EPROTO && asy_replica_mismatched(replica)) {
         fprintf(
             stderr,
             "advsync-watch: the snapshot service %s sends %s figures (the %s stream's), %s: "

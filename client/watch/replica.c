@@ -53,7 +53,9 @@ struct _asy_replica_t {
     int64_t last_reconnect_ms; /* monotonic */
     bool sub_fresh;            /* SUB (re)connected: its subscription may not be in place */
     bool need_sync;
-    int exact;      /* the snapshot's updates: 1 exact, 0 public, -1 none seen yet */
+    int exact;        /* the snapshot's stream (its updates, else its SnapshotEnd): 1 exact,
+                         0 public, -1 not known yet */
+    int expect_exact; /* the stream asked for (asy_replica_expect_exact), -1 any */
     bool caught_up; /* since the snapshot, a live message of seq >= S has come */
     bool mismatch; /* publisher and snapshot service belong to different streams (fatal) */
     char error[512];
@@ -273,9 +275,6 @@ static s_live_t *s_receive(asy_replica_t *self, zsock_t *socket)
 /* ----------------------------------------------------------------------------------------------
    Live messages. */
 
-/* A heartbeat sent before the snapshot's seq S, read after it (queued while the snapshot was
-   taken, or still unread in the SUB socket), is the expected overlap, not a broker that counts
-   from 1 again: that is told only once the live stream has reached S. */
 /* Fails the replica (S_MISMATCH) when the publisher's stream, said by an update's cells or a
    heartbeat, is not the snapshot service's. */
 static s_outcome_t s_other_stream(asy_replica_t *self, int publisher_exact)
@@ -289,6 +288,9 @@ static s_outcome_t s_other_stream(asy_replica_t *self, int publisher_exact)
     return S_MISMATCH;
 }
 
+/* A heartbeat sent before the snapshot's seq S, read after it (queued while the snapshot was
+   taken, or still unread in the SUB socket), is the expected overlap, not a broker that counts
+   from 1 again: that is told only once the live stream has reached S. */
 static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg)
 {
     if (msg->exact >= 0 && self->exact >= 0 && msg->exact != self->exact)
@@ -540,6 +542,16 @@ static int s_sync(asy_replica_t *self, int64_t timeout_ms)
         rc = s_send_request(self);
     if (rc == 0)
         rc = s_collect(self, &store, entries, queue, deadline, &seq);
+    if (rc == 0 && self->expect_exact >= 0 && self->exact >= 0 &&
+        self->exact != self->expect_exact) {
+        /* the other stream than asked for: nothing of it is installed or handed out */
+        asy_set_error(self->error, sizeof self->error,
+                      "the snapshot service %s sends %s figures (the %s stream's), not %s ones",
+                      self->snapshot, self->exact ? "exact" : "public (rounded)",
+                      self->exact ? "restricted" : "public", self->exact ? "public" : "exact");
+        self->mismatch = true;
+        rc = ASY_EPROTO;
+    }
     if (rc == 0)
         s_install(self, &store, entries, queue, seq);
     else if (rc == ASY_ETIMEDOUT)
@@ -570,7 +582,7 @@ asy_replica_t *asy_replica_new(const char *publisher_endpoint, const char *snaps
     self->subtree = strdup(subtree);
     self->pending = zlist_new();
     self->stats.heartbeat_interval_ms = ASY_DEFAULT_HEARTBEAT_MS;
-    self->exact = -1;
+    self->exact = self->expect_exact = -1;
     self->need_sync = true;
     self->last_heard_ms = self->last_reconnect_ms = zclock_mono();
     if (!self->publisher || !self->snapshot || !self->subtree || !self->pending ||
@@ -693,6 +705,11 @@ int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out)
         if (zclock_mono() >= deadline)
             return ASY_ETIMEDOUT;
     }
+}
+
+void asy_replica_expect_exact(asy_replica_t *self, bool exact)
+{
+    self->expect_exact = exact;
 }
 
 int asy_replica_exact(const asy_replica_t *self)

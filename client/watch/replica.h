@@ -105,12 +105,18 @@ int asy_replica_sync(asy_replica_t *self, int timeout_ms);
    reconnection is done first and takes at least 1 s of allowance. */
 int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out);
 
-/* Which stream the snapshot's updates came from: 1 restricted (exact), 0 public, -1 none
-   received yet. */
+/* Which stream the snapshot came from (its updates' exact flag, else its SnapshotEnd's): 1
+   restricted (exact), 0 public, -1 not known yet. */
 int asy_replica_exact(const asy_replica_t *self);
 
-/* True once the publisher's updates were found to be of the other stream than the snapshot's
-   (asy_replica_errmsg says which): the replica cannot be repaired. */
+/* The stream the caller asked for (true: restricted). A snapshot of the other one then fails
+   the sync with ASY_EPROTO and asy_replica_mismatched(), before anything of it is installed or
+   given to the handler. Without this call any stream is taken. */
+void asy_replica_expect_exact(asy_replica_t *self, bool exact);
+
+/* True once the publisher's updates or heartbeats were found to be of the other stream than
+   the snapshot's, or the snapshot of the other stream than expected (asy_replica_errmsg says
+   which): the replica cannot be repaired. */
 bool asy_replica_mismatched(const asy_replica_t *self);
 
 /* True if the next asy_replica_poll will first take a snapshot (with at least 1 s of

@@ -148,10 +148,15 @@ static bool s_secret_key(const char *key, size_t length)
     return false;
 }
 
+/* Adds a secret; the last place left takes the rest of the text (more secrets than places:
+   everything after is masked). */
 static void s_add_span(s_span_t *spans, size_t *count, const char *at, size_t length)
 {
-    if (length > 0 && *count < S_SECRETS)
-        spans[(*count)++] = (s_span_t){at, length};
+    if (length == 0 || *count == S_SECRETS)
+        return;
+    if (*count == S_SECRETS - 1)
+        length = strlen(at);
+    spans[(*count)++] = (s_span_t){at, length};
 }
 
 /* Finds the secrets of conninfo, in order of position. Returns their number. */
@@ -159,7 +164,7 @@ static size_t s_secrets(const char *conninfo, s_span_t spans[S_SECRETS])
 {
     size_t count = 0;
     const char *p = conninfo, *query = NULL;
-    if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0) {
+    if (strncasecmp(p, "postgresql://", 13) == 0 || strncasecmp(p, "postgres://", 11) == 0) {
         /* userinfo: up to the last '@' (a password with a '/', '?' or '@' in it is still
            inside), its secret after the first ':' */
         const char *authority = strstr(p, "//") + 2;
@@ -199,10 +204,32 @@ static size_t s_secrets(const char *conninfo, s_span_t spans[S_SECRETS])
         q++;
         q += strspn(q, blanks);
         size_t value = s_value_length(q, false);
+        if (s_secret_key(p, key) && *q != '\'') {
+            /* an unquoted password with blanks in it (the likeliest reason the text is
+               refused): the words after it that are no key=value belong to it */
+            for (;;) {
+                const char *next = q + value;
+                const char *word = next + strspn(next, blanks);
+                size_t length = strcspn(word, " \t\n\r\f\v");
+                if (!*word || memchr(word, '=', length))
+                    break;
+                value = (size_t)(word + length - q);
+            }
+        }
         if (s_secret_key(p, key)) {
             s_add_span(spans, &count, q, value);
             if (*q == '\'' && value >= 2) /* as a message may quote it: without its quotes */
                 s_add_span(spans, &count, q + 1, value - (q[value - 1] == '\'' ? 2 : 1));
+            else if (*q != '\'') /* or one word of it ("missing \"=\" after WORD") */
+                for (const char *word = q; word < q + value;) {
+                    size_t length = strcspn(word, " \t\n\r\f\v");
+                    if ((size_t)(word - q) + length > value)
+                        length = value - (size_t)(word - q);
+                    if (length < value)
+                        s_add_span(spans, &count, word, length);
+                    word += length;
+                    word += strspn(word, blanks);
+                }
         }
         p = q + value;
     }
@@ -323,7 +350,7 @@ bool asy_db_alive(asy_db_t *self)
     if (PQtransactionStatus(self->conn) != PQTRANS_IDLE)
         return true;
     /* A backend that exits may send its FATAL message before closing: the first read takes
-       the message (PQnotifies parses it, reporting it to the notice processor), the second
+       the message (PQnotifies parses it, reporting it to the notice receiver), the second
        meets the end of the stream, which marks the connection bad. */
     for (int read = 0; read < 2 && PQstatus(self->conn) == CONNECTION_OK; read++) {
         if (!PQconsumeInput(self->conn))

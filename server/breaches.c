@@ -211,9 +211,7 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
                      zlist_size(self->unrecorded), S_RETRY_MS,
                      ok ? asy_db_errmsg(db) : "out of memory");
         self->failing = true;
-        self->retry_ms = zclock_mono() + S_RETRY_MS;
-        if (ok && !asy_db_connected(db))
-            asy_db_reset(db);
+        self->retry_ms = zclock_mono() + S_RETRY_MS; /* reconnected by the probe then */
     } else {
         if (self->failing)
             asy_info("monitor: database reachable again: %zu breach records written",

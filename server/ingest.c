@@ -146,17 +146,18 @@ static void s_nack(s_ingest_t *self, int code, uint64_t first_seq, uint64_t expe
     s_send(self, &frame);
     if (code > 0 && code < S_CODES)
         self->counters.nacks[code]++;
-    /* A window of batches in flight gets one NACK each (16 NOT_WELCOMED after a restart): the
-       first of a run to one connection is a warning, the rest within a second are debug (the
-       counters logged every 10 s hold them all). */
+    /* A window of batches in flight gets one NACK each (16 NOT_WELCOMED after a restart): a
+       NACK of the same code to the same connection within a second of the last warning is
+       debug (the counters logged every 10 s hold them all). */
     int64_t now = zclock_mono();
     bool repeat = code == self->last_nack_code && now - self->last_nack_ms < 1000 &&
                   self->peer_key && strcmp(self->peer_key, self->last_nack_peer) == 0;
-    if (repeat)
+    if (repeat) {
         asy_debug("NACK %s to %s: %s", asy_code_name(code), s_who(self), reason);
-    else
-        asy_warn("NACK %s to %s: %s", asy_code_name(code), s_who(self), reason);
-    self->last_nack_code = code;
+        return;
+    }
+    asy_warn("NACK %s to %s: %s", asy_code_name(code), s_who(self), reason);
+    self->last_nack_code = code; /* the second counts from this warning, not from repeats */
     self->last_nack_ms = now;
     snprintf(self->last_nack_peer, sizeof self->last_nack_peer, "%s",
              self->peer_key ? self->peer_key : "");

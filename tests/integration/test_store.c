@@ -435,6 +435,7 @@ Test(store, a_connection_lost_inside_a_transaction_says_retry)
                              0, NULL, NULL),
                  0, "%s", asy_db_errmsg(db));
     s_kill_backend();
+    cr_assert(asy_db_alive(db), "not probed inside a transaction");
     cr_assert_eq(asy_db_commit(db), ASY_ERETRY);
     cr_assert_not(asy_db_alive(db));
     cr_assert_eq(asy_db_reset(db), 0, "%s", asy_db_errmsg(db));
@@ -672,10 +673,13 @@ Test(store, conninfo_redaction_masks_every_password_form)
         {"mypassword=x passwd=y passfile=z host=h",
          "mypassword=*** passwd=*** passfile=*** host=h"},
         {"PASSWORD=Secret1 dbname=x", "PASSWORD=*** dbname=x"},
-        {"dbname='x'password=Secret1 junk", "dbname='x'password=*** junk"},
-        {"user=u\rpassword=Secret1 junk", "user=u\rpassword=*** junk"},
+        /* words without '=' after an unquoted password are taken as part of it */
+        {"dbname='x'password=Secret1 junk", "dbname='x'password=***"},
+        {"user=u\rpassword=Secret1 junk", "user=u\rpassword=***"},
         {"postgresql://h/db?pass%77ord=Secret1&x=1", "postgresql://h/db?pass%77ord=***&x=1"},
         {"postgresql://u:Sec?ret/1@h/db?x=1", "postgresql://u:***@h/db?x=1"},
+        {"POSTGRESQL://u:Secret1@h/db", "POSTGRESQL://u:***@h/db"},
+        {"host=db password=my Secret1 words port=5", "host=db password=*** port=5"},
         {"postgresql://u:Secret1@h:5432/db?sslmode=require",
          "postgresql://u:***@h:5432/db?sslmode=require"},
         {"postgres://u@h/db?password=Secret1&application_name=a",
@@ -694,6 +698,8 @@ Test(store, conninfo_redaction_masks_every_password_form)
         "postgresql://u:Sec%zzret1@h/db",
         "postgresql://u@h/db?password=Sec%00ret1",
         "password='Secret1 x' junk",
+        "host=db password=my Secret1",
+        "POSTGRESQL://u:Secret1@h/db junk",
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         char why[512];

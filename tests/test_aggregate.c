@@ -710,6 +710,46 @@ Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
     s_teardown(&f);
 }
 
+/* M8's IMHA rows: E = U_tot x Q_g / Q_tot. A group whose qualifying count Q_g is from 1 to 7
+   gets no E on the public stream (E x Q_tot / U_tot would give Q_g back), even where its own
+   count O is a shown 0; nor does any group while Q_tot is from 1 to 7. */
+static void s_qualifying(s_fixture_t *f, int ons, int count, int contacted, int *n)
+{
+    for (int i = 0; i < count; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "q%d", (*n)++);
+        asy_case_view_t v = s_case(id, "ward-a", 1);
+        v.q_start = s_day(2026, 11, 2);
+        if (i < contacted)
+            v.contacted = s_day(2026, 11, 5);
+        v.attr[ASY_ATTR_ETHNICITY_ONS] = ons;
+        cr_assert_eq(asy_aggregate_put(f->agg, &v, NULL), 0);
+    }
+}
+
+Test(aggregate, public_imha_expected_counts_hide_small_qualifying_groups)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    int n = 0;
+    s_qualifying(&f, 3, 3, 0, &n); /* ONS_ASIAN_INDIAN: Q 3, U 0 */
+    const char *topic = "all/M8/2026-11", *by = "imha_ethnicity_ons";
+    const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
+    cr_assert(c && !c->suppressed && c->count == 0);
+    cr_assert_not(c->has_expected, "Q_tot 3: E = %.3f", c->expected);
+    s_qualifying(&f, 13, 40, 20, &n); /* ONS_WHITE_BRITISH: Q 40, U 20 */
+    c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
+    cr_assert(c && !c->suppressed && c->count == 0);
+    cr_assert_not(c->has_expected, "Q_g 3: E = %.3f gives it back", c->expected);
+    c = s_cell(f.agg, topic, false, &f.update, by, "ONS_WHITE_BRITISH");
+    cr_assert(c && !c->suppressed && c->has_expected && c->count == 20);
+    cr_assert_float_eq(c->expected, 20.0 * 40 / 45, 1e-9, "U_tot 20, Q 40, Q_tot round(43)");
+    c = s_cell(f.agg, topic, true, &f.update, by, "ONS_ASIAN_INDIAN");
+    cr_assert(c && c->has_expected, "the restricted stream keeps its exact E");
+    cr_assert_float_eq(c->expected, 20.0 * 3 / 43, 1e-9);
+    s_teardown(&f);
+}
+
 /* M10 when some areas give age bands and others do not: the bands given are scaled up to the
    whole population, since the referrals come from every area. Two areas of 60,000 White
    British people each, only the first by age band (10,000 in each of 6 bands); 60 referrals,

@@ -540,6 +540,25 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
     free(db);
 }
 
+/* The monitor says which stream is which in every SnapshotEnd (and heartbeat): an empty
+   snapshot still tells a subscriber whether it reached the restricted or the public one. */
+Test(monitor, each_stream_says_which_it_is, .timeout = 60)
+{
+    char *db = asy_test_create_database();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    asy_replica_t *restricted = s_replica(&centre, true, "no-such-subtree/");
+    asy_replica_t *public = s_replica(&centre, false, "no-such-subtree/");
+    cr_assert_eq(asy_replica_size(restricted), 0);
+    cr_assert_eq(asy_replica_exact(restricted), 1);
+    cr_assert_eq(asy_replica_size(public), 0);
+    cr_assert_eq(asy_replica_exact(public), 0);
+    asy_replica_destroy(&restricted);
+    asy_replica_destroy(&public);
+    s_centre_stop(&centre);
+    free(db);
+}
+
 /* The same when the holiday goes in the first heartbeats after a start (while subscribers
    reconnect, before the start-up scan): the case is noted for that scan and announced with it
    (the reload used to skip the walk then, leaving the notice to the next midnight). */

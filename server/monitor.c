@@ -560,6 +560,27 @@ static void s_log_counters(s_monitor_t *self)
     memcpy(self->logged, now, sizeof now);
 }
 
+/* Re-reads the holiday table and the denominators. A connection that cannot be made again is
+   said with the server's reason (the reads would only say the connection is lost). */
+static void s_reload(s_monitor_t *self)
+{
+    if (!asy_db_alive(self->db) && asy_db_reset(self->db) != 0) {
+        asy_warn("monitor: holidays and denominators not re-read: %s", asy_db_errmsg(self->db));
+        return;
+    }
+    asy_calendar_t *calendar = s_load_holidays(self);
+    if (calendar) {
+        asy_aggregate_set_calendar(self->aggregate, calendar);
+        asy_calendar_destroy(&self->calendar);
+        self->calendar = calendar;
+        /* a holiday removed can put a deadline in the past: announced now, as at a midnight;
+           at a start, noted for the start-up scan, which announces once subscribers are back */
+        asy_aggregate_each_case(self->aggregate,
+                                self->scan_due_ms ? s_note_startup_breach : s_breach_visit, self);
+    }
+    s_load_population(self);
+}
+
 /* New day: everything that depends on the date moves; announce what came due. */
 static void s_tick(s_monitor_t *self)
 {
@@ -567,20 +588,7 @@ static void s_tick(s_monitor_t *self)
     asy_date_t today = asy_london_date(now_us);
     if (zclock_mono() >= self->next_reload_ms) {
         self->next_reload_ms = zclock_mono() + self->reload_ms;
-        if (!asy_db_alive(self->db))
-            asy_db_reset(self->db);
-        asy_calendar_t *calendar = s_load_holidays(self);
-        if (calendar) {
-            asy_aggregate_set_calendar(self->aggregate, calendar);
-            asy_calendar_destroy(&self->calendar);
-            self->calendar = calendar;
-            /* a holiday removed can put a deadline in the past: announced now, as at a
-               midnight; at a start, noted for the start-up scan, which announces once
-               subscribers are back */
-            asy_aggregate_each_case(
-                self->aggregate, self->scan_due_ms ? s_note_startup_breach : s_breach_visit, self);
-        }
-        s_load_population(self);
+        s_reload(self);
     }
     if (self->scan_due_ms && zclock_mono() >= self->scan_due_ms) {
         /* the cases found in breach by the rebuild, as they are now */

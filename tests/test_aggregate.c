@@ -665,21 +665,28 @@ Test(aggregate, public_values_come_from_the_rounded_counts)
     s_teardown(&f);
 }
 
-/* M8's expected counts on the public stream rest on the total of the breakdown, summed
-   exactly and rounded once: summing the rounded groups carried a suppressed group's rounded
-   count into every published E. A total that would itself be suppressed gives no E at all. */
-static void s_referrals(s_fixture_t *f, int ons, int count, int *n)
+/* count cases of ONS group ons: referrals received 3 Nov 2026, or (qualifying) episodes from
+   2 Nov 2026; the first `contacted` of them contacted on 5 Nov. */
+static void s_add_cases(s_fixture_t *f, int ons, int count, bool qualifying, int contacted, int *n)
 {
     for (int i = 0; i < count; i++) {
         char id[16];
         snprintf(id, sizeof id, "m%d", (*n)++);
         asy_case_view_t v = s_case(id, "ward-a", 1);
-        v.received = s_day(2026, 11, 3);
+        if (qualifying)
+            v.q_start = s_day(2026, 11, 2);
+        else
+            v.received = s_day(2026, 11, 3);
+        if (i < contacted)
+            v.contacted = s_day(2026, 11, 5);
         v.attr[ASY_ATTR_ETHNICITY_ONS] = ons;
         cr_assert_eq(asy_aggregate_put(f->agg, &v, NULL), 0);
     }
 }
 
+/* M8's expected counts on the public stream rest on the total of the breakdown, summed
+   exactly and rounded once: summing the rounded groups carried a suppressed group's rounded
+   count into every published E. A total that would itself be suppressed gives no E at all. */
 Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
 {
     s_fixture_t f;
@@ -689,7 +696,7 @@ Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
     asy_aggregate_set_population(f.agg, 6, 0, 20000);   /* ONS_BLACK_AFRICAN */
     int n = 0;
     /* 3 referrals, all in one group: the only count is suppressed, and so is every E */
-    s_referrals(&f, 3, 3, &n);
+    s_add_cases(&f, 3, 3, false, 0, &n);
     const asy_mcell_t *c =
         s_cell(f.agg, "all/M8/2026-11", false, &f.update, "ethnicity_ons", "ONS_ASIAN_INDIAN");
     cr_assert(c && c->suppressed);
@@ -703,7 +710,7 @@ Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
 
     /* 43 + 3: both hidden (primary, then secondary); E rests on round(46) = 45, not on
        round(43) + round(3) = 50 */
-    s_referrals(&f, 6, 43, &n);
+    s_add_cases(&f, 6, 43, false, 0, &n);
     c = s_cell(f.agg, "all/M8/2026-11", false, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
     cr_assert(c && !c->suppressed && c->has_expected);
     cr_assert_float_eq(c->expected * 360000 / 300000, 45.0, 1e-9);
@@ -713,31 +720,17 @@ Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
 /* M8's IMHA rows: E = U_tot x Q_g / Q_tot. A group whose qualifying count Q_g is from 1 to 7
    gets no E on the public stream (E x Q_tot / U_tot would give Q_g back), even where its own
    count O is a shown 0; nor does any group while Q_tot is from 1 to 7. */
-static void s_qualifying(s_fixture_t *f, int ons, int count, int contacted, int *n)
-{
-    for (int i = 0; i < count; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "q%d", (*n)++);
-        asy_case_view_t v = s_case(id, "ward-a", 1);
-        v.q_start = s_day(2026, 11, 2);
-        if (i < contacted)
-            v.contacted = s_day(2026, 11, 5);
-        v.attr[ASY_ATTR_ETHNICITY_ONS] = ons;
-        cr_assert_eq(asy_aggregate_put(f->agg, &v, NULL), 0);
-    }
-}
-
 Test(aggregate, public_imha_expected_counts_hide_small_qualifying_groups)
 {
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
     int n = 0;
-    s_qualifying(&f, 3, 3, 0, &n); /* ONS_ASIAN_INDIAN: Q 3, U 0 */
+    s_add_cases(&f, 3, 3, true, 0, &n); /* ONS_ASIAN_INDIAN: Q 3, U 0 */
     const char *topic = "all/M8/2026-11", *by = "imha_ethnicity_ons";
     const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
     cr_assert(c && !c->suppressed && c->count == 0);
     cr_assert_not(c->has_expected, "Q_tot 3: E = %.3f", c->expected);
-    s_qualifying(&f, 13, 40, 20, &n); /* ONS_WHITE_BRITISH: Q 40, U 20 */
+    s_add_cases(&f, 13, 40, true, 20, &n); /* ONS_WHITE_BRITISH: Q 40, U 20 */
     c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
     cr_assert(c && !c->suppressed && c->count == 0);
     cr_assert_not(c->has_expected, "Q_g 3: E = %.3f gives it back", c->expected);

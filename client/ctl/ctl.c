@@ -103,6 +103,19 @@ static int s_config_database(const char *path, zconfig_t **config_p, const char 
                 path);
         return ASY_CTL_FAILURE;
     }
+    /* as advsyncd: a key given twice is refused, not one of the two silently taken */
+    int given = 0;
+    for (zconfig_t *section = zconfig_child(*config_p); section; section = zconfig_next(section))
+        if (streq(zconfig_name(section), "broker"))
+            for (zconfig_t *key = zconfig_child(section); key; key = zconfig_next(key))
+                given += streq(zconfig_name(key), "database");
+    if (given > 1) {
+        fprintf(stderr,
+                "advsync-ctl: config %s: broker/database is given twice: which one is meant "
+                "cannot be told\n",
+                path);
+        return ASY_CTL_FAILURE;
+    }
     zconfig_t *item = zconfig_locate(*config_p, "broker/database");
     const char *value = item ? zconfig_value(item) : NULL;
     if (!value || !*value) {

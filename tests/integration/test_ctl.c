@@ -404,6 +404,13 @@ Test(ctl, database_sources_and_failures)
     cr_assert_eq(s_ctl(out, sizeof out, "--config", no_key, "holidays", "list", NULL), 1, "%s",
                  out);
     cr_assert(strstr(out, "no broker/database key"), "%s", out);
+    /* given twice: refused, as advsyncd refuses it */
+    snprintf(config, sizeof config, "broker\n    database = \"%s\"\n    database = \"dbname=x\"\n",
+             s_conninfo);
+    char *twice = s_write_file("twice.cfg", config);
+    cr_assert_eq(s_ctl(out, sizeof out, "--config", twice, "holidays", "list", NULL), 1, "%s", out);
+    cr_assert(strstr(out, "broker/database is given twice"), "%s", out);
+    free(twice);
     free(config_path);
     free(no_key);
 }

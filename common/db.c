@@ -20,6 +20,7 @@ typedef struct {
 struct asy_db {
     PGconn *conn;
     bool server_closing; /* a FATAL arrived outside any command: the backend is ending */
+    char label[32];      /* "worker 1: " in db.c's own log lines, or "" */
     unsigned generation;
     s_statement_t *statements;
     size_t statement_count;
@@ -364,8 +365,15 @@ bool asy_db_alive(asy_db_t *self)
     s_set_error(self, NULL,
                 self->server_closing ? "the server is ending this session (FATAL while idle)"
                                      : PQerrorMessage(self->conn));
-    asy_info("PostgreSQL closed an idle connection (%s); reconnecting", self->errmsg);
+    asy_info("%sPostgreSQL closed an idle connection (%s); reconnecting", self->label,
+             self->errmsg);
     return false;
+}
+
+void asy_db_set_label(asy_db_t *self, const char *label)
+{
+    snprintf(self->label, sizeof self->label, "%s%s", label ? label : "",
+             label && *label ? ": " : "");
 }
 
 unsigned asy_db_generation(const asy_db_t *self)

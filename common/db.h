@@ -44,6 +44,8 @@ bool asy_db_connected(const asy_db_t *self);
    command of a unit of work, so a connection that died while idle is reset before use instead
    of failing that work. */
 bool asy_db_alive(asy_db_t *self);
+/* Names the connection in the lines db.c logs itself ("worker 1", "monitor"); copied. */
+void asy_db_set_label(asy_db_t *self, const char *label);
 /* Counts successful connections (1 after connect, +1 per successful reset): callers that keep
    per-session state (temporary tables, SET) recreate it when this changes. */
 unsigned asy_db_generation(const asy_db_t *self);

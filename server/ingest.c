@@ -189,8 +189,8 @@ static void s_ack(s_ingest_t *self, const s_session_t *session, uint64_t seq,
 static uint32_t s_db_failed(s_ingest_t *self, const char *what, int rc)
 {
     uint32_t wait = self->retry_after_ms;
-    asy_error("database %s failed (%s): %s; answering RETRY_LATER for %u ms", what,
-              asy_strerror(rc), asy_store_errmsg(self->store), wait);
+    asy_error("worker %d: database %s failed (%s): %s; answering RETRY_LATER for %u ms",
+              self->index, what, asy_strerror(rc), asy_store_errmsg(self->store), wait);
     self->db_down = true;
     self->next_reconnect_ms = zclock_mono() + wait;
     self->retry_after_ms = wait * 2 > S_RETRY_MAX_MS ? S_RETRY_MAX_MS : wait * 2;
@@ -212,7 +212,7 @@ static uint32_t s_db_wait(s_ingest_t *self)
         return (uint32_t)(self->next_reconnect_ms - now) + 1;
     if (asy_store_reconnect(self->store) != 0)
         return s_db_failed(self, "reconnect", ASY_ERETRY);
-    asy_info("database reachable again");
+    asy_info("worker %d: database reachable again", self->index);
     self->db_down = false;
     return 0;
 }
@@ -911,6 +911,9 @@ static int s_connect_store(s_ingest_t *self)
             asy_store_set_outcome_sink(self->store, s_collect_outcome, self);
         }
         if (self->store) {
+            char label[16];
+            snprintf(label, sizeof label, "worker %d", self->index);
+            asy_store_set_label(self->store, label);
             asy_info("worker %d: database connected and migrated (attempt %d)", self->index,
                      attempt);
             return 0;

@@ -248,6 +248,8 @@ static int s_connect(s_monitor_t *self)
         asy_store_t *store = asy_store_new(self->conninfo, error, sizeof error);
         if (store)
             self->db = asy_db_connect(self->conninfo, "advsyncd-monitor", error, sizeof error);
+        if (self->db)
+            asy_db_set_label(self->db, "monitor");
         asy_store_destroy(&store);
         self->session_generation = 0;
         if (self->db && s_session(self) == 0 &&

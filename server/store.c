@@ -770,6 +770,11 @@ fail:
     return rc;
 }
 
+void asy_store_set_label(asy_store_t *self, const char *label)
+{
+    asy_db_set_label(self->db, label);
+}
+
 void asy_store_set_case_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg)
 {
     self->case_sink = fn;

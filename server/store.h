@@ -101,6 +101,9 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
                           uint64_t epoch, uint64_t expected_committed,
                           const asy_store_item_t *items, size_t count);
 
+/* Names the store's connection in the log lines of db.c ("worker 1"). */
+void asy_store_set_label(asy_store_t *self, const char *label);
+
 /* Asks for the final case_state rows of every batch: from now on asy_store_write_batch
    merges with "RETURNING <ASY_CASE_VIEW_COLUMNS>" and calls fn once per row the batch
    touched, inside the transaction (the rows count only if the call returns 0, i.e. after

@@ -358,6 +358,33 @@ Test(submit, a_line_for_another_site_is_refused)
     cr_assert(strstr(result.err, expected), "%s", result.err);
 }
 
+/* An NHS number in free text (a referrer, a ward, a goal) would leave the site as written:
+   refused, naming the field, never the number. Ten digits that are no NHS number, longer
+   numbers (a telephone number) and the event id's digits pass. */
+Test(submit, an_nhs_number_in_free_text_is_refused)
+{
+    const char *path = s_write(
+        "text.jsonl",
+        "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+        "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"Jane Doe NHS 943 476 5919\"}}\n"
+        "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"planAgreed\":"
+        "{\"goals\":[\"see the ward\",\"call 943-476-5919\"]}}\n"
+        "{\"caseRef\":\"C3\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+        "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"Tel 01632 960001, ref 1234567890\"}}\n"
+        "{\"eventId\":\"0190a5c8-2f1e-7abc-8def-943476591900\",\"caseRef\":\"C4\","
+        "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 2\n", "%s", result.err);
+    char expected[600];
+    snprintf(expected, sizeof expected,
+             "%s:1: referralReceived.referrerOrg: holds what reads as an NHS number", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:2: planAgreed.goals[1]: holds what reads as", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    cr_assert_null(strstr(result.err, "5919"), "the number is never echoed: %s", result.err);
+}
+
 Test(submit, a_file_after_a_double_dash_may_start_with_a_dash)
 {
     const char *line = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","

@@ -41,6 +41,75 @@ static void s_normalise(json_t *object)
     }
 }
 
+/* True if text holds a run of exactly ten digits (single spaces or hyphens between them
+   allowed, as NHS numbers are written) that is a valid NHS number. */
+static bool s_nhs_number_in(const char *text)
+{
+    for (const char *p = text; *p;) {
+        if (!isdigit((unsigned char)*p)) {
+            p++;
+            continue;
+        }
+        char digits[12];
+        int count = 0;
+        const char *q = p;
+        bool preceded = p > text && isdigit((unsigned char)p[-1]);
+        while (isdigit((unsigned char)*q) ||
+               ((*q == ' ' || *q == '-') && isdigit((unsigned char)q[1]) && count > 0)) {
+            if (isdigit((unsigned char)*q) && count < 11)
+                digits[count] = *q;
+            count += isdigit((unsigned char)*q) ? 1 : 0;
+            q++;
+        }
+        if (!preceded && count == 10) {
+            digits[10] = '\0';
+            if (asy_nhs_number_valid(digits))
+                return true;
+        }
+        p = q;
+    }
+    return false;
+}
+
+/* Looks through every text value of value (the event after pseudonymisation) for an NHS
+   number: free text (a referrer, a ward, a goal) must not carry one off the site. The
+   pseudonyms and the event id are skipped (their hex can hold ten digits by chance). Writes
+   the path of the first one found (camelCase keys, as given) and returns true. */
+static bool s_identifier_in_text(const json_t *value, char *path, size_t size)
+{
+    static const char *const skip[] = {"eventId", "event_id",  "caseId",
+                                       "case_id", "personKey", "person_key"};
+    if (json_is_string(value))
+        return s_nhs_number_in(json_string_value(value));
+    size_t mark = strlen(path);
+    if (json_is_object(value)) {
+        const char *key;
+        const json_t *member;
+        json_object_foreach((json_t *)value, key, member)
+        {
+            bool skipped = false;
+            for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
+                skipped |= strcmp(key, skip[i]) == 0;
+            if (skipped)
+                continue;
+            snprintf(path + mark, size - mark, "%s%s", mark ? "." : "", key);
+            if (s_identifier_in_text(member, path, size))
+                return true;
+        }
+    } else if (json_is_array(value)) {
+        size_t index;
+        const json_t *member;
+        json_array_foreach(value, index, member)
+        {
+            snprintf(path + mark, size - mark, "[%zu]", index);
+            if (s_identifier_in_text(member, path, size))
+                return true;
+        }
+    }
+    path[mark] = '\0';
+    return false;
+}
+
 int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
 {
     s_normalise(object);
@@ -60,6 +129,15 @@ int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t
     }
     int rc = asy_pseudonym_apply(self->key, self->site_id, object, error, error_size);
     if (rc != 0) {
+        self->rejected++;
+        return ASY_EINVAL;
+    }
+    char path[256] = "";
+    if (s_identifier_in_text(object, path, sizeof path)) {
+        snprintf(error, error_size,
+                 "%s: holds what reads as an NHS number (ten digits with a valid check digit); "
+                 "an identifier goes in nhsNumber, where it is pseudonymised, never in free text",
+                 path);
         self->rejected++;
         return ASY_EINVAL;
     }

@@ -5,9 +5,11 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -312,6 +314,44 @@ Test(submit, status_never_creates_an_outbox)
              s_fixture.config.outbox_path);
     cr_assert(strstr(result.err, expected), "%s", result.err);
     cr_assert_eq(access(s_fixture.config.outbox_path, F_OK), -1, "status made an outbox");
+    /* nor in an empty file */
+    FILE *empty = fopen(s_fixture.config.outbox_path, "w");
+    cr_assert_not_null(empty);
+    fclose(empty);
+    result = asy_fixture_run(&s_fixture, asy_cmd_status, 1, argv);
+    cr_assert_eq(result.code, 1, "%s", result.err);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    struct stat info;
+    cr_assert_eq(stat(s_fixture.config.outbox_path, &info), 0);
+    cr_assert_eq(info.st_size, 0, "status wrote into the empty file");
+    unlink(s_fixture.config.outbox_path);
+}
+
+/* Another program's SQLite database given as the outbox is not taken over (nor changed):
+   refused, naming a table of its own. */
+Test(submit, another_programs_database_is_not_taken_as_an_outbox)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(s_fixture.config.outbox_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "CREATE TABLE patients (nhs text)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    const char *path = s_write("one.jsonl", "{\"caseRef\":\"C1\",\"occurredAt\":"
+                                            "\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 1, "%s", result.err);
+    cr_assert(strstr(result.err, "is not an advsync outbox: it holds a table \"patients\""), "%s",
+              result.err);
+    char *argv[] = {"status", NULL};
+    result = asy_fixture_run(&s_fixture, asy_cmd_status, 1, argv);
+    cr_assert_eq(result.code, 1, "%s", result.err);
+    cr_assert_eq(sqlite3_open(s_fixture.config.outbox_path, &db), SQLITE_OK);
+    sqlite3_stmt *statement = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &statement, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(statement), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(statement, 0), 1, "tables were added to it");
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
 }
 
 Test(submit, a_line_with_a_nul_byte_is_refused)

@@ -295,6 +295,25 @@ static int s_initialise(asy_outbox_t *self, const char *path)
     return result;
 }
 
+/* The first table of the file that is not one of an outbox's (name[0] = 0 if none). Returns 0
+   or an SQLite code (a file that is not a database says so here). */
+static int s_foreign_table(asy_outbox_t *self, char *name, size_t size)
+{
+    sqlite3_stmt *statement = NULL;
+    int rc = sqlite3_prepare_v2(self->db,
+                                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+                                "IN ('meta', 'outbox', 'seen') ORDER BY name LIMIT 1",
+                                -1, &statement, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(statement);
+        if (rc == SQLITE_ROW)
+            snprintf(name, size, "%s", (const char *)sqlite3_column_text(statement, 0));
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
+    }
+    sqlite3_finalize(statement);
+    return rc;
+}
+
 static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *site_id, bool claim,
                             char *error, size_t error_size)
 {
@@ -347,6 +366,21 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
         goto failed;
     }
     s_set_busy_timeout(self, S_BUSY_TIMEOUT_MS);
+    /* another program's database (a case system's, given as --outbox by mistake) is not
+       taken over: looked at before anything (WAL mode included) changes the file */
+    char foreign[128] = "";
+    rc = s_foreign_table(self, foreign, sizeof foreign);
+    if (rc != 0 || foreign[0]) {
+        if (foreign[0])
+            snprintf(error, error_size,
+                     "%s is not an advsync outbox: it holds a table \"%s\"; give --outbox (or "
+                     "agent/outbox) a file of its own",
+                     path, foreign);
+        else
+            snprintf(error, error_size, "%s cannot be read as an outbox: %s", path,
+                     sqlite3_errmsg(self->db));
+        goto failed;
+    }
     bool wal = s_wal(self);
     if (!wal) {
         snprintf(error, error_size, "%s: cannot switch to WAL mode: %s", path,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,7 +153,9 @@ int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)
     }
     /* a look must not create: a mistyped path would show a healthy empty outbox, and one
        made by root here would lock the service's user out of it */
-    if (access(config->outbox_path, F_OK) != 0) {
+    /* status never creates an outbox, not even in an empty file */
+    struct stat info;
+    if (stat(config->outbox_path, &info) != 0 || (S_ISREG(info.st_mode) && info.st_size == 0)) {
         asy_error("no outbox at %s: nothing has been submitted there yet, or --outbox (or "
                   "agent/outbox) names another file",
                   config->outbox_path);

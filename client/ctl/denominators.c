@@ -284,6 +284,9 @@ static int s_read_row(s_load_t *load, asy_csv_t *csv)
         load->capacity = capacity;
     }
     const char *name = load->area_name >= 0 ? asy_csv_field(csv, (size_t)load->area_name) : "";
+    /* ONS codes are capitals: "e09000004" and "E09000004" are one area, not two summed */
+    for (char *c = code; *c; c++)
+        *c = (char)toupper((unsigned char)*c);
     row.area_code = strdup(code);
     row.area_name = *name ? strdup(name) : NULL;
     load->rows[load->count++] = row;
@@ -578,7 +581,7 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
         "|| E'\\t' || ethnicity_ons || E'\\t' || age_band || E'\\t' || population || E'\\t' "
         "|| coalesce(source, ''), E'\\n\\r', '  ') || E'\\t' || to_char(loaded_at AT TIME ZONE "
         "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), E'\\n' ORDER BY area_code, ethnicity_ons, "
-        "age_band) FROM denominator WHERE $1::text IS NULL OR area_code = $1",
+        "age_band) FROM denominator WHERE $1::text IS NULL OR area_code = upper($1)",
         false, 1, params, &row);
     if (rc != 0) {
         fprintf(stderr, "advsync-ctl: cannot read the denominator table: %s\n", asy_db_errmsg(db));
@@ -627,7 +630,8 @@ static int s_remove(const asy_ctl_options_t *options, int argc, char **argv)
         return code;
     uint64_t deleted = 0;
     const char *params[] = {area};
-    int rc = asy_db_exec(db, "DELETE FROM denominator WHERE area_code = $1", 1, params, &deleted);
+    int rc =
+        asy_db_exec(db, "DELETE FROM denominator WHERE area_code = upper($1)", 1, params, &deleted);
     if (rc != 0) {
         fprintf(stderr, "advsync-ctl: cannot write the denominator table: %s\n", asy_db_errmsg(db));
         code = ASY_CTL_FAILURE;

@@ -320,6 +320,11 @@ Test(ctl, denominators_bad_line_changes_nothing)
     s_expect_rejected("dup.csv", text,
                       "dup.csv:5: area_code E1, group 13, band 0: given "
                       "already on line 3");
+    /* an area code in small letters is the same area: a duplicate, not a second area */
+    snprintf(text, sizeof text, "%sE1,0,1\ne1,0,1\n", header);
+    s_expect_rejected("case.csv", text,
+                      "case.csv:3: area_code E1, group 0, band 0: given "
+                      "already on line 2");
     snprintf(text, sizeof text, "%sE1,0,1\nE1,20,5\n", header);
     s_expect_rejected("code.csv", text, "code.csv:3: ethnicity_ons: 20 is not a code");
     snprintf(text, sizeof text, "area_code,ethnicity_ons,population,age_band\nE1,0,1,7\n");

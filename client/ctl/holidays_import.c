@@ -29,7 +29,12 @@ typedef struct {
     s_event_t *events;
     size_t count;
     bool january[S_YEARS], december[S_YEARS], covered[S_YEARS];
+    unsigned short dates[S_YEARS]; /* the year's events */
 } s_feed_t;
+
+/* England and Wales never has fewer bank holidays in a year (New Year's Day, Good Friday,
+   Easter Monday, the early May, spring and summer holidays, Christmas Day, Boxing Day). */
+#define S_MIN_HOLIDAYS_A_YEAR 8
 
 /* Reads the division's events. Returns 0, or ASY_EINVAL after a message naming the field. */
 static int s_read_feed(const char *path, s_feed_t *feed)
@@ -84,6 +89,7 @@ static int s_read_feed(const char *path, s_feed_t *feed)
         feed->covered[year] = true;
         feed->january[year] |= month == 1;
         feed->december[year] |= month == 12;
+        feed->dates[year]++;
         feed->count++;
     }
     json_decref(root);
@@ -200,6 +206,18 @@ int asy_ctl_holidays_import(const asy_ctl_options_t *options, const char *path)
         fprintf(stderr, "advsync-ctl: %s: %s.events: empty\n", path, S_DIVISION);
         rc = ASY_EINVAL;
     }
+    /* a year from January to December with fewer dates than any real year is a trimmed or
+       edited feed: taken as complete, it would remove that year's statutory holidays */
+    for (int year = 1; rc == 0 && year < S_YEARS; year++)
+        if (feed->january[year] && feed->december[year] &&
+            feed->dates[year] < S_MIN_HOLIDAYS_A_YEAR) {
+            fprintf(stderr,
+                    "advsync-ctl: %s: %s: %d has dates in January and December but only %u "
+                    "holidays (England and Wales has at least %d a year): a trimmed or edited "
+                    "feed? Nothing changed\n",
+                    path, S_DIVISION, year, (unsigned)feed->dates[year], S_MIN_HOLIDAYS_A_YEAR);
+            rc = ASY_EINVAL;
+        }
     static const char *const tables[] = {"holiday", NULL};
     asy_db_t *db = NULL;
     int code = rc == 0 ? asy_ctl_connect(options, tables, &db) : ASY_CTL_FAILURE;

@@ -209,6 +209,14 @@ Test(ctl, holidays_import_rejects_bad_feed)
     cr_assert_eq(s_db(out, "holidays", "import", "/nonexistent/feed.json"), 1, "%s", out);
     cr_assert(strstr(out, "advsync-ctl: unable to open /nonexistent/feed.json: No such file"),
               "no line -1 of a file never read: %s", out);
+    /* a year with January and December but two dates: trimmed, not taken as complete */
+    char *trimmed =
+        s_write_file("trimmed.json", "{\"england-and-wales\": {\"events\": [\n"
+                                     "{\"title\": \"NY\", \"date\": \"2027-01-01\"},\n"
+                                     "{\"title\": \"B\", \"date\": \"2027-12-28\"}]}}\n");
+    cr_assert_eq(s_db(out, "holidays", "import", trimmed), 1, "%s", out);
+    cr_assert(strstr(out, "2027 has dates in January and December but only 2 holidays"), "%s", out);
+    free(trimmed);
     char *other = s_write_file("other.json", "{\"scotland\": {\"events\": []}}\n");
     cr_assert_eq(s_db(out, "holidays", "import", other), 1, "%s", out);
     cr_assert(strstr(out, "england-and-wales.events: missing"), "%s", out);

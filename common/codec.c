@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The plain enums of codec.h mirror the generated ones: keep them in step. */
 #define S_SAME(ours, generated) _Static_assert((int)(ours) == (int)(generated), #ours)
@@ -281,6 +284,22 @@ bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size)
         return false;
     }
     return true;
+}
+
+bool asy_ipc_in_use(const char *text)
+{
+    if (!text || strncmp(text, "ipc://", 6) != 0 || text[6] == '@' || text[6] == '\0')
+        return false;
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    if (strlen(text + 6) >= sizeof address.sun_path)
+        return false; /* libzmq refuses it itself */
+    memcpy(address.sun_path, text + 6, strlen(text + 6) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool in_use = connect(fd, (struct sockaddr *)&address, sizeof address) == 0;
+    close(fd);
+    return in_use;
 }
 
 bool asy_endpoint_valid(const char *text)

@@ -209,6 +209,10 @@ bool asy_endpoint_valid(const char *text);
    with what is wrong in why (e.g. `has port "99999", not a number 1..65535`), if why is not
    NULL. */
 bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size);
+/* True if text is ipc://PATH and a process accepts connections on PATH now. libzmq's bind
+   replaces such a socket file silently, leaving the process that had it unreachable: binders
+   ask first and refuse, as a TCP bind on a port in use fails. */
+bool asy_ipc_in_use(const char *text);
 /* True if text is exactly 64 lowercase hex digits. */
 bool asy_pseudonym_valid(const char *text);
 

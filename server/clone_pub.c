@@ -1,6 +1,8 @@
 /*  clone_pub.c: one ASM/1 stream's sockets, sequence and topic cache. See clone_pub.h.  */
 #include "clone_pub.h"
 
+#include "codec.h"
+
 #include <string.h>
 
 #define S_SNDHWM 100000
@@ -71,6 +73,12 @@ asy_clone_pub_t *asy_clone_pub_new(const char *pub_endpoint, const char *snapsho
     const char *endpoints[2] = {pub_endpoint, snapshot_endpoint};
     zsock_t **sockets[2] = {&self->xpub, &self->router};
     for (int i = 0; i < 2; i++) {
+        if (asy_ipc_in_use(endpoints[i])) {
+            snprintf(error, error_size, "cannot bind %s: another process is listening there",
+                     endpoints[i]);
+            asy_clone_pub_destroy(&self);
+            return NULL;
+        }
         *sockets[i] =
             s_bind(i ? ZMQ_ROUTER : ZMQ_XPUB, endpoints[i], resolved[i], sizeof resolved[i]);
         if (!*sockets[i]) {

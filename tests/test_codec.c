@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #define S_CASE "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 /* The golden event below, encoded: any change here is a wire format change (PROTOCOL.md). */
@@ -918,4 +921,26 @@ Test(codec, random_bytes_never_crash)
         }
     }
     cr_assert_gt(decoded_frames, 0, "some random frames should decode");
+}
+
+/* An ipc:// path is in use while a process listens on it; a socket file left behind by one
+   that died (or no file, or a tcp:// endpoint) is not. */
+Test(codec, ipc_in_use_only_while_someone_listens)
+{
+    char dir[] = "/tmp/asy-ipc-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char endpoint[128], *path = endpoint + 6;
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/s.sock", dir);
+    cr_assert_not(asy_ipc_in_use(endpoint), "no file yet");
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    snprintf(address.sun_path, sizeof address.sun_path, "%s", path);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&address, sizeof address), 0);
+    cr_assert_eq(listen(fd, 4), 0);
+    cr_assert(asy_ipc_in_use(endpoint));
+    close(fd);
+    cr_assert_not(asy_ipc_in_use(endpoint), "a stale socket file");
+    cr_assert_not(asy_ipc_in_use("tcp://127.0.0.1:5570"));
+    unlink(path);
+    rmdir(dir);
 }

@@ -205,25 +205,26 @@ static size_t s_secrets(const char *conninfo, s_span_t spans[S_SECRETS])
         q++;
         q += strspn(q, blanks);
         size_t value = s_value_length(q, false);
-        if (s_secret_key(p, key) && *q != '\'') {
+        bool secret = s_secret_key(p, key);
+        if (secret && *q != '\'') {
             /* an unquoted password with blanks in it (the likeliest reason the text is
                refused): the words after it that are no key=value belong to it */
             for (;;) {
                 const char *next = q + value;
                 const char *word = next + strspn(next, blanks);
-                size_t length = strcspn(word, " \t\n\r\f\v");
+                size_t length = strcspn(word, blanks);
                 if (!*word || memchr(word, '=', length))
                     break;
                 value = (size_t)(word + length - q);
             }
         }
-        if (s_secret_key(p, key)) {
+        if (secret) {
             s_add_span(spans, &count, q, value);
             if (*q == '\'' && value >= 2) /* as a message may quote it: without its quotes */
                 s_add_span(spans, &count, q + 1, value - (q[value - 1] == '\'' ? 2 : 1));
             else if (*q != '\'') /* or one word of it ("missing \"=\" after WORD") */
                 for (const char *word = q; word < q + value;) {
-                    size_t length = strcspn(word, " \t\n\r\f\v");
+                    size_t length = strcspn(word, blanks);
                     if ((size_t)(word - q) + length > value)
                         length = value - (size_t)(word - q);
                     if (length < value)

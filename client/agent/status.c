@@ -151,9 +151,8 @@ int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)
             return 2;
         }
     }
-    /* a look must not create: a mistyped path would show a healthy empty outbox, and one
-       made by root here would lock the service's user out of it */
-    /* status never creates an outbox, not even in an empty file */
+    /* a look must not create, not even in an empty file: a mistyped path would show a
+       healthy empty outbox, and one made by root here would lock the service's user out */
     struct stat info;
     if (stat(config->outbox_path, &info) != 0 || (S_ISREG(info.st_mode) && info.st_size == 0)) {
         asy_error("no outbox at %s: nothing has been submitted there yet, or --outbox (or "

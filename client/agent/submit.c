@@ -52,8 +52,7 @@ static bool s_nhs_number_in(const char *text)
         }
         char digits[12];
         int count = 0;
-        const char *q = p;
-        bool preceded = p > text && isdigit((unsigned char)p[-1]);
+        const char *q = p; /* p starts a run: the text or a non-digit is before it */
         while (isdigit((unsigned char)*q) ||
                ((*q == ' ' || *q == '-') && isdigit((unsigned char)q[1]) && count > 0)) {
             if (isdigit((unsigned char)*q) && count < 11)
@@ -61,7 +60,7 @@ static bool s_nhs_number_in(const char *text)
             count += isdigit((unsigned char)*q) ? 1 : 0;
             q++;
         }
-        if (!preceded && count == 10) {
+        if (count == 10) {
             digits[10] = '\0';
             if (asy_nhs_number_valid(digits))
                 return true;

@@ -28,8 +28,8 @@ typedef struct {
 typedef struct {
     s_event_t *events;
     size_t count;
-    bool january[S_YEARS], december[S_YEARS], covered[S_YEARS];
-    unsigned short dates[S_YEARS]; /* the year's events */
+    bool january[S_YEARS], december[S_YEARS];
+    unsigned short dates[S_YEARS]; /* the year's events: 0 = a year the feed does not cover */
 } s_feed_t;
 
 /* England and Wales never has fewer bank holidays in a year (New Year's Day, Good Friday,
@@ -86,7 +86,6 @@ static int s_read_feed(const char *path, s_feed_t *feed)
         snprintf(out->title, sizeof out->title, "%s", title ? json_string_value(title) : "");
         int year = 0, month = 0;
         asy_date_to_ymd(out->day, &year, &month, NULL);
-        feed->covered[year] = true;
         feed->january[year] |= month == 1;
         feed->december[year] |= month == 12;
         feed->dates[year]++;
@@ -191,7 +190,7 @@ static void s_print_years(const s_feed_t *feed)
 {
     printf("feed years:");
     for (int year = 1; year < S_YEARS; year++)
-        if (feed->covered[year])
+        if (feed->dates[year] > 0)
             printf(" %d%s", year, feed->january[year] && feed->december[year] ? "" : " (part)");
     printf("\n");
 }

@@ -17,12 +17,14 @@
         this process: no agents, no network, no broker. What PostgreSQL does with the work the
         issue asks of each batch (events, case_state and outcome_state, the compare-and-set) at
         best, and so how much of the gap between (a) and (c) is the database's.
-    Then submit->ack latency at 1,000 events/s: events appended to an agent's outbox (durable)
-    one per millisecond, forwarded by a running agent; latency is from the append's commit to
-    the moment the outbox records the centre's acknowledgement; it starts after a CHECKPOINT,
-    so the write-back of the ~400k rows of (a)-(c) does not land in it.
-    Baselines named by the issue (2 cores): (b) about 5,000 rows/s, (c) about 200,000 rows/s.
-    Targets: ratio_copy = a/c >= 0.6, ack_p99_ms < 20.
+    Every timed phase starts after a CHECKPOINT, so none pays for the write-back of the rows
+    an earlier phase left dirty: without it (c) measured anywhere from 115k to 217k rows/s on one
+   machine. Then submit->ack latency at 1,000 events/s: events appended to an agent's outbox
+   (durable) one per millisecond, forwarded by a running agent; latency is from the append's commit
+   to the moment the outbox records the centre's acknowledgement; it starts after a CHECKPOINT, so
+   the write-back of the ~400k rows of (a)-(c) does not land in it. Baselines named by the issue (2
+   cores): (b) about 5,000 rows/s, (c) about 200,000 rows/s. Targets: ratio_copy = a/c >= 0.6,
+   ack_p99_ms < 20.
 
     Usage: bench_ingest [drain] [EVENTS_PER_AGENT (default 50000)] | latency   with
     ASY_TEST_DATABASE set; `drain` runs (a) alone (to profile it), `latency` the latency alone
@@ -66,6 +68,15 @@ static void s_exec(PGconn *pg, const char *sql)
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
         s_die(sql, pg);
     PQclear(res);
+}
+
+/* Writes back what earlier phases left dirty (CHECKPOINT, which also fsyncs), so that every
+   timed phase starts from the same state and none pays for another's write-back. */
+static void s_checkpoint(void)
+{
+    PGconn *admin = s_connect(asy_test_conninfo());
+    s_exec(admin, "CHECKPOINT");
+    PQfinish(admin);
 }
 
 /* CPU seconds one process has used so far; 0 if it is gone. */
@@ -126,6 +137,7 @@ static double s_broker_drain(const char *db, const char *dir, long per_agent, bo
         }
     }
     pid_t agent[4];
+    s_checkpoint();
     double agents_before = s_children_cpu_seconds();
     double broker_before = s_cpu_seconds(broker);
     double postgres_before = s_postgres_cpu_seconds();
@@ -504,11 +516,16 @@ int main(int argc, char **argv)
     PGconn *target = s_connect(db_c);
     size_t size = 0;
     char *rows = s_dump_rows(source, &size);
+    s_checkpoint();
     double copy_eps = s_copy_in(target, rows, size, 4 * per_agent);
     printf("(c) binary COPY of the same %ld rows: %.0f rows/s\n", 4 * per_agent, copy_eps);
+    s_checkpoint();
     double row_eps = s_row_inserts(source, target, 5000);
     printf("(b) one INSERT per commit, 5,000 rows: %.0f rows/s\n", row_eps);
-    double store_eps = s_store_only(source, asy_test_create_database());
+    char *db_d = asy_test_create_database();
+    s_checkpoint();
+    double store_eps = s_store_only(source, db_d);
+    free(db_d);
     printf("(d) the broker's transaction alone (2 connections, batches of %u, no agents, no"
            " network): %.0f events/s = %.2f of (c)\n",
            (unsigned)S_BATCH, store_eps, store_eps / copy_eps);
@@ -520,9 +537,7 @@ int main(int argc, char **argv)
 
     /* Steady state: the phases above wrote ~400k rows; let PostgreSQL write them back now
        rather than in the middle of the latency measurement. */
-    PGconn *admin = s_connect(asy_test_conninfo());
-    s_exec(admin, "CHECKPOINT");
-    PQfinish(admin);
+    s_checkpoint();
     double p50 = 0, p99 = 0;
     s_latency(asy_test_create_database(), dir, 10, &p50, &p99);
     printf("submit->ack latency at 1,000 events/s for 10 s: p50 %.2f ms, p99 %.2f ms\n", p50, p99);

@@ -6,6 +6,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "monitor.h"
+#include "sections.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -204,9 +205,17 @@ static int s_load_config(asy_broker_options_t *options)
                         "4 spaces, `key = value`)\n", path);
         return 1;
     }
+    const char *stranger = asy_sections_stranger(config);
+    if (stranger) {
+        fprintf(stderr,
+                "advsyncd: config %s: \"%s\" is not a section of any advsync program (they "
+                "are " ASY_SECTIONS_KNOWN "): misspelt?\n",
+                path, stranger);
+        return 1;
+    }
     bool ours = false, seen[ASY_OPT_COUNT] = {false};
     for (zconfig_t *section = zconfig_child(config); section; section = zconfig_next(section)) {
-        /* other sections belong to other programs sharing the file */
+        /* the agent's section may share the file */
         if (!streq(zconfig_name(section), "broker") && !streq(zconfig_name(section), "monitor"))
             continue;
         ours = true;

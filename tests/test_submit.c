@@ -641,8 +641,8 @@ Test(config, defaults_file_then_flags)
                                             "    endpoint = \"tcp://a:1, tcp://b:2\"\n"
                                             "    endpoint = ipc:///tmp/c\n"
                                             "    window = 4\n"
-                                            "other\n"
-                                            "    anything = 1\n");
+                                            "monitor\n"
+                                            "    coalesce_ms = 50\n");
     char cfg[512];
     snprintf(cfg, sizeof cfg, "%s", path);
     asy_agent_config_t config;
@@ -707,7 +707,9 @@ Test(config, errors_name_the_key_or_flag)
         {"agent\n    endpoint = \"tcp://:\"\n", "needs a host and a port"},
         {"agent\n    endpoint = \"tcp://centre:*\"\n", "has port \"*\""},
         {"agent\n    endpoint = \"ipc://\"\n", "needs a path after ipc://"},
-        {"other\n    id = x\n", "no `agent` section"},
+        {"broker\n    workers = 2\n", "no `agent` section"},
+        {"agnet\n    id = x\n",
+         "\"agnet\" is not a section of any advsync program (they are agent, broker, monitor)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];

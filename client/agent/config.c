@@ -8,9 +8,11 @@
             key_file = "/etc/advsync/consortium.key"
             endpoint = "tcp://centre-a:5570,tcp://centre-b:5570"
             batch_max = 5000
-    Other sections are ignored (one file may serve several programs); unknown keys inside
-    `agent` are errors, so a misspelt key is not silently ignored.  */
+    The sections of advsyncd (broker, monitor) are ignored, so one file may serve both
+    programs; any other top-level name is an error (sections.h), as are unknown keys inside
+    `agent`, so neither a misspelt section nor a misspelt key is silently ignored.  */
 #include "agent.h"
+#include "sections.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -135,8 +137,16 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
         return ASY_ECONFIG;
     }
     zconfig_t *section = zconfig_locate(root, "agent");
+    const char *stranger = asy_sections_stranger(root);
     int rc = 0;
-    if (!section) {
+    if (stranger) {
+        asy_set_error(
+            error, error_size,
+            "%s: \"%s\" is not a section of any advsync program (they are " ASY_SECTIONS_KNOWN
+            "): misspelt?",
+            path, stranger);
+        rc = ASY_ECONFIG;
+    } else if (!section) {
         asy_set_error(error, error_size, "%s: no `agent` section", path);
         rc = ASY_ECONFIG;
     }

@@ -2,6 +2,7 @@
     command group.  */
 #include "ctl.h"
 #include "log.h"
+#include "sections.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -103,7 +104,15 @@ static int s_config_database(const char *path, zconfig_t **config_p, const char 
                 path);
         return ASY_CTL_FAILURE;
     }
-    /* as advsyncd: a key given twice is refused, not one of the two silently taken */
+    /* as advsyncd: a misspelt section, or a key given twice, is refused */
+    const char *stranger = asy_sections_stranger(*config_p);
+    if (stranger) {
+        fprintf(stderr,
+                "advsync-ctl: config %s: \"%s\" is not a section of any advsync program (they "
+                "are " ASY_SECTIONS_KNOWN "): misspelt?\n",
+                path, stranger);
+        return ASY_CTL_FAILURE;
+    }
     int given = 0;
     for (zconfig_t *section = zconfig_child(*config_p); section; section = zconfig_next(section))
         if (streq(zconfig_name(section), "broker"))

@@ -832,6 +832,14 @@ Test(broker, flags_and_config_errors)
     cr_assert(strstr(out, "monitor/breach_grace_ms \"90000000\" is not a whole number in "
                           "1..86400000"),
               "the value and the range: %s", out);
+    /* a misspelt section left its settings at their defaults (the public stream on *:5571) */
+    file = fopen(path, "w");
+    fprintf(file, "broker\n    workers = 2\nmontor\n    public = tcp://127.0.0.1:*\n");
+    fclose(file);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "\"montor\" is not a section of any advsync program (they are agent, "
+                          "broker, monitor): misspelt?"),
+              "%s", out);
     /* a key given twice (also in a second section of the same name) used to keep the first */
     file = fopen(path, "w");
     fprintf(file, "monitor\n    coalesce_ms = 100\nmonitor\n    coalesce_ms = 50\n");

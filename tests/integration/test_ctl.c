@@ -423,6 +423,11 @@ Test(ctl, database_sources_and_failures)
     char *twice = s_write_file("twice.cfg", config);
     cr_assert_eq(s_ctl(out, sizeof out, "--config", twice, "holidays", "list", NULL), 1, "%s", out);
     cr_assert(strstr(out, "broker/database is given twice"), "%s", out);
+    char *misspelt = s_write_file("misspelt.cfg", "brokr\n    database = \"dbname=x\"\n");
+    cr_assert_eq(s_ctl(out, sizeof out, "--config", misspelt, "holidays", "list", NULL), 1, "%s",
+                 out);
+    cr_assert(strstr(out, "\"brokr\" is not a section of any advsync program"), "%s", out);
+    free(misspelt);
     free(twice);
     free(config_path);
     free(no_key);

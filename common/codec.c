@@ -599,6 +599,10 @@ static int s_check_envelope(const Advsync__V1__Event *m, asy_check_t *why)
         return s_refuse(why, missing, "event_id: required");
     if (!asy_uuid_valid(m->event_id))
         return s_refuse(why, invalid, "event_id: \"%.40s\" is not a canonical UUID", m->event_id);
+    /* versions (case_fold.c) order events by occurred_at, then event_id: one id shared by
+       different events would make the merge depend on arrival order */
+    if (strcmp(m->event_id, "00000000-0000-0000-0000-000000000000") == 0)
+        return s_refuse(why, invalid, "event_id: the nil UUID names no event");
     if (!m->has_schema_version)
         return s_refuse(why, missing, "schema_version: required");
     if (m->schema_version == 0)

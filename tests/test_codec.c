@@ -338,6 +338,8 @@ Test(codec, envelope_failures)
     s_refused(body, "{\"eventId\":null}", missing, "event_id: required");
     s_refused(body, "{\"eventId\":\"0190a5c8-2f1e-7a3b-8c4d\"}", invalid,
               "event_id: \"0190a5c8-2f1e-7a3b-8c4d\" is not a canonical UUID");
+    s_refused(body, "{\"eventId\":\"00000000-0000-0000-0000-000000000000\"}", invalid,
+              "event_id: the nil UUID names no event");
     s_refused(body, "{\"schemaVersion\":null}", missing, "schema_version: required");
     s_refused(body, "{\"schemaVersion\":0}", invalid, "schema_version: must be at least 1");
     s_refused(body, "{\"siteId\":null}", missing, "site_id: required");

@@ -390,6 +390,36 @@ Test(outbox, survives_reopen_and_refuses_another_agent)
     cr_assert(strstr(error, "nonexistent-dir"), "%s", error);
 }
 
+/* A meta value edited by hand used to read as 0: next_seq 0 handed out seqs the centre held. */
+Test(outbox, a_damaged_meta_value_is_an_error_not_a_zero)
+{
+    asy_outbox_t *outbox = s_open("agent-1", "site-1");
+    s_append(outbox, NULL);
+    asy_outbox_destroy(&outbox);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(s_path, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "UPDATE meta SET value = 'abc' WHERE key = 'next_seq'", NULL, NULL, NULL),
+        SQLITE_OK);
+    outbox = s_open("agent-1", "site-1");
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), ASY_EDB);
+    cr_assert(strstr(asy_outbox_errmsg(outbox), "damaged: meta next_seq holds \"abc\""), "%s",
+              asy_outbox_errmsg(outbox));
+    cr_assert_eq(asy_outbox_begin(outbox), ASY_EDB, "no seq is handed out");
+    asy_outbox_destroy(&outbox);
+
+    cr_assert_eq(sqlite3_exec(db,
+                              "UPDATE meta SET value = 2 WHERE key = 'next_seq';"
+                              " UPDATE meta SET value = -1 WHERE key = 'epoch'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    char error[512] = "";
+    cr_assert_null(asy_outbox_open(s_path, "agent-1", "site-1", error, sizeof error));
+    cr_assert(strstr(error, "damaged: meta epoch holds \"-1\""), "%s", error);
+}
+
 Test(outbox, two_writers_get_contiguous_seqs)
 {
     asy_outbox_t *first = s_open("agent-1", "site-1");

@@ -131,16 +131,31 @@ static int s_run(asy_outbox_t *self, s_statement_t which, const char *doing)
     return rc == SQLITE_DONE ? 0 : s_db_fail(self, doing);
 }
 
-/* Reads meta[key] as an integer into *value (0 if the key is absent). */
+/* Reads meta[key] as an integer into *value (0 if the key is absent). A value that is not a
+   whole number >= 0 (the file was edited by hand or damaged) is an error, not a 0: a seq
+   counter read as 0 would hand out seqs the centre already holds. */
 static int s_meta_get(asy_outbox_t *self, const char *key, int64_t *value)
 {
     sqlite3_stmt *statement = self->statement[S_META_GET];
     sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(statement);
-    *value = rc == SQLITE_ROW ? sqlite3_column_int64(statement, 0) : 0;
+    bool whole = rc != SQLITE_ROW || (sqlite3_column_type(statement, 0) == SQLITE_INTEGER &&
+                                      sqlite3_column_int64(statement, 0) >= 0);
+    char shown[48] = "";
+    if (!whole)
+        snprintf(shown, sizeof shown, "%.40s",
+                 sqlite3_column_text(statement, 0) ? (const char *)sqlite3_column_text(statement, 0)
+                                                   : "NULL");
+    *value = rc == SQLITE_ROW && whole ? sqlite3_column_int64(statement, 0) : 0;
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading meta");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return s_db_fail(self, "reading meta");
+    if (!whole) {
+        s_fail(self, "the outbox is damaged: meta %s holds \"%s\", not a whole number", key, shown);
+        return ASY_EDB;
+    }
+    return 0;
 }
 
 static int s_meta_set(asy_outbox_t *self, const char *key, int64_t value)
@@ -222,7 +237,16 @@ static int s_check_owner(asy_outbox_t *self, const char *path)
         const char *site = (const char *)sqlite3_column_text(statement, 1);
         self->epoch = (uint64_t)sqlite3_column_int64(statement, 2);
         int64_t format = sqlite3_column_int64(statement, 3);
-        if (format != S_FORMAT)
+        if (sqlite3_column_type(statement, 2) != SQLITE_INTEGER ||
+            sqlite3_column_int64(statement, 2) < 1)
+            s_fail(self,
+                   "%s: the outbox is damaged: meta epoch holds \"%.40s\", not a whole "
+                   "number from 1",
+                   path,
+                   sqlite3_column_text(statement, 2)
+                       ? (const char *)sqlite3_column_text(statement, 2)
+                       : "NULL");
+        else if (format != S_FORMAT)
             s_fail(self, "%s: outbox format %lld is not the one this program knows (%d)", path,
                    (long long)format, S_FORMAT);
         else if (!agent || !site || strcmp(agent, self->agent_id) != 0 ||

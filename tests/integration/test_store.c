@@ -164,6 +164,34 @@ Test(store, migrations_apply_once_and_are_idempotent)
                  1);
 }
 
+/* Area codes loaded in small letters before advsync-ctl upper-cased them: 008 keeps the
+   spelling loaded last of each area, in capitals. */
+Test(store, migration_008_leaves_one_area_per_code_in_capitals)
+{
+    s_store = s_new_store();
+    asy_store_destroy(&s_store);
+    asy_test_pg_exec(s_pg, "DELETE FROM schema_migration WHERE version = 8");
+    asy_test_pg_exec(s_pg, "INSERT INTO denominator (area_code, ethnicity_ons, age_band,"
+                           " population, loaded_at) VALUES"
+                           " ('e09000004', 0, 0, 100, '2026-01-01'),"
+                           " ('E09000004', 0, 0, 200, '2026-02-01'),"
+                           " ('E09000004', 1, 0, 20, '2026-02-01'),"
+                           " ('e08000001', 0, 0, 300, '2026-03-01'),"
+                           " ('E08000001', 0, 0, 400, '2026-01-01'),"
+                           " ('e07000002', 0, 0, 500, '2026-01-01'),"
+                           " ('e06000001', 0, 0, 600, '2026-01-01'),"
+                           " ('E06000001', 0, 0, 700, '2026-01-01')");
+    s_store = s_new_store();
+    char *rows = s_text(s_pg, "SELECT string_agg(area_code || ':' || ethnicity_ons || ':' ||"
+                              " population, ' ' ORDER BY area_code, ethnicity_ons)"
+                              " FROM denominator");
+    cr_assert_str_eq(rows,
+                     "E06000001:0:700 E07000002:0:500 E08000001:0:300 E09000004:0:200 "
+                     "E09000004:1:20",
+                     "last loaded spelling kept (capitals on a tie), all in capitals");
+    free(rows);
+}
+
 /* A database a newer broker migrated: the broker still starts, and says so in its log. */
 Test(store, a_newer_schema_is_named_in_the_log)
 {

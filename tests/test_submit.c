@@ -216,6 +216,17 @@ Test(submit, messages_name_the_column_and_the_field)
              "%s:5: column 16: not valid JSON: '}' expected near end of line\n",
              path, path, path, path, path);
     cr_assert_str_eq(result.err, expected);
+
+    /* the token jansson stopped at is not quoted when it may be a name or an NHS number */
+    path = s_write("unquoted.jsonl", "{\"caseRef\": \"C1\" 9434765919}\n"
+                                     "{\"caseRef\": Jane Doe}\n");
+    result = s_submit(path);
+    cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
+    snprintf(expected, sizeof expected,
+             "%s:1: column 27: not valid JSON: '}' expected\n"
+             "%s:2: column 16: not valid JSON: invalid token\n",
+             path, path);
+    cr_assert_str_eq(result.err, expected);
 }
 
 Test(submit, duplicates_are_counted_not_refused)

@@ -269,6 +269,14 @@ static void s_report_not_json(const char *name, unsigned long number, const char
     char *end_of_file = strstr(text, "end of file");
     if (end_of_file)
         memcpy(end_of_file, "end of line", strlen("end of line"));
+    /* jansson quotes the token it stopped at: punctuation helps, but a word or a number may be
+       a name or an NHS number typed without quotes, and the column already says where */
+    char *near = strstr(text, " near '");
+    for (const char *c = near ? near + strlen(" near '") : ""; *c; c++)
+        if (isalnum((unsigned char)*c) || ((unsigned char)*c & 0x80)) {
+            *near = '\0';
+            break;
+        }
     int column = json_error->column;
     if (strstr(json_error->text, "near end of file")) {
         column = 1;

@@ -181,6 +181,155 @@ bool asy_nhs_number_valid(const char *text)
     return text && s_nhs_digits(text, digits) && s_nhs_check(digits) && !s_nhs_placeholder(digits);
 }
 
+/* ---------------------------------------------------------------------------------------------
+   NHS numbers in free text. */
+
+#define S_NHS_GAP_MAX 3 /* separators allowed between two digits of one number */
+
+typedef enum { S_BREAK, S_DIGIT, S_SEPARATOR } s_class_t;
+
+/* Classifies the code point at text (UTF-8); *length = its bytes, *digit = its value. */
+static s_class_t s_classify(const unsigned char *text, size_t *length, int *digit)
+{
+    unsigned char c = text[0];
+    *length = 1;
+    if (c < 0x80) {
+        if (c >= '0' && c <= '9') {
+            *digit = c - '0';
+            return S_DIGIT;
+        }
+        return isalpha(c) ? S_BREAK : S_SEPARATOR;
+    }
+    uint32_t point = 0;
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    if (n == 0)
+        return S_BREAK; /* a continuation byte where a code point should start */
+    point = c & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((text[i] & 0xc0) != 0x80)
+            return S_BREAK;
+        point = (point << 6) | (text[i] & 0x3f);
+    }
+    *length = n;
+    if (point >= 0xff10 && point <= 0xff19) { /* full-width digits */
+        *digit = (int)(point - 0xff10);
+        return S_DIGIT;
+    }
+    bool separator = point == 0x00a0 || point == 0x00ad || point == 0x00b7 ||
+                     (point >= 0x2000 && point <= 0x206f) || /* spaces, dashes, punctuation */
+                     point == 0x2212 || point == 0x3000 || point == 0xfe58 || point == 0xfe63 ||
+                     (point >= 0xff01 && point <= 0xff0f) || (point >= 0xff1a && point <= 0xff20);
+    return separator ? S_SEPARATOR : S_BREAK;
+}
+
+typedef struct {
+    char digits[11]; /* the first ten */
+    int count;
+    size_t start, end; /* byte span */
+} s_digits_t;
+
+static bool s_nhs_candidate(const s_digits_t *candidate, size_t *start, size_t *end)
+{
+    if (candidate->count != 10 || !s_nhs_check(candidate->digits) ||
+        s_nhs_placeholder(candidate->digits))
+        return false;
+    if (start)
+        *start = candidate->start;
+    if (end)
+        *end = candidate->end;
+    return true;
+}
+
+static void s_digits_add(s_digits_t *into, const s_digits_t *group)
+{
+    if (into->count == 0)
+        into->start = group->start;
+    for (int i = 0; i < group->count && i < 10; i++)
+        if (into->count + i < 10)
+            into->digits[into->count + i] = group->digits[i];
+    into->count += group->count;
+    into->digits[into->count < 10 ? into->count : 10] = '\0';
+    into->end = group->end;
+}
+
+/* A run is digits with gaps of at most S_NHS_GAP_MAX separators; a group is digits with no
+   gap. A run of exactly ten digits is a candidate however it is grouped; inside a longer run
+   (a bed number or a telephone number before it) so is a group of ten and three groups of
+   3, 3 and 4 digits, the ways NHS numbers are printed (a date's 4-2-2 never is). */
+bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
+{
+    const unsigned char *base = (const unsigned char *)(text ? text : "");
+    const unsigned char *p = base;
+    s_digits_t run = {.count = 0}, group = {.count = 0}, last[3] = {{.count = 0}};
+    int gap = 0;
+    for (;;) {
+        size_t length = 1;
+        int digit = 0;
+        s_class_t class = *p ? s_classify(p, &length, &digit) : S_BREAK;
+        if (class == S_DIGIT) {
+            if (group.count == 0)
+                group.start = (size_t)(p - base);
+            if (group.count < 10)
+                group.digits[group.count] = (char)('0' + digit);
+            group.count++;
+            group.digits[group.count < 10 ? group.count : 10] = '\0';
+            group.end = (size_t)(p - base) + length;
+            gap = 0;
+        } else if (group.count > 0) { /* a group ends */
+            s_digits_add(&run, &group);
+            last[0] = last[1];
+            last[1] = last[2];
+            last[2] = group;
+            s_digits_t spaced = {.count = 0};
+            if (last[0].count == 3 && last[1].count == 3 && last[2].count == 4) {
+                for (int i = 0; i < 3; i++)
+                    s_digits_add(&spaced, &last[i]);
+            }
+            if (s_nhs_candidate(&group, start, end) || s_nhs_candidate(&spaced, start, end))
+                return true;
+            group.count = 0;
+        }
+        bool run_ends = class == S_BREAK || (class == S_SEPARATOR && ++gap > S_NHS_GAP_MAX);
+        if (run_ends && run.count > 0) {
+            if (s_nhs_candidate(&run, start, end))
+                return true;
+            run.count = 0;
+            memset(last, 0, sizeof last);
+        }
+        if (!*p)
+            return false;
+        p += length;
+    }
+}
+
+void asy_nhs_number_mask(const char *text, char *out, size_t size)
+{
+    static const char mask[] = "<NHS number>";
+    if (size == 0)
+        return;
+    size_t used = 0;
+    const char *p = text ? text : "";
+    size_t start, end;
+    while (used + 1 < size && *p) {
+        size_t take = strlen(p);
+        bool found = asy_nhs_number_find(p, &start, &end);
+        if (found)
+            take = start;
+        if (take > size - 1 - used)
+            take = size - 1 - used;
+        memcpy(out + used, p, take);
+        used += take;
+        if (!found)
+            break;
+        size_t room = size - 1 - used;
+        size_t put = room < sizeof mask - 1 ? room : sizeof mask - 1;
+        memcpy(out + used, mask, put);
+        used += put;
+        p += end;
+    }
+    out[used] = '\0';
+}
+
 /* Finds key under either spelling; sets *name to the spelling found. Both present is an
    error reported by the caller (both_out). */
 static json_t *s_take(json_t *object, const char *camel, const char *snake, const char **name,

@@ -32,6 +32,17 @@ bool asy_nhs_number_valid(const char *text);
    of them; false if text is not ten digits so written (the check digit is not tested). */
 bool asy_nhs_number_digits(const char *text, char digits[11]);
 
+/* True if text (UTF-8) holds what reads as an NHS number, written as people write one: a run
+   of exactly ten digits (ASCII or full-width) with a valid check digit, with up to 3
+   separators between digits (blanks, tabs, punctuation, dashes, no-break and other Unicode
+   spaces). A letter, a gap of 4 separators or more, or the end of the text ends a run. *start
+   and *end (either may be NULL) get the byte span of the first one found. */
+bool asy_nhs_number_find(const char *text, size_t *start, size_t *end);
+
+/* Copies text into out (size bytes, always terminated), with every span asy_nhs_number_find
+   finds replaced by "<NHS number>": for messages that quote what they refuse. */
+void asy_nhs_number_mask(const char *text, char *out, size_t size);
+
 /* Replaces the raw identifier keys of a JSON event object by pseudonyms, in place:
      "nhsNumber"  -> "personKey" = make("nhs", digits only)
      "personRef"  -> "personKey" = make("person", site_id + ":" + value)  (if no nhsNumber)

@@ -251,6 +251,20 @@ Test(import, bad_rows_are_named_and_good_rows_stored)
     cr_assert(strstr(result.err, expected), "%s", result.err);
     cr_assert_null(strstr(result.err, "9434765918"), "identifiers are not echoed: %s", result.err);
 
+    /* an NHS number in a cell that is quoted when refused (a column mapped by mistake) */
+    csv = s_write("misplaced.csv", "Case No,NHS No,Received,Service,Why,Referrer\n"
+                                   "C-9,,943 476 5919,IMHA,,\n"
+                                   "C-10,,15/07/2026,Trib943.476.5919,,\n");
+    result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    snprintf(expected, sizeof expected, "%s:2: column \"Received\": \"<NHS number>\" is not a",
+             csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected,
+             "%s:3: column \"Service\": \"Trib<NHS number>\" has no mapping", csv);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    cr_assert_null(strstr(result.err, "5919"), "never echoed: %s", result.err);
+
     s_stored_t *stored = s_read_outbox();
     cr_assert_eq(stored->count, 2);
     cr_assert_eq(stored->summary[0].seq, 1);
@@ -486,6 +500,18 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
          "        field = contactMade.channel\n        value\n            from = P\n"
          "            to = CHANNEL_CARRIER_PIGEON\n",
          "value \"P\": to: "},
+        /* an identifier is hashed as given: a conversion would refuse rows quoting it */
+        {"import\n    kind = contact.made\n    column\n        header = \"Case No\"\n"
+         "        field = nhsNumber\n        type = integer\n",
+         "import/column 1: nhsNumber is an identifier: its column is text as given"},
+        {"import\n    kind = contact.made\n    column\n        header = \"Case No\"\n"
+         "        field = caseRef\n        list = \";\"\n",
+         "caseRef is an identifier"},
+        /* given twice: which one is meant is not guessed */
+        {"import\n    kind = contact.made\n    column\n        header = \"Case No\"\n"
+         "        header = \"Received\"\n        field = caseRef\n",
+         "import/column 1/header: given twice"},
+        {"import\n    kind = contact.made\n    kind = case.closed\n", "import/kind: given twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];

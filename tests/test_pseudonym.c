@@ -85,6 +85,62 @@ Test(pseudonym, nhs_number_modulus_11)
     }
 }
 
+/* NHS numbers written in free text as people write them (9434765919 is valid; 9434765918 is
+   not). */
+Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
+{
+    static const char *const found[] = {
+        "9434765919",
+        "NHS 943 476 5919.",
+        "943-476-5919",
+        "943.476.5919",
+        "943/476/5919",
+        "943  476  5919",   /* two spaces */
+        "943\t476\t5919",   /* tabs */
+        "943 - 476 - 5919", /* three separators */
+        "943\xc2\xa0"
+        "476\xc2\xa0"
+        "5919", /* no-break spaces */
+        "943\xe2\x80\x93"
+        "476\xe2\x80\x93"
+        "5919", /* en dashes */
+        "\xef\xbc\x99\xef\xbc\x94\xef\xbc\x93\xef\xbc\x94\xef\xbc\x97\xef\xbc\x96"
+        "\xef\xbc\x95\xef\xbc\x99\xef\xbc\x91\xef\xbc\x99", /* full-width digits */
+        "ward 7; 943 476 5919",
+        "01632 960001 943 476 5919", /* after a telephone number */
+        "bed 3, 9434765919",
+    };
+    for (size_t i = 0; i < sizeof found / sizeof found[0]; i++)
+        cr_assert(asy_nhs_number_find(found[i], NULL, NULL), "not found in \"%s\"", found[i]);
+    static const char *const passed[] = {
+        "",
+        "9434765918",         /* check digit wrong */
+        "943 476 591",        /* nine digits */
+        "Tel 01632 960001",   /* eleven digits */
+        "943    476    5919", /* gaps of four */
+        "943a476b5919",       /* letters end runs */
+        "1111111111",         /* a placeholder */
+        "2026-11-03 10:00",
+        "2026-11-03 10:12:30",
+        "94347659190", /* eleven in one group */
+        "\xff\xfe 943",
+    };
+    for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++)
+        cr_assert_not(asy_nhs_number_find(passed[i], NULL, NULL), "found in \"%s\"", passed[i]);
+
+    size_t start = 0, end = 0;
+    cr_assert(asy_nhs_number_find("ref 01234, NHS 943.476.5919!", &start, &end));
+    cr_assert_eq(start, 15);
+    cr_assert_eq(end, 27);
+    char out[64];
+    asy_nhs_number_mask("a 943 476 5919 b 4010232137", out, sizeof out);
+    cr_assert_str_eq(out, "a <NHS number> b <NHS number>");
+    asy_nhs_number_mask("no number, 1234567890", out, sizeof out);
+    cr_assert_str_eq(out, "no number, 1234567890");
+    asy_nhs_number_mask("x 9434765919", out, 6);
+    cr_assert_str_eq(out, "x <NH", "cut to fit, never the digits");
+}
+
 Test(pseudonym, known_answer_blake2b_keyed)
 {
     asy_pseudonym_key_t key = s_test_key();

@@ -434,6 +434,32 @@ Test(submit, an_nhs_number_in_free_text_is_refused)
     snprintf(expected, sizeof expected, "%s:2: planAgreed.goals[1]: holds what reads as", path);
     cr_assert(strstr(result.err, expected), "%s", result.err);
     cr_assert_null(strstr(result.err, "5919"), "the number is never echoed: %s", result.err);
+
+    /* written with other separators; and a refusal that quotes a value masks it */
+    path =
+        s_write("text2.jsonl",
+                "{\"caseRef\":\"C5\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+                "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"943.476.5919\"}}\n"
+                "{\"caseRef\":\"C6\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+                "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"943\xc2\xa0"
+                "476\xc2\xa0"
+                "5919\"}}\n"
+                "{\"eventId\":\"943 476 5919\",\"caseRef\":\"C7\","
+                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                "{\"siteId\":\"943-476-5919\",\"caseRef\":\"C8\","
+                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 0, duplicates 0, rejected 4\n", "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:2: referralReceived.referrerOrg: holds what reads",
+             path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:3: event_id: \"<NHS number>\" is not a canonical",
+             path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:4: siteId: \"<NHS number>\" is not this agent's", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    cr_assert_null(strstr(result.err, "5919"), "the number is never echoed: %s", result.err);
 }
 
 Test(submit, a_file_after_a_double_dash_may_start_with_a_dash)
@@ -719,6 +745,8 @@ Test(config, errors_name_the_key_or_flag)
         {"agent\n    endpoint = \"tcp://centre:*\"\n", "has port \"*\""},
         {"agent\n    endpoint = \"ipc://\"\n", "needs a path after ipc://"},
         {"broker\n    workers = 2\n", "no `agent` section"},
+        {"agent\n    id = ward-3\n    site = s\n    id = ward-4\n",
+         "agent/id: given twice: which one is meant cannot be told"},
         {"agnet\n    id = x\n",
          "\"agnet\" is not a section of any advsync program (they are agent, broker, monitor)"},
     };

@@ -162,7 +162,18 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
             rc = ASY_ECONFIG;
             break;
         }
-        /* repeated `endpoint` keys add up */
+        /* repeated `endpoint` keys add up; any other key given twice is refused, as advsyncd
+           refuses it */
+        for (zconfig_t *before = zconfig_child(section);
+             rc == 0 && before != item && strcmp(name, "endpoint") != 0;
+             before = zconfig_next(before))
+            if (strcmp(zconfig_name(before), name) == 0) {
+                asy_set_error(error, error_size,
+                              "%s: given twice: which one is meant cannot be told", where);
+                rc = ASY_ECONFIG;
+            }
+        if (rc != 0)
+            break;
         if (strcmp(name, "endpoint") == 0 && !file_endpoints) {
             config->endpoint_count = 0;
             file_endpoints = true;

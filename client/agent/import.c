@@ -340,9 +340,22 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
         asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
+    static const char *const once[] = {"header", "field",    "type",   "format",
+                                       "list",   "required", "default"};
+    bool given[sizeof once / sizeof once[0]] = {false};
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
         const char *name = zconfig_name(item);
         const char *value = zconfig_value(item) ? zconfig_value(item) : "";
+        for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
+            if (!strcmp(name, once[i])) {
+                if (given[i]) {
+                    asy_set_error(error, error_size,
+                                  "%s/%s: given twice: which one is meant cannot be told", where,
+                                  name);
+                    return ASY_ECONFIG;
+                }
+                given[i] = true;
+            }
         bool ok = true;
         if (!strcmp(name, "header"))
             column->header = value;
@@ -415,6 +428,14 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
     column->body_kind = column->depth > 1 ? s_kind(column->segment[0]) : 0;
     column->identifier = !strcmp(column->field, "nhsNumber") ||
                          !strcmp(column->field, "personRef") || !strcmp(column->field, "caseRef");
+    if (column->identifier && (column->type != S_TEXT || column->separator)) {
+        /* a conversion would refuse rows quoting the identifier, or change what is hashed */
+        asy_set_error(error, error_size,
+                      "%s: %s is an identifier: its column is text as given (no type other "
+                      "than text, no list), pseudonymised at the site and never shown",
+                      where, column->field);
+        return ASY_ECONFIG;
+    }
     return s_check_field(column, where, error, error_size);
 }
 
@@ -452,9 +473,21 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
         asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
+    bool kind_given = false, delimiter_given = false;
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
         const char *name = zconfig_name(item);
         const char *value = zconfig_value(item) ? zconfig_value(item) : "";
+        bool *given = !strcmp(name, "kind")        ? &kind_given
+                      : !strcmp(name, "delimiter") ? &delimiter_given
+                                                   : NULL;
+        if (given && *given) {
+            asy_set_error(error, error_size,
+                          "%s: import/%s: given twice: which one is meant cannot be told", path,
+                          name);
+            return ASY_ECONFIG;
+        }
+        if (given)
+            *given = true;
         if (!strcmp(name, "kind")) {
             mapping->fixed_kind = s_kind(value);
             if (!mapping->fixed_kind) {
@@ -950,6 +983,12 @@ static int s_import_rows(s_import_t *self)
             s_row_object(self->mapping, self->csv, header_count, &empty, error, sizeof error);
         if (empty)
             continue;
+        if (!object) { /* a refused cell is quoted: never an NHS number (asy_submitter_add
+                          masks its own messages) */
+            char masked[sizeof error];
+            asy_nhs_number_mask(error, masked, sizeof masked);
+            snprintf(error, sizeof error, "%s", masked);
+        }
         int added = ASY_EINVAL;
         if (object && s_derive_event_id(self, object) != 0) {
             json_decref(object);

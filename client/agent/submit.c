@@ -41,35 +41,6 @@ static void s_normalise(json_t *object)
     }
 }
 
-/* True if text holds a run of exactly ten digits (single spaces or hyphens between them
-   allowed, as NHS numbers are written) that is a valid NHS number. */
-static bool s_nhs_number_in(const char *text)
-{
-    for (const char *p = text; *p;) {
-        if (!isdigit((unsigned char)*p)) {
-            p++;
-            continue;
-        }
-        char digits[12];
-        int count = 0;
-        const char *q = p; /* p starts a run: the text or a non-digit is before it */
-        while (isdigit((unsigned char)*q) ||
-               ((*q == ' ' || *q == '-') && isdigit((unsigned char)q[1]) && count > 0)) {
-            if (isdigit((unsigned char)*q) && count < 11)
-                digits[count] = *q;
-            count += isdigit((unsigned char)*q) ? 1 : 0;
-            q++;
-        }
-        if (count == 10) {
-            digits[10] = '\0';
-            if (asy_nhs_number_valid(digits))
-                return true;
-        }
-        p = q;
-    }
-    return false;
-}
-
 /* Looks through every text value of value (the event after pseudonymisation) for an NHS
    number: free text (a referrer, a ward, a goal) must not carry one off the site. The
    pseudonyms and the event id are skipped (their hex can hold ten digits by chance). Writes
@@ -79,7 +50,7 @@ static bool s_identifier_in_text(const json_t *value, char *path, size_t size)
     static const char *const skip[] = {"eventId", "event_id",  "caseId",
                                        "case_id", "personKey", "person_key"};
     if (json_is_string(value))
-        return s_nhs_number_in(json_string_value(value));
+        return asy_nhs_number_find(json_string_value(value), NULL, NULL);
     size_t mark = strlen(path);
     if (json_is_object(value)) {
         const char *key;
@@ -109,7 +80,7 @@ static bool s_identifier_in_text(const json_t *value, char *path, size_t size)
     return false;
 }
 
-int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
+static int s_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
 {
     s_normalise(object);
     /* the agent stamps its own site: a line that names another one was meant elsewhere */
@@ -180,6 +151,18 @@ int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t
         if (rc == ASY_EINVAL)
             self->rejected++; /* too large to send */
         snprintf(error, error_size, "%s", asy_outbox_errmsg(self->outbox));
+    }
+    return rc;
+}
+
+int asy_submitter_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
+{
+    int rc = s_add(self, object, error, error_size);
+    if (rc == ASY_EINVAL) {
+        /* a refusal may quote what it refused (an id, a site, a value): never an NHS number */
+        char masked[1024];
+        asy_nhs_number_mask(error, masked, sizeof masked);
+        snprintf(error, error_size, "%s", masked);
     }
     return rc;
 }

@@ -31,7 +31,6 @@
 #define S_RETRY_MAX_MS 5000u
 #define S_STATS_MS 10000
 #define S_SESSION_IDLE_MS (30 * 60 * 1000)
-#define S_QUARANTINE_BYTES ASY_MAX_EVENT_BYTES
 #define S_CODES (ASY_CODE_EVENT_TOO_LARGE + 1)
 
 typedef struct {
@@ -217,32 +216,52 @@ static uint32_t s_db_wait(s_ingest_t *self)
     return 0;
 }
 
-/* Stores bytes that never became a batch (before the NACK goes out, so an agent that sees the
-   NACK can rely on the quarantine row). Best effort: a failure is logged, never fatal. */
-static void s_quarantine(s_ingest_t *self, int code, const char *reason, const uint8_t *data,
-                         size_t size)
+/* Stores bytes that never became a batch, before the NACK goes out, so that an agent that
+   sees the NACK can rely on the quarantine row. Returns 0, or the milliseconds to answer
+   RETRY_LATER with when the row cannot be written (the database is down or fails): refused
+   bytes are never dropped unrecorded, the sender keeps them and sends them again. */
+static uint32_t s_quarantine(s_ingest_t *self, int code, const char *reason, const uint8_t *data,
+                             size_t size)
 {
-    if (s_db_wait(self) != 0) {
-        asy_error("frame from %s not quarantined (database down): %s", s_who(self), reason);
-        return;
-    }
+    uint32_t wait = s_db_wait(self);
+    if (wait != 0)
+        return wait;
     s_session_t *session = zhashx_lookup(self->sessions, self->peer_key);
-    size_t keep = size > S_QUARANTINE_BYTES ? S_QUARANTINE_BYTES : size;
-    int rc = asy_store_quarantine_frame(self->store, session ? session->agent_id : NULL,
-                                        session ? session->site_id : NULL, code, reason, data,
-                                        keep);
-    if (rc == 0)
-        self->counters.frames++;
-    else
-        asy_error("frame from %s not quarantined (%s): %s", s_who(self), asy_strerror(rc),
-                  asy_store_errmsg(self->store));
+    /* the store keeps the first 64 KiB and says so in the reason */
+    int rc =
+        asy_store_quarantine_frame(self->store, session ? session->agent_id : NULL,
+                                   session ? session->site_id : NULL, code, reason, data, size);
+    if (rc == ASY_EDB) {
+        /* up, but refusing the row (a defect): asking for the frame again would not help */
+        asy_error("frame from %s not quarantined, the database refused the row (%s): %s",
+                  s_who(self), asy_store_errmsg(self->store), reason);
+        return 0;
+    }
+    if (rc == ASY_ERETRY && asy_store_connected(self->store))
+        return S_RETRY_FIRST_MS; /* a transient conflict */
+    if (rc != 0)
+        return s_db_failed(self, "quarantine", rc);
+    s_db_ok(self);
+    self->counters.frames++;
+    return 0;
 }
 
-/* Quarantines a refused frame and NACKs it with the same code and reason. */
+/* Quarantines a refused frame and NACKs it with the same code and reason; RETRY_LATER instead
+   if it cannot be quarantined now. */
 static void s_refuse_frame(s_ingest_t *self, int code, const uint8_t *data, size_t size,
                            const char *reason)
 {
-    s_quarantine(self, code, reason, data, size);
+    uint32_t wait = s_quarantine(self, code, reason, data, size);
+    if (wait != 0) {
+        asy_warn("frame from %s refused (%s) but not quarantined: database unavailable; "
+                 "answering RETRY_LATER",
+                 s_who(self), reason);
+        s_nack(self, ASY_CODE_RETRY_LATER, 0, 0, wait,
+               "database unavailable (this frame is refused, but cannot be quarantined now): "
+               "retry in %u ms",
+               wait);
+        return;
+    }
     s_nack(self, code, 0, 0, 0, "%s", reason);
 }
 

@@ -26,7 +26,7 @@
 #include <time.h>
 
 #define S_LOCK_KEY "7310258001" /* pg_advisory_lock key for migrations and partitions */
-#define S_QUARANTINE_MAX (1024u * 1024u)
+#define S_QUARANTINE_MAX ASY_MAX_EVENT_BYTES /* of a refused frame (PROTOCOL 5.2) */
 
 struct asy_store {
     asy_db_t *db;

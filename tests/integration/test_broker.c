@@ -289,7 +289,10 @@ Test(broker, oversize_frame_is_nacked_and_quarantined_truncated)
     asy_frame_release(&nack);
     s_assert_alive();
     cr_assert_eq(s_count("SELECT count(*) FROM quarantine"), 1);
-    cr_assert_leq(s_count("SELECT length(payload) FROM quarantine"), ASY_MAX_EVENT_BYTES);
+    cr_assert_eq(s_count("SELECT length(payload) FROM quarantine"), ASY_MAX_EVENT_BYTES);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE reason LIKE '%(payload truncated "
+                         "from 16777217 to 65536 bytes)'"),
+                 1);
 }
 
 Test(broker, two_part_message_is_malformed)
@@ -674,6 +677,46 @@ Test(broker, lost_database_connection_answers_retry_later_then_recovers)
     s_assert_alive();
     cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-l'"), 4);
     cr_assert_eq(s_committed("agent-l"), 4);
+}
+
+/* Bytes the broker refuses but cannot quarantine (its database down) are asked for again with
+   RETRY_LATER; they were NACKed MALFORMED_FRAME and lost, while PROTOCOL 5.2 promises that
+   an agent seeing the NACK can rely on the quarantine row. */
+Test(broker, a_refused_frame_is_quarantined_once_the_database_is_back)
+{
+    const char *name = strrchr(s_db, '=') + 1;                /* the conninfo ends in dbname=NAME */
+    PGconn *admin = asy_test_pg_connect(asy_test_conninfo()); /* not from inside the database */
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false", name);
+    asy_test_pg_exec(admin, sql);
+    cr_assert_geq(s_count("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                          "datname = current_database() AND pid <> pg_backend_pid()"),
+                  1);
+    uint8_t junk[64] = {0x0f}; /* field 1, wire type 7: never a Frame */
+    s_send_bytes(junk, sizeof junk);
+    asy_frame_t reply;
+    s_expect_nack(&reply, ASY_CODE_RETRY_LATER);
+    cr_assert_gt(reply.u.nack.retry_after_ms, 0);
+    cr_assert(strstr(reply.u.nack.reason, "cannot be quarantined now"), "%s", reply.u.nack.reason);
+    asy_frame_release(&reply);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine"), 0);
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", name);
+    asy_test_pg_exec(admin, sql);
+    PQfinish(admin);
+    for (int tries = 0;; tries++) {
+        cr_assert_lt(tries, 20, "still not quarantined");
+        usleep(200 * 1000);
+        s_send_bytes(junk, sizeof junk);
+        s_recv(&reply, ASY_FRAME_NACK);
+        int code = reply.u.nack.code;
+        asy_frame_release(&reply);
+        if (code == ASY_CODE_MALFORMED_FRAME)
+            break;
+        cr_assert_eq(code, ASY_CODE_RETRY_LATER, "got %s", asy_code_name(code));
+    }
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine"), 1);
+    s_assert_alive();
 }
 
 /* --------------------------------------------------------------------------------------------

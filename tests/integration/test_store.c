@@ -390,10 +390,12 @@ Test(store, oversize_frame_is_quarantined_truncated)
                                             "not a frame", data, 10),
                  0);
     free(data);
-    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT length(payload) FROM quarantine WHERE code = 3"), 1024 * 1024);
-    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM quarantine WHERE code = 3 AND agent_id IS NULL AND"
-                       " seq = 0 AND reason LIKE 'frame too large (payload truncated from"
-                       " 2097152 to 1048576 bytes)' AND code_name = 'FRAME_TOO_LARGE'"),
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT length(payload) FROM quarantine WHERE code = 3"),
+                 65536);
+    cr_assert_eq(asy_test_pg_intf(
+                     s_pg, "SELECT count(*) FROM quarantine WHERE code = 3 AND agent_id IS NULL AND"
+                           " seq = 0 AND reason LIKE 'frame too large (payload truncated from"
+                           " 2097152 to 65536 bytes)' AND code_name = 'FRAME_TOO_LARGE'"),
                  1);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM quarantine WHERE agent_id = 'agent-a' AND"
                        " length(payload) = 10 AND code_name = 'MALFORMED_FRAME'"),

@@ -300,6 +300,14 @@ static bool s_hello_identity_ok(s_ingest_t *self, const asy_hello_t *hello)
         s_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0, "HELLO epoch must be 1 or more, got 0");
         return false;
     }
+    /* the centre stores epochs and seqs as bigint: above it they would read back negative */
+    if (hello->epoch > INT64_MAX || hello->reissue_from_seq > INT64_MAX) {
+        s_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0,
+               "HELLO epoch %" PRIu64 " or reissue_from_seq %" PRIu64
+               " is over 9223372036854775807 (2^63 - 1), the largest the centre stores",
+               hello->epoch, hello->reissue_from_seq);
+        return false;
+    }
     return true;
 }
 
@@ -747,11 +755,11 @@ static void s_on_publish(s_ingest_t *self, const asy_publish_t *publish)
                "PUBLISH holds %zu events; the limit is %u", publish->count, ASY_MAX_BATCH_EVENTS);
         return;
     }
-    if (publish->first_seq < 1 || publish->count == 0
-        || publish->first_seq > UINT64_MAX - publish->count) {
+    if (publish->first_seq < 1 || publish->count == 0 ||
+        publish->first_seq - 1 > (uint64_t)INT64_MAX - publish->count) {
         s_nack(self, ASY_CODE_MALFORMED_FRAME, publish->first_seq, 0, 0,
-               "PUBLISH needs first_seq >= 1 and at least one event (first_seq %" PRIu64
-               ", %zu events)",
+               "PUBLISH needs first_seq >= 1, at least one event and seqs up to 2^63 - 1 "
+               "(first_seq %" PRIu64 ", %zu events)",
                publish->first_seq, publish->count);
         return;
     }

@@ -427,6 +427,28 @@ int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, u
                      4, params, NULL);
     if (rc != 0)
         return s_db_error(self, rc, "recording a re-issued epoch");
+    /* the stream keeps its first record: a HELLO that says otherwise is not the outbox the
+       stream was re-issued from, and its events would be matched against the wrong seqs */
+    asy_db_row_t recorded = {0};
+    rc = asy_db_query_row(self->db,
+                          "SELECT reissue_of_epoch, reissue_from_seq FROM agent_stream"
+                          " WHERE agent_id = $1 AND epoch = $2",
+                          false, 2, params, &recorded);
+    if (rc != 0)
+        return s_db_error(self, rc, "reading a re-issued epoch");
+    bool same = recorded.values[0] && recorded.values[1] &&
+                strcmp(recorded.values[0], of_text) == 0 &&
+                strcmp(recorded.values[1], from_text) == 0;
+    if (!same)
+        s_error(self,
+                "agent %s epoch %" PRIu64 " re-issues epoch %s from seq %s (recorded at its first "
+                "HELLO); this HELLO says epoch %" PRIu64 " from seq %" PRIu64
+                ": not the outbox the stream was re-issued from",
+                agent_id, epoch, recorded.values[0] ? recorded.values[0] : "(none)",
+                recorded.values[1] ? recorded.values[1] : "(none)", of_epoch, from_seq);
+    asy_db_row_release(&recorded);
+    if (!same)
+        return ASY_EINVAL;
     /* follow the origins back: an epoch that re-issued events which were re-issued before */
     origins[(*count)++] = (asy_store_origin_t){of_epoch, from_seq - 1};
     while (*count < ASY_STORE_REISSUE_DEPTH) {

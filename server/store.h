@@ -75,8 +75,9 @@ typedef struct {
 /* Records that (agent_id, epoch) re-issues the events of (agent_id, of_epoch) from seq
    from_seq on (once: a stream already marked keeps its first record), and returns in
    origins[0..*count) where its events may have been: of_epoch, and if that epoch was itself
-   a re-issue, its origins in turn (up to ASY_STORE_REISSUE_DEPTH). Returns 0 or a db.h
-   code. */
+   a re-issue, its origins in turn (up to ASY_STORE_REISSUE_DEPTH). Returns 0, ASY_EINVAL
+   (the stream was recorded as re-issuing another epoch or seq: the message says both), or a
+   db.h code. */
 int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t of_epoch,
                       uint64_t from_seq, asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH],
                       size_t *count);

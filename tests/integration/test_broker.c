@@ -367,6 +367,27 @@ Test(broker, hello_from_same_agent_with_another_site_is_wrong_agent)
                          "'site-one'"), 1);
 }
 
+/* Epochs and seqs are bigint at the centre: 2^63 used to be stored as a negative epoch. */
+Test(broker, epochs_and_seqs_over_the_bigint_range_are_malformed)
+{
+    asy_frame_t frame;
+    s_send_hello("agent-big", "site-big", (uint64_t)INT64_MAX + 1, 1, 1);
+    s_expect_nack(&frame, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(frame.u.nack.reason, "is over 9223372036854775807"), "%s",
+              frame.u.nack.reason);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_hello("agent-big", "site-big", INT64_MAX), 0, "the largest epoch is fine");
+    asy_bytes_t events[2] = {s_event("agent-big", "site-big", INT64_MAX, 1),
+                             s_event("agent-big", "site-big", INT64_MAX, 2)};
+    s_publish("agent-big", INT64_MAX, INT64_MAX, events, 2);
+    s_expect_nack(&frame, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(frame.u.nack.reason, "seqs up to 2^63 - 1"), "%s", frame.u.nack.reason);
+    asy_frame_release(&frame);
+    s_free_events(events, 2);
+    cr_assert_eq(s_count("SELECT count(*) FROM agent_stream WHERE epoch < 0"), 0);
+    s_assert_alive();
+}
+
 Test(broker, heartbeat_is_echoed)
 {
     asy_frame_t beat = {.type = ASY_FRAME_HEARTBEAT, .version = ASY_PROTOCOL_VERSION};
@@ -514,6 +535,25 @@ Test(broker, reissued_epoch_drops_the_events_the_centre_holds_from_that_seq_on)
     hello.u.hello.reissue_from_seq = 0;
     s_send_frame(&hello);
     s_expect_nack(&frame, ASY_CODE_MALFORMED_FRAME);
+    asy_frame_release(&frame);
+
+    /* a stream keeps its first record: a HELLO for epoch 3 that re-issues from another seq
+       used to be served with its own (the batch's events then matched against the wrong
+       seqs, and one was stored twice) */
+    hello.u.hello.epoch = 3;
+    hello.u.hello.reissue_of_epoch = 2;
+    hello.u.hello.reissue_from_seq = 3;
+    s_send_frame(&hello);
+    s_expect_nack(&frame, ASY_CODE_WRONG_AGENT);
+    cr_assert(strstr(frame.u.nack.reason, "agent agent-re epoch 3 re-issues epoch 2 from seq 2 "
+                                          "(recorded at its first HELLO); this HELLO says epoch "
+                                          "2 from seq 3"),
+              "%s", frame.u.nack.reason);
+    asy_frame_release(&frame);
+    hello.u.hello.reissue_from_seq = 2;
+    s_send_frame(&hello);
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    cr_assert_eq(frame.u.welcome.reissue_of_epoch, 2, "the recorded one is welcome again");
     asy_frame_release(&frame);
     s_assert_alive();
 }

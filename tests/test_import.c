@@ -527,6 +527,14 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
     asy_fixture_result_t result = s_import(mapping, csv);
     cr_assert_eq(result.code, 1);
     cr_assert(strstr(result.err, "no column \"Case Number\""), "%s", result.err);
+    /* a folder for the CSV, and --mapping without its file */
+    result = s_import(mapping, s_fixture.dir);
+    cr_assert_eq(result.code, 1);
+    cr_assert(strstr(result.err, "it is a folder, not a CSV file"), "%s", result.err);
+    char *argv[] = {"import", (char *)csv, "--mapping", NULL};
+    result = asy_fixture_run(&s_fixture, asy_cmd_import, 3, argv);
+    cr_assert_eq(result.code, 2);
+    cr_assert(strstr(result.err, "--mapping needs a file"), "%s", result.err);
     s_stored_t *stored = s_read_outbox();
     cr_assert_eq(stored->count, 0);
     free(stored);

@@ -399,13 +399,17 @@ Test(submit, a_line_for_another_site_is_refused)
         s_write("sites.jsonl", "{\"siteId\":\"site-elsewhere\",\"caseRef\":\"C1\","
                                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
                                "{\"siteId\":\"site-a\",\"caseRef\":\"C2\","
+                               "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                               "{\"siteId\":5,\"caseRef\":\"C3\","
                                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
     asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 3, "%s", result.err);
-    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n", "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 2\n", "%s", result.err);
     char expected[600];
     snprintf(expected, sizeof expected,
              "%s:1: siteId: \"site-elsewhere\" is not this agent's site \"site-a\"", path);
+    cr_assert(strstr(result.err, expected), "%s", result.err);
+    snprintf(expected, sizeof expected, "%s:3: siteId: must be a string", path);
     cr_assert(strstr(result.err, expected), "%s", result.err);
 }
 
@@ -747,6 +751,7 @@ Test(config, errors_name_the_key_or_flag)
         {"broker\n    workers = 2\n", "no `agent` section"},
         {"agent\n    id = ward-3\n    site = s\n    id = ward-4\n",
          "agent/id: given twice: which one is meant cannot be told"},
+        {"agent\n    outbox = \"\"\n", "agent/outbox: empty: give a path"},
         {"agnet\n    id = x\n",
          "\"agnet\" is not a section of any advsync program (they are agent, broker, monitor)"},
     };

@@ -96,6 +96,11 @@ static int s_add_endpoints(asy_agent_config_t *config, const char *list, const c
 static int s_apply(asy_agent_config_t *config, const char *key, const char *value,
                    const char *where, char *error, size_t error_size)
 {
+    /* an empty path would silently mean the default one */
+    if ((strcmp(key, "outbox") == 0 || strcmp(key, "key_file") == 0) && !*value) {
+        asy_set_error(error, error_size, "%s: empty: give a path, or leave the key out", where);
+        return ASY_ECONFIG;
+    }
     if (strcmp(key, "id") == 0)
         return s_copy(config->agent_id, sizeof config->agent_id, value, where, error, error_size);
     if (strcmp(key, "site") == 0)

@@ -1071,7 +1071,11 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
             mapping_path = argv[++i];
         else if (options && !strncmp(argv[i], "--mapping=", 10))
             mapping_path = argv[i] + 10;
-        else if ((options && argv[i][0] == '-' && argv[i][1]) || path) {
+        else if (options && !strcmp(argv[i], "--mapping")) {
+            fprintf(stderr, "advsync-agent import: --mapping needs a file (MAP.cfg)\n");
+            s_usage(stderr);
+            return 2;
+        } else if ((options && argv[i][0] == '-' && argv[i][1]) || path) {
             fprintf(stderr, "advsync-agent import: unexpected argument %s\n", argv[i]);
             s_usage(stderr);
             return 2;
@@ -1092,6 +1096,12 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
         return 2;
     }
     bool from_stdin = !strcmp(path, "-");
+    struct stat info;
+    if (!from_stdin && stat(path, &info) == 0 && S_ISDIR(info.st_mode)) {
+        asy_error("cannot read %s: it is a folder, not a CSV file", path);
+        s_mapping_free(&mapping);
+        return 1;
+    }
     FILE *file = from_stdin ? stdin : fopen(path, "rb");
     if (!file) {
         asy_error("cannot read %s: %s", path, strerror(errno));

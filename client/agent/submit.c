@@ -87,12 +87,17 @@ static int s_add(asy_submitter_t *self, json_t *object, char *error, size_t erro
     static const char *const site_keys[] = {"siteId", "site_id"};
     for (size_t i = 0; i < 2; i++) {
         const json_t *site = json_object_get(object, site_keys[i]);
-        if (site && (!json_is_string(site) || strcmp(json_string_value(site), self->site_id))) {
+        if (site && !json_is_string(site)) {
+            snprintf(error, error_size, "%s: must be a string (leave it out: the agent sets it)",
+                     site_keys[i]);
+            self->rejected++;
+            return ASY_EINVAL;
+        }
+        if (site && strcmp(json_string_value(site), self->site_id)) {
             snprintf(error, error_size,
                      "%s: \"%.64s\" is not this agent's site \"%s\" (leave it out: the agent "
                      "sets it)",
-                     site_keys[i], json_is_string(site) ? json_string_value(site) : "?",
-                     self->site_id);
+                     site_keys[i], json_string_value(site), self->site_id);
             self->rejected++;
             return ASY_EINVAL;
         }

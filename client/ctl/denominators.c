@@ -295,6 +295,12 @@ static int s_read_row(s_load_t *load, asy_csv_t *csv)
 
 static int s_read_file(s_load_t *load)
 {
+    struct stat info;
+    if (stat(load->path, &info) == 0 && S_ISDIR(info.st_mode)) {
+        fprintf(stderr, "advsync-ctl: cannot open %s: it is a folder, not a CSV file\n",
+                load->path);
+        return ASY_EIO;
+    }
     FILE *file = fopen(load->path, "r");
     if (!file) {
         fprintf(stderr, "advsync-ctl: cannot open %s: %s\n", load->path, strerror(errno));

@@ -217,6 +217,15 @@ static int s_date_arguments(int argc, char **argv, bool note_allowed, asy_date_t
                 verb, *date_text);
         return ASY_CTL_USAGE;
     }
+    int year = 0;
+    asy_date_to_ymd(*date, &year, NULL, NULL);
+    if (year < 1971) { /* as list --year: the rules are those of the 1971 Act */
+        fprintf(stderr,
+                "advsync-ctl: holidays %s: DATE \"%s\" is before 1971 (the Banking and Financial "
+                "Dealings Act): no case of ours is dated then\n",
+                verb, *date_text);
+        return ASY_CTL_USAGE;
+    }
     if (*note && strlen(*note) >= ASY_CTL_NOTE_MAX) {
         fprintf(stderr, "advsync-ctl: holidays %s: --note is longer than %d bytes\n", verb,
                 ASY_CTL_NOTE_MAX - 1);

@@ -40,7 +40,35 @@ typedef struct {
 static int s_read_feed(const char *path, s_feed_t *feed)
 {
     json_error_t error;
-    json_t *root = json_load_file(path, 0, &error);
+    /* read whole, so that a UTF-8 byte order mark (some downloads) can be skipped, as the CSV
+       readers skip it */
+    size_t size = 0;
+    char *text = NULL;
+    FILE *file = fopen(path, "rb");
+    struct stat info;
+    bool stated = file && fstat(fileno(file), &info) == 0;
+    if (stated && S_ISDIR(info.st_mode)) {
+        fclose(file);
+        fprintf(stderr, "advsync-ctl: unable to open %s: it is a folder, not a JSON file\n", path);
+        return ASY_EINVAL;
+    }
+    if (file && !stated) {
+        fclose(file);
+        file = NULL;
+    }
+    if (file) {
+        text = malloc((size_t)info.st_size + 1);
+        size = text ? fread(text, 1, (size_t)info.st_size, file) : 0;
+        fclose(file);
+    }
+    if (!text) {
+        fprintf(stderr, "advsync-ctl: unable to open %s: %s\n", path,
+                file ? "out of memory" : strerror(errno));
+        return ASY_EINVAL;
+    }
+    size_t skip = size >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    json_t *root = json_loadb(text + skip, size - skip, 0, &error);
+    free(text);
     if (!root) {
         if (error.line > 0) /* jansson gives -1 when it could not read the file at all */
             fprintf(stderr, "advsync-ctl: %s:%d:%d: %s\n", path, error.line, error.column,
@@ -68,15 +96,31 @@ static int s_read_feed(const char *path, s_feed_t *feed)
         s_event_t *out = &feed->events[feed->count];
         if (!json_is_object(event) || !json_is_string(date) ||
             asy_date_parse(json_string_value(date), &out->day) != 0) {
-            fprintf(stderr,
-                    "advsync-ctl: %s: %s.events[%zu].date: %s%s%s is not a date "
-                    "YYYY-MM-DD\n",
-                    path, S_DIVISION, i, json_is_string(date) ? "\"" : "",
-                    json_is_string(date) ? json_string_value(date) : "missing or not text",
-                    json_is_string(date) ? "\"" : "");
+            if (json_is_string(date))
+                fprintf(stderr,
+                        "advsync-ctl: %s: %s.events[%zu].date: \"%s\" is not a date "
+                        "YYYY-MM-DD\n",
+                        path, S_DIVISION, i, json_string_value(date));
+            else
+                fprintf(stderr,
+                        "advsync-ctl: %s: %s.events[%zu].date: missing or not text (a date "
+                        "YYYY-MM-DD is expected)\n",
+                        path, S_DIVISION, i);
             rc = ASY_EINVAL;
             break;
         }
+        int event_year = 0;
+        asy_date_to_ymd(out->day, &event_year, NULL, NULL);
+        if (event_year < 1971) {
+            fprintf(stderr,
+                    "advsync-ctl: %s: %s.events[%zu].date: \"%s\" is before 1971 (the Banking "
+                    "and Financial Dealings Act)\n",
+                    path, S_DIVISION, i, json_string_value(date));
+            rc = ASY_EINVAL;
+            break;
+        }
+        if (json_is_null(title))
+            title = NULL; /* optional */
         if (title && !json_is_string(title)) {
             fprintf(stderr, "advsync-ctl: %s: %s.events[%zu].title: not text\n", path, S_DIVISION,
                     i);

@@ -195,6 +195,19 @@ Test(ctl, holidays_import_is_idempotent)
     free(feed);
 }
 
+/* A byte order mark (some downloads add one) and a null title were refused. */
+Test(ctl, holidays_import_reads_a_feed_with_a_bom_and_null_titles)
+{
+    char out[S_OUT];
+    char *feed = s_write_file("bom.json", "\xef\xbb\xbf{\"england-and-wales\": {\"events\": [\n"
+                                          "{\"title\": null, \"date\": \"2030-07-01\"}]}}\n");
+    cr_assert_eq(s_db(out, "holidays", "import", feed), 0, "%s", out);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day = '2030-07-01'"
+                                        " AND change = 'added'"),
+                 1);
+    free(feed);
+}
+
 Test(ctl, holidays_import_rejects_bad_feed)
 {
     char out[S_OUT];
@@ -209,6 +222,21 @@ Test(ctl, holidays_import_rejects_bad_feed)
     cr_assert_eq(s_db(out, "holidays", "import", "/nonexistent/feed.json"), 1, "%s", out);
     cr_assert(strstr(out, "advsync-ctl: unable to open /nonexistent/feed.json: No such file"),
               "no line -1 of a file never read: %s", out);
+    char *old = s_write_file("old.json", "{\"england-and-wales\": {\"events\": [\n"
+                                         "{\"title\": \"A\", \"date\": \"1950-01-01\"}]}}\n");
+    cr_assert_eq(s_db(out, "holidays", "import", old), 1, "%s", out);
+    cr_assert(strstr(out, "events[0].date: \"1950-01-01\" is before 1971"), "%s", out);
+    free(old);
+    cr_assert_eq(s_db(out, "holidays", "add", "1970-06-01"), 2, "%s", out);
+    cr_assert(strstr(out, "DATE \"1970-06-01\" is before 1971"), "%s", out);
+    cr_assert_eq(s_db(out, "holidays", "import", "/tmp"), 1, "%s", out);
+    cr_assert(strstr(out, "unable to open /tmp: it is a folder"), "%s", out);
+    char *no_date = s_write_file("nodate.json", "{\"england-and-wales\": {\"events\": [\n"
+                                                "{\"title\": \"A\", \"date\": 20270101}]}}\n");
+    cr_assert_eq(s_db(out, "holidays", "import", no_date), 1, "%s", out);
+    cr_assert(strstr(out, "events[0].date: missing or not text (a date YYYY-MM-DD is expected)"),
+              "%s", out);
+    free(no_date);
     /* a year with January and December but two dates: trimmed, not taken as complete */
     char *trimmed =
         s_write_file("trimmed.json", "{\"england-and-wales\": {\"events\": [\n"

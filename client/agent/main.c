@@ -86,9 +86,11 @@ int main(int argc, char **argv)
     char error[1024] = "";
     int loaded = asy_agent_config_load(&config, &argc, argv, error, sizeof error);
 
-    bool help = false;
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    bool help = false, version = false; /* common options: before or after the subcommand */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         help = help || s_is_help(argv[i]);
+        version = version || strcmp(argv[i], "--version") == 0;
+    }
     if (argc < 2) {
         if (loaded != 0)
             fprintf(stderr, "advsync-agent: %s\n", error);
@@ -100,7 +102,7 @@ int main(int argc, char **argv)
         s_usage(stdout);
         return 0;
     }
-    if (strcmp(name, "--version") == 0) {
+    if (version && !help) {
         printf("advsync-agent %s (protocol %d, event schema %d)\n", ASY_VERSION_STRING,
                ASY_PROTOCOL_VERSION, ASY_SCHEMA_VERSION);
         return 0;

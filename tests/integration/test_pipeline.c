@@ -431,3 +431,15 @@ Test(pipeline, late_and_out_of_order_events_give_the_same_case_state, .timeout =
     for (int i = 0; i < 3; i++)
         free(db[i]);
 }
+
+/* --version is a common option: it stands before or after the subcommand (README). */
+Test(cli, version_before_or_after_the_subcommand)
+{
+    char out[256];
+    char *before[] = {ASY_AGENT_PATH, "--version", NULL};
+    cr_assert_eq(asy_test_run(before, out, sizeof out, 10000), 0, "%s", out);
+    cr_assert(strstr(out, "advsync-agent 0.1.0 (protocol 1"), "%s", out);
+    char *after[] = {ASY_AGENT_PATH, "status", "--version", NULL};
+    cr_assert_eq(asy_test_run(after, out, sizeof out, 10000), 0, "%s", out);
+    cr_assert(strstr(out, "advsync-agent 0.1.0 (protocol 1"), "%s", out);
+}

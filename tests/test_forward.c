@@ -597,6 +597,30 @@ Test(forward, forwards_events_submitted_while_running)
     s_finish(&broker, 12);
 }
 
+/* An outbox deleted (or a backup copied over it) under a running `run`: events submitted
+   after it go to the new file, which `run` never read; it used to forward nothing until
+   restarted, saying nothing. It now stops with exit 1. */
+Test(forward, an_outbox_replaced_under_run_stops_it)
+{
+    s_fill(3);
+    s_agent_options_t options = {.args = {"--for", "20"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    asy_frame_t frame;
+    while (broker.committed < 3) {
+        cr_assert_neq(s_recv(&broker, &frame, 5000), 0);
+        s_answer(&broker, &frame);
+    }
+    char moved[600];
+    snprintf(moved, sizeof moved, "%s.old", s_outbox_path);
+    cr_assert_eq(rename(s_outbox_path, moved), 0);
+    s_fill(2); /* a new file at the path */
+    int64_t started = zclock_mono();
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 1, "exit 1: the outbox is not ours");
+    cr_assert_lt(zclock_mono() - started, 5000, "noticed within seconds");
+    s_broker_destroy(&broker);
+}
+
 Test(forward, not_welcomed_says_hello_again)
 {
     s_fill(30);

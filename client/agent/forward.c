@@ -37,6 +37,7 @@
 #define S_RUN_BUSY_MS 200        /* the outbox lock wait of this loop's writes */
 #define S_ACK_GIVE_UP_MS 60000   /* --until-drained: drained at the centre, not in the outbox */
 #define S_IDLE_HEARTBEATS 3
+#define S_IDENTITY_CHECK_MS 1000 /* how often the outbox path is checked to be our file */
 #define S_MAX_WINDOW 1024u
 /* Room left in a PUBLISH for its header and the tag and length of each event. */
 #define S_FRAME_OVERHEAD 1024u
@@ -111,6 +112,7 @@ typedef struct {
     int64_t fill_since;         /* since when a short batch has been waiting; 0 = none */
     int64_t paused_until;       /* RETRY_LATER or an outbox problem */
     int64_t last_refresh;
+    int64_t last_identity_check;
     int64_t last_new_event; /* when the outbox last showed a seq not seen before */
     int64_t last_contact_note;
     int64_t next_report;
@@ -144,6 +146,8 @@ static const char *s_endpoint(const s_forwarder_t *self)
 
 /* Reads the outbox's highest seq. A failure is logged and the old value kept: the outbox is
    local and a busy moment (another process submitting) passes. */
+static void s_begin_stop(s_forwarder_t *self, const char *why);
+
 static void s_refresh(s_forwarder_t *self)
 {
     asy_outbox_status_t status;
@@ -156,6 +160,21 @@ static void s_refresh(s_forwarder_t *self)
     if (status.last_seq != self->last_seq)
         self->last_new_event = self->now;
     self->last_seq = status.last_seq;
+}
+
+/* Events submitted after the outbox file was deleted or replaced go to the new file, which
+   this process never reads: stop (exit 1), so that a supervisor starts run on the new one. */
+static void s_check_outbox_identity(s_forwarder_t *self)
+{
+    if (self->now - self->last_identity_check < S_IDENTITY_CHECK_MS || self->stop_at != 0)
+        return;
+    self->last_identity_check = self->now;
+    if (asy_outbox_replaced(self->outbox)) {
+        asy_error("the outbox file was deleted or replaced while run was running: stopping; "
+                  "start run again to forward what the file now holds");
+        self->exit_code = 1;
+        s_begin_stop(self, "outbox replaced");
+    }
 }
 
 /* How often to look in the outbox for new events: every batch_ms while events come, so that
@@ -858,6 +877,7 @@ static void s_turn(s_forwarder_t *self)
     if (self->state == S_CONNECTING && self->now >= self->connect_at)
         s_connect(self);
     s_check_liveness(self);
+    s_check_outbox_identity(self);
     s_save_ack(self, false);
     s_pump(self);
     s_heartbeat(self);

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,6 +92,9 @@ struct asy_outbox {
     uint64_t next_seq;  /* valid inside a transaction */
     uint64_t acked_seq; /* valid inside a transaction */
     int64_t contact_written_ms;
+    char *path;   /* as opened, for asy_outbox_replaced */
+    dev_t device; /* the file opened */
+    ino_t inode;
     int last_step; /* SQLite's code from the last s_run */
     char errmsg[512];
 };
@@ -378,10 +382,20 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
         free(self);
         return NULL;
     }
+    struct stat opened;
+    if (fstat(fd, &opened) == 0) {
+        self->device = opened.st_dev;
+        self->inode = opened.st_ino;
+    }
+    self->path = strdup(path);
     if (claim)
         self->claim_fd = fd;
     else
         close(fd);
+    if (!self->path) {
+        snprintf(error, error_size, "out of memory");
+        goto failed;
+    }
 
     int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
@@ -434,6 +448,14 @@ failed:
     return NULL;
 }
 
+bool asy_outbox_replaced(const asy_outbox_t *self)
+{
+    struct stat now;
+    if (stat(self->path, &now) != 0)
+        return errno == ENOENT || errno == ENOTDIR; /* gone; other errors prove nothing */
+    return now.st_dev != self->device || now.st_ino != self->inode;
+}
+
 asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char *site_id,
                               char *error, size_t error_size)
 {
@@ -458,6 +480,7 @@ void asy_outbox_destroy(asy_outbox_t **self_p)
     sqlite3_close(self->db);
     if (self->claim_fd >= 0)
         close(self->claim_fd); /* releases the flock */
+    free(self->path);
     free(self);
     *self_p = NULL;
 }

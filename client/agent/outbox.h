@@ -24,6 +24,11 @@ asy_outbox_t *asy_outbox_open_claimed(const char *path, const char *agent_id, co
                                       char *error, size_t error_size);
 void asy_outbox_destroy(asy_outbox_t **self_p);
 
+/* True if the file at the path this outbox was opened from is gone, or is another file (the
+   outbox was deleted, or a backup copied over it): this handle then writes into a file no
+   other command reads. */
+bool asy_outbox_replaced(const asy_outbox_t *self);
+
 /* Text of the last error on this outbox (borrowed). */
 const char *asy_outbox_errmsg(const asy_outbox_t *self);
 

@@ -904,8 +904,16 @@ static bool s_should_exit(s_forwarder_t *self)
         self->now - self->started >= self->options.run_for_ms) {
         if (self->options.until_drained && !s_drained(self)) {
             /* a script must tell "drained" from "gave up" */
-            asy_warn("--for elapsed before the outbox drained (%llu event(s) not acknowledged)",
-                     (unsigned long long)(self->last_seq - self->acked_seq));
+            if (self->last_seq > self->acked_seq)
+                asy_warn("--for elapsed before the outbox drained (%llu event(s) not "
+                         "acknowledged)",
+                         (unsigned long long)(self->last_seq - self->acked_seq));
+            else
+                asy_warn("--for elapsed before the outbox drained: the centre has every event, "
+                         "but the outbox could not record its acknowledgement up to seq %llu "
+                         "(%s); the next run sends those events again and the centre counts "
+                         "them as already there",
+                         (unsigned long long)self->unsaved_ack, asy_outbox_errmsg(self->outbox));
             self->exit_code = 1;
         }
         s_begin_stop(self, "--for elapsed");

@@ -9,6 +9,7 @@
 
 #include "advsync.pb-c.h"
 #include "json.h"
+#include "pseudonym.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -595,10 +596,12 @@ static int s_check_time(const Advsync__V1__Timestamp *stamp, const char *name, a
 static int s_check_envelope(const Advsync__V1__Event *m, asy_check_t *why)
 {
     const int missing = ASY_CODE_EVENT_MISSING_FIELD, invalid = ASY_CODE_EVENT_INVALID_FIELD;
+    char shown[70 + 4]; /* a value quoted: NHS numbers masked before the cut */
     if (!m->event_id)
         return s_refuse(why, missing, "event_id: required");
     if (!asy_uuid_valid(m->event_id))
-        return s_refuse(why, invalid, "event_id: \"%.40s\" is not a canonical UUID", m->event_id);
+        return s_refuse(why, invalid, "event_id: \"%s\" is not a canonical UUID",
+                        asy_nhs_number_shown(m->event_id, 40, shown, sizeof shown));
     /* versions (case_fold.c) order events by occurred_at, then event_id: one id shared by
        different events would make the merge depend on arrival order */
     if (strcmp(m->event_id, "00000000-0000-0000-0000-000000000000") == 0)
@@ -610,12 +613,13 @@ static int s_check_envelope(const Advsync__V1__Event *m, asy_check_t *why)
     if (!m->site_id)
         return s_refuse(why, missing, "site_id: required");
     if (!asy_id_valid(m->site_id))
-        return s_refuse(why, invalid, "site_id: \"%.70s\" is not [A-Za-z0-9._-]{1,64}", m->site_id);
+        return s_refuse(why, invalid, "site_id: \"%s\" is not [A-Za-z0-9._-]{1,64}",
+                        asy_nhs_number_shown(m->site_id, 70, shown, sizeof shown));
     if (!m->agent_id)
         return s_refuse(why, missing, "agent_id: required");
     if (!asy_id_valid(m->agent_id))
-        return s_refuse(why, invalid, "agent_id: \"%.70s\" is not [A-Za-z0-9._-]{1,64}",
-                        m->agent_id);
+        return s_refuse(why, invalid, "agent_id: \"%s\" is not [A-Za-z0-9._-]{1,64}",
+                        asy_nhs_number_shown(m->agent_id, 70, shown, sizeof shown));
     if (!m->has_epoch)
         return s_refuse(why, missing, "epoch: required");
     if (m->epoch == 0)

@@ -6,6 +6,7 @@
 #include "json.h"
 
 #include "calendar.h"
+#include "pseudonym.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,6 +22,9 @@
 #define S_PATH_MAX 512
 #define S_NAME_MAX 128
 #define S_ENUM_LIST_MAX 160 /* bytes of value names an error message lists */
+/* A value an error message quotes: 60 bytes at most, NHS numbers masked before the cut */
+#define S_SHOWN (60 + 4)
+#define S_SHOW(text, shown) asy_nhs_number_shown((text), 60, (shown), sizeof(shown))
 #define S_TIMESTAMP "advsync.v1.Timestamp"
 #define S_DATE "advsync.v1.Date"
 
@@ -331,7 +335,8 @@ static void s_format_real(double number, char *out, size_t size)
 
 static int s_fail_range(s_parser_t *self, const char *text, int64_t min, uint64_t max)
 {
-    return s_fail(self, "%.60s is outside %" PRId64 "..%" PRIu64, text, min, max);
+    char shown[S_SHOWN];
+    return s_fail(self, "%s is outside %" PRId64 "..%" PRIu64, S_SHOW(text, shown), min, max);
 }
 
 /* Checks sign and magnitude against min..max; one check serves every width and signedness.
@@ -378,9 +383,11 @@ static int s_read_integer(s_parser_t *self, json_t *value, int64_t min, uint64_t
         const char *digits = json_string_value(value);
         bool negative = digits[0] == '-';
         digits += negative;
-        if (*digits == '\0' || strspn(digits, "0123456789") != strlen(digits))
-            return s_fail(self, "expected an integer, got a string (\"%.60s\")",
-                          json_string_value(value));
+        if (*digits == '\0' || strspn(digits, "0123456789") != strlen(digits)) {
+            char shown[S_SHOWN];
+            return s_fail(self, "expected an integer, got a string (\"%s\")",
+                          S_SHOW(json_string_value(value), shown));
+        }
         errno = 0;
         uint64_t magnitude = strtoull(digits, NULL, 10);
         if (errno == ERANGE)
@@ -415,7 +422,8 @@ static int s_read_double(s_parser_t *self, json_t *value, double *out)
             *out = number;
             return 0;
         }
-        return s_fail(self, "\"%.60s\" is not a number", text);
+        char shown[S_SHOWN];
+        return s_fail(self, "\"%s\" is not a number", S_SHOW(text, shown));
     }
     return s_fail(self, "expected a number, got %s", s_json_type(value));
 }
@@ -532,12 +540,13 @@ static int s_read_enum(s_parser_t *self, json_t *value, const ProtobufCEnumDescr
         *out = matches[0]->value;
         return 0;
     }
+    char shown[S_SHOWN];
     if (count > 1)
-        return s_fail(self, "\"%.60s\" is ambiguous in %s (%s, %s%s)", text, desc->name,
+        return s_fail(self, "\"%s\" is ambiguous in %s (%s, %s%s)", S_SHOW(text, shown), desc->name,
                       matches[0]->name, matches[1]->name, count > 2 ? ", ..." : "");
     char names[S_ENUM_LIST_MAX + 120];
     s_enum_values(desc, names, sizeof names);
-    return s_fail(self, "\"%.60s\" is not a value of %s (%s)", text, desc->name, names);
+    return s_fail(self, "\"%s\" is not a value of %s (%s)", S_SHOW(text, shown), desc->name, names);
 }
 
 static int s_read_string(s_parser_t *self, json_t *value, char **out)
@@ -578,7 +587,8 @@ static int s_read_bytes(s_parser_t *self, json_t *value, ProtobufCBinaryData *ou
         }
     }
     free(data);
-    return s_fail(self, "\"%.60s\" is not base64", text);
+    char shown[S_SHOWN];
+    return s_fail(self, "\"%s\" is not base64", S_SHOW(text, shown));
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -787,14 +797,15 @@ static void s_set_int(ProtobufCMessage *message, const char *name, int64_t value
 static int s_parse_well_known(s_parser_t *self, const char *text,
                               const ProtobufCMessageDescriptor *desc, ProtobufCMessage *message)
 {
+    char shown[S_SHOWN];
     if (strcmp(desc->name, S_TIMESTAMP) == 0) {
         int64_t seconds;
         int32_t nanos;
         if (asy_json_parse_timestamp(text, &seconds, &nanos) != 0)
             return s_fail(self,
-                          "\"%.60s\" is not an RFC 3339 timestamp "
+                          "\"%s\" is not an RFC 3339 timestamp "
                           "(e.g. 2026-01-05T10:00:00Z or 2026-01-05T10:00:00.5+01:00)",
-                          text);
+                          S_SHOW(text, shown));
         s_set_int(message, "seconds", seconds);
         if (nanos)
             s_set_int(message, "nanos", nanos);
@@ -802,7 +813,7 @@ static int s_parse_well_known(s_parser_t *self, const char *text,
     }
     int32_t year, month, day;
     if (asy_json_parse_date(text, &year, &month, &day) != 0)
-        return s_fail(self, "\"%.60s\" is not a calendar date YYYY-MM-DD", text);
+        return s_fail(self, "\"%s\" is not a calendar date YYYY-MM-DD", S_SHOW(text, shown));
     s_set_int(message, "year", year);
     s_set_int(message, "month", month);
     s_set_int(message, "day", day);

@@ -184,117 +184,155 @@ bool asy_nhs_number_valid(const char *text)
 /* ---------------------------------------------------------------------------------------------
    NHS numbers in free text. */
 
-#define S_NHS_GAP_MAX 3 /* separators allowed between two digits of one number */
+#define S_NHS_GAP_MAX 3     /* separators allowed between two digits of one number */
+#define S_NHS_GROUPS_MAX 64 /* groups of one run looked at together */
 
 typedef enum { S_BREAK, S_DIGIT, S_SEPARATOR } s_class_t;
 
-/* Classifies the code point at text (UTF-8); *length = its bytes, *digit = its value. */
-static s_class_t s_classify(const unsigned char *text, size_t *length, int *digit)
+/* Decodes one UTF-8 code point strictly (no overlong forms, surrogates or code points past
+   U+10FFFF); *length = bytes taken (1 for an invalid byte). Returns -1 if invalid. */
+static long s_utf8_next(const unsigned char *text, size_t *length)
 {
     unsigned char c = text[0];
     *length = 1;
-    if (c < 0x80) {
-        if (c >= '0' && c <= '9') {
-            *digit = c - '0';
-            return S_DIGIT;
-        }
-        return isalpha(c) ? S_BREAK : S_SEPARATOR;
-    }
-    uint32_t point = 0;
-    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    if (c < 0x80)
+        return c;
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
     if (n == 0)
-        return S_BREAK; /* a continuation byte where a code point should start */
-    point = c & (0x7f >> n);
+        return -1;
+    long point = c & (0x7f >> n);
     for (size_t i = 1; i < n; i++) {
         if ((text[i] & 0xc0) != 0x80)
-            return S_BREAK;
+            return -1;
         point = (point << 6) | (text[i] & 0x3f);
     }
+    static const long least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (point < least[n] || point > 0x10ffff || (point >= 0xd800 && point <= 0xdfff))
+        return -1;
     *length = n;
-    if (point >= 0xff10 && point <= 0xff19) { /* full-width digits */
+    return point;
+}
+
+/* How a code point may stand in an NHS number as people write one: a digit (ASCII or
+   full-width), a separator (blanks and the Unicode spaces a word processor pastes, hyphens and
+   dashes, '.', '/'), or anything else, which ends a run (letters, and ':' '+' ',' which write
+   times, zones and lists). */
+static s_class_t s_classify(const unsigned char *text, size_t *length, int *digit)
+{
+    long point = s_utf8_next(text, length);
+    if (point >= '0' && point <= '9') {
+        *digit = (int)(point - '0');
+        return S_DIGIT;
+    }
+    if (point >= 0xff10 && point <= 0xff19) {
         *digit = (int)(point - 0xff10);
         return S_DIGIT;
     }
-    bool separator = point == 0x00a0 || point == 0x00ad || point == 0x00b7 ||
-                     (point >= 0x2000 && point <= 0x206f) || /* spaces, dashes, punctuation */
-                     point == 0x2212 || point == 0x3000 || point == 0xfe58 || point == 0xfe63 ||
-                     (point >= 0xff01 && point <= 0xff0f) || (point >= 0xff1a && point <= 0xff20);
+    bool separator = point == ' ' || point == '\t' || point == '-' || point == '.' ||
+                     point == '/' || point == 0x00a0 || point == 0x00ad ||
+                     (point >= 0x2000 && point <= 0x200b) || /* spaces, zero width */
+                     (point >= 0x2010 && point <= 0x2015) || /* hyphens, dashes */
+                     point == 0x202f || point == 0x205f || point == 0x2060 || point == 0x2212 ||
+                     point == 0x3000 || point == 0xfe58 || point == 0xfe63 || point == 0xfeff ||
+                     (point >= 0xff0d && point <= 0xff0f); /* full-width - . / */
     return separator ? S_SEPARATOR : S_BREAK;
 }
 
 typedef struct {
     char digits[11]; /* the first ten */
     int count;
-    size_t start, end; /* byte span */
-} s_digits_t;
+    size_t start, end;            /* byte span of the digits */
+    size_t gap_start, gap_length; /* the separators before it (none for the first) */
+} s_group_t;
 
-static bool s_nhs_candidate(const s_digits_t *candidate, size_t *start, size_t *end)
+/* A candidate: groups[first..last] hold ten digits and every gap between them is the same
+   separator text (a number is written one way: "943 476 5919", "943.476.5919"; a date and a
+   time are not: "03/11/2026 10"). */
+static bool s_nhs_span(const unsigned char *base, const s_group_t *groups, int first, int last,
+                       size_t *start, size_t *end)
 {
-    if (candidate->count != 10 || !s_nhs_check(candidate->digits) ||
-        s_nhs_placeholder(candidate->digits))
+    char digits[11];
+    int count = 0;
+    for (int g = first; g <= last; g++) {
+        if (g > first + 1 && (groups[g].gap_length != groups[first + 1].gap_length ||
+                              memcmp(base + groups[g].gap_start, base + groups[first + 1].gap_start,
+                                     groups[g].gap_length) != 0))
+            return false;
+        for (int d = 0; d < groups[g].count && count < 10; d++)
+            digits[count++] = groups[g].digits[d];
+    }
+    digits[10] = '\0';
+    if (!s_nhs_check(digits) || s_nhs_placeholder(digits))
         return false;
     if (start)
-        *start = candidate->start;
+        *start = groups[first].start;
     if (end)
-        *end = candidate->end;
+        *end = groups[last].end;
     return true;
 }
 
-static void s_digits_add(s_digits_t *into, const s_digits_t *group)
+/* Looks at every span of whole groups of one run that holds exactly ten digits. */
+static bool s_nhs_run(const unsigned char *base, const s_group_t *groups, int count, size_t *start,
+                      size_t *end)
 {
-    if (into->count == 0)
-        into->start = group->start;
-    for (int i = 0; i < group->count && i < 10; i++)
-        if (into->count + i < 10)
-            into->digits[into->count + i] = group->digits[i];
-    into->count += group->count;
-    into->digits[into->count < 10 ? into->count : 10] = '\0';
-    into->end = group->end;
+    for (int first = 0; first < count; first++) {
+        int digits = 0;
+        for (int last = first; last < count && digits < 10; last++) {
+            digits += groups[last].count;
+            if (digits == 10 && s_nhs_span(base, groups, first, last, start, end))
+                return true;
+        }
+    }
+    return false;
 }
 
-/* A run is digits with gaps of at most S_NHS_GAP_MAX separators; a group is digits with no
-   gap. A run of exactly ten digits is a candidate however it is grouped; inside a longer run
-   (a bed number or a telephone number before it) so is a group of ten and three groups of
-   3, 3 and 4 digits, the ways NHS numbers are printed (a date's 4-2-2 never is). */
 bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
 {
     const unsigned char *base = (const unsigned char *)(text ? text : "");
     const unsigned char *p = base;
-    s_digits_t run = {.count = 0}, group = {.count = 0}, last[3] = {{.count = 0}};
-    int gap = 0;
+    s_group_t groups[S_NHS_GROUPS_MAX];
+    int count = 0, gap = 0;
+    bool in_group = false;
+    size_t gap_start = 0;
     for (;;) {
         size_t length = 1;
         int digit = 0;
         s_class_t class = *p ? s_classify(p, &length, &digit) : S_BREAK;
+        size_t at = (size_t)(p - base);
         if (class == S_DIGIT) {
-            if (group.count == 0)
-                group.start = (size_t)(p - base);
-            if (group.count < 10)
-                group.digits[group.count] = (char)('0' + digit);
-            group.count++;
-            group.digits[group.count < 10 ? group.count : 10] = '\0';
-            group.end = (size_t)(p - base) + length;
-            gap = 0;
-        } else if (group.count > 0) { /* a group ends */
-            s_digits_add(&run, &group);
-            last[0] = last[1];
-            last[1] = last[2];
-            last[2] = group;
-            s_digits_t spaced = {.count = 0};
-            if (last[0].count == 3 && last[1].count == 3 && last[2].count == 4) {
-                for (int i = 0; i < 3; i++)
-                    s_digits_add(&spaced, &last[i]);
+            if (!in_group) {
+                if (count == S_NHS_GROUPS_MAX) { /* a very long run: look at what it holds */
+                    if (s_nhs_run(base, groups, count, start, end))
+                        return true;
+                    groups[0] = groups[count - 1];
+                    count = 1;
+                }
+                s_group_t *group = &groups[count++];
+                memset(group, 0, sizeof *group);
+                group->start = at;
+                group->gap_start = gap_start;
+                group->gap_length = count > 1 ? at - gap_start : 0;
+                in_group = true;
             }
-            if (s_nhs_candidate(&group, start, end) || s_nhs_candidate(&spaced, start, end))
-                return true;
-            group.count = 0;
-        }
-        bool run_ends = class == S_BREAK || (class == S_SEPARATOR && ++gap > S_NHS_GAP_MAX);
-        if (run_ends && run.count > 0) {
-            if (s_nhs_candidate(&run, start, end))
-                return true;
-            run.count = 0;
-            memset(last, 0, sizeof last);
+            s_group_t *group = &groups[count - 1];
+            if (group->count < 10)
+                group->digits[group->count] = (char)('0' + digit);
+            group->count++;
+            group->end = at + length;
+            gap = 0;
+        } else {
+            if (in_group)
+                gap_start = at;
+            in_group = false;
+            if (class == S_BREAK || ++gap > S_NHS_GAP_MAX) {
+                if (s_nhs_run(base, groups, count, start, end))
+                    return true;
+                count = 0;
+                gap = 0;
+            }
         }
         if (!*p)
             return false;
@@ -328,6 +366,28 @@ void asy_nhs_number_mask(const char *text, char *out, size_t size)
         p += end;
     }
     out[used] = '\0';
+}
+
+const char *asy_nhs_number_shown(const char *text, size_t limit, char *out, size_t size)
+{
+    if (size == 0)
+        return out;
+    /* no NHS number as people write one is longer than 128 bytes: masking this much of the
+       text sees every number the cut could reach */
+    char prefix[512 + 128 + 1], masked[sizeof prefix];
+    if (limit > 512)
+        limit = 512;
+    snprintf(prefix, sizeof prefix, "%s", text ? text : "");
+    asy_nhs_number_mask(prefix, masked, sizeof masked);
+    size_t length = strlen(masked);
+    bool cut = length > limit || strlen(text ? text : "") > sizeof prefix - 1;
+    if (length > limit) {
+        length = limit;
+        while (length > 0 && ((unsigned char)masked[length] & 0xc0) == 0x80)
+            length--; /* not inside a character */
+    }
+    snprintf(out, size, "%.*s%s", (int)length, masked, cut ? "..." : "");
+    return out;
 }
 
 /* Finds key under either spelling; sets *name to the spelling found. Both present is an

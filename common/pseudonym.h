@@ -43,6 +43,11 @@ bool asy_nhs_number_find(const char *text, size_t *start, size_t *end);
    finds replaced by "<NHS number>": for messages that quote what they refuse. */
 void asy_nhs_number_mask(const char *text, char *out, size_t size);
 
+/* text as a message may quote it: at most limit bytes (cut on a character boundary, then
+   "..."), with every NHS number masked before the cut, so that a cut never leaves nine of its
+   ten digits. out must hold limit + 4 bytes; returns out. */
+const char *asy_nhs_number_shown(const char *text, size_t limit, char *out, size_t size);
+
 /* Replaces the raw identifier keys of a JSON event object by pseudonyms, in place:
      "nhsNumber"  -> "personKey" = make("nhs", digits only)
      "personRef"  -> "personKey" = make("person", site_id + ":" + value)  (if no nhsNumber)

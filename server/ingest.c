@@ -252,10 +252,7 @@ static void s_refuse_frame(s_ingest_t *self, int code, const uint8_t *data, size
                            const char *reason)
 {
     uint32_t wait = s_quarantine(self, code, reason, data, size);
-    if (wait != 0) {
-        asy_warn("frame from %s refused (%s) but not quarantined: database unavailable; "
-                 "answering RETRY_LATER",
-                 s_who(self), reason);
+    if (wait != 0) { /* logged as a NACK (one warning per run of them) */
         s_nack(self, ASY_CODE_RETRY_LATER, 0, 0, wait,
                "database unavailable (this frame is refused, but cannot be quarantined now): "
                "retry in %u ms",

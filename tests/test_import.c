@@ -252,9 +252,17 @@ Test(import, bad_rows_are_named_and_good_rows_stored)
     cr_assert_null(strstr(result.err, "9434765918"), "identifiers are not echoed: %s", result.err);
 
     /* an NHS number in a cell that is quoted when refused (a column mapped by mistake) */
-    csv = s_write("misplaced.csv", "Case No,NHS No,Received,Service,Why,Referrer\n"
-                                   "C-9,,943 476 5919,IMHA,,\n"
-                                   "C-10,,15/07/2026,Trib943.476.5919,,\n");
+    /* (and a cell so long that the message's own cut would fall inside the number) */
+    char rows[1024], padding[483];
+    memset(padding, 'a', sizeof padding - 1);
+    padding[sizeof padding - 1] = '\0';
+    snprintf(rows, sizeof rows,
+             "Case No,NHS No,Received,Service,Why,Referrer\n"
+             "C-9,,943 476 5919,IMHA,,\n"
+             "C-10,,15/07/2026,Trib943.476.5919,,\n"
+             "C-11,,%s9434765919,IMHA,,\n",
+             padding);
+    csv = s_write("misplaced.csv", rows);
     result = s_import(mapping, csv);
     cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
     snprintf(expected, sizeof expected, "%s:2: column \"Received\": \"<NHS number>\" is not a",
@@ -264,6 +272,7 @@ Test(import, bad_rows_are_named_and_good_rows_stored)
              "%s:3: column \"Service\": \"Trib<NHS number>\" has no mapping", csv);
     cr_assert(strstr(result.err, expected), "%s", result.err);
     cr_assert_null(strstr(result.err, "5919"), "never echoed: %s", result.err);
+    cr_assert_null(strstr(result.err, "943476591"), "nor cut to nine digits: %s", result.err);
 
     s_stored_t *stored = s_read_outbox();
     cr_assert_eq(stored->count, 2);
@@ -512,6 +521,10 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
          "        header = \"Received\"\n        field = caseRef\n",
          "import/column 1/header: given twice"},
         {"import\n    kind = contact.made\n    kind = case.closed\n", "import/kind: given twice"},
+        {"import\n    kind = contact.made\n    column\n        header = a\n"
+         "        field = contactMade.channel\n        value\n            from = P\n"
+         "            from = Q\n            to = CHANNEL_PHONE\n",
+         "a value section needs one from and one to"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];

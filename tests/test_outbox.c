@@ -408,6 +408,22 @@ Test(outbox, a_damaged_meta_value_is_an_error_not_a_zero)
               asy_outbox_errmsg(outbox));
     cr_assert_eq(asy_outbox_begin(outbox), ASY_EDB, "no seq is handed out");
     asy_outbox_destroy(&outbox);
+    /* a number stored as text by a hand edit with quotes is a number; a missing row is not */
+    cr_assert_eq(
+        sqlite3_exec(db, "UPDATE meta SET value = '2' WHERE key = 'next_seq'", NULL, NULL, NULL),
+        SQLITE_OK);
+    outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0, "%s", asy_outbox_errmsg(outbox));
+    asy_outbox_destroy(&outbox);
+    cr_assert_eq(sqlite3_exec(db, "DELETE FROM meta WHERE key = 'acked_seq'", NULL, NULL, NULL),
+                 SQLITE_OK);
+    outbox = s_open("agent-1", "site-1");
+    cr_assert_eq(asy_outbox_status(outbox, &status), ASY_EDB);
+    cr_assert(strstr(asy_outbox_errmsg(outbox), "meta acked_seq holds \"(no row)\""), "%s",
+              asy_outbox_errmsg(outbox));
+    asy_outbox_destroy(&outbox);
+    cr_assert_eq(sqlite3_exec(db, "INSERT INTO meta VALUES ('acked_seq', 1)", NULL, NULL, NULL),
+                 SQLITE_OK);
 
     cr_assert_eq(sqlite3_exec(db,
                               "UPDATE meta SET value = 2 WHERE key = 'next_seq';"

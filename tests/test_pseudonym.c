@@ -109,6 +109,13 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
         "ward 7; 943 476 5919",
         "01632 960001 943 476 5919", /* after a telephone number */
         "bed 3, 9434765919",
+        "bed 3: 94347 65919",
+        "Ward 3 - 9434 765919",
+        "room 12, 9434 765 919",
+        "1) 94 34 76 59 19",
+        "943\xef\xbb\xbf"
+        "476\xef\xbb\xbf"
+        "5919", /* zero-width no-break spaces */
     };
     for (size_t i = 0; i < sizeof found / sizeof found[0]; i++)
         cr_assert(asy_nhs_number_find(found[i], NULL, NULL), "not found in \"%s\"", found[i]);
@@ -122,6 +129,15 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
         "1111111111",         /* a placeholder */
         "2026-11-03 10:00",
         "2026-11-03 10:12:30",
+        /* dates and times that hold ten digits, in every form the check could confuse */
+        "2026-01-05T11:00:00+01:00",
+        "11:00:00+01:00",
+        "03/11/2026 10:30",
+        "Ward 2 call of 01/11/26 09:30",
+        "10.11.2026 14.30",
+        "2026-11-03 10",
+        "943\xf0\x8f\xbc\x99"
+        "476 591",     /* an overlong form is no full-width digit */
         "94347659190", /* eleven in one group */
         "\xff\xfe 943",
     };
@@ -139,6 +155,35 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
     cr_assert_str_eq(out, "no number, 1234567890");
     asy_nhs_number_mask("x 9434765919", out, 6);
     cr_assert_str_eq(out, "x <NH", "cut to fit, never the digits");
+}
+
+/* Every time of a day and every date of a year with a time, as timestamps and free text write
+   them: about one in eleven ten-digit strings passes the check, so a detector that joined
+   their digits would refuse one event in eleven. None may be found. */
+Test(pseudonym, no_date_or_time_reads_as_an_nhs_number)
+{
+    long tried = 0;
+    for (int form = 0; form < 5; form++)
+        for (int month = 1; month <= 12; month++)
+            for (int day = 1; day <= 28; day++)
+                for (int minute = 0; minute < 24 * 60; minute += 7) {
+                    char text[64];
+                    int h = minute / 60, m = minute % 60;
+                    if (form == 0)
+                        snprintf(text, sizeof text, "2026-%02d-%02dT%02d:%02d:00+01:00", month, day,
+                                 h, m);
+                    else if (form == 1)
+                        snprintf(text, sizeof text, "%02d/%02d/2026 %02d:%02d", day, month, h, m);
+                    else if (form == 2)
+                        snprintf(text, sizeof text, "%02d.%02d.2026 %02d.%02d", day, month, h, m);
+                    else if (form == 3)
+                        snprintf(text, sizeof text, "2026-%02d-%02d %02d:%02d", month, day, h, m);
+                    else
+                        snprintf(text, sizeof text, "%02d/%02d/26 %02d:%02d", day, month, h, m);
+                    cr_assert_not(asy_nhs_number_find(text, NULL, NULL), "found in \"%s\"", text);
+                    tried++;
+                }
+    cr_assert_gt(tried, 300000);
 }
 
 Test(pseudonym, known_answer_blake2b_keyed)

@@ -451,10 +451,18 @@ Test(submit, an_nhs_number_in_free_text_is_refused)
                 "{\"eventId\":\"943 476 5919\",\"caseRef\":\"C7\","
                 "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
                 "{\"siteId\":\"943-476-5919\",\"caseRef\":\"C8\","
-                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                /* values so long that a cut of the quote would fall inside the number */
+                "{\"siteId\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx9434765919\","
+                "\"caseRef\":\"C9\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                "{\"eventId\":\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy9434765919\",\"caseRef\":\"C10\","
+                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+                /* a summer time holds ten digits; it is no NHS number */
+                "{\"caseRef\":\"C11\",\"occurredAt\":\"2026-07-02T01:03:00+01:00\","
+                "\"contactMade\":{}}\n");
     result = s_submit(path);
     cr_assert_eq(result.code, 3, "%s", result.err);
-    cr_assert_str_eq(result.out, "stored 0, duplicates 0, rejected 4\n", "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 6\n", "%s", result.err);
     snprintf(expected, sizeof expected, "%s:2: referralReceived.referrerOrg: holds what reads",
              path);
     cr_assert(strstr(result.err, expected), "%s", result.err);
@@ -464,6 +472,7 @@ Test(submit, an_nhs_number_in_free_text_is_refused)
     snprintf(expected, sizeof expected, "%s:4: siteId: \"<NHS number>\" is not this agent's", path);
     cr_assert(strstr(result.err, expected), "%s", result.err);
     cr_assert_null(strstr(result.err, "5919"), "the number is never echoed: %s", result.err);
+    cr_assert_null(strstr(result.err, "943476591"), "nor cut to nine digits: %s", result.err);
 }
 
 Test(submit, a_file_after_a_double_dash_may_start_with_a_dash)
@@ -752,6 +761,7 @@ Test(config, errors_name_the_key_or_flag)
         {"agent\n    id = ward-3\n    site = s\n    id = ward-4\n",
          "agent/id: given twice: which one is meant cannot be told"},
         {"agent\n    outbox = \"\"\n", "agent/outbox: empty: give a path"},
+        {"agent\n    id = a\nagent\n    id = b\n", "2 `agent` sections: which one is meant"},
         {"agnet\n    id = x\n",
          "\"agnet\" is not a section of any advsync program (they are agent, broker, monitor)"},
     };

@@ -143,6 +143,9 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
     }
     zconfig_t *section = zconfig_locate(root, "agent");
     const char *stranger = asy_sections_stranger(root);
+    int agents = 0;
+    for (zconfig_t *top = zconfig_child(root); top; top = zconfig_next(top))
+        agents += strcmp(zconfig_name(top), "agent") == 0;
     int rc = 0;
     if (stranger) {
         asy_set_error(
@@ -150,6 +153,10 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
             "%s: \"%s\" is not a section of any advsync program (they are " ASY_SECTIONS_KNOWN
             "): misspelt?",
             path, stranger);
+        rc = ASY_ECONFIG;
+    } else if (agents > 1) {
+        asy_set_error(error, error_size,
+                      "%s: %d `agent` sections: which one is meant cannot be told", path, agents);
         rc = ASY_ECONFIG;
     } else if (!section) {
         asy_set_error(error, error_size, "%s: no `agent` section", path);

@@ -25,6 +25,10 @@
 
 #define S_ROWS_PER_TRANSACTION 1000
 #define S_PATH_DEPTH 4
+/* A cell a message quotes: 80 bytes at most, NHS numbers masked before the cut (a cut number
+   would leave nine of its ten digits, which the mask of the whole message cannot see) */
+#define S_CELL_SHOWN (80 + 4)
+#define S_CELL(text, shown) asy_nhs_number_shown((text), 80, (shown), sizeof(shown))
 
 typedef enum { S_TEXT, S_DATETIME, S_DATE, S_INTEGER, S_BOOLEAN } s_type_t;
 typedef enum { S_AUTO, S_ISO, S_DMY } s_date_format_t;
@@ -388,7 +392,12 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
             s_value_t *entry = &column->values[column->value_count++];
             entry->from = zconfig_get(item, "from", NULL);
             entry->to = zconfig_get(item, "to", NULL);
-            ok = entry->from && entry->to;
+            int froms = 0, tos = 0;
+            for (zconfig_t *key = zconfig_child(item); key; key = zconfig_next(key)) {
+                froms += !strcmp(zconfig_name(key), "from");
+                tos += !strcmp(zconfig_name(key), "to");
+            }
+            ok = entry->from && entry->to && froms == 1 && tos == 1;
         } else {
             asy_set_error(error, error_size,
                      "%s/%s: unknown key (known: header, field, type, format, "
@@ -398,11 +407,11 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
         }
         if (!ok) {
             asy_set_error(error, error_size, "%s/%s: bad value \"%s\"%s", where, name, value,
-                     !strcmp(name, "type")     ? " (text, datetime, date, integer or boolean)"
-                     : !strcmp(name, "format") ? " (auto, iso8601 or dd/mm/yyyy)"
-                     : !strcmp(name, "list")   ? " (one separator character)"
-                     : !strcmp(name, "value")  ? " (a value section needs from and to)"
-                                               : "");
+                          !strcmp(name, "type")     ? " (text, datetime, date, integer or boolean)"
+                          : !strcmp(name, "format") ? " (auto, iso8601 or dd/mm/yyyy)"
+                          : !strcmp(name, "list")   ? " (one separator character)"
+                          : !strcmp(name, "value")  ? " (a value section needs one from and one to)"
+                                                    : "");
             return ASY_ECONFIG;
         }
     }
@@ -573,13 +582,14 @@ static const char *s_translate(const s_column_t *column, const char *value, bool
         *drop = any[0] == '\0';
         return any;
     }
+    char shown[S_CELL_SHOWN];
     if (column->identifier)
         asy_set_error(error, error_size, "column \"%s\": value has no mapping", column->header);
     else
         asy_set_error(error, error_size,
-                 "column \"%s\": \"%s\" has no mapping (add a `value` with "
-                 "from = \"%s\")",
-                 column->header, value, value);
+                      "column \"%s\": \"%s\" has no mapping (add a `value` with "
+                      "from = \"%s\")",
+                      column->header, S_CELL(value, shown), shown);
     return NULL;
 }
 
@@ -602,6 +612,7 @@ static void s_not_utf8(const char *header, const char *text, char *error, size_t
 static json_t *s_convert(const s_column_t *column, const char *text, char *error, size_t error_size)
 {
     s_datetime_t time;
+    char shown[S_CELL_SHOWN];
     switch (column->type) {
     case S_TEXT:
         if (!asy_json_utf8_valid(text, strlen(text))) {
@@ -612,19 +623,20 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
     case S_DATETIME:
     case S_DATE:
         if (!s_parse_datetime(text, column->format, &time)) {
-            asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a %s (%s)", column->header,
-                     text, column->type == S_DATE ? "date" : "date and time",
-                     column->format == S_DMY   ? "dd/mm/yyyy [HH:MM[:SS]]"
-                     : column->format == S_ISO ? "YYYY-MM-DD[THH:MM[:SS][Z|+HH:MM]]"
-                                               : "dd/mm/yyyy [HH:MM] or YYYY-MM-DD[THH:MM...]");
+            asy_set_error(
+                error, error_size, "column \"%s\": \"%s\" is not a %s (%s)", column->header,
+                S_CELL(text, shown), column->type == S_DATE ? "date" : "date and time",
+                column->format == S_DMY   ? "dd/mm/yyyy [HH:MM[:SS]]"
+                : column->format == S_ISO ? "YYYY-MM-DD[THH:MM[:SS][Z|+HH:MM]]"
+                                          : "dd/mm/yyyy [HH:MM] or YYYY-MM-DD[THH:MM...]");
             return NULL;
         }
         if (column->type == S_DATE) {
             if (time.has_time) {
                 asy_set_error(error, error_size,
-                         "column \"%s\": \"%s\" has a time; a date is "
-                         "expected",
-                         column->header, text);
+                              "column \"%s\": \"%s\" has a time; a date is "
+                              "expected",
+                              column->header, S_CELL(text, shown));
                 return NULL;
             }
             char date[48];
@@ -640,7 +652,7 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
         long long number = strtoll(text, &end, 10);
         if (*end || errno || end == text) {
             asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a whole number",
-                     column->header, text);
+                          column->header, S_CELL(text, shown));
             return NULL;
         }
         return json_integer(number);
@@ -649,7 +661,7 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
         bool flag = strcasecmp(text, "y") == 0;
         if (!flag && strcasecmp(text, "n") != 0 && !s_flag(text, &flag)) {
             asy_set_error(error, error_size, "column \"%s\": \"%s\" is not yes/no/true/false/1/0",
-                     column->header, text);
+                          column->header, S_CELL(text, shown));
             return NULL;
         }
         return json_boolean(flag);
@@ -752,10 +764,11 @@ static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, cha
         return ASY_EINVAL;
     *kind = s_kind(mapped);
     if (!*kind) {
+        char shown[S_CELL_SHOWN];
         asy_set_error(error, error_size,
-                 "column \"%s\": \"%s\" is not an event kind (map it with a "
-                 "`value` to one, e.g. referral.received)",
-                 column->header, mapped);
+                      "column \"%s\": \"%s\" is not an event kind (map it with a "
+                      "`value` to one, e.g. referral.received)",
+                      column->header, S_CELL(mapped, shown));
         return ASY_EINVAL;
     }
     return 0;

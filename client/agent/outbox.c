@@ -138,19 +138,27 @@ static int s_run(asy_outbox_t *self, s_statement_t which, const char *doing)
 /* Reads meta[key] as an integer into *value (0 if the key is absent). A value that is not a
    whole number >= 0 (the file was edited by hand or damaged) is an error, not a 0: a seq
    counter read as 0 would hand out seqs the centre already holds. */
-static int s_meta_get(asy_outbox_t *self, const char *key, int64_t *value)
+static int s_meta_read(asy_outbox_t *self, const char *key, int64_t *value, bool required)
 {
     sqlite3_stmt *statement = self->statement[S_META_GET];
     sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(statement);
-    bool whole = rc != SQLITE_ROW || (sqlite3_column_type(statement, 0) == SQLITE_INTEGER &&
-                                      sqlite3_column_int64(statement, 0) >= 0);
+    /* an integer, or text of digits alone (what a hand edit with quotes stores); the type
+       first: reading the text converts the value */
+    int type = rc == SQLITE_ROW ? sqlite3_column_type(statement, 0) : SQLITE_NULL;
+    int64_t number = rc == SQLITE_ROW ? sqlite3_column_int64(statement, 0) : 0;
+    const unsigned char *digits = rc == SQLITE_ROW ? sqlite3_column_text(statement, 0) : NULL;
+    bool whole = (rc != SQLITE_ROW && !required) || (type == SQLITE_INTEGER && number >= 0) ||
+                 (type == SQLITE_TEXT && digits && *digits &&
+                  strspn((const char *)digits, "0123456789") == strlen((const char *)digits) &&
+                  strlen((const char *)digits) <= 18);
     char shown[48] = "";
     if (!whole)
         snprintf(shown, sizeof shown, "%.40s",
-                 sqlite3_column_text(statement, 0) ? (const char *)sqlite3_column_text(statement, 0)
-                                                   : "NULL");
-    *value = rc == SQLITE_ROW && whole ? sqlite3_column_int64(statement, 0) : 0;
+                 rc != SQLITE_ROW ? "(no row)"
+                 : digits         ? (const char *)digits
+                                  : "NULL");
+    *value = rc == SQLITE_ROW && whole ? number : 0;
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -160,6 +168,17 @@ static int s_meta_get(asy_outbox_t *self, const char *key, int64_t *value)
         return ASY_EDB;
     }
     return 0;
+}
+
+static int s_meta_get(asy_outbox_t *self, const char *key, int64_t *value)
+{
+    return s_meta_read(self, key, value, false);
+}
+
+/* next_seq, acked_seq, epoch: every outbox has them; a missing one is damage, not a 0 */
+static int s_meta_need(asy_outbox_t *self, const char *key, int64_t *value)
+{
+    return s_meta_read(self, key, value, true);
 }
 
 static int s_meta_set(asy_outbox_t *self, const char *key, int64_t value)
@@ -453,6 +472,8 @@ bool asy_outbox_replaced(const asy_outbox_t *self)
     struct stat now;
     if (stat(self->path, &now) != 0)
         return errno == ENOENT || errno == ENOTDIR; /* gone; other errors prove nothing */
+    if (self->inode == 0)
+        return false; /* the opened file could not be looked at: nothing to compare */
     return now.st_dev != self->device || now.st_ino != self->inode;
 }
 
@@ -513,8 +534,9 @@ int asy_outbox_begin(asy_outbox_t *self)
     if (s_run(self, S_BEGIN, "beginning a transaction") != 0)
         return ASY_EDB;
     int64_t next_seq, acked_seq, epoch;
-    if (s_meta_get(self, "next_seq", &next_seq) != 0 ||
-        s_meta_get(self, "acked_seq", &acked_seq) != 0 || s_meta_get(self, "epoch", &epoch) != 0) {
+    if (s_meta_need(self, "next_seq", &next_seq) != 0 ||
+        s_meta_need(self, "acked_seq", &acked_seq) != 0 ||
+        s_meta_need(self, "epoch", &epoch) != 0) {
         s_run(self, S_ROLLBACK, "rolling back");
         return ASY_EDB;
     }
@@ -914,7 +936,7 @@ int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
 static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
 {
     int64_t next_seq, acked_seq, contact, ack, reissue_of, reissue_from, reissue_last;
-    if (s_meta_get(self, "next_seq", &next_seq) || s_meta_get(self, "acked_seq", &acked_seq) ||
+    if (s_meta_need(self, "next_seq", &next_seq) || s_meta_need(self, "acked_seq", &acked_seq) ||
         s_meta_get(self, "last_contact_ms", &contact) || s_meta_get(self, "last_ack_ms", &ack) ||
         s_meta_get(self, "reissue_of_epoch", &reissue_of) ||
         s_meta_get(self, "reissue_from_seq", &reissue_from) ||

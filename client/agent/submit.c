@@ -94,10 +94,13 @@ static int s_add(asy_submitter_t *self, json_t *object, char *error, size_t erro
             return ASY_EINVAL;
         }
         if (site && strcmp(json_string_value(site), self->site_id)) {
+            char shown[64 + 4];
             snprintf(error, error_size,
-                     "%s: \"%.64s\" is not this agent's site \"%s\" (leave it out: the agent "
+                     "%s: \"%s\" is not this agent's site \"%s\" (leave it out: the agent "
                      "sets it)",
-                     site_keys[i], json_string_value(site), self->site_id);
+                     site_keys[i],
+                     asy_nhs_number_shown(json_string_value(site), 64, shown, sizeof shown),
+                     self->site_id);
             self->rejected++;
             return ASY_EINVAL;
         }

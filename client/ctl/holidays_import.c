@@ -52,18 +52,32 @@ static int s_read_feed(const char *path, s_feed_t *feed)
         fprintf(stderr, "advsync-ctl: unable to open %s: it is a folder, not a JSON file\n", path);
         return ASY_EINVAL;
     }
-    if (file && !stated) {
-        fclose(file);
-        file = NULL;
+    /* to the end, whatever the size says: a pipe (`<(curl ...)`) says 0 */
+    bool failed = !file;
+    for (size_t capacity = 0; file && !failed;) {
+        if (size == capacity) {
+            capacity = capacity ? capacity * 2 : 65536;
+            char *bigger = realloc(text, capacity);
+            if (!bigger) {
+                errno = ENOMEM;
+                failed = true;
+                break;
+            }
+            text = bigger;
+        }
+        size_t got = fread(text + size, 1, capacity - size, file);
+        size += got;
+        if (got == 0) {
+            failed = ferror(file) != 0;
+            break;
+        }
     }
-    if (file) {
-        text = malloc((size_t)info.st_size + 1);
-        size = text ? fread(text, 1, (size_t)info.st_size, file) : 0;
+    int failure = errno;
+    if (file)
         fclose(file);
-    }
-    if (!text) {
-        fprintf(stderr, "advsync-ctl: unable to open %s: %s\n", path,
-                file ? "out of memory" : strerror(errno));
+    if (failed) {
+        fprintf(stderr, "advsync-ctl: unable to open %s: %s\n", path, strerror(failure));
+        free(text);
         return ASY_EINVAL;
     }
     size_t skip = size >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;

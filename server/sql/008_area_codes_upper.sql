@@ -5,10 +5,12 @@
 WITH spelling AS (
     SELECT area_code, max(loaded_at) AS loaded FROM denominator GROUP BY area_code
 ), kept AS (
-    SELECT DISTINCT ON (upper(area_code)) area_code
+    SELECT DISTINCT ON (upper(area_code COLLATE "C")) area_code
     FROM spelling
-    ORDER BY upper(area_code), loaded DESC, area_code COLLATE "C"
+    ORDER BY upper(area_code COLLATE "C"), loaded DESC, area_code COLLATE "C"
 )
 DELETE FROM denominator d WHERE d.area_code NOT IN (SELECT area_code FROM kept);
 
-UPDATE denominator SET area_code = upper(area_code) WHERE area_code <> upper(area_code);
+-- COLLATE "C": ASCII letters only, as advsync-ctl upper-cases them, whatever the locale
+UPDATE denominator SET area_code = upper(area_code COLLATE "C")
+WHERE area_code <> upper(area_code COLLATE "C");

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define S_OUT 65536
 
@@ -206,6 +209,27 @@ Test(ctl, holidays_import_reads_a_feed_with_a_bom_and_null_titles)
                                         " AND change = 'added'"),
                  1);
     free(feed);
+
+    /* through a pipe (`holidays import <(curl ...)`), whose size reads as 0 */
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/feed.fifo", s_dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    fflush(NULL);
+    pid_t writer = fork();
+    cr_assert_geq(writer, 0);
+    if (writer == 0) {
+        FILE *pipe = fopen(fifo, "w");
+        if (pipe)
+            fputs("{\"england-and-wales\": {\"events\": [\n"
+                  "{\"title\": \"Piped\", \"date\": \"2030-07-02\"}]}}\n",
+                  pipe);
+        _exit(pipe && fclose(pipe) == 0 ? 0 : 1);
+    }
+    cr_assert_eq(s_db(out, "holidays", "import", fifo), 0, "%s", out);
+    int status = 0;
+    cr_assert_eq(waitpid(writer, &status, 0), writer);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday WHERE day = '2030-07-02'"),
+                 1);
 }
 
 Test(ctl, holidays_import_rejects_bad_feed)

@@ -270,13 +270,20 @@ static int s_representation(s_render_t *r)
                 continue;
             for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
                 int64_t o = s_known(dims[d], g) ? s_get(r, family, k, g, imha ? 1 : 0) : 0;
-                if (!s_known(dims[d], g) || (o == 0 && base[g] <= 0))
+                /* a row is there when its group has a base: decided on the exact Q_g, since
+                   the rounded one told 1-2 (no row) from 3-7 (a row) */
+                if (!s_known(dims[d], g) || (o == 0 && (imha ? base_exact[g] <= 0 : base[g] <= 0)))
                     continue;
                 asy_mcell_t *cell = s_cell(r, imha ? "imha_" : "", dims[d], g);
                 if (!cell)
                     return ASY_ENOMEM;
                 cell->has_count = true;
                 cell->count = o;
+                /* O of an IMHA group is M6's numerator: with its Q_g (M6's denominator) from
+                   1 to 7, M6 withholds the group, and so must this row, even a 0 ("0 of 3-7
+                   qualifying people contacted") */
+                if (r->public && imha && asy_disclosure_suppresses(rule, base_exact[g]))
+                    cell->suppressed = true;
                 if (no_e || (r->public && asy_disclosure_suppresses(rule, base_exact[g])))
                     continue;
                 cell->has_expected = true;
@@ -340,6 +347,7 @@ static int s_standardised(s_render_t *r)
             continue;
         asy_stratum_t strata[ASY_AGE_GROUPS - 1];
         int64_t observed = 0;
+        bool small_stratum = false;
         double group_all = total ? all : s_group_population(self, ASY_DIM_EG, g, 0);
         double banded = 0;
         for (int b = 1; b < ASY_AGE_GROUPS; b++)
@@ -355,6 +363,7 @@ static int s_standardised(s_render_t *r)
                            : s_group_population(self, ASY_DIM_EG, g, b) * group_all / banded;
             strata[b - 1] = (asy_stratum_t){s_shown(r, o), n, weight};
             observed += o;
+            small_stratum |= asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, o);
         }
         if (group_all <= 0 && observed == 0)
             continue;
@@ -364,6 +373,12 @@ static int s_standardised(s_render_t *r)
             return ASY_ENOMEM;
         cell->has_count = true;
         cell->count = observed;
+        /* On the public stream a stratum (group x age band) of 1-7 referrals withholds the
+           rate: rounded into it (1-2 as 0, 3-7 as 5), the public populations let the value be
+           inverted back to the strata, a cross-table no stream publishes. So does a group
+           under the minimum count, judged on the exact count, not on the rounded strata. */
+        if (r->public && (small_stratum || observed < ASY_STATS_DSR_MIN_COUNT))
+            continue;
         asy_interval_t iv;
         if (asy_stats_dsr_dobson(strata, ASY_AGE_GROUPS - 1, ASY_STATS_PER_100K, S_Z, &iv) == 0)
             s_interval(cell, &iv, 1.0);
@@ -382,9 +397,15 @@ static bool s_primary(const asy_mcell_t *cell)
            (cell->has_denominator && asy_disclosure_suppresses(rule, cell->denominator));
 }
 
-static int64_t s_size(const asy_mcell_t *cell)
+/* What a secondary suppression protects a cell by: its denominator where that is a count
+   (M4-M6, M11-M13), else its count. M9's denominator is a population: by it, the smallest
+   group could be one with no referral, whose hiding protects nothing, while M1 and M8 hide
+   another (test_aggregate: the same groups hidden in M1, M8 and M9). */
+static int64_t s_size(const asy_mcell_t *cell, bool by_count)
 {
-    return cell->has_denominator ? cell->denominator : cell->has_count ? cell->count : 0;
+    if (cell->has_denominator && !by_count)
+        return cell->denominator;
+    return cell->has_count ? cell->count : 0;
 }
 
 static bool s_is_total(const char *breakdown)
@@ -400,6 +421,7 @@ static bool s_is_total(const char *breakdown)
    metric). */
 static void s_secondary(asy_mupdate_t *update)
 {
+    bool by_count = strcmp(update->unit, "per_100k") == 0;
     size_t end;
     for (size_t start = 0; start < update->cell_count; start = end) {
         const char *breakdown = update->cells[start].breakdown;
@@ -414,7 +436,8 @@ static void s_secondary(asy_mupdate_t *update)
             asy_mcell_t *cell = &update->cells[j];
             if (cell->suppressed)
                 suppressed++;
-            else if (s_size(cell) > 0 && (!smallest || s_size(cell) < s_size(smallest)))
+            else if (s_size(cell, by_count) > 0 &&
+                     (!smallest || s_size(cell, by_count) < s_size(smallest, by_count)))
                 smallest = cell;
         }
         if (suppressed == 1 && smallest)

@@ -718,8 +718,10 @@ Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
 }
 
 /* M8's IMHA rows: E = U_tot x Q_g / Q_tot. A group whose qualifying count Q_g is from 1 to 7
-   gets no E on the public stream (E x Q_tot / U_tot would give Q_g back), even where its own
-   count O is a shown 0; nor does any group while Q_tot is from 1 to 7. */
+   is suppressed on the public stream, its O too: O is M6's numerator, and M6 withholds such a
+   group (a shown "0 contacted" gave M6's withheld 0% away; and the row used to be there for
+   Q_g 3-7 but not for 1-2, telling them apart). Nor does any group get an E while Q_tot is
+   from 1 to 7. */
 Test(aggregate, public_imha_expected_counts_hide_small_qualifying_groups)
 {
     s_fixture_t f;
@@ -728,18 +730,19 @@ Test(aggregate, public_imha_expected_counts_hide_small_qualifying_groups)
     s_add_cases(&f, 3, 3, true, 0, &n); /* ONS_ASIAN_INDIAN: Q 3, U 0 */
     const char *topic = "all/M8/2026-11", *by = "imha_ethnicity_ons";
     const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
-    cr_assert(c && !c->suppressed && c->count == 0);
-    cr_assert_not(c->has_expected, "Q_tot 3: E = %.3f", c->expected);
+    cr_assert(c && c->suppressed && !c->has_count && !c->has_expected);
     s_add_cases(&f, 13, 40, true, 20, &n); /* ONS_WHITE_BRITISH: Q 40, U 20 */
+    s_add_cases(&f, 6, 1, true, 0, &n);    /* ONS_BLACK_AFRICAN: Q 1, U 0 */
     c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
-    cr_assert(c && !c->suppressed && c->count == 0);
-    cr_assert_not(c->has_expected, "Q_g 3: E = %.3f gives it back", c->expected);
+    cr_assert(c && c->suppressed && !c->has_count && !c->has_expected, "Q_g 3");
+    c = s_cell(f.agg, topic, false, &f.update, by, "ONS_BLACK_AFRICAN");
+    cr_assert(c && c->suppressed, "Q_g 1: there, and hidden, as Q_g 3 is");
     c = s_cell(f.agg, topic, false, &f.update, by, "ONS_WHITE_BRITISH");
     cr_assert(c && !c->suppressed && c->has_expected && c->count == 20);
-    cr_assert_float_eq(c->expected, 20.0 * 40 / 45, 1e-9, "U_tot 20, Q 40, Q_tot round(43)");
+    cr_assert_float_eq(c->expected, 20.0 * 40 / 45, 1e-9, "U_tot 20, Q 40, Q_tot round(44)");
     c = s_cell(f.agg, topic, true, &f.update, by, "ONS_ASIAN_INDIAN");
-    cr_assert(c && c->has_expected, "the restricted stream keeps its exact E");
-    cr_assert_float_eq(c->expected, 20.0 * 3 / 43, 1e-9);
+    cr_assert(c && c->has_expected && c->count == 0, "the restricted stream keeps it exact");
+    cr_assert_float_eq(c->expected, 20.0 * 3 / 44, 1e-9);
     s_teardown(&f);
 }
 
@@ -775,5 +778,76 @@ Test(aggregate, standardised_rate_covers_areas_without_age_bands)
     cr_assert_float_eq(c->value, 50.0, 1e-9);
     c = s_cell(f.agg, "all/M9/2026-11", true, &f.update, "total", "ALL");
     cr_assert_float_eq(c->value, 50.0, 1e-9, "M9 over the same population");
+    s_teardown(&f);
+}
+
+/* M10 on the public stream: each age stratum entered the rate rounded (1-2 as 0, 3-7 as 5);
+   with the populations public, the value could be inverted back to the strata (exploratory
+   testing solved one: BLACK 18-34 = 10, 65+ = "5"). A stratum of 1-7 withholds the rate; so
+   does a group under 10 referrals counted exactly. */
+Test(aggregate, public_standardised_rates_hide_small_strata)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    static const double bands[7] = {0, 70000, 10000, 90000, 80000, 50000, 38400};
+    for (int band = 0; band <= 6; band++) {
+        asy_aggregate_set_population(f.agg, 0, band, band ? bands[band] * 10 : 3384000);
+        asy_aggregate_set_population(f.agg, 7, band, band ? bands[band] : 338400);
+        asy_aggregate_set_population(f.agg, 13, band, band ? bands[band] * 5 : 1692000);
+    }
+    int n = 0;
+    const struct {
+        int ons, band, count;
+    } cases[] = {{7, 3, 10}, {7, 6, 3}, {13, 3, 10}, {13, 4, 8}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int j = 0; j < cases[i].count; j++) {
+            char id[16];
+            snprintf(id, sizeof id, "d%d", n++);
+            asy_case_view_t v = s_case(id, "ward-a", 1);
+            v.received = s_day(2026, 11, 3);
+            v.attr[ASY_ATTR_ETHNICITY_ONS] = cases[i].ons;
+            v.attr[ASY_ATTR_AGE_BAND] = cases[i].band;
+            cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+        }
+    const char *topic = "all/M10/2026-11";
+    const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, "ethnic_group", "BLACK");
+    cr_assert(c && !c->has_value && !c->has_interval, "a stratum of 3: no rate (%.4f)",
+              c ? c->value : 0);
+    c = s_cell(f.agg, topic, false, &f.update, "ethnic_group", "WHITE");
+    cr_assert(c && c->has_value, "strata of 10 and 8: a rate");
+    c = s_cell(f.agg, topic, true, &f.update, "ethnic_group", "BLACK");
+    cr_assert(c && c->has_value && c->count == 13, "the restricted stream keeps it");
+    s_teardown(&f);
+}
+
+/* The group hidden to protect a lone suppressed one is the same in M1, M8 and M9: M9 chose by
+   its denominator, a population, and so hid a group with no referral (protecting nothing)
+   while showing the one M1 and M8 hid. */
+Test(aggregate, public_secondary_suppression_hides_the_same_group_in_every_metric)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_aggregate_set_population(f.agg, 0, 0, 433215);
+    asy_aggregate_set_population(f.agg, 13, 0, 300000); /* ONS_WHITE_BRITISH */
+    asy_aggregate_set_population(f.agg, 3, 0, 40000);   /* ONS_ASIAN_INDIAN */
+    asy_aggregate_set_population(f.agg, 4, 0, 30000);   /* ONS_ASIAN_PAKISTANI */
+    asy_aggregate_set_population(f.agg, 15, 0, 402);    /* ONS_WHITE_GYPSY_IRISH_TRAVELLER */
+    int n = 0;
+    s_add_cases(&f, 13, 10, false, 0, &n);
+    s_add_cases(&f, 3, 11, false, 0, &n);
+    s_add_cases(&f, 4, 3, false, 0, &n);
+    const char *by = "ethnicity_ons";
+    static const char *const topics[] = {"all/M1/2026-11", "all/M8/2026-11", "all/M9/2026-11"};
+    for (size_t t = 0; t < 3; t++) {
+        const asy_mcell_t *c =
+            s_cell(f.agg, topics[t], false, &f.update, by, "ONS_ASIAN_PAKISTANI");
+        cr_assert(c && c->suppressed, "%s: primary", topics[t]);
+        c = s_cell(f.agg, topics[t], false, &f.update, by, "ONS_WHITE_BRITISH");
+        cr_assert(c && c->suppressed, "%s: the secondary is the smallest count", topics[t]);
+        c = s_cell(f.agg, topics[t], false, &f.update, by, "ONS_ASIAN_INDIAN");
+        cr_assert(c && !c->suppressed && c->count == 10, "%s", topics[t]);
+        c = s_cell(f.agg, topics[t], false, &f.update, by, "ONS_WHITE_GYPSY_IRISH_TRAVELLER");
+        cr_assert(!c || (!c->suppressed && c->count == 0), "%s: a zero stays a zero", topics[t]);
+    }
     s_teardown(&f);
 }

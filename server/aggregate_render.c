@@ -184,8 +184,14 @@ static int s_uptake_ratio(s_render_t *r)
             cell->numerator = u;
             cell->denominator = q;
             asy_interval_t iv;
-            if (asy_stats_rate_ratio(s_shown(r, u), s_shown(r, q), s_shown(r, u_ref),
-                                     s_shown(r, q_ref), S_Z, &iv) == 0)
+            if (g == ref && s_shown(r, u) > 0) {
+                /* the reference against itself: 1 by definition, with no sampling error (a
+                   Katz interval would treat the two as independent samples) */
+                cell->has_value = true;
+                cell->value = 1.0;
+            } else if (g != ref &&
+                       asy_stats_rate_ratio(s_shown(r, u), s_shown(r, q), s_shown(r, u_ref),
+                                            s_shown(r, q_ref), S_Z, &iv) == 0)
                 s_interval(cell, &iv, 1.0);
             /* the reference group's own figures decide disclosure too */
             if (!r->update->exact && (asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, u_ref) ||

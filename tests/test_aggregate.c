@@ -851,3 +851,25 @@ Test(aggregate, public_secondary_suppression_hides_the_same_group_in_every_metri
     }
     s_teardown(&f);
 }
+
+/* M7: each group's uptake against White British. The reference row is 1 by definition, with
+   no interval: a Katz interval treated it as an independent sample of itself (0.54-1.86). */
+Test(aggregate, uptake_ratio_of_the_reference_group_is_one_without_an_interval)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    int n = 0;
+    s_add_cases(&f, 13, 40, true, 20, &n); /* ONS_WHITE_BRITISH: U/Q = 20/40 */
+    s_add_cases(&f, 3, 40, true, 10, &n);  /* ONS_ASIAN_INDIAN: 10/40 */
+    for (int exact = 0; exact <= 1; exact++) {
+        const asy_mcell_t *c =
+            s_cell(f.agg, "all/M7/2026-11", exact, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
+        cr_assert(c && c->has_value && !c->has_interval, "exact %d", exact);
+        cr_assert_float_eq(c->value, 1.0, 1e-12);
+        c = s_cell(f.agg, "all/M7/2026-11", exact, &f.update, "ethnicity_ons", "ONS_ASIAN_INDIAN");
+        cr_assert(c && c->has_value && c->has_interval, "exact %d", exact);
+        cr_assert_float_eq(c->value, 0.5, 1e-12, "(10/40) / (20/40)");
+        cr_assert(c->lower < 0.5 && 0.5 < c->upper);
+    }
+    s_teardown(&f);
+}

@@ -265,9 +265,12 @@ static size_t s_push(s_parser_t *self, const char *format, ...)
     return mark;
 }
 
+/* A key is text of the line like any value: masked before the path can cut it */
 static size_t s_push_key(s_parser_t *self, const char *key)
 {
-    return self->length ? s_push(self, ".%s", key) : s_push(self, "%s", key);
+    char shown[120 + 4];
+    asy_nhs_number_shown(key, 120, shown, sizeof shown);
+    return self->length ? s_push(self, ".%s", shown) : s_push(self, "%s", shown);
 }
 
 static void s_pop(s_parser_t *self, size_t mark)

@@ -216,11 +216,15 @@ static long s_utf8_next(const unsigned char *text, size_t *length)
     return point;
 }
 
+/* How separators are written: a gap between two digit groups is of one kind (blanks alone, or
+   dashes, dots or slashes with or without blanks) or MIXED. */
+typedef enum { S_GAP_BLANK, S_GAP_DASH, S_GAP_DOT, S_GAP_SLASH, S_GAP_MIXED } s_gap_t;
+
 /* How a code point may stand in an NHS number as people write one: a digit (ASCII or
-   full-width), a separator (blanks and the Unicode spaces a word processor pastes, hyphens and
-   dashes, '.', '/'), or anything else, which ends a run (letters, and ':' '+' ',' which write
-   times, zones and lists). */
-static s_class_t s_classify(const unsigned char *text, size_t *length, int *digit)
+   full-width), a separator of a kind (*gap: blanks, line ends and the Unicode spaces a word
+   processor pastes; hyphens and dashes; '.'; '/'), or anything else, which ends a run
+   (letters, and ':' '+' ',' which write times, zones, telephone numbers and lists). */
+static s_class_t s_classify(const unsigned char *text, size_t *length, int *digit, s_gap_t *gap)
 {
     long point = s_utf8_next(text, length);
     if (point >= '0' && point <= '9') {
@@ -231,39 +235,48 @@ static s_class_t s_classify(const unsigned char *text, size_t *length, int *digi
         *digit = (int)(point - 0xff10);
         return S_DIGIT;
     }
-    bool separator = point == ' ' || point == '\t' || point == '-' || point == '.' ||
-                     point == '/' || point == 0x00a0 || point == 0x00ad ||
-                     (point >= 0x2000 && point <= 0x200b) || /* spaces, zero width */
-                     (point >= 0x2010 && point <= 0x2015) || /* hyphens, dashes */
-                     point == 0x202f || point == 0x205f || point == 0x2060 || point == 0x2212 ||
-                     point == 0x3000 || point == 0xfe58 || point == 0xfe63 || point == 0xfeff ||
-                     (point >= 0xff0d && point <= 0xff0f); /* full-width - . / */
-    return separator ? S_SEPARATOR : S_BREAK;
+    if (point == ' ' || point == '\t' || point == '\n' || point == '\r' || point == 0x00a0 ||
+        (point >= 0x2000 && point <= 0x200b) || point == 0x202f || point == 0x205f ||
+        point == 0x2060 || point == 0x3000 || point == 0xfeff)
+        *gap = S_GAP_BLANK;
+    else if (point == '-' || point == 0x00ad || (point >= 0x2010 && point <= 0x2015) ||
+             point == 0x2212 || point == 0xfe58 || point == 0xfe63 || point == 0xff0d)
+        *gap = S_GAP_DASH;
+    else if (point == '.' || point == 0x00b7 || point == 0xff0e)
+        *gap = S_GAP_DOT;
+    else if (point == '/' || point == 0xff0f)
+        *gap = S_GAP_SLASH;
+    else
+        return S_BREAK;
+    return S_SEPARATOR;
 }
 
 typedef struct {
     char digits[11]; /* the first ten */
     int count;
-    size_t start, end;            /* byte span of the digits */
-    size_t gap_start, gap_length; /* the separators before it (none for the first) */
+    size_t start, end; /* byte span of the digits */
+    s_gap_t gap;       /* of the separators before it (none for a run's first) */
 } s_group_t;
 
-/* A candidate: groups[first..last] hold ten digits and every gap between them is the same
-   separator text (a number is written one way: "943 476 5919", "943.476.5919"; a date and a
-   time are not: "03/11/2026 10"). */
-static bool s_nhs_span(const unsigned char *base, const s_group_t *groups, int first, int last,
-                       size_t *start, size_t *end)
+/* A candidate: groups[first..last] hold ten digits written as an NHS number is: in one group,
+   as 3, 3 and 4 digits (any separators), or with every gap of one kind ("943  476 5919",
+   "94.34.76.59.19"). A date with a time mixes its kinds ("03/11/2026 10"). After a '+' (a
+   telephone number's country code) only the 3-3-4 grouping counts. */
+static bool s_nhs_span(const s_group_t *groups, int first, int last, bool after_plus, size_t *start,
+                       size_t *end)
 {
+    bool spaced = last == first + 2 && groups[first].count == 3 && groups[first + 1].count == 3 &&
+                  groups[last].count == 4;
+    if (after_plus && !spaced)
+        return false;
+    for (int g = first + 1; g <= last && !spaced; g++)
+        if (groups[g].gap == S_GAP_MIXED || groups[g].gap != groups[first + 1].gap)
+            return false;
     char digits[11];
     int count = 0;
-    for (int g = first; g <= last; g++) {
-        if (g > first + 1 && (groups[g].gap_length != groups[first + 1].gap_length ||
-                              memcmp(base + groups[g].gap_start, base + groups[first + 1].gap_start,
-                                     groups[g].gap_length) != 0))
-            return false;
+    for (int g = first; g <= last; g++)
         for (int d = 0; d < groups[g].count && count < 10; d++)
             digits[count++] = groups[g].digits[d];
-    }
     digits[10] = '\0';
     if (!s_nhs_check(digits) || s_nhs_placeholder(digits))
         return false;
@@ -275,14 +288,14 @@ static bool s_nhs_span(const unsigned char *base, const s_group_t *groups, int f
 }
 
 /* Looks at every span of whole groups of one run that holds exactly ten digits. */
-static bool s_nhs_run(const unsigned char *base, const s_group_t *groups, int count, size_t *start,
+static bool s_nhs_run(const s_group_t *groups, int count, bool after_plus, size_t *start,
                       size_t *end)
 {
     for (int first = 0; first < count; first++) {
         int digits = 0;
         for (int last = first; last < count && digits < 10; last++) {
             digits += groups[last].count;
-            if (digits == 10 && s_nhs_span(base, groups, first, last, start, end))
+            if (digits == 10 && s_nhs_span(groups, first, last, after_plus, start, end))
                 return true;
         }
     }
@@ -295,26 +308,31 @@ bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
     const unsigned char *p = base;
     s_group_t groups[S_NHS_GROUPS_MAX];
     int count = 0, gap = 0;
-    bool in_group = false;
-    size_t gap_start = 0;
+    bool in_group = false, after_plus = false, plus_before = false;
+    s_gap_t gap_kind = S_GAP_BLANK;
     for (;;) {
         size_t length = 1;
         int digit = 0;
-        s_class_t class = *p ? s_classify(p, &length, &digit) : S_BREAK;
+        s_gap_t kind = S_GAP_BLANK;
+        s_class_t class = *p ? s_classify(p, &length, &digit, &kind) : S_BREAK;
         size_t at = (size_t)(p - base);
         if (class == S_DIGIT) {
             if (!in_group) {
-                if (count == S_NHS_GROUPS_MAX) { /* a very long run: look at what it holds */
-                    if (s_nhs_run(base, groups, count, start, end))
+                if (count == 0)
+                    after_plus = plus_before;
+                if (count == S_NHS_GROUPS_MAX) {
+                    /* a very long run: look at what it holds, and keep the last nine groups
+                       (a ten-digit span has at most ten) */
+                    if (s_nhs_run(groups, count, after_plus, start, end))
                         return true;
-                    groups[0] = groups[count - 1];
-                    count = 1;
+                    memmove(groups, groups + count - 9, 9 * sizeof *groups);
+                    count = 9;
+                    after_plus = false;
                 }
                 s_group_t *group = &groups[count++];
                 memset(group, 0, sizeof *group);
                 group->start = at;
-                group->gap_start = gap_start;
-                group->gap_length = count > 1 ? at - gap_start : 0;
+                group->gap = count > 1 ? gap_kind : S_GAP_BLANK;
                 in_group = true;
             }
             s_group_t *group = &groups[count - 1];
@@ -323,16 +341,20 @@ bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
             group->count++;
             group->end = at + length;
             gap = 0;
+            gap_kind = S_GAP_BLANK;
+            plus_before = false;
         } else {
-            if (in_group)
-                gap_start = at;
             in_group = false;
+            if (class == S_SEPARATOR && kind != S_GAP_BLANK)
+                gap_kind = gap_kind == S_GAP_BLANK || gap_kind == kind ? kind : S_GAP_MIXED;
             if (class == S_BREAK || ++gap > S_NHS_GAP_MAX) {
-                if (s_nhs_run(base, groups, count, start, end))
+                if (s_nhs_run(groups, count, after_plus, start, end))
                     return true;
                 count = 0;
                 gap = 0;
+                gap_kind = S_GAP_BLANK;
             }
+            plus_before = class == S_BREAK && *p == '+';
         }
         if (!*p)
             return false;
@@ -351,8 +373,27 @@ void asy_nhs_number_mask(const char *text, char *out, size_t size)
     while (used + 1 < size && *p) {
         size_t take = strlen(p);
         bool found = asy_nhs_number_find(p, &start, &end);
-        if (found)
+        if (found) {
+            /* the whole run of digits it stands in: a match can be the wrong ten of a longer
+               run ("ref 000006 9434 765919"), and the rest must not show what it missed */
+            for (size_t back = start; back > 0 && strchr("0123456789 -./\t", p[back - 1]); back--)
+                if (p[back - 1] >= '0' && p[back - 1] <= '9')
+                    start = back - 1;
+            for (size_t ahead = end;;) {
+                size_t length = 1;
+                int digit = 0;
+                s_gap_t kind;
+                s_class_t class =
+                    p[ahead] ? s_classify((const unsigned char *)p + ahead, &length, &digit, &kind)
+                             : S_BREAK;
+                if (class == S_BREAK)
+                    break;
+                ahead += length;
+                if (class == S_DIGIT)
+                    end = ahead;
+            }
             take = start;
+        }
         if (take > size - 1 - used)
             take = size - 1 - used;
         memcpy(out + used, p, take);
@@ -374,7 +415,7 @@ const char *asy_nhs_number_shown(const char *text, size_t limit, char *out, size
         return out;
     /* no NHS number as people write one is longer than 128 bytes: masking this much of the
        text sees every number the cut could reach */
-    char prefix[512 + 128 + 1], masked[sizeof prefix];
+    char prefix[4 * 512 + 128 + 1], masked[sizeof prefix]; /* a full-width digit is 3 bytes */
     if (limit > 512)
         limit = 512;
     snprintf(prefix, sizeof prefix, "%s", text ? text : "");

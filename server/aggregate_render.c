@@ -137,6 +137,15 @@ static double s_wait_quantile(const asy_aggregate_t *self, const asy_hist_t *his
     return x_lo + (h - (double)lo) * (s_order_statistic(self, hist, hi) - x_lo);
 }
 
+/* The nearest-rank percentile (a wait some referral has): on the public stream, where the
+   interpolated one gave the exact count away (with whole-day waits, the fraction of the p90
+   tells (n - 1) mod 10, the median whether n is even). */
+static double s_wait_rank(const asy_aggregate_t *self, const asy_hist_t *hist, double p)
+{
+    int64_t rank = (int64_t)ceil(p * (double)hist->total) - 1;
+    return s_order_statistic(self, hist, rank < 0 ? 0 : rank);
+}
+
 static int s_waits(s_render_t *r, int scope)
 {
     const asy_hist_t *hists = r->self->waits[scope];
@@ -152,8 +161,10 @@ static int s_waits(s_render_t *r, int scope)
         cell->count = hists[h].total;
         if (hists[h].total > 0) {
             cell->has_value = cell->has_p90 = true;
-            cell->value = s_wait_quantile(r->self, &hists[h], 0.5);
-            cell->p90 = s_wait_quantile(r->self, &hists[h], 0.9);
+            cell->value = r->public ? s_wait_rank(r->self, &hists[h], 0.5)
+                                    : s_wait_quantile(r->self, &hists[h], 0.5);
+            cell->p90 = r->public ? s_wait_rank(r->self, &hists[h], 0.9)
+                                  : s_wait_quantile(r->self, &hists[h], 0.9);
         }
     }
     return 0;
@@ -272,7 +283,8 @@ static int s_representation(s_render_t *r)
             const asy_disclosure_t *rule = &ASY_DISCLOSURE_DEFAULT;
             bool no_e = r->public && (asy_disclosure_suppresses(rule, o_exact) ||
                                       asy_disclosure_suppresses(rule, base_exact_total));
-            if (base_total <= 0)
+            /* on the exact total for IMHA rows: the rounded Q_tot tells 1-2 (0) from 3-7 (5) */
+            if (imha ? base_exact_total <= 0 : base_total <= 0)
                 continue;
             for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
                 int64_t o = s_known(dims[d], g) ? s_get(r, family, k, g, imha ? 1 : 0) : 0;
@@ -421,6 +433,16 @@ static bool s_is_total(const char *breakdown)
            (length > 6 && strcmp(breakdown + length - 6, ".total") == 0);
 }
 
+/* The end of the run of cells of cells[start]'s breakdown. */
+static size_t s_run_end(const asy_mupdate_t *update, size_t start)
+{
+    size_t end = start + 1;
+    while (end < update->cell_count &&
+           strcmp(update->cells[end].breakdown, update->cells[start].breakdown) == 0)
+        end++;
+    return end;
+}
+
 /* Within each breakdown, one suppressed group would be recoverable from the total: suppress
    the next smallest nonzero group too. The renderers above add the cells of a breakdown one
    after another, so a breakdown is one run of cells (test_aggregate checks it on every
@@ -431,9 +453,7 @@ static void s_secondary(asy_mupdate_t *update)
     size_t end;
     for (size_t start = 0; start < update->cell_count; start = end) {
         const char *breakdown = update->cells[start].breakdown;
-        end = start + 1;
-        while (end < update->cell_count && strcmp(update->cells[end].breakdown, breakdown) == 0)
-            end++;
+        end = s_run_end(update, start);
         if (s_is_total(breakdown))
             continue;
         int suppressed = 0;
@@ -458,11 +478,64 @@ static int64_t s_round(int64_t count)
     return shown;
 }
 
+/* The total cell of a breakdown's metric ("total", or "declined.total" for
+   "declined.ethnic_group"), or NULL. */
+static const asy_mcell_t *s_total_of(const asy_mupdate_t *update, const char *breakdown)
+{
+    const char *dot = strrchr(breakdown, '.');
+    size_t prefix = dot ? (size_t)(dot - breakdown) + 1 : 0;
+    for (size_t i = 0; i < update->cell_count; i++) {
+        const char *name = update->cells[i].breakdown;
+        if (strncmp(name, breakdown, prefix) == 0 && strcmp(name + prefix, "total") == 0)
+            return &update->cells[i];
+    }
+    return NULL;
+}
+
+/* The rows present tell a lower bound of the total: each suppressed one holds 1 to 7, each
+   shown one at least its rounded value less 2. Where the total is suppressed (7 rows under a
+   `*` total: each is 1), or the bounds leave a suppressed row one value only (12 referrals
+   in 12 groups under a total shown as 10: each is 1), the breakdown's rows are withheld (their
+   breakdown name emptied, dropped by the caller). M1's `reason` is not a partition (a
+   referral counts under each reason it gives) and bounds nothing. */
+static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
+{
+    size_t end;
+    for (size_t start = 0; start < update->cell_count; start = end) {
+        const char *breakdown = update->cells[start].breakdown;
+        end = s_run_end(update, start);
+        const asy_mcell_t *total = s_total_of(update, breakdown);
+        if (s_is_total(breakdown) || strcmp(breakdown, "reason") == 0 || !total)
+            continue;
+        int64_t k = 0, shown_lo = 0, shown_hi = 0;
+        for (size_t j = start; j < end; j++) {
+            const asy_mcell_t *cell = &update->cells[j];
+            int64_t v = s_round(s_size(cell, by_count));
+            k += cell->suppressed;
+            shown_lo += cell->suppressed ? 0 : (v > 2 ? v - 2 : 0);
+            shown_hi += cell->suppressed ? 0 : (v > 0 ? v + 2 : 0);
+        }
+        int64_t t = s_round(s_size(total, by_count));
+        int64_t t_lo = t > 2 ? t - 2 : 0, t_hi = t > 0 ? t + 2 : 0;
+        bool pinned = total->suppressed && k > 0;
+        if (k > 0 && !total->suppressed)
+            pinned = t_hi - shown_lo - (k - 1) <= 1 || t_lo - shown_hi - 7 * (k - 1) >= 7;
+        for (size_t j = start; pinned && j < end; j++)
+            update->cells[j].breakdown[0] = '\0';
+    }
+}
+
 static void s_disclose(asy_mupdate_t *update, bool percent)
 {
     for (size_t i = 0; i < update->cell_count; i++)
         update->cells[i].suppressed = s_primary(&update->cells[i]);
     s_secondary(update);
+    s_withhold_pinned(update, strcmp(update->unit, "per_100k") == 0);
+    size_t kept = 0; /* drop the withheld rows */
+    for (size_t i = 0; i < update->cell_count; i++)
+        if (update->cells[i].breakdown[0])
+            update->cells[kept++] = update->cells[i];
+    update->cell_count = kept;
     for (size_t i = 0; i < update->cell_count; i++) {
         asy_mcell_t *cell = &update->cells[i];
         if (cell->suppressed) {

@@ -189,6 +189,12 @@ Test(aggregate, a_breach_is_settled_only_by_an_event_on_time)
     cr_assert(asy_aggregate_settled(&v, ASY_BREACH_MEETING, s_day(2022, 6, 17)), "declined");
 }
 
+static int s_compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 Test(aggregate, waiting_list_median_and_p90_match_type_7_percentiles)
 {
     s_fixture_t f;
@@ -210,6 +216,15 @@ Test(aggregate, waiting_list_median_and_p90_match_type_7_percentiles)
     cr_assert_eq(c->count, 10);
     cr_assert(fabs(c->value - median) < 1e-9, "median %g, expected %g", c->value, median);
     cr_assert(fabs(c->p90 - p90) < 1e-9, "p90 %g, expected %g", c->p90, p90);
+    /* the public stream gives nearest-rank percentiles, waits some referral has: the
+       interpolated ones told the exact count (the p90's fraction is (n - 1) mod 10) */
+    double sorted[10];
+    memcpy(sorted, waits, sizeof sorted);
+    qsort(sorted, 10, sizeof sorted[0], s_compare_double);
+    c = s_cell(f.agg, "all/M3/now", false, &f.update, "total", "ALL");
+    cr_assert_eq(c->count, 10);
+    cr_assert_float_eq(c->value, sorted[4], 1e-9, "ceil(0.5 x 10) = the 5th");
+    cr_assert_float_eq(c->p90, sorted[8], 1e-9, "ceil(0.9 x 10) = the 9th");
     s_teardown(&f);
 }
 
@@ -727,9 +742,12 @@ Test(aggregate, public_imha_expected_counts_hide_small_qualifying_groups)
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
     int n = 0;
-    s_add_cases(&f, 3, 3, true, 0, &n); /* ONS_ASIAN_INDIAN: Q 3, U 0 */
     const char *topic = "all/M8/2026-11", *by = "imha_ethnicity_ons";
+    s_add_cases(&f, 3, 1, true, 0, &n); /* ONS_ASIAN_INDIAN: Q 1 (Q_tot rounds to 0) */
     const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
+    cr_assert(c && c->suppressed, "there, and hidden, as with Q 3: M6 shows * either way");
+    s_add_cases(&f, 3, 2, true, 0, &n); /* ONS_ASIAN_INDIAN: Q 3, U 0 */
+    c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
     cr_assert(c && c->suppressed && !c->has_count && !c->has_expected);
     s_add_cases(&f, 13, 40, true, 20, &n); /* ONS_WHITE_BRITISH: Q 40, U 20 */
     s_add_cases(&f, 6, 1, true, 0, &n);    /* ONS_BLACK_AFRICAN: Q 1, U 0 */
@@ -872,4 +890,35 @@ Test(aggregate, uptake_ratio_of_the_reference_group_is_one_without_an_interval)
         cr_assert(c->lower < 0.5 && 0.5 < c->upper);
     }
     s_teardown(&f);
+}
+
+/* Counting the rows present bounds the total: 7 referrals in 7 groups under a `*` total make
+   every group 1; so do 12 in 12 under a total shown as 10 (8-12). Such a breakdown's rows are
+   withheld on the public stream; with the bound leaving room, they stay. */
+Test(aggregate, public_rows_that_pin_their_counts_are_withheld)
+{
+    static const int onses[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    const struct {
+        int groups, each;
+        bool withheld;
+    } cases[] = {{7, 1, true}, {12, 1, true}, {3, 3, false}, {2, 12, false}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        s_fixture_t f;
+        s_setup(&f, s_day(2026, 11, 23));
+        int n = 0;
+        for (int g = 0; g < cases[t].groups; g++)
+            s_add_cases(&f, onses[g], cases[t].each, false, 0, &n);
+        const char *topic = "site/ward-a/M1/2026-11";
+        const asy_mcell_t *c =
+            s_cell(f.agg, topic, false, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE");
+        if (cases[t].withheld)
+            cr_assert_null(c, "case %zu: the rows pin each group", t);
+        else
+            cr_assert_not_null(c, "case %zu: the rows leave room", t);
+        c = s_cell(f.agg, topic, false, &f.update, "total", "ALL");
+        cr_assert_not_null(c, "case %zu: the total stays", t);
+        c = s_cell(f.agg, topic, true, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE");
+        cr_assert(c && c->count == cases[t].each, "case %zu: the restricted stream keeps it", t);
+        s_teardown(&f);
+    }
 }

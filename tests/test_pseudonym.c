@@ -115,7 +115,18 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
         "1) 94 34 76 59 19",
         "943\xef\xbb\xbf"
         "476\xef\xbb\xbf"
-        "5919", /* zero-width no-break spaces */
+        "5919",                     /* zero-width no-break spaces */
+        "GP, NHS no 943  476 5919", /* gaps of one kind, not of one length */
+        "943 476  5919",
+        "943 476-5919", /* 3-3-4, any separators */
+        "943\t 476 5919",
+        "943\xc2\xa0 476 5919",
+        "943 476\n5919",
+        "+44 943 476 5919", /* 3-3-4 even after a country code */
+        /* after 31 dates in one run of digits (the 64 groups looked at together slide) */
+        "Seen on 01/02 03/04 05/06 07/08 09/10 11/12 13/01 14/02 15/03 16/04 17/05 18/06 19/07 "
+        "20/08 21/09 22/10 23/11 24/12 25/01 26/02 27/03 28/04 29/05 30/06 01/07 02/08 03/09 "
+        "04/10 05/11 06/12 07/01 943 476 5919",
     };
     for (size_t i = 0; i < sizeof found / sizeof found[0]; i++)
         cr_assert(asy_nhs_number_find(found[i], NULL, NULL), "not found in \"%s\"", found[i]);
@@ -137,8 +148,10 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
         "10.11.2026 14.30",
         "2026-11-03 10",
         "943\xf0\x8f\xbc\x99"
-        "476 591",     /* an overlong form is no full-width digit */
-        "94347659190", /* eleven in one group */
+        "476 591",         /* an overlong form is no full-width digit */
+        "94347659190",     /* eleven in one group */
+        "+44 9434 765919", /* a telephone number after a country code */
+        "+449434765919",
         "\xff\xfe 943",
     };
     for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++)
@@ -151,6 +164,8 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
     char out[64];
     asy_nhs_number_mask("a 943 476 5919 b 4010232137", out, sizeof out);
     cr_assert_str_eq(out, "a <NHS number> b <NHS number>");
+    asy_nhs_number_mask("ref 000006 9434 765919 end", out, sizeof out);
+    cr_assert_str_eq(out, "ref <NHS number> end", "the whole run, not the ten it matched");
     asy_nhs_number_mask("no number, 1234567890", out, sizeof out);
     cr_assert_str_eq(out, "no number, 1234567890");
     asy_nhs_number_mask("x 9434765919", out, 6);

@@ -440,29 +440,35 @@ Test(submit, an_nhs_number_in_free_text_is_refused)
     cr_assert_null(strstr(result.err, "5919"), "the number is never echoed: %s", result.err);
 
     /* written with other separators; and a refusal that quotes a value masks it */
-    path =
-        s_write("text2.jsonl",
-                "{\"caseRef\":\"C5\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
-                "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"943.476.5919\"}}\n"
-                "{\"caseRef\":\"C6\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
-                "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"943\xc2\xa0"
-                "476\xc2\xa0"
-                "5919\"}}\n"
-                "{\"eventId\":\"943 476 5919\",\"caseRef\":\"C7\","
-                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
-                "{\"siteId\":\"943-476-5919\",\"caseRef\":\"C8\","
-                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
-                /* values so long that a cut of the quote would fall inside the number */
-                "{\"siteId\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx9434765919\","
-                "\"caseRef\":\"C9\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
-                "{\"eventId\":\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy9434765919\",\"caseRef\":\"C10\","
-                "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
-                /* a summer time holds ten digits; it is no NHS number */
-                "{\"caseRef\":\"C11\",\"occurredAt\":\"2026-07-02T01:03:00+01:00\","
-                "\"contactMade\":{}}\n");
+    path = s_write(
+        "text2.jsonl",
+        "{\"caseRef\":\"C5\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+        "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"943.476.5919\"}}\n"
+        "{\"caseRef\":\"C6\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+        "{\"service\":\"SERVICE_IMHA\",\"referrerOrg\":\"943\xc2\xa0"
+        "476\xc2\xa0"
+        "5919\"}}\n"
+        "{\"eventId\":\"943 476 5919\",\"caseRef\":\"C7\","
+        "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+        "{\"siteId\":\"943-476-5919\",\"caseRef\":\"C8\","
+        "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+        /* values so long that a cut of the quote would fall inside the number */
+        "{\"siteId\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx9434765919\","
+        "\"caseRef\":\"C9\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+        "{\"eventId\":\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy9434765919\",\"caseRef\":\"C10\","
+        "\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+        /* an NHS number in a key, the path cut around it */
+        "{\"caseRef\":\"C12\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"referralReceived\":"
+        "{\"service\":\"SERVICE_IMHA\",\"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+        "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+        "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+        "yyyyy9434765919\":\"4010232137\"}}\n"
+        /* a summer time holds ten digits; it is no NHS number */
+        "{\"caseRef\":\"C11\",\"occurredAt\":\"2026-07-02T01:03:00+01:00\","
+        "\"contactMade\":{}}\n");
     result = s_submit(path);
     cr_assert_eq(result.code, 3, "%s", result.err);
-    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 6\n", "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 7\n", "%s", result.err);
     snprintf(expected, sizeof expected, "%s:2: referralReceived.referrerOrg: holds what reads",
              path);
     cr_assert(strstr(result.err, expected), "%s", result.err);

@@ -62,7 +62,9 @@ static bool s_identifier_in_text(const json_t *value, char *path, size_t size)
                 skipped |= strcmp(key, skip[i]) == 0;
             if (skipped)
                 continue;
-            snprintf(path + mark, size - mark, "%s%s", mark ? "." : "", key);
+            char shown[64 + 4]; /* a key is text of the line too: masked before the cut */
+            snprintf(path + mark, size - mark, "%s%s", mark ? "." : "",
+                     asy_nhs_number_shown(key, 64, shown, sizeof shown));
             if (s_identifier_in_text(member, path, size))
                 return true;
         }

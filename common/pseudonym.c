@@ -295,7 +295,10 @@ static bool s_nhs_run(const s_group_t *groups, int count, bool after_plus, size_
         int digits = 0;
         for (int last = first; last < count && digits < 10; last++) {
             digits += groups[last].count;
-            if (digits == 10 && s_nhs_span(groups, first, last, after_plus, start, end))
+            /* the telephone number after a '+' is the run's first groups (the country code
+               and the number): a span starting later is text of its own */
+            if (digits == 10 &&
+                s_nhs_span(groups, first, last, after_plus && first <= 1, start, end))
                 return true;
         }
     }

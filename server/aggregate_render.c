@@ -493,10 +493,10 @@ static const asy_mcell_t *s_total_of(const asy_mupdate_t *update, const char *br
 }
 
 /* The rows present tell a lower bound of the total: each suppressed one holds 1 to 7, each
-   shown one at least its rounded value less 2. Where the total is suppressed (7 rows under a
-   `*` total: each is 1), or the bounds leave a suppressed row one value only (12 referrals
-   in 12 groups under a total shown as 10: each is 1), the breakdown's rows are withheld (their
-   breakdown name emptied, dropped by the caller). M1's `reason` is not a partition (a
+   shown one at least its rounded value less 2. Where the bounds leave a suppressed row one
+   value only (7 rows under a `*` total, at most 7; 12 referrals in 12 groups under a total
+   shown as 10, at most 12: each is 1), the breakdown's rows are withheld (their breakdown
+   name emptied, dropped by the caller). M1's `reason` is not a partition (a
    referral counts under each reason it gives) and bounds nothing. */
 static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
 {
@@ -516,10 +516,16 @@ static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
             shown_hi += cell->suppressed ? 0 : (v > 0 ? v + 2 : 0);
         }
         int64_t t = s_round(s_size(total, by_count));
-        int64_t t_lo = t > 2 ? t - 2 : 0, t_hi = t > 0 ? t + 2 : 0;
-        bool pinned = total->suppressed && k > 0;
-        if (k > 0 && !total->suppressed)
-            pinned = t_hi - shown_lo - (k - 1) <= 1 || t_lo - shown_hi - 7 * (k - 1) >= 7;
+        int64_t t_lo = t > 2 ? t - 2 : 0, t_hi = total->suppressed ? 7 : t > 0 ? t + 2 : 0;
+        bool pinned = false;
+        /* each suppressed row holds 1 or more, whatever hid it: a bound of 1 pins it. The
+           bound from below (a row forced to 7) holds only where every suppressed row is a
+           count of 1-7 summing with the others to the total: no secondary row (k >= 3 has
+           none), no row hidden on its numerator, no subset of groups (M9) */
+        bool counts = !by_count && !update->cells[start].has_denominator;
+        if (k > 0)
+            pinned = t_hi - shown_lo - (k - 1) <= 1 ||
+                     (counts && k >= 3 && !total->suppressed && t_lo - shown_hi - 7 * (k - 1) >= 7);
         for (size_t j = start; pinned && j < end; j++)
             update->cells[j].breakdown[0] = '\0';
     }
@@ -559,6 +565,53 @@ static void s_disclose(asy_mupdate_t *update, bool percent)
 
 /* ----------------------------------------------------------------------------------------------
    One topic. */
+
+/* Drops from update the rows of breakdown `prefix`+B where the sibling render has no row of
+   B (s_withhold_pinned withheld them there). */
+static void s_withhold_as(asy_mupdate_t *update, const char *prefix, const asy_mupdate_t *sibling)
+{
+    size_t length = strlen(prefix), kept = 0;
+    for (size_t i = 0; i < update->cell_count; i++) {
+        const char *name = update->cells[i].breakdown;
+        bool ours = strncmp(name, prefix, length) == 0 && (length || strncmp(name, "imha_", 5));
+        bool there = !ours;
+        for (size_t j = 0; ours && !there && j < sibling->cell_count; j++)
+            there = strcmp(sibling->cells[j].breakdown, name + length) == 0;
+        if (there)
+            update->cells[kept++] = update->cells[i];
+    }
+    update->cell_count = kept;
+}
+
+int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref, bool exact,
+                         int64_t now_us, asy_mupdate_t *update);
+
+/* M7 and M8 repeat the groups of M6 (M7, M8's imha_ rows) and M1 (M8's other rows) without
+   their totals, so s_withhold_pinned cannot judge them: a breakdown M6 or M1 withholds on
+   the public stream is withheld here too (its suppressed rows, counted, would pin the same
+   counts against the total M6 or M1 shows). */
+static int s_withhold_as_siblings(const asy_aggregate_t *self, const asy_topic_ref_t *ref,
+                                  int64_t now_us, asy_mupdate_t *update)
+{
+    static const struct {
+        int metric, sibling;
+        const char *prefix;
+    } pairs[] = {{7, 6, ""}, {8, 6, "imha_"}, {8, 1, ""}};
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        if (pairs[p].metric != ref->metric)
+            continue;
+        asy_topic_ref_t other = *ref;
+        other.metric = pairs[p].sibling;
+        asy_mupdate_t sibling = {.cells = NULL};
+        int rc = asy_aggregate_render(self, &other, false, now_us, &sibling);
+        if (rc == 0)
+            s_withhold_as(update, pairs[p].prefix, &sibling);
+        free(sibling.cells);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
 
 static const char *s_unit(int metric)
 {
@@ -621,5 +674,7 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
     }
     if (rc == 0 && !exact)
         s_disclose(update, strcmp(update->unit, "percent") == 0);
+    if (rc == 0 && !exact && (ref->metric == 7 || ref->metric == 8))
+        rc = s_withhold_as_siblings(self, ref, now_us, update);
     return rc;
 }

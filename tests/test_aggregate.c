@@ -922,3 +922,48 @@ Test(aggregate, public_rows_that_pin_their_counts_are_withheld)
         s_teardown(&f);
     }
 }
+
+/* Ordinary data keeps its rows: a secondary row (8 or more), rows hidden on their numerator
+   (whose denominators can be any size) and M9's known groups (a subset of the total) bound
+   nothing from below. And M7 and M8, which repeat M6's and M1's groups without a total, drop
+   the breakdowns those withhold (12 groups of 1 qualifying person: M6 withholds, M7 did not). */
+Test(aggregate, rows_are_withheld_only_where_they_pin_and_everywhere_they_do)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_aggregate_set_population(f.agg, 0, 0, 433215);
+    for (int ons = 1; ons <= 19; ons++)
+        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+    int n = 0;
+    s_add_cases(&f, 13, 50, false, 0, &n);
+    s_add_cases(&f, 3, 45, false, 0, &n);
+    s_add_cases(&f, 4, 5, false, 0, &n);
+    s_add_cases(&f, 20, 49, false, 0, &n); /* ONS_NOT_STATED: in M1's total, not in M9's rows */
+    s_add_cases(&f, 13, 40, true, 20, &n); /* M6: 20/40, 3/30, 4/50 */
+    s_add_cases(&f, 3, 30, true, 3, &n);
+    s_add_cases(&f, 6, 50, true, 4, &n);
+    static const char *const topics[] = {"all/M1/2026-11", "all/M9/2026-11", "all/M6/2026-11"};
+    for (size_t t = 0; t < 3; t++)
+        cr_assert_not_null(
+            s_cell(f.agg, topics[t], false, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH"),
+            "%s: rows kept", topics[t]);
+    s_teardown(&f);
+
+    s_setup(&f, s_day(2026, 11, 23));
+    n = 0;
+    for (int ons = 1; ons <= 12; ons++)
+        s_add_cases(&f, ons, 1, true, 0, &n);
+    cr_assert_null(s_cell(f.agg, "site/ward-a/M6/2026-11", false, &f.update, "ethnicity_ons",
+                          "ONS_ASIAN_CHINESE"),
+                   "M6 withholds: 12 rows under a total shown as 10");
+    cr_assert_null(s_cell(f.agg, "site/ward-a/M7/2026-11", false, &f.update, "ethnicity_ons",
+                          "ONS_ASIAN_CHINESE"),
+                   "and so does M7");
+    cr_assert_null(s_cell(f.agg, "all/M8/2026-11", false, &f.update, "imha_ethnicity_ons",
+                          "ONS_ASIAN_CHINESE"),
+                   "and M8's IMHA rows");
+    cr_assert_not_null(
+        s_cell(f.agg, "all/M7/2026-11", true, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE"),
+        "the restricted stream keeps them");
+    s_teardown(&f);
+}

@@ -256,6 +256,7 @@ typedef struct {
     int count;
     size_t start, end; /* byte span of the digits */
     s_gap_t gap;       /* of the separators before it (none for a run's first) */
+    int before;        /* digits of the run before it */
 } s_group_t;
 
 /* A candidate: groups[first..last] hold ten digits written as an NHS number is: in one group,
@@ -295,10 +296,10 @@ static bool s_nhs_run(const s_group_t *groups, int count, bool after_plus, size_
         int digits = 0;
         for (int last = first; last < count && digits < 10; last++) {
             digits += groups[last].count;
-            /* the telephone number after a '+' is the run's first groups (the country code
-               and the number): a span starting later is text of its own */
-            if (digits == 10 &&
-                s_nhs_span(groups, first, last, after_plus && first <= 1, start, end))
+            /* the telephone number after a '+' is the run's first 15 digits at most (E.164):
+               a span ending later holds text of its own */
+            bool phone = after_plus && groups[last].before + groups[last].count <= 15;
+            if (digits == 10 && s_nhs_span(groups, first, last, phone, start, end))
                 return true;
         }
     }
@@ -334,6 +335,7 @@ bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
                 }
                 s_group_t *group = &groups[count++];
                 memset(group, 0, sizeof *group);
+                group->before = count > 1 ? groups[count - 2].before + groups[count - 2].count : 0;
                 group->start = at;
                 group->gap = count > 1 ? gap_kind : S_GAP_BLANK;
                 in_group = true;

@@ -286,6 +286,17 @@ static int s_representation(s_render_t *r)
             /* on the exact total for IMHA rows: the rounded Q_tot tells 1-2 (0) from 3-7 (5) */
             if (imha ? base_exact_total <= 0 : base_total <= 0)
                 continue;
+            if (r->public && d == 0 && !imha) {
+                /* M8 has no total row, but its E gives the (rounded) total of its referral
+                   rows away: a total cell for s_withhold_pinned to judge them against, dropped
+                   after disclosure (asy_aggregate_render). The imha_ rows are suppressed on
+                   their Q_g, not on O, and follow M6 (s_withhold_as_siblings). */
+                asy_mcell_t *total = asy_mupdate_add_cell(r->update, "total", "ALL");
+                if (!total)
+                    return ASY_ENOMEM;
+                total->has_count = true;
+                total->count = o_exact;
+            }
             for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
                 int64_t o = s_known(dims[d], g) ? s_get(r, family, k, g, imha ? 1 : 0) : 0;
                 /* a row is there when its group has a base: decided on the exact Q_g, since
@@ -429,7 +440,7 @@ static int64_t s_size(const asy_mcell_t *cell, bool by_count)
 static bool s_is_total(const char *breakdown)
 {
     size_t length = strlen(breakdown);
-    return strcmp(breakdown, "total") == 0 ||
+    return strcmp(breakdown, "total") == 0 || strcmp(breakdown, "imha_total") == 0 ||
            (length > 6 && strcmp(breakdown + length - 6, ".total") == 0);
 }
 
@@ -484,6 +495,8 @@ static const asy_mcell_t *s_total_of(const asy_mupdate_t *update, const char *br
 {
     const char *dot = strrchr(breakdown, '.');
     size_t prefix = dot ? (size_t)(dot - breakdown) + 1 : 0;
+    if (strncmp(breakdown, "imha_", 5) == 0 && !dot)
+        prefix = 5; /* M8's imha_ rows: their own total (s_representation) */
     for (size_t i = 0; i < update->cell_count; i++) {
         const char *name = update->cells[i].breakdown;
         if (strncmp(name, breakdown, prefix) == 0 && strcmp(name + prefix, "total") == 0)
@@ -517,13 +530,16 @@ static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
         }
         int64_t t = s_round(s_size(total, by_count));
         int64_t t_lo = t > 2 ? t - 2 : 0, t_hi = total->suppressed ? 7 : t > 0 ? t + 2 : 0;
+        /* a suppressed total bounds its rows at 7 only where its size is its count: one
+           suppressed on its numerator hides a denominator of any size */
+        bool bounded = !total->suppressed || by_count || !total->has_denominator;
         bool pinned = false;
         /* each suppressed row holds 1 or more, whatever hid it: a bound of 1 pins it. The
            bound from below (a row forced to 7) holds only where every suppressed row is a
            count of 1-7 summing with the others to the total: no secondary row (k >= 3 has
            none), no row hidden on its numerator, no subset of groups (M9) */
         bool counts = !by_count && !update->cells[start].has_denominator;
-        if (k > 0)
+        if (k > 0 && bounded)
             pinned = t_hi - shown_lo - (k - 1) <= 1 ||
                      (counts && k >= 3 && !total->suppressed && t_lo - shown_hi - 7 * (k - 1) >= 7);
         for (size_t j = start; pinned && j < end; j++)
@@ -676,5 +692,12 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
         s_disclose(update, strcmp(update->unit, "percent") == 0);
     if (rc == 0 && !exact && (ref->metric == 7 || ref->metric == 8))
         rc = s_withhold_as_siblings(self, ref, now_us, update);
+    if (rc == 0 && !exact && ref->metric == 8) { /* the totals s_representation lent */
+        size_t kept = 0;
+        for (size_t i = 0; i < update->cell_count; i++)
+            if (!s_is_total(update->cells[i].breakdown))
+                update->cells[kept++] = update->cells[i];
+        update->cell_count = kept;
+    }
     return rc;
 }

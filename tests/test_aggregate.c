@@ -967,3 +967,40 @@ Test(aggregate, rows_are_withheld_only_where_they_pin_and_everywhere_they_do)
         "the restricted stream keeps them");
     s_teardown(&f);
 }
+
+/* M8's E gives the total of its referral rows away (E x P_tot / P_g), so its rows are judged
+   against that total: 12 referrals of 1 in known groups and 50 not stated left M1 room (its
+   total counts the 50) but pinned every M8 row to 1. And a total suppressed on its numerator
+   hides a denominator of any size: it bounds nothing (M6 with 3 contacted of 320 kept no
+   breakdown). */
+Test(aggregate, m8_rows_are_judged_against_the_total_their_expected_counts_give)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    for (int ons = 1; ons <= 19; ons++)
+        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+    int n = 0;
+    for (int ons = 1; ons <= 12; ons++)
+        s_add_cases(&f, ons, 1, false, 0, &n);
+    s_add_cases(&f, 20, 50, false, 0, &n);
+    cr_assert_not_null(
+        s_cell(f.agg, "all/M1/2026-11", false, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE"),
+        "M1: the 50 leave room");
+    cr_assert_null(
+        s_cell(f.agg, "all/M8/2026-11", false, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE"),
+        "M8: E gives 10 away, and 12 rows of at least 1 then pin each");
+    cr_assert_null(s_cell(f.agg, "all/M8/2026-11", false, &f.update, "total", "ALL"),
+                   "M8 has no total row");
+    s_teardown(&f);
+
+    s_setup(&f, s_day(2026, 11, 23));
+    n = 0;
+    s_add_cases(&f, 13, 100, true, 3, &n);
+    s_add_cases(&f, 3, 100, true, 0, &n);
+    s_add_cases(&f, 6, 120, true, 0, &n);
+    const asy_mcell_t *c =
+        s_cell(f.agg, "all/M6/2026-11", false, &f.update, "ethnicity_ons", "ONS_BLACK_AFRICAN");
+    cr_assert(c && !c->suppressed && c->denominator == 120,
+              "a total hidden on its numerator (3) bounds no denominator");
+    s_teardown(&f);
+}

@@ -125,6 +125,7 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
         "+44 943 476 5919",           /* 3-3-4 even after a country code */
         "+44 7700 900123 9434765919", /* after a telephone number */
         "Tel +44 20 7946 0958 / 9434765919",
+        "+1 212 555 0123 94 34 76 59 19",
         /* after 31 dates in one run of digits (the 64 groups looked at together slide) */
         "Seen on 01/02 03/04 05/06 07/08 09/10 11/12 13/01 14/02 15/03 16/04 17/05 18/06 19/07 "
         "20/08 21/09 22/10 23/11 24/12 25/01 26/02 27/03 28/04 29/05 30/06 01/07 02/08 03/09 "
@@ -154,6 +155,8 @@ Test(pseudonym, nhs_numbers_are_found_in_free_text_however_written)
         "94347659190",     /* eleven in one group */
         "+44 9434 765919", /* a telephone number after a country code */
         "+449434765919",
+        "Tel +44 20 7946 0958 05/11/2026", /* a date after a telephone number */
+        "Tel +44 20 7946 0958 21 Nov",
         "\xff\xfe 943",
     };
     for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++)

@@ -311,9 +311,10 @@ static int s_representation(s_render_t *r)
                 /* O of an IMHA group is M6's numerator: with its Q_g (M6's denominator) from
                    1 to 7, M6 withholds the group, and so must this row, even a 0 ("0 of 3-7
                    qualifying people contacted") */
-                if (r->public && imha && asy_disclosure_suppresses(rule, base_exact[g]))
+                bool small_base = r->public && asy_disclosure_suppresses(rule, base_exact[g]);
+                if (imha && small_base)
                     cell->suppressed = true;
-                if (no_e || (r->public && asy_disclosure_suppresses(rule, base_exact[g])))
+                if (no_e || small_base)
                     continue;
                 cell->has_expected = true;
                 cell->expected = o_total * base[g] / base_total;
@@ -458,9 +459,8 @@ static size_t s_run_end(const asy_mupdate_t *update, size_t start)
    the next smallest nonzero group too. The renderers above add the cells of a breakdown one
    after another, so a breakdown is one run of cells (test_aggregate checks it on every
    metric). */
-static void s_secondary(asy_mupdate_t *update)
+static void s_secondary(asy_mupdate_t *update, bool by_count)
 {
-    bool by_count = strcmp(update->unit, "per_100k") == 0;
     size_t end;
     for (size_t start = 0; start < update->cell_count; start = end) {
         const char *breakdown = update->cells[start].breakdown;
@@ -505,11 +505,21 @@ static const asy_mcell_t *s_total_of(const asy_mupdate_t *update, const char *br
     return NULL;
 }
 
+/* Drops the rows whose breakdown name was emptied (withheld). */
+static void s_drop_withheld(asy_mupdate_t *update)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < update->cell_count; i++)
+        if (update->cells[i].breakdown[0])
+            update->cells[kept++] = update->cells[i];
+    update->cell_count = kept;
+}
+
 /* The rows present tell a lower bound of the total: each suppressed one holds 1 to 7, each
    shown one at least its rounded value less 2. Where the bounds leave a suppressed row one
    value only (7 rows under a `*` total, at most 7; 12 referrals in 12 groups under a total
    shown as 10, at most 12: each is 1), the breakdown's rows are withheld (their breakdown
-   name emptied, dropped by the caller). M1's `reason` is not a partition (a
+   name emptied, for s_drop_withheld). M1's `reason` is not a partition (a
    referral counts under each reason it gives) and bounds nothing. */
 static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
 {
@@ -551,13 +561,10 @@ static void s_disclose(asy_mupdate_t *update, bool percent)
 {
     for (size_t i = 0; i < update->cell_count; i++)
         update->cells[i].suppressed = s_primary(&update->cells[i]);
-    s_secondary(update);
-    s_withhold_pinned(update, strcmp(update->unit, "per_100k") == 0);
-    size_t kept = 0; /* drop the withheld rows */
-    for (size_t i = 0; i < update->cell_count; i++)
-        if (update->cells[i].breakdown[0])
-            update->cells[kept++] = update->cells[i];
-    update->cell_count = kept;
+    bool by_count = strcmp(update->unit, "per_100k") == 0;
+    s_secondary(update, by_count);
+    s_withhold_pinned(update, by_count);
+    s_drop_withheld(update);
     for (size_t i = 0; i < update->cell_count; i++) {
         asy_mcell_t *cell = &update->cells[i];
         if (cell->suppressed) {
@@ -582,21 +589,20 @@ static void s_disclose(asy_mupdate_t *update, bool percent)
 /* ----------------------------------------------------------------------------------------------
    One topic. */
 
-/* Drops from update the rows of breakdown `prefix`+B where the sibling render has no row of
-   B (s_withhold_pinned withheld them there). */
+/* Withholds the rows of breakdown `prefix`+B where the sibling render has no row of B
+   (s_withhold_pinned withheld them there). */
 static void s_withhold_as(asy_mupdate_t *update, const char *prefix, const asy_mupdate_t *sibling)
 {
-    size_t length = strlen(prefix), kept = 0;
+    size_t length = strlen(prefix);
     for (size_t i = 0; i < update->cell_count; i++) {
-        const char *name = update->cells[i].breakdown;
+        char *name = update->cells[i].breakdown;
         bool ours = strncmp(name, prefix, length) == 0 && (length || strncmp(name, "imha_", 5));
         bool there = !ours;
         for (size_t j = 0; ours && !there && j < sibling->cell_count; j++)
             there = strcmp(sibling->cells[j].breakdown, name + length) == 0;
-        if (there)
-            update->cells[kept++] = update->cells[i];
+        if (!there)
+            name[0] = '\0';
     }
-    update->cell_count = kept;
 }
 
 int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref, bool exact,
@@ -690,14 +696,12 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
     }
     if (rc == 0 && !exact)
         s_disclose(update, strcmp(update->unit, "percent") == 0);
-    if (rc == 0 && !exact && (ref->metric == 7 || ref->metric == 8))
+    if (rc == 0 && !exact && (ref->metric == 7 || ref->metric == 8)) {
         rc = s_withhold_as_siblings(self, ref, now_us, update);
-    if (rc == 0 && !exact && ref->metric == 8) { /* the totals s_representation lent */
-        size_t kept = 0;
-        for (size_t i = 0; i < update->cell_count; i++)
-            if (!s_is_total(update->cells[i].breakdown))
-                update->cells[kept++] = update->cells[i];
-        update->cell_count = kept;
+        for (size_t i = 0; i < update->cell_count; i++) /* the total s_representation lent M8 */
+            if (s_is_total(update->cells[i].breakdown))
+                update->cells[i].breakdown[0] = '\0';
+        s_drop_withheld(update);
     }
     return rc;
 }

@@ -1,18 +1,22 @@
-/*  sections.h: the top-level sections a configuration file may hold.
+/*  sections.h: what every program checks of a configuration file's layout.
 
     One zconfig file may serve several advsync programs: `agent` is advsync-agent's; `broker`
     and `monitor` are advsyncd's (advsync-ctl reads broker/database). Every program refuses a
     file with any other top-level name, so that a misspelt section (`montor`) is an error
-    rather than every setting in it silently left at its default.  */
+    rather than every setting in it silently left at its default. Keys given twice are
+    refused as well (which one is meant cannot be told), but for those a section repeats on
+    purpose.  */
 #ifndef ASY_SECTIONS_H_INCLUDED
 #define ASY_SECTIONS_H_INCLUDED
 
 #include <czmq.h>
 
-/* The known sections, as a message lists them. */
-#define ASY_SECTIONS_KNOWN "agent, broker, monitor"
+/* True if every top-level entry of root is a known section; else false, with why[] =
+   "\"montor\" is not a section of any advsync program (they are agent, broker, monitor):
+   misspelt?" for the caller to put after its program and file. */
+bool asy_sections_known(zconfig_t *root, char *why, size_t why_size);
 
-/* The name of the first top-level entry of root that is not a known section, or NULL. */
-const char *asy_sections_stranger(zconfig_t *root);
+/* True if an entry of parent before item has item's name. */
+bool asy_sections_given_before(zconfig_t *parent, zconfig_t *item);
 
 #endif

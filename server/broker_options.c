@@ -205,12 +205,9 @@ static int s_load_config(asy_broker_options_t *options)
                         "4 spaces, `key = value`)\n", path);
         return 1;
     }
-    const char *stranger = asy_sections_stranger(config);
-    if (stranger) {
-        fprintf(stderr,
-                "advsyncd: config %s: \"%s\" is not a section of any advsync program (they "
-                "are " ASY_SECTIONS_KNOWN "): misspelt?\n",
-                path, stranger);
+    char stranger[256];
+    if (!asy_sections_known(config, stranger, sizeof stranger)) {
+        fprintf(stderr, "advsyncd: config %s: %s\n", path, stranger);
         return 1;
     }
     bool ours = false, seen[ASY_OPT_COUNT] = {false};

@@ -142,17 +142,14 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
         return ASY_ECONFIG;
     }
     zconfig_t *section = zconfig_locate(root, "agent");
-    const char *stranger = asy_sections_stranger(root);
+    char why[256];
+    bool known = asy_sections_known(root, why, sizeof why);
     int agents = 0;
     for (zconfig_t *top = zconfig_child(root); top; top = zconfig_next(top))
         agents += strcmp(zconfig_name(top), "agent") == 0;
     int rc = 0;
-    if (stranger) {
-        asy_set_error(
-            error, error_size,
-            "%s: \"%s\" is not a section of any advsync program (they are " ASY_SECTIONS_KNOWN
-            "): misspelt?",
-            path, stranger);
+    if (!known) {
+        asy_set_error(error, error_size, "%s: %s", path, why);
         rc = ASY_ECONFIG;
     } else if (agents > 1) {
         asy_set_error(error, error_size,
@@ -176,16 +173,12 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
         }
         /* repeated `endpoint` keys add up; any other key given twice is refused, as advsyncd
            refuses it */
-        for (zconfig_t *before = zconfig_child(section);
-             rc == 0 && before != item && strcmp(name, "endpoint") != 0;
-             before = zconfig_next(before))
-            if (strcmp(zconfig_name(before), name) == 0) {
-                asy_set_error(error, error_size,
-                              "%s: given twice: which one is meant cannot be told", where);
-                rc = ASY_ECONFIG;
-            }
-        if (rc != 0)
+        if (strcmp(name, "endpoint") != 0 && asy_sections_given_before(section, item)) {
+            asy_set_error(error, error_size, "%s: given twice: which one is meant cannot be told",
+                          where);
+            rc = ASY_ECONFIG;
             break;
+        }
         if (strcmp(name, "endpoint") == 0 && !file_endpoints) {
             config->endpoint_count = 0;
             file_endpoints = true;

@@ -12,6 +12,7 @@
 #include "csv.h"
 #include "json.h"
 #include "log.h"
+#include "sections.h"
 
 #include <ctype.h>
 #include <czmq.h>
@@ -344,22 +345,15 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
         asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
-    static const char *const once[] = {"header", "field",    "type",   "format",
-                                       "list",   "required", "default"};
-    bool given[sizeof once / sizeof once[0]] = {false};
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
         const char *name = zconfig_name(item);
         const char *value = zconfig_value(item) ? zconfig_value(item) : "";
-        for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
-            if (!strcmp(name, once[i])) {
-                if (given[i]) {
-                    asy_set_error(error, error_size,
-                                  "%s/%s: given twice: which one is meant cannot be told", where,
-                                  name);
-                    return ASY_ECONFIG;
-                }
-                given[i] = true;
-            }
+        /* `value` repeats on purpose; an unknown key is refused below */
+        if (strcmp(name, "value") != 0 && asy_sections_given_before(section, item)) {
+            asy_set_error(error, error_size,
+                          "%s/%s: given twice: which one is meant cannot be told", where, name);
+            return ASY_ECONFIG;
+        }
         bool ok = true;
         if (!strcmp(name, "header"))
             column->header = value;
@@ -482,21 +476,16 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
         asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
-    bool kind_given = false, delimiter_given = false;
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
         const char *name = zconfig_name(item);
         const char *value = zconfig_value(item) ? zconfig_value(item) : "";
-        bool *given = !strcmp(name, "kind")        ? &kind_given
-                      : !strcmp(name, "delimiter") ? &delimiter_given
-                                                   : NULL;
-        if (given && *given) {
+        /* `column` repeats on purpose; an unknown key is refused below */
+        if (strcmp(name, "column") != 0 && asy_sections_given_before(section, item)) {
             asy_set_error(error, error_size,
                           "%s: import/%s: given twice: which one is meant cannot be told", path,
                           name);
             return ASY_ECONFIG;
         }
-        if (given)
-            *given = true;
         if (!strcmp(name, "kind")) {
             mapping->fixed_kind = s_kind(value);
             if (!mapping->fixed_kind) {

@@ -105,12 +105,9 @@ static int s_config_database(const char *path, zconfig_t **config_p, const char 
         return ASY_CTL_FAILURE;
     }
     /* as advsyncd: a misspelt section, or a key given twice, is refused */
-    const char *stranger = asy_sections_stranger(*config_p);
-    if (stranger) {
-        fprintf(stderr,
-                "advsync-ctl: config %s: \"%s\" is not a section of any advsync program (they "
-                "are " ASY_SECTIONS_KNOWN "): misspelt?\n",
-                path, stranger);
+    char why[256];
+    if (!asy_sections_known(*config_p, why, sizeof why)) {
+        fprintf(stderr, "advsync-ctl: config %s: %s\n", path, why);
         return ASY_CTL_FAILURE;
     }
     int given = 0;

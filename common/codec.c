@@ -303,6 +303,14 @@ bool asy_ipc_in_use(const char *text)
     return in_use;
 }
 
+bool asy_ipc_bind_refused(const char *endpoint, char *error, size_t error_size)
+{
+    if (!asy_ipc_in_use(endpoint))
+        return false;
+    snprintf(error, error_size, "cannot bind %s: another process is listening there", endpoint);
+    return true;
+}
+
 bool asy_endpoint_valid(const char *text)
 {
     return asy_endpoint_check(text, false, NULL, 0);

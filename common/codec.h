@@ -213,6 +213,9 @@ bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size)
    replaces such a socket file silently, leaving the process that had it unreachable: binders
    ask first and refuse, as a TCP bind on a port in use fails. */
 bool asy_ipc_in_use(const char *text);
+/* asy_ipc_in_use, with the refusal every binder gives: "cannot bind ENDPOINT: another process
+   is listening there" into error[]. */
+bool asy_ipc_bind_refused(const char *endpoint, char *error, size_t error_size);
 /* True if text is exactly 64 lowercase hex digits. */
 bool asy_pseudonym_valid(const char *text);
 

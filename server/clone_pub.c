@@ -73,9 +73,7 @@ asy_clone_pub_t *asy_clone_pub_new(const char *pub_endpoint, const char *snapsho
     const char *endpoints[2] = {pub_endpoint, snapshot_endpoint};
     zsock_t **sockets[2] = {&self->xpub, &self->router};
     for (int i = 0; i < 2; i++) {
-        if (asy_ipc_in_use(endpoints[i])) {
-            snprintf(error, error_size, "cannot bind %s: another process is listening there",
-                     endpoints[i]);
+        if (asy_ipc_bind_refused(endpoints[i], error, error_size)) {
             asy_clone_pub_destroy(&self);
             return NULL;
         }

@@ -155,11 +155,8 @@ static int s_bind(s_front_t *self, char *error, size_t error_size)
     zsock_set_rcvhwm(self->router, 4 * (int)ASY_DEFAULT_WINDOW);
     zsock_set_heartbeat_ivl(self->router, 10000);      /* drop dead TCP peers */
     zsock_set_heartbeat_timeout(self->router, 30000);
-    if (asy_ipc_in_use(self->endpoint)) {
-        snprintf(error, error_size, "cannot bind %s: another process is listening there",
-                 self->endpoint);
+    if (asy_ipc_bind_refused(self->endpoint, error, error_size))
         return ASY_EIO;
-    }
     if (zsock_bind(self->router, "%s", self->endpoint) < 0) {
         snprintf(error, error_size, "cannot bind %s: %s", self->endpoint,
                  zmq_strerror(zmq_errno()));

@@ -940,7 +940,14 @@ Test(codec, ipc_in_use_only_while_someone_listens)
     cr_assert_eq(bind(fd, (struct sockaddr *)&address, sizeof address), 0);
     cr_assert_eq(listen(fd, 4), 0);
     cr_assert(asy_ipc_in_use(endpoint));
+    char error[256] = "";
+    cr_assert(asy_ipc_bind_refused(endpoint, error, sizeof error));
+    char expected[300];
+    snprintf(expected, sizeof expected, "cannot bind %s: another process is listening there",
+             endpoint);
+    cr_assert_str_eq(error, expected);
     close(fd);
+    cr_assert_not(asy_ipc_bind_refused(endpoint, error, sizeof error));
     cr_assert_not(asy_ipc_in_use(endpoint), "a stale socket file");
     cr_assert_not(asy_ipc_in_use("tcp://127.0.0.1:5570"));
     unlink(path);

@@ -290,7 +290,7 @@ static int s_representation(s_render_t *r)
                 /* M8 has no total row, but its E gives the (rounded) total of its referral
                    rows away: a total cell for s_withhold_pinned to judge them against, dropped
                    after disclosure (asy_aggregate_render). The imha_ rows are suppressed on
-                   their Q_g, not on O, and follow M6 (s_withhold_as_siblings). */
+                   their Q_g, not on O, and follow M6 (s_follow_siblings). */
                 asy_mcell_t *total = asy_mupdate_add_cell(r->update, "total", "ALL");
                 if (!total)
                     return ASY_ENOMEM;
@@ -559,6 +559,7 @@ static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
 
 static void s_disclose(asy_mupdate_t *update, bool percent)
 {
+    s_drop_withheld(update); /* what s_follow_siblings withheld */
     for (size_t i = 0; i < update->cell_count; i++)
         update->cells[i].suppressed = s_primary(&update->cells[i]);
     bool by_count = strcmp(update->unit, "per_100k") == 0;
@@ -589,36 +590,50 @@ static void s_disclose(asy_mupdate_t *update, bool percent)
 /* ----------------------------------------------------------------------------------------------
    One topic. */
 
-/* Withholds the rows of breakdown `prefix`+B where the sibling render has no row of B
-   (s_withhold_pinned withheld them there). */
-static void s_withhold_as(asy_mupdate_t *update, const char *prefix, const asy_mupdate_t *sibling)
+/* Our rows of breakdown `prefix`+B follow the sibling's public render: a group it suppresses
+   is suppressed here too, and where it has no row of B at all (s_withhold_pinned withheld them
+   there) our rows of B are withheld, if `withhold`. */
+static void s_follow(asy_mupdate_t *update, const char *prefix, const asy_mupdate_t *sibling,
+                     bool withhold)
 {
     size_t length = strlen(prefix);
     for (size_t i = 0; i < update->cell_count; i++) {
-        char *name = update->cells[i].breakdown;
-        bool ours = strncmp(name, prefix, length) == 0 && (length || strncmp(name, "imha_", 5));
-        bool there = !ours;
-        for (size_t j = 0; ours && !there && j < sibling->cell_count; j++)
-            there = strcmp(sibling->cells[j].breakdown, name + length) == 0;
-        if (!there)
-            name[0] = '\0';
+        asy_mcell_t *cell = &update->cells[i];
+        if (strncmp(cell->breakdown, prefix, length) != 0 ||
+            (!length && strncmp(cell->breakdown, "imha_", 5) == 0))
+            continue;
+        bool there = false;
+        for (size_t j = 0; j < sibling->cell_count; j++) {
+            const asy_mcell_t *other = &sibling->cells[j];
+            if (strcmp(other->breakdown, cell->breakdown + length) != 0)
+                continue;
+            there = true;
+            if (other->suppressed && strcmp(other->group, cell->group) == 0)
+                cell->suppressed = true;
+        }
+        if (!there && withhold)
+            cell->breakdown[0] = '\0';
     }
 }
 
 int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref, bool exact,
                          int64_t now_us, asy_mupdate_t *update);
 
-/* M7 and M8 repeat the groups of M6 (M7, M8's imha_ rows) and M1 (M8's other rows) without
-   their totals, so s_withhold_pinned cannot judge them: a breakdown M6 or M1 withholds on
-   the public stream is withheld here too (its suppressed rows, counted, would pin the same
-   counts against the total M6 or M1 shows). */
-static int s_withhold_as_siblings(const asy_aggregate_t *self, const asy_topic_ref_t *ref,
-                                  int64_t now_us, asy_mupdate_t *update)
+/* M7, M8 and M9 repeat the groups of M6 (M7, M8's imha_ rows) and M1 (M8's other rows, M9)
+   on the public stream. Left to themselves they would each choose their second hidden group
+   by their own figures (M6 by Q, M8's imha_ rows by U): a group hidden in one and shown in
+   another. So each hides what its sibling hides, before choosing a second group of its own
+   where it still has a lone one. And M7 and M8, which have no totals, cannot judge for
+   themselves whether their rows pin the counts: a breakdown M6 or M1 withholds is withheld
+   there too (its suppressed rows, counted, would pin the same counts against the total M6 or
+   M1 shows). M9 has its total and judges its own rows. */
+static int s_follow_siblings(const asy_aggregate_t *self, const asy_topic_ref_t *ref,
+                             int64_t now_us, asy_mupdate_t *update)
 {
     static const struct {
         int metric, sibling;
         const char *prefix;
-    } pairs[] = {{7, 6, ""}, {8, 6, "imha_"}, {8, 1, ""}};
+    } pairs[] = {{7, 6, ""}, {8, 6, "imha_"}, {8, 1, ""}, {9, 1, ""}};
     for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
         if (pairs[p].metric != ref->metric)
             continue;
@@ -627,7 +642,7 @@ static int s_withhold_as_siblings(const asy_aggregate_t *self, const asy_topic_r
         asy_mupdate_t sibling = {.cells = NULL};
         int rc = asy_aggregate_render(self, &other, false, now_us, &sibling);
         if (rc == 0)
-            s_withhold_as(update, pairs[p].prefix, &sibling);
+            s_follow(update, pairs[p].prefix, &sibling, ref->metric != 9);
         free(sibling.cells);
         if (rc != 0)
             return rc;
@@ -694,11 +709,12 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
     case 13: rc = s_proportions(&r, ASY_FAM_M1, "", m13_dims); break;
     default: break;
     }
+    if (rc == 0 && !exact && ref->metric >= 7 && ref->metric <= 9)
+        rc = s_follow_siblings(self, ref, now_us, update);
     if (rc == 0 && !exact)
         s_disclose(update, strcmp(update->unit, "percent") == 0);
-    if (rc == 0 && !exact && (ref->metric == 7 || ref->metric == 8)) {
-        rc = s_withhold_as_siblings(self, ref, now_us, update);
-        for (size_t i = 0; i < update->cell_count; i++) /* the total s_representation lent M8 */
+    if (rc == 0 && !exact && ref->metric == 8) {
+        for (size_t i = 0; i < update->cell_count; i++) /* the total s_representation lent it */
             if (s_is_total(update->cells[i].breakdown))
                 update->cells[i].breakdown[0] = '\0';
         s_drop_withheld(update);

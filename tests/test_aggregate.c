@@ -1004,3 +1004,60 @@ Test(aggregate, m8_rows_are_judged_against_the_total_their_expected_counts_give)
               "a total hidden on its numerator (3) bounds no denominator");
     s_teardown(&f);
 }
+
+/* M6, M7 and M8's IMHA rows show the same groups, and each used to choose its second hidden
+   group by its own figures: M6 by Q (ASIAN_PAKISTANI, Q 9), M8 by U (BLACK_AFRICAN, U 8), so
+   M8 showed PAKISTANI, whose rounded E gave back the Q that M6 hid. Every metric now hides
+   what M6 hides. So do M8's referral rows and M9 what M1 hides (its second group chosen among
+   all groups, NOT_STATED included). */
+Test(aggregate, public_metrics_of_one_family_hide_the_groups_their_base_hides)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    int n = 0;
+    s_add_cases(&f, 13, 40, true, 20, &n); /* ONS_WHITE_BRITISH: U/Q 20/40 */
+    s_add_cases(&f, 3, 5, true, 2, &n);    /* ONS_ASIAN_INDIAN: 2/5, primary */
+    s_add_cases(&f, 4, 9, true, 9, &n);    /* ONS_ASIAN_PAKISTANI: 9/9, smallest Q shown */
+    s_add_cases(&f, 6, 30, true, 8, &n);   /* ONS_BLACK_AFRICAN: 8/30, smallest U shown */
+    const struct {
+        const char *topic, *breakdown;
+    } views[] = {{"all/M6/2026-11", "ethnicity_ons"},
+                 {"all/M7/2026-11", "ethnicity_ons"},
+                 {"all/M8/2026-11", "imha_ethnicity_ons"}};
+    for (size_t v = 0; v < sizeof views / sizeof views[0]; v++) {
+        const char *topic = views[v].topic, *by = views[v].breakdown;
+        const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_INDIAN");
+        cr_assert(c && c->suppressed, "%s: primary", topic);
+        c = s_cell(f.agg, topic, false, &f.update, by, "ONS_ASIAN_PAKISTANI");
+        cr_assert(c && c->suppressed, "%s: M6's second hidden group", topic);
+        c = s_cell(f.agg, topic, false, &f.update, by, "ONS_BLACK_AFRICAN");
+        cr_assert(c && !c->suppressed, "%s: shown, as in M6", topic);
+        c = s_cell(f.agg, topic, false, &f.update, by, "ONS_WHITE_BRITISH");
+        cr_assert(c && !c->suppressed, "%s", topic);
+    }
+    s_teardown(&f);
+
+    /* M1 by ethnic group: ASIAN 3 (primary), NOT_STATED 9 (M1's second), BLACK 12. M8 and
+       M9, which have no NOT_STATED row, hide what M1 hides and then a second of their own */
+    s_setup(&f, s_day(2026, 11, 23));
+    for (int ons = 1; ons <= 19; ons++)
+        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+    n = 0;
+    s_add_cases(&f, 13, 50, false, 0, &n);
+    s_add_cases(&f, 3, 3, false, 0, &n);
+    s_add_cases(&f, 6, 12, false, 0, &n);
+    s_add_cases(&f, 20, 9, false, 0, &n);
+    const asy_mcell_t *c =
+        s_cell(f.agg, "all/M1/2026-11", false, &f.update, "ethnic_group", "NOT_STATED");
+    cr_assert(c && c->suppressed, "M1's second hidden group");
+    static const char *const topics[] = {"all/M1/2026-11", "all/M8/2026-11", "all/M9/2026-11"};
+    for (size_t t = 0; t < 3; t++) {
+        c = s_cell(f.agg, topics[t], false, &f.update, "ethnic_group", "ASIAN");
+        cr_assert(c && c->suppressed, "%s: primary", topics[t]);
+        c = s_cell(f.agg, topics[t], false, &f.update, "ethnic_group", "BLACK");
+        cr_assert(c && c->suppressed == (t > 0), "%s: a second of their own", topics[t]);
+        c = s_cell(f.agg, topics[t], false, &f.update, "ethnic_group", "WHITE");
+        cr_assert(c && !c->suppressed && c->count == 50, "%s", topics[t]);
+    }
+    s_teardown(&f);
+}

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define S_PATH_MAX 512
 #define S_NAME_MAX 128
@@ -491,9 +492,40 @@ static void s_enum_values(const ProtobufCEnumDescriptor *desc, char *out, size_t
                  strncmp(desc->name, "advsync.", 8) == 0 ? "proto/advsync.proto" : "its .proto");
 }
 
+/* The length of the code a value name carries after the enum's common prefix: digits, or one
+   letter and digits, then '_' and a word that starts with a letter ("02" of LEGAL_02_S2, "A"
+   of NHS_ETHNIC_A_WHITE_BRITISH, "A1" of SOURCE_A1_GP, "65" of AGE_65_PLUS; none in
+   AGE_18_34 or SOURCE_MHA_OFFICE). 0 if none. */
+static size_t s_code_length(const char *rest)
+{
+    size_t length = isupper((unsigned char)rest[0]) ? 1 : 0;
+    while (isdigit((unsigned char)rest[length]))
+        length++;
+    return length > 0 && rest[length] == '_' && isalpha((unsigned char)rest[length + 1]) ? length
+                                                                                         : 0;
+}
+
+/* True if key names the value whose name, after the common prefix, is rest: its words
+   without the code ("s2", "white_british"), or its code ("02", "A"), digits by their number
+   ("2" for 02, as a spreadsheet shows it). */
+static bool s_names_by_code(const char *rest, const char *key)
+{
+    size_t code = s_code_length(rest);
+    if (code == 0)
+        return false;
+    if (s_same_letters(rest + code + 1, key) ||
+        (strlen(key) == code && strncasecmp(rest, key, code) == 0))
+        return true;
+    size_t digits = strspn(key, "0123456789");
+    return isdigit((unsigned char)rest[0]) && digits > 0 && digits <= 9 && key[digits] == '\0' &&
+           strtol(rest, NULL, 10) == strtol(key, NULL, 10);
+}
+
 /* Exact name; case-insensitive name; the name without the enum's common prefix ("imha" for
-   SERVICE_IMHA, "black_caribbean" for ONS_BLACK_CARIBBEAN); a case-insensitive unique suffix
-   at '_' ("s2" for LEGAL_02_S2); or the number. */
+   SERVICE_IMHA, "black_caribbean" for ONS_BLACK_CARIBBEAN); the name without its code or the
+   code alone, where it has one ("s2", "02" or "2" for LEGAL_02_S2); or the number. Nothing
+   shorter: a part of a name is a guess, and guesses named the opposite ("instructed" was
+   CONSENT_NON_INSTRUCTED, "stated" SEX_NOT_STATED, "2" LEGAL_05_S5_2). */
 static int s_read_enum(s_parser_t *self, json_t *value, const ProtobufCEnumDescriptor *desc,
                        int *out)
 {
@@ -532,8 +564,7 @@ static int s_read_enum(s_parser_t *self, json_t *value, const ProtobufCEnumDescr
             *out = desc->values[i].value;
             return 0;
         }
-        if (name_length > key_length && name[name_length - key_length - 1] == '_' &&
-            s_same_letters(name + name_length - key_length, key)) {
+        if (s_names_by_code(name + prefix, key)) {
             if (count < 2)
                 matches[count] = &desc->values[i];
             count++;

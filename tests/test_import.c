@@ -469,6 +469,79 @@ Test(import, kind_column_picks_the_body_and_iso_times_keep_their_zone)
     free(stored);
 }
 
+/* A list column's default served its first empty cell whole and every later one its first
+   item only (the default was cut into items in place); `required` did not hold for a list
+   of no items; a kind mapped to "" skips the row, and a kind mapped to a misspelt one is a
+   mapping error, not one refusal per row. */
+Test(import, list_defaults_required_lists_and_kinds_skipped)
+{
+    const char *mapping = s_write("lists.cfg", "import\n"
+                                               "    column\n"
+                                               "        header = Type\n"
+                                               "        field = kind\n"
+                                               "        value\n"
+                                               "            from = Referral\n"
+                                               "            to = referral.received\n"
+                                               "        value\n"
+                                               "            from = Note\n"
+                                               "            to = \"\"\n"
+                                               "    column\n"
+                                               "        header = Case\n"
+                                               "        field = caseRef\n"
+                                               "    column\n"
+                                               "        header = When\n"
+                                               "        field = occurredAt\n"
+                                               "        type = datetime\n"
+                                               "    column\n"
+                                               "        header = Reasons\n"
+                                               "        field = referralReceived.reasons\n"
+                                               "        list = \";\"\n"
+                                               "        required = true\n"
+                                               "        default = \"mha_rights;treatment\"\n"
+                                               "    column\n"
+                                               "        header = When\n"
+                                               "        field = referralReceived.service\n"
+                                               "        value\n"
+                                               "            from = *\n"
+                                               "            to = SERVICE_IMHA\n");
+    const char *csv = s_write("lists.csv", "Type,Case,When,Reasons\n"
+                                           "Referral,c1,2026-07-01 10:00,\n"
+                                           "Referral,c2,2026-07-01 11:00,\n"
+                                           "Note,c2,2026-07-01 12:00,\n"
+                                           "Referral,c3,2026-07-01 13:00,\n"
+                                           "Referral,c4,2026-07-01 14:00,;\n");
+    asy_fixture_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, "lists.csv:6: column \"Reasons\": required, but no item"), "%s",
+              result.err);
+    cr_assert_null(strstr(result.err, ":4:"), "the note row is skipped: %s", result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 3, "c1, c2, c3: %s", result.err);
+    for (size_t i = 0; i < stored->count; i++) {
+        cr_assert(strstr(stored->json[i], "REASON_MHA_RIGHTS") &&
+                      strstr(stored->json[i], "REASON_TREATMENT"),
+                  "row %zu has the whole default: %s", i + 2, stored->json[i]);
+        free(stored->json[i]);
+    }
+    free(stored);
+
+    const char *typo = s_write("typo.cfg", "import\n"
+                                           "    column\n"
+                                           "        header = Type\n"
+                                           "        field = kind\n"
+                                           "        value\n"
+                                           "            from = Referral\n"
+                                           "            to = referal.received\n"
+                                           "    column\n"
+                                           "        header = Case\n"
+                                           "        field = caseRef\n");
+    result = s_import(typo, csv);
+    cr_assert_eq(result.code, 2, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, "import/column 1/value \"Referral\": to: \"referal.received\" "
+                                 "is not an event kind"),
+              "%s", result.err);
+}
+
 Test(import, mapping_errors_are_reported_before_anything_is_stored)
 {
     const char *csv = s_write("one.csv", "Case No,Received\nC-1,15/07/2026\n");

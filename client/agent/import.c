@@ -243,6 +243,17 @@ static int s_kind(const char *text)
 static int s_check_field(const s_column_t *column, const char *where, char *error,
                          size_t error_size)
 {
+    for (size_t i = 0; column->is_kind && i < column->value_count; i++) {
+        const char *to = column->values[i].to;
+        if (to && *to && !s_kind(to)) {
+            char shown[S_CELL_SHOWN];
+            asy_set_error(error, error_size,
+                          "%s/value \"%s\": to: \"%s\" is not an event kind (e.g. "
+                          "referral.received; \"\" skips the row)",
+                          where, column->values[i].from, S_CELL(to, shown));
+            return ASY_ECONFIG;
+        }
+    }
     if (column->is_kind || column->identifier)
         return 0;
     const ProtobufCMessageDescriptor *desc = &advsync__v1__event__descriptor;
@@ -659,15 +670,11 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
     return NULL;
 }
 
-/* The JSON value of one cell: a single value, an array (list columns), or NULL with *skip
-   set (empty, leave the field out), or NULL with error set. */
-static json_t *s_cell(const s_column_t *column, char *cell, bool *skip, char *error,
-                      size_t error_size)
+/* s_cell of a trimmed text, which a list column cuts into items in place. */
+static json_t *s_cell_text(const s_column_t *column, char *text, bool *skip, char *error,
+                           size_t error_size)
 {
     *skip = false;
-    char *text = s_trim(cell);
-    if (!*text && column->fallback)
-        text = (char *)column->fallback;
     if (!*text) {
         if (column->required)
             asy_set_error(error, error_size, "column \"%s\": required, but empty", column->header);
@@ -700,10 +707,33 @@ static json_t *s_cell(const s_column_t *column, char *cell, bool *skip, char *er
     }
     if (array && json_array_size(array) == 0) {
         json_decref(array);
-        *skip = true;
+        if (column->required)
+            asy_set_error(error, error_size, "column \"%s\": required, but no item in it",
+                          column->header);
+        *skip = !column->required;
         return NULL;
     }
     return array;
+}
+
+/* The JSON value of one cell: a single value, an array (list columns), or NULL with *skip
+   set (empty, leave the field out), or NULL with error set. An empty cell takes the column's
+   default, a copy of it: cut into items in place, it served only its first row whole. */
+static json_t *s_cell(const s_column_t *column, char *cell, bool *skip, char *error,
+                      size_t error_size)
+{
+    char *text = s_trim(cell);
+    if (*text || !column->fallback)
+        return s_cell_text(column, text, skip, error, error_size);
+    char *copy = strdup(column->fallback);
+    if (!copy) {
+        *skip = false;
+        asy_set_error(error, error_size, "out of memory");
+        return NULL;
+    }
+    json_t *value = s_cell_text(column, copy, skip, error, error_size);
+    free(copy);
+    return value;
 }
 
 /* Puts value (taken) at the column's path inside object. */
@@ -751,6 +781,10 @@ static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, cha
     const char *mapped = s_translate(column, text, &drop, error, error_size);
     if (!mapped)
         return ASY_EINVAL;
+    if (drop) {
+        *kind = 0; /* mapped to "": not an event, the row is skipped */
+        return 0;
+    }
     *kind = s_kind(mapped);
     if (!*kind) {
         char shown[S_CELL_SHOWN];
@@ -784,6 +818,9 @@ static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t h
     }
     int kind;
     if (s_row_kind(mapping, csv, &kind, error, error_size) != 0)
+        return NULL;
+    *empty = kind == 0; /* its kind maps to "": skipped as a blank row is */
+    if (*empty)
         return NULL;
     char snake[64], body[64];
     asy_set_error(snake, sizeof snake, "%s", asy_kind_name(kind));

@@ -448,25 +448,36 @@ static json_t *s_take(json_t *object, const char *camel, const char *snake, cons
     return a ? a : b;
 }
 
-/* The identifier text of field: a non-empty string. Numbers are refused on purpose: an NHS
-   number as a JSON number loses leading zeros. */
-static const char *s_identifier(json_t *value, const char *name, char *error, size_t error_size)
+#define S_IDENTIFIER_MAX 1024
+
+/* The identifier text of field, without the blanks around it (as import trims its cells: a
+   padded "C-1001  " is the case "C-1001"), into out: a non-empty string. Numbers are refused
+   on purpose: an NHS number as a JSON number loses leading zeros. */
+static bool s_identifier(json_t *value, const char *name, char out[S_IDENTIFIER_MAX + 1],
+                         char *error, size_t error_size)
 {
     const char *text = json_is_string(value) ? json_string_value(value) : NULL;
     if (!text) {
         asy_set_error(error, error_size, "%s: must be a string", name);
-        return NULL;
+        return false;
     }
-    if (!text[strspn(text, " \t\r\n")]) {
+    size_t start = 0, end = json_string_length(value);
+    while (start < end && isspace((unsigned char)text[start]))
+        start++;
+    while (end > start && isspace((unsigned char)text[end - 1]))
+        end--;
+    if (start == end) {
         /* blank is empty: "   " from a padded export column names no case and no person */
         asy_set_error(error, error_size, "%s: must not be empty%s", name, *text ? " or blank" : "");
-        return NULL;
+        return false;
     }
-    if (strlen(text) > 1024) {
-        asy_set_error(error, error_size, "%s: longer than 1024 characters", name);
-        return NULL;
+    if (end - start > S_IDENTIFIER_MAX) {
+        asy_set_error(error, error_size, "%s: longer than %d characters", name, S_IDENTIFIER_MAX);
+        return false;
     }
-    return text;
+    memcpy(out, text + start, end - start);
+    out[end - start] = '\0';
+    return true;
 }
 
 /* Derives personKey from nhsNumber or personRef. Returns 0 or ASY_EINVAL. */
@@ -506,10 +517,10 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         return ASY_EINVAL;
     }
     char pseudonym[ASY_PSEUDONYM_HEX + 1];
+    char text[S_IDENTIFIER_MAX + 1];
+    if (!s_identifier(nhs ? nhs : ref, nhs ? nhs_name : ref_name, text, error, error_size))
+        return ASY_EINVAL;
     if (nhs) {
-        const char *text = s_identifier(nhs, nhs_name, error, error_size);
-        if (!text)
-            return ASY_EINVAL;
         char digits[11];
         /* the value is not echoed: error messages end up in logs */
         if (!s_nhs_digits(text, digits)) {
@@ -536,9 +547,6 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         asy_pseudonym_make(key, "nhs", digits, pseudonym);
         sodium_memzero(digits, sizeof digits);
     } else {
-        const char *text = s_identifier(ref, ref_name, error, error_size);
-        if (!text)
-            return ASY_EINVAL;
         /* a local reference means something only at its site, hence the site prefix */
         size_t size = strlen(site_id) + strlen(text) + 2;
         char *scoped = malloc(size);
@@ -551,6 +559,7 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         sodium_memzero(scoped, size);
         free(scoped);
     }
+    sodium_memzero(text, sizeof text);
     json_object_del(object, "nhsNumber");
     json_object_del(object, "nhs_number");
     json_object_del(object, "personRef");
@@ -595,11 +604,12 @@ static int s_apply_case(const asy_pseudonym_key_t *key, json_t *object, char *er
         }
         return 0;
     }
-    const char *text = s_identifier(ref, ref_name, error, error_size);
-    if (!text)
+    char text[S_IDENTIFIER_MAX + 1];
+    if (!s_identifier(ref, ref_name, text, error, error_size))
         return ASY_EINVAL;
     char pseudonym[ASY_PSEUDONYM_HEX + 1];
     asy_pseudonym_make(key, "case", text, pseudonym);
+    sodium_memzero(text, sizeof text);
     json_object_del(object, "caseRef");
     json_object_del(object, "case_ref");
     if (json_object_set_new(object, "caseId", json_string(pseudonym)) != 0) {

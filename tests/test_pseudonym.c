@@ -343,6 +343,17 @@ Test(pseudonym, apply_replaces_raw_identifiers)
     cr_assert_null(json_object_get(object, "case_ref"));
     json_decref(object);
 
+    /* blanks around a reference are not part of it (import trims its cells too): a padded
+       export column names the same case and person */
+    rc = s_apply("{\"personRef\":\" LOCAL-PERSON-77\\t\",\"caseRef\":\"CASE-RAW-0042  \"}", &object,
+                 error, sizeof error);
+    cr_assert_eq(rc, 0, "%s", error);
+    cr_assert_str_eq(json_string_value(json_object_get(object, "personKey")),
+                     "ef579d0f59154442e3e8b0eef62397e724028f7eea7ca83f000155861ddd4d9d");
+    cr_assert_str_eq(json_string_value(json_object_get(object, "caseId")),
+                     "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0");
+    json_decref(object);
+
     /* pseudonyms given directly pass through */
     rc =
         s_apply("{\"caseId\":\"4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0\"}",

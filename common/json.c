@@ -337,10 +337,17 @@ static void s_format_real(double number, char *out, size_t size)
         snprintf(out, size, "%.17g", number);
 }
 
+/* The range named by its type, not by its bounds: the final masking of a refusal took
+   -2147483648..2147483647 for an NHS number (2147483648 passes the check digit). */
 static int s_fail_range(s_parser_t *self, const char *text, int64_t min, uint64_t max)
 {
     char shown[S_SHOWN];
-    return s_fail(self, "%s is outside %" PRId64 "..%" PRIu64, S_SHOW(text, shown), min, max);
+    const char *type = max == INT32_MAX              ? "int32"
+                       : max == UINT32_MAX           ? "uint32"
+                       : max == INT64_MAX && min < 0 ? "int64"
+                                                     : "uint64";
+    return s_fail(self, "%s is outside the range of %s (a %s-bit %s integer)", S_SHOW(text, shown),
+                  type, strstr(type, "32") ? "32" : "64", min < 0 ? "signed" : "unsigned");
 }
 
 /* Checks sign and magnitude against min..max; one check serves every width and signedness.

@@ -149,10 +149,16 @@ Test(submit, bad_lines_are_named_and_the_rest_stored)
         "[1,2]\n"
         "{\"caseRef\":\"C4\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"noSuchField\":1,"
         "\"contactMade\":{}}\n"
-        "{\"caseRef\":\"C5\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+        "{\"caseRef\":\"C5\",\"occurredAt\":\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n"
+        "{\"caseRef\":\"C6\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+        "\"activityLogged\":{\"minutes\":4294967326}}\n");
     asy_fixture_result_t result = s_submit(path);
     cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
-    cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 5\n");
+    cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 6\n");
+    /* the range is named, not given by bounds: 2147483648 read as an NHS number and masked */
+    s_said(&result, path, 10,
+           "activityLogged.minutes: 4294967326 is outside the range of int32 (a 32-bit signed "
+           "integer)");
     char expected[1024];
     snprintf(expected, sizeof expected,
              "%s:4: column 30: not valid JSON: unexpected token near end of line\n", path);

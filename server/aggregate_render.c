@@ -557,6 +557,27 @@ static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
     }
 }
 
+/* A suppressed cell as sent: its breakdown and group, nothing else. */
+static void s_hide(asy_mcell_t *cell)
+{
+    asy_mcell_t hidden = {0};
+    memcpy(hidden.breakdown, cell->breakdown, sizeof hidden.breakdown);
+    memcpy(hidden.group, cell->group, sizeof hidden.group);
+    hidden.suppressed = true;
+    *cell = hidden;
+}
+
+/* M10's rows whose rate s_standardised withheld on the public stream are `*`: without a value
+   they read as "not defined", as if there were no referrals. */
+static void s_hide_withheld_rates(asy_mupdate_t *update)
+{
+    for (size_t i = 0; i < update->cell_count; i++) {
+        asy_mcell_t *cell = &update->cells[i];
+        if (!cell->suppressed && !cell->has_value && cell->has_count && cell->count > 0)
+            s_hide(cell);
+    }
+}
+
 static void s_disclose(asy_mupdate_t *update, bool percent)
 {
     s_drop_withheld(update); /* what s_follow_siblings withheld */
@@ -569,11 +590,7 @@ static void s_disclose(asy_mupdate_t *update, bool percent)
     for (size_t i = 0; i < update->cell_count; i++) {
         asy_mcell_t *cell = &update->cells[i];
         if (cell->suppressed) {
-            asy_mcell_t hidden = {0};
-            memcpy(hidden.breakdown, cell->breakdown, sizeof hidden.breakdown);
-            memcpy(hidden.group, cell->group, sizeof hidden.group);
-            hidden.suppressed = true;
-            *cell = hidden;
+            s_hide(cell);
             continue;
         }
         cell->count = s_round(cell->count);
@@ -713,6 +730,8 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
         rc = s_follow_siblings(self, ref, now_us, update);
     if (rc == 0 && !exact)
         s_disclose(update, strcmp(update->unit, "percent") == 0);
+    if (rc == 0 && !exact && ref->metric == 10)
+        s_hide_withheld_rates(update);
     if (rc == 0 && !exact && ref->metric == 8) {
         for (size_t i = 0; i < update->cell_count; i++) /* the total s_representation lent it */
             if (s_is_total(update->cells[i].breakdown))

@@ -831,6 +831,7 @@ Test(aggregate, public_standardised_rates_hide_small_strata)
     const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, "ethnic_group", "BLACK");
     cr_assert(c && !c->has_value && !c->has_interval, "a stratum of 3: no rate (%.4f)",
               c ? c->value : 0);
+    cr_assert(c->suppressed && !c->has_count, "shown as *, not as a rate not defined");
     c = s_cell(f.agg, topic, false, &f.update, "ethnic_group", "WHITE");
     cr_assert(c && c->has_value, "strata of 10 and 8: a rate");
     c = s_cell(f.agg, topic, true, &f.update, "ethnic_group", "BLACK");

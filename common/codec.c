@@ -11,6 +11,7 @@
 #include "json.h"
 #include "pseudonym.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 /* The plain enums of codec.h mirror the generated ones: keep them in step. */
 #define S_SAME(ours, generated) _Static_assert((int)(ours) == (int)(generated), #ours)
@@ -309,6 +311,15 @@ bool asy_ipc_bind_refused(const char *endpoint, char *error, size_t error_size)
         return false;
     snprintf(error, error_size, "cannot bind %s: another process is listening there", endpoint);
     return true;
+}
+
+void asy_bind_failed(const char *endpoint, char *error, size_t error_size)
+{
+    int code = zmq_errno();
+    snprintf(error, error_size, "cannot bind %s: %s%s", endpoint, zmq_strerror(code),
+             code == ENODEV && strncmp(endpoint, "tcp://", 6) == 0
+                 ? " (a bind takes an IP address, an interface name or *, not a host name)"
+                 : "");
 }
 
 bool asy_endpoint_valid(const char *text)

@@ -216,6 +216,10 @@ bool asy_ipc_in_use(const char *text);
 /* asy_ipc_in_use, with the refusal every binder gives: "cannot bind ENDPOINT: another process
    is listening there" into error[]. */
 bool asy_ipc_bind_refused(const char *endpoint, char *error, size_t error_size);
+
+/* Sets error to "cannot bind ENDPOINT: REASON" after a failed bind (zmq_errno), with a hint
+   where libzmq's reason misleads: a host name in a tcp:// bind is "No such device". */
+void asy_bind_failed(const char *endpoint, char *error, size_t error_size);
 /* True if text is exactly 64 lowercase hex digits. */
 bool asy_pseudonym_valid(const char *text);
 

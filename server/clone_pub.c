@@ -80,8 +80,7 @@ asy_clone_pub_t *asy_clone_pub_new(const char *pub_endpoint, const char *snapsho
         *sockets[i] =
             s_bind(i ? ZMQ_ROUTER : ZMQ_XPUB, endpoints[i], resolved[i], sizeof resolved[i]);
         if (!*sockets[i]) {
-            snprintf(error, error_size, "cannot bind %s: %s", endpoints[i],
-                     zmq_strerror(zmq_errno()));
+            asy_bind_failed(endpoints[i], error, error_size);
             asy_clone_pub_destroy(&self);
             return NULL;
         }

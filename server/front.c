@@ -158,8 +158,7 @@ static int s_bind(s_front_t *self, char *error, size_t error_size)
     if (asy_ipc_bind_refused(self->endpoint, error, error_size))
         return ASY_EIO;
     if (zsock_bind(self->router, "%s", self->endpoint) < 0) {
-        snprintf(error, error_size, "cannot bind %s: %s", self->endpoint,
-                 zmq_strerror(zmq_errno()));
+        asy_bind_failed(self->endpoint, error, error_size);
         return ASY_EIO;
     }
     /* The links come before the ROUTER: zpoller_wait returns the first ready socket, and a

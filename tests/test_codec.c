@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define S_CASE "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 /* The golden event below, encoded: any change here is a wire format change (PROTOCOL.md). */
@@ -952,4 +953,20 @@ Test(codec, ipc_in_use_only_while_someone_listens)
     cr_assert_not(asy_ipc_in_use("tcp://127.0.0.1:5570"));
     unlink(path);
     rmdir(dir);
+}
+
+/* libzmq says "No such device" for a host name in a tcp:// bind: the refusal says what a
+   bind takes (the deployer typed the centre's host name into --ingest). */
+Test(codec, a_host_name_bind_is_explained)
+{
+    void *context = zmq_ctx_new();
+    void *socket = zmq_socket(context, ZMQ_ROUTER);
+    const char *endpoint = "tcp://centre.example.org:5999";
+    cr_assert_neq(zmq_bind(socket, endpoint), 0);
+    char error[256];
+    asy_bind_failed(endpoint, error, sizeof error);
+    cr_assert(strstr(error, "cannot bind tcp://centre.example.org:5999: ") == error, "%s", error);
+    cr_assert(strstr(error, "not a host name"), "%s", error);
+    zmq_close(socket);
+    zmq_ctx_term(context);
 }

@@ -106,6 +106,27 @@ static s_scan_t s_scan_outbox(void)
     return scan;
 }
 
+/* "stored N events of M cases, FIRST to LAST" gives the earliest and the latest time: it gave
+   the first and the last stored, which the interleaving cases put backwards (on 2026-12-03,
+   seeds 6, 9, 13, 17 and 22 of 20 events, from the default start 120 days back). */
+Test(simulate, the_summary_gives_the_earliest_and_the_latest_time)
+{
+    for (int seed = 1; seed <= 30; seed++) {
+        char name[16], seed_text[16];
+        snprintf(name, sizeof name, "out%d", seed);
+        snprintf(seed_text, sizeof seed_text, "%d", seed);
+        int code = s_simulate(name, "--events", "20", "--seed", seed_text, NULL);
+        char *out = s_output(name);
+        cr_assert_eq(code, 0, "exit %d: %s", code, out);
+        const char *range = strstr(out, " cases, ");
+        cr_assert_not_null(range, "%s", out);
+        char first[32] = "", last[32] = "";
+        cr_assert_eq(sscanf(range, " cases, %31s to %31[^;]", first, last), 2, "%s", out);
+        cr_assert_leq(strcmp(first, last), 0, "seed %d: %s", seed, out);
+        free(out);
+    }
+}
+
 Test(simulate, stores_exactly_n_valid_events_with_every_main_kind)
 {
     int code = s_simulate("out", "--events", "5000", "--seed", "11", NULL);

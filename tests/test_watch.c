@@ -1294,6 +1294,24 @@ Test(watch, once_without_a_monitor_exits_1)
     cr_assert(zclock_mono() - start >= 4500);
 }
 
+/* The snapshot endpoint derived from --endpoint (its port + 1) is named with where it came
+   from: the deployer who gave the agents' ingest port by mistake was told of a port he never
+   typed. */
+Test(watch, a_derived_snapshot_endpoint_is_explained)
+{
+    char nowhere[64], out[4096];
+    snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", asy_test_free_port());
+    char command[512];
+    snprintf(command, sizeof command, "%s --endpoint %s --once --for 0.5 2>&1", ASY_WATCH_PATH,
+             nowhere);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    cr_assert_eq(asy_test_run(argv, out, sizeof out, 15000), 1, "%s", out);
+    char expected[160];
+    snprintf(expected, sizeof expected, "(--endpoint %s, port + 1)", nowhere);
+    cr_assert(strstr(out, expected), "%s", out);
+    cr_assert(strstr(out, "not the agents' ingest port"), "%s", out);
+}
+
 Test(watch, bad_flags_exit_2)
 {
     char *cases[][4] = {

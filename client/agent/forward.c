@@ -790,7 +790,8 @@ static void s_check_liveness(s_forwarder_t *self)
                                                                      : S_WELCOME_TIMEOUT_MS;
         if (self->now - self->hello_sent >= limit) {
             snprintf(why, sizeof why,
-                     "no WELCOME within %lld ms (is it the broker's ingest endpoint?)",
+                     "no WELCOME within %lld ms (the broker is down or unreachable, or this is "
+                     "not its ingest endpoint)",
                      (long long)limit);
             s_disconnect(self, why, 0);
         }

@@ -475,9 +475,12 @@ static int s_emit(const asy_sim_t *sim, const s_options_t *options, s_sink_t *si
         puts(text);
         free(text);
     }
-    if (sink->emitted++ == 0)
+    /* the earliest and the latest time stored: events of many cases interleave, so the
+       last one stored is not the latest */
+    if (sink->emitted++ == 0 || step->t < sink->first_t)
         sink->first_t = step->t;
-    sink->last_t = step->t;
+    if (sink->emitted == 1 || step->t > sink->last_t)
+        sink->last_t = step->t;
     if (++sink->pending >= S_COMMIT_EVENTS ||
         (options->rate > 0 && s_monotonic_us() - sink->last_commit_us >= S_COMMIT_US))
         return s_flush(sink);

@@ -647,9 +647,15 @@ static int s_remove(const asy_ctl_options_t *options, int argc, char **argv)
                 "`denominators list`)\n",
                 area);
         code = ASY_CTL_FAILURE;
-    } else
+    } else {
+        char stored[65];
+        size_t i = 0;
+        for (; area[i] && i + 1 < sizeof stored; i++) /* as the table holds it (migration 008) */
+            stored[i] = (char)toupper((unsigned char)area[i]);
+        stored[i] = '\0';
         printf("removed %llu row(s) of area %s; the broker re-reads the table within 10 s\n",
-               (unsigned long long)deleted, area);
+               (unsigned long long)deleted, stored);
+    }
     asy_db_destroy(&db);
     return code;
 }

@@ -426,15 +426,23 @@ static int s_sync_or_complain(asy_replica_t *replica, const s_args_t *args, int6
         return rc; /* interrupted: nothing to complain about */
     if (rc == ASY_EPROTO && asy_replica_mismatched(replica))
         return rc; /* the caller says so */
+    /* the snapshot endpoint the user did not type is named with where it came from */
+    char from[400];
+    if (args->snapshot == args->derived_snapshot)
+        snprintf(from, sizeof from, "%s (--endpoint %s, port + 1)", args->snapshot,
+                 args->publisher);
+    else
+        snprintf(from, sizeof from, "%s", args->snapshot);
+    const char *hint = args->snapshot == args->derived_snapshot
+                           ? "is the monitor running, and is --endpoint its public or "
+                             "restricted stream, not the agents' ingest port?"
+                           : "is the monitor running?";
     if (rc == ASY_ETIMEDOUT && timeout < S_SNAPSHOT_TIMEOUT_MS)
-        fprintf(stderr,
-                "advsync-watch: no snapshot from %s before --for ran out (is the monitor "
-                "running?)\n",
-                args->snapshot);
+        fprintf(stderr, "advsync-watch: no snapshot from %s before --for ran out (%s)\n", from,
+                hint);
     else if (rc == ASY_ETIMEDOUT)
-        fprintf(stderr,
-                "advsync-watch: no snapshot from %s within %d s (is the monitor running?)\n",
-                args->snapshot, S_SNAPSHOT_TIMEOUT_MS / 1000);
+        fprintf(stderr, "advsync-watch: no snapshot from %s within %d s (%s)\n", from,
+                S_SNAPSHOT_TIMEOUT_MS / 1000, hint);
     else if (rc != 0)
         fprintf(stderr, "advsync-watch: snapshot from %s failed: %s\n", args->snapshot,
                 asy_replica_errmsg(replica)[0] ? asy_replica_errmsg(replica) : asy_strerror(rc));

@@ -334,7 +334,7 @@ Test(ctl, denominators_load_ts021_shape)
     cr_assert_null(strstr(out, "E06000023"), "%s", out);
 
     /* an area loaded by mistake is taken out again (a load only replaces the areas it names) */
-    cr_assert_eq(s_db(out, "denominators", "remove", "E06000023"), 0, "%s", out);
+    cr_assert_eq(s_db(out, "denominators", "remove", "e06000023"), 0, "%s", out);
     cr_assert(strstr(out, "removed 1 row(s) of area E06000023"), "%s", out);
     cr_assert_eq(
         asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_code = 'E06000023'"),

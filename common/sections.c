@@ -32,3 +32,43 @@ bool asy_sections_given_before(zconfig_t *parent, zconfig_t *item)
             return true;
     return false;
 }
+
+/* The key of a `key = value` line: the text before '=', without its blanks. */
+static void s_key(const char *line, const char *equals, char *key, size_t key_size)
+{
+    while (line < equals && (*line == ' ' || *line == '\t'))
+        line++;
+    size_t length = (size_t)(equals - line);
+    while (length > 0 && (line[length - 1] == ' ' || line[length - 1] == '\t'))
+        length--;
+    snprintf(key, key_size, "%.*s", (int)(length < 64 ? length : 64), line);
+}
+
+bool asy_sections_uncut(const char *path, char *why, size_t why_size)
+{
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return true;
+    char line[4096];
+    bool uncut = true;
+    for (int number = 1; uncut && fgets(line, sizeof line, file); number++) {
+        char *equals = strchr(line, '='), *hash = strchr(line, '#');
+        if (!equals || (hash && hash < equals))
+            continue; /* no value, or a comment */
+        char *value = equals + 1 + strspn(equals + 1, " \t");
+        if (*value == '"' || *value == '\'')
+            continue; /* quoted: zconfig keeps the '#' */
+        hash = strchr(value, '#');
+        if (!hash || hash == value || hash[-1] == ' ' || hash[-1] == '\t')
+            continue;
+        char key[72];
+        s_key(line, equals, key, sizeof key);
+        snprintf(why, why_size,
+                 "line %d: the value of %s is cut at '#' (a comment starts there): quote the "
+                 "value, or put a blank before a comment",
+                 number, key);
+        uncut = false;
+    }
+    fclose(file);
+    return uncut;
+}

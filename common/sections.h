@@ -16,6 +16,14 @@
    misspelt?" for the caller to put after its program and file. */
 bool asy_sections_known(zconfig_t *root, char *why, size_t why_size);
 
+/* True unless a line of the file at path has an unquoted value with a '#' right after one of
+   its characters: zconfig reads '#' as the start of a comment anywhere, so `id = ward#3` is
+   the agent id "ward" (and two wards "ward#3" and "ward#4" are one). Else false, with why[] =
+   "line 3: the value of id is cut at '#' (a comment starts there): quote the value, or put a
+   blank before a comment". The value is not echoed (it may be a password). A file that
+   cannot be read is left to the loader to report (true). */
+bool asy_sections_uncut(const char *path, char *why, size_t why_size);
+
 /* True if an entry of parent before item has item's name. */
 bool asy_sections_given_before(zconfig_t *parent, zconfig_t *item);
 

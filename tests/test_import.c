@@ -563,6 +563,9 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
          "    column\n        header = b\n        field = case_ref\n",
          "already fed by column 1"},
         {"nothing\n", "no `import` section"},
+        {"import\n    kind = contact.made\n    column\n        header = Case#\n"
+         "        field = caseRef\n",
+         "line 4: the value of header is cut at '#'"},
         /* a column type that cannot make the field's value */
         {"import\n    kind = contact.made\n    column\n        header = \"Received\"\n"
          "        field = occurredAt\n        type = integer\n",

@@ -760,6 +760,9 @@ Test(config, errors_name_the_key_or_flag)
         {"agent\n    id = a\nagent\n    id = b\n", "2 `agent` sections: which one is meant"},
         {"agnet\n    id = x\n",
          "\"agnet\" is not a section of any advsync program (they are agent, broker, monitor)"},
+        /* zconfig cuts a value at '#': two wards "ward#3" and "ward#4" were one agent "ward" */
+        {"# the ward's agent\nagent\n    site = s   # the site\n    id = ward#3\n",
+         "line 4: the value of id is cut at '#' (a comment starts there): quote the value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];

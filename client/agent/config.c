@@ -143,7 +143,8 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
     }
     zconfig_t *section = zconfig_locate(root, "agent");
     char why[256];
-    bool known = asy_sections_known(root, why, sizeof why);
+    bool known =
+        asy_sections_uncut(path, why, sizeof why) && asy_sections_known(root, why, sizeof why);
     int agents = 0;
     for (zconfig_t *top = zconfig_child(root); top; top = zconfig_next(top))
         agents += strcmp(zconfig_name(top), "agent") == 0;

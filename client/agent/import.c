@@ -473,6 +473,11 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
     }
     fclose(probe);
     mapping->root = zconfig_load(path);
+    char why[256];
+    if (mapping->root && !asy_sections_uncut(path, why, sizeof why)) {
+        asy_set_error(error, error_size, "%s: %s", path, why);
+        return ASY_ECONFIG;
+    }
     zconfig_t *section = mapping->root ? zconfig_locate(mapping->root, "import") : NULL;
     if (!section) {
         asy_set_error(error, error_size, "%s: %s", path,

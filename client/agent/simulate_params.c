@@ -1,6 +1,7 @@
 /*  simulate_params.c: loads the simulator's figures, deploy/sim/default.cfg (see
     simulate_private.h). Every figure is checked against its range; the first problem is
     reported as "FILE: PATH: what".  */
+#include "sections.h"
 #include "simulate_private.h"
 
 #include <czmq.h>
@@ -245,6 +246,12 @@ int asy_sim_params_load(const char *file, asy_sim_params_t *p, char *error, size
     zconfig_t *root = zconfig_load(file);
     if (!root) {
         snprintf(error, error_size, "%s: not a valid zconfig file", file);
+        return ASY_ECONFIG;
+    }
+    char why[256];
+    if (!asy_sections_uncut(file, why, sizeof why)) {
+        snprintf(error, error_size, "%s: %s", file, why);
+        zconfig_destroy(&root);
         return ASY_ECONFIG;
     }
     s_loader_t loader = {root, file, error, error_size, false};

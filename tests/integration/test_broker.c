@@ -923,6 +923,13 @@ Test(broker, flags_and_config_errors)
     cr_assert(strstr(out, "\"montor\" is not a section of any advsync program (they are agent, "
                           "broker, monitor): misspelt?"),
               "%s", out);
+    /* a value cut at '#' (a password with one, unquoted): not echoed */
+    file = fopen(path, "w");
+    fprintf(file, "broker\n    database = password=se#cret\n");
+    fclose(file);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "line 2: the value of database is cut at '#'"), "%s", out);
+    cr_assert_null(strstr(out, "se#cret"), "%s", out);
     /* a key given twice (also in a second section of the same name) used to keep the first */
     file = fopen(path, "w");
     fprintf(file, "monitor\n    coalesce_ms = 100\nmonitor\n    coalesce_ms = 50\n");

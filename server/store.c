@@ -191,8 +191,12 @@ static int s_migrate(asy_store_t *self)
                      "CREATE TABLE IF NOT EXISTS schema_migration (version int PRIMARY KEY,"
                      " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
                      0, NULL, NULL);
-    if (rc != 0)
-        s_db_error(self, rc, "create schema_migration");
+    if (rc != 0) /* refused (not lost): most often the role may not create tables */
+        s_error(self, "create schema_migration: %s%s", asy_db_errmsg(self->db),
+                rc == ASY_ERETRY ? ""
+                                 : " (the broker's role must be able to create tables: make it "
+                                   "the database's owner, createdb -O ROLE; see deploy/README.md, "
+                                   "'Installing')");
     for (int i = 0; rc == 0 && i < asy_migration_count; i++) {
         rc = s_apply_migration(self, &asy_migrations[i]);
         if (rc != 0) /* the database answered and refused it: no retry will change that */

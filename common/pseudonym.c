@@ -187,7 +187,9 @@ bool asy_nhs_number_valid(const char *text)
 #define S_NHS_GAP_MAX 3     /* separators allowed between two digits of one number */
 #define S_NHS_GROUPS_MAX 64 /* groups of one run looked at together */
 
-typedef enum { S_BREAK, S_DIGIT, S_SEPARATOR } s_class_t;
+/* S_OPEN and S_CLOSE are '(' and ')': they end a run, except the pair around a telephone-style
+   first group ("(943) 476 5919"), which the scan below recognises. */
+typedef enum { S_BREAK, S_DIGIT, S_SEPARATOR, S_OPEN, S_CLOSE } s_class_t;
 
 /* Decodes one UTF-8 code point strictly (no overlong forms, surrogates or code points past
    U+10FFFF); *length = bytes taken (1 for an invalid byte). Returns -1 if invalid. */
@@ -216,25 +218,45 @@ static long s_utf8_next(const unsigned char *text, size_t *length)
     return point;
 }
 
-/* How separators are written: a gap between two digit groups is of one kind (blanks alone, or
-   dashes, dots or slashes with or without blanks) or MIXED. */
-typedef enum { S_GAP_BLANK, S_GAP_DASH, S_GAP_DOT, S_GAP_SLASH, S_GAP_MIXED } s_gap_t;
-
-/* How a code point may stand in an NHS number as people write one: a digit (ASCII or
-   full-width), a separator of a kind (*gap: blanks, line ends and the Unicode spaces a word
-   processor pastes; hyphens and dashes; '.'; '/'), or anything else, which ends a run
-   (letters, and ':' '+' ',' which write times, zones, telephone numbers and lists). */
-static s_class_t s_classify(const unsigned char *text, size_t *length, int *digit, s_gap_t *gap)
+/* The value of a decimal digit of any script (Unicode 15.0 category Nd: ASCII, Arabic-Indic,
+   Devanagari, full-width, mathematical ...), or -1. Every script's digits are ten code points
+   in a row, from its zero. */
+static int s_digit_value(long point)
 {
-    long point = s_utf8_next(text, length);
-    if (point >= '0' && point <= '9') {
-        *digit = (int)(point - '0');
-        return S_DIGIT;
-    }
-    if (point >= 0xff10 && point <= 0xff19) {
-        *digit = (int)(point - 0xff10);
-        return S_DIGIT;
-    }
+    static const long zeros[] = {
+        0x0030,  0x0660,  0x06f0,  0x07c0,  0x0966,  0x09e6,  0x0a66,  0x0ae6,  0x0b66,  0x0be6,
+        0x0c66,  0x0ce6,  0x0d66,  0x0de6,  0x0e50,  0x0ed0,  0x0f20,  0x1040,  0x1090,  0x17e0,
+        0x1810,  0x1946,  0x19d0,  0x1a80,  0x1a90,  0x1b50,  0x1bb0,  0x1c40,  0x1c50,  0xa620,
+        0xa8d0,  0xa900,  0xa9d0,  0xa9f0,  0xaa50,  0xabf0,  0xff10,  0x104a0, 0x10d30, 0x11066,
+        0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450, 0x114d0, 0x11650, 0x116c0, 0x11730, 0x118e0,
+        0x11950, 0x11c50, 0x11d50, 0x11da0, 0x11f50, 0x16a60, 0x16ac0, 0x16b50, 0x1d7ce, 0x1d7d8,
+        0x1d7e2, 0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e4f0, 0x1e950, 0x1fbf0,
+    };
+    for (size_t i = 0; i < sizeof zeros / sizeof zeros[0] && zeros[i] <= point; i++)
+        if (point - zeros[i] < 10)
+            return (int)(point - zeros[i]);
+    return -1;
+}
+
+/* How separators are written: a gap between two digit groups is of one kind (blanks alone, or
+   dashes, dots, slashes, underscores or apostrophes with or without blanks), PAREN (the ')'
+   after a telephone-style first group) or MIXED. */
+typedef enum {
+    S_GAP_BLANK,
+    S_GAP_DASH,
+    S_GAP_DOT,
+    S_GAP_SLASH,
+    S_GAP_UNDERSCORE,
+    S_GAP_APOSTROPHE,
+    S_GAP_PAREN,
+    S_GAP_MIXED
+} s_gap_t;
+
+/* True if point separates digits as people write an NHS number, with its kind in *gap: blanks
+   (line ends and the Unicode spaces a word processor pastes), hyphens and dashes, '.', '/',
+   '_', and the apostrophe of Swiss thousands ("943'476'5919", typographic or not). */
+static bool s_separator(long point, s_gap_t *gap)
+{
     if (point == ' ' || point == '\t' || point == '\n' || point == '\r' || point == 0x00a0 ||
         (point >= 0x2000 && point <= 0x200b) || point == 0x202f || point == 0x205f ||
         point == 0x2060 || point == 0x3000 || point == 0xfeff)
@@ -246,17 +268,47 @@ static s_class_t s_classify(const unsigned char *text, size_t *length, int *digi
         *gap = S_GAP_DOT;
     else if (point == '/' || point == 0xff0f)
         *gap = S_GAP_SLASH;
+    else if (point == '_' || point == 0xff3f)
+        *gap = S_GAP_UNDERSCORE;
+    else if (point == '\'' || point == 0x2019 || point == 0xff07)
+        *gap = S_GAP_APOSTROPHE;
     else
-        return S_BREAK;
-    return S_SEPARATOR;
+        return false;
+    return true;
+}
+
+/* How a code point may stand in an NHS number: a digit (value in *digit), a separator (kind in
+   *gap), a parenthesis, or anything else, which ends a run (letters, and ':' '+' ',' which
+   write times, zones, telephone numbers and lists). */
+static s_class_t s_classify(const unsigned char *text, size_t *length, int *digit, s_gap_t *gap)
+{
+    long point = s_utf8_next(text, length);
+    *digit = s_digit_value(point);
+    if (*digit >= 0)
+        return S_DIGIT;
+    if (s_separator(point, gap))
+        return S_SEPARATOR;
+    if (point == '(' || point == 0xff08)
+        return S_OPEN;
+    if (point == ')' || point == 0xff09)
+        return S_CLOSE;
+    return S_BREAK;
+}
+
+/* True if a digit starts at text + at; *length = its bytes. */
+static bool s_digit_at(const unsigned char *text, size_t at, size_t *length, int *digit)
+{
+    s_gap_t gap;
+    return text[at] && s_classify(text + at, length, digit, &gap) == S_DIGIT;
 }
 
 typedef struct {
     char digits[11]; /* the first ten */
     int count;
-    size_t start, end; /* byte span of the digits */
+    size_t start, end; /* byte span of the digits (and of "(...)" around a closed first group) */
     s_gap_t gap;       /* of the separators before it (none for a run's first) */
     int before;        /* digits of the run before it */
+    size_t open;       /* bytes of a '(' just before it, or 0 */
 } s_group_t;
 
 /* A candidate: groups[first..last] hold ten digits written as an NHS number is: in one group,
@@ -271,7 +323,7 @@ static bool s_nhs_span(const s_group_t *groups, int first, int last, bool after_
     if (after_plus && !spaced)
         return false;
     for (int g = first + 1; g <= last && !spaced; g++)
-        if (groups[g].gap == S_GAP_MIXED || groups[g].gap != groups[first + 1].gap)
+        if (groups[g].gap >= S_GAP_PAREN || groups[g].gap != groups[first + 1].gap)
             return false;
     char digits[11];
     int count = 0;
@@ -281,10 +333,8 @@ static bool s_nhs_span(const s_group_t *groups, int first, int last, bool after_
     digits[10] = '\0';
     if (!s_nhs_check(digits) || s_nhs_placeholder(digits))
         return false;
-    if (start)
-        *start = groups[first].start;
-    if (end)
-        *end = groups[last].end;
+    *start = groups[first].start;
+    *end = groups[last].end;
     return true;
 }
 
@@ -306,65 +356,160 @@ static bool s_nhs_run(const s_group_t *groups, int count, bool after_plus, size_
     return false;
 }
 
-bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
-{
-    const unsigned char *base = (const unsigned char *)(text ? text : "");
-    const unsigned char *p = base;
+/* The scan of a text for runs: groups of digits with at most S_NHS_GAP_MAX separators between
+   them. */
+typedef struct {
     s_group_t groups[S_NHS_GROUPS_MAX];
-    int count = 0, gap = 0;
-    bool in_group = false, after_plus = false, plus_before = false;
-    s_gap_t gap_kind = S_GAP_BLANK;
-    for (;;) {
+    int count;        /* groups of the current run */
+    int gap;          /* separators since the last digit */
+    s_gap_t gap_kind; /* of those separators */
+    bool in_group;    /* the last code point was a digit */
+    bool after_plus;  /* the run began just after a '+' */
+    bool plus_before; /* the last code point was a '+' */
+    size_t open;      /* bytes of the last code point if it was a '(', or 0 */
+} s_scan_t;
+
+/* Ends the run, looking at what it holds. */
+static bool s_scan_break(s_scan_t *scan, size_t *start, size_t *end)
+{
+    bool found = s_nhs_run(scan->groups, scan->count, scan->after_plus, start, end);
+    scan->count = 0;
+    scan->gap = 0;
+    scan->gap_kind = S_GAP_BLANK;
+    return found;
+}
+
+/* A separator of kind; one too many ends the run. */
+static bool s_scan_separator(s_scan_t *scan, s_gap_t kind, size_t *start, size_t *end)
+{
+    if (kind != S_GAP_BLANK)
+        scan->gap_kind =
+            scan->gap_kind == S_GAP_BLANK || scan->gap_kind == kind ? kind : S_GAP_MIXED;
+    return ++scan->gap > S_NHS_GAP_MAX && s_scan_break(scan, start, end);
+}
+
+/* Starts a group at byte at. A run too long to keep is looked at first, and its last nine
+   groups kept (a ten-digit span has at most ten). */
+static bool s_scan_group(s_scan_t *scan, size_t at, size_t *start, size_t *end)
+{
+    if (scan->count == 0)
+        scan->after_plus = scan->plus_before;
+    if (scan->count == S_NHS_GROUPS_MAX) {
+        if (s_nhs_run(scan->groups, scan->count, scan->after_plus, start, end))
+            return true;
+        memmove(scan->groups, scan->groups + scan->count - 9, 9 * sizeof *scan->groups);
+        scan->count = 9;
+        scan->after_plus = false;
+    }
+    s_group_t *previous = scan->count > 0 ? &scan->groups[scan->count - 1] : NULL;
+    s_group_t *group = &scan->groups[scan->count++];
+    memset(group, 0, sizeof *group);
+    group->before = previous ? previous->before + previous->count : 0;
+    group->start = at;
+    group->gap = previous ? scan->gap_kind : S_GAP_BLANK;
+    group->open = scan->open;
+    return false;
+}
+
+static bool s_scan_digit(s_scan_t *scan, size_t at, size_t length, int digit, size_t *start,
+                         size_t *end)
+{
+    if (!scan->in_group && s_scan_group(scan, at, start, end))
+        return true;
+    s_group_t *group = &scan->groups[scan->count - 1];
+    if (group->count < 10)
+        group->digits[group->count] = (char)('0' + digit);
+    group->count++;
+    group->end = at + length;
+    scan->gap = 0;
+    scan->gap_kind = S_GAP_BLANK;
+    return false;
+}
+
+/* A ')' just after "(DDD" at the start of a run, as a telephone number writes its area code
+   ("(943) 476 5919"): a separator of its own kind, so that only the 3-3-4 grouping counts, and
+   the span found starts at the '('. Any other ')' ends the run. '(' always ends one (a group
+   opened by it starts a run). */
+static bool s_scan_close(s_scan_t *scan, size_t *start, size_t *end)
+{
+    s_group_t *group = &scan->groups[0];
+    if (!scan->in_group || scan->count != 1 || group->open == 0 || group->count != 3)
+        return s_scan_break(scan, start, end);
+    group->start -= group->open;
+    return s_scan_separator(scan, S_GAP_PAREN, start, end);
+}
+
+/* The first NHS number in a run of digit groups (see s_nhs_span). */
+static bool s_find_in_runs(const unsigned char *text, size_t *start, size_t *end)
+{
+    s_scan_t scan;
+    memset(&scan, 0, sizeof scan);
+    for (size_t at = 0;;) {
         size_t length = 1;
         int digit = 0;
         s_gap_t kind = S_GAP_BLANK;
-        s_class_t class = *p ? s_classify(p, &length, &digit, &kind) : S_BREAK;
-        size_t at = (size_t)(p - base);
-        if (class == S_DIGIT) {
-            if (!in_group) {
-                if (count == 0)
-                    after_plus = plus_before;
-                if (count == S_NHS_GROUPS_MAX) {
-                    /* a very long run: look at what it holds, and keep the last nine groups
-                       (a ten-digit span has at most ten) */
-                    if (s_nhs_run(groups, count, after_plus, start, end))
-                        return true;
-                    memmove(groups, groups + count - 9, 9 * sizeof *groups);
-                    count = 9;
-                    after_plus = false;
-                }
-                s_group_t *group = &groups[count++];
-                memset(group, 0, sizeof *group);
-                group->before = count > 1 ? groups[count - 2].before + groups[count - 2].count : 0;
-                group->start = at;
-                group->gap = count > 1 ? gap_kind : S_GAP_BLANK;
-                in_group = true;
-            }
-            s_group_t *group = &groups[count - 1];
-            if (group->count < 10)
-                group->digits[group->count] = (char)('0' + digit);
-            group->count++;
-            group->end = at + length;
-            gap = 0;
-            gap_kind = S_GAP_BLANK;
-            plus_before = false;
-        } else {
-            in_group = false;
-            if (class == S_SEPARATOR && kind != S_GAP_BLANK)
-                gap_kind = gap_kind == S_GAP_BLANK || gap_kind == kind ? kind : S_GAP_MIXED;
-            if (class == S_BREAK || ++gap > S_NHS_GAP_MAX) {
-                if (s_nhs_run(groups, count, after_plus, start, end))
-                    return true;
-                count = 0;
-                gap = 0;
-                gap_kind = S_GAP_BLANK;
-            }
-            plus_before = class == S_BREAK && *p == '+';
-        }
-        if (!*p)
+        s_class_t class = text[at] ? s_classify(text + at, &length, &digit, &kind) : S_BREAK;
+        bool found = class == S_DIGIT       ? s_scan_digit(&scan, at, length, digit, start, end)
+                     : class == S_SEPARATOR ? s_scan_separator(&scan, kind, start, end)
+                     : class == S_CLOSE     ? s_scan_close(&scan, start, end)
+                                            : s_scan_break(&scan, start, end);
+        if (found)
+            return true;
+        scan.in_group = class == S_DIGIT;
+        scan.plus_before = class == S_BREAK && text[at] == '+';
+        scan.open = class == S_OPEN ? length : 0;
+        if (!text[at])
             return false;
-        p += length;
+        at += length;
     }
+}
+
+bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
+{
+    const unsigned char *base = (const unsigned char *)(text ? text : "");
+    size_t run_start = 0, run_end = 0;
+    if (!s_find_in_runs(base, &run_start, &run_end))
+        return false;
+    if (start)
+        *start = run_start;
+    if (end)
+        *end = run_end;
+    return true;
+}
+
+/* Where the run of digits and separators holding text + start begins: its first digit, or
+   start if text + start is no digit ("(943) ..." begins at its '('). */
+static size_t s_run_start(const unsigned char *text, size_t start)
+{
+    size_t length = 1, first = start;
+    int digit;
+    s_gap_t kind;
+    if (!s_digit_at(text, start, &length, &digit))
+        return start;
+    for (size_t at = 0; at < start; at += length) {
+        s_class_t class = s_classify(text + at, &length, &digit, &kind);
+        if (class == S_DIGIT && first == start)
+            first = at;
+        else if (class != S_DIGIT && class != S_SEPARATOR)
+            first = start;
+    }
+    return first;
+}
+
+/* Where that run ends: past its last digit. */
+static size_t s_run_end(const unsigned char *text, size_t end)
+{
+    size_t length = 1;
+    int digit;
+    s_gap_t kind;
+    for (size_t at = end; text[at]; at += length) {
+        s_class_t class = s_classify(text + at, &length, &digit, &kind);
+        if (class != S_DIGIT && class != S_SEPARATOR)
+            break;
+        if (class == S_DIGIT)
+            end = at + length;
+    }
+    return end;
 }
 
 void asy_nhs_number_mask(const char *text, char *out, size_t size)
@@ -381,22 +526,8 @@ void asy_nhs_number_mask(const char *text, char *out, size_t size)
         if (found) {
             /* the whole run of digits it stands in: a match can be the wrong ten of a longer
                run ("ref 000006 9434 765919"), and the rest must not show what it missed */
-            for (size_t back = start; back > 0 && strchr("0123456789 -./\t", p[back - 1]); back--)
-                if (p[back - 1] >= '0' && p[back - 1] <= '9')
-                    start = back - 1;
-            for (size_t ahead = end;;) {
-                size_t length = 1;
-                int digit = 0;
-                s_gap_t kind;
-                s_class_t class =
-                    p[ahead] ? s_classify((const unsigned char *)p + ahead, &length, &digit, &kind)
-                             : S_BREAK;
-                if (class == S_BREAK)
-                    break;
-                ahead += length;
-                if (class == S_DIGIT)
-                    end = ahead;
-            }
+            start = s_run_start((const unsigned char *)p, start);
+            end = s_run_end((const unsigned char *)p, end);
             take = start;
         }
         if (take > size - 1 - used)
@@ -418,9 +549,10 @@ const char *asy_nhs_number_shown(const char *text, size_t limit, char *out, size
 {
     if (size == 0)
         return out;
-    /* no NHS number as people write one is longer than 128 bytes: masking this much of the
-       text sees every number the cut could reach */
-    char prefix[4 * 512 + 128 + 1], masked[sizeof prefix]; /* a full-width digit is 3 bytes */
+    /* no NHS number as people write one is longer than 128 bytes (ten 4-byte digits, nine gaps
+       of three 3-byte separators and a '(' of 3): masking this much of the text sees every
+       number the cut could reach */
+    char prefix[4 * 512 + 128 + 1], masked[sizeof prefix]; /* a digit is up to 4 bytes */
     if (limit > 512)
         limit = 512;
     snprintf(prefix, sizeof prefix, "%s", text ? text : "");

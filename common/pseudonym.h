@@ -32,11 +32,13 @@ bool asy_nhs_number_valid(const char *text);
    of them; false if text is not ten digits so written (the check digit is not tested). */
 bool asy_nhs_number_digits(const char *text, char digits[11]);
 
-/* True if text (UTF-8) holds what reads as an NHS number, written as people write one: a run
-   of exactly ten digits (ASCII or full-width) with a valid check digit, with up to 3
-   separators between digits (blanks, tabs, punctuation, dashes, no-break and other Unicode
-   spaces). A letter, a gap of 4 separators or more, or the end of the text ends a run. *start
-   and *end (either may be NULL) get the byte span of the first one found. */
+/* True if text (UTF-8) holds what reads as an NHS number, written as people write one: ten
+   digits (of any script: ASCII, full-width, Arabic-Indic, Devanagari ...) with a valid check
+   digit, with up to 3 separators between digits (blanks, tabs, dashes, '.', '/', '_', the
+   apostrophe, no-break and other Unicode spaces), the first 3 perhaps in parentheses
+   ("(943) 476 5919"). A letter, a gap of 4 separators or
+   more, or the end of the text ends a run. *start and *end (either may be NULL) get the byte
+   span of the first one found (from the '(' of a number in parentheses). */
 bool asy_nhs_number_find(const char *text, size_t *start, size_t *end);
 
 /* Copies text into out (size bytes, always terminated), with every span asy_nhs_number_find

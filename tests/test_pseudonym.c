@@ -206,6 +206,178 @@ Test(pseudonym, no_date_or_time_reads_as_an_nhs_number)
     cr_assert_gt(tried, 300000);
 }
 
+/* Asserts that each text is found, and that masking leaves none of its digits. */
+static void s_assert_found(const char *const *texts, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        char masked[256];
+        cr_assert(asy_nhs_number_find(texts[i], NULL, NULL), "not found in \"%s\"", texts[i]);
+        asy_nhs_number_mask(texts[i], masked, sizeof masked);
+        cr_assert_str_eq(masked, "<NHS number>", "\"%s\" masked as \"%s\"", texts[i], masked);
+    }
+}
+
+static void s_assert_not_found(const char *const *texts, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        cr_assert_not(asy_nhs_number_find(texts[i], NULL, NULL), "found in \"%s\"", texts[i]);
+}
+
+#define S_COUNT(array) (sizeof(array) / sizeof(array)[0])
+
+/* A telephone writes its area code in parentheses: "(943) 476 5919" is one, and its mask takes
+   the parentheses with the digits. Only "(DDD)" opening a 3-3-4 grouping counts. */
+Test(pseudonym, nhs_numbers_in_telephone_style_are_found)
+{
+    static const char *const found[] = {
+        "(943) 476 5919",
+        "(943)476-5919",
+        "(943) 476-5919",
+        "(943)  476 5919",
+        "(943)-476-5919",
+        "(943).476.5919",
+        "\xef\xbc\x88"
+        "943\xef\xbc\x89"
+        " 476 5919", /* full-width parentheses */
+    };
+    s_assert_found(found, S_COUNT(found));
+    static const char *const passed[] = {
+        "(943) 476 5918",  /* check digit wrong */
+        "(943)) 476 5919", /* two closing */
+        "(943)(476)5919",
+        "(943 476) 5919",  /* the parentheses around more than the first group */
+        "943) 476 5919",   /* no opening */
+        "( 943) 476 5919", /* not around the digits alone */
+        "(9434) 765 919",  /* not three digits inside */
+        "(94) 3476 5919",
+        "(943) 4765919", /* not 3-3-4 */
+        "(943)    476 5919",
+        "(020) 7946 0958", /* UK telephone numbers have eleven digits */
+        "(01632) 960001",
+        "+44 (0)20 7946 0958",
+    };
+    s_assert_not_found(passed, S_COUNT(passed));
+    size_t start = 0, end = 0;
+    cr_assert(asy_nhs_number_find("Tel (943) 476 5919.", &start, &end));
+    cr_assert_eq(start, 4);
+    cr_assert_eq(end, 18);
+    char out[64];
+    asy_nhs_number_mask("12 (943) 476 5919 ok", out, sizeof out);
+    cr_assert_str_eq(out, "12 <NHS number> ok", "a '(' ends the run before it");
+    asy_nhs_number_shown("Tel (943) 476 5919", 40, out, sizeof out);
+    cr_assert_str_eq(out, "Tel <NHS number>");
+}
+
+/* '_' joins digits in names and numeric literals, the apostrophe in Swiss thousands
+   ("9'434'765'919"); each is a separator kind of its own. */
+Test(pseudonym, nhs_numbers_with_underscores_or_apostrophes_are_found)
+{
+    static const char *const found[] = {
+        "943_476_5919",
+        "9_434_765_919",
+        "94_34_76_59_19",
+        "943'476'5919",
+        "9'434'765'919",
+        "943 ' 476 ' 5919",
+        "943\xe2\x80\x99"
+        "476\xe2\x80\x99"
+        "5919",         /* typographic apostrophes */
+        "943_476-5919", /* 3-3-4, any separators */
+        "943\xef\xbc\xbf"
+        "476\xef\xbc\xbf"
+        "5919", /* full-width low lines */
+    };
+    s_assert_found(found, S_COUNT(found));
+    static const char *const passed[] = {
+        "943_476_5918",     /* check digit wrong */
+        "9434_765_91",      /* nine digits */
+        "9434_76'59_19",    /* kinds mixed, not 3-3-4 */
+        "943____476_5919",  /* four separators */
+        "94'34'76'59'190",  /* eleven digits */
+        "5'10\" and 6'2\"", /* feet and inches */
+    };
+    s_assert_not_found(passed, S_COUNT(passed));
+    char out[64];
+    asy_nhs_number_mask("scan_943_476_5919.pdf", out, sizeof out);
+    cr_assert_str_eq(out, "scan_<NHS number>.pdf");
+    asy_nhs_number_mask("'9434765919'", out, sizeof out);
+    cr_assert_str_eq(out, "'<NHS number>'");
+}
+
+/* out = ascii with its digits written in the script whose zero is the code point zero. */
+static void s_in_script(const char *ascii, long zero, char *out, size_t size)
+{
+    size_t used = 0;
+    for (const char *p = ascii; *p && used + 5 < size; p++) {
+        long point = *p >= '0' && *p <= '9' ? zero + (*p - '0') : *p;
+        if (point < 0x80) {
+            out[used++] = (char)point;
+        } else if (point < 0x800) {
+            out[used++] = (char)(0xc0 | (point >> 6));
+            out[used++] = (char)(0x80 | (point & 0x3f));
+        } else if (point < 0x10000) {
+            out[used++] = (char)(0xe0 | (point >> 12));
+            out[used++] = (char)(0x80 | ((point >> 6) & 0x3f));
+            out[used++] = (char)(0x80 | (point & 0x3f));
+        } else {
+            out[used++] = (char)(0xf0 | (point >> 18));
+            out[used++] = (char)(0x80 | ((point >> 12) & 0x3f));
+            out[used++] = (char)(0x80 | ((point >> 6) & 0x3f));
+            out[used++] = (char)(0x80 | (point & 0x3f));
+        }
+    }
+    out[used] = '\0';
+}
+
+/* Digits of any script are digits: Arabic-Indic "٩٤٣٤٧٦٥٩١٩" is 9434765919. */
+Test(pseudonym, nhs_numbers_in_digits_of_other_scripts_are_found)
+{
+    static const long zeros[] = {
+        0x0660,  /* Arabic-Indic */
+        0x06f0,  /* Extended Arabic-Indic (Persian, Urdu) */
+        0x0966,  /* Devanagari */
+        0x09e6,  /* Bengali */
+        0x0a66,  /* Gurmukhi */
+        0x0ae6,  /* Gujarati */
+        0x0be6,  /* Tamil */
+        0x0e50,  /* Thai */
+        0xff10,  /* full-width */
+        0x1d7ce, /* mathematical bold */
+        0x1d7f6, /* mathematical monospace */
+    };
+    static const char *const found[] = {"9434765919", "943 476 5919", "(943) 476-5919",
+                                        "943_476_5919"};
+    static const char *const passed[] = {"9434765918", "943 476 591", "94347659190",
+                                         "943a476b5919"};
+    for (size_t z = 0; z < S_COUNT(zeros); z++) {
+        char text[256];
+        for (size_t i = 0; i < S_COUNT(found); i++) {
+            s_in_script(found[i], zeros[z], text, sizeof text);
+            const char *one[] = {text};
+            s_assert_found(one, 1);
+        }
+        for (size_t i = 0; i < S_COUNT(passed); i++) {
+            s_in_script(passed[i], zeros[z], text, sizeof text);
+            cr_assert_not(asy_nhs_number_find(text, NULL, NULL), "found in \"%s\"", text);
+        }
+        s_in_script("ref 000006 9434 765919 end", zeros[z], text, sizeof text);
+        char out[256];
+        asy_nhs_number_mask(text, out, sizeof out);
+        cr_assert_str_eq(out, "ref <NHS number> end", "the whole run, not the ten it matched");
+    }
+    /* scripts mixed in one number */
+    cr_assert(asy_nhs_number_find("943\xd9\xa4\xd9\xa7\xd9\xa6"
+                                  "5919",
+                                  NULL, NULL));
+    /* signs that look like digits but are none: superscripts, circled digits */
+    cr_assert_not(asy_nhs_number_find("94347659\xc2\xb9"
+                                      "9",
+                                      NULL, NULL));
+    cr_assert_not(asy_nhs_number_find("\xe2\x91\xa8"
+                                      "434765919",
+                                      NULL, NULL));
+}
+
 Test(pseudonym, known_answer_blake2b_keyed)
 {
     asy_pseudonym_key_t key = s_test_key();

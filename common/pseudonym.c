@@ -464,16 +464,76 @@ static bool s_find_in_runs(const unsigned char *text, size_t *start, size_t *end
     }
 }
 
+/* True if text + *at starts a list of digit groups joined by single commas that is exactly
+   3, 3 and 4 digits ("943,476,5919") with a valid check digit and no decimal part after it.
+   *at moves past the list's last digit. */
+static bool s_comma_list(const unsigned char *text, size_t *at)
+{
+    char digits[11];
+    int sizes[3] = {0, 0, 0}, groups = 0, count = 0;
+    size_t length;
+    int digit;
+    for (;;) {
+        int size = 0;
+        for (; s_digit_at(text, *at, &length, &digit); *at += length, size++, count++)
+            if (count < 10)
+                digits[count] = (char)('0' + digit);
+        if (groups < 3)
+            sizes[groups] = size;
+        groups++;
+        if (text[*at] != ',' || !s_digit_at(text, *at + 1, &length, &digit))
+            break;
+        (*at)++;
+    }
+    digits[count < 10 ? count : 10] = '\0';
+    bool decimal = text[*at] == '.' && s_digit_at(text, *at + 1, &length, &digit);
+    return groups == 3 && sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 4 && !decimal &&
+           s_nhs_check(digits) && !s_nhs_placeholder(digits);
+}
+
+/* The first NHS number written with commas: "943,476,5919" and nothing else. A comma makes
+   lists ("12,5,2024"), amounts ("1,234,567,890") and CSV rows, so the list must be exactly the
+   3-3-4 grouping (which no amount has), not follow a comma (a field of a CSV row) or a '.' after a
+   digit (a decimal), and not be followed by a comma unless a space follows it, as in a sentence
+   ("943,476,5919, seen"; not "...,5919,x" nor a row's empty last field "...,5919,"). */
+static bool s_find_in_comma_lists(const unsigned char *text, size_t *start, size_t *end)
+{
+    bool after_digit = false, joined = false; /* joined: a ',' or a decimal '.' just before */
+    for (size_t at = 0; text[at];) {
+        size_t length, first = at;
+        int digit;
+        if (!s_digit_at(text, at, &length, &digit)) {
+            joined = text[at] == ',' || (text[at] == '.' && after_digit);
+            after_digit = false;
+            s_utf8_next(text + at, &length);
+            at += length;
+            continue;
+        }
+        bool found = s_comma_list(text, &at) && !joined;
+        if (found && !(text[at] == ',' && text[at + 1] != ' ')) {
+            *start = first;
+            *end = at;
+            return true;
+        }
+        after_digit = true;
+        joined = false;
+    }
+    return false;
+}
+
 bool asy_nhs_number_find(const char *text, size_t *start, size_t *end)
 {
     const unsigned char *base = (const unsigned char *)(text ? text : "");
-    size_t run_start = 0, run_end = 0;
-    if (!s_find_in_runs(base, &run_start, &run_end))
+    size_t run_start = 0, run_end = 0, list_start = 0, list_end = 0;
+    bool in_run = s_find_in_runs(base, &run_start, &run_end);
+    bool in_list = s_find_in_comma_lists(base, &list_start, &list_end);
+    if (!in_run && !in_list)
         return false;
+    bool list_first = in_list && (!in_run || list_start < run_start);
     if (start)
-        *start = run_start;
+        *start = list_first ? list_start : run_start;
     if (end)
-        *end = run_end;
+        *end = list_first ? list_end : run_end;
     return true;
 }
 

@@ -36,7 +36,7 @@ bool asy_nhs_number_digits(const char *text, char digits[11]);
    digits (of any script: ASCII, full-width, Arabic-Indic, Devanagari ...) with a valid check
    digit, with up to 3 separators between digits (blanks, tabs, dashes, '.', '/', '_', the
    apostrophe, no-break and other Unicode spaces), the first 3 perhaps in parentheses
-   ("(943) 476 5919"). A letter, a gap of 4 separators or
+   ("(943) 476 5919"), or "943,476,5919" standing alone. A letter, a gap of 4 separators or
    more, or the end of the text ends a run. *start and *end (either may be NULL) get the byte
    span of the first one found (from the '(' of a number in parentheses). */
 bool asy_nhs_number_find(const char *text, size_t *start, size_t *end);

@@ -3,6 +3,7 @@
 #include "pseudonym.h"
 
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,7 +347,7 @@ Test(pseudonym, nhs_numbers_in_digits_of_other_scripts_are_found)
         0x1d7f6, /* mathematical monospace */
     };
     static const char *const found[] = {"9434765919", "943 476 5919", "(943) 476-5919",
-                                        "943_476_5919"};
+                                        "943_476_5919", "943,476,5919"};
     static const char *const passed[] = {"9434765918", "943 476 591", "94347659190",
                                          "943a476b5919"};
     for (size_t z = 0; z < S_COUNT(zeros); z++) {
@@ -376,6 +377,93 @@ Test(pseudonym, nhs_numbers_in_digits_of_other_scripts_are_found)
     cr_assert_not(asy_nhs_number_find("\xe2\x91\xa8"
                                       "434765919",
                                       NULL, NULL));
+}
+
+/* Commas write lists, amounts and CSV rows, so only "943,476,5919" standing alone counts:
+   exactly 3, 3 and 4 digits and one comma in each gap. */
+Test(pseudonym, nhs_numbers_with_commas_only_as_3_3_4)
+{
+    static const char *const found[] = {
+        "943,476,5919",
+        "\xef\xbc\x99\xef\xbc\x94\xef\xbc\x93,\xef\xbc\x94\xef\xbc\x97\xef\xbc\x96,"
+        "\xef\xbc\x95\xef\xbc\x99\xef\xbc\x91\xef\xbc\x99", /* full-width digits */
+    };
+    s_assert_found(found, S_COUNT(found));
+    char out[64];
+    asy_nhs_number_mask("no 943,476,5919, seen", out, sizeof out);
+    cr_assert_str_eq(out, "no <NHS number>, seen");
+    asy_nhs_number_mask("NHS 943,476,5919.", out, sizeof out);
+    cr_assert_str_eq(out, "NHS <NHS number>.");
+    asy_nhs_number_mask("(943,476,5919) \"943,476,5919\"", out, sizeof out);
+    cr_assert_str_eq(out, "(<NHS number>) \"<NHS number>\"");
+    static const char *const passed[] = {
+        "943,476,5918",                                         /* check digit wrong */
+        "943, 476, 5919",                                       /* a list in a sentence */
+        "943,,476,5919",                                        /* two commas */
+        "943 ,476,5919",                                        /* a comma and a blank */
+        "9434,765,919",                                         /* not 3-3-4 */
+        "94,34,76,59,19",                                       /* a list of five */
+        "9,434,765,919",                                        /* an amount */
+        "12,943,476,5919",                                      /* a list of four */
+        "943,476,5919,12", "x,943,476,5919",                    /* fields of a CSV row */
+        "943,476,5919,x",  "943,476,5919,",  "943,476,5919.25", /* a decimal */
+        "1.943,476,5919",
+    };
+    s_assert_not_found(passed, S_COUNT(passed));
+}
+
+/* Lists of small numbers, dates written as lists, amounts with thousands commas and CSV rows of
+   four fields or more never read as an NHS number, whatever their digits. */
+Test(pseudonym, comma_lists_of_numbers_are_not_nhs_numbers)
+{
+    static const char *const passed[] = {
+        "12,5,2024", "1,2,3,4,5,6,7,8,9,10", "doses 5,10,20,40 mg", "BP 120,80,72,98",
+        "943,476",   "2026,11,03,10,30",     "1,234,567,890",       "12,345,678,901.50",
+    };
+    s_assert_not_found(passed, S_COUNT(passed));
+    long tried = 0;
+    uint32_t random = 1;
+    char text[256];
+    for (int i = 0; i < 60000; i++) {
+        /* a list of 2 to 12 numbers below 1000, with or without blanks */
+        int used = 0, items = 2 + i % 11;
+        for (int item = 0; item < items; item++) {
+            random = random * 1103515245u + 12345u;
+            used += snprintf(text + used, sizeof text - (size_t)used, "%s%u",
+                             item == 0 ? "" : (i & 1 ? ", " : ","), (random >> 8) % 1000);
+        }
+        cr_assert_not(asy_nhs_number_find(text, NULL, NULL), "found in \"%s\"", text);
+        /* a CSV row: four fields or more of up to 4 digits or a word */
+        used = 0;
+        items = 4 + i % 7;
+        for (int item = 0; item < items; item++) {
+            random = random * 1103515245u + 12345u;
+            unsigned value = (random >> 8) % 10000;
+            used += snprintf(text + used, sizeof text - (size_t)used,
+                             item % 5 == 4 ? "%sword" : "%s%u", item == 0 ? "" : ",", value);
+        }
+        cr_assert_not(asy_nhs_number_find(text, NULL, NULL), "found in \"%s\"", text);
+        tried += 2;
+    }
+    for (int day = 1; day <= 31; day++)
+        for (int month = 1; month <= 12; month++) {
+            snprintf(text, sizeof text, "%d,%d,2026 %02d,%02d,2026", day, month, day, month);
+            cr_assert_not(asy_nhs_number_find(text, NULL, NULL), "found in \"%s\"", text);
+            tried++;
+        }
+    /* amounts of 7 to 10 digits with thousands commas, with pence or without */
+    for (long long amount = 1000000; amount < 10000000000LL; amount += 104729) {
+        char digits[16];
+        int n = snprintf(digits, sizeof digits, "%lld", amount), used = 0;
+        for (int d = 0; d < n; d++)
+            used += snprintf(text + used, sizeof text - (size_t)used, "%s%c",
+                             d > 0 && (n - d) % 3 == 0 ? "," : "", digits[d]);
+        cr_assert_not(asy_nhs_number_find(text, NULL, NULL), "found in \"%s\"", text);
+        snprintf(text + used, sizeof text - (size_t)used, ".%02lld", amount % 100);
+        cr_assert_not(asy_nhs_number_find(text, NULL, NULL), "found in \"%s\"", text);
+        tried += 2;
+    }
+    cr_assert_gt(tried, 300000);
 }
 
 Test(pseudonym, known_answer_blake2b_keyed)

@@ -168,6 +168,8 @@ int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
     pb.version = msg->version;
     pb.has_seq = msg->seq != 0;
     pb.seq = msg->seq;
+    pb.has_incarnation = msg->incarnation != 0;
+    pb.incarnation = msg->incarnation;
     if (msg->kind == ASY_MMSG_UPDATE)
         return s_encode_update(&msg->update, &pb, data, size);
 
@@ -370,6 +372,7 @@ int asy_mmsg_decode(asy_mmsg_t *msg, const uint8_t *data, size_t size)
         return ASY_EPROTO;
     msg->version = pb->version;
     msg->seq = pb->seq;
+    msg->incarnation = pb->has_incarnation ? pb->incarnation : 0;
     bool ok = s_body_from_pb(pb, msg);
     advsync__v1__monitor_message__free_unpacked(pb, NULL);
     if (!ok) {

@@ -78,15 +78,17 @@ typedef struct {
     asy_mmsg_kind_t kind;
     uint32_t version;
     uint64_t seq;
-    asy_mupdate_t update;               /* ASY_MMSG_UPDATE */
-    asy_mbreach_t breach;               /* ASY_MMSG_BREACH */
-    char subtree[ASY_TOPIC_MAX];        /* ASY_MMSG_SNAPSHOT_REQUEST */
-    uint32_t topics;                    /* ASY_MMSG_SNAPSHOT_END (seq is the envelope's) */
-    int64_t sent_at_us;                 /* ASY_MMSG_HEARTBEAT (seq is the envelope's) */
-    uint32_t interval_ms;               /* ASY_MMSG_HEARTBEAT */
-    int exact;                          /* SNAPSHOT_END, HEARTBEAT: the stream's, 1 restricted
-                                           (exact), 0 public, -1 not said (an older broker) */
-    char reason[256];                   /* ASY_MMSG_ERROR */
+    uint64_t incarnation;        /* the sending broker process (PROTOCOL.md 9); 0: not said (an
+                                    older broker), so a monitor never uses 0 */
+    asy_mupdate_t update;        /* ASY_MMSG_UPDATE */
+    asy_mbreach_t breach;        /* ASY_MMSG_BREACH */
+    char subtree[ASY_TOPIC_MAX]; /* ASY_MMSG_SNAPSHOT_REQUEST */
+    uint32_t topics;             /* ASY_MMSG_SNAPSHOT_END (seq is the envelope's) */
+    int64_t sent_at_us;          /* ASY_MMSG_HEARTBEAT (seq is the envelope's) */
+    uint32_t interval_ms;        /* ASY_MMSG_HEARTBEAT */
+    int exact;                   /* SNAPSHOT_END, HEARTBEAT: the stream's, 1 restricted
+                                    (exact), 0 public, -1 not said (an older broker) */
+    char reason[256];            /* ASY_MMSG_ERROR */
 } asy_mmsg_t;
 
 /* Zeroes *msg for kind, version ASY_MONITOR_VERSION, dates absent. */

@@ -21,8 +21,9 @@ struct asy_clone_pub {
     zsock_t *xpub;
     zsock_t *router;
     uint64_t seq;
-    zhashx_t *topics; /* topic -> s_entry_t */
-    int exact;        /* the stream's: 1 exact, 0 public, -1 not said */
+    zhashx_t *topics;     /* topic -> s_entry_t */
+    int exact;            /* the stream's: 1 exact, 0 public, -1 not said */
+    uint64_t incarnation; /* the broker process's, on every message sent (0: not said) */
 };
 
 static void s_free_entry(void **item)
@@ -129,6 +130,7 @@ bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
     }
     uint64_t seq = msg->seq;
     int64_t as_of = msg->update.as_of_us;
+    msg->incarnation = self->incarnation;
     msg->seq = 0;
     msg->update.as_of_us = 0;
     uint8_t *content = NULL, *data = NULL;
@@ -156,6 +158,7 @@ bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
 {
     uint64_t seq = msg->seq;
     msg->seq = self->seq + 1;
+    msg->incarnation = self->incarnation;
     uint8_t *data;
     size_t size;
     bool sent = asy_mmsg_encode(msg, &data, &size) == 0;
@@ -173,11 +176,17 @@ void asy_clone_pub_set_exact(asy_clone_pub_t *self, bool exact)
     self->exact = exact;
 }
 
+void asy_clone_pub_set_incarnation(asy_clone_pub_t *self, uint64_t incarnation)
+{
+    self->incarnation = incarnation;
+}
+
 void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int interval_ms)
 {
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_HEARTBEAT);
     msg.seq = self->seq;
+    msg.incarnation = self->incarnation;
     msg.exact = self->exact;
     msg.sent_at_us = sent_at_us;
     msg.interval_ms = (uint32_t)interval_ms;
@@ -233,6 +242,7 @@ void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
         snprintf(reply.reason, sizeof reply.reason,
                  "expected one frame holding a MonitorMessage with a SnapshotRequest");
     }
+    reply.incarnation = self->incarnation;
     uint8_t *data;
     size_t size;
     if (id && asy_mmsg_encode(&reply, &data, &size) == 0) {

@@ -29,17 +29,24 @@ zsock_t *asy_clone_pub_router(const asy_clone_pub_t *self);
 
 /* Publishes msg (an UPDATE) under topic with the next sequence number and keeps it as the
    topic's last value, unless its content (all but seq and as_of) equals that last value:
-   then nothing is sent. msg's seq and as_of_us are left as they came. Returns true if sent. */
+   then nothing is sent. msg's seq and as_of_us are left as they came, its incarnation set to
+   the stream's. Returns true if sent. */
 bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg);
 
 /* Publishes msg under topic with the next sequence number without keeping it: a notice (a
-   breach), not a topic's value, so snapshots do not carry it. Returns true if sent. */
+   breach), not a topic's value, so snapshots do not carry it. msg's incarnation is set to the
+   stream's. Returns true if sent. */
 bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg);
 
 /* Says which stream this is (true: exact figures, the restricted one) in every heartbeat and
    SnapshotEnd, so that a subscriber can tell a publisher and a snapshot service of different
    streams apart even before any update. Unset: not said. */
 void asy_clone_pub_set_exact(asy_clone_pub_t *self, bool exact);
+
+/* Says which broker process this is (PROTOCOL.md 11): incarnation (non-zero) goes on every
+   message sent from now on, live or snapshot reply; call it before anything is published.
+   Unset: not said (0). */
+void asy_clone_pub_set_incarnation(asy_clone_pub_t *self, uint64_t incarnation);
 
 /* Sends a heartbeat carrying the current sequence number. */
 void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int interval_ms);

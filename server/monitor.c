@@ -17,6 +17,7 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <string.h>
 
 #define S_STREAMS 2 /* 0 public, 1 restricted */
@@ -632,15 +633,35 @@ typedef struct {
     char *deltas;
 } s_config_t;
 
+/* This monitor's incarnation (PROTOCOL.md 9): random rather than the start time, since
+   subscribers only compare it for equality and a clock can repeat itself (stepped back, or
+   injected as in the tests), while 64 random bits never plausibly do. Never 0 (not said). */
+static int s_incarnation(uint64_t *incarnation)
+{
+    if (sodium_init() < 0)
+        return ASY_EIO;
+    do
+        randombytes_buf(incarnation, sizeof *incarnation);
+    while (*incarnation == 0);
+    return 0;
+}
+
 static int s_bind_all(s_monitor_t *self, const s_config_t *config, char resolved[4][256],
                       char *error, size_t error_size)
 {
+    uint64_t incarnation;
+    if (s_incarnation(&incarnation) != 0) {
+        snprintf(error, error_size, "no random source for the monitor's incarnation");
+        return ASY_EIO;
+    }
+    asy_info("monitor: incarnation %016" PRIx64, incarnation);
     for (int s = 0; s < S_STREAMS; s++) {
         self->streams[s] = asy_clone_pub_new(config->endpoints[2 * s], config->endpoints[2 * s + 1],
                                              &resolved[2 * s], error, error_size);
         if (!self->streams[s])
             return ASY_EIO;
         asy_clone_pub_set_exact(self->streams[s], s == 1);
+        asy_clone_pub_set_incarnation(self->streams[s], incarnation);
     }
     /* zpoller reports the first ready socket in this order: control and snapshot requests
        before the (possibly long) queue of case rows */

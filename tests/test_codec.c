@@ -1,5 +1,6 @@
 /*  test_codec.c: events (JSON, bytes, validation, summary, stamp), identifiers and frames.  */
 #include "codec.h"
+#include "monitor_msg.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -847,6 +848,45 @@ Test(codec, golden_heartbeat_frame)
     char *hex = s_hex(data, size);
     // version (1) = 1; heartbeat (15) { sent_at_ms (1) = 1000 }
     cr_assert_str_eq(hex, "08017a0308e807");
+    free(hex);
+    free(data);
+}
+
+/* ASM/1: the broker incarnation is envelope field 3, fixed64 (PROTOCOL.md 9), beside seq. */
+Test(codec, golden_monitor_heartbeat_with_incarnation)
+{
+    asy_mmsg_t in;
+    asy_mmsg_init(&in, ASY_MMSG_HEARTBEAT);
+    in.seq = 5;
+    in.incarnation = 0x0102030405060708u;
+    in.sent_at_us = 1000000;
+    in.interval_ms = 1000;
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_mmsg_encode(&in, &data, &size), 0);
+    char *hex = s_hex(data, size);
+    // version (1) = 1; seq (2) = 5; incarnation (3) little-endian; heartbeat (14) { seq (1) = 5,
+    // sent_at (2) { seconds 1, nanos 0 }, interval_ms (3) = 1000 }
+    cr_assert_str_eq(hex, "08011005190807060504030201720b0805120408011000"
+                          "18e807");
+    asy_mmsg_t out;
+    cr_assert_eq(asy_mmsg_decode(&out, data, size), 0);
+    cr_assert_eq(out.kind, ASY_MMSG_HEARTBEAT);
+    cr_assert_eq(out.incarnation, 0x0102030405060708u);
+    char *json = asy_mmsg_json(data, size);
+    cr_assert_not_null(json);
+    cr_assert(strstr(json, "\"incarnation\":\"72623859790382856\""), "%s", json);
+    free(json);
+    free(hex);
+    free(data);
+
+    /* an older broker's message: no field 3, decoded as 0, and 0 is never sent */
+    in.incarnation = 0;
+    cr_assert_eq(asy_mmsg_encode(&in, &data, &size), 0);
+    hex = s_hex(data, size);
+    cr_assert_str_eq(hex, "08011005720b080512040801100018e807");
+    cr_assert_eq(asy_mmsg_decode(&out, data, size), 0);
+    cr_assert_eq(out.incarnation, 0);
     free(hex);
     free(data);
 }

@@ -5,7 +5,9 @@
     PROTOCOL.md section 11: every message is [topic][MonitorMessage], seq grows by one per
     update, a snapshot is the state at S followed by SnapshotEnd{S}. Commands on its pipe let a
     test publish an update or a breach notice (BREACH), lose (SKIP) or repeat (DUP) a message,
-    publish while answering a snapshot (INFLIGHT), stop heartbeats, or restart the sequence.  */
+    publish while answering a snapshot (INFLIGHT), stop heartbeats, restart the sequence alone
+    (RESTART, as a monitor without an incarnation seems to) or as a new broker process
+    (REBOOT: another incarnation on every message, as advsyncd after a restart).  */
 #include "harness.h"
 #include "monitor_msg.h"
 #include "replica.h"
@@ -23,7 +25,8 @@
 
 #define S_TOPICS_MAX 256
 #define S_PERIOD "2026-27-Q3"
-#define S_STREAM_MS 5 /* STREAM's pace */
+#define S_STREAM_MS 5             /* STREAM's pace */
+#define S_INCARNATION 0x5eed0001u /* the test monitor's until REBOOT or INCARNATION */
 
 /* ----------------------------------------------------------------------------------------------
    The test monitor. */
@@ -41,6 +44,7 @@ typedef struct {
     s_topic_t topics[S_TOPICS_MAX];
     size_t topic_count;
     uint64_t seq;
+    uint64_t incarnation; /* on every message sent, live or reply (0: not said) */
     int heartbeat_ms;
     int64_t next_heartbeat;
     int inflight;         /* updates to publish while answering each snapshot request */
@@ -126,6 +130,7 @@ static void s_set(s_server_t *self, const char *topic, int64_t value)
     entry->value = value;
     asy_mmsg_t msg;
     s_fill_update(&msg, topic, entry->seq, value);
+    msg.incarnation = self->incarnation;
     msg.update.exact = self->live_exact; /* the snapshot's: self->restricted */
     s_publish_frames(self, topic, s_encode(&msg));
     asy_mmsg_release(&msg);
@@ -137,6 +142,7 @@ static void s_breach(s_server_t *self, const char *site)
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_BREACH);
     msg.seq = ++self->seq;
+    msg.incarnation = self->incarnation;
     snprintf(msg.breach.site_id, sizeof msg.breach.site_id, "%s", site);
     snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%064d", 7);
     msg.breach.kind = ASY_BREACH_CONTACT;
@@ -153,6 +159,7 @@ static void s_heartbeat(s_server_t *self)
     asy_mmsg_t msg;
     asy_mmsg_init(&msg, ASY_MMSG_HEARTBEAT);
     msg.seq = self->seq;
+    msg.incarnation = self->incarnation;
     msg.interval_ms = (uint32_t)self->heartbeat_ms;
     msg.sent_at_us = zclock_time() * 1000;
     if (self->says_stream)
@@ -162,9 +169,9 @@ static void s_heartbeat(s_server_t *self)
     zframe_send(&body, self->xpub, 0);
 }
 
-static void s_send_reply(s_server_t *self, zframe_t *identity, const char *topic,
-                         const asy_mmsg_t *msg)
+static void s_send_reply(s_server_t *self, zframe_t *identity, const char *topic, asy_mmsg_t *msg)
 {
+    msg->incarnation = self->incarnation;
     zframe_t *id = zframe_dup(identity);
     zframe_t *body = s_encode(msg);
     zframe_send(&id, self->router, ZFRAME_MORE);
@@ -268,6 +275,12 @@ static bool s_command(s_server_t *self)
     } else if (strcmp(command, "RESTART") == 0) {
         self->seq = 0;
         self->topic_count = 0;
+    } else if (strcmp(command, "REBOOT") == 0) {
+        self->seq = 0;
+        self->topic_count = 0;
+        self->incarnation = (uint64_t)number;
+    } else if (strcmp(command, "INCARNATION") == 0) {
+        self->incarnation = (uint64_t)number;
     }
     /* the seq reached; 0 while a stream runs, except to NOW */
     bool now = strcmp(command, "NOW") == 0;
@@ -283,6 +296,7 @@ static void s_server_actor(zsock_t *pipe, void *arg)
     (void)arg;
     s_server_t *self = calloc(1, sizeof *self);
     self->pipe = pipe;
+    self->incarnation = S_INCARNATION;
     self->xpub = zsock_new(ZMQ_XPUB);
     self->router = zsock_new(ZMQ_ROUTER);
     zsock_set_sndhwm(self->xpub, 100000);
@@ -749,6 +763,135 @@ Test(watch, broker_restart_is_detected_by_heartbeat)
     cr_assert_eq(stats.restarts, 1);
     cr_assert_eq(stats.resnapshots, 1);
     cr_assert_eq(stats.last_seq, 1);
+    cr_assert_eq(asy_replica_size(replica), 1);
+    cr_assert_eq(s_count(replica, "all/M5/" S_PERIOD), 9);
+    asy_replica_destroy(&replica);
+}
+
+static bool s_rebooted(const asy_replica_stats_t *stats)
+{
+    return stats->restarts >= 1 && stats->resnapshots >= 1;
+}
+
+/* The case PROTOCOL.md 11 rule 8 is for: a subtree subscriber hears nothing from the restarted
+   broker until its seq is past the last one seen, so the seq alone shows an ordinary gap, and
+   the topics the new broker does not have would stay with their old figures. */
+Test(watch, restart_past_the_last_seq_is_told_by_the_incarnation)
+{
+    s_do("SET", "site/ward-a/M1/" S_PERIOD, 1);
+    s_do("SET", "site/ward-a/M2/" S_PERIOD, 2);
+    s_do("SET", "all/M1/" S_PERIOD, 3);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "site/ward-a/");
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    asy_replica_stats_t stats;
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.incarnation, S_INCARNATION);
+    cr_assert_eq(asy_replica_size(replica), 2);
+    s_do("HB", NULL, 0); /* no heartbeat with a smaller seq to give the restart away */
+    s_drain(replica, 200);
+
+    s_do("REBOOT", NULL, 0x5eed0002);
+    for (int i = 0; i < 5; i++) /* seq 1..5, outside the subtree: never seen */
+        s_do("SET", "all/M4/" S_PERIOD, i);
+    uint64_t last = s_do("SET", "site/ward-a/M4/" S_PERIOD, 7); /* seq 6 > 3 */
+    cr_assert_eq(last, 6);
+    s_drain_until(replica, s_rebooted, 5000);
+    s_drain(replica, 200);
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.restarts, 1);
+    cr_assert_eq(stats.resnapshots, 1);
+    cr_assert_eq(stats.incarnation, 0x5eed0002);
+    cr_assert_eq(stats.snapshot_seq, 6);
+    cr_assert_eq(stats.duplicates, 0);
+    cr_assert_eq(stats.updates_applied, 0, "the new broker's update went into the old figures");
+    cr_assert_eq(asy_replica_size(replica), 1, "the old broker's topics are still held");
+    cr_assert_eq(s_count(replica, "site/ward-a/M4/" S_PERIOD), 7);
+    cr_assert_null(asy_replica_get(replica, "site/ward-a/M1/" S_PERIOD));
+    asy_replica_destroy(&replica);
+}
+
+/* Nothing changes in the subtree after the restart: the first heartbeat of the new broker
+   tells, though its seq is higher than the last one seen. */
+Test(watch, heartbeat_of_another_incarnation_triggers_a_new_snapshot)
+{
+    s_do("SET", "all/M1/" S_PERIOD, 1);
+    s_do("SET", "site/ward-a/M1/" S_PERIOD, 2);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "all/");
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    cr_assert_eq(asy_replica_size(replica), 1);
+    s_do("REBOOT", NULL, 0x5eed0003);
+    for (int i = 0; i < 10; i++)
+        s_do("SET", "site/ward-a/M2/" S_PERIOD, i); /* heartbeats now say seq 10 > 2 */
+    s_drain_until(replica, s_rebooted, 5000);
+    s_drain(replica, 300);
+    asy_replica_stats_t stats;
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.restarts, 1);
+    cr_assert_eq(stats.resnapshots, 1);
+    cr_assert_eq(stats.gaps, 0);
+    cr_assert_eq(stats.incarnation, 0x5eed0003);
+    cr_assert_eq(stats.snapshot_seq, 10);
+    cr_assert_eq(asy_replica_size(replica), 0, "all/M1 of the old broker is still held");
+    cr_assert_not(asy_replica_needs_sync(replica));
+    asy_replica_destroy(&replica);
+}
+
+/* A breach notice is in no snapshot: the first of the new broker is handed out, not dropped
+   with its seq. */
+Test(watch, breach_of_another_incarnation_is_still_handed_out)
+{
+    s_do("SET", "site/ward-a/M1/" S_PERIOD, 1);
+    s_do("SET", "site/ward-a/M2/" S_PERIOD, 2);
+    s_do("SET", "site/ward-a/M4/" S_PERIOD, 3);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "site/ward-a/");
+    cr_assert_eq(asy_replica_add_breaches(replica, "site/ward-a/breach"), 0);
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    s_do("HB", NULL, 0);
+    s_drain(replica, 200);
+    s_do("REBOOT", NULL, 0x5eed0004);
+    s_do("BREACH", "ward-a", 0); /* seq 1 < 3: a duplicate by the seq rule */
+    int64_t deadline = zclock_mono() + 5000;
+    bool seen = false;
+    while (!seen && zclock_mono() < deadline) {
+        asy_mmsg_t msg;
+        if (asy_replica_poll(replica, 100, &msg) != 0)
+            continue;
+        seen = msg.kind == ASY_MMSG_BREACH;
+        if (seen)
+            cr_assert_eq(msg.incarnation, 0x5eed0004);
+        asy_mmsg_release(&msg);
+    }
+    cr_assert(seen, "the new broker's breach notice was dropped");
+    s_drain_until(replica, s_rebooted, 5000);
+    asy_replica_stats_t stats;
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.breaches, 1);
+    cr_assert_eq(stats.restarts, 1);
+    cr_assert_eq(stats.resnapshots, 1);
+    cr_assert_eq(asy_replica_size(replica), 0);
+    asy_replica_destroy(&replica);
+}
+
+/* A monitor that predates the incarnation (none on any message): the smaller seq of a
+   heartbeat still tells the restart (rule 3). */
+Test(watch, without_incarnations_a_smaller_seq_still_tells_a_restart)
+{
+    s_do("INCARNATION", NULL, 0);
+    s_do("SET", "all/M1/" S_PERIOD, 1);
+    s_do("SET", "all/M2/" S_PERIOD, 2);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "all/");
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    asy_replica_stats_t stats;
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.incarnation, 0);
+    s_drain(replica, 300);
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.restarts, 0, "no incarnation on either side is no new broker");
+    s_do("RESTART", NULL, 0);
+    s_do("SET", "all/M5/" S_PERIOD, 9);
+    s_drain_until(replica, s_restarted, 5000);
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.restarts, 1);
     cr_assert_eq(asy_replica_size(replica), 1);
     cr_assert_eq(s_count(replica, "all/M5/" S_PERIOD), 9);
     asy_replica_destroy(&replica);

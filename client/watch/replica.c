@@ -288,6 +288,36 @@ static s_outcome_t s_other_stream(asy_replica_t *self, int publisher_exact)
     return S_MISMATCH;
 }
 
+static const char *s_incarnation_text(uint64_t incarnation, char text[24])
+{
+    if (incarnation == 0)
+        return "none (an older broker)";
+    snprintf(text, 24, "%016llx", (unsigned long long)incarnation);
+    return text;
+}
+
+/* True if msg comes from another broker process than the snapshot (PROTOCOL.md 11): its
+   incarnation differs, said or not. The first such message since the snapshot is logged and
+   counted as a restart and asks for a new snapshot: its seq belongs to another count, which
+   may well be past the last one seen (a restarted broker republishing many topics at once),
+   so the seq rules alone could take it for an ordinary gap or none at all. */
+static bool s_other_broker(asy_replica_t *self, const asy_mmsg_t *msg)
+{
+    if (msg->incarnation == self->stats.incarnation)
+        return false;
+    if (!self->need_sync) {
+        char was[24], now[24];
+        asy_info("monitor incarnation changed from %s to %s (the broker restarted; seq %llu, "
+                 "last seen %llu): taking a new snapshot",
+                 s_incarnation_text(self->stats.incarnation, was),
+                 s_incarnation_text(msg->incarnation, now), (unsigned long long)msg->seq,
+                 (unsigned long long)self->stats.last_seq);
+        self->stats.restarts++;
+        self->need_sync = true;
+    }
+    return true;
+}
+
 /* A heartbeat sent before the snapshot's seq S, read after it (queued while the snapshot was
    taken, or still unread in the SUB socket), is the expected overlap, not a broker that counts
    from 1 again: that is told only once the live stream has reached S. */
@@ -299,7 +329,7 @@ static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg
     self->stats.last_heartbeat_us = self->stats.last_message_us;
     if (msg->interval_ms > 0)
         self->stats.heartbeat_interval_ms = msg->interval_ms;
-    if (!self->stats.synced || self->need_sync)
+    if (!self->stats.synced || self->need_sync || s_other_broker(self, msg))
         return S_HEARTBEAT;
     bool overlap = !self->caught_up && msg->seq <= self->stats.snapshot_seq;
     if (msg->seq >= self->stats.snapshot_seq)
@@ -336,16 +366,21 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
        line up with the snapshot's (each looks like a restart or a duplicate) */
     if (msg->kind == ASY_MMSG_UPDATE && self->exact >= 0 && msg->update.exact != self->exact)
         return s_other_stream(self, msg->update.exact);
+    bool other_broker = s_other_broker(self, msg);
     /* the breach subscription ("site/") also brings updates of topics we do not keep */
     if (msg->kind == ASY_MMSG_UPDATE &&
         strncmp(live->topic, self->subtree, strlen(self->subtree)) != 0)
         return S_DROPPED;
-    if (msg->seq <= self->stats.last_seq) {
+    /* the other broker's figures come with the snapshot asked for: the store never mixes two
+       brokers' (its breach notices, which no snapshot carries, are still handed out) */
+    if (other_broker && msg->kind == ASY_MMSG_UPDATE)
+        return S_DROPPED;
+    if (!other_broker && msg->seq <= self->stats.last_seq) {
         if (count_duplicates)
             self->stats.duplicates++;
         return S_DROPPED;
     }
-    if (s_full(self) && msg->seq > self->stats.last_seq + 1) {
+    if (!other_broker && s_full(self) && msg->seq > self->stats.last_seq + 1) {
         asy_info("sequence gap: expected %llu, got %llu: taking a new snapshot",
                  (unsigned long long)self->stats.last_seq + 1, (unsigned long long)msg->seq);
         self->stats.gaps++;
@@ -359,8 +394,10 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
     } else {
         self->stats.breaches++;
     }
-    self->stats.last_seq = msg->seq;
-    self->caught_up = true;
+    if (!other_broker) {
+        self->stats.last_seq = msg->seq;
+        self->caught_up = true;
+    }
     if (self->handler)
         self->handler(live->topic, msg, zframe_data(live->raw), zframe_size(live->raw), false,
                       self->handler_arg);
@@ -422,9 +459,16 @@ static int s_send_request(asy_replica_t *self)
     return 0;
 }
 
-/* One reply part of the snapshot service. Returns 1 at SnapshotEnd (*seq = S), 0 for an
+/* The S and incarnation of a snapshot, from its SnapshotEnd. */
+typedef struct {
+    uint64_t seq;
+    uint64_t incarnation;
+} s_snapshot_end_t;
+
+/* One reply part of the snapshot service. Returns 1 at SnapshotEnd (*end filled), 0 for an
    entry (stored in *store, raw kept in entries), or a negative ASY_E* code. */
-static int s_snapshot_part(asy_replica_t *self, s_store_t *store, zlist_t *entries, uint64_t *seq)
+static int s_snapshot_part(asy_replica_t *self, s_store_t *store, zlist_t *entries,
+                           s_snapshot_end_t *end)
 {
     s_live_t *live = s_receive(self, self->dealer);
     if (!live)
@@ -440,7 +484,8 @@ static int s_snapshot_part(asy_replica_t *self, s_store_t *store, zlist_t *entri
         }
         break;
     case ASY_MMSG_SNAPSHOT_END:
-        *seq = live->msg.seq;
+        end->seq = live->msg.seq;
+        end->incarnation = live->msg.incarnation;
         if (live->msg.exact >= 0) /* an empty snapshot still says whose it is */
             self->exact = live->msg.exact;
         rc = 1;
@@ -461,10 +506,10 @@ static int s_snapshot_part(asy_replica_t *self, s_store_t *store, zlist_t *entri
     return rc;
 }
 
-/* Collects the reply into store, queueing live messages meanwhile. Returns 0 (*seq = S),
+/* Collects the reply into store, queueing live messages meanwhile. Returns 0 (*end filled),
    ASY_ETIMEDOUT, ASY_EPROTO or ASY_ENOMEM. */
 static int s_collect(asy_replica_t *self, s_store_t *store, zlist_t *entries, zlist_t *queue,
-                     int64_t deadline, uint64_t *seq)
+                     int64_t deadline, s_snapshot_end_t *end)
 {
     for (;;) {
         int64_t left = deadline - zclock_mono();
@@ -488,7 +533,7 @@ static int s_collect(asy_replica_t *self, s_store_t *store, zlist_t *entries, zl
                 zlist_append(queue, live);
         }
         if (items[0].revents & ZMQ_POLLIN) {
-            int rc = s_snapshot_part(self, store, entries, seq);
+            int rc = s_snapshot_part(self, store, entries, end);
             if (rc != 0)
                 return rc > 0 ? 0 : rc;
         }
@@ -497,7 +542,7 @@ static int s_collect(asy_replica_t *self, s_store_t *store, zlist_t *entries, zl
 
 /* The snapshot is complete: swap it in, tell the handler, apply what was queued. */
 static void s_install(asy_replica_t *self, s_store_t *store, zlist_t *entries, zlist_t *queue,
-                      uint64_t seq)
+                      const s_snapshot_end_t *end)
 {
     s_store_clear(&self->store);
     self->store = *store;
@@ -505,8 +550,9 @@ static void s_install(asy_replica_t *self, s_store_t *store, zlist_t *entries, z
     if (self->stats.synced)
         self->stats.resnapshots++;
     self->stats.synced = true;
-    self->stats.snapshot_seq = seq;
-    self->stats.last_seq = seq;
+    self->stats.snapshot_seq = end->seq;
+    self->stats.last_seq = end->seq;
+    self->stats.incarnation = end->incarnation;
     self->caught_up = false;
     self->stats.snapshot_entries += zlist_size(entries);
     self->need_sync = false;
@@ -532,7 +578,7 @@ static int s_sync(asy_replica_t *self, int64_t timeout_ms)
     zlist_t *queue = zlist_new();
     zlist_t *entries = zlist_new();
     s_store_t store = {0};
-    uint64_t seq = 0;
+    s_snapshot_end_t end = {0, 0};
     int rc = queue && entries ? 0 : ASY_ENOMEM;
     if (rc == 0 && self->sub_fresh) {
         int64_t settle = self->stats.heartbeat_interval_ms * 3 / 2;
@@ -541,7 +587,7 @@ static int s_sync(asy_replica_t *self, int64_t timeout_ms)
     if (rc == 0)
         rc = s_send_request(self);
     if (rc == 0)
-        rc = s_collect(self, &store, entries, queue, deadline, &seq);
+        rc = s_collect(self, &store, entries, queue, deadline, &end);
     if (rc == 0 && self->expect_exact >= 0 && self->exact >= 0 &&
         self->exact != self->expect_exact) {
         /* the other stream than asked for: nothing of it is installed or handed out */
@@ -553,7 +599,7 @@ static int s_sync(asy_replica_t *self, int64_t timeout_ms)
         rc = ASY_EPROTO;
     }
     if (rc == 0)
-        s_install(self, &store, entries, queue, seq);
+        s_install(self, &store, entries, queue, &end);
     else if (rc == ASY_ETIMEDOUT)
         s_reset_dealer(self);
     s_store_clear(&store);

@@ -18,8 +18,9 @@
         asy_replica_destroy(&replica);
 
     The replica repairs itself inside asy_replica_poll: a sequence gap (subtree ""), a heartbeat
-    announcing messages it never saw (subtree ""), a heartbeat whose sequence number went
-    backwards (the broker restarted) all make it take a new snapshot; silence for three
+    announcing messages it never saw (subtree ""), any message of another broker incarnation
+    than the snapshot's, or a heartbeat whose sequence number went backwards (both: the broker
+    restarted) all make it take a new snapshot; silence for three
     heartbeat intervals makes it reconnect both sockets first. Until a new snapshot has
     arrived, the previous figures stay readable.
 
@@ -43,11 +44,13 @@ typedef struct {
     uint64_t heartbeats;       /* heartbeats received */
     uint64_t duplicates;       /* live messages dropped because seq <= last applied */
     uint64_t gaps;             /* sequence gaps seen (subtree "" only), incl. by heartbeat */
-    uint64_t restarts;         /* heartbeats whose seq went backwards (broker restarted) */
+    uint64_t restarts;         /* broker restarts seen: a message of another incarnation than
+                                  the snapshot's, or a heartbeat whose seq went backwards */
     uint64_t resnapshots;      /* snapshots taken after the first successful one */
     uint64_t reconnects;       /* times both sockets were reconnected after silence */
     uint64_t last_seq;         /* the last sequence number applied (or the snapshot's S) */
     uint64_t snapshot_seq;     /* S of the last snapshot */
+    uint64_t incarnation;      /* the broker incarnation of the last snapshot (0: not said) */
     int64_t last_message_us;   /* last message of any kind on the live stream */
     int64_t last_heartbeat_us; /* last heartbeat */
     uint32_t heartbeat_interval_ms; /* from the last heartbeat (1000 until one is heard) */
@@ -95,7 +98,9 @@ int asy_replica_sync(asy_replica_t *self, int timeout_ms);
 
 /* Waits up to timeout_ms (0: do not wait; < 0: forever) for one live message and handles it:
    a MetricUpdate replaces its topic's value, a BreachNotice is counted, a heartbeat updates
-   liveness. Messages with seq <= the last applied are dropped (counted) and waiting goes on.
+   liveness. Messages with seq <= the last applied are dropped (counted) and waiting goes on;
+   so are updates of another broker incarnation than the snapshot's (the new snapshot, taken
+   at the next call, brings their figures).
    Returns 0 with the message in *out (may be NULL; caller releases it with
    asy_mmsg_release) for an update, breach or heartbeat; ASY_ETIMEDOUT if nothing came (a
    re-snapshot that timed out also ends here and is retried at the next call); ASY_EPROTO

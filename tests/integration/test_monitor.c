@@ -559,6 +559,126 @@ Test(monitor, each_stream_says_which_it_is, .timeout = 60)
     free(db);
 }
 
+/* The kinds of message seen carrying the incarnation (bits of asy_mmsg_kind_t). */
+#define S_KIND(kind) (1u << (kind))
+
+/* Checks that msg carries a non-zero incarnation equal to *incarnation (set by the first). */
+static void s_same_incarnation(const asy_mmsg_t *msg, uint64_t *incarnation, unsigned *kinds)
+{
+    cr_assert_neq(msg->incarnation, 0, "a message of kind %d without an incarnation",
+                  (int)msg->kind);
+    if (*incarnation == 0)
+        *incarnation = msg->incarnation;
+    cr_assert_eq(msg->incarnation, *incarnation,
+                 "kind %d: incarnation %016" PRIx64 ", %016" PRIx64 " before", (int)msg->kind,
+                 msg->incarnation, *incarnation);
+    *kinds |= S_KIND(msg->kind);
+}
+
+/* Reads the SUB until every kind in want has been seen, or timeout_ms. */
+static void s_listen(zsock_t *sub, uint64_t *incarnation, unsigned *kinds, unsigned want,
+                     int timeout_ms)
+{
+    int64_t deadline = asy_test_now_ms() + timeout_ms;
+    while ((*kinds & want) != want && asy_test_now_ms() < deadline) {
+        zmq_pollitem_t item = {zsock_resolve(sub), 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 50) <= 0)
+            continue;
+        zmsg_t *zmsg = zmsg_recv(sub);
+        cr_assert_eq(zmsg_size(zmsg), 2);
+        zframe_t *body = zmsg_last(zmsg);
+        asy_mmsg_t msg;
+        cr_assert_eq(asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)), 0);
+        s_same_incarnation(&msg, incarnation, kinds);
+        asy_mmsg_release(&msg);
+        zmsg_destroy(&zmsg);
+    }
+    cr_assert_eq(*kinds & want, want, "kinds seen %#x, wanted %#x", *kinds, want);
+}
+
+/* A snapshot of everything, then a request that is no SnapshotRequest: entries, SnapshotEnd and
+   the error reply must all carry the incarnation. */
+static void s_ask(const char *endpoint, uint64_t *incarnation, unsigned *kinds)
+{
+    zsock_t *dealer = zsock_new_dealer(endpoint);
+    cr_assert_not_null(dealer);
+    zsock_set_rcvtimeo(dealer, 10000);
+    asy_mmsg_t request;
+    asy_mmsg_init(&request, ASY_MMSG_SNAPSHOT_REQUEST);
+    uint8_t *data;
+    size_t size;
+    cr_assert_eq(asy_mmsg_encode(&request, &data, &size), 0);
+    zframe_t *frame = zframe_new(data, size);
+    free(data);
+    zframe_send(&frame, dealer, 0);
+    zstr_send(dealer, "not a MonitorMessage \xff\xff");
+    bool ended = false, refused = false;
+    while (!refused) {
+        zmsg_t *zmsg = zmsg_recv(dealer);
+        cr_assert_not_null(zmsg, "no reply from %s", endpoint);
+        zframe_t *body = zmsg_last(zmsg);
+        asy_mmsg_t msg;
+        cr_assert_eq(asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)), 0);
+        s_same_incarnation(&msg, incarnation, kinds);
+        ended = ended || msg.kind == ASY_MMSG_SNAPSHOT_END;
+        refused = msg.kind == ASY_MMSG_ERROR;
+        cr_assert(refused || !ended || msg.kind == ASY_MMSG_SNAPSHOT_END);
+        asy_mmsg_release(&msg);
+        zmsg_destroy(&zmsg);
+    }
+    cr_assert(ended);
+    zsock_destroy(&dealer);
+}
+
+/* PROTOCOL.md 9 and 11 rule 8: one incarnation on every message of one monitor, both streams,
+   live and snapshot; another after a restart, though the injected clock stands still. */
+Test(monitor, every_message_carries_one_incarnation_and_a_restart_another, .timeout = 120)
+{
+    atomic_store(&s_now_us, s_utc(2026, 6, 1, 9, 0, 0));
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    zsock_t *restricted = zsock_new_sub(centre.streams.restricted_endpoint, "");
+    zsock_t *public = zsock_new_sub(centre.streams.public_endpoint, "");
+    uint64_t incarnation = 0;
+    unsigned kinds = 0, public_kinds = 0;
+    s_listen(restricted, &incarnation, &kinds, S_KIND(ASY_MMSG_HEARTBEAT), 5000);
+    s_listen(public, &incarnation, &public_kinds, S_KIND(ASY_MMSG_HEARTBEAT), 5000);
+
+    char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
+    char path[512];
+    asy_test_write_lines(dir, "referral", s_referral, 1, path);
+    s_deliver(config, path);
+    s_listen(public, &incarnation, &public_kinds, S_KIND(ASY_MMSG_UPDATE), 10000);
+    atomic_store(&s_now_us, s_utc(2026, 6, 4, 23, 0, 0)); /* the contact deadline passes */
+    s_listen(restricted, &incarnation, &kinds, S_KIND(ASY_MMSG_UPDATE) | S_KIND(ASY_MMSG_BREACH),
+             10000);
+    s_ask(centre.streams.restricted_snapshot, &incarnation, &kinds);
+    s_ask(centre.streams.public_snapshot, &incarnation, &public_kinds);
+    unsigned every = S_KIND(ASY_MMSG_UPDATE) | S_KIND(ASY_MMSG_HEARTBEAT) |
+                     S_KIND(ASY_MMSG_SNAPSHOT_END) | S_KIND(ASY_MMSG_ERROR);
+    cr_assert_eq(kinds, every | S_KIND(ASY_MMSG_BREACH));
+    cr_assert_eq(public_kinds, every);
+    zsock_destroy(&restricted);
+    zsock_destroy(&public);
+
+    s_centre_stop(&centre);
+    s_centre_start(&centre, db); /* same clock, same database */
+    uint64_t again = 0;
+    kinds = 0;
+    restricted = zsock_new_sub(centre.streams.restricted_endpoint, "");
+    s_listen(restricted, &again, &kinds, S_KIND(ASY_MMSG_HEARTBEAT), 5000);
+    s_ask(centre.streams.restricted_snapshot, &again, &kinds);
+    s_ask(centre.streams.public_snapshot, &again, &kinds);
+    cr_assert_neq(again, incarnation, "the restarted monitor kept incarnation %016" PRIx64, again);
+    zsock_destroy(&restricted);
+    s_centre_stop(&centre);
+    free(config);
+    free(dir);
+    free(db);
+}
+
 /* The same when the holiday goes in the first heartbeats after a start (while subscribers
    reconnect, before the start-up scan): the case is noted for that scan and announced with it
    (the reload used to skip the walk then, leaving the notice to the next midnight). */

@@ -749,6 +749,17 @@ static int s_check_required(const Advsync__V1__Event *m, asy_check_t *why)
 static int s_check_values(const ProtobufCMessage *message, char *path, size_t path_size,
                           asy_check_t *why);
 
+/* True unless the field is one of the envelope's identifiers, which have a syntax of their
+   own (a pseudonym's hex may hold ten digits by chance). */
+static bool s_free_text(const char *name)
+{
+    static const char *const ids[] = {"event_id", "case_id", "person_key", "site_id", "agent_id"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (strcmp(name, ids[i]) == 0)
+            return false;
+    return true;
+}
+
 static int s_check_value(const ProtobufCFieldDescriptor *field, const void *member, char *path,
                          size_t path_size, asy_check_t *why)
 {
@@ -768,6 +779,15 @@ static int s_check_value(const ProtobufCFieldDescriptor *field, const void *memb
             return s_refuse(why, invalid, "%s: %zu bytes is longer than %zu", path, length, limit);
         if (!asy_json_utf8_valid(text, length))
             return s_refuse(why, invalid, "%s: not valid UTF-8", path);
+        if (s_free_text(field->name) && asy_nhs_number_find(text, NULL, NULL)) {
+            /* the agent refuses these; another implementation may not: the centre keeps no
+               direct identifier, not even in quarantine */
+            why->identifying = true;
+            return s_refuse(why, invalid,
+                            "%s: holds what reads as an NHS number; free text must not carry "
+                            "one (the event's bytes are not kept)",
+                            path);
+        }
     } else if (field->type == PROTOBUF_C_TYPE_MESSAGE) {
         return s_check_values(*(ProtobufCMessage *const *)member, path, path_size, why);
     }

@@ -83,6 +83,7 @@ const char *asy_code_name(int code);
 typedef struct {
     int code;           /* asy_code_t */
     char reason[256];   /* e.g. "referral_received.service: required for referral.received" */
+    bool identifying;   /* the event carries an NHS number in text: its bytes must not be kept */
 } asy_check_t;
 
 /* ----------------------------------------------------------------------------------------------

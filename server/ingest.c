@@ -479,6 +479,10 @@ static void s_check_event(const s_session_t *session, const asy_bytes_t *bytes, 
     if (asy_event_validate(event, &why) != 0) {
         s_reject(item, why.code ? why.code : ASY_CODE_EVENT_INVALID_FIELD, "%s",
                  why.reason[0] ? why.reason : "event is not valid");
+        if (why.identifying) { /* quarantined without its bytes */
+            item->data = NULL;
+            item->size = 0;
+        }
         asy_event_destroy(&event);
         return;
     }

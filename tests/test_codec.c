@@ -453,6 +453,17 @@ Test(codec, value_ranges)
     asy_check_t why;
     cr_assert_eq(asy_event_validate(event, &why), 0, "a goal may have 512 bytes: %s", why.reason);
     asy_event_destroy(&event);
+
+    /* free text holding an NHS number: refused, and said to be identifying (the broker then
+       keeps no bytes of it); the pseudonyms' hex is not free text */
+    s_refused("\"referralReceived\":{\"service\":1,\"referrerOrg\":\"re 943-476-5919\"}", NULL,
+              invalid, "referral_received.referrer_org: holds what reads as an NHS number");
+    event = s_event(S_ENVELOPE "\"planAgreed\":{\"goals\":[\"call (943) 476 5919\"]}}");
+    memset(&why, 0, sizeof why);
+    cr_assert_eq(asy_event_validate(event, &why), ASY_EINVAL);
+    cr_assert(why.identifying, "%s", why.reason);
+    cr_assert_null(strstr(why.reason, "5919"), "%s", why.reason);
+    asy_event_destroy(&event);
 }
 
 Test(codec, enum_numbers_from_the_wire_must_be_values)

@@ -680,6 +680,49 @@ Test(broker, invalid_utf8_in_an_event_is_quarantined_not_retried)
     cr_assert_eq(s_committed("agent-u"), 2);
 }
 
+/* An NHS number in free text, from an implementation that does not refuse it as
+   advsync-agent does: quarantined, and its bytes not kept (no direct identifier at the
+   centre, not even in quarantine). */
+Test(broker, an_nhs_number_in_free_text_is_quarantined_without_its_bytes)
+{
+    cr_assert_eq(s_hello("agent-n", "site-n", 1), 0);
+    json_error_t json_error;
+    json_t *json = json_loads("{\"occurredAt\": \"2026-01-05T10:00:00Z\", \"referralReceived\": "
+                              "{\"service\": \"SERVICE_IMHA\", \"referrerOrg\": "
+                              "\"Dr Smith, re 943 476 5919\"}}",
+                              0, &json_error);
+    cr_assert_not_null(json);
+    asy_event_t *event = NULL;
+    char error[256] = "";
+    cr_assert_eq(asy_event_from_json(json, &event, error, sizeof error), 0, "%s", error);
+    json_decref(json);
+    cr_assert_eq(asy_event_set_case_id(event, S_CASE_ID), 0);
+    cr_assert_eq(asy_event_stamp(event, "site-n", "agent-n", 1, 1), 0);
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_event_encode(event, &data, &size), 0);
+    asy_event_destroy(&event);
+    asy_bytes_t events[2] = {{data, size}, s_event("agent-n", "site-n", 1, 2)};
+    s_publish("agent-n", 1, 1, events, 2);
+    asy_frame_t ack;
+    s_recv(&ack, ASY_FRAME_ACK);
+    cr_assert_eq(ack.u.ack.seq, 2);
+    cr_assert_eq(ack.u.ack.rejected_count, 1);
+    cr_assert_eq(ack.u.ack.rejected[0].code, ASY_CODE_EVENT_INVALID_FIELD);
+    cr_assert(strstr(ack.u.ack.rejected[0].reason,
+                     "referral_received.referrer_org: holds what reads as an NHS number"),
+              "%s", ack.u.ack.rejected[0].reason);
+    cr_assert_null(strstr(ack.u.ack.rejected[0].reason, "5919"));
+    asy_frame_release(&ack);
+    s_free_events(events, 2);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-n'"), 1);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE agent_id = 'agent-n' AND seq = 1"
+                         " AND payload IS NULL"),
+                 1);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE reason LIKE '%5919%'"), 0);
+}
+
 Test(broker, lost_database_connection_answers_retry_later_then_recovers)
 {
     cr_assert_eq(s_hello("agent-l", "site-l", 1), 0);

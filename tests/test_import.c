@@ -184,6 +184,26 @@ Test(import, quoted_csv_times_and_value_maps)
 
 /* Importing an export again stores nothing twice; two identical rows of one export are two
    events; a later export that repeats the earlier rows adds only its new ones. */
+/* Excel's CSV for some locales begins with a line "sep=;" naming the delimiter: the rows
+   after it are read with it (the mapping's own, "," here, had every row refused as one
+   field), and the line is no header. */
+Test(import, an_excel_sep_line_names_the_delimiter)
+{
+    const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
+    const char *csv = s_write("sep.csv", "\xEF\xBB\xBF"
+                                         "sep=;\r\n"
+                                         "Case No;Received;Service;Why;Referrer;NHS No\r\n"
+                                         "C-1;15/07/2026 14:30;IMHA;tribunal;\"Oak; North\";\r\n");
+    asy_fixture_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 0, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 0\n", "%s", result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 1);
+    cr_assert(strstr(stored->json[0], "Oak; North"), "%s", stored->json[0]);
+    free(stored->json[0]);
+    free(stored);
+}
+
 Test(import, the_same_rows_imported_again_are_duplicates)
 {
     const char *mapping = s_write("again.cfg", S_REFERRAL_MAPPING);

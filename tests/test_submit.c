@@ -196,7 +196,9 @@ Test(submit, a_byte_order_mark_starts_the_file)
     char expected[1024];
     snprintf(expected, sizeof expected, "%s:1:", path);
     cr_assert_null(strstr(result.err, expected), "%s", result.err);
-    s_said(&result, path, 2, "column 1: not valid JSON");
+    s_said(&result, path, 2,
+           "column 1: not valid JSON: a byte order mark (U+FEFF) starts this line: files joined "
+           "with cat? Remove it");
 
     path = s_write("bom-comment.jsonl", "\xEF\xBB\xBF# exported by the case system\n");
     result = s_submit(path);
@@ -381,6 +383,15 @@ Test(submit, a_line_with_a_nul_byte_is_refused)
     cr_assert_eq(result.code, 3, "%s", result.err);
     cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n");
     s_said(&result, path, 1, "column 70: a NUL byte: the line is not text");
+
+    /* an escaped NUL: jansson's message named its own flag, JSON_ALLOW_NUL */
+    path = s_write("escaped-nul.jsonl", "{\"caseRef\":\"A\\u0000B\",\"occurredAt\":"
+                                        "\"2026-03-02T10:00:00Z\",\"contactMade\":{}}\n");
+    result = s_submit(path);
+    cr_assert_eq(result.code, 3, "%s", result.err);
+    cr_assert(strstr(result.err, "a \\u0000 (NUL) character is not allowed in text"), "%s",
+              result.err);
+    cr_assert_null(strstr(result.err, "JSON_ALLOW_NUL"), "%s", result.err);
 }
 
 Test(submit, lines_ending_in_cr_alone_are_named_as_such)

@@ -989,10 +989,33 @@ static int s_derive_event_id(s_import_t *self, json_t *object)
 }
 
 /* Reads every row into the outbox. Returns 0, or a fatal code after reporting it. */
+/* The delimiter named by Excel's first line "sep=;" (which its CSV exports for some locales
+   begin with), or 0 if the record is not such a line. Read with "," a "sep=," is two empty-ish
+   fields. */
+static char s_sep_line(asy_csv_t *csv)
+{
+    const char *first = csv->count > 0 ? asy_csv_field(csv, 0) : "";
+    if (strncasecmp(first, "sep=", 4) != 0)
+        return 0;
+    if (csv->count == 1 && first[4] && !first[5])
+        return first[4];
+    if (csv->count == 2 && !first[4] && !*asy_csv_field(csv, 1))
+        return csv->delimiter;
+    return 0;
+}
+
 static int s_import_rows(s_import_t *self)
 {
     char error[512];
     int rc = asy_csv_next(self->csv);
+    char sep = rc > 0 ? s_sep_line(self->csv) : 0;
+    if (sep) {
+        if (sep != self->csv->delimiter)
+            asy_info("%s:%lu: the file names its delimiter (sep=%c): read with it", self->name,
+                     self->csv->record_line, sep);
+        self->csv->delimiter = sep;
+        rc = asy_csv_next(self->csv);
+    }
     if (rc <= 0) {
         asy_error("%s: %s", self->name,
                   rc == 0 ? "empty file: a header row is expected" : "out of memory");

@@ -262,6 +262,13 @@ static void s_report_not_json(const char *name, unsigned long number, const char
     char *end_of_file = strstr(text, "end of file");
     if (end_of_file)
         memcpy(end_of_file, "end of line", strlen("end of line"));
+    if (strstr(text, "JSON_ALLOW_NUL")) /* jansson names its own flag */
+        snprintf(text, sizeof text, "a \\u0000 (NUL) character is not allowed in text");
+    /* a byte order mark inside the file (two files joined with cat): invisible in the line */
+    if (!strncmp(line, "\xEF\xBB\xBF", 3) && number > 1)
+        snprintf(text, sizeof text,
+                 "a byte order mark (U+FEFF) starts this line: files joined "
+                 "with cat? Remove it");
     /* jansson quotes the token it stopped at: punctuation helps, but a word or a number may be
        a name or an NHS number typed without quotes, and the column already says where */
     char *near = strstr(text, " near '");

@@ -130,21 +130,7 @@ void asy_pseudonym_make(const asy_pseudonym_key_t *key, const char *domain, cons
     sodium_bin2hex(out, ASY_PSEUDONYM_HEX + 1, hash, sizeof hash);
 }
 
-/* Copies the 10 digits of an NHS number into digits[11], dropping spaces and hyphens.
-   Returns false if anything else is there or the count is not 10. */
-static bool s_nhs_digits(const char *text, char digits[11])
-{
-    size_t count = 0;
-    for (const char *p = text; *p; p++) {
-        if (*p == ' ' || *p == '-')
-            continue;
-        if (!isdigit((unsigned char)*p) || count == 10)
-            return false;
-        digits[count++] = *p;
-    }
-    digits[count] = '\0';
-    return count == 10;
-}
+static bool s_nhs_digits(const char *text, char digits[11]);
 
 /* Modulus 11: weights 10..2 over the first nine digits; 11 - (sum mod 11) is the check
    digit, 11 reads as 0, and 10 means no valid number has these nine digits. */
@@ -275,6 +261,25 @@ static bool s_separator(long point, s_gap_t *gap)
     else
         return false;
     return true;
+}
+
+/* Copies the 10 ASCII digits of an NHS number into digits[11], dropping blanks and dashes as
+   free text has them (a no-break space, an en dash, as a word processor writes them). Returns
+   false if anything else is there or the count is not 10. */
+static bool s_nhs_digits(const char *text, char digits[11])
+{
+    size_t count = 0, length;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p += length) {
+        long point = s_utf8_next(p, &length);
+        s_gap_t gap;
+        if (s_separator(point, &gap) && (gap == S_GAP_BLANK || gap == S_GAP_DASH))
+            continue;
+        if (point < '0' || point > '9' || count == 10)
+            return false;
+        digits[count++] = (char)point;
+    }
+    digits[count] = '\0';
+    return count == 10;
 }
 
 /* How a code point may stand in an NHS number: a digit (value in *digit), a separator (kind in
@@ -717,9 +722,7 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         /* the value is not echoed: error messages end up in logs */
         if (!s_nhs_digits(text, digits)) {
             asy_set_error(error, error_size,
-                        "%s: not an NHS number (10 digits; spaces and "
-                        "hyphens allowed)",
-                        nhs_name);
+                          "%s: not an NHS number (10 digits; blanks and dashes allowed)", nhs_name);
             return ASY_EINVAL;
         }
         if (s_nhs_placeholder(digits)) {

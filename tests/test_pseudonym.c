@@ -603,6 +603,15 @@ Test(pseudonym, apply_replaces_raw_identifiers)
     cr_assert_null(json_object_get(object, "case_ref"));
     json_decref(object);
 
+    /* an NHS number with the no-break spaces and en dashes a word processor writes */
+    rc = s_apply("{\"nhsNumber\":\"943\u00a0476\u2013"
+                 "5919\",\"caseRef\":\"CASE-RAW-0042\"}",
+                 &object, error, sizeof error);
+    cr_assert_eq(rc, 0, "%s", error);
+    cr_assert_str_eq(json_string_value(json_object_get(object, "personKey")),
+                     "77f1cc20948e18451632ade3ff407a2d997ebbadf19782d339eb20cc37e37cab");
+    json_decref(object);
+
     /* blanks around a reference are not part of it (import trims its cells too): a padded
        export column names the same case and person */
     rc = s_apply("{\"personRef\":\" LOCAL-PERSON-77\\t\",\"caseRef\":\"CASE-RAW-0042  \"}", &object,

@@ -78,8 +78,8 @@ static s_stored_t s_read_outbox(void)
     static s_stored_t stored;
     memset(&stored, 0, sizeof stored);
     char error[512];
-    asy_outbox_t *outbox =
-        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    asy_outbox_t *outbox = asy_outbox_open(s_fixture.config.outbox_path, s_fixture.config.agent_id,
+                                           s_fixture.config.site_id, error, sizeof error);
     cr_assert_not_null(outbox, "%s", error);
     size_t count;
     cr_assert_eq(asy_outbox_read(outbox, 1, 8, s_keep, &stored, &count), 0);
@@ -106,8 +106,8 @@ Test(submit, no_raw_identifier_is_ever_stored)
     /* Every byte SQLite wrote (database, WAL, shared memory), read while a handle keeps the
        WAL in place, and again after the last handle closed it. */
     char error[512];
-    asy_outbox_t *holder =
-        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    asy_outbox_t *holder = asy_outbox_open(s_fixture.config.outbox_path, s_fixture.config.agent_id,
+                                           s_fixture.config.site_id, error, sizeof error);
     cr_assert_not_null(holder, "%s", error);
     const char *raw[] = {"9434765919",      "943 476 5919", "CASE-RAW-0042",
                          "LOCAL-PERSON-77", "LOCAL-PERSON", "CASE-RAW"};
@@ -482,6 +482,46 @@ Test(submit, an_nhs_number_in_free_text_is_refused)
     cr_assert_null(strstr(result.err, "943476591"), "nor cut to nine digits: %s", result.err);
 }
 
+/* An agent set up with another agent's id or site cannot send its outbox (WRONG_AGENT), nor
+   can another agent open it: `export` writes its unacknowledged events without this agent's
+   stamps, and `submit` under the right configuration stores the same events. */
+Test(submit, export_moves_the_events_to_another_agent)
+{
+    const char *path = s_write(
+        "two.jsonl",
+        "{\"caseRef\":\"C1\",\"personRef\":\"P1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+        "\"referralReceived\":{\"service\":\"imha\",\"referrerOrg\":\"Ward 3\"}}\n"
+        "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-03T10:00:00Z\",\"contactMade\":{}}\n");
+    asy_fixture_result_t result = s_submit(path);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    char *argv[] = {"export", NULL};
+    result = asy_fixture_run(&s_fixture, asy_cmd_export, 1, argv);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_null(strstr(result.out, "site-a"), "no stamp of this agent: %s", result.out);
+    cr_assert_null(strstr(result.out, "\"seq\""), "%s", result.out);
+    cr_assert(strstr(result.out, "Ward 3"), "%s", result.out);
+    const char *exported = s_write("exported.jsonl", result.out);
+
+    asy_agent_config_t wrong = s_fixture.config;
+    snprintf(s_fixture.config.agent_id, sizeof s_fixture.config.agent_id, "ward-b");
+    snprintf(s_fixture.config.site_id, sizeof s_fixture.config.site_id, "site-b");
+    snprintf(s_fixture.config.outbox_path, sizeof s_fixture.config.outbox_path, "%s/b.db",
+             s_fixture.dir);
+    result = s_submit(exported);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    cr_assert_str_eq(result.out, "stored 2, duplicates 0, rejected 0\n");
+    s_stored_t moved = s_read_outbox();
+    s_fixture.config = wrong;
+    s_stored_t original = s_read_outbox();
+    cr_assert_eq(moved.count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_str_eq(moved.events[i].event_id, original.events[i].event_id);
+        cr_assert_str_eq(moved.events[i].case_id, original.events[i].case_id);
+        cr_assert_str_eq(moved.events[i].site_id, "site-b");
+        cr_assert_str_eq(original.events[i].site_id, "site-a");
+    }
+}
+
 Test(submit, a_file_after_a_double_dash_may_start_with_a_dash)
 {
     const char *line = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
@@ -517,8 +557,8 @@ Test(submit, many_lines_span_transactions)
     cr_assert_eq(result.code, 0, "%s", result.err);
     cr_assert_str_eq(result.out, "stored 2500, duplicates 0, rejected 0\n");
     char error[512];
-    asy_outbox_t *outbox =
-        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    asy_outbox_t *outbox = asy_outbox_open(s_fixture.config.outbox_path, s_fixture.config.agent_id,
+                                           s_fixture.config.site_id, error, sizeof error);
     asy_outbox_status_t status;
     cr_assert_eq(asy_outbox_status(outbox, &status), 0);
     cr_assert_eq(status.last_seq, 2500);
@@ -646,8 +686,8 @@ Test(submit, fatal_errors_and_usage)
 Test(submit, submitter_refusal_takes_no_seq)
 {
     char error[512];
-    asy_outbox_t *outbox =
-        asy_outbox_open(s_fixture.config.outbox_path, "ward-a", "site-a", error, sizeof error);
+    asy_outbox_t *outbox = asy_outbox_open(s_fixture.config.outbox_path, s_fixture.config.agent_id,
+                                           s_fixture.config.site_id, error, sizeof error);
     cr_assert_not_null(outbox, "%s", error);
     asy_pseudonym_key_t key;
     cr_assert_eq(asy_pseudonym_key_load(s_fixture.config.key_file, &key, error, sizeof error), 0);

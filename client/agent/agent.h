@@ -65,5 +65,6 @@ int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_keygen(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv);
+int asy_cmd_export(const asy_agent_config_t *config, int argc, char **argv);
 
 #endif

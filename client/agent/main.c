@@ -23,6 +23,8 @@ static const s_command_t S_COMMANDS[] = {
     {"simulate", asy_cmd_simulate, true, true, "store synthetic case events (demo, tests)"},
     {"reissue", asy_cmd_reissue, true, false,
      "give a restored or copied outbox's events a new epoch"},
+    {"export", asy_cmd_export, true, false,
+     "write the unacknowledged events as JSON lines (for another agent)"},
     {"keygen", asy_cmd_keygen, false, false, "write a new consortium key file"},
 };
 #define S_COMMAND_COUNT (sizeof S_COMMANDS / sizeof S_COMMANDS[0])

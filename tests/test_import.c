@@ -204,6 +204,29 @@ Test(import, an_excel_sep_line_names_the_delimiter)
     free(stored);
 }
 
+/* Cells pasted from a word processor: a no-break space after a value is a blank like any
+   other (it matched no value map); one inside a value is named, since the message shows it
+   as a plain space. */
+Test(import, no_break_spaces_are_blanks_and_named_inside_a_value)
+{
+    const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
+    const char *csv = s_write("nbsp.csv", "Case No,NHS No,Received,Service,Why,Referrer\n"
+                                          "C-1\xC2\xA0,,15/07/2026 14:30,IMHA\xC2\xA0,,\n"
+                                          "C-2,,15/07/2026 14:30,Community\xC2\xA0"
+                                          "advocacy,,\n");
+    asy_fixture_result_t result = s_import(mapping, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    cr_assert_str_eq(result.out, "stored 1, duplicates 0, rejected 1\n", "%s", result.err);
+    cr_assert(strstr(result.err, ":3: column \"Service\": ") &&
+                  strstr(result.err, "(it holds a no-break space, shown as a space)"),
+              "%s", result.err);
+    s_stored_t *stored = s_read_outbox();
+    cr_assert_eq(stored->count, 1);
+    cr_assert_eq(stored->summary[0].service, 1);
+    free(stored->json[0]);
+    free(stored);
+}
+
 Test(import, the_same_rows_imported_again_are_duplicates)
 {
     const char *mapping = s_write("again.cfg", S_REFERRAL_MAPPING);

@@ -556,14 +556,49 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
 /* ------------------------------------------------------------------------------------------
    Rows into events. */
 
+/* The bytes of the blank at text (ASCII white space, or a no-break, narrow no-break or
+   zero-width space, or a byte order mark, which cells pasted from a word processor hold), or
+   0. */
+static size_t s_blank_at(const char *text)
+{
+    static const char *const blanks[] = {"\xC2\xA0", "\xE2\x80\xAF", "\xE2\x80\x8B",
+                                         "\xEF\xBB\xBF"};
+    if (isspace((unsigned char)*text))
+        return 1;
+    for (size_t i = 0; i < sizeof blanks / sizeof blanks[0]; i++)
+        if (strncmp(text, blanks[i], strlen(blanks[i])) == 0)
+            return strlen(blanks[i]);
+    return 0;
+}
+
+/* text without the blanks (s_blank_at) around it; cuts it in place. */
 static char *s_trim(char *text)
 {
-    while (isspace((unsigned char)*text))
-        text++;
+    for (size_t skip; (skip = s_blank_at(text)) > 0;)
+        text += skip;
     size_t length = strlen(text);
-    while (length && isspace((unsigned char)text[length - 1]))
-        text[--length] = '\0';
+    for (bool cut = true; cut && length > 0;) {
+        cut = false;
+        for (size_t back = 1; back <= 3 && back <= length && !cut; back++)
+            if (s_blank_at(text + length - back) == back) {
+                length -= back;
+                text[length] = '\0';
+                cut = true;
+            }
+    }
     return text;
+}
+
+/* A note on characters a message shows as nothing or as a plain space (a cell pasted from a
+   word processor), or "". */
+static const char *s_invisible(const char *value)
+{
+    if (strstr(value, "\xC2\xA0") || strstr(value, "\xE2\x80\xAF"))
+        return " (it holds a no-break space, shown as a space)";
+    if (strstr(value, "\xE2\x80\x8B") || strstr(value, "\xEF\xBB\xBF") ||
+        strstr(value, "\xE2\x81\xA0"))
+        return " (it holds an invisible character: a zero-width space or joiner)";
+    return "";
 }
 
 /* The mapped text of one value (borrowed), or NULL with error set. *drop is set when the
@@ -593,8 +628,8 @@ static const char *s_translate(const s_column_t *column, const char *value, bool
     else
         asy_set_error(error, error_size,
                       "column \"%s\": \"%s\" has no mapping (add a `value` with "
-                      "from = \"%s\")",
-                      column->header, S_CELL(value, shown), shown);
+                      "from = \"%s\")%s",
+                      column->header, S_CELL(value, shown), shown, s_invisible(value));
     return NULL;
 }
 

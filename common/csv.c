@@ -63,9 +63,11 @@ static void s_describe(asy_csv_t *csv, s_defect_t defect, size_t field, unsigned
                  field, line, span);
         break;
     case S_NUL:
+        /* on line 1, most often a UTF-16 file without its byte order mark */
         snprintf(csv->problem, sizeof csv->problem,
-                 "field %zu: a NUL byte on line %lu (the export is damaged or not text)%s", field,
-                 line, span);
+                 "field %zu: a NUL byte on line %lu (the export is damaged or not text%s)%s", field,
+                 line, line == 1 ? "; UTF-16 (Excel's \"Unicode text\")? save it as CSV UTF-8" : "",
+                 span);
         break;
     case S_FINE:
         break;

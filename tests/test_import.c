@@ -360,6 +360,12 @@ Test(import, encodings_and_repeated_headers_are_named)
     result = s_import(mapping, path);
     cr_assert_eq(result.code, 1, "exit %d: %s", result.code, result.err);
     cr_assert(strstr(result.err, "the file is UTF-16"), "%s", result.err);
+    /* and without it: a NUL after every character of line 1 */
+    path = asy_fixture_write_bytes(&s_fixture, "utf16-no-bom.csv", utf16 + 2, sizeof utf16 - 3);
+    result = s_import(mapping, path);
+    cr_assert_eq(result.code, 1, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, "UTF-16 (Excel's \"Unicode text\")? save it as CSV UTF-8"), "%s",
+              result.err);
     s_stored_t *stored = s_read_outbox();
     cr_assert_eq(stored->count, 1, "nothing more was stored");
     free(stored->json[0]);

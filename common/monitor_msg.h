@@ -28,6 +28,7 @@ typedef struct {
     double expected;
     double p90;
     bool suppressed;
+    bool withheld; /* not on the wire: a value the public render left out (M10) */
 } asy_mcell_t;
 
 /* MetricUpdate. Dates are asy_date_t values (days since 1970-01-01), INT32_MIN if absent. */

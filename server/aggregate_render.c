@@ -407,8 +407,10 @@ static int s_standardised(s_render_t *r)
            rate: rounded into it (1-2 as 0, 3-7 as 5), the public populations let the value be
            inverted back to the strata, a cross-table no stream publishes. So does a group
            under the minimum count, judged on the exact count, not on the rounded strata. */
-        if (r->public && (small_stratum || observed < ASY_STATS_DSR_MIN_COUNT))
+        if (r->public && (small_stratum || observed < ASY_STATS_DSR_MIN_COUNT)) {
+            cell->withheld = true;
             continue;
+        }
         asy_interval_t iv;
         if (asy_stats_dsr_dobson(strata, ASY_AGE_GROUPS - 1, ASY_STATS_PER_100K, S_Z, &iv) == 0)
             s_interval(cell, &iv, 1.0);
@@ -568,13 +570,33 @@ static void s_hide(asy_mcell_t *cell)
 }
 
 /* M10's rows whose rate s_standardised withheld on the public stream are `*`: without a value
-   they read as "not defined", as if there were no referrals. */
+   they read as "not defined" (no population loaded), as if nothing were withheld. */
 static void s_hide_withheld_rates(asy_mupdate_t *update)
 {
-    for (size_t i = 0; i < update->cell_count; i++) {
-        asy_mcell_t *cell = &update->cells[i];
-        if (!cell->suppressed && !cell->has_value && cell->has_count && cell->count > 0)
-            s_hide(cell);
+    for (size_t i = 0; i < update->cell_count; i++)
+        if (update->cells[i].withheld && !update->cells[i].suppressed)
+            s_hide(&update->cells[i]);
+}
+
+/* M7 on the public stream: a ratio to a reference group that is suppressed (M6's second hidden
+   group, say) gives the reference's counts back (from the ratio and its interval), and with
+   them the group M6 hid first. Every row of such a breakdown is suppressed. */
+static void s_hide_without_reference(asy_mupdate_t *update)
+{
+    const struct {
+        asy_dim_t dim;
+        int reference;
+    } refs[] = {{ASY_DIM_ONS, ASY_ONS_WHITE_BRITISH}, {ASY_DIM_EG, ASY_EG_WHITE}};
+    for (size_t r = 0; r < sizeof refs / sizeof refs[0]; r++) {
+        const char *breakdown = asy_dims[refs[r].dim].name;
+        const char *group = asy_dim_group_name(refs[r].dim, refs[r].reference);
+        bool hidden = false;
+        for (size_t i = 0; i < update->cell_count; i++)
+            hidden |= strcmp(update->cells[i].breakdown, breakdown) == 0 &&
+                      strcmp(update->cells[i].group, group) == 0 && update->cells[i].suppressed;
+        for (size_t i = 0; hidden && i < update->cell_count; i++)
+            if (strcmp(update->cells[i].breakdown, breakdown) == 0)
+                s_hide(&update->cells[i]);
     }
 }
 
@@ -608,11 +630,18 @@ static void s_disclose(asy_mupdate_t *update, bool percent)
    One topic. */
 
 /* Our rows of breakdown `prefix`+B follow the sibling's public render: a group it suppresses
-   is suppressed here too, and where it has no row of B at all (s_withhold_pinned withheld them
-   there) our rows of B are withheld, if `withhold`. */
-static void s_follow(asy_mupdate_t *update, const char *prefix, const asy_mupdate_t *sibling,
-                     bool withhold)
+   is suppressed here too, and where it has no row of B at all though it counts something
+   (s_withhold_pinned withheld them there) our rows of B are withheld. */
+static void s_follow(asy_mupdate_t *update, const char *prefix, const asy_mupdate_t *sibling)
 {
+    /* a breakdown the sibling has no row of is withheld there only if it counts anything at
+       all: with no referral (or no qualifying person) it has no rows, and ours are zeros */
+    bool counts = false;
+    for (size_t j = 0; j < sibling->cell_count; j++) {
+        const asy_mcell_t *other = &sibling->cells[j];
+        if (strcmp(other->breakdown, "total") == 0)
+            counts |= other->suppressed || other->count > 0 || other->denominator > 0;
+    }
     size_t length = strlen(prefix);
     for (size_t i = 0; i < update->cell_count; i++) {
         asy_mcell_t *cell = &update->cells[i];
@@ -628,7 +657,7 @@ static void s_follow(asy_mupdate_t *update, const char *prefix, const asy_mupdat
             if (other->suppressed && strcmp(other->group, cell->group) == 0)
                 cell->suppressed = true;
         }
-        if (!there && withhold)
+        if (!there && counts)
             cell->breakdown[0] = '\0';
     }
 }
@@ -640,10 +669,10 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
    on the public stream. Left to themselves they would each choose their second hidden group
    by their own figures (M6 by Q, M8's imha_ rows by U): a group hidden in one and shown in
    another. So each hides what its sibling hides, before choosing a second group of its own
-   where it still has a lone one. And M7 and M8, which have no totals, cannot judge for
-   themselves whether their rows pin the counts: a breakdown M6 or M1 withholds is withheld
-   there too (its suppressed rows, counted, would pin the same counts against the total M6 or
-   M1 shows). M9 has its total and judges its own rows. */
+   where it still has a lone one. And a breakdown M6 or M1 withholds is withheld in them too:
+   M7 and M8 have no totals to judge their rows by, and M9, judging its known groups (a
+   subset) against its total, cannot tell where they pin the counts from below (7 referrals
+   in each of 4 groups under a total shown as 30: each `*` is 7), which M1 can. */
 static int s_follow_siblings(const asy_aggregate_t *self, const asy_topic_ref_t *ref,
                              int64_t now_us, asy_mupdate_t *update)
 {
@@ -659,7 +688,7 @@ static int s_follow_siblings(const asy_aggregate_t *self, const asy_topic_ref_t 
         asy_mupdate_t sibling = {.cells = NULL};
         int rc = asy_aggregate_render(self, &other, false, now_us, &sibling);
         if (rc == 0)
-            s_follow(update, pairs[p].prefix, &sibling, ref->metric != 9);
+            s_follow(update, pairs[p].prefix, &sibling);
         free(sibling.cells);
         if (rc != 0)
             return rc;
@@ -732,6 +761,8 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
         s_disclose(update, strcmp(update->unit, "percent") == 0);
     if (rc == 0 && !exact && ref->metric == 10)
         s_hide_withheld_rates(update);
+    if (rc == 0 && !exact && ref->metric == 7)
+        s_hide_without_reference(update);
     if (rc == 0 && !exact && ref->metric == 8) {
         for (size_t i = 0; i < update->cell_count; i++) /* the total s_representation lent it */
             if (s_is_total(update->cells[i].breakdown))

@@ -1062,3 +1062,61 @@ Test(aggregate, public_metrics_of_one_family_hide_the_groups_their_base_hides)
     }
     s_teardown(&f);
 }
+
+/* From a review: (1) M9 judged its known groups against its total and could not see that 7
+   referrals in each of 4 groups under a total shown as 30 make every `*` a 7, which M1 and
+   M8 withhold: M9 now withholds the breakdowns M1 withholds. With no referral at all M1 has
+   no rows, and M9's zeros stay. (2) M7 divided by a reference group M6 hid as its second
+   group: the ratio and its interval gave the reference's counts back, and with M6's total the
+   group hidden first; such a breakdown is now all `*`. (3) M10 without a population is a rate
+   not defined, not a rate withheld: its count stays. */
+Test(aggregate, review_m9_follows_m1_m7_needs_its_reference_m10_undefined_is_not_withheld)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    for (int ons = 1; ons <= 19; ons++)
+        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+    cr_assert_not_null(
+        s_cell(f.agg, "all/M9/2026-11", false, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE"),
+        "no referral: M9's zero rows stay");
+    int n = 0;
+    for (int ons = 1; ons <= 4; ons++)
+        s_add_cases(&f, ons, 7, false, 0, &n);
+    static const char *const topics[] = {"all/M1/2026-11", "all/M8/2026-11", "all/M9/2026-11"};
+    for (size_t t = 0; t < 3; t++)
+        cr_assert_null(
+            s_cell(f.agg, topics[t], false, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE"),
+            "%s withholds", topics[t]);
+    s_teardown(&f);
+
+    s_setup(&f, s_day(2026, 11, 23));
+    n = 0;
+    s_add_cases(&f, 13, 14, true, 8, &n); /* ONS_WHITE_BRITISH 8/14: M6's second hidden */
+    s_add_cases(&f, 3, 5, true, 2, &n);   /* ONS_ASIAN_INDIAN 2/5: primary */
+    s_add_cases(&f, 6, 40, true, 20, &n); /* ONS_BLACK_AFRICAN */
+    s_add_cases(&f, 7, 60, true, 30, &n); /* ONS_BLACK_CARIBBEAN */
+    const asy_mcell_t *c =
+        s_cell(f.agg, "all/M6/2026-11", false, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
+    cr_assert(c && c->suppressed, "M6 hides the reference as its second group");
+    c = s_cell(f.agg, "all/M7/2026-11", false, &f.update, "ethnicity_ons", "ONS_BLACK_AFRICAN");
+    cr_assert(c && c->suppressed && !c->has_value, "no ratio to a hidden reference");
+    c = s_cell(f.agg, "all/M7/2026-11", true, &f.update, "ethnicity_ons", "ONS_BLACK_AFRICAN");
+    cr_assert(c && c->has_value, "the restricted stream keeps it");
+    s_teardown(&f);
+
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_aggregate_set_population(f.agg, 13, 0, 300000); /* the standard, but no Black people */
+    for (int i = 0; i < 50; i++) { /* 30 White British, 20 Black African, aged 18-34 */
+        char id[16];
+        snprintf(id, sizeof id, "u%d", i);
+        asy_case_view_t v = s_case(id, "ward-a", 1);
+        v.received = s_day(2026, 11, 3);
+        v.attr[ASY_ATTR_ETHNICITY_ONS] = i < 30 ? 13 : 6;
+        v.attr[ASY_ATTR_AGE_BAND] = 3;
+        cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    }
+    c = s_cell(f.agg, "all/M10/2026-11", false, &f.update, "ethnic_group", "BLACK");
+    cr_assert(c && !c->suppressed && c->count == 20 && !c->has_value,
+              "a rate not defined is no rate withheld");
+    s_teardown(&f);
+}

@@ -351,7 +351,8 @@ static s_outcome_t s_handle_heartbeat(asy_replica_t *self, const asy_mmsg_t *msg
 
 /* Applies one live message. count_duplicates is false for messages queued during a snapshot,
    where seq <= S is the expected overlap, not a duplicate. */
-static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count_duplicates)
+/* replay: live is one of the messages read while a snapshot was taken (s_install). */
+static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool replay)
 {
     asy_mmsg_t *msg = &live->msg;
     if (msg->kind == ASY_MMSG_HEARTBEAT)
@@ -375,8 +376,12 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
        brokers' (its breach notices, which no snapshot carries, are still handed out) */
     if (other_broker && msg->kind == ASY_MMSG_UPDATE)
         return S_DROPPED;
-    if (!other_broker && msg->seq <= self->stats.last_seq) {
-        if (count_duplicates)
+    /* a breach notice read while the snapshot was taken was never handed out, and no
+       snapshot carries one: it is handed out whatever its seq (a restarted broker announces
+       its start-up breaches just then) */
+    bool unseen_breach = replay && msg->kind == ASY_MMSG_BREACH;
+    if (!other_broker && msg->seq <= self->stats.last_seq && !unseen_breach) {
+        if (!replay)
             self->stats.duplicates++;
         return S_DROPPED;
     }
@@ -394,7 +399,7 @@ static s_outcome_t s_handle_live(asy_replica_t *self, s_live_t *live, bool count
     } else {
         self->stats.breaches++;
     }
-    if (!other_broker) {
+    if (!other_broker && msg->seq > self->stats.last_seq) {
         self->stats.last_seq = msg->seq;
         self->caught_up = true;
     }
@@ -565,7 +570,7 @@ static void s_install(asy_replica_t *self, s_store_t *store, zlist_t *entries, z
         s_live_free(&live);
     }
     while ((live = zlist_pop(queue))) {
-        if (s_handle_live(self, live, false) == S_APPLIED && live->msg.kind == ASY_MMSG_BREACH)
+        if (s_handle_live(self, live, true) == S_APPLIED && live->msg.kind == ASY_MMSG_BREACH)
             zlist_append(self->pending, live);
         else
             s_live_free(&live);
@@ -739,7 +744,7 @@ int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out)
         if (ready > 0) {
             live = s_receive(self, self->sub);
             if (live) {
-                s_outcome_t outcome = s_handle_live(self, live, true);
+                s_outcome_t outcome = s_handle_live(self, live, false);
                 if (outcome == S_APPLIED || outcome == S_HEARTBEAT)
                     return s_take(&live, out);
                 s_live_free(&live);

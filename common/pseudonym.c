@@ -614,22 +614,27 @@ const char *asy_nhs_number_shown(const char *text, size_t limit, char *out, size
 {
     if (size == 0)
         return out;
-    /* no NHS number as people write one is longer than 128 bytes (ten 4-byte digits, nine gaps
-       of three 3-byte separators and a '(' of 3): masking this much of the text sees every
-       number the cut could reach */
-    char prefix[4 * 512 + 128 + 1], masked[sizeof prefix]; /* a digit is up to 4 bytes */
-    if (limit > 512)
-        limit = 512;
-    snprintf(prefix, sizeof prefix, "%s", text ? text : "");
-    asy_nhs_number_mask(prefix, masked, sizeof masked);
+    /* the whole text is masked before the cut: a prefix cut inside a number, then masked,
+       could leave nine of its digits once a masked run before it had shrunk the text (the
+       mask of a 10-byte number is 12 bytes: room for twice the text is enough) */
+    if (!text)
+        text = "";
+    size_t text_length = strlen(text);
+    char *masked = malloc(2 * text_length + 16);
+    if (!masked) {
+        snprintf(out, size, "(not shown)");
+        return out;
+    }
+    asy_nhs_number_mask(text, masked, 2 * text_length + 16);
     size_t length = strlen(masked);
-    bool cut = length > limit || strlen(text ? text : "") > sizeof prefix - 1;
-    if (length > limit) {
+    bool cut = length > limit;
+    if (cut) {
         length = limit;
         while (length > 0 && ((unsigned char)masked[length] & 0xc0) == 0x80)
             length--; /* not inside a character */
     }
     snprintf(out, size, "%.*s%s", (int)length, masked, cut ? "..." : "");
+    free(masked);
     return out;
 }
 

@@ -46,8 +46,9 @@ bool asy_nhs_number_find(const char *text, size_t *start, size_t *end);
 void asy_nhs_number_mask(const char *text, char *out, size_t size);
 
 /* text as a message may quote it: at most limit bytes (cut on a character boundary, then
-   "..."), with every NHS number masked before the cut, so that a cut never leaves nine of its
-   ten digits. out must hold limit + 4 bytes; returns out. */
+   "..."), with every NHS number of the whole text masked before the cut, so that a cut never
+   leaves nine of its ten digits. out must hold limit + 4 bytes; returns out ("(not shown)"
+   if out of memory). */
 const char *asy_nhs_number_shown(const char *text, size_t limit, char *out, size_t size);
 
 /* Replaces the raw identifier keys of a JSON event object by pseudonyms, in place:

@@ -674,3 +674,21 @@ Test(pseudonym, apply_refuses_bad_identifiers)
     cr_assert_eq(asy_pseudonym_apply(&key, "site-a", array, error, sizeof error), ASY_EINVAL);
     json_decref(array);
 }
+
+/* A quote is masked whole, then cut: masking a prefix cut inside a second number, after a
+   first masked run had shrunk the text, left nine of its digits within the limit (review). */
+Test(pseudonym, a_quote_never_shows_nine_digits_of_a_number)
+{
+    size_t size = 12 + 2 * 1077 + 17;
+    char *text = malloc(size);
+    cr_assert_not_null(text);
+    strcpy(text, "943 476 5919");
+    for (int i = 0; i < 1077; i++)
+        strcat(text, " 1");
+    strcat(text, "x9434765919 tail");
+    char out[64 + 4];
+    asy_nhs_number_shown(text, 60, out, sizeof out);
+    cr_assert_null(strstr(out, "943476591"), "%s", out);
+    cr_assert_str_eq(out, "<NHS number>x<NHS number> tail");
+    free(text);
+}

@@ -45,6 +45,7 @@ typedef struct {
     size_t topic_count;
     uint64_t seq;
     uint64_t incarnation; /* on every message sent, live or reply (0: not said) */
+    uint64_t snapshot_incarnation; /* SNAPINC: the replies' instead (another broker's), if not 0 */
     int heartbeat_ms;
     int64_t next_heartbeat;
     int inflight;         /* updates to publish while answering each snapshot request */
@@ -171,7 +172,7 @@ static void s_heartbeat(s_server_t *self)
 
 static void s_send_reply(s_server_t *self, zframe_t *identity, const char *topic, asy_mmsg_t *msg)
 {
-    msg->incarnation = self->incarnation;
+    msg->incarnation = self->snapshot_incarnation ? self->snapshot_incarnation : self->incarnation;
     zframe_t *id = zframe_dup(identity);
     zframe_t *body = s_encode(msg);
     zframe_send(&id, self->router, ZFRAME_MORE);
@@ -281,6 +282,8 @@ static bool s_command(s_server_t *self)
         self->incarnation = (uint64_t)number;
     } else if (strcmp(command, "INCARNATION") == 0) {
         self->incarnation = (uint64_t)number;
+    } else if (strcmp(command, "SNAPINC") == 0) {
+        self->snapshot_incarnation = (uint64_t)number;
     }
     /* the seq reached; 0 while a stream runs, except to NOW */
     bool now = strcmp(command, "NOW") == 0;
@@ -901,6 +904,56 @@ Test(watch, breach_of_another_incarnation_is_still_handed_out)
     cr_assert_eq(stats.restarts, 1);
     cr_assert_eq(stats.resnapshots, 1);
     cr_assert_eq(asy_replica_size(replica), 0);
+    asy_replica_destroy(&replica);
+}
+
+/* --endpoint of one broker and --snapshot of another: every live message is of another
+   incarnation than every snapshot. The first is taken for a restart; when the snapshot after
+   it comes from the same broker again, the replica stops and says so (else it re-snapshots
+   forever). A leftover of the broker before a real restart is no second restart. */
+Test(watch, publisher_and_snapshot_of_different_brokers_are_named)
+{
+    s_do("SET", "site/ward-a/M1/" S_PERIOD, 1);
+    s_do("SNAPINC", NULL, 0x5eed00aa);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "site/ward-a/");
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    s_do("SET", "site/ward-a/M2/" S_PERIOD, 2);
+    int rc = 0;
+    for (int i = 0; i < 20 && rc != ASY_EPROTO; i++) {
+        asy_mmsg_t msg;
+        rc = asy_replica_poll(replica, 200, &msg);
+        asy_mmsg_release(&msg);
+        if (i == 5)
+            s_do("SET", "site/ward-a/M4/" S_PERIOD, 3);
+    }
+    cr_assert_eq(rc, ASY_EPROTO, "%s", asy_replica_errmsg(replica));
+    cr_assert(strstr(asy_replica_errmsg(replica), "belong to different brokers"), "%s",
+              asy_replica_errmsg(replica));
+    asy_replica_destroy(&replica);
+}
+
+/* After a restart (A to B) and the snapshot of B, a message of A still buffered on the old
+   connection is a leftover: dropped, neither a second restart nor two brokers. */
+Test(watch, a_leftover_of_the_broker_before_a_restart_is_dropped)
+{
+    s_do("SET", "site/ward-a/M1/" S_PERIOD, 1);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "site/ward-a/");
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    s_do("REBOOT", NULL, 0x5eed00bb);
+    s_do("SET", "site/ward-a/M1/" S_PERIOD, 2);
+    s_drain(replica, 500);
+    s_do("INCARNATION", NULL, S_INCARNATION); /* the old broker's last words */
+    s_do("SET", "site/ward-a/M2/" S_PERIOD, 3);
+    s_do("INCARNATION", NULL, 0x5eed00bb);
+    s_do("SET", "site/ward-a/M4/" S_PERIOD, 4);
+    s_drain(replica, 500);
+    asy_replica_stats_t stats;
+    asy_replica_stats(replica, &stats);
+    cr_assert_not(asy_replica_mismatched(replica), "%s", asy_replica_errmsg(replica));
+    cr_assert_eq(stats.restarts, 1);
+    cr_assert_eq(stats.incarnation, 0x5eed00bb);
+    cr_assert_not_null(asy_replica_get(replica, "site/ward-a/M4/" S_PERIOD));
+    cr_assert_null(asy_replica_get(replica, "site/ward-a/M2/" S_PERIOD), "the leftover");
     asy_replica_destroy(&replica);
 }
 

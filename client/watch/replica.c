@@ -57,7 +57,9 @@ struct _asy_replica_t {
                          0 public, -1 not known yet */
     int expect_exact; /* the stream asked for (asy_replica_expect_exact), -1 any */
     bool caught_up; /* since the snapshot, a live message of seq >= S has come */
-    bool mismatch; /* publisher and snapshot service belong to different streams (fatal) */
+    bool mismatch;  /* publisher and snapshot service belong to different streams or brokers
+                       (fatal) */
+    uint64_t restart_from, restart_to; /* the incarnations of the last restart seen */
     char error[512];
 };
 
@@ -305,7 +307,26 @@ static bool s_other_broker(asy_replica_t *self, const asy_mmsg_t *msg)
 {
     if (msg->incarnation == self->stats.incarnation)
         return false;
+    /* a message of the broker before the last restart, read after the snapshot of the new one
+       (still buffered on the old connection): a leftover, not another restart */
+    if (self->stats.incarnation == self->restart_to && msg->incarnation == self->restart_from)
+        return true;
+    /* the snapshot taken after a restart came from the broker before it again, and the
+       publisher is still the other: two brokers, not a restart (no end of snapshots) */
+    if (!self->need_sync && self->stats.incarnation == self->restart_from &&
+        msg->incarnation == self->restart_to && self->stats.resnapshots > 0) {
+        char snapshot[24], publisher[24];
+        asy_set_error(self->error, sizeof self->error,
+                      "the publisher %s is broker %s but the snapshot service %s is broker %s: "
+                      "the two endpoints belong to different brokers",
+                      self->publisher, s_incarnation_text(msg->incarnation, publisher),
+                      self->snapshot, s_incarnation_text(self->stats.incarnation, snapshot));
+        self->mismatch = true;
+        return true;
+    }
     if (!self->need_sync) {
+        self->restart_from = self->stats.incarnation;
+        self->restart_to = msg->incarnation;
         char was[24], now[24];
         asy_info("monitor incarnation changed from %s to %s (the broker restarted; seq %llu, "
                  "last seen %llu): taking a new snapshot",

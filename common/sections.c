@@ -2,6 +2,7 @@
 #include "sections.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 bool asy_sections_known(zconfig_t *root, char *why, size_t why_size)
@@ -49,9 +50,10 @@ bool asy_sections_uncut(const char *path, char *why, size_t why_size)
     FILE *file = fopen(path, "r");
     if (!file)
         return true;
-    char line[4096];
+    char *line = NULL;
+    size_t capacity = 0;
     bool uncut = true;
-    for (int number = 1; uncut && fgets(line, sizeof line, file); number++) {
+    for (int number = 1; uncut && getline(&line, &capacity, file) >= 0; number++) {
         char *equals = strchr(line, '='), *hash = strchr(line, '#');
         if (!equals || (hash && hash < equals))
             continue; /* no value, or a comment */
@@ -69,6 +71,7 @@ bool asy_sections_uncut(const char *path, char *why, size_t why_size)
                  number, key);
         uncut = false;
     }
+    free(line);
     fclose(file);
     return uncut;
 }

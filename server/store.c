@@ -193,10 +193,10 @@ static int s_migrate(asy_store_t *self)
                      0, NULL, NULL);
     if (rc != 0) /* refused (not lost): most often the role may not create tables */
         s_error(self, "create schema_migration: %s%s", asy_db_errmsg(self->db),
-                rc == ASY_ERETRY ? ""
-                                 : " (the broker's role must be able to create tables: make it "
-                                   "the database's owner, createdb -O ROLE; see deploy/README.md, "
-                                   "'Installing')");
+                rc != ASY_ERETRY && strstr(asy_db_errmsg(self->db), "42501")
+                    ? " (the broker's role must be able to create tables: make it the "
+                      "database's owner, createdb -O ROLE; see deploy/README.md, 'Installing')"
+                    : "");
     for (int i = 0; rc == 0 && i < asy_migration_count; i++) {
         rc = s_apply_migration(self, &asy_migrations[i]);
         if (rc != 0) /* the database answered and refused it: no retry will change that */

@@ -574,6 +574,32 @@ Test(import, list_defaults_required_lists_and_kinds_skipped)
     }
     free(stored);
 
+    /* a required single value that maps to nothing is refused too, as a list of none is */
+    const char *nothing = s_write("nothing.cfg", "import\n"
+                                                 "    kind = contact.made\n"
+                                                 "    column\n"
+                                                 "        header = Case\n"
+                                                 "        field = caseRef\n"
+                                                 "    column\n"
+                                                 "        header = When\n"
+                                                 "        field = occurredAt\n"
+                                                 "        type = datetime\n"
+                                                 "    column\n"
+                                                 "        header = Type\n"
+                                                 "        field = contactMade.channel\n"
+                                                 "        required = true\n"
+                                                 "        value\n"
+                                                 "            from = Note\n"
+                                                 "            to = \"\"\n"
+                                                 "        value\n"
+                                                 "            from = Referral\n"
+                                                 "            to = CHANNEL_PHONE\n");
+    result = s_import(nothing, csv);
+    cr_assert_eq(result.code, 3, "exit %d: %s", result.code, result.err);
+    cr_assert(strstr(result.err, "lists.csv:4: column \"Type\": required, but its value maps to "
+                                 "nothing"),
+              "%s", result.err);
+
     const char *typo = s_write("typo.cfg", "import\n"
                                            "    column\n"
                                            "        header = Type\n"

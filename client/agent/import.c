@@ -740,6 +740,12 @@ static json_t *s_cell_text(const s_column_t *column, char *text, bool *skip, cha
         }
         if (!array) {
             *skip = value == NULL; /* mapped to "": leave the field out */
+            if (*skip && column->required) {
+                *skip = false;
+                asy_set_error(error, error_size,
+                              "column \"%s\": required, but its value maps to nothing (to = \"\")",
+                              column->header);
+            }
             return value;
         }
         if (value)

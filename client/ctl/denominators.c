@@ -648,7 +648,7 @@ static int s_remove(const asy_ctl_options_t *options, int argc, char **argv)
                 area);
         code = ASY_CTL_FAILURE;
     } else {
-        char stored[65];
+        char stored[S_AREA_CODE_MAX + 1];
         size_t i = 0;
         for (; area[i] && i + 1 < sizeof stored; i++) /* as the table holds it (migration 008) */
             stored[i] = (char)toupper((unsigned char)area[i]);

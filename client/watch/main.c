@@ -444,7 +444,7 @@ static int s_sync_or_complain(asy_replica_t *replica, const s_args_t *args, int6
         fprintf(stderr, "advsync-watch: no snapshot from %s within %d s (%s)\n", from,
                 S_SNAPSHOT_TIMEOUT_MS / 1000, hint);
     else if (rc != 0)
-        fprintf(stderr, "advsync-watch: snapshot from %s failed: %s\n", args->snapshot,
+        fprintf(stderr, "advsync-watch: snapshot from %s failed: %s\n", from,
                 asy_replica_errmsg(replica)[0] ? asy_replica_errmsg(replica) : asy_strerror(rc));
     return rc;
 }

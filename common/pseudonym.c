@@ -245,18 +245,19 @@ static bool s_separator(long point, s_gap_t *gap)
 {
     if (point == ' ' || point == '\t' || point == '\n' || point == '\r' || point == 0x00a0 ||
         (point >= 0x2000 && point <= 0x200b) || point == 0x202f || point == 0x205f ||
-        point == 0x2060 || point == 0x3000 || point == 0xfeff)
+        point == 0x2060 || point == 0x3000 || point == 0xfeff || point == 0x200e ||
+        point == 0x200f || point == 0x061c) /* and the directional marks of Arabic text */
         *gap = S_GAP_BLANK;
     else if (point == '-' || point == 0x00ad || (point >= 0x2010 && point <= 0x2015) ||
              point == 0x2212 || point == 0xfe58 || point == 0xfe63 || point == 0xff0d)
         *gap = S_GAP_DASH;
-    else if (point == '.' || point == 0x00b7 || point == 0xff0e)
+    else if (point == '.' || point == 0x00b7 || point == 0xff0e || point == 0x066b)
         *gap = S_GAP_DOT;
     else if (point == '/' || point == 0xff0f)
         *gap = S_GAP_SLASH;
     else if (point == '_' || point == 0xff3f)
         *gap = S_GAP_UNDERSCORE;
-    else if (point == '\'' || point == 0x2019 || point == 0xff07)
+    else if (point == '\'' || point == 0x2019 || point == 0xff07 || point == 0x066c)
         *gap = S_GAP_APOSTROPHE;
     else
         return false;

@@ -366,6 +366,12 @@ Test(pseudonym, nhs_numbers_in_digits_of_other_scripts_are_found)
         asy_nhs_number_mask(text, out, sizeof out);
         cr_assert_str_eq(out, "ref <NHS number> end", "the whole run, not the ten it matched");
     }
+    /* Arabic text: its thousands separator U+066C, and right-to-left marks U+200F between
+       the groups (review) */
+    cr_assert(asy_nhs_number_find("\xd9\xa9\xd9\xa4\xd9\xa3\xd9\xac\xd9\xa4\xd9\xa7\xd9\xa6\xd9\xac"
+                                  "\xd9\xa5\xd9\xa9\xd9\xa1\xd9\xa9",
+                                  NULL, NULL));
+    cr_assert(asy_nhs_number_find("943\xe2\x80\x8f 476\xe2\x80\x8f 5919", NULL, NULL));
     /* scripts mixed in one number */
     cr_assert(asy_nhs_number_find("943\xd9\xa4\xd9\xa7\xd9\xa6"
                                   "5919",

@@ -15,6 +15,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,7 @@ typedef struct {
     uint64_t reconnects;
     int exit_code;
     bool done;
+    bool problem_noted; /* a problem is recorded in the outbox for `status` (s_problem) */
 } s_forwarder_t;
 
 static volatile sig_atomic_t s_signal_received;
@@ -142,6 +144,44 @@ static uint64_t s_backlog(const s_forwarder_t *self)
 static const char *s_endpoint(const s_forwarder_t *self)
 {
     return self->config->endpoints[self->endpoint];
+}
+
+/* Logs an error that keeps events from the centre, and records it in the outbox, where
+   `status` shows it until the centre acknowledges something again: an operator watching
+   status saw a healthy backlog while run logged, say, that the centre's database had been
+   restored. */
+static void s_vproblem(s_forwarder_t *self, const char *format, va_list args)
+{
+    char text[1024];
+    vsnprintf(text, sizeof text, format, args);
+    asy_error("%s", text);
+    if (asy_outbox_note_problem(self->outbox, text, zclock_time()) == 0)
+        self->problem_noted = true;
+}
+
+static void s_problem(s_forwarder_t *self, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void s_problem(s_forwarder_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    s_vproblem(self, format, args);
+    va_end(args);
+}
+
+/* s_problem, and run stops with exit 1. */
+static void s_stop(s_forwarder_t *self, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void s_stop(s_forwarder_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    s_vproblem(self, format, args);
+    va_end(args);
+    self->exit_code = 1;
+    self->done = true;
 }
 
 /* Reads the outbox's highest seq. A failure is logged and the old value kept: the outbox is
@@ -374,6 +414,9 @@ static void s_save_ack(s_forwarder_t *self, bool force)
     self->unsaved_ack = 0;
     self->ack_failures = 0;
     self->ack_retry_at = 0;
+    /* the centre takes events again: what kept them away is over */
+    if (self->problem_noted && asy_outbox_note_problem(self->outbox, NULL, 0) == 0)
+        self->problem_noted = false;
 }
 
 /* Records that the centre committed everything up to seq. */
@@ -415,23 +458,20 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
         return;
     }
     if (welcome->version < 1 || welcome->version > ASY_PROTOCOL_VERSION) {
-        asy_error("%s chose protocol version %u; this agent speaks 1..%u: upgrade the agent",
-                  s_endpoint(self), welcome->version, (unsigned) ASY_PROTOCOL_VERSION);
-        self->exit_code = 1;
-        self->done = true;
+        s_stop(self, "%s chose protocol version %u; this agent speaks 1..%u: upgrade the agent",
+               s_endpoint(self), welcome->version, (unsigned)ASY_PROTOCOL_VERSION);
         return;
     }
     s_refresh(self);
     if (s_reissuing(self) && welcome->committed_seq < self->reissue_last_seq &&
         welcome->reissue_of_epoch != self->reissue_of_epoch) {
         /* an older broker: it would store again what it already holds under the old epoch */
-        asy_error("%s did not confirm that it drops the re-issued events it already holds "
-                  "(epoch %llu re-issues epoch %llu): its advsyncd predates re-issued epochs. "
-                  "Upgrade the centre's brokers first; nothing was sent; stopping",
-                  s_endpoint(self), (unsigned long long)self->epoch,
-                  (unsigned long long)self->reissue_of_epoch);
-        self->exit_code = 1;
-        self->done = true;
+        s_stop(self,
+               "%s did not confirm that it drops the re-issued events it already holds "
+               "(epoch %llu re-issues epoch %llu): its advsyncd predates re-issued epochs. "
+               "Upgrade the centre's brokers first; nothing was sent; stopping",
+               s_endpoint(self), (unsigned long long)self->epoch,
+               (unsigned long long)self->reissue_of_epoch);
         return;
     }
     uint64_t committed = welcome->committed_seq;
@@ -440,38 +480,36 @@ static void s_on_welcome(s_forwarder_t *self, const asy_welcome_t *welcome)
            copy): its newer seqs may hold events the centre has never seen, and events
            submitted from now on would get seqs the centre already has. Stop rather than lose
            them, and say not to delete the file: it may hold the only copy of some events. */
-        asy_error("the centre has committed seq %llu of epoch %llu but this outbox holds only "
-                  "up to %llu: %s is older than the centre's record of it (restored from a "
-                  "backup, or copied from another machine). Do not delete it and do not submit "
-                  "to it: events appended since the copy was made may not be at the centre. "
-                  "Run `advsync-agent reissue` to send them under a new epoch (see "
-                  "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
-                  (unsigned long long)committed, (unsigned long long)self->epoch,
-                  (unsigned long long)self->last_seq, self->config->outbox_path);
-        self->exit_code = 1;
-        self->done = true;
+        s_stop(self,
+               "the centre has committed seq %llu of epoch %llu but this outbox holds only "
+               "up to %llu: %s is older than the centre's record of it (restored from a "
+               "backup, or copied from another machine). Do not delete it and do not submit "
+               "to it: events appended since the copy was made may not be at the centre. "
+               "Run `advsync-agent reissue` to send them under a new epoch (see "
+               "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
+               (unsigned long long)committed, (unsigned long long)self->epoch,
+               (unsigned long long)self->last_seq, self->config->outbox_path);
         return;
     }
     if (s_diverged(self, welcome)) {
-        asy_error(
-            "the centre's event at seq %llu of epoch %llu is %s, but this outbox holds "
-            "another one there: %s was restored from a backup or copied, and events were "
-            "submitted to it since, under seqs the centre had already used. Some of its "
-            "events after seq %llu are not at the centre. Do not delete it and do not submit to "
-            "it: run `advsync-agent reissue` to send them under a new epoch (see "
-            "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
-            (unsigned long long)committed, (unsigned long long)self->epoch,
-            welcome->committed_event_id, self->config->outbox_path,
-            (unsigned long long)self->acked_seq);
-        self->exit_code = 1;
-        self->done = true;
+        s_stop(self,
+               "the centre's event at seq %llu of epoch %llu is %s, but this outbox holds "
+               "another one there: %s was restored from a backup or copied, and events were "
+               "submitted to it since, under seqs the centre had already used. Some of its "
+               "events after seq %llu are not at the centre. Do not delete it and do not submit to "
+               "it: run `advsync-agent reissue` to send them under a new epoch (see "
+               "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
+               (unsigned long long)committed, (unsigned long long)self->epoch,
+               welcome->committed_event_id, self->config->outbox_path,
+               (unsigned long long)self->acked_seq);
         return;
     }
     if (committed < self->acked_seq)
-        asy_error("the centre has committed only up to seq %llu but acknowledged up to %llu "
+        s_problem(self,
+                  "the centre has committed only up to seq %llu but acknowledged up to %llu "
                   "before (centre database restored?); events after %llu were pruned here",
-                  (unsigned long long) committed, (unsigned long long) self->acked_seq,
-                  (unsigned long long) committed);
+                  (unsigned long long)committed, (unsigned long long)self->acked_seq,
+                  (unsigned long long)committed);
     s_record_commit(self, committed);
     self->version = welcome->version;
     self->window = s_adopt(self->config->window ? self->config->window : ASY_DEFAULT_WINDOW,
@@ -516,23 +554,21 @@ static bool s_nack_is_fatal(s_forwarder_t *self, const asy_nack_t *nack)
     if (nack->code == ASY_CODE_SEQ_CONFLICT) {
         /* as at a WELCOME that shows another event at the committed seq (s_diverged): the
            events from there on are this copy's own; acknowledging them would lose them */
-        asy_error("%s holds other events at this outbox's seqs (%s): this outbox was restored "
-                  "from a backup or copied, and another copy got there first. Nothing more "
-                  "is sent or pruned; run `advsync-agent reissue` on this outbox, then `run` "
-                  "again (deploy/README.md, \"Outboxes: never restore or copy one\")",
-                  s_endpoint(self), nack->reason ? nack->reason : "");
-        self->exit_code = 1;
-        self->done = true;
+        s_stop(self,
+               "%s holds other events at this outbox's seqs (%s): this outbox was restored "
+               "from a backup or copied, and another copy got there first. Nothing more "
+               "is sent or pruned; run `advsync-agent reissue` on this outbox, then `run` "
+               "again (deploy/README.md, \"Outboxes: never restore or copy one\")",
+               s_endpoint(self), nack->reason ? nack->reason : "");
         return true;
     }
     if (nack->code != ASY_CODE_VERSION && nack->code != ASY_CODE_WRONG_AGENT)
         return false;
-    asy_error("%s refused this agent (%s): %s; check agent id \"%s\", site \"%s\" and the agent "
-              "version (%s); retrying will not help",
-              s_endpoint(self), asy_code_name(nack->code), nack->reason ? nack->reason : "",
-              self->config->agent_id, self->config->site_id, S_SOFTWARE);
-    self->exit_code = 1;
-    self->done = true;
+    s_stop(self,
+           "%s refused this agent (%s): %s; check agent id \"%s\", site \"%s\" and the agent "
+           "version (%s); retrying will not help",
+           s_endpoint(self), asy_code_name(nack->code), nack->reason ? nack->reason : "",
+           self->config->agent_id, self->config->site_id, S_SOFTWARE);
     return true;
 }
 
@@ -718,7 +754,8 @@ static int s_send_batch(s_forwarder_t *self)
     }
     if (self->event_count == 0) {
         if (self->first_row_seq > self->next_seq) {
-            asy_error("the outbox no longer holds seq %llu..%llu (pruned after an earlier "
+            s_problem(self,
+                      "the outbox no longer holds seq %llu..%llu (pruned after an earlier "
                       "acknowledgement) but the centre needs them; retrying in %d s. If the "
                       "centre's database was restored from an older backup, stop this agent "
                       "and run `advsync-agent reissue` (deploy/README.md)",
@@ -977,6 +1014,7 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
         asy_error("cannot open the outbox %s: %s", config->outbox_path, error);
         return ASY_EDB;
     }
+    self->problem_noted = true; /* an earlier run's, if any, goes with the first ACK */
     /* a submitter holding the lock must not stall the loop (heartbeats, signals) for 10 s at a
        time: a save that fails is retried with the back-off of s_save_ack */
     asy_outbox_set_busy_timeout(self->outbox, S_RUN_BUSY_MS);

@@ -779,6 +779,24 @@ void asy_outbox_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
     s_set_busy_timeout(self, timeout_ms);
 }
 
+int asy_outbox_note_problem(asy_outbox_t *self, const char *text, int64_t now_ms)
+{
+    char *sql = text ? sqlite3_mprintf("INSERT OR REPLACE INTO meta VALUES ('problem', %Q),"
+                                       " ('problem_ms', %lld)",
+                                       text, (long long)now_ms)
+                     : sqlite3_mprintf("DELETE FROM meta WHERE key IN ('problem', 'problem_ms')");
+    if (!sql)
+        return ASY_ENOMEM;
+    int busy_ms = self->busy_timeout_ms;
+    s_set_busy_timeout(self, 1000);
+    sqlite3_exec(self->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
+    sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    s_set_busy_timeout(self, busy_ms);
+    sqlite3_free(sql);
+    return rc == SQLITE_OK ? 0 : s_db_fail(self, "recording a problem");
+}
+
 int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
 {
     if (now_ms - self->contact_written_ms < S_CONTACT_EVERY_MS &&
@@ -933,6 +951,25 @@ int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
 }
 
 /* Reads the status inside a transaction (open or read-only). */
+/* meta 'problem' (text) and 'problem_ms' into out; absent is "" and 0. */
+static int s_read_problem(asy_outbox_t *self, asy_outbox_status_t *out)
+{
+    sqlite3_stmt *statement = NULL;
+    int rc = sqlite3_prepare_v2(self->db,
+                                "SELECT (SELECT value FROM meta WHERE key = 'problem'),"
+                                " (SELECT value FROM meta WHERE key = 'problem_ms')",
+                                -1, &statement, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW) {
+        const unsigned char *text = sqlite3_column_text(statement, 0);
+        snprintf(out->problem, sizeof out->problem, "%s", text ? (const char *)text : "");
+        out->problem_ms = sqlite3_column_int64(statement, 1);
+        rc = SQLITE_OK;
+    } else
+        rc = SQLITE_ERROR;
+    sqlite3_finalize(statement);
+    return rc == SQLITE_OK ? 0 : s_db_fail(self, "reading the outbox meta data");
+}
+
 static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
 {
     int64_t next_seq, acked_seq, contact, ack, reissue_of, reissue_from, reissue_last;
@@ -963,7 +1000,7 @@ static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
     out->reissue_of_epoch = (uint64_t)reissue_of;
     out->reissue_from_seq = (uint64_t)reissue_from;
     out->reissue_last_seq = (uint64_t)reissue_last;
-    return 0;
+    return s_read_problem(self, out);
 }
 
 int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out)

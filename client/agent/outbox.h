@@ -98,8 +98,16 @@ typedef struct {
     uint64_t reissue_of_epoch; /* 0, or the epoch this one re-issued (asy_outbox_reissue) */
     uint64_t reissue_from_seq;
     uint64_t reissue_last_seq; /* seqs 1..this of this epoch are the re-issued events */
+    char problem[1024];        /* what keeps events from the centre, as `run` last said it; ""
+                                  if nothing (asy_outbox_note_problem) */
+    int64_t problem_ms;        /* when it was said */
 } asy_outbox_status_t;
 
 int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out);
+
+/* Records (text) or clears (NULL) the problem `run` last met that keeps events from the
+   centre, for `status`. Informational: waits at most 1 s for a writer's lock, no fsync.
+   Returns 0 or ASY_EDB. */
+int asy_outbox_note_problem(asy_outbox_t *self, const char *text, int64_t now_ms);
 
 #endif

@@ -17,7 +17,8 @@ static void s_usage(FILE *out)
                  "Shows the agent, its site, the outbox epoch, the last seq stored, the last seq\n"
                  "the centre acknowledged, the backlog, the age of the oldest unacknowledged\n"
                  "event and when the centre was last heard from; after `reissue`, which seqs\n"
-                 "were re-issued. --json prints one JSON object.\n"
+                 "were re-issued; and what keeps events from the centre, as `run` last said it\n"
+                 "(until the centre acknowledges again). --json prints one JSON object.\n"
                  "Exit status: 0, or 1 if there is no outbox or it cannot be opened, 2 on a usage\n"
                  "error.\n");
 }
@@ -93,6 +94,9 @@ static int s_print_json(const asy_agent_config_t *config, const asy_outbox_statu
         json_object_set_new(object, "reissue_last_seq",
                             json_integer((json_int_t)status->reissue_last_seq));
     }
+    json_object_set_new(object, "problem",
+                        status->problem[0] ? json_string(status->problem) : json_null());
+    json_object_set_new(object, "problem_ms", s_ms_or_null(status->problem_ms));
     json_object_set_new(object, "now_ms", json_integer(now));
     /* default separators (", " and ": "): scripts match "backlog": N */
     char *text = json_dumps(object, JSON_PRESERVE_ORDER);
@@ -133,6 +137,11 @@ static void s_print_text(const asy_agent_config_t *config, const asy_outbox_stat
                (unsigned long long)status->reissue_from_seq,
                (unsigned long long)status->reissue_of_epoch,
                status->acked_seq >= status->reissue_last_seq ? "all acknowledged" : "being sent");
+    if (status->problem[0]) {
+        char when[96];
+        s_when(status->problem_ms, now, when, sizeof when);
+        printf("problem        %s: %s\n", when, status->problem);
+    }
 }
 
 int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)

@@ -291,6 +291,9 @@ Test(pipeline, agent_behind_a_restored_centre_resumes_after_reissue, .timeout = 
     cr_assert(strstr(out, "no longer holds seq 3..4") && strstr(out, "advsync-agent reissue"), "%s",
               out);
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 2, "nothing new stored");
+    /* status says so too: it showed a healthy backlog while run logged the problem */
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+    cr_assert(strstr(out, "\"problem\": \"the outbox no longer holds seq 3..4"), "%s", out);
 
     char missing[600];
     snprintf(missing, sizeof missing, "%s/no-such.outbox.db", dir);
@@ -304,6 +307,8 @@ Test(pipeline, agent_behind_a_restored_centre_resumes_after_reissue, .timeout = 
                  "%s", out);
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM event"), 5, "2 kept + 3 pending");
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT event_id) FROM event"), 5);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+    cr_assert(strstr(out, "\"problem\": null"), "the centre acknowledged again: %s", out);
     PQfinish(pg);
     asy_test_stop(broker, SIGTERM, 20000);
     free(config);

@@ -59,7 +59,11 @@ struct _asy_replica_t {
     bool caught_up; /* since the snapshot, a live message of seq >= S has come */
     bool mismatch;  /* publisher and snapshot service belong to different streams or brokers
                        (fatal) */
-    uint64_t restart_from, restart_to; /* the incarnations of the last restart seen */
+    bool restart_pending;       /* the next snapshot is taken for a restart (s_other_broker) */
+    uint64_t restart_publisher; /* the incarnation that told it */
+    bool has_stale;             /* stale: a broker a snapshot left behind (s_after_restart) */
+    uint64_t stale;
+    int64_t stale_since_ms; /* its first message dropped since the snapshot's broker spoke */
     char error[512];
 };
 
@@ -192,6 +196,24 @@ static void s_list_clear(zlist_t *list)
         s_live_free(&live);
 }
 
+/* A failed snapshot drops the updates read meanwhile (the next snapshot brings their topics)
+   but not the breach notices: no snapshot carries them, and they were not handed out. */
+static void s_keep_breaches(asy_replica_t *self, zlist_t *queue)
+{
+    s_live_t *live;
+    while ((live = zlist_pop(queue))) {
+        if (live->msg.kind != ASY_MMSG_BREACH) {
+            s_live_free(&live);
+            continue;
+        }
+        self->stats.breaches++;
+        if (self->handler)
+            self->handler(live->topic, &live->msg, zframe_data(live->raw), zframe_size(live->raw),
+                          false, self->handler_arg);
+        zlist_append(self->pending, live);
+    }
+}
+
 static void s_heard(asy_replica_t *self)
 {
     self->last_heard_ms = zclock_mono();
@@ -305,28 +327,31 @@ static const char *s_incarnation_text(uint64_t incarnation, char text[24])
    so the seq rules alone could take it for an ordinary gap or none at all. */
 static bool s_other_broker(asy_replica_t *self, const asy_mmsg_t *msg)
 {
-    if (msg->incarnation == self->stats.incarnation)
+    if (msg->incarnation == self->stats.incarnation) {
+        self->has_stale = false; /* the snapshot's broker speaks: any leftover is behind us */
         return false;
-    /* a message of the broker before the last restart, read after the snapshot of the new one
-       (still buffered on the old connection): a leftover, not another restart */
-    if (self->stats.incarnation == self->restart_to && msg->incarnation == self->restart_from)
-        return true;
-    /* the snapshot taken after a restart came from the broker before it again, and the
-       publisher is still the other: two brokers, not a restart (no end of snapshots) */
-    if (!self->need_sync && self->stats.incarnation == self->restart_from &&
-        msg->incarnation == self->restart_to && self->stats.resnapshots > 0) {
-        char snapshot[24], publisher[24];
-        asy_set_error(self->error, sizeof self->error,
-                      "the publisher %s is broker %s but the snapshot service %s is broker %s: "
-                      "the two endpoints belong to different brokers",
-                      self->publisher, s_incarnation_text(msg->incarnation, publisher),
-                      self->snapshot, s_incarnation_text(self->stats.incarnation, snapshot));
-        self->mismatch = true;
+    }
+    if (self->has_stale && msg->incarnation == self->stale) {
+        /* a leftover of a broker a snapshot has already left behind (still buffered on an old
+           connection): dropped. Only while the snapshot's broker never speaks does it go on:
+           then the publisher is another broker than the snapshot service */
+        int64_t now = zclock_mono(), limit = 3 * (int64_t)self->stats.heartbeat_interval_ms;
+        if (self->stale_since_ms == 0)
+            self->stale_since_ms = now;
+        else if (now - self->stale_since_ms > (limit > 500 ? limit : 500)) {
+            char snapshot[24], publisher[24];
+            asy_set_error(self->error, sizeof self->error,
+                          "the publisher %s sends as broker %s but the snapshot service %s "
+                          "answers as broker %s: the two endpoints belong to different brokers",
+                          self->publisher, s_incarnation_text(msg->incarnation, publisher),
+                          self->snapshot, s_incarnation_text(self->stats.incarnation, snapshot));
+            self->mismatch = true;
+        }
         return true;
     }
     if (!self->need_sync) {
-        self->restart_from = self->stats.incarnation;
-        self->restart_to = msg->incarnation;
+        self->restart_pending = true;
+        self->restart_publisher = msg->incarnation;
         char was[24], now[24];
         asy_info("monitor incarnation changed from %s to %s (the broker restarted; seq %llu, "
                  "last seen %llu): taking a new snapshot",
@@ -337,6 +362,21 @@ static bool s_other_broker(asy_replica_t *self, const asy_mmsg_t *msg)
         self->need_sync = true;
     }
     return true;
+}
+
+/* After a snapshot taken for a restart: if it is not of the broker whose message told the
+   restart, that broker is behind us too (two restarts in quick succession), or it is another
+   broker than the snapshot service's (s_other_broker tells which in time). */
+static void s_after_restart(asy_replica_t *self, uint64_t snapshot_incarnation)
+{
+    if (!self->restart_pending)
+        return;
+    self->restart_pending = false;
+    if (snapshot_incarnation == self->restart_publisher)
+        return;
+    self->has_stale = true;
+    self->stale = self->restart_publisher;
+    self->stale_since_ms = 0;
 }
 
 /* A heartbeat sent before the snapshot's seq S, read after it (queued while the snapshot was
@@ -578,6 +618,7 @@ static void s_install(asy_replica_t *self, s_store_t *store, zlist_t *entries, z
     self->stats.synced = true;
     self->stats.snapshot_seq = end->seq;
     self->stats.last_seq = end->seq;
+    s_after_restart(self, end->incarnation);
     self->stats.incarnation = end->incarnation;
     self->caught_up = false;
     self->stats.snapshot_entries += zlist_size(entries);
@@ -628,6 +669,8 @@ static int s_sync(asy_replica_t *self, int64_t timeout_ms)
         s_install(self, &store, entries, queue, &end);
     else if (rc == ASY_ETIMEDOUT)
         s_reset_dealer(self);
+    if (rc != 0 && !self->mismatch && queue)
+        s_keep_breaches(self, queue);
     s_store_clear(&store);
     if (queue)
         s_list_clear(queue);

@@ -1010,6 +1010,24 @@ Test(watch, sync_times_out_without_a_snapshot_service)
     cr_assert_null(asy_replica_new(NULL, nowhere, ""));
 }
 
+/* A snapshot that fails drops the updates read meanwhile (the next one brings their topics),
+   not the breach notices: no snapshot carries them (review). */
+Test(watch, a_failed_snapshot_keeps_the_breach_notices_read_meanwhile)
+{
+    char nowhere[64];
+    snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", asy_test_free_port());
+    asy_replica_t *replica = asy_replica_new(s_pub, nowhere, "");
+    zclock_sleep(300); /* the subscription reaches the publisher */
+    s_do("BREACH", "ward-a", 0);
+    zclock_sleep(100);
+    cr_assert_eq(asy_replica_sync(replica, 600), ASY_ETIMEDOUT);
+    asy_mmsg_t msg;
+    cr_assert_eq(asy_replica_poll(replica, 0, &msg), 0);
+    cr_assert_eq(msg.kind, ASY_MMSG_BREACH);
+    asy_mmsg_release(&msg);
+    asy_replica_destroy(&replica);
+}
+
 Test(watch, snapshot_service_error_is_a_protocol_error)
 {
     /* a request the test monitor cannot decode is answered with MonitorError */

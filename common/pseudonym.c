@@ -246,7 +246,8 @@ static bool s_separator(long point, s_gap_t *gap)
     if (point == ' ' || point == '\t' || point == '\n' || point == '\r' || point == 0x00a0 ||
         (point >= 0x2000 && point <= 0x200b) || point == 0x202f || point == 0x205f ||
         point == 0x2060 || point == 0x3000 || point == 0xfeff || point == 0x200e ||
-        point == 0x200f || point == 0x061c) /* and the directional marks of Arabic text */
+        point == 0x200f || point == 0x061c || (point >= 0x202a && point <= 0x202e) ||
+        (point >= 0x2066 && point <= 0x2069)) /* and the directional controls of mixed text */
         *gap = S_GAP_BLANK;
     else if (point == '-' || point == 0x00ad || (point >= 0x2010 && point <= 0x2015) ||
              point == 0x2212 || point == 0xfe58 || point == 0xfe63 || point == 0xff0d)

@@ -1,6 +1,7 @@
 /*  sections.c: see sections.h.  */
 #include "sections.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,9 @@ bool asy_sections_uncut(const char *path, char *why, size_t why_size)
         if (*value == '"' || *value == '\'')
             continue; /* quoted: zconfig keeps the '#' */
         hash = strchr(value, '#');
-        if (!hash || hash == value || hash[-1] == ' ' || hash[-1] == '\t')
+        /* "key = # comment" is a key with no value; "key = #3" a value lost whole */
+        bool lost = hash == value && hash[1] && !isspace((unsigned char)hash[1]);
+        if (!hash || (!lost && (hash == value || hash[-1] == ' ' || hash[-1] == '\t')))
             continue;
         char key[72];
         s_key(line, equals, key, sizeof key);

@@ -408,7 +408,7 @@ static int s_standardised(s_render_t *r)
            inverted back to the strata, a cross-table no stream publishes. So does a group
            under the minimum count, judged on the exact count, not on the rounded strata. */
         if (r->public && (small_stratum || observed < ASY_STATS_DSR_MIN_COUNT)) {
-            cell->withheld = true;
+            cell->withheld = observed > 0; /* no referral: no rate, and nothing to hide */
             continue;
         }
         asy_interval_t iv;

@@ -1106,6 +1106,7 @@ Test(aggregate, review_m9_follows_m1_m7_needs_its_reference_m10_undefined_is_not
 
     s_setup(&f, s_day(2026, 11, 23));
     asy_aggregate_set_population(f.agg, 13, 0, 300000); /* the standard, but no Black people */
+    asy_aggregate_set_population(f.agg, 3, 0, 40000);   /* Asian Indian people, no referral */
     for (int i = 0; i < 50; i++) { /* 30 White British, 20 Black African, aged 18-34 */
         char id[16];
         snprintf(id, sizeof id, "u%d", i);
@@ -1118,5 +1119,7 @@ Test(aggregate, review_m9_follows_m1_m7_needs_its_reference_m10_undefined_is_not
     c = s_cell(f.agg, "all/M10/2026-11", false, &f.update, "ethnic_group", "BLACK");
     cr_assert(c && !c->suppressed && c->count == 20 && !c->has_value,
               "a rate not defined is no rate withheld");
+    c = s_cell(f.agg, "all/M10/2026-11", false, &f.update, "ethnic_group", "ASIAN");
+    cr_assert(c && !c->suppressed && c->count == 0, "no referral: 0, as in M1 and M9, not *");
     s_teardown(&f);
 }

@@ -372,6 +372,8 @@ Test(pseudonym, nhs_numbers_in_digits_of_other_scripts_are_found)
                                   "\xd9\xa5\xd9\xa9\xd9\xa1\xd9\xa9",
                                   NULL, NULL));
     cr_assert(asy_nhs_number_find("943\xe2\x80\x8f 476\xe2\x80\x8f 5919", NULL, NULL));
+    cr_assert(asy_nhs_number_find("943\xe2\x80\xac 476 5919", NULL, NULL), "U+202C");
+    cr_assert(asy_nhs_number_find("943\xe2\x81\xa9 476 5919", NULL, NULL), "U+2069");
     /* scripts mixed in one number */
     cr_assert(asy_nhs_number_find("943\xd9\xa4\xd9\xa7\xd9\xa6"
                                   "5919",

@@ -589,20 +589,27 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
         s_check_event(session, &publish->events[duplicates + i],
                       publish->first_seq + duplicates + i, &items[i]);
     self->view_count = self->outcome_count = 0;
-    size_t known = 0;
-    int rc = asy_store_mark_reissued(self->store, session->agent_id, session->origins,
-                                     session->origin_count, items, fresh, &known);
-    if (rc == ASY_ENOMEM) {
-        s_retry_later(self, publish, S_RETRY_FIRST_MS, "broker out of memory");
-        return rc;
-    }
-    if (rc == 0)
-        rc = asy_store_write_batch(self->store, session->agent_id, session->site_id, session->epoch,
-                                   session->committed, items, fresh);
+    asy_store_reissued_t reissued = {session->origins, session->origin_count, 0};
+    int rc = asy_store_write_batch(self->store, session->agent_id, session->site_id, session->epoch,
+                                   session->committed, items, fresh,
+                                   session->origin_count > 0 ? &reissued : NULL);
+    size_t known = reissued.known;
     if (rc == 0)
         s_notify_monitor(self);
     if (rc == ASY_EEXIST)
         return rc;
+    if (rc == ASY_ENOMEM) {
+        s_retry_later(self, publish, S_RETRY_FIRST_MS, "broker out of memory");
+        return rc;
+    }
+    if (rc == ASY_EPROTO) {
+        /* a batch of an epoch a newer one re-issued: its events go in under the new epoch */
+        asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": %s", s_who(self), items[0].seq,
+                 items[fresh - 1].seq, asy_store_errmsg(self->store));
+        s_nack(self, ASY_CODE_WRONG_AGENT, publish->first_seq, 0, 0, "%s",
+               asy_store_errmsg(self->store));
+        return rc;
+    }
     if (rc == ASY_EDB) {
         /* The database is up but refused this batch (a defect: validation should have
            caught it). Other agents are not affected; this stream waits for a fix. */

@@ -73,15 +73,24 @@ static int64_t s_now_us(void)
    Statements. */
 
 static const char *const s_statements[][3] = {
+    /* neither moves an epoch a newer one re-issued from one of these seqs on (s_advance) */
     {"cas_update",
      "UPDATE agent_stream SET committed_seq = $3, updated_at = now()"
-     " WHERE agent_id = $1 AND epoch = $2 AND committed_seq = $4",
+     " WHERE agent_id = $1 AND epoch = $2 AND committed_seq = $4"
+     " AND NOT EXISTS (SELECT 1 FROM agent_stream r WHERE r.agent_id = $1"
+     " AND r.reissue_of_epoch = $2 AND r.reissue_from_seq <= $3)",
      "4"},
     {"cas_first",
      "INSERT INTO agent_stream (agent_id, epoch, committed_seq, updated_at)"
-     " VALUES ($1, $2, $3, now()) ON CONFLICT (agent_id, epoch) DO UPDATE"
+     " SELECT $1, $2, $3, now() WHERE NOT EXISTS (SELECT 1 FROM agent_stream r"
+     " WHERE r.agent_id = $1 AND r.reissue_of_epoch = $2 AND r.reissue_from_seq <= $3)"
+     " ON CONFLICT (agent_id, epoch) DO UPDATE"
      " SET committed_seq = EXCLUDED.committed_seq, updated_at = now()"
      " WHERE agent_stream.committed_seq = 0",
+     "3"},
+    {"reissued_by",
+     "SELECT epoch, reissue_from_seq FROM agent_stream WHERE agent_id = $1"
+     " AND reissue_of_epoch = $2 AND reissue_from_seq <= $3 ORDER BY epoch LIMIT 1",
      "3"},
     {"committed_seq", "SELECT committed_seq FROM agent_stream WHERE agent_id = $1 AND epoch = $2",
      "2"},
@@ -554,9 +563,11 @@ static const char *s_origin_offset(size_t i, char *buffer, void *arg)
     return buffer;
 }
 
-int asy_store_mark_reissued(asy_store_t *self, const char *agent_id,
-                            const asy_store_origin_t *origins, size_t origin_count,
-                            asy_store_item_t *items, size_t count, size_t *known)
+/* Marks the items of a re-issued epoch's batch whose event_id the centre holds at their
+   origin seq (asy_store_write_batch), inside its transaction. */
+static int s_mark_reissued(asy_store_t *self, const char *agent_id,
+                           const asy_store_origin_t *origins, size_t origin_count,
+                           asy_store_item_t *items, size_t count, size_t *known)
 {
     *known = 0;
     size_t valid = 0;
@@ -564,9 +575,7 @@ int asy_store_mark_reissued(asy_store_t *self, const char *agent_id,
         valid += items[i].code == 0;
     if (valid == 0 || origin_count == 0)
         return 0;
-    int rc = s_ready(self);
-    if (rc != 0)
-        return rc;
+    int rc = 0;
     char *ids = s_array_literal(count, ASY_UUID_TEXT, s_valid_event_id, items);
     char *epochs = s_array_literal(origin_count, 20, s_origin_epoch, (void *)origins);
     char *offsets = s_array_literal(origin_count, 20, s_origin_offset, (void *)origins);
@@ -708,7 +717,34 @@ static int s_build_batch(asy_store_t *self, const char *agent_id, const char *si
     return rc;
 }
 
-/* The compare-and-set of the high-water mark: 0, ASY_EEXIST, or a database error. */
+/* Why the compare-and-set moved nothing: this epoch was re-issued by a newer one from a seq
+   of the batch on (the batch comes from a stale copy of the outbox, or was sent before its
+   agent was killed and the outbox re-issued: its events go in under the new epoch),
+   ASY_EPROTO; else another writer moved committed_seq, ASY_EEXIST. */
+static int s_stale_or_moved(asy_store_t *self, const char *agent_id, uint64_t epoch,
+                            uint64_t expected_committed, const char *const params[3])
+{
+    asy_db_row_t row = {0};
+    int rc = asy_db_query_row(self->db, "reissued_by", true, 3, params, &row);
+    if (rc != 0 && rc != ASY_ENOTFOUND)
+        return s_db_error(self, rc, "reading a re-issued epoch");
+    if (rc == 0) {
+        s_error(self,
+                "agent %s epoch %" PRIu64 " was re-issued as epoch %s from seq %s on "
+                "(advsync-agent reissue): this batch belongs to a copy of the outbox that no "
+                "longer sends",
+                agent_id, epoch, row.values[0] ? row.values[0] : "?",
+                row.values[1] ? row.values[1] : "?");
+        asy_db_row_release(&row);
+        return ASY_EPROTO;
+    }
+    s_error(self, "agent %s epoch %" PRIu64 ": committed seq is no longer %" PRIu64, agent_id,
+            epoch, expected_committed);
+    return ASY_EEXIST;
+}
+
+/* The compare-and-set of the high-water mark: 0, ASY_EEXIST, ASY_EPROTO (s_stale_or_moved), or
+   a database error. */
 static int s_advance(asy_store_t *self, const char *agent_id, uint64_t epoch,
                      uint64_t expected_committed, uint64_t last)
 {
@@ -723,17 +759,34 @@ static int s_advance(asy_store_t *self, const char *agent_id, uint64_t epoch,
                  : asy_db_exec_prepared(self->db, "cas_update", 4, params, &affected);
     if (rc != 0)
         return s_db_error(self, rc, "committed-seq update");
-    if (affected == 0) {
-        s_error(self, "agent %s epoch %" PRIu64 ": committed seq is no longer %" PRIu64, agent_id,
-                epoch, expected_committed);
-        return ASY_EEXIST;
-    }
+    if (affected == 0)
+        return s_stale_or_moved(self, agent_id, epoch, expected_committed, params);
     return 0;
 }
 
+/* A re-issued epoch's batch, first in its transaction: locks the origin epochs' rows of
+   agent_stream, so that a batch of an old epoch another worker is still committing (sent
+   before its agent was killed and the outbox re-issued) is waited for and then seen by the
+   look-up; without it both were stored. */
+static int s_lock_origins(asy_store_t *self, const char *agent_id,
+                          const asy_store_reissued_t *reissued)
+{
+    char *epochs =
+        s_array_literal(reissued->origin_count, 20, s_origin_epoch, (void *)reissued->origins);
+    if (!epochs)
+        return ASY_ENOMEM;
+    const char *params[] = {agent_id, epochs};
+    int rc = asy_db_exec(self->db,
+                         "SELECT 1 FROM agent_stream WHERE agent_id = $1"
+                         " AND epoch = ANY($2::bigint[]) FOR UPDATE",
+                         2, params, NULL);
+    free(epochs);
+    return rc == 0 ? 0 : s_db_error(self, rc, "locking the re-issued epochs");
+}
+
 int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *site_id,
-                          uint64_t epoch, uint64_t expected_committed,
-                          const asy_store_item_t *items, size_t count)
+                          uint64_t epoch, uint64_t expected_committed, asy_store_item_t *items,
+                          size_t count, asy_store_reissued_t *reissued)
 {
     int rc = s_check_batch(self, expected_committed, items, count);
     if (rc == 0)
@@ -745,14 +798,17 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
     gmtime_r(&now, &utc);
     if ((utc.tm_year + 1900) * 12 + utc.tm_mon != self->partitions_month)
         s_ensure_partitions(self);
-    rc = s_build_batch(self, agent_id, site_id, epoch, items, count);
-    if (rc != 0)
-        return rc;
-
     if ((rc = asy_db_begin(self->db)) != 0) {
         s_db_error(self, rc, "BEGIN");
         goto fail;
     }
+    if (reissued && reissued->origin_count > 0 &&
+        ((rc = s_lock_origins(self, agent_id, reissued)) != 0 ||
+         (rc = s_mark_reissued(self, agent_id, reissued->origins, reissued->origin_count, items,
+                               count, &reissued->known)) != 0))
+        goto fail;
+    if ((rc = s_build_batch(self, agent_id, site_id, epoch, items, count)) != 0)
+        goto fail;
     if ((rc = s_advance(self, agent_id, epoch, expected_committed, items[count - 1].seq)) != 0)
         goto fail;
     if (asy_db_copy_rows(self->events) > 0 &&

@@ -82,25 +82,31 @@ int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, u
                       uint64_t from_seq, asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH],
                       size_t *count);
 
-/* Sets items[i].known for each valid item of a batch of a re-issued epoch whose event_id the
-   centre holds at its origin seq (seq + offset) in one of the origin epochs, and *known to
-   their number. One query, bounded by the primary key to the batch's seq range in each origin
-   epoch; the caller then passes the items to asy_store_write_batch as usual. Returns 0 or a
-   db.h code. */
-int asy_store_mark_reissued(asy_store_t *self, const char *agent_id,
-                            const asy_store_origin_t *origins, size_t origin_count,
-                            asy_store_item_t *items, size_t count, size_t *known);
+/* A batch of a re-issued epoch: the epochs it re-issues (asy_store_reissue), and, after the
+   write, how many of its events the centre held already there (items[i].known). */
+typedef struct {
+    const asy_store_origin_t *origins;
+    size_t origin_count;
+    size_t known;
+} asy_store_reissued_t;
 
 /* Writes items (contiguous seqs, items[0].seq == expected_committed + 1) in one transaction
    and moves agent_stream.committed_seq from expected_committed to the last item's seq.
+   reissued (NULL for an ordinary epoch): inside the transaction, the origin epochs' rows of
+   agent_stream are locked first (a batch of an old epoch still being committed by another
+   worker is waited for), then each valid item whose event_id the centre holds at its origin
+   seq (seq + offset) in an origin epoch is marked known and not written again (one query,
+   bounded by the primary key to the batch's seq range in each origin epoch).
    Returns 0 once COMMIT succeeded; ASY_EEXIST if committed_seq was no longer
    expected_committed (another writer moved it: nothing written, re-read and retry);
+   ASY_EPROTO if this epoch was re-issued by a newer one from a seq of this batch on (a stale
+   copy of the outbox: errmsg says which; nothing written);
    ASY_ERETRY if the connection was lost or a transient SQLSTATE (40001, 40P01) occurred
    (nothing acknowledged: the outcome is re-derived from committed_seq on retry);
    ASY_EDB for any other database error (errmsg says which). */
 int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *site_id,
-                          uint64_t epoch, uint64_t expected_committed,
-                          const asy_store_item_t *items, size_t count);
+                          uint64_t epoch, uint64_t expected_committed, asy_store_item_t *items,
+                          size_t count, asy_store_reissued_t *reissued);
 
 /* Names the store's connection in the log lines of db.c ("worker 1"). */
 void asy_store_set_label(asy_store_t *self, const char *label);

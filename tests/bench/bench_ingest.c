@@ -352,8 +352,8 @@ static void *s_writer(void *arg)
         }
         for (size_t at = 0; at < stream->count; at += S_BATCH) {
             size_t part = stream->count - at < S_BATCH ? stream->count - at : S_BATCH;
-            if (asy_store_write_batch(store, stream->agent_id, stream->site_id, stream->epoch,
-                                      at, stream->items + at, part) != 0) {
+            if (asy_store_write_batch(store, stream->agent_id, stream->site_id, stream->epoch, at,
+                                      stream->items + at, part, NULL) != 0) {
                 fprintf(stderr, "bench_ingest: write: %s\n", asy_store_errmsg(store));
                 w->failed = 1;
                 break;

@@ -1004,3 +1004,70 @@ Test(broker, waits_for_the_database_then_stops_on_sigterm)
     cr_assert(strstr(text, "database not ready (attempt 2)"), "log: %s", text);
     s_assert_alive();
 }
+
+/* A batch of the old epoch still being committed (sent before its agent was killed, and
+   waiting here on a lock) while the re-issued epoch's batch of the same events goes through
+   another worker: the re-issued batch waits for it and finds them held; then a later batch of
+   the old epoch is refused (a fault tester stored every event twice). */
+Test(broker, a_reissued_batch_waits_for_the_old_epoch_still_being_committed)
+{
+    cr_assert_eq(s_hello("agent-rc", "site-rc", 1), 0);
+    asy_bytes_t old[3];
+    for (int i = 0; i < 3; i++)
+        old[i] = s_event("agent-rc", "site-rc", 1, (uint64_t)i + 1);
+    PGconn *locker = asy_test_pg_connect(s_db);
+    asy_test_pg_exec(locker, "BEGIN");
+    asy_test_pg_exec(locker, "LOCK TABLE event IN EXCLUSIVE MODE");
+    s_publish("agent-rc", 1, 1, old, 3); /* its worker waits on the lock, holding epoch 1 */
+    zclock_sleep(300);
+
+    zsock_t *first = s_dealer; /* a second connection: the next worker */
+    s_dealer = zsock_new_dealer(s_endpoint);
+    cr_assert_not_null(s_dealer);
+    zsock_set_rcvtimeo(s_dealer, 10000);
+    zsock_set_linger(s_dealer, 0);
+    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
+    hello.u.hello = (asy_hello_t){.version_min = 1,
+                                  .version_max = 1,
+                                  .agent_id = "agent-rc",
+                                  .site_id = "site-rc",
+                                  .epoch = 2,
+                                  .last_seq = 3,
+                                  .reissue_of_epoch = 1,
+                                  .reissue_from_seq = 1};
+    s_send_frame(&hello);
+    asy_frame_t frame;
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    asy_frame_release(&frame);
+    asy_bytes_t again[3];
+    for (int i = 0; i < 3; i++)
+        again[i] = s_renumbered(old[i], 2, (uint64_t)i + 1);
+    s_publish("agent-rc", 2, 1, again, 3);
+    zclock_sleep(500); /* its worker reaches the old epoch's row */
+    asy_test_pg_exec(locker, "COMMIT");
+    PQfinish(locker);
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 3);
+    cr_assert_eq(frame.u.ack.duplicates, 3, "all held under epoch 1 by then");
+    asy_frame_release(&frame);
+    zsock_t *second = s_dealer;
+    s_dealer = first;
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 3);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-rc'"), 3,
+                 "each event once");
+
+    /* the old epoch goes on: refused, its events belong to epoch 2 now */
+    asy_bytes_t more = s_event("agent-rc", "site-rc", 1, 4);
+    s_publish("agent-rc", 1, 4, &more, 1);
+    s_expect_nack(&frame, ASY_CODE_WRONG_AGENT);
+    cr_assert(strstr(frame.u.nack.reason, "was re-issued as epoch 2 from seq 1"), "%s",
+              frame.u.nack.reason);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-rc'"), 3);
+    zsock_destroy(&second);
+    s_free_events(old, 3);
+    s_free_events(again, 3);
+    s_free_events(&more, 1);
+}

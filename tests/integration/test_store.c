@@ -283,7 +283,7 @@ Test(store, batch_stores_events_verbatim_and_quarantines_the_refused)
     items[2].code = ASY_CODE_EVENT_INVALID_FIELD;
     snprintf(items[2].reason, sizeof items[2].reason, "contact_made.channel: out of range");
 
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 4), 0, "%s",
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 4, NULL), 0, "%s",
                  asy_store_errmsg(s_store));
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 3);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(DISTINCT received_at) FROM event"), 1);
@@ -324,16 +324,17 @@ Test(store, compare_and_set_conflict_writes_nothing)
     s_hello("agent-a", "site-a", NULL);
     asy_store_item_t items[3];
     s_contacts(items, 3, 1);
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), 0, "%s",
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2, NULL), 0, "%s",
                  asy_store_errmsg(s_store));
     /* a second writer (or a replay) expecting 0 again: refused, nothing added */
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), ASY_EEXIST);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2, NULL),
+                 ASY_EEXIST);
     cr_assert(strstr(asy_store_errmsg(s_store), "no longer 0"), "%s", asy_store_errmsg(s_store));
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 2);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT event_count FROM case_state"), 2);
     /* an expectation ahead of the database: refused too */
     items[2].seq = 6;
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 5, &items[2], 1),
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 5, &items[2], 1, NULL),
                  ASY_EEXIST);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 2);
     /* the replay after the commit: re-read the mark, write only what is new */
@@ -341,14 +342,16 @@ Test(store, compare_and_set_conflict_writes_nothing)
     cr_assert_eq(asy_store_committed_seq(s_store, "agent-a", 1, &committed), 0);
     cr_assert_eq(committed, 2);
     items[2].seq = 3;
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, committed, &items[2], 1), 0,
-                 "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(
+        asy_store_write_batch(s_store, "agent-a", "site-a", 1, committed, &items[2], 1, NULL), 0,
+        "%s", asy_store_errmsg(s_store));
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 3);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT committed_seq FROM agent_stream"), 3);
     /* a batch whose seqs do not follow the expectation is refused before the database */
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 3, items, 1), ASY_EINVAL);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 3, items, 1, NULL),
+                 ASY_EINVAL);
     /* an unknown stream expecting 0 is created by the batch itself */
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 2, 0, items, 1), 0, "%s",
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 2, 0, items, 1, NULL), 0, "%s",
                  asy_store_errmsg(s_store));
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT committed_seq FROM agent_stream WHERE epoch = 2"), 1);
     asy_test_check_case_state(s_pg);
@@ -365,7 +368,7 @@ Test(store, hello_binds_an_agent_to_its_first_site)
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM agent_stream WHERE agent_id = 'agent-a'"), 1);
     asy_store_item_t items[2];
     s_contacts(items, 2, 1);
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2), 0);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2, NULL), 0);
     s_hello("agent-a", "site-a", &committed);
     cr_assert_eq(committed, 2);
     cr_assert_eq(asy_store_hello(s_store, "agent-a", "site-b", 1, &committed), ASY_EINVAL);
@@ -427,18 +430,18 @@ Test(store, write_after_the_server_dropped_an_idle_connection_reconnects_first)
     s_hello("agent-a", "site-a", NULL);
     asy_store_item_t items[3];
     s_contacts(items, 3, 1);
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 1), 0);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 1, NULL), 0);
 
     s_kill_backend();
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 1, &items[1], 1), 0, "%s",
-                 asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 1, &items[1], 1, NULL), 0,
+                 "%s", asy_store_errmsg(s_store));
     s_kill_backend();
     uint64_t committed = 0;
     cr_assert_eq(asy_store_committed_seq(s_store, "agent-a", 1, &committed), 0, "%s",
                  asy_store_errmsg(s_store));
     cr_assert_eq(committed, 2);
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 2, &items[2], 1), 0, "%s",
-                 asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 2, &items[2], 1, NULL), 0,
+                 "%s", asy_store_errmsg(s_store));
 
     /* an explicit reconnect after a kill also works */
     s_kill_backend();
@@ -563,7 +566,7 @@ static char *s_deliver(const size_t *order, size_t batch_size)
             n++;
         }
         cr_assert_eq(asy_store_write_batch(s_store, s_agents[site], s_sites[site], 1,
-                                           committed[site], items, n),
+                                           committed[site], items, n, NULL),
                      0, "%s", asy_store_errmsg(s_store));
         committed[site] += n;
         s_free_items(items, n);
@@ -638,8 +641,8 @@ Test(store, last_writer_wins_ties_break_on_event_id)
         for (uint64_t i = 0; i < 4; i++) {
             asy_store_item_t item;
             s_make(&item, &s_ties[orders[o][i]], "agent-a", 1, i + 1);
-            cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, i, &item, 1), 0,
-                         "%s", asy_store_errmsg(s_store));
+            cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, i, &item, 1, NULL),
+                         0, "%s", asy_store_errmsg(s_store));
             s_free_items(&item, 1);
         }
         cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE status = 'waiting' AND"
@@ -672,13 +675,13 @@ Test(store, one_batch_of_a_thousand_events, .timeout = 300)
         s_make(&items[i], &spec, "agent-a", 1, i + 1);
     }
     int64_t start = asy_test_now_ms();
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, S_N), 0, "%s",
-                 asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, S_N, NULL), 0,
+                 "%s", asy_store_errmsg(s_store));
     int64_t first = asy_test_now_ms() - start;
     for (size_t i = 0; i < S_N; i++)
         items[i].seq += S_N;
     start = asy_test_now_ms();
-    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, S_N, items, S_N), 0);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, S_N, items, S_N, NULL), 0);
     int64_t second = asy_test_now_ms() - start;
     fprintf(stderr,
             "store: one batch of %d events over 100 cases: %lld ms (first), %lld ms "

@@ -188,6 +188,7 @@ typedef struct {
     char hello_software[64];
     int hung;                   /* listening TCP socket that never accepts, or -1 */
     uint64_t reissue_echo;      /* WELCOME.reissue_of_epoch (0: as a broker that predates it) */
+    uint64_t quarantine_seq;    /* an ACK covering it says it was quarantined (0: none) */
 } s_broker_t;
 
 /* Forks the agent, binds the broker's ROUTER, tells the agent where it is. */
@@ -374,6 +375,13 @@ static void s_serve(s_broker_t *broker, const asy_frame_t *frame)
         asy_frame_t ack = {.type = ASY_FRAME_ACK};
         ack.u.ack = (asy_ack_t){.agent_id = S_AGENT, .epoch = publish->epoch,
                                 .seq = broker->committed};
+        asy_rejection_t rejection = {broker->quarantine_seq, ASY_CODE_EVENT_INVALID_FIELD,
+                                     "recorded_at: 2026-12-06T10:00:00Z is more than 2 days in "
+                                     "the future"};
+        if (broker->quarantine_seq >= publish->first_seq && broker->quarantine_seq <= last) {
+            ack.u.ack.rejected = &rejection;
+            ack.u.ack.rejected_count = 1;
+        }
         s_reply(broker, &ack);
     }
 }
@@ -532,6 +540,54 @@ Test(forward, drains_in_contiguous_batches)
     cr_assert_eq(broker.first_seqs[2], 201);
     s_assert_delivered(&broker, 250);
     s_broker_destroy(&broker);
+}
+
+/* An event the centre quarantined (a ward PC's clock days fast) is not at the centre: once
+   corrected it may be submitted again with its eventId, and is not taken for a duplicate
+   (a fault tester's resubmission was "stored 0, duplicates 50"). */
+static asy_event_t *s_event_with_id(int case_number, const char *event_id)
+{
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"eventId\":\"%s\",\"caseId\":\"%064x\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+             "\"referralReceived\":{\"service\":\"SERVICE_IMHA\","
+             "\"receivedAt\":\"2026-03-02T10:00:00Z\"}}",
+             event_id, case_number);
+    json_t *object = json_loads(text, 0, NULL);
+    cr_assert_not_null(object);
+    asy_event_t *event = NULL;
+    char error[256] = "";
+    cr_assert_eq(asy_event_from_json(object, &event, error, sizeof error), 0, "%s", error);
+    json_decref(object);
+    return event;
+}
+
+Test(forward, a_quarantined_event_may_be_submitted_again)
+{
+    s_fill(3);
+    char ids[3][ASY_UUID_TEXT + 1];
+    asy_outbox_t *outbox = s_open_outbox();
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(asy_outbox_event_id(outbox, (uint64_t)i + 1, ids[i]), 0);
+    asy_outbox_destroy(&outbox);
+    s_agent_options_t options = {.args = {"--until-drained"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    broker.quarantine_seq = 2;
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
+    s_broker_destroy(&broker);
+    outbox = s_open_outbox();
+    cr_assert_eq(asy_outbox_begin(outbox), 0);
+    uint64_t seq = 0;
+    asy_event_t *event = s_event_with_id(1, ids[0]);
+    cr_assert_eq(asy_outbox_append(outbox, event, &seq), ASY_EEXIST, "seq 1 is at the centre");
+    asy_event_destroy(&event);
+    event = s_event_with_id(2, ids[1]);
+    cr_assert_eq(asy_outbox_append(outbox, event, &seq), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert_eq(seq, 4, "seq 2 was quarantined: stored again");
+    asy_event_destroy(&event);
+    cr_assert_eq(asy_outbox_commit(outbox), 0);
+    asy_outbox_destroy(&outbox);
 }
 
 Test(forward, resumes_after_committed_seq_of_welcome)

@@ -537,8 +537,12 @@ static void s_on_ack(s_forwarder_t *self, const asy_ack_t *ack)
     }
     for (size_t i = 0; i < ack->rejected_count; i++) {
         const asy_rejection_t *r = &ack->rejected[i];
-        asy_warn("event seq %llu quarantined by the centre: %s: %s", (unsigned long long) r->seq,
-                 asy_code_name(r->code), r->reason ? r->reason : "");
+        /* not at the centre: once corrected (a ward PC's clock days fast, a rule tightened),
+           the same event may be submitted again, with its eventId, and is not a duplicate */
+        bool forgotten = asy_outbox_forget(self->outbox, r->seq) == 0;
+        asy_warn("event seq %llu quarantined by the centre: %s: %s%s", (unsigned long long)r->seq,
+                 asy_code_name(r->code), r->reason ? r->reason : "",
+                 forgotten ? "; correct it and submit it again" : "");
     }
     self->rejected_total += ack->rejected_count;
     self->duplicates_total += ack->duplicates;

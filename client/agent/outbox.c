@@ -779,6 +779,18 @@ void asy_outbox_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
     s_set_busy_timeout(self, timeout_ms);
 }
 
+int asy_outbox_forget(asy_outbox_t *self, uint64_t seq)
+{
+    char *sql = sqlite3_mprintf("DELETE FROM seen WHERE event_id ="
+                                " (SELECT event_id FROM outbox WHERE seq = %lld)",
+                                (long long)seq);
+    if (!sql)
+        return ASY_ENOMEM;
+    int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
+    sqlite3_free(sql);
+    return rc == SQLITE_OK ? 0 : s_db_fail(self, "forgetting a quarantined event");
+}
+
 int asy_outbox_note_problem(asy_outbox_t *self, const char *text, int64_t now_ms)
 {
     char *sql = text ? sqlite3_mprintf("INSERT OR REPLACE INTO meta VALUES ('problem', %Q),"

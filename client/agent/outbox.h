@@ -105,6 +105,11 @@ typedef struct {
 
 int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out);
 
+/* Forgets that the event at seq was stored (its `seen` row), so that the same event, once
+   corrected, can be submitted again with its eventId: for an event the centre quarantined.
+   Before the row is pruned (asy_outbox_ack). Returns 0 (also if no row is there) or ASY_EDB. */
+int asy_outbox_forget(asy_outbox_t *self, uint64_t seq);
+
 /* Records (text) or clears (NULL) the problem `run` last met that keeps events from the
    centre, for `status`. Informational: waits at most 1 s for a writer's lock, no fsync.
    Returns 0 or ASY_EDB. */

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -656,6 +657,29 @@ Test(forward, forwards_events_submitted_while_running)
 /* An outbox deleted (or a backup copied over it) under a running `run`: events submitted
    after it go to the new file, which `run` never read; it used to forward nothing until
    restarted, saying nothing. It now stops with exit 1. */
+/* An outbox the storage keeps from opening (a full disk, or here a folder not writable, where
+   SQLite cannot make its -wal and -shm files) is exit 75, which the service restarts on (it
+   did not restart on 1, and forwarding stopped for good), and the message says what to look
+   at, not "cannot be read as an outbox" alone. As root the folder's mode is no obstacle:
+   the test makes the file's -wal path a folder instead. */
+Test(forward, an_outbox_the_storage_keeps_from_opening_is_exit_75)
+{
+    s_fill(1);
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", s_outbox_path);
+    unlink(wal);
+    cr_assert_eq(mkdir(wal, 0700), 0);
+    asy_agent_config_t config = {0};
+    snprintf(config.agent_id, sizeof config.agent_id, "%s", S_AGENT);
+    snprintf(config.site_id, sizeof config.site_id, "%s", S_SITE);
+    snprintf(config.outbox_path, sizeof config.outbox_path, "%s", s_outbox_path);
+    snprintf(config.endpoints[0], sizeof config.endpoints[0], "tcp://127.0.0.1:9");
+    config.endpoint_count = 1;
+    asy_forward_options_t options = {.until_drained = true};
+    cr_assert_eq(asy_forward_run(&config, &options), ASY_RUN_EXIT_TRY_AGAIN);
+    rmdir(wal);
+}
+
 Test(forward, an_outbox_replaced_under_run_stops_it)
 {
     s_fill(3);
@@ -672,7 +696,8 @@ Test(forward, an_outbox_replaced_under_run_stops_it)
     cr_assert_eq(rename(s_outbox_path, moved), 0);
     s_fill(2); /* a new file at the path */
     int64_t started = zclock_mono();
-    cr_assert_eq(s_serve_until_exit(&broker, 10000), 1, "exit 1: the outbox is not ours");
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), ASY_RUN_EXIT_TRY_AGAIN,
+                 "exit 75: a service starts run again on the new file");
     cr_assert_lt(zclock_mono() - started, 5000, "noticed within seconds");
     s_broker_destroy(&broker);
 }

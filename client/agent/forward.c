@@ -210,9 +210,10 @@ static void s_check_outbox_identity(s_forwarder_t *self)
         return;
     self->last_identity_check = self->now;
     if (asy_outbox_replaced(self->outbox)) {
-        asy_error("the outbox file was deleted or replaced while run was running: stopping; "
-                  "start run again to forward what the file now holds");
-        self->exit_code = 1;
+        asy_error("the outbox file was deleted or replaced while run was running: stopping "
+                  "(exit %d: a service starts run again) to forward what the file now holds",
+                  ASY_RUN_EXIT_TRY_AGAIN);
+        self->exit_code = ASY_RUN_EXIT_TRY_AGAIN;
         s_begin_stop(self, "outbox replaced");
     }
 }
@@ -1016,7 +1017,7 @@ static int s_init(s_forwarder_t *self, const asy_agent_config_t *config,
                                            error, sizeof error);
     if (!self->outbox) {
         asy_error("cannot open the outbox %s: %s", config->outbox_path, error);
-        return ASY_EDB;
+        return asy_outbox_open_failed_on_storage() ? ASY_ERETRY : ASY_EDB;
     }
     self->problem_noted = true; /* an earlier run's, if any, goes with the first ACK */
     /* a submitter holding the lock must not stall the loop (heartbeats, signals) for 10 s at a
@@ -1068,10 +1069,11 @@ int asy_forward_run(const asy_agent_config_t *config, const asy_forward_options_
         asy_error("out of memory");
         return 1;
     }
-    if (s_init(self, config, options) != 0) {
+    int rc = s_init(self, config, options);
+    if (rc != 0) {
         s_destroy(self);
         free(self);
-        return 1;
+        return rc == ASY_ERETRY ? ASY_RUN_EXIT_TRY_AGAIN : 1;
     }
     asy_info("forwarding outbox %s (agent %s, site %s, epoch %llu): acknowledged up to %llu, "
              "backlog %llu",
@@ -1126,7 +1128,10 @@ static const char *s_usage =
     "  --for SECONDS    exit 0 after SECONDS (waiting up to 1 s for outstanding ACKs);\n"
     "                   with --until-drained, 1 if the outbox had not drained by then\n"
     "  --help           show this text\n"
-    "SIGTERM or SIGINT stops sending, waits up to 1 s for outstanding ACKs and exits 0.\n";
+    "SIGTERM or SIGINT stops sending, waits up to 1 s for outstanding ACKs and exits 0.\n"
+    "Exit 75 when starting again later may succeed (the outbox could not be opened for a\n"
+    "full disk or a folder not writable, or the file was replaced); 1 when an operator is\n"
+    "needed (the centre refused this agent, a copied outbox...); 2 on a usage error.\n";
 
 static int s_parse_seconds(const char *text, int64_t *ms, char *error, size_t error_size)
 {

@@ -11,6 +11,11 @@
 
 #include "agent.h"
 
+/* run's exit code when starting again later may well succeed: the outbox could not be opened
+   for the storage's sake (a full disk, a folder not writable), or the file was replaced under
+   it (sysexits' EX_TEMPFAIL; the systemd unit restarts on it, not on 1 or 2) */
+#define ASY_RUN_EXIT_TRY_AGAIN 75
+
 typedef struct {
     bool until_drained;   /* exit 0 once the backlog is 0 and everything sent is acknowledged */
     int64_t run_for_ms;   /* exit 0 after this long; 0 = until a signal */
@@ -24,8 +29,9 @@ int asy_forward_parse_args(asy_forward_options_t *options, int argc, char **argv
 
 /* Runs the forwarder until drained, until run_for_ms elapsed, or until SIGTERM/SIGINT (then
    waits up to 1 s for outstanding ACKs). Returns the process exit code: 0 on a normal stop,
-   1 if the outbox cannot be opened or the centre refuses this agent (VERSION, WRONG_AGENT),
-   which retrying will not mend. Both arguments are borrowed. */
+   ASY_RUN_EXIT_TRY_AGAIN (above), or 1 if the outbox cannot be opened for another reason or
+   the centre refuses this agent (VERSION, WRONG_AGENT), which retrying will not mend. Both
+   arguments are borrowed. */
 int asy_forward_run(const asy_agent_config_t *config, const asy_forward_options_t *options);
 
 #endif

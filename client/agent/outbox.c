@@ -361,9 +361,35 @@ static int s_foreign_table(asy_outbox_t *self, char *name, size_t size)
     return rc;
 }
 
+/* Whether the last failed open in this thread failed on the storage (asy_outbox_open). */
+static _Thread_local bool s_open_on_storage;
+
+/* After a failed open: SQLite's I/O, full-disk, cannot-open and read-only errors are the
+   storage's, often passing (a full disk, a folder made read-only): said so, with what SQLite
+   needs beside the file, which an operator checking the file alone would miss. */
+static void s_storage_hint(const asy_outbox_t *self, const char *path, char *error,
+                           size_t error_size)
+{
+    int code = self && self->db ? sqlite3_errcode(self->db) & 0xff : SQLITE_OK;
+    s_open_on_storage = code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN ||
+                        code == SQLITE_READONLY;
+    size_t used = strlen(error);
+    if (s_open_on_storage && used + 1 < error_size)
+        snprintf(error + used, error_size - used,
+                 " (is the disk full, or the folder not writable? SQLite writes %s-wal and "
+                 "%s-shm beside the file)",
+                 path, path);
+}
+
+bool asy_outbox_open_failed_on_storage(void)
+{
+    return s_open_on_storage;
+}
+
 static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *site_id, bool claim,
                             char *error, size_t error_size)
 {
+    s_open_on_storage = false;
     asy_outbox_t *self = calloc(1, sizeof *self);
     if (!self || sodium_init() < 0) {
         snprintf(error, error_size, self ? "libsodium cannot start" : "out of memory");
@@ -463,6 +489,7 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
     return self;
 
 failed:
+    s_storage_hint(self, path, error, error_size);
     asy_outbox_destroy(&self);
     return NULL;
 }

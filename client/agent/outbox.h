@@ -24,6 +24,10 @@ asy_outbox_t *asy_outbox_open_claimed(const char *path, const char *agent_id, co
                                       char *error, size_t error_size);
 void asy_outbox_destroy(asy_outbox_t **self_p);
 
+/* True if the last asy_outbox_open(_claimed) of this thread that failed, failed on the storage
+   (I/O error, disk full, cannot create the -wal/-shm files, read-only): often passing. */
+bool asy_outbox_open_failed_on_storage(void);
+
 /* True if the file at the path this outbox was opened from is gone, or is another file (the
    outbox was deleted, or a backup copied over it): this handle then writes into a file no
    other command reads. */

@@ -89,7 +89,10 @@ static int s_fail(asy_db_t *self, PGresult *res)
     if (!message || !*message)
         message = PQerrorMessage(self->conn);
     s_set_error(self, state, message);
-    bool transient = s_transient(state);
+    /* no SQLSTATE: the error is libpq's, not the server's ("server closed the connection
+       unexpectedly": PQstatus still says OK until the next call), so the connection is lost,
+       not the statement refused */
+    bool transient = s_transient(state) || !state || !*state;
     if (res)
         PQclear(res);
     s_drain(self);

@@ -35,6 +35,7 @@
 #define S_ACK_RETRY_MIN_MS 100   /* a failed save of an acknowledgement: the first retry */
 #define S_ACK_RETRY_MAX_MS 10000 /* and the slowest */
 #define S_ACK_LOG_EVERY_MS 60000 /* how often a failing save is said again */
+#define S_ACK_QUIET_MS 1000      /* a failing save is said once it has lasted this long */
 #define S_RUN_BUSY_MS 200        /* the outbox lock wait of this loop's writes */
 #define S_ACK_GIVE_UP_MS 60000   /* --until-drained: drained at the centre, not in the outbox */
 #define S_IDLE_HEARTBEATS 3
@@ -392,11 +393,17 @@ static void s_save_ack(s_forwarder_t *self, bool force)
     if (self->unsaved_ack == 0 || (!force && self->now < self->ack_retry_at))
         return;
     if (asy_outbox_ack(self->outbox, self->unsaved_ack, zclock_time()) != 0) {
+        /* a submitter holding the lock for a moment is routine: said once it has lasted */
         if (self->ack_failures++ == 0) {
-            self->ack_failing_since = self->ack_logged_at = self->now;
+            self->ack_failing_since = self->now;
+            self->ack_logged_at = 0;
+        }
+        if (self->ack_logged_at == 0 && self->now - self->ack_failing_since >= S_ACK_QUIET_MS) {
+            self->ack_logged_at = self->now;
             asy_error("cannot record acknowledgement of seq %llu in the outbox (will retry): %s",
                       (unsigned long long)self->unsaved_ack, asy_outbox_errmsg(self->outbox));
-        } else if (self->now - self->ack_logged_at >= S_ACK_LOG_EVERY_MS) {
+        } else if (self->ack_logged_at != 0 &&
+                   self->now - self->ack_logged_at >= S_ACK_LOG_EVERY_MS) {
             self->ack_logged_at = self->now;
             asy_error("still cannot record acknowledgements in the outbox (up to seq %llu, %u "
                       "attempts in %lld s): %s",
@@ -408,7 +415,7 @@ static void s_save_ack(s_forwarder_t *self, bool force)
         self->ack_retry_at = self->now + (wait < S_ACK_RETRY_MAX_MS ? wait : S_ACK_RETRY_MAX_MS);
         return;
     }
-    if (self->ack_failures > 0)
+    if (self->ack_logged_at != 0)
         asy_info("recorded acknowledgements up to seq %llu in the outbox after %u failed attempts",
                  (unsigned long long)self->unsaved_ack, self->ack_failures);
     self->saved_ack = self->unsaved_ack;
@@ -832,8 +839,8 @@ static void s_check_liveness(s_forwarder_t *self)
                                                                      : S_WELCOME_TIMEOUT_MS;
         if (self->now - self->hello_sent >= limit) {
             snprintf(why, sizeof why,
-                     "no WELCOME within %lld ms (the broker is down or unreachable, or this is "
-                     "not its ingest endpoint)",
+                     "no WELCOME within %lld ms (the broker is down, unreachable or busy, or "
+                     "this is not its ingest endpoint)",
                      (long long)limit);
             s_disconnect(self, why, 0);
         }

@@ -73,18 +73,13 @@ static int64_t s_now_us(void)
    Statements. */
 
 static const char *const s_statements[][3] = {
-    /* neither moves an epoch a newer one re-issued from one of these seqs on (s_advance) */
     {"cas_update",
      "UPDATE agent_stream SET committed_seq = $3, updated_at = now()"
-     " WHERE agent_id = $1 AND epoch = $2 AND committed_seq = $4"
-     " AND NOT EXISTS (SELECT 1 FROM agent_stream r WHERE r.agent_id = $1"
-     " AND r.reissue_of_epoch = $2 AND r.reissue_from_seq <= $3)",
+     " WHERE agent_id = $1 AND epoch = $2 AND committed_seq = $4",
      "4"},
     {"cas_first",
      "INSERT INTO agent_stream (agent_id, epoch, committed_seq, updated_at)"
-     " SELECT $1, $2, $3, now() WHERE NOT EXISTS (SELECT 1 FROM agent_stream r"
-     " WHERE r.agent_id = $1 AND r.reissue_of_epoch = $2 AND r.reissue_from_seq <= $3)"
-     " ON CONFLICT (agent_id, epoch) DO UPDATE"
+     " VALUES ($1, $2, $3, now()) ON CONFLICT (agent_id, epoch) DO UPDATE"
      " SET committed_seq = EXCLUDED.committed_seq, updated_at = now()"
      " WHERE agent_stream.committed_seq = 0",
      "3"},
@@ -717,34 +712,35 @@ static int s_build_batch(asy_store_t *self, const char *agent_id, const char *si
     return rc;
 }
 
-/* Why the compare-and-set moved nothing: this epoch was re-issued by a newer one from a seq
-   of the batch on (the batch comes from a stale copy of the outbox, or was sent before its
-   agent was killed and the outbox re-issued: its events go in under the new epoch),
-   ASY_EPROTO; else another writer moved committed_seq, ASY_EEXIST. */
-static int s_stale_or_moved(asy_store_t *self, const char *agent_id, uint64_t epoch,
-                            uint64_t expected_committed, const char *const params[3])
+/* After the compare-and-set, which holds the stream's row until COMMIT: was this epoch
+   re-issued by a newer one from a seq of the batch on? Then the batch comes from a copy of
+   the outbox that no longer sends, or was sent before its agent was killed and the outbox
+   re-issued: its events go in under the new epoch, ASY_EPROTO. A statement of its own, so
+   that it sees every re-issue committed before the row was ours (the compare-and-set's own
+   snapshot may be older: it can have waited for the row). A re-issue recorded after this
+   waits for our COMMIT (s_lock_origins) and then finds our events held. */
+static int s_reissued_since(asy_store_t *self, const char *agent_id, uint64_t epoch,
+                            const char *const params[3])
 {
     asy_db_row_t row = {0};
     int rc = asy_db_query_row(self->db, "reissued_by", true, 3, params, &row);
-    if (rc != 0 && rc != ASY_ENOTFOUND)
+    if (rc == ASY_ENOTFOUND)
+        return 0;
+    if (rc != 0)
         return s_db_error(self, rc, "reading a re-issued epoch");
-    if (rc == 0) {
-        s_error(self,
-                "agent %s epoch %" PRIu64 " was re-issued as epoch %s from seq %s on "
-                "(advsync-agent reissue): this batch belongs to a copy of the outbox that no "
-                "longer sends",
-                agent_id, epoch, row.values[0] ? row.values[0] : "?",
-                row.values[1] ? row.values[1] : "?");
-        asy_db_row_release(&row);
-        return ASY_EPROTO;
-    }
-    s_error(self, "agent %s epoch %" PRIu64 ": committed seq is no longer %" PRIu64, agent_id,
-            epoch, expected_committed);
-    return ASY_EEXIST;
+    s_error(self,
+            "agent %s epoch %" PRIu64 " was re-issued as epoch %s from seq %s on "
+            "(advsync-agent reissue): this batch belongs to a copy of the outbox that no "
+            "longer sends",
+            agent_id, epoch, row.values[0] ? row.values[0] : "?",
+            row.values[1] ? row.values[1] : "?");
+    asy_db_row_release(&row);
+    return ASY_EPROTO;
 }
 
-/* The compare-and-set of the high-water mark: 0, ASY_EEXIST, ASY_EPROTO (s_stale_or_moved), or
-   a database error. */
+/* The compare-and-set of the high-water mark: 0, ASY_EEXIST (moved by another writer: re-read
+   and retry, a replay then counts as duplicates), ASY_EPROTO (s_reissued_since), or a
+   database error. */
 static int s_advance(asy_store_t *self, const char *agent_id, uint64_t epoch,
                      uint64_t expected_committed, uint64_t last)
 {
@@ -759,9 +755,12 @@ static int s_advance(asy_store_t *self, const char *agent_id, uint64_t epoch,
                  : asy_db_exec_prepared(self->db, "cas_update", 4, params, &affected);
     if (rc != 0)
         return s_db_error(self, rc, "committed-seq update");
-    if (affected == 0)
-        return s_stale_or_moved(self, agent_id, epoch, expected_committed, params);
-    return 0;
+    if (affected == 0) {
+        s_error(self, "agent %s epoch %" PRIu64 ": committed seq is no longer %" PRIu64, agent_id,
+                epoch, expected_committed);
+        return ASY_EEXIST;
+    }
+    return s_reissued_since(self, agent_id, epoch, params);
 }
 
 /* A re-issued epoch's batch, first in its transaction: locks the origin epochs' rows of

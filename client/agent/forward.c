@@ -155,6 +155,9 @@ static void s_vproblem(s_forwarder_t *self, const char *format, va_list args)
 {
     char text[1024];
     vsnprintf(text, sizeof text, format, args);
+    for (char *c = text; *c; c++) /* a peer's NACK reason: no terminal controls in status */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     asy_error("%s", text);
     if (asy_outbox_note_problem(self->outbox, text, zclock_time()) == 0)
         self->problem_noted = true;
@@ -418,6 +421,7 @@ static void s_save_ack(s_forwarder_t *self, bool force)
     if (self->ack_logged_at != 0)
         asy_info("recorded acknowledgements up to seq %llu in the outbox after %u failed attempts",
                  (unsigned long long)self->unsaved_ack, self->ack_failures);
+    self->ack_logged_at = 0;
     self->saved_ack = self->unsaved_ack;
     self->unsaved_ack = 0;
     self->ack_failures = 0;
@@ -546,8 +550,10 @@ static void s_on_ack(s_forwarder_t *self, const asy_ack_t *ack)
     for (size_t i = 0; i < ack->rejected_count; i++) {
         const asy_rejection_t *r = &ack->rejected[i];
         /* not at the centre: once corrected (a ward PC's clock days fast, a rule tightened),
-           the same event may be submitted again, with its eventId, and is not a duplicate */
-        bool forgotten = asy_outbox_forget(self->outbox, r->seq) == 0;
+           the same event may be submitted again, with its eventId, and is not a duplicate.
+           Not a re-issued one: the centre may hold it under the old epoch (a review) */
+        bool reissued = self->reissue_of_epoch && r->seq <= self->reissue_last_seq;
+        bool forgotten = !reissued && asy_outbox_forget(self->outbox, r->seq) == 0;
         asy_warn("event seq %llu quarantined by the centre: %s: %s%s", (unsigned long long)r->seq,
                  asy_code_name(r->code), r->reason ? r->reason : "",
                  forgotten ? "; correct it and submit it again" : "");
@@ -1137,8 +1143,9 @@ static const char *s_usage =
     "  --help           show this text\n"
     "SIGTERM or SIGINT stops sending, waits up to 1 s for outstanding ACKs and exits 0.\n"
     "Exit 75 when starting again later may succeed (the outbox could not be opened for a\n"
-    "full disk or a folder not writable, or the file was replaced); 1 when an operator is\n"
-    "needed (the centre refused this agent, a copied outbox...); 2 on a usage error.\n";
+    "full disk or an I/O error, or the file was replaced); 1 when an operator is needed\n"
+    "(the centre refused this agent, a copied outbox, a folder not writable...); 2 on a\n"
+    "usage error.\n";
 
 static int s_parse_seconds(const char *text, int64_t *ms, char *error, size_t error_size)
 {

@@ -12,8 +12,8 @@
 #include "agent.h"
 
 /* run's exit code when starting again later may well succeed: the outbox could not be opened
-   for the storage's sake (a full disk, a folder not writable), or the file was replaced under
-   it (sysexits' EX_TEMPFAIL; the systemd unit restarts on it, not on 1 or 2) */
+   for a full disk or an I/O error, or the file was replaced under it (sysexits' EX_TEMPFAIL;
+   the systemd unit restarts on it, not on 1 or 2) */
 #define ASY_RUN_EXIT_TRY_AGAIN 75
 
 typedef struct {

@@ -365,16 +365,18 @@ static int s_foreign_table(asy_outbox_t *self, char *name, size_t size)
 static _Thread_local bool s_open_on_storage;
 
 /* After a failed open: SQLite's I/O, full-disk, cannot-open and read-only errors are the
-   storage's, often passing (a full disk, a folder made read-only): said so, with what SQLite
-   needs beside the file, which an operator checking the file alone would miss. */
+   storage's: said so, with what SQLite needs beside the file, which an operator checking the
+   file alone would miss. Only the first two often pass (s_open_on_storage). */
 static void s_storage_hint(const asy_outbox_t *self, const char *path, char *error,
                            size_t error_size)
 {
     int code = self && self->db ? sqlite3_errcode(self->db) & 0xff : SQLITE_OK;
-    s_open_on_storage = code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN ||
-                        code == SQLITE_READONLY;
+    /* a full disk and I/O errors pass; a folder not writable or a path SQLite cannot open
+       (longer than it takes, say) wait for an operator (no restart loop): hinted alike */
+    s_open_on_storage = code == SQLITE_IOERR || code == SQLITE_FULL;
+    bool hint = s_open_on_storage || code == SQLITE_CANTOPEN || code == SQLITE_READONLY;
     size_t used = strlen(error);
-    if (s_open_on_storage && used + 1 < error_size)
+    if (hint && used + 1 < error_size)
         snprintf(error + used, error_size - used,
                  " (is the disk full, or the folder not writable? SQLite writes %s-wal and "
                  "%s-shm beside the file)",

@@ -25,7 +25,7 @@ asy_outbox_t *asy_outbox_open_claimed(const char *path, const char *agent_id, co
 void asy_outbox_destroy(asy_outbox_t **self_p);
 
 /* True if the last asy_outbox_open(_claimed) of this thread that failed, failed on the storage
-   (I/O error, disk full, cannot create the -wal/-shm files, read-only): often passing. */
+   in a way that often passes (an I/O error, a full disk). */
 bool asy_outbox_open_failed_on_storage(void);
 
 /* True if the file at the path this outbox was opened from is gone, or is another file (the

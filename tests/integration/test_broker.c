@@ -1071,3 +1071,105 @@ Test(broker, a_reissued_batch_waits_for_the_old_epoch_still_being_committed)
     s_free_events(again, 3);
     s_free_events(&more, 1);
 }
+
+static zsock_t *s_second_dealer(const char *endpoint)
+{
+    zsock_t *dealer = zsock_new_dealer(endpoint);
+    cr_assert_not_null(dealer);
+    zsock_set_rcvtimeo(dealer, 10000);
+    zsock_set_linger(dealer, 0);
+    return dealer;
+}
+
+/* Two batches of epoch 1 in flight at two brokers (the first waiting on a lock, the second,
+   a resend, waiting for the first), the outbox re-issued meanwhile, epoch 2 at a third
+   broker (brokers, not workers: which worker a connection gets is not the client's choice): whether
+   the first commits or fails (cancelled), every event is stored once, and the resend is either a
+   replay (duplicates) or refused, never stored after the re-issue (review: the compare-and-set's
+   own snapshot predated the re-issue). */
+static void s_reissue_race(const char *agent, bool cancel)
+{
+    char *dir2 = asy_test_tmpdir(), *dir3 = asy_test_tmpdir();
+    char endpoint2[128], endpoint3[128];
+    pid_t broker2 =
+        asy_test_start_broker(s_db, dir2, asy_test_free_port(), endpoint2, sizeof endpoint2);
+    pid_t broker3 =
+        asy_test_start_broker(s_db, dir3, asy_test_free_port(), endpoint3, sizeof endpoint3);
+    zsock_t *conn1 = s_dealer, *conn2 = s_second_dealer(endpoint2);
+    cr_assert_eq(s_hello(agent, "site-race", 1), 0);
+    s_dealer = conn2;
+    cr_assert_eq(s_hello(agent, "site-race", 1), 0);
+    s_dealer = conn1;
+    asy_bytes_t old[3], again[3];
+    for (int i = 0; i < 3; i++)
+        old[i] = s_event(agent, "site-race", 1, (uint64_t)i + 1);
+    PGconn *locker = asy_test_pg_connect(s_db);
+    asy_test_pg_exec(locker, "BEGIN");
+    asy_test_pg_exec(locker, "LOCK TABLE event IN EXCLUSIVE MODE");
+    s_publish(agent, 1, 1, old, 3); /* holds epoch 1's row, waits at its COPY */
+    zclock_sleep(400);
+    s_dealer = conn2;
+    s_publish(agent, 1, 1, old, 3); /* a resend: waits for the row */
+    zclock_sleep(400);
+    zsock_t *conn3 = s_second_dealer(endpoint3);
+    s_dealer = conn3;
+    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
+    hello.u.hello = (asy_hello_t){.version_min = 1,
+                                  .version_max = 1,
+                                  .agent_id = agent,
+                                  .site_id = "site-race",
+                                  .epoch = 2,
+                                  .last_seq = 3,
+                                  .reissue_of_epoch = 1,
+                                  .reissue_from_seq = 1};
+    s_send_frame(&hello);
+    asy_frame_t frame;
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    asy_frame_release(&frame);
+    for (int i = 0; i < 3; i++)
+        again[i] = s_renumbered(old[i], 2, (uint64_t)i + 1);
+    s_publish(agent, 2, 1, again, 3); /* waits for epoch 1's row */
+    zclock_sleep(400);
+    if (cancel)
+        asy_test_pg_exec(s_pg, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity"
+                               " WHERE query LIKE 'COPY event%' AND wait_event_type = 'Lock'");
+    zclock_sleep(300);
+    asy_test_pg_exec(locker, "COMMIT");
+    PQfinish(locker);
+    zsock_t *each[3] = {conn1, conn2, conn3};
+    for (int c = 0; c < 3; c++) {
+        zframe_t *reply = zframe_recv(each[c]);
+        cr_assert_not_null(reply, "connection %d: no answer", c + 1);
+        cr_assert_eq(asy_frame_decode(&frame, zframe_data(reply), zframe_size(reply)), 0);
+        zframe_destroy(&reply);
+        /* the resend: a replay of what the first committed, or, the first failed, a batch
+           of an epoch re-issued since its compare-and-set began to wait */
+        if (c == 1 && !cancel)
+            cr_assert(frame.type == ASY_FRAME_ACK && frame.u.ack.duplicates == 3,
+                      "a replay is acknowledged as duplicates, not refused");
+        if (c == 1 && cancel)
+            cr_assert(frame.type == ASY_FRAME_NACK && frame.u.nack.code == ASY_CODE_WRONG_AGENT,
+                      "refused: epoch 1 was re-issued");
+        if (c == 2)
+            cr_assert_eq(frame.type, ASY_FRAME_ACK);
+        asy_frame_release(&frame);
+    }
+    char query[256];
+    snprintf(query, sizeof query, "SELECT count(*) FROM event WHERE agent_id = '%s'", agent);
+    cr_assert_eq(s_count(query), 3, "cancel %d: each event once", cancel);
+    s_dealer = conn1;
+    zsock_destroy(&conn2);
+    zsock_destroy(&conn3);
+    asy_test_stop(broker2, SIGTERM, 10000);
+    asy_test_stop(broker3, SIGTERM, 10000);
+    s_free_events(old, 3);
+    s_free_events(again, 3);
+    free(dir2);
+    free(dir3);
+}
+
+Test(broker, a_reissue_racing_two_batches_of_the_old_epoch_stores_each_event_once, .timeout = 120)
+{
+    s_reissue_race("agent-race-a", false);
+    s_reissue_race("agent-race-b", true);
+}

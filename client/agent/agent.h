@@ -67,4 +67,10 @@ int asy_cmd_keygen(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_export(const asy_agent_config_t *config, int argc, char **argv);
 
+/* Opens the configured outbox for a look (status, export), which must never create one: a
+   mistyped path would show a healthy empty outbox, and one made by root would lock the
+   service's user out. With no file (or an empty one) at the path, or an open that fails, says
+   why and returns NULL. */
+asy_outbox_t *asy_agent_open_outbox_to_read(const asy_agent_config_t *config);
+
 #endif

@@ -13,7 +13,6 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define S_READ_ROWS 1000
 
@@ -77,18 +76,9 @@ int asy_cmd_export(const asy_agent_config_t *config, int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    struct stat info; /* as status: a look creates nothing */
-    if (stat(config->outbox_path, &info) != 0 || (S_ISREG(info.st_mode) && info.st_size == 0)) {
-        asy_error("no outbox at %s", config->outbox_path);
+    asy_outbox_t *outbox = asy_agent_open_outbox_to_read(config);
+    if (!outbox)
         return 1;
-    }
-    char error[512];
-    asy_outbox_t *outbox = asy_outbox_open(config->outbox_path, config->agent_id, config->site_id,
-                                           error, sizeof error);
-    if (!outbox) {
-        asy_error("cannot open the outbox: %s", error);
-        return 1;
-    }
     asy_outbox_status_t status;
     s_export_t export = {0};
     export.rc = asy_outbox_status(outbox, &status);

@@ -144,6 +144,23 @@ static void s_print_text(const asy_agent_config_t *config, const asy_outbox_stat
     }
 }
 
+asy_outbox_t *asy_agent_open_outbox_to_read(const asy_agent_config_t *config)
+{
+    struct stat info; /* not even in an empty file */
+    if (stat(config->outbox_path, &info) != 0 || (S_ISREG(info.st_mode) && info.st_size == 0)) {
+        asy_error("no outbox at %s: nothing has been submitted there yet, or --outbox (or "
+                  "agent/outbox) names another file",
+                  config->outbox_path);
+        return NULL;
+    }
+    char error[1024];
+    asy_outbox_t *outbox = asy_outbox_open(config->outbox_path, config->agent_id, config->site_id,
+                                           error, sizeof error);
+    if (!outbox)
+        asy_error("cannot open the outbox: %s", error);
+    return outbox;
+}
+
 int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)
 {
     bool as_json = false;
@@ -160,22 +177,9 @@ int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)
             return 2;
         }
     }
-    /* a look must not create, not even in an empty file: a mistyped path would show a
-       healthy empty outbox, and one made by root here would lock the service's user out */
-    struct stat info;
-    if (stat(config->outbox_path, &info) != 0 || (S_ISREG(info.st_mode) && info.st_size == 0)) {
-        asy_error("no outbox at %s: nothing has been submitted there yet, or --outbox (or "
-                  "agent/outbox) names another file",
-                  config->outbox_path);
+    asy_outbox_t *outbox = asy_agent_open_outbox_to_read(config);
+    if (!outbox)
         return 1;
-    }
-    char error[512];
-    asy_outbox_t *outbox = asy_outbox_open(config->outbox_path, config->agent_id, config->site_id,
-                                           error, sizeof error);
-    if (!outbox) {
-        asy_error("cannot open the outbox: %s", error);
-        return 1;
-    }
     asy_outbox_status_t status;
     int rc = asy_outbox_status(outbox, &status);
     if (rc != 0) {

@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -968,6 +969,16 @@ static const s_column_t *s_column_of(const s_mapping_t *mapping, const char *mes
     return NULL;
 }
 
+/* A SIGINT or SIGTERM during an import: the rows read so far are committed and the run ends
+   saying so (it died without a word, the last rows read not stored). A record the signal
+   interrupted is not taken: its reading may have been cut short. */
+static volatile sig_atomic_t s_signal;
+
+static void s_on_signal(int signo)
+{
+    s_signal = signo;
+}
+
 typedef struct {
     asy_submitter_t *submitter;
     s_mapping_t *mapping;
@@ -1074,7 +1085,7 @@ static int s_import_rows(s_import_t *self)
     bool open = false;
     int pending = 0, got;
     rc = 0;
-    while (rc == 0) {
+    while (rc == 0 && !s_signal) {
         if (open && (pending >= S_ROWS_PER_TRANSACTION || asy_input_idle(self->csv->file))) {
             open = false;
             pending = 0;
@@ -1082,8 +1093,8 @@ static int s_import_rows(s_import_t *self)
                 break;
             self->committed = self->submitter->stored;
         }
-        if ((got = asy_csv_next(self->csv)) <= 0) {
-            rc = got;
+        if ((got = asy_csv_next(self->csv)) <= 0 || s_signal) {
+            rc = s_signal ? 0 : got;
             break;
         }
         bool empty;
@@ -1129,7 +1140,7 @@ static int s_import_rows(s_import_t *self)
             break;
         }
     }
-    if (rc == 0 && ferror(self->csv->file)) {
+    if (rc == 0 && !s_signal && ferror(self->csv->file)) {
         asy_error("%s: read error: %s", self->name, strerror(errno));
         rc = ASY_EIO;
     }
@@ -1159,7 +1170,8 @@ static void s_usage(FILE *out)
             "before (the same file or export imported again) counts as a duplicate.\n"
             "\n"
             "Exit status: 0 all rows stored, 1 fatal error, 2 usage or mapping error,\n"
-            "3 some rows refused (the others were stored).\n");
+            "3 some rows refused (the others were stored), 130 or 143 interrupted by SIGINT\n"
+            "or SIGTERM (the rows read are stored; import the file again for the rest).\n");
 }
 
 int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
@@ -1231,13 +1243,28 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
                          .csv = &csv,
                          .name = from_stdin ? "stdin" : path,
                          .seen_rows = zhashx_new()};
+    /* no SA_RESTART: a read waiting on a pipe returns at the signal */
+    struct sigaction on_signal = {.sa_handler = s_on_signal}, saved[2];
+    sigemptyset(&on_signal.sa_mask);
+    s_signal = 0;
+    sigaction(SIGINT, &on_signal, &saved[0]);
+    sigaction(SIGTERM, &on_signal, &saved[1]);
     rc = import.seen_rows ? s_import_rows(&import) : ASY_ENOMEM;
+    sigaction(SIGINT, &saved[0], NULL);
+    sigaction(SIGTERM, &saved[1], NULL);
     zhashx_destroy(&import.seen_rows);
     asy_csv_release(&csv);
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);
     s_mapping_free(&mapping);
+    if (rc == 0 && s_signal) {
+        printf("interrupted (%s): stored %llu, duplicates %llu, rejected %llu; the rest was not "
+               "stored: import the file again (the rows stored are recognised as duplicates)\n",
+               s_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)import.committed,
+               (unsigned long long)submitter.duplicates, (unsigned long long)submitter.rejected);
+        return 128 + s_signal; /* main() then dies of the signal itself */
+    }
     if (rc != 0) {
         printf("stopped by an error: stored %llu (the rest of the file was not stored)\n",
                (unsigned long long)import.committed);

@@ -129,9 +129,10 @@ int main(int argc, char **argv)
             return 2;
     }
     int code = command->run(&config, argc - 1, argv + 1);
-    if (command->run == asy_cmd_submit && (code == 128 + SIGINT || code == 128 + SIGTERM)) {
-        /* submit caught the signal to commit and say where to resume; die of it now, so that
-           a shell loop over files stops at Ctrl-C as it would for any program */
+    if ((command->run == asy_cmd_submit || command->run == asy_cmd_import) &&
+        (code == 128 + SIGINT || code == 128 + SIGTERM)) {
+        /* submit and import caught the signal to commit and say where to resume; die of it
+           now, so that a shell loop over files stops at Ctrl-C as it would for any program */
         fflush(stdout);
         signal(code - 128, SIG_DFL);
         raise(code - 128);

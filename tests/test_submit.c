@@ -659,6 +659,62 @@ Test(submit, an_interrupt_says_where_to_resume)
     cr_assert_eq(asy_fixture_last_seq(&s_fixture), 2);
 }
 
+/* A submit reading a pipe while the outbox is re-issued: its next line is not stamped with
+   the old epoch; it stops saying why, without an empty "stdin:2: " line first. */
+Test(submit, a_reissue_under_a_running_submit_stops_it_with_a_reason)
+{
+    int pipefd[2], outfd[2], errfd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    cr_assert_eq(pipe(outfd), 0);
+    cr_assert_eq(pipe(errfd), 0);
+    pid_t child = fork();
+    cr_assert(child >= 0);
+    if (child == 0) {
+        dup2(pipefd[0], STDIN_FILENO);
+        dup2(outfd[1], STDOUT_FILENO);
+        dup2(errfd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(outfd[0]);
+        close(outfd[1]);
+        close(errfd[0]);
+        close(errfd[1]);
+        char *argv[] = {"submit", "-", NULL};
+        int code = asy_cmd_submit(&s_fixture.config, 2, argv);
+        fflush(stdout);
+        _exit(code);
+    }
+    close(pipefd[0]);
+    close(outfd[1]);
+    close(errfd[1]);
+    const char *first = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                        "\"contactMade\":{}}\n";
+    cr_assert_eq(write(pipefd[1], first, strlen(first)), (ssize_t)strlen(first));
+    uint64_t seen = 0;
+    for (int i = 0; i < 100 && seen == 0; i++) {
+        usleep(50 * 1000);
+        seen = asy_fixture_last_seq(&s_fixture);
+    }
+    cr_assert_eq(seen, 1);
+    char *reissue[] = {"reissue", NULL};
+    asy_fixture_result_t result = asy_fixture_run(&s_fixture, asy_cmd_reissue, 1, reissue);
+    cr_assert_eq(result.code, 0, "%s", result.err);
+    const char *second = "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
+                         "\"contactMade\":{}}\n";
+    cr_assert_eq(write(pipefd[1], second, strlen(second)), (ssize_t)strlen(second));
+    close(pipefd[1]);
+    int status = 0;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    char err[4096] = "";
+    ssize_t got = read(errfd[0], err, sizeof err - 1);
+    close(errfd[0]);
+    err[got > 0 ? got : 0] = '\0';
+    close(outfd[0]);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %d: %s", status, err);
+    cr_assert(strstr(err, "the outbox was re-issued as epoch"), "%s", err);
+    cr_assert_null(strstr(err, "stdin:2: \n"), "an empty message line: %s", err);
+}
+
 Test(submit, fatal_errors_and_usage)
 {
     const char *path = s_write("one.jsonl", "{\"caseRef\":\"C1\",\"occurredAt\":"

@@ -349,8 +349,12 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
         }
         if (!open && (rc = asy_outbox_begin(submitter->outbox)) == 0)
             open = true;
+        if (rc != 0) { /* the outbox refused a transaction (re-issued meanwhile): said below */
+            json_decref(object);
+            break;
+        }
         char error[512] = "";
-        int added = rc == 0 ? asy_submitter_add(submitter, object, error, sizeof error) : rc;
+        int added = asy_submitter_add(submitter, object, error, sizeof error);
         json_decref(object);
         if (added == ASY_EINVAL)
             fprintf(stderr, "%s:%lu: %s\n", name, number, error);

@@ -207,7 +207,8 @@ static void s_refresh(s_forwarder_t *self)
 }
 
 /* Events submitted after the outbox file was deleted or replaced go to the new file, which
-   this process never reads: stop (exit 1), so that a supervisor starts run on the new one. */
+   this process never reads: stop (exit ASY_RUN_EXIT_TRY_AGAIN), so that a supervisor starts
+   run on the new one. */
 static void s_check_outbox_identity(s_forwarder_t *self)
 {
     if (self->now - self->last_identity_check < S_IDENTITY_CHECK_MS || self->stop_at != 0)

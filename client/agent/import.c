@@ -1040,7 +1040,6 @@ static int s_derive_event_id(s_import_t *self, json_t *object)
     return json_object_set_new(object, "eventId", json_string(uuid)) == 0 ? 0 : ASY_ENOMEM;
 }
 
-/* Reads every row into the outbox. Returns 0, or a fatal code after reporting it. */
 /* The delimiter named by Excel's first line "sep=;" (which its CSV exports for some locales
    begin with), or 0 if the record is not such a line. Read with "," a "sep=," is two empty-ish
    fields. */
@@ -1056,6 +1055,7 @@ static char s_sep_line(asy_csv_t *csv)
     return 0;
 }
 
+/* Reads every row into the outbox. Returns 0, or a fatal code after reporting it. */
 static int s_import_rows(s_import_t *self)
 {
     char error[512];

@@ -991,26 +991,21 @@ int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
     return rc;
 }
 
-/* Reads the status inside a transaction (open or read-only). */
-/* meta 'problem' (text) and 'problem_ms' into out; absent is "" and 0. */
-static int s_read_problem(asy_outbox_t *self, asy_outbox_status_t *out)
+/* meta[key] as text into out[size] ("" if the key is absent), with the prepared statement
+   s_meta_get uses: status is read on every refresh of run. */
+static int s_meta_text(asy_outbox_t *self, const char *key, char *out, size_t size)
 {
-    sqlite3_stmt *statement = NULL;
-    int rc = sqlite3_prepare_v2(self->db,
-                                "SELECT (SELECT value FROM meta WHERE key = 'problem'),"
-                                " (SELECT value FROM meta WHERE key = 'problem_ms')",
-                                -1, &statement, NULL);
-    if (rc == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW) {
-        const unsigned char *text = sqlite3_column_text(statement, 0);
-        snprintf(out->problem, sizeof out->problem, "%s", text ? (const char *)text : "");
-        out->problem_ms = sqlite3_column_int64(statement, 1);
-        rc = SQLITE_OK;
-    } else
-        rc = SQLITE_ERROR;
-    sqlite3_finalize(statement);
-    return rc == SQLITE_OK ? 0 : s_db_fail(self, "reading the outbox meta data");
+    sqlite3_stmt *statement = self->statement[S_META_GET];
+    sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(statement);
+    const unsigned char *text = rc == SQLITE_ROW ? sqlite3_column_text(statement, 0) : NULL;
+    snprintf(out, size, "%s", text ? (const char *)text : "");
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading meta");
 }
 
+/* Reads the status inside a transaction (open or read-only). */
 static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
 {
     int64_t next_seq, acked_seq, contact, ack, reissue_of, reissue_from, reissue_last;
@@ -1041,7 +1036,10 @@ static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
     out->reissue_of_epoch = (uint64_t)reissue_of;
     out->reissue_from_seq = (uint64_t)reissue_from;
     out->reissue_last_seq = (uint64_t)reissue_last;
-    return s_read_problem(self, out);
+    if (s_meta_text(self, "problem", out->problem, sizeof out->problem) != 0 ||
+        s_meta_get(self, "problem_ms", &out->problem_ms) != 0)
+        return ASY_EDB;
+    return 0;
 }
 
 int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out)

@@ -8,6 +8,8 @@
 #include "outbox.h"
 #include "pseudonym.h"
 
+#include <signal.h>
+
 #define ASY_AGENT_MAX_ENDPOINTS 8
 
 typedef struct {
@@ -66,6 +68,14 @@ int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_keygen(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv);
 int asy_cmd_export(const asy_agent_config_t *config, int argc, char **argv);
+
+/* SIGINT and SIGTERM caught while submit or import reads its input (between catch and
+   release), so that what was read is committed and the run ends saying so: without
+   SA_RESTART, a read waiting on a pipe returns at the signal. asy_interrupted() is the signal
+   caught since asy_interrupt_catch, 0 if none. */
+void asy_interrupt_catch(struct sigaction saved[2]);
+void asy_interrupt_release(const struct sigaction saved[2]);
+int asy_interrupted(void);
 
 /* Opens the configured outbox for a look (status, export), which must never create one: a
    mistyped path would show a healthy empty outbox, and one made by root would lock the

@@ -969,16 +969,6 @@ static const s_column_t *s_column_of(const s_mapping_t *mapping, const char *mes
     return NULL;
 }
 
-/* A SIGINT or SIGTERM during an import: the rows read so far are committed and the run ends
-   saying so (it died without a word, the last rows read not stored). A record the signal
-   interrupted is not taken: its reading may have been cut short. */
-static volatile sig_atomic_t s_signal;
-
-static void s_on_signal(int signo)
-{
-    s_signal = signo;
-}
-
 typedef struct {
     asy_submitter_t *submitter;
     s_mapping_t *mapping;
@@ -1085,7 +1075,7 @@ static int s_import_rows(s_import_t *self)
     bool open = false;
     int pending = 0, got;
     rc = 0;
-    while (rc == 0 && !s_signal) {
+    while (rc == 0 && !asy_interrupted()) {
         if (open && (pending >= S_ROWS_PER_TRANSACTION || asy_input_idle(self->csv->file))) {
             open = false;
             pending = 0;
@@ -1093,8 +1083,9 @@ static int s_import_rows(s_import_t *self)
                 break;
             self->committed = self->submitter->stored;
         }
-        if ((got = asy_csv_next(self->csv)) <= 0 || s_signal) {
-            rc = s_signal ? 0 : got;
+        /* a record the signal interrupted is not taken: its reading may have been cut short */
+        if ((got = asy_csv_next(self->csv)) <= 0 || asy_interrupted()) {
+            rc = asy_interrupted() ? 0 : got;
             break;
         }
         bool empty;
@@ -1140,7 +1131,7 @@ static int s_import_rows(s_import_t *self)
             break;
         }
     }
-    if (rc == 0 && !s_signal && ferror(self->csv->file)) {
+    if (rc == 0 && !asy_interrupted() && ferror(self->csv->file)) {
         asy_error("%s: read error: %s", self->name, strerror(errno));
         rc = ASY_EIO;
     }
@@ -1243,27 +1234,23 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
                          .csv = &csv,
                          .name = from_stdin ? "stdin" : path,
                          .seen_rows = zhashx_new()};
-    /* no SA_RESTART: a read waiting on a pipe returns at the signal */
-    struct sigaction on_signal = {.sa_handler = s_on_signal}, saved[2];
-    sigemptyset(&on_signal.sa_mask);
-    s_signal = 0;
-    sigaction(SIGINT, &on_signal, &saved[0]);
-    sigaction(SIGTERM, &on_signal, &saved[1]);
+    struct sigaction saved[2];
+    asy_interrupt_catch(saved);
     rc = import.seen_rows ? s_import_rows(&import) : ASY_ENOMEM;
-    sigaction(SIGINT, &saved[0], NULL);
-    sigaction(SIGTERM, &saved[1], NULL);
+    asy_interrupt_release(saved);
     zhashx_destroy(&import.seen_rows);
     asy_csv_release(&csv);
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);
     s_mapping_free(&mapping);
-    if (rc == 0 && s_signal) {
+    int signal_caught = asy_interrupted();
+    if (rc == 0 && signal_caught) {
         printf("interrupted (%s): stored %llu, duplicates %llu, rejected %llu; the rest was not "
                "stored: import the file again (the rows stored are recognised as duplicates)\n",
-               s_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)import.committed,
+               signal_caught == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)import.committed,
                (unsigned long long)submitter.duplicates, (unsigned long long)submitter.rejected);
-        return 128 + s_signal; /* main() then dies of the signal itself */
+        return 128 + signal_caught; /* main() then dies of the signal itself */
     }
     if (rc != 0) {
         printf("stopped by an error: stored %llu (the rest of the file was not stored)\n",

@@ -228,14 +228,34 @@ int asy_submitter_open(const asy_agent_config_t *config, asy_pseudonym_key_t *ke
     return 0;
 }
 
-/* A SIGINT or SIGTERM during a submit: the lines read so far are committed and the run ends
-   saying where to resume (without it the operator could not know, and submitting the whole
-   input again would store its first part twice). */
+/* A SIGINT or SIGTERM during a submit or an import: the lines or rows read so far are
+   committed and the run ends saying where to resume (without it the operator could not know,
+   and submitting the whole input again would store its first part twice). */
 static volatile sig_atomic_t s_signal;
 
 static void s_on_signal(int signo)
 {
     s_signal = signo;
+}
+
+void asy_interrupt_catch(struct sigaction saved[2])
+{
+    struct sigaction on_signal = {.sa_handler = s_on_signal}; /* no SA_RESTART */
+    sigemptyset(&on_signal.sa_mask);
+    s_signal = 0;
+    sigaction(SIGINT, &on_signal, &saved[0]);
+    sigaction(SIGTERM, &on_signal, &saved[1]);
+}
+
+void asy_interrupt_release(const struct sigaction saved[2])
+{
+    sigaction(SIGINT, &saved[0], NULL);
+    sigaction(SIGTERM, &saved[1], NULL);
+}
+
+int asy_interrupted(void)
+{
+    return s_signal;
 }
 
 bool asy_input_idle(FILE *file)
@@ -430,15 +450,10 @@ int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
     asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = config->site_id};
     uint64_t committed = 0;
     unsigned long through = 0;
-    /* no SA_RESTART: a read waiting on a pipe returns at the signal */
-    struct sigaction on_signal = {.sa_handler = s_on_signal}, saved[2];
-    sigemptyset(&on_signal.sa_mask);
-    s_signal = 0;
-    sigaction(SIGINT, &on_signal, &saved[0]);
-    sigaction(SIGTERM, &on_signal, &saved[1]);
+    struct sigaction saved[2];
+    asy_interrupt_catch(saved);
     int rc = s_submit_lines(&submitter, file, from_stdin ? "stdin" : path, &committed, &through);
-    sigaction(SIGINT, &saved[0], NULL);
-    sigaction(SIGTERM, &saved[1], NULL);
+    asy_interrupt_release(saved);
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);

@@ -245,6 +245,14 @@ static int s_bad(const s_load_t *load, unsigned long line, int role, const char 
     return ASY_EINVAL;
 }
 
+/* An area code as the table holds it: ONS codes are capitals, so "e09000004" and "E09000004"
+   are one area, not two summed (migration 008). */
+static void s_area_upper(char *code)
+{
+    for (; *code; code++)
+        *code = (char)toupper((unsigned char)*code);
+}
+
 /* Checks one data record and appends it (or counts it as skipped). */
 static int s_read_row(s_load_t *load, asy_csv_t *csv)
 {
@@ -284,9 +292,7 @@ static int s_read_row(s_load_t *load, asy_csv_t *csv)
         load->capacity = capacity;
     }
     const char *name = load->area_name >= 0 ? asy_csv_field(csv, (size_t)load->area_name) : "";
-    /* ONS codes are capitals: "e09000004" and "E09000004" are one area, not two summed */
-    for (char *c = code; *c; c++)
-        *c = (char)toupper((unsigned char)*c);
+    s_area_upper(code);
     row.area_code = strdup(code);
     row.area_name = *name ? strdup(name) : NULL;
     load->rows[load->count++] = row;
@@ -648,11 +654,9 @@ static int s_remove(const asy_ctl_options_t *options, int argc, char **argv)
                 area);
         code = ASY_CTL_FAILURE;
     } else {
-        char stored[S_AREA_CODE_MAX + 1];
-        size_t i = 0;
-        for (; area[i] && i + 1 < sizeof stored; i++) /* as the table holds it (migration 008) */
-            stored[i] = (char)toupper((unsigned char)area[i]);
-        stored[i] = '\0';
+        char stored[S_AREA_CODE_MAX + 1]; /* as the table holds it */
+        snprintf(stored, sizeof stored, "%s", area);
+        s_area_upper(stored);
         printf("removed %llu row(s) of area %s; the broker re-reads the table within 10 s\n",
                (unsigned long long)deleted, stored);
     }

@@ -106,6 +106,34 @@ int asy_fixture_capture(const asy_fixture_t *self, asy_fixture_command_t *comman
     return code;
 }
 
+void asy_fixture_spawn(const asy_fixture_t *self, asy_fixture_command_t *command, int argc,
+                       char **argv, asy_fixture_child_t *child)
+{
+    int in[2], out[2], err[2];
+    cr_assert_eq(pipe(in), 0);
+    cr_assert_eq(pipe(out), 0);
+    cr_assert_eq(pipe(err), 0);
+    child->pid = fork();
+    cr_assert(child->pid >= 0);
+    if (child->pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        dup2(out[1], STDOUT_FILENO);
+        dup2(err[1], STDERR_FILENO);
+        int ends[] = {in[0], in[1], out[0], out[1], err[0], err[1]};
+        for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++)
+            close(ends[i]);
+        int code = command(&self->config, argc, argv);
+        fflush(stdout);
+        _exit(code);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    child->in = in[1];
+    child->out = out[0];
+    child->err = err[0];
+}
+
 asy_fixture_result_t asy_fixture_run(const asy_fixture_t *self, asy_fixture_command_t *command,
                                      int argc, char **argv)
 {

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* The key asy_fixture_setup() writes unless random_key is set. */
 #define ASY_FIXTURE_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -65,6 +66,18 @@ typedef struct {
    what the command wrote (truncated to the buffers). */
 asy_fixture_result_t asy_fixture_run(const asy_fixture_t *self, asy_fixture_command_t *command,
                                      int argc, char **argv);
+
+/* A command running in a child process, its standard streams on pipes: write to in, read
+   out and err (the other ends are the child's). */
+typedef struct {
+    pid_t pid;
+    int in, out, err;
+} asy_fixture_child_t;
+
+/* Starts command(&self->config, argc, argv) in a child process (its exit code is the child's
+   exit status; stdout is flushed first), to be signalled or fed slowly (interrupts, pipes). */
+void asy_fixture_spawn(const asy_fixture_t *self, asy_fixture_command_t *command, int argc,
+                       char **argv, asy_fixture_child_t *child);
 
 /* The last seq of the fixture's outbox (0 if none assigned yet); fails the test if the outbox
    cannot be opened or read. */

@@ -467,42 +467,27 @@ Test(import, an_idle_pipe_commits_what_it_has)
 Test(import, an_interrupt_says_what_was_stored)
 {
     const char *mapping = s_write("referrals.cfg", S_REFERRAL_MAPPING);
-    int pipefd[2], outfd[2];
-    cr_assert_eq(pipe(pipefd), 0);
-    cr_assert_eq(pipe(outfd), 0);
-    pid_t child = fork();
-    cr_assert(child >= 0);
-    if (child == 0) {
-        dup2(pipefd[0], STDIN_FILENO);
-        dup2(outfd[1], STDOUT_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        close(outfd[0]);
-        close(outfd[1]);
-        char *argv[] = {"import", "--mapping", (char *)mapping, "-", NULL};
-        int code = asy_cmd_import(&s_fixture.config, 4, argv);
-        fflush(stdout);
-        _exit(code);
-    }
-    close(pipefd[0]);
-    close(outfd[1]);
+    char *argv[] = {"import", "--mapping", (char *)mapping, "-", NULL};
+    asy_fixture_child_t spawned;
+    asy_fixture_spawn(&s_fixture, asy_cmd_import, 4, argv, &spawned);
     const char *rows = "Case No,NHS No,Received,Service,Why,Referrer\n"
                        "C-1,,15/07/2026 14:30,IMHA,,\n"
                        "C-2,,15/07/2026 14:30,IMHA,,\n";
-    cr_assert_eq(write(pipefd[1], rows, strlen(rows)), (ssize_t)strlen(rows));
+    cr_assert_eq(write(spawned.in, rows, strlen(rows)), (ssize_t)strlen(rows));
     uint64_t seen = 0;
     for (int i = 0; i < 100 && seen < 2; i++) {
         usleep(50 * 1000);
         seen = asy_fixture_last_seq(&s_fixture);
     }
     cr_assert_eq(seen, 2, "the rows were committed while import waited for more");
-    cr_assert_eq(kill(child, SIGINT), 0);
+    cr_assert_eq(kill(spawned.pid, SIGINT), 0);
     int status = 0;
-    cr_assert_eq(waitpid(child, &status, 0), child);
-    close(pipefd[1]);
+    cr_assert_eq(waitpid(spawned.pid, &status, 0), spawned.pid);
+    close(spawned.in);
     char out[512] = "";
-    ssize_t got = read(outfd[0], out, sizeof out - 1);
-    close(outfd[0]);
+    ssize_t got = read(spawned.out, out, sizeof out - 1);
+    close(spawned.out);
+    close(spawned.err);
     out[got > 0 ? got : 0] = '\0';
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT, "status %d: %s", status,
               out);

@@ -603,54 +603,33 @@ Test(submit, an_idle_pipe_commits_what_it_has)
    resume (128 + the signal), instead of dying silently with part of the input stored. */
 Test(submit, an_interrupt_says_where_to_resume)
 {
-    int pipefd[2], outfd[2], errfd[2];
-    cr_assert_eq(pipe(pipefd), 0);
-    cr_assert_eq(pipe(outfd), 0);
-    cr_assert_eq(pipe(errfd), 0);
-    pid_t child = fork();
-    cr_assert(child >= 0);
-    if (child == 0) {
-        dup2(pipefd[0], STDIN_FILENO);
-        dup2(outfd[1], STDOUT_FILENO);
-        dup2(errfd[1], STDERR_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        close(outfd[0]);
-        close(outfd[1]);
-        close(errfd[0]);
-        close(errfd[1]);
-        char *argv[] = {"submit", "-", NULL};
-        int code = asy_cmd_submit(&s_fixture.config, 2, argv);
-        fflush(stdout);
-        _exit(code);
-    }
-    close(pipefd[0]);
-    close(outfd[1]);
-    close(errfd[1]);
+    char *argv[] = {"submit", "-", NULL};
+    asy_fixture_child_t spawned;
+    asy_fixture_spawn(&s_fixture, asy_cmd_submit, 2, argv, &spawned);
     const char *lines = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                         "\"contactMade\":{}}\n"
                         "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                         "\"contactMade\":{}}\n"
                         "not json\n";
-    cr_assert_eq(write(pipefd[1], lines, strlen(lines)), (ssize_t)strlen(lines));
+    cr_assert_eq(write(spawned.in, lines, strlen(lines)), (ssize_t)strlen(lines));
     /* the third line refused on stderr: submit has read all three and waits in read() */
     char err[2048] = "";
     size_t err_used = 0;
     while (!strstr(err, "stdin:3:") && err_used + 1 < sizeof err) {
-        ssize_t got = read(errfd[0], err + err_used, sizeof err - 1 - err_used);
+        ssize_t got = read(spawned.err, err + err_used, sizeof err - 1 - err_used);
         cr_assert_gt(got, 0, "submit ended before refusing line 3: %s", err);
         err_used += (size_t)got;
         err[err_used] = '\0';
     }
-    close(errfd[0]);
+    close(spawned.err);
     usleep(20 * 1000);
-    cr_assert_eq(kill(child, SIGINT), 0);
+    cr_assert_eq(kill(spawned.pid, SIGINT), 0);
     int status = 0;
-    cr_assert_eq(waitpid(child, &status, 0), child);
-    close(pipefd[1]);
+    cr_assert_eq(waitpid(spawned.pid, &status, 0), spawned.pid);
+    close(spawned.in);
     char out[512] = "";
-    ssize_t got = read(outfd[0], out, sizeof out - 1);
-    close(outfd[0]);
+    ssize_t got = read(spawned.out, out, sizeof out - 1);
+    close(spawned.out);
     out[got > 0 ? got : 0] = '\0';
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT, "status %d: %s", status,
               out);
@@ -663,33 +642,12 @@ Test(submit, an_interrupt_says_where_to_resume)
    the old epoch; it stops saying why, without an empty "stdin:2: " line first. */
 Test(submit, a_reissue_under_a_running_submit_stops_it_with_a_reason)
 {
-    int pipefd[2], outfd[2], errfd[2];
-    cr_assert_eq(pipe(pipefd), 0);
-    cr_assert_eq(pipe(outfd), 0);
-    cr_assert_eq(pipe(errfd), 0);
-    pid_t child = fork();
-    cr_assert(child >= 0);
-    if (child == 0) {
-        dup2(pipefd[0], STDIN_FILENO);
-        dup2(outfd[1], STDOUT_FILENO);
-        dup2(errfd[1], STDERR_FILENO);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        close(outfd[0]);
-        close(outfd[1]);
-        close(errfd[0]);
-        close(errfd[1]);
-        char *argv[] = {"submit", "-", NULL};
-        int code = asy_cmd_submit(&s_fixture.config, 2, argv);
-        fflush(stdout);
-        _exit(code);
-    }
-    close(pipefd[0]);
-    close(outfd[1]);
-    close(errfd[1]);
+    char *argv[] = {"submit", "-", NULL};
+    asy_fixture_child_t spawned;
+    asy_fixture_spawn(&s_fixture, asy_cmd_submit, 2, argv, &spawned);
     const char *first = "{\"caseRef\":\"C1\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                         "\"contactMade\":{}}\n";
-    cr_assert_eq(write(pipefd[1], first, strlen(first)), (ssize_t)strlen(first));
+    cr_assert_eq(write(spawned.in, first, strlen(first)), (ssize_t)strlen(first));
     uint64_t seen = 0;
     for (int i = 0; i < 100 && seen == 0; i++) {
         usleep(50 * 1000);
@@ -701,15 +659,15 @@ Test(submit, a_reissue_under_a_running_submit_stops_it_with_a_reason)
     cr_assert_eq(result.code, 0, "%s", result.err);
     const char *second = "{\"caseRef\":\"C2\",\"occurredAt\":\"2026-03-02T10:00:00Z\","
                          "\"contactMade\":{}}\n";
-    cr_assert_eq(write(pipefd[1], second, strlen(second)), (ssize_t)strlen(second));
-    close(pipefd[1]);
+    cr_assert_eq(write(spawned.in, second, strlen(second)), (ssize_t)strlen(second));
+    close(spawned.in);
     int status = 0;
-    cr_assert_eq(waitpid(child, &status, 0), child);
+    cr_assert_eq(waitpid(spawned.pid, &status, 0), spawned.pid);
     char err[4096] = "";
-    ssize_t got = read(errfd[0], err, sizeof err - 1);
-    close(errfd[0]);
+    ssize_t got = read(spawned.err, err, sizeof err - 1);
+    close(spawned.err);
     err[got > 0 ? got : 0] = '\0';
-    close(outfd[0]);
+    close(spawned.out);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1, "status %d: %s", status, err);
     cr_assert(strstr(err, "the outbox was re-issued as epoch"), "%s", err);
     cr_assert_null(strstr(err, "stdin:2: \n"), "an empty message line: %s", err);

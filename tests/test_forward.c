@@ -139,6 +139,17 @@ typedef struct {
     const char *args[4];        /* flags after "run" */
 } s_agent_options_t;
 
+/* The agent's configuration, no endpoint yet. */
+static asy_agent_config_t s_config(void)
+{
+    asy_agent_config_t config;
+    memset(&config, 0, sizeof config);
+    snprintf(config.agent_id, sizeof config.agent_id, "%s", S_AGENT);
+    snprintf(config.site_id, sizeof config.site_id, "%s", S_SITE);
+    snprintf(config.outbox_path, sizeof config.outbox_path, "%s", s_outbox_path);
+    return config;
+}
+
 static void s_child_main(int fd, const s_agent_options_t *options)
 {
     char text[512] = "";
@@ -147,11 +158,7 @@ static void s_child_main(int fd, const s_agent_options_t *options)
     while ((got = read(fd, text + used, sizeof text - 1 - used)) > 0)
         used += (size_t) got;
     close(fd);
-    asy_agent_config_t config;
-    memset(&config, 0, sizeof config);
-    snprintf(config.agent_id, sizeof config.agent_id, "%s", S_AGENT);
-    snprintf(config.site_id, sizeof config.site_id, "%s", S_SITE);
-    snprintf(config.outbox_path, sizeof config.outbox_path, "%s", s_outbox_path);
+    asy_agent_config_t config = s_config();
     for (char *line = strtok(text, "\n"); line && config.endpoint_count < 2;
          line = strtok(NULL, "\n"))
         snprintf(config.endpoints[config.endpoint_count++], 256, "%s", line);
@@ -683,9 +690,6 @@ Test(forward, forwards_events_submitted_while_running)
     s_finish(&broker, 12);
 }
 
-/* An outbox deleted (or a backup copied over it) under a running `run`: events submitted
-   after it go to the new file, which `run` never read; it used to forward nothing until
-   restarted, saying nothing. It now stops with exit 1. */
 /* An outbox the storage keeps from opening says what to look at, not "cannot be read as an
    outbox" alone: SQLite's -wal and -shm files (as root a folder's mode is no obstacle: the
    test makes the file's -wal path a folder). A folder not writable, or a path SQLite cannot
@@ -698,10 +702,7 @@ Test(forward, an_outbox_the_storage_keeps_from_opening_says_what_it_needs)
     snprintf(wal, sizeof wal, "%s-wal", s_outbox_path);
     unlink(wal);
     cr_assert_eq(mkdir(wal, 0700), 0);
-    asy_agent_config_t config = {0};
-    snprintf(config.agent_id, sizeof config.agent_id, "%s", S_AGENT);
-    snprintf(config.site_id, sizeof config.site_id, "%s", S_SITE);
-    snprintf(config.outbox_path, sizeof config.outbox_path, "%s", s_outbox_path);
+    asy_agent_config_t config = s_config();
     snprintf(config.endpoints[0], sizeof config.endpoints[0], "tcp://127.0.0.1:9");
     config.endpoint_count = 1;
     asy_forward_options_t options = {.until_drained = true};
@@ -715,6 +716,9 @@ Test(forward, an_outbox_the_storage_keeps_from_opening_says_what_it_needs)
     rmdir(wal);
 }
 
+/* An outbox deleted (or a backup copied over it) under a running `run`: events submitted
+   after it go to the new file, which `run` never read; it used to forward nothing until
+   restarted, saying nothing. It now stops with exit 75, which its service restarts on. */
 Test(forward, an_outbox_replaced_under_run_stops_it)
 {
     s_fill(3);

@@ -1005,6 +1005,34 @@ Test(broker, waits_for_the_database_then_stops_on_sigterm)
     s_assert_alive();
 }
 
+/* One more connection to a broker (the session's own is s_dealer). */
+static zsock_t *s_second_dealer(const char *endpoint)
+{
+    zsock_t *dealer = zsock_new_dealer(endpoint);
+    cr_assert_not_null(dealer);
+    zsock_set_rcvtimeo(dealer, 10000);
+    zsock_set_linger(dealer, 0);
+    return dealer;
+}
+
+/* HELLO of epoch 2 of agent, re-issuing its epoch 1 from seq 1 (3 events), WELCOMEd. */
+static void s_reissue_hello(const char *agent, const char *site)
+{
+    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
+    hello.u.hello = (asy_hello_t){.version_min = 1,
+                                  .version_max = 1,
+                                  .agent_id = agent,
+                                  .site_id = site,
+                                  .epoch = 2,
+                                  .last_seq = 3,
+                                  .reissue_of_epoch = 1,
+                                  .reissue_from_seq = 1};
+    s_send_frame(&hello);
+    asy_frame_t frame;
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    asy_frame_release(&frame);
+}
+
 /* A batch of the old epoch still being committed (sent before its agent was killed, and
    waiting here on a lock) while the re-issued epoch's batch of the same events goes through
    another worker: the re-issued batch waits for it and finds them held; then a later batch of
@@ -1022,23 +1050,9 @@ Test(broker, a_reissued_batch_waits_for_the_old_epoch_still_being_committed)
     zclock_sleep(300);
 
     zsock_t *first = s_dealer; /* a second connection: the next worker */
-    s_dealer = zsock_new_dealer(s_endpoint);
-    cr_assert_not_null(s_dealer);
-    zsock_set_rcvtimeo(s_dealer, 10000);
-    zsock_set_linger(s_dealer, 0);
-    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
-    hello.u.hello = (asy_hello_t){.version_min = 1,
-                                  .version_max = 1,
-                                  .agent_id = "agent-rc",
-                                  .site_id = "site-rc",
-                                  .epoch = 2,
-                                  .last_seq = 3,
-                                  .reissue_of_epoch = 1,
-                                  .reissue_from_seq = 1};
-    s_send_frame(&hello);
+    s_dealer = s_second_dealer(s_endpoint);
+    s_reissue_hello("agent-rc", "site-rc");
     asy_frame_t frame;
-    s_recv(&frame, ASY_FRAME_WELCOME);
-    asy_frame_release(&frame);
     asy_bytes_t again[3];
     for (int i = 0; i < 3; i++)
         again[i] = s_renumbered(old[i], 2, (uint64_t)i + 1);
@@ -1070,15 +1084,6 @@ Test(broker, a_reissued_batch_waits_for_the_old_epoch_still_being_committed)
     s_free_events(old, 3);
     s_free_events(again, 3);
     s_free_events(&more, 1);
-}
-
-static zsock_t *s_second_dealer(const char *endpoint)
-{
-    zsock_t *dealer = zsock_new_dealer(endpoint);
-    cr_assert_not_null(dealer);
-    zsock_set_rcvtimeo(dealer, 10000);
-    zsock_set_linger(dealer, 0);
-    return dealer;
 }
 
 /* Two batches of epoch 1 in flight at two brokers (the first waiting on a lock, the second,
@@ -1113,19 +1118,8 @@ static void s_reissue_race(const char *agent, bool cancel)
     zclock_sleep(400);
     zsock_t *conn3 = s_second_dealer(endpoint3);
     s_dealer = conn3;
-    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
-    hello.u.hello = (asy_hello_t){.version_min = 1,
-                                  .version_max = 1,
-                                  .agent_id = agent,
-                                  .site_id = "site-race",
-                                  .epoch = 2,
-                                  .last_seq = 3,
-                                  .reissue_of_epoch = 1,
-                                  .reissue_from_seq = 1};
-    s_send_frame(&hello);
+    s_reissue_hello(agent, "site-race");
     asy_frame_t frame;
-    s_recv(&frame, ASY_FRAME_WELCOME);
-    asy_frame_release(&frame);
     for (int i = 0; i < 3; i++)
         again[i] = s_renumbered(old[i], 2, (uint64_t)i + 1);
     s_publish(agent, 2, 1, again, 3); /* waits for epoch 1's row */

@@ -120,7 +120,11 @@ Test(outbox, opening_a_file_another_process_is_creating_waits_for_it)
     cr_assert(creator >= 0);
     if (creator == 0) {
         sqlite3 *db = NULL;
+        /* the busy time-out as every outbox connection has one: the COMMIT needs the file to
+           itself and the opener's polling reads hold it shared for moments (CI saw COMMIT
+           refused with SQLITE_BUSY under ASan, where those moments are longer) */
         bool ok = sqlite3_open(s_path, &db) == SQLITE_OK &&
+                  sqlite3_busy_timeout(db, 10 * 1000) == SQLITE_OK &&
                   sqlite3_exec(db, "BEGIN IMMEDIATE; CREATE TABLE early (x);", NULL, NULL, NULL) ==
                       SQLITE_OK;
         ok = write(ready[1], "x", 1) == 1 && ok;

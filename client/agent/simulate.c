@@ -30,220 +30,6 @@
 #define S_PILOT_ARRIVALS 4000
 
 /* ----------------------------------------------------------------------------------------------
-   Steps as JSON event objects (the proto3 JSON mapping of advsync.v1.Event). */
-
-static void s_set_text(json_t *object, const char *key, const char *value)
-{
-    if (value)
-        json_object_set_new(object, key, json_string(value));
-}
-
-static void s_format_time(int64_t t, char out[32])
-{
-    time_t seconds = (time_t)t;
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static void s_set_time(json_t *object, const char *key, int64_t t)
-{
-    char text[32];
-    s_format_time(t, text);
-    json_object_set_new(object, key, json_string(text));
-}
-
-static void s_set_date(json_t *object, const char *key, int64_t t)
-{
-    char text[32];
-    s_format_time(t, text);
-    text[10] = '\0';
-    json_object_set_new(object, key, json_string(text));
-}
-
-static json_t *s_array(const char *a, const char *b)
-{
-    json_t *array = json_array();
-    if (a)
-        json_array_append_new(array, json_string(a));
-    if (b)
-        json_array_append_new(array, json_string(b));
-    return array;
-}
-
-static json_t *s_profile_json(const asy_sim_case_t *c)
-{
-    json_t *body = json_object();
-    s_set_text(body, "ons2021Ethnicity", c->ons);
-    s_set_text(body, "nhsEthnicCategory", c->nhs);
-    s_set_text(body, "sex", c->sex);
-    s_set_text(body, "gender", c->gender);
-    s_set_text(body, "genderIdentity", c->gender_identity);
-    s_set_text(body, "ageBand", c->age);
-    s_set_text(body, "disability", c->disability);
-    s_set_text(body, "religion", c->religion);
-    s_set_text(body, "sexualOrientation", c->orientation);
-    s_set_text(body, "veteran", c->veteran);
-    s_set_text(body, "language", c->language);
-    s_set_text(body, "interpreterNeeded", c->interpreter);
-    s_set_text(body, "maritalStatus", c->marital);
-    return body;
-}
-
-static json_t *s_referral_json(const asy_sim_step_t *s)
-{
-    json_t *body = json_object();
-    s_set_text(body, "service", s->v[0]);
-    s_set_time(body, "receivedAt", s->t);
-    s_set_text(body, "source", s->v[1]);
-    json_object_set_new(body, "reasons", s_array(s->v[2], s->v[3]));
-    const char *first = asy_sim_priority_of(s->v[2]), *second = asy_sim_priority_of(s->v[3]);
-    if (asy_sim_is(s->v[0], "SERVICE_IMHA") && !first)
-        first = "PRIORITY_ADMISSION_OR_DISCHARGE";
-    if (asy_sim_is(first, second))
-        second = NULL;
-    if (first || second)
-        json_object_set_new(body, "priorityGroups", s_array(first, second));
-    s_set_text(body, "consentBasis", s->v[4]);
-    return body;
-}
-
-/* The body of one step; *key gets the body's field name. */
-static json_t *s_body_json(const asy_sim_case_t *c, const asy_sim_step_t *s, const char **key)
-{
-    json_t *body = json_object();
-    switch (s->kind) {
-    case ASY_KIND_PERSON_PROFILE_RECORDED:
-        *key = "personProfileRecorded";
-        json_decref(body);
-        return s_profile_json(c);
-    case ASY_KIND_QUALIFYING_STARTED:
-    case ASY_KIND_QUALIFYING_CHANGED:
-    case ASY_KIND_QUALIFYING_ENDED:
-        *key = s->kind == ASY_KIND_QUALIFYING_STARTED   ? "qualifyingStarted"
-               : s->kind == ASY_KIND_QUALIFYING_CHANGED ? "qualifyingChanged"
-                                                        : "qualifyingEnded";
-        s_set_text(body, "legalStatus", s->v[0]);
-        s_set_time(body, "start", s->n[0]);
-        if (s->n[2])
-            s_set_time(body, "end", s->n[2]);
-        s_set_text(body, "ward", s->v[1]);
-        if (s->n[1])
-            s_set_time(body, "imhaInfoGivenAt", s->n[1]);
-        break;
-    case ASY_KIND_REFERRAL_RECEIVED:
-        *key = "referralReceived";
-        json_decref(body);
-        return s_referral_json(s);
-    case ASY_KIND_REFERRAL_ELIGIBILITY_DECIDED:
-        *key = "referralEligibilityDecided";
-        json_object_set_new(body, "eligible", json_boolean(s->n[0]));
-        if (s->v[0])
-            json_object_set_new(body, "criteriaFailed", s_array(s->v[0], NULL));
-        break;
-    case ASY_KIND_REFERRAL_DECLINED:
-        *key = "referralDeclined";
-        s_set_text(body, "declineReason", s->v[0]);
-        s_set_text(body, "writtenReasonSentTo", "referrer");
-        json_object_set_new(body, "copiedToContractManager", json_true());
-        break;
-    case ASY_KIND_WAITLIST_JOINED:
-        *key = "waitlistJoined";
-        s_set_text(body, "reasonWaiting", s->v[0]);
-        break;
-    case ASY_KIND_WAITLIST_LEFT:
-        *key = "waitlistLeft";
-        s_set_text(body, "reason", s->v[0]);
-        break;
-    case ASY_KIND_CONTACT_ATTEMPTED:
-    case ASY_KIND_CONTACT_MADE:
-        *key = s->kind == ASY_KIND_CONTACT_MADE ? "contactMade" : "contactAttempted";
-        s_set_text(body, "channel", s->v[0]);
-        break;
-    case ASY_KIND_MEETING_INITIAL_HELD:
-        *key = "meetingInitialHeld";
-        s_set_date(body, "date", s->t);
-        s_set_text(body, "venueType", s->v[0]);
-        break;
-    case ASY_KIND_PLAN_AGREED:
-        *key = "planAgreed";
-        json_object_set_new(body, "goals", s_array(s->v[0], s->v[1]));
-        s_set_date(body, "nextReviewDue", s->n[0]);
-        break;
-    case ASY_KIND_ISSUE_RECORDED:
-        *key = "issueRecorded";
-        s_set_text(body, "issueCategory", s->v[0]);
-        json_object_set_new(body, "mhaRight", json_boolean(s->n[0]));
-        break;
-    case ASY_KIND_MEETING_ATTENDED:
-        *key = "meetingAttended";
-        s_set_text(body, "meetingType", s->v[0]);
-        s_set_text(body, "mode", s->v[1]);
-        break;
-    case ASY_KIND_ACTIVITY_LOGGED:
-        *key = "activityLogged";
-        json_object_set_new(body, "minutes", json_integer(s->n[0]));
-        s_set_text(body, "mode", s->v[0]);
-        json_object_set_new(body, "travelMinutes", json_integer(s->n[1]));
-        break;
-    case ASY_KIND_RECORDS_ACCESS_REQUESTED:
-        *key = "recordsAccessRequested";
-        s_set_text(body, "basis", s->v[0]);
-        break;
-    case ASY_KIND_OUTCOME_RECORDED:
-        *key = "outcomeRecorded";
-        s_set_text(body, "framework", "FRAMEWORK_RECOVERY_STAR");
-        s_set_text(body, "area", s->v[0]);
-        json_object_set_new(body, "score", json_integer(s->n[0]));
-        json_object_set_new(body, "edition", json_integer(s->n[1]));
-        break;
-    case ASY_KIND_FEEDBACK_RECEIVED:
-        *key = "feedbackReceived";
-        s_set_text(body, "kind", s->v[0]);
-        json_object_set_new(body, "consentToPublish", json_boolean(s->n[0]));
-        break;
-    case ASY_KIND_UNMET_NEED_RECORDED:
-        *key = "unmetNeedRecorded";
-        s_set_text(body, "category", s->v[0]);
-        s_set_text(body, "signpostedTo", s->v[1]);
-        break;
-    case ASY_KIND_REFERRAL_OUT_SENT:
-        *key = "referralOutSent";
-        s_set_text(body, "partnerId", s->v[0]);
-        s_set_text(body, "purpose", s->v[1]);
-        s_set_text(body, "summary", s->v[2]);
-        break;
-    default: /* ASY_KIND_CASE_CLOSED */
-        *key = "caseClosed";
-        s_set_text(body, "closureReason", s->v[0]);
-        json_object_set_new(body, "goalsMet", json_boolean(s->n[0]));
-        json_object_set_new(body, "leftBeforeGoals", json_boolean(s->n[1]));
-        break;
-    }
-    return body;
-}
-
-/* One event object with raw references (caseRef, personRef): submit pseudonymises them. */
-static json_t *s_event_json(const asy_sim_t *sim, const asy_sim_case_t *c, const asy_sim_step_t *s)
-{
-    char reference[160];
-    json_t *event = json_object();
-    snprintf(reference, sizeof reference, "SIM-%s-%llu-%06llu", sim->site_id,
-             (unsigned long long)sim->seed, (unsigned long long)c->number);
-    s_set_text(event, "caseRef", reference);
-    snprintf(reference, sizeof reference, "P-%s-%llu-%06llu", sim->site_id,
-             (unsigned long long)sim->seed, (unsigned long long)c->person);
-    s_set_text(event, "personRef", reference);
-    s_set_time(event, "occurredAt", s->t);
-    bool office = s->kind >= ASY_KIND_QUALIFYING_STARTED && s->kind <= ASY_KIND_QUALIFYING_ENDED;
-    s_set_text(event, "actorRole", office ? "ACTOR_MHA_OFFICE" : "ACTOR_ADVOCATE");
-    const char *key = "caseClosed";
-    json_t *body = s_body_json(c, s, &key);
-    json_object_set_new(event, key, body);
-    return event;
-}
-
-/* ----------------------------------------------------------------------------------------------
    The interleaving: a min-heap of (time, serial). */
 
 static bool s_heap_less(const asy_sim_entry_t *a, const asy_sim_entry_t *b)
@@ -451,7 +237,7 @@ static int s_emit(const asy_sim_t *sim, const s_options_t *options, s_sink_t *si
         rc = s_begin(sink);
     if (rc != 0)
         return rc;
-    json_t *event = s_event_json(sim, c, step);
+    json_t *event = asy_sim_event_json(sim, c, step);
     if (!event)
         return ASY_ENOMEM;
     if (sink->submitter) {
@@ -549,7 +335,7 @@ static int s_run(asy_sim_t *sim, const s_options_t *options, s_sink_t *sink)
         if (events_per_rate <= 0) {
             /* more arrivals would not help: they would only be made and dropped, forever */
             char start[32];
-            s_format_time(sim->start, start);
+            asy_sim_format_time(sim->start, start);
             asy_error("simulate: no event of this service falls between %s and today 00:00 UTC "
                       "(community referrals come on working days, 09:00-17:00): give an earlier "
                       "--start",
@@ -697,18 +483,15 @@ static void s_prepare_weights(asy_sim_t *sim)
     }
 }
 
-int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv)
+/* Finds the parameters file (--params, else the default) and loads it into *params_p (caller
+   frees), its name into path. Returns 0, or the exit status after printing the problem. */
+static int s_load_params(const s_options_t *options, char *path, size_t path_size,
+                         asy_sim_params_t **params_p)
 {
-    s_options_t options;
-    int parsed = s_parse(argc, argv, &options);
-    if (parsed != 0) {
-        s_usage(parsed == 1 ? stdout : stderr);
-        return parsed == 1 ? 0 : 2;
-    }
-    char path[4096], error[1024];
-    if (options.params)
-        snprintf(path, sizeof path, "%s", options.params);
-    else if (asy_simulate_default_params(path, sizeof path) != 0) {
+    char error[1024];
+    if (options->params)
+        snprintf(path, path_size, "%s", options->params);
+    else if (asy_simulate_default_params(path, path_size) != 0) {
         fprintf(stderr,
                 "advsync-agent simulate: no parameters file (tried %s and others); "
                 "pass --params FILE\n",
@@ -723,6 +506,55 @@ int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv)
         free(params);
         return 2;
     }
+    *params_p = params;
+    return 0;
+}
+
+/* s_run with SIGTERM and SIGINT turned into a stop request (the old handlers are put back). */
+static int s_run_until_signal(asy_sim_t *sim, const s_options_t *options, s_sink_t *sink)
+{
+    struct sigaction action = {.sa_handler = s_on_signal}, old_term, old_int;
+    sigemptyset(&action.sa_mask);
+    s_stop_requested = 0;
+    sigaction(SIGTERM, &action, &old_term);
+    sigaction(SIGINT, &action, &old_int);
+    int rc = s_run(sim, options, sink);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    return rc;
+}
+
+/* The closing summary: a log line with --json (stdout holds the events), else on stdout. */
+static void s_report(const s_options_t *options, const asy_sim_t *sim, const s_sink_t *sink,
+                     uint64_t rejected)
+{
+    char first[32] = "-", last[32] = "-";
+    if (sink->emitted) {
+        asy_sim_format_time(sink->first_t, first);
+        asy_sim_format_time(sink->last_t, last);
+    }
+    if (options->json)
+        asy_info("simulate: printed %llu events of %llu cases, %s to %s",
+                 (unsigned long long)sink->emitted, (unsigned long long)sim->cases, first, last);
+    else
+        printf("stored %llu events of %llu cases, %s to %s; rejected %llu%s\n",
+               (unsigned long long)sink->emitted, (unsigned long long)sim->cases, first, last,
+               (unsigned long long)rejected, s_stop_requested ? " (stopped)" : "");
+}
+
+int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv)
+{
+    s_options_t options;
+    int parsed = s_parse(argc, argv, &options);
+    if (parsed != 0) {
+        s_usage(parsed == 1 ? stdout : stderr);
+        return parsed == 1 ? 0 : 2;
+    }
+    char path[4096];
+    asy_sim_params_t *params = NULL;
+    int status = s_load_params(&options, path, sizeof path, &params);
+    if (status != 0)
+        return status;
     asy_sim_t sim = {.p = params,
                      .site_id = config->site_id,
                      .seed = options.seed,
@@ -746,14 +578,7 @@ int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv)
     asy_info("simulate: seed %llu, parameters %s, %s", (unsigned long long)options.seed, path,
              options.rate > 0 ? "paced" : "backlog");
 
-    struct sigaction action = {.sa_handler = s_on_signal}, old_term, old_int;
-    sigemptyset(&action.sa_mask);
-    s_stop_requested = 0;
-    sigaction(SIGTERM, &action, &old_term);
-    sigaction(SIGINT, &action, &old_int);
-    int rc = s_run(&sim, &options, &sink);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGINT, &old_int, NULL);
+    int rc = s_run_until_signal(&sim, &options, &sink);
     if (rc != 0 && sink.in_transaction) {
         /* keep what was generated before a failure that did not come from the outbox */
         if (rc != ASY_EDB)
@@ -764,19 +589,7 @@ int asy_cmd_simulate(const asy_agent_config_t *config, int argc, char **argv)
     free(sim.heap);
     free(params);
     asy_outbox_destroy(&outbox);
-
-    char first[32] = "-", last[32] = "-";
-    if (sink.emitted) {
-        s_format_time(sink.first_t, first);
-        s_format_time(sink.last_t, last);
-    }
-    if (options.json)
-        asy_info("simulate: printed %llu events of %llu cases, %s to %s",
-                 (unsigned long long)sink.emitted, (unsigned long long)sim.cases, first, last);
-    else
-        printf("stored %llu events of %llu cases, %s to %s; rejected %llu%s\n",
-               (unsigned long long)sink.emitted, (unsigned long long)sim.cases, first, last,
-               (unsigned long long)submitter.rejected, s_stop_requested ? " (stopped)" : "");
+    s_report(&options, &sim, &sink, submitter.rejected);
     if (rc != 0)
         return 1;
     return submitter.rejected ? 3 : 0;

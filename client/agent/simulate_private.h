@@ -1,7 +1,8 @@
-/*  simulate_private.h: what simulate.c, simulate_params.c and simulate_model.c share (private
-    to client/agent). simulate_params.c loads the figures (deploy/sim/default.cfg) into an
-    asy_sim_params_t; simulate_model.c builds a case's whole lifecycle from them as a short array
-    of steps; simulate.c turns steps into events and paces, stores or prints them.  */
+/*  simulate_private.h: what simulate.c, simulate_params.c, simulate_model.c and
+    simulate_event.c share (private to client/agent). simulate_params.c loads the figures
+    (deploy/sim/default.cfg) into an asy_sim_params_t; simulate_model.c builds a case's whole
+    lifecycle from them as a short array of steps; simulate_event.c turns a step into a JSON
+    event; simulate.c interleaves the cases' steps and paces, stores or prints the events.  */
 #ifndef ASY_SIMULATE_PRIVATE_H_INCLUDED
 #define ASY_SIMULATE_PRIVATE_H_INCLUDED
 
@@ -152,5 +153,15 @@ bool asy_sim_is(const char *a, const char *b);
 
 /* The referral priority a referral reason implies, or NULL. */
 const char *asy_sim_priority_of(const char *reason);
+
+/* ----------------------------------------------------------------------------------------------
+   Steps as events (simulate_event.c). */
+
+/* t (seconds since 1970, UTC) as "YYYY-MM-DDTHH:MM:SSZ". */
+void asy_sim_format_time(int64_t t, char out[32]);
+
+/* One event object of step s of case c, with raw references (caseRef, personRef): submit
+   pseudonymises them. Caller owns (json_decref); NULL on ENOMEM. */
+json_t *asy_sim_event_json(const asy_sim_t *sim, const asy_sim_case_t *c, const asy_sim_step_t *s);
 
 #endif

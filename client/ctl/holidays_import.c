@@ -36,12 +36,10 @@ typedef struct {
    Easter Monday, the early May, spring and summer holidays, Christmas Day, Boxing Day). */
 #define S_MIN_HOLIDAYS_A_YEAR 8
 
-/* Reads the division's events. Returns 0, or ASY_EINVAL after a message naming the field. */
-static int s_read_feed(const char *path, s_feed_t *feed)
+/* Reads the whole file (or pipe) at path into *text_p (caller frees), *size_p bytes. Returns 0,
+   or ASY_EINVAL after a message. */
+static int s_read_whole(const char *path, char **text_p, size_t *size_p)
 {
-    json_error_t error;
-    /* read whole, so that a UTF-8 byte order mark (some downloads) can be skipped, as the CSV
-       readers skip it */
     size_t size = 0;
     char *text = NULL;
     FILE *file = fopen(path, "rb");
@@ -80,6 +78,60 @@ static int s_read_feed(const char *path, s_feed_t *feed)
         free(text);
         return ASY_EINVAL;
     }
+    *text_p = text;
+    *size_p = size;
+    return 0;
+}
+
+/* Reads events[i] of the feed into *out. Returns 0, or ASY_EINVAL after a message naming the
+   field. */
+static int s_read_event(const char *path, size_t i, json_t *event, s_event_t *out)
+{
+    json_t *date = json_object_get(event, "date");
+    json_t *title = json_object_get(event, "title");
+    if (!json_is_object(event) || !json_is_string(date) ||
+        asy_date_parse(json_string_value(date), &out->day) != 0) {
+        if (json_is_string(date))
+            fprintf(stderr,
+                    "advsync-ctl: %s: %s.events[%zu].date: \"%s\" is not a date "
+                    "YYYY-MM-DD\n",
+                    path, S_DIVISION, i, json_string_value(date));
+        else
+            fprintf(stderr,
+                    "advsync-ctl: %s: %s.events[%zu].date: missing or not text (a date "
+                    "YYYY-MM-DD is expected)\n",
+                    path, S_DIVISION, i);
+        return ASY_EINVAL;
+    }
+    int event_year = 0;
+    asy_date_to_ymd(out->day, &event_year, NULL, NULL);
+    if (event_year < 1971) {
+        fprintf(stderr,
+                "advsync-ctl: %s: %s.events[%zu].date: \"%s\" is before 1971 (the Banking "
+                "and Financial Dealings Act)\n",
+                path, S_DIVISION, i, json_string_value(date));
+        return ASY_EINVAL;
+    }
+    if (json_is_null(title))
+        title = NULL; /* optional */
+    if (title && !json_is_string(title)) {
+        fprintf(stderr, "advsync-ctl: %s: %s.events[%zu].title: not text\n", path, S_DIVISION, i);
+        return ASY_EINVAL;
+    }
+    snprintf(out->title, sizeof out->title, "%s", title ? json_string_value(title) : "");
+    return 0;
+}
+
+/* Reads the division's events. Returns 0, or ASY_EINVAL after a message naming the field. */
+static int s_read_feed(const char *path, s_feed_t *feed)
+{
+    json_error_t error;
+    /* read whole, so that a UTF-8 byte order mark (some downloads) can be skipped, as the CSV
+       readers skip it */
+    size_t size = 0;
+    char *text = NULL;
+    if (s_read_whole(path, &text, &size) != 0)
+        return ASY_EINVAL;
     size_t skip = size >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
     json_t *root = json_loadb(text + skip, size - skip, 0, &error);
     free(text);
@@ -105,43 +157,10 @@ static int s_read_feed(const char *path, s_feed_t *feed)
     }
     for (size_t i = 0; rc == 0 && i < json_array_size(events); i++) {
         json_t *event = json_array_get(events, i);
-        json_t *date = json_object_get(event, "date");
-        json_t *title = json_object_get(event, "title");
         s_event_t *out = &feed->events[feed->count];
-        if (!json_is_object(event) || !json_is_string(date) ||
-            asy_date_parse(json_string_value(date), &out->day) != 0) {
-            if (json_is_string(date))
-                fprintf(stderr,
-                        "advsync-ctl: %s: %s.events[%zu].date: \"%s\" is not a date "
-                        "YYYY-MM-DD\n",
-                        path, S_DIVISION, i, json_string_value(date));
-            else
-                fprintf(stderr,
-                        "advsync-ctl: %s: %s.events[%zu].date: missing or not text (a date "
-                        "YYYY-MM-DD is expected)\n",
-                        path, S_DIVISION, i);
-            rc = ASY_EINVAL;
+        rc = s_read_event(path, i, event, out);
+        if (rc != 0)
             break;
-        }
-        int event_year = 0;
-        asy_date_to_ymd(out->day, &event_year, NULL, NULL);
-        if (event_year < 1971) {
-            fprintf(stderr,
-                    "advsync-ctl: %s: %s.events[%zu].date: \"%s\" is before 1971 (the Banking "
-                    "and Financial Dealings Act)\n",
-                    path, S_DIVISION, i, json_string_value(date));
-            rc = ASY_EINVAL;
-            break;
-        }
-        if (json_is_null(title))
-            title = NULL; /* optional */
-        if (title && !json_is_string(title)) {
-            fprintf(stderr, "advsync-ctl: %s: %s.events[%zu].title: not text\n", path, S_DIVISION,
-                    i);
-            rc = ASY_EINVAL;
-            break;
-        }
-        snprintf(out->title, sizeof out->title, "%s", title ? json_string_value(title) : "");
         int year = 0, month = 0;
         asy_date_to_ymd(out->day, &year, &month, NULL);
         feed->january[year] |= month == 1;
@@ -253,11 +272,11 @@ static void s_print_years(const s_feed_t *feed)
     printf("\n");
 }
 
-int asy_ctl_holidays_import(const asy_ctl_options_t *options, const char *path)
+/* Reads the feed and refuses one that is empty or trimmed (which, taken as complete, would
+   remove holidays). Returns 0 or a negative ASY_E* code (after a message if the feed is at
+   fault). */
+static int s_load_feed(const char *path, s_feed_t *feed)
 {
-    s_feed_t *feed = calloc(1, sizeof *feed);
-    if (!feed)
-        return ASY_CTL_FAILURE;
     int rc = s_read_feed(path, feed);
     if (rc == 0 && feed->count == 0) {
         fprintf(stderr, "advsync-ctl: %s: %s.events: empty\n", path, S_DIVISION);
@@ -275,6 +294,15 @@ int asy_ctl_holidays_import(const asy_ctl_options_t *options, const char *path)
                     path, S_DIVISION, year, (unsigned)feed->dates[year], S_MIN_HOLIDAYS_A_YEAR);
             rc = ASY_EINVAL;
         }
+    return rc;
+}
+
+int asy_ctl_holidays_import(const asy_ctl_options_t *options, const char *path)
+{
+    s_feed_t *feed = calloc(1, sizeof *feed);
+    if (!feed)
+        return ASY_CTL_FAILURE;
+    int rc = s_load_feed(path, feed);
     static const char *const tables[] = {"holiday", NULL};
     asy_db_t *db = NULL;
     int code = rc == 0 ? asy_ctl_connect(options, tables, &db) : ASY_CTL_FAILURE;

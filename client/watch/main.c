@@ -200,99 +200,123 @@ static int s_parse_number(const char *text, double low, double high, double *out
     return 0;
 }
 
+/* The long options of s_parse. */
+enum {
+    O_ENDPOINT = 1,
+    O_SNAPSHOT,
+    O_RESTRICTED,
+    O_SITE,
+    O_PERIOD,
+    O_METRIC,
+    O_BY,
+    O_JSON,
+    O_ONCE,
+    O_FOR,
+    O_INTERVAL,
+    O_HELP,
+    O_VERSION
+};
+
+static const struct option s_options[] = {
+    {"endpoint", required_argument, NULL, O_ENDPOINT},
+    {"snapshot", required_argument, NULL, O_SNAPSHOT},
+    {"restricted", no_argument, NULL, O_RESTRICTED},
+    {"site", required_argument, NULL, O_SITE},
+    {"period", required_argument, NULL, O_PERIOD},
+    {"metric", required_argument, NULL, O_METRIC},
+    {"by", required_argument, NULL, O_BY},
+    {"json", no_argument, NULL, O_JSON},
+    {"once", no_argument, NULL, O_ONCE},
+    {"for", required_argument, NULL, O_FOR},
+    {"interval", required_argument, NULL, O_INTERVAL},
+    {"help", no_argument, NULL, O_HELP},
+    {"version", no_argument, NULL, O_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* An option taken as given (s_check_args checks the values later) or a flag. Returns false
+   for any other option. */
+static bool s_set_plain(s_args_t *args, int option)
+{
+    switch (option) {
+    case O_ENDPOINT:
+        args->publisher = optarg;
+        return true;
+    case O_SNAPSHOT:
+        args->snapshot = optarg;
+        return true;
+    case O_RESTRICTED:
+        args->restricted = true;
+        return true;
+    case O_SITE:
+        args->site = optarg;
+        return true;
+    case O_PERIOD:
+        args->period = optarg;
+        return true;
+    case O_METRIC:
+        args->metric = optarg;
+        return true;
+    case O_BY:
+        args->by = optarg;
+        return true;
+    case O_JSON:
+        args->json = true;
+        return true;
+    case O_ONCE:
+        args->once = true;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* An option checked as it is read (a number), --help, --version, or a bad one. Returns -1 to
+   go on, else the exit code. */
+static int s_set_checked(s_args_t *args, int option, char **argv)
+{
+    double number;
+    switch (option) {
+    case O_FOR:
+        if (s_parse_number(optarg, 0.001, 1e9, &number) != 0)
+            return s_bad("--for: '%s' is not a positive number of seconds", optarg);
+        args->for_seconds = number;
+        break;
+    case O_INTERVAL:
+        if (s_parse_number(optarg, S_INTERVAL_MIN_MS, S_INTERVAL_MAX_MS, &number) != 0 ||
+            number != (double)(long)number)
+            return s_bad("--interval: '%s' is not a whole number of milliseconds from %d "
+                         "to %d",
+                         optarg, S_INTERVAL_MIN_MS, S_INTERVAL_MAX_MS);
+        args->interval_ms = (long)number;
+        break;
+    case 'h':
+    case O_HELP:
+        s_usage(stdout);
+        return S_EXIT_OK;
+    case O_VERSION:
+        printf("advsync-watch %s (monitor protocol %d)\n", ASY_VERSION_STRING, ASY_MONITOR_VERSION);
+        return S_EXIT_OK;
+    default:
+        return s_bad("unknown option or missing value: %s", argv[optind - 1]);
+    }
+    return -1;
+}
+
 /* Returns -1 to go on, else the exit code. */
 static int s_parse(int argc, char **argv, s_args_t *args)
 {
-    enum {
-        O_ENDPOINT = 1,
-        O_SNAPSHOT,
-        O_RESTRICTED,
-        O_SITE,
-        O_PERIOD,
-        O_METRIC,
-        O_BY,
-        O_JSON,
-        O_ONCE,
-        O_FOR,
-        O_INTERVAL,
-        O_HELP,
-        O_VERSION
-    };
-    static const struct option options[] = {
-        {"endpoint", required_argument, NULL, O_ENDPOINT},
-        {"snapshot", required_argument, NULL, O_SNAPSHOT},
-        {"restricted", no_argument, NULL, O_RESTRICTED},
-        {"site", required_argument, NULL, O_SITE},
-        {"period", required_argument, NULL, O_PERIOD},
-        {"metric", required_argument, NULL, O_METRIC},
-        {"by", required_argument, NULL, O_BY},
-        {"json", no_argument, NULL, O_JSON},
-        {"once", no_argument, NULL, O_ONCE},
-        {"for", required_argument, NULL, O_FOR},
-        {"interval", required_argument, NULL, O_INTERVAL},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
     memset(args, 0, sizeof *args);
     args->by = "ethnic_group";
     args->interval_ms = 500;
     opterr = 0;
     int option;
-    double number;
-    while ((option = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (option) {
-        case O_ENDPOINT:
-            args->publisher = optarg;
-            break;
-        case O_SNAPSHOT:
-            args->snapshot = optarg;
-            break;
-        case O_RESTRICTED:
-            args->restricted = true;
-            break;
-        case O_SITE:
-            args->site = optarg;
-            break;
-        case O_PERIOD:
-            args->period = optarg;
-            break;
-        case O_METRIC:
-            args->metric = optarg;
-            break;
-        case O_BY:
-            args->by = optarg;
-            break;
-        case O_JSON:
-            args->json = true;
-            break;
-        case O_ONCE:
-            args->once = true;
-            break;
-        case O_FOR:
-            if (s_parse_number(optarg, 0.001, 1e9, &number) != 0)
-                return s_bad("--for: '%s' is not a positive number of seconds", optarg);
-            args->for_seconds = number;
-            break;
-        case O_INTERVAL:
-            if (s_parse_number(optarg, S_INTERVAL_MIN_MS, S_INTERVAL_MAX_MS, &number) != 0 ||
-                number != (double)(long)number)
-                return s_bad("--interval: '%s' is not a whole number of milliseconds from %d "
-                             "to %d",
-                             optarg, S_INTERVAL_MIN_MS, S_INTERVAL_MAX_MS);
-            args->interval_ms = (long)number;
-            break;
-        case 'h':
-        case O_HELP:
-            s_usage(stdout);
-            return S_EXIT_OK;
-        case O_VERSION:
-            printf("advsync-watch %s (monitor protocol %d)\n", ASY_VERSION_STRING,
-                   ASY_MONITOR_VERSION);
-            return S_EXIT_OK;
-        default:
-            return s_bad("unknown option or missing value: %s", argv[optind - 1]);
-        }
+    while ((option = getopt_long(argc, argv, "h", s_options, NULL)) != -1) {
+        if (s_set_plain(args, option))
+            continue;
+        int rc = s_set_checked(args, option, argv);
+        if (rc >= 0)
+            return rc;
     }
     if (optind < argc)
         return s_bad("unexpected argument '%s'", argv[optind]);
@@ -534,6 +558,41 @@ static void s_signals(void)
     sigaction(SIGTERM, &action, NULL);
 }
 
+/* The replica of args' subtree, with its breach subscription, the --json handler and the
+   stream asked for. NULL if it cannot be made (after a message if it cannot connect). */
+static asy_replica_t *s_open_replica(const s_args_t *args, s_output_t *output)
+{
+    asy_replica_t *replica = asy_replica_new(args->publisher, args->snapshot, args->subtree);
+    if (!replica) {
+        fprintf(stderr, "advsync-watch: cannot connect to %s / %s\n", args->publisher,
+                args->snapshot);
+        return NULL;
+    }
+    if (s_subscribe_breaches(replica, args) != 0) {
+        asy_replica_destroy(&replica);
+        return NULL;
+    }
+    if (args->json)
+        asy_replica_set_handler(replica, s_print_json, output);
+    /* the stream asked for (--restricted or not) and the snapshot's must agree: exact figures
+       shown as public ones, or the other way round, mislead whoever reads them */
+    asy_replica_expect_exact(replica, args->restricted);
+    return replica;
+}
+
+/* Explains a snapshot of the other stream than asked for, and what to give instead. */
+static void s_complain_other_stream(const s_args_t *args)
+{
+    fprintf(stderr,
+            "advsync-watch: the snapshot service %s sends %s figures (the %s stream's), %s: "
+            "give %s\n",
+            args->snapshot, args->restricted ? "public (rounded)" : "exact",
+            args->restricted ? "public" : "restricted",
+            args->restricted ? "though --restricted was given" : "but --restricted was not given",
+            args->restricted ? "the restricted stream's --snapshot (and --endpoint)"
+                             : "--restricted, or the public stream's --snapshot (and --endpoint)");
+}
+
 int main(int argc, char **argv)
 {
     asy_log_set_name("advsync-watch");
@@ -557,32 +616,12 @@ int main(int argc, char **argv)
         output.period_count = s_default_periods(names, periods);
     }
 
-    asy_replica_t *replica = asy_replica_new(args.publisher, args.snapshot, args.subtree);
-    if (!replica) {
-        fprintf(stderr, "advsync-watch: cannot connect to %s / %s\n", args.publisher,
-                args.snapshot);
+    asy_replica_t *replica = s_open_replica(&args, &output);
+    if (!replica)
         return S_EXIT_FAIL;
-    }
-    if (s_subscribe_breaches(replica, &args) != 0) {
-        asy_replica_destroy(&replica);
-        return S_EXIT_FAIL;
-    }
-    if (args.json)
-        asy_replica_set_handler(replica, s_print_json, &output);
-    /* the stream asked for (--restricted or not) and the snapshot's must agree: exact figures
-       shown as public ones, or the other way round, mislead whoever reads them */
-    asy_replica_expect_exact(replica, args.restricted);
     rc = s_sync_or_complain(replica, &args, end);
     if (rc == ASY_EPROTO && asy_replica_mismatched(replica)) {
-        fprintf(
-            stderr,
-            "advsync-watch: the snapshot service %s sends %s figures (the %s stream's), %s: "
-            "give %s\n",
-            args.snapshot, args.restricted ? "public (rounded)" : "exact",
-            args.restricted ? "public" : "restricted",
-            args.restricted ? "though --restricted was given" : "but --restricted was not given",
-            args.restricted ? "the restricted stream's --snapshot (and --endpoint)"
-                            : "--restricted, or the public stream's --snapshot (and --endpoint)");
+        s_complain_other_stream(&args);
         asy_replica_destroy(&replica);
         return S_EXIT_FAIL;
     }

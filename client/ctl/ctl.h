@@ -38,6 +38,12 @@ int asy_ctl_connect(const asy_ctl_options_t *options, const char *const *tables,
    is missing. */
 int asy_ctl_option(int argc, char **argv, int *index, const char *name, const char **value);
 
+/* Reads the one option a verb takes, `name VALUE` (into *value; left as is when absent), from
+   argv[2] on. Returns ASY_CTL_OK, or ASY_CTL_USAGE after a message: a missing value, or any
+   other argument (named with command, e.g. "holidays list"). Defined in holidays.c. */
+int asy_ctl_only_option(int argc, char **argv, const char *command, const char *name,
+                        const char **value);
+
 /* True for -h and --help. */
 bool asy_ctl_is_help(const char *arg);
 

@@ -570,16 +570,8 @@ static int s_load(const asy_ctl_options_t *options, int argc, char **argv)
 static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
 {
     const char *area = NULL;
-    for (int index = 2; index < argc;) {
-        int matched = asy_ctl_option(argc, argv, &index, "--area", &area);
-        if (matched == ASY_CTL_USAGE)
-            return ASY_CTL_USAGE;
-        if (matched == 0) {
-            fprintf(stderr, "advsync-ctl: denominators list: unexpected argument \"%s\"\n",
-                    argv[index]);
-            return ASY_CTL_USAGE;
-        }
-    }
+    if (asy_ctl_only_option(argc, argv, "denominators list", "--area", &area) != ASY_CTL_OK)
+        return ASY_CTL_USAGE;
     asy_db_t *db = NULL;
     int code = asy_ctl_connect(options, S_TABLES, &db);
     if (code != ASY_CTL_OK)

@@ -41,6 +41,21 @@ const char *asy_ctl_weekday_name(asy_date_t date)
     return names[asy_date_weekday(date)];
 }
 
+int asy_ctl_only_option(int argc, char **argv, const char *command, const char *name,
+                        const char **value)
+{
+    for (int index = 2; index < argc;) {
+        int matched = asy_ctl_option(argc, argv, &index, name, value);
+        if (matched == ASY_CTL_USAGE)
+            return ASY_CTL_USAGE;
+        if (matched == 0) {
+            fprintf(stderr, "advsync-ctl: %s: unexpected argument \"%s\"\n", command, argv[index]);
+            return ASY_CTL_USAGE;
+        }
+    }
+    return ASY_CTL_OK;
+}
+
 /* Splits the next tab-separated field off *cursor (in place). */
 static char *s_next_field(char **cursor, char separator)
 {
@@ -137,16 +152,8 @@ static void s_print_year(const asy_calendar_t *calendar, int year,
 static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
 {
     const char *year_text = NULL;
-    for (int index = 2; index < argc;) {
-        int matched = asy_ctl_option(argc, argv, &index, "--year", &year_text);
-        if (matched == ASY_CTL_USAGE)
-            return ASY_CTL_USAGE;
-        if (matched == 0) {
-            fprintf(stderr, "advsync-ctl: holidays list: unexpected argument \"%s\"\n",
-                    argv[index]);
-            return ASY_CTL_USAGE;
-        }
-    }
+    if (asy_ctl_only_option(argc, argv, "holidays list", "--year", &year_text) != ASY_CTL_OK)
+        return ASY_CTL_USAGE;
     int first = 0, last = 0;
     if (year_text) {
         char *end = NULL;

@@ -372,16 +372,11 @@ static void s_build_work(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_servic
     step->n[1] = asy_sim_is(step->v[0], "ACTIVITY_FACE_TO_FACE") ? s_between(rng, 1, 12) * 5 : 0;
 }
 
-/* Everything after the referral. limit: IMHA cases end when qualifying ends. */
-static void s_build_advocacy(asy_sim_t *sim, asy_sim_case_t *c, int64_t received, int64_t limit)
+/* The plan agreed a few working days after t (one or two goals). Returns its time. */
+static int64_t s_build_plan(asy_sim_t *sim, asy_sim_case_t *c, int64_t t)
 {
     const asy_sim_params_t *p = sim->p;
-    const asy_sim_service_t *service = c->imha ? &p->imha : &p->community;
     asy_sim_rng_t *rng = &sim->rng;
-    size_t first = c->count;
-    int64_t t = received;
-    if (!s_build_referral(sim, c, service, &t) || !s_build_contact(sim, c, service, received, &t))
-        goto limit;
     asy_sim_step_t *step =
         s_add(c, s_working_after(sim, t, s_between(rng, 0, 5)), ASY_KIND_PLAN_AGREED);
     step->v[0] = p->goals.item[s_between(rng, 0, p->goals.count - 1)];
@@ -389,14 +384,17 @@ static void s_build_advocacy(asy_sim_t *sim, asy_sim_case_t *c, int64_t received
     if (asy_sim_is(step->v[0], step->v[1]))
         step->v[1] = NULL;
     step->n[0] = step->t + 182 * ASY_SIM_DAY;
-    t = step->t;
-    int64_t plan = t;
-    int work = (int)s_between(rng, (int64_t)p->work_min, (int64_t)p->work_max);
-    for (int i = 0; i < work; i++) {
-        t = s_working(sim, t, s_between(rng, 1, (int64_t)p->gap_max_days));
-        s_build_work(sim, c, service, t, i);
-        t += 2 * ASY_SIM_HOUR;
-    }
+    return step->t;
+}
+
+/* The steps that may follow the plan within days: a records request, a referral out to a
+   partner, an unmet need. */
+static void s_build_after_plan(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_service_t *service,
+                               int64_t plan)
+{
+    const asy_sim_params_t *p = sim->p;
+    asy_sim_rng_t *rng = &sim->rng;
+    asy_sim_step_t *step;
     if (s_chance(rng, service->records_access)) {
         step = s_add(c, s_working(sim, plan, 2), ASY_KIND_RECORDS_ACCESS_REQUESTED);
         step->v[0] = s_chance(rng, 90) ? "RECORDS_BASIS_CONSENT" : "RECORDS_BASIS_LACKS_CAPACITY";
@@ -413,20 +411,12 @@ static void s_build_advocacy(asy_sim_t *sim, asy_sim_case_t *c, int64_t received
         step->v[0] = s_pick(rng, &p->unmet_categories);
         step->v[1] = p->signposted_to.item[s_between(rng, 0, p->signposted_to.count - 1)];
     }
-    int64_t closed = s_working(sim, t, s_between(rng, 1, 10));
-    if (s_chance(rng, service->outcome))
-        s_build_outcomes(sim, c, plan + 1800, closed - ASY_SIM_HOUR,
-                         (int)s_between(rng, 1, (int64_t)p->outcome_areas));
-    if (s_chance(rng, p->feedback)) {
-        step = s_add(c, closed + 1800, ASY_KIND_FEEDBACK_RECEIVED);
-        step->v[0] = s_pick(rng, &p->feedback_kinds);
-        step->n[0] = s_chance(rng, 50);
-    }
-    const char *reason = s_pick(rng, &service->closure);
-    if (asy_sim_is(reason, "CLOSURE_QUALIFYING_ENDED") && limit > closed)
-        closed = limit + ASY_SIM_HOUR;
-    s_close(c, closed, reason);
-limit:
+}
+
+/* Drops the steps built since first that fall after limit, and closes the case at limit if
+   what is left does not close or decline it. */
+static void s_cut_at_limit(asy_sim_case_t *c, size_t first, int64_t limit)
+{
     /* IMHA ends with the qualifying episode: cut the work that would follow it */
     if (c->imha && c->count > first && c->steps[c->count - 1].t > limit) {
         size_t kept = first;
@@ -441,6 +431,43 @@ limit:
         if (!closed_already)
             s_close(c, limit + ASY_SIM_HOUR, "CLOSURE_QUALIFYING_ENDED");
     }
+}
+
+/* Everything after the referral. limit: IMHA cases end when qualifying ends. */
+static void s_build_advocacy(asy_sim_t *sim, asy_sim_case_t *c, int64_t received, int64_t limit)
+{
+    const asy_sim_params_t *p = sim->p;
+    const asy_sim_service_t *service = c->imha ? &p->imha : &p->community;
+    asy_sim_rng_t *rng = &sim->rng;
+    size_t first = c->count;
+    int64_t t = received;
+    if (!s_build_referral(sim, c, service, &t) || !s_build_contact(sim, c, service, received, &t)) {
+        s_cut_at_limit(c, first, limit);
+        return;
+    }
+    t = s_build_plan(sim, c, t);
+    int64_t plan = t;
+    int work = (int)s_between(rng, (int64_t)p->work_min, (int64_t)p->work_max);
+    for (int i = 0; i < work; i++) {
+        t = s_working(sim, t, s_between(rng, 1, (int64_t)p->gap_max_days));
+        s_build_work(sim, c, service, t, i);
+        t += 2 * ASY_SIM_HOUR;
+    }
+    s_build_after_plan(sim, c, service, plan);
+    int64_t closed = s_working(sim, t, s_between(rng, 1, 10));
+    if (s_chance(rng, service->outcome))
+        s_build_outcomes(sim, c, plan + 1800, closed - ASY_SIM_HOUR,
+                         (int)s_between(rng, 1, (int64_t)p->outcome_areas));
+    if (s_chance(rng, p->feedback)) {
+        asy_sim_step_t *step = s_add(c, closed + 1800, ASY_KIND_FEEDBACK_RECEIVED);
+        step->v[0] = s_pick(rng, &p->feedback_kinds);
+        step->n[0] = s_chance(rng, 50);
+    }
+    const char *reason = s_pick(rng, &service->closure);
+    if (asy_sim_is(reason, "CLOSURE_QUALIFYING_ENDED") && limit > closed)
+        closed = limit + ASY_SIM_HOUR;
+    s_close(c, closed, reason);
+    s_cut_at_limit(c, first, limit);
 }
 
 static bool s_qualifies(const char *status)

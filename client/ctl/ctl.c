@@ -88,6 +88,21 @@ int asy_ctl_option(int argc, char **argv, int *index, const char *name, const ch
     return 1;
 }
 
+int asy_ctl_only_option(int argc, char **argv, const char *command, const char *name,
+                        const char **value)
+{
+    for (int index = 2; index < argc;) {
+        int matched = asy_ctl_option(argc, argv, &index, name, value);
+        if (matched == ASY_CTL_USAGE)
+            return ASY_CTL_USAGE;
+        if (matched == 0) {
+            fprintf(stderr, "advsync-ctl: %s: unexpected argument \"%s\"\n", command, argv[index]);
+            return ASY_CTL_USAGE;
+        }
+    }
+    return ASY_CTL_OK;
+}
+
 /* The broker/database key of advsyncd's config file. Returns ASY_CTL_OK with *database (owned
    by *config_p), or a message and ASY_CTL_FAILURE. */
 static int s_config_database(const char *path, zconfig_t **config_p, const char **database)

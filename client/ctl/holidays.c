@@ -41,21 +41,6 @@ const char *asy_ctl_weekday_name(asy_date_t date)
     return names[asy_date_weekday(date)];
 }
 
-int asy_ctl_only_option(int argc, char **argv, const char *command, const char *name,
-                        const char **value)
-{
-    for (int index = 2; index < argc;) {
-        int matched = asy_ctl_option(argc, argv, &index, name, value);
-        if (matched == ASY_CTL_USAGE)
-            return ASY_CTL_USAGE;
-        if (matched == 0) {
-            fprintf(stderr, "advsync-ctl: %s: unexpected argument \"%s\"\n", command, argv[index]);
-            return ASY_CTL_USAGE;
-        }
-    }
-    return ASY_CTL_OK;
-}
-
 /* Splits the next tab-separated field off *cursor (in place). */
 static char *s_next_field(char **cursor, char separator)
 {

@@ -742,6 +742,10 @@ static int s_load(asy_agent_config_t *config, char **args, int count, char *erro
     return rc;
 }
 
+/* the config tests write their files in a folder of their own, as the submit tests do (they
+   used to write in "/", where two runs at once overwrote each other's files) */
+TestSuite(config, .init = s_setup, .fini = s_teardown);
+
 Test(config, defaults_file_then_flags)
 {
     const char *path = s_write("agent.cfg", "# site agent\n"

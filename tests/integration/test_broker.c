@@ -1015,6 +1015,23 @@ static zsock_t *s_second_dealer(const char *endpoint)
     return dealer;
 }
 
+/* Waits (up to 10 s) until COUNT sessions of this test's own database wait for a lock: a
+   batch has reached the point the test holds it at (a fixed pause was too short on a busy
+   machine, and counting every database's sessions saw other tests' waits). */
+static void s_wait_for_lock_waits(long long count)
+{
+    const char *sql = "SELECT count(DISTINCT l.pid) FROM pg_locks l"
+                      " JOIN pg_stat_activity a ON a.pid = l.pid"
+                      " WHERE NOT l.granted AND a.datname = current_database()";
+    int64_t until = zclock_mono() + 10000;
+    long long waiting = s_count(sql);
+    while (waiting < count && zclock_mono() < until) {
+        zclock_sleep(20);
+        waiting = s_count(sql);
+    }
+    cr_assert_geq(waiting, count, "%lld sessions wait for a lock, not %lld", waiting, count);
+}
+
 /* HELLO of epoch 2 of agent, re-issuing its epoch 1 from seq 1 (3 events), WELCOMEd. */
 static void s_reissue_hello(const char *agent, const char *site)
 {
@@ -1047,7 +1064,7 @@ Test(broker, a_reissued_batch_waits_for_the_old_epoch_still_being_committed)
     asy_test_pg_exec(locker, "BEGIN");
     asy_test_pg_exec(locker, "LOCK TABLE event IN EXCLUSIVE MODE");
     s_publish("agent-rc", 1, 1, old, 3); /* its worker waits on the lock, holding epoch 1 */
-    zclock_sleep(300);
+    s_wait_for_lock_waits(1);
 
     zsock_t *first = s_dealer; /* a second connection: the next worker */
     s_dealer = s_second_dealer(s_endpoint);
@@ -1057,7 +1074,7 @@ Test(broker, a_reissued_batch_waits_for_the_old_epoch_still_being_committed)
     for (int i = 0; i < 3; i++)
         again[i] = s_renumbered(old[i], 2, (uint64_t)i + 1);
     s_publish("agent-rc", 2, 1, again, 3);
-    zclock_sleep(500); /* its worker reaches the old epoch's row */
+    s_wait_for_lock_waits(2); /* its worker reaches the old epoch's row */
     asy_test_pg_exec(locker, "COMMIT");
     PQfinish(locker);
     s_recv(&frame, ASY_FRAME_ACK);
@@ -1112,10 +1129,10 @@ static void s_reissue_race(const char *agent, bool cancel)
     asy_test_pg_exec(locker, "BEGIN");
     asy_test_pg_exec(locker, "LOCK TABLE event IN EXCLUSIVE MODE");
     s_publish(agent, 1, 1, old, 3); /* holds epoch 1's row, waits at its COPY */
-    zclock_sleep(400);
+    s_wait_for_lock_waits(1);
     s_dealer = conn2;
     s_publish(agent, 1, 1, old, 3); /* a resend: waits for the row */
-    zclock_sleep(400);
+    s_wait_for_lock_waits(2);
     zsock_t *conn3 = s_second_dealer(endpoint3);
     s_dealer = conn3;
     s_reissue_hello(agent, "site-race");
@@ -1123,10 +1140,13 @@ static void s_reissue_race(const char *agent, bool cancel)
     for (int i = 0; i < 3; i++)
         again[i] = s_renumbered(old[i], 2, (uint64_t)i + 1);
     s_publish(agent, 2, 1, again, 3); /* waits for epoch 1's row */
-    zclock_sleep(400);
-    if (cancel)
-        asy_test_pg_exec(s_pg, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity"
-                               " WHERE query LIKE 'COPY event%' AND wait_event_type = 'Lock'");
+    s_wait_for_lock_waits(3);
+    if (cancel) /* the first batch's COPY, in this test's own database only */
+        cr_assert_eq(asy_test_pg_int(s_pg, "SELECT count(pg_cancel_backend(pid))"
+                                           " FROM pg_stat_activity WHERE query LIKE 'COPY event%'"
+                                           " AND wait_event_type = 'Lock'"
+                                           " AND datname = current_database()"),
+                     1);
     zclock_sleep(300);
     asy_test_pg_exec(locker, "COMMIT");
     PQfinish(locker);

@@ -198,7 +198,14 @@ int asy_replica_take_snapshot(asy_replica_t *self, int64_t timeout_ms)
     zlist_t *entries = zlist_new();
     asy_replica_store_t store = {0};
     s_snapshot_end_t end = {0, 0};
+    int exact_before = self->exact; /* whose figures the store holds, until one is installed */
     int rc = queue && entries ? 0 : ASY_ENOMEM;
+    if (rc == 0 && !self->dealer && asy_replica_reset_dealer(self) != 0) {
+        /* the last timeout's new socket could not be made: try again, or say so */
+        asy_set_error(self->error, sizeof self->error,
+                      "cannot open a connection to the snapshot service %s", self->snapshot);
+        rc = ASY_EIO;
+    }
     if (rc == 0 && self->sub_fresh) {
         int64_t settle = self->stats.heartbeat_interval_ms * 3 / 2;
         rc = s_settle(self, queue, settle < timeout_ms / 2 ? settle : timeout_ms / 2);
@@ -219,8 +226,10 @@ int asy_replica_take_snapshot(asy_replica_t *self, int64_t timeout_ms)
     }
     if (rc == 0)
         s_install(self, &store, entries, queue, &end);
-    else if (rc == ASY_ETIMEDOUT)
-        asy_replica_reset_dealer(self);
+    else if (rc == ASY_ETIMEDOUT && asy_replica_reset_dealer(self) != 0)
+        zsock_destroy(&self->dealer); /* made again at the next request */
+    if (rc != 0 && !self->mismatch)
+        self->exact = exact_before;
     if (rc != 0 && !self->mismatch && queue)
         s_keep_breaches(self, queue);
     asy_replica_store_clear(&store);

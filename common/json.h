@@ -4,7 +4,9 @@
     name) on output; lowerCamelCase or the snake_case proto name on input. Enums by value name
     (or an unambiguous suffix, or the number); 64-bit integers as decimal strings; bytes as
     base64; advsync.v1.Timestamp as RFC 3339 text and advsync.v1.Date as "YYYY-MM-DD".
-    Only codec.c (and this module) include this header: it exposes protobuf-c types.  */
+    It exposes protobuf-c types: besides this module (json.c, json_parse.c, json_text.c) only
+    codec.c, codec_monitor.c and the agent's import (client/agent/import.c)
+    include it.  */
 #ifndef ASY_JSON_H_INCLUDED
 #define ASY_JSON_H_INCLUDED
 

@@ -1,7 +1,7 @@
 /*  frame.c: protocol frames (proto/PROTOCOL.md), encoded and decoded.
 
-    With codec.c (events) and json.c, the only code that touches the protobuf-c types generated
-    from proto/advsync.proto. A decoded asy_frame_t borrows its strings and event bytes from an
+    With codec.c, codec_validate.c, codec_ids.c (events) and json*.c, the only code that touches
+    the protobuf-c types generated from proto/advsync.proto. A decoded asy_frame_t borrows its strings and event bytes from an
     s_frame_storage_t that asy_frame_release() frees.  */
 #include "codec.h"
 

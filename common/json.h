@@ -5,7 +5,7 @@
     (or an unambiguous suffix, or the number); 64-bit integers as decimal strings; bytes as
     base64; advsync.v1.Timestamp as RFC 3339 text and advsync.v1.Date as "YYYY-MM-DD".
     It exposes protobuf-c types: besides this module (json.c, json_parse.c, json_text.c) only
-    codec.c, codec_monitor.c and the agent's import (client/agent/import.c)
+    codec.c, codec_validate.c, codec_monitor.c and the agent's import (client/agent/import.c)
     include it.  */
 #ifndef ASY_JSON_H_INCLUDED
 #define ASY_JSON_H_INCLUDED

@@ -1,0 +1,18 @@
+/*  codec_private.h: what the files of the codec share (codec.c: events; codec_validate.c:
+    their checks; codec_ids.c: names and identifiers). Not for other modules: it exposes the
+    protobuf-c types generated from proto/advsync.proto.  */
+#ifndef ASY_CODEC_PRIVATE_H_INCLUDED
+#define ASY_CODEC_PRIVATE_H_INCLUDED
+
+#include "codec.h"
+
+#include "advsync.pb-c.h"
+
+struct asy_event {
+    Advsync__V1__Event *message;
+};
+
+/* The body field name of a kind ("referral_received"); "body" if not a kind. Static string. */
+const char *asy_kind_field(int kind);
+
+#endif

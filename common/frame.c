@@ -1,8 +1,8 @@
 /*  frame.c: protocol frames (proto/PROTOCOL.md), encoded and decoded.
 
     With codec.c, codec_validate.c, codec_ids.c (events) and json*.c, the only code that touches
-    the protobuf-c types generated from proto/advsync.proto. A decoded asy_frame_t borrows its strings and event bytes from an
-    s_frame_storage_t that asy_frame_release() frees.  */
+    the protobuf-c types generated from proto/advsync.proto. A decoded asy_frame_t borrows its
+   strings and event bytes from an s_frame_storage_t that asy_frame_release() frees.  */
 #include "codec.h"
 
 #include "advsync.pb-c.h"
@@ -83,79 +83,110 @@ static int s_encode_ack(const asy_ack_t *ack, Advsync__V1__Frame *message, Advsy
     return 0;
 }
 
+/* Makes message a HELLO, its body in *hello (borrowing the frame's text). */
+static void s_encode_hello(const asy_hello_t *h, Advsync__V1__Frame *message,
+                           Advsync__V1__Hello *hello)
+{
+    advsync__v1__hello__init(hello);
+    hello->has_version_min = hello->has_version_max = hello->has_epoch = hello->has_last_seq = 1;
+    hello->version_min = h->version_min;
+    hello->version_max = h->version_max;
+    hello->agent_id = (char *)h->agent_id;
+    hello->site_id = (char *)h->site_id;
+    hello->epoch = h->epoch;
+    hello->last_seq = h->last_seq;
+    hello->software = (char *)h->software;
+    if (h->reissue_of_epoch) {
+        hello->has_reissue_of_epoch = hello->has_reissue_from_seq = 1;
+        hello->reissue_of_epoch = h->reissue_of_epoch;
+        hello->reissue_from_seq = h->reissue_from_seq;
+    }
+    message->kind_case = ADVSYNC__V1__FRAME__KIND_HELLO;
+    message->hello = hello;
+}
+
+/* Makes message a WELCOME, its body in *welcome (borrowing the frame's text). */
+static void s_encode_welcome(const asy_welcome_t *w, Advsync__V1__Frame *message,
+                             Advsync__V1__Welcome *welcome)
+{
+    advsync__v1__welcome__init(welcome);
+    welcome->has_version = welcome->has_committed_seq = welcome->has_max_batch_events = 1;
+    welcome->has_max_frame_bytes = welcome->has_window = welcome->has_heartbeat_ms = 1;
+    welcome->version = w->version;
+    welcome->committed_seq = w->committed_seq;
+    welcome->max_batch_events = w->max_batch_events;
+    welcome->max_frame_bytes = w->max_frame_bytes;
+    welcome->window = w->window;
+    welcome->heartbeat_ms = w->heartbeat_ms;
+    if (w->committed_event_id && *w->committed_event_id)
+        welcome->committed_event_id = (char *)w->committed_event_id;
+    if (w->reissue_of_epoch) {
+        welcome->has_reissue_of_epoch = 1;
+        welcome->reissue_of_epoch = w->reissue_of_epoch;
+    }
+    message->kind_case = ADVSYNC__V1__FRAME__KIND_WELCOME;
+    message->welcome = welcome;
+}
+
+/* Makes message a NACK, its body in *nack (borrowing the frame's text). */
+static void s_encode_nack(const asy_nack_t *n, Advsync__V1__Frame *message, Advsync__V1__Nack *nack)
+{
+    advsync__v1__nack__init(nack);
+    nack->has_code = nack->has_expected_seq = nack->has_first_seq = nack->has_retry_after_ms = 1;
+    nack->code = (Advsync__V1__ErrorCode)n->code;
+    nack->reason = (char *)n->reason;
+    nack->expected_seq = n->expected_seq;
+    nack->first_seq = n->first_seq;
+    nack->retry_after_ms = n->retry_after_ms;
+    message->kind_case = ADVSYNC__V1__FRAME__KIND_NACK;
+    message->nack = nack;
+}
+
+/* The encoded bytes of the message built (caller frees). Returns 0 or ASY_ENOMEM. */
+static int s_pack(const Advsync__V1__Frame *message, uint8_t **data, size_t *size)
+{
+    size_t length = advsync__v1__frame__get_packed_size(message);
+    uint8_t *buffer = malloc(length ? length : 1);
+    if (!buffer)
+        return ASY_ENOMEM;
+    advsync__v1__frame__pack(message, buffer);
+    *data = buffer;
+    *size = length;
+    return 0;
+}
+
 int asy_frame_encode(const asy_frame_t *frame, uint8_t **data, size_t *size)
 {
     Advsync__V1__Frame message = ADVSYNC__V1__FRAME__INIT;
     message.has_version = 1;
     message.version = frame->version ? frame->version : ASY_PROTOCOL_VERSION;
-    Advsync__V1__Hello hello = ADVSYNC__V1__HELLO__INIT;
-    Advsync__V1__Welcome welcome = ADVSYNC__V1__WELCOME__INIT;
+    /* the message's tree is built on the stack: it only borrows the frame's text and bytes */
+    Advsync__V1__Hello hello;
+    Advsync__V1__Welcome welcome;
     Advsync__V1__Publish publish;
     Advsync__V1__Ack ack;
-    Advsync__V1__Nack nack = ADVSYNC__V1__NACK__INIT;
+    Advsync__V1__Nack nack;
     Advsync__V1__Heartbeat heartbeat = ADVSYNC__V1__HEARTBEAT__INIT;
     ProtobufCBinaryData *events = NULL;
     Advsync__V1__Rejection *rejections = NULL;
     Advsync__V1__Rejection **pointers = NULL;
     int rc = 0;
     switch (frame->type) {
-    case ASY_FRAME_HELLO: {
-        const asy_hello_t *h = &frame->u.hello;
-        hello.has_version_min = hello.has_version_max = hello.has_epoch = hello.has_last_seq = 1;
-        hello.version_min = h->version_min;
-        hello.version_max = h->version_max;
-        hello.agent_id = (char *)h->agent_id;
-        hello.site_id = (char *)h->site_id;
-        hello.epoch = h->epoch;
-        hello.last_seq = h->last_seq;
-        hello.software = (char *)h->software;
-        if (h->reissue_of_epoch) {
-            hello.has_reissue_of_epoch = hello.has_reissue_from_seq = 1;
-            hello.reissue_of_epoch = h->reissue_of_epoch;
-            hello.reissue_from_seq = h->reissue_from_seq;
-        }
-        message.kind_case = ADVSYNC__V1__FRAME__KIND_HELLO;
-        message.hello = &hello;
+    case ASY_FRAME_HELLO:
+        s_encode_hello(&frame->u.hello, &message, &hello);
         break;
-    }
-    case ASY_FRAME_WELCOME: {
-        const asy_welcome_t *w = &frame->u.welcome;
-        welcome.has_version = welcome.has_committed_seq = welcome.has_max_batch_events = 1;
-        welcome.has_max_frame_bytes = welcome.has_window = welcome.has_heartbeat_ms = 1;
-        welcome.version = w->version;
-        welcome.committed_seq = w->committed_seq;
-        welcome.max_batch_events = w->max_batch_events;
-        welcome.max_frame_bytes = w->max_frame_bytes;
-        welcome.window = w->window;
-        welcome.heartbeat_ms = w->heartbeat_ms;
-        if (w->committed_event_id && *w->committed_event_id)
-            welcome.committed_event_id = (char *)w->committed_event_id;
-        if (w->reissue_of_epoch) {
-            welcome.has_reissue_of_epoch = 1;
-            welcome.reissue_of_epoch = w->reissue_of_epoch;
-        }
-        message.kind_case = ADVSYNC__V1__FRAME__KIND_WELCOME;
-        message.welcome = &welcome;
+    case ASY_FRAME_WELCOME:
+        s_encode_welcome(&frame->u.welcome, &message, &welcome);
         break;
-    }
     case ASY_FRAME_PUBLISH:
         rc = s_encode_publish(&frame->u.publish, &message, &publish, &events);
         break;
     case ASY_FRAME_ACK:
         rc = s_encode_ack(&frame->u.ack, &message, &ack, &rejections, &pointers);
         break;
-    case ASY_FRAME_NACK: {
-        const asy_nack_t *n = &frame->u.nack;
-        nack.has_code = nack.has_expected_seq = nack.has_first_seq = nack.has_retry_after_ms = 1;
-        nack.code = (Advsync__V1__ErrorCode)n->code;
-        nack.reason = (char *)n->reason;
-        nack.expected_seq = n->expected_seq;
-        nack.first_seq = n->first_seq;
-        nack.retry_after_ms = n->retry_after_ms;
-        message.kind_case = ADVSYNC__V1__FRAME__KIND_NACK;
-        message.nack = &nack;
+    case ASY_FRAME_NACK:
+        s_encode_nack(&frame->u.nack, &message, &nack);
         break;
-    }
     case ASY_FRAME_HEARTBEAT:
         heartbeat.has_sent_at_ms = 1;
         heartbeat.sent_at_ms = frame->u.heartbeat.sent_at_ms;
@@ -165,17 +196,8 @@ int asy_frame_encode(const asy_frame_t *frame, uint8_t **data, size_t *size)
     default:
         return ASY_EINVAL;
     }
-    if (rc == 0) {
-        size_t length = advsync__v1__frame__get_packed_size(&message);
-        uint8_t *buffer = malloc(length ? length : 1);
-        if (buffer) {
-            advsync__v1__frame__pack(&message, buffer);
-            *data = buffer;
-            *size = length;
-        } else {
-            rc = ASY_ENOMEM;
-        }
-    }
+    if (rc == 0)
+        rc = s_pack(&message, data, size);
     free(events);
     free(rejections);
     free(pointers);

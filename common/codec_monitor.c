@@ -108,6 +108,17 @@ static void s_cell_to_pb(const asy_mcell_t *cell, Advsync__V1__MetricCell *out)
     out->p90 = cell->p90;
 }
 
+/* The encoded bytes of the message built (caller frees). Returns 0 or ASY_ENOMEM. */
+static int s_pack(const Advsync__V1__MonitorMessage *pb, uint8_t **data, size_t *size)
+{
+    *size = advsync__v1__monitor_message__get_packed_size(pb);
+    *data = malloc(*size ? *size : 1);
+    if (!*data)
+        return ASY_ENOMEM;
+    advsync__v1__monitor_message__pack(pb, *data);
+    return 0;
+}
+
 static int s_encode_update(const asy_mupdate_t *update, Advsync__V1__MonitorMessage *pb,
                            uint8_t **data, size_t *size)
 {
@@ -148,16 +159,51 @@ static int s_encode_update(const asy_mupdate_t *update, Advsync__V1__MonitorMess
         body.cells = pointers;
         pb->body_case = ADVSYNC__V1__MONITOR_MESSAGE__BODY_UPDATE;
         pb->update = &body;
-        *size = advsync__v1__monitor_message__get_packed_size(pb);
-        *data = malloc(*size ? *size : 1);
-        if (!*data)
-            rc = ASY_ENOMEM;
-        else
-            advsync__v1__monitor_message__pack(pb, *data);
+        rc = s_pack(pb, data, size);
     }
     free(cells);
     free(pointers);
     return rc;
+}
+
+/* A breach notice, its dates and time in the storage given (borrowing the C struct's text). */
+static void s_breach_to_pb(const asy_mbreach_t *in, Advsync__V1__BreachNotice *breach,
+                           Advsync__V1__Date *received, Advsync__V1__Date *deadline,
+                           Advsync__V1__Timestamp *when)
+{
+    advsync__v1__breach_notice__init(breach);
+    breach->case_id = (char *)in->case_id;
+    breach->site_id = (char *)in->site_id;
+    breach->has_kind = true;
+    breach->kind = (Advsync__V1__BreachKind)in->kind;
+    breach->has_service = in->service != 0;
+    breach->service = (Advsync__V1__ServiceType)in->service;
+    if (in->received != S_NO_DATE) {
+        s_date_to_pb(in->received, received);
+        breach->received = received;
+    }
+    if (in->deadline != S_NO_DATE) {
+        s_date_to_pb(in->deadline, deadline);
+        breach->deadline = deadline;
+    }
+    s_time_to_pb(in->detected_at_us, when);
+    breach->detected_at = when;
+    breach->has_withdrawn = in->withdrawn;
+    breach->withdrawn = in->withdrawn;
+}
+
+/* A heartbeat, its time in *when. */
+static void s_heartbeat_to_pb(const asy_mmsg_t *msg, Advsync__V1__MonitorHeartbeat *heartbeat,
+                              Advsync__V1__Timestamp *when)
+{
+    advsync__v1__monitor_heartbeat__init(heartbeat);
+    heartbeat->has_seq = heartbeat->has_interval_ms = true;
+    heartbeat->seq = msg->seq;
+    heartbeat->interval_ms = msg->interval_ms;
+    heartbeat->has_exact = msg->exact >= 0;
+    heartbeat->exact = msg->exact > 0;
+    s_time_to_pb(msg->sent_at_us, when);
+    heartbeat->sent_at = when;
 }
 
 int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
@@ -182,25 +228,7 @@ int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
     Advsync__V1__Timestamp when;
     switch (msg->kind) {
     case ASY_MMSG_BREACH:
-        advsync__v1__breach_notice__init(&breach);
-        breach.case_id = (char *)msg->breach.case_id;
-        breach.site_id = (char *)msg->breach.site_id;
-        breach.has_kind = true;
-        breach.kind = (Advsync__V1__BreachKind)msg->breach.kind;
-        breach.has_service = msg->breach.service != 0;
-        breach.service = (Advsync__V1__ServiceType)msg->breach.service;
-        if (msg->breach.received != S_NO_DATE) {
-            s_date_to_pb(msg->breach.received, &received);
-            breach.received = &received;
-        }
-        if (msg->breach.deadline != S_NO_DATE) {
-            s_date_to_pb(msg->breach.deadline, &deadline);
-            breach.deadline = &deadline;
-        }
-        s_time_to_pb(msg->breach.detected_at_us, &when);
-        breach.detected_at = &when;
-        breach.has_withdrawn = msg->breach.withdrawn;
-        breach.withdrawn = msg->breach.withdrawn;
+        s_breach_to_pb(&msg->breach, &breach, &received, &deadline, &when);
         pb.body_case = ADVSYNC__V1__MONITOR_MESSAGE__BODY_BREACH;
         pb.breach = &breach;
         break;
@@ -221,14 +249,7 @@ int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
         pb.snapshot_end = &end;
         break;
     case ASY_MMSG_HEARTBEAT:
-        advsync__v1__monitor_heartbeat__init(&heartbeat);
-        heartbeat.has_seq = heartbeat.has_interval_ms = true;
-        heartbeat.seq = msg->seq;
-        heartbeat.interval_ms = msg->interval_ms;
-        heartbeat.has_exact = msg->exact >= 0;
-        heartbeat.exact = msg->exact > 0;
-        s_time_to_pb(msg->sent_at_us, &when);
-        heartbeat.sent_at = &when;
+        s_heartbeat_to_pb(msg, &heartbeat, &when);
         pb.body_case = ADVSYNC__V1__MONITOR_MESSAGE__BODY_HEARTBEAT;
         pb.heartbeat = &heartbeat;
         break;
@@ -241,12 +262,7 @@ int asy_mmsg_encode(const asy_mmsg_t *msg, uint8_t **data, size_t *size)
     default:
         return ASY_EINVAL;
     }
-    *size = advsync__v1__monitor_message__get_packed_size(&pb);
-    *data = malloc(*size ? *size : 1);
-    if (!*data)
-        return ASY_ENOMEM;
-    advsync__v1__monitor_message__pack(&pb, *data);
-    return 0;
+    return s_pack(&pb, data, size);
 }
 
 /* ----------------------------------------------------------------------------------------------

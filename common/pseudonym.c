@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -701,6 +700,70 @@ static bool s_identifier(json_t *value, const char *name, char out[S_IDENTIFIER_
     return true;
 }
 
+/* The pseudonym of an NHS number (text, trimmed): refused if not ten digits, a placeholder or
+   a wrong check digit. The digits are wiped on every path. Returns 0 or ASY_EINVAL. */
+static int s_nhs_pseudonym(const asy_pseudonym_key_t *key, const char *text, const char *name,
+                           char pseudonym[ASY_PSEUDONYM_HEX + 1], char *error, size_t error_size)
+{
+    char digits[11];
+    int rc = ASY_EINVAL;
+    /* the value is not echoed: error messages end up in logs */
+    if (!s_nhs_digits(text, digits))
+        asy_set_error(error, error_size,
+                      "%s: not an NHS number (10 digits; blanks and dashes allowed)", name);
+    else if (s_nhs_placeholder(digits))
+        asy_set_error(error, error_size,
+                      "%s: a placeholder, not an NHS number (ten equal digits would link "
+                      "every such record into one person); leave it out, or give personRef",
+                      name);
+    else if (!s_nhs_check(digits))
+        asy_set_error(error, error_size,
+                      "%s: not a valid NHS number (check digit does not "
+                      "match)",
+                      name);
+    else
+        rc = 0;
+    if (rc == 0)
+        asy_pseudonym_make(key, "nhs", digits, pseudonym);
+    sodium_memzero(digits, sizeof digits);
+    return rc;
+}
+
+/* The pseudonym of a local person reference (text, trimmed), scoped by the site. The scoped
+   copy is wiped. Returns 0 or ASY_EINVAL (out of memory). */
+static int s_ref_pseudonym(const asy_pseudonym_key_t *key, const char *site_id, const char *text,
+                           const char *name, char pseudonym[ASY_PSEUDONYM_HEX + 1], char *error,
+                           size_t error_size)
+{
+    /* a local reference means something only at its site, hence the site prefix */
+    size_t size = strlen(site_id) + strlen(text) + 2;
+    char *scoped = malloc(size);
+    if (!scoped) {
+        asy_set_error(error, error_size, "%s: out of memory", name);
+        return ASY_EINVAL;
+    }
+    snprintf(scoped, size, "%s:%s", site_id, text);
+    asy_pseudonym_make(key, "person", scoped, pseudonym);
+    sodium_memzero(scoped, size);
+    free(scoped);
+    return 0;
+}
+
+/* The person pseudonym of value, an NHS number (nhs) or a local reference: its text is
+   trimmed into a buffer that is wiped on every path. Returns 0 or ASY_EINVAL. */
+static int s_person_pseudonym(const asy_pseudonym_key_t *key, const char *site_id, json_t *value,
+                              bool nhs, const char *name, char pseudonym[ASY_PSEUDONYM_HEX + 1],
+                              char *error, size_t error_size)
+{
+    char text[S_IDENTIFIER_MAX + 1];
+    int rc = ASY_EINVAL;
+    if (s_identifier(value, name, text, error, error_size))
+        rc = nhs ? s_nhs_pseudonym(key, text, name, pseudonym, error, error_size)
+                 : s_ref_pseudonym(key, site_id, text, name, pseudonym, error, error_size);
+    sodium_memzero(text, sizeof text);
+    return rc;
+}
+
 /* Derives personKey from nhsNumber or personRef. Returns 0 or ASY_EINVAL. */
 static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, json_t *object,
                           char *error, size_t error_size)
@@ -738,47 +801,9 @@ static int s_apply_person(const asy_pseudonym_key_t *key, const char *site_id, j
         return ASY_EINVAL;
     }
     char pseudonym[ASY_PSEUDONYM_HEX + 1];
-    char text[S_IDENTIFIER_MAX + 1];
-    if (!s_identifier(nhs ? nhs : ref, nhs ? nhs_name : ref_name, text, error, error_size))
+    if (s_person_pseudonym(key, site_id, nhs ? nhs : ref, nhs != NULL, nhs ? nhs_name : ref_name,
+                           pseudonym, error, error_size) != 0)
         return ASY_EINVAL;
-    if (nhs) {
-        char digits[11];
-        /* the value is not echoed: error messages end up in logs */
-        if (!s_nhs_digits(text, digits)) {
-            asy_set_error(error, error_size,
-                          "%s: not an NHS number (10 digits; blanks and dashes allowed)", nhs_name);
-            return ASY_EINVAL;
-        }
-        if (s_nhs_placeholder(digits)) {
-            asy_set_error(error, error_size,
-                          "%s: a placeholder, not an NHS number (ten equal digits would link "
-                          "every such record into one person); leave it out, or give personRef",
-                          nhs_name);
-            return ASY_EINVAL;
-        }
-        if (!s_nhs_check(digits)) {
-            asy_set_error(error, error_size,
-                        "%s: not a valid NHS number (check digit does not "
-                        "match)",
-                        nhs_name);
-            return ASY_EINVAL;
-        }
-        asy_pseudonym_make(key, "nhs", digits, pseudonym);
-        sodium_memzero(digits, sizeof digits);
-    } else {
-        /* a local reference means something only at its site, hence the site prefix */
-        size_t size = strlen(site_id) + strlen(text) + 2;
-        char *scoped = malloc(size);
-        if (!scoped) {
-            asy_set_error(error, error_size, "%s: out of memory", ref_name);
-            return ASY_EINVAL;
-        }
-        snprintf(scoped, size, "%s:%s", site_id, text);
-        asy_pseudonym_make(key, "person", scoped, pseudonym);
-        sodium_memzero(scoped, size);
-        free(scoped);
-    }
-    sodium_memzero(text, sizeof text);
     json_object_del(object, "nhsNumber");
     json_object_del(object, "nhs_number");
     json_object_del(object, "personRef");

@@ -1,6 +1,7 @@
 /*  db.c: libpq wrapper. See db.h. Every PGresult is cleared on every path before a function
-    returns, and after an error the connection is drained so the next command starts clean.  */
-#include "db.h"
+    returns, and after an error the connection is drained so the next command starts clean.
+    Conninfo checks and redaction are in db_conninfo.c, binary COPY payloads in db_copy.c.  */
+#include "db_private.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -27,9 +28,6 @@ struct asy_db {
     char errmsg[1024];
 };
 
-/* Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01. */
-#define S_PG_EPOCH_US INT64_C(946684800000000)
-
 /* Notices, and errors the server sends while no command runs: a backend being terminated
    (pg_terminate_backend, shutdown, crash of another backend) says FATAL before it closes. */
 static void s_notice(void *arg, const PGresult *res)
@@ -42,7 +40,8 @@ static void s_notice(void *arg, const PGresult *res)
     asy_debug("postgres: %.*s", (int)strcspn(message, "\n"), message);
 }
 
-static void s_set_error(asy_db_t *self, const char *state, const char *message)
+/* Sets the text asy_db_errmsg() returns (see db_private.h). */
+void asy_db_set_error(asy_db_t *self, const char *state, const char *message)
 {
     if (!message || !*message)
         message = "unknown error";
@@ -88,7 +87,7 @@ static int s_fail(asy_db_t *self, PGresult *res)
     const char *message = res ? PQresultErrorMessage(res) : NULL;
     if (!message || !*message)
         message = PQerrorMessage(self->conn);
-    s_set_error(self, state, message);
+    asy_db_set_error(self, state, message);
     /* no SQLSTATE: the error is libpq's, not the server's ("server closed the connection
        unexpectedly": PQstatus still says OK until the next call), so the connection is lost,
        not the statement refused */
@@ -99,197 +98,6 @@ static int s_fail(asy_db_t *self, PGresult *res)
     if (transient || PQstatus(self->conn) != CONNECTION_OK)
         return ASY_ERETRY;
     return ASY_EDB;
-}
-
-/* ----------------------------------------------------------------------------------------------
-   Conninfo text for messages: the secrets found (leniently: the text may be one libpq refuses)
-   are the values of every key containing "pass" in any case (password, PASSWORD, passwd; also
-   percent-encoded in a URI query) and a URI's userinfo after its ':'. Over-masking is the safe
-   side. */
-
-#define S_SECRETS 16
-
-typedef struct {
-    const char *at;
-    size_t length;
-} s_span_t;
-
-/* Length of the value at text: through the closing quote (backslash escapes) if quoted, else
-   up to a blank (or '&' in a URI query), backslash escapes kept together. */
-static size_t s_value_length(const char *text, bool query)
-{
-    size_t n = 0;
-    if (*text == '\'') {
-        n = 1;
-        while (text[n] && text[n] != '\'')
-            n += text[n] == '\\' && text[n + 1] ? 2 : 1;
-        return text[n] ? n + 1 : n;
-    }
-    while (text[n] && !isspace((unsigned char)text[n]) && !(query && text[n] == '&'))
-        n += text[n] == '\\' && text[n + 1] ? 2 : 1;
-    return n;
-}
-
-/* True if key[0..length) names a secret: contains "pass" in any case, percent-decoded. */
-static bool s_secret_key(const char *key, size_t length)
-{
-    char decoded[64];
-    size_t used = 0;
-    for (size_t i = 0; i < length && used + 1 < sizeof decoded; i++) {
-        if (key[i] == '%' && i + 2 < length && isxdigit((unsigned char)key[i + 1]) &&
-            isxdigit((unsigned char)key[i + 2])) {
-            char hex[3] = {key[i + 1], key[i + 2], '\0'};
-            decoded[used++] = (char)strtol(hex, NULL, 16);
-            i += 2;
-        } else {
-            decoded[used++] = key[i];
-        }
-    }
-    decoded[used] = '\0';
-    for (size_t i = 0; i + 4 <= used; i++)
-        if (strncasecmp(decoded + i, "pass", 4) == 0)
-            return true;
-    return false;
-}
-
-/* Adds a secret; the last place left takes the rest of the text (more secrets than places:
-   everything after is masked). */
-static void s_add_span(s_span_t *spans, size_t *count, const char *at, size_t length)
-{
-    if (length == 0 || *count == S_SECRETS)
-        return;
-    if (*count == S_SECRETS - 1)
-        length = strlen(at);
-    spans[(*count)++] = (s_span_t){at, length};
-}
-
-/* Finds the secrets of conninfo, in order of position. Returns their number. */
-static size_t s_secrets(const char *conninfo, s_span_t spans[S_SECRETS])
-{
-    size_t count = 0;
-    const char *p = conninfo, *query = NULL;
-    if (strncasecmp(p, "postgresql://", 13) == 0 || strncasecmp(p, "postgres://", 11) == 0) {
-        /* userinfo: up to the last '@' (a password with a '/', '?' or '@' in it is still
-           inside), its secret after the first ':' */
-        const char *authority = strstr(p, "//") + 2;
-        const char *at = strrchr(authority, '@');
-        const char *colon = at ? memchr(authority, ':', (size_t)(at - authority)) : NULL;
-        if (colon)
-            s_add_span(spans, &count, colon + 1, (size_t)(at - colon - 1));
-        query = strchr(at ? at : authority, '?');
-        for (const char *q = query; q && *q;) {
-            q++; /* past '?' or '&' */
-            size_t key = strcspn(q, "=&");
-            if (q[key] == '=') {
-                size_t value = s_value_length(q + key + 1, true);
-                if (s_secret_key(q, key))
-                    s_add_span(spans, &count, q + key + 1, value);
-                q += key + 1 + value;
-            } else {
-                q += key;
-            }
-            q = *q == '&' ? q : NULL;
-        }
-        return count;
-    }
-    /* keyword = value pairs, separated by blanks (any isspace, as libpq), or not at all after
-       a quoted value */
-    static const char blanks[] = " \t\n\r\f\v";
-    while (*(p += strspn(p, blanks))) {
-        size_t key = 0;
-        while (p[key] && p[key] != '=' && !isspace((unsigned char)p[key]))
-            key++;
-        const char *q = p + key;
-        q += strspn(q, blanks);
-        if (*q != '=') { /* a word without '=': on to the next one */
-            p += key;
-            continue;
-        }
-        q++;
-        q += strspn(q, blanks);
-        size_t value = s_value_length(q, false);
-        bool secret = s_secret_key(p, key);
-        if (secret && *q != '\'') {
-            /* an unquoted password with blanks in it (the likeliest reason the text is
-               refused): the words after it that are no key=value belong to it */
-            for (;;) {
-                const char *next = q + value;
-                const char *word = next + strspn(next, blanks);
-                size_t length = strcspn(word, blanks);
-                if (!*word || memchr(word, '=', length))
-                    break;
-                value = (size_t)(word + length - q);
-            }
-        }
-        if (secret) {
-            s_add_span(spans, &count, q, value);
-            if (*q == '\'' && value >= 2) /* as a message may quote it: without its quotes */
-                s_add_span(spans, &count, q + 1, value - (q[value - 1] == '\'' ? 2 : 1));
-            else if (*q != '\'') /* or one word of it ("missing \"=\" after WORD") */
-                for (const char *word = q; word < q + value;) {
-                    size_t length = strcspn(word, blanks);
-                    if ((size_t)(word - q) + length > value)
-                        length = value - (size_t)(word - q);
-                    if (length < value)
-                        s_add_span(spans, &count, word, length);
-                    word += length;
-                    word += strspn(word, blanks);
-                }
-        }
-        p = q + value;
-    }
-    return count;
-}
-
-/* Copies text into out (size > 0) with every occurrence of each secret's text replaced by
-   "***". With from_spans, the spans are positions in text itself (the conninfo); otherwise
-   their text is looked for (libpq's message, which quotes parts of the conninfo). */
-static void s_mask(const char *text, const s_span_t *spans, size_t count, bool from_spans,
-                   char *out, size_t size)
-{
-    size_t used = 0;
-    for (const char *p = text; *p && used + 1 < size;) {
-        size_t skip = 0;
-        for (size_t i = 0; i < count && !skip; i++)
-            if (from_spans ? p == spans[i].at : strncmp(p, spans[i].at, spans[i].length) == 0)
-                skip = spans[i].length;
-        if (!skip) {
-            out[used++] = *p++;
-            continue;
-        }
-        for (const char *m = "***"; *m && used + 1 < size; m++)
-            out[used++] = *m;
-        p += skip;
-    }
-    out[used] = '\0';
-}
-
-char *asy_db_conninfo_redact(const char *conninfo, char *out, size_t out_size)
-{
-    if (!out_size)
-        return out;
-    s_span_t spans[S_SECRETS];
-    const char *text = conninfo ? conninfo : "";
-    s_mask(text, spans, s_secrets(text, spans), true, out, out_size);
-    return out;
-}
-
-bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size)
-{
-    char *message = NULL;
-    PQconninfoOption *parsed = PQconninfoParse(conninfo, &message);
-    PQconninfoFree(parsed);
-    if (!parsed) {
-        /* libpq's message quotes parts of the text, a password among them */
-        const char *text = message ? message : "out of memory";
-        char line[512], masked[512];
-        snprintf(line, sizeof line, "%.*s", (int)strcspn(text, "\n"), text);
-        s_span_t spans[S_SECRETS];
-        s_mask(line, spans, s_secrets(conninfo, spans), false, masked, sizeof masked);
-        snprintf(why, why_size, "is not a libpq conninfo: %s", masked);
-        PQfreemem(message);
-    }
-    return parsed != NULL;
 }
 
 asy_db_t *asy_db_connect(const char *conninfo, const char *application_name, char *error,
@@ -366,9 +174,9 @@ bool asy_db_alive(asy_db_t *self)
     }
     if (PQstatus(self->conn) == CONNECTION_OK && !self->server_closing)
         return true;
-    s_set_error(self, NULL,
-                self->server_closing ? "the server is ending this session (FATAL while idle)"
-                                     : PQerrorMessage(self->conn));
+    asy_db_set_error(self, NULL,
+                     self->server_closing ? "the server is ending this session (FATAL while idle)"
+                                          : PQerrorMessage(self->conn));
     asy_info("%sPostgreSQL closed an idle connection (%s); reconnecting", self->label,
              self->errmsg);
     return false;
@@ -390,7 +198,7 @@ int asy_db_reset(asy_db_t *self)
     PQreset(self->conn);
     self->server_closing = false;
     if (PQstatus(self->conn) != CONNECTION_OK) {
-        s_set_error(self, NULL, PQerrorMessage(self->conn));
+        asy_db_set_error(self, NULL, PQerrorMessage(self->conn));
         return ASY_ERETRY;
     }
     self->generation++;
@@ -409,7 +217,7 @@ static s_statement_t *s_statement(asy_db_t *self, const char *name)
 int asy_db_prepare(asy_db_t *self, const char *name, const char *sql, int nparams)
 {
     if (s_statement(self, name)) {
-        s_set_error(self, NULL, "statement name already registered");
+        asy_db_set_error(self, NULL, "statement name already registered");
         return ASY_EINVAL;
     }
     s_statement_t *grown =
@@ -448,14 +256,14 @@ static int s_run(asy_db_t *self, const char *sql_or_name, bool prepared, int npa
 {
     *out = NULL;
     if (!asy_db_connected(self)) {
-        s_set_error(self, NULL, "connection to PostgreSQL lost");
+        asy_db_set_error(self, NULL, "connection to PostgreSQL lost");
         return ASY_ERETRY;
     }
     PGresult *res;
     if (prepared) {
         s_statement_t *statement = s_statement(self, sql_or_name);
         if (!statement) {
-            s_set_error(self, NULL, "no such prepared statement");
+            asy_db_set_error(self, NULL, "no such prepared statement");
             return ASY_ENOTFOUND;
         }
         int rc = s_ensure_prepared(self, statement);
@@ -515,13 +323,13 @@ int asy_db_query_row(asy_db_t *self, const char *sql_or_name, bool prepared, int
         return rc;
     if (PQntuples(res) < 1) {
         PQclear(res);
-        s_set_error(self, NULL, "query returned no row");
+        asy_db_set_error(self, NULL, "query returned no row");
         return ASY_ENOTFOUND;
     }
     int columns = PQnfields(res);
     if (columns > ASY_DB_ROW_MAX) {
         PQclear(res);
-        s_set_error(self, NULL, "query returned too many columns");
+        asy_db_set_error(self, NULL, "query returned too many columns");
         return ASY_EINVAL;
     }
     for (int c = 0; c < columns; c++) {
@@ -579,7 +387,7 @@ int asy_db_begin(asy_db_t *self)
 int asy_db_commit(asy_db_t *self)
 {
     if (asy_db_connected(self) && PQtransactionStatus(self->conn) == PQTRANS_INERROR) {
-        s_set_error(self, NULL, "COMMIT of a failed transaction");
+        asy_db_set_error(self, NULL, "COMMIT of a failed transaction");
         asy_db_rollback(self);
         return ASY_EDB;
     }
@@ -591,7 +399,7 @@ int asy_db_commit(asy_db_t *self)
     bool rolled_back = strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
     PQclear(res);
     if (rolled_back) {
-        s_set_error(self, NULL, "transaction was rolled back by the server");
+        asy_db_set_error(self, NULL, "transaction was rolled back by the server");
         return ASY_EDB;
     }
     return 0;
@@ -617,7 +425,7 @@ int asy_db_rollback(asy_db_t *self)
 int asy_db_copy_start(asy_db_t *self, const char *copy_sql)
 {
     if (!asy_db_connected(self)) {
-        s_set_error(self, NULL, "connection to PostgreSQL lost");
+        asy_db_set_error(self, NULL, "connection to PostgreSQL lost");
         return ASY_ERETRY;
     }
     PGresult *res = PQexec(self->conn, copy_sql);
@@ -652,207 +460,4 @@ int asy_db_copy_end(asy_db_t *self, uint64_t *rows)
     PQclear(res);
     s_drain(self);
     return 0;
-}
-
-/* ----------------------------------------------------------------------------------------------
-   Binary COPY payloads. */
-
-struct asy_db_copy {
-    uint8_t *data;
-    size_t size;
-    size_t capacity;
-    size_t rows;
-    int error;
-};
-
-static void s_append(asy_db_copy_t *self, const void *bytes, size_t size)
-{
-    if (self->error)
-        return;
-    if (self->size + size > self->capacity) {
-        size_t capacity = self->capacity ? self->capacity : 4096;
-        while (capacity < self->size + size)
-            capacity *= 2;
-        uint8_t *grown = realloc(self->data, capacity);
-        if (!grown) {
-            self->error = ASY_ENOMEM;
-            return;
-        }
-        self->data = grown;
-        self->capacity = capacity;
-    }
-    memcpy(self->data + self->size, bytes, size);
-    self->size += size;
-}
-
-static void s_be16(asy_db_copy_t *self, uint16_t value)
-{
-    uint8_t b[2] = {(uint8_t)(value >> 8), (uint8_t)value};
-    s_append(self, b, sizeof b);
-}
-
-static void s_be32(asy_db_copy_t *self, uint32_t value)
-{
-    uint8_t b[4] = {(uint8_t)(value >> 24), (uint8_t)(value >> 16), (uint8_t)(value >> 8),
-                    (uint8_t)value};
-    s_append(self, b, sizeof b);
-}
-
-static void s_be64(asy_db_copy_t *self, uint64_t value)
-{
-    s_be32(self, (uint32_t)(value >> 32));
-    s_be32(self, (uint32_t)value);
-}
-
-asy_db_copy_t *asy_db_copy_new(void)
-{
-    asy_db_copy_t *self = calloc(1, sizeof *self);
-    if (self)
-        asy_db_copy_clear(self);
-    return self;
-}
-
-void asy_db_copy_destroy(asy_db_copy_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    free((*self_p)->data);
-    free(*self_p);
-    *self_p = NULL;
-}
-
-void asy_db_copy_clear(asy_db_copy_t *self)
-{
-    static const uint8_t signature[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
-    self->size = 0;
-    self->rows = 0;
-    self->error = 0;
-    s_append(self, signature, sizeof signature);
-    s_be32(self, 0); /* flags */
-    s_be32(self, 0); /* header extension length */
-}
-
-void asy_db_copy_row(asy_db_copy_t *self, int fields)
-{
-    s_be16(self, (uint16_t)fields);
-    self->rows++;
-}
-
-void asy_db_copy_null(asy_db_copy_t *self)
-{
-    s_be32(self, UINT32_MAX); /* length -1 */
-}
-
-void asy_db_copy_bool(asy_db_copy_t *self, bool value)
-{
-    uint8_t b = value ? 1 : 0;
-    s_be32(self, 1);
-    s_append(self, &b, 1);
-}
-
-void asy_db_copy_int2(asy_db_copy_t *self, int16_t value)
-{
-    s_be32(self, 2);
-    s_be16(self, (uint16_t)value);
-}
-
-void asy_db_copy_int4(asy_db_copy_t *self, int32_t value)
-{
-    s_be32(self, 4);
-    s_be32(self, (uint32_t)value);
-}
-
-void asy_db_copy_int8(asy_db_copy_t *self, int64_t value)
-{
-    s_be32(self, 8);
-    s_be64(self, (uint64_t)value);
-}
-
-void asy_db_copy_text(asy_db_copy_t *self, const char *text)
-{
-    if (!text) {
-        asy_db_copy_null(self);
-        return;
-    }
-    asy_db_copy_bytea(self, (const uint8_t *)text, strlen(text));
-}
-
-void asy_db_copy_bytea(asy_db_copy_t *self, const uint8_t *data, size_t size)
-{
-    if (size > INT32_MAX) {
-        self->error = self->error ? self->error : ASY_EINVAL;
-        return;
-    }
-    s_be32(self, (uint32_t)size);
-    if (size)
-        s_append(self, data, size);
-}
-
-static int s_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-void asy_db_copy_uuid(asy_db_copy_t *self, const char *text)
-{
-    uint8_t bytes[16];
-    size_t n = 0;
-    for (size_t i = 0; text && text[i] && n < 16; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (text[i] != '-')
-                break;
-            continue;
-        }
-        int high = s_hex(text[i]), low = text[i + 1] ? s_hex(text[i + 1]) : -1;
-        if (high < 0 || low < 0)
-            break;
-        bytes[n++] = (uint8_t)(high << 4 | low);
-        i++;
-    }
-    if (n != 16 || !text || strlen(text) != ASY_UUID_TEXT) {
-        self->error = self->error ? self->error : ASY_EINVAL;
-        return;
-    }
-    s_be32(self, 16);
-    s_append(self, bytes, sizeof bytes);
-}
-
-void asy_db_copy_timestamptz(asy_db_copy_t *self, int64_t unix_us)
-{
-    asy_db_copy_int8(self, unix_us - S_PG_EPOCH_US);
-}
-
-size_t asy_db_copy_rows(const asy_db_copy_t *self)
-{
-    return self->rows;
-}
-
-int asy_db_copy_error(const asy_db_copy_t *self)
-{
-    return self->error;
-}
-
-int asy_db_copy_send(asy_db_t *self, const char *copy_sql, asy_db_copy_t *payload, uint64_t *rows)
-{
-    if (payload->error) {
-        s_set_error(self, NULL,
-                    payload->error == ASY_ENOMEM ? "out of memory building COPY data"
-                                                 : "malformed value in COPY data");
-        return payload->error;
-    }
-    static const uint8_t trailer[2] = {0xff, 0xff};
-    int rc = asy_db_copy_start(self, copy_sql);
-    if (rc == 0)
-        rc = asy_db_copy_put(self, payload->data, payload->size);
-    if (rc == 0)
-        rc = asy_db_copy_put(self, trailer, sizeof trailer);
-    if (rc == 0)
-        rc = asy_db_copy_end(self, rows);
-    return rc;
 }

@@ -94,6 +94,101 @@ static int s_first(asy_csv_t *csv, bool *stored)
     return c2 == 0xBB ? c3 : c2;
 }
 
+/* The state of the record being read. */
+typedef struct {
+    int c;            /* the character in hand */
+    bool quoted;      /* inside a quoted field */
+    bool field_start; /* nothing of the field read yet */
+    s_defect_t defect;
+    size_t defect_field;
+    unsigned long defect_line;
+} s_record_t;
+
+/* Keeps the first defect of the record, with where it is. */
+static void s_defect(const asy_csv_t *csv, s_record_t *record, s_defect_t defect)
+{
+    if (record->defect != S_FINE)
+        return;
+    record->defect = defect;
+    record->defect_field = csv->count;
+    record->defect_line = csv->line;
+}
+
+/* One character inside a quoted field: a quote ends the field unless doubled, line breaks are
+   text. Returns 0 to go on, 1 if the file ended (a quote never closed), or ASY_ENOMEM. */
+static int s_quoted(asy_csv_t *csv, s_record_t *record)
+{
+    int c = record->c;
+    if (c == EOF) {
+        bool ended =
+            csv->used > 0 && (csv->text[csv->used - 1] == '\n' || csv->text[csv->used - 1] == '\r');
+        s_describe(csv, S_UNCLOSED, csv->count, csv->line, csv->line - ended);
+        return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
+    }
+    if (c == '"') {
+        int next = getc(csv->file);
+        if (next != '"') {
+            record->quoted = false;
+            record->c = next;
+            if (next != csv->delimiter && next != '\r' && next != '\n' && next != EOF)
+                s_defect(csv, record, S_AFTER_QUOTE);
+            return 0;
+        }
+    } else if (c == '\n') {
+        csv->line++;
+    } else if (c == '\r') {
+        /* a CR alone ends a line too (CRLF counts once, at its LF) */
+        int next = getc(csv->file);
+        if (next != '\n')
+            csv->line++;
+        if (next != EOF)
+            ungetc(next, csv->file);
+    }
+    int rc = s_csv_put(csv, (char)c);
+    record->field_start = false;
+    record->c = getc(csv->file);
+    return rc;
+}
+
+/* The end of the record at a line break or the end of the file. Returns 1 or ASY_ENOMEM. */
+static int s_end_record(asy_csv_t *csv, const s_record_t *record)
+{
+    if (record->c == '\r') {
+        int next = getc(csv->file);
+        if (next != '\n' && next != EOF)
+            ungetc(next, csv->file);
+    }
+    s_describe(csv, record->defect, record->defect_field, record->defect_line, csv->line);
+    if (record->c != EOF)
+        csv->line++;
+    return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
+}
+
+/* A delimiter: the field ends and the next begins. Returns 0 or ASY_ENOMEM. */
+static int s_next_field(asy_csv_t *csv, s_record_t *record)
+{
+    int rc = s_csv_put(csv, '\0');
+    if (rc == 0)
+        rc = s_csv_begin_field(csv);
+    record->field_start = true;
+    record->c = getc(csv->file);
+    return rc;
+}
+
+/* Any other character outside quotes: a quote at the start of a field opens quotes, anything
+   else is text. Returns 0 or ASY_ENOMEM. */
+static int s_unquoted(asy_csv_t *csv, s_record_t *record)
+{
+    int rc = 0;
+    if (record->c == '"' && record->field_start)
+        record->quoted = true;
+    else
+        rc = s_csv_put(csv, (char)record->c); /* a stray quote mid-field is kept as text */
+    record->field_start = false;
+    record->c = getc(csv->file);
+    return rc;
+}
+
 int asy_csv_next(asy_csv_t *csv)
 {
     csv->used = 0;
@@ -106,71 +201,19 @@ int asy_csv_next(asy_csv_t *csv)
         return ASY_ENOMEM;
     if (c == EOF && !stored)
         return 0;
-    bool quoted = false, field_start = !stored;
-    s_defect_t defect = S_FINE;
-    size_t defect_field = 0;
-    unsigned long defect_line = 0;
+    s_record_t record = {.c = c, .quoted = false, .field_start = !stored, .defect = S_FINE};
     int rc = stored ? 0 : s_csv_begin_field(csv);
     while (rc == 0) {
-        if (c == '\0' && defect == S_FINE) {
-            defect = S_NUL;
-            defect_field = csv->count;
-            defect_line = csv->line;
-        }
-        if (quoted) {
-            if (c == EOF) {
-                bool ended = csv->used > 0 &&
-                             (csv->text[csv->used - 1] == '\n' || csv->text[csv->used - 1] == '\r');
-                s_describe(csv, S_UNCLOSED, csv->count, csv->line, csv->line - ended);
-                return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
-            }
-            if (c == '"') {
-                int next = getc(csv->file);
-                if (next != '"') {
-                    quoted = false;
-                    c = next;
-                    if (c != csv->delimiter && c != '\r' && c != '\n' && c != EOF &&
-                        defect == S_FINE) {
-                        defect = S_AFTER_QUOTE;
-                        defect_field = csv->count;
-                        defect_line = csv->line;
-                    }
-                    continue;
-                }
-            } else if (c == '\n') {
-                csv->line++;
-            } else if (c == '\r') {
-                /* a CR alone ends a line too (CRLF counts once, at its LF) */
-                int next = getc(csv->file);
-                if (next != '\n')
-                    csv->line++;
-                if (next != EOF)
-                    ungetc(next, csv->file);
-            }
-            rc = s_csv_put(csv, (char)c);
-        } else if (c == csv->delimiter) {
-            rc = s_csv_put(csv, '\0');
-            if (rc == 0)
-                rc = s_csv_begin_field(csv);
-            field_start = true;
-            c = getc(csv->file);
-            continue;
-        } else if (c == '\r' || c == '\n' || c == EOF) {
-            if (c == '\r') {
-                int next = getc(csv->file);
-                if (next != '\n' && next != EOF)
-                    ungetc(next, csv->file);
-            }
-            s_describe(csv, defect, defect_field, defect_line, csv->line);
-            if (c != EOF)
-                csv->line++;
-            return s_csv_put(csv, '\0') ? ASY_ENOMEM : 1;
-        } else if (c == '"' && field_start)
-            quoted = true;
+        if (record.c == '\0')
+            s_defect(csv, &record, S_NUL);
+        if (record.quoted)
+            rc = s_quoted(csv, &record);
+        else if (record.c == csv->delimiter)
+            rc = s_next_field(csv, &record);
+        else if (record.c == '\r' || record.c == '\n' || record.c == EOF)
+            return s_end_record(csv, &record);
         else
-            rc = s_csv_put(csv, (char)c); /* a stray quote mid-field is kept as text */
-        field_start = false;
-        c = getc(csv->file);
+            rc = s_unquoted(csv, &record);
     }
     return rc;
 }

@@ -1,4 +1,5 @@
-/*  test_db.c: the parts of db.c that need no server: conninfo checks and their redaction.
+/*  test_db.c: the parts of db that need no server: conninfo checks and their redaction
+    (db_conninfo.c).
     (The connection itself is tested against a real PostgreSQL in integration/test_store.c.)  */
 #include "db.h"
 

@@ -1,4 +1,4 @@
-/*  test_json.c: the descriptor-driven proto3 JSON mapper (common/json.c).
+/*  test_json.c: the descriptor-driven proto3 JSON mapper (common/json*.c).
 
     Our schema has no float, bytes or sint fields, so a small test message "jt.All" with every
     scalar kind is described here by hand (as protoc-c would generate it).  */

@@ -416,23 +416,21 @@ int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoc
 /* ----------------------------------------------------------------------------------------------
    Re-issued epochs (PROTOCOL.md 5.5). */
 
-int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t of_epoch,
-                      uint64_t from_seq, asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH],
-                      size_t *count)
+/* Records (of_epoch, from_seq) on the stream of (agent_id, epoch) unless it has a record, and
+   reads the record back. Returns 0 if the record is this one, ASY_EINVAL (with errmsg) if the
+   stream re-issues another epoch or seq, or a database error. */
+static int s_record_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch,
+                            uint64_t of_epoch, uint64_t from_seq)
 {
-    *count = 0;
-    int rc = s_ready(self);
-    if (rc != 0)
-        return rc;
     char epoch_text[24], of_text[24], from_text[24];
     snprintf(epoch_text, sizeof epoch_text, "%" PRId64, (int64_t)epoch);
     snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)of_epoch);
     snprintf(from_text, sizeof from_text, "%" PRId64, (int64_t)from_seq);
     const char *params[] = {agent_id, epoch_text, of_text, from_text};
-    rc = asy_db_exec(self->db,
-                     "UPDATE agent_stream SET reissue_of_epoch = $3, reissue_from_seq = $4"
-                     " WHERE agent_id = $1 AND epoch = $2 AND reissue_of_epoch IS NULL",
-                     4, params, NULL);
+    int rc = asy_db_exec(self->db,
+                         "UPDATE agent_stream SET reissue_of_epoch = $3, reissue_from_seq = $4"
+                         " WHERE agent_id = $1 AND epoch = $2 AND reissue_of_epoch IS NULL",
+                         4, params, NULL);
     if (rc != 0)
         return s_db_error(self, rc, "recording a re-issued epoch");
     /* the stream keeps its first record: a HELLO that says otherwise is not the outbox the
@@ -455,16 +453,21 @@ int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, u
                 agent_id, epoch, recorded.values[0] ? recorded.values[0] : "(none)",
                 recorded.values[1] ? recorded.values[1] : "(none)", of_epoch, from_seq);
     asy_db_row_release(&recorded);
-    if (!same)
-        return ASY_EINVAL;
-    /* follow the origins back: an epoch that re-issued events which were re-issued before */
-    origins[(*count)++] = (asy_store_origin_t){of_epoch, from_seq - 1};
+    return same ? 0 : ASY_EINVAL;
+}
+
+/* Follows the origins back from origins[*count - 1]: an epoch that re-issued events which
+   were re-issued before. Appends each earlier origin, up to ASY_STORE_REISSUE_DEPTH. */
+static int s_follow_origins(asy_store_t *self, const char *agent_id,
+                            asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH], size_t *count)
+{
+    char of_text[24];
     while (*count < ASY_STORE_REISSUE_DEPTH) {
         const asy_store_origin_t *last = &origins[*count - 1];
         snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)last->epoch);
         const char *stream[] = {agent_id, of_text};
         asy_db_row_t row = {0};
-        rc =
+        int rc =
             asy_db_query_row(self->db,
                              "SELECT reissue_of_epoch, reissue_from_seq FROM agent_stream"
                              " WHERE agent_id = $1 AND epoch = $2 AND reissue_of_epoch IS NOT NULL",
@@ -482,6 +485,21 @@ int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, u
         (*count)++;
     }
     return 0;
+}
+
+int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t of_epoch,
+                      uint64_t from_seq, asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH],
+                      size_t *count)
+{
+    *count = 0;
+    int rc = s_ready(self);
+    if (rc == 0)
+        rc = s_record_reissue(self, agent_id, epoch, of_epoch, from_seq);
+    if (rc != 0)
+        return rc;
+    /* follow the origins back: an epoch that re-issued events which were re-issued before */
+    origins[(*count)++] = (asy_store_origin_t){of_epoch, from_seq - 1};
+    return s_follow_origins(self, agent_id, origins, count);
 }
 
 typedef struct {

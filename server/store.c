@@ -476,10 +476,13 @@ static int s_follow_origins(asy_store_t *self, const char *agent_id,
             return 0;
         if (rc != 0)
             return s_db_error(self, rc, "following a re-issued epoch back");
-        uint64_t earlier = strtoull(row.values[0], NULL, 10);
-        uint64_t from = strtoull(row.values[1], NULL, 10);
+        /* NULL is an ordinary epoch (006_reissue): a row written by hand or by another
+           implementation may name an origin epoch without its seq, so it has no origin */
+        bool whole = row.values[0] && row.values[1];
+        uint64_t earlier = whole ? strtoull(row.values[0], NULL, 10) : 0;
+        uint64_t from = whole ? strtoull(row.values[1], NULL, 10) : 0;
         asy_db_row_release(&row);
-        if (earlier >= last->epoch || from < 1)
+        if (!whole || earlier >= last->epoch || from < 1)
             return 0; /* not a record this broker wrote */
         origins[*count] = (asy_store_origin_t){earlier, last->offset + from - 1};
         (*count)++;

@@ -380,6 +380,26 @@ Test(store, hello_binds_an_agent_to_its_first_site)
     s_free_items(items, 2);
 }
 
+/* A stream row written by hand or by another implementation may name an origin epoch without
+   its seq: NULL means an ordinary epoch (006_reissue), so the chain of origins stops there. */
+Test(store, a_reissue_origin_without_its_seq_ends_the_chain)
+{
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    asy_test_pg_exec(s_pg, "INSERT INTO agent_stream (agent_id, epoch, reissue_of_epoch,"
+                           " reissue_from_seq) VALUES ('agent-a', 2, 1, NULL)");
+    uint64_t committed = 99;
+    cr_assert_eq(asy_store_hello(s_store, "agent-a", "site-a", 3, &committed), 0, "hello: %s",
+                 asy_store_errmsg(s_store));
+    asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH];
+    size_t count = 99;
+    cr_assert_eq(asy_store_reissue(s_store, "agent-a", 3, 2, 5, origins, &count), 0, "%s",
+                 asy_store_errmsg(s_store));
+    cr_assert_eq(count, 1);
+    cr_assert_eq(origins[0].epoch, 2);
+    cr_assert_eq(origins[0].offset, 4);
+}
+
 Test(store, oversize_frame_is_quarantined_truncated)
 {
     s_store = s_new_store();

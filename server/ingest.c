@@ -71,6 +71,7 @@ typedef struct {
     s_counters_t logged;
     int64_t next_stats_ms;
     asy_store_item_t *items; /* reused between batches */
+    asy_rejection_t *rejections; /* the ACK's list: as many as items, allocated with them */
     size_t items_capacity;
     zframe_t *peer;          /* routing id of the message in hand */
     int last_nack_code;      /* the last NACK logged: its code, time and connection */
@@ -162,15 +163,15 @@ static void s_nack(s_ingest_t *self, int code, uint64_t first_seq, uint64_t expe
              self->peer_key ? self->peer_key : "");
 }
 
+/* Acknowledges up to seq, listing the refused items. The list goes in self->rejections,
+   allocated with the items (s_items) before the batch was written: allocating it here, after
+   COMMIT, could fail and leave an ACK that says nothing was rejected. */
 static void s_ack(s_ingest_t *self, const s_session_t *session, uint64_t seq,
                   const asy_store_item_t *items, size_t count, size_t duplicates)
 {
-    size_t rejected = 0;
-    for (size_t i = 0; i < count; i++)
-        rejected += items[i].code != 0;
-    asy_rejection_t *list = rejected ? calloc(rejected, sizeof *list) : NULL;
+    asy_rejection_t *list = self->rejections;
     size_t used = 0;
-    for (size_t i = 0; list && i < count; i++)
+    for (size_t i = 0; i < count; i++)
         if (items[i].code != 0)
             list[used++] = (asy_rejection_t){items[i].seq, items[i].code, items[i].reason};
     asy_frame_t frame = {.type = ASY_FRAME_ACK, .version = ASY_PROTOCOL_VERSION};
@@ -178,7 +179,6 @@ static void s_ack(s_ingest_t *self, const s_session_t *session, uint64_t seq,
                               .rejected_count = used, .rejected = list,
                               .duplicates = (uint32_t)duplicates};
     s_send(self, &frame);
-    free(list);
 }
 
 /* --------------------------------------------------------------------------------------------
@@ -491,6 +491,8 @@ static void s_check_event(const s_session_t *session, const asy_bytes_t *bytes, 
     s_check_binding(session, item);
 }
 
+/* The items of a batch of count events, and room for the ACK's list of their rejections;
+   NULL if out of memory (then nothing may be written: the batch could not be answered). */
 static asy_store_item_t *s_items(s_ingest_t *self, size_t count)
 {
     if (count > self->items_capacity) {
@@ -498,6 +500,10 @@ static asy_store_item_t *s_items(s_ingest_t *self, size_t count)
         if (!items)
             return NULL;
         self->items = items;
+        asy_rejection_t *rejections = realloc(self->rejections, count * sizeof *rejections);
+        if (!rejections)
+            return NULL;
+        self->rejections = rejections;
         self->items_capacity = count;
     }
     return self->items;
@@ -582,6 +588,9 @@ static int s_write(s_ingest_t *self, s_session_t *session, const asy_publish_t *
     size_t fresh = publish->count - duplicates;
     asy_store_item_t *items = s_items(self, fresh);
     if (!items) {
+        asy_error("worker %d: agent %s: no memory for a batch of %zu events and its ACK; "
+                  "nothing written, resend asked",
+                  self->index, s_who(self), fresh);
         s_retry_later(self, publish, S_RETRY_FIRST_MS, "broker out of memory");
         return ASY_ENOMEM;
     }
@@ -1041,6 +1050,7 @@ static void s_ingest_destroy(s_ingest_t **self_p)
     asy_store_destroy(&self->store);
     zhashx_destroy(&self->sessions);
     free(self->items);
+    free(self->rejections);
     free(self->front_endpoint);
     free(self->conninfo);
     free(self);

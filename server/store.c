@@ -37,6 +37,13 @@ int asy_store_db_error(asy_store_t *self, int rc, const char *what)
     return rc;
 }
 
+/* value as the text of a bigint parameter, written in text; returns text. */
+const char *asy_store_int8(char text[ASY_STORE_INT8_TEXT], uint64_t value)
+{
+    snprintf(text, ASY_STORE_INT8_TEXT, "%" PRId64, (int64_t)value);
+    return text;
+}
+
 /* ----------------------------------------------------------------------------------------------
    Statements. */
 
@@ -383,11 +390,10 @@ int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoc
 static int s_record_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch,
                             uint64_t of_epoch, uint64_t from_seq)
 {
-    char epoch_text[24], of_text[24], from_text[24];
-    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, (int64_t)epoch);
-    snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)of_epoch);
-    snprintf(from_text, sizeof from_text, "%" PRId64, (int64_t)from_seq);
-    const char *params[] = {agent_id, epoch_text, of_text, from_text};
+    char epoch_text[ASY_STORE_INT8_TEXT], of_text[ASY_STORE_INT8_TEXT],
+        from_text[ASY_STORE_INT8_TEXT];
+    const char *params[] = {agent_id, asy_store_int8(epoch_text, epoch),
+                            asy_store_int8(of_text, of_epoch), asy_store_int8(from_text, from_seq)};
     int rc = asy_db_exec(self->db,
                          "UPDATE agent_stream SET reissue_of_epoch = $3, reissue_from_seq = $4"
                          " WHERE agent_id = $1 AND epoch = $2 AND reissue_of_epoch IS NULL",

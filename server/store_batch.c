@@ -301,11 +301,11 @@ static int s_reissued_since(asy_store_t *self, const char *agent_id, uint64_t ep
 static int s_advance(asy_store_t *self, const char *agent_id, uint64_t epoch,
                      uint64_t expected_committed, uint64_t last)
 {
-    char epoch_text[24], last_text[24], expected_text[24];
-    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, (int64_t)epoch);
-    snprintf(last_text, sizeof last_text, "%" PRId64, (int64_t)last);
-    snprintf(expected_text, sizeof expected_text, "%" PRId64, (int64_t)expected_committed);
-    const char *params[] = {agent_id, epoch_text, last_text, expected_text};
+    char epoch_text[ASY_STORE_INT8_TEXT], last_text[ASY_STORE_INT8_TEXT],
+        expected_text[ASY_STORE_INT8_TEXT];
+    const char *params[] = {agent_id, asy_store_int8(epoch_text, epoch),
+                            asy_store_int8(last_text, last),
+                            asy_store_int8(expected_text, expected_committed)};
     uint64_t affected = 0;
     int rc = expected_committed == 0
                  ? asy_db_exec_prepared(self->db, "cas_first", 3, params, &affected)

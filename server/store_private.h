@@ -39,4 +39,9 @@ int asy_store_ready(asy_store_t *self);
    returned, when it cannot). */
 void asy_store_ensure_partitions(asy_store_t *self);
 
+#define ASY_STORE_INT8_TEXT 24 /* a bigint parameter's text: sign, 19 digits, NUL */
+
+/* value as the text of a bigint parameter, written in text; returns text. */
+const char *asy_store_int8(char text[ASY_STORE_INT8_TEXT], uint64_t value);
+
 #endif

@@ -191,6 +191,40 @@ static int s_find_key(const char *key)
     return -1;
 }
 
+/* Takes the keys of one of our sections (broker, monitor) into options, unless a flag gave
+   them already; seen marks the keys met so far. Returns 0, or 1 after a message on stderr for
+   an unknown, empty, invalid or repeated key. */
+static int s_load_section(asy_broker_options_t *options, const char *path, zconfig_t *section,
+                          bool seen[ASY_OPT_COUNT])
+{
+    for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
+        char key[256];
+        snprintf(key, sizeof key, "%s/%s", zconfig_name(section), zconfig_name(item));
+        const char *value = zconfig_value(item);
+        int which = s_find_key(key);
+        char why[256];
+        const char *wrong = which < 0           ? "is not a known key (see advsyncd --help)"
+                            : !value || !*value ? "has no value"
+                                                : s_check(&s_specs[which], value, why, sizeof why);
+        if (wrong && which >= 0 && value && *value) {
+            char shown[1024];
+            fprintf(stderr, "advsyncd: config %s: %s \"%s\" %s\n", path, key,
+                    s_shown(&s_specs[which], value, shown, sizeof shown), wrong);
+            return 1;
+        }
+        if (!wrong && seen[which])
+            wrong = "is given twice: which one is meant cannot be told";
+        if (wrong) {
+            fprintf(stderr, "advsyncd: config %s: %s %s\n", path, key, wrong);
+            return 1;
+        }
+        seen[which] = true;
+        if (!options->value[which])
+            options->value[which] = value; /* flags win over the file */
+    }
+    return 0;
+}
+
 static int s_load_config(asy_broker_options_t *options)
 {
     const char *path = options->value[ASY_OPT_CONFIG];
@@ -217,32 +251,8 @@ static int s_load_config(asy_broker_options_t *options)
         if (!streq(zconfig_name(section), "broker") && !streq(zconfig_name(section), "monitor"))
             continue;
         ours = true;
-        for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
-            char key[256];
-            snprintf(key, sizeof key, "%s/%s", zconfig_name(section), zconfig_name(item));
-            const char *value = zconfig_value(item);
-            int which = s_find_key(key);
-            char why[256];
-            const char *wrong = which < 0 ? "is not a known key (see advsyncd --help)"
-                                : !value || !*value
-                                    ? "has no value"
-                                    : s_check(&s_specs[which], value, why, sizeof why);
-            if (wrong && which >= 0 && value && *value) {
-                char shown[1024];
-                fprintf(stderr, "advsyncd: config %s: %s \"%s\" %s\n", path, key,
-                        s_shown(&s_specs[which], value, shown, sizeof shown), wrong);
-                return 1;
-            }
-            if (!wrong && seen[which])
-                wrong = "is given twice: which one is meant cannot be told";
-            if (wrong) {
-                fprintf(stderr, "advsyncd: config %s: %s %s\n", path, key, wrong);
-                return 1;
-            }
-            seen[which] = true;
-            if (!options->value[which])
-                options->value[which] = value; /* flags win over the file */
-        }
+        if (s_load_section(options, path, section, seen) != 0)
+            return 1;
     }
     if (!ours) {
         /* every setting would silently be its default: an agent's file given by mistake, or

@@ -2,7 +2,7 @@
 
     Folds a batch's valid events into one delta row per case with the case_state merge rules
     (the comment at the top of case_fold.c), and gives the SQL that stages those rows and merges
-    them into case_state with the same rules. store.c runs that SQL inside its transaction.  */
+    them into case_state with the same rules. store_batch.c runs that SQL inside its transaction. */
 #ifndef ASY_CASE_FOLD_H_INCLUDED
 #define ASY_CASE_FOLD_H_INCLUDED
 

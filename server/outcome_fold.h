@@ -1,5 +1,6 @@
 /*  outcome_fold.h: Recovery Star readings of a batch, folded per (case, area, edition) and
-    merged into outcome_state (migration 004) in the batch's transaction (private to store.c).
+    merged into outcome_state (migration 004) in the batch's transaction (private to the
+    store: store_batch.c).
 
     In C: the batch's valid outcome.recorded events with framework Recovery Star, an area and a
     score, sorted by (case, area, edition, version), give one delta row per key: its first and

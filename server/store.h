@@ -43,7 +43,7 @@ int asy_store_event_id_at(asy_store_t *self, const char *agent_id, uint64_t epoc
 
 /* One event of a batch, already checked by the caller: code == 0 means valid (summary
    filled), otherwise the event is quarantined with code and reason. data is the event's bytes
-   exactly as received, kept verbatim. known (set by asy_store_mark_reissued) means the
+   exactly as received, kept verbatim. known (set by asy_store_write_batch, re-issue) means the
    centre holds the event already under the epoch this one re-issues: its seq is consumed,
    nothing is written. */
 typedef struct {

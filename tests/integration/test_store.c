@@ -1,6 +1,7 @@
-/*  test_store.c: server/store.c against a real PostgreSQL (ASY_TEST_DATABASE): migrations,
-    batch transactions, quarantine, the committed-seq compare-and-set, the order-independent
-    case_state merge, site binding, and recovery after the server dropped the connection.  */
+/*  test_store.c: server/store.c and store_batch.c against a real PostgreSQL
+    (ASY_TEST_DATABASE): migrations, batch transactions, quarantine, the committed-seq
+    compare-and-set, the order-independent case_state merge, site binding, re-issued epochs,
+    and recovery after the server dropped the connection.  */
 #include "breaches.h"
 #include "casecheck.h"
 #include "codec.h"

@@ -404,16 +404,11 @@ static void s_destroy(asy_forwarder_t *self)
     free(self->events);
 }
 
-static int s_init(asy_forwarder_t *self, const asy_agent_config_t *config,
-                  const asy_forward_options_t *options)
+/* Opens the outbox claimed, as run needs it. Returns 0, ASY_ECONFIG (nothing to drain),
+   ASY_ERETRY (the storage failed in a way that passes) or ASY_EDB, having said why. */
+static int s_open_outbox(asy_forwarder_t *self, const asy_agent_config_t *config,
+                         const asy_forward_options_t *options)
 {
-    memset(self, 0, sizeof *self);
-    self->config = config;
-    self->options = *options;
-    if (config->endpoint_count < 1 || config->endpoint_count > ASY_AGENT_MAX_ENDPOINTS) {
-        asy_error("no broker endpoint configured (--endpoint or agent/endpoint in the config)");
-        return ASY_ECONFIG;
-    }
     char error[512] = "";
     if (options->until_drained && access(config->outbox_path, F_OK) != 0) {
         /* a one-off drain of a file that is not there is a mistyped path, not a success (the
@@ -433,24 +428,17 @@ static int s_init(asy_forwarder_t *self, const asy_agent_config_t *config,
     /* a submitter holding the lock must not stall the loop (heartbeats, signals) for 10 s at a
        time: a save that fails is retried with the back-off of asy_forward_save_ack */
     asy_outbox_set_busy_timeout(self->outbox, S_RUN_BUSY_MS);
-    uint32_t batch = config->batch_max ? config->batch_max : ASY_MAX_BATCH_EVENTS;
-    self->event_capacity = batch < ASY_MAX_BATCH_EVENTS ? batch : ASY_MAX_BATCH_EVENTS;
-    self->sizes = calloc(self->event_capacity, sizeof *self->sizes);
-    self->events = calloc(self->event_capacity, sizeof *self->events);
-    if (!self->sizes || !self->events) {
-        asy_error("out of memory");
-        return ASY_ENOMEM;
-    }
-    self->batch_max = (uint32_t) self->event_capacity;
-    self->batch_ms = config->batch_ms;
-    self->window = config->window ? config->window : ASY_DEFAULT_WINDOW;
-    self->ack_timeout_ms = config->ack_timeout_ms ? config->ack_timeout_ms : 5000;
-    self->heartbeat_ms = ASY_DEFAULT_HEARTBEAT_MS;
-    self->max_frame_bytes = ASY_MAX_FRAME_BYTES;
+    return 0;
+}
+
+/* Reads where the outbox stands: its epoch, last and acknowledged seqs, and what it
+   re-issues. Returns 0 or ASY_EDB, having said why. */
+static int s_read_outbox_position(asy_forwarder_t *self)
+{
     self->epoch = asy_outbox_epoch(self->outbox);
     asy_outbox_status_t status;
     if (asy_outbox_status(self->outbox, &status) != 0) {
-        asy_error("cannot read the outbox %s: %s", config->outbox_path,
+        asy_error("cannot read the outbox %s: %s", self->config->outbox_path,
                   asy_outbox_errmsg(self->outbox));
         return ASY_EDB;
     }
@@ -466,6 +454,41 @@ static int s_init(asy_forwarder_t *self, const asy_agent_config_t *config,
                  (unsigned long long)self->epoch, (unsigned long long)self->reissue_from_seq,
                  (unsigned long long)self->reissue_of_epoch,
                  (unsigned long long)self->reissue_last_seq);
+    return 0;
+}
+
+/* Sets the forwarder up: the outbox opened claimed, the batch buffers, the configured limits
+   and where the outbox stands. Returns 0 or a negative code, having said why. */
+static int s_init(asy_forwarder_t *self, const asy_agent_config_t *config,
+                  const asy_forward_options_t *options)
+{
+    memset(self, 0, sizeof *self);
+    self->config = config;
+    self->options = *options;
+    if (config->endpoint_count < 1 || config->endpoint_count > ASY_AGENT_MAX_ENDPOINTS) {
+        asy_error("no broker endpoint configured (--endpoint or agent/endpoint in the config)");
+        return ASY_ECONFIG;
+    }
+    int rc = s_open_outbox(self, config, options);
+    if (rc != 0)
+        return rc;
+    uint32_t batch = config->batch_max ? config->batch_max : ASY_MAX_BATCH_EVENTS;
+    self->event_capacity = batch < ASY_MAX_BATCH_EVENTS ? batch : ASY_MAX_BATCH_EVENTS;
+    self->sizes = calloc(self->event_capacity, sizeof *self->sizes);
+    self->events = calloc(self->event_capacity, sizeof *self->events);
+    if (!self->sizes || !self->events) {
+        asy_error("out of memory");
+        return ASY_ENOMEM;
+    }
+    self->batch_max = (uint32_t)self->event_capacity;
+    self->batch_ms = config->batch_ms;
+    self->window = config->window ? config->window : ASY_DEFAULT_WINDOW;
+    self->ack_timeout_ms = config->ack_timeout_ms ? config->ack_timeout_ms : 5000;
+    self->heartbeat_ms = ASY_DEFAULT_HEARTBEAT_MS;
+    self->max_frame_bytes = ASY_MAX_FRAME_BYTES;
+    rc = s_read_outbox_position(self);
+    if (rc != 0)
+        return rc;
     self->now = self->started = self->last_new_event = zclock_mono();
     self->backoff = ASY_FORWARD_BACKOFF_MIN_MS;
     self->next_report = self->now + S_REPORT_MS;

@@ -137,17 +137,16 @@ static bool s_diverged(asy_forwarder_t *self, const asy_welcome_t *welcome)
     return strcasecmp(ours, theirs) != 0;
 }
 
-static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
+/* A WELCOME this agent cannot stream on: a protocol version it does not speak, or a broker
+   that does not confirm that it drops the re-issued events it holds. Stops run, saying why,
+   and returns true; reads the outbox's highest seq before the second check. */
+static bool s_welcome_unusable(asy_forwarder_t *self, const asy_welcome_t *welcome)
 {
-    if (self->state != ASY_FORWARD_HELLO_SENT) {
-        asy_debug("ignoring a WELCOME outside the handshake");
-        return;
-    }
     if (welcome->version < 1 || welcome->version > ASY_PROTOCOL_VERSION) {
         asy_forward_stop(
             self, "%s chose protocol version %u; this agent speaks 1..%u: upgrade the agent",
             asy_forward_endpoint(self), welcome->version, (unsigned)ASY_PROTOCOL_VERSION);
-        return;
+        return true;
     }
     asy_forward_refresh(self);
     if (asy_forward_reissuing(self) && welcome->committed_seq < self->reissue_last_seq &&
@@ -160,8 +159,15 @@ static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
             "Upgrade the centre's brokers first; nothing was sent; stopping",
             asy_forward_endpoint(self), (unsigned long long)self->epoch,
             (unsigned long long)self->reissue_of_epoch);
-        return;
+        return true;
     }
+    return false;
+}
+
+/* True, having stopped run, if the WELCOME shows this outbox to be a restored or copied one:
+   the centre has committed more than it holds, or another event at the committed seq. */
+static bool s_outbox_copied(asy_forwarder_t *self, const asy_welcome_t *welcome)
+{
     uint64_t committed = welcome->committed_seq;
     if (committed > self->last_seq) {
         /* The outbox is older than the centre's record of it (restored from a backup, or a
@@ -178,7 +184,7 @@ static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
             "deploy/README.md, 'Outboxes: never restore or copy one'); stopping",
             (unsigned long long)committed, (unsigned long long)self->epoch,
             (unsigned long long)self->last_seq, self->config->outbox_path);
-        return;
+        return true;
     }
     if (s_diverged(self, welcome)) {
         asy_forward_stop(
@@ -192,16 +198,16 @@ static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
             (unsigned long long)committed, (unsigned long long)self->epoch,
             welcome->committed_event_id, self->config->outbox_path,
             (unsigned long long)self->acked_seq);
-        return;
+        return true;
     }
-    if (committed < self->acked_seq)
-        asy_forward_problem(
-            self,
-            "the centre has committed only up to seq %llu but acknowledged up to %llu "
-            "before (centre database restored?); events after %llu were pruned here",
-            (unsigned long long)committed, (unsigned long long)self->acked_seq,
-            (unsigned long long)committed);
-    s_record_commit(self, committed);
+    return false;
+}
+
+/* Streams from committed + 1 with the limits the WELCOME adopts (the smaller of ours and
+   the broker's). */
+static void s_start_streaming(asy_forwarder_t *self, const asy_welcome_t *welcome,
+                              uint64_t committed)
+{
     self->version = welcome->version;
     self->window =
         s_adopt(self->config->window ? self->config->window : ASY_DEFAULT_WINDOW, welcome->window);
@@ -214,6 +220,28 @@ static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
     self->backoff = ASY_FORWARD_BACKOFF_MIN_MS;
     self->flight_count = 0;
     asy_forward_rewind(self, committed + 1);
+}
+
+/* The handshake's answer: checked, then what the centre has committed is recorded and
+   streaming starts after it. */
+static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
+{
+    if (self->state != ASY_FORWARD_HELLO_SENT) {
+        asy_debug("ignoring a WELCOME outside the handshake");
+        return;
+    }
+    if (s_welcome_unusable(self, welcome) || s_outbox_copied(self, welcome))
+        return;
+    uint64_t committed = welcome->committed_seq;
+    if (committed < self->acked_seq)
+        asy_forward_problem(
+            self,
+            "the centre has committed only up to seq %llu but acknowledged up to %llu "
+            "before (centre database restored?); events after %llu were pruned here",
+            (unsigned long long)committed, (unsigned long long)self->acked_seq,
+            (unsigned long long)committed);
+    s_record_commit(self, committed);
+    s_start_streaming(self, welcome, committed);
     asy_info("welcome from %s: centre committed seq %llu, backlog %llu, window %u, batch %u",
              asy_forward_endpoint(self), (unsigned long long)committed,
              (unsigned long long)asy_forward_backlog(self), self->window, self->batch_max);

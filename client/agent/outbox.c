@@ -14,102 +14,32 @@
     open; their old ids have no digest and still count as plain duplicates.
     Every write transaction starts with BEGIN IMMEDIATE: `run` and `submit` may work on the
     same file at once, and a deferred transaction that upgrades from read to write can fail
-    with SQLITE_BUSY without ever waiting.  */
-#include "outbox.h"
+    with SQLITE_BUSY without ever waiting.
+    Opening, creating, claiming and upgrading the file are in outbox_open.c.  */
+#include "outbox_private.h"
 
 #include "log.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sodium.h> /* sodium_init: the digests */
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#define S_FORMAT 2 /* layout of the file; bump with a migration when it changes (s_upgrade) */
 #define S_DIGEST_BYTES ASY_EVENT_DIGEST_BYTES
-#define S_BUSY_TIMEOUT_MS 10000
-#define S_BUSY_STEP_US 500 /* how often a writer waiting for the lock tries again */
 #define S_CONTACT_EVERY_MS 1000 /* note_contact writes at most this often */
 
-static const char *S_SCHEMA =
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
-    " payload BLOB NOT NULL, submitted_ms INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
-    " digest BLOB) WITHOUT ROWID;";
-
-typedef enum {
-    S_BEGIN,
-    S_COMMIT,
-    S_ROLLBACK,
-    S_META_GET,
-    S_META_SET,
-    S_SEEN_FIND,
-    S_SEEN_INSERT,
-    S_ROW_INSERT,
-    S_ROW_READ,
-    S_ROW_DELETE,
-    S_OLDEST,
-    S_EVENT_ID,
-    S_STATEMENTS
-} s_statement_t;
-
-static const char *S_SQL[S_STATEMENTS] = {
-    [S_BEGIN] = "BEGIN IMMEDIATE",
-    [S_COMMIT] = "COMMIT",
-    [S_ROLLBACK] = "ROLLBACK",
-    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [S_META_SET] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-    [S_SEEN_FIND] = "SELECT seq, digest FROM seen WHERE event_id = ?1",
-    [S_SEEN_INSERT] = "INSERT INTO seen (event_id, seq, digest) VALUES (?1, ?2, ?3)",
-    [S_ROW_INSERT] =
-        "INSERT INTO outbox (seq, event_id, payload, submitted_ms) VALUES (?1, ?2, ?3, ?4)",
-    [S_ROW_READ] = "SELECT seq, payload FROM outbox WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
-    [S_ROW_DELETE] = "DELETE FROM outbox WHERE seq <= ?1",
-    /* the first pending event in seq order: one step down the primary key, however long the
-       backlog (min(submitted_ms) read every pending row, and run refreshes this often) */
-    [S_OLDEST] = "SELECT submitted_ms FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
-    [S_EVENT_ID] = "SELECT event_id FROM outbox WHERE seq = ?1",
-};
-
-struct asy_outbox {
-    sqlite3 *db;
-    int claim_fd;        /* -1, or the descriptor holding the claim's flock (open_claimed) */
-    int busy_timeout_ms; /* how long a writer waits for the lock (s_busy) */
-    sqlite3_stmt *statement[S_STATEMENTS];
-    char agent_id[ASY_ID_MAX + 1];
-    char site_id[ASY_ID_MAX + 1];
-    uint64_t epoch;
-    bool in_transaction;
-    bool dirty;         /* next_seq moved in this transaction */
-    uint64_t next_seq;  /* valid inside a transaction */
-    uint64_t acked_seq; /* valid inside a transaction */
-    int64_t contact_written_ms;
-    char *path;   /* as opened, for asy_outbox_replaced */
-    dev_t device; /* the file opened */
-    ino_t inode;
-    int last_step; /* SQLite's code from the last s_run */
-    char errmsg[512];
-};
-
-static int64_t s_now_ms(void)
+int64_t asy_outbox_now_ms(void)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static void s_fail(asy_outbox_t *self, const char *format, ...)
+void asy_outbox_fail(asy_outbox_t *self, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void s_fail(asy_outbox_t *self, const char *format, ...)
+void asy_outbox_fail(asy_outbox_t *self, const char *format, ...)
 {
     va_list args;
     va_start(args, format);
@@ -118,21 +48,21 @@ static void s_fail(asy_outbox_t *self, const char *format, ...)
 }
 
 /* Records SQLite's error for what we were doing; returns ASY_EDB. */
-static int s_db_fail(asy_outbox_t *self, const char *doing)
+int asy_outbox_db_fail(asy_outbox_t *self, const char *doing)
 {
-    s_fail(self, "%s: %s", doing, sqlite3_errmsg(self->db));
+    asy_outbox_fail(self, "%s: %s", doing, sqlite3_errmsg(self->db));
     return ASY_EDB;
 }
 
 /* Runs a prepared statement that returns no rows. */
-static int s_run(asy_outbox_t *self, s_statement_t which, const char *doing)
+static int s_run(asy_outbox_t *self, asy_outbox_statement_t which, const char *doing)
 {
     sqlite3_stmt *statement = self->statement[which];
     int rc = sqlite3_step(statement);
     self->last_step = rc;
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
-    return rc == SQLITE_DONE ? 0 : s_db_fail(self, doing);
+    return rc == SQLITE_DONE ? 0 : asy_outbox_db_fail(self, doing);
 }
 
 /* Reads meta[key] as an integer into *value (0 if the key is absent). A value that is not a
@@ -140,7 +70,7 @@ static int s_run(asy_outbox_t *self, s_statement_t which, const char *doing)
    counter read as 0 would hand out seqs the centre already holds. */
 static int s_meta_read(asy_outbox_t *self, const char *key, int64_t *value, bool required)
 {
-    sqlite3_stmt *statement = self->statement[S_META_GET];
+    sqlite3_stmt *statement = self->statement[ASY_OUTBOX_META_GET];
     sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(statement);
     /* an integer, or text of digits alone (what a hand edit with quotes stores); the type
@@ -162,9 +92,10 @@ static int s_meta_read(asy_outbox_t *self, const char *key, int64_t *value, bool
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return s_db_fail(self, "reading meta");
+        return asy_outbox_db_fail(self, "reading meta");
     if (!whole) {
-        s_fail(self, "the outbox is damaged: meta %s holds \"%s\", not a whole number", key, shown);
+        asy_outbox_fail(self, "the outbox is damaged: meta %s holds \"%s\", not a whole number",
+                        key, shown);
         return ASY_EDB;
     }
     return 0;
@@ -183,356 +114,10 @@ static int s_meta_need(asy_outbox_t *self, const char *key, int64_t *value)
 
 static int s_meta_set(asy_outbox_t *self, const char *key, int64_t value)
 {
-    sqlite3_stmt *statement = self->statement[S_META_SET];
+    sqlite3_stmt *statement = self->statement[ASY_OUTBOX_META_SET];
     sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(statement, 2, value);
-    return s_run(self, S_META_SET, "writing meta");
-}
-
-/* SQLite's own busy handler sleeps in steps of up to 100 ms, which puts a writer that loses
-   a race for the lock tens of milliseconds behind. Poll every half millisecond instead, up to
-   the time-out (self->busy_timeout_ms). */
-static int s_busy(void *arg, int count)
-{
-    const asy_outbox_t *self = arg;
-    if ((int64_t)count * S_BUSY_STEP_US >= (int64_t)self->busy_timeout_ms * 1000)
-        return 0;
-    struct timespec pause = {0, S_BUSY_STEP_US * 1000L};
-    nanosleep(&pause, NULL);
-    return 1;
-}
-
-static void s_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
-{
-    self->busy_timeout_ms = timeout_ms;
-    sqlite3_busy_handler(self->db, s_busy, self);
-}
-
-/* Puts the file in WAL mode. Another process creating the same new file at that moment (a
-   write transaction, before its WAL mode is in place: `submit` and `run` started together on
-   a new outbox) makes SQLite refuse the switch at once, without the busy handler: it is
-   retried for the busy time-out. */
-static bool s_wal(asy_outbox_t *self)
-{
-    for (int attempt = 0;; attempt++) {
-        char *mode = NULL;
-        sqlite3_stmt *pragma = NULL;
-        if (sqlite3_prepare_v2(self->db, "PRAGMA journal_mode=WAL", -1, &pragma, NULL) ==
-                SQLITE_OK &&
-            sqlite3_step(pragma) == SQLITE_ROW)
-            mode = sqlite3_mprintf("%s", (const char *)sqlite3_column_text(pragma, 0));
-        sqlite3_finalize(pragma);
-        bool wal = mode && strcmp(mode, "wal") == 0;
-        sqlite3_free(mode);
-        int code = sqlite3_errcode(self->db);
-        /* s_busy: the same steps and time-out as SQLite's waits on this connection */
-        if (wal || (code != SQLITE_BUSY && code != SQLITE_LOCKED) || !s_busy(self, attempt))
-            return wal;
-    }
-}
-
-/* The file's format, or -1 if it holds no initialised outbox (a read: no write lock). */
-static int64_t s_format(asy_outbox_t *self)
-{
-    sqlite3_stmt *statement = NULL;
-    int64_t format = -1;
-    if (sqlite3_prepare_v2(self->db, "SELECT value FROM meta WHERE key = 'format'", -1, &statement,
-                           NULL) == SQLITE_OK &&
-        sqlite3_step(statement) == SQLITE_ROW)
-        format = sqlite3_column_int64(statement, 0);
-    sqlite3_finalize(statement);
-    return format;
-}
-
-/* Checks the file belongs to this agent and site and reads its epoch. */
-static int s_check_owner(asy_outbox_t *self, const char *path)
-{
-    sqlite3_stmt *statement = NULL;
-    int rc = sqlite3_prepare_v2(self->db,
-                            "SELECT (SELECT value FROM meta WHERE key = 'agent_id'),"
-                            " (SELECT value FROM meta WHERE key = 'site_id'),"
-                            " (SELECT value FROM meta WHERE key = 'epoch'),"
-                            " (SELECT value FROM meta WHERE key = 'format')",
-                            -1, &statement, NULL);
-    int result = ASY_EDB;
-    if (rc == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW) {
-        const char *agent = (const char *)sqlite3_column_text(statement, 0);
-        const char *site = (const char *)sqlite3_column_text(statement, 1);
-        self->epoch = (uint64_t)sqlite3_column_int64(statement, 2);
-        int64_t format = sqlite3_column_int64(statement, 3);
-        if (sqlite3_column_type(statement, 2) != SQLITE_INTEGER ||
-            sqlite3_column_int64(statement, 2) < 1)
-            s_fail(self,
-                   "%s: the outbox is damaged: meta epoch holds \"%.40s\", not a whole "
-                   "number from 1",
-                   path,
-                   sqlite3_column_text(statement, 2)
-                       ? (const char *)sqlite3_column_text(statement, 2)
-                       : "NULL");
-        else if (format != S_FORMAT)
-            s_fail(self, "%s: outbox format %lld is not the one this program knows (%d)", path,
-                   (long long)format, S_FORMAT);
-        else if (!agent || !site || strcmp(agent, self->agent_id) != 0 ||
-                 strcmp(site, self->site_id) != 0)
-            s_fail(self, "%s belongs to agent %s of site %s, not to agent %s of site %s", path,
-                   agent ? agent : "?", site ? site : "?", self->agent_id, self->site_id);
-        else
-            result = 0;
-    } else
-        s_db_fail(self, "reading the outbox meta data");
-    sqlite3_finalize(statement);
-    return result;
-}
-
-/* Brings a file of an earlier format to S_FORMAT, once, under the write lock (another
-   process may be doing the same): format 1 had no digest in `seen`. */
-static int s_upgrade(asy_outbox_t *self, const char *path)
-{
-    if (s_format(self) != 1)
-        return 0; /* current, or one s_check_owner names */
-    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return s_db_fail(self, "upgrading the outbox");
-    /* read again under the lock: another process may have upgraded it meanwhile */
-    bool still = s_format(self) == 1;
-    /* the step from 1 to 2; a later format adds its own step after it */
-    if ((still && sqlite3_exec(self->db,
-                               "ALTER TABLE seen ADD COLUMN digest BLOB;"
-                               " UPDATE meta SET value = 2 WHERE key = 'format';",
-                               NULL, NULL, NULL) != SQLITE_OK) ||
-        sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        s_db_fail(self, "upgrading the outbox");
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
-        return ASY_EDB;
-    }
-    if (still)
-        asy_info("%s: outbox upgraded from format 1 to 2 (event digests)", path);
-    return 0;
-}
-
-/* Creates the tables and the meta rows of a new file, then checks the file belongs to this
-   agent and site. Opening an existing outbox of the current format only reads, so `status`
-   and `run` never wait for a writer's lock to open one; one of an earlier format is upgraded
-   first, once, under that lock. */
-static int s_initialise(asy_outbox_t *self, const char *path)
-{
-    if (s_format(self) >= 0) {
-        int rc = s_upgrade(self, path);
-        return rc != 0 ? rc : s_check_owner(self, path);
-    }
-    char *sql = sqlite3_mprintf(
-        "BEGIN IMMEDIATE; %s"
-        "INSERT OR IGNORE INTO meta VALUES ('format', %d), ('agent_id', %Q), ('site_id', %Q),"
-        " ('epoch', %lld), ('next_seq', 1), ('acked_seq', 0), ('last_contact_ms', 0),"
-        " ('last_ack_ms', 0);",
-        S_SCHEMA, S_FORMAT, self->agent_id, self->site_id, (long long)s_now_ms());
-    if (!sql)
-        return s_db_fail(self, "creating the outbox");
-    int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
-    sqlite3_free(sql);
-    if (rc != SQLITE_OK) {
-        s_db_fail(self, "creating the outbox tables");
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
-        return ASY_EDB;
-    }
-    int result = s_check_owner(self, path);
-    if (sqlite3_exec(self->db, result == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) !=
-            SQLITE_OK &&
-        result == 0)
-        result = s_db_fail(self, "creating the outbox");
-    return result;
-}
-
-/* The first table of the file that is not one of an outbox's (name[0] = 0 if none). Returns 0
-   or an SQLite code (a file that is not a database says so here). */
-static int s_foreign_table(asy_outbox_t *self, char *name, size_t size)
-{
-    sqlite3_stmt *statement = NULL;
-    int rc = sqlite3_prepare_v2(self->db,
-                                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
-                                "IN ('meta', 'outbox', 'seen') ORDER BY name LIMIT 1",
-                                -1, &statement, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(statement);
-        if (rc == SQLITE_ROW)
-            snprintf(name, size, "%s", (const char *)sqlite3_column_text(statement, 0));
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
-    }
-    sqlite3_finalize(statement);
-    return rc;
-}
-
-/* Whether the last failed open in this thread failed on the storage (asy_outbox_open). */
-static _Thread_local bool s_open_on_storage;
-
-/* After a failed open: SQLite's I/O, full-disk, cannot-open and read-only errors are the
-   storage's: said so, with what SQLite needs beside the file, which an operator checking the
-   file alone would miss. Only the first two often pass (s_open_on_storage). */
-static void s_storage_hint(const asy_outbox_t *self, const char *path, char *error,
-                           size_t error_size)
-{
-    int code = self && self->db ? sqlite3_errcode(self->db) & 0xff : SQLITE_OK;
-    /* a full disk and I/O errors pass; a folder not writable or a path SQLite cannot open
-       (longer than it takes, say) wait for an operator (no restart loop): hinted alike */
-    s_open_on_storage = code == SQLITE_IOERR || code == SQLITE_FULL;
-    bool hint = s_open_on_storage || code == SQLITE_CANTOPEN || code == SQLITE_READONLY;
-    size_t used = strlen(error);
-    if (hint && used + 1 < error_size)
-        snprintf(error + used, error_size - used,
-                 " (is the disk full, or the folder not writable? SQLite writes %s-wal and "
-                 "%s-shm beside the file)",
-                 path, path);
-}
-
-bool asy_outbox_open_failed_on_storage(void)
-{
-    return s_open_on_storage;
-}
-
-static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *site_id, bool claim,
-                            char *error, size_t error_size)
-{
-    s_open_on_storage = false;
-    asy_outbox_t *self = calloc(1, sizeof *self);
-    if (!self || sodium_init() < 0) {
-        snprintf(error, error_size, self ? "libsodium cannot start" : "out of memory");
-        free(self);
-        return NULL;
-    }
-    if (strlen(agent_id) > ASY_ID_MAX || strlen(site_id) > ASY_ID_MAX) {
-        snprintf(error, error_size, "agent or site id longer than %d characters", ASY_ID_MAX);
-        free(self);
-        return NULL;
-    }
-    snprintf(self->agent_id, sizeof self->agent_id, "%s", agent_id);
-    snprintf(self->site_id, sizeof self->site_id, "%s", site_id);
-    self->claim_fd = -1;
-
-    /* the outbox holds personal (if pseudonymised) data: create it private; SQLite gives
-       the -wal and -shm files the same mode */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
-        free(self);
-        return NULL;
-    }
-    /* The claim is taken, and its descriptor kept, before SQLite opens the file: closing any
-       descriptor of a file drops the process's POSIX locks on it, SQLite's included. */
-    if (claim && flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int failure = errno;
-        if (failure == EWOULDBLOCK)
-            snprintf(error, error_size,
-                     "%s is in use by another `advsync-agent run` or `reissue`; one at a time",
-                     path);
-        else
-            snprintf(error, error_size, "cannot lock %s: %s", path, strerror(failure));
-        close(fd);
-        free(self);
-        return NULL;
-    }
-    struct stat opened;
-    if (fstat(fd, &opened) == 0) {
-        self->device = opened.st_dev;
-        self->inode = opened.st_ino;
-    }
-    self->path = strdup(path);
-    if (claim)
-        self->claim_fd = fd;
-    else
-        close(fd);
-    if (!self->path) {
-        snprintf(error, error_size, "out of memory");
-        goto failed;
-    }
-
-    int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(error, error_size, "cannot open %s: %s", path,
-                 self->db ? sqlite3_errmsg(self->db) : sqlite3_errstr(rc));
-        goto failed;
-    }
-    s_set_busy_timeout(self, S_BUSY_TIMEOUT_MS);
-    /* another program's database (a case system's, given as --outbox by mistake) is not
-       taken over: looked at before anything (WAL mode included) changes the file */
-    char foreign[128] = "";
-    rc = s_foreign_table(self, foreign, sizeof foreign);
-    if (rc != 0 || foreign[0]) {
-        if (foreign[0])
-            snprintf(error, error_size,
-                     "%s is not an advsync outbox: it holds a table \"%s\"; give --outbox (or "
-                     "agent/outbox) a file of its own",
-                     path, foreign);
-        else
-            snprintf(error, error_size, "%s cannot be read as an outbox: %s", path,
-                     sqlite3_errmsg(self->db));
-        goto failed;
-    }
-    bool wal = s_wal(self);
-    if (!wal) {
-        snprintf(error, error_size, "%s: cannot switch to WAL mode: %s", path,
-                 sqlite3_errmsg(self->db));
-        goto failed;
-    }
-    if (sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(error, error_size, "%s: %s", path, sqlite3_errmsg(self->db));
-        goto failed;
-    }
-    if (s_initialise(self, path) != 0) {
-        snprintf(error, error_size, "%s", self->errmsg);
-        goto failed;
-    }
-    for (int i = 0; i < S_STATEMENTS; i++) {
-        if (sqlite3_prepare_v3(self->db, S_SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &self->statement[i], NULL) != SQLITE_OK) {
-            snprintf(error, error_size, "%s: preparing \"%s\": %s", path, S_SQL[i],
-                     sqlite3_errmsg(self->db));
-            goto failed;
-        }
-    }
-    return self;
-
-failed:
-    s_storage_hint(self, path, error, error_size);
-    asy_outbox_destroy(&self);
-    return NULL;
-}
-
-bool asy_outbox_replaced(const asy_outbox_t *self)
-{
-    struct stat now;
-    if (stat(self->path, &now) != 0)
-        return errno == ENOENT || errno == ENOTDIR; /* gone; other errors prove nothing */
-    if (self->inode == 0)
-        return false; /* the opened file could not be looked at: nothing to compare */
-    return now.st_dev != self->device || now.st_ino != self->inode;
-}
-
-asy_outbox_t *asy_outbox_open(const char *path, const char *agent_id, const char *site_id,
-                              char *error, size_t error_size)
-{
-    return s_open(path, agent_id, site_id, false, error, error_size);
-}
-
-asy_outbox_t *asy_outbox_open_claimed(const char *path, const char *agent_id, const char *site_id,
-                                      char *error, size_t error_size)
-{
-    return s_open(path, agent_id, site_id, true, error, error_size);
-}
-
-void asy_outbox_destroy(asy_outbox_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    asy_outbox_t *self = *self_p;
-    if (self->in_transaction)
-        asy_outbox_rollback(self);
-    for (int i = 0; i < S_STATEMENTS; i++)
-        sqlite3_finalize(self->statement[i]);
-    sqlite3_close(self->db);
-    if (self->claim_fd >= 0)
-        close(self->claim_fd); /* releases the flock */
-    free(self->path);
-    free(self);
-    *self_p = NULL;
+    return s_run(self, ASY_OUTBOX_META_SET, "writing meta");
 }
 
 const char *asy_outbox_errmsg(const asy_outbox_t *self)
@@ -557,25 +142,25 @@ static void s_rollback_keeping_error(asy_outbox_t *self)
 int asy_outbox_begin(asy_outbox_t *self)
 {
     if (self->in_transaction) {
-        s_fail(self, "a transaction is already open");
+        asy_outbox_fail(self, "a transaction is already open");
         return ASY_EINVAL;
     }
-    if (s_run(self, S_BEGIN, "beginning a transaction") != 0)
+    if (s_run(self, ASY_OUTBOX_BEGIN, "beginning a transaction") != 0)
         return ASY_EDB;
     int64_t next_seq, acked_seq, epoch;
     if (s_meta_need(self, "next_seq", &next_seq) != 0 ||
         s_meta_need(self, "acked_seq", &acked_seq) != 0 ||
         s_meta_need(self, "epoch", &epoch) != 0) {
-        s_run(self, S_ROLLBACK, "rolling back");
+        s_run(self, ASY_OUTBOX_ROLLBACK, "rolling back");
         return ASY_EDB;
     }
     if ((uint64_t)epoch != self->epoch) {
         /* re-issued by another process since this one opened it: its seqs are not ours */
-        s_run(self, S_ROLLBACK, "rolling back");
-        s_fail(self,
-               "the outbox was re-issued as epoch %lld after this program opened it as "
-               "epoch %llu; start the program again",
-               (long long)epoch, (unsigned long long)self->epoch);
+        s_run(self, ASY_OUTBOX_ROLLBACK, "rolling back");
+        asy_outbox_fail(self,
+                        "the outbox was re-issued as epoch %lld after this program opened it as "
+                        "epoch %llu; start the program again",
+                        (long long)epoch, (unsigned long long)self->epoch);
         return ASY_EINVAL;
     }
     self->next_seq = (uint64_t)next_seq;
@@ -588,14 +173,14 @@ int asy_outbox_begin(asy_outbox_t *self)
 int asy_outbox_commit(asy_outbox_t *self)
 {
     if (!self->in_transaction) {
-        s_fail(self, "no transaction is open");
+        asy_outbox_fail(self, "no transaction is open");
         return ASY_EINVAL;
     }
     if (self->dirty && s_meta_set(self, "next_seq", (int64_t)self->next_seq) != 0) {
         asy_outbox_rollback(self);
         return ASY_EDB;
     }
-    if (s_run(self, S_COMMIT, "committing") != 0) {
+    if (s_run(self, ASY_OUTBOX_COMMIT, "committing") != 0) {
         s_rollback_keeping_error(self);
         return ASY_EDB;
     }
@@ -611,7 +196,7 @@ int asy_outbox_rollback(asy_outbox_t *self)
     /* a failed COMMIT may already have ended the transaction */
     if (sqlite3_get_autocommit(self->db))
         return 0;
-    return s_run(self, S_ROLLBACK, "rolling back");
+    return s_run(self, ASY_OUTBOX_ROLLBACK, "rolling back");
 }
 
 /* Looks event_id up in `seen`: 0, *seq and *same (false if the digest stored differs from
@@ -619,7 +204,7 @@ int asy_outbox_rollback(asy_outbox_t *self)
 static int s_seen_find(asy_outbox_t *self, const char *event_id, const uint8_t *digest,
                        uint64_t *seq, bool *same)
 {
-    sqlite3_stmt *statement = self->statement[S_SEEN_FIND];
+    sqlite3_stmt *statement = self->statement[ASY_OUTBOX_SEEN_FIND];
     sqlite3_bind_text(statement, 1, event_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(statement);
     if (rc == SQLITE_ROW) {
@@ -632,7 +217,7 @@ static int s_seen_find(asy_outbox_t *self, const char *event_id, const uint8_t *
     sqlite3_clear_bindings(statement);
     if (rc == SQLITE_ROW)
         return 0;
-    return rc == SQLITE_DONE ? ASY_ENOTFOUND : s_db_fail(self, "looking up an event id");
+    return rc == SQLITE_DONE ? ASY_ENOTFOUND : asy_outbox_db_fail(self, "looking up an event id");
 }
 
 /* The body of asy_outbox_append, inside an open transaction. */
@@ -640,38 +225,39 @@ static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
 {
     uint64_t seq = self->next_seq;
     if (asy_event_stamp(event, self->site_id, self->agent_id, self->epoch, seq) != 0) {
-        s_fail(self, "out of memory");
+        asy_outbox_fail(self, "out of memory");
         return ASY_ENOMEM;
     }
     const char *event_id = asy_event_id(event);
     if (!event_id) {
-        s_fail(self, "event has no event_id after stamping");
+        asy_outbox_fail(self, "event has no event_id after stamping");
         return ASY_EINVAL;
     }
     /* the event as submitted, without what the stamp sets: the same line submitted again
        has the same digest */
     uint8_t digest[S_DIGEST_BYTES];
     if (asy_event_content_digest(event, digest) != 0) {
-        s_fail(self, "out of memory");
+        asy_outbox_fail(self, "out of memory");
         return ASY_ENOMEM;
     }
     uint64_t existing = 0;
     bool same = true;
     int rc = s_seen_find(self, event_id, digest, &existing, &same);
     if (rc == 0 && !same) {
-        s_fail(self,
-               "event_id %s: stored before with other content; a correction needs an event "
-               "of its own (a new eventId)",
-               event_id);
+        asy_outbox_fail(
+            self,
+            "event_id %s: stored before with other content; a correction needs an event "
+            "of its own (a new eventId)",
+            event_id);
         return ASY_EINVAL;
     }
     if (rc == 0) {
         *seq_out = existing > self->acked_seq ? existing : 0;
         if (existing == 0) /* acknowledged in an epoch before a re-issue */
-            s_fail(self, "event_id %s: already stored and acknowledged", event_id);
+            asy_outbox_fail(self, "event_id %s: already stored and acknowledged", event_id);
         else
-            s_fail(self, "event_id %s: already stored as seq %llu", event_id,
-                   (unsigned long long)existing);
+            asy_outbox_fail(self, "event_id %s: already stored as seq %llu", event_id,
+                            (unsigned long long)existing);
         return ASY_EEXIST;
     }
     if (rc != ASY_ENOTFOUND)
@@ -679,27 +265,27 @@ static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
     uint8_t *data = NULL;
     size_t size = 0;
     if (asy_event_encode(event, &data, &size) != 0) {
-        s_fail(self, "cannot encode the event");
+        asy_outbox_fail(self, "cannot encode the event");
         return ASY_ENOMEM;
     }
     if (size > ASY_MAX_EVENT_BYTES) {
-        s_fail(self, "event: %zu bytes encoded, more than the limit of %u", size,
-               ASY_MAX_EVENT_BYTES);
+        asy_outbox_fail(self, "event: %zu bytes encoded, more than the limit of %u", size,
+                        ASY_MAX_EVENT_BYTES);
         free(data);
         return ASY_EINVAL;
     }
-    sqlite3_stmt *seen = self->statement[S_SEEN_INSERT];
+    sqlite3_stmt *seen = self->statement[ASY_OUTBOX_SEEN_INSERT];
     sqlite3_bind_text(seen, 1, event_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(seen, 2, (int64_t)seq);
     sqlite3_bind_blob(seen, 3, digest, sizeof digest, SQLITE_STATIC);
-    rc = s_run(self, S_SEEN_INSERT, "storing the event id");
+    rc = s_run(self, ASY_OUTBOX_SEEN_INSERT, "storing the event id");
     if (rc == 0) {
-        sqlite3_stmt *row = self->statement[S_ROW_INSERT];
+        sqlite3_stmt *row = self->statement[ASY_OUTBOX_ROW_INSERT];
         sqlite3_bind_int64(row, 1, (int64_t)seq);
         sqlite3_bind_text(row, 2, event_id, -1, SQLITE_STATIC);
         sqlite3_bind_blob(row, 3, data, (int)size, SQLITE_STATIC);
-        sqlite3_bind_int64(row, 4, s_now_ms());
-        rc = s_run(self, S_ROW_INSERT, "storing the event");
+        sqlite3_bind_int64(row, 4, asy_outbox_now_ms());
+        rc = s_run(self, ASY_OUTBOX_ROW_INSERT, "storing the event");
     }
     free(data);
     if (rc != 0)
@@ -736,7 +322,7 @@ int asy_outbox_read(asy_outbox_t *self, uint64_t from_seq, size_t max, asy_outbo
                     void *arg, size_t *count)
 {
     size_t visited = 0;
-    sqlite3_stmt *statement = self->statement[S_ROW_READ];
+    sqlite3_stmt *statement = self->statement[ASY_OUTBOX_ROW_READ];
     sqlite3_bind_int64(statement, 1, (int64_t)from_seq);
     sqlite3_bind_int64(statement, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
     int rc;
@@ -750,7 +336,7 @@ int asy_outbox_read(asy_outbox_t *self, uint64_t from_seq, size_t max, asy_outbo
             break;
         }
     }
-    int result = rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading the outbox");
+    int result = rc == SQLITE_DONE ? 0 : asy_outbox_db_fail(self, "reading the outbox");
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
     if (count)
@@ -764,12 +350,12 @@ static int s_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms)
     if (seq <= self->acked_seq)
         return 0;
     if (seq >= self->next_seq) {
-        s_fail(self, "acknowledgement of seq %llu, but the last seq stored is %llu",
-               (unsigned long long)seq, (unsigned long long)(self->next_seq - 1));
+        asy_outbox_fail(self, "acknowledgement of seq %llu, but the last seq stored is %llu",
+                        (unsigned long long)seq, (unsigned long long)(self->next_seq - 1));
         return ASY_EINVAL;
     }
-    sqlite3_bind_int64(self->statement[S_ROW_DELETE], 1, (int64_t)seq);
-    int rc = s_run(self, S_ROW_DELETE, "pruning acknowledged events");
+    sqlite3_bind_int64(self->statement[ASY_OUTBOX_ROW_DELETE], 1, (int64_t)seq);
+    int rc = s_run(self, ASY_OUTBOX_ROW_DELETE, "pruning acknowledged events");
     if (rc == 0)
         rc = s_meta_set(self, "acked_seq", (int64_t)seq);
     if (rc == 0)
@@ -803,11 +389,6 @@ int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms)
     return rc;
 }
 
-void asy_outbox_set_busy_timeout(asy_outbox_t *self, int timeout_ms)
-{
-    s_set_busy_timeout(self, timeout_ms);
-}
-
 int asy_outbox_forget(asy_outbox_t *self, uint64_t seq)
 {
     char *sql = sqlite3_mprintf("DELETE FROM seen WHERE event_id ="
@@ -817,7 +398,7 @@ int asy_outbox_forget(asy_outbox_t *self, uint64_t seq)
         return ASY_ENOMEM;
     int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
     sqlite3_free(sql);
-    return rc == SQLITE_OK ? 0 : s_db_fail(self, "forgetting a quarantined event");
+    return rc == SQLITE_OK ? 0 : asy_outbox_db_fail(self, "forgetting a quarantined event");
 }
 
 int asy_outbox_note_problem(asy_outbox_t *self, const char *text, int64_t now_ms)
@@ -829,13 +410,13 @@ int asy_outbox_note_problem(asy_outbox_t *self, const char *text, int64_t now_ms
     if (!sql)
         return ASY_ENOMEM;
     int busy_ms = self->busy_timeout_ms;
-    s_set_busy_timeout(self, 1000);
+    asy_outbox_set_busy_timeout(self, 1000);
     sqlite3_exec(self->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
     sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-    s_set_busy_timeout(self, busy_ms);
+    asy_outbox_set_busy_timeout(self, busy_ms);
     sqlite3_free(sql);
-    return rc == SQLITE_OK ? 0 : s_db_fail(self, "recording a problem");
+    return rc == SQLITE_OK ? 0 : asy_outbox_db_fail(self, "recording a problem");
 }
 
 int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
@@ -847,11 +428,11 @@ int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
         return s_meta_set(self, "last_contact_ms", now_ms);
     /* informational: neither wait for a submitter's lock nor pay for an fsync */
     int busy_ms = self->busy_timeout_ms;
-    s_set_busy_timeout(self, 0);
+    asy_outbox_set_busy_timeout(self, 0);
     sqlite3_exec(self->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     int rc = s_meta_set(self, "last_contact_ms", now_ms);
     sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-    s_set_busy_timeout(self, busy_ms);
+    asy_outbox_set_busy_timeout(self, busy_ms);
     if (rc == 0)
         self->contact_written_ms = now_ms;
     else if ((self->last_step & 0xff) == SQLITE_BUSY)
@@ -862,14 +443,15 @@ int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
 int asy_outbox_event_id(asy_outbox_t *self, uint64_t seq, char out[ASY_UUID_TEXT + 1])
 {
     out[0] = '\0';
-    sqlite3_stmt *statement = self->statement[S_EVENT_ID];
+    sqlite3_stmt *statement = self->statement[ASY_OUTBOX_EVENT_ID];
     sqlite3_bind_int64(statement, 1, (int64_t)seq);
     int rc = sqlite3_step(statement);
     if (rc == SQLITE_ROW && sqlite3_column_text(statement, 0))
         snprintf(out, ASY_UUID_TEXT + 1, "%s", (const char *)sqlite3_column_text(statement, 0));
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading an event id");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0
+                                                 : asy_outbox_db_fail(self, "reading an event id");
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -883,8 +465,8 @@ static int s_renumber(asy_outbox_t *self, sqlite3_stmt *select, sqlite3_stmt *up
     int rc = sqlite3_step(select);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(select);
-        s_fail(self, "seq %llu: %s", (unsigned long long)old_seq,
-               rc == SQLITE_DONE ? "missing" : sqlite3_errmsg(self->db));
+        asy_outbox_fail(self, "seq %llu: %s", (unsigned long long)old_seq,
+                        rc == SQLITE_DONE ? "missing" : sqlite3_errmsg(self->db));
         return ASY_EDB;
     }
     asy_event_t *event = NULL;
@@ -892,7 +474,8 @@ static int s_renumber(asy_outbox_t *self, sqlite3_stmt *select, sqlite3_stmt *up
                           &event);
     sqlite3_reset(select);
     if (rc != 0) {
-        s_fail(self, "seq %llu: the stored event cannot be decoded", (unsigned long long)old_seq);
+        asy_outbox_fail(self, "seq %llu: the stored event cannot be decoded",
+                        (unsigned long long)old_seq);
         return ASY_EPROTO;
     }
     asy_event_renumber(event, epoch, new_seq);
@@ -903,13 +486,16 @@ static int s_renumber(asy_outbox_t *self, sqlite3_stmt *select, sqlite3_stmt *up
         sqlite3_bind_int64(update, 1, (int64_t)new_seq);
         sqlite3_bind_blob(update, 2, data, (int)size, SQLITE_STATIC);
         sqlite3_bind_int64(update, 3, (int64_t)old_seq);
-        rc = sqlite3_step(update) == SQLITE_DONE ? 0 : s_db_fail(self, "renumbering an event");
+        rc = sqlite3_step(update) == SQLITE_DONE ? 0
+                                                 : asy_outbox_db_fail(self, "renumbering an event");
         sqlite3_reset(update);
     }
     if (rc == 0) {
         sqlite3_bind_int64(seen, 1, (int64_t)new_seq);
         sqlite3_bind_text(seen, 2, asy_event_id(event), -1, SQLITE_STATIC);
-        rc = sqlite3_step(seen) == SQLITE_DONE ? 0 : s_db_fail(self, "renumbering an event id");
+        rc = sqlite3_step(seen) == SQLITE_DONE
+                 ? 0
+                 : asy_outbox_db_fail(self, "renumbering an event id");
         sqlite3_reset(seen);
     }
     free(data);
@@ -924,7 +510,7 @@ static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
     /* An epoch that is itself a re-issue may be re-issued again (a backup of it restored):
        the centre follows the chain of origins (PROTOCOL.md 5.5). */
     uint64_t acked = self->acked_seq, last = self->next_seq - 1;
-    uint64_t epoch = (uint64_t)s_now_ms();
+    uint64_t epoch = (uint64_t)asy_outbox_now_ms();
     if (epoch <= self->epoch)
         epoch = self->epoch + 1; /* epochs only grow, whatever the clock says */
     *out = (asy_outbox_reissue_t){.old_epoch = self->epoch,
@@ -932,15 +518,15 @@ static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
                                   .from_seq = acked + 1,
                                   .to_seq = last,
                                   .count = last > acked ? last - acked : 0};
-    sqlite3_bind_int64(self->statement[S_ROW_DELETE], 1, (int64_t)acked);
-    if (s_run(self, S_ROW_DELETE, "pruning acknowledged events") != 0)
+    sqlite3_bind_int64(self->statement[ASY_OUTBOX_ROW_DELETE], 1, (int64_t)acked);
+    if (s_run(self, ASY_OUTBOX_ROW_DELETE, "pruning acknowledged events") != 0)
         return ASY_EDB;
     /* ids of acknowledged events keep no seq: theirs belonged to the old epoch */
     char *reset = sqlite3_mprintf("UPDATE seen SET seq = 0 WHERE seq <= %lld", (long long)acked);
     int reset_rc = reset ? sqlite3_exec(self->db, reset, NULL, NULL, NULL) : SQLITE_NOMEM;
     sqlite3_free(reset);
     if (reset_rc != SQLITE_OK)
-        return s_db_fail(self, "forgetting the old seqs of acknowledged events");
+        return asy_outbox_db_fail(self, "forgetting the old seqs of acknowledged events");
     sqlite3_stmt *select = NULL, *update = NULL, *seen = NULL;
     int rc = 0;
     if (sqlite3_prepare_v2(self->db, "SELECT payload FROM outbox WHERE seq = ?1", -1, &select,
@@ -949,7 +535,7 @@ static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
                            &update, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(self->db, "UPDATE seen SET seq = ?1 WHERE event_id = ?2", -1, &seen,
                            NULL) != SQLITE_OK)
-        rc = s_db_fail(self, "preparing the re-issue");
+        rc = asy_outbox_db_fail(self, "preparing the re-issue");
     for (uint64_t seq = acked + 1; rc == 0 && seq <= last; seq++)
         rc = s_renumber(self, select, update, seen, seq, epoch, seq - acked);
     sqlite3_finalize(select);
@@ -972,7 +558,7 @@ int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
 {
     memset(out, 0, sizeof *out);
     if (self->claim_fd < 0) {
-        s_fail(self, "re-issuing needs the outbox opened claimed");
+        asy_outbox_fail(self, "re-issuing needs the outbox opened claimed");
         return ASY_EINVAL;
     }
     int rc = asy_outbox_begin(self);
@@ -995,14 +581,14 @@ int asy_outbox_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
    s_meta_get uses: status is read on every refresh of run. */
 static int s_meta_text(asy_outbox_t *self, const char *key, char *out, size_t size)
 {
-    sqlite3_stmt *statement = self->statement[S_META_GET];
+    sqlite3_stmt *statement = self->statement[ASY_OUTBOX_META_GET];
     sqlite3_bind_text(statement, 1, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(statement);
     const unsigned char *text = rc == SQLITE_ROW ? sqlite3_column_text(statement, 0) : NULL;
     snprintf(out, size, "%s", text ? (const char *)text : "");
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : s_db_fail(self, "reading meta");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : asy_outbox_db_fail(self, "reading meta");
 }
 
 /* Reads the status inside a transaction (open or read-only). */
@@ -1015,14 +601,14 @@ static int s_status(asy_outbox_t *self, asy_outbox_status_t *out)
         s_meta_get(self, "reissue_from_seq", &reissue_from) ||
         s_meta_get(self, "reissue_last_seq", &reissue_last))
         return ASY_EDB;
-    sqlite3_stmt *statement = self->statement[S_OLDEST];
+    sqlite3_stmt *statement = self->statement[ASY_OUTBOX_OLDEST];
     sqlite3_bind_int64(statement, 1, acked_seq);
     int rc = sqlite3_step(statement);
     out->oldest_pending_ms = rc == SQLITE_ROW ? sqlite3_column_int64(statement, 0) : 0;
     sqlite3_reset(statement);
     sqlite3_clear_bindings(statement);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) /* DONE: nothing pending */
-        return s_db_fail(self, "reading the outbox");
+        return asy_outbox_db_fail(self, "reading the outbox");
     if (self->in_transaction)
         next_seq = (int64_t)self->next_seq; /* meta is brought up to date at commit */
     snprintf(out->agent_id, sizeof out->agent_id, "%s", self->agent_id);
@@ -1049,7 +635,7 @@ int asy_outbox_status(asy_outbox_t *self, asy_outbox_status_t *out)
         return s_status(self, out);
     /* one read transaction, so the numbers agree with each other */
     if (sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-        return s_db_fail(self, "beginning a read");
+        return asy_outbox_db_fail(self, "beginning a read");
     int rc = s_status(self, out);
     sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL);
     return rc;

@@ -246,10 +246,10 @@ bool asy_outbox_open_failed_on_storage(void)
     return s_open_on_storage;
 }
 
-static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *site_id, bool claim,
-                            char *error, size_t error_size)
+/* A handle for agent_id and site_id, not yet opened. Returns NULL with error[] set. */
+static asy_outbox_t *s_new(const char *agent_id, const char *site_id, char *error,
+                           size_t error_size)
 {
-    s_open_on_storage = false;
     asy_outbox_t *self = calloc(1, sizeof *self);
     if (!self || sodium_init() < 0) {
         snprintf(error, error_size, self ? "libsodium cannot start" : "out of memory");
@@ -264,14 +264,20 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
     snprintf(self->agent_id, sizeof self->agent_id, "%s", agent_id);
     snprintf(self->site_id, sizeof self->site_id, "%s", site_id);
     self->claim_fd = -1;
+    return self;
+}
 
+/* Opens the file (creating it private), takes the claim if asked, and notes which file it
+   is (asy_outbox_replaced). Returns 0, or ASY_EIO / ASY_ENOMEM with error[] set. */
+static int s_take_file(asy_outbox_t *self, const char *path, bool claim, char *error,
+                       size_t error_size)
+{
     /* the outbox holds personal (if pseudonymised) data: create it private; SQLite gives
        the -wal and -shm files the same mode */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
-        free(self);
-        return NULL;
+        return ASY_EIO;
     }
     /* The claim is taken, and its descriptor kept, before SQLite opens the file: closing any
        descriptor of a file drops the process's POSIX locks on it, SQLite's included. */
@@ -284,8 +290,7 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
         else
             snprintf(error, error_size, "cannot lock %s: %s", path, strerror(failure));
         close(fd);
-        free(self);
-        return NULL;
+        return ASY_EIO;
     }
     struct stat opened;
     if (fstat(fd, &opened) == 0) {
@@ -299,14 +304,20 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
         close(fd);
     if (!self->path) {
         snprintf(error, error_size, "out of memory");
-        goto failed;
+        return ASY_ENOMEM;
     }
+    return 0;
+}
 
+/* Opens the file in SQLite, refuses another program's database, puts it in WAL mode and
+   creates or upgrades the outbox in it. Returns 0, or ASY_EDB with error[] set. */
+static int s_open_database(asy_outbox_t *self, const char *path, char *error, size_t error_size)
+{
     int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
         snprintf(error, error_size, "cannot open %s: %s", path,
                  self->db ? sqlite3_errmsg(self->db) : sqlite3_errstr(rc));
-        goto failed;
+        return ASY_EDB;
     }
     s_set_busy_timeout(self, S_BUSY_TIMEOUT_MS);
     /* another program's database (a case system's, given as --outbox by mistake) is not
@@ -322,33 +333,53 @@ static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *
         else
             snprintf(error, error_size, "%s cannot be read as an outbox: %s", path,
                      sqlite3_errmsg(self->db));
-        goto failed;
+        return ASY_EDB;
     }
     bool wal = s_wal(self);
     if (!wal) {
         snprintf(error, error_size, "%s: cannot switch to WAL mode: %s", path,
                  sqlite3_errmsg(self->db));
-        goto failed;
+        return ASY_EDB;
     }
     if (sqlite3_exec(self->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(error, error_size, "%s: %s", path, sqlite3_errmsg(self->db));
-        goto failed;
+        return ASY_EDB;
     }
     if (s_initialise(self, path) != 0) {
         snprintf(error, error_size, "%s", self->errmsg);
-        goto failed;
+        return ASY_EDB;
     }
+    return 0;
+}
+
+/* Prepares the statements of S_SQL once for the handle's life. Returns 0, or ASY_EDB with
+   error[] set. */
+static int s_prepare(asy_outbox_t *self, const char *path, char *error, size_t error_size)
+{
     for (int i = 0; i < ASY_OUTBOX_STATEMENTS; i++) {
         if (sqlite3_prepare_v3(self->db, S_SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &self->statement[i], NULL) != SQLITE_OK) {
             snprintf(error, error_size, "%s: preparing \"%s\": %s", path, S_SQL[i],
                      sqlite3_errmsg(self->db));
-            goto failed;
+            return ASY_EDB;
         }
     }
-    return self;
+    return 0;
+}
 
-failed:
+/* asy_outbox_open and asy_outbox_open_claimed: NULL with error[] set on failure, with a hint
+   where the storage is at fault (s_storage_hint). */
+static asy_outbox_t *s_open(const char *path, const char *agent_id, const char *site_id, bool claim,
+                            char *error, size_t error_size)
+{
+    s_open_on_storage = false;
+    asy_outbox_t *self = s_new(agent_id, site_id, error, error_size);
+    if (!self)
+        return NULL;
+    if (s_take_file(self, path, claim, error, error_size) == 0 &&
+        s_open_database(self, path, error, error_size) == 0 &&
+        s_prepare(self, path, error, error_size) == 0)
+        return self;
     s_storage_hint(self, path, error, error_size);
     asy_outbox_destroy(&self);
     return NULL;

@@ -220,26 +220,11 @@ static int s_seen_find(asy_outbox_t *self, const char *event_id, const uint8_t *
     return rc == SQLITE_DONE ? ASY_ENOTFOUND : asy_outbox_db_fail(self, "looking up an event id");
 }
 
-/* The body of asy_outbox_append, inside an open transaction. */
-static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
+/* Refuses an event_id stored before: ASY_EINVAL if with other content (digest), else
+   ASY_EEXIST and *seq_out (its seq, 0 if acknowledged). Returns 0 for a new one, or ASY_EDB. */
+static int s_check_new(asy_outbox_t *self, const char *event_id, const uint8_t *digest,
+                       uint64_t *seq_out)
 {
-    uint64_t seq = self->next_seq;
-    if (asy_event_stamp(event, self->site_id, self->agent_id, self->epoch, seq) != 0) {
-        asy_outbox_fail(self, "out of memory");
-        return ASY_ENOMEM;
-    }
-    const char *event_id = asy_event_id(event);
-    if (!event_id) {
-        asy_outbox_fail(self, "event has no event_id after stamping");
-        return ASY_EINVAL;
-    }
-    /* the event as submitted, without what the stamp sets: the same line submitted again
-       has the same digest */
-    uint8_t digest[S_DIGEST_BYTES];
-    if (asy_event_content_digest(event, digest) != 0) {
-        asy_outbox_fail(self, "out of memory");
-        return ASY_ENOMEM;
-    }
     uint64_t existing = 0;
     bool same = true;
     int rc = s_seen_find(self, event_id, digest, &existing, &same);
@@ -260,7 +245,52 @@ static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
                             (unsigned long long)existing);
         return ASY_EEXIST;
     }
-    if (rc != ASY_ENOTFOUND)
+    return rc == ASY_ENOTFOUND ? 0 : rc;
+}
+
+/* Stores the encoded event as seq, and its id with its digest in `seen`. Returns 0 or
+   ASY_EDB. */
+static int s_store(asy_outbox_t *self, const char *event_id, uint64_t seq, const uint8_t *digest,
+                   const uint8_t *data, size_t size)
+{
+    sqlite3_stmt *seen = self->statement[ASY_OUTBOX_SEEN_INSERT];
+    sqlite3_bind_text(seen, 1, event_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(seen, 2, (int64_t)seq);
+    sqlite3_bind_blob(seen, 3, digest, S_DIGEST_BYTES, SQLITE_STATIC);
+    int rc = s_run(self, ASY_OUTBOX_SEEN_INSERT, "storing the event id");
+    if (rc == 0) {
+        sqlite3_stmt *row = self->statement[ASY_OUTBOX_ROW_INSERT];
+        sqlite3_bind_int64(row, 1, (int64_t)seq);
+        sqlite3_bind_text(row, 2, event_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(row, 3, data, (int)size, SQLITE_STATIC);
+        sqlite3_bind_int64(row, 4, asy_outbox_now_ms());
+        rc = s_run(self, ASY_OUTBOX_ROW_INSERT, "storing the event");
+    }
+    return rc;
+}
+
+/* The body of asy_outbox_append, inside an open transaction. */
+static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
+{
+    uint64_t seq = self->next_seq;
+    if (asy_event_stamp(event, self->site_id, self->agent_id, self->epoch, seq) != 0) {
+        asy_outbox_fail(self, "out of memory");
+        return ASY_ENOMEM;
+    }
+    const char *event_id = asy_event_id(event);
+    if (!event_id) {
+        asy_outbox_fail(self, "event has no event_id after stamping");
+        return ASY_EINVAL;
+    }
+    /* the event as submitted, without what the stamp sets: the same line submitted again
+       has the same digest */
+    uint8_t digest[S_DIGEST_BYTES];
+    if (asy_event_content_digest(event, digest) != 0) {
+        asy_outbox_fail(self, "out of memory");
+        return ASY_ENOMEM;
+    }
+    int rc = s_check_new(self, event_id, digest, seq_out);
+    if (rc != 0)
         return rc;
     uint8_t *data = NULL;
     size_t size = 0;
@@ -274,19 +304,7 @@ static int s_append(asy_outbox_t *self, asy_event_t *event, uint64_t *seq_out)
         free(data);
         return ASY_EINVAL;
     }
-    sqlite3_stmt *seen = self->statement[ASY_OUTBOX_SEEN_INSERT];
-    sqlite3_bind_text(seen, 1, event_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(seen, 2, (int64_t)seq);
-    sqlite3_bind_blob(seen, 3, digest, sizeof digest, SQLITE_STATIC);
-    rc = s_run(self, ASY_OUTBOX_SEEN_INSERT, "storing the event id");
-    if (rc == 0) {
-        sqlite3_stmt *row = self->statement[ASY_OUTBOX_ROW_INSERT];
-        sqlite3_bind_int64(row, 1, (int64_t)seq);
-        sqlite3_bind_text(row, 2, event_id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(row, 3, data, (int)size, SQLITE_STATIC);
-        sqlite3_bind_int64(row, 4, asy_outbox_now_ms());
-        rc = s_run(self, ASY_OUTBOX_ROW_INSERT, "storing the event");
-    }
+    rc = s_store(self, event_id, seq, digest, data, size);
     free(data);
     if (rc != 0)
         return rc;

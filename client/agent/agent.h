@@ -83,4 +83,11 @@ int asy_interrupted(void);
    why and returns NULL. */
 asy_outbox_t *asy_agent_open_outbox_to_read(const asy_agent_config_t *config);
 
+/* Reads the arguments of a subcommand that takes none but --help (-h) and, if flag is not
+   NULL, that one flag; argv[0] is the subcommand's name. Returns -1 to go on (*flag_given set
+   if the flag was given); 0 after printing usage to stdout for --help; 2 after naming an
+   unexpected argument on stderr, with the usage. */
+int asy_agent_read_args(int argc, char **argv, const char *flag, bool *flag_given,
+                        void (*usage)(FILE *out));
+
 #endif

@@ -67,15 +67,9 @@ static int s_write_row(uint64_t seq, const uint8_t *data, size_t size, void *arg
 
 int asy_cmd_export(const asy_agent_config_t *config, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            s_usage(stdout);
-            return 0;
-        }
-        fprintf(stderr, "advsync-agent export: unexpected argument %s\n", argv[i]);
-        s_usage(stderr);
-        return 2;
-    }
+    int args = asy_agent_read_args(argc, argv, NULL, NULL, s_usage);
+    if (args >= 0)
+        return args;
     asy_outbox_t *outbox = asy_agent_open_outbox_to_read(config);
     if (!outbox)
         return 1;

@@ -18,15 +18,9 @@ static void s_usage(FILE *out)
 
 int asy_cmd_keygen(const asy_agent_config_t *config, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            s_usage(stdout);
-            return 0;
-        }
-        fprintf(stderr, "advsync-agent keygen: unexpected argument %s\n", argv[i]);
-        s_usage(stderr);
-        return 2;
-    }
+    int args = asy_agent_read_args(argc, argv, NULL, NULL, s_usage);
+    if (args >= 0)
+        return args;
     if (!config->key_file[0]) {
         fprintf(stderr, "advsync-agent keygen: --key-file PATH is required\n");
         s_usage(stderr);

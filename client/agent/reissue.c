@@ -36,15 +36,9 @@ static void s_usage(FILE *out)
 
 int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            s_usage(stdout);
-            return 0;
-        }
-        fprintf(stderr, "advsync-agent reissue: unexpected argument %s\n", argv[i]);
-        s_usage(stderr);
-        return 2;
-    }
+    int args = asy_agent_read_args(argc, argv, NULL, NULL, s_usage);
+    if (args >= 0)
+        return args;
     /* re-issuing a file that is not there would only create an empty outbox */
     if (access(config->outbox_path, F_OK) != 0) {
         asy_error("reissue: no outbox at %s (%s); check `outbox` in the config or --outbox",

@@ -164,19 +164,9 @@ asy_outbox_t *asy_agent_open_outbox_to_read(const asy_agent_config_t *config)
 int asy_cmd_status(const asy_agent_config_t *config, int argc, char **argv)
 {
     bool as_json = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            s_usage(stdout);
-            return 0;
-        }
-        if (strcmp(argv[i], "--json") == 0)
-            as_json = true;
-        else {
-            fprintf(stderr, "advsync-agent status: unexpected argument %s\n", argv[i]);
-            s_usage(stderr);
-            return 2;
-        }
-    }
+    int args = asy_agent_read_args(argc, argv, "--json", &as_json, s_usage);
+    if (args >= 0)
+        return args;
     asy_outbox_t *outbox = asy_agent_open_outbox_to_read(config);
     if (!outbox)
         return 1;

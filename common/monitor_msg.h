@@ -12,6 +12,9 @@
 #define ASY_TOPIC_MAX 160
 #define ASY_MNAME_MAX 48 /* breakdown and group names */
 #define ASY_HEARTBEAT_TOPIC "heartbeat"
+/* the largest message a snapshot service takes (a request holds a subtree of at most 159
+   bytes); a peer sending a larger one is disconnected unanswered (PROTOCOL.md 11 rule 6) */
+#define ASY_SNAPSHOT_REQUEST_MAX 4096
 
 /* One cell of a metric (MetricCell). has_* say which optional fields are present. */
 typedef struct {

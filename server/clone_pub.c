@@ -43,8 +43,12 @@ static zsock_t *s_bind(int type, const char *endpoint, char *resolved, size_t si
     if (!socket)
         return NULL;
     zsock_set_linger(socket, 0);
-    if (type == ZMQ_ROUTER)
+    if (type == ZMQ_ROUTER) {
         zsock_set_sndhwm(socket, 0); /* a snapshot is one message per topic: never drop one */
+        /* a request is a subtree of at most 159 bytes: a peer sending more is disconnected
+           before anything of it is decoded (PROTOCOL.md 11 rule 6) */
+        zsock_set_maxmsgsize(socket, ASY_SNAPSHOT_REQUEST_MAX);
+    }
     if (type == ZMQ_XPUB) {
         zsock_set_sndhwm(socket, S_SNDHWM);
         zsock_set_xpub_verbose(socket, 1);
@@ -217,9 +221,14 @@ void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
     zframe_t *id = zmsg_pop(request);
     zframe_t *body = zmsg_pop(request);
     asy_mmsg_t msg;
+    asy_mmsg_init(&msg, ASY_MMSG_NONE);
+    /* a message of another kind (an update's cells) is released too: nothing of a refused
+       request is kept */
     bool ok = id && body && zmsg_size(request) == 0 &&
               asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)) == 0 &&
               msg.kind == ASY_MMSG_SNAPSHOT_REQUEST;
+    if (!ok)
+        asy_mmsg_release(&msg);
     asy_mmsg_t reply;
     if (ok) {
         uint32_t sent = 0;

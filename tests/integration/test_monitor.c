@@ -679,6 +679,63 @@ Test(monitor, every_message_carries_one_incarnation_and_a_restart_another, .time
     free(db);
 }
 
+/* Sends one frame to a snapshot service; returns the kind of the answer, or ASY_MMSG_NONE if
+   none came within timeout_ms. */
+static asy_mmsg_kind_t s_snapshot_answer(zsock_t *dealer, const asy_mmsg_t *request, int timeout_ms)
+{
+    uint8_t *data;
+    size_t size;
+    cr_assert_eq(asy_mmsg_encode(request, &data, &size), 0);
+    zframe_t *frame = zframe_new(data, size);
+    free(data);
+    cr_assert_eq(zframe_send(&frame, dealer, 0), 0);
+    zsock_set_rcvtimeo(dealer, timeout_ms);
+    asy_mmsg_kind_t kind = ASY_MMSG_NONE;
+    zmsg_t *zmsg;
+    while (kind != ASY_MMSG_SNAPSHOT_END && kind != ASY_MMSG_ERROR && (zmsg = zmsg_recv(dealer))) {
+        zframe_t *body = zmsg_last(zmsg);
+        asy_mmsg_t msg;
+        cr_assert_eq(asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)), 0);
+        kind = msg.kind;
+        asy_mmsg_release(&msg);
+        zmsg_destroy(&zmsg);
+    }
+    return kind;
+}
+
+/* PROTOCOL.md 11 rule 6: a request that decodes as another kind of MonitorMessage (an update
+   with cells) is refused and nothing of it is kept (its cells leaked: anyone reaching the
+   public snapshot port could fill the broker's memory); a request larger than any snapshot
+   request can be closes that connection unanswered; the service keeps serving. */
+Test(monitor, a_snapshot_request_of_another_kind_is_refused_and_not_kept, .timeout = 60)
+{
+    char *db = asy_test_create_database();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    zsock_t *dealer = zsock_new_dealer(centre.streams.public_snapshot);
+    cr_assert_not_null(dealer);
+    zsock_set_linger(dealer, 0);
+    asy_mmsg_t update;
+    asy_mmsg_init(&update, ASY_MMSG_UPDATE);
+    for (int i = 0; i < 20; i++)
+        cr_assert_not_null(asy_mupdate_add_cell(&update.update, "ethnicity", "white"));
+    cr_assert_eq(s_snapshot_answer(dealer, &update, 10000), ASY_MMSG_ERROR);
+    for (int i = 0; i < 3000; i++)
+        cr_assert_not_null(asy_mupdate_add_cell(&update.update, "ethnicity", "white"));
+    cr_assert_eq(s_snapshot_answer(dealer, &update, 1000), ASY_MMSG_NONE, "an oversize request");
+    asy_mmsg_release(&update);
+    zsock_destroy(&dealer);
+
+    dealer = zsock_new_dealer(centre.streams.public_snapshot); /* the service still serves */
+    zsock_set_linger(dealer, 0);
+    asy_mmsg_t request;
+    asy_mmsg_init(&request, ASY_MMSG_SNAPSHOT_REQUEST);
+    cr_assert_eq(s_snapshot_answer(dealer, &request, 10000), ASY_MMSG_SNAPSHOT_END);
+    zsock_destroy(&dealer);
+    s_centre_stop(&centre);
+    free(db);
+}
+
 /* The same when the holiday goes in the first heartbeats after a start (while subscribers
    reconnect, before the start-up scan): the case is noted for that scan and announced with it
    (the reload used to skip the walk then, leaving the notice to the next midnight). */

@@ -328,6 +328,14 @@ static int s_check_ranges(const Advsync__V1__Event *m, asy_check_t *why)
         if (score < 1 || score > 10)
             return s_refuse(why, invalid, "outcome_recorded.score: %" PRId32 " is outside 1..10",
                             score);
+        /* the centre keeps readings per edition in a smallint: 65539 would have merged into
+           edition 3's series (or, with both in one batch, failed the batch for good) */
+        int32_t edition = m->outcome_recorded->edition;
+        if (m->outcome_recorded->has_edition && edition != 3 && edition != 4)
+            return s_refuse(why, invalid,
+                            "outcome_recorded.edition: %" PRId32
+                            " is not a Recovery Star edition (3 or 4)",
+                            edition);
     }
     if (m->body_case == ADVSYNC__V1__EVENT__BODY_ACTIVITY_LOGGED) {
         const Advsync__V1__ActivityLogged *a = m->activity_logged;

@@ -430,6 +430,11 @@ Test(codec, value_ranges)
               "outcome_recorded.score: 11 is outside 1..10");
     s_refused("\"outcomeRecorded\":{\"framework\":1,\"area\":2,\"score\":0}", NULL, invalid,
               "outcome_recorded.score: 0 is outside 1..10");
+    s_refused("\"outcomeRecorded\":{\"framework\":1,\"area\":2,\"score\":5,\"edition\":65539}",
+              NULL, invalid,
+              "outcome_recorded.edition: 65539 is not a Recovery Star edition (3 or 4)");
+    s_refused("\"outcomeRecorded\":{\"framework\":1,\"area\":2,\"score\":5,\"edition\":0}", NULL,
+              invalid, "outcome_recorded.edition: 0 is not a Recovery Star edition (3 or 4)");
     s_refused("\"activityLogged\":{\"minutes\":1441}", NULL, invalid,
               "activity_logged.minutes: 1441 is outside 0..1440");
     s_refused("\"activityLogged\":{\"minutes\":60,\"travelMinutes\":-1}", NULL, invalid,

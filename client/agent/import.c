@@ -1099,6 +1099,7 @@ static int s_import_rows(s_import_t *self)
             asy_nhs_number_mask(error, masked, sizeof masked);
             snprintf(error, sizeof error, "%s", masked);
         }
+        bool mapped = object != NULL; /* object is released before the message is said */
         int added = ASY_EINVAL;
         if (object && s_derive_event_id(self, object) != 0) {
             json_decref(object);
@@ -1119,7 +1120,7 @@ static int s_import_rows(s_import_t *self)
         } else
             self->submitter->rejected++;
         if (added == ASY_EINVAL) {
-            const s_column_t *column = object ? s_column_of(self->mapping, error) : NULL;
+            const s_column_t *column = mapped ? s_column_of(self->mapping, error) : NULL;
             if (column)
                 fprintf(stderr, "%s:%lu: column \"%s\": %s\n", self->name, self->csv->record_line,
                         column->header, error);

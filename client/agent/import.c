@@ -1238,6 +1238,8 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
     struct sigaction saved[2];
     asy_interrupt_catch(saved);
     rc = import.seen_rows ? s_import_rows(&import) : ASY_ENOMEM;
+    if (!import.seen_rows)
+        asy_error("%s: out of memory", import.name);
     asy_interrupt_release(saved);
     zhashx_destroy(&import.seen_rows);
     asy_csv_release(&csv);

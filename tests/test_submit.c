@@ -856,6 +856,11 @@ Test(config, errors_name_the_key_or_flag)
     char *dangling[] = {"status", "--id"};
     cr_assert_eq(s_load(&config, dangling, 2, error), ASY_ECONFIG);
     cr_assert(strstr(error, "--id: needs a value"), "%s", error);
+    /* two files: which one is meant cannot be told (the last one used to win silently) */
+    char *twice[] = {"--config", "/nonexistent/a.cfg", "status", "--config=/nonexistent/b.cfg"};
+    cr_assert_eq(s_load(&config, twice, 4, error), ASY_ECONFIG);
+    cr_assert(strstr(error, "--config: given twice: which one is meant cannot be told"), "%s",
+              error);
     char *bad_flag[] = {"--endpoint", "udp://x", "run"};
     cr_assert_eq(s_load(&config, bad_flag, 3, error), ASY_ECONFIG);
     cr_assert(strstr(error, "--endpoint"), "%s", error);

@@ -253,6 +253,12 @@ int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, ch
             value = argv[++i];
         }
         size_t index = (size_t)(flag - S_FLAGS);
+        if (!flag->key && config_path) {
+            /* as a key given twice in the file: the last one winning silently hides a mistake */
+            asy_set_error(error, error_size,
+                          "%s: given twice: which one is meant cannot be told", flag->flag);
+            return ASY_ECONFIG;
+        }
         if (!flag->key)
             config_path = value;
         else if (counts[index] > ASY_AGENT_MAX_ENDPOINTS) {

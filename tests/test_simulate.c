@@ -174,6 +174,13 @@ Test(simulate, same_seed_same_events_other_seed_other_events)
     char *a = s_output("a.jsonl"), *b = s_output("b.jsonl"), *c = s_output("c.jsonl");
     cr_assert_str_eq(a, b, "the same seed gave different events");
     cr_assert_str_neq(a, c, "another seed gave the same events");
+    /* a leading zero does not make it octal: "010" is 10 */
+    cr_assert_eq(s_simulate("d.jsonl", "--events", "300", "--seed", "010", "--json", NULL), 0);
+    cr_assert_eq(s_simulate("e.jsonl", "--events", "300", "--seed", "10", "--json", NULL), 0);
+    char *d = s_output("d.jsonl"), *e = s_output("e.jsonl");
+    cr_assert_str_eq(d, e, "the seed \"010\" was not read as 10");
+    free(d);
+    free(e);
     size_t lines = 0;
     for (const char *p = a; *p; p++)
         lines += *p == '\n';
@@ -420,6 +427,9 @@ Test(simulate, usage_and_parameter_errors)
     cr_assert_eq(s_simulate("out", "--events", "0", NULL), 2);
     cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-30", NULL), 2);
     cr_assert_eq(s_simulate("out", "--events", "10", "--bogus", "1", NULL), 2);
+    /* a seed is decimal, as the other numbers are: not hexadecimal, no trailing junk */
+    cr_assert_eq(s_simulate("out", "--events", "10", "--seed", "0x10", NULL), 2);
+    cr_assert_eq(s_simulate("out", "--events", "10", "--seed", "12abc", NULL), 2);
     cr_assert_eq(s_simulate("out", "--help", NULL), 0);
     cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-01T24:00", NULL), 2);
     cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-01T9:00", NULL), 2);

@@ -437,7 +437,7 @@ static int s_parse(int argc, char **argv, s_options_t *options)
             options->rate = strtod(value, &end);
             ok = !errno && *end == '\0' && options->rate > 0 && options->rate <= 1e6;
         } else if (strcmp(arg, "--seed") == 0) {
-            options->seed = strtoull(value, &end, 0);
+            options->seed = strtoull(value, &end, 10);
             ok = !errno && *end == '\0' && value[0] != '-';
         } else if (strcmp(arg, "--params") == 0)
             options->params = value;

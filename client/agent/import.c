@@ -26,47 +26,53 @@
 #include <strings.h>
 
 #define S_ROWS_PER_TRANSACTION 1000
-#define S_PATH_DEPTH 4
+#define ASY_IMPORT_PATH_DEPTH 4
 /* A cell a message quotes: 80 bytes at most, NHS numbers masked before the cut (a cut number
    would leave nine of its ten digits, which the mask of the whole message cannot see) */
-#define S_CELL_SHOWN (80 + 4)
-#define S_CELL(text, shown) asy_nhs_number_shown((text), 80, (shown), sizeof(shown))
+#define ASY_IMPORT_CELL_SHOWN (80 + 4)
+#define ASY_IMPORT_CELL(text, shown) asy_nhs_number_shown((text), 80, (shown), sizeof(shown))
 
-typedef enum { S_TEXT, S_DATETIME, S_DATE, S_INTEGER, S_BOOLEAN } s_type_t;
-typedef enum { S_AUTO, S_ISO, S_DMY } s_date_format_t;
+typedef enum {
+    ASY_IMPORT_TEXT,
+    ASY_IMPORT_DATETIME,
+    ASY_IMPORT_DATE,
+    ASY_IMPORT_INTEGER,
+    ASY_IMPORT_BOOLEAN
+} asy_import_type_t;
+typedef enum { ASY_IMPORT_AUTO, ASY_IMPORT_ISO, ASY_IMPORT_DMY } asy_import_date_format_t;
 
 typedef struct {
     const char *from; /* borrowed from the zconfig tree */
     const char *to;
-} s_value_t;
+} asy_import_value_t;
 
 typedef struct {
     const char *header;
     char field[256];             /* lowerCamelCase path, or "kind" */
-    char *segment[S_PATH_DEPTH]; /* into field_split */
+    char *segment[ASY_IMPORT_PATH_DEPTH]; /* into field_split */
     char field_split[256];
     int depth;
     int body_kind; /* the event kind whose body the field is in, or 0 */
     bool is_kind;
     bool identifier; /* never echo its values in messages */
-    s_type_t type;
-    s_date_format_t format;
+    asy_import_type_t type;
+    asy_import_date_format_t format;
     char separator; /* list separator, or 0 */
     bool required;
     const char *fallback; /* `default` */
-    s_value_t *values;
+    asy_import_value_t *values;
     size_t value_count;
     int index; /* position in the CSV header */
-} s_column_t;
+} asy_import_column_t;
 
 typedef struct {
     zconfig_t *root;
     int fixed_kind;
     char delimiter;
-    s_column_t *columns;
+    asy_import_column_t *columns;
     size_t column_count;
     int kind_column; /* index into columns or -1 */
-} s_mapping_t;
+} asy_import_mapping_t;
 
 /* ------------------------------------------------------------------------------------------
    Dates and times. Without a zone they are Europe/London wall-clock times (calendar.h). */
@@ -148,13 +154,13 @@ static bool s_parse_zone(const char **p, s_datetime_t *out)
 }
 
 /* Parses ISO 8601 (YYYY-MM-DD[(T| )HH:MM[:SS[.f]]][Z|+HH:MM]) or d/m/yyyy[ HH:MM[:SS]]. */
-static bool s_parse_datetime(const char *text, s_date_format_t format, s_datetime_t *out)
+static bool s_parse_datetime(const char *text, asy_import_date_format_t format, s_datetime_t *out)
 {
     memset(out, 0, sizeof *out);
     const char *p = text;
-    if (format == S_AUTO)
-        format = strchr(text, '/') ? S_DMY : S_ISO;
-    if (format == S_ISO) {
+    if (format == ASY_IMPORT_AUTO)
+        format = strchr(text, '/') ? ASY_IMPORT_DMY : ASY_IMPORT_ISO;
+    if (format == ASY_IMPORT_ISO) {
         if (!s_digits(&p, 4, &out->year) || *p++ != '-' || !s_digits(&p, 2, &out->month) ||
             *p++ != '-' || !s_digits(&p, 2, &out->day))
             return false;
@@ -218,7 +224,7 @@ static void s_snake(const char *text, char *out, size_t size)
 }
 
 /* "referral_received.received_at" -> "referralReceived.receivedAt" (the JSON names). */
-static void s_camel(const char *text, char *out, size_t size)
+static void asy_import_camel(const char *text, char *out, size_t size)
 {
     size_t n = 0;
     for (const char *p = text; *p && n + 1 < size; p++) {
@@ -231,7 +237,7 @@ static void s_camel(const char *text, char *out, size_t size)
 }
 
 /* The kind named by text: dotted, snake_case or lowerCamelCase. */
-static int s_kind(const char *text)
+static int asy_import_kind(const char *text)
 {
     char snake[128];
     s_snake(text, snake, sizeof snake);
@@ -241,17 +247,17 @@ static int s_kind(const char *text)
 /* Checks at load time what each row would otherwise refuse one by one: the column's field
    path names a field of the event (or an identifier submit pseudonymises), and the values
    an enum field is mapped to are names of that enum. */
-static int s_check_field(const s_column_t *column, const char *where, char *error,
+static int s_check_field(const asy_import_column_t *column, const char *where, char *error,
                          size_t error_size)
 {
     for (size_t i = 0; column->is_kind && i < column->value_count; i++) {
         const char *to = column->values[i].to;
-        if (to && *to && !s_kind(to)) {
-            char shown[S_CELL_SHOWN];
+        if (to && *to && !asy_import_kind(to)) {
+            char shown[ASY_IMPORT_CELL_SHOWN];
             asy_set_error(error, error_size,
                           "%s/value \"%s\": to: \"%s\" is not an event kind (e.g. "
                           "referral.received; \"\" skips the row)",
-                          where, column->values[i].from, S_CELL(to, shown));
+                          where, column->values[i].from, ASY_IMPORT_CELL(to, shown));
             return ASY_ECONFIG;
         }
     }
@@ -283,13 +289,13 @@ static int s_check_field(const s_column_t *column, const char *where, char *erro
                   field->type != PROTOBUF_C_TYPE_BOOL && field->type != PROTOBUF_C_TYPE_ENUM &&
                   field->type != PROTOBUF_C_TYPE_MESSAGE;
     const char *wanted = NULL;
-    if (column->type == S_DATETIME && strcmp(message_name, "advsync.v1.Timestamp") != 0)
+    if (column->type == ASY_IMPORT_DATETIME && strcmp(message_name, "advsync.v1.Timestamp") != 0)
         wanted = "a datetime";
-    else if (column->type == S_DATE && strcmp(message_name, "advsync.v1.Date") != 0)
+    else if (column->type == ASY_IMPORT_DATE && strcmp(message_name, "advsync.v1.Date") != 0)
         wanted = "a date";
-    else if (column->type == S_INTEGER && !number)
+    else if (column->type == ASY_IMPORT_INTEGER && !number)
         wanted = "an integer";
-    else if (column->type == S_BOOLEAN && field->type != PROTOBUF_C_TYPE_BOOL)
+    else if (column->type == ASY_IMPORT_BOOLEAN && field->type != PROTOBUF_C_TYPE_BOOL)
         wanted = "a boolean";
     if (wanted) {
         asy_set_error(error, error_size, "%s/type: %s holds %s, not %s: every row would be refused",
@@ -333,7 +339,7 @@ static int s_check_field(const s_column_t *column, const char *where, char *erro
     return 0;
 }
 
-static bool s_flag(const char *value, bool *out)
+static bool asy_import_flag(const char *value, bool *out)
 {
     if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1"))
         *out = true;
@@ -345,8 +351,8 @@ static bool s_flag(const char *value, bool *out)
 }
 
 /* Reads one `column` section. Returns 0 or ASY_ECONFIG with error set. */
-static int s_load_column(s_column_t *column, zconfig_t *section, const char *where, char *error,
-                         size_t error_size)
+static int s_load_column(asy_import_column_t *column, zconfig_t *section, const char *where,
+                         char *error, size_t error_size)
 {
     column->index = -1;
     size_t values = 0;
@@ -372,30 +378,30 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
         else if (!strcmp(name, "field")) {
             char snake[256];
             s_snake(value, snake, sizeof snake);
-            s_camel(snake, column->field, sizeof column->field);
+            asy_import_camel(snake, column->field, sizeof column->field);
             ok = value[0] != '\0';
         } else if (!strcmp(name, "type")) {
             static const char *types[] = {"text", "datetime", "date", "integer", "boolean"};
             ok = false;
             for (int i = 0; i < 5; i++)
                 if (!strcmp(value, types[i])) {
-                    column->type = (s_type_t)i;
+                    column->type = (asy_import_type_t)i;
                     ok = true;
                 }
         } else if (!strcmp(name, "format")) {
-            column->format = !strcmp(value, "auto")         ? S_AUTO
-                             : !strcmp(value, "iso8601")    ? S_ISO
-                             : !strcmp(value, "dd/mm/yyyy") ? S_DMY
-                                                            : (ok = false, S_AUTO);
+            column->format = !strcmp(value, "auto")         ? ASY_IMPORT_AUTO
+                             : !strcmp(value, "iso8601")    ? ASY_IMPORT_ISO
+                             : !strcmp(value, "dd/mm/yyyy") ? ASY_IMPORT_DMY
+                                                            : (ok = false, ASY_IMPORT_AUTO);
         } else if (!strcmp(name, "list")) {
             column->separator = value[0];
             ok = strlen(value) == 1;
         } else if (!strcmp(name, "required"))
-            ok = s_flag(value, &column->required);
+            ok = asy_import_flag(value, &column->required);
         else if (!strcmp(name, "default"))
             column->fallback = value;
         else if (!strcmp(name, "value")) {
-            s_value_t *entry = &column->values[column->value_count++];
+            asy_import_value_t *entry = &column->values[column->value_count++];
             entry->from = zconfig_get(item, "from", NULL);
             entry->to = zconfig_get(item, "to", NULL);
             int froms = 0, tos = 0;
@@ -430,8 +436,9 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
     char *save = NULL;
     for (char *part = strtok_r(column->field_split, ".", &save); part;
          part = strtok_r(NULL, ".", &save)) {
-        if (column->depth == S_PATH_DEPTH) {
-            asy_set_error(error, error_size, "%s/field: deeper than %d levels", where, S_PATH_DEPTH);
+        if (column->depth == ASY_IMPORT_PATH_DEPTH) {
+            asy_set_error(error, error_size, "%s/field: deeper than %d levels", where,
+                          ASY_IMPORT_PATH_DEPTH);
             return ASY_ECONFIG;
         }
         column->segment[column->depth++] = part;
@@ -440,10 +447,10 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
         asy_set_error(error, error_size, "%s/field: empty path", where);
         return ASY_ECONFIG;
     }
-    column->body_kind = column->depth > 1 ? s_kind(column->segment[0]) : 0;
+    column->body_kind = column->depth > 1 ? asy_import_kind(column->segment[0]) : 0;
     column->identifier = !strcmp(column->field, "nhsNumber") ||
                          !strcmp(column->field, "personRef") || !strcmp(column->field, "caseRef");
-    if (column->identifier && (column->type != S_TEXT || column->separator)) {
+    if (column->identifier && (column->type != ASY_IMPORT_TEXT || column->separator)) {
         /* a conversion would refuse rows quoting the identifier, or change what is hashed */
         asy_set_error(error, error_size,
                       "%s: %s is an identifier: its column is text as given (no type other "
@@ -454,7 +461,7 @@ static int s_load_column(s_column_t *column, zconfig_t *section, const char *whe
     return s_check_field(column, where, error, error_size);
 }
 
-static void s_mapping_free(s_mapping_t *mapping)
+static void asy_import_mapping_free(asy_import_mapping_t *mapping)
 {
     for (size_t i = 0; i < mapping->column_count; i++)
         free(mapping->columns[i].values);
@@ -462,7 +469,8 @@ static void s_mapping_free(s_mapping_t *mapping)
     zconfig_destroy(&mapping->root);
 }
 
-static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, size_t error_size)
+static int asy_import_mapping_load(asy_import_mapping_t *mapping, const char *path, char *error,
+                                   size_t error_size)
 {
     memset(mapping, 0, sizeof *mapping);
     mapping->delimiter = ',';
@@ -504,7 +512,7 @@ static int s_mapping_load(s_mapping_t *mapping, const char *path, char *error, s
             return ASY_ECONFIG;
         }
         if (!strcmp(name, "kind")) {
-            mapping->fixed_kind = s_kind(value);
+            mapping->fixed_kind = asy_import_kind(value);
             if (!mapping->fixed_kind) {
                 asy_set_error(error, error_size, "%s: import/kind: unknown event kind \"%s\"", path,
                          value);
@@ -604,8 +612,8 @@ static const char *s_invisible(const char *value)
 
 /* The mapped text of one value (borrowed), or NULL with error set. *drop is set when the
    value maps to "" (leave it out). */
-static const char *s_translate(const s_column_t *column, const char *value, bool *drop, char *error,
-                               size_t error_size)
+static const char *s_translate(const asy_import_column_t *column, const char *value, bool *drop,
+                               char *error, size_t error_size)
 {
     *drop = false;
     if (column->value_count == 0)
@@ -623,14 +631,14 @@ static const char *s_translate(const s_column_t *column, const char *value, bool
         *drop = any[0] == '\0';
         return any;
     }
-    char shown[S_CELL_SHOWN];
+    char shown[ASY_IMPORT_CELL_SHOWN];
     if (column->identifier)
         asy_set_error(error, error_size, "column \"%s\": value has no mapping", column->header);
     else
         asy_set_error(error, error_size,
                       "column \"%s\": \"%s\" has no mapping (add a `value` with "
                       "from = \"%s\")%s",
-                      column->header, S_CELL(value, shown), shown, s_invisible(value));
+                      column->header, ASY_IMPORT_CELL(value, shown), shown, s_invisible(value));
     return NULL;
 }
 
@@ -650,34 +658,36 @@ static void s_not_utf8(const char *header, const char *text, char *error, size_t
 }
 
 /* The JSON value of one (translated) item, or NULL with error set. */
-static json_t *s_convert(const s_column_t *column, const char *text, char *error, size_t error_size)
+static json_t *s_convert(const asy_import_column_t *column, const char *text, char *error,
+                         size_t error_size)
 {
     s_datetime_t time;
-    char shown[S_CELL_SHOWN];
+    char shown[ASY_IMPORT_CELL_SHOWN];
     switch (column->type) {
-    case S_TEXT:
+    case ASY_IMPORT_TEXT:
         if (!asy_json_utf8_valid(text, strlen(text))) {
             s_not_utf8(column->header, text, error, error_size);
             return NULL;
         }
         return json_string(text);
-    case S_DATETIME:
-    case S_DATE:
+    case ASY_IMPORT_DATETIME:
+    case ASY_IMPORT_DATE:
         if (!s_parse_datetime(text, column->format, &time)) {
-            asy_set_error(
-                error, error_size, "column \"%s\": \"%s\" is not a %s (%s)", column->header,
-                S_CELL(text, shown), column->type == S_DATE ? "date" : "date and time",
-                column->format == S_DMY   ? "dd/mm/yyyy [HH:MM[:SS]]"
-                : column->format == S_ISO ? "YYYY-MM-DD[THH:MM[:SS][Z|+HH:MM]]"
-                                          : "dd/mm/yyyy [HH:MM] or YYYY-MM-DD[THH:MM...]");
+            asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a %s (%s)",
+                          column->header, ASY_IMPORT_CELL(text, shown),
+                          column->type == ASY_IMPORT_DATE ? "date" : "date and time",
+                          column->format == ASY_IMPORT_DMY ? "dd/mm/yyyy [HH:MM[:SS]]"
+                          : column->format == ASY_IMPORT_ISO
+                              ? "YYYY-MM-DD[THH:MM[:SS][Z|+HH:MM]]"
+                              : "dd/mm/yyyy [HH:MM] or YYYY-MM-DD[THH:MM...]");
             return NULL;
         }
-        if (column->type == S_DATE) {
+        if (column->type == ASY_IMPORT_DATE) {
             if (time.has_time) {
                 asy_set_error(error, error_size,
                               "column \"%s\": \"%s\" has a time; a date is "
                               "expected",
-                              column->header, S_CELL(text, shown));
+                              column->header, ASY_IMPORT_CELL(text, shown));
                 return NULL;
             }
             char date[48];
@@ -687,22 +697,22 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
         char utc[40];
         s_datetime_utc(&time, utc);
         return json_string(utc);
-    case S_INTEGER: {
+    case ASY_IMPORT_INTEGER: {
         char *end = NULL;
         errno = 0;
         long long number = strtoll(text, &end, 10);
         if (*end || errno || end == text) {
             asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a whole number",
-                          column->header, S_CELL(text, shown));
+                          column->header, ASY_IMPORT_CELL(text, shown));
             return NULL;
         }
         return json_integer(number);
     }
-    case S_BOOLEAN: {
+    case ASY_IMPORT_BOOLEAN: {
         bool flag = strcasecmp(text, "y") == 0;
-        if (!flag && strcasecmp(text, "n") != 0 && !s_flag(text, &flag)) {
+        if (!flag && strcasecmp(text, "n") != 0 && !asy_import_flag(text, &flag)) {
             asy_set_error(error, error_size, "column \"%s\": \"%s\" is not yes/no/true/false/1/0",
-                          column->header, S_CELL(text, shown));
+                          column->header, ASY_IMPORT_CELL(text, shown));
             return NULL;
         }
         return json_boolean(flag);
@@ -712,7 +722,7 @@ static json_t *s_convert(const s_column_t *column, const char *text, char *error
 }
 
 /* s_cell of a trimmed text, which a list column cuts into items in place. */
-static json_t *s_cell_text(const s_column_t *column, char *text, bool *skip, char *error,
+static json_t *s_cell_text(const asy_import_column_t *column, char *text, bool *skip, char *error,
                            size_t error_size)
 {
     *skip = false;
@@ -766,7 +776,7 @@ static json_t *s_cell_text(const s_column_t *column, char *text, bool *skip, cha
 /* The JSON value of one cell: a single value, an array (list columns), or NULL with *skip
    set (empty, leave the field out), or NULL with error set. An empty cell takes the column's
    default, a copy of it: cut into items in place, it served only its first row whole. */
-static json_t *s_cell(const s_column_t *column, char *cell, bool *skip, char *error,
+static json_t *s_cell(const asy_import_column_t *column, char *cell, bool *skip, char *error,
                       size_t error_size)
 {
     char *text = s_trim(cell);
@@ -784,7 +794,7 @@ static json_t *s_cell(const s_column_t *column, char *cell, bool *skip, char *er
 }
 
 /* Puts value (taken) at the column's path inside object. */
-static int s_put(json_t *object, const s_column_t *column, json_t *value, char *error,
+static int s_put(json_t *object, const asy_import_column_t *column, json_t *value, char *error,
                  size_t error_size)
 {
     json_t *at = object;
@@ -807,13 +817,13 @@ static int s_put(json_t *object, const s_column_t *column, json_t *value, char *
 }
 
 /* The kind of the current row. Returns 0 or ASY_EINVAL. */
-static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, char *error,
+static int s_row_kind(const asy_import_mapping_t *mapping, asy_csv_t *csv, int *kind, char *error,
                       size_t error_size)
 {
     *kind = mapping->fixed_kind;
     if (mapping->kind_column < 0)
         return 0;
-    const s_column_t *column = &mapping->columns[mapping->kind_column];
+    const asy_import_column_t *column = &mapping->columns[mapping->kind_column];
     char *text = s_trim(asy_csv_field(csv, column->index));
     if (!*text && column->fallback)
         text = (char *)column->fallback;
@@ -832,13 +842,13 @@ static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, cha
         *kind = 0; /* mapped to "": not an event, the row is skipped */
         return 0;
     }
-    *kind = s_kind(mapped);
+    *kind = asy_import_kind(mapped);
     if (!*kind) {
-        char shown[S_CELL_SHOWN];
+        char shown[ASY_IMPORT_CELL_SHOWN];
         asy_set_error(error, error_size,
                       "column \"%s\": \"%s\" is not an event kind (map it with a "
                       "`value` to one, e.g. referral.received)",
-                      column->header, S_CELL(mapped, shown));
+                      column->header, ASY_IMPORT_CELL(mapped, shown));
         return ASY_EINVAL;
     }
     return 0;
@@ -846,8 +856,9 @@ static int s_row_kind(const s_mapping_t *mapping, asy_csv_t *csv, int *kind, cha
 
 /* Builds the event object of the current row. Returns it (caller owns), or NULL with error
    set; *empty is set for a row of empty cells (skipped silently). */
-static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t header_count,
-                            bool *empty, char *error, size_t error_size)
+static json_t *asy_import_row_object(const asy_import_mapping_t *mapping, asy_csv_t *csv,
+                                     size_t header_count, bool *empty, char *error,
+                                     size_t error_size)
 {
     *empty = false;
     if (csv->problem[0]) {
@@ -873,11 +884,11 @@ static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t h
     asy_set_error(snake, sizeof snake, "%s", asy_kind_name(kind));
     for (char *dot = strchr(snake, '.'); dot; dot = strchr(dot, '.'))
         *dot = '_';
-    s_camel(snake, body, sizeof body);
+    asy_import_camel(snake, body, sizeof body);
     json_t *object = json_object();
     json_object_set_new(object, body, json_object());
     for (size_t i = 0; i < mapping->column_count; i++) {
-        const s_column_t *column = &mapping->columns[i];
+        const asy_import_column_t *column = &mapping->columns[i];
         if (column->is_kind || (column->body_kind && column->body_kind != kind))
             continue;
         bool skip;
@@ -893,7 +904,8 @@ static json_t *s_row_object(const s_mapping_t *mapping, asy_csv_t *csv, size_t h
 }
 
 /* Finds each mapped column in the header row. Returns 0 or ASY_EINVAL with error set. */
-static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, size_t error_size)
+static int asy_import_resolve_header(asy_import_mapping_t *mapping, asy_csv_t *csv, char *error,
+                                     size_t error_size)
 {
     const char *first = csv->count > 0 ? asy_csv_field(csv, 0) : "";
     if (!strncmp(first, "\xFF\xFE", 2) || !strncmp(first, "\xFE\xFF", 2)) {
@@ -916,7 +928,7 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
         }
     }
     for (size_t c = 0; c < mapping->column_count; c++) {
-        s_column_t *column = &mapping->columns[c];
+        asy_import_column_t *column = &mapping->columns[c];
         for (size_t i = 0; i < csv->count; i++) {
             if (strcasecmp(s_trim(asy_csv_field(csv, i)), column->header) != 0)
                 continue;
@@ -950,7 +962,8 @@ static int s_resolve_header(s_mapping_t *mapping, asy_csv_t *csv, char *error, s
 }
 
 /* If the submitter's message names a mapped field, the column that feeds it. */
-static const s_column_t *s_column_of(const s_mapping_t *mapping, const char *message)
+static const asy_import_column_t *asy_import_column_of(const asy_import_mapping_t *mapping,
+                                                       const char *message)
 {
     char field[256];
     const char *colon = strchr(message, ':');
@@ -971,7 +984,7 @@ static const s_column_t *s_column_of(const s_mapping_t *mapping, const char *mes
 
 typedef struct {
     asy_submitter_t *submitter;
-    s_mapping_t *mapping;
+    asy_import_mapping_t *mapping;
     asy_csv_t *csv;
     const char *name;
     uint64_t committed;
@@ -1064,7 +1077,7 @@ static int s_import_rows(s_import_t *self)
         return ASY_EINVAL;
     }
     size_t header_count = self->csv->count;
-    if (s_resolve_header(self->mapping, self->csv, error, sizeof error) != 0) {
+    if (asy_import_resolve_header(self->mapping, self->csv, error, sizeof error) != 0) {
         asy_error("%s:%lu: %s", self->name, self->csv->record_line, error);
         return ASY_EINVAL;
     }
@@ -1089,8 +1102,8 @@ static int s_import_rows(s_import_t *self)
             break;
         }
         bool empty;
-        json_t *object =
-            s_row_object(self->mapping, self->csv, header_count, &empty, error, sizeof error);
+        json_t *object = asy_import_row_object(self->mapping, self->csv, header_count, &empty,
+                                               error, sizeof error);
         if (empty)
             continue;
         if (!object) { /* a refused cell is quoted: never an NHS number (asy_submitter_add
@@ -1120,7 +1133,8 @@ static int s_import_rows(s_import_t *self)
         } else
             self->submitter->rejected++;
         if (added == ASY_EINVAL) {
-            const s_column_t *column = mapped ? s_column_of(self->mapping, error) : NULL;
+            const asy_import_column_t *column =
+                mapped ? asy_import_column_of(self->mapping, error) : NULL;
             if (column)
                 fprintf(stderr, "%s:%lu: column \"%s\": %s\n", self->name, self->csv->record_line,
                         column->header, error);
@@ -1200,24 +1214,24 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
         return 2;
     }
     char error[1024];
-    s_mapping_t mapping;
-    int rc = s_mapping_load(&mapping, mapping_path, error, sizeof error);
+    asy_import_mapping_t mapping;
+    int rc = asy_import_mapping_load(&mapping, mapping_path, error, sizeof error);
     if (rc != 0) {
         asy_error("%s", error);
-        s_mapping_free(&mapping);
+        asy_import_mapping_free(&mapping);
         return 2;
     }
     bool from_stdin = !strcmp(path, "-");
     struct stat info;
     if (!from_stdin && stat(path, &info) == 0 && S_ISDIR(info.st_mode)) {
         asy_error("cannot read %s: it is a folder, not a CSV file", path);
-        s_mapping_free(&mapping);
+        asy_import_mapping_free(&mapping);
         return 1;
     }
     FILE *file = from_stdin ? stdin : fopen(path, "rb");
     if (!file) {
         asy_error("cannot read %s: %s", path, strerror(errno));
-        s_mapping_free(&mapping);
+        asy_import_mapping_free(&mapping);
         return 1;
     }
     asy_pseudonym_key_t key;
@@ -1225,7 +1239,7 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
     if (asy_submitter_open(config, &key, &outbox) != 0) {
         if (!from_stdin)
             fclose(file);
-        s_mapping_free(&mapping);
+        asy_import_mapping_free(&mapping);
         return 1;
     }
     asy_submitter_t submitter = {.outbox = outbox, .key = &key, .site_id = config->site_id};
@@ -1246,7 +1260,7 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);
-    s_mapping_free(&mapping);
+    asy_import_mapping_free(&mapping);
     int signal_caught = asy_interrupted();
     if (rc == 0 && signal_caught) {
         printf("interrupted (%s): stored %llu, duplicates %llu, rejected %llu; the rest was not "

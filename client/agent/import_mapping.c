@@ -53,11 +53,10 @@ int asy_import_kind(const char *text)
     return asy_kind_from_name(snake);
 }
 
-/* Checks at load time what each row would otherwise refuse one by one: the column's field
-   path names a field of the event (or an identifier submit pseudonymises), and the values
-   an enum field is mapped to are names of that enum. */
-static int s_check_field(const asy_import_column_t *column, const char *where, char *error,
-                         size_t error_size)
+/* The values the kind column is mapped to must name event kinds ("" skips the row). Returns 0
+   or ASY_ECONFIG with error set. */
+static int s_check_kind_values(const asy_import_column_t *column, const char *where, char *error,
+                               size_t error_size)
 {
     for (size_t i = 0; column->is_kind && i < column->value_count; i++) {
         const char *to = column->values[i].to;
@@ -70,8 +69,16 @@ static int s_check_field(const asy_import_column_t *column, const char *where, c
             return ASY_ECONFIG;
         }
     }
-    if (column->is_kind || column->identifier)
-        return 0;
+    return 0;
+}
+
+/* The field the column's path ends at, *desc_p set to the message that holds it; NULL with
+   error set if the path names no field of the event. */
+static const ProtobufCFieldDescriptor *s_find_field(const asy_import_column_t *column,
+                                                    const ProtobufCMessageDescriptor **desc_p,
+                                                    const char *where, char *error,
+                                                    size_t error_size)
+{
     const ProtobufCMessageDescriptor *desc = &advsync__v1__event__descriptor;
     const ProtobufCFieldDescriptor *field = NULL;
     for (int i = 0; i < column->depth; i++) {
@@ -79,18 +86,26 @@ static int s_check_field(const asy_import_column_t *column, const char *where, c
         if (!field) {
             asy_set_error(error, error_size, "%s/field: %s: %s has no field \"%s\"", where,
                           column->field, desc->short_name, column->segment[i]);
-            return ASY_ECONFIG;
+            return NULL;
         }
         bool last = i == column->depth - 1;
         if (!last && field->type != PROTOBUF_C_TYPE_MESSAGE) {
             asy_set_error(error, error_size, "%s/field: %s: %s is not a message", where,
                           column->field, column->segment[i]);
-            return ASY_ECONFIG;
+            return NULL;
         }
         if (!last)
             desc = field->descriptor;
     }
-    /* the column's type must make a value the field takes */
+    *desc_p = desc;
+    return field;
+}
+
+/* The column's type must make a value the field takes. Returns 0 or ASY_ECONFIG with error
+   set. */
+static int s_check_type(const asy_import_column_t *column, const ProtobufCFieldDescriptor *field,
+                        const char *where, char *error, size_t error_size)
+{
     const char *message_name = field->type == PROTOBUF_C_TYPE_MESSAGE
                                    ? ((const ProtobufCMessageDescriptor *)field->descriptor)->name
                                    : "";
@@ -117,9 +132,16 @@ static int s_check_field(const asy_import_column_t *column, const char *where, c
                       wanted);
         return ASY_ECONFIG;
     }
-    if (field->type != PROTOBUF_C_TYPE_ENUM)
-        return 0;
-    /* each value the enum field is mapped to, read as a row's would be */
+    return 0;
+}
+
+/* Each value the enum field is mapped to, read as a row's would be. Returns 0, or ASY_ECONFIG
+   (or ASY_ENOMEM) with error set. */
+static int s_check_enum_values(const asy_import_column_t *column,
+                               const ProtobufCMessageDescriptor *desc,
+                               const ProtobufCFieldDescriptor *field, const char *where,
+                               char *error, size_t error_size)
+{
     for (size_t i = 0; i < column->value_count; i++) {
         const char *to = column->values[i].to;
         if (!to || !*to)
@@ -148,6 +170,26 @@ static int s_check_field(const asy_import_column_t *column, const char *where, c
     return 0;
 }
 
+/* Checks at load time what each row would otherwise refuse one by one: the column's field
+   path names a field of the event (or an identifier submit pseudonymises), and the values
+   an enum field is mapped to are names of that enum. */
+static int s_check_field(const asy_import_column_t *column, const char *where, char *error,
+                         size_t error_size)
+{
+    int rc = s_check_kind_values(column, where, error, error_size);
+    if (rc != 0 || column->is_kind || column->identifier)
+        return rc;
+    const ProtobufCMessageDescriptor *desc = NULL;
+    const ProtobufCFieldDescriptor *field = s_find_field(column, &desc, where, error, error_size);
+    if (!field)
+        return ASY_ECONFIG;
+    if ((rc = s_check_type(column, field, where, error, error_size)) != 0)
+        return rc;
+    if (field->type != PROTOBUF_C_TYPE_ENUM)
+        return 0;
+    return s_check_enum_values(column, desc, field, where, error, error_size);
+}
+
 bool asy_import_flag(const char *value, bool *out)
 {
     if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1"))
@@ -159,11 +201,65 @@ bool asy_import_flag(const char *value, bool *out)
     return true;
 }
 
-/* Reads one `column` section. Returns 0 or ASY_ECONFIG with error set. */
-static int s_load_column(asy_import_column_t *column, zconfig_t *section, const char *where,
-                         char *error, size_t error_size)
+/* Reads a `value` section (one from, one to) into entry: false if it is not one. */
+static bool s_load_value(asy_import_value_t *entry, zconfig_t *item)
 {
-    column->index = -1;
+    entry->from = zconfig_get(item, "from", NULL);
+    entry->to = zconfig_get(item, "to", NULL);
+    int froms = 0, tos = 0;
+    for (zconfig_t *key = zconfig_child(item); key; key = zconfig_next(key)) {
+        froms += !strcmp(zconfig_name(key), "from");
+        tos += !strcmp(zconfig_name(key), "to");
+    }
+    return entry->from && entry->to && froms == 1 && tos == 1;
+}
+
+/* Reads one key of a `column` section into column: false if its value is bad; *known is
+   false for a key a column does not have. */
+static bool s_column_key(asy_import_column_t *column, zconfig_t *item, const char *name,
+                         const char *value, bool *known)
+{
+    *known = true;
+    bool ok = true;
+    if (!strcmp(name, "header"))
+        column->header = value;
+    else if (!strcmp(name, "field")) {
+        char snake[256];
+        s_snake(value, snake, sizeof snake);
+        asy_import_camel(snake, column->field, sizeof column->field);
+        ok = value[0] != '\0';
+    } else if (!strcmp(name, "type")) {
+        static const char *types[] = {"text", "datetime", "date", "integer", "boolean"};
+        ok = false;
+        for (int i = 0; i < 5; i++)
+            if (!strcmp(value, types[i])) {
+                column->type = (asy_import_type_t)i;
+                ok = true;
+            }
+    } else if (!strcmp(name, "format")) {
+        column->format = !strcmp(value, "auto")         ? ASY_IMPORT_AUTO
+                         : !strcmp(value, "iso8601")    ? ASY_IMPORT_ISO
+                         : !strcmp(value, "dd/mm/yyyy") ? ASY_IMPORT_DMY
+                                                        : (ok = false, ASY_IMPORT_AUTO);
+    } else if (!strcmp(name, "list")) {
+        column->separator = value[0];
+        ok = strlen(value) == 1;
+    } else if (!strcmp(name, "required"))
+        ok = asy_import_flag(value, &column->required);
+    else if (!strcmp(name, "default"))
+        column->fallback = value;
+    else if (!strcmp(name, "value"))
+        ok = s_load_value(&column->values[column->value_count++], item);
+    else
+        *known = false;
+    return ok;
+}
+
+/* Makes room for the `value` sections of a `column` section. Returns 0 or ASY_ENOMEM with
+   error set. */
+static int s_alloc_values(asy_import_column_t *column, zconfig_t *section, char *error,
+                          size_t error_size)
+{
     size_t values = 0;
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item))
         values += strcmp(zconfig_name(item), "value") == 0;
@@ -172,6 +268,14 @@ static int s_load_column(asy_import_column_t *column, zconfig_t *section, const 
         asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
+    return 0;
+}
+
+/* Reads the keys of a `column` section into column. Returns 0 or ASY_ECONFIG with error
+   set. */
+static int s_load_column_keys(asy_import_column_t *column, zconfig_t *section, const char *where,
+                              char *error, size_t error_size)
+{
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
         const char *name = zconfig_name(item);
         const char *value = zconfig_value(item) ? zconfig_value(item) : "";
@@ -181,45 +285,9 @@ static int s_load_column(asy_import_column_t *column, zconfig_t *section, const 
                           "%s/%s: given twice: which one is meant cannot be told", where, name);
             return ASY_ECONFIG;
         }
-        bool ok = true;
-        if (!strcmp(name, "header"))
-            column->header = value;
-        else if (!strcmp(name, "field")) {
-            char snake[256];
-            s_snake(value, snake, sizeof snake);
-            asy_import_camel(snake, column->field, sizeof column->field);
-            ok = value[0] != '\0';
-        } else if (!strcmp(name, "type")) {
-            static const char *types[] = {"text", "datetime", "date", "integer", "boolean"};
-            ok = false;
-            for (int i = 0; i < 5; i++)
-                if (!strcmp(value, types[i])) {
-                    column->type = (asy_import_type_t)i;
-                    ok = true;
-                }
-        } else if (!strcmp(name, "format")) {
-            column->format = !strcmp(value, "auto")         ? ASY_IMPORT_AUTO
-                             : !strcmp(value, "iso8601")    ? ASY_IMPORT_ISO
-                             : !strcmp(value, "dd/mm/yyyy") ? ASY_IMPORT_DMY
-                                                            : (ok = false, ASY_IMPORT_AUTO);
-        } else if (!strcmp(name, "list")) {
-            column->separator = value[0];
-            ok = strlen(value) == 1;
-        } else if (!strcmp(name, "required"))
-            ok = asy_import_flag(value, &column->required);
-        else if (!strcmp(name, "default"))
-            column->fallback = value;
-        else if (!strcmp(name, "value")) {
-            asy_import_value_t *entry = &column->values[column->value_count++];
-            entry->from = zconfig_get(item, "from", NULL);
-            entry->to = zconfig_get(item, "to", NULL);
-            int froms = 0, tos = 0;
-            for (zconfig_t *key = zconfig_child(item); key; key = zconfig_next(key)) {
-                froms += !strcmp(zconfig_name(key), "from");
-                tos += !strcmp(zconfig_name(key), "to");
-            }
-            ok = entry->from && entry->to && froms == 1 && tos == 1;
-        } else {
+        bool known;
+        bool ok = s_column_key(column, item, name, value, &known);
+        if (!known) {
             asy_set_error(error, error_size,
                           "%s/%s: unknown key (known: header, field, type, format, "
                           "list, required, default, value)",
@@ -236,11 +304,14 @@ static int s_load_column(asy_import_column_t *column, zconfig_t *section, const 
             return ASY_ECONFIG;
         }
     }
-    if (!column->header || !column->header[0] || !column->field[0]) {
-        asy_set_error(error, error_size, "%s: needs header and field", where);
-        return ASY_ECONFIG;
-    }
-    column->is_kind = !strcmp(column->field, "kind");
+    return 0;
+}
+
+/* Cuts the column's field path at its dots into segment[]. Returns 0 or ASY_ECONFIG with
+   error set. */
+static int s_split_path(asy_import_column_t *column, const char *where, char *error,
+                        size_t error_size)
+{
     snprintf(column->field_split, sizeof column->field_split, "%s", column->field);
     char *save = NULL;
     for (char *part = strtok_r(column->field_split, ".", &save); part;
@@ -256,6 +327,26 @@ static int s_load_column(asy_import_column_t *column, zconfig_t *section, const 
         asy_set_error(error, error_size, "%s/field: empty path", where);
         return ASY_ECONFIG;
     }
+    return 0;
+}
+
+/* Reads one `column` section. Returns 0 or ASY_ECONFIG with error set. */
+static int s_load_column(asy_import_column_t *column, zconfig_t *section, const char *where,
+                         char *error, size_t error_size)
+{
+    column->index = -1;
+    int rc = s_alloc_values(column, section, error, error_size);
+    if (rc == 0)
+        rc = s_load_column_keys(column, section, where, error, error_size);
+    if (rc != 0)
+        return rc;
+    if (!column->header || !column->header[0] || !column->field[0]) {
+        asy_set_error(error, error_size, "%s: needs header and field", where);
+        return ASY_ECONFIG;
+    }
+    column->is_kind = !strcmp(column->field, "kind");
+    if ((rc = s_split_path(column, where, error, error_size)) != 0)
+        return rc;
     column->body_kind = column->depth > 1 ? asy_import_kind(column->segment[0]) : 0;
     column->identifier = !strcmp(column->field, "nhsNumber") ||
                          !strcmp(column->field, "personRef") || !strcmp(column->field, "caseRef");

@@ -369,30 +369,34 @@ void asy_import_mapping_free(asy_import_mapping_t *mapping)
     zconfig_destroy(&mapping->root);
 }
 
-int asy_import_mapping_load(asy_import_mapping_t *mapping, const char *path, char *error,
-                            size_t error_size)
+/* Opens the mapping file at path into mapping->root: its `import` section, or NULL with
+   error set. */
+static zconfig_t *s_open_section(asy_import_mapping_t *mapping, const char *path, char *error,
+                                 size_t error_size)
 {
-    memset(mapping, 0, sizeof *mapping);
-    mapping->delimiter = ',';
-    mapping->kind_column = -1;
     FILE *probe = fopen(path, "r");
     if (!probe) {
         asy_set_error(error, error_size, "cannot read mapping %s: %s", path, strerror(errno));
-        return ASY_ECONFIG;
+        return NULL;
     }
     fclose(probe);
     mapping->root = zconfig_load(path);
     char why[256];
     if (mapping->root && !asy_sections_uncut(path, why, sizeof why)) {
         asy_set_error(error, error_size, "%s: %s", path, why);
-        return ASY_ECONFIG;
+        return NULL;
     }
     zconfig_t *section = mapping->root ? zconfig_locate(mapping->root, "import") : NULL;
-    if (!section) {
+    if (!section)
         asy_set_error(error, error_size, "%s: %s", path,
                       mapping->root ? "no `import` section" : "not a valid zconfig file");
-        return ASY_ECONFIG;
-    }
+    return section;
+}
+
+/* Makes room for the `column` sections of section. Returns 0 or ASY_ENOMEM with error set. */
+static int s_alloc_columns(asy_import_mapping_t *mapping, zconfig_t *section, char *error,
+                           size_t error_size)
+{
     size_t columns = 0;
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item))
         columns += strcmp(zconfig_name(item), "column") == 0;
@@ -401,58 +405,89 @@ int asy_import_mapping_load(asy_import_mapping_t *mapping, const char *path, cha
         asy_set_error(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
-    for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
-        const char *name = zconfig_name(item);
-        const char *value = zconfig_value(item) ? zconfig_value(item) : "";
-        /* `column` repeats on purpose; an unknown key is refused below */
-        if (strcmp(name, "column") != 0 && asy_sections_given_before(section, item)) {
-            asy_set_error(error, error_size,
-                          "%s: import/%s: given twice: which one is meant cannot be told", path,
-                          name);
+    return 0;
+}
+
+/* Reads a `column` section as the mapping's next column: one kind column at most, one column
+   per field. Returns 0, or ASY_ECONFIG (or ASY_ENOMEM) with error set. */
+static int s_add_column(asy_import_mapping_t *mapping, zconfig_t *item, const char *path,
+                        char *error, size_t error_size)
+{
+    char where[512];
+    size_t index = mapping->column_count++;
+    snprintf(where, sizeof where, "%s: import/column %zu", path, index + 1);
+    int rc = s_load_column(&mapping->columns[index], item, where, error, error_size);
+    if (rc != 0)
+        return rc;
+    if (mapping->columns[index].is_kind) {
+        if (mapping->kind_column >= 0) {
+            asy_set_error(error, error_size, "%s: two columns give the kind", where);
             return ASY_ECONFIG;
         }
-        if (!strcmp(name, "kind")) {
-            mapping->fixed_kind = asy_import_kind(value);
-            if (!mapping->fixed_kind) {
-                asy_set_error(error, error_size, "%s: import/kind: unknown event kind \"%s\"", path,
-                              value);
-                return ASY_ECONFIG;
-            }
-        } else if (!strcmp(name, "delimiter")) {
-            mapping->delimiter = !strcmp(value, "tab") ? '\t' : value[0];
-            if (strcmp(value, "tab") != 0 && strlen(value) != 1) {
-                asy_set_error(error, error_size, "%s: import/delimiter: one character or \"tab\"",
-                              path);
-                return ASY_ECONFIG;
-            }
-        } else if (!strcmp(name, "column")) {
-            char where[512];
-            size_t index = mapping->column_count++;
-            snprintf(where, sizeof where, "%s: import/column %zu", path, index + 1);
-            int rc = s_load_column(&mapping->columns[index], item, where, error, error_size);
-            if (rc != 0)
-                return rc;
-            if (mapping->columns[index].is_kind) {
-                if (mapping->kind_column >= 0) {
-                    asy_set_error(error, error_size, "%s: two columns give the kind", where);
-                    return ASY_ECONFIG;
-                }
-                mapping->kind_column = (int)index;
-            }
-            for (size_t other = 0; other < index; other++)
-                if (!strcmp(mapping->columns[other].field, mapping->columns[index].field)) {
-                    asy_set_error(error, error_size, "%s: field %s is already fed by column %zu",
-                                  where, mapping->columns[index].field, other + 1);
-                    return ASY_ECONFIG;
-                }
-        } else {
-            asy_set_error(error, error_size,
-                          "%s: import/%s: unknown key (known: kind, delimiter, "
-                          "column)",
-                          path, name);
-            return ASY_ECONFIG;
-        }
+        mapping->kind_column = (int)index;
     }
+    for (size_t other = 0; other < index; other++)
+        if (!strcmp(mapping->columns[other].field, mapping->columns[index].field)) {
+            asy_set_error(error, error_size, "%s: field %s is already fed by column %zu", where,
+                          mapping->columns[index].field, other + 1);
+            return ASY_ECONFIG;
+        }
+    return 0;
+}
+
+/* Reads one key of the `import` section. Returns 0, or ASY_ECONFIG (or ASY_ENOMEM) with error
+   set. */
+static int s_mapping_key(asy_import_mapping_t *mapping, zconfig_t *section, zconfig_t *item,
+                         const char *path, char *error, size_t error_size)
+{
+    const char *name = zconfig_name(item);
+    const char *value = zconfig_value(item) ? zconfig_value(item) : "";
+    /* `column` repeats on purpose; an unknown key is refused below */
+    if (strcmp(name, "column") != 0 && asy_sections_given_before(section, item)) {
+        asy_set_error(error, error_size,
+                      "%s: import/%s: given twice: which one is meant cannot be told", path, name);
+        return ASY_ECONFIG;
+    }
+    if (!strcmp(name, "kind")) {
+        mapping->fixed_kind = asy_import_kind(value);
+        if (!mapping->fixed_kind) {
+            asy_set_error(error, error_size, "%s: import/kind: unknown event kind \"%s\"", path,
+                          value);
+            return ASY_ECONFIG;
+        }
+    } else if (!strcmp(name, "delimiter")) {
+        mapping->delimiter = !strcmp(value, "tab") ? '\t' : value[0];
+        if (strcmp(value, "tab") != 0 && strlen(value) != 1) {
+            asy_set_error(error, error_size, "%s: import/delimiter: one character or \"tab\"",
+                          path);
+            return ASY_ECONFIG;
+        }
+    } else if (!strcmp(name, "column"))
+        return s_add_column(mapping, item, path, error, error_size);
+    else {
+        asy_set_error(error, error_size,
+                      "%s: import/%s: unknown key (known: kind, delimiter, "
+                      "column)",
+                      path, name);
+        return ASY_ECONFIG;
+    }
+    return 0;
+}
+
+int asy_import_mapping_load(asy_import_mapping_t *mapping, const char *path, char *error,
+                            size_t error_size)
+{
+    memset(mapping, 0, sizeof *mapping);
+    mapping->delimiter = ',';
+    mapping->kind_column = -1;
+    zconfig_t *section = s_open_section(mapping, path, error, error_size);
+    if (!section)
+        return ASY_ECONFIG;
+    int rc = s_alloc_columns(mapping, section, error, error_size);
+    for (zconfig_t *item = zconfig_child(section); item && rc == 0; item = zconfig_next(item))
+        rc = s_mapping_key(mapping, section, item, path, error, error_size);
+    if (rc != 0)
+        return rc;
     if (!mapping->fixed_kind && mapping->kind_column < 0) {
         asy_set_error(error, error_size,
                       "%s: say which event each row is: import/kind = KIND, or a "

@@ -29,6 +29,9 @@ typedef struct {
     const char *name;
     uint64_t committed;
     zhashx_t *seen_rows; /* row digest -> how many such rows so far (uintptr_t) */
+    size_t header_count; /* fields of the header row */
+    bool open;           /* a transaction is open */
+    int pending;         /* rows stored in it */
 } s_import_t;
 
 /* Gives a row without an eventId column one derived from what it says, so that importing
@@ -98,8 +101,9 @@ static char s_sep_line(asy_csv_t *csv)
     return 0;
 }
 
-/* Reads every row into the outbox. Returns 0, or a fatal code after reporting it. */
-static int s_import_rows(s_import_t *self)
+/* Reads the header row (after Excel's "sep=" line, if any) and finds the mapped columns in
+   it. Returns 0, or ASY_EINVAL after reporting it. */
+static int s_read_header(s_import_t *self)
 {
     char error[512];
     int rc = asy_csv_next(self->csv);
@@ -116,81 +120,75 @@ static int s_import_rows(s_import_t *self)
                   rc == 0 ? "empty file: a header row is expected" : "out of memory");
         return ASY_EINVAL;
     }
-    size_t header_count = self->csv->count;
+    self->header_count = self->csv->count;
     if (asy_import_resolve_header(self->mapping, self->csv, error, sizeof error) != 0) {
         asy_error("%s:%lu: %s", self->name, self->csv->record_line, error);
         return ASY_EINVAL;
     }
-    asy_outbox_t *outbox = self->submitter->outbox;
-    /* a transaction is opened by the first row to store and committed every
-       S_ROWS_PER_TRANSACTION rows, or sooner when the input has nothing ready (see
-       asy_input_idle: a slow pipe never holds the outbox's write lock) */
-    bool open = false;
-    int pending = 0, got;
-    rc = 0;
-    while (rc == 0 && !asy_interrupted()) {
-        if (open && (pending >= S_ROWS_PER_TRANSACTION || asy_input_idle(self->csv->file))) {
-            open = false;
-            pending = 0;
-            if ((rc = asy_outbox_commit(outbox)) != 0)
-                break;
-            self->committed = self->submitter->stored;
-        }
-        /* a record the signal interrupted is not taken: its reading may have been cut short */
-        if ((got = asy_csv_next(self->csv)) <= 0 || asy_interrupted()) {
-            rc = asy_interrupted() ? 0 : got;
-            break;
-        }
-        bool empty;
-        json_t *object = asy_import_row_object(self->mapping, self->csv, header_count, &empty,
-                                               error, sizeof error);
-        if (empty)
-            continue;
-        if (!object) { /* a refused cell is quoted: never an NHS number (asy_submitter_add
-                          masks its own messages) */
-            char masked[sizeof error];
-            asy_nhs_number_mask(error, masked, sizeof masked);
-            snprintf(error, sizeof error, "%s", masked);
-        }
-        bool mapped = object != NULL; /* object is released before the message is said */
-        int added = ASY_EINVAL;
-        if (object && s_derive_event_id(self, object) != 0) {
-            json_decref(object);
-            rc = ASY_ENOMEM;
-            break;
-        }
-        if (object && !open) {
-            if ((rc = asy_outbox_begin(outbox)) != 0) {
-                json_decref(object);
-                break;
-            }
-            open = true;
-        }
-        if (object) {
-            added = asy_submitter_add(self->submitter, object, error, sizeof error);
-            json_decref(object);
-            pending++;
-        } else
-            self->submitter->rejected++;
-        if (added == ASY_EINVAL) {
-            const asy_import_column_t *column =
-                mapped ? asy_import_column_of(self->mapping, error) : NULL;
-            if (column)
-                fprintf(stderr, "%s:%lu: column \"%s\": %s\n", self->name, self->csv->record_line,
-                        column->header, error);
-            else
-                fprintf(stderr, "%s:%lu: %s\n", self->name, self->csv->record_line, error);
-        } else if (added != 0 && added != ASY_EEXIST) {
-            fprintf(stderr, "%s:%lu: %s\n", self->name, self->csv->record_line, error);
-            rc = added;
-            break;
-        }
+    return 0;
+}
+
+/* Reports a refused row as FILE:LINE: column "NAME": reason when the submitter's message names
+   a mapped field of the row's event (mapped: the row became one), else as FILE:LINE: reason. */
+static void s_report_refused(const s_import_t *self, bool mapped, const char *error)
+{
+    const asy_import_column_t *column = mapped ? asy_import_column_of(self->mapping, error) : NULL;
+    if (column)
+        fprintf(stderr, "%s:%lu: column \"%s\": %s\n", self->name, self->csv->record_line,
+                column->header, error);
+    else
+        fprintf(stderr, "%s:%lu: %s\n", self->name, self->csv->record_line, error);
+}
+
+/* Stores the record just read as an event (opening a transaction if none is), or reports
+   why it is refused. Returns 0, or a fatal code (ASY_ENOMEM, the outbox's) after saying it
+   for the row when the submitter refused it. */
+static int s_import_row(s_import_t *self)
+{
+    char error[512];
+    bool empty;
+    json_t *object = asy_import_row_object(self->mapping, self->csv, self->header_count, &empty,
+                                           error, sizeof error);
+    if (empty)
+        return 0;
+    if (!object) { /* a refused cell is quoted: never an NHS number (asy_submitter_add
+                      masks its own messages) */
+        char masked[sizeof error];
+        asy_nhs_number_mask(error, masked, sizeof masked);
+        snprintf(error, sizeof error, "%s", masked);
+        self->submitter->rejected++;
+        s_report_refused(self, false, error);
+        return 0;
     }
+    int rc = s_derive_event_id(self, object);
+    if (rc == 0 && !self->open && (rc = asy_outbox_begin(self->submitter->outbox)) == 0)
+        self->open = true;
+    if (rc != 0) {
+        json_decref(object);
+        return rc;
+    }
+    int added = asy_submitter_add(self->submitter, object, error, sizeof error);
+    json_decref(object);
+    self->pending++;
+    if (added == ASY_EINVAL)
+        s_report_refused(self, true, error);
+    else if (added != 0 && added != ASY_EEXIST) {
+        fprintf(stderr, "%s:%lu: %s\n", self->name, self->csv->record_line, error);
+        return added;
+    }
+    return 0;
+}
+
+/* Ends the rows: a read error is said, the open transaction committed (or rolled back after
+   an error, which is said). Returns rc, or the error that came at the end. */
+static int s_finish_rows(s_import_t *self, int rc)
+{
+    asy_outbox_t *outbox = self->submitter->outbox;
     if (rc == 0 && !asy_interrupted() && ferror(self->csv->file)) {
         asy_error("%s: read error: %s", self->name, strerror(errno));
         rc = ASY_EIO;
     }
-    if (rc == 0 && open)
+    if (rc == 0 && self->open)
         rc = asy_outbox_commit(outbox);
     if (rc == 0)
         self->committed = self->submitter->stored;
@@ -198,10 +196,39 @@ static int s_import_rows(s_import_t *self)
         if (rc != ASY_EIO)
             asy_error("%s: %s", self->name,
                       rc == ASY_ENOMEM ? "out of memory" : asy_outbox_errmsg(outbox));
-        if (open)
+        if (self->open)
             asy_outbox_rollback(outbox);
     }
     return rc;
+}
+
+/* Reads every row into the outbox. Returns 0, or a fatal code after reporting it. */
+static int s_import_rows(s_import_t *self)
+{
+    int rc = s_read_header(self);
+    if (rc != 0)
+        return rc;
+    /* a transaction is opened by the first row to store and committed every
+       S_ROWS_PER_TRANSACTION rows, or sooner when the input has nothing ready (see
+       asy_input_idle: a slow pipe never holds the outbox's write lock) */
+    while (rc == 0 && !asy_interrupted()) {
+        if (self->open &&
+            (self->pending >= S_ROWS_PER_TRANSACTION || asy_input_idle(self->csv->file))) {
+            self->open = false;
+            self->pending = 0;
+            if ((rc = asy_outbox_commit(self->submitter->outbox)) != 0)
+                break;
+            self->committed = self->submitter->stored;
+        }
+        /* a record the signal interrupted is not taken: its reading may have been cut short */
+        int got = asy_csv_next(self->csv);
+        if (got <= 0 || asy_interrupted()) {
+            rc = asy_interrupted() ? 0 : got;
+            break;
+        }
+        rc = s_import_row(self);
+    }
+    return s_finish_rows(self, rc);
 }
 
 static void s_usage(FILE *out)

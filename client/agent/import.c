@@ -247,9 +247,11 @@ static void s_usage(FILE *out)
             "or SIGTERM (the rows read are stored; import the file again for the rest).\n");
 }
 
-int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
+/* Reads the command's arguments into *mapping_path and *path. Returns -1 to go on, or the
+   exit status (0 after --help, 2 after a usage error, said). */
+static int s_parse_args(int argc, char **argv, const char **mapping_path, const char **path)
 {
-    const char *mapping_path = NULL, *path = NULL;
+    *mapping_path = *path = NULL;
     bool options = true; /* until a "--": after it, FILE may start with '-' */
     for (int i = 1; i < argc; i++) {
         if (options && !strcmp(argv[i], "--")) {
@@ -261,25 +263,58 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
             return 0;
         }
         if (options && !strcmp(argv[i], "--mapping") && i + 1 < argc)
-            mapping_path = argv[++i];
+            *mapping_path = argv[++i];
         else if (options && !strncmp(argv[i], "--mapping=", 10))
-            mapping_path = argv[i] + 10;
+            *mapping_path = argv[i] + 10;
         else if (options && !strcmp(argv[i], "--mapping")) {
             fprintf(stderr, "advsync-agent import: --mapping needs a file (MAP.cfg)\n");
             s_usage(stderr);
             return 2;
-        } else if ((options && argv[i][0] == '-' && argv[i][1]) || path) {
+        } else if ((options && argv[i][0] == '-' && argv[i][1]) || *path) {
             fprintf(stderr, "advsync-agent import: unexpected argument %s\n", argv[i]);
             s_usage(stderr);
             return 2;
         } else
-            path = argv[i];
+            *path = argv[i];
     }
-    if (!mapping_path || !path) {
+    if (!*mapping_path || !*path) {
         fprintf(stderr, "advsync-agent import: --mapping MAP.cfg and FILE.csv are required\n");
         s_usage(stderr);
         return 2;
     }
+    return -1;
+}
+
+/* Says how the run ended (rc: s_import_rows's) and returns the exit status. */
+static int s_summary(const s_import_t *import, int rc)
+{
+    int signal_caught = asy_interrupted();
+    if (rc == 0 && signal_caught) {
+        printf("interrupted (%s): stored %llu, duplicates %llu, rejected %llu; the rest was not "
+               "stored: import the file again (the rows stored are recognised as duplicates)\n",
+               signal_caught == SIGINT ? "SIGINT" : "SIGTERM",
+               (unsigned long long)import->committed,
+               (unsigned long long)import->submitter->duplicates,
+               (unsigned long long)import->submitter->rejected);
+        return 128 + signal_caught; /* main() then dies of the signal itself */
+    }
+    if (rc != 0) {
+        printf("stopped by an error: stored %llu (the rest of the file was not stored)\n",
+               (unsigned long long)import->committed);
+        return 1;
+    }
+    printf("stored %llu, duplicates %llu, rejected %llu\n", (unsigned long long)import->committed,
+           (unsigned long long)import->submitter->duplicates,
+           (unsigned long long)import->submitter->rejected);
+    return import->submitter->rejected ? 3 : 0;
+}
+
+int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
+{
+    const char *mapping_path, *path;
+    int status = s_parse_args(argc, argv, &mapping_path, &path);
+    if (status >= 0)
+        return status;
     char error[1024];
     asy_import_mapping_t mapping;
     int rc = asy_import_mapping_load(&mapping, mapping_path, error, sizeof error);
@@ -328,20 +363,5 @@ int asy_cmd_import(const asy_agent_config_t *config, int argc, char **argv)
         fclose(file);
     asy_outbox_destroy(&outbox);
     asy_import_mapping_free(&mapping);
-    int signal_caught = asy_interrupted();
-    if (rc == 0 && signal_caught) {
-        printf("interrupted (%s): stored %llu, duplicates %llu, rejected %llu; the rest was not "
-               "stored: import the file again (the rows stored are recognised as duplicates)\n",
-               signal_caught == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)import.committed,
-               (unsigned long long)submitter.duplicates, (unsigned long long)submitter.rejected);
-        return 128 + signal_caught; /* main() then dies of the signal itself */
-    }
-    if (rc != 0) {
-        printf("stopped by an error: stored %llu (the rest of the file was not stored)\n",
-               (unsigned long long)import.committed);
-        return 1;
-    }
-    printf("stored %llu, duplicates %llu, rejected %llu\n", (unsigned long long)import.committed,
-           (unsigned long long)submitter.duplicates, (unsigned long long)submitter.rejected);
-    return submitter.rejected ? 3 : 0;
+    return s_summary(&import, rc);
 }

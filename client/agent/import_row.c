@@ -239,11 +239,43 @@ static void s_not_utf8(const char *header, const char *text, char *error, size_t
                   header, good + 1, (unsigned char)text[good]);
 }
 
+/* The JSON value of a date or date-and-time item (UTC text), or NULL with error set. */
+static json_t *s_convert_time(const asy_import_column_t *column, const char *text, char *error,
+                              size_t error_size)
+{
+    s_datetime_t time;
+    char shown[ASY_IMPORT_CELL_SHOWN];
+    if (!s_parse_datetime(text, column->format, &time)) {
+        asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a %s (%s)", column->header,
+                      ASY_IMPORT_CELL(text, shown),
+                      column->type == ASY_IMPORT_DATE ? "date" : "date and time",
+                      column->format == ASY_IMPORT_DMY ? "dd/mm/yyyy [HH:MM[:SS]]"
+                      : column->format == ASY_IMPORT_ISO
+                          ? "YYYY-MM-DD[THH:MM[:SS][Z|+HH:MM]]"
+                          : "dd/mm/yyyy [HH:MM] or YYYY-MM-DD[THH:MM...]");
+        return NULL;
+    }
+    if (column->type == ASY_IMPORT_DATE) {
+        if (time.has_time) {
+            asy_set_error(error, error_size,
+                          "column \"%s\": \"%s\" has a time; a date is "
+                          "expected",
+                          column->header, ASY_IMPORT_CELL(text, shown));
+            return NULL;
+        }
+        char date[48];
+        snprintf(date, sizeof date, "%04d-%02d-%02d", time.year, time.month, time.day);
+        return json_string(date);
+    }
+    char utc[40];
+    s_datetime_utc(&time, utc);
+    return json_string(utc);
+}
+
 /* The JSON value of one (translated) item, or NULL with error set. */
 static json_t *s_convert(const asy_import_column_t *column, const char *text, char *error,
                          size_t error_size)
 {
-    s_datetime_t time;
     char shown[ASY_IMPORT_CELL_SHOWN];
     switch (column->type) {
     case ASY_IMPORT_TEXT:
@@ -254,31 +286,7 @@ static json_t *s_convert(const asy_import_column_t *column, const char *text, ch
         return json_string(text);
     case ASY_IMPORT_DATETIME:
     case ASY_IMPORT_DATE:
-        if (!s_parse_datetime(text, column->format, &time)) {
-            asy_set_error(error, error_size, "column \"%s\": \"%s\" is not a %s (%s)",
-                          column->header, ASY_IMPORT_CELL(text, shown),
-                          column->type == ASY_IMPORT_DATE ? "date" : "date and time",
-                          column->format == ASY_IMPORT_DMY ? "dd/mm/yyyy [HH:MM[:SS]]"
-                          : column->format == ASY_IMPORT_ISO
-                              ? "YYYY-MM-DD[THH:MM[:SS][Z|+HH:MM]]"
-                              : "dd/mm/yyyy [HH:MM] or YYYY-MM-DD[THH:MM...]");
-            return NULL;
-        }
-        if (column->type == ASY_IMPORT_DATE) {
-            if (time.has_time) {
-                asy_set_error(error, error_size,
-                              "column \"%s\": \"%s\" has a time; a date is "
-                              "expected",
-                              column->header, ASY_IMPORT_CELL(text, shown));
-                return NULL;
-            }
-            char date[48];
-            snprintf(date, sizeof date, "%04d-%02d-%02d", time.year, time.month, time.day);
-            return json_string(date);
-        }
-        char utc[40];
-        s_datetime_utc(&time, utc);
-        return json_string(utc);
+        return s_convert_time(column, text, error, error_size);
     case ASY_IMPORT_INTEGER: {
         char *end = NULL;
         errno = 0;

@@ -82,17 +82,17 @@ static bool s_identifier_in_text(const json_t *value, char *path, size_t size)
     return false;
 }
 
-static int s_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
+/* The agent stamps its own site: a line that names another one was meant elsewhere. Returns
+   0 or ASY_EINVAL with error set. */
+static int s_check_site(const asy_submitter_t *self, const json_t *object, char *error,
+                        size_t error_size)
 {
-    s_normalise(object);
-    /* the agent stamps its own site: a line that names another one was meant elsewhere */
     static const char *const site_keys[] = {"siteId", "site_id"};
     for (size_t i = 0; i < 2; i++) {
         const json_t *site = json_object_get(object, site_keys[i]);
         if (site && !json_is_string(site)) {
             snprintf(error, error_size, "%s: must be a string (leave it out: the agent sets it)",
                      site_keys[i]);
-            self->rejected++;
             return ASY_EINVAL;
         }
         if (site && strcmp(json_string_value(site), self->site_id)) {
@@ -103,9 +103,46 @@ static int s_add(asy_submitter_t *self, json_t *object, char *error, size_t erro
                      site_keys[i],
                      asy_nhs_number_shown(json_string_value(site), 64, shown, sizeof shown),
                      self->site_id);
-            self->rejected++;
             return ASY_EINVAL;
         }
+    }
+    return 0;
+}
+
+/* Validates the event as the centre will. Returns 0, ASY_ENOMEM, or ASY_EINVAL (counted as
+   refused) with error set. */
+static int s_validate(asy_submitter_t *self, asy_event_t *event, char *error, size_t error_size)
+{
+    /* Validate with a provisional seq so that a refused event never takes a seq: the append
+       in s_add stamps the real one. Validation does not look at the seq's value. */
+    int rc =
+        asy_event_stamp(event, self->site_id, "provisional", asy_outbox_epoch(self->outbox), 1);
+    if (rc != 0) {
+        snprintf(error, error_size, "out of memory");
+        return ASY_ENOMEM;
+    }
+    asy_check_t why = {0};
+    if (asy_event_validate(event, &why) != 0) {
+        /* The codec's "no event body" speaks of the wire; in JSON the body is a key named
+           after the kind, and JSON gives no unknown field numbers, so say which key is due. */
+        if (why.code == ASY_CODE_EVENT_UNKNOWN_KIND)
+            snprintf(error, error_size,
+                     "body: missing (one event kind as a key, e.g. referralReceived, "
+                     "contactMade, activityLogged)");
+        else
+            snprintf(error, error_size, "%s", why.reason[0] ? why.reason : asy_code_name(why.code));
+        self->rejected++;
+        return ASY_EINVAL;
+    }
+    return 0;
+}
+
+static int s_add(asy_submitter_t *self, json_t *object, char *error, size_t error_size)
+{
+    s_normalise(object);
+    if (s_check_site(self, object, error, error_size) != 0) {
+        self->rejected++;
+        return ASY_EINVAL;
     }
     int rc = asy_pseudonym_apply(self->key, self->site_id, object, error, error_size);
     if (rc != 0) {
@@ -127,27 +164,10 @@ static int s_add(asy_submitter_t *self, json_t *object, char *error, size_t erro
         self->rejected++;
         return rc == ASY_ENOMEM ? ASY_ENOMEM : ASY_EINVAL;
     }
-    /* Validate with a provisional seq so that a refused event never takes a seq: the append
-       below stamps the real one. Validation does not look at the seq's value. */
-    rc = asy_event_stamp(event, self->site_id, "provisional", asy_outbox_epoch(self->outbox), 1);
+    rc = s_validate(self, event, error, error_size);
     if (rc != 0) {
         asy_event_destroy(&event);
-        snprintf(error, error_size, "out of memory");
-        return ASY_ENOMEM;
-    }
-    asy_check_t why = {0};
-    if (asy_event_validate(event, &why) != 0) {
-        /* The codec's "no event body" speaks of the wire; in JSON the body is a key named
-           after the kind, and JSON gives no unknown field numbers, so say which key is due. */
-        if (why.code == ASY_CODE_EVENT_UNKNOWN_KIND)
-            snprintf(error, error_size,
-                     "body: missing (one event kind as a key, e.g. referralReceived, "
-                     "contactMade, activityLogged)");
-        else
-            snprintf(error, error_size, "%s", why.reason[0] ? why.reason : asy_code_name(why.code));
-        asy_event_destroy(&event);
-        self->rejected++;
-        return ASY_EINVAL;
+        return rc;
     }
     uint64_t seq = 0;
     rc = asy_outbox_append(self->outbox, event, &seq);

@@ -335,6 +335,55 @@ static void s_report_not_json(const char *name, unsigned long number, const char
         fprintf(stderr, "%s:%lu: not valid JSON: %s%s\n", name, number, text, hint);
 }
 
+/* The JSON object of one line of input (caller owns), or NULL for a line to skip (blank or
+   a comment) or, with *refused set, one refused (said as FILE:LINE: ...). */
+static json_t *s_parse_line(const char *name, unsigned long number, const char *line, size_t length,
+                            bool *refused)
+{
+    *refused = false;
+    const char *nul = memchr(line, '\0', length);
+    if (nul) {
+        /* the JSON reader would stop there and take the rest of the line as gone */
+        fprintf(stderr, "%s:%lu: column %ld: a NUL byte: the line is not text\n", name, number,
+                (long)(nul - line) + 1);
+        *refused = true;
+        return NULL;
+    }
+    // a UTF-8 byte order mark (Windows editors, Excel exports) is not part of the first line
+    const char *text = number == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0 ? line + 3 : line;
+    if (s_skip_line(text))
+        return NULL;
+    json_error_t json_error;
+    json_t *object = json_loads(text, JSON_REJECT_DUPLICATES, &json_error);
+    if (!object || !json_is_object(object)) {
+        s_report_not_json(name, number, text, object, &json_error);
+        json_decref(object);
+        *refused = true;
+        return NULL;
+    }
+    return object;
+}
+
+/* Ends the lines: a read error is said, the open transaction committed (or rolled back after
+   an error, which is said). Returns rc, or the error that came at the end. */
+static int s_finish_lines(asy_submitter_t *submitter, FILE *file, const char *name, bool open,
+                          int rc)
+{
+    if (rc == 0 && ferror(file) && !s_signal) {
+        fprintf(stderr, "%s: read error: %s\n", name, strerror(errno));
+        rc = ASY_EIO;
+    }
+    if (open && rc == 0)
+        rc = asy_outbox_commit(submitter->outbox);
+    if (rc != 0) {
+        if (rc != ASY_EIO) /* a read error has said so itself */
+            asy_error("%s", asy_outbox_errmsg(submitter->outbox));
+        if (open)
+            asy_outbox_rollback(submitter->outbox);
+    }
+    return rc;
+}
+
 /* Reads JSON lines from file into the submitter; name is for messages. Returns 0, or
    ASY_EDB / ASY_EIO / ASY_ENOMEM on a fatal error (after reporting it). *committed counts
    the events stored by committed transactions, *through the last line whose event is stored
@@ -363,27 +412,11 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
         if (length < 0 || s_signal)
             break; /* a line read as the signal came is not taken: it may be cut short */
         number++;
-        const char *nul = memchr(line, '\0', (size_t)length);
-        if (nul) {
-            /* the JSON reader would stop there and take the rest of the line as gone */
-            fprintf(stderr, "%s:%lu: column %ld: a NUL byte: the line is not text\n", name, number,
-                    (long)(nul - line) + 1);
-            submitter->rejected++;
-            if (!open)
-                *through = number;
-            continue;
-        }
-        // a UTF-8 byte order mark (Windows editors, Excel exports) is not part of the first line
-        const char *text = number == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0 ? line + 3 : line;
-        if (s_skip_line(text))
-            continue;
-        json_error_t json_error;
-        json_t *object = json_loads(text, JSON_REJECT_DUPLICATES, &json_error);
-        if (!object || !json_is_object(object)) {
-            s_report_not_json(name, number, text, object, &json_error);
-            json_decref(object);
-            submitter->rejected++;
-            if (!open)
+        bool refused;
+        json_t *object = s_parse_line(name, number, line, (size_t)length, &refused);
+        if (!object) {
+            submitter->rejected += refused;
+            if (refused && !open)
                 *through = number;
             continue;
         }
@@ -406,20 +439,10 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
         pending++;
     }
     free(line);
-    if (rc == 0 && ferror(file) && !s_signal) {
-        fprintf(stderr, "%s: read error: %s\n", name, strerror(errno));
-        rc = ASY_EIO;
-    }
-    if (open && rc == 0)
-        rc = asy_outbox_commit(submitter->outbox);
+    rc = s_finish_lines(submitter, file, name, open, rc);
     if (rc == 0) {
         *committed = submitter->stored;
         *through = number;
-    } else {
-        if (rc != ASY_EIO) /* a read error has said so itself */
-            asy_error("%s", asy_outbox_errmsg(submitter->outbox));
-        if (open)
-            asy_outbox_rollback(submitter->outbox);
     }
     return rc;
 }

@@ -447,9 +447,11 @@ static int s_submit_lines(asy_submitter_t *submitter, FILE *file, const char *na
     return rc;
 }
 
-int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
+/* Reads the command's arguments: *path is the input file, or NULL for stdin. Returns -1 to
+   go on, or the exit status (0 after --help, 2 after a usage error, said). */
+static int s_parse_args(int argc, char **argv, const char **path)
 {
-    const char *path = NULL;
+    *path = NULL;
     bool options = true; /* until a "--": after it, FILE may start with '-' */
     for (int i = 1; i < argc; i++) {
         if (options && strcmp(argv[i], "--") == 0) {
@@ -465,13 +467,47 @@ int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
             s_usage(stderr);
             return 2;
         }
-        if (path) {
+        if (*path) {
             fprintf(stderr, "advsync-agent submit: one FILE at most\n");
             s_usage(stderr);
             return 2;
         }
-        path = argv[i];
+        *path = argv[i];
     }
+    return -1;
+}
+
+/* Says how the run ended (rc: s_submit_lines's, which stored committed events from lines
+   1-through) and returns the exit status. */
+static int s_summary(const asy_submitter_t *submitter, int rc, uint64_t committed,
+                     unsigned long through)
+{
+    if (rc == 0 && s_signal) {
+        printf("interrupted (%s): stored %llu, from lines 1-%lu; the input from line %lu on "
+               "was not stored (submit it from there)\n",
+               s_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)committed, through,
+               through + 1);
+        return 128 + s_signal; /* main() then dies of the signal itself */
+    }
+    if (rc != 0) {
+        /* lines without an eventId get a new one each time: submitting the whole input again
+           would store its first part twice */
+        printf("stopped by an error: stored %llu, from lines 1-%lu; the input from line %lu "
+               "on was not stored (submit it from there)\n",
+               (unsigned long long)committed, through, through + 1);
+        return 1;
+    }
+    printf("stored %llu, duplicates %llu, rejected %llu\n", (unsigned long long)committed,
+           (unsigned long long)submitter->duplicates, (unsigned long long)submitter->rejected);
+    return submitter->rejected ? 3 : 0;
+}
+
+int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
+{
+    const char *path;
+    int status = s_parse_args(argc, argv, &path);
+    if (status >= 0)
+        return status;
     bool from_stdin = !path || strcmp(path, "-") == 0;
     struct stat info;
     if (!from_stdin && stat(path, &info) == 0 && S_ISDIR(info.st_mode)) {
@@ -500,22 +536,5 @@ int asy_cmd_submit(const asy_agent_config_t *config, int argc, char **argv)
     if (!from_stdin)
         fclose(file);
     asy_outbox_destroy(&outbox);
-    if (rc == 0 && s_signal) {
-        printf("interrupted (%s): stored %llu, from lines 1-%lu; the input from line %lu on "
-               "was not stored (submit it from there)\n",
-               s_signal == SIGINT ? "SIGINT" : "SIGTERM", (unsigned long long)committed, through,
-               through + 1);
-        return 128 + s_signal; /* main() then dies of the signal itself */
-    }
-    if (rc != 0) {
-        /* lines without an eventId get a new one each time: submitting the whole input again
-           would store its first part twice */
-        printf("stopped by an error: stored %llu, from lines 1-%lu; the input from line %lu "
-               "on was not stored (submit it from there)\n",
-               (unsigned long long)committed, through, through + 1);
-        return 1;
-    }
-    printf("stored %llu, duplicates %llu, rejected %llu\n", (unsigned long long)committed,
-           (unsigned long long)submitter.duplicates, (unsigned long long)submitter.rejected);
-    return submitter.rejected ? 3 : 0;
+    return s_summary(&submitter, rc, committed, through);
 }

@@ -42,8 +42,8 @@ static int s_number(uint32_t *field, const char *value, uint32_t min, uint32_t m
     errno = 0;
     unsigned long long number = strtoull(value, &end, 10);
     if (!*value || *end || errno || value[0] == '-' || number < min || number > max) {
-        asy_set_error(error, error_size, "%s: must be a whole number from %u to %u (got \"%s\")", where,
-                min, max, value);
+        asy_set_error(error, error_size, "%s: must be a whole number from %u to %u (got \"%s\")",
+                      where, min, max, value);
         return ASY_ECONFIG;
     }
     *field = (uint32_t)number;
@@ -68,12 +68,12 @@ static int s_add_endpoints(asy_agent_config_t *config, const char *list, const c
         }
         if (config->endpoint_count == ASY_AGENT_MAX_ENDPOINTS) {
             asy_set_error(error, error_size, "%s: more than %d endpoints", where,
-                    ASY_AGENT_MAX_ENDPOINTS);
+                          ASY_AGENT_MAX_ENDPOINTS);
             return ASY_ECONFIG;
         }
         if (length >= sizeof config->endpoints[0]) {
             asy_set_error(error, error_size, "%s: endpoint longer than %zu characters", where,
-                    sizeof config->endpoints[0] - 1);
+                          sizeof config->endpoints[0] - 1);
             return ASY_ECONFIG;
         }
         char *endpoint = config->endpoints[config->endpoint_count++];
@@ -121,27 +121,19 @@ static int s_apply(asy_agent_config_t *config, const char *key, const char *valu
         return s_number(&config->window, value, 1, 1024, where, error, error_size);
     if (strcmp(key, "ack_timeout_ms") == 0)
         return s_number(&config->ack_timeout_ms, value, 100, 3600000, where, error, error_size);
-    asy_set_error(error, error_size,
-            "%s: unknown key (known: id, site, outbox, key_file, endpoint, batch_max, batch_ms, "
-            "window, ack_timeout_ms)",
-            where);
+    asy_set_error(
+        error, error_size,
+        "%s: unknown key (known: id, site, outbox, key_file, endpoint, batch_max, batch_ms, "
+        "window, ack_timeout_ms)",
+        where);
     return ASY_ECONFIG;
 }
 
-static int s_load_file(asy_agent_config_t *config, const char *path, char *error, size_t error_size)
+/* The file's sections: no value cut at a '#', no unknown section, one `agent` section.
+   Returns 0 or ASY_ECONFIG with error set. */
+static int s_check_sections(zconfig_t *root, const zconfig_t *section, const char *path,
+                            char *error, size_t error_size)
 {
-    FILE *probe = fopen(path, "r");
-    if (!probe) {
-        asy_set_error(error, error_size, "cannot read config file %s: %s", path, strerror(errno));
-        return ASY_ECONFIG;
-    }
-    fclose(probe);
-    zconfig_t *root = zconfig_load(path);
-    if (!root) {
-        asy_set_error(error, error_size, "%s: not a valid zconfig file (see the message above)", path);
-        return ASY_ECONFIG;
-    }
-    zconfig_t *section = zconfig_locate(root, "agent");
     char why[256];
     bool known =
         asy_sections_uncut(path, why, sizeof why) && asy_sections_known(root, why, sizeof why);
@@ -160,6 +152,27 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
         asy_set_error(error, error_size, "%s: no `agent` section", path);
         rc = ASY_ECONFIG;
     }
+    return rc;
+}
+
+/* Reads the `agent` section of the config file at path over config. Returns 0 or ASY_ECONFIG
+   with error set. */
+static int s_load_file(asy_agent_config_t *config, const char *path, char *error, size_t error_size)
+{
+    FILE *probe = fopen(path, "r");
+    if (!probe) {
+        asy_set_error(error, error_size, "cannot read config file %s: %s", path, strerror(errno));
+        return ASY_ECONFIG;
+    }
+    fclose(probe);
+    zconfig_t *root = zconfig_load(path);
+    if (!root) {
+        asy_set_error(error, error_size, "%s: not a valid zconfig file (see the message above)",
+                      path);
+        return ASY_ECONFIG;
+    }
+    zconfig_t *section = zconfig_locate(root, "agent");
+    int rc = s_check_sections(root, section, path, error, error_size);
     bool file_endpoints = false;
     for (zconfig_t *item = section ? zconfig_child(section) : NULL; item && rc == 0;
          item = zconfig_next(item)) {
@@ -221,19 +234,18 @@ static const s_flag_t *s_match(const char *arg, const char **inline_value)
     return NULL;
 }
 
-int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, char *error,
-                          size_t error_size)
-{
-    memset(config, 0, sizeof *config);
-    config->batch_max = 5000;
-    config->batch_ms = 2;
-    config->window = ASY_DEFAULT_WINDOW;
-    config->ack_timeout_ms = 5000;
-
-    /* first pass: take our flags out of argv (anywhere before "--"), remember them */
-    const char *config_path = NULL;
+/* The flags taken out of argv: the config file, and each other flag's values in order. */
+typedef struct {
+    const char *config_path;
     const char *values[sizeof S_FLAGS / sizeof S_FLAGS[0]][ASY_AGENT_MAX_ENDPOINTS + 1];
-    int counts[sizeof S_FLAGS / sizeof S_FLAGS[0]] = {0};
+    int counts[sizeof S_FLAGS / sizeof S_FLAGS[0]];
+} s_given_t;
+
+/* Takes our flags out of argv (anywhere before "--") into *given, and *argc down to what
+   is left. Returns 0 or ASY_ECONFIG with error set. */
+static int s_take_flags(s_given_t *given, int *argc, char **argv, char *error, size_t error_size)
+{
+    memset(given, 0, sizeof *given);
     int kept = 1;
     bool passthrough = false;
     for (int i = 1; i < *argc; i++) {
@@ -253,57 +265,89 @@ int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, ch
             value = argv[++i];
         }
         size_t index = (size_t)(flag - S_FLAGS);
-        if (!flag->key && config_path) {
+        if (!flag->key && given->config_path) {
             /* as a key given twice in the file: the last one winning silently hides a mistake */
-            asy_set_error(error, error_size,
-                          "%s: given twice: which one is meant cannot be told", flag->flag);
+            asy_set_error(error, error_size, "%s: given twice: which one is meant cannot be told",
+                          flag->flag);
             return ASY_ECONFIG;
         }
         if (!flag->key)
-            config_path = value;
-        else if (counts[index] > ASY_AGENT_MAX_ENDPOINTS) {
+            given->config_path = value;
+        else if (given->counts[index] > ASY_AGENT_MAX_ENDPOINTS) {
             asy_set_error(error, error_size, "%s: given too often", flag->flag);
             return ASY_ECONFIG;
         } else
-            values[index][counts[index]++] = value;
+            given->values[index][given->counts[index]++] = value;
     }
     *argc = kept;
     argv[kept] = NULL;
+    return 0;
+}
 
-    if (config_path) {
-        int rc = s_load_file(config, config_path, error, error_size);
-        if (rc != 0)
-            return rc;
-    }
+/* Applies the flags given over the file's values. Returns 0 or ASY_ECONFIG with error set. */
+static int s_apply_flags(asy_agent_config_t *config, const s_given_t *given, char *error,
+                         size_t error_size)
+{
     for (size_t i = 0; i < sizeof S_FLAGS / sizeof S_FLAGS[0]; i++) {
-        if (!S_FLAGS[i].key || counts[i] == 0)
+        if (!S_FLAGS[i].key || given->counts[i] == 0)
             continue;
         /* --endpoint replaces the file's endpoints; other flags: the last one wins */
         if (strcmp(S_FLAGS[i].key, "endpoint") == 0)
             config->endpoint_count = 0;
-        int first = strcmp(S_FLAGS[i].key, "endpoint") == 0 ? 0 : counts[i] - 1;
-        for (int j = first; j < counts[i]; j++) {
-            int rc =
-                s_apply(config, S_FLAGS[i].key, values[i][j], S_FLAGS[i].flag, error, error_size);
+        int first = strcmp(S_FLAGS[i].key, "endpoint") == 0 ? 0 : given->counts[i] - 1;
+        for (int j = first; j < given->counts[i]; j++) {
+            int rc = s_apply(config, S_FLAGS[i].key, given->values[i][j], S_FLAGS[i].flag, error,
+                             error_size);
             if (rc != 0)
                 return rc;
         }
     }
-    if (config->endpoint_count == 0) {
-        snprintf(config->endpoints[0], sizeof config->endpoints[0], "%s", S_DEFAULT_ENDPOINT);
-        config->endpoint_count = 1;
-    }
+    return 0;
+}
+
+/* The agent and site ids must be ids the centre takes. Returns 0 or ASY_ECONFIG with error
+   set. */
+static int s_check_ids(const asy_agent_config_t *config, char *error, size_t error_size)
+{
     if (config->agent_id[0] && !asy_id_valid(config->agent_id)) {
-        asy_set_error(error, error_size, "agent id \"%s\" (id / --id): use 1 to %d of A-Z a-z 0-9 . _ -",
-                config->agent_id, ASY_ID_MAX);
+        asy_set_error(error, error_size,
+                      "agent id \"%s\" (id / --id): use 1 to %d of A-Z a-z 0-9 . _ -",
+                      config->agent_id, ASY_ID_MAX);
         return ASY_ECONFIG;
     }
     if (config->site_id[0] && !asy_id_valid(config->site_id)) {
         asy_set_error(error, error_size,
-                "site id \"%s\" (site / --site): use 1 to %d of A-Z a-z 0-9 . _ -", config->site_id,
-                ASY_ID_MAX);
+                      "site id \"%s\" (site / --site): use 1 to %d of A-Z a-z 0-9 . _ -",
+                      config->site_id, ASY_ID_MAX);
         return ASY_ECONFIG;
     }
+    return 0;
+}
+
+int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, char *error,
+                          size_t error_size)
+{
+    memset(config, 0, sizeof *config);
+    config->batch_max = 5000;
+    config->batch_ms = 2;
+    config->window = ASY_DEFAULT_WINDOW;
+    config->ack_timeout_ms = 5000;
+
+    /* first pass: take our flags out of argv (anywhere before "--"), remember them */
+    s_given_t given;
+    int rc = s_take_flags(&given, argc, argv, error, error_size);
+    if (rc == 0 && given.config_path)
+        rc = s_load_file(config, given.config_path, error, error_size);
+    if (rc == 0)
+        rc = s_apply_flags(config, &given, error, error_size);
+    if (rc != 0)
+        return rc;
+    if (config->endpoint_count == 0) {
+        snprintf(config->endpoints[0], sizeof config->endpoints[0], "%s", S_DEFAULT_ENDPOINT);
+        config->endpoint_count = 1;
+    }
+    if ((rc = s_check_ids(config, error, error_size)) != 0)
+        return rc;
     if (!config->outbox_path[0] && config->agent_id[0])
         snprintf(config->outbox_path, sizeof config->outbox_path, "./%s.outbox.db",
                  config->agent_id);

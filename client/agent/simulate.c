@@ -408,6 +408,43 @@ static bool s_parse_date(const char *text, int64_t *out)
     return true;
 }
 
+/* Reads one option's value into options. Returns 0, or 2 after printing the problem (an
+   unknown option, a bad value). */
+static int s_option_value(s_options_t *options, const char *arg, const char *value)
+{
+    char *end = NULL;
+    errno = 0;
+    bool ok = true;
+    if (strcmp(arg, "--events") == 0) {
+        options->events = strtoull(value, &end, 10);
+        ok = !errno && *end == '\0' && options->events > 0 && value[0] != '-';
+    } else if (strcmp(arg, "--rate") == 0) {
+        options->rate = strtod(value, &end);
+        ok = !errno && *end == '\0' && options->rate > 0 && options->rate <= 1e6;
+    } else if (strcmp(arg, "--seed") == 0) {
+        options->seed = strtoull(value, &end, 10);
+        ok = !errno && *end == '\0' && value[0] != '-';
+    } else if (strcmp(arg, "--params") == 0)
+        options->params = value;
+    else if (strcmp(arg, "--service") == 0) {
+        options->service = strcmp(value, "both") == 0        ? 0
+                           : strcmp(value, "imha") == 0      ? 1
+                           : strcmp(value, "community") == 0 ? 2
+                                                             : -1;
+        ok = options->service >= 0;
+    } else if (strcmp(arg, "--start") == 0)
+        ok = s_parse_date(value, &options->start) && options->start >= 946684800;
+    else {
+        fprintf(stderr, "advsync-agent simulate: unknown option %s\n", arg);
+        return 2;
+    }
+    if (!ok) {
+        fprintf(stderr, "advsync-agent simulate: %s: bad value \"%s\"\n", arg, value);
+        return 2;
+    }
+    return 0;
+}
+
 /* Returns 0, or 2 after printing the problem (1 means --help was asked). */
 static int s_parse(int argc, char **argv, s_options_t *options)
 {
@@ -426,37 +463,9 @@ static int s_parse(int argc, char **argv, s_options_t *options)
                     strncmp(arg, "--", 2) == 0 ? "needs a value" : "is not an option");
             return 2;
         }
-        const char *value = argv[++i];
-        char *end = NULL;
-        errno = 0;
-        bool ok = true;
-        if (strcmp(arg, "--events") == 0) {
-            options->events = strtoull(value, &end, 10);
-            ok = !errno && *end == '\0' && options->events > 0 && value[0] != '-';
-        } else if (strcmp(arg, "--rate") == 0) {
-            options->rate = strtod(value, &end);
-            ok = !errno && *end == '\0' && options->rate > 0 && options->rate <= 1e6;
-        } else if (strcmp(arg, "--seed") == 0) {
-            options->seed = strtoull(value, &end, 10);
-            ok = !errno && *end == '\0' && value[0] != '-';
-        } else if (strcmp(arg, "--params") == 0)
-            options->params = value;
-        else if (strcmp(arg, "--service") == 0) {
-            options->service = strcmp(value, "both") == 0        ? 0
-                               : strcmp(value, "imha") == 0      ? 1
-                               : strcmp(value, "community") == 0 ? 2
-                                                                 : -1;
-            ok = options->service >= 0;
-        } else if (strcmp(arg, "--start") == 0)
-            ok = s_parse_date(value, &options->start) && options->start >= 946684800;
-        else {
-            fprintf(stderr, "advsync-agent simulate: unknown option %s\n", arg);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "advsync-agent simulate: %s: bad value \"%s\"\n", arg, value);
-            return 2;
-        }
+        int status = s_option_value(options, arg, argv[++i]);
+        if (status != 0)
+            return status;
     }
     if (!options->events && options->rate <= 0) {
         fprintf(stderr, "advsync-agent simulate: give --events N, --rate EPS, or both\n");

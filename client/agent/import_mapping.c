@@ -201,6 +201,19 @@ bool asy_import_flag(const char *value, bool *out)
     return true;
 }
 
+/* True, with error set (WHERE SEPARATOR KEY: given twice ...), if item's key but the one that
+   repeats on purpose was given before it in section: which one is meant cannot be told. */
+static bool s_given_twice(zconfig_t *section, zconfig_t *item, const char *repeats,
+                          const char *where, const char *separator, char *error, size_t error_size)
+{
+    const char *name = zconfig_name(item);
+    if (strcmp(name, repeats) == 0 || !asy_sections_given_before(section, item))
+        return false;
+    asy_set_error(error, error_size, "%s%s%s: given twice: which one is meant cannot be told",
+                  where, separator, name);
+    return true;
+}
+
 /* Reads a `value` section (one from, one to) into entry: false if it is not one. */
 static bool s_load_value(asy_import_value_t *entry, zconfig_t *item)
 {
@@ -280,11 +293,8 @@ static int s_load_column_keys(asy_import_column_t *column, zconfig_t *section, c
         const char *name = zconfig_name(item);
         const char *value = zconfig_value(item) ? zconfig_value(item) : "";
         /* `value` repeats on purpose; an unknown key is refused below */
-        if (strcmp(name, "value") != 0 && asy_sections_given_before(section, item)) {
-            asy_set_error(error, error_size,
-                          "%s/%s: given twice: which one is meant cannot be told", where, name);
+        if (s_given_twice(section, item, "value", where, "/", error, error_size))
             return ASY_ECONFIG;
-        }
         bool known;
         bool ok = s_column_key(column, item, name, value, &known);
         if (!known) {
@@ -443,11 +453,8 @@ static int s_mapping_key(asy_import_mapping_t *mapping, zconfig_t *section, zcon
     const char *name = zconfig_name(item);
     const char *value = zconfig_value(item) ? zconfig_value(item) : "";
     /* `column` repeats on purpose; an unknown key is refused below */
-    if (strcmp(name, "column") != 0 && asy_sections_given_before(section, item)) {
-        asy_set_error(error, error_size,
-                      "%s: import/%s: given twice: which one is meant cannot be told", path, name);
+    if (s_given_twice(section, item, "column", path, ": import/", error, error_size))
         return ASY_ECONFIG;
-    }
     if (!strcmp(name, "kind")) {
         mapping->fixed_kind = asy_import_kind(value);
         if (!mapping->fixed_kind) {

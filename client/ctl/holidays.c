@@ -60,13 +60,15 @@ int asy_ctl_holiday_rows(asy_db_t *db, asy_ctl_holiday_row_t **rows, size_t *cou
 {
     *rows = NULL;
     *count = 0;
-    /* One text value (db.h copies only the first row): "day\tchange\tnote\n..." */
+    /* One text value (db.h copies only the first row): "day\tchange\tnote\n...". The day
+       through to_char: day::text follows the session's DateStyle ("01/06/2026"). */
     asy_db_row_t row = {0};
-    int rc = asy_db_query_row(db,
-                              "SELECT count(*), string_agg(day::text || E'\\t' || change || "
-                              "E'\\t' || coalesce(translate(note, E'\\t\\n\\r', '   '), ''), "
-                              "E'\\n' ORDER BY day) FROM holiday",
-                              false, 0, NULL, &row);
+    int rc = asy_db_query_row(
+        db,
+        "SELECT count(*), string_agg(to_char(day, 'YYYY-MM-DD') || E'\\t' || change || "
+        "E'\\t' || coalesce(translate(note, E'\\t\\n\\r', '   '), ''), "
+        "E'\\n' ORDER BY day) FROM holiday",
+        false, 0, NULL, &row);
     if (rc != 0)
         return rc;
     size_t expected = strtoul(row.values[0], NULL, 10);

@@ -121,6 +121,18 @@ Test(ctl, holidays_add_remove_clear_list)
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM holiday"), 1, "bad input changed nothing");
 }
 
+/* The holiday table is read whatever DateStyle the session has (PGDATESTYLE, ALTER DATABASE
+   or postgresql.conf): day::text gave "01/06/2026", and list failed with "protocol error". */
+Test(ctl, holidays_are_read_whatever_the_datestyle)
+{
+    char out[S_OUT];
+    cr_assert_eq(setenv("PGDATESTYLE", "SQL, DMY", 1), 0);
+    cr_assert_eq(s_db(out, "holidays", "add", "2026-06-01", "--note", "one-off"), 0, "%s", out);
+    cr_assert_eq(s_db(out, "holidays", "list", "--year", "2026"), 0, "%s", out);
+    cr_assert(strstr(out, "2026-06-01 Monday  added by table: one-off\n"), "%s", out);
+    cr_assert_eq(unsetenv("PGDATESTYLE"), 0);
+}
+
 Test(ctl, holidays_list_default_is_this_year_and_next)
 {
     char out[S_OUT];

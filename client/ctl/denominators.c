@@ -576,16 +576,19 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
     int code = asy_ctl_connect(options, S_TABLES, &db);
     if (code != ASY_CTL_OK)
         return code;
-    /* One text value (db.h copies only the first row): one line per row, tab-separated. */
+    /* One text value (db.h copies only the first row): one line per row, tab-separated; the
+       free-text columns (name, source) with their tabs and line ends made spaces, or a tab in
+       a name shifted every column after it. */
     asy_db_row_t row = {0};
     const char *params[] = {area};
     int rc = asy_db_query_row(
         db,
-        "SELECT count(*), string_agg(translate(area_code || E'\\t' || coalesce(area_name, '') "
-        "|| E'\\t' || ethnicity_ons || E'\\t' || age_band || E'\\t' || population || E'\\t' "
-        "|| coalesce(source, ''), E'\\n\\r', '  ') || E'\\t' || to_char(loaded_at AT TIME ZONE "
-        "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), E'\\n' ORDER BY area_code, ethnicity_ons, "
-        "age_band) FROM denominator WHERE $1::text IS NULL OR area_code = upper($1)",
+        "SELECT count(*), string_agg(area_code || E'\\t' || translate(coalesce(area_name, ''), "
+        "E'\\t\\n\\r', '   ') || E'\\t' || ethnicity_ons || E'\\t' || age_band || E'\\t' || "
+        "population || E'\\t' || translate(coalesce(source, ''), E'\\t\\n\\r', '   ') || E'\\t' "
+        "|| to_char(loaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), E'\\n' "
+        "ORDER BY area_code, ethnicity_ons, age_band) FROM denominator "
+        "WHERE $1::text IS NULL OR area_code = upper($1)",
         false, 1, params, &row);
     if (rc != 0) {
         fprintf(stderr, "advsync-ctl: cannot read the denominator table: %s\n", asy_db_errmsg(db));

@@ -361,6 +361,24 @@ Test(ctl, denominators_load_ts021_shape)
     free(bristol);
 }
 
+/* A tab in an area's name or in the source (both kept as loaded) does not shift list's
+   columns: it used to print the name's second half as the group and the band as the
+   population. */
+Test(ctl, denominators_list_keeps_its_columns_with_a_tab_in_a_name)
+{
+    char out[S_OUT];
+    char *csv = s_write_file("tab.csv", "area_code,area_name,ethnicity_ons,population\n"
+                                        "E09000001,\"City of\tLondon\",0,5000\n");
+    cr_assert_eq(s_db(out, "denominators", "load", csv, "--source", "census\t2021"), 0, "%s", out);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_name = "
+                                        "E'City of\\tLondon' AND source = E'census\\t2021'"),
+                 1);
+    cr_assert_eq(s_db(out, "denominators", "list", "--area", "E09000001"), 0, "%s", out);
+    cr_assert(strstr(out, "E09000001\tCity of London\t"), "%s", out);
+    cr_assert(strstr(out, "\t5000\tcensus 2021\t"), "%s", out);
+    free(csv);
+}
+
 /* Loads a bad file: exit 1, the message, and the table as it was. */
 static void s_expect_rejected(const char *name, const char *text, const char *message)
 {

@@ -101,8 +101,8 @@ static asy_calendar_t *s_load_holidays(s_monitor_t *self)
     asy_db_row_t row;
     if (asy_db_query_row(
             self->db,
-            "SELECT coalesce(string_agg(day::text || ' ' || change, ', ' ORDER BY day), '')"
-            " FROM holiday",
+            "SELECT coalesce(string_agg(to_char(day, 'YYYY-MM-DD') || ' ' || change, ', '"
+            " ORDER BY day), '') FROM holiday",
             false, 0, NULL, &row) != 0) {
         asy_warn("monitor: holidays not read: %s", asy_db_errmsg(self->db));
         return NULL;
@@ -110,8 +110,9 @@ static asy_calendar_t *s_load_holidays(s_monitor_t *self)
     asy_calendar_t *calendar = NULL;
     if (!self->holidays_text || strcmp(self->holidays_text, row.values[0]) != 0) {
         calendar = asy_calendar_new();
-        if (calendar && asy_db_query_each(self->db, "SELECT day::text, change FROM holiday",
-                                          false, 0, NULL, s_holiday_row, calendar) == 0) {
+        if (calendar &&
+            asy_db_query_each(self->db, "SELECT to_char(day, 'YYYY-MM-DD'), change FROM holiday",
+                              false, 0, NULL, s_holiday_row, calendar) == 0) {
             free(self->holidays_text);
             self->holidays_text = strdup(row.values[0]);
             asy_info("monitor: holiday table loaded (%s)",

@@ -300,11 +300,13 @@ bool asy_legal_status_qualifies(int legal_status)
 }
 
 /* Microseconds since 1970, saturating (the wire can carry any seconds). */
-static int64_t s_micros(const Advsync__V1__Timestamp *stamp)
+int64_t asy_codec_micros(const Advsync__V1__Timestamp *stamp)
 {
     if (!stamp)
         return 0;
-    const int64_t limit = INT64_MAX / 1000000 - 1;
+    /* wire values are not trusted: clamped so that seconds * 10^6 plus any int32 nanos / 1000
+       (at most 2,147,483) stays inside int64 */
+    const int64_t limit = INT64_MAX / 1000000 - 3;
     int64_t seconds = stamp->seconds > limit    ? limit
                       : stamp->seconds < -limit ? -limit
                                                 : stamp->seconds;
@@ -363,7 +365,8 @@ static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *o
         for (size_t i = 0; i < r->n_reasons; i++)
             if (r->reasons[i] > 0 && r->reasons[i] < 31)
                 out->reasons |= 1u << r->reasons[i];
-        out->received_at_us = r->received_at ? s_micros(r->received_at) : out->occurred_at_us;
+        out->received_at_us =
+            r->received_at ? asy_codec_micros(r->received_at) : out->occurred_at_us;
         break;
     }
     case ADVSYNC__V1__EVENT__BODY_REFERRAL_ELIGIBILITY_DECIDED: {
@@ -410,8 +413,8 @@ void asy_event_summarise(const asy_event_t *self, asy_event_summary_t *out)
     out->seq = m->has_seq ? m->seq : 0;
     s_copy(out->case_id, sizeof out->case_id, m->case_id);
     s_copy(out->person_key, sizeof out->person_key, m->person_key);
-    out->occurred_at_us = s_micros(m->occurred_at);
-    out->recorded_at_us = s_micros(m->recorded_at);
+    out->occurred_at_us = asy_codec_micros(m->occurred_at);
+    out->recorded_at_us = asy_codec_micros(m->recorded_at);
     out->kind = asy_kind_name((int)m->body_case) ? (int)m->body_case : ASY_KIND_NONE;
     s_summarise_body(m, out);
 }

@@ -3,6 +3,7 @@
 
 #include "advsync.pb-c.h"
 #include "calendar.h"
+#include "codec_private.h"
 #include "json.h"
 
 #include <stdlib.h>
@@ -289,11 +290,6 @@ static int32_t s_date_from_pb(const Advsync__V1__Date *date)
     return out;
 }
 
-static int64_t s_time_from_pb(const Advsync__V1__Timestamp *time)
-{
-    return time ? time->seconds * 1000000 + time->nanos / 1000 : 0;
-}
-
 static bool s_cell_from_pb(const Advsync__V1__MetricCell *pb, asy_mcell_t *cell)
 {
     if (!s_copy(cell->breakdown, sizeof cell->breakdown, pb->breakdown) ||
@@ -328,7 +324,7 @@ static bool s_update_from_pb(const Advsync__V1__MetricUpdate *pb, asy_mupdate_t 
         return false;
     update->period_start = s_date_from_pb(pb->period_start);
     update->period_end = s_date_from_pb(pb->period_end);
-    update->as_of_us = s_time_from_pb(pb->as_of);
+    update->as_of_us = asy_codec_micros(pb->as_of);
     update->exact = pb->exact;
     for (size_t i = 0; i < pb->n_cells; i++) {
         asy_mcell_t *cell = asy_mupdate_add_cell(update, "", "");
@@ -350,7 +346,7 @@ static bool s_body_from_pb(const Advsync__V1__MonitorMessage *pb, asy_mmsg_t *ms
         msg->breach.service = pb->breach->service;
         msg->breach.received = s_date_from_pb(pb->breach->received);
         msg->breach.deadline = s_date_from_pb(pb->breach->deadline);
-        msg->breach.detected_at_us = s_time_from_pb(pb->breach->detected_at);
+        msg->breach.detected_at_us = asy_codec_micros(pb->breach->detected_at);
         msg->breach.withdrawn = pb->breach->withdrawn;
         return s_copy(msg->breach.case_id, sizeof msg->breach.case_id, pb->breach->case_id) &&
                s_copy(msg->breach.site_id, sizeof msg->breach.site_id, pb->breach->site_id);
@@ -368,7 +364,7 @@ static bool s_body_from_pb(const Advsync__V1__MonitorMessage *pb, asy_mmsg_t *ms
         msg->seq = pb->heartbeat->seq;
         msg->interval_ms = pb->heartbeat->interval_ms;
         msg->exact = pb->heartbeat->has_exact ? pb->heartbeat->exact : -1;
-        msg->sent_at_us = s_time_from_pb(pb->heartbeat->sent_at);
+        msg->sent_at_us = asy_codec_micros(pb->heartbeat->sent_at);
         return true;
     case ADVSYNC__V1__MONITOR_MESSAGE__BODY_ERROR:
         msg->kind = ASY_MMSG_ERROR;

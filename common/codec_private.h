@@ -15,4 +15,8 @@ struct asy_event {
 /* The body field name of a kind ("referral_received"); "body" if not a kind. Static string. */
 const char *asy_kind_field(int kind);
 
+/* A protobuf Timestamp in microseconds since 1970; 0 for NULL. Out-of-range seconds are
+   clamped, never overflow. */
+int64_t asy_codec_micros(const Advsync__V1__Timestamp *stamp);
+
 #endif

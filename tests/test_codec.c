@@ -907,6 +907,20 @@ Test(codec, golden_monitor_heartbeat_with_incarnation)
     free(data);
 }
 
+/* A monitor message's time from the wire is clamped, not overflowed (seconds = INT64_MAX). */
+Test(codec, monitor_time_out_of_range_is_clamped)
+{
+    // version 1, seq 5, heartbeat (14) { seq 5, sent_at { seconds INT64_MAX, nanos 0 },
+    // interval_ms 1000 }
+    const uint8_t data[] = {0x08, 0x01, 0x10, 0x05, 0x72, 0x13, 0x08, 0x05, 0x12,
+                            0x0c, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                            0xff, 0x7f, 0x10, 0x00, 0x18, 0xe8, 0x07};
+    asy_mmsg_t out;
+    cr_assert_eq(asy_mmsg_decode(&out, data, sizeof data), 0);
+    cr_assert_eq(out.kind, ASY_MMSG_HEARTBEAT);
+    cr_assert_gt(out.sent_at_us, (int64_t)9e18);
+}
+
 Test(codec, bad_frames_are_protocol_errors)
 {
     asy_frame_t frame;

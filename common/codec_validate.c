@@ -227,7 +227,8 @@ static int s_check_value(const ProtobufCFieldDescriptor *field, const void *memb
         if (s_free_text(field->name) && asy_nhs_number_find(text, NULL, NULL)) {
             /* the agent refuses these; another implementation may not: the centre keeps no
                direct identifier, not even in quarantine */
-            why->identifying = true;
+            if (why)
+                why->identifying = true;
             return s_refuse(why, invalid,
                             "%s: holds what reads as an NHS number; free text must not carry "
                             "one (the event's bytes are not kept)",

@@ -168,7 +168,8 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
         return;
     if (self->failing && !now && zclock_mono() < self->retry_ms)
         return;
-    /* five array literals, one per column: ids, dates and t/f need no quoting */
+    /* five array literals, one per column, every element double-quoted (an unquoted NULL is SQL
+       NULL, and "NULL" is a valid site id); ids, dates and t/f hold no quote or backslash */
     char *columns[S_COLUMNS] = {NULL};
     size_t sizes[S_COLUMNS] = {0};
     FILE *streams[S_COLUMNS];
@@ -180,7 +181,7 @@ void asy_breaches_record(asy_breaches_t *self, asy_db_t *db, bool now)
         for (int c = 0; c < S_COLUMNS; c++) {
             size_t length = strcspn(field, ",");
             if (streams[c])
-                fprintf(streams[c], "%s%.*s", first ? "{" : ",", (int)length, field);
+                fprintf(streams[c], "%s\"%.*s\"", first ? "{" : ",", (int)length, field);
             field += length + (field[length] ? 1 : 0);
         }
         first = false;

@@ -540,6 +540,42 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
     free(db);
 }
 
+/* A site whose id reads "NULL" (a valid id) keeps it in the breach record: the records go in
+   as array literals, where an unquoted NULL element is SQL NULL. */
+Test(monitor, breach_record_keeps_a_site_id_that_reads_null, .timeout = 120)
+{
+    atomic_store(&s_now_us, s_utc(2026, 6, 5, 9, 0, 0)); /* Fri 5 June: contact overdue */
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db);
+    asy_replica_t *replica = s_replica(&centre, true, "");
+    char *config = asy_test_agent_config(dir, "NULL", "NULL", centre.ingest_endpoint);
+    char path[512];
+    asy_test_write_lines(dir, "referral", s_referral, 1, path);
+    s_deliver(config, path);
+    int64_t took = 0;
+    asy_mbreach_t breach;
+    cr_assert_eq(s_wait_breach(replica, 5000, &took, &breach), ASY_BREACH_CONTACT);
+    cr_assert_str_eq(breach.site_id, "NULL");
+    PGconn *pg = asy_test_pg_connect(db);
+    int recorded = 0;
+    for (int i = 0; i < 50 && recorded == 0; i++) {
+        recorded = asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach");
+        if (recorded == 0)
+            usleep(100 * 1000);
+    }
+    cr_assert_eq(recorded, 1);
+    cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach WHERE site_id = 'NULL'"),
+                 1, "the site id was stored as SQL NULL");
+    PQfinish(pg);
+    asy_replica_destroy(&replica);
+    s_centre_stop(&centre);
+    free(config);
+    free(dir);
+    free(db);
+}
+
 /* The monitor says which stream is which in every SnapshotEnd (and heartbeat): an empty
    snapshot still tells a subscriber whether it reached the restricted or the public one. */
 Test(monitor, each_stream_says_which_it_is, .timeout = 60)

@@ -50,6 +50,7 @@ typedef struct {
     int64_t next_heartbeat;
     int inflight;         /* updates to publish while answering each snapshot request */
     bool stale_heartbeat; /* s_answer first publishes a heartbeat with seq S - 1 */
+    int bad_parts;        /* answers that begin with an undecodable part (BADPART) */
     bool live_exact;      /* live updates as the restricted stream's: another stream */
     bool says_stream;     /* heartbeats and SnapshotEnd say the stream (exact), as advsyncd */
     bool restricted;      /* the whole server is a restricted stream: snapshot entries exact */
@@ -211,6 +212,13 @@ static void s_answer(s_server_t *self)
             s_set(self, state[(size_t)i % count].topic, 1000 + i);
         if (self->inflight)
             zclock_sleep(30);
+        if (self->bad_parts > 0) {
+            self->bad_parts--;
+            zframe_t *id = zframe_dup(identity);
+            zframe_send(&id, self->router, ZFRAME_MORE);
+            zstr_sendm(self->router, "all/M9/" S_PERIOD);
+            zstr_send(self->router, "not protobuf \xff\xff");
+        }
         uint32_t sent = 0;
         for (size_t i = 0; i < count; i++) {
             if (strncmp(state[i].topic, msg.subtree, strlen(msg.subtree)) != 0)
@@ -268,6 +276,8 @@ static bool s_command(s_server_t *self)
         self->restricted = self->live_exact = number != 0;
     } else if (strcmp(command, "SAYS") == 0) {
         self->says_stream = number != 0;
+    } else if (strcmp(command, "BADPART") == 0) {
+        self->bad_parts = (int)number;
     } else if (strcmp(command, "STALEHB") == 0) {
         self->stale_heartbeat = number != 0;
     } else if (strcmp(command, "HB") == 0) {
@@ -1025,6 +1035,26 @@ Test(watch, a_failed_snapshot_keeps_the_breach_notices_read_meanwhile)
     cr_assert_eq(asy_replica_poll(replica, 0, &msg), 0);
     cr_assert_eq(msg.kind, ASY_MMSG_BREACH);
     asy_mmsg_release(&msg);
+    asy_replica_destroy(&replica);
+}
+
+/* A snapshot that fails part-way (an undecodable part) leaves the rest of its reply behind:
+   the next request must not read that rest as its own answer (an old, partial snapshot). */
+Test(watch, a_snapshot_that_fails_part_way_leaves_nothing_for_the_next)
+{
+    s_do("SET", "all/M1/" S_PERIOD, 10);
+    s_do("SET", "all/M2/" S_PERIOD, 20);
+    s_do("BADPART", NULL, 1);
+    asy_replica_t *replica = asy_replica_new(s_pub, s_snap, "");
+    cr_assert_eq(asy_replica_sync(replica, 3000), ASY_EPROTO);
+    zclock_sleep(200); /* the rest of the first reply arrives */
+    s_do("SET", "all/M4/" S_PERIOD, 30);
+    cr_assert_eq(asy_replica_sync(replica, 3000), 0, "%s", asy_replica_errmsg(replica));
+    asy_replica_stats_t stats;
+    asy_replica_stats(replica, &stats);
+    cr_assert_eq(stats.snapshot_seq, 3, "the old reply's end (seq 2) was taken for the new one");
+    cr_assert_eq(stats.snapshot_entries, 3);
+    cr_assert_eq(s_count(replica, "all/M4/" S_PERIOD), 30);
     asy_replica_destroy(&replica);
 }
 

@@ -226,7 +226,9 @@ int asy_replica_take_snapshot(asy_replica_t *self, int64_t timeout_ms)
     }
     if (rc == 0)
         s_install(self, &store, entries, queue, &end);
-    else if (rc == ASY_ETIMEDOUT && asy_replica_reset_dealer(self) != 0)
+    /* a timed-out or failed request may leave (the rest of) its reply queued: a new socket
+       drops it, so the next request never reads it as its own */
+    else if (!self->mismatch && asy_replica_reset_dealer(self) != 0)
         zsock_destroy(&self->dealer); /* made again at the next request */
     if (rc != 0 && !self->mismatch)
         self->exact = exact_before;

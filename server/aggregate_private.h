@@ -1,4 +1,5 @@
-/*  aggregate_private.h: the aggregate's insides, shared by aggregate.c (upkeep) and
+/*  aggregate_private.h: the aggregate's insides, shared by aggregate.c (upkeep),
+    aggregate_contribute.c (what a case and a person add to the counters) and
     aggregate_render.c (metric values and disclosure control). Not for other modules.  */
 #ifndef ASY_AGGREGATE_PRIVATE_H_INCLUDED
 #define ASY_AGGREGATE_PRIVATE_H_INCLUDED
@@ -142,5 +143,40 @@ static inline int64_t *asy_counter(const asy_aggregate_t *self, int64_t *block, 
 {
     return &block[which * self->cells + self->offset[family][slot] + group];
 }
+
+/* The bit of metric M<metric> in a mask of topics (dirty bits, the topics a family feeds). */
+#define ASY_METRIC_BIT(metric) ((uint16_t)(1u << (metric)))
+
+/* Metrics published per period for a site / for the consortium (aggregate.c). */
+extern const uint16_t asy_aggregate_site_topics;
+extern const uint16_t asy_aggregate_all_topics;
+
+/* Whether a deadline has passed (before today) without a decline on or before it. */
+static inline bool asy_aggregate_matured(const asy_aggregate_t *self, const asy_case_view_t *v,
+                                         asy_date_t deadline)
+{
+    return deadline != ASY_NO_DATE && deadline < self->today &&
+           !(v->declined != ASY_NO_DATE && v->declined <= deadline);
+}
+
+/* Whether done is a date on or before deadline. */
+static inline bool asy_aggregate_on_time(asy_date_t done, asy_date_t deadline)
+{
+    return done != ASY_NO_DATE && done <= deadline;
+}
+
+/* The case's own contribution (sign +1 or -1) to the counters: every family but the
+   people-counting ones, and those too when with_person (aggregate_contribute.c). */
+void asy_aggregate_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, int sign,
+                              bool with_person);
+
+/* A person's contribution to the people-counting families (M2, M6, M12), from all of their
+   cases (aggregate_contribute.c). Counted nowhere if out of memory: the next rebuild retries. */
+void asy_aggregate_person_contribute(asy_aggregate_t *self, const asy_agg_person_t *person,
+                                     int sign);
+
+/* The case's families and its person's: at once when the case is the person's only one
+   (aggregate_contribute.c). */
+void asy_aggregate_case_and_person(asy_aggregate_t *self, const asy_agg_case_t *c, int sign);
 
 #endif

@@ -1,6 +1,7 @@
 /*  aggregate_private.h: the aggregate's insides, shared by aggregate.c (upkeep),
-    aggregate_contribute.c (what a case and a person add to the counters) and
-    aggregate_render.c (metric values and disclosure control). Not for other modules.  */
+    aggregate_contribute.c (what a case and a person add to the counters), aggregate_render.c
+    (metric values) and aggregate_disclose.c (their disclosure control). Not for other
+    modules.  */
 #ifndef ASY_AGGREGATE_PRIVATE_H_INCLUDED
 #define ASY_AGGREGATE_PRIVATE_H_INCLUDED
 
@@ -178,5 +179,23 @@ void asy_aggregate_person_contribute(asy_aggregate_t *self, const asy_agg_person
 /* The case's families and its person's: at once when the case is the person's only one
    (aggregate_contribute.c). */
 void asy_aggregate_case_and_person(asy_aggregate_t *self, const asy_agg_case_t *c, int sign);
+
+/* Disclosure control of a rendered update for the public stream (PROTOCOL.md 13): suppresses,
+   withholds and rounds its cells in place; percent: values are percentages, rounded to whole
+   ones (aggregate_disclose.c). */
+void asy_aggregate_disclose(asy_mupdate_t *update, bool percent);
+
+/* Drops the rows whose breakdown name was emptied (withheld). */
+void asy_aggregate_drop_withheld(asy_mupdate_t *update);
+
+/* Whether breakdown is a total row ("total", "imha_total", "<prefix>.total"). */
+bool asy_aggregate_is_total(const char *breakdown);
+
+/* M10's rows whose rate was withheld on the public stream, shown as `*`. */
+void asy_aggregate_hide_withheld_rates(asy_mupdate_t *update);
+
+/* M7 on the public stream: every row of a breakdown whose reference group is suppressed is
+   suppressed. */
+void asy_aggregate_hide_without_reference(asy_mupdate_t *update);
 
 #endif

@@ -249,6 +249,81 @@ static double s_all_population(const asy_aggregate_t *self, int band)
     return all;
 }
 
+/* M8 of one part (referrals against population, or IMHA against qualifying people) and one
+   dimension: what s_representation's steps share. */
+typedef struct {
+    bool imha;
+    int family;
+    asy_dim_t dim;
+    int k;
+    int64_t o_exact, base_exact[ASY_ONS_GROUPS], base_exact_total;
+    double base[ASY_ONS_GROUPS], base_total;
+    double o_total;
+    bool no_e;
+} s_represented_t;
+
+/* The part's observed total and bases (population or Q_g), exact and as shown, and whether
+   it gives an E at all. */
+static void s_representation_bases(s_render_t *r, s_represented_t *m)
+{
+    /* The totals behind E are summed exactly and then shown (rounded once on the
+       public stream): summing the rounded groups would carry a suppressed group's
+       rounded count into every published E. A total or an IMHA base that would itself
+       be suppressed (1-7) gives no E at all: E times the shares would give it back. */
+    for (int g = 0; g < asy_dims[m->dim].groups; g++) {
+        if (!s_known(m->dim, g))
+            continue;
+        if (m->imha) {
+            m->base_exact[g] = s_get(r, m->family, m->k, g, 0);
+            m->base_exact_total += m->base_exact[g];
+            m->base[g] = (double)s_shown(r, m->base_exact[g]);
+        } else {
+            m->base[g] = s_group_population(r->self, m->dim, g, 0);
+            m->base_total += m->base[g];
+        }
+        m->o_exact += s_get(r, m->family, m->k, g, m->imha ? 1 : 0);
+    }
+    if (m->imha)
+        m->base_total = (double)s_shown(r, m->base_exact_total);
+    m->o_total = (double)s_shown(r, m->o_exact);
+    const asy_disclosure_t *rule = &ASY_DISCLOSURE_DEFAULT;
+    m->no_e = r->public && (asy_disclosure_suppresses(rule, m->o_exact) ||
+                            asy_disclosure_suppresses(rule, m->base_exact_total));
+}
+
+/* The part's rows: one per known group with a base or an observation, O and (where it may be
+   given) E with its interval. */
+static int s_representation_rows(s_render_t *r, const s_represented_t *m)
+{
+    const asy_disclosure_t *rule = &ASY_DISCLOSURE_DEFAULT;
+    for (int g = 0; g < asy_dims[m->dim].groups; g++) {
+        int64_t o = s_known(m->dim, g) ? s_get(r, m->family, m->k, g, m->imha ? 1 : 0) : 0;
+        /* a row is there when its group has a base: decided on the exact Q_g, since
+           the rounded one told 1-2 (no row) from 3-7 (a row) */
+        if (!s_known(m->dim, g) || (o == 0 && (m->imha ? m->base_exact[g] <= 0 : m->base[g] <= 0)))
+            continue;
+        asy_mcell_t *cell = s_cell(r, m->imha ? "imha_" : "", m->dim, g);
+        if (!cell)
+            return ASY_ENOMEM;
+        cell->has_count = true;
+        cell->count = o;
+        /* O of an IMHA group is M6's numerator: with its Q_g (M6's denominator) from
+           1 to 7, M6 withholds the group, and so must this row, even a 0 ("0 of 3-7
+           qualifying people contacted") */
+        bool small_base = r->public && asy_disclosure_suppresses(rule, m->base_exact[g]);
+        if (m->imha && small_base)
+            cell->suppressed = true;
+        if (m->no_e || small_base)
+            continue;
+        cell->has_expected = true;
+        cell->expected = m->o_total * m->base[g] / m->base_total;
+        asy_interval_t iv;
+        if (asy_stats_observed_expected(s_shown(r, o), cell->expected, S_Z, &iv) == 0)
+            s_interval(cell, &iv, 1.0);
+    }
+    return 0;
+}
+
 /* M8: observed vs expected, against population (referrals) and against qualifying (IMHA). */
 static int s_representation(s_render_t *r)
 {
@@ -257,34 +332,11 @@ static int s_representation(s_render_t *r)
         bool imha = part == 1;
         int family = imha ? ASY_FAM_M6 : ASY_FAM_M1;
         for (int d = 0; d < 2; d++) {
-            int k = s_slot(family, dims[d]);
-            /* The totals behind E are summed exactly and then shown (rounded once on the
-               public stream): summing the rounded groups would carry a suppressed group's
-               rounded count into every published E. A total or an IMHA base that would itself
-               be suppressed (1-7) gives no E at all: E times the shares would give it back. */
-            int64_t o_exact = 0, base_exact[ASY_ONS_GROUPS] = {0}, base_exact_total = 0;
-            double base[ASY_ONS_GROUPS] = {0}, base_total = 0;
-            for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
-                if (!s_known(dims[d], g))
-                    continue;
-                if (imha) {
-                    base_exact[g] = s_get(r, family, k, g, 0);
-                    base_exact_total += base_exact[g];
-                    base[g] = (double)s_shown(r, base_exact[g]);
-                } else {
-                    base[g] = s_group_population(r->self, dims[d], g, 0);
-                    base_total += base[g];
-                }
-                o_exact += s_get(r, family, k, g, imha ? 1 : 0);
-            }
-            if (imha)
-                base_total = (double)s_shown(r, base_exact_total);
-            double o_total = (double)s_shown(r, o_exact);
-            const asy_disclosure_t *rule = &ASY_DISCLOSURE_DEFAULT;
-            bool no_e = r->public && (asy_disclosure_suppresses(rule, o_exact) ||
-                                      asy_disclosure_suppresses(rule, base_exact_total));
+            s_represented_t m = {
+                .imha = imha, .family = family, .dim = dims[d], .k = s_slot(family, dims[d])};
+            s_representation_bases(r, &m);
             /* on the exact total for IMHA rows: the rounded Q_tot tells 1-2 (0) from 3-7 (5) */
-            if (imha ? base_exact_total <= 0 : base_total <= 0)
+            if (imha ? m.base_exact_total <= 0 : m.base_total <= 0)
                 continue;
             if (r->public && d == 0 && !imha) {
                 /* M8 has no total row, but its E gives the (rounded) total of its referral
@@ -295,33 +347,11 @@ static int s_representation(s_render_t *r)
                 if (!total)
                     return ASY_ENOMEM;
                 total->has_count = true;
-                total->count = o_exact;
+                total->count = m.o_exact;
             }
-            for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
-                int64_t o = s_known(dims[d], g) ? s_get(r, family, k, g, imha ? 1 : 0) : 0;
-                /* a row is there when its group has a base: decided on the exact Q_g, since
-                   the rounded one told 1-2 (no row) from 3-7 (a row) */
-                if (!s_known(dims[d], g) || (o == 0 && (imha ? base_exact[g] <= 0 : base[g] <= 0)))
-                    continue;
-                asy_mcell_t *cell = s_cell(r, imha ? "imha_" : "", dims[d], g);
-                if (!cell)
-                    return ASY_ENOMEM;
-                cell->has_count = true;
-                cell->count = o;
-                /* O of an IMHA group is M6's numerator: with its Q_g (M6's denominator) from
-                   1 to 7, M6 withholds the group, and so must this row, even a 0 ("0 of 3-7
-                   qualifying people contacted") */
-                bool small_base = r->public && asy_disclosure_suppresses(rule, base_exact[g]);
-                if (imha && small_base)
-                    cell->suppressed = true;
-                if (no_e || small_base)
-                    continue;
-                cell->has_expected = true;
-                cell->expected = o_total * base[g] / base_total;
-                asy_interval_t iv;
-                if (asy_stats_observed_expected(s_shown(r, o), cell->expected, S_Z, &iv) == 0)
-                    s_interval(cell, &iv, 1.0);
-            }
+            int rc = s_representation_rows(r, &m);
+            if (rc != 0)
+                return rc;
         }
     }
     return 0;
@@ -416,214 +446,6 @@ static int s_standardised(s_render_t *r)
             s_interval(cell, &iv, 1.0);
     }
     return 0;
-}
-
-/* ----------------------------------------------------------------------------------------------
-   Disclosure control (PROTOCOL.md 13). */
-
-static bool s_primary(const asy_mcell_t *cell)
-{
-    const asy_disclosure_t *rule = &ASY_DISCLOSURE_DEFAULT;
-    return cell->suppressed || (cell->has_count && asy_disclosure_suppresses(rule, cell->count)) ||
-           (cell->has_numerator && asy_disclosure_suppresses(rule, cell->numerator)) ||
-           (cell->has_denominator && asy_disclosure_suppresses(rule, cell->denominator));
-}
-
-/* What a secondary suppression protects a cell by: its denominator where that is a count
-   (M4-M6, M11-M13), else its count. M9's denominator is a population: by it, the smallest
-   group could be one with no referral, whose hiding protects nothing, while M1 and M8 hide
-   another (test_aggregate: the same groups hidden in M1, M8 and M9). */
-static int64_t s_size(const asy_mcell_t *cell, bool by_count)
-{
-    if (cell->has_denominator && !by_count)
-        return cell->denominator;
-    return cell->has_count ? cell->count : 0;
-}
-
-static bool s_is_total(const char *breakdown)
-{
-    size_t length = strlen(breakdown);
-    return strcmp(breakdown, "total") == 0 || strcmp(breakdown, "imha_total") == 0 ||
-           (length > 6 && strcmp(breakdown + length - 6, ".total") == 0);
-}
-
-/* The end of the run of cells of cells[start]'s breakdown. */
-static size_t s_run_end(const asy_mupdate_t *update, size_t start)
-{
-    size_t end = start + 1;
-    while (end < update->cell_count &&
-           strcmp(update->cells[end].breakdown, update->cells[start].breakdown) == 0)
-        end++;
-    return end;
-}
-
-/* Within each breakdown, one suppressed group would be recoverable from the total: suppress
-   the next smallest nonzero group too. The renderers above add the cells of a breakdown one
-   after another, so a breakdown is one run of cells (test_aggregate checks it on every
-   metric). */
-static void s_secondary(asy_mupdate_t *update, bool by_count)
-{
-    size_t end;
-    for (size_t start = 0; start < update->cell_count; start = end) {
-        const char *breakdown = update->cells[start].breakdown;
-        end = s_run_end(update, start);
-        if (s_is_total(breakdown))
-            continue;
-        int suppressed = 0;
-        asy_mcell_t *smallest = NULL;
-        for (size_t j = start; j < end; j++) {
-            asy_mcell_t *cell = &update->cells[j];
-            if (cell->suppressed)
-                suppressed++;
-            else if (s_size(cell, by_count) > 0 &&
-                     (!smallest || s_size(cell, by_count) < s_size(smallest, by_count)))
-                smallest = cell;
-        }
-        if (suppressed == 1 && smallest)
-            smallest->suppressed = true;
-    }
-}
-
-static int64_t s_round(int64_t count)
-{
-    int64_t shown = 0;
-    asy_disclose_count(&ASY_DISCLOSURE_DEFAULT, count, &shown);
-    return shown;
-}
-
-/* The total cell of a breakdown's metric ("total", or "declined.total" for
-   "declined.ethnic_group"), or NULL. */
-static const asy_mcell_t *s_total_of(const asy_mupdate_t *update, const char *breakdown)
-{
-    const char *dot = strrchr(breakdown, '.');
-    size_t prefix = dot ? (size_t)(dot - breakdown) + 1 : 0;
-    if (strncmp(breakdown, "imha_", 5) == 0 && !dot)
-        prefix = 5; /* M8's imha_ rows: their own total (s_representation) */
-    for (size_t i = 0; i < update->cell_count; i++) {
-        const char *name = update->cells[i].breakdown;
-        if (strncmp(name, breakdown, prefix) == 0 && strcmp(name + prefix, "total") == 0)
-            return &update->cells[i];
-    }
-    return NULL;
-}
-
-/* Drops the rows whose breakdown name was emptied (withheld). */
-static void s_drop_withheld(asy_mupdate_t *update)
-{
-    size_t kept = 0;
-    for (size_t i = 0; i < update->cell_count; i++)
-        if (update->cells[i].breakdown[0])
-            update->cells[kept++] = update->cells[i];
-    update->cell_count = kept;
-}
-
-/* The rows present tell a lower bound of the total: each suppressed one holds 1 to 7, each
-   shown one at least its rounded value less 2. Where the bounds leave a suppressed row one
-   value only (7 rows under a `*` total, at most 7; 12 referrals in 12 groups under a total
-   shown as 10, at most 12: each is 1), the breakdown's rows are withheld (their breakdown
-   name emptied, for s_drop_withheld). M1's `reason` is not a partition (a
-   referral counts under each reason it gives) and bounds nothing. */
-static void s_withhold_pinned(asy_mupdate_t *update, bool by_count)
-{
-    size_t end;
-    for (size_t start = 0; start < update->cell_count; start = end) {
-        const char *breakdown = update->cells[start].breakdown;
-        end = s_run_end(update, start);
-        const asy_mcell_t *total = s_total_of(update, breakdown);
-        if (s_is_total(breakdown) || strcmp(breakdown, "reason") == 0 || !total)
-            continue;
-        int64_t k = 0, shown_lo = 0, shown_hi = 0;
-        for (size_t j = start; j < end; j++) {
-            const asy_mcell_t *cell = &update->cells[j];
-            int64_t v = s_round(s_size(cell, by_count));
-            k += cell->suppressed;
-            shown_lo += cell->suppressed ? 0 : (v > 2 ? v - 2 : 0);
-            shown_hi += cell->suppressed ? 0 : (v > 0 ? v + 2 : 0);
-        }
-        int64_t t = s_round(s_size(total, by_count));
-        int64_t t_lo = t > 2 ? t - 2 : 0, t_hi = total->suppressed ? 7 : t > 0 ? t + 2 : 0;
-        /* a suppressed total bounds its rows at 7 only where its size is its count: one
-           suppressed on its numerator hides a denominator of any size */
-        bool bounded = !total->suppressed || by_count || !total->has_denominator;
-        bool pinned = false;
-        /* each suppressed row holds 1 or more, whatever hid it: a bound of 1 pins it. The
-           bound from below (a row forced to 7) holds only where every suppressed row is a
-           count of 1-7 summing with the others to the total: no secondary row (k >= 3 has
-           none), no row hidden on its numerator, no subset of groups (M9) */
-        bool counts = !by_count && !update->cells[start].has_denominator;
-        if (k > 0 && bounded)
-            pinned = t_hi - shown_lo - (k - 1) <= 1 ||
-                     (counts && k >= 3 && !total->suppressed && t_lo - shown_hi - 7 * (k - 1) >= 7);
-        for (size_t j = start; pinned && j < end; j++)
-            update->cells[j].breakdown[0] = '\0';
-    }
-}
-
-/* A suppressed cell as sent: its breakdown and group, nothing else. */
-static void s_hide(asy_mcell_t *cell)
-{
-    asy_mcell_t hidden = {0};
-    memcpy(hidden.breakdown, cell->breakdown, sizeof hidden.breakdown);
-    memcpy(hidden.group, cell->group, sizeof hidden.group);
-    hidden.suppressed = true;
-    *cell = hidden;
-}
-
-/* M10's rows whose rate s_standardised withheld on the public stream are `*`: without a value
-   they read as "not defined" (no population loaded), as if nothing were withheld. */
-static void s_hide_withheld_rates(asy_mupdate_t *update)
-{
-    for (size_t i = 0; i < update->cell_count; i++)
-        if (update->cells[i].withheld && !update->cells[i].suppressed)
-            s_hide(&update->cells[i]);
-}
-
-/* M7 on the public stream: a ratio to a reference group that is suppressed (M6's second hidden
-   group, say) gives the reference's counts back (from the ratio and its interval), and with
-   them the group M6 hid first. Every row of such a breakdown is suppressed. */
-static void s_hide_without_reference(asy_mupdate_t *update)
-{
-    const struct {
-        asy_dim_t dim;
-        int reference;
-    } refs[] = {{ASY_DIM_ONS, ASY_ONS_WHITE_BRITISH}, {ASY_DIM_EG, ASY_EG_WHITE}};
-    for (size_t r = 0; r < sizeof refs / sizeof refs[0]; r++) {
-        const char *breakdown = asy_dims[refs[r].dim].name;
-        const char *group = asy_dim_group_name(refs[r].dim, refs[r].reference);
-        bool hidden = false;
-        for (size_t i = 0; i < update->cell_count; i++)
-            hidden |= strcmp(update->cells[i].breakdown, breakdown) == 0 &&
-                      strcmp(update->cells[i].group, group) == 0 && update->cells[i].suppressed;
-        for (size_t i = 0; hidden && i < update->cell_count; i++)
-            if (strcmp(update->cells[i].breakdown, breakdown) == 0)
-                s_hide(&update->cells[i]);
-    }
-}
-
-static void s_disclose(asy_mupdate_t *update, bool percent)
-{
-    s_drop_withheld(update); /* what s_follow_siblings withheld */
-    for (size_t i = 0; i < update->cell_count; i++)
-        update->cells[i].suppressed = s_primary(&update->cells[i]);
-    bool by_count = strcmp(update->unit, "per_100k") == 0;
-    s_secondary(update, by_count);
-    s_withhold_pinned(update, by_count);
-    s_drop_withheld(update);
-    for (size_t i = 0; i < update->cell_count; i++) {
-        asy_mcell_t *cell = &update->cells[i];
-        if (cell->suppressed) {
-            s_hide(cell);
-            continue;
-        }
-        cell->count = s_round(cell->count);
-        cell->numerator = s_round(cell->numerator);
-        cell->denominator = s_round(cell->denominator);
-        if (percent) {
-            cell->value = round(cell->value);
-            cell->lower = round(cell->lower);
-            cell->upper = round(cell->upper);
-        }
-    }
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -758,16 +580,16 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
     if (rc == 0 && !exact && ref->metric >= 7 && ref->metric <= 9)
         rc = s_follow_siblings(self, ref, now_us, update);
     if (rc == 0 && !exact)
-        s_disclose(update, strcmp(update->unit, "percent") == 0);
+        asy_aggregate_disclose(update, strcmp(update->unit, "percent") == 0);
     if (rc == 0 && !exact && ref->metric == 10)
-        s_hide_withheld_rates(update);
+        asy_aggregate_hide_withheld_rates(update);
     if (rc == 0 && !exact && ref->metric == 7)
-        s_hide_without_reference(update);
+        asy_aggregate_hide_without_reference(update);
     if (rc == 0 && !exact && ref->metric == 8) {
         for (size_t i = 0; i < update->cell_count; i++) /* the total s_representation lent it */
-            if (s_is_total(update->cells[i].breakdown))
+            if (asy_aggregate_is_total(update->cells[i].breakdown))
                 update->cells[i].breakdown[0] = '\0';
-        s_drop_withheld(update);
+        asy_aggregate_drop_withheld(update);
     }
     return rc;
 }

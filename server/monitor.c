@@ -242,6 +242,8 @@ static int s_session(s_monitor_t *self)
     return rc;
 }
 
+/* Connects (the schema migrated first), retrying every S_RETRY_MS until the database is ready.
+   Returns 0, ASY_ERETRY if the actor was told to stop first, or ASY_ENOMEM. */
 static int s_connect(s_monitor_t *self)
 {
     char error[512];
@@ -264,6 +266,8 @@ static int s_connect(s_monitor_t *self)
         asy_warn("monitor: database not ready (attempt %d): %s; retrying in %d ms", attempt, error,
                  S_RETRY_MS);
         zpoller_t *poller = zpoller_new(self->pipe, NULL);
+        if (!poller)
+            return ASY_ENOMEM; /* FAILED and logged by the actor, as other allocation failures */
         if (zpoller_wait(poller, S_RETRY_MS) == self->pipe) {
             char *command = zstr_recv(self->pipe);
             self->terminated = !command || streq(command, "$TERM");
@@ -760,9 +764,11 @@ static void s_monitor_destroy(s_monitor_t **self_p)
 /* Database, calendar, denominators, rebuild, the breaches that came due while we were down. */
 static int s_start(s_monitor_t *self, char *error, size_t error_size)
 {
-    if (s_connect(self) != 0) {
-        snprintf(error, error_size, "stopped before the database was available");
-        return ASY_ERETRY;
+    int rc = s_connect(self);
+    if (rc != 0) {
+        snprintf(error, error_size, "%s",
+                 rc == ASY_ENOMEM ? "out of memory" : "stopped before the database was available");
+        return rc;
     }
     self->calendar = s_load_holidays(self);
     if (!self->calendar)
@@ -777,7 +783,7 @@ static int s_start(s_monitor_t *self, char *error, size_t error_size)
     }
     s_load_population(self);
     int64_t started = zclock_mono();
-    int rc = s_rebuild(self);
+    rc = s_rebuild(self);
     if (rc != 0) {
         snprintf(error, error_size, "rebuild from case_state failed: %s",
                  asy_db_errmsg(self->db));

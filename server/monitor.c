@@ -5,24 +5,17 @@
                 coalesce_ms -> render (exact / disclosed) -> per stream a clone_pub:
                 XPUB (seq) + topic cache; its snapshot ROUTER answers SnapshotRequests
     Every socket, the database connection, the aggregate and the calendar belong to this actor
-    alone.  */
-#include "monitor.h"
+    alone. Its database reads and writes are in monitor_db.c, its breach notices in
+    monitor_breaches.c.  */
+#include "monitor_private.h"
 
-#include "aggregate.h"
-#include "breaches.h"
-#include "clone_pub.h"
-#include "db.h"
 #include "log.h"
 #include "monitor_msg.h"
-#include "store.h"
 
 #include <inttypes.h>
 #include <sodium.h>
 #include <string.h>
 
-#define S_STREAMS 2 /* 0 public, 1 restricted */
-#define S_FETCH_ROWS "5000"
-#define S_RETRY_MS 1000
 #define S_DELTA_BUDGET_MS 20   /* case rows applied before other work gets a turn */
 #define S_PUBLISH_BUDGET_MS 20 /* topics rendered per tick before other work gets a turn */
 #define S_STATS_MS 10000       /* a counters line this often, when something changed */
@@ -32,250 +25,15 @@ typedef struct {
     int64_t last_ms; /* when it was last published on either stream */
 } s_topic_t;
 
-typedef struct {
-    zsock_t *pipe;
-    zsock_t *deltas;
-    asy_clone_pub_t *streams[S_STREAMS]; /* [1] is exact (restricted) */
-    zpoller_t *poller;
-    asy_db_t *db;
-    char *conninfo;
-    asy_calendar_t *calendar;
-    char *holidays_text; /* the holiday table as last loaded, to notice a change */
-    char *denominators_text; /* the same for the denominator table */
-    asy_aggregate_t *aggregate;
-    zhashx_t *topics;    /* topic -> s_topic_t */
-    asy_breaches_t *breach_book; /* announced, to record, deferred, found at start-up */
-    asy_clock_fn *clock;
-    void *clock_arg;
-    int coalesce_ms;
-    int heartbeat_ms;
-    int reload_ms;
-    int breach_grace_ms;
-    int history_years;
-    int64_t next_heartbeat_ms;
-    int64_t scan_due_ms;   /* start-up breach scan, once subscribers have had time to connect */
-    size_t publish_cursor; /* where the last publishing pass stopped (round robin) */
-    unsigned session_generation; /* db generation our session settings were applied in */
-    int64_t next_reload_ms;
-    uint64_t cases_applied;
-    uint64_t renders;    /* topic values computed */
-    uint64_t published;  /* MetricUpdates sent (both streams) */
-    int64_t render_us;   /* time spent computing and publishing them */
-    uint64_t breaches;
-    uint64_t withdrawals; /* breach notices withdrawn */
-    int64_t next_stats_ms;
-    uint64_t logged[5]; /* cases_applied, renders, published, breaches, withdrawals logged */
-    bool terminated;
-} s_monitor_t;
-
 static int64_t s_system_clock(void *arg)
 {
     (void)arg;
     return zclock_time() * 1000;
 }
 
-static int64_t s_now_us(s_monitor_t *self)
+int64_t asy_monitor_now_us(asy_monitor_t *self)
 {
     return self->clock(self->clock_arg);
-}
-
-/* ----------------------------------------------------------------------------------------------
-   The database: holidays, population, announced breaches, the rebuild. */
-
-static int s_holiday_row(void *arg, int columns, const char *const *values)
-{
-    asy_calendar_t *calendar = arg;
-    asy_date_t day;
-    if (columns != 2 || !values[0] || !values[1] || asy_date_parse(values[0], &day) != 0)
-        return 0;
-    asy_calendar_add(calendar, day,
-                     strcmp(values[1], "removed") == 0 ? ASY_HOLIDAY_REMOVED
-                                                       : ASY_HOLIDAY_ADDED);
-    return 0;
-}
-
-/* Reads the holiday table; if it changed since the last call, returns a new calendar with it
-   (caller owns), else NULL. */
-static asy_calendar_t *s_load_holidays(s_monitor_t *self)
-{
-    asy_db_row_t row;
-    if (asy_db_query_row(
-            self->db,
-            "SELECT coalesce(string_agg(to_char(day, 'YYYY-MM-DD') || ' ' || change, ', '"
-            " ORDER BY day), '') FROM holiday",
-            false, 0, NULL, &row) != 0) {
-        asy_warn("monitor: holidays not read: %s", asy_db_errmsg(self->db));
-        return NULL;
-    }
-    asy_calendar_t *calendar = NULL;
-    if (!self->holidays_text || strcmp(self->holidays_text, row.values[0]) != 0) {
-        calendar = asy_calendar_new();
-        if (calendar &&
-            asy_db_query_each(self->db, "SELECT to_char(day, 'YYYY-MM-DD'), change FROM holiday",
-                              false, 0, NULL, s_holiday_row, calendar) == 0) {
-            free(self->holidays_text);
-            self->holidays_text = strdup(row.values[0]);
-            asy_info("monitor: holiday table loaded (%s)",
-                     *row.values[0] ? row.values[0] : "no overrides");
-        } else {
-            asy_calendar_destroy(&calendar);
-        }
-    }
-    asy_db_row_release(&row);
-    return calendar;
-}
-
-static int s_population_row(void *arg, int columns, const char *const *values)
-{
-    if (columns == 3 && values[0] && values[1] && values[2])
-        asy_aggregate_set_population(arg, atoi(values[0]), atoi(values[1]), atof(values[2]));
-    return 0;
-}
-
-static void s_load_population(s_monitor_t *self)
-{
-    asy_aggregate_clear_population(self->aggregate);
-    if (asy_db_query_each(self->db,
-                          "SELECT ethnicity_ons, age_band, sum(population) FROM denominator"
-                          " GROUP BY 1, 2",
-                          false, 0, NULL, s_population_row, self->aggregate) != 0) {
-        asy_warn("monitor: denominators not read: %s", asy_db_errmsg(self->db));
-        return;
-    }
-    /* said when the table changed (as the holidays are), so a load can be seen to arrive */
-    asy_db_row_t row;
-    if (asy_db_query_row(self->db,
-                         "SELECT count(*) || ' rows, ' || count(DISTINCT area_code) || ' area(s)'"
-                         " FROM denominator",
-                         false, 0, NULL, &row) == 0) {
-        if (!self->denominators_text || strcmp(self->denominators_text, row.values[0]) != 0) {
-            asy_info("monitor: denominators loaded (%s)", row.values[0]);
-            free(self->denominators_text);
-            self->denominators_text = strdup(row.values[0]);
-        }
-        asy_db_row_release(&row);
-    }
-}
-
-static int s_case_row(void *arg, int columns, const char *const *values)
-{
-    s_monitor_t *self = arg;
-    asy_case_view_t view;
-    if (asy_case_view_parse(columns, values, &view) != 0) {
-        asy_warn("monitor: case_state row %s not understood; skipped",
-                 values[0] ? values[0] : "?");
-        return 0;
-    }
-    return asy_aggregate_put(self->aggregate, &view, NULL);
-}
-
-static int s_outcome_row(void *arg, int columns, const char *const *values)
-{
-    s_monitor_t *self = arg;
-    asy_outcome_view_t view;
-    if (asy_outcome_view_parse(columns, values, &view) != 0)
-        return 0;
-    int rc = asy_aggregate_put_outcome(self->aggregate, &view);
-    return rc == ASY_ENOMEM ? rc : 0;
-}
-
-/* One FETCH's rows, counted on their way to fn (an empty FETCH ends the cursor). */
-typedef struct {
-    asy_db_row_fn *fn;
-    s_monitor_t *self;
-    uint64_t rows;
-} s_fetch_t;
-
-static int s_fetched_row(void *arg, int columns, const char *const *values)
-{
-    s_fetch_t *fetch = arg;
-    fetch->rows++;
-    return fetch->fn(fetch->self, columns, values);
-}
-
-/* Reads a whole table through a cursor (bounded memory), inside the open transaction. */
-static int s_read_table(s_monitor_t *self, const char *columns, const char *table,
-                        asy_db_row_fn *fn)
-{
-    char declare[2048];
-    snprintf(declare, sizeof declare, "DECLARE asy_monitor_rows NO SCROLL CURSOR FOR SELECT %s"
-             " FROM %s", columns, table);
-    int rc = asy_db_exec(self->db, declare, 0, NULL, NULL);
-    s_fetch_t fetch = {fn, self, 1};
-    while (rc == 0 && fetch.rows > 0) {
-        fetch.rows = 0;
-        rc = asy_db_query_each(self->db, "FETCH " S_FETCH_ROWS " FROM asy_monitor_rows", false,
-                               0, NULL, s_fetched_row, &fetch);
-    }
-    if (rc == 0)
-        rc = asy_db_exec(self->db, "CLOSE asy_monitor_rows", 0, NULL, NULL);
-    return rc;
-}
-
-/* Reads every case_state row, then every outcome_state row, in one snapshot. */
-static int s_rebuild(s_monitor_t *self)
-{
-    int rc = asy_db_exec(self->db, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, NULL);
-    if (rc == 0)
-        rc = s_read_table(self, ASY_CASE_VIEW_COLUMNS, "case_state", s_case_row);
-    if (rc == 0)
-        rc = s_read_table(self, ASY_OUTCOME_VIEW_COLUMNS, "outcome_state", s_outcome_row);
-    if (rc == 0)
-        rc = asy_db_commit(self->db);
-    if (rc == 0)
-        rc = asy_breaches_load(self->breach_book, self->db);
-    if (rc != 0)
-        asy_db_rollback(self->db);
-    return rc;
-}
-
-/* The monitor's only writes (breach records) need not wait for the WAL flush: a record lost
-   in a crash only means the breach is announced once more after the restart. A reconnect
-   (asy_db_reset, here or in breaches.c) starts a new session: applied again then. */
-static int s_session(s_monitor_t *self)
-{
-    if (self->session_generation == asy_db_generation(self->db))
-        return 0;
-    int rc = asy_db_exec(self->db, "SET synchronous_commit = off", 0, NULL, NULL);
-    if (rc == 0)
-        self->session_generation = asy_db_generation(self->db);
-    return rc;
-}
-
-/* Connects (the schema migrated first), retrying every S_RETRY_MS until the database is ready.
-   Returns 0, ASY_ERETRY if the actor was told to stop first, or ASY_ENOMEM. */
-static int s_connect(s_monitor_t *self)
-{
-    char error[512];
-    for (int attempt = 1; !self->terminated; attempt++) {
-        /* the schema may not exist yet: migrate (under the advisory lock) as ingest does */
-        asy_store_t *store = asy_store_new(self->conninfo, error, sizeof error);
-        if (store)
-            self->db = asy_db_connect(self->conninfo, "advsyncd-monitor", error, sizeof error);
-        if (self->db)
-            asy_db_set_label(self->db, "monitor");
-        asy_store_destroy(&store);
-        self->session_generation = 0;
-        if (self->db && s_session(self) == 0 &&
-            asy_db_exec(self->db, "SELECT 1 FROM case_state, outcome_state, holiday, denominator"
-                                              " LIMIT 0", 0, NULL, NULL) == 0)
-            return 0;
-        if (self->db)
-            snprintf(error, sizeof error, "schema not ready: %s", asy_db_errmsg(self->db));
-        asy_db_destroy(&self->db);
-        asy_warn("monitor: database not ready (attempt %d): %s; retrying in %d ms", attempt, error,
-                 S_RETRY_MS);
-        zpoller_t *poller = zpoller_new(self->pipe, NULL);
-        if (!poller)
-            return ASY_ENOMEM; /* FAILED and logged by the actor, as other allocation failures */
-        if (zpoller_wait(poller, S_RETRY_MS) == self->pipe) {
-            char *command = zstr_recv(self->pipe);
-            self->terminated = !command || streq(command, "$TERM");
-            zstr_free(&command);
-        }
-        zpoller_destroy(&poller);
-    }
-    return ASY_ERETRY;
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -287,7 +45,7 @@ static void s_free_topic(void **item)
     *item = NULL;
 }
 
-static s_topic_t *s_topic(s_monitor_t *self, const char *name)
+static s_topic_t *s_topic(asy_monitor_t *self, const char *name)
 {
     s_topic_t *topic = zhashx_lookup(self->topics, name);
     if (!topic) {
@@ -299,9 +57,9 @@ static s_topic_t *s_topic(s_monitor_t *self, const char *name)
 }
 
 /* Publishes every changed topic not published within coalesce_ms. */
-static void s_publish_dirty(s_monitor_t *self)
+static void s_publish_dirty(asy_monitor_t *self)
 {
-    int64_t now_ms = zclock_mono(), now_us = s_now_us(self);
+    int64_t now_ms = zclock_mono(), now_us = asy_monitor_now_us(self);
     /* round robin: start where the last pass ran out of time, so that no topic waits behind
        others for more than one pass */
     size_t start = self->publish_cursor, cursor = start;
@@ -332,7 +90,7 @@ static void s_publish_dirty(s_monitor_t *self)
             continue;
         bool published = false;
         int64_t started = zclock_usecs();
-        for (int s = 0; s < S_STREAMS; s++) {
+        for (int s = 0; s < ASY_MONITOR_STREAMS; s++) {
             if (asy_aggregate_render(self->aggregate, &ref, s == 1, now_us, &msg.update) != 0)
                 continue;
             self->renders++;
@@ -350,158 +108,20 @@ static void s_publish_dirty(s_monitor_t *self)
     asy_mmsg_release(&msg);
 }
 
-static void s_heartbeat(s_monitor_t *self)
+static void s_heartbeat(asy_monitor_t *self)
 {
     int64_t now_ms = zclock_mono();
     if (now_ms < self->next_heartbeat_ms)
         return;
     self->next_heartbeat_ms = now_ms + self->heartbeat_ms;
-    for (int s = 0; s < S_STREAMS; s++)
-        asy_clone_pub_heartbeat(self->streams[s], s_now_us(self), self->heartbeat_ms);
-}
-
-/* ----------------------------------------------------------------------------------------------
-   Breaches. */
-
-/* One BreachNotice on site/<site>/breach of the restricted stream. */
-static void s_publish_notice(s_monitor_t *self, const asy_case_view_t *view, const char *site_id,
-                             int kind, asy_date_t deadline, bool withdrawn)
-{
-    asy_mmsg_t msg;
-    asy_mmsg_init(&msg, ASY_MMSG_BREACH);
-    snprintf(msg.breach.case_id, sizeof msg.breach.case_id, "%s", view->case_id);
-    snprintf(msg.breach.site_id, sizeof msg.breach.site_id, "%s", site_id);
-    msg.breach.kind = kind;
-    msg.breach.received = view->received;
-    msg.breach.deadline = deadline;
-    msg.breach.detected_at_us = s_now_us(self);
-    msg.breach.service = view->service;
-    msg.breach.withdrawn = withdrawn;
-    char topic[ASY_TOPIC_MAX];
-    snprintf(topic, sizeof topic, "site/%s/breach", site_id);
-    asy_clone_pub_notice(self->streams[1], topic, &msg);
-}
-
-static const char *s_kind_name(int kind)
-{
-    return kind == ASY_BREACH_CONTACT ? "contact" : "meeting";
-}
-
-/* Publishes one breach notice, unless it was announced before; the book queues its record. */
-static void s_announce(s_monitor_t *self, const asy_case_view_t *view, int kind,
-                       asy_date_t deadline)
-{
-    if (!asy_breaches_mark(self->breach_book, view, kind, deadline))
-        return; /* announced before */
-    s_publish_notice(self, view, view->site_id, kind, deadline, false);
-    self->breaches++;
-    char deadline_text[ASY_DATE_TEXT];
-    asy_debug("monitor: breach %s of case %.12s at %s (deadline %s)", s_kind_name(kind),
-              view->case_id, view->site_id, asy_date_format(deadline, deadline_text));
-}
-
-/* True if the case has a standing notice of kind that it no longer supports: the event (or a
-   decline) on or before the deadline announced. */
-static bool s_undone(const s_monitor_t *self, const asy_case_view_t *view, int kind)
-{
-    const asy_breach_notice_t *notice =
-        asy_breaches_standing(self->breach_book, view->case_id, kind);
-    return notice && asy_aggregate_settled(view, kind, notice->deadline);
-}
-
-/* Publishes the withdrawal of a standing notice, once, on the topic (site) it was announced
-   on; the book queues its record. */
-static void s_withdraw(s_monitor_t *self, const asy_case_view_t *view, int kind)
-{
-    const asy_breach_notice_t *notice =
-        asy_breaches_withdraw(self->breach_book, view->case_id, kind);
-    if (!notice)
-        return;
-    s_publish_notice(self, view, notice->site_id, kind, notice->deadline, true);
-    self->withdrawals++;
-    asy_info("monitor: %s breach of case %.12s at %s withdrawn: the case now shows it on time",
-             s_kind_name(kind), view->case_id, notice->site_id);
-}
-
-/* True if the case already shows the event of kind, late or not. A notice says the centre has
-   no such event (PROTOCOL.md 12.4): one whose late event is already here (a back-fill of
-   history, events that came while the broker was down) is not raised, now or at a later
-   midnight; the figures count the breach all the same. */
-static bool s_has_event(const asy_case_view_t *view, int kind)
-{
-    return (kind == ASY_BREACH_CONTACT ? view->contacted : view->met) != ASY_NO_DATE;
-}
-
-/* Announces the breaches of a case now (a deadline passed while we watched, or while we were
-   down), and withdraws announced ones the case no longer supports. */
-static void s_check_breaches(s_monitor_t *self, const asy_case_view_t *view)
-{
-    asy_date_t deadlines[2];
-    unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
-    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++)
-        if (s_undone(self, view, kind))
-            s_withdraw(self, view, kind);
-        else if ((mask & (1u << (kind - 1))) && !s_has_event(view, kind))
-            s_announce(self, view, kind, deadlines[kind - 1]);
-}
-
-/* A changed case with a standing notice it no longer supports: withdrawn at once, or, in the
-   first heartbeats after a start (subscribers reconnecting; snapshots hold no notices), with
-   the start-up announcements. */
-static void s_check_withdrawals(s_monitor_t *self, const asy_case_view_t *view)
-{
-    for (int kind = ASY_BREACH_CONTACT; kind <= ASY_BREACH_MEETING; kind++) {
-        if (!s_undone(self, view, kind))
-            continue;
-        if (self->scan_due_ms)
-            asy_breaches_note(self->breach_book, view->case_id);
-        else
-            s_withdraw(self, view, kind);
-    }
-}
-
-static void s_breach_visit(void *arg, const asy_case_view_t *view)
-{
-    s_check_breaches(arg, view);
-}
-
-/* Start-up: remembers a case the rebuild found in breach, or whose standing notice it no
-   longer supports (announced or withdrawn a little later, once subscribers are back). */
-static void s_note_startup_breach(void *arg, const asy_case_view_t *view)
-{
-    s_monitor_t *self = arg;
-    asy_date_t deadlines[2];
-    unsigned mask = asy_aggregate_breaches(self->aggregate, view, deadlines);
-    bool undone =
-        s_undone(self, view, ASY_BREACH_CONTACT) || s_undone(self, view, ASY_BREACH_MEETING);
-    if (mask || undone)
-        asy_breaches_note(self->breach_book, view->case_id);
-}
-
-/* A case row that arrives with a deadline already passed (a site catching up, an import of
-   history): its contact or meeting usually follows in the next rows, so it is looked at again
-   breach_grace_ms later and announced only if still missing. */
-static void s_defer_breaches(s_monitor_t *self, const asy_case_view_t *view)
-{
-    asy_date_t deadlines[2];
-    if (asy_aggregate_breaches(self->aggregate, view, deadlines))
-        asy_breaches_defer(self->breach_book, view->case_id,
-                           zclock_mono() + self->breach_grace_ms);
-}
-
-/* A held or start-up case, as it is now. */
-static void s_recheck(void *arg, const char *case_id)
-{
-    s_monitor_t *self = arg;
-    const asy_case_view_t *view = asy_aggregate_case(self->aggregate, case_id);
-    if (view)
-        s_check_breaches(self, view);
+    for (int s = 0; s < ASY_MONITOR_STREAMS; s++)
+        asy_clone_pub_heartbeat(self->streams[s], asy_monitor_now_us(self), self->heartbeat_ms);
 }
 
 /* ----------------------------------------------------------------------------------------------
    Events. */
 
-static void s_apply_outcomes(s_monitor_t *self, zframe_t *frame)
+static void s_apply_outcomes(asy_monitor_t *self, zframe_t *frame)
 {
     size_t count = frame ? zframe_size(frame) / sizeof(asy_outcome_view_t) : 0;
     for (size_t i = 0; i < count; i++) {
@@ -512,7 +132,7 @@ static void s_apply_outcomes(s_monitor_t *self, zframe_t *frame)
     }
 }
 
-static void s_apply_frame(s_monitor_t *self, zframe_t *frame)
+static void s_apply_frame(asy_monitor_t *self, zframe_t *frame)
 {
     size_t count = zframe_size(frame) / sizeof(asy_case_view_t);
     const asy_case_view_t *views = (const asy_case_view_t *)zframe_data(frame);
@@ -524,15 +144,15 @@ static void s_apply_frame(s_monitor_t *self, zframe_t *frame)
             asy_error("monitor: out of memory applying case %.12s", view.case_id);
         if (changed) {
             self->cases_applied++;
-            s_check_withdrawals(self, &view);
-            s_defer_breaches(self, &view);
+            asy_monitor_check_withdrawals(self, &view);
+            asy_monitor_defer_breaches(self, &view);
         }
     }
 }
 
 /* Applies queued batches for up to S_DELTA_BUDGET_MS, then lets ticks and snapshot requests
    in. */
-static void s_on_deltas(s_monitor_t *self)
+static void s_on_deltas(asy_monitor_t *self)
 {
     int64_t until = zclock_mono() + S_DELTA_BUDGET_MS;
     do {
@@ -550,7 +170,7 @@ static void s_on_deltas(s_monitor_t *self)
 }
 
 /* What the monitor did since the last line, for operators (as the ingest workers do). */
-static void s_log_counters(s_monitor_t *self)
+static void s_log_counters(asy_monitor_t *self)
 {
     int64_t now_ms = zclock_mono();
     if (now_ms < self->next_stats_ms)
@@ -570,29 +190,30 @@ static void s_log_counters(s_monitor_t *self)
 
 /* Re-reads the holiday table and the denominators. A connection that cannot be made again is
    said with the server's reason (the reads would only say the connection is lost). */
-static void s_reload(s_monitor_t *self)
+static void s_reload(asy_monitor_t *self)
 {
     if (!asy_db_alive(self->db) && asy_db_reset(self->db) != 0) {
         asy_warn("monitor: holidays and denominators not re-read: %s", asy_db_errmsg(self->db));
         return;
     }
-    asy_calendar_t *calendar = s_load_holidays(self);
+    asy_calendar_t *calendar = asy_monitor_load_holidays(self);
     if (calendar) {
         asy_aggregate_set_calendar(self->aggregate, calendar);
         asy_calendar_destroy(&self->calendar);
         self->calendar = calendar;
         /* a holiday removed can put a deadline in the past: announced now, as at a midnight;
            at a start, noted for the start-up scan, which announces once subscribers are back */
-        asy_aggregate_each_case(self->aggregate,
-                                self->scan_due_ms ? s_note_startup_breach : s_breach_visit, self);
+        asy_aggregate_each_case(
+            self->aggregate,
+            self->scan_due_ms ? asy_monitor_note_startup_breach : asy_monitor_breach_visit, self);
     }
-    s_load_population(self);
+    asy_monitor_load_population(self);
 }
 
 /* New day: everything that depends on the date moves; announce what came due. */
-static void s_tick(s_monitor_t *self)
+static void s_tick(asy_monitor_t *self)
 {
-    int64_t now_us = s_now_us(self);
+    int64_t now_us = asy_monitor_now_us(self);
     asy_date_t today = asy_london_date(now_us);
     if (zclock_mono() >= self->next_reload_ms) {
         self->next_reload_ms = zclock_mono() + self->reload_ms;
@@ -601,19 +222,19 @@ static void s_tick(s_monitor_t *self)
     if (self->scan_due_ms && zclock_mono() >= self->scan_due_ms) {
         /* the cases found in breach by the rebuild, as they are now */
         self->scan_due_ms = 0;
-        asy_breaches_startup(self->breach_book, s_recheck, self);
+        asy_breaches_startup(self->breach_book, asy_monitor_recheck, self);
     }
     if (today != asy_aggregate_today(self->aggregate)) {
         asy_aggregate_set_today(self->aggregate, today);
-        asy_aggregate_each_case(self->aggregate, s_breach_visit, self);
+        asy_aggregate_each_case(self->aggregate, asy_monitor_breach_visit, self);
         char text[ASY_DATE_TEXT];
         asy_info("monitor: day %s: %zu cases recomputed, %" PRIu64 " breaches so far",
                  asy_date_format(today, text), asy_aggregate_case_count(self->aggregate),
                  self->breaches);
     }
     if (asy_breaches_deferred(self->breach_book))
-        asy_breaches_due(self->breach_book, zclock_mono(), s_recheck, self);
-    s_session(self);
+        asy_breaches_due(self->breach_book, zclock_mono(), asy_monitor_recheck, self);
+    asy_monitor_session(self);
     asy_breaches_record(self->breach_book, self->db, false);
     s_publish_dirty(self);
     s_heartbeat(self);
@@ -623,7 +244,7 @@ static void s_tick(s_monitor_t *self)
 /* ----------------------------------------------------------------------------------------------
    Life cycle. */
 
-static void s_on_pipe(s_monitor_t *self)
+static void s_on_pipe(asy_monitor_t *self)
 {
     char *command = zstr_recv(self->pipe);
     if (!command || streq(command, "$TERM"))
@@ -651,7 +272,7 @@ static int s_incarnation(uint64_t *incarnation)
     return 0;
 }
 
-static int s_bind_all(s_monitor_t *self, const s_config_t *config, char resolved[4][256],
+static int s_bind_all(asy_monitor_t *self, const s_config_t *config, char resolved[4][256],
                       char *error, size_t error_size)
 {
     uint64_t incarnation;
@@ -660,7 +281,7 @@ static int s_bind_all(s_monitor_t *self, const s_config_t *config, char resolved
         return ASY_EIO;
     }
     asy_info("monitor: incarnation %016" PRIx64, incarnation);
-    for (int s = 0; s < S_STREAMS; s++) {
+    for (int s = 0; s < ASY_MONITOR_STREAMS; s++) {
         self->streams[s] = asy_clone_pub_new(config->endpoints[2 * s], config->endpoints[2 * s + 1],
                                              &resolved[2 * s], error, error_size);
         if (!self->streams[s])
@@ -682,7 +303,7 @@ static int s_bind_all(s_monitor_t *self, const s_config_t *config, char resolved
     return 0;
 }
 
-static void s_serve(s_monitor_t *self)
+static void s_serve(asy_monitor_t *self)
 {
     int tick_ms = self->coalesce_ms / 4 > 0 ? self->coalesce_ms / 4 : 1;
     if (tick_ms > 100)
@@ -697,7 +318,7 @@ static void s_serve(s_monitor_t *self)
             s_on_deltas(self);
             s_publish_dirty(self); /* a change goes out now if its topic may be published */
         } else {
-            for (int s = 0; s < S_STREAMS; s++) {
+            for (int s = 0; s < ASY_MONITOR_STREAMS; s++) {
                 if (which == asy_clone_pub_router(self->streams[s]))
                     asy_clone_pub_serve_snapshot(self->streams[s]);
                 else if (which == asy_clone_pub_xpub(self->streams[s]))
@@ -711,9 +332,9 @@ static void s_serve(s_monitor_t *self)
     }
 }
 
-static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
+static asy_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
 {
-    s_monitor_t *self = calloc(1, sizeof *self);
+    asy_monitor_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->pipe = pipe;
@@ -738,14 +359,14 @@ static s_monitor_t *s_monitor_new(zsock_t *pipe, const asy_monitor_args_t *args)
     return self;
 }
 
-static void s_monitor_destroy(s_monitor_t **self_p)
+static void s_monitor_destroy(asy_monitor_t **self_p)
 {
-    s_monitor_t *self = *self_p;
+    asy_monitor_t *self = *self_p;
     if (!self)
         return;
     zpoller_destroy(&self->poller);
     zsock_destroy(&self->deltas);
-    for (int s = 0; s < S_STREAMS; s++)
+    for (int s = 0; s < ASY_MONITOR_STREAMS; s++)
         asy_clone_pub_destroy(&self->streams[s]);
     asy_aggregate_destroy(&self->aggregate);
     asy_calendar_destroy(&self->calendar);
@@ -762,18 +383,18 @@ static void s_monitor_destroy(s_monitor_t **self_p)
 }
 
 /* Database, calendar, denominators, rebuild, the breaches that came due while we were down. */
-static int s_start(s_monitor_t *self, char *error, size_t error_size)
+static int s_start(asy_monitor_t *self, char *error, size_t error_size)
 {
-    int rc = s_connect(self);
+    int rc = asy_monitor_connect(self);
     if (rc != 0) {
         snprintf(error, error_size, "%s",
                  rc == ASY_ENOMEM ? "out of memory" : "stopped before the database was available");
         return rc;
     }
-    self->calendar = s_load_holidays(self);
+    self->calendar = asy_monitor_load_holidays(self);
     if (!self->calendar)
         self->calendar = asy_calendar_new();
-    int64_t now_us = s_now_us(self);
+    int64_t now_us = asy_monitor_now_us(self);
     self->aggregate = self->calendar ? asy_aggregate_new(self->calendar, self->history_years,
                                                          asy_london_date(now_us))
                                      : NULL;
@@ -781,9 +402,9 @@ static int s_start(s_monitor_t *self, char *error, size_t error_size)
         snprintf(error, error_size, "out of memory");
         return ASY_ENOMEM;
     }
-    s_load_population(self);
+    asy_monitor_load_population(self);
     int64_t started = zclock_mono();
-    rc = s_rebuild(self);
+    rc = asy_monitor_rebuild(self);
     if (rc != 0) {
         snprintf(error, error_size, "rebuild from case_state failed: %s",
                  asy_db_errmsg(self->db));
@@ -795,8 +416,8 @@ static int s_start(s_monitor_t *self, char *error, size_t error_size)
              zclock_mono() - started);
     /* Breaches that came due while we were down are announced once subscribers have had
        two heartbeat intervals to (re)connect to the new publisher; cases that arrive
-       meanwhile take the late-arrival path (s_defer_breaches). */
-    asy_aggregate_each_case(self->aggregate, s_note_startup_breach, self);
+       meanwhile take the late-arrival path (asy_monitor_defer_breaches). */
+    asy_aggregate_each_case(self->aggregate, asy_monitor_note_startup_breach, self);
     self->scan_due_ms = zclock_mono() + 2 * self->heartbeat_ms;
     self->next_reload_ms = zclock_mono() + self->reload_ms;
     return 0;
@@ -812,7 +433,7 @@ void asy_monitor_actor(zsock_t *pipe, void *args_)
          strdup(args->restricted_snapshot ? args->restricted_snapshot
                                           : ASY_MONITOR_RESTRICTED_SNAPSHOT)},
         strdup(args->deltas_endpoint ? args->deltas_endpoint : ASY_MONITOR_DELTAS)};
-    s_monitor_t *self = s_monitor_new(pipe, args);
+    asy_monitor_t *self = s_monitor_new(pipe, args);
     zsock_signal(pipe, 0); /* args copied */
 
     char error[512] = "out of memory", resolved[4][256];

@@ -222,9 +222,20 @@ static void s_free_storage(asy_aggregate_t *self)
     self->dirty = NULL;
 }
 
+/* Frees the counter rows of scopes [from, to) and leaves them NULL. */
+static int s_empty_rows(asy_aggregate_t *self, int from, int to)
+{
+    for (int i = from * self->period_count; i < to * self->period_count; i++) {
+        free(self->counters[i]);
+        self->counters[i] = NULL;
+    }
+    return ASY_ENOMEM;
+}
+
 /* (Re)allocates counters, histograms and dirty bits for scope_capacity scopes; the rows of
-   scopes [from, scope_count) are new and zero. */
-static int s_grow_storage(asy_aggregate_t *self, int from)
+   scopes [from, to) are new and zero. Returns 0 or ASY_ENOMEM; on failure the new rows hold
+   nothing (NULL counters, zeroed histograms), so s_free_storage stays safe. */
+static int s_grow_storage(asy_aggregate_t *self, int from, int to)
 {
     int np = self->period_count, cap = self->scope_capacity;
     int64_t **counters = realloc(self->counters, (size_t)cap * (size_t)(np ? np : 1) *
@@ -232,16 +243,19 @@ static int s_grow_storage(asy_aggregate_t *self, int from)
     if (!counters)
         return ASY_ENOMEM;
     self->counters = counters;
+    for (int i = from * np; i < to * np; i++)
+        self->counters[i] = NULL;
     asy_hist_t(*waits)[ASY_WAIT_HISTS] = realloc(self->waits, (size_t)cap * sizeof *waits);
     if (!waits)
         return ASY_ENOMEM;
     self->waits = waits;
+    for (int s = from; s < to; s++)
+        memset(self->waits[s], 0, sizeof self->waits[s]);
     uint16_t *dirty = realloc(self->dirty, (size_t)cap * (size_t)(np + 1) * sizeof *dirty);
     if (!dirty)
         return ASY_ENOMEM;
     self->dirty = dirty;
-    for (int s = from; s < self->scope_count; s++) {
-        memset(self->waits[s], 0, sizeof self->waits[s]);
+    for (int s = from; s < to; s++) {
         for (int p = 0; p <= np; p++)
             self->dirty[s * (np + 1) + p] =
                 p < np ? (s ? asy_aggregate_site_topics : asy_aggregate_all_topics)
@@ -249,7 +263,7 @@ static int s_grow_storage(asy_aggregate_t *self, int from)
         for (int p = 0; p < np; p++) {
             self->counters[s * np + p] = calloc(2 * (size_t)self->cells, sizeof(int64_t));
             if (!self->counters[s * np + p])
-                return ASY_ENOMEM;
+                return s_empty_rows(self, from, to);
         }
     }
     return 0;
@@ -272,12 +286,18 @@ static int s_scope_of(asy_aggregate_t *self, const char *site_id)
     char *name = strdup(site_id);
     if (!name)
         return ASY_ENOMEM;
-    int scope = self->scope_count++;
+    /* dirty rows are indexed scope * (np + 1) + p, also stable when capacity grows; the scope
+       is counted only once its storage is whole, so a failure leaves no half-made scope */
+    int scope = self->scope_count;
+    int rc = s_grow_storage(self, scope, scope + 1);
+    if (rc != 0) {
+        free(name);
+        return rc;
+    }
+    self->scope_count++;
     self->scope_names[scope] = name;
     zhashx_insert(self->scope_index, site_id, (void *)(intptr_t)(scope + 1));
-    /* dirty rows are indexed scope * (np + 1) + p, also stable when capacity grows */
-    int rc = s_grow_storage(self, scope);
-    return rc == 0 ? scope : rc;
+    return scope;
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -401,7 +421,7 @@ asy_aggregate_t *asy_aggregate_new(const asy_calendar_t *calendar, int history_y
     zhashx_set_destructor(self->persons, s_free_person);
     self->scope_names[0] = strdup("all");
     self->scope_count = 1;
-    if (!self->scope_names[0] || s_grow_storage(self, 0) != 0)
+    if (!self->scope_names[0] || s_grow_storage(self, 0, 1) != 0)
         asy_aggregate_destroy(&self);
     return self;
 }
@@ -428,7 +448,7 @@ int asy_aggregate_rebuild(asy_aggregate_t *self)
     s_free_storage(self);
     int rc = s_make_window(self);
     if (rc == 0)
-        rc = s_grow_storage(self, 0);
+        rc = s_grow_storage(self, 0, self->scope_count);
     for (asy_agg_case_t *c = zhashx_first(self->cases); rc == 0 && c;
          c = zhashx_next(self->cases)) {
         s_deadlines(self, c);

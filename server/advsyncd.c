@@ -139,11 +139,16 @@ static int s_run(const asy_broker_options_t *o)
     if (listening && file)
         code = s_write_endpoint_file(file, text);
     zpoller_t *poller = zpoller_new(NULL);
-    if (ingest)
+    if (!poller && code == 0) {
+        asy_error("out of memory");
+        code = 1;
+    }
+    if (poller && ingest)
         zpoller_add(poller, ingest);
-    if (monitor)
+    if (poller && monitor)
         zpoller_add(poller, monitor);
-    zpoller_set_nonstop(poller, true);
+    if (poller)
+        zpoller_set_nonstop(poller, true);
     while (!s_stop && code == 0) {
         zactor_t *which = zpoller_wait(poller, 250);
         if (which) {

@@ -117,6 +117,10 @@ static void s_on_pipe(s_front_t *self)
 static int s_wait_workers(s_front_t *self, char *error, size_t error_size)
 {
     zpoller_t *poller = zpoller_new(self->pipe, NULL);
+    if (!poller) {
+        snprintf(error, error_size, "out of memory");
+        return ASY_EIO;
+    }
     for (int i = 0; i < self->count; i++)
         zpoller_add(poller, self->workers[i]);
     zpoller_set_nonstop(poller, true);
@@ -259,6 +263,10 @@ int asy_ingest_wait_ready(zactor_t *actor, int timeout_ms, char **endpoint, char
 {
     *endpoint = NULL;
     zpoller_t *poller = zpoller_new(actor, NULL);
+    if (!poller) {
+        snprintf(error, error_size, "out of memory");
+        return ASY_EIO;
+    }
     void *which = zpoller_wait(poller, timeout_ms);
     zpoller_destroy(&poller);
     if (which != actor)

@@ -357,6 +357,10 @@ static void s_on_pipe(asy_ingest_worker_t *self)
 static bool s_pause(asy_ingest_worker_t *self, int ms)
 {
     zpoller_t *poller = zpoller_new(self->pipe, NULL);
+    if (!poller) {
+        zclock_sleep(ms); /* out of memory: $TERM is served at the next pause */
+        return self->terminated;
+    }
     zpoller_set_nonstop(poller, true);
     if (zpoller_wait(poller, ms) == self->pipe)
         s_on_pipe(self);

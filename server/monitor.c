@@ -482,7 +482,11 @@ int asy_monitor_wait_ready(zactor_t *actor, int timeout_ms, asy_monitor_endpoint
                            char *error, size_t error_size)
 {
     zpoller_t *poller = zpoller_new(actor, NULL);
-    void *which = poller ? zpoller_wait(poller, timeout_ms) : NULL;
+    if (!poller) {
+        snprintf(error, error_size, "out of memory");
+        return ASY_EIO;
+    }
+    void *which = zpoller_wait(poller, timeout_ms);
     zpoller_destroy(&poller);
     if (!which) {
         snprintf(error, error_size, "monitor not ready within %d ms", timeout_ms);

@@ -19,8 +19,11 @@ static int s_holiday_row(void *arg, int columns, const char *const *values)
 {
     asy_calendar_t *calendar = arg;
     asy_date_t day;
-    if (columns != 2 || !values[0] || !values[1] || asy_date_parse(values[0], &day) != 0)
+    if (columns != 2 || !values[0] || !values[1] || asy_date_parse(values[0], &day) != 0) {
+        asy_warn("monitor: holiday row \"%s\" not read: not a YYYY-MM-DD date",
+                 columns >= 1 && values[0] ? values[0] : "");
         return 0;
+    }
     asy_calendar_add(calendar, day,
                      strcmp(values[1], "removed") == 0 ? ASY_HOLIDAY_REMOVED : ASY_HOLIDAY_ADDED);
     return 0;

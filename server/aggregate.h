@@ -34,15 +34,16 @@ asy_aggregate_t *asy_aggregate_new(const asy_calendar_t *calendar, int history_y
 void asy_aggregate_destroy(asy_aggregate_t **self_p);
 
 /* Sets today's date: if it differs from the current one, recomputes every contribution (and
-   the window) and marks every topic changed. Returns 0 or ASY_ENOMEM. */
+   the window) and marks every topic changed. Returns 0 or ASY_ENOMEM; after ASY_ENOMEM from
+   this, set_calendar or rebuild the aggregate may only be destroyed. */
 int asy_aggregate_set_today(asy_aggregate_t *self, asy_date_t today);
 asy_date_t asy_aggregate_today(const asy_aggregate_t *self);
 
 /* Uses another calendar (borrowed; the old one may be freed once this returns) and
-   recomputes everything against it. 0 or ASY_ENOMEM. */
+   recomputes everything against it. 0 or ASY_ENOMEM (then: destroy only). */
 int asy_aggregate_set_calendar(asy_aggregate_t *self, const asy_calendar_t *calendar);
 
-/* Recomputes everything. 0 or ASY_ENOMEM. */
+/* Recomputes everything. 0 or ASY_ENOMEM (then: destroy only). */
 int asy_aggregate_rebuild(asy_aggregate_t *self);
 
 /* Adds or replaces a case. A view older than the one held (smaller version) is ignored:

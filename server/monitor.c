@@ -188,6 +188,15 @@ static void s_log_counters(asy_monitor_t *self)
     memcpy(self->logged, now, sizeof now);
 }
 
+/* The aggregate could not be recomputed (out of memory) and must not be used again: the
+   monitor stops serving, says so, and waits for $TERM (subscribers see its heartbeats stop). */
+static void s_break(asy_monitor_t *self)
+{
+    asy_error("monitor: out of memory recomputing the figures; the live monitor stops until the "
+              "broker is restarted (ingest goes on)");
+    self->broken = true;
+}
+
 /* Re-reads the holiday table and the denominators. A connection that cannot be made again is
    said with the server's reason (the reads would only say the connection is lost). */
 static void s_reload(asy_monitor_t *self)
@@ -198,9 +207,13 @@ static void s_reload(asy_monitor_t *self)
     }
     asy_calendar_t *calendar = asy_monitor_load_holidays(self);
     if (calendar) {
-        asy_aggregate_set_calendar(self->aggregate, calendar);
+        int rc = asy_aggregate_set_calendar(self->aggregate, calendar);
         asy_calendar_destroy(&self->calendar);
         self->calendar = calendar;
+        if (rc != 0) {
+            s_break(self);
+            return;
+        }
         /* a holiday removed can put a deadline in the past: announced now, as at a midnight;
            at a start, noted for the start-up scan, which announces once subscribers are back */
         asy_aggregate_each_case(
@@ -218,6 +231,8 @@ static void s_tick(asy_monitor_t *self)
     if (zclock_mono() >= self->next_reload_ms) {
         self->next_reload_ms = zclock_mono() + self->reload_ms;
         s_reload(self);
+        if (self->broken)
+            return;
     }
     if (self->scan_due_ms && zclock_mono() >= self->scan_due_ms) {
         /* the cases found in breach by the rebuild, as they are now */
@@ -225,7 +240,10 @@ static void s_tick(asy_monitor_t *self)
         asy_breaches_startup(self->breach_book, asy_monitor_recheck, self);
     }
     if (today != asy_aggregate_today(self->aggregate)) {
-        asy_aggregate_set_today(self->aggregate, today);
+        if (asy_aggregate_set_today(self->aggregate, today) != 0) {
+            s_break(self);
+            return;
+        }
         asy_aggregate_each_case(self->aggregate, asy_monitor_breach_visit, self);
         char text[ASY_DATE_TEXT];
         asy_info("monitor: day %s: %zu cases recomputed, %" PRIu64 " breaches so far",
@@ -309,7 +327,7 @@ static void s_serve(asy_monitor_t *self)
     if (tick_ms > 100)
         tick_ms = 100;
     int64_t next_tick = 0;
-    while (!self->terminated) {
+    while (!self->terminated && !self->broken) {
         int64_t wait = next_tick - zclock_mono();
         void *which = zpoller_wait(self->poller, wait > 0 ? (int)wait : 0);
         if (which == self->pipe)
@@ -457,6 +475,11 @@ void asy_monitor_actor(zsock_t *pipe, void *args_)
         asy_info("monitor: public %s (snapshot %s), restricted %s (snapshot %s)", resolved[0],
                  resolved[1], resolved[2], resolved[3]);
         s_serve(self);
+        while (self->broken && !self->terminated) {
+            char *command = zstr_recv(pipe);
+            self->terminated = !command || streq(command, "$TERM");
+            zstr_free(&command);
+        }
         asy_info("monitor: stopped; %" PRIu64 " case updates applied, %" PRIu64
                  " breaches (%" PRIu64 " withdrawn), %" PRIu64
                  " topic values computed (%.1f us each), %" PRIu64 " updates published",

@@ -49,6 +49,7 @@ typedef struct {
     int64_t next_stats_ms;
     uint64_t logged[5]; /* cases_applied, renders, published, breaches, withdrawals logged */
     bool terminated;
+    bool broken; /* the figures could not be recomputed (out of memory): serving stopped */
 } asy_monitor_t;
 
 /* The monitor's clock: microseconds since 1970-01-01Z (monitor.c). */

@@ -356,6 +356,7 @@ int asy_event_validate(const asy_event_t *self, asy_check_t *why)
     if (why) {
         why->code = ASY_CODE_NONE;
         why->reason[0] = '\0';
+        why->identifying = false;
     }
     const Advsync__V1__Event *m = self->message;
     int rc = s_check_envelope(m, why);

@@ -50,7 +50,8 @@ void asy_ingest_actor(zsock_t *pipe, void *args);
 
 /* Waits up to timeout_ms for the actor's first report. Returns 0 and *endpoint (the resolved
    endpoint, e.g. "tcp://127.0.0.1:41234"; caller frees) once it listens; ASY_EIO with error[]
-   set if it could not bind; ASY_ERETRY on time-out or interruption (call again). */
+   set if it could not bind or ran out of memory; ASY_ERETRY on time-out or interruption (call
+   again). */
 int asy_ingest_wait_ready(zactor_t *actor, int timeout_ms, char **endpoint, char *error,
                           size_t error_size);
 

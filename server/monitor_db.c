@@ -20,7 +20,7 @@ static int s_holiday_row(void *arg, int columns, const char *const *values)
     asy_calendar_t *calendar = arg;
     asy_date_t day;
     if (columns != 2 || !values[0] || !values[1] || asy_date_parse(values[0], &day) != 0) {
-        asy_warn("monitor: holiday row \"%s\" not read: not a YYYY-MM-DD date",
+        asy_warn("monitor: holiday row \"%s\" not read",
                  columns >= 1 && values[0] ? values[0] : "");
         return 0;
     }

@@ -468,6 +468,12 @@ Test(codec, value_ranges)
     cr_assert_eq(asy_event_validate(event, &why), ASY_EINVAL);
     cr_assert(why.identifying, "%s", why.reason);
     cr_assert_null(strstr(why.reason, "5919"), "%s", why.reason);
+    /* the verdict alone, with no asy_check_t; and a reused one forgets the last verdict */
+    cr_assert_eq(asy_event_validate(event, NULL), ASY_EINVAL);
+    asy_event_destroy(&event);
+    event = s_event(S_ENVELOPE "\"planAgreed\":{\"goals\":[\"call back\"]}}");
+    cr_assert_eq(asy_event_validate(event, &why), 0, "%s", why.reason);
+    cr_assert_not(why.identifying);
     asy_event_destroy(&event);
 }
 

@@ -90,10 +90,10 @@ void asy_replica_set_handler(asy_replica_t *self, asy_replica_handler_fn *handle
    remembers its S, then applies the live messages that arrived meanwhile with seq > S (breach
    notices among them are also returned by the next asy_replica_poll calls). Returns 0;
    ASY_ETIMEDOUT if SnapshotEnd did not arrive within timeout_ms, or a handled signal
-   interrupted the wait (the DEALER is then
-   reconnected so a late reply cannot be mistaken for the next one; the previous figures
-   stay); ASY_EPROTO if the service answered with an error or something undecodable (reason
-   in asy_replica_errmsg); ASY_ENOMEM. */
+   interrupted the wait; ASY_EPROTO if the service answered with an error or something
+   undecodable, or is another stream's (reason in asy_replica_errmsg); ASY_ENOMEM. After any
+   failure the DEALER is reconnected, so that a late reply, or the rest of one abandoned
+   part-way, cannot be mistaken for the next one; the previous figures stay. */
 int asy_replica_sync(asy_replica_t *self, int timeout_ms);
 
 /* Waits up to timeout_ms (0: do not wait; < 0: forever) for one live message and handles it:

@@ -228,7 +228,7 @@ int asy_replica_take_snapshot(asy_replica_t *self, int64_t timeout_ms)
         s_install(self, &store, entries, queue, &end);
     /* a timed-out or failed request may leave (the rest of) its reply queued: a new socket
        drops it, so the next request never reads it as its own */
-    else if (!self->mismatch && asy_replica_reset_dealer(self) != 0)
+    else if (asy_replica_reset_dealer(self) != 0)
         zsock_destroy(&self->dealer); /* made again at the next request */
     if (rc != 0 && !self->mismatch)
         self->exact = exact_before;

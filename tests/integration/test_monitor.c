@@ -839,6 +839,9 @@ Test(monitor, holidays_are_read_whatever_the_datestyle, .timeout = 120)
     asy_mbreach_t breach;
     cr_assert_eq(s_wait_breach(replica, 3000, &took, &breach), 0,
                  "breach announced: the holiday was not read");
+    /* the case is there: without the holiday it is in breach */
+    asy_test_pg_exec(pg, "DELETE FROM holiday");
+    cr_assert_eq(s_wait_breach(replica, 15000, &took, &breach), ASY_BREACH_CONTACT);
     cr_assert_eq(unsetenv("PGDATESTYLE"), 0);
     PQfinish(pg);
     asy_replica_destroy(&replica);

@@ -88,22 +88,81 @@ static double s_cpu_seconds(pid_t pid)
     return seconds > 0 ? seconds : 0;
 }
 
-/* CPU seconds of every process named "postgres" (the cluster's server and backends). */
-static double s_postgres_cpu_seconds(void)
+/* The CPU seconds of the cluster's processes (its postmaster and the postmaster's children:
+   backends, WAL writer, checkpointer, ...), one entry per process. Not every process named
+   "postgres": another cluster on the machine (a test suite running beside the benchmark)
+   counted too, and one of its processes that ended between two readings made the difference
+   negative. */
+typedef struct {
+    pid_t pid;
+    double seconds;
+} s_process_cpu_t;
+
+#define S_PROCESSES_MAX 1024
+
+/* pid's parent from /proc/pid/stat; 0 if it is gone. */
+static pid_t s_parent(pid_t pid)
 {
-    double total = 0;
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return 0;
+    bool ok = fgets(line, sizeof line, file) != NULL;
+    fclose(file);
+    const char *close = ok ? strrchr(line, ')') : NULL;
+    int parent = 0;
+    if (!close || sscanf(close + 2, "%*c %d", &parent) != 1)
+        return 0;
+    return (pid_t)parent;
+}
+
+/* The postmaster of the benchmark's cluster: the parent of a backend of ours. */
+static pid_t s_postmaster(void)
+{
+    PGconn *pg = s_connect(asy_test_conninfo());
+    PGresult *res = PQexec(pg, "SELECT pg_backend_pid()");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        s_die("pg_backend_pid", pg);
+    pid_t postmaster = s_parent((pid_t)atoi(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+    PQfinish(pg);
+    return postmaster;
+}
+
+static size_t s_postgres_cpu(pid_t postmaster, s_process_cpu_t *out)
+{
+    size_t count = 0;
     DIR *proc = opendir("/proc");
-    for (struct dirent *entry; proc && (entry = readdir(proc));) {
-        if (atoi(entry->d_name) <= 0)
+    for (struct dirent *entry; proc && (entry = readdir(proc)) && count < S_PROCESSES_MAX;) {
+        pid_t pid = (pid_t)atoi(entry->d_name);
+        if (pid <= 0 || (pid != postmaster && s_parent(pid) != postmaster))
             continue;
-        char path[300], name[64];
-        snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
-        double seconds = asy_test_cpu_seconds(path, name);
-        if (seconds > 0 && strcmp(name, "postgres") == 0)
-            total += seconds;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        double seconds = asy_test_cpu_seconds(path, NULL);
+        if (seconds >= 0)
+            out[count++] = (s_process_cpu_t){pid, seconds};
     }
     if (proc)
         closedir(proc);
+    return count;
+}
+
+/* CPU seconds the cluster used since `before` (n entries): a process started since counts
+   whole; one that ended since is lost (its last seconds: the drain's backends outlive it). */
+static double s_postgres_cpu_since(pid_t postmaster, const s_process_cpu_t *before, size_t n)
+{
+    static s_process_cpu_t now[S_PROCESSES_MAX];
+    size_t count = s_postgres_cpu(postmaster, now);
+    double total = 0;
+    for (size_t i = 0; i < count; i++) {
+        double earlier = 0;
+        for (size_t j = 0; j < n; j++)
+            if (before[j].pid == now[i].pid)
+                earlier = before[j].seconds;
+        total += now[i].seconds - earlier;
+    }
     return total;
 }
 
@@ -140,7 +199,9 @@ static double s_broker_drain(const char *db, const char *dir, long per_agent, bo
     s_checkpoint();
     double agents_before = s_children_cpu_seconds();
     double broker_before = s_cpu_seconds(broker);
-    double postgres_before = s_postgres_cpu_seconds();
+    static s_process_cpu_t postgres_before[S_PROCESSES_MAX];
+    pid_t postmaster = s_postmaster();
+    size_t postgres_count = s_postgres_cpu(postmaster, postgres_before);
     int64_t start = asy_test_now_ms();
     for (int i = 0; i < 4; i++) {
         char name[32];
@@ -154,7 +215,7 @@ static double s_broker_drain(const char *db, const char *dir, long per_agent, bo
         }
     double seconds = (double)(asy_test_now_ms() - start) / 1000.0;
     double broker_cpu = s_cpu_seconds(broker) - broker_before;
-    double postgres_cpu = s_postgres_cpu_seconds() - postgres_before;
+    double postgres_cpu = s_postgres_cpu_since(postmaster, postgres_before, postgres_count);
     double agents_cpu = s_children_cpu_seconds() - agents_before;
     printf("(a%s) CPU in the drain (%.2f s wall, %ld cores): agents %.2f s, broker %.2f s, "
            "PostgreSQL %.2f s\n",

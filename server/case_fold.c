@@ -3,36 +3,38 @@
     case_state merge rules (architecture guarantee 3: the state of a case is a function of the
     SET of its events, whatever order or batching they arrive in)
     ------------------------------------------------------------------------------------------
-    Every event has a version  ver = 20-digit zero-padded occurred_at in microseconds since
-    1970 (negative clamps to 0) || event_id text (lowercase). vers compare bytewise (COLLATE
-    "C"), i.e. by occurred_at, then event_id. "LWW" = last writer wins: the value of the event
-    with the greatest ver among the events that carry the value; ties are the same event.
-    Every rule is commutative, associative and idempotent (except event_count, a sum, which
-    relies on each event being applied once: the agent_stream compare-and-set guarantees it).
+    Every event has a version  ver = occurred_at in microseconds since 1970 (negative clamps
+    to 0) as 8 bytes big-endian || the event_id's 16 bytes, a bytea of 24 bytes (migration
+    009; before it the *_ver text columns held 20 zero-padded digits || the lowercase
+    event_id, which ordered the same). vers compare bytewise, i.e. by occurred_at, then event_id.
+   "LWW" = last writer wins: the value of the event with the greatest ver among the events that
+   carry the value; ties are the same event. Every rule is commutative, associative and idempotent
+   (except event_count, a sum, which relies on each event being applied once: the agent_stream
+   compare-and-set guarantees it).
 
       column                       rule                                      events
-      person_key                   LWW (person_key_ver)                      any with person_key
-      site_id                      site of the earliest event (first_ver = min ver)    any
-      status                       LWW (status_ver)                          status-bearing:
+      person_key                   LWW (person_key_version)                  any with person_key
+      site_id                      site of the earliest event (first_version = min ver) any
+      status                       LWW (status_version)                      status-bearing:
                                      referral.received -> referred, referral.eligibility_decided
                                      -> eligible | ineligible, referral.declined -> declined,
                                      waitlist.joined -> waiting, waitlist.left -> allocated,
                                      contact.made -> contacted, meeting.initial_held and
                                      plan.agreed -> active, case.closed -> closed
-      service, referral_source,    LWW (referral_ver)                        referral.received
+      service, referral_source,    LWW (referral_version)                    referral.received
         referral_reasons (bit r for each ReferralReason r given; migration 005)
       referral_received_at         min(received_at, else occurred_at)        referral.received
       first_contact_at             min(occurred_at)                          contact.made
       initial_meeting_at           min(occurred_at)                          meeting.initial_held
-      eligible (NULL/0/1)          LWW (eligible_ver)                        eligibility_decided
-      declined_at, decline_reason  LWW (declined_ver)                        referral.declined
-      closed_at, closure_reason,   LWW (closed_ver)                          case.closed
+      eligible (NULL/0/1)          LWW (eligible_version)                    eligibility_decided
+      declined_at, decline_reason  LWW (declined_version)                    referral.declined
+      closed_at, closure_reason,   LWW (closed_version)                      case.closed
         left_before_goals
-      legal_status                 LWW (legal_status_ver)                    qualifying.* with a
+      legal_status                 LWW (legal_status_version)                qualifying.* with a
                                                                              legal status
-      qualifying                   LWW (qualifying_ver); .ended -> false     qualifying.*
+      qualifying                   LWW (qualifying_version); .ended -> false qualifying.*
       qualifying_started_at        min(occurred_at)                          qualifying.started
-      ethnicity_ons, nhs_ethnic,   each LWW with its own <column>_ver        person.profile_
+      ethnicity_ons, nhs_ethnic,   each LWW with its own <column>_version    person.profile_
         sex, gender, age_band,                                               recorded/updated
         disability, religion,                                                where the field is
         sexual_orientation                                                   nonzero
@@ -54,42 +56,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_VER_SIZE ASY_CASE_VERSION_SIZE
+#define S_VER_SIZE 24 /* occurred_at microseconds (8 bytes big-endian), event_id (16 bytes) */
 #define S_NO_TIME INT64_MIN
 #define S_EQUALITY 8
 
-/* The per-case delta: one event's contribution, or the fold of several. ver "" = unset. */
+/* The per-case delta: one event's contribution, or the fold of several. A version of all zero
+   bytes is unset: no event has one (validation refuses the nil event_id). */
 typedef struct {
     char case_id[ASY_PSEUDONYM_HEX + 1];
     char person_key[ASY_PSEUDONYM_HEX + 1];
-    char person_key_ver[S_VER_SIZE];
+    uint8_t person_key_version[S_VER_SIZE];
     char site_id[ASY_ID_MAX + 1];
-    char first_ver[S_VER_SIZE];
+    uint8_t first_version[S_VER_SIZE];
     char status[16];
-    char status_ver[S_VER_SIZE];
+    uint8_t status_version[S_VER_SIZE];
     int service;
     int referral_source;
     int referral_reasons;
-    char referral_ver[S_VER_SIZE];
+    uint8_t referral_version[S_VER_SIZE];
     int64_t referral_received_at;
     int64_t first_contact_at;
     int64_t initial_meeting_at;
     int eligible; /* -1 = NULL */
-    char eligible_ver[S_VER_SIZE];
+    uint8_t eligible_version[S_VER_SIZE];
     int64_t declined_at;
     int decline_reason;
-    char declined_ver[S_VER_SIZE];
+    uint8_t declined_version[S_VER_SIZE];
     int64_t closed_at;
     int closure_reason;
     bool left_before_goals;
-    char closed_ver[S_VER_SIZE];
+    uint8_t closed_version[S_VER_SIZE];
     int legal_status;
-    char legal_status_ver[S_VER_SIZE];
+    uint8_t legal_status_version[S_VER_SIZE];
     bool qualifying;
-    char qualifying_ver[S_VER_SIZE];
+    uint8_t qualifying_version[S_VER_SIZE];
     int64_t qualifying_started_at;
     int equality[S_EQUALITY];
-    char equality_ver[S_EQUALITY][S_VER_SIZE];
+    uint8_t equality_ver[S_EQUALITY][S_VER_SIZE];
     bool equality_optout;
     int64_t event_count;
     int64_t first_event_at;
@@ -97,7 +100,7 @@ typedef struct {
 } s_case_t;
 
 /* How each case_state column is written (type) and merged (rule). */
-typedef enum { S_TEXT, S_INT, S_FLAG, S_BOOL, S_TIME, S_COUNT } s_type_t;
+typedef enum { S_TEXT, S_VERSION, S_INT, S_FLAG, S_BOOL, S_TIME, S_COUNT } s_type_t;
 typedef enum { S_KEY, S_LWW, S_FIRST, S_VER_MAX, S_VER_MIN, S_MIN, S_MAX, S_SUM, S_OR } s_rule_t;
 
 typedef struct {
@@ -118,43 +121,46 @@ typedef struct {
 #name, type, S_LWW, offsetof(s_case_t, name), #ver, offsetof(s_case_t, ver)                \
     }
 #define S_EQ_COL(name, i)                                                                          \
-    {#name,        S_INT,                                                                          \
-     S_LWW,        offsetof(s_case_t, equality) + (i) * sizeof(int),                               \
-     #name "_ver", offsetof(s_case_t, equality_ver) + (i)*S_VER_SIZE},                             \
+    {#name,                                                                                        \
+     S_INT,                                                                                        \
+     S_LWW,                                                                                        \
+     offsetof(s_case_t, equality) + (i) * sizeof(int),                                             \
+     #name "_version",                                                                             \
+     offsetof(s_case_t, equality_ver) + (i)*S_VER_SIZE},                                           \
     {                                                                                              \
-#name "_ver", S_TEXT, S_VER_MAX, offsetof(s_case_t, equality_ver) + (i)*S_VER_SIZE, NULL,  \
-            0                                                                                      \
+#name "_version", S_VERSION, S_VER_MAX, offsetof(s_case_t, equality_ver) + (i)*S_VER_SIZE, \
+            NULL, 0                                                                                \
     }
 
 static const s_column_t s_columns[] = {
     S_COL(case_id, S_TEXT, S_KEY),
-    S_LWW_COL(person_key, S_TEXT, person_key_ver),
-    S_COL(person_key_ver, S_TEXT, S_VER_MAX),
-    {"site_id", S_TEXT, S_FIRST, offsetof(s_case_t, site_id), "first_ver",
-     offsetof(s_case_t, first_ver)},
-    S_COL(first_ver, S_TEXT, S_VER_MIN),
-    S_LWW_COL(status, S_TEXT, status_ver),
-    S_COL(status_ver, S_TEXT, S_VER_MAX),
-    S_LWW_COL(service, S_INT, referral_ver),
-    S_LWW_COL(referral_source, S_INT, referral_ver),
-    S_LWW_COL(referral_reasons, S_INT, referral_ver),
-    S_COL(referral_ver, S_TEXT, S_VER_MAX),
+    S_LWW_COL(person_key, S_TEXT, person_key_version),
+    S_COL(person_key_version, S_VERSION, S_VER_MAX),
+    {"site_id", S_TEXT, S_FIRST, offsetof(s_case_t, site_id), "first_version",
+     offsetof(s_case_t, first_version)},
+    S_COL(first_version, S_VERSION, S_VER_MIN),
+    S_LWW_COL(status, S_TEXT, status_version),
+    S_COL(status_version, S_VERSION, S_VER_MAX),
+    S_LWW_COL(service, S_INT, referral_version),
+    S_LWW_COL(referral_source, S_INT, referral_version),
+    S_LWW_COL(referral_reasons, S_INT, referral_version),
+    S_COL(referral_version, S_VERSION, S_VER_MAX),
     S_COL(referral_received_at, S_TIME, S_MIN),
     S_COL(first_contact_at, S_TIME, S_MIN),
     S_COL(initial_meeting_at, S_TIME, S_MIN),
-    S_LWW_COL(eligible, S_FLAG, eligible_ver),
-    S_COL(eligible_ver, S_TEXT, S_VER_MAX),
-    S_LWW_COL(declined_at, S_TIME, declined_ver),
-    S_LWW_COL(decline_reason, S_INT, declined_ver),
-    S_COL(declined_ver, S_TEXT, S_VER_MAX),
-    S_LWW_COL(closed_at, S_TIME, closed_ver),
-    S_LWW_COL(closure_reason, S_INT, closed_ver),
-    S_LWW_COL(left_before_goals, S_BOOL, closed_ver),
-    S_COL(closed_ver, S_TEXT, S_VER_MAX),
-    S_LWW_COL(legal_status, S_INT, legal_status_ver),
-    S_COL(legal_status_ver, S_TEXT, S_VER_MAX),
-    S_LWW_COL(qualifying, S_BOOL, qualifying_ver),
-    S_COL(qualifying_ver, S_TEXT, S_VER_MAX),
+    S_LWW_COL(eligible, S_FLAG, eligible_version),
+    S_COL(eligible_version, S_VERSION, S_VER_MAX),
+    S_LWW_COL(declined_at, S_TIME, declined_version),
+    S_LWW_COL(decline_reason, S_INT, declined_version),
+    S_COL(declined_version, S_VERSION, S_VER_MAX),
+    S_LWW_COL(closed_at, S_TIME, closed_version),
+    S_LWW_COL(closure_reason, S_INT, closed_version),
+    S_LWW_COL(left_before_goals, S_BOOL, closed_version),
+    S_COL(closed_version, S_VERSION, S_VER_MAX),
+    S_LWW_COL(legal_status, S_INT, legal_status_version),
+    S_COL(legal_status_version, S_VERSION, S_VER_MAX),
+    S_LWW_COL(qualifying, S_BOOL, qualifying_version),
+    S_COL(qualifying_version, S_VERSION, S_VER_MAX),
     S_COL(qualifying_started_at, S_TIME, S_MIN),
     S_EQ_COL(ethnicity_ons, 0),
     S_EQ_COL(nhs_ethnic, 1),
@@ -298,12 +304,19 @@ static const char *s_status_of(const asy_event_summary_t *e)
     }
 }
 
-/* True (and takes ver) if ver is later than the column's current version. */
-static bool s_newer(char *column_ver, const char *ver)
+static const uint8_t s_unset[S_VER_SIZE];
+
+static bool s_set(const uint8_t *ver)
 {
-    if (strcmp(ver, column_ver) <= 0)
+    return memcmp(ver, s_unset, S_VER_SIZE) != 0;
+}
+
+/* True (and takes ver) if ver is later than the column's current version. */
+static bool s_newer(uint8_t *column_ver, const uint8_t *ver)
+{
+    if (memcmp(ver, column_ver, S_VER_SIZE) <= 0)
         return false;
-    snprintf(column_ver, S_VER_SIZE, "%s", ver);
+    memcpy(column_ver, ver, S_VER_SIZE);
     return true;
 }
 
@@ -319,22 +332,31 @@ static void s_max(int64_t *value, int64_t candidate)
         *value = candidate;
 }
 
+/* snprintf(out, size, "%s", text) without the formatting: this runs per event. */
+static size_t s_copy_text(char *out, size_t size, const char *text)
+{
+    size_t length = strnlen(text, size - 1);
+    memcpy(out, text, length);
+    out[length] = '\0';
+    return length;
+}
+
 static void s_case_init(s_case_t *c, const char *case_id)
 {
     memset(c, 0, sizeof *c);
-    snprintf(c->case_id, sizeof c->case_id, "%s", case_id);
+    s_copy_text(c->case_id, sizeof c->case_id, case_id);
     c->eligible = -1;
     c->referral_received_at = c->first_contact_at = c->initial_meeting_at = S_NO_TIME;
     c->declined_at = c->closed_at = c->qualifying_started_at = S_NO_TIME;
     c->first_event_at = c->last_event_at = S_NO_TIME;
 }
 
-static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const char *ver,
+static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const uint8_t *ver,
                         int64_t occurred)
 {
     switch (e->kind) {
     case ASY_KIND_REFERRAL_RECEIVED:
-        if (s_newer(c->referral_ver, ver)) {
+        if (s_newer(c->referral_version, ver)) {
             c->service = e->service;
             c->referral_source = e->source;
             c->referral_reasons = (int)e->reasons;
@@ -342,11 +364,11 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const char *v
         s_min(&c->referral_received_at, e->received_at_us ? e->received_at_us : occurred);
         break;
     case ASY_KIND_REFERRAL_ELIGIBILITY_DECIDED:
-        if (s_newer(c->eligible_ver, ver))
+        if (s_newer(c->eligible_version, ver))
             c->eligible = e->eligible == 0 || e->eligible == 1 ? e->eligible : -1;
         break;
     case ASY_KIND_REFERRAL_DECLINED:
-        if (s_newer(c->declined_ver, ver)) {
+        if (s_newer(c->declined_version, ver)) {
             c->declined_at = occurred;
             c->decline_reason = e->decline_reason;
         }
@@ -358,7 +380,7 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const char *v
         s_min(&c->initial_meeting_at, occurred);
         break;
     case ASY_KIND_CASE_CLOSED:
-        if (s_newer(c->closed_ver, ver)) {
+        if (s_newer(c->closed_version, ver)) {
             c->closed_at = occurred;
             c->closure_reason = e->closure_reason;
             c->left_before_goals = e->left_before_goals;
@@ -367,9 +389,9 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const char *v
     case ASY_KIND_QUALIFYING_STARTED:
     case ASY_KIND_QUALIFYING_CHANGED:
     case ASY_KIND_QUALIFYING_ENDED:
-        if (e->legal_status && s_newer(c->legal_status_ver, ver))
+        if (e->legal_status && s_newer(c->legal_status_version, ver))
             c->legal_status = e->legal_status;
-        if (s_newer(c->qualifying_ver, ver))
+        if (s_newer(c->qualifying_version, ver))
             c->qualifying = e->kind != ASY_KIND_QUALIFYING_ENDED && e->qualifying;
         if (e->kind == ASY_KIND_QUALIFYING_STARTED)
             s_min(&c->qualifying_started_at, occurred);
@@ -399,24 +421,63 @@ void asy_case_version(const asy_event_summary_t *e, char out[ASY_CASE_VERSION_SI
             *p = (char)(*p - 'A' + 'a');
 }
 
-static void s_fold(s_case_t *c, const asy_event_summary_t *e, const char *site_id)
+static int s_hex(char c)
 {
-    char ver[S_VER_SIZE];
-    asy_case_version(e, ver);
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* An event's version as case_state stores it (009_case_state_binary_versions): occurred_at
+   microseconds (negative clamps to 0) as 8 bytes big-endian, then the event_id's 16 bytes.
+   Compared with memcmp, it orders as the text of asy_case_version does. False if the
+   event_id is not a UUID's 36 characters. */
+static bool s_version(const asy_event_summary_t *e, uint8_t out[S_VER_SIZE])
+{
+    uint64_t micros = e->occurred_at_us > 0 ? (uint64_t)e->occurred_at_us : 0;
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(micros >> (56 - 8 * i));
+    const char *text = e->event_id;
+    size_t n = 8;
+    for (size_t i = 0; i < ASY_UUID_TEXT; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (text[i] != '-')
+                return false;
+            continue;
+        }
+        int high = s_hex(text[i]), low = high < 0 ? -1 : s_hex(text[i + 1]);
+        if (low < 0)
+            return false;
+        out[n++] = (uint8_t)(high << 4 | low);
+        i++;
+    }
+    return text[ASY_UUID_TEXT] == '\0';
+}
+
+static bool s_fold(s_case_t *c, const asy_event_summary_t *e, const char *site_id)
+{
+    uint8_t ver[S_VER_SIZE];
+    if (!s_version(e, ver))
+        return false;
     int64_t occurred = e->occurred_at_us ? e->occurred_at_us : S_NO_TIME;
-    if (e->person_key[0] && s_newer(c->person_key_ver, ver))
-        snprintf(c->person_key, sizeof c->person_key, "%s", e->person_key);
-    if (!c->first_ver[0] || strcmp(ver, c->first_ver) < 0) {
-        snprintf(c->first_ver, sizeof c->first_ver, "%s", ver);
-        snprintf(c->site_id, sizeof c->site_id, "%s", site_id);
+    if (e->person_key[0] && s_newer(c->person_key_version, ver))
+        s_copy_text(c->person_key, sizeof c->person_key, e->person_key);
+    if (!s_set(c->first_version) || memcmp(ver, c->first_version, S_VER_SIZE) < 0) {
+        memcpy(c->first_version, ver, S_VER_SIZE);
+        s_copy_text(c->site_id, sizeof c->site_id, site_id);
     }
     const char *status = s_status_of(e);
-    if (status && s_newer(c->status_ver, ver))
-        snprintf(c->status, sizeof c->status, "%s", status);
+    if (status && s_newer(c->status_version, ver))
+        s_copy_text(c->status, sizeof c->status, status);
     s_fold_kind(c, e, ver, occurred);
     c->event_count++;
     s_min(&c->first_event_at, occurred);
     s_max(&c->last_event_at, occurred);
+    return true;
 }
 
 /* One COPY tuple of a case delta, in s_columns order. */
@@ -426,10 +487,16 @@ static void s_add_case(asy_db_copy_t *copy, const s_case_t *c)
     for (size_t i = 0; i < S_COLUMN_COUNT; i++) {
         const s_column_t *col = &s_columns[i];
         const char *field = (const char *)c + col->offset;
-        bool unset = col->ver && !((const char *)c + col->ver_offset)[0];
+        bool unset = col->ver && !s_set((const uint8_t *)c + col->ver_offset);
         switch (col->type) {
         case S_TEXT:
             asy_db_copy_text(copy, unset || !field[0] ? NULL : field);
+            break;
+        case S_VERSION:
+            if (s_set((const uint8_t *)field))
+                asy_db_copy_bytea(copy, (const uint8_t *)field, S_VER_SIZE);
+            else
+                asy_db_copy_null(copy);
             break;
         case S_INT: {
             int value = *(const int *)(const void *)field;
@@ -538,7 +605,8 @@ int asy_case_fold_build(asy_case_fold_t *self, const char *site_id, const asy_st
         const asy_event_summary_t *e = &self->order[i]->summary;
         if (cases == 0 || strcmp(self->case_buffer[cases - 1].case_id, e->case_id) != 0)
             s_case_init(&self->case_buffer[cases++], e->case_id);
-        s_fold(&self->case_buffer[cases - 1], e, site_id);
+        if (!s_fold(&self->case_buffer[cases - 1], e, site_id))
+            return ASY_EINVAL; /* an event_id that is no UUID: validation refuses those */
     }
     asy_db_copy_clear(copy);
     for (size_t i = 0; i < cases; i++)

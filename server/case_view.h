@@ -12,8 +12,9 @@
 
 #define ASY_NO_DATE INT32_MIN
 
-/* An event's version in the merge rules: 20-digit zero-padded occurred_at microseconds
-   (negative clamps to 0) followed by the event_id in lowercase; versions compare bytewise. */
+/* An event's version text, as outcome_state keeps it: 20-digit zero-padded occurred_at
+   microseconds (negative clamps to 0) followed by the event_id in lowercase; versions compare
+   bytewise. case_state keeps the same order in 24 bytes (migration 009, case_fold.c). */
 #define ASY_CASE_VERSION_SIZE (20 + ASY_UUID_TEXT + 1)
 
 /* The select list, in the column order asy_case_view_parse() reads. */

@@ -92,7 +92,8 @@ static const char *const s_drop_sql =
     "DROP TABLE IF EXISTS mq_base, mq_cal, mq_case, mq_period, mq_member, mq_counted, "
     "mq_breakdown, mq_enum, mq_scope, mq_family";
 
-/* Per case: London dates, the dates held in *_ver columns, attributes after the opt-out.
+/* Per case: London dates, the dates held in *_version columns (migration 009: 8 bytes of
+   microseconds, then the event id), attributes after the opt-out.
    $1 = the IMHA-qualifying legal statuses. */
 static const char *const s_base_sql =
     "CREATE TEMP TABLE mq_base AS SELECT case_id, site_id,"
@@ -105,14 +106,18 @@ static const char *const s_base_sql =
     " (closed_at AT TIME ZONE 'Europe/London')::date AS closed,"
     " closed_at IS NOT NULL AS has_closed, declined_at IS NOT NULL AS has_declined,"
     " initial_meeting_at IS NOT NULL AS has_met,"
-    " CASE WHEN eligible IS NOT NULL AND eligible_ver ~ '^[0-9]{20}' THEN"
-    "  ((timestamptz 'epoch' + substr(eligible_ver, 1, 20)::bigint * interval '1 microsecond')"
+    " CASE WHEN eligible IS NOT NULL AND octet_length(eligible_version) = 24 THEN"
+    "  ((timestamptz 'epoch' + ('x' || encode(substr(eligible_version, 1, 8), "
+    "'hex'))::bit(64)::bigint"
+    "    * interval '1 microsecond')"
     "   AT TIME ZONE 'Europe/London')::date END AS eligibility_date,"
     " (qualifying_started_at AT TIME ZONE 'Europe/London')::date AS q_start,"
     " qualifying_started_at IS NOT NULL AND (qualifying IS TRUE"
     "  OR coalesce(legal_status = ANY ($1::int[]), false)) AS episode,"
-    " CASE WHEN qualifying IS TRUE THEN NULL WHEN qualifying_ver ~ '^[0-9]{20}' THEN"
-    "  ((timestamptz 'epoch' + substr(qualifying_ver, 1, 20)::bigint * interval '1 microsecond')"
+    " CASE WHEN qualifying IS TRUE THEN NULL WHEN octet_length(qualifying_version) = 24 THEN"
+    "  ((timestamptz 'epoch' +"
+    "    ('x' || encode(substr(qualifying_version, 1, 8), 'hex'))::bit(64)::bigint"
+    "    * interval '1 microsecond')"
     "   AT TIME ZONE 'Europe/London')::date END AS q_end,"
     " left_before_goals IS TRUE AS left_before_goals,"
     " coalesce(service, 0) AS service, coalesce(referral_source, 0) AS source,"

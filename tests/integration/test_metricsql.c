@@ -107,8 +107,8 @@ static size_t s_cells_of(const char *topic)
 
 #define S_COLUMNS                                                                                  \
     "INSERT INTO case_state (case_id, site_id, referral_received_at, service, referral_source,"    \
-    " first_contact_at, initial_meeting_at, eligible, eligible_ver, declined_at, closed_at,"       \
-    " left_before_goals, legal_status, qualifying, qualifying_ver, qualifying_started_at,"         \
+    " first_contact_at, initial_meeting_at, eligible, eligible_version, declined_at, closed_at,"   \
+    " left_before_goals, legal_status, qualifying, qualifying_version, qualifying_started_at,"     \
     " ethnicity_ons, nhs_ethnic, sex, age_band, equality_optout) VALUES "
 
 /* Seven cases; today is Friday 2022-07-15 and history_years 1, so the periods are 2022-04 ..
@@ -140,10 +140,11 @@ static size_t s_cells_of(const char *topic)
      episode. Community, no ethnicity.  */
 static void s_insert_cases(void)
 {
-    /* a *_ver value: 20-digit microseconds of the instant || an event id */
-    asy_test_pg_exec(s_pg, "CREATE FUNCTION test_ver(t timestamptz) RETURNS text LANGUAGE sql"
-                           " AS $$ SELECT lpad((extract(epoch FROM t) * 1000000)::bigint::text,"
-                           " 20, '0') || '01890000-0000-7000-8000-000000000000' $$");
+    /* a *_version value (migration 009): the instant's microseconds, 8 bytes big-endian || an
+       event id's 16 bytes */
+    asy_test_pg_exec(s_pg, "CREATE FUNCTION test_ver(t timestamptz) RETURNS bytea LANGUAGE sql"
+                           " AS $$ SELECT decode(lpad(to_hex((extract(epoch FROM t) * 1000000)"
+                           "::bigint), 16, '0') || '01890000000070008000000000000000', 'hex') $$");
     static const char *const rows[] = {
         "repeat('a', 64), 'ward-a', '2022-06-01 00:30+01', 1, 30, '2022-06-08 15:00+01',"
         " '2022-06-20 11:00+01', 1, test_ver('2022-06-01 23:30Z'), NULL, NULL, NULL, NULL,"

@@ -193,6 +193,92 @@ Test(store, migration_008_leaves_one_area_per_code_in_capitals)
     free(rows);
 }
 
+/* 009 turns case_state's text versions into 24 bytes that order the same: a case stored
+   before it keeps its values against the events that come after it, earlier or later, and on
+   a tie of occurred_at the greater event_id still wins. */
+Test(store, migration_009_keeps_the_order_of_text_versions)
+{
+    static const char *const versions[] = {"person_key",
+                                           "first",
+                                           "status",
+                                           "referral",
+                                           "eligible",
+                                           "declined",
+                                           "closed",
+                                           "legal_status",
+                                           "qualifying",
+                                           "ethnicity_ons",
+                                           "nhs_ethnic",
+                                           "sex",
+                                           "gender",
+                                           "age_band",
+                                           "disability",
+                                           "religion",
+                                           "sexual_orientation"};
+    s_store = s_new_store();
+    asy_store_destroy(&s_store);
+    /* back to the text columns of 001, as 008 left them */
+    for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "ALTER TABLE case_state ALTER COLUMN %s_version TYPE text COLLATE \"C\""
+                 " USING NULL",
+                 versions[i]);
+        asy_test_pg_exec(s_pg, sql);
+        snprintf(sql, sizeof sql, "ALTER TABLE case_state RENAME COLUMN %s_version TO %s_ver",
+                 versions[i], versions[i]);
+        asy_test_pg_exec(s_pg, sql);
+    }
+    asy_test_pg_exec(s_pg, "DELETE FROM schema_migration WHERE version = 9");
+    /* case X as a broker before 009 left it: contacted, by event 41 at 2026-02-01T10:00Z */
+    asy_test_pg_exec(s_pg, "INSERT INTO case_state (case_id, site_id, first_ver, status,"
+                           " status_ver, event_count) VALUES ('" S_CASE_X "', 'site-b',"
+                           " '0000176994000000000001900000-0000-7000-8000-000000000041',"
+                           " 'contacted',"
+                           " '0000176994000000000001900000-0000-7000-8000-000000000041', 1)");
+    s_store = s_new_store();
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE"
+                                        " pg_typeof(status_version) = 'bytea'::regtype AND"
+                                        " encode(status_version, 'hex') = '000649c044f94800"
+                                        "01900000000070008000000000000041' AND"
+                                        " first_version = status_version"),
+                 1, "microseconds big-endian, then the event id's bytes");
+    cr_assert_eq(asy_test_pg_intf(s_pg,
+                                  "SELECT count(*) FROM information_schema.columns WHERE"
+                                  " table_name = 'case_state' AND right(column_name, 4) = '_ver'"),
+                 0, "renamed: a broker that writes text versions finds none of its columns");
+    s_hello("agent-a", "site-a", NULL);
+    /* the same instant with a smaller event id, and an earlier instant: neither is later */
+    static const s_spec_t before[] = {
+        {0, 40, S_CASE_X, "2026-02-01T10:00:00Z",
+         "\"waitlistJoined\": {\"reasonWaiting\": \"WAIT_OTHER\"}"},
+        {0, 50, S_CASE_X, "2026-02-01T09:59:59.999999Z",
+         "\"waitlistLeft\": {\"reason\": \"WAIT_LEFT_ALLOCATED\"}"},
+    };
+    asy_store_item_t items[2];
+    for (size_t i = 0; i < 2; i++)
+        s_make(&items[i], &before[i], "agent-a", 1, i + 1);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 0, items, 2, NULL), 0, "%s",
+                 asy_store_errmsg(s_store));
+    s_free_items(items, 2);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_X
+                                        "' AND status = 'contacted' AND site_id = 'site-a' AND"
+                                        " event_count = 3"),
+                 1, "the stored status stands; the earlier event is the first (its site)");
+    /* the same instant with a greater event id is later */
+    static const s_spec_t after = {0, 42, S_CASE_X, "2026-02-01T10:00:00Z",
+                                   "\"caseClosed\": {\"closureReason\": \"CLOSURE_WITHDREW\"}"};
+    s_make(&items[0], &after, "agent-a", 1, 3);
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, 2, items, 1, NULL), 0, "%s",
+                 asy_store_errmsg(s_store));
+    s_free_items(items, 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg,
+                                  "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_X
+                                  "' AND status = 'closed' AND encode(status_version, 'hex') ="
+                                  " '000649c044f9480001900000000070008000000000000042'"),
+                 1, "closed by event 42");
+}
+
 /* A database a newer broker migrated: the broker still starts, and says so in its log. */
 Test(store, a_newer_schema_is_named_in_the_log)
 {

@@ -189,10 +189,43 @@ static int s_check_required(const Advsync__V1__Event *m, asy_check_t *why)
     return rc;
 }
 
-/* Walks every field of a message (snake_case path in path[]): enum numbers must be values of
-   their enum, strings UTF-8 and short, Dates real dates, Timestamps in range. */
-static int s_check_values(const ProtobufCMessage *message, char *path, size_t path_size,
-                          asy_check_t *why);
+/* Where a value sits: its field's name, its index if the field is repeated (else -1), and
+   the path of the message that holds it (NULL at the top). The text ("referral_received.
+   reasons[1]") is made only for a refusal: the walk visits every field of every event. */
+typedef struct s_path {
+    const struct s_path *parent;
+    const char *name;
+    long index;
+} s_path_t;
+
+#define S_PATH_TEXT 256
+
+static void s_path_put(const s_path_t *path, char *out, size_t *used)
+{
+    if (!path)
+        return;
+    s_path_put(path->parent, out, used);
+    char suffix[24] = "";
+    if (path->index >= 0)
+        snprintf(suffix, sizeof suffix, "[%ld]", path->index);
+    const char *parts[] = {*used ? "." : "", path->name, suffix};
+    for (size_t p = 0; p < 3; p++)
+        for (const char *c = parts[p]; *c && *used + 1 < S_PATH_TEXT; c++)
+            out[(*used)++] = *c;
+}
+
+/* path as text, e.g. "occurred_at.nanos"; truncated to fit. Returns out. */
+static const char *s_path_text(const s_path_t *path, char out[S_PATH_TEXT])
+{
+    size_t used = 0;
+    s_path_put(path, out, &used);
+    out[used] = '\0';
+    return out;
+}
+
+/* Walks every field of a message: enum numbers must be values of their enum, strings UTF-8
+   and short, Dates real dates, Timestamps in range. */
+static int s_check_values(const ProtobufCMessage *message, const s_path_t *path, asy_check_t *why);
 
 /* True unless the field is one of the envelope's identifiers, which have a syntax of their
    own (a pseudonym's hex may hold ten digits by chance). One strcmp at most: this runs for
@@ -222,15 +255,17 @@ static bool s_free_text(const char *name)
     return strcmp(name, id) != 0;
 }
 
-static int s_check_value(const ProtobufCFieldDescriptor *field, const void *member, char *path,
-                         size_t path_size, asy_check_t *why)
+static int s_check_value(const ProtobufCFieldDescriptor *field, const void *member,
+                         const s_path_t *path, asy_check_t *why)
 {
     const int invalid = ASY_CODE_EVENT_INVALID_FIELD;
+    char where[S_PATH_TEXT];
     if (field->type == PROTOBUF_C_TYPE_ENUM) {
         const ProtobufCEnumDescriptor *desc = field->descriptor;
         int number = *(const int *)member;
         if (!protobuf_c_enum_descriptor_get_value(desc, number))
-            return s_refuse(why, invalid, "%s: %d is not a value of %s", path, number, desc->name);
+            return s_refuse(why, invalid, "%s: %d is not a value of %s", s_path_text(path, where),
+                            number, desc->name);
     } else if (field->type == PROTOBUF_C_TYPE_STRING) {
         const char *text = *(char *const *)member;
         if (!text)
@@ -239,9 +274,10 @@ static int s_check_value(const ProtobufCFieldDescriptor *field, const void *memb
         size_t limit =
             field->name[0] == 'g' && strcmp(field->name, "goals") == 0 ? S_GOAL_MAX : S_STRING_MAX;
         if (length > limit)
-            return s_refuse(why, invalid, "%s: %zu bytes is longer than %zu", path, length, limit);
+            return s_refuse(why, invalid, "%s: %zu bytes is longer than %zu",
+                            s_path_text(path, where), length, limit);
         if (!asy_json_utf8_valid(text, length))
-            return s_refuse(why, invalid, "%s: not valid UTF-8", path);
+            return s_refuse(why, invalid, "%s: not valid UTF-8", s_path_text(path, where));
         if (s_free_text(field->name) && asy_nhs_number_find(text, NULL, NULL)) {
             /* the agent refuses these; another implementation may not: the centre keeps no
                direct identifier, not even in quarantine */
@@ -250,16 +286,18 @@ static int s_check_value(const ProtobufCFieldDescriptor *field, const void *memb
             return s_refuse(why, invalid,
                             "%s: holds what reads as an NHS number; free text must not carry "
                             "one (the event's bytes are not kept)",
-                            path);
+                            s_path_text(path, where));
         }
     } else if (field->type == PROTOBUF_C_TYPE_MESSAGE) {
-        return s_check_values(*(ProtobufCMessage *const *)member, path, path_size, why);
+        return s_check_values(*(ProtobufCMessage *const *)member, path, why);
     }
     return 0;
 }
 
-static int s_check_well_known(const ProtobufCMessage *message, const char *path, asy_check_t *why)
+static int s_check_well_known(const ProtobufCMessage *message, const s_path_t *path,
+                              asy_check_t *why)
 {
+    char text[S_PATH_TEXT];
     /* by descriptor, not by name: each message of each event comes through here */
     const ProtobufCMessageDescriptor *desc = message->descriptor;
     if (desc == &advsync__v1__date__descriptor) {
@@ -267,49 +305,22 @@ static int s_check_well_known(const ProtobufCMessage *message, const char *path,
         if (!asy_json_date_valid(date->year, date->month, date->day))
             return s_refuse(why, ASY_CODE_EVENT_INVALID_FIELD,
                             "%s: %04" PRId32 "-%02" PRId32 "-%02" PRId32 " is not a calendar date",
-                            path, date->year, date->month, date->day);
+                            s_path_text(path, text), date->year, date->month, date->day);
     } else if (desc == &advsync__v1__timestamp__descriptor) {
         const Advsync__V1__Timestamp *stamp = (const Advsync__V1__Timestamp *)message;
         if (!asy_json_timestamp_valid(stamp->seconds, stamp->nanos))
             return s_refuse(why, ASY_CODE_EVENT_INVALID_FIELD,
                             "%s: seconds %" PRId64 " / nanos %" PRId32 " is not a time in years "
                             "1..9999",
-                            path, stamp->seconds, stamp->nanos);
+                            s_path_text(path, text), stamp->seconds, stamp->nanos);
     }
     return 0;
 }
 
-/* path[mark..] = ".name" (no dot at the start), then "[index]" if index >= 0; truncated to
-   fit. Without snprintf: this runs for every field of every event the broker takes. */
-static void s_path_set(char *path, size_t size, size_t mark, const char *name, long index)
-{
-    char suffix[24] = "";
-    if (index >= 0) {
-        char digits[20];
-        int n = 0;
-        do
-            digits[n++] = (char)('0' + index % 10);
-        while ((index /= 10) > 0 && n < (int)sizeof digits);
-        suffix[0] = '[';
-        for (int i = 0; i < n; i++)
-            suffix[1 + i] = digits[n - 1 - i];
-        suffix[1 + n] = ']';
-        suffix[2 + n] = '\0';
-    }
-    const char *parts[] = {mark ? "." : "", name, suffix};
-    size_t used = mark;
-    for (size_t p = 0; p < 3; p++)
-        for (const char *c = parts[p]; *c && used + 1 < size; c++)
-            path[used++] = *c;
-    path[used < size ? used : size - 1] = '\0';
-}
-
-static int s_check_values(const ProtobufCMessage *message, char *path, size_t path_size,
-                          asy_check_t *why)
+static int s_check_values(const ProtobufCMessage *message, const s_path_t *path, asy_check_t *why)
 {
     int rc = s_check_well_known(message, path, why);
     const ProtobufCMessageDescriptor *desc = message->descriptor;
-    size_t mark = strlen(path);
     for (unsigned i = 0; rc == 0 && i < desc->n_fields; i++) {
         const ProtobufCFieldDescriptor *field = &desc->fields[i];
         const char *base = (const char *)message;
@@ -331,11 +342,10 @@ static int s_check_values(const ProtobufCMessage *message, char *path, size_t pa
             continue;
         size_t size = field->type == PROTOBUF_C_TYPE_ENUM ? sizeof(int) : sizeof(void *);
         for (size_t j = 0; rc == 0 && j < count; j++) {
-            s_path_set(path, path_size, mark, field->name,
-                       field->label == PROTOBUF_C_LABEL_REPEATED ? (long)j : -1);
-            rc = s_check_value(field, (const char *)member + j * size, path, path_size, why);
+            s_path_t here = {path, field->name,
+                             field->label == PROTOBUF_C_LABEL_REPEATED ? (long)j : -1};
+            rc = s_check_value(field, (const char *)member + j * size, &here, why);
         }
-        path[mark] = '\0';
     }
     return rc;
 }
@@ -386,8 +396,7 @@ int asy_event_validate(const asy_event_t *self, asy_check_t *why)
     if (rc == 0)
         rc = s_check_ranges(m, why);
     if (rc == 0) {
-        char path[256] = "";
-        rc = s_check_values(&m->base, path, sizeof path, why);
+        rc = s_check_values(&m->base, NULL, why);
     }
     return rc;
 }

@@ -127,6 +127,12 @@ static pid_t s_postmaster(void)
     pid_t postmaster = s_parent((pid_t)atoi(PQgetvalue(res, 0, 0)));
     PQclear(res);
     PQfinish(pg);
+    if (postmaster <= 1) {
+        /* /proc unreadable, or the cluster in another pid namespace: the children of pid 0
+           or 1 would be the whole machine, a figure quietly wrong */
+        fprintf(stderr, "bench_ingest: cannot find the cluster's postmaster in /proc\n");
+        exit(1);
+    }
     return postmaster;
 }
 

@@ -13,16 +13,20 @@
 /* the microseconds that open a case_state version (migration 009: 8 bytes big-endian) */
 #define S_VER_MICROS(column) "('x' || encode(substr(" column ", 1, 8), 'hex'))::bit(64)::int8"
 
-const char
-    ASY_CASE_VIEW_COLUMNS[] =
-        "case_id, site_id, event_count, service, referral_source, " S_MICROS("referral_received_at") ", " S_MICROS("first_contact_at") ", " S_MICROS("initial_meeting_at") ", " S_MICROS(
-            "declined_at") ", " S_MICROS("closed_at") ", eligible, " S_VER_MICROS("eligible_"
-                                                                                  "version") ", "
-                                                                                             "quali"
-                                                                                             "fying"
-                                                                                             ","
-                                                                                             " " S_VER_MICROS("qualifying_version") ", " S_MICROS("qualifying_started_at") ", legal_status, left_before_goals, equality_optout, ethnicity_ons, nhs_ethnic, sex, gender,"
-                                                                                                                                                                           " age_band, disability, religion, sexual_orientation, person_key, referral_reasons";
+// clang-format off
+const char ASY_CASE_VIEW_COLUMNS[] =
+    "case_id, site_id, event_count, service, referral_source, "
+    S_MICROS("referral_received_at") ", "
+    S_MICROS("first_contact_at") ", "
+    S_MICROS("initial_meeting_at") ", "
+    S_MICROS("declined_at") ", "
+    S_MICROS("closed_at") ", "
+    "eligible, " S_VER_MICROS("eligible_version") ", "
+    "qualifying, " S_VER_MICROS("qualifying_version") ", "
+    S_MICROS("qualifying_started_at") ", "
+    "legal_status, left_before_goals, equality_optout, ethnicity_ons, nhs_ethnic, sex, gender, "
+    "age_band, disability, religion, sexual_orientation, person_key, referral_reasons";
+// clang-format on
 
 enum {
     S_CASE_ID,

@@ -452,7 +452,10 @@ static int s_follow_origins(asy_store_t *self, const char *agent_id,
         asy_db_row_release(&row);
         if (!whole || earlier >= last->epoch || from < 1)
             return 0; /* not a record this broker wrote */
-        origins[*count] = (asy_store_origin_t){earlier, last->offset + from - 1};
+        /* offsets add up along the chain: held at 2^63 - 1, past any seq an origin holds */
+        uint64_t offset = from - 1 > (uint64_t)INT64_MAX - last->offset ? (uint64_t)INT64_MAX
+                                                                        : last->offset + from - 1;
+        origins[*count] = (asy_store_origin_t){earlier, offset};
         (*count)++;
     }
     return 0;

@@ -138,13 +138,15 @@ static int s_mark_reissued(asy_store_t *self, const char *agent_id,
     if (!ids || !epochs || !offsets)
         rc = ASY_ENOMEM;
     else {
-        /* the batch's seqs a..b were a+offset..b+offset of each origin epoch */
+        /* the batch's seqs a..b were a+offset..b+offset of each origin epoch; a bound past
+           2^63 - 1 is held at it (no seq of an origin is larger; bigint would overflow) */
         const char *params[] = {agent_id, epochs, offsets, first, last, ids};
         rc = asy_db_query_each(
             self->db,
             "SELECT e.event_id::text FROM unnest($2::bigint[], $3::bigint[]) AS o(epoch, off)"
             " JOIN event e ON e.agent_id = $1 AND e.epoch = o.epoch"
-            " AND e.seq BETWEEN $4::bigint + o.off AND $5::bigint + o.off"
+            " AND e.seq BETWEEN $4::bigint + least(o.off, 9223372036854775807 - $4::bigint)"
+            " AND $5::bigint + least(o.off, 9223372036854775807 - $5::bigint)"
             " WHERE e.event_id = ANY($6::uuid[])",
             false, 6, params, s_collect_id, &found);
     }

@@ -487,6 +487,44 @@ Test(store, a_reissue_origin_without_its_seq_ends_the_chain)
     cr_assert_eq(origins[0].offset, 4);
 }
 
+/* A re-issue from a seq near 2^63 (valid in a HELLO) maps the batch's seqs past what bigint
+   holds: the look-up holds its bounds there instead of failing every batch with "bigint out
+   of range" (answered RETRY_LATER for ever); along a chain the offsets are held too. */
+Test(store, a_reissue_from_a_seq_near_the_limit_does_not_block_the_stream)
+{
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    uint64_t committed = 99;
+    cr_assert_eq(asy_store_hello(s_store, "agent-a", "site-a", 2, &committed), 0, "hello: %s",
+                 asy_store_errmsg(s_store));
+    asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH];
+    size_t count = 0;
+    cr_assert_eq(asy_store_reissue(s_store, "agent-a", 2, 1, INT64_MAX, origins, &count), 0, "%s",
+                 asy_store_errmsg(s_store));
+    cr_assert_eq(count, 1);
+    asy_store_item_t items[3];
+    s_spec_t spec = s_contact;
+    for (int i = 0; i < 3; i++) {
+        spec.id = i;
+        s_make(&items[i], &spec, "agent-a", 2, (uint64_t)i + 1);
+    }
+    asy_store_reissued_t reissued = {origins, count, 0};
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 2, 0, items, 3, &reissued), 0,
+                 "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT committed_seq FROM agent_stream WHERE epoch = 2"),
+                 3);
+    s_free_items(items, 3);
+
+    /* epoch 3 re-issues epoch 2 from its seq 2^63 - 1 too: 2 + 2^63 - 2 overflows uint64 math
+       no more than int64 */
+    cr_assert_eq(asy_store_hello(s_store, "agent-a", "site-a", 3, &committed), 0, "hello: %s",
+                 asy_store_errmsg(s_store));
+    cr_assert_eq(asy_store_reissue(s_store, "agent-a", 3, 2, INT64_MAX, origins, &count), 0, "%s",
+                 asy_store_errmsg(s_store));
+    cr_assert_eq(count, 2);
+    cr_assert_eq(origins[1].offset, (uint64_t)INT64_MAX);
+}
+
 Test(store, oversize_frame_is_quarantined_truncated)
 {
     s_store = s_new_store();

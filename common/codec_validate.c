@@ -74,6 +74,9 @@ static int s_check_envelope(const Advsync__V1__Event *m, asy_check_t *why)
         return s_refuse(why, missing, "schema_version: required");
     if (m->schema_version == 0)
         return s_refuse(why, invalid, "schema_version: must be at least 1");
+    if (m->schema_version > INT32_MAX) /* the centre keeps it as integer */
+        return s_refuse(why, invalid, "schema_version: %" PRIu32 " is over 2147483647",
+                        m->schema_version);
     if (!m->site_id)
         return s_refuse(why, missing, "site_id: required");
     if (!asy_id_valid(m->site_id))

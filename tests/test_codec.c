@@ -344,6 +344,8 @@ Test(codec, envelope_failures)
               "event_id: the nil UUID names no event");
     s_refused(body, "{\"schemaVersion\":null}", missing, "schema_version: required");
     s_refused(body, "{\"schemaVersion\":0}", invalid, "schema_version: must be at least 1");
+    s_refused(body, "{\"schemaVersion\":4294967295}", invalid,
+              "schema_version: 4294967295 is over 2147483647");
     s_refused(body, "{\"siteId\":null}", missing, "site_id: required");
     s_refused(body, "{\"siteId\":\"site a\"}", invalid, "site_id: \"site a\" is not");
     s_refused(body, "{\"agentId\":null}", missing, "agent_id: required");

@@ -2,7 +2,9 @@
 #include "clone_pub.h"
 
 #include "codec.h"
+#include "log.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #define S_SNDHWM 100000
@@ -24,6 +26,7 @@ struct asy_clone_pub {
     zhashx_t *topics;     /* topic -> s_entry_t */
     int exact;            /* the stream's: 1 exact, 0 public, -1 not said */
     uint64_t incarnation; /* the broker process's, on every message sent (0: not said) */
+    uint64_t abandoned;   /* snapshot replies not sent whole: their peer did not read */
 };
 
 static void s_free_entry(void **item)
@@ -44,7 +47,11 @@ static zsock_t *s_bind(int type, const char *endpoint, char *resolved, size_t si
         return NULL;
     zsock_set_linger(socket, 0);
     if (type == ZMQ_ROUTER) {
-        zsock_set_sndhwm(socket, 0); /* a snapshot is one message per topic: never drop one */
+        /* a reply is one message per topic; a peer that does not read may hold S_SNDHWM of
+           them queued, no more: then its reply is abandoned, never cut (ROUTER_MANDATORY:
+           a full queue is an error to the sender, not a silent drop) */
+        zsock_set_sndhwm(socket, S_SNDHWM);
+        zsock_set_router_mandatory(socket, 1);
         /* a request is a subtree of at most 159 bytes: a peer sending more is disconnected
            before anything of it is decoded (PROTOCOL.md 11 rule 6) */
         zsock_set_maxmsgsize(socket, ASY_SNAPSHOT_REQUEST_MAX);
@@ -202,15 +209,60 @@ void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int inte
     }
 }
 
-/* Sends [id][topic][body] on the ROUTER. */
-static void s_reply(zsock_t *router, zframe_t *id, const char *topic, const uint8_t *data,
-                    size_t size)
+/* Sends [id][topic][body] on the ROUTER without waiting. Returns 0, or -1 if the peer's
+   queue is full or the peer is gone (nothing of the message sent: the ROUTER takes or refuses
+   a message at its first part). */
+static int s_reply(zsock_t *router, zframe_t *id, const char *topic, const uint8_t *data,
+                   size_t size)
 {
-    zmsg_t *out = zmsg_new();
-    zmsg_addmem(out, zframe_data(id), zframe_size(id));
-    zmsg_addstr(out, topic);
-    zmsg_addmem(out, data, size);
-    zmsg_send(&out, router);
+    void *handle = zsock_resolve(router);
+    if (zmq_send(handle, zframe_data(id), zframe_size(id), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -1;
+    zmq_send(handle, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(handle, data, size, ZMQ_DONTWAIT);
+    return 0;
+}
+
+/* A reply that could not go out whole: the rest, SnapshotEnd included, is not sent, so the
+   peer times out and asks again (PROTOCOL.md 11 rule 6). Said at the first and every 1000th. */
+static void s_abandon(asy_clone_pub_t *self, uint32_t sent)
+{
+    self->abandoned++;
+    if (self->abandoned % 1000 == 1)
+        asy_warn("monitor: a snapshot reply abandoned after %" PRIu32 " entries: the peer does "
+                 "not read (%" PRIu64 " so far)",
+                 sent, self->abandoned);
+}
+
+/* The entries of subtree, then SnapshotEnd, to id; abandoned at the first message that
+   cannot go out. */
+static void s_send_snapshot(asy_clone_pub_t *self, zframe_t *id, const char *subtree)
+{
+    uint32_t sent = 0;
+    size_t prefix = strlen(subtree);
+    for (s_entry_t *entry = zhashx_first(self->topics); entry; entry = zhashx_next(self->topics)) {
+        const char *name = zhashx_cursor(self->topics);
+        if (!entry->data || strncmp(name, subtree, prefix) != 0)
+            continue;
+        if (s_reply(self->router, id, name, entry->data, entry->size) != 0) {
+            s_abandon(self, sent);
+            return;
+        }
+        sent++;
+    }
+    asy_mmsg_t end;
+    asy_mmsg_init(&end, ASY_MMSG_SNAPSHOT_END);
+    end.seq = self->seq;
+    end.topics = sent;
+    end.exact = self->exact;
+    end.incarnation = self->incarnation;
+    uint8_t *data;
+    size_t size;
+    if (asy_mmsg_encode(&end, &data, &size) == 0) {
+        if (s_reply(self->router, id, "", data, size) != 0)
+            s_abandon(self, sent);
+        free(data);
+    }
 }
 
 void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
@@ -227,37 +279,22 @@ void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
     bool ok = id && body && zmsg_size(request) == 0 &&
               asy_mmsg_decode(&msg, zframe_data(body), zframe_size(body)) == 0 &&
               msg.kind == ASY_MMSG_SNAPSHOT_REQUEST;
-    if (!ok)
-        asy_mmsg_release(&msg);
-    asy_mmsg_t reply;
     if (ok) {
-        uint32_t sent = 0;
-        size_t prefix = strlen(msg.subtree);
-        for (s_entry_t *entry = zhashx_first(self->topics); entry;
-             entry = zhashx_next(self->topics)) {
-            const char *name = zhashx_cursor(self->topics);
-            if (!entry->data || strncmp(name, msg.subtree, prefix) != 0)
-                continue;
-            s_reply(self->router, id, name, entry->data, entry->size);
-            sent++;
-        }
-        asy_mmsg_release(&msg);
-        asy_mmsg_init(&reply, ASY_MMSG_SNAPSHOT_END);
-        reply.seq = self->seq;
-        reply.topics = sent;
-        reply.exact = self->exact;
-    } else {
-        asy_mmsg_init(&reply, ASY_MMSG_ERROR);
-        snprintf(reply.reason, sizeof reply.reason,
+        s_send_snapshot(self, id, msg.subtree);
+    } else if (id) {
+        asy_mmsg_t error;
+        asy_mmsg_init(&error, ASY_MMSG_ERROR);
+        snprintf(error.reason, sizeof error.reason,
                  "expected one frame holding a MonitorMessage with a SnapshotRequest");
+        error.incarnation = self->incarnation;
+        uint8_t *data;
+        size_t size;
+        if (asy_mmsg_encode(&error, &data, &size) == 0) {
+            s_reply(self->router, id, "", data, size); /* a full queue: not answered */
+            free(data);
+        }
     }
-    reply.incarnation = self->incarnation;
-    uint8_t *data;
-    size_t size;
-    if (id && asy_mmsg_encode(&reply, &data, &size) == 0) {
-        s_reply(self->router, id, "", data, size);
-        free(data);
-    }
+    asy_mmsg_release(&msg);
     zframe_destroy(&id);
     zframe_destroy(&body);
     zmsg_destroy(&request);

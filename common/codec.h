@@ -200,6 +200,9 @@ void asy_uuid_v7(char out[ASY_UUID_TEXT + 1]);
 void asy_uuid_format(const uint8_t bytes[16], char out[ASY_UUID_TEXT + 1]);
 /* True if text is a canonical UUID (8-4-4-4-12 hex, any version). */
 bool asy_uuid_valid(const char *text);
+/* The 16 bytes of a canonical UUID text (hex digits of either case) into out. False, out
+   unspecified, if text is not one (asy_uuid_valid). */
+bool asy_uuid_parse(const char *text, uint8_t out[16]);
 /* True if text is [A-Za-z0-9._-]{1,64}. */
 bool asy_id_valid(const char *text);
 /* True if text is a ZeroMQ endpoint these programs connect to: tcp://HOST:PORT (HOST not

@@ -165,16 +165,35 @@ static bool s_is_hex(char c, bool lower_only)
            (!lower_only && c >= 'A' && c <= 'F');
 }
 
+static int s_hex_value(char c)
+{
+    return c <= '9' ? c - '0' : c <= 'F' ? c - 'A' + 10 : c - 'a' + 10;
+}
+
+bool asy_uuid_parse(const char *text, uint8_t out[16])
+{
+    if (!text)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < ASY_UUID_TEXT; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (text[i] != '-')
+                return false;
+            continue;
+        }
+        /* text[i + 1] is read only after text[i] proved a digit, never past the end */
+        if (!s_is_hex(text[i], false) || !s_is_hex(text[i + 1], false))
+            return false;
+        out[n++] = (uint8_t)(s_hex_value(text[i]) << 4 | s_hex_value(text[i + 1]));
+        i++;
+    }
+    return text[ASY_UUID_TEXT] == '\0';
+}
+
 bool asy_uuid_valid(const char *text)
 {
-    if (!text || strlen(text) != ASY_UUID_TEXT)
-        return false;
-    for (int i = 0; i < ASY_UUID_TEXT; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? text[i] != '-' : !s_is_hex(text[i], false))
-            return false;
-    }
-    return true;
+    uint8_t ignored[16];
+    return asy_uuid_parse(text, ignored);
 }
 
 bool asy_endpoint_check(const char *text, bool bind, char *why, size_t why_size)

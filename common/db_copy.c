@@ -2,6 +2,8 @@
     through db.c's COPY commands (see db.h).  */
 #include "db_private.h"
 
+#include "codec.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,34 +141,10 @@ void asy_db_copy_bytea(asy_db_copy_t *self, const uint8_t *data, size_t size)
         s_append(self, data, size);
 }
 
-static int s_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 void asy_db_copy_uuid(asy_db_copy_t *self, const char *text)
 {
     uint8_t bytes[16];
-    size_t n = 0;
-    for (size_t i = 0; text && text[i] && n < 16; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (text[i] != '-')
-                break;
-            continue;
-        }
-        int high = s_hex(text[i]), low = text[i + 1] ? s_hex(text[i + 1]) : -1;
-        if (high < 0 || low < 0)
-            break;
-        bytes[n++] = (uint8_t)(high << 4 | low);
-        i++;
-    }
-    if (n != 16 || !text || strlen(text) != ASY_UUID_TEXT) {
+    if (!asy_uuid_parse(text, bytes)) {
         self->error = self->error ? self->error : ASY_EINVAL;
         return;
     }

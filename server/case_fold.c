@@ -421,17 +421,6 @@ void asy_case_version(const asy_event_summary_t *e, char out[ASY_CASE_VERSION_SI
             *p = (char)(*p - 'A' + 'a');
 }
 
-static int s_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* An event's version as case_state stores it (009_case_state_binary_versions): occurred_at
    microseconds (negative clamps to 0) as 8 bytes big-endian, then the event_id's 16 bytes.
    Compared with memcmp, it orders as the text of asy_case_version does. False if the
@@ -441,21 +430,7 @@ static bool s_version(const asy_event_summary_t *e, uint8_t out[S_VER_SIZE])
     uint64_t micros = e->occurred_at_us > 0 ? (uint64_t)e->occurred_at_us : 0;
     for (int i = 0; i < 8; i++)
         out[i] = (uint8_t)(micros >> (56 - 8 * i));
-    const char *text = e->event_id;
-    size_t n = 8;
-    for (size_t i = 0; i < ASY_UUID_TEXT; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (text[i] != '-')
-                return false;
-            continue;
-        }
-        int high = s_hex(text[i]), low = high < 0 ? -1 : s_hex(text[i + 1]);
-        if (low < 0)
-            return false;
-        out[n++] = (uint8_t)(high << 4 | low);
-        i++;
-    }
-    return text[ASY_UUID_TEXT] == '\0';
+    return asy_uuid_parse(e->event_id, out + 8);
 }
 
 static bool s_fold(s_case_t *c, const asy_event_summary_t *e, const char *site_id)

@@ -708,6 +708,13 @@ Test(codec, identifiers)
     cr_assert(!asy_uuid_valid("0190a5c8_2f1e-7a3b-8c4d-5e6f708192a3"));
     cr_assert(!asy_uuid_valid("0190a5c8-2f1e-7a3b-8c4d-5e6f708192g3"));
     cr_assert(!asy_uuid_valid(NULL));
+    uint8_t bytes[16];
+    cr_assert(asy_uuid_parse("0190A5C8-2f1e-7a3b-8c4d-5e6f708192a3", bytes));
+    char text[ASY_UUID_TEXT + 1];
+    asy_uuid_format(bytes, text);
+    cr_assert_str_eq(text, "0190a5c8-2f1e-7a3b-8c4d-5e6f708192a3");
+    cr_assert(!asy_uuid_parse("0190a5c8-2f1e-7a3b-8c4d-5e6f708192a", bytes));
+    cr_assert(!asy_uuid_parse("0190a5c8-2f1e-7a3b-8c4d-5e6f708192g3", bytes));
     cr_assert(asy_id_valid("site-A.1_x"));
     cr_assert(asy_id_valid("a"));
     cr_assert(!asy_id_valid(""));

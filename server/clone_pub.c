@@ -223,6 +223,21 @@ static int s_reply(zsock_t *router, zframe_t *id, const char *topic, const uint8
     return 0;
 }
 
+/* Sends msg (SnapshotEnd or MonitorError, topic "") to id with the stream's incarnation.
+   Returns -1 if the peer's queue is full or the peer is gone, else 0 (also when it cannot
+   be encoded: out of memory, nothing sent). */
+static int s_reply_message(asy_clone_pub_t *self, zframe_t *id, asy_mmsg_t *msg)
+{
+    msg->incarnation = self->incarnation;
+    uint8_t *data;
+    size_t size;
+    if (asy_mmsg_encode(msg, &data, &size) != 0)
+        return 0;
+    int rc = s_reply(self->router, id, "", data, size);
+    free(data);
+    return rc;
+}
+
 /* A reply that could not go out whole: the rest, SnapshotEnd included, is not sent, so the
    peer times out and asks again (PROTOCOL.md 11 rule 6). Said at the first and every 1000th. */
 static void s_abandon(asy_clone_pub_t *self, uint32_t sent)
@@ -255,14 +270,8 @@ static void s_send_snapshot(asy_clone_pub_t *self, zframe_t *id, const char *sub
     end.seq = self->seq;
     end.topics = sent;
     end.exact = self->exact;
-    end.incarnation = self->incarnation;
-    uint8_t *data;
-    size_t size;
-    if (asy_mmsg_encode(&end, &data, &size) == 0) {
-        if (s_reply(self->router, id, "", data, size) != 0)
-            s_abandon(self, sent);
-        free(data);
-    }
+    if (s_reply_message(self, id, &end) != 0)
+        s_abandon(self, sent);
 }
 
 void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
@@ -286,13 +295,7 @@ void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
         asy_mmsg_init(&error, ASY_MMSG_ERROR);
         snprintf(error.reason, sizeof error.reason,
                  "expected one frame holding a MonitorMessage with a SnapshotRequest");
-        error.incarnation = self->incarnation;
-        uint8_t *data;
-        size_t size;
-        if (asy_mmsg_encode(&error, &data, &size) == 0) {
-            s_reply(self->router, id, "", data, size); /* a full queue: not answered */
-            free(data);
-        }
+        s_reply_message(self, id, &error); /* a full queue: not answered */
     }
     asy_mmsg_release(&msg);
     zframe_destroy(&id);

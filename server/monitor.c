@@ -441,6 +441,17 @@ static int s_start(asy_monitor_t *self, char *error, size_t error_size)
     return 0;
 }
 
+/* A monitor that failed or broke serves nothing more but must not return before $TERM
+   (zactor_destroy sends it and waits for the actor). */
+static void s_wait_for_term(asy_monitor_t *self, zsock_t *pipe)
+{
+    while (self && !self->terminated) {
+        char *command = zstr_recv(pipe);
+        self->terminated = !command || streq(command, "$TERM");
+        zstr_free(&command);
+    }
+}
+
 void asy_monitor_actor(zsock_t *pipe, void *args_)
 {
     const asy_monitor_args_t *args = args_;
@@ -475,11 +486,8 @@ void asy_monitor_actor(zsock_t *pipe, void *args_)
         asy_info("monitor: public %s (snapshot %s), restricted %s (snapshot %s)", resolved[0],
                  resolved[1], resolved[2], resolved[3]);
         s_serve(self);
-        while (self->broken && !self->terminated) {
-            char *command = zstr_recv(pipe);
-            self->terminated = !command || streq(command, "$TERM");
-            zstr_free(&command);
-        }
+        if (self->broken)
+            s_wait_for_term(self, pipe);
         asy_info("monitor: stopped; %" PRIu64 " case updates applied, %" PRIu64
                  " breaches (%" PRIu64 " withdrawn), %" PRIu64
                  " topic values computed (%.1f us each), %" PRIu64 " updates published",
@@ -489,11 +497,7 @@ void asy_monitor_actor(zsock_t *pipe, void *args_)
     } else if (!self || !self->terminated) {
         zstr_sendx(pipe, "FAILED", error, NULL);
         asy_error("monitor: %s", error);
-        while (self && !self->terminated) {
-            char *command = zstr_recv(pipe);
-            self->terminated = !command || streq(command, "$TERM");
-            zstr_free(&command);
-        }
+        s_wait_for_term(self, pipe);
     }
     s_monitor_destroy(&self);
     for (int i = 0; i < 4; i++)

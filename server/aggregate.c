@@ -223,13 +223,12 @@ static void s_free_storage(asy_aggregate_t *self)
 }
 
 /* Frees the counter rows of scopes [from, to) and leaves them NULL. */
-static int s_empty_rows(asy_aggregate_t *self, int from, int to)
+static void s_empty_rows(asy_aggregate_t *self, int from, int to)
 {
     for (int i = from * self->period_count; i < to * self->period_count; i++) {
         free(self->counters[i]);
         self->counters[i] = NULL;
     }
-    return ASY_ENOMEM;
 }
 
 /* (Re)allocates counters, histograms and dirty bits for scope_capacity scopes; the rows of
@@ -262,8 +261,10 @@ static int s_grow_storage(asy_aggregate_t *self, int from, int to)
                        : ASY_METRIC_BIT(3);
         for (int p = 0; p < np; p++) {
             self->counters[s * np + p] = calloc(2 * (size_t)self->cells, sizeof(int64_t));
-            if (!self->counters[s * np + p])
-                return s_empty_rows(self, from, to);
+            if (!self->counters[s * np + p]) {
+                s_empty_rows(self, from, to);
+                return ASY_ENOMEM;
+            }
         }
     }
     return 0;

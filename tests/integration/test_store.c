@@ -165,6 +165,18 @@ Test(store, migrations_apply_once_and_are_idempotent)
                  1);
 }
 
+/* 010: the merge of every batch writes case_state, and only its primary key is read. */
+Test(store, migration_010_leaves_case_state_only_its_primary_key)
+{
+    s_store = s_new_store();
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM pg_indexes WHERE tablename ="
+                                        " 'case_state' AND schemaname = 'public'"),
+                 1);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM pg_indexes WHERE indexname ="
+                                        " 'case_state_pkey'"),
+                 1);
+}
+
 /* Area codes loaded in small letters before advsync-ctl upper-cased them: 008 keeps the
    spelling loaded last of each area, in capitals. */
 Test(store, migration_008_leaves_one_area_per_code_in_capitals)

@@ -246,10 +246,46 @@ static void s_on_frame(asy_ingest_worker_t *self, const uint8_t *data, size_t si
     else if (frame.type == ASY_FRAME_NACK)  /* never answer a NACK: no NACK ping-pong */
         asy_warn("NACK from %s ignored: the broker takes HELLO, PUBLISH, HEARTBEAT",
                  asy_ingest_who(self));
-    else
-        asy_ingest_nack(self, ASY_CODE_MALFORMED_FRAME, 0, 0, 0,
-                        "frame type %d is sent by the broker, not to it", frame.type);
+    else {
+        char reason[96];
+        snprintf(reason, sizeof reason, "%s frame is sent by the broker, not to it",
+                 frame.type == ASY_FRAME_WELCOME ? "a WELCOME"
+                 : frame.type == ASY_FRAME_ACK   ? "an ACK"
+                                                 : "this");
+        s_refuse_frame(self, ASY_CODE_MALFORMED_FRAME, data, size, reason);
+    }
     asy_frame_release(&frame);
+}
+
+/* Refuses a message of several parts: the parts are quarantined one after the other in one
+   row (none is dropped), and the reason says how to cut them apart again. */
+static void s_refuse_parts(asy_ingest_worker_t *self, zmsg_t *msg, size_t parts)
+{
+    size_t total = 0;
+    for (zframe_t *part = zmsg_first(msg); part; part = zmsg_next(msg))
+        total += zframe_size(part);
+    zframe_t *first = zmsg_first(msg);
+    char reason[200];
+    snprintf(reason, sizeof reason,
+             "message has %zu parts; the protocol sends exactly one Frame per message (the"
+             " parts follow each other here: %zu bytes in all, the first %zu)",
+             parts, total, zframe_size(first));
+    /* the store keeps the first 64 KiB (and says the payload was truncated from total) */
+    size_t room = total < ASY_MAX_EVENT_BYTES ? total : ASY_MAX_EVENT_BYTES;
+    uint8_t *kept = malloc(room ? room : 1);
+    if (!kept) { /* out of memory: the first part rather than nothing */
+        s_refuse_frame(self, ASY_CODE_MALFORMED_FRAME, zframe_data(first), zframe_size(first),
+                       reason);
+        return;
+    }
+    size_t at = 0;
+    for (zframe_t *part = zmsg_first(msg); part && at < room; part = zmsg_next(msg)) {
+        size_t take = zframe_size(part) < room - at ? zframe_size(part) : room - at;
+        memcpy(kept + at, zframe_data(part), take);
+        at += take;
+    }
+    s_refuse_frame(self, ASY_CODE_MALFORMED_FRAME, kept, total, reason);
+    free(kept);
 }
 
 /* Size and shape checks before any decoding. Returns the single body part, or NULL after
@@ -268,10 +304,7 @@ static zframe_t *s_admit(asy_ingest_worker_t *self, zmsg_t *msg)
             return NULL;
         }
     if (parts != 1) {
-        snprintf(reason, sizeof reason,
-                 "message has %zu parts; the protocol sends exactly one Frame per message", parts);
-        s_refuse_frame(self, ASY_CODE_MALFORMED_FRAME, zframe_data(body), zframe_size(body),
-                       reason);
+        s_refuse_parts(self, msg, parts);
         return NULL;
     }
     return body;

@@ -122,7 +122,9 @@ void asy_store_set_case_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg);
 void asy_store_set_outcome_sink(asy_store_t *self, asy_db_row_fn *fn, void *arg);
 
 /* Quarantines bytes that never became an event of a batch (a malformed frame, an oversize
-   frame): agent/site may be NULL, seq 0. Best effort: returns 0 or an error code. */
+   frame): agent/site may be NULL, seq 0. size is the frame's; only its first
+   min(size, ASY_MAX_EVENT_BYTES) bytes are read and kept, and the reason then says it was
+   truncated from size. Best effort: returns 0 or an error code. */
 int asy_store_quarantine_frame(asy_store_t *self, const char *agent_id, const char *site_id,
                                int code, const char *reason, const uint8_t *data, size_t size);
 

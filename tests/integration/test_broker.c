@@ -306,6 +306,60 @@ Test(broker, two_part_message_is_malformed)
     cr_assert(strstr(nack.u.nack.reason, "2 parts"), "reason: %s", nack.u.nack.reason);
     asy_frame_release(&nack);
     s_assert_alive();
+    /* every part is kept, in order, and the reason says where the first ends */
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE payload = 'onetwo'::bytea AND"
+                         " code_name = 'MALFORMED_FRAME' AND reason LIKE"
+                         " '%2 parts%6 bytes in all, the first 3)'"),
+                 1);
+}
+
+Test(broker, a_large_multi_part_message_keeps_its_first_64_kib)
+{
+    zmsg_t *msg = zmsg_new();
+    for (int i = 0; i < 2; i++) {
+        uint8_t *part = malloc(40960);
+        cr_assert_not_null(part);
+        memset(part, 'a' + i, 40960);
+        zmsg_addmem(msg, part, 40960);
+        free(part);
+    }
+    cr_assert_eq(zmsg_send(&msg, s_dealer), 0);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_MALFORMED_FRAME);
+    asy_frame_release(&nack);
+    s_assert_alive();
+    /* the first part whole, then the second's first 24,576 bytes */
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE length(payload) = 65536 AND"
+                         " get_byte(payload, 40959) = 97 AND get_byte(payload, 40960) = 98 AND"
+                         " reason LIKE '%81920 bytes in all, the first 40960) (payload truncated"
+                         " from 81920 to 65536 bytes)'"),
+                 1);
+}
+
+/* A frame only the broker sends (WELCOME, ACK) is refused like any malformed frame: NACKed
+   and quarantined, and the broker goes on. */
+Test(broker, welcome_or_ack_sent_to_the_broker_is_nacked_and_quarantined)
+{
+    asy_frame_t welcome = {.type = ASY_FRAME_WELCOME, .version = ASY_PROTOCOL_VERSION};
+    welcome.u.welcome.committed_seq = 7;
+    s_send_frame(&welcome);
+    asy_frame_t nack;
+    s_expect_nack(&nack, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(nack.u.nack.reason, "a WELCOME frame is sent by the broker"), "reason: %s",
+              nack.u.nack.reason);
+    asy_frame_release(&nack);
+    asy_frame_t ack = {.type = ASY_FRAME_ACK, .version = ASY_PROTOCOL_VERSION};
+    ack.u.ack.seq = 3;
+    s_send_frame(&ack);
+    s_expect_nack(&nack, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(nack.u.nack.reason, "an ACK frame is sent by the broker"), "reason: %s",
+              nack.u.nack.reason);
+    asy_frame_release(&nack);
+    s_assert_alive();
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE code_name = 'MALFORMED_FRAME'"
+                         " AND reason LIKE '%is sent by the broker, not to it' AND length(payload)"
+                         " > 0"),
+                 2);
 }
 
 /* --------------------------------------------------------------------------------------------
@@ -760,6 +814,39 @@ Test(broker, lost_database_connection_answers_retry_later_then_recovers)
     s_assert_alive();
     cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-l'"), 4);
     cr_assert_eq(s_committed("agent-l"), 4);
+}
+
+/* A database that is up but refuses a batch (here a trigger; in life a defect validation did
+   not catch) gets RETRY_LATER with 5,000 ms at once (PROTOCOL 5.3 step 5), nothing committed;
+   once the cause is gone the same batch is committed. */
+Test(broker, a_batch_the_database_refuses_is_asked_again_in_5_s_and_nothing_committed)
+{
+    cr_assert_eq(s_hello("agent-r", "site-r", 1), 0);
+    asy_test_pg_exec(s_pg, "CREATE FUNCTION asy_refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                           " $$BEGIN RAISE EXCEPTION 'refused by the test'; END$$");
+    /* on the partitioned table: PostgreSQL puts it on every partition */
+    asy_test_pg_exec(s_pg, "CREATE TRIGGER asy_refuse BEFORE INSERT ON event FOR EACH ROW"
+                           " EXECUTE FUNCTION asy_refuse()");
+    asy_bytes_t events[2];
+    for (int i = 0; i < 2; i++)
+        events[i] = s_event("agent-r", "site-r", 1, (uint64_t)i + 1);
+    s_publish("agent-r", 1, 1, events, 2);
+    asy_frame_t reply;
+    s_expect_nack(&reply, ASY_CODE_RETRY_LATER);
+    cr_assert_eq(reply.u.nack.retry_after_ms, 5000);
+    cr_assert(strstr(reply.u.nack.reason, "the database refused this batch"), "%s",
+              reply.u.nack.reason);
+    asy_frame_release(&reply);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-r'"), 0);
+    cr_assert_eq(s_committed("agent-r"), 0);
+
+    asy_test_pg_exec(s_pg, "DROP TRIGGER asy_refuse ON event");
+    s_publish("agent-r", 1, 1, events, 2);
+    s_recv(&reply, ASY_FRAME_ACK);
+    cr_assert_eq(reply.u.ack.seq, 2);
+    asy_frame_release(&reply);
+    s_free_events(events, 2);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-r'"), 2);
 }
 
 /* Bytes the broker refuses but cannot quarantine (its database down) are asked for again with

@@ -179,9 +179,17 @@ static int s_check_required(const Advsync__V1__Event *m, asy_check_t *why)
             rc = s_require(o->has_score, kind, "score", why);
         break;
     }
-    case ADVSYNC__V1__EVENT__BODY_REFERRAL_OUT_SENT:
-        rc = s_require(m->referral_out_sent->partner_id != NULL, kind, "partner_id", why);
+    case ADVSYNC__V1__EVENT__BODY_REFERRAL_OUT_SENT: {
+        /* the partner the referral is for: an empty or blank name names nobody */
+        const char *partner = m->referral_out_sent->partner_id;
+        rc = s_require(partner != NULL, kind, "partner_id", why);
+        if (rc == 0 && partner[strspn(partner, " \t\r\n")] == '\0')
+            rc = s_refuse(why, ASY_CODE_EVENT_MISSING_FIELD,
+                          "%s.partner_id: required for %s (it"
+                          " is blank)",
+                          asy_kind_field(kind), asy_kind_name(kind));
         break;
+    }
     case ADVSYNC__V1__EVENT__BODY_PERSON_EQUALITY_OPTOUT:
         rc = s_require(m->person_equality_optout->effective_date != NULL, kind, "effective_date",
                        why);

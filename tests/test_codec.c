@@ -421,6 +421,10 @@ Test(codec, kind_specific_required_fields)
               NULL, missing, "outcome_recorded.score: required for outcome.recorded");
     s_refused("\"referralOutSent\":{\"purpose\":\"PURPOSE_HOUSING\"}", NULL, missing,
               "referral_out_sent.partner_id: required for referral_out.sent");
+    s_refused("\"referralOutSent\":{\"partnerId\":\"\"}", NULL, missing,
+              "referral_out_sent.partner_id: required for referral_out.sent (it is blank)");
+    s_refused("\"referralOutSent\":{\"partnerId\":\" \\t\"}", NULL, missing,
+              "referral_out_sent.partner_id: required for referral_out.sent (it is blank)");
     s_refused("\"personEqualityOptout\":{}", NULL, missing,
               "person_equality_optout.effective_date: required for person.equality_optout");
 }

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "monitor_msg.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <string.h>
@@ -193,7 +194,8 @@ static void s_log_counters(asy_monitor_t *self)
 static void s_break(asy_monitor_t *self)
 {
     asy_error("monitor: out of memory recomputing the figures; the live monitor stops until the "
-              "broker is restarted (ingest goes on)");
+              "broker is restarted (ingest goes on; its rows are dropped, and the next start "
+              "rebuilds the figures from case_state)");
     self->broken = true;
 }
 
@@ -441,15 +443,44 @@ static int s_start(asy_monitor_t *self, char *error, size_t error_size)
     return 0;
 }
 
+/* Receives and drops every queued part of the deltas socket, without allocating; returns how
+   many batches went. */
+static uint64_t s_drop_deltas(zsock_t *deltas)
+{
+    uint64_t dropped = 0;
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    while (zmq_msg_recv(&part, zsock_resolve(deltas), ZMQ_DONTWAIT) >= 0)
+        dropped += !zmq_msg_more(&part);
+    zmq_msg_close(&part);
+    return dropped;
+}
+
 /* A monitor that failed or broke serves nothing more but must not return before $TERM
-   (zactor_destroy sends it and waits for the actor). */
+   (zactor_destroy sends it and waits for the actor). A broken one keeps taking the rows
+   ingest hands it and drops them: ingest goes on, and without this they would pile up in the
+   broker's memory until $TERM (the next start rebuilds the figures from case_state). */
 static void s_wait_for_term(asy_monitor_t *self, zsock_t *pipe)
 {
+    uint64_t dropped = 0;
     while (self && !self->terminated) {
-        char *command = zstr_recv(pipe);
-        self->terminated = !command || streq(command, "$TERM");
-        zstr_free(&command);
+        zmq_pollitem_t items[2] = {
+            {zsock_resolve(pipe), 0, ZMQ_POLLIN, 0},
+            {self->deltas ? zsock_resolve(self->deltas) : NULL, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, self->deltas ? 2 : 1, -1) < 0) {
+            self->terminated = errno != EINTR; /* the context is ending */
+            continue;
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            dropped += s_drop_deltas(self->deltas);
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv(pipe);
+            self->terminated = !command || streq(command, "$TERM");
+            zstr_free(&command);
+        }
     }
+    if (dropped)
+        asy_warn("monitor: %" PRIu64 " committed batch(es) not applied while broken", dropped);
 }
 
 void asy_monitor_actor(zsock_t *pipe, void *args_)

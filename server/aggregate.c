@@ -481,6 +481,20 @@ asy_date_t asy_aggregate_today(const asy_aggregate_t *self)
     return self->today;
 }
 
+/* Whether two views of a case count alike: every field but the version equal. */
+_Static_assert(sizeof(asy_case_view_t) == 288,
+               "asy_case_view_t changed: compare its new field in s_same_but_version");
+static bool s_same_but_version(const asy_case_view_t *a, const asy_case_view_t *b)
+{
+    return a->service == b->service && a->source == b->source && a->reasons == b->reasons &&
+           a->received == b->received && a->contacted == b->contacted && a->met == b->met &&
+           a->declined == b->declined && a->closed == b->closed && a->decided == b->decided &&
+           a->q_start == b->q_start && a->q_end == b->q_end &&
+           a->left_before_goals == b->left_before_goals &&
+           memcmp(a->attr, b->attr, sizeof a->attr) == 0 && strcmp(a->site_id, b->site_id) == 0 &&
+           strcmp(a->person_key, b->person_key) == 0 && strcmp(a->case_id, b->case_id) == 0;
+}
+
 int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *changed)
 {
     if (changed)
@@ -488,6 +502,13 @@ int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *
     asy_agg_case_t *c = zhashx_lookup(self->cases, view->case_id);
     if (c && view->version <= c->view.version)
         return 0;
+    if (c && s_same_but_version(&c->view, view)) {
+        /* most events of a case (contacts after the first, goals, notes, outcomes...) move
+           nothing the figures count: taking the case out and putting it back would cost the
+           same counters twice for nothing */
+        c->view.version = view->version;
+        return 0;
+    }
     int scope = s_scope_of(self, view->site_id);
     if (scope < 0)
         return scope;

@@ -47,8 +47,10 @@ int asy_aggregate_set_calendar(asy_aggregate_t *self, const asy_calendar_t *cale
 int asy_aggregate_rebuild(asy_aggregate_t *self);
 
 /* Adds or replaces a case. A view older than the one held (smaller version) is ignored:
-   workers commit concurrently, so the newest row of a case may arrive first. Returns 0, or
-   ASY_ENOMEM. *replaced (may be NULL) says whether it changed anything. */
+   workers commit concurrently, so the newest row of a case may arrive first. A newer view
+   that differs from the one held only in its version is kept without touching the figures.
+   Returns 0, or ASY_ENOMEM. *changed (may be NULL) says whether the figures may have
+   changed. */
 int asy_aggregate_put(asy_aggregate_t *self, const asy_case_view_t *view, bool *changed);
 
 /* Adds or replaces a case's Recovery Star readings in one area and edition (M12). A row with

@@ -132,6 +132,41 @@ Test(aggregate, referral_counts_in_its_month_quarter_and_year_and_newer_version_
     s_teardown(&f);
 }
 
+/* A newer row that moves nothing counted (an event such as a second contact or a goal) keeps
+   its version, leaves every topic clean, and a later real change still applies over it. */
+Test(aggregate, a_newer_row_that_changes_nothing_counted_touches_no_topic)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_case_view_t v = s_case("c1", "ward-a", 1);
+    v.received = s_day(2026, 11, 5);
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    asy_topic_ref_t ref;
+    size_t cursor = 0;
+    while (asy_aggregate_next_dirty(f.agg, &cursor, &ref))
+        asy_aggregate_clean(f.agg, &ref); /* as after publishing */
+    v.version = 5;
+    bool changed = true;
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, &changed), 0);
+    cr_assert_not(changed);
+    cursor = 0;
+    cr_assert_not(asy_aggregate_next_dirty(f.agg, &cursor, &ref), "a topic went dirty");
+    cr_assert_eq(asy_aggregate_case(f.agg, "c1")->version, 5);
+    /* an older row than the one just kept is still ignored... */
+    v.version = 4;
+    v.received = s_day(2026, 10, 5);
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, &changed), 0);
+    cr_assert_not(changed);
+    cr_assert_eq(s_cell(f.agg, "all/M1/2026-11", true, &f.update, "total", "ALL")->count, 1);
+    /* ...and a newer one that does change something applies */
+    v.version = 6;
+    cr_assert_eq(asy_aggregate_put(f.agg, &v, &changed), 0);
+    cr_assert(changed);
+    cr_assert_eq(s_cell_kept(f.agg, "all/M1/2026-10", true, &f.update, "total", "ALL")->count, 1);
+    cr_assert_eq(s_cell(f.agg, "all/M1/2026-11", true, &f.update, "total", "ALL")->count, 0);
+    s_teardown(&f);
+}
+
 Test(aggregate, contact_deadline_matures_the_day_after_and_breaches)
 {
     s_fixture_t f;

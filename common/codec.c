@@ -410,6 +410,8 @@ void asy_event_summarise(const asy_event_t *self, asy_event_summary_t *out)
     memset(out, 0, sizeof *out);
     out->eligible = -1;
     s_copy(out->event_id, sizeof out->event_id, m->event_id);
+    if (!asy_uuid_parse(out->event_id, out->event_uuid)) /* parsed once, for every use */
+        memset(out->event_uuid, 0, sizeof out->event_uuid);
     out->schema_version = m->has_schema_version ? m->schema_version : 0;
     s_copy(out->site_id, sizeof out->site_id, m->site_id);
     s_copy(out->agent_id, sizeof out->agent_id, m->agent_id);

@@ -145,6 +145,7 @@ bool asy_event_has_unknown_fields(const asy_event_t *self);
    Enumerations are the advsync.v1 enum numbers; 0 means "not recorded". */
 typedef struct {
     char event_id[ASY_UUID_TEXT + 1];
+    uint8_t event_uuid[16]; /* event_id's bytes; all zero if not a UUID */
     uint32_t schema_version;
     char site_id[ASY_ID_MAX + 1];
     char agent_id[ASY_ID_MAX + 1];

@@ -129,6 +129,8 @@ void asy_db_copy_text(asy_db_copy_t *self, const char *text);
 void asy_db_copy_bytea(asy_db_copy_t *self, const uint8_t *data, size_t size);
 /* A UUID from its canonical text (8-4-4-4-12 hex). Malformed text sets ASY_EINVAL. */
 void asy_db_copy_uuid(asy_db_copy_t *self, const char *text);
+/* The same from its 16 bytes (already parsed, e.g. asy_event_summary_t.event_uuid). */
+void asy_db_copy_uuid_bytes(asy_db_copy_t *self, const uint8_t bytes[16]);
 /* A timestamptz from microseconds since 1970-01-01T00:00:00Z. */
 void asy_db_copy_timestamptz(asy_db_copy_t *self, int64_t unix_us);
 /* Tuples appended since the last clear. */

@@ -148,8 +148,13 @@ void asy_db_copy_uuid(asy_db_copy_t *self, const char *text)
         self->error = self->error ? self->error : ASY_EINVAL;
         return;
     }
+    asy_db_copy_uuid_bytes(self, bytes);
+}
+
+void asy_db_copy_uuid_bytes(asy_db_copy_t *self, const uint8_t bytes[16])
+{
     s_be32(self, 16);
-    s_append(self, bytes, sizeof bytes);
+    s_append(self, bytes, 16);
 }
 
 void asy_db_copy_timestamptz(asy_db_copy_t *self, int64_t unix_us)

@@ -182,7 +182,7 @@ static void s_add_event(asy_store_t *self, const char *agent_id, const char *sit
     asy_db_copy_text(c, agent_id);
     asy_db_copy_int8(c, (int64_t)epoch);
     asy_db_copy_int8(c, (int64_t)item->seq);
-    asy_db_copy_uuid(c, s->event_id);
+    asy_db_copy_uuid_bytes(c, s->event_uuid);
     asy_db_copy_text(c, site_id);
     asy_db_copy_text(c, s->case_id);
     asy_db_copy_text(c, s->person_key[0] ? s->person_key : NULL);

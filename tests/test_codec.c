@@ -549,6 +549,9 @@ Test(codec, summarise_referral_and_envelope)
     asy_event_summary_t s;
     asy_event_summarise(event, &s);
     cr_assert_str_eq(s.event_id, "0190a5c8-2f1e-7a3b-8c4d-5e6f708192a3");
+    static const uint8_t uuid[16] = {0x01, 0x90, 0xa5, 0xc8, 0x2f, 0x1e, 0x7a, 0x3b,
+                                     0x8c, 0x4d, 0x5e, 0x6f, 0x70, 0x81, 0x92, 0xa3};
+    cr_assert_arr_eq(s.event_uuid, uuid, 16);
     cr_assert_eq(s.schema_version, 1u);
     cr_assert_str_eq(s.site_id, "site-a");
     cr_assert_str_eq(s.agent_id, "agent-1");

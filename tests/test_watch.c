@@ -59,6 +59,8 @@ typedef struct {
     int stream_topics;
     zframe_t *last_topic; /* the last publication, for DUP */
     zframe_t *last_body;
+    uint64_t subscriptions; /* SUBS: subscribe messages the XPUB has received */
+    uint64_t requests;      /* REQUESTS: snapshot requests received */
 } s_server_t;
 
 static void s_fill_update(asy_mmsg_t *msg, const char *topic, uint64_t seq, int64_t value)
@@ -186,6 +188,7 @@ static void s_send_reply(s_server_t *self, zframe_t *identity, const char *topic
 static void s_answer(s_server_t *self)
 {
     zmsg_t *request = zmsg_recv(self->router);
+    self->requests++;
     zframe_t *identity = zmsg_pop(request);
     zframe_t *body = zmsg_pop(request);
     asy_mmsg_t msg;
@@ -295,10 +298,15 @@ static bool s_command(s_server_t *self)
     } else if (strcmp(command, "SNAPINC") == 0) {
         self->snapshot_incarnation = (uint64_t)number;
     }
-    /* the seq reached; 0 while a stream runs, except to NOW */
+    /* the seq reached; 0 while a stream runs, except to NOW; SUBS and REQUESTS: those counts */
     bool now = strcmp(command, "NOW") == 0;
+    uint64_t reply = self->stream_left > 0 && !now ? 0 : self->seq;
+    if (strcmp(command, "SUBS") == 0)
+        reply = self->subscriptions;
+    else if (strcmp(command, "REQUESTS") == 0)
+        reply = self->requests;
     if (go_on)
-        zsock_send(self->pipe, "8", (uint64_t)(self->stream_left > 0 && !now ? 0 : self->seq));
+        zsock_send(self->pipe, "8", reply);
     zstr_free(&command);
     zstr_free(&text);
     return go_on;
@@ -325,9 +333,12 @@ static void s_server_actor(zsock_t *pipe, void *arg)
         void *which = zpoller_wait(poller, wait);
         if (which == pipe)
             running = s_command(self);
-        else if (which == self->xpub)
-            zframe_destroy(&(zframe_t *){zframe_recv(self->xpub)}); /* subscriptions */
-        else if (which == self->router)
+        else if (which == self->xpub) {
+            zframe_t *subscription = zframe_recv(self->xpub);
+            if (subscription && zframe_size(subscription) > 0 && zframe_data(subscription)[0] == 1)
+                self->subscriptions++;
+            zframe_destroy(&subscription);
+        } else if (which == self->router)
             s_answer(self);
         else if (zpoller_terminated(poller))
             break;
@@ -363,6 +374,17 @@ static uint64_t s_do(const char *command, const char *text, int64_t number)
     uint64_t seq = 0;
     cr_assert_eq(zsock_recv(s_server, "8", &seq), 0);
     return seq;
+}
+
+/* Waits until the server's count of SUBS or REQUESTS reaches at least n. */
+static void s_wait_count(const char *what, uint64_t n, int timeout_ms)
+{
+    int64_t deadline = zclock_mono() + timeout_ms;
+    uint64_t count;
+    while ((count = s_do(what, NULL, 0)) < n && zclock_mono() < deadline)
+        zclock_sleep(10);
+    cr_assert_geq(count, n, "%s: %" PRIu64 " after %d ms, %" PRIu64 " expected", what, count,
+                  timeout_ms, n);
 }
 
 static void s_start(void)
@@ -1026,8 +1048,9 @@ Test(watch, a_failed_snapshot_keeps_the_breach_notices_read_meanwhile)
 {
     char nowhere[64];
     snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", asy_test_free_port());
+    uint64_t subscribed = s_do("SUBS", NULL, 0);
     asy_replica_t *replica = asy_replica_new(s_pub, nowhere, "");
-    zclock_sleep(300); /* the subscription reaches the publisher */
+    s_wait_count("SUBS", subscribed + 1, 10000); /* the subscription reaches the publisher */
     s_do("BREACH", "ward-a", 0);
     zclock_sleep(100);
     cr_assert_eq(asy_replica_sync(replica, 600), ASY_ETIMEDOUT);
@@ -1469,15 +1492,19 @@ Test(watch, live_json_runs_for_a_while_and_stops_on_sigterm)
     char *table_argv[] = {ASY_WATCH_PATH, "--endpoint", s_pub, "--snapshot",
                           s_snap,         "--interval", "50",  NULL};
     pid_t pid = asy_test_spawn(table_argv, log);
-    zclock_sleep(500);
+    char text[4096] = "";
+    int64_t deadline = zclock_mono() + 10000; /* until it has drawn its table */
+    while (!strstr(text, "advsync-watch  tcp://127.0.0.1:") && zclock_mono() < deadline) {
+        zclock_sleep(20);
+        FILE *file = fopen(log, "r"); /* made by the child: maybe not yet */
+        if (!file)
+            continue;
+        size_t got = fread(text, 1, sizeof text - 1, file);
+        text[got] = '\0';
+        fclose(file);
+    }
     int status = asy_test_stop(pid, SIGTERM, 3000);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
-    FILE *file = fopen(log, "r");
-    cr_assert_not_null(file);
-    char text[4096] = "";
-    size_t got = fread(text, 1, sizeof text - 1, file);
-    text[got] = '\0';
-    fclose(file);
     cr_assert(strstr(text, "advsync-watch  tcp://127.0.0.1:"), "%s", text);
     unlink(log);
     rmdir(dir);
@@ -1516,9 +1543,12 @@ Test(watch, restricted_table_shows_breaches_of_every_site_or_of_one)
     char log[256], site_log[256];
     snprintf(log, sizeof log, "%s/all.log", dir);
     snprintf(site_log, sizeof site_log, "%s/site.log", dir);
+    uint64_t requests = s_do("REQUESTS", NULL, 0);
     pid_t pid = asy_test_spawn(argv, log);
     pid_t site_pid = asy_test_spawn(site_argv, site_log);
-    zclock_sleep(700); /* both have their snapshot */
+    /* both have asked for their snapshot: a watch subscribes before it asks (Clone) */
+    s_wait_count("REQUESTS", requests + 2, 10000);
+    zclock_sleep(100);
     s_do("BREACH", "ward-a", 0);
     s_do("BREACH", "ward-b", 0);
     cr_assert_eq(asy_test_wait(pid, 5000), 0);

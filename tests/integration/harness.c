@@ -26,16 +26,45 @@ int64_t asy_test_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int asy_test_free_port(void)
+/* Whether port can be bound on 127.0.0.1 now. */
+static bool s_port_free(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
+    cr_assert(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
+    bool free = bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
     close(fd);
-    return ntohs(addr.sin_port);
+    return free;
+}
+
+/* A port below the kernel's ephemeral range: between this check and the bind that follows,
+   no outgoing connection (an agent's, a subscriber's) can be given it as its own port, as
+   one from the ephemeral range could. */
+int asy_test_free_port(void)
+{
+    int low = 32768, high = 60999;
+    FILE *range = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (range) {
+        if (fscanf(range, "%d %d", &low, &high) != 2)
+            low = 32768;
+        fclose(range);
+    }
+    int first = 20000, last = low - 1;
+    if (last - first < 1000) { /* an unusual range: below 20000 instead */
+        first = 10000;
+        last = 19999;
+    }
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)asy_test_now_ms();
+    for (int tries = 0; tries < 200; tries++) {
+        int port = first + (int)(rand_r(&seed) % (unsigned)(last - first + 1));
+        if (s_port_free(port))
+            return port;
+    }
+    cr_assert_fail("no free port found in %d..%d", first, last);
+    return -1;
 }
 
 const char *asy_test_conninfo(void)

@@ -64,8 +64,9 @@ int asy_test_wait(pid_t pid, int timeout_ms);
    Returns its exit code, or -1 on time-out / signal. */
 int asy_test_run(char *const argv[], char *out, size_t out_size, int timeout_ms);
 
-/* A TCP port on 127.0.0.1 nobody listens on right now (bind to 0, read it back, close); fails
-   the test if it cannot bind. */
+/* A TCP port on 127.0.0.1 nobody listens on right now, chosen at random below the kernel's
+   ephemeral range (so that no outgoing connection takes it before the caller binds it);
+   fails the test if none is found. */
 int asy_test_free_port(void);
 
 /* Starts advsyncd on tcp://127.0.0.1:<port> (port 0: any free port) against conninfo, with

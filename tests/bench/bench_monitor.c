@@ -261,10 +261,13 @@ static void s_stream_next(s_stream_t *stream, asy_case_view_t *view)
         stream->open[slot] = stream->open[--stream->open_count];
 }
 
+/* A version-only step changes nothing counted: the aggregate keeps its version alone
+   (changed is false), which is checked here without a look-up for every other step. */
 static void s_put(asy_aggregate_t *aggregate, const asy_case_view_t *view)
 {
     bool changed = false;
-    if (asy_aggregate_put(aggregate, view, &changed) != 0 || !changed)
+    if (asy_aggregate_put(aggregate, view, &changed) != 0 ||
+        (!changed && asy_aggregate_case(aggregate, view->case_id)->version != view->version))
         s_die("asy_aggregate_put failed or ignored a newer version");
 }
 

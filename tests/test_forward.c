@@ -936,6 +936,23 @@ Test(forward, centre_ahead_of_the_outbox_exits_1)
     s_broker_destroy(&broker);
 }
 
+/* A problem an earlier run recorded (here a WRONG_AGENT) is over once the centre welcomes the
+   agent: an idle agent, with nothing to be acknowledged, must not show it in status. */
+Test(forward, a_problem_of_an_earlier_run_clears_when_the_centre_welcomes_the_agent)
+{
+    asy_outbox_t *outbox = s_open_outbox();
+    cr_assert_eq(asy_outbox_note_problem(outbox, "the centre refused this agent", 1000), 0);
+    asy_outbox_destroy(&outbox);
+    cr_assert_str_eq(s_status().problem, "the centre refused this agent");
+    s_agent_options_t options = {.args = {"--for", "0.5"}};
+    s_broker_t broker;
+    s_start(&broker, &options);
+    s_greet(&broker);
+    cr_assert_eq(s_serve_until_exit(&broker, 5000), 0);
+    cr_assert_str_eq(s_status().problem, "", "still shown after the WELCOME");
+    s_broker_destroy(&broker);
+}
+
 Test(forward, sigterm_exits_0)
 {
     s_fill(3);

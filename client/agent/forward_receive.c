@@ -233,13 +233,19 @@ static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
     if (s_welcome_unusable(self, welcome) || s_outbox_copied(self, welcome))
         return;
     uint64_t committed = welcome->committed_seq;
-    if (committed < self->acked_seq)
+    bool restored = committed < self->acked_seq;
+    if (restored)
         asy_forward_problem(
             self,
             "the centre has committed only up to seq %llu but acknowledged up to %llu "
             "before (centre database restored?); events after %llu were pruned here",
             (unsigned long long)committed, (unsigned long long)self->acked_seq,
             (unsigned long long)committed);
+    /* the centre takes this agent again: what an earlier run or connection recorded is over
+       (an idle agent would otherwise show it until its next event is acknowledged); one that
+       persists is recorded again when it shows */
+    else if (self->problem_noted && asy_outbox_note_problem(self->outbox, NULL, 0) == 0)
+        self->problem_noted = false;
     s_record_commit(self, committed);
     s_start_streaming(self, welcome, committed);
     asy_info("welcome from %s: centre committed seq %llu, backlog %llu, window %u, batch %u",

@@ -18,7 +18,8 @@
 #include <string.h>
 
 #define S_DELTA_BUDGET_MS 20   /* case rows applied before other work gets a turn */
-#define S_PUBLISH_BUDGET_MS 20 /* topics rendered per tick before other work gets a turn */
+#define S_PUBLISH_BUDGET_US 20000 /* quiet topics rendered before other work gets a turn */
+#define S_PUBLISH_SLICE_US 2000   /* held-back topics rendered per pass, the same */
 #define S_STATS_MS 10000       /* a counters line this often, when something changed */
 
 /* The coalescing state of a topic (the values themselves are cached by each stream). */
@@ -57,19 +58,72 @@ static s_topic_t *s_topic(asy_monitor_t *self, const char *name)
     return topic;
 }
 
-/* Publishes every changed topic not published within coalesce_ms. */
-static void s_publish_dirty(asy_monitor_t *self)
+/* Renders one changed topic on both streams, publishes what changed, and cleans it. */
+static void s_publish_topic(asy_monitor_t *self, const asy_topic_ref_t *ref, const char *name,
+                            s_topic_t *topic, asy_mmsg_t *msg)
 {
-    int64_t now_ms = zclock_mono(), now_us = asy_monitor_now_us(self);
-    /* round robin: start where the last pass ran out of time, so that no topic waits behind
-       others for more than one pass */
+    bool published = false;
+    int64_t started = zclock_usecs();
+    for (int s = 0; s < ASY_MONITOR_STREAMS; s++) {
+        if (asy_aggregate_render(self->aggregate, ref, s == 1, asy_monitor_now_us(self),
+                                 &msg->update) != 0)
+            continue;
+        self->renders++;
+        if (asy_clone_pub_update(self->streams[s], name, msg)) {
+            published = true;
+            self->published++;
+        }
+    }
+    self->render_us += zclock_usecs() - started;
+    if (published)
+        topic->last_ms = zclock_mono();
+    asy_aggregate_clean(self->aggregate, ref);
+}
+
+/* The changed topic at ref (its name in name), if publishing it now is due: never published,
+   or not within coalesce_ms (quiet: not within two); NULL otherwise or out of memory. */
+static s_topic_t *s_due(asy_monitor_t *self, const asy_topic_ref_t *ref, char name[ASY_TOPIC_MAX],
+                        bool quiet)
+{
+    asy_aggregate_topic(self->aggregate, ref, name);
+    s_topic_t *topic = s_topic(self, name);
+    int64_t since = topic && topic->last_ms ? zclock_mono() - topic->last_ms : INT64_MAX;
+    return since >= (quiet ? 2 : 1) * self->coalesce_ms ? topic : NULL;
+}
+
+/* After new case rows: the changed topics that were quiet (not published for two coalescing
+   periods: a referral at a quiet site, the benchmark's probes) go out first, before the
+   topics that change all the time, which coalescing holds back and releases together: a
+   fresh change does not wait behind that burst. */
+static void s_publish_quiet(asy_monitor_t *self, asy_mmsg_t *msg)
+{
+    int64_t until = zclock_usecs() + S_PUBLISH_BUDGET_US;
+    size_t cursor = 0;
+    asy_topic_ref_t ref;
+    char name[ASY_TOPIC_MAX];
+    while (zclock_usecs() < until && asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
+        s_topic_t *topic = s_due(self, &ref, name, true);
+        if (topic)
+            s_publish_topic(self, &ref, name, topic, msg);
+    }
+}
+
+/* Publishes the changed topics not published within coalesce_ms, after new case rows the quiet
+   ones first. The rest go round robin, S_PUBLISH_SLICE_US at a time (a pass starts where the
+   last one ran out of time, so no topic waits behind others for more than one pass): a burst
+   of held-back topics is cut into slices between which new rows are taken in. */
+static void s_publish_dirty(asy_monitor_t *self, bool after_deltas)
+{
+    asy_mmsg_t msg;
+    asy_mmsg_init(&msg, ASY_MMSG_UPDATE);
+    if (after_deltas)
+        s_publish_quiet(self, &msg);
     size_t start = self->publish_cursor, cursor = start;
     bool wrapped = start == 0, finished = false;
     asy_topic_ref_t ref;
-    asy_mmsg_t msg;
-    asy_mmsg_init(&msg, ASY_MMSG_UPDATE);
-    int64_t until = now_ms + S_PUBLISH_BUDGET_MS;
-    while (zclock_mono() < until) {
+    char name[ASY_TOPIC_MAX];
+    int64_t until = zclock_usecs() + S_PUBLISH_SLICE_US;
+    while (zclock_usecs() < until) {
         if (!asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
             finished = wrapped;
             if (wrapped)
@@ -82,28 +136,9 @@ static void s_publish_dirty(asy_monitor_t *self)
             finished = true;
             break;
         }
-        char name[ASY_TOPIC_MAX];
-        asy_aggregate_topic(self->aggregate, &ref, name);
-        s_topic_t *topic = s_topic(self, name);
-        if (!topic)
-            break;
-        if (topic->last_ms && now_ms - topic->last_ms < self->coalesce_ms)
-            continue;
-        bool published = false;
-        int64_t started = zclock_usecs();
-        for (int s = 0; s < ASY_MONITOR_STREAMS; s++) {
-            if (asy_aggregate_render(self->aggregate, &ref, s == 1, now_us, &msg.update) != 0)
-                continue;
-            self->renders++;
-            if (asy_clone_pub_update(self->streams[s], name, &msg)) {
-                published = true;
-                self->published++;
-            }
-        }
-        self->render_us += zclock_usecs() - started;
-        if (published)
-            topic->last_ms = now_ms;
-        asy_aggregate_clean(self->aggregate, &ref);
+        s_topic_t *topic = s_due(self, &ref, name, false);
+        if (topic)
+            s_publish_topic(self, &ref, name, topic, &msg);
     }
     self->publish_cursor = finished ? 0 : cursor;
     asy_mmsg_release(&msg);
@@ -256,7 +291,7 @@ static void s_tick(asy_monitor_t *self)
         asy_breaches_due(self->breach_book, zclock_mono(), asy_monitor_recheck, self);
     asy_monitor_session(self);
     asy_breaches_record(self->breach_book, self->db, false);
-    s_publish_dirty(self);
+    s_publish_dirty(self, false);
     s_heartbeat(self);
     s_log_counters(self);
 }
@@ -336,7 +371,7 @@ static void s_serve(asy_monitor_t *self)
             s_on_pipe(self);
         else if (which == self->deltas) {
             s_on_deltas(self);
-            s_publish_dirty(self); /* a change goes out now if its topic may be published */
+            s_publish_dirty(self, true); /* a change goes out now if its topic may be published */
         } else {
             for (int s = 0; s < ASY_MONITOR_STREAMS; s++) {
                 if (which == asy_clone_pub_router(self->streams[s]))

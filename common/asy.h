@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define ASY_VERSION_STRING "0.1.0"
 
@@ -36,6 +37,17 @@
 #define ASY_ID_MAX 64                 /* site_id, agent_id: [A-Za-z0-9._-]{1,64} */
 #define ASY_PSEUDONYM_HEX 64          /* case_id, person_key: 64 lowercase hex digits */
 #define ASY_UUID_TEXT 36
+
+/* snprintf(out, size, "%s", text) without the formatting (the broker copies several ids per
+   event and the monitor two names per cell): text cut to size - 1 bytes; NULL copies as "".
+   size must be at least 1. */
+static inline void asy_copy_text(char *out, size_t size, const char *text)
+{
+    size_t length = text ? strnlen(text, size - 1) : 0;
+    if (length)
+        memcpy(out, text, length);
+    out[length] = '\0';
+}
 
 /* Returns a static English name for an ASY_E* code. */
 const char *asy_strerror(int code);

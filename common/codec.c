@@ -313,15 +313,6 @@ int64_t asy_codec_micros(const Advsync__V1__Timestamp *stamp)
     return seconds * 1000000 + stamp->nanos / 1000;
 }
 
-/* snprintf(out, size, "%s", text) without the formatting: six per event the broker takes. */
-static void s_copy(char *out, size_t size, const char *text)
-{
-    size_t length = text ? strnlen(text, size - 1) : 0;
-    if (length)
-        memcpy(out, text, length);
-    out[length] = '\0';
-}
-
 static void s_summarise_profile(const Advsync__V1__PersonProfile *p, asy_event_summary_t *out)
 {
     out->ethnicity_ons = p->has_ons2021_ethnicity ? (int)p->ons2021_ethnicity : 0;
@@ -409,16 +400,16 @@ void asy_event_summarise(const asy_event_t *self, asy_event_summary_t *out)
     const Advsync__V1__Event *m = self->message;
     memset(out, 0, sizeof *out);
     out->eligible = -1;
-    s_copy(out->event_id, sizeof out->event_id, m->event_id);
+    asy_copy_text(out->event_id, sizeof out->event_id, m->event_id);
     if (!asy_uuid_parse(out->event_id, out->event_uuid)) /* parsed once, for every use */
         memset(out->event_uuid, 0, sizeof out->event_uuid);
     out->schema_version = m->has_schema_version ? m->schema_version : 0;
-    s_copy(out->site_id, sizeof out->site_id, m->site_id);
-    s_copy(out->agent_id, sizeof out->agent_id, m->agent_id);
+    asy_copy_text(out->site_id, sizeof out->site_id, m->site_id);
+    asy_copy_text(out->agent_id, sizeof out->agent_id, m->agent_id);
     out->epoch = m->has_epoch ? m->epoch : 0;
     out->seq = m->has_seq ? m->seq : 0;
-    s_copy(out->case_id, sizeof out->case_id, m->case_id);
-    s_copy(out->person_key, sizeof out->person_key, m->person_key);
+    asy_copy_text(out->case_id, sizeof out->case_id, m->case_id);
+    asy_copy_text(out->person_key, sizeof out->person_key, m->person_key);
     out->occurred_at_us = asy_codec_micros(m->occurred_at);
     out->recorded_at_us = asy_codec_micros(m->recorded_at);
     out->kind = asy_kind_name((int)m->body_case) ? (int)m->body_case : ASY_KIND_NONE;

@@ -31,15 +31,6 @@ void asy_mmsg_release(asy_mmsg_t *msg)
     memset(msg, 0, sizeof *msg);
 }
 
-/* A breakdown or group name, cut to fit as snprintf would (the monitor renders tens of
-   thousands of cells a second: this is its hottest copy). */
-static void s_name(char out[ASY_MNAME_MAX], const char *text)
-{
-    size_t length = strnlen(text, ASY_MNAME_MAX - 1);
-    memcpy(out, text, length);
-    out[length] = '\0';
-}
-
 asy_mcell_t *asy_mupdate_add_cell(asy_mupdate_t *update, const char *breakdown,
                                   const char *group)
 {
@@ -53,8 +44,9 @@ asy_mcell_t *asy_mupdate_add_cell(asy_mupdate_t *update, const char *breakdown,
     }
     asy_mcell_t *cell = &update->cells[update->cell_count++];
     memset(cell, 0, sizeof *cell);
-    s_name(cell->breakdown, breakdown);
-    s_name(cell->group, group);
+    /* cut to fit (the monitor renders tens of thousands of cells a second) */
+    asy_copy_text(cell->breakdown, sizeof cell->breakdown, breakdown);
+    asy_copy_text(cell->group, sizeof cell->group, group);
     return cell;
 }
 

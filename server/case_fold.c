@@ -332,19 +332,10 @@ static void s_max(int64_t *value, int64_t candidate)
         *value = candidate;
 }
 
-/* snprintf(out, size, "%s", text) without the formatting: this runs per event. */
-static size_t s_copy_text(char *out, size_t size, const char *text)
-{
-    size_t length = strnlen(text, size - 1);
-    memcpy(out, text, length);
-    out[length] = '\0';
-    return length;
-}
-
 static void s_case_init(s_case_t *c, const char *case_id)
 {
     memset(c, 0, sizeof *c);
-    s_copy_text(c->case_id, sizeof c->case_id, case_id);
+    asy_copy_text(c->case_id, sizeof c->case_id, case_id);
     c->eligible = -1;
     c->referral_received_at = c->first_contact_at = c->initial_meeting_at = S_NO_TIME;
     c->declined_at = c->closed_at = c->qualifying_started_at = S_NO_TIME;
@@ -427,12 +418,11 @@ void asy_case_version(const asy_event_summary_t *e, char out[ASY_CASE_VERSION_SI
    event_id is not a UUID (its bytes all zero: validation refuses the nil UUID). */
 static bool s_version(const asy_event_summary_t *e, uint8_t out[S_VER_SIZE])
 {
-    static const uint8_t none[16];
     uint64_t micros = e->occurred_at_us > 0 ? (uint64_t)e->occurred_at_us : 0;
     for (int i = 0; i < 8; i++)
         out[i] = (uint8_t)(micros >> (56 - 8 * i));
     memcpy(out + 8, e->event_uuid, 16);
-    return memcmp(e->event_uuid, none, 16) != 0;
+    return memcmp(e->event_uuid, s_unset, 16) != 0;
 }
 
 static bool s_fold(s_case_t *c, const asy_event_summary_t *e, const char *site_id)
@@ -442,14 +432,14 @@ static bool s_fold(s_case_t *c, const asy_event_summary_t *e, const char *site_i
         return false;
     int64_t occurred = e->occurred_at_us ? e->occurred_at_us : S_NO_TIME;
     if (e->person_key[0] && s_newer(c->person_key_version, ver))
-        s_copy_text(c->person_key, sizeof c->person_key, e->person_key);
+        asy_copy_text(c->person_key, sizeof c->person_key, e->person_key);
     if (!s_set(c->first_version) || memcmp(ver, c->first_version, S_VER_SIZE) < 0) {
         memcpy(c->first_version, ver, S_VER_SIZE);
-        s_copy_text(c->site_id, sizeof c->site_id, site_id);
+        asy_copy_text(c->site_id, sizeof c->site_id, site_id);
     }
     const char *status = s_status_of(e);
     if (status && s_newer(c->status_version, ver))
-        s_copy_text(c->status, sizeof c->status, status);
+        asy_copy_text(c->status, sizeof c->status, status);
     s_fold_kind(c, e, ver, occurred);
     c->event_count++;
     s_min(&c->first_event_at, occurred);

@@ -58,36 +58,44 @@ static s_topic_t *s_topic(asy_monitor_t *self, const char *name)
     return topic;
 }
 
+/* One publishing pass: its clocks, read once (both streams render a topic as of the same
+   instant), and the message it renders into. */
+typedef struct {
+    int64_t now_ms;
+    int64_t now_us;
+    asy_mmsg_t msg;
+} s_pass_t;
+
 /* Renders one changed topic on both streams, publishes what changed, and cleans it. */
-static void s_publish_topic(asy_monitor_t *self, const asy_topic_ref_t *ref, const char *name,
-                            s_topic_t *topic, asy_mmsg_t *msg)
+static void s_publish_topic(asy_monitor_t *self, s_pass_t *pass, const asy_topic_ref_t *ref,
+                            const char *name, s_topic_t *topic)
 {
     bool published = false;
     int64_t started = zclock_usecs();
     for (int s = 0; s < ASY_MONITOR_STREAMS; s++) {
-        if (asy_aggregate_render(self->aggregate, ref, s == 1, asy_monitor_now_us(self),
-                                 &msg->update) != 0)
+        if (asy_aggregate_render(self->aggregate, ref, s == 1, pass->now_us, &pass->msg.update) !=
+            0)
             continue;
         self->renders++;
-        if (asy_clone_pub_update(self->streams[s], name, msg)) {
+        if (asy_clone_pub_update(self->streams[s], name, &pass->msg)) {
             published = true;
             self->published++;
         }
     }
     self->render_us += zclock_usecs() - started;
     if (published)
-        topic->last_ms = zclock_mono();
+        topic->last_ms = pass->now_ms;
     asy_aggregate_clean(self->aggregate, ref);
 }
 
 /* The changed topic at ref (its name in name), if publishing it now is due: never published,
    or not within coalesce_ms (quiet: not within two); NULL otherwise or out of memory. */
-static s_topic_t *s_due(asy_monitor_t *self, const asy_topic_ref_t *ref, char name[ASY_TOPIC_MAX],
-                        bool quiet)
+static s_topic_t *s_due(asy_monitor_t *self, const s_pass_t *pass, const asy_topic_ref_t *ref,
+                        char name[ASY_TOPIC_MAX], bool quiet)
 {
     asy_aggregate_topic(self->aggregate, ref, name);
     s_topic_t *topic = s_topic(self, name);
-    int64_t since = topic && topic->last_ms ? zclock_mono() - topic->last_ms : INT64_MAX;
+    int64_t since = topic && topic->last_ms ? pass->now_ms - topic->last_ms : INT64_MAX;
     return since >= (quiet ? 2 : 1) * self->coalesce_ms ? topic : NULL;
 }
 
@@ -95,16 +103,16 @@ static s_topic_t *s_due(asy_monitor_t *self, const asy_topic_ref_t *ref, char na
    periods: a referral at a quiet site, the benchmark's probes) go out first, before the
    topics that change all the time, which coalescing holds back and releases together: a
    fresh change does not wait behind that burst. */
-static void s_publish_quiet(asy_monitor_t *self, asy_mmsg_t *msg)
+static void s_publish_quiet(asy_monitor_t *self, s_pass_t *pass)
 {
     int64_t until = zclock_usecs() + S_PUBLISH_BUDGET_US;
     size_t cursor = 0;
     asy_topic_ref_t ref;
     char name[ASY_TOPIC_MAX];
     while (zclock_usecs() < until && asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
-        s_topic_t *topic = s_due(self, &ref, name, true);
+        s_topic_t *topic = s_due(self, pass, &ref, name, true);
         if (topic)
-            s_publish_topic(self, &ref, name, topic, msg);
+            s_publish_topic(self, pass, &ref, name, topic);
     }
 }
 
@@ -114,10 +122,10 @@ static void s_publish_quiet(asy_monitor_t *self, asy_mmsg_t *msg)
    of held-back topics is cut into slices between which new rows are taken in. */
 static void s_publish_dirty(asy_monitor_t *self, bool after_deltas)
 {
-    asy_mmsg_t msg;
-    asy_mmsg_init(&msg, ASY_MMSG_UPDATE);
+    s_pass_t pass = {zclock_mono(), asy_monitor_now_us(self), {0}};
+    asy_mmsg_init(&pass.msg, ASY_MMSG_UPDATE);
     if (after_deltas)
-        s_publish_quiet(self, &msg);
+        s_publish_quiet(self, &pass);
     size_t start = self->publish_cursor, cursor = start;
     bool wrapped = start == 0, finished = false;
     asy_topic_ref_t ref;
@@ -136,12 +144,12 @@ static void s_publish_dirty(asy_monitor_t *self, bool after_deltas)
             finished = true;
             break;
         }
-        s_topic_t *topic = s_due(self, &ref, name, false);
+        s_topic_t *topic = s_due(self, &pass, &ref, name, false);
         if (topic)
-            s_publish_topic(self, &ref, name, topic, &msg);
+            s_publish_topic(self, &pass, &ref, name, topic);
     }
     self->publish_cursor = finished ? 0 : cursor;
-    asy_mmsg_release(&msg);
+    asy_mmsg_release(&pass.msg);
 }
 
 static void s_heartbeat(asy_monitor_t *self)

@@ -19,7 +19,7 @@ typedef struct {
     char key_file[4096];
     char endpoints[ASY_AGENT_MAX_ENDPOINTS][256];
     int endpoint_count;
-    uint32_t batch_max;       /* events per PUBLISH, default 1000 */
+    uint32_t batch_max;       /* events per PUBLISH, default 5000 */
     uint32_t batch_ms;        /* wait at most this long to fill a batch, default 2 */
     uint32_t window;          /* unacknowledged batches in flight, default 16 */
     uint32_t ack_timeout_ms;  /* reconnect if nothing heard this long with batches in flight, 5000 */

@@ -234,9 +234,14 @@ int asy_ctl_run(int argc, char **argv)
             return ASY_CTL_USAGE;
         }
     }
+    if (database && !*database) {
+        /* as advsyncd refuses it: an empty flag is a mistake, not a wish for libpq's defaults */
+        fprintf(stderr, "advsync-ctl: --database is empty: give a libpq conninfo\n");
+        return ASY_CTL_USAGE;
+    }
     options.database = database ? database : getenv("ADVSYNC_DATABASE");
     if (options.database && !*options.database)
-        options.database = NULL;
+        options.database = NULL; /* an empty ADVSYNC_DATABASE is as if unset */
     if (index >= argc) {
         s_usage(stderr);
         return ASY_CTL_USAGE;

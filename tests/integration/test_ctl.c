@@ -475,6 +475,13 @@ Test(ctl, database_sources_and_failures)
 
     cr_assert_eq(s_ctl(out, sizeof out, "holidays", "list", NULL), 1, "%s", out);
     cr_assert(strstr(out, "which database?"), "%s", out);
+    /* an empty flag is refused, not taken as "look in the config file" (as advsyncd refuses it) */
+    char *fallback = s_write_file("fallback.cfg", "broker\n    database = \"dbname=x\"\n");
+    cr_assert_eq(
+        s_ctl(out, sizeof out, "--database", "", "--config", fallback, "holidays", "list", NULL), 2,
+        "%s", out);
+    cr_assert(strstr(out, "--database is empty"), "%s", out);
+    free(fallback);
 
     /* a database advsyncd never started against */
     char *empty = asy_test_create_database();

@@ -49,6 +49,41 @@ static inline void asy_copy_text(char *out, size_t size, const char *text)
     out[length] = '\0';
 }
 
+/* The bytes of the blank that starts text (length bytes, no NUL needed): ASCII white space, or
+   a no-break (U+00A0), narrow no-break (U+202F) or zero-width space (U+200B), or a byte order
+   mark (U+FEFF), which text pasted from a word processor holds; 0 if there is none. The one
+   definition of "blank" around a case or person reference, whether it came in JSON or CSV. */
+static inline size_t asy_blank_at(const char *text, size_t length)
+{
+    static const char *const blanks[] = {"\xC2\xA0", "\xE2\x80\xAF", "\xE2\x80\x8B",
+                                         "\xEF\xBB\xBF"};
+    if (length == 0)
+        return 0;
+    if (text[0] == ' ' || (text[0] >= '\t' && text[0] <= '\r'))
+        return 1;
+    for (size_t i = 0; i < sizeof blanks / sizeof blanks[0]; i++) {
+        size_t size = strlen(blanks[i]);
+        if (size <= length && memcmp(text, blanks[i], size) == 0)
+            return size;
+    }
+    return 0;
+}
+
+/* Narrows [*start, *end) of text to leave out the blanks (asy_blank_at) at both ends. */
+static inline void asy_blank_trim(const char *text, size_t *start, size_t *end)
+{
+    for (size_t skip; (skip = asy_blank_at(text + *start, *end - *start)) > 0;)
+        *start += skip;
+    for (bool cut = true; cut && *end > *start;) {
+        cut = false;
+        for (size_t back = 1; back <= 3 && back <= *end - *start && !cut; back++)
+            if (asy_blank_at(text + *end - back, back) == back) {
+                *end -= back;
+                cut = true;
+            }
+    }
+}
+
 /* Returns a static English name for an ASY_E* code. */
 const char *asy_strerror(int code);
 

@@ -156,10 +156,7 @@ static bool s_identifier(json_t *value, const char *name, char out[S_IDENTIFIER_
         return false;
     }
     size_t start = 0, end = json_string_length(value);
-    while (start < end && isspace((unsigned char)text[start]))
-        start++;
-    while (end > start && isspace((unsigned char)text[end - 1]))
-        end--;
+    asy_blank_trim(text, &start, &end); /* as import trims its cells */
     if (start == end) {
         /* blank is empty: "   " from a padded export column names no case and no person */
         asy_set_error(error, error_size, "%s: must not be empty%s", name, *text ? " or blank" : "");

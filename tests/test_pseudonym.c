@@ -631,6 +631,21 @@ Test(pseudonym, apply_replaces_raw_identifiers)
                      "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0");
     json_decref(object);
 
+    /* and so are the no-break, narrow no-break and zero-width spaces and the byte order mark
+       that a reference pasted from a word processor carries, as import trims them (review: the
+       same case was split in two by a trailing U+00A0) */
+    static const char *const pasted[] = {"{\"caseRef\":\"CASE-RAW-0042\\u00a0\"}",
+                                         "{\"caseRef\":\"\\u200bCASE-RAW-0042\"}",
+                                         "{\"caseRef\":\"\\ufeffCASE-RAW-0042\\u202f \"}"};
+    for (size_t i = 0; i < sizeof pasted / sizeof pasted[0]; i++) {
+        rc = s_apply(pasted[i], &object, error, sizeof error);
+        cr_assert_eq(rc, 0, "%s: %s", pasted[i], error);
+        cr_assert_str_eq(json_string_value(json_object_get(object, "caseId")),
+                         "4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0", "%s",
+                         pasted[i]);
+        json_decref(object);
+    }
+
     /* pseudonyms given directly pass through */
     rc =
         s_apply("{\"caseId\":\"4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0\"}",
@@ -652,6 +667,9 @@ Test(pseudonym, apply_refuses_bad_identifiers)
         {"{\"nhsNumber\":9434765919,\"caseRef\":\"c\"}", "nhsNumber: must be a string"},
         {"{\"personRef\":\"\",\"caseRef\":\"c\"}", "personRef: must not be empty"},
         {"{\"caseRef\":\" \\t \"}", "caseRef: must not be empty or blank"},
+        {"{\"caseRef\":\"\\u00a0\"}", "caseRef: must not be empty or blank"},
+        {"{\"caseRef\":\"c\",\"personRef\":\"\\u200b\\ufeff\"}",
+         "personRef: must not be empty or blank"},
         {"{\"caseRef\":\"c\",\"caseId\":"
          "\"4b1cc7bb677d802eb3650942c408779372252039b5f75f76a0d5bf3c3c6c64c0\"}",
          "caseRef: given together with caseId"},

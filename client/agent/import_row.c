@@ -147,37 +147,13 @@ static void s_datetime_utc(const s_datetime_t *time, char out[40])
 /* ------------------------------------------------------------------------------------------
    Rows into events. */
 
-/* The bytes of the blank at text (ASCII white space, or a no-break, narrow no-break or
-   zero-width space, or a byte order mark, which cells pasted from a word processor hold), or
-   0. */
-static size_t s_blank_at(const char *text)
-{
-    static const char *const blanks[] = {"\xC2\xA0", "\xE2\x80\xAF", "\xE2\x80\x8B",
-                                         "\xEF\xBB\xBF"};
-    if (isspace((unsigned char)*text))
-        return 1;
-    for (size_t i = 0; i < sizeof blanks / sizeof blanks[0]; i++)
-        if (strncmp(text, blanks[i], strlen(blanks[i])) == 0)
-            return strlen(blanks[i]);
-    return 0;
-}
-
-/* text without the blanks (s_blank_at) around it; cuts it in place. */
+/* text without the blanks (asy_blank_at) around it; cuts it in place. */
 static char *s_trim(char *text)
 {
-    for (size_t skip; (skip = s_blank_at(text)) > 0;)
-        text += skip;
-    size_t length = strlen(text);
-    for (bool cut = true; cut && length > 0;) {
-        cut = false;
-        for (size_t back = 1; back <= 3 && back <= length && !cut; back++)
-            if (s_blank_at(text + length - back) == back) {
-                length -= back;
-                text[length] = '\0';
-                cut = true;
-            }
-    }
-    return text;
+    size_t start = 0, end = strlen(text);
+    asy_blank_trim(text, &start, &end);
+    text[end] = '\0';
+    return text + start;
 }
 
 /* A note on characters a message shows as nothing or as a plain space (a cell pasted from a

@@ -2,9 +2,65 @@
 #include "sections.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#define S_CONFIG_MAX (1024 * 1024) /* bytes: the largest mapping in use is under 8 KiB */
+
+/* The text of the file at path (NUL-terminated, to free), or NULL with why[] set. */
+static char *s_read_text(const char *path, char *why, size_t why_size)
+{
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        snprintf(why, why_size, "cannot read it: %s", strerror(errno));
+        return NULL;
+    }
+    struct stat status;
+    char *text = NULL;
+    if (fstat(fileno(file), &status) != 0)
+        snprintf(why, why_size, "cannot read it: %s", strerror(errno));
+    else if (S_ISDIR(status.st_mode))
+        snprintf(why, why_size, "is a folder, not a file");
+    else if (!(text = malloc(S_CONFIG_MAX + 1)))
+        snprintf(why, why_size, "cannot be read: out of memory");
+    if (!text) {
+        fclose(file);
+        return NULL;
+    }
+    size_t length = fread(text, 1, S_CONFIG_MAX + 1, file);
+    bool failed = ferror(file) != 0;
+    int error = errno;
+    fclose(file);
+    if (failed || length > S_CONFIG_MAX || memchr(text, '\0', length)) {
+        if (failed)
+            snprintf(why, why_size, "cannot read it: %s", strerror(error));
+        else
+            snprintf(why, why_size, "%s: not a configuration file",
+                     length > S_CONFIG_MAX ? "is larger than 1 MiB" : "holds a NUL byte");
+        free(text);
+        return NULL;
+    }
+    text[length] = '\0';
+    return text;
+}
+
+zconfig_t *asy_config_load(const char *path, char *why, size_t why_size)
+{
+    char *text = s_read_text(path, why, why_size);
+    if (!text)
+        return NULL;
+    const char *start = strncmp(text, "\xEF\xBB\xBF", 3) == 0 ? text + 3 : text;
+    zconfig_t *root = zconfig_str_load(start);
+    free(text);
+    if (!root)
+        snprintf(why, why_size,
+                 "is not valid zconfig text (indent children by 4 spaces, `key = "
+                 "value`; zconfig names the line above)");
+    return root;
+}
 
 bool asy_sections_known(zconfig_t *root, char *why, size_t why_size)
 {

@@ -24,6 +24,13 @@ bool asy_sections_known(zconfig_t *root, char *why, size_t why_size);
    cannot be read is left to the loader to report (true). */
 bool asy_sections_uncut(const char *path, char *why, size_t why_size);
 
+/* The zconfig tree of the file at path (the caller destroys it), or NULL with why[] = "cannot
+   read it: ...", "is a folder, not a file", "is larger than 1 MiB: not a configuration file"
+   or "is not valid zconfig text (...)" for the caller to put after its program and file. A
+   byte order mark at its start (an editor's UTF-8 with BOM) is skipped. Unlike czmq's
+   zconfig_load, which keeps the open file of a text it cannot parse, nothing leaks. */
+zconfig_t *asy_config_load(const char *path, char *why, size_t why_size);
+
 /* True if an entry of parent before item has item's name. */
 bool asy_sections_given_before(zconfig_t *parent, zconfig_t *item);
 

@@ -232,14 +232,13 @@ static int s_load_config(asy_broker_options_t *options)
         fprintf(stderr, "advsyncd: cannot read config %s: %s\n", path, strerror(errno));
         return 1;
     }
-    zconfig_t *config = zconfig_load(path);
+    char stranger[256];
+    zconfig_t *config = asy_config_load(path, stranger, sizeof stranger);
     options->config = config;
     if (!config) {
-        fprintf(stderr, "advsyncd: config %s is not valid zconfig text (indent children by "
-                        "4 spaces, `key = value`)\n", path);
+        fprintf(stderr, "advsyncd: config %s %s\n", path, stranger);
         return 1;
     }
-    char stranger[256];
     if (!asy_sections_uncut(path, stranger, sizeof stranger) ||
         !asy_sections_known(config, stranger, sizeof stranger)) {
         fprintf(stderr, "advsyncd: config %s: %s\n", path, stranger);

@@ -165,10 +165,10 @@ static int s_load_file(asy_agent_config_t *config, const char *path, char *error
         return ASY_ECONFIG;
     }
     fclose(probe);
-    zconfig_t *root = zconfig_load(path);
+    char why[256];
+    zconfig_t *root = asy_config_load(path, why, sizeof why);
     if (!root) {
-        asy_set_error(error, error_size, "%s: not a valid zconfig file (see the message above)",
-                      path);
+        asy_set_error(error, error_size, "config file %s %s", path, why);
         return ASY_ECONFIG;
     }
     zconfig_t *section = zconfig_locate(root, "agent");

@@ -390,16 +390,19 @@ static zconfig_t *s_open_section(asy_import_mapping_t *mapping, const char *path
         return NULL;
     }
     fclose(probe);
-    mapping->root = zconfig_load(path);
     char why[256];
-    if (mapping->root && !asy_sections_uncut(path, why, sizeof why)) {
+    mapping->root = asy_config_load(path, why, sizeof why);
+    if (!mapping->root) {
+        asy_set_error(error, error_size, "mapping %s %s", path, why);
+        return NULL;
+    }
+    if (!asy_sections_uncut(path, why, sizeof why)) {
         asy_set_error(error, error_size, "%s: %s", path, why);
         return NULL;
     }
-    zconfig_t *section = mapping->root ? zconfig_locate(mapping->root, "import") : NULL;
+    zconfig_t *section = zconfig_locate(mapping->root, "import");
     if (!section)
-        asy_set_error(error, error_size, "%s: %s", path,
-                      mapping->root ? "no `import` section" : "not a valid zconfig file");
+        asy_set_error(error, error_size, "%s: no `import` section", path);
     return section;
 }
 

@@ -243,12 +243,12 @@ int asy_sim_params_load(const char *file, asy_sim_params_t *p, char *error, size
         snprintf(error, error_size, "cannot read %s: %s", file, strerror(errno));
         return ASY_EIO;
     }
-    zconfig_t *root = zconfig_load(file);
+    char why[256];
+    zconfig_t *root = asy_config_load(file, why, sizeof why);
     if (!root) {
-        snprintf(error, error_size, "%s: not a valid zconfig file", file);
+        snprintf(error, error_size, "%s %s", file, why);
         return ASY_ECONFIG;
     }
-    char why[256];
     if (!asy_sections_uncut(file, why, sizeof why)) {
         snprintf(error, error_size, "%s: %s", file, why);
         zconfig_destroy(&root);

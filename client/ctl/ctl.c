@@ -111,16 +111,13 @@ static int s_config_database(const char *path, zconfig_t **config_p, const char 
         fprintf(stderr, "advsync-ctl: cannot read config %s: %s\n", path, strerror(errno));
         return ASY_CTL_FAILURE;
     }
-    *config_p = zconfig_load(path);
+    char why[256];
+    *config_p = asy_config_load(path, why, sizeof why);
     if (!*config_p) {
-        fprintf(stderr,
-                "advsync-ctl: config %s is not valid zconfig text (indent children by "
-                "4 spaces, `key = value`)\n",
-                path);
+        fprintf(stderr, "advsync-ctl: config %s %s\n", path, why);
         return ASY_CTL_FAILURE;
     }
     /* as advsyncd: a misspelt section, or a key given twice, is refused */
-    char why[256];
     if (!asy_sections_uncut(path, why, sizeof why) ||
         !asy_sections_known(*config_p, why, sizeof why)) {
         fprintf(stderr, "advsync-ctl: config %s: %s\n", path, why);

@@ -517,6 +517,24 @@ Test(ctl, database_sources_and_failures)
                  out);
     cr_assert(strstr(out, "\"brokr\" is not a section of any advsync program"), "%s", out);
     free(misspelt);
+    /* a file zconfig cannot parse: said so, and nothing leaks (czmq's zconfig_load kept the
+       file of such a text, and LeakSanitizer turned the exit status into 1 for --help too) */
+    char *broken = s_write_file("broken.cfg", "broker\n  database = \"dbname=x\"\n");
+    cr_assert_eq(s_ctl(out, sizeof out, "--config", broken, "holidays", "list", NULL), 1, "%s",
+                 out);
+    cr_assert(strstr(out, "is not valid zconfig text"), "%s", out);
+    cr_assert_null(strstr(out, "LeakSanitizer"), "%s", out);
+    free(broken);
+    cr_assert_eq(s_ctl(out, sizeof out, "--config", s_dir, "holidays", "list", NULL), 1, "%s", out);
+    cr_assert(strstr(out, "is a folder, not a file"), "%s", out);
+    /* saved by an editor as UTF-8 with a byte order mark: read as without it */
+    snprintf(config, sizeof config,
+             "\xEF\xBB\xBF"
+             "broker\n    database = \"%s\"\n",
+             s_conninfo);
+    char *bom = s_write_file("bom.cfg", config);
+    cr_assert_eq(s_ctl(out, sizeof out, "--config", bom, "holidays", "list", NULL), 0, "%s", out);
+    free(bom);
     free(twice);
     free(config_path);
     free(no_key);

@@ -31,6 +31,10 @@ typedef struct {
 int asy_agent_config_load(asy_agent_config_t *config, int *argc, char **argv, char *error,
                           size_t error_size);
 
+/* True if arg is one of the common flags asy_agent_config_load takes (--config, --id, ...,
+   also as --flag=VALUE). */
+bool asy_agent_config_is_flag(const char *arg);
+
 /* Submission path shared by submit, import and simulate: pseudonymise, map, validate, append.
    The caller opens the outbox transaction. */
 typedef struct {

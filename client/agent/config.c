@@ -243,6 +243,12 @@ typedef struct {
 
 /* Takes our flags out of argv (anywhere before "--") into *given, and *argc down to what
    is left. Returns 0 or ASY_ECONFIG with error set. */
+bool asy_agent_config_is_flag(const char *arg)
+{
+    const char *inline_value = NULL;
+    return s_match(arg, &inline_value) != NULL;
+}
+
 static int s_take_flags(s_given_t *given, int *argc, char **argv, char *error, size_t error_size)
 {
     memset(given, 0, sizeof *given);

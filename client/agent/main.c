@@ -113,6 +113,13 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < S_COMMAND_COUNT; i++)
         if (strcmp(name, S_COMMANDS[i].name) == 0)
             command = &S_COMMANDS[i];
+    if (!command && loaded != 0 && asy_agent_config_is_flag(name)) {
+        /* a mistake in a common flag before the subcommand (`--config` without a value, given
+           twice): its flags were not taken out, so the first of them is here; say what is wrong
+           with it rather than call it unknown */
+        fprintf(stderr, "advsync-agent: %s\n", error);
+        return 2;
+    }
     if (!command) {
         fprintf(stderr, "advsync-agent: unknown %s %s\n", name[0] == '-' ? "option" : "subcommand",
                 name);

@@ -448,3 +448,26 @@ Test(cli, version_before_or_after_the_subcommand)
     cr_assert_eq(asy_test_run(after, out, sizeof out, 10000), 0, "%s", out);
     cr_assert(strstr(out, "advsync-agent 0.1.0 (protocol 1"), "%s", out);
 }
+
+/* A mistake in a common flag before the subcommand is named as such (review: it used to be
+   "unknown option --id", the first flag, because the flags were not taken out). Output is
+   stdout and stderr together. */
+#define S_AGENT_2_1(...)                                                                           \
+    {                                                                                              \
+        "/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", ASY_AGENT_PATH, __VA_ARGS__, NULL              \
+    }
+Test(cli, a_bad_common_flag_before_the_subcommand_is_named)
+{
+    char out[4096];
+    char *dangling[] = S_AGENT_2_1("--id", "w", "--config");
+    cr_assert_eq(asy_test_run(dangling, out, sizeof out, 10000), 2, "%s", out);
+    cr_assert(strstr(out, "advsync-agent: --config: needs a value"), "%s", out);
+    cr_assert_null(strstr(out, "unknown option"), "%s", out);
+    char *twice[] =
+        S_AGENT_2_1("--config", "/nonexistent/a.cfg", "--config", "/nonexistent/a.cfg", "status");
+    cr_assert_eq(asy_test_run(twice, out, sizeof out, 10000), 2, "%s", out);
+    cr_assert(strstr(out, "--config: given twice"), "%s", out);
+    char *unknown[] = S_AGENT_2_1("--bogus", "status");
+    cr_assert_eq(asy_test_run(unknown, out, sizeof out, 10000), 2, "%s", out);
+    cr_assert(strstr(out, "unknown option --bogus"), "%s", out);
+}

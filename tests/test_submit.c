@@ -673,6 +673,23 @@ Test(submit, a_reissue_under_a_running_submit_stops_it_with_a_reason)
     cr_assert_null(strstr(err, "stdin:2: \n"), "an empty message line: %s", err);
 }
 
+/* An empty file is no outbox to re-issue (review: reissue made it one, with mode 0644), as
+   status and export say. */
+Test(submit, reissue_refuses_an_empty_file)
+{
+    snprintf(s_fixture.config.outbox_path, sizeof s_fixture.config.outbox_path, "%s/empty.db",
+             s_fixture.dir);
+    asy_fixture_write(&s_fixture, "empty.db", "");
+    char *reissue[] = {"reissue", NULL};
+    asy_fixture_result_t result = asy_fixture_run(&s_fixture, asy_cmd_reissue, 1, reissue);
+    cr_assert_eq(result.code, 1, "%s", result.err);
+    cr_assert(strstr(result.err, "no outbox at") && strstr(result.err, "an empty file"), "%s",
+              result.err);
+    struct stat info;
+    cr_assert_eq(stat(s_fixture.config.outbox_path, &info), 0);
+    cr_assert_eq(info.st_size, 0, "the file was changed");
+}
+
 Test(submit, fatal_errors_and_usage)
 {
     const char *path = s_write("one.jsonl", "{\"caseRef\":\"C1\",\"occurredAt\":"

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void s_usage(FILE *out)
@@ -39,10 +40,13 @@ int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv)
     int args = asy_agent_read_args(argc, argv, NULL, NULL, s_usage);
     if (args >= 0)
         return args;
-    /* re-issuing a file that is not there would only create an empty outbox */
-    if (access(config->outbox_path, F_OK) != 0) {
+    /* re-issuing a file that is not there, or an empty one (as status and export read it),
+       would only create an empty outbox */
+    struct stat info;
+    bool absent = stat(config->outbox_path, &info) != 0;
+    if (absent || (S_ISREG(info.st_mode) && info.st_size == 0)) {
         asy_error("reissue: no outbox at %s (%s); check `outbox` in the config or --outbox",
-                  config->outbox_path, strerror(errno));
+                  config->outbox_path, absent ? strerror(errno) : "an empty file");
         return 1;
     }
     char error[512];

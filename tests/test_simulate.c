@@ -427,6 +427,24 @@ Test(simulate, usage_and_parameter_errors)
     cr_assert_eq(s_simulate("out", "--events", "0", NULL), 2);
     cr_assert_eq(s_simulate("out", "--events", "10", "--start", "2026-02-30", NULL), 2);
     cr_assert_eq(s_simulate("out", "--events", "10", "--bogus", "1", NULL), 2);
+    /* an unknown option is called unknown even last (it was "--bogus needs a value"), and
+       --opt=VALUE is taken as by the other subcommands (it was "--events=5 needs a value") */
+    cr_assert_eq(s_simulate("bogus", "--events", "10", "--bogus", NULL), 2);
+    char *bogus = s_output("bogus.err");
+    cr_assert(strstr(bogus, "unknown option --bogus"), "%s", bogus);
+    free(bogus);
+    cr_assert_eq(s_simulate("dangling", "--events", NULL), 2);
+    char *dangling = s_output("dangling.err");
+    cr_assert(strstr(dangling, "--events needs a value"), "%s", dangling);
+    free(dangling);
+    cr_assert_eq(s_simulate("equals.jsonl", "--events=3", "--seed=7", "--json", NULL), 0);
+    char *equals = s_output("equals.jsonl");
+    int lines = 0;
+    for (const char *c = equals; *c; c++)
+        lines += *c == '\n';
+    cr_assert_eq(lines, 3, "%s", equals);
+    free(equals);
+    cr_assert_eq(s_simulate("out", "--events=0", NULL), 2);
     /* a seed is decimal, as the other numbers are: not hexadecimal, no trailing junk */
     cr_assert_eq(s_simulate("out", "--events", "10", "--seed", "0x10", NULL), 2);
     cr_assert_eq(s_simulate("out", "--events", "10", "--seed", "12abc", NULL), 2);

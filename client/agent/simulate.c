@@ -445,7 +445,19 @@ static int s_option_value(s_options_t *options, const char *arg, const char *val
     return 0;
 }
 
-/* Returns 0, or 2 after printing the problem (1 means --help was asked). */
+/* True if name (without any "=VALUE") is an option that takes a value. */
+static bool s_takes_value(const char *name, size_t length)
+{
+    static const char *const options[] = {"--events", "--rate",    "--seed",
+                                          "--params", "--service", "--start"};
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (strlen(options[i]) == length && strncmp(name, options[i], length) == 0)
+            return true;
+    return false;
+}
+
+/* Returns 0, or 2 after printing the problem (1 means --help was asked). Options take their
+   value as `--opt VALUE` or `--opt=VALUE`, as the agent's other subcommands do. */
 static int s_parse(int argc, char **argv, s_options_t *options)
 {
     memset(options, 0, sizeof *options);
@@ -458,12 +470,24 @@ static int s_parse(int argc, char **argv, s_options_t *options)
             options->json = true;
             continue;
         }
-        if (i + 1 >= argc || strncmp(arg, "--", 2) != 0) {
-            fprintf(stderr, "advsync-agent simulate: %s %s\n", arg,
-                    strncmp(arg, "--", 2) == 0 ? "needs a value" : "is not an option");
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "advsync-agent simulate: %s is not an option\n", arg);
             return 2;
         }
-        int status = s_option_value(options, arg, argv[++i]);
+        const char *equals = strchr(arg, '=');
+        size_t length = equals ? (size_t)(equals - arg) : strlen(arg);
+        if (!s_takes_value(arg, length)) {
+            fprintf(stderr, "advsync-agent simulate: unknown option %.*s (try --help)\n",
+                    (int)length, arg);
+            return 2;
+        }
+        if (!equals && i + 1 >= argc) {
+            fprintf(stderr, "advsync-agent simulate: %s needs a value\n", arg);
+            return 2;
+        }
+        char name[16];
+        snprintf(name, sizeof name, "%.*s", (int)length, arg);
+        int status = s_option_value(options, name, equals ? equals + 1 : argv[++i]);
         if (status != 0)
             return status;
     }

@@ -711,6 +711,28 @@ Test(import, mapping_errors_are_reported_before_anything_is_stored)
          "        field = contactMade.channel\n        value\n            from = P\n"
          "            from = Q\n            to = CHANNEL_PHONE\n",
          "a value section needs one from and one to"},
+        /* review: shapes every row would refuse are refused at once */
+        {"import\n    kind = referral.received\n    column\n        header = a\n"
+         "        field = referralReceived.reasons\n",
+         "referralReceived.reasons holds a list: add list = \";\""},
+        {"import\n    kind = activity.logged\n    column\n        header = a\n"
+         "        field = activityLogged.minutes\n        list = \";\"\n",
+         "list: activityLogged.minutes holds one value, not a list"},
+        {"import\n    kind = activity.logged\n    column\n        header = a\n"
+         "        field = activityLogged\n",
+         "activityLogged is a whole message (advsync.v1.ActivityLogged), not a value"},
+        /* review: a body no row can have was dropped from every row, `required` or not, and a
+           fixed mapping re-imported then stored the rows again under new event ids */
+        {"import\n    kind = contact.made\n    column\n        header = a\n"
+         "        field = contactAttempted.channel\n        required = true\n",
+         "import/column 1: field contactAttempted.channel is filled only in contact.attempted "
+         "events, and this mapping makes none (import/kind fixes every row's kind)"},
+        {"import\n    column\n        header = Kind\n        field = kind\n"
+         "        value\n            from = C\n            to = contact.made\n"
+         "    column\n        header = a\n        field = caseClosed.goalsMet\n",
+         "import/column 2: field caseClosed.goalsMet is filled only in case.closed events, and "
+         "this "
+         "mapping makes none (its kind column's values map to other kinds)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];

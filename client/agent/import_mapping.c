@@ -135,6 +135,36 @@ static int s_check_type(const asy_import_column_t *column, const ProtobufCFieldD
     return 0;
 }
 
+/* The field must take one cell's value as the column gives it: a list column into a repeated
+   field, a single value into a single one, text into a value rather than into a whole message
+   (an event body, say). Returns 0 or ASY_ECONFIG with error set. */
+static int s_check_shape(const asy_import_column_t *column, const ProtobufCFieldDescriptor *field,
+                         const char *where, char *error, size_t error_size)
+{
+    bool repeated = field->label == PROTOBUF_C_LABEL_REPEATED;
+    const char *name = field->type == PROTOBUF_C_TYPE_MESSAGE
+                           ? ((const ProtobufCMessageDescriptor *)field->descriptor)->name
+                           : NULL;
+    if (name && strcmp(name, "advsync.v1.Timestamp") != 0 && strcmp(name, "advsync.v1.Date") != 0)
+        asy_set_error(error, error_size,
+                      "%s/field: %s is a whole message (%s), not a value: map a field inside it "
+                      "(%s.FIELD): every row would be refused",
+                      where, column->field, name, column->field);
+    else if (repeated && !column->separator)
+        asy_set_error(error, error_size,
+                      "%s/field: %s holds a list: add list = \";\" (the character that separates "
+                      "the cell's items): every row would be refused",
+                      where, column->field);
+    else if (!repeated && column->separator)
+        asy_set_error(error, error_size,
+                      "%s/list: %s holds one value, not a list: remove list: every row would be "
+                      "refused",
+                      where, column->field);
+    else
+        return 0;
+    return ASY_ECONFIG;
+}
+
 /* Each value the enum field is mapped to, read as a row's would be. Returns 0, or ASY_ECONFIG
    (or ASY_ENOMEM) with error set. */
 static int s_check_enum_values(const asy_import_column_t *column,
@@ -183,7 +213,8 @@ static int s_check_field(const asy_import_column_t *column, const char *where, c
     const ProtobufCFieldDescriptor *field = s_find_field(column, &desc, where, error, error_size);
     if (!field)
         return ASY_ECONFIG;
-    if ((rc = s_check_type(column, field, where, error, error_size)) != 0)
+    if ((rc = s_check_type(column, field, where, error, error_size)) != 0 ||
+        (rc = s_check_shape(column, field, where, error, error_size)) != 0)
         return rc;
     if (field->type != PROTOBUF_C_TYPE_ENUM)
         return 0;
@@ -484,6 +515,45 @@ static int s_mapping_key(asy_import_mapping_t *mapping, zconfig_t *section, zcon
     return 0;
 }
 
+/* True if some row can be of kind: the fixed kind, or one a kind column's value maps give
+   (a kind column without value maps may give any). */
+static bool s_kind_reachable(const asy_import_mapping_t *mapping, int kind)
+{
+    if (mapping->fixed_kind == kind)
+        return true;
+    if (mapping->kind_column < 0)
+        return false;
+    const asy_import_column_t *column = &mapping->columns[mapping->kind_column];
+    if (column->value_count == 0)
+        return true;
+    for (size_t i = 0; i < column->value_count; i++)
+        if (column->values[i].to && asy_import_kind(column->values[i].to) == kind)
+            return true;
+    return false;
+}
+
+/* A column into an event body is filled only for rows of that body's kind (so one mapping
+   can serve an export of mixed kinds); one whose kind no row can have would be dropped from
+   every row, `required` or not. Returns 0 or ASY_ECONFIG with error set. */
+static int s_check_kinds(const asy_import_mapping_t *mapping, const char *path, char *error,
+                         size_t error_size)
+{
+    for (size_t i = 0; i < mapping->column_count; i++) {
+        const asy_import_column_t *column = &mapping->columns[i];
+        if (!column->body_kind || s_kind_reachable(mapping, column->body_kind))
+            continue;
+        const char *name = asy_kind_name(column->body_kind);
+        asy_set_error(error, error_size,
+                      "%s: import/column %zu: field %s is filled only in %s events, and this "
+                      "mapping makes none (%s): the column would be dropped from every row",
+                      path, i + 1, column->field, name ? name : "?",
+                      mapping->kind_column < 0 ? "import/kind fixes every row's kind"
+                                               : "its kind column's values map to other kinds");
+        return ASY_ECONFIG;
+    }
+    return 0;
+}
+
 int asy_import_mapping_load(asy_import_mapping_t *mapping, const char *path, char *error,
                             size_t error_size)
 {
@@ -505,7 +575,7 @@ int asy_import_mapping_load(asy_import_mapping_t *mapping, const char *path, cha
                       path);
         return ASY_ECONFIG;
     }
-    return 0;
+    return s_check_kinds(mapping, path, error, error_size);
 }
 
 /* If the submitter's message names a mapped field, the column that feeds it. */

@@ -49,8 +49,10 @@ static int s_check_time(const Advsync__V1__Timestamp *stamp, const char *name, a
     bool early = stamp->seconds < S_MIN_OCCURRED;
     if (!early && stamp->seconds <= (int64_t)time(NULL) + S_MAX_AHEAD)
         return 0;
-    char text[ASY_TIMESTAMP_TEXT] = "?"; /* written only for a refusal: this runs per event */
-    asy_json_format_timestamp(stamp->seconds, stamp->nanos, text);
+    char text[ASY_TIMESTAMP_TEXT]; /* written only for a refusal: this runs per event */
+    if (asy_json_format_timestamp(stamp->seconds, stamp->nanos, text) != 0)
+        /* beyond year 9999 (or before year 1): no date to show, so the seconds */
+        snprintf(text, sizeof text, "%" PRId64 " s", stamp->seconds);
     return s_refuse(why, ASY_CODE_EVENT_INVALID_FIELD,
                     early ? "%s: %s is before 2000-01-01"
                           : "%s: %s is more than 2 days in the future",

@@ -152,6 +152,25 @@ static void s_publish_dirty(asy_monitor_t *self, bool after_deltas)
     asy_mmsg_release(&pass.msg);
 }
 
+/* At start, before READY: every topic the rebuild made, at once. The snapshot service answers
+   from what has been published, so a client asking as soon as the broker is ready (`watch
+   --once`) gets the whole picture; published in slices, it held a third of it for seconds. */
+static void s_publish_everything(asy_monitor_t *self)
+{
+    s_pass_t pass = {zclock_mono(), asy_monitor_now_us(self), {0}};
+    asy_mmsg_init(&pass.msg, ASY_MMSG_UPDATE);
+    size_t cursor = 0;
+    asy_topic_ref_t ref;
+    char name[ASY_TOPIC_MAX];
+    while (asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
+        s_topic_t *topic = s_due(self, &pass, &ref, name, false);
+        if (topic)
+            s_publish_topic(self, &pass, &ref, name, topic);
+    }
+    asy_mmsg_release(&pass.msg);
+    self->publish_cursor = 0;
+}
+
 static void s_heartbeat(asy_monitor_t *self)
 {
     int64_t now_ms = zclock_mono();
@@ -556,6 +575,11 @@ void asy_monitor_actor(zsock_t *pipe, void *args_)
     if (rc == 0)
         rc = s_bind_all(self, &config, resolved, error, sizeof error);
     if (rc == 0) {
+        int64_t started = zclock_mono();
+        s_publish_everything(self);
+        asy_info("monitor: %" PRIu64 " topic values published for the first snapshot, %" PRId64
+                 " ms",
+                 self->published, zclock_mono() - started);
         zstr_sendx(pipe, "READY", resolved[0], resolved[1], resolved[2], resolved[3], NULL);
         asy_info("monitor: public %s (snapshot %s), restricted %s (snapshot %s)", resolved[0],
                  resolved[1], resolved[2], resolved[3]);

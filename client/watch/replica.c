@@ -256,6 +256,14 @@ int asy_replica_poll(asy_replica_t *self, int timeout_ms, asy_mmsg_t *out)
             return ASY_ETIMEDOUT; /* interrupted by a signal: let the caller look */
         if (ready > 0) {
             live = asy_replica_receive(self, self->sub);
+            if (live && self->sub_fresh) {
+                /* the snapshot was taken before the subscription was known to be in place
+                   (replica_snapshot.c, s_settle): now it is, and what was published in
+                   between may be missing; a new snapshot brings it */
+                self->sub_fresh = false;
+                self->need_sync = true;
+                self->stats.late_subscriptions++;
+            }
             if (live) {
                 asy_replica_outcome_t outcome = asy_replica_handle_live(self, live, false);
                 if (outcome == ASY_REPLICA_APPLIED || outcome == ASY_REPLICA_HEARTBEAT)

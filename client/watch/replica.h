@@ -47,6 +47,7 @@ typedef struct {
     uint64_t restarts;         /* broker restarts seen: a message of another incarnation than
                                   the snapshot's, or a heartbeat whose seq went backwards */
     uint64_t resnapshots;      /* snapshots taken after the first successful one */
+    uint64_t late_subscriptions; /* snapshots taken before the SUB heard anything, so again */
     uint64_t reconnects;       /* times both sockets were reconnected after silence */
     uint64_t last_seq;         /* the last sequence number applied (or the snapshot's S) */
     uint64_t snapshot_seq;     /* S of the last snapshot */

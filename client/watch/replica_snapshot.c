@@ -26,7 +26,10 @@ static void s_keep_breaches(asy_replica_t *self, zlist_t *queue)
 
 /* Waits up to wait_ms for any message on the SUB, queueing it: one arriving proves that the
    subscriptions (sent in order, subtree first) have reached the publisher, so nothing
-   published after the snapshot can be missed. */
+   published after the snapshot can be missed. If none comes (the broker is still down, or
+   heartbeats are slower than wait_ms), sub_fresh stays set: the snapshot is taken all the
+   same (what `--once` needs), and the first message the SUB hears later asks for another,
+   so that what was published before the subscription was in place is not lost. */
 static int s_settle(asy_replica_t *self, zlist_t *queue, int64_t wait_ms)
 {
     int64_t deadline = zclock_mono() + wait_ms;
@@ -49,7 +52,6 @@ static int s_settle(asy_replica_t *self, zlist_t *queue, int64_t wait_ms)
             zlist_append(queue, live);
         }
     }
-    self->sub_fresh = false;
     return 0;
 }
 

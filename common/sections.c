@@ -77,6 +77,27 @@ bool asy_sections_known(zconfig_t *root, char *why, size_t why_size)
                      name ? name : "");
             return false;
         }
+        const char *value = zconfig_value(section);
+        if (value && *value) {
+            snprintf(why, why_size,
+                     "%s = ...: a section takes no value: its keys go on the "
+                     "lines under it, indented 4 spaces",
+                     name);
+            return false;
+        }
+        /* a key indented one level too deep becomes a child of the key above it, which no
+           program reads: it would be silently left at its default */
+        for (zconfig_t *key = zconfig_child(section); key; key = zconfig_next(key)) {
+            zconfig_t *under = zconfig_child(key);
+            if (under) {
+                snprintf(why, why_size,
+                         "%s/%s: \"%s\" is indented under it (8 spaces): keys of a section "
+                         "are indented 4",
+                         name, zconfig_name(key) ? zconfig_name(key) : "",
+                         zconfig_name(under) ? zconfig_name(under) : "");
+                return false;
+            }
+        }
     }
     return true;
 }

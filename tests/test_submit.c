@@ -851,6 +851,7 @@ Test(config, errors_name_the_key_or_flag)
         {"# the ward's agent\nagent\n    site = s   # the site\n    id = ward#3\n",
          "line 4: the value of id is cut at '#' (a comment starts there): quote the value"},
         {"agent\n    id = #3\n", "line 2: the value of id is cut at '#'"},
+        {"agent\n    id = w\n        site = s\n", "agent/id: \"site\" is indented under it"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32];

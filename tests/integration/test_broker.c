@@ -1053,6 +1053,24 @@ Test(broker, flags_and_config_errors)
     cr_assert(strstr(out, "\"montor\" is not a section of any advsync program (they are agent, "
                           "broker, monitor): misspelt?"),
               "%s", out);
+    /* a key indented too deep is a child of the key above, which nothing reads (review: the
+       monitor stayed on), and a section given a value: both refused */
+    file = fopen(path, "w");
+    fprintf(file, "broker\n    workers = 2\n        monitor = off\n");
+    fclose(file);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "broker/workers: \"monitor\" is indented under it (8 spaces)"), "%s",
+              out);
+    file = fopen(path, "w");
+    fprintf(file, "broker = 1\n    workers = 2\n");
+    fclose(file);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "broker = ...: a section takes no value"), "%s", out);
+    /* a folder: said so (it was "no broker or monitor section") */
+    snprintf(flags, sizeof flags, "--config %s", s_dir);
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, flags), 1);
+    cr_assert(strstr(out, "is a folder, not a file"), "%s", out);
+    snprintf(flags, sizeof flags, "--config %s", path);
     /* a value cut at '#' (a password with one, unquoted): not echoed */
     file = fopen(path, "w");
     fprintf(file, "broker\n    database = password=se#cret\n");

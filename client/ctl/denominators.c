@@ -4,8 +4,9 @@
 
     A load is all or nothing: every line is checked before the database is touched, and the
     rows of the file's areas are replaced in one transaction.  */
-#include "ctl.h"
 #include "csv.h"
+#include "ctl.h"
+#include "json.h"
 #include "monitor_msg.h"
 
 #include <ctype.h>
@@ -23,6 +24,7 @@ static const char *const S_TABLES[] = {"denominator", NULL};
 #define S_BAND_MAX 6   /* AgeBand */
 #define S_DOES_NOT_APPLY (-8)
 #define S_AREA_CODE_MAX 64
+#define S_POPULATION_MAX 100000000000LL /* no area holds more people than this */
 
 static void s_usage(FILE *out)
 {
@@ -253,7 +255,33 @@ static void s_area_upper(char *code)
         *code = (char)toupper((unsigned char)*code);
 }
 
-/* Checks one data record and appends it (or counts it as skipped). */
+/* Every column the load reads must be UTF-8 text, as the database takes it: said here, with
+   its line and byte, rather than by PostgreSQL's COPY after the file was read (review). */
+static int s_check_utf8(const s_load_t *load, asy_csv_t *csv, unsigned long line)
+{
+    const int columns[] = {load->area_code, load->area_name, load->group, load->band,
+                           load->population};
+    for (int role = 0; role < (int)(sizeof columns / sizeof columns[0]); role++) {
+        if (columns[role] < 0)
+            continue;
+        const char *text = asy_csv_field(csv, (size_t)columns[role]);
+        size_t length = strlen(text), good = 0;
+        if (asy_json_utf8_valid(text, length))
+            continue;
+        for (size_t end = 1; end <= length; end++)
+            if (asy_json_utf8_valid(text, end))
+                good = end;
+        char reason[128];
+        snprintf(reason, sizeof reason,
+                 "not UTF-8 text (byte %zu is 0x%02X): save the file as CSV UTF-8", good + 1,
+                 (unsigned char)text[good]);
+        return s_bad(load, line, role, reason);
+    }
+    return 0;
+}
+
+/* Checks one data record and appends it (or counts it as skipped). A "does not apply" (-8)
+   row is checked as every other row before it is skipped. */
 static int s_read_row(s_load_t *load, asy_csv_t *csv)
 {
     unsigned long line = csv->record_line;
@@ -262,18 +290,18 @@ static int s_read_row(s_load_t *load, asy_csv_t *csv)
     char *code = asy_csv_field(csv, (size_t)load->area_code);
     char *group = asy_csv_field(csv, (size_t)load->group);
     char *population = asy_csv_field(csv, (size_t)load->population);
+    int rc = s_check_utf8(load, csv, line);
+    if (rc != 0)
+        return rc;
     if (s_parse_enum(group, S_ETHNICITY_ENUM, S_GROUP_MAX, true, &row.group, reason,
                      sizeof reason) != 0)
         return s_bad(load, line, S_COL_GROUP, reason);
-    if (row.group == S_DOES_NOT_APPLY) {
-        load->skipped++;
-        return 0;
-    }
     if (load->band >= 0 && s_parse_enum(asy_csv_field(csv, (size_t)load->band), S_AGE_ENUM,
                                         S_BAND_MAX, false, &row.band, reason, sizeof reason))
         return s_bad(load, line, S_COL_BAND, reason);
-    if (!s_parse_integer(population, 0, 100000000000LL, &row.population)) {
-        snprintf(reason, sizeof reason, "\"%s\" is not a whole number from 0 up", population);
+    if (!s_parse_integer(population, 0, S_POPULATION_MAX, &row.population)) {
+        snprintf(reason, sizeof reason, "\"%s\" is not a whole number from 0 to %lld", population,
+                 S_POPULATION_MAX);
         return s_bad(load, line, S_COL_POPULATION, reason);
     }
     size_t code_length = strlen(code);
@@ -283,6 +311,10 @@ static int s_read_row(s_load_t *load, asy_csv_t *csv)
         code++;
     if (!*code || strlen(code) > S_AREA_CODE_MAX)
         return s_bad(load, line, S_COL_AREA_CODE, *code ? "longer than 64 characters" : "empty");
+    if (row.group == S_DOES_NOT_APPLY) {
+        load->skipped++;
+        return 0;
+    }
     if (load->count == load->capacity) {
         size_t capacity = load->capacity ? load->capacity * 2 : 64;
         s_row_t *rows = realloc(load->rows, capacity * sizeof *rows);

@@ -114,7 +114,9 @@ static const char *s_check(const s_spec_t *spec, const char *value, char *why, s
         char *end = NULL;
         errno = 0;
         long number = strtol(value, &end, 10);
-        if (errno || end == value || *end || number < spec->low || number > spec->high) {
+        /* digits only: strtol would also take leading blanks and a sign (" 3", "+2") */
+        if (errno || end == value || *end || strspn(value, "0123456789") != strlen(value) ||
+            number < spec->low || number > spec->high) {
             snprintf(why, size, "is not a whole number in %d..%d", spec->low, spec->high);
             return why;
         }

@@ -1689,6 +1689,11 @@ Test(watch, bad_flags_exit_2)
         {"--interval", "0"},
         {"--interval", "49"},
         {"--interval", "100.5"},
+        /* decimal only (review: strtod took these as 16 s, 1000 s and 100 ms) */
+        {"--for", "0x10"},
+        {"--for", "1e3"},
+        {"--for", "1e308"},
+        {"--interval", " 100"},
         {"--endpoint", "ipc:///tmp/advsync-monitor"},
         {"--endpoint", "foo:1"},
         {"--snapshot", "foo:1"},

@@ -5,6 +5,7 @@
 #include "replica.h"
 #include "view.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <getopt.h>
 #include <signal.h>
@@ -190,8 +191,15 @@ static int s_check_args(s_args_t *args)
     return S_EXIT_OK;
 }
 
+/* A decimal number as people write one (digits, at most one '.'): not strtod's hexadecimal,
+   exponents, signs or leading blanks ("0x10" was 16 s, "1e3" 1000 s). */
 static int s_parse_number(const char *text, double low, double high, double *out)
 {
+    size_t digits = strspn(text, "0123456789."), points = 0;
+    for (const char *c = text; *c; c++)
+        points += *c == '.';
+    if (!isdigit((unsigned char)text[0]) || text[digits] != '\0' || points > 1)
+        return ASY_EINVAL;
     char *end;
     double value = strtod(text, &end);
     if (end == text || *end != '\0' || !(value >= low && value <= high))
@@ -279,7 +287,9 @@ static int s_set_checked(s_args_t *args, int option, char **argv)
     switch (option) {
     case O_FOR:
         if (s_parse_number(optarg, 0.001, 1e9, &number) != 0)
-            return s_bad("--for: '%s' is not a positive number of seconds", optarg);
+            return s_bad("--for: '%s' is not a number of seconds from 0.001 to 1000000000 (as "
+                         "90 or 2.5)",
+                         optarg);
         args->for_seconds = number;
         break;
     case O_INTERVAL:

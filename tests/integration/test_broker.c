@@ -1000,6 +1000,10 @@ Test(broker, flags_and_config_errors)
     cr_assert_eq(s_advsyncd_said(out, sizeof out, "--breach-grace-ms 0"), 2);
     cr_assert(strstr(out, "--breach-grace-ms \"0\" is not a whole number in 1..86400000"), "%s",
               out);
+    /* digits only (review: strtol took a blank and a sign) */
+    cr_assert_eq(s_advsyncd_said(out, sizeof out, "--workers +2"), 2);
+    cr_assert(strstr(out, "--workers \"+2\" is not a whole number in 1.."), "%s", out);
+    cr_assert_eq(s_advsyncd("--workers", " 3", out, sizeof out), 2);
     /* endpoints and the conninfo are checked before anything starts: libzmq would bind
        port 99999 as 34463, and a conninfo that cannot be parsed would be retried forever */
     cr_assert_eq(s_advsyncd_said(out, sizeof out, "--ingest tcp://127.0.0.1:99999"), 2);

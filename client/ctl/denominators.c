@@ -311,6 +311,10 @@ static int s_read_row(s_load_t *load, asy_csv_t *csv)
         code++;
     if (!*code || strlen(code) > S_AREA_CODE_MAX)
         return s_bad(load, line, S_COL_AREA_CODE, *code ? "longer than 64 characters" : "empty");
+    for (const char *c = code; *c; c++)
+        if (isspace((unsigned char)*c))
+            /* "E 13" would be an area of its own, which no event's area code matches */
+            return s_bad(load, line, S_COL_AREA_CODE, "holds a blank (an area code is one word)");
     if (row.group == S_DOES_NOT_APPLY) {
         load->skipped++;
         return 0;
@@ -604,6 +608,10 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
     const char *area = NULL;
     if (asy_ctl_only_option(argc, argv, "denominators list", "--area", &area) != ASY_CTL_OK)
         return ASY_CTL_USAGE;
+    if (area && !*area) {
+        fprintf(stderr, "advsync-ctl: denominators list: --area is empty: give an area code\n");
+        return ASY_CTL_USAGE;
+    }
     asy_db_t *db = NULL;
     int code = asy_ctl_connect(options, S_TABLES, &db);
     if (code != ASY_CTL_OK)
@@ -658,8 +666,9 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
 
 static int s_remove(const asy_ctl_options_t *options, int argc, char **argv)
 {
-    if (argc != 3 || argv[2][0] == '-') {
-        fprintf(stderr, "advsync-ctl: denominators remove: one AREA_CODE expected\n");
+    if (argc != 3 || argv[2][0] == '-' || !argv[2][0]) {
+        fprintf(stderr, "advsync-ctl: denominators remove: one AREA_CODE expected%s\n",
+                argc == 3 && !argv[2][0] ? " (it is empty)" : "");
         return ASY_CTL_USAGE;
     }
     const char *area = argv[2];

@@ -357,6 +357,11 @@ Test(ctl, denominators_load_ts021_shape)
     cr_assert_eq(s_db(out, "denominators", "remove", "E06000023"), 1, "%s", out);
     cr_assert(strstr(out, "no rows for area E06000023"), "%s", out);
     cr_assert_eq(s_db(out, "denominators", "remove"), 2, "%s", out);
+    /* an empty area code is a usage error, not an area with no rows (review) */
+    cr_assert_eq(s_db(out, "denominators", "remove", ""), 2, "%s", out);
+    cr_assert(strstr(out, "one AREA_CODE expected (it is empty)"), "%s", out);
+    cr_assert_eq(s_db(out, "denominators", "list", "--area", ""), 2, "%s", out);
+    cr_assert(strstr(out, "--area is empty"), "%s", out);
     free(csv);
     free(bristol);
 }
@@ -432,6 +437,8 @@ Test(ctl, denominators_bad_line_changes_nothing)
                       "latin1.csv:2: area_name: not UTF-8 text (byte 7 is 0xF4)");
     snprintf(text, sizeof text, "%sE1,0,1\nE1,-8,garbage\n", header);
     s_expect_rejected("skipped.csv", text, "skipped.csv:3: population: \"garbage\"");
+    snprintf(text, sizeof text, "%sE1,0,1\nE 13,0,1\n", header);
+    s_expect_rejected("blank.csv", text, "blank.csv:3: area_code: holds a blank");
     snprintf(text, sizeof text, "%sE1,0,1\n,-8,0\n", header);
     s_expect_rejected("nocode.csv", text, "nocode.csv:3: area_code: empty");
     snprintf(text, sizeof text, "%sE1,0,9223372036854775807\n", header);

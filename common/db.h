@@ -15,9 +15,11 @@
 
 typedef struct asy_db asy_db_t;
 
-/* True if libpq can parse conninfo; else false with why ("is not a libpq conninfo: ...", with
-   libpq's reason, any secret it quotes masked as by asy_db_conninfo_redact). A conninfo that
-   cannot be parsed never will be: callers say so at once rather than retry. */
+/* True if libpq can parse conninfo and takes the values of its sslmode, gssencmode,
+   channel_binding and target_session_attrs (which libpq checks only when it connects); else
+   false with why ("is not a libpq conninfo: ...", with libpq's reason, any secret it quotes
+   masked as by asy_db_conninfo_redact; or "has sslmode=\"x\": libpq takes ..."). Such a
+   conninfo never will connect: callers say so at once rather than retry. */
 bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size);
 /* conninfo as it may be shown in a message or a log: the value of every key that contains
    "pass" in any case (password, PASSWORD, passwd; quoted or not; percent-encoded in a URI

@@ -202,11 +202,55 @@ char *asy_db_conninfo_redact(const char *conninfo, char *out, size_t out_size)
     return out;
 }
 
+/* The keywords whose values libpq checks only when it connects, and those values (libpq 15):
+   a connection with another value fails every time, so the broker would retry it for ever. */
+static const struct {
+    const char *keyword;
+    const char *values; /* separated by '|' */
+} s_choices[] = {
+    {"sslmode", "disable|allow|prefer|require|verify-ca|verify-full"},
+    {"gssencmode", "disable|prefer|require"},
+    {"channel_binding", "disable|prefer|require"},
+    {"target_session_attrs", "any|read-write|read-only|primary|standby|prefer-standby"},
+};
+
+/* True if value is one of the '|'-separated choices. */
+static bool s_one_of(const char *value, const char *choices)
+{
+    size_t length = strlen(value);
+    for (const char *c = choices; *c;) {
+        size_t span = strcspn(c, "|");
+        if (span == length && strncmp(c, value, length) == 0)
+            return true;
+        c += span + (c[span] == '|');
+    }
+    return false;
+}
+
+/* NULL, or the first parsed option whose value libpq will refuse at every connection, with
+   why[] set. */
+static const PQconninfoOption *s_bad_choice(const PQconninfoOption *parsed, char *why,
+                                            size_t why_size)
+{
+    for (const PQconninfoOption *o = parsed; o && o->keyword; o++)
+        for (size_t i = 0; o->val && i < sizeof s_choices / sizeof s_choices[0]; i++)
+            if (strcmp(o->keyword, s_choices[i].keyword) == 0 &&
+                !s_one_of(o->val, s_choices[i].values)) {
+                snprintf(why, why_size, "has %s=\"%.40s\": libpq takes %s", o->keyword, o->val,
+                         s_choices[i].values);
+                return o;
+            }
+    return NULL;
+}
+
 bool asy_db_conninfo_check(const char *conninfo, char *why, size_t why_size)
 {
     char *message = NULL;
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &message);
+    bool bad_choice = parsed && s_bad_choice(parsed, why, why_size);
     PQconninfoFree(parsed);
+    if (bad_choice)
+        return false;
     if (!parsed) {
         /* libpq's message quotes parts of the text, a password among them */
         const char *text = message ? message : "out of memory";

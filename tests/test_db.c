@@ -69,4 +69,15 @@ Test(db, conninfo_check_takes_what_libpq_parses)
                                     sizeof why));
     cr_assert_not(asy_db_conninfo_check("advsync", why, sizeof why));
     cr_assert(strstr(why, "is not a libpq conninfo: missing \"=\" after \"advsync\""), "%s", why);
+    /* a value libpq refuses only when it connects, so at every attempt: refused at once
+       (review: advsyncd retried sslmode=bogus for ever) */
+    cr_assert_not(asy_db_conninfo_check("dbname=x sslmode=bogus", why, sizeof why));
+    cr_assert(strstr(why, "has sslmode=\"bogus\": libpq takes disable|allow|prefer"), "%s", why);
+    cr_assert_not(
+        asy_db_conninfo_check("postgresql:///x?target_session_attrs=rw", why, sizeof why));
+    cr_assert(strstr(why, "target_session_attrs"), "%s", why);
+    cr_assert(asy_db_conninfo_check("dbname=x sslmode=verify-full gssencmode=disable "
+                                    "channel_binding=prefer target_session_attrs=read-write",
+                                    why, sizeof why),
+              "%s", why);
 }

@@ -47,18 +47,63 @@ static char *s_read_text(const char *path, char *why, size_t why_size)
     return text;
 }
 
+/* The key of a `key = value` line: the text before '=', without its blanks. */
+static void s_key(const char *line, const char *equals, char *key, size_t key_size)
+{
+    while (line < equals && (*line == ' ' || *line == '\t'))
+        line++;
+    size_t length = (size_t)(equals - line);
+    while (length > 0 && (line[length - 1] == ' ' || line[length - 1] == '\t'))
+        length--;
+    snprintf(key, key_size, "%.*s", (int)(length < 64 ? length : 64), line);
+}
+
+/* True unless a line of text (cut into lines in place) has an unquoted value with a '#'
+   right after one of its characters (sections.h, asy_config_load); else false, with why[]. */
+static bool s_uncut(char *text, char *why, size_t why_size)
+{
+    char *next = text;
+    for (int number = 1; next; number++) {
+        char *line = next;
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *equals = strchr(line, '='), *hash = strchr(line, '#');
+        if (!equals || (hash && hash < equals))
+            continue; /* no value, or a comment */
+        char *value = equals + 1 + strspn(equals + 1, " \t");
+        if (*value == '"' || *value == '\'')
+            continue; /* quoted: zconfig keeps the '#' */
+        hash = strchr(value, '#');
+        /* "key = # comment" is a key with no value; "key = #3" a value lost whole */
+        bool lost = hash == value && hash[1] && !isspace((unsigned char)hash[1]);
+        if (!hash || (!lost && (hash == value || hash[-1] == ' ' || hash[-1] == '\t')))
+            continue;
+        char key[72];
+        s_key(line, equals, key, sizeof key);
+        snprintf(why, why_size,
+                 "at line %d: the value of %s is cut at '#' (a comment starts there): quote the "
+                 "value, or put a blank before a comment",
+                 number, key);
+        return false;
+    }
+    return true;
+}
+
 zconfig_t *asy_config_load(const char *path, char *why, size_t why_size)
 {
     char *text = s_read_text(path, why, why_size);
     if (!text)
         return NULL;
-    const char *start = strncmp(text, "\xEF\xBB\xBF", 3) == 0 ? text + 3 : text;
+    char *start = strncmp(text, "\xEF\xBB\xBF", 3) == 0 ? text + 3 : text;
     zconfig_t *root = zconfig_str_load(start);
-    free(text);
     if (!root)
         snprintf(why, why_size,
                  "is not valid zconfig text (indent children by 4 spaces, `key = "
                  "value`; zconfig names the line above)");
+    else if (!s_uncut(start, why, why_size))
+        zconfig_destroy(&root);
+    free(text);
     return root;
 }
 
@@ -110,48 +155,4 @@ bool asy_sections_given_before(zconfig_t *parent, zconfig_t *item)
         if (name && zconfig_name(before) && strcmp(zconfig_name(before), name) == 0)
             return true;
     return false;
-}
-
-/* The key of a `key = value` line: the text before '=', without its blanks. */
-static void s_key(const char *line, const char *equals, char *key, size_t key_size)
-{
-    while (line < equals && (*line == ' ' || *line == '\t'))
-        line++;
-    size_t length = (size_t)(equals - line);
-    while (length > 0 && (line[length - 1] == ' ' || line[length - 1] == '\t'))
-        length--;
-    snprintf(key, key_size, "%.*s", (int)(length < 64 ? length : 64), line);
-}
-
-bool asy_sections_uncut(const char *path, char *why, size_t why_size)
-{
-    FILE *file = fopen(path, "r");
-    if (!file)
-        return true;
-    char *line = NULL;
-    size_t capacity = 0;
-    bool uncut = true;
-    for (int number = 1; uncut && getline(&line, &capacity, file) >= 0; number++) {
-        char *equals = strchr(line, '='), *hash = strchr(line, '#');
-        if (!equals || (hash && hash < equals))
-            continue; /* no value, or a comment */
-        char *value = equals + 1 + strspn(equals + 1, " \t");
-        if (*value == '"' || *value == '\'')
-            continue; /* quoted: zconfig keeps the '#' */
-        hash = strchr(value, '#');
-        /* "key = # comment" is a key with no value; "key = #3" a value lost whole */
-        bool lost = hash == value && hash[1] && !isspace((unsigned char)hash[1]);
-        if (!hash || (!lost && (hash == value || hash[-1] == ' ' || hash[-1] == '\t')))
-            continue;
-        char key[72];
-        s_key(line, equals, key, sizeof key);
-        snprintf(why, why_size,
-                 "line %d: the value of %s is cut at '#' (a comment starts there): quote the "
-                 "value, or put a blank before a comment",
-                 number, key);
-        uncut = false;
-    }
-    free(line);
-    fclose(file);
-    return uncut;
 }

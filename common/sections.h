@@ -16,19 +16,16 @@
    misspelt?" for the caller to put after its program and file. */
 bool asy_sections_known(zconfig_t *root, char *why, size_t why_size);
 
-/* True unless a line of the file at path has an unquoted value with a '#' right after one of
-   its characters: zconfig reads '#' as the start of a comment anywhere, so `id = ward#3` is
-   the agent id "ward" (and two wards "ward#3" and "ward#4" are one). Else false, with why[] =
-   "line 3: the value of id is cut at '#' (a comment starts there): quote the value, or put a
-   blank before a comment". The value is not echoed (it may be a password). A file that
-   cannot be read is left to the loader to report (true). */
-bool asy_sections_uncut(const char *path, char *why, size_t why_size);
-
 /* The zconfig tree of the file at path (the caller destroys it), or NULL with why[] = "cannot
-   read it: ...", "is a folder, not a file", "is larger than 1 MiB: not a configuration file"
-   or "is not valid zconfig text (...)" for the caller to put after its program and file. A
-   byte order mark at its start (an editor's UTF-8 with BOM) is skipped. Unlike czmq's
-   zconfig_load, which keeps the open file of a text it cannot parse, nothing leaks. */
+   read it: ...", "is a folder, not a file", "is larger than 1 MiB: not a configuration file",
+   "is not valid zconfig text (...)" or "at line 3: the value of id is cut at '#' (a comment
+   starts there): quote the value, or put a blank before a comment", for the caller to put
+   after its program and file. The last: zconfig reads '#' as the start of a comment anywhere,
+   so in a line with an unquoted value that has a '#' right after one of its characters,
+   `id = ward#3` is the agent id "ward" (and two wards "ward#3" and "ward#4" would be one);
+   the value is not echoed (it may be a password). A byte order mark at its start (an
+   editor's UTF-8 with BOM) is skipped. Unlike czmq's zconfig_load, which keeps the open file
+   of a text it cannot parse, nothing leaks. */
 zconfig_t *asy_config_load(const char *path, char *why, size_t why_size);
 
 /* True if an entry of parent before item has item's name. */

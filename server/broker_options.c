@@ -241,8 +241,7 @@ static int s_load_config(asy_broker_options_t *options)
         fprintf(stderr, "advsyncd: config %s %s\n", path, stranger);
         return 1;
     }
-    if (!asy_sections_uncut(path, stranger, sizeof stranger) ||
-        !asy_sections_known(config, stranger, sizeof stranger)) {
+    if (!asy_sections_known(config, stranger, sizeof stranger)) {
         fprintf(stderr, "advsyncd: config %s: %s\n", path, stranger);
         return 1;
     }

@@ -129,14 +129,14 @@ static int s_apply(asy_agent_config_t *config, const char *key, const char *valu
     return ASY_ECONFIG;
 }
 
-/* The file's sections: no value cut at a '#', no unknown section, one `agent` section.
+/* The file's sections: no unknown section, one `agent` section (a value cut at a '#' is
+   refused by asy_config_load).
    Returns 0 or ASY_ECONFIG with error set. */
 static int s_check_sections(zconfig_t *root, const zconfig_t *section, const char *path,
                             char *error, size_t error_size)
 {
     char why[256];
-    bool known =
-        asy_sections_uncut(path, why, sizeof why) && asy_sections_known(root, why, sizeof why);
+    bool known = asy_sections_known(root, why, sizeof why);
     int agents = 0;
     for (zconfig_t *top = zconfig_child(root); top; top = zconfig_next(top))
         agents += strcmp(zconfig_name(top), "agent") == 0;

@@ -427,10 +427,6 @@ static zconfig_t *s_open_section(asy_import_mapping_t *mapping, const char *path
         asy_set_error(error, error_size, "mapping %s %s", path, why);
         return NULL;
     }
-    if (!asy_sections_uncut(path, why, sizeof why)) {
-        asy_set_error(error, error_size, "%s: %s", path, why);
-        return NULL;
-    }
     zconfig_t *section = zconfig_locate(mapping->root, "import");
     if (!section)
         asy_set_error(error, error_size, "%s: no `import` section", path);

@@ -249,11 +249,6 @@ int asy_sim_params_load(const char *file, asy_sim_params_t *p, char *error, size
         snprintf(error, error_size, "%s %s", file, why);
         return ASY_ECONFIG;
     }
-    if (!asy_sections_uncut(file, why, sizeof why)) {
-        snprintf(error, error_size, "%s: %s", file, why);
-        zconfig_destroy(&root);
-        return ASY_ECONFIG;
-    }
     s_loader_t loader = {root, file, error, error_size, false};
     memset(p, 0, sizeof *p);
     p->imha_share = s_number(&loader, "sim/imha_share", 0, 100);

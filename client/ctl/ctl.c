@@ -118,8 +118,7 @@ static int s_config_database(const char *path, zconfig_t **config_p, const char 
         return ASY_CTL_FAILURE;
     }
     /* as advsyncd: a misspelt section, or a key given twice, is refused */
-    if (!asy_sections_uncut(path, why, sizeof why) ||
-        !asy_sections_known(*config_p, why, sizeof why)) {
+    if (!asy_sections_known(*config_p, why, sizeof why)) {
         fprintf(stderr, "advsync-ctl: config %s: %s\n", path, why);
         return ASY_CTL_FAILURE;
     }

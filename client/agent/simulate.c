@@ -408,10 +408,12 @@ static bool s_parse_date(const char *text, int64_t *out)
     return true;
 }
 
-/* Reads one option's value into options. Returns 0, or 2 after printing the problem (an
-   unknown option, a bad value). */
+/* Reads one option's value into options (value NULL: none was given). Returns 0, or 2 after
+   printing the problem (an unknown option, a missing or bad value). */
 static int s_option_value(s_options_t *options, const char *arg, const char *value)
 {
+    const char *given = value;
+    value = value ? value : ""; /* parsed all the same: the option is known by its branch */
     char *end = NULL;
     errno = 0;
     bool ok = true;
@@ -435,7 +437,11 @@ static int s_option_value(s_options_t *options, const char *arg, const char *val
     } else if (strcmp(arg, "--start") == 0)
         ok = s_parse_date(value, &options->start) && options->start >= 946684800;
     else {
-        fprintf(stderr, "advsync-agent simulate: unknown option %s\n", arg);
+        fprintf(stderr, "advsync-agent simulate: unknown option %s (try --help)\n", arg);
+        return 2;
+    }
+    if (!given) {
+        fprintf(stderr, "advsync-agent simulate: %s needs a value\n", arg);
         return 2;
     }
     if (!ok) {
@@ -443,17 +449,6 @@ static int s_option_value(s_options_t *options, const char *arg, const char *val
         return 2;
     }
     return 0;
-}
-
-/* True if name (without any "=VALUE") is an option that takes a value. */
-static bool s_takes_value(const char *name, size_t length)
-{
-    static const char *const options[] = {"--events", "--rate",    "--seed",
-                                          "--params", "--service", "--start"};
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-        if (strlen(options[i]) == length && strncmp(name, options[i], length) == 0)
-            return true;
-    return false;
 }
 
 /* Returns 0, or 2 after printing the problem (1 means --help was asked). Options take their
@@ -475,19 +470,11 @@ static int s_parse(int argc, char **argv, s_options_t *options)
             return 2;
         }
         const char *equals = strchr(arg, '=');
-        size_t length = equals ? (size_t)(equals - arg) : strlen(arg);
-        if (!s_takes_value(arg, length)) {
-            fprintf(stderr, "advsync-agent simulate: unknown option %.*s (try --help)\n",
-                    (int)length, arg);
-            return 2;
-        }
-        if (!equals && i + 1 >= argc) {
-            fprintf(stderr, "advsync-agent simulate: %s needs a value\n", arg);
-            return 2;
-        }
-        char name[16];
-        snprintf(name, sizeof name, "%.*s", (int)length, arg);
-        int status = s_option_value(options, name, equals ? equals + 1 : argv[++i]);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", equals ? (int)(equals - arg) : (int)strlen(arg), arg);
+        const char *value = equals ? equals + 1 : i + 1 < argc ? argv[i + 1] : NULL;
+        int status = s_option_value(options, name, value);
+        i += !equals && value; /* the next word was its value */
         if (status != 0)
             return status;
     }

@@ -134,16 +134,16 @@ int asy_json_format_timestamp(int64_t seconds, int32_t nanos, char out[ASY_TIMES
     return 0;
 }
 
-bool asy_json_utf8_valid(const char *text, size_t length)
+size_t asy_json_utf8_prefix(const char *text, size_t length)
 {
-    const unsigned char *p = (const unsigned char *)text;
-    const unsigned char *end = p + length;
+    const unsigned char *const start = (const unsigned char *)text;
+    const unsigned char *p = start, *end = start + length;
     while (p < end) {
         unsigned c = *p;
         size_t extra;
         uint32_t code;
         if (c == 0)
-            return false;
+            return (size_t)(p - start);
         if (c < 0x80) {
             p++;
             continue;
@@ -158,21 +158,26 @@ bool asy_json_utf8_valid(const char *text, size_t length)
             extra = 3;
             code = c & 0x07;
         } else {
-            return false;
+            return (size_t)(p - start);
         }
         if ((size_t)(end - p) <= extra)
-            return false;
+            return (size_t)(p - start);
         for (size_t i = 1; i <= extra; i++) {
             if ((p[i] & 0xc0) != 0x80)
-                return false;
+                return (size_t)(p - start);
             code = (code << 6) | (p[i] & 0x3f);
         }
         if ((extra == 2 && code < 0x800) || (extra == 3 && (code < 0x10000 || code > 0x10ffff)) ||
             (code >= 0xd800 && code <= 0xdfff))
-            return false;
+            return (size_t)(p - start);
         p += extra + 1;
     }
-    return true;
+    return length;
+}
+
+bool asy_json_utf8_valid(const char *text, size_t length)
+{
+    return asy_json_utf8_prefix(text, length) == length;
 }
 
 /* ---------------------------------------------------------------------------------------------

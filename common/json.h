@@ -54,5 +54,9 @@ bool asy_json_date_valid(int64_t year, int64_t month, int64_t day);
 
 /* True if the bytes are well-formed UTF-8 (no overlongs, no surrogates, no NUL). */
 bool asy_json_utf8_valid(const char *text, size_t length);
+/* The length of the longest well-formed prefix of the bytes, cut before the first byte that
+   does not start a whole valid sequence (length if all are well-formed): where to point a
+   reader of text that is not UTF-8. */
+size_t asy_json_utf8_prefix(const char *text, size_t length);
 
 #endif

@@ -759,6 +759,11 @@ Test(json, invalid_utf8_from_the_wire_is_replaced)
     cr_assert(asy_json_utf8_valid("caf\xc3\xa9", 5));
     cr_assert(!asy_json_utf8_valid("\xed\xa0\x80", 3), "surrogate");
     cr_assert(!asy_json_utf8_valid("\xc0\xaf", 2), "overlong");
+    /* where the first bad sequence starts: the byte a message points at */
+    cr_assert_eq(asy_json_utf8_prefix("caf\xc3\xa9", 5), 5);
+    cr_assert_eq(asy_json_utf8_prefix("Caf\xe9 ok", 7), 3, "Windows-1252");
+    cr_assert_eq(asy_json_utf8_prefix("ab\xc3", 3), 2, "a sequence cut short");
+    cr_assert_eq(asy_json_utf8_prefix("a\xed\xa0\x80", 4), 1, "surrogate");
 }
 
 Test(json, error_buffer_may_be_small)

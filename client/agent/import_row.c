@@ -204,11 +204,7 @@ static const char *s_translate(const asy_import_column_t *column, const char *va
    Windows-1252 ("Café" as 43 61 66 E9). */
 static void s_not_utf8(const char *header, const char *text, char *error, size_t error_size)
 {
-    /* the longest valid prefix ends just before the offending byte */
-    size_t good = 0, length = strlen(text);
-    for (size_t end = 1; end <= length; end++)
-        if (asy_json_utf8_valid(text, end))
-            good = end;
+    size_t good = asy_json_utf8_prefix(text, strlen(text));
     asy_set_error(error, error_size,
                   "column \"%s\": not UTF-8 text (byte %zu is 0x%02X): save the export as "
                   "CSV UTF-8",

@@ -265,12 +265,9 @@ static int s_check_utf8(const s_load_t *load, asy_csv_t *csv, unsigned long line
         if (columns[role] < 0)
             continue;
         const char *text = asy_csv_field(csv, (size_t)columns[role]);
-        size_t length = strlen(text), good = 0;
-        if (asy_json_utf8_valid(text, length))
+        size_t length = strlen(text), good = asy_json_utf8_prefix(text, length);
+        if (good == length)
             continue;
-        for (size_t end = 1; end <= length; end++)
-            if (asy_json_utf8_valid(text, end))
-                good = end;
         char reason[128];
         snprintf(reason, sizeof reason,
                  "not UTF-8 text (byte %zu is 0x%02X): save the file as CSV UTF-8", good + 1,

@@ -87,6 +87,10 @@ int asy_interrupted(void);
    why and returns NULL. */
 asy_outbox_t *asy_agent_open_outbox_to_read(const asy_agent_config_t *config);
 
+/* NULL if there is a file at path to open as an outbox; else why there is none (strerror's
+   text, or "an empty file": SQLite would make a new outbox of it). */
+const char *asy_agent_no_outbox(const char *path);
+
 /* Reads the arguments of a subcommand that takes none but --help (-h) and, if flag is not
    NULL, that one flag; argv[0] is the subcommand's name. Returns -1 to go on (*flag_given set
    if the flag was given); 0 after printing usage to stdout for --help; 2 after naming an

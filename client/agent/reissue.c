@@ -9,10 +9,8 @@
 #include "agent.h"
 #include "log.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static void s_usage(FILE *out)
@@ -42,11 +40,10 @@ int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv)
         return args;
     /* re-issuing a file that is not there, or an empty one (as status and export read it),
        would only create an empty outbox */
-    struct stat info;
-    bool absent = stat(config->outbox_path, &info) != 0;
-    if (absent || (S_ISREG(info.st_mode) && info.st_size == 0)) {
+    const char *none = asy_agent_no_outbox(config->outbox_path);
+    if (none) {
         asy_error("reissue: no outbox at %s (%s); check `outbox` in the config or --outbox",
-                  config->outbox_path, absent ? strerror(errno) : "an empty file");
+                  config->outbox_path, none);
         return 1;
     }
     char error[512];

@@ -3,6 +3,7 @@
 #include "agent.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,10 +145,17 @@ static void s_print_text(const asy_agent_config_t *config, const asy_outbox_stat
     }
 }
 
+const char *asy_agent_no_outbox(const char *path)
+{
+    struct stat info;
+    if (stat(path, &info) != 0)
+        return strerror(errno);
+    return S_ISREG(info.st_mode) && info.st_size == 0 ? "an empty file" : NULL;
+}
+
 asy_outbox_t *asy_agent_open_outbox_to_read(const asy_agent_config_t *config)
 {
-    struct stat info; /* not even in an empty file */
-    if (stat(config->outbox_path, &info) != 0 || (S_ISREG(info.st_mode) && info.st_size == 0)) {
+    if (asy_agent_no_outbox(config->outbox_path)) { /* not even in an empty file */
         asy_error("no outbox at %s: nothing has been submitted there yet, or --outbox (or "
                   "agent/outbox) names another file",
                   config->outbox_path);

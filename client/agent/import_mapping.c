@@ -17,6 +17,10 @@
 /* ------------------------------------------------------------------------------------------
    The mapping file. */
 
+/* The two messages a cell fills from text (a time, a date) rather than field by field. */
+#define S_TIMESTAMP "advsync.v1.Timestamp"
+#define S_DATE "advsync.v1.Date"
+
 /* "referralReceived.receivedAt" -> "referral_received.received_at". */
 static void s_snake(const char *text, char *out, size_t size)
 {
@@ -113,9 +117,9 @@ static int s_check_type(const asy_import_column_t *column, const ProtobufCFieldD
                   field->type != PROTOBUF_C_TYPE_BOOL && field->type != PROTOBUF_C_TYPE_ENUM &&
                   field->type != PROTOBUF_C_TYPE_MESSAGE;
     const char *wanted = NULL;
-    if (column->type == ASY_IMPORT_DATETIME && strcmp(message_name, "advsync.v1.Timestamp") != 0)
+    if (column->type == ASY_IMPORT_DATETIME && strcmp(message_name, S_TIMESTAMP) != 0)
         wanted = "a datetime";
-    else if (column->type == ASY_IMPORT_DATE && strcmp(message_name, "advsync.v1.Date") != 0)
+    else if (column->type == ASY_IMPORT_DATE && strcmp(message_name, S_DATE) != 0)
         wanted = "a date";
     else if (column->type == ASY_IMPORT_INTEGER && !number)
         wanted = "an integer";
@@ -124,11 +128,11 @@ static int s_check_type(const asy_import_column_t *column, const ProtobufCFieldD
     if (wanted) {
         asy_set_error(error, error_size, "%s/type: %s holds %s, not %s: every row would be refused",
                       where, column->field,
-                      !strcmp(message_name, "advsync.v1.Timestamp") ? "a time (type = datetime)"
-                      : !strcmp(message_name, "advsync.v1.Date")    ? "a date (type = date)"
-                      : field->type == PROTOBUF_C_TYPE_BOOL         ? "yes or no (type = boolean)"
-                      : number                                      ? "a number (type = integer)"
-                                                                    : "text (type = text)",
+                      !strcmp(message_name, S_TIMESTAMP)    ? "a time (type = datetime)"
+                      : !strcmp(message_name, S_DATE)       ? "a date (type = date)"
+                      : field->type == PROTOBUF_C_TYPE_BOOL ? "yes or no (type = boolean)"
+                      : number                              ? "a number (type = integer)"
+                                                            : "text (type = text)",
                       wanted);
         return ASY_ECONFIG;
     }
@@ -145,7 +149,7 @@ static int s_check_shape(const asy_import_column_t *column, const ProtobufCField
     const char *name = field->type == PROTOBUF_C_TYPE_MESSAGE
                            ? ((const ProtobufCMessageDescriptor *)field->descriptor)->name
                            : NULL;
-    if (name && strcmp(name, "advsync.v1.Timestamp") != 0 && strcmp(name, "advsync.v1.Date") != 0)
+    if (name && strcmp(name, S_TIMESTAMP) != 0 && strcmp(name, S_DATE) != 0)
         asy_set_error(error, error_size,
                       "%s/field: %s is a whole message (%s), not a value: map a field inside it "
                       "(%s.FIELD): every row would be refused",

@@ -8,6 +8,7 @@
     mapper, every part is malloc'ed, so protobuf_c_message_free_unpacked(message, NULL) frees
     it.  */
 #include "codec_private.h"
+#include "pb_scan.h"
 
 #include "json.h"
 
@@ -92,7 +93,11 @@ int asy_event_decode(const uint8_t *data, size_t size, asy_event_t **out)
     if (!message)
         return ASY_EPROTO;
     *out = s_event_wrap(message);
-    return *out ? 0 : ASY_ENOMEM;
+    if (!*out)
+        return ASY_ENOMEM;
+    asy_pb_nul_in_string(&advsync__v1__event__descriptor, data, size, (*out)->nul_field,
+                         sizeof(*out)->nul_field);
+    return 0;
 }
 
 int asy_event_encode(const asy_event_t *self, uint8_t **data, size_t *size)

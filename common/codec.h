@@ -316,15 +316,17 @@ typedef struct {
         asy_heartbeat_t heartbeat;
     } u;
     void *storage_;             /* private: what the borrowed pointers point into */
+    char nul_field[64];         /* asy_frame_decode's ASY_EINVAL: the string that held a NUL */
 } asy_frame_t;
 
 /* Encodes a frame (its version field is written as given; 0 means ASY_PROTOCOL_VERSION).
    Returns 0 and *data (caller frees with free()), or ASY_EINVAL for an unknown type. */
 int asy_frame_encode(const asy_frame_t *frame, uint8_t **data, size_t *size);
 
-/* Decodes one frame. Returns 0, or ASY_EPROTO if the bytes are not a Frame or carry no known
-   kind (frame->type is then ASY_FRAME_NONE). Call asy_frame_release() after either. Size
-   limits are the caller's to check before decoding. */
+/* Decodes one frame. Returns 0, ASY_EPROTO if the bytes are not a Frame or carry no known
+   kind (frame->type is then ASY_FRAME_NONE), or ASY_EINVAL if a string field holds a NUL byte
+   (PROTOCOL 4; frame->nul_field names it, e.g. "hello.agent_id"). Call asy_frame_release() after
+   either. Size limits are the caller's to check before decoding. */
 int asy_frame_decode(asy_frame_t *frame, const uint8_t *data, size_t size);
 
 /* Frees what a decoded frame borrows from; the frame is zeroed. Safe to call twice. */

@@ -5,6 +5,7 @@
 #include "calendar.h"
 #include "codec_private.h"
 #include "json.h"
+#include "pb_scan.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,13 @@ int asy_mmsg_decode(asy_mmsg_t *msg, const uint8_t *data, size_t size)
     Advsync__V1__MonitorMessage *pb = advsync__v1__monitor_message__unpack(NULL, size, data);
     if (!pb)
         return ASY_EPROTO;
+    char nul_field[64];
+    if (asy_pb_nul_in_string(&advsync__v1__monitor_message__descriptor, data, size, nul_field,
+                             sizeof nul_field)) {
+        /* a subtree "all/M1/\0x" would be read as "all/M1/" (PROTOCOL 4: strings hold no NUL) */
+        advsync__v1__monitor_message__free_unpacked(pb, NULL);
+        return ASY_EPROTO;
+    }
     msg->version = pb->version;
     msg->seq = pb->seq;
     msg->incarnation = pb->has_incarnation ? pb->incarnation : 0;

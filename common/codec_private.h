@@ -10,6 +10,9 @@
 
 struct asy_event {
     Advsync__V1__Event *message;
+    /* asy_event_decode: the first string field whose bytes held a NUL ("" if none), refused by
+       asy_event_validate (the decoded string stops at the NUL: no later check sees the rest) */
+    char nul_field[96];
 };
 
 /* The body field name of a kind ("referral_received"); "body" if not a kind. Static string. */

@@ -401,6 +401,16 @@ int asy_event_validate(const asy_event_t *self, asy_check_t *why)
         why->identifying = false;
     }
     const Advsync__V1__Event *m = self->message;
+    if (self->nul_field[0]) {
+        /* what follows the NUL escapes every check below, an NHS number included: the
+           centre keeps no bytes it could not look at */
+        if (why)
+            why->identifying = true;
+        return s_refuse(why, ASY_CODE_EVENT_INVALID_FIELD,
+                        "%s: holds a NUL byte (text after it would escape every check; the "
+                        "event's bytes are not kept)",
+                        self->nul_field);
+    }
     int rc = s_check_envelope(m, why);
     if (rc == 0)
         rc = s_check_body_present(m, why);

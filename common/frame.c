@@ -6,6 +6,7 @@
 #include "codec.h"
 
 #include "advsync.pb-c.h"
+#include "pb_scan.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,13 @@ int asy_frame_decode(asy_frame_t *frame, const uint8_t *data, size_t size)
     if (!storage->message) {
         asy_frame_release(frame);
         return ASY_EPROTO;
+    }
+    char nul_field[sizeof frame->nul_field];
+    if (asy_pb_nul_in_string(&advsync__v1__frame__descriptor, data, size, nul_field,
+                             sizeof nul_field)) {
+        asy_frame_release(frame);
+        memcpy(frame->nul_field, nul_field, sizeof nul_field);
+        return ASY_EINVAL;
     }
     int rc = s_decode_kind(storage->message, storage, frame);
     if (rc) {

@@ -294,7 +294,8 @@ void asy_clone_pub_serve_snapshot(asy_clone_pub_t *self)
         asy_mmsg_t error;
         asy_mmsg_init(&error, ASY_MMSG_ERROR);
         snprintf(error.reason, sizeof error.reason,
-                 "expected one frame holding a MonitorMessage with a SnapshotRequest");
+                 "expected one frame holding a MonitorMessage with a SnapshotRequest "
+                 "(its strings without NUL bytes)");
         s_reply_message(self, id, &error); /* a full queue: not answered */
     }
     asy_mmsg_release(&msg);

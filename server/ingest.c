@@ -220,14 +220,19 @@ asy_ingest_session_t *asy_ingest_session_start(asy_ingest_worker_t *self, const 
 static void s_on_frame(asy_ingest_worker_t *self, const uint8_t *data, size_t size)
 {
     asy_frame_t frame = {0};
-    if (asy_frame_decode(&frame, data, size) != 0) {
+    int decoded = asy_frame_decode(&frame, data, size);
+    if (decoded != 0) {
         char reason[160];
-        snprintf(reason, sizeof reason,
-                 "%zu bytes are not an advsync.v1.Frame with a known kind (HELLO, PUBLISH, "
-                 "HEARTBEAT)", size);
+        if (decoded == ASY_EINVAL)
+            snprintf(reason, sizeof reason, "%s: holds a NUL byte; strings hold none",
+                     frame.nul_field);
+        else
+            snprintf(reason, sizeof reason,
+                     "%zu bytes are not an advsync.v1.Frame with a known kind (HELLO, PUBLISH, "
+                     "HEARTBEAT)",
+                     size);
         s_refuse_frame(self, ASY_CODE_MALFORMED_FRAME, data, size, reason);
-    }
-    else if (frame.type != ASY_FRAME_HELLO && frame.version != ASY_PROTOCOL_VERSION)
+    } else if (frame.type != ASY_FRAME_HELLO && frame.version != ASY_PROTOCOL_VERSION)
         asy_ingest_nack(self, ASY_CODE_VERSION, 0, 0, 0,
                         "frame version %u; this broker speaks %d (send HELLO to negotiate)",
                         frame.version, ASY_PROTOCOL_VERSION);

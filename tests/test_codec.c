@@ -486,6 +486,85 @@ Test(codec, value_ranges)
     asy_event_destroy(&event);
 }
 
+/* The first byte of needle in (data, size) set to NUL: the bytes stay a valid encoding. */
+static void s_nul_at(uint8_t *data, size_t size, const char *needle)
+{
+    size_t length = strlen(needle);
+    for (size_t i = 0; i + length <= size; i++)
+        if (memcmp(data + i, needle, length) == 0) {
+            data[i] = 0;
+            return;
+        }
+    cr_assert_fail("%s is not in the bytes", needle);
+}
+
+Test(codec, a_nul_inside_a_string_is_refused_naming_its_field)
+{
+    /* protobuf-c reads strings as C strings: every check would stop at the NUL, while the
+       stored bytes keep what follows it (here an NHS number) */
+    size_t size = 0;
+    uint8_t *data =
+        s_bytes("\"referralReceived\":{\"service\":1,\"referrerOrg\":\"okZ9434765919\"}", &size, 0);
+    s_nul_at(data, size, "Z943");
+    asy_event_t *event = NULL;
+    cr_assert_eq(asy_event_decode(data, size, &event), 0);
+    asy_check_t why;
+    cr_assert_eq(asy_event_validate(event, &why), ASY_EINVAL);
+    cr_assert_eq(why.code, ASY_CODE_EVENT_INVALID_FIELD);
+    cr_assert_str_eq(why.reason, "referral_received.referrer_org: holds a NUL byte (text after it "
+                                 "would escape every check; the event's bytes are not kept)");
+    cr_assert(why.identifying, "no bytes kept of what could not be looked at");
+    asy_event_destroy(&event);
+    free(data);
+
+    // an envelope identifier: its syntax check would otherwise see only what comes before
+    data = s_bytes("\"caseClosed\":null", &size, 0);
+    s_nul_at(data, size, S_CASE + 60);
+    why = s_check_bytes(data, size);
+    cr_assert_eq(why.code, ASY_CODE_EVENT_INVALID_FIELD);
+    cr_assert_str_eq(why.reason, "case_id: holds a NUL byte (text after it would escape every "
+                                 "check; the event's bytes are not kept)");
+    free(data);
+
+    // the same string without the NUL passes the NUL check (and fails on the NHS number)
+    data =
+        s_bytes("\"referralReceived\":{\"service\":1,\"referrerOrg\":\"ok 9434765919\"}", &size, 0);
+    why = s_check_bytes(data, size);
+    cr_assert_str_eq(why.reason, "referral_received.referrer_org: holds what reads as an NHS "
+                                 "number; free text must not carry one (the event's bytes are "
+                                 "not kept)");
+    free(data);
+
+    // a frame: HELLO's agent_id "nul-X\0evil" would have been welcomed as "nul-X"
+    asy_frame_t in = {.type = ASY_FRAME_HELLO};
+    in.u.hello.agent_id = "nul-XZevil";
+    in.u.hello.site_id = "site-a";
+    in.u.hello.epoch = 1;
+    in.u.hello.version_min = in.u.hello.version_max = 1;
+    cr_assert_eq(asy_frame_encode(&in, &data, &size), 0);
+    s_nul_at(data, size, "Zevil");
+    asy_frame_t frame;
+    cr_assert_eq(asy_frame_decode(&frame, data, size), ASY_EINVAL);
+    cr_assert_eq(frame.type, ASY_FRAME_NONE);
+    cr_assert_str_eq(frame.nul_field, "hello.agent_id");
+    asy_frame_release(&frame);
+    free(data);
+
+    // a snapshot request: "all/M1/\0zzz" would have been served as "all/M1/"
+    asy_mmsg_t request;
+    asy_mmsg_init(&request, ASY_MMSG_SNAPSHOT_REQUEST);
+    snprintf(request.subtree, sizeof request.subtree, "all/M1/Zzzz");
+    cr_assert_eq(asy_mmsg_encode(&request, &data, &size), 0);
+    asy_mmsg_release(&request);
+    asy_mmsg_t decoded;
+    cr_assert_eq(asy_mmsg_decode(&decoded, data, size), 0, "the request itself is good");
+    asy_mmsg_release(&decoded);
+    s_nul_at(data, size, "Zzzz");
+    cr_assert_eq(asy_mmsg_decode(&decoded, data, size), ASY_EPROTO);
+    asy_mmsg_release(&decoded);
+    free(data);
+}
+
 Test(codec, enum_numbers_from_the_wire_must_be_values)
 {
     size_t size = 0;

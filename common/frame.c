@@ -133,7 +133,11 @@ static void s_encode_welcome(const asy_welcome_t *w, Advsync__V1__Frame *message
 static void s_encode_nack(const asy_nack_t *n, Advsync__V1__Frame *message, Advsync__V1__Nack *nack)
 {
     advsync__v1__nack__init(nack);
-    nack->has_code = nack->has_expected_seq = nack->has_first_seq = nack->has_retry_after_ms = 1;
+    /* present only where they mean something (PROTOCOL 3.5): an agent may look at presence */
+    nack->has_code = 1;
+    nack->has_expected_seq = n->code == ASY_CODE_SEQ_GAP || n->expected_seq != 0;
+    nack->has_first_seq = n->first_seq != 0;
+    nack->has_retry_after_ms = n->code == ASY_CODE_RETRY_LATER || n->retry_after_ms != 0;
     nack->code = (Advsync__V1__ErrorCode)n->code;
     nack->reason = (char *)n->reason;
     nack->expected_seq = n->expected_seq;
@@ -189,7 +193,7 @@ int asy_frame_encode(const asy_frame_t *frame, uint8_t **data, size_t *size)
         s_encode_nack(&frame->u.nack, &message, &nack);
         break;
     case ASY_FRAME_HEARTBEAT:
-        heartbeat.has_sent_at_ms = 1;
+        heartbeat.has_sent_at_ms = frame->u.heartbeat.sent_at_ms != 0; /* 0: none echoed */
         heartbeat.sent_at_ms = frame->u.heartbeat.sent_at_ms;
         message.kind_case = ADVSYNC__V1__FRAME__KIND_HEARTBEAT;
         message.heartbeat = &heartbeat;

@@ -409,12 +409,6 @@ void asy_ingest_on_publish(asy_ingest_worker_t *self, const asy_publish_t *publi
     asy_ingest_session_t *session = s_publish_session(self, publish);
     if (!session)
         return;
-    if (publish->count > ASY_MAX_BATCH_EVENTS) {
-        asy_ingest_nack(self, ASY_CODE_BATCH_TOO_LARGE, publish->first_seq, 0, 0,
-                        "PUBLISH holds %zu events; the limit is %u", publish->count,
-                        ASY_MAX_BATCH_EVENTS);
-        return;
-    }
     if (publish->first_seq < 1 || publish->count == 0 ||
         publish->first_seq - 1 > (uint64_t)INT64_MAX - publish->count) {
         asy_ingest_nack(self, ASY_CODE_MALFORMED_FRAME, publish->first_seq, 0, 0,
@@ -426,6 +420,12 @@ void asy_ingest_on_publish(asy_ingest_worker_t *self, const asy_publish_t *publi
     uint32_t wait = asy_ingest_db_wait(self);
     if (wait) {
         s_retry_later(self, publish, wait, "database unavailable");
+        return;
+    }
+    if (publish->count > ASY_MAX_BATCH_EVENTS) { /* PROTOCOL 5.3 step 1, after step 0 */
+        asy_ingest_nack(self, ASY_CODE_BATCH_TOO_LARGE, publish->first_seq, 0, 0,
+                        "PUBLISH holds %zu events; the limit is %u", publish->count,
+                        ASY_MAX_BATCH_EVENTS);
         return;
     }
     for (int pass = 0; pass < 2; pass++) {

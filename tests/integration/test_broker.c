@@ -442,6 +442,26 @@ Test(broker, epochs_and_seqs_over_the_bigint_range_are_malformed)
     s_assert_alive();
 }
 
+/* PROTOCOL 5.3: step 0 (malformed, then the database's back-off) before step 1 (batch size). */
+Test(broker, a_malformed_publish_is_malformed_before_it_is_too_large)
+{
+    cr_assert_eq(s_hello("agent-order", "site-order", 1), 0);
+    asy_bytes_t *events = calloc(ASY_MAX_BATCH_EVENTS + 1, sizeof *events);
+    cr_assert_not_null(events);
+    for (size_t i = 0; i <= ASY_MAX_BATCH_EVENTS; i++)
+        events[i] = (asy_bytes_t){(const uint8_t *)"x", 1};
+    asy_frame_t frame;
+    s_publish("agent-order", 1, 0, events, ASY_MAX_BATCH_EVENTS + 1);
+    s_expect_nack(&frame, ASY_CODE_MALFORMED_FRAME);
+    cr_assert(strstr(frame.u.nack.reason, "first_seq >= 1"), "%s", frame.u.nack.reason);
+    asy_frame_release(&frame);
+    s_publish("agent-order", 1, 1, events, ASY_MAX_BATCH_EVENTS + 1);
+    s_expect_nack(&frame, ASY_CODE_BATCH_TOO_LARGE);
+    asy_frame_release(&frame);
+    free(events);
+    s_assert_alive();
+}
+
 Test(broker, heartbeat_is_echoed)
 {
     asy_frame_t beat = {.type = ASY_FRAME_HEARTBEAT, .version = ASY_PROTOCOL_VERSION};
@@ -775,6 +795,39 @@ Test(broker, an_nhs_number_in_free_text_is_quarantined_without_its_bytes)
                          " AND payload IS NULL"),
                  1);
     cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE reason LIKE '%5919%'"), 0);
+
+    /* the same number behind a NUL ("ok\0 9434765919"): a check reading C strings would see
+       "ok" and store the rest */
+    cr_assert_eq(s_hello("agent-n", "site-n", 1), 2); /* s_assert_alive said HELLO as another */
+    json = json_loads("{\"occurredAt\": \"2026-01-05T10:00:00Z\", \"referralReceived\": "
+                      "{\"service\": \"SERVICE_IMHA\", \"referrerOrg\": \"okZ9434765919\"}}",
+                      0, &json_error);
+    cr_assert_not_null(json);
+    cr_assert_eq(asy_event_from_json(json, &event, error, sizeof error), 0, "%s", error);
+    json_decref(json);
+    cr_assert_eq(asy_event_set_case_id(event, S_CASE_ID), 0);
+    cr_assert_eq(asy_event_stamp(event, "site-n", "agent-n", 1, 3), 0);
+    cr_assert_eq(asy_event_encode(event, &data, &size), 0);
+    asy_event_destroy(&event);
+    size_t at = 0;
+    while (at + 4 <= size && memcmp(data + at, "Z943", 4) != 0)
+        at++;
+    cr_assert_lt(at + 4, size + 1, "Z943 is in the bytes");
+    data[at] = 0;
+    events[0] = (asy_bytes_t){data, size};
+    s_publish("agent-n", 1, 3, events, 1);
+    s_recv(&ack, ASY_FRAME_ACK);
+    cr_assert_eq(ack.u.ack.seq, 3);
+    cr_assert_eq(ack.u.ack.rejected_count, 1);
+    cr_assert(
+        strstr(ack.u.ack.rejected[0].reason, "referral_received.referrer_org: holds a NUL byte"),
+        "%s", ack.u.ack.rejected[0].reason);
+    asy_frame_release(&ack);
+    free(data);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-n'"), 1);
+    cr_assert_eq(s_count("SELECT count(*) FROM quarantine WHERE agent_id = 'agent-n' AND seq = 3"
+                         " AND payload IS NULL"),
+                 1);
 }
 
 Test(broker, lost_database_connection_answers_retry_later_then_recovers)

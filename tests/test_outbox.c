@@ -641,6 +641,40 @@ Test(outbox, reissue_gives_unacknowledged_events_a_new_epoch_and_keeps_their_ids
     asy_outbox_destroy(&outbox);
 }
 
+/* The centre knows an epoch only once it has said HELLO: a re-issue of a re-issue it never
+   WELCOMEd re-issues the original epoch instead (PROTOCOL.md 5.5), else the centre could not
+   follow the chain and would store every event again. Once WELCOMEd, the chain goes through. */
+Test(outbox, a_reissue_of_an_epoch_never_welcomed_reissues_its_origin)
+{
+    asy_outbox_t *outbox = s_open_claimed();
+    for (int i = 0; i < 5; i++)
+        s_append(outbox, NULL);
+    cr_assert_eq(asy_outbox_ack(outbox, 2, s_now_ms()), 0);
+    uint64_t origin = asy_outbox_epoch(outbox);
+    asy_outbox_reissue_t first, second, third;
+    cr_assert_eq(asy_outbox_reissue(outbox, &first), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert(first.old_epoch == origin && first.from_seq == 3 && first.skipped_epoch == 0);
+    cr_assert_eq(asy_outbox_reissue(outbox, &second), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert_gt(second.new_epoch, first.new_epoch);
+    cr_assert_eq(second.skipped_epoch, first.new_epoch);
+    cr_assert(second.old_epoch == origin && second.from_seq == 3 && second.to_seq == 5 &&
+                  second.count == 3,
+              "epoch %llu from %llu to %llu, %llu events", (unsigned long long)second.old_epoch,
+              (unsigned long long)second.from_seq, (unsigned long long)second.to_seq,
+              (unsigned long long)second.count);
+    asy_outbox_status_t status;
+    cr_assert_eq(asy_outbox_status(outbox, &status), 0);
+    cr_assert(status.reissue_of_epoch == origin && status.reissue_from_seq == 3 &&
+              status.reissue_last_seq == 3);
+
+    /* WELCOMEd (by run, before it publishes): the next re-issue chains to this epoch */
+    cr_assert_eq(asy_outbox_note_welcome(outbox), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert_eq(asy_outbox_reissue(outbox, &third), 0, "%s", asy_outbox_errmsg(outbox));
+    cr_assert(third.old_epoch == second.new_epoch && third.from_seq == 1 &&
+              third.skipped_epoch == 0);
+    asy_outbox_destroy(&outbox);
+}
+
 Test(outbox, reissue_of_an_outbox_with_nothing_pending_only_moves_the_epoch)
 {
     asy_outbox_t *outbox = s_open_claimed();

@@ -232,6 +232,16 @@ static void s_on_welcome(asy_forwarder_t *self, const asy_welcome_t *welcome)
     }
     if (s_welcome_unusable(self, welcome) || s_outbox_copied(self, welcome))
         return;
+    /* a re-issued epoch: that the centre knows it must be on disk before it publishes, so
+       that a later re-issue chains to it rather than past it (asy_outbox_reissue) */
+    if (self->reissue_of_epoch && asy_outbox_note_welcome(self->outbox) != 0) {
+        char reason[600];
+        snprintf(reason, sizeof reason,
+                 "cannot record in the outbox that the centre welcomed re-issued epoch %llu (%s)",
+                 (unsigned long long)self->epoch, asy_outbox_errmsg(self->outbox));
+        asy_forward_disconnect(self, reason, 1000);
+        return;
+    }
     uint64_t committed = welcome->committed_seq;
     bool restored = committed < self->acked_seq;
     if (restored)

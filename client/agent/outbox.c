@@ -3,7 +3,8 @@
     One SQLite file in WAL mode, synchronous=FULL:
       meta(key, value)   agent_id, site_id, epoch, next_seq, acked_seq, last_contact_ms,
                          last_ack_ms, format; after a re-issue (PROTOCOL.md 5.5) also
-                         reissue_of_epoch, reissue_from_seq, reissue_last_seq
+                         reissue_of_epoch, reissue_from_seq, reissue_last_seq, and
+                         welcomed_epoch once the centre has WELCOMEd that epoch
       outbox(seq, event_id, payload, submitted_ms)   events not yet acknowledged
       seen(event_id, seq, digest)                    every event_id ever stored, with a
                                                      digest of the event as submitted
@@ -437,6 +438,17 @@ int asy_outbox_note_problem(asy_outbox_t *self, const char *text, int64_t now_ms
     return rc == SQLITE_OK ? 0 : asy_outbox_db_fail(self, "recording a problem");
 }
 
+int asy_outbox_note_welcome(asy_outbox_t *self)
+{
+    if (self->welcome_noted == self->epoch)
+        return 0;
+    /* synchronous=FULL (the connection's setting): durable before the first PUBLISH */
+    int rc = s_meta_set(self, "welcomed_epoch", (int64_t)self->epoch);
+    if (rc == 0)
+        self->welcome_noted = self->epoch;
+    return rc;
+}
+
 int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms)
 {
     if (now_ms - self->contact_written_ms < S_CONTACT_EVERY_MS &&
@@ -526,7 +538,17 @@ static int s_renumber(asy_outbox_t *self, sqlite3_stmt *select, sqlite3_stmt *up
 static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
 {
     /* An epoch that is itself a re-issue may be re-issued again (a backup of it restored):
-       the centre follows the chain of origins (PROTOCOL.md 5.5). */
+       the centre follows the chain of origins (PROTOCOL.md 5.5). But it knows an epoch only
+       once that epoch has said HELLO: a re-issue the centre never WELCOMEd (re-issued twice
+       in a row) is a link it cannot follow, and it would store every event again. Such an
+       epoch has published nothing, so the new one re-issues its origin instead, from the
+       same seq: the events keep their seqs. (acked_seq > 0 also shows a WELCOME, for outboxes
+       older than welcomed_epoch.) */
+    int64_t origin = 0, origin_from = 0, welcomed = 0;
+    if (s_meta_get(self, "reissue_of_epoch", &origin) ||
+        s_meta_get(self, "reissue_from_seq", &origin_from) ||
+        s_meta_get(self, "welcomed_epoch", &welcomed))
+        return ASY_EDB;
     uint64_t acked = self->acked_seq, last = self->next_seq - 1;
     uint64_t epoch = (uint64_t)asy_outbox_now_ms();
     if (epoch <= self->epoch)
@@ -536,6 +558,12 @@ static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
                                   .from_seq = acked + 1,
                                   .to_seq = last,
                                   .count = last > acked ? last - acked : 0};
+    if (origin > 0 && origin_from > 0 && acked == 0 && (uint64_t)welcomed != self->epoch) {
+        out->skipped_epoch = self->epoch;
+        out->old_epoch = (uint64_t)origin;
+        out->from_seq = (uint64_t)origin_from;
+        out->to_seq = out->from_seq + out->count - 1;
+    }
     sqlite3_bind_int64(self->statement[ASY_OUTBOX_ROW_DELETE], 1, (int64_t)acked);
     if (s_run(self, ASY_OUTBOX_ROW_DELETE, "pruning acknowledged events") != 0)
         return ASY_EDB;
@@ -564,6 +592,10 @@ static int s_reissue(asy_outbox_t *self, asy_outbox_reissue_t *out)
                     s_meta_set(self, "reissue_from_seq", (int64_t)out->from_seq) ||
                     s_meta_set(self, "reissue_last_seq", (int64_t)out->count)))
         rc = ASY_EDB;
+    /* the problem that asked for this re-issue is answered: `status` must not ask again */
+    if (rc == 0 && sqlite3_exec(self->db, "DELETE FROM meta WHERE key IN ('problem', 'problem_ms')",
+                                NULL, NULL, NULL) != SQLITE_OK)
+        rc = asy_outbox_db_fail(self, "clearing the problem the re-issue answers");
     if (rc == 0) {
         self->next_seq = out->count + 1;
         self->acked_seq = 0;

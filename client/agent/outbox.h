@@ -70,6 +70,11 @@ int asy_outbox_ack(asy_outbox_t *self, uint64_t seq, int64_t now_ms);
    heartbeating and answering signals, and it retries a failed acknowledgement later. */
 void asy_outbox_set_busy_timeout(asy_outbox_t *self, int timeout_ms);
 
+/* Records, durably and once per epoch, that the centre WELCOMEd this epoch (before anything
+   of it is published): a later re-issue may then chain to it (asy_outbox_reissue). Returns 0
+   or ASY_EDB. */
+int asy_outbox_note_welcome(asy_outbox_t *self);
+
 /* Records the time of the last message from the centre (not fsynced: informational). */
 int asy_outbox_note_contact(asy_outbox_t *self, int64_t now_ms);
 
@@ -79,6 +84,9 @@ typedef struct {
     uint64_t from_seq; /* the old epoch's seqs from_seq..to_seq are now 1..count of new_epoch */
     uint64_t to_seq;
     uint64_t count;
+    /* not 0: the outbox's epoch was a re-issue of old_epoch that the centre never WELCOMEd
+       (a second re-issue in a row); new_epoch re-issues old_epoch in its place */
+    uint64_t skipped_epoch;
 } asy_outbox_reissue_t;
 
 /* Re-issues the outbox under a new epoch (PROTOCOL.md 5.5), for an outbox restored from a

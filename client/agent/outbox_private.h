@@ -39,6 +39,7 @@ struct asy_outbox {
     uint64_t next_seq;  /* valid inside a transaction */
     uint64_t acked_seq; /* valid inside a transaction */
     int64_t contact_written_ms;
+    uint64_t welcome_noted; /* the epoch asy_outbox_note_welcome last wrote (0: none yet) */
     char *path;   /* as opened, for asy_outbox_replaced */
     dev_t device; /* the file opened */
     ino_t inode;

@@ -67,6 +67,16 @@ int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv)
                "events cannot take seqs the centre has used\n",
                config->outbox_path, (unsigned long long)done.new_epoch,
                (unsigned long long)done.old_epoch);
+    else if (done.skipped_epoch)
+        printf("%s: %llu event(s), seqs 1..%llu of epoch %llu (which the centre never "
+               "welcomed: re-issued again before any `run`), are now seqs 1..%llu of epoch %llu, "
+               "re-issuing epoch %llu from seq %llu as epoch %llu did.\nStart `advsync-agent "
+               "run` to send them; the centre acknowledges without storing again those it "
+               "already holds.\n",
+               config->outbox_path, (unsigned long long)done.count, (unsigned long long)done.count,
+               (unsigned long long)done.skipped_epoch, (unsigned long long)done.count,
+               (unsigned long long)done.new_epoch, (unsigned long long)done.old_epoch,
+               (unsigned long long)done.from_seq, (unsigned long long)done.skipped_epoch);
     else
         printf("%s: %llu event(s), seqs %llu..%llu of epoch %llu, are now seqs 1..%llu of "
                "epoch %llu.\nStart `advsync-agent run` to send them; the centre acknowledges "

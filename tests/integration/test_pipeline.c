@@ -177,6 +177,16 @@ Test(pipeline, restored_outbox_stops_and_reissue_delivers_it_exactly_once, .time
     cr_assert(strstr(out, "5 event(s), seqs 3..7 of epoch"), "%s", out);
     cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
     cr_assert(strstr(out, "\"backlog\": 5") && strstr(out, "\"reissue_from_seq\": 3"), "%s", out);
+    /* the problem that asked for the re-issue is answered: status no longer asks for one */
+    cr_assert(strstr(out, "\"problem\": null"), "%s", out);
+    /* re-issued again before any run: the centre never saw that epoch, so a chain through it
+       could not be followed and all five would be stored as new; the new epoch re-issues the
+       original epoch from seq 3 in its place */
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "reissue", NULL), 0, "%s", out);
+    cr_assert(strstr(out, "which the centre never welcomed"), "%s", out);
+    cr_assert(strstr(out, "from seq 3 as epoch"), "%s", out);
+    cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);
+    cr_assert(strstr(out, "\"backlog\": 5") && strstr(out, "\"reissue_from_seq\": 3"), "%s", out);
     cr_assert_eq(asy_test_agent(config, out, sizeof out, 60000, "run", "--until-drained", NULL), 0,
                  "%s", out);
     cr_assert_eq(asy_test_agent(config, out, sizeof out, 30000, "status", "--json", NULL), 0);

@@ -10,6 +10,7 @@
 #include "codec_private.h"
 #include "pb_scan.h"
 
+#include "calendar.h"
 #include "json.h"
 
 #include <sodium.h>
@@ -356,6 +357,22 @@ static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *o
                                                                           : m->qualifying_ended;
         out->legal_status = q->has_legal_status ? (int)q->legal_status : 0;
         out->qualifying = asy_legal_status_qualifies(out->legal_status);
+        const Advsync__V1__Timestamp *at =
+            m->body_case == ADVSYNC__V1__EVENT__BODY_QUALIFYING_ENDED ? q->end : q->start;
+        out->qualifying_at_us = at ? asy_codec_micros(at) : out->occurred_at_us;
+        break;
+    }
+    case ADVSYNC__V1__EVENT__BODY_MEETING_INITIAL_HELD: {
+        const Advsync__V1__Date *date = m->meeting_initial_held->date;
+        out->met_at_us = out->occurred_at_us;
+        if (date && asy_json_date_valid(date->year, date->month, date->day)) {
+            /* noon UTC is that date in London too (UTC+0 or +1) */
+            int64_t noon =
+                (int64_t)asy_date_from_civil(date->year, date->month, date->day) * 86400000000LL +
+                43200000000LL;
+            if (noon < out->met_at_us)
+                out->met_at_us = noon;
+        }
         break;
     }
     case ADVSYNC__V1__EVENT__BODY_REFERRAL_RECEIVED: {

@@ -25,7 +25,8 @@
         referral_reasons (bit r for each ReferralReason r given; migration 005)
       referral_received_at         min(received_at, else occurred_at)        referral.received
       first_contact_at             min(occurred_at)                          contact.made
-      initial_meeting_at           min(occurred_at)                          meeting.initial_held
+      initial_meeting_at           min(its date at 12:00 UTC if earlier,     meeting.initial_held
+                                     else occurred_at)
       eligible (NULL/0/1)          LWW (eligible_version)                    eligibility_decided
       declined_at, decline_reason  LWW (declined_version)                    referral.declined
       closed_at, closure_reason,   LWW (closed_version)                      case.closed
@@ -33,7 +34,10 @@
       legal_status                 LWW (legal_status_version)                qualifying.* with a
                                                                              legal status
       qualifying                   LWW (qualifying_version); .ended -> false qualifying.*
-      qualifying_started_at        min(occurred_at)                          qualifying.started
+                                     (these two versions take the body's start (.started,
+                                     .changed) or end (.ended) in place of occurred_at)
+      qualifying_started_at        min(start, else occurred_at) of those     qualifying.started
+                                     whose status qualifies                  / .changed
       ethnicity_ons, nhs_ethnic,   each LWW with its own <column>_version    person.profile_
         sex, gender, age_band,                                               recorded/updated
         disability, religion,                                                where the field is
@@ -342,6 +346,8 @@ static void s_case_init(s_case_t *c, const char *case_id)
     c->first_event_at = c->last_event_at = S_NO_TIME;
 }
 
+static bool s_version_at(const asy_event_summary_t *e, int64_t at_us, uint8_t out[S_VER_SIZE]);
+
 static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const uint8_t *ver,
                         int64_t occurred)
 {
@@ -368,7 +374,7 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const uint8_t
         s_min(&c->first_contact_at, occurred);
         break;
     case ASY_KIND_MEETING_INITIAL_HELD:
-        s_min(&c->initial_meeting_at, occurred);
+        s_min(&c->initial_meeting_at, e->met_at_us ? e->met_at_us : occurred);
         break;
     case ASY_KIND_CASE_CLOSED:
         if (s_newer(c->closed_version, ver)) {
@@ -379,14 +385,20 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const uint8_t
         break;
     case ASY_KIND_QUALIFYING_STARTED:
     case ASY_KIND_QUALIFYING_CHANGED:
-    case ASY_KIND_QUALIFYING_ENDED:
-        if (e->legal_status && s_newer(c->legal_status_version, ver))
+    case ASY_KIND_QUALIFYING_ENDED: {
+        /* ordered by when the status took effect (the body's start / end), not by when it
+           was recorded: the episode's end is the date of that version */
+        uint8_t qver[S_VER_SIZE];
+        s_version_at(e, e->qualifying_at_us, qver);
+        if (e->legal_status && s_newer(c->legal_status_version, qver))
             c->legal_status = e->legal_status;
-        if (s_newer(c->qualifying_version, ver))
-            c->qualifying = e->kind != ASY_KIND_QUALIFYING_ENDED && e->qualifying;
-        if (e->kind == ASY_KIND_QUALIFYING_STARTED)
-            s_min(&c->qualifying_started_at, occurred);
+        bool qualifying = e->kind != ASY_KIND_QUALIFYING_ENDED && e->qualifying;
+        if (s_newer(c->qualifying_version, qver))
+            c->qualifying = qualifying;
+        if (qualifying) /* s4 then s2: the episode starts with s2 */
+            s_min(&c->qualifying_started_at, e->qualifying_at_us);
         break;
+    }
     case ASY_KIND_PERSON_PROFILE_RECORDED:
     case ASY_KIND_PERSON_PROFILE_UPDATED:
         for (int i = 0; i < S_EQUALITY; i++) {
@@ -416,13 +428,18 @@ void asy_case_version(const asy_event_summary_t *e, char out[ASY_CASE_VERSION_SI
    microseconds (negative clamps to 0) as 8 bytes big-endian, then the event_id's 16 bytes.
    Compared with memcmp, it orders as the text of asy_case_version does. False if the
    event_id is not a UUID (its bytes all zero: validation refuses the nil UUID). */
-static bool s_version(const asy_event_summary_t *e, uint8_t out[S_VER_SIZE])
+static bool s_version_at(const asy_event_summary_t *e, int64_t at_us, uint8_t out[S_VER_SIZE])
 {
-    uint64_t micros = e->occurred_at_us > 0 ? (uint64_t)e->occurred_at_us : 0;
+    uint64_t micros = at_us > 0 ? (uint64_t)at_us : 0;
     for (int i = 0; i < 8; i++)
         out[i] = (uint8_t)(micros >> (56 - 8 * i));
     memcpy(out + 8, e->event_uuid, 16);
     return memcmp(e->event_uuid, s_unset, 16) != 0;
+}
+
+static bool s_version(const asy_event_summary_t *e, uint8_t out[S_VER_SIZE])
+{
+    return s_version_at(e, e->occurred_at_us, out);
 }
 
 static bool s_fold(s_case_t *c, const asy_event_summary_t *e, const char *site_id)

@@ -120,16 +120,13 @@ int asy_case_view_parse(int columns, const char *const *v, asy_case_view_t *out)
     out->decided = ASY_NO_DATE;
     if (ok && eligible >= 0)
         ok = s_date(v[S_ELIGIBLE_VER], &out->decided);
-    /* An episode: a qualifying.started seen and the latest status qualifying, or ended by a
-       qualifying.ended after a qualifying status (legal_status keeps the last one given). */
+    /* An episode: from the first qualifying status (case_fold.c) to the latest status
+       change, if that one does not qualify (.ended, or .changed to informal), else open. One
+       episode per case: a readmission within the same case spans the gap. */
     bool qualifying = s_true(v[S_QUALIFYING]);
     out->q_end = ASY_NO_DATE;
-    if (ok && out->q_start != ASY_NO_DATE && !qualifying) {
-        if (asy_legal_status_qualifies(legal_status))
-            ok = s_date(v[S_QUALIFYING_VER], &out->q_end);
-        else
-            out->q_start = ASY_NO_DATE;
-    }
+    if (ok && out->q_start != ASY_NO_DATE && !qualifying)
+        ok = s_date(v[S_QUALIFYING_VER], &out->q_end);
     out->reasons = (uint32_t)reasons;
     out->left_before_goals = s_true(v[S_LEFT_BEFORE_GOALS]);
     bool optout = s_true(v[S_OPTOUT]);

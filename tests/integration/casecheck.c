@@ -70,8 +70,8 @@ static void s_replay(const s_row_t *rows, size_t count, s_state_t *st)
                 st->first_contact_us = e->occurred_at_us;
             break;
         case ASY_KIND_MEETING_INITIAL_HELD:
-            if (!st->initial_meeting_us)
-                st->initial_meeting_us = e->occurred_at_us;
+            if (!st->initial_meeting_us || e->met_at_us < st->initial_meeting_us)
+                st->initial_meeting_us = e->met_at_us; /* its date, if earlier */
             break;
         case ASY_KIND_CASE_CLOSED:
             st->closed_us = e->occurred_at_us;

@@ -3,7 +3,7 @@
     Written from the metric specification alone (not from the monitor's code), so that the two
     agreeing means something. The steps, each one statement or a few:
       mq_base    one row per case_state row: Europe/London dates, attributes after the
-                 equality opt-out, the episode flag (legal statuses from asy_legal_status_qualifies)
+                 equality opt-out, the episode (from the first qualifying status, case_fold.c)
       mq_cal     every day from 10 days before the earliest referral (or today) to 30 days after
                  the latest (or today): working flag from the C calendar, ord = working days <= day
       mq_case    mq_base + SLA deadlines (the working day whose ord is day 0's ord + n) + M3 wait
@@ -93,8 +93,9 @@ static const char *const s_drop_sql =
     "mq_breakdown, mq_enum, mq_scope, mq_family";
 
 /* Per case: London dates, the dates held in *_version columns (migration 009: 8 bytes of
-   microseconds, then the event id), attributes after the opt-out.
-   $1 = the IMHA-qualifying legal statuses. */
+   microseconds, then the event id), attributes after the opt-out. The episode as
+   case_view.c reads it: from qualifying_started_at to the date of qualifying_version if the
+   latest status does not qualify. */
 static const char *const s_base_sql =
     "CREATE TEMP TABLE mq_base AS SELECT case_id, site_id,"
     " CASE WHEN coalesce(person_key, '') = '' THEN 'c' || case_id ELSE 'p' || person_key END"
@@ -112,8 +113,7 @@ static const char *const s_base_sql =
     "    * interval '1 microsecond')"
     "   AT TIME ZONE 'Europe/London')::date END AS eligibility_date,"
     " (qualifying_started_at AT TIME ZONE 'Europe/London')::date AS q_start,"
-    " qualifying_started_at IS NOT NULL AND (qualifying IS TRUE"
-    "  OR coalesce(legal_status = ANY ($1::int[]), false)) AS episode,"
+    " qualifying_started_at IS NOT NULL AS episode,"
     " CASE WHEN qualifying IS TRUE THEN NULL WHEN octet_length(qualifying_version) = 24 THEN"
     "  ((timestamptz 'epoch' +"
     "    ('x' || encode(substr(qualifying_version, 1, 8), 'hex'))::bit(64)::bigint"
@@ -357,25 +357,10 @@ static int s_load_enums(PGconn *pg)
     return rc;
 }
 
-/* mq_base: $1 = '{2,3,...}', the legal statuses asy_legal_status_qualifies accepts. */
+/* mq_base: one row per case. */
 static int s_load_base(PGconn *pg)
 {
-    s_text_t legal = {0};
-    s_text_add(&legal, "{");
-    const char *separator = "";
-    for (int status = 0; status < S_LEGAL_MAX; status++) {
-        if (asy_legal_status_qualifies(status)) {
-            s_text_add(&legal, "%s%d", separator, status);
-            separator = ",";
-        }
-    }
-    s_text_add(&legal, "}");
-    if (!legal.data)
-        return ASY_ENOMEM;
-    const char *params[1] = {legal.data};
-    int rc = s_run(pg, "mq_base", s_base_sql, 1, params, NULL);
-    free(legal.data);
-    return rc;
+    return s_run(pg, "mq_base", s_base_sql, 0, NULL, NULL);
 }
 
 /* Reads one integer column (NULL -> fallback). */

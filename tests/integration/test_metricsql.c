@@ -137,7 +137,8 @@ static size_t s_cells_of(const char *topic)
    G ward-b: received Mon 06-13: contact deadline Thu 06-16, meeting deadline Mon 06-27.
      Contacted 06-14, met 06-24 (both on time). Found INELIGIBLE 06-15. Closed 06-30, not
      before goals. NON-QUALIFYING legal status s4 (LEGAL_04_S4 = 4, qualifying false): no
-     episode. Community, no ethnicity.  */
+     episode (qualifying_started_at stays NULL: case_fold.c starts an episode only at a
+     qualifying status). Community, no ethnicity.  */
 static void s_insert_cases(void)
 {
     /* a *_version value (migration 009): the instant's microseconds, 8 bytes big-endian || an
@@ -163,7 +164,7 @@ static void s_insert_cases(void)
         " '2022-04-05 10:00+01', 20, NULL, NULL, NULL, false",
         "repeat('0', 64), 'ward-b', '2022-06-13 10:00+01', 2, NULL, '2022-06-14 10:00+01',"
         " '2022-06-24 10:00+01', 0, test_ver('2022-06-15 10:00Z'), NULL, '2022-06-30 10:00+01',"
-        " false, 4, false, test_ver('2022-06-13 10:00Z'), '2022-06-13 10:00+01', NULL, NULL,"
+        " false, 4, false, test_ver('2022-06-13 10:00Z'), NULL, NULL, NULL,"
         " NULL, NULL, false",
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {

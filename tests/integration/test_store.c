@@ -3,6 +3,8 @@
     compare-and-set, the order-independent case_state merge, site binding, re-issued epochs,
     and recovery after the server dropped the connection.  */
 #include "breaches.h"
+#include "calendar.h"
+#include "case_view.h"
 #include "casecheck.h"
 #include "codec.h"
 #include "fixture.h"
@@ -811,6 +813,68 @@ Test(store, last_writer_wins_ties_break_on_event_id)
     cr_assert_str_eq(rows[0], rows[1]);
     free(rows[0]);
     free(rows[1]);
+}
+
+/* An IMHA-qualifying episode (domain.md (c), M6): it starts at the first QUALIFYING status
+   (s4 is not: a conversion to s2 starts it) and ends when the status stops qualifying (made
+   informal), at the times the events give for the status (start / end), not when they were
+   recorded. A meeting's date counts over the time its event was recorded. Before: s4's
+   start began the episode, and the informal status at the end dropped the whole episode. */
+static const s_spec_t s_episode[] = {
+    {0, 50, S_CASE_Z, "2026-03-29T10:00:00Z",
+     "\"qualifyingStarted\": {\"legalStatus\": \"LEGAL_04_S4\"}"},
+    {0, 51, S_CASE_Z, "2026-04-01T09:00:00Z",
+     "\"qualifyingChanged\": {\"legalStatus\": \"LEGAL_02_S2\", \"start\": "
+     "\"2026-03-31T10:00:00Z\"}"},
+    {0, 52, S_CASE_Z, "2026-05-21T09:00:00Z",
+     "\"qualifyingChanged\": {\"legalStatus\": \"LEGAL_01_INFORMAL\", \"start\": "
+     "\"2026-05-20T10:00:00Z\"}"},
+    {0, 53, S_CASE_Z, "2026-04-10T09:00:00Z", "\"meetingInitialHeld\": {\"date\": \"2026-04-02\"}"},
+};
+
+Test(store, an_episode_runs_from_the_first_qualifying_status_to_the_first_that_is_not)
+{
+    size_t orders[2][4] = {{0, 1, 2, 3}, {3, 2, 1, 0}};
+    for (int o = 0; o < 2; o++) {
+        s_teardown();
+        s_setup();
+        s_store = s_new_store();
+        s_hello("agent-a", "site-a", NULL);
+        for (uint64_t i = 0; i < 4; i++) {
+            asy_store_item_t item;
+            s_make(&item, &s_episode[orders[o][i]], "agent-a", 1, i + 1);
+            cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, i, &item, 1, NULL),
+                         0, "%s", asy_store_errmsg(s_store));
+            s_free_items(&item, 1);
+        }
+        cr_assert_eq(asy_test_pg_intf(
+                         s_pg,
+                         "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Z "' AND"
+                         " qualifying_started_at = '2026-03-31T10:00:00Z' AND NOT qualifying"
+                         " AND legal_status = 1 AND initial_meeting_at = '2026-04-02T12:00:00Z'"),
+                     1, "order %d", o);
+        /* the monitor's reading of the row: an episode from 31 March to 20 May */
+        char sql[1024];
+        snprintf(sql, sizeof sql, "SELECT %s FROM case_state WHERE case_id = '%s'",
+                 ASY_CASE_VIEW_COLUMNS, S_CASE_Z);
+        PGresult *res = PQexec(s_pg, sql);
+        cr_assert_eq(PQntuples(res), 1, "%s", PQresultErrorMessage(res));
+        const char *values[64];
+        int columns = PQnfields(res);
+        cr_assert_leq(columns, 64);
+        for (int c = 0; c < columns; c++)
+            values[c] = PQgetisnull(res, 0, c) ? NULL : PQgetvalue(res, 0, c);
+        asy_case_view_t view;
+        cr_assert_eq(asy_case_view_parse(columns, values, &view), 0);
+        PQclear(res);
+        asy_date_t start, end, met;
+        cr_assert_eq(asy_date_from_ymd(2026, 3, 31, &start), 0);
+        cr_assert_eq(asy_date_from_ymd(2026, 5, 20, &end), 0);
+        cr_assert_eq(asy_date_from_ymd(2026, 4, 2, &met), 0);
+        cr_assert(view.q_start == start && view.q_end == end && view.met == met,
+                  "episode %d..%d (want %d..%d), met %d (want %d)", (int)view.q_start,
+                  (int)view.q_end, (int)start, (int)end, (int)view.met, (int)met);
+    }
 }
 
 /* --------------------------------------------------------------------------------------------

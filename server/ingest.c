@@ -372,7 +372,13 @@ static void s_tick(asy_ingest_worker_t *self)
     if (memcmp(&self->counters, &self->logged, sizeof self->counters) != 0)
         s_log_counters(self);
     s_expire_sessions(self, now);
-    asy_ingest_db_wait(self); /* reconnect in the background once the back-off has passed */
+    /* reconnect in the background once the back-off has passed; then settle a batch whose
+       COMMIT went unanswered, if its agent has not come back with a PUBLISH or HELLO */
+    if (asy_ingest_db_wait(self) == 0 && self->doubt.pending) {
+        int rc = asy_ingest_settle_doubt(self);
+        if (rc != 0)
+            asy_ingest_db_failed(self, "committed-seq read", rc);
+    }
 }
 
 /* --------------------------------------------------------------------------------------------
@@ -509,6 +515,8 @@ static void s_ingest_destroy(asy_ingest_worker_t **self_p)
     free(self->monitor_endpoint);
     free(self->views);
     free(self->outcomes);
+    free(self->doubt.views);
+    free(self->doubt.outcomes);
     asy_store_destroy(&self->store);
     zhashx_destroy(&self->sessions);
     free(self->items);

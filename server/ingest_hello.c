@@ -93,9 +93,10 @@ static void s_on_hello_checked(asy_ingest_worker_t *self, const asy_hello_t *hel
     uint32_t wait = asy_ingest_db_wait(self);
     uint64_t committed = 0;
     char committed_event_id[ASY_UUID_TEXT + 1] = "";
-    int rc = wait ? ASY_ERETRY
-                  : asy_store_hello(self->store, hello->agent_id, hello->site_id, hello->epoch,
-                                    &committed);
+    int rc = wait ? ASY_ERETRY : asy_ingest_settle_doubt(self);
+    if (rc == 0)
+        rc =
+            asy_store_hello(self->store, hello->agent_id, hello->site_id, hello->epoch, &committed);
     if (rc == 0) /* so that an agent with a restored or copied outbox can tell (5.1) */
         rc = asy_store_event_id_at(self->store, hello->agent_id, hello->epoch, committed,
                                    committed_event_id);

@@ -70,6 +70,22 @@ typedef struct {
     asy_outcome_view_t *outcomes; /* outcome_state rows of the batch in hand */
     size_t outcome_count;
     size_t outcome_capacity;
+    /* A batch whose COMMIT went unanswered (the connection lost): its rows are held until the
+       stream's committed seq says whether it was committed (ingest_publish.c, s_settle_doubt).
+       Its resend is only duplicates then, and would give the monitor nothing. */
+    struct {
+        bool pending;
+        char agent_id[ASY_ID_MAX + 1];
+        uint64_t epoch;
+        uint64_t first_seq;
+        uint64_t last_seq;
+        asy_case_view_t *views;
+        size_t view_count;
+        size_t view_capacity;
+        asy_outcome_view_t *outcomes;
+        size_t outcome_count;
+        size_t outcome_capacity;
+    } doubt;
 } asy_ingest_worker_t;
 
 /* Copies untrusted text for a log line or a reason: printable ASCII only, at most 64 chars. */
@@ -104,6 +120,11 @@ asy_ingest_session_t *asy_ingest_session_start(asy_ingest_worker_t *self, const 
                                                uint64_t committed,
                                                const asy_store_origin_t *origins,
                                                size_t origin_count);
+
+/* Settles a batch whose COMMIT went unanswered, if one is held: its rows go to the monitor
+   if the stream's committed seq shows it committed. Returns 0, or a store error (the
+   database still away: the caller answers RETRY_LATER). */
+int asy_ingest_settle_doubt(asy_ingest_worker_t *self);
 
 /* Answers a HELLO (ingest_hello.c). */
 void asy_ingest_on_hello(asy_ingest_worker_t *self, const asy_hello_t *hello);

@@ -143,6 +143,20 @@ static int s_refresh(asy_ingest_worker_t *self, asy_ingest_session_t *session,
                       "database unavailable");
         return rc;
     }
+    if (committed < session->committed) {
+        /* the centre's record went back (its database restored, or failed over to a lagging
+           replica) under a live session: what this session knows is wrong, and the
+           compare-and-set would fail for ever. The agent's HELLO starts from the truth. */
+        asy_warn("agent %s epoch %" PRIu64 ": the centre's committed seq went back from %" PRIu64
+                 " to %" PRIu64 " (database restored or failed over?); asking for HELLO again",
+                 session->agent_id, session->epoch, session->committed, committed);
+        asy_ingest_nack(self, ASY_CODE_NOT_WELCOMED, publish->first_seq, 0, 0,
+                        "the centre's committed seq for this stream went back from %" PRIu64
+                        " to %" PRIu64 " (database restored?): send HELLO again",
+                        session->committed, committed);
+        zhashx_delete(self->sessions, self->peer_key); /* frees session */
+        return ASY_ENOTFOUND;
+    }
     if (committed > session->committed)
         session->committed = committed;
     return 0;
@@ -205,6 +219,67 @@ static void s_notify_monitor(asy_ingest_worker_t *self)
     self->view_count = self->outcome_count = 0;
 }
 
+/* Keeps the rows of the batch in hand, whose COMMIT went unanswered, for
+   asy_ingest_settle_doubt (swapping arrays: nothing is copied). */
+static void s_hold_in_doubt(asy_ingest_worker_t *self, const char *agent_id, uint64_t epoch,
+                            uint64_t first_seq, uint64_t last_seq)
+{
+    asy_case_view_t *views = self->doubt.views;
+    size_t view_capacity = self->doubt.view_capacity;
+    asy_outcome_view_t *outcomes = self->doubt.outcomes;
+    size_t outcome_capacity = self->doubt.outcome_capacity;
+    self->doubt.views = self->views;
+    self->doubt.view_capacity = self->view_capacity;
+    self->doubt.view_count = self->view_count;
+    self->doubt.outcomes = self->outcomes;
+    self->doubt.outcome_capacity = self->outcome_capacity;
+    self->doubt.outcome_count = self->outcome_count;
+    self->views = views;
+    self->view_capacity = view_capacity;
+    self->outcomes = outcomes;
+    self->outcome_capacity = outcome_capacity;
+    self->view_count = self->outcome_count = 0;
+    snprintf(self->doubt.agent_id, sizeof self->doubt.agent_id, "%s", agent_id);
+    self->doubt.epoch = epoch;
+    self->doubt.first_seq = first_seq;
+    self->doubt.last_seq = last_seq;
+    self->doubt.pending = true;
+}
+
+int asy_ingest_settle_doubt(asy_ingest_worker_t *self)
+{
+    if (!self->doubt.pending)
+        return 0;
+    uint64_t committed = 0;
+    int rc =
+        asy_store_committed_seq(self->store, self->doubt.agent_id, self->doubt.epoch, &committed);
+    if (rc != 0)
+        return rc;
+    self->doubt.pending = false;
+    if (committed < self->doubt.last_seq) {
+        asy_info("agent %s epoch %" PRIu64 " seqs %" PRIu64 "..%" PRIu64 ": the COMMIT whose "
+                 "answer was lost had not taken effect (committed seq %" PRIu64 "); the resend "
+                 "commits them",
+                 self->doubt.agent_id, self->doubt.epoch, self->doubt.first_seq,
+                 self->doubt.last_seq, committed);
+        return 0;
+    }
+    /* committed (by that COMMIT, or since by the resend elsewhere: then these rows are
+       versions the monitor has already, and it ignores them) */
+    asy_info("agent %s epoch %" PRIu64 " seqs %" PRIu64 "..%" PRIu64 ": the COMMIT whose answer "
+             "was lost had taken effect (committed seq %" PRIu64 "); its %zu case update(s) go "
+             "to the monitor now",
+             self->doubt.agent_id, self->doubt.epoch, self->doubt.first_seq, self->doubt.last_seq,
+             committed, self->doubt.view_count);
+    if (self->monitor && (self->doubt.view_count > 0 || self->doubt.outcome_count > 0) &&
+        asy_monitor_send_cases(self->monitor, self->doubt.views, self->doubt.view_count,
+                               self->doubt.outcomes, self->doubt.outcome_count) != 0)
+        asy_error("worker %d: %zu case updates not handed to the monitor: %s", self->index,
+                  self->doubt.view_count, zmq_strerror(zmq_errno()));
+    self->doubt.view_count = self->doubt.outcome_count = 0;
+    return 0;
+}
+
 /* Answers a batch the store did not commit (rc from asy_store_write_batch, not 0 nor
    ASY_EEXIST): a NACK, or RETRY_LATER with the back-off its cause asks for. Returns rc. */
 static int s_write_failed(asy_ingest_worker_t *self, const asy_publish_t *publish,
@@ -241,6 +316,16 @@ static int s_write_failed(asy_ingest_worker_t *self, const asy_publish_t *publis
                  asy_store_errmsg(self->store));
         s_retry_later(self, publish, ASY_INGEST_RETRY_FIRST_MS,
                       "a transient conflict with another writer, nothing committed");
+        return rc;
+    }
+    if (asy_store_commit_in_doubt(self->store)) {
+        /* the resend settles it: duplicates if it was committed, else committed then */
+        asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": no answer to COMMIT (the connection "
+                 "was lost): the batch may have been committed; resend asked",
+                 asy_ingest_who(self), items[0].seq, items[fresh - 1].seq);
+        s_retry_later(self, publish, asy_ingest_db_failed(self, "batch COMMIT", rc),
+                      "database connection lost at COMMIT; if the batch was committed, its "
+                      "resend is acknowledged as duplicates");
         return rc;
     }
     s_retry_later(self, publish, asy_ingest_db_failed(self, "batch write", rc),
@@ -299,6 +384,9 @@ static int s_write(asy_ingest_worker_t *self, asy_ingest_session_t *session,
                                    session->origin_count > 0 ? &reissued : NULL);
     if (rc == ASY_EEXIST)
         return rc;
+    if (rc != 0 && asy_store_commit_in_doubt(self->store))
+        s_hold_in_doubt(self, session->agent_id, session->epoch, items[0].seq,
+                        items[fresh - 1].seq);
     if (rc != 0)
         return s_write_failed(self, publish, items, fresh, rc);
     s_notify_monitor(self);
@@ -306,11 +394,11 @@ static int s_write(asy_ingest_worker_t *self, asy_ingest_session_t *session,
     return 0;
 }
 
-/* True (after a NACK SEQ_CONFLICT) if the PUBLISH's last seq the centre already holds carries
-   another event than the centre's there: a copy of this agent's outbox, with events of its own
-   under the same seqs, got its batch in first (two copies reconnecting together, each session
-   on its own worker, get past the WELCOME check of 5.1 at the same seq). Acknowledging these
-   seqs as duplicates would lose them. A seq held without an event row (quarantined, or found
+/* True (after a NACK SEQ_CONFLICT, which ends the session) if the PUBLISH's last seq the centre
+   already holds carries another event than the centre's there: a copy of this agent's outbox, with
+   events of its own under the same seqs, got its batch in first (two copies reconnecting together,
+   each session on its own worker, get past the WELCOME check of 5.1 at the same seq). Acknowledging
+   these seqs as duplicates would lose them. A seq held without an event row (quarantined, or found
    already held by a re-issue) is not compared. Returns true after a RETRY_LATER too if the
    database cannot say. */
 static bool s_conflict(asy_ingest_worker_t *self, const asy_ingest_session_t *session,
@@ -345,6 +433,9 @@ static bool s_conflict(asy_ingest_worker_t *self, const asy_ingest_session_t *se
             ": this outbox is a copy or a restored backup; stop, and run `advsync-agent "
             "reissue` on it",
             seq, session->agent_id, session->epoch);
+        /* the session ends: the batches this copy has in flight after this one would
+           otherwise be taken at the seqs after the other copy's (PROTOCOL 5.3 step 3) */
+        zhashx_delete(self->sessions, self->peer_key); /* frees session */
     }
     return conflict;
 }
@@ -420,6 +511,12 @@ void asy_ingest_on_publish(asy_ingest_worker_t *self, const asy_publish_t *publi
     uint32_t wait = asy_ingest_db_wait(self);
     if (wait) {
         s_retry_later(self, publish, wait, "database unavailable");
+        return;
+    }
+    int rc = asy_ingest_settle_doubt(self);
+    if (rc != 0) {
+        s_retry_later(self, publish, asy_ingest_db_failed(self, "committed-seq read", rc),
+                      "database unavailable");
         return;
     }
     if (publish->count > ASY_MAX_BATCH_EVENTS) { /* PROTOCOL 5.3 step 1, after step 0 */

@@ -276,6 +276,11 @@ bool asy_store_connected(const asy_store_t *self)
     return self->db && asy_db_connected(self->db);
 }
 
+bool asy_store_commit_in_doubt(const asy_store_t *self)
+{
+    return self->commit_in_doubt;
+}
+
 const char *asy_store_errmsg(const asy_store_t *self)
 {
     return self ? self->errmsg : "no store";

@@ -23,6 +23,11 @@ const char *asy_store_errmsg(const asy_store_t *self);
    (deadlock, serialization failure: just retry the batch) from a lost database. */
 bool asy_store_connected(const asy_store_t *self);
 
+/* True if the last asy_store_write_batch failed because the connection was lost while its
+   COMMIT was under way: the batch may or may not be committed (the stream's committed_seq
+   says which, once the database is back). */
+bool asy_store_commit_in_doubt(const asy_store_t *self);
+
 /* Re-establishes a lost connection. Returns 0 if the connection is (now) good, else ASY_ERETRY. */
 int asy_store_reconnect(asy_store_t *self);
 

@@ -378,6 +378,7 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
                           uint64_t epoch, uint64_t expected_committed, asy_store_item_t *items,
                           size_t count, asy_store_reissued_t *reissued)
 {
+    self->commit_in_doubt = false;
     int rc = s_check_batch(self, expected_committed, items, count);
     if (rc == 0)
         rc = asy_store_ready(self);
@@ -404,6 +405,8 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
     if ((rc = s_send_batch(self)) != 0)
         goto fail;
     if ((rc = asy_db_commit(self->db)) != 0) {
+        /* no answer to COMMIT: the server may have committed before the line went */
+        self->commit_in_doubt = !asy_db_connected(self->db);
         asy_store_db_error(self, rc, "COMMIT");
         goto fail;
     }

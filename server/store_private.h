@@ -21,6 +21,7 @@ struct asy_store {
     void *case_sink_arg;
     asy_db_row_fn *outcome_sink; /* given the merged outcome_state rows, if set */
     void *outcome_sink_arg;
+    bool commit_in_doubt; /* the last write_batch lost its connection at COMMIT */
     char errmsg[1024];
 };
 

@@ -462,6 +462,66 @@ Test(broker, a_malformed_publish_is_malformed_before_it_is_too_large)
     s_assert_alive();
 }
 
+/* The centre's database goes back in time under a live session (restored from a backup, or
+   failed over to a lagging replica): the session's committed seq is then above the
+   database's, and every compare-and-set failed; the agent was told RETRY_LATER for ever ("the
+   committed seq keeps moving"), with no diagnosis. It is now asked for HELLO again, whose
+   WELCOME tells it the truth (found by an adversarial test). */
+Test(broker, a_database_gone_back_under_a_session_asks_for_hello_again)
+{
+    cr_assert_eq(s_hello("agent-back", "site-back", 1), 0);
+    asy_bytes_t events[4];
+    for (uint64_t i = 0; i < 4; i++)
+        events[i] = s_event("agent-back", "site-back", 1, i + 1);
+    s_publish("agent-back", 1, 1, events, 4);
+    asy_frame_t frame;
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 4);
+    asy_frame_release(&frame);
+    /* the restore: the centre now holds seqs 1..2 only */
+    asy_test_pg_exec(s_pg, "DELETE FROM event WHERE agent_id = 'agent-back' AND seq > 2");
+    asy_test_pg_exec(s_pg,
+                     "UPDATE agent_stream SET committed_seq = 2 WHERE agent_id = 'agent-back'");
+    asy_bytes_t next = s_event("agent-back", "site-back", 1, 5);
+    s_publish("agent-back", 1, 5, &next, 1);
+    s_expect_nack(&frame, ASY_CODE_NOT_WELCOMED);
+    cr_assert(strstr(frame.u.nack.reason, "went back from 4 to 2"), "%s", frame.u.nack.reason);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_hello("agent-back", "site-back", 1), 2, "the WELCOME says what is there");
+    s_free_events(events, 4);
+    s_free_events(&next, 1);
+    s_assert_alive();
+}
+
+/* A copy of an outbox meets SEQ_CONFLICT; the batches it already has in flight must not be
+   taken at the seqs after the other copy's (an adversarial test saw them committed). */
+Test(broker, a_seq_conflict_ends_the_session_so_its_batches_in_flight_are_refused)
+{
+    cr_assert_eq(s_hello("agent-cc", "site-cc", 1), 0);
+    asy_bytes_t first[2] = {s_event("agent-cc", "site-cc", 1, 1),
+                            s_event("agent-cc", "site-cc", 1, 2)};
+    s_publish("agent-cc", 1, 1, first, 2);
+    asy_frame_t frame;
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 2);
+    asy_frame_release(&frame);
+    /* the copy: other events under seqs 1..2, and seq 3 sent right after, before any answer */
+    asy_bytes_t copy[3] = {s_event("agent-cc", "site-cc", 1, 1),
+                           s_event("agent-cc", "site-cc", 1, 2),
+                           s_event("agent-cc", "site-cc", 1, 3)};
+    s_publish("agent-cc", 1, 1, copy, 2);
+    s_publish("agent-cc", 1, 3, copy + 2, 1);
+    s_expect_nack(&frame, ASY_CODE_SEQ_CONFLICT);
+    asy_frame_release(&frame);
+    s_expect_nack(&frame, ASY_CODE_NOT_WELCOMED);
+    asy_frame_release(&frame);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-cc'"), 2);
+    cr_assert_eq(s_count("SELECT committed_seq FROM agent_stream WHERE agent_id = 'agent-cc'"), 2);
+    s_free_events(first, 2);
+    s_free_events(copy, 3);
+    s_assert_alive();
+}
+
 Test(broker, heartbeat_is_echoed)
 {
     asy_frame_t beat = {.type = ASY_FRAME_HEARTBEAT, .version = ASY_PROTOCOL_VERSION};

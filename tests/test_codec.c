@@ -972,45 +972,36 @@ Test(codec, golden_heartbeat_frame)
     free(data);
 }
 
+/* Encodes frame and compares the bytes, in hex, with want. */
+static void s_frame_hex_is(const asy_frame_t *frame, const char *want)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    cr_assert_eq(asy_frame_encode(frame, &data, &size), 0);
+    char *hex = s_hex(data, size);
+    cr_assert_str_eq(hex, want);
+    free(hex);
+    free(data);
+}
+
 /* A NACK carries expected_seq, first_seq and retry_after_ms only where they mean something
    (PROTOCOL 3.5), so that another implementation may read presence. */
 Test(codec, golden_nack_frames_carry_only_their_fields)
 {
     asy_frame_t in = {.type = ASY_FRAME_NACK};
-    in.u.nack = (asy_nack_t){.code = ASY_CODE_MALFORMED_FRAME, .reason = "x"};
-    uint8_t *data = NULL;
-    size_t size = 0;
-    cr_assert_eq(asy_frame_encode(&in, &data, &size), 0);
-    char *hex = s_hex(data, size);
     // version (1) = 1; nack (14) { code (1) = 1; reason (2) = "x" }
-    cr_assert_str_eq(hex, "0801720508011201"
-                          "78");
-    free(hex);
-    free(data);
-
-    // SEQ_GAP: expected_seq (3) = 8 and first_seq (4) = 9; RETRY_LATER: retry_after_ms (5) even 0
+    in.u.nack = (asy_nack_t){.code = ASY_CODE_MALFORMED_FRAME, .reason = "x"};
+    s_frame_hex_is(&in, "080172050801120178");
+    // SEQ_GAP: expected_seq (3) = 8 and first_seq (4) = 9
     in.u.nack =
         (asy_nack_t){.code = ASY_CODE_SEQ_GAP, .reason = "x", .expected_seq = 8, .first_seq = 9};
-    cr_assert_eq(asy_frame_encode(&in, &data, &size), 0);
-    hex = s_hex(data, size);
-    cr_assert_str_eq(hex, "08017209080512017818082009");
-    free(hex);
-    free(data);
+    s_frame_hex_is(&in, "08017209080512017818082009");
+    // RETRY_LATER: retry_after_ms (5), even 0
     in.u.nack = (asy_nack_t){.code = ASY_CODE_RETRY_LATER, .reason = "x"};
-    cr_assert_eq(asy_frame_encode(&in, &data, &size), 0);
-    hex = s_hex(data, size);
-    cr_assert_str_eq(hex, "080172070807120178"
-                          "2800");
-    free(hex);
-    free(data);
-
+    s_frame_hex_is(&in, "0801720708071201782800");
     // a HEARTBEAT with no time (0) echoes none
     in = (asy_frame_t){.type = ASY_FRAME_HEARTBEAT};
-    cr_assert_eq(asy_frame_encode(&in, &data, &size), 0);
-    hex = s_hex(data, size);
-    cr_assert_str_eq(hex, "08017a00");
-    free(hex);
-    free(data);
+    s_frame_hex_is(&in, "08017a00");
 }
 
 /* ASM/1: the broker incarnation is envelope field 3, fixed64 (PROTOCOL.md 9), beside seq. */

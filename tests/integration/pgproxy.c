@@ -53,30 +53,31 @@ struct asy_test_pg_proxy {
     s_pair_t pairs[S_PAIRS];
 };
 
+/* A socket of family connected to address, or -1. */
+static int s_dial(int family, const void *address, socklen_t length)
+{
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)address, length) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
 static int s_connect_server(const asy_test_pg_proxy_t *self)
 {
     if (self->host[0] == '/') {
         struct sockaddr_un address = {.sun_family = AF_UNIX};
         snprintf(address.sun_path, sizeof address.sun_path, "%s/.s.PGSQL.%s", self->host,
                  self->port);
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&address, sizeof address) == 0)
-            return fd;
-        if (fd >= 0)
-            close(fd);
-        return -1;
+        return s_dial(AF_UNIX, &address, sizeof address);
     }
     struct sockaddr_in address = {.sin_family = AF_INET,
                                   .sin_port = htons((uint16_t)atoi(self->port))};
     if (inet_pton(AF_INET, strcmp(self->host, "localhost") == 0 ? "127.0.0.1" : self->host,
                   &address.sin_addr) != 1)
         return -1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&address, sizeof address) == 0)
-        return fd;
-    if (fd >= 0)
-        close(fd);
-    return -1;
+    return s_dial(AF_INET, &address, sizeof address);
 }
 
 static void s_close(s_pair_t *pair)

@@ -788,22 +788,28 @@ static const s_spec_t s_ties[] = {
      "\"personProfileUpdated\": {\"gender\": \"GENDER_NON_BINARY\"}"},
 };
 
+/* Delivers specs[order[0..count)] of site-a one event per batch into a fresh database. */
+static void s_deliver_singly(const s_spec_t *specs, const size_t *order, size_t count)
+{
+    s_teardown();
+    s_setup();
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    for (uint64_t i = 0; i < count; i++) {
+        asy_store_item_t item;
+        s_make(&item, &specs[order[i]], "agent-a", 1, i + 1);
+        cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, i, &item, 1, NULL), 0,
+                     "%s", asy_store_errmsg(s_store));
+        s_free_items(&item, 1);
+    }
+}
+
 Test(store, last_writer_wins_ties_break_on_event_id)
 {
     size_t orders[2][4] = {{0, 1, 2, 3}, {3, 2, 1, 0}};
     char *rows[2];
     for (int o = 0; o < 2; o++) {
-        s_teardown();
-        s_setup();
-        s_store = s_new_store();
-        s_hello("agent-a", "site-a", NULL);
-        for (uint64_t i = 0; i < 4; i++) {
-            asy_store_item_t item;
-            s_make(&item, &s_ties[orders[o][i]], "agent-a", 1, i + 1);
-            cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, i, &item, 1, NULL),
-                         0, "%s", asy_store_errmsg(s_store));
-            s_free_items(&item, 1);
-        }
+        s_deliver_singly(s_ties, orders[o], 4);
         cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE status = 'waiting' AND"
                            " gender = 3"),
                      1, "order %d", o);
@@ -836,17 +842,7 @@ Test(store, an_episode_runs_from_the_first_qualifying_status_to_the_first_that_i
 {
     size_t orders[2][4] = {{0, 1, 2, 3}, {3, 2, 1, 0}};
     for (int o = 0; o < 2; o++) {
-        s_teardown();
-        s_setup();
-        s_store = s_new_store();
-        s_hello("agent-a", "site-a", NULL);
-        for (uint64_t i = 0; i < 4; i++) {
-            asy_store_item_t item;
-            s_make(&item, &s_episode[orders[o][i]], "agent-a", 1, i + 1);
-            cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 1, i, &item, 1, NULL),
-                         0, "%s", asy_store_errmsg(s_store));
-            s_free_items(&item, 1);
-        }
+        s_deliver_singly(s_episode, orders[o], 4);
         cr_assert_eq(asy_test_pg_intf(
                          s_pg,
                          "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Z "' AND"

@@ -466,6 +466,65 @@ static int s_follow_origins(asy_store_t *self, const char *agent_id,
     return 0;
 }
 
+/* Adds to origins the other epochs that re-issued an epoch of the chain ("siblings"): a
+   re-issue that an agent re-issued again before its HELLO was WELCOMEd names the chain's
+   epoch, not the sibling (advsync-agent cannot know whether that HELLO reached the centre,
+   PROTOCOL.md 5.5), so its events may be held under the sibling. A sibling that re-issued
+   origin E from seq F' holds origin seq x at x - (F' - 1): offset = E's offset - (F' - 1),
+   which may be below 0 (those seqs are simply not found). Up to ASY_STORE_REISSUE_DEPTH in
+   all. */
+typedef struct {
+    const asy_store_origin_t *of; /* the chain's epoch they re-issued */
+    asy_store_origin_t *origins;
+    size_t *count;
+} s_siblings_t;
+
+/* One sibling row (epoch, reissue_from_seq): added unless known or there is no room. */
+static int s_add_sibling(void *arg, int columns, const char *const *values)
+{
+    s_siblings_t *s = arg;
+    if (columns != 2 || !values[0] || !values[1] || *s->count >= ASY_STORE_REISSUE_DEPTH)
+        return 0;
+    uint64_t sibling = strtoull(values[0], NULL, 10);
+    uint64_t from = strtoull(values[1], NULL, 10);
+    for (size_t k = 0; k < *s->count; k++)
+        if (s->origins[k].epoch == sibling)
+            return 0;
+    int64_t offset = (int64_t)s->of->offset - (int64_t)(from - 1);
+    s->origins[(*s->count)++] = (asy_store_origin_t){sibling, (uint64_t)offset};
+    return 0;
+}
+
+/* Adds to origins the other epochs that re-issued an epoch of the chain ("siblings"): a
+   re-issue that an agent re-issued again before its HELLO was WELCOMEd names the chain's
+   epoch, not the sibling (advsync-agent cannot know whether that HELLO reached the centre,
+   PROTOCOL.md 5.5), so its events may be held under the sibling. A sibling that re-issued
+   origin E from seq F' holds E's seq x at x - (F' - 1): offset = E's offset - (F' - 1),
+   which may be below 0 (those seqs are simply not found). Up to ASY_STORE_REISSUE_DEPTH
+   origins in all. */
+static int s_add_siblings(asy_store_t *self, const char *agent_id, uint64_t epoch,
+                          asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH], size_t *count)
+{
+    size_t chain = *count;
+    char of_text[24], epoch_text[24];
+    snprintf(epoch_text, sizeof epoch_text, "%" PRId64, (int64_t)epoch);
+    for (size_t i = 0; i < chain && *count < ASY_STORE_REISSUE_DEPTH; i++) {
+        if (origins[i].offset >= (uint64_t)INT64_MAX)
+            continue; /* held at the limit: no seq of a sibling maps there */
+        snprintf(of_text, sizeof of_text, "%" PRId64, (int64_t)origins[i].epoch);
+        const char *params[] = {agent_id, of_text, epoch_text};
+        s_siblings_t siblings = {&origins[i], origins, count};
+        int rc = asy_db_query_each(self->db,
+                                   "SELECT epoch, reissue_from_seq FROM agent_stream"
+                                   " WHERE agent_id = $1 AND reissue_of_epoch = $2 AND epoch <> $3"
+                                   " AND reissue_from_seq >= 1 ORDER BY epoch",
+                                   false, 3, params, s_add_sibling, &siblings);
+        if (rc != 0)
+            return asy_store_db_error(self, rc, "looking for sibling re-issues");
+    }
+    return 0;
+}
+
 int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, uint64_t of_epoch,
                       uint64_t from_seq, asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH],
                       size_t *count)
@@ -478,7 +537,8 @@ int asy_store_reissue(asy_store_t *self, const char *agent_id, uint64_t epoch, u
         return rc;
     /* follow the origins back: an epoch that re-issued events which were re-issued before */
     origins[(*count)++] = (asy_store_origin_t){of_epoch, from_seq - 1};
-    return s_follow_origins(self, agent_id, origins, count);
+    rc = s_follow_origins(self, agent_id, origins, count);
+    return rc == 0 ? s_add_siblings(self, agent_id, epoch, origins, count) : rc;
 }
 
 void asy_store_set_label(asy_store_t *self, const char *label)

@@ -692,6 +692,62 @@ Test(broker, reissued_epoch_drops_the_events_the_centre_holds_from_that_seq_on)
     s_assert_alive();
 }
 
+/* Re-issued twice: epoch 2 re-issued epoch 1 from seq 3 and published (the centre holds one
+   new event under epoch 2); then a backup of the outbox taken before epoch 2's first WELCOME
+   is restored and re-issued again. advsync-agent cannot know that epoch 2 reached the centre,
+   so epoch 3 re-issues epoch 1 from seq 3 in its place (PROTOCOL.md 5.5 step 1): the centre
+   must look under epoch 2 too, a sibling, or that event is stored twice (a review found it). */
+Test(broker, a_reissue_finds_events_held_under_a_sibling_reissue)
+{
+    cr_assert_eq(s_hello("agent-sib", "site-sib", 1), 0);
+    asy_bytes_t old[4];
+    for (int i = 0; i < 4; i++)
+        old[i] = s_event("agent-sib", "site-sib", 1, (uint64_t)i + 1);
+    asy_frame_t frame;
+    s_publish("agent-sib", 1, 1, old, 4);
+    s_recv(&frame, ASY_FRAME_ACK);
+    asy_frame_release(&frame);
+    asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
+    hello.u.hello = (asy_hello_t){.version_min = 1,
+                                  .version_max = 1,
+                                  .agent_id = "agent-sib",
+                                  .site_id = "site-sib",
+                                  .epoch = 2,
+                                  .last_seq = 3,
+                                  .reissue_of_epoch = 1,
+                                  .reissue_from_seq = 3};
+    s_send_frame(&hello);
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    asy_frame_release(&frame);
+    asy_bytes_t second[3] = {s_renumbered(old[2], 2, 1), s_renumbered(old[3], 2, 2),
+                             s_event("agent-sib", "site-sib", 2, 3)};
+    s_publish("agent-sib", 2, 1, second, 3);
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert(frame.u.ack.seq == 3 && frame.u.ack.duplicates == 2);
+    asy_frame_release(&frame);
+
+    /* the restored backup, re-issued in place of epoch 2: the same three events */
+    hello.u.hello.epoch = 3;
+    s_send_frame(&hello);
+    s_recv(&frame, ASY_FRAME_WELCOME);
+    cr_assert_eq(frame.u.welcome.reissue_of_epoch, 1);
+    asy_frame_release(&frame);
+    asy_bytes_t third[3] = {s_renumbered(second[0], 3, 1), s_renumbered(second[1], 3, 2),
+                            s_renumbered(second[2], 3, 3)};
+    s_publish("agent-sib", 3, 1, third, 3);
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 3);
+    cr_assert_eq(frame.u.ack.duplicates, 3, "two held under epoch 1, one under epoch 2");
+    asy_frame_release(&frame);
+    cr_assert_eq(s_count("SELECT count(*) FROM event WHERE agent_id = 'agent-sib'"), 5);
+    cr_assert_eq(s_count("SELECT count(DISTINCT event_id) FROM event WHERE agent_id = 'agent-sib'"),
+                 5);
+    s_free_events(old, 4);
+    s_free_events(second, 3);
+    s_free_events(third, 3);
+    s_assert_alive();
+}
+
 Test(broker, seq_gap_is_nacked_with_expected_seq)
 {
     cr_assert_eq(s_hello("agent-g", "site-g", 1), 0);

@@ -178,6 +178,11 @@ static int s_migrate(asy_store_t *self)
                                              : " (rolled back; the database needs an operator: see "
                                                "deploy/README.md, 'Migrations')");
     }
+    if (rc == 0 && (rc = asy_store_refold(self)) != 0) {
+        char why[sizeof self->errmsg];
+        snprintf(why, sizeof why, "%s", self->errmsg);
+        asy_store_error(self, "re-deriving case_state after migration 011 failed: %s", why);
+    }
     if (rc == 0)
         asy_store_ensure_partitions(self);
     if (rc == 0) {

@@ -36,6 +36,11 @@ int asy_store_db_error(asy_store_t *self, int rc, const char *what);
    Returns 0, or ASY_ERETRY / a db.h code with the message set. */
 int asy_store_ready(asy_store_t *self);
 
+/* If migration 011 left case_state_refold, re-derives the columns it changed from the stored
+   events and drops the table, in one transaction (store_refold.c). Returns 0 or an error
+   (logged by the caller; the migration lock is held). */
+int asy_store_refold(asy_store_t *self);
+
 /* Creates the monthly partitions event_yYYYYmMM for this month and the next two (logged, not
    returned, when it cannot). */
 void asy_store_ensure_partitions(asy_store_t *self);

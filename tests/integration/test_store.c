@@ -873,6 +873,37 @@ Test(store, an_episode_runs_from_the_first_qualifying_status_to_the_first_that_i
     }
 }
 
+/* Rows written before the episode rules changed (3c15e05) hold the old values: migration 011
+   asks the broker to re-derive those columns from the events, once (store_refold.c). */
+Test(store, migration_011_re_derives_the_episode_of_rows_written_before)
+{
+    size_t order[4] = {0, 1, 2, 3};
+    s_deliver_singly(s_episode, order, 4);
+    const char *right = "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Z "' AND"
+                        " qualifying_started_at = '2026-03-31T10:00:00Z' AND NOT qualifying AND"
+                        " legal_status = 1 AND initial_meeting_at = '2026-04-02T12:00:00Z' AND"
+                        " event_count = 4";
+    cr_assert_eq(asy_test_pg_intf(s_pg, "%s", right), 1);
+    /* what the old fold wrote: the s4's start, the meeting's occurred_at, versions by
+       occurred_at; and the marker migration 011 leaves */
+    asy_test_pg_exec(s_pg, "UPDATE case_state SET qualifying_started_at = '2026-03-29T10:00:00Z',"
+                           " initial_meeting_at = '2026-04-10T09:00:00Z', qualifying = true,"
+                           " legal_status = 2, qualifying_version = NULL,"
+                           " legal_status_version = NULL");
+    asy_test_pg_exec(s_pg, "CREATE TABLE case_state_refold (pending boolean PRIMARY KEY);"
+                           " INSERT INTO case_state_refold VALUES (true)");
+    asy_store_destroy(&s_store);
+    s_store = s_new_store(); /* migrates, and re-derives */
+    cr_assert_eq(asy_test_pg_intf(s_pg, "%s", right), 1, "re-derived, event_count untouched");
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM pg_class WHERE relname ="
+                                        " 'case_state_refold'"),
+                 0, "once");
+    /* the same in the order the rows came: a second broker start changes nothing */
+    asy_store_destroy(&s_store);
+    s_store = s_new_store();
+    cr_assert_eq(asy_test_pg_intf(s_pg, "%s", right), 1);
+}
+
 /* --------------------------------------------------------------------------------------------
    A rough figure (no assertion on time). */
 

@@ -339,6 +339,9 @@ static bool s_left_before_goals(int reason)
            reason == ADVSYNC__V1__CLOSURE_REASON__CLOSURE_MOVED;
 }
 
+#define S_EARLIEST_US 946684800000000LL /* 2000-01-01T00:00:00Z, as for occurred_at */
+#define S_AHEAD_US 172800000000LL       /* 2 days */
+
 static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *out)
 {
     switch (m->body_case) {
@@ -357,9 +360,14 @@ static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *o
                                                                           : m->qualifying_ended;
         out->legal_status = q->has_legal_status ? (int)q->legal_status : 0;
         out->qualifying = asy_legal_status_qualifies(out->legal_status);
-        const Advsync__V1__Timestamp *at =
-            m->body_case == ADVSYNC__V1__EVENT__BODY_QUALIFYING_ENDED ? q->end : q->start;
-        out->qualifying_at_us = at ? asy_codec_micros(at) : out->occurred_at_us;
+        bool ended = m->body_case == ADVSYNC__V1__EVENT__BODY_QUALIFYING_ENDED;
+        const Advsync__V1__Timestamp *given = ended ? q->end : q->start;
+        int64_t at = given ? asy_codec_micros(given) : out->occurred_at_us;
+        /* a time outside what occurred_at may hold (a typo: 2062) would win for ever */
+        if (at < S_EARLIEST_US || at > out->occurred_at_us + S_AHEAD_US)
+            at = out->occurred_at_us;
+        /* an end and a start at one instant (s2 ended, s3 started): the end comes first */
+        out->qualifying_at_us = ended && at > 0 ? at - 1 : at;
         break;
     }
     case ADVSYNC__V1__EVENT__BODY_MEETING_INITIAL_HELD: {
@@ -370,7 +378,7 @@ static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *o
             int64_t noon =
                 (int64_t)asy_date_from_civil(date->year, date->month, date->day) * 86400000000LL +
                 43200000000LL;
-            if (noon < out->met_at_us)
+            if (noon < out->met_at_us && noon >= S_EARLIEST_US)
                 out->met_at_us = noon;
         }
         break;

@@ -25,6 +25,7 @@ struct asy_db {
     unsigned generation;
     s_statement_t *statements;
     size_t statement_count;
+    bool refused; /* the last failure carried the server's SQLSTATE */
     char errmsg[1024];
 };
 
@@ -92,6 +93,7 @@ static int s_fail(asy_db_t *self, PGresult *res)
        unexpectedly": PQstatus still says OK until the next call), so the connection is lost,
        not the statement refused */
     bool transient = s_transient(state) || !state || !*state;
+    self->refused = state && *state;
     if (res)
         PQclear(res);
     s_drain(self);
@@ -149,6 +151,11 @@ void asy_db_destroy(asy_db_t **self_p)
 const char *asy_db_errmsg(const asy_db_t *self)
 {
     return self ? self->errmsg : "no database";
+}
+
+bool asy_db_server_refused(const asy_db_t *self)
+{
+    return self->refused;
 }
 
 bool asy_db_connected(const asy_db_t *self)

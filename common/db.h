@@ -40,6 +40,10 @@ const char *asy_db_errmsg(const asy_db_t *self);
 /* True while libpq believes the connection is usable. A server restart is noticed only by
    the next command, which then fails with ASY_ERETRY. */
 bool asy_db_connected(const asy_db_t *self);
+/* True if the last failed command was answered by the server with an error (a SQLSTATE);
+   false if the failure was libpq's (the connection lost, no answer): then, for a COMMIT,
+   the server may have committed. */
+bool asy_db_server_refused(const asy_db_t *self);
 /* As asy_db_connected, but an idle connection (no transaction open) is first asked whether the
    server has closed it meanwhile (a restart, an administrator's pg_terminate_backend): reads
    what is waiting on the socket without blocking or sending anything. Call it before the first

@@ -308,16 +308,6 @@ static int s_write_failed(asy_ingest_worker_t *self, const asy_publish_t *publis
                       "committed; see the broker log");
         return rc;
     }
-    if (rc == ASY_ERETRY && asy_store_connected(self->store)) {
-        /* A deadlock or serialization failure against another worker or broker: expected
-           now and then with concurrent writers; only this batch is resent. */
-        asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": transient conflict, resend asked: %s",
-                 asy_ingest_who(self), items[0].seq, items[fresh - 1].seq,
-                 asy_store_errmsg(self->store));
-        s_retry_later(self, publish, ASY_INGEST_RETRY_FIRST_MS,
-                      "a transient conflict with another writer, nothing committed");
-        return rc;
-    }
     if (asy_store_commit_in_doubt(self->store)) {
         /* the resend settles it: duplicates if it was committed, else committed then */
         asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": no answer to COMMIT (the connection "
@@ -326,6 +316,16 @@ static int s_write_failed(asy_ingest_worker_t *self, const asy_publish_t *publis
         s_retry_later(self, publish, asy_ingest_db_failed(self, "batch COMMIT", rc),
                       "database connection lost at COMMIT; if the batch was committed, its "
                       "resend is acknowledged as duplicates");
+        return rc;
+    }
+    if (rc == ASY_ERETRY && asy_store_connected(self->store)) {
+        /* A deadlock or serialization failure against another worker or broker: expected
+           now and then with concurrent writers; only this batch is resent. */
+        asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": transient conflict, resend asked: %s",
+                 asy_ingest_who(self), items[0].seq, items[fresh - 1].seq,
+                 asy_store_errmsg(self->store));
+        s_retry_later(self, publish, ASY_INGEST_RETRY_FIRST_MS,
+                      "a transient conflict with another writer, nothing committed");
         return rc;
     }
     s_retry_later(self, publish, asy_ingest_db_failed(self, "batch write", rc),

@@ -405,8 +405,9 @@ int asy_store_write_batch(asy_store_t *self, const char *agent_id, const char *s
     if ((rc = s_send_batch(self)) != 0)
         goto fail;
     if ((rc = asy_db_commit(self->db)) != 0) {
-        /* no answer to COMMIT: the server may have committed before the line went */
-        self->commit_in_doubt = !asy_db_connected(self->db);
+        /* no answer to COMMIT (no SQLSTATE: the line went, whether or not libpq has marked
+           the connection bad yet): the server may have committed */
+        self->commit_in_doubt = !asy_db_server_refused(self->db);
         asy_store_db_error(self, rc, "COMMIT");
         goto fail;
     }

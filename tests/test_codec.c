@@ -692,6 +692,28 @@ Test(codec, summarise_facts)
     cr_assert(s.qualifying && s.legal_status == 3);
     s = s_summary_of("\"qualifyingChanged\":{\"legalStatus\":\"s136\"}");
     cr_assert(!s.qualifying && s.legal_status == 20);
+    /* when a status took effect (occurred_at is 2026-03-02T10:00Z): the body's time, an end
+       1 us early (a start at the same instant follows it); one past what occurred_at may
+       hold (a typo: 2062) is not taken */
+    const int64_t occurred = 1772445600000000, day_before = 1772359200000000;
+    s = s_summary_of("\"qualifyingStarted\":{\"legalStatus\":\"LEGAL_03_S3\","
+                     "\"start\":\"2026-03-01T10:00:00Z\"}");
+    cr_assert_eq(s.qualifying_at_us, day_before);
+    s = s_summary_of("\"qualifyingEnded\":{\"legalStatus\":\"LEGAL_02_S2\","
+                     "\"end\":\"2026-03-01T10:00:00Z\"}");
+    cr_assert_eq(s.qualifying_at_us, day_before - 1);
+    s = s_summary_of("\"qualifyingStarted\":{\"legalStatus\":\"LEGAL_03_S3\","
+                     "\"start\":\"2062-03-01T10:00:00Z\"}");
+    cr_assert_eq(s.qualifying_at_us, occurred);
+    s = s_summary_of("\"qualifyingChanged\":{\"legalStatus\":\"LEGAL_03_S3\"}");
+    cr_assert_eq(s.qualifying_at_us, occurred);
+    /* a first meeting's date, at noon UTC, when earlier than occurred_at and not before 2000 */
+    s = s_summary_of("\"meetingInitialHeld\":{\"date\":\"2026-02-20\"}");
+    cr_assert_eq(s.met_at_us, 1771588800000000);
+    s = s_summary_of("\"meetingInitialHeld\":{\"date\":\"1999-12-31\"}");
+    cr_assert_eq(s.met_at_us, occurred);
+    s = s_summary_of("\"meetingInitialHeld\":{\"date\":\"2026-03-05\"}");
+    cr_assert_eq(s.met_at_us, occurred, "a date after the event: the event's time");
     s = s_summary_of("\"referralEligibilityDecided\":{\"eligible\":false}");
     cr_assert_eq(s.eligible, 0);
     s = s_summary_of("\"referralEligibilityDecided\":{\"eligible\":true}");

@@ -66,7 +66,7 @@ int asy_cmd_reissue(const asy_agent_config_t *config, int argc, char **argv)
         printf("%s had no unacknowledged events; it now uses epoch %llu (was %llu), so new "
                "events cannot take seqs the centre has used\n",
                config->outbox_path, (unsigned long long)done.new_epoch,
-               (unsigned long long)done.old_epoch);
+               (unsigned long long)(done.skipped_epoch ? done.skipped_epoch : done.old_epoch));
     else if (done.skipped_epoch)
         printf("%s: %llu event(s), seqs 1..%llu of epoch %llu (which the centre never "
                "welcomed: re-issued again before any `run`), are now seqs 1..%llu of epoch %llu, "

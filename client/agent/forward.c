@@ -281,9 +281,14 @@ static void s_report(asy_forwarder_t *self)
     if (self->now < self->next_report)
         return;
     double seconds = (S_REPORT_MS + (self->now - self->next_report)) / 1000.0;
-    asy_info("rate: %.1f events/s acknowledged; backlog %llu; %zu batches in flight",
+    /* `status` reads the outbox: say so when it is behind what the centre acknowledged */
+    char unsaved[128] = "";
+    if (self->unsaved_ack)
+        snprintf(unsaved, sizeof unsaved, " (%llu acknowledged but not yet recorded in the outbox)",
+                 (unsigned long long)(self->unsaved_ack - self->saved_ack));
+    asy_info("rate: %.1f events/s acknowledged; backlog %llu%s; %zu batches in flight",
              (double)(self->acked_total - self->acked_at_report) / seconds,
-             (unsigned long long)asy_forward_backlog(self), self->flight_count);
+             (unsigned long long)asy_forward_backlog(self), unsaved, self->flight_count);
     self->acked_at_report = self->acked_total;
     self->next_report = self->now + S_REPORT_MS;
 }

@@ -366,8 +366,7 @@ static void s_summarise_body(const Advsync__V1__Event *m, asy_event_summary_t *o
         /* a time outside what occurred_at may hold (a typo: 2062) would win for ever */
         if (at < S_EARLIEST_US || at > out->occurred_at_us + S_AHEAD_US)
             at = out->occurred_at_us;
-        /* an end and a start at one instant (s2 ended, s3 started): the end comes first */
-        out->qualifying_at_us = ended && at > 0 ? at - 1 : at;
+        out->qualifying_at_us = at;
         break;
     }
     case ADVSYNC__V1__EVENT__BODY_MEETING_INITIAL_HELD: {

@@ -171,9 +171,8 @@ typedef struct {
     /* qualifying.* */
     int legal_status;
     bool qualifying;                         /* legal_status is IMHA-qualifying */
-    /* when the status took effect: the body's start (.started, .changed) or end (.ended, less
-       1 us, so that a start at the same instant follows it), if from 2000-01-01 to 2 days
-       after occurred_at; else occurred_at */
+    /* when the status took effect: the body's start (.started, .changed) or end (.ended), if
+       from 2000-01-01 to 2 days after occurred_at; else occurred_at */
     int64_t qualifying_at_us;
     /* meeting.initial_held: its date at 12:00 UTC (the same London date) if given, from
        2000-01-01 and before occurred_at; else occurred_at */

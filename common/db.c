@@ -395,6 +395,7 @@ int asy_db_commit(asy_db_t *self)
 {
     if (asy_db_connected(self) && PQtransactionStatus(self->conn) == PQTRANS_INERROR) {
         asy_db_set_error(self, NULL, "COMMIT of a failed transaction");
+        self->refused = true; /* certainly not committed */
         asy_db_rollback(self);
         return ASY_EDB;
     }
@@ -407,6 +408,7 @@ int asy_db_commit(asy_db_t *self)
     PQclear(res);
     if (rolled_back) {
         asy_db_set_error(self, NULL, "transaction was rolled back by the server");
+        self->refused = true;
         return ASY_EDB;
     }
     return 0;

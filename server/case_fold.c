@@ -35,7 +35,10 @@
                                                                              legal status
       qualifying                   LWW (qualifying_version); .ended -> false qualifying.*
                                      (these two versions take the body's start (.started,
-                                     .changed) or end (.ended) in place of occurred_at)
+                                     .changed) or end (.ended) in place of occurred_at, and
+                                     then a byte, ff if the status qualifies, else 00, before
+                                     the event id's first 15 bytes: at one instant a
+                                     qualifying status wins)
       qualifying_started_at        min(start, else occurred_at) of those     qualifying.started
                                      whose status qualifies                  / .changed
       ethnicity_ons, nhs_ethnic,   each LWW with its own <column>_version    person.profile_
@@ -388,11 +391,16 @@ static void s_fold_kind(s_case_t *c, const asy_event_summary_t *e, const uint8_t
     case ASY_KIND_QUALIFYING_ENDED: {
         /* ordered by when the status took effect (the body's start / end), not by when it
            was recorded: the episode's end is the date of that version */
+        bool qualifying = e->kind != ASY_KIND_QUALIFYING_ENDED && e->qualifying;
         uint8_t qver[S_VER_SIZE];
         s_version_at(e, e->qualifying_at_us, qver);
+        /* at one instant a qualifying status comes after one that is not (s2 ended and s3
+           started at 00:00): one byte after the time says which, then the event id's first
+           15 bytes (the date of the version stays the status's own) */
+        memmove(qver + 9, qver + 8, S_VER_SIZE - 9);
+        qver[8] = qualifying ? 0xff : 0x00;
         if (e->legal_status && s_newer(c->legal_status_version, qver))
             c->legal_status = e->legal_status;
-        bool qualifying = e->kind != ASY_KIND_QUALIFYING_ENDED && e->qualifying;
         if (s_newer(c->qualifying_version, qver))
             c->qualifying = qualifying;
         if (qualifying) /* s4 then s2: the episode starts with s2 */

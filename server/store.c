@@ -522,7 +522,7 @@ static int s_add_siblings(asy_store_t *self, const char *agent_id, uint64_t epoc
         int rc = asy_db_query_each(self->db,
                                    "SELECT epoch, reissue_from_seq FROM agent_stream"
                                    " WHERE agent_id = $1 AND reissue_of_epoch = $2 AND epoch <> $3"
-                                   " AND reissue_from_seq >= 1 ORDER BY epoch",
+                                   " AND reissue_from_seq >= 1 ORDER BY epoch DESC",
                                    false, 3, params, s_add_sibling, &siblings);
         if (rc != 0)
             return asy_store_db_error(self, rc, "looking for sibling re-issues");

@@ -283,8 +283,19 @@ static int s_reissued_since(asy_store_t *self, const char *agent_id, uint64_t ep
 {
     asy_db_row_t row = {0};
     int rc = asy_db_query_row(self->db, "reissued_by", true, 3, params, &row);
-    if (rc == ASY_ENOTFOUND)
-        return 0;
+    if (rc == ASY_ENOTFOUND) {
+        /* a sibling: a newer epoch re-issues the same origin in this one's place (the outbox
+           re-issued again, PROTOCOL.md 5.5 step 1), so this one is a copy that no longer
+           sends, as above; its events belong to the newer epoch */
+        rc = asy_db_query_row(self->db,
+                              "SELECT t.epoch, t.reissue_from_seq FROM agent_stream s"
+                              " JOIN agent_stream t ON t.agent_id = s.agent_id"
+                              " AND t.reissue_of_epoch = s.reissue_of_epoch AND t.epoch > s.epoch"
+                              " WHERE s.agent_id = $1 AND s.epoch = $2 ORDER BY t.epoch LIMIT 1",
+                              false, 2, params, &row);
+        if (rc == ASY_ENOTFOUND)
+            return 0;
+    }
     if (rc != 0)
         return asy_store_db_error(self, rc, "reading a re-issued epoch");
     asy_store_error(self,
@@ -336,7 +347,7 @@ static int s_lock_origins(asy_store_t *self, const char *agent_id,
     const char *params[] = {agent_id, epochs};
     int rc = asy_db_exec(self->db,
                          "SELECT 1 FROM agent_stream WHERE agent_id = $1"
-                         " AND epoch = ANY($2::bigint[]) FOR UPDATE",
+                         " AND epoch = ANY($2::bigint[]) ORDER BY epoch FOR UPDATE",
                          2, params, NULL);
     free(epochs);
     return rc == 0 ? 0 : asy_store_db_error(self, rc, "locking the re-issued epochs");

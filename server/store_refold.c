@@ -4,7 +4,9 @@
     Design: a migration cannot decode event payloads (protobuf) in SQL, so it leaves a marker
     table; this step, run by s_migrate under the migration lock right after the migrations,
     does the work in C with the fold itself (case_fold.c), in one transaction that ends by
-    dropping the marker: the columns are reset for the cases that have such events, then the
+    dropping the marker: the columns are reset for the cases that have such events and all of
+    whose events are still in `event` (event_count of them: a case with events in a detached
+    partition keeps its values rather than be rebuilt from part of its history), then the
     events are read with a cursor, 5,000 at a time, folded into delta rows, and merged into
     those columns alone with the fold's own rules (LEAST for the starts, last writer wins by
     version for the status and the flag). case_state is locked against other writers
@@ -48,6 +50,8 @@ typedef struct {
     size_t count;
     uint64_t events; /* read so far */
     uint64_t undecodable;
+    uint64_t cases; /* re-derived */
+    uint64_t kept;  /* with events no longer all in the event table: left as they were */
 } s_chunk_t;
 
 /* One event row (payload as bytea text): decoded and summarised into the next item. */
@@ -88,25 +92,53 @@ static int s_refold(asy_store_t *self, s_chunk_t *chunk)
     snprintf(kinds, sizeof kinds, S_KINDS_TEXT, ASY_KIND_QUALIFYING_STARTED,
              ASY_KIND_QUALIFYING_CHANGED, ASY_KIND_QUALIFYING_ENDED, ASY_KIND_MEETING_INITIAL_HELD);
     int rc = s_exec(self, "LOCK TABLE case_state IN EXCLUSIVE MODE", "locking case_state");
+    /* only cases whose every event is still here (event_count says how many there were): a
+       case with events in a detached partition, say, keeps what it has, rather than be
+       rebuilt from part of its history */
+    snprintf(sql, sizeof sql,
+             "CREATE TEMP TABLE asy_refold_case ON COMMIT DROP AS SELECT c.case_id"
+             " FROM case_state c JOIN (SELECT case_id, count(*) AS n,"
+             " bool_or(kind = ANY('%s'::smallint[])) AS touched FROM event GROUP BY case_id) e"
+             " ON e.case_id = c.case_id WHERE e.touched AND e.n = c.event_count",
+             kinds);
+    if (rc == 0)
+        rc = s_exec(self, sql, "choosing the cases");
     snprintf(sql, sizeof sql,
              "UPDATE case_state SET qualifying_started_at = NULL, qualifying = NULL,"
              " qualifying_version = NULL, legal_status = NULL, legal_status_version = NULL"
-             " WHERE case_id IN (SELECT case_id FROM event WHERE kind IN (%d, %d, %d))",
+             " WHERE case_id IN (SELECT case_id FROM event WHERE kind IN (%d, %d, %d))"
+             " AND case_id IN (SELECT case_id FROM asy_refold_case)",
              ASY_KIND_QUALIFYING_STARTED, ASY_KIND_QUALIFYING_CHANGED, ASY_KIND_QUALIFYING_ENDED);
     if (rc == 0)
         rc = s_exec(self, sql, "resetting the qualifying columns");
     snprintf(sql, sizeof sql,
              "UPDATE case_state SET initial_meeting_at = NULL"
-             " WHERE case_id IN (SELECT case_id FROM event WHERE kind = %d)",
+             " WHERE case_id IN (SELECT case_id FROM event WHERE kind = %d)"
+             " AND case_id IN (SELECT case_id FROM asy_refold_case)",
              ASY_KIND_MEETING_INITIAL_HELD);
     if (rc == 0)
         rc = s_exec(self, sql, "resetting initial_meeting_at");
     snprintf(sql, sizeof sql,
              "DECLARE asy_refold NO SCROLL CURSOR FOR SELECT payload FROM event"
-             " WHERE kind = ANY('%s'::smallint[])",
+             " WHERE kind = ANY('%s'::smallint[])"
+             " AND case_id IN (SELECT case_id FROM asy_refold_case)",
              kinds);
     if (rc == 0)
         rc = s_exec(self, sql, "reading the events");
+    if (rc == 0) { /* for the log: how many were re-derived, how many kept as they were */
+        snprintf(sql, sizeof sql,
+                 "SELECT (SELECT count(*) FROM asy_refold_case), (SELECT count(DISTINCT case_id)"
+                 " FROM event WHERE kind = ANY('%s'::smallint[]))",
+                 kinds);
+        asy_db_row_t row;
+        if (asy_db_query_row(self->db, sql, false, 0, NULL, &row) == 0 && row.values[0] &&
+            row.values[1]) {
+            chunk->cases = strtoull(row.values[0], NULL, 10);
+            uint64_t touched = strtoull(row.values[1], NULL, 10);
+            chunk->kept = touched > chunk->cases ? touched - chunk->cases : 0;
+        }
+        asy_db_row_release(&row);
+    }
     while (rc == 0) {
         chunk->count = 0;
         snprintf(sql, sizeof sql, "FETCH %d FROM asy_refold", S_FETCH);
@@ -159,9 +191,12 @@ int asy_store_refold(asy_store_t *self)
     if (rc != 0)
         asy_db_rollback(self->db);
     else
-        asy_info("case_state: the IMHA episode and the first meeting re-derived from %" PRIu64
-                 " stored events (migration 011)%s",
-                 chunk.events, chunk.undecodable ? "; some payloads did not decode" : "");
+        asy_info("case_state: the IMHA episode and the first meeting of %" PRIu64 " case(s)"
+                 " re-derived from %" PRIu64 " stored events (migration 011); %" PRIu64
+                 " case(s) whose events are not all in the event table (a detached partition?)"
+                 " kept as they were%s",
+                 chunk.cases, chunk.events, chunk.kept,
+                 chunk.undecodable ? "; some payloads did not decode (their cases lack them)" : "");
     free(chunk.items);
     return rc;
 }

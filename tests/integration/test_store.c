@@ -501,6 +501,38 @@ Test(store, a_reissue_origin_without_its_seq_ends_the_chain)
     cr_assert_eq(origins[0].offset, 4);
 }
 
+/* Two epochs re-issue the same origin (an outbox re-issued again in place of one the centre
+   had seen, PROTOCOL.md 5.5 step 1): once the newer one has said HELLO, a batch of the older
+   one is refused (it belongs to a copy that no longer sends), as for an epoch re-issued
+   directly; else both would store the same events (a review reproduced it). */
+Test(store, a_batch_of_an_epoch_a_sibling_superseded_is_refused)
+{
+    s_store = s_new_store();
+    s_hello("agent-a", "site-a", NULL);
+    uint64_t committed = 0;
+    asy_store_origin_t origins[ASY_STORE_REISSUE_DEPTH];
+    size_t count = 0;
+    for (uint64_t epoch = 2; epoch <= 3; epoch++) {
+        cr_assert_eq(asy_store_hello(s_store, "agent-a", "site-a", epoch, &committed), 0, "%s",
+                     asy_store_errmsg(s_store));
+        cr_assert_eq(asy_store_reissue(s_store, "agent-a", epoch, 1, 3, origins, &count), 0, "%s",
+                     asy_store_errmsg(s_store));
+    }
+    cr_assert_eq(count, 2, "epoch 3 looks under epoch 1 and its sibling epoch 2");
+    asy_store_item_t items[2];
+    s_spec_t spec = s_contact;
+    for (int i = 0; i < 2; i++) {
+        spec.id = 70 + i;
+        s_make(&items[i], &spec, "agent-a", 2, (uint64_t)i + 1);
+    }
+    asy_store_reissued_t reissued = {origins, 1, 0};
+    cr_assert_eq(asy_store_write_batch(s_store, "agent-a", "site-a", 2, 0, items, 2, &reissued),
+                 ASY_EPROTO, "%s", asy_store_errmsg(s_store));
+    cr_assert(strstr(asy_store_errmsg(s_store), "as epoch 3"), "%s", asy_store_errmsg(s_store));
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event WHERE epoch = 2"), 0);
+    s_free_items(items, 2);
+}
+
 /* A re-issue from a seq near 2^63 (valid in a HELLO) maps the batch's seqs past what bigint
    holds: the look-up holds its bounds there instead of failing every batch with "bigint out
    of range" (answered RETRY_LATER for ever); along a chain the offsets are held too. */
@@ -873,6 +905,44 @@ Test(store, an_episode_runs_from_the_first_qualifying_status_to_the_first_that_i
     }
 }
 
+/* s2 ended and s3 started at one instant, London midnight: in either order the patient is
+   still detained (a qualifying status wins a tie), and the status's version keeps its own
+   time, so the end falls on its own date. */
+static const s_spec_t s_tie[] = {
+    {0, 60, S_CASE_Y, "2026-05-01T09:00:00Z",
+     "\"qualifyingStarted\": {\"legalStatus\": \"LEGAL_02_S2\"}"},
+    {0, 61, S_CASE_Y, "2026-06-01T09:00:00Z",
+     "\"qualifyingEnded\": {\"legalStatus\": \"LEGAL_02_S2\", \"end\": \"2026-05-31T23:00:00Z\"}"},
+    {0, 62, S_CASE_Y, "2026-06-01T09:05:00Z",
+     "\"qualifyingStarted\": {\"legalStatus\": \"LEGAL_03_S3\", \"start\": "
+     "\"2026-05-31T23:00:00Z\"}"},
+};
+
+Test(store, a_qualifying_status_wins_a_tie_with_an_end_at_the_same_instant)
+{
+    size_t orders[2][3] = {{0, 1, 2}, {0, 2, 1}};
+    for (int o = 0; o < 2; o++) {
+        s_deliver_singly(s_tie, orders[o], 3);
+        cr_assert_eq(
+            asy_test_pg_intf(s_pg, "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Y "'"
+                                   " AND qualifying AND legal_status = 3 AND"
+                                   " qualifying_started_at = '2026-05-01T09:00:00Z' AND"
+                                   " ('x' || encode(substr(qualifying_version, 1, 8), 'hex'))"
+                                   "::bit(64)::bigint = 1780268400000000"),
+            1, "order %d", o);
+    }
+    /* the end alone: the version is the end's own instant (London 1 June), not a moment
+       before it */
+    size_t end_only[2] = {0, 1};
+    s_deliver_singly(s_tie, end_only, 2);
+    cr_assert_eq(asy_test_pg_intf(s_pg,
+                                  "SELECT count(*) FROM case_state WHERE case_id = '" S_CASE_Y "'"
+                                  " AND NOT qualifying AND ('x' || encode(substr("
+                                  "qualifying_version, 1, 8), 'hex'))::bit(64)::bigint"
+                                  " = 1780268400000000"),
+                 1);
+}
+
 /* Rows written before the episode rules changed (3c15e05) hold the old values: migration 011
    asks the broker to re-derive those columns from the events, once (store_refold.c). */
 Test(store, migration_011_re_derives_the_episode_of_rows_written_before)
@@ -902,6 +972,16 @@ Test(store, migration_011_re_derives_the_episode_of_rows_written_before)
     asy_store_destroy(&s_store);
     s_store = s_new_store();
     cr_assert_eq(asy_test_pg_intf(s_pg, "%s", right), 1);
+
+    /* a case whose events are no longer all there (a detached partition): kept as it is,
+       rather than rebuilt from part of its history */
+    asy_test_pg_exec(s_pg, "DELETE FROM event WHERE seq = 2"); /* the s2 */
+    asy_test_pg_exec(s_pg, "CREATE TABLE case_state_refold (pending boolean PRIMARY KEY);"
+                           " INSERT INTO case_state_refold VALUES (true)");
+    asy_store_destroy(&s_store);
+    s_store = s_new_store();
+    cr_assert_eq(asy_test_pg_intf(s_pg, "%s", right), 1, "kept");
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM event"), 3);
 }
 
 /* --------------------------------------------------------------------------------------------

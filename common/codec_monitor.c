@@ -375,9 +375,7 @@ int asy_mmsg_decode(asy_mmsg_t *msg, const uint8_t *data, size_t size)
     Advsync__V1__MonitorMessage *pb = advsync__v1__monitor_message__unpack(NULL, size, data);
     if (!pb)
         return ASY_EPROTO;
-    char nul_field[64];
-    if (asy_pb_nul_in_string(&advsync__v1__monitor_message__descriptor, data, size, nul_field,
-                             sizeof nul_field)) {
+    if (asy_pb_nul_in_string(&advsync__v1__monitor_message__descriptor, data, size, NULL, 0)) {
         /* a subtree "all/M1/\0x" would be read as "all/M1/" (PROTOCOL 4: strings hold no NUL) */
         advsync__v1__monitor_message__free_unpacked(pb, NULL);
         return ASY_EPROTO;

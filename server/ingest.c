@@ -513,10 +513,10 @@ static void s_ingest_destroy(asy_ingest_worker_t **self_p)
     zsock_destroy(&self->front);   /* inproc: replies already sent stay readable by the front */
     zsock_destroy(&self->monitor);
     free(self->monitor_endpoint);
-    free(self->views);
-    free(self->outcomes);
-    free(self->doubt.views);
-    free(self->doubt.outcomes);
+    free(self->rows.views);
+    free(self->rows.outcomes);
+    free(self->doubt.rows.views);
+    free(self->doubt.rows.outcomes);
     asy_store_destroy(&self->store);
     zhashx_destroy(&self->sessions);
     free(self->items);

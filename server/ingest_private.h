@@ -36,6 +36,16 @@ typedef struct {
     uint64_t nacks[ASY_INGEST_CODES];
 } asy_ingest_counters_t;
 
+/* The merged case_state and outcome_state rows of a batch, as the monitor takes them. */
+typedef struct {
+    asy_case_view_t *views;
+    size_t view_count;
+    size_t view_capacity;
+    asy_outcome_view_t *outcomes;
+    size_t outcome_count;
+    size_t outcome_capacity;
+} asy_ingest_rows_t;
+
 typedef struct {
     zsock_t *pipe;
     zsock_t *front; /* PAIR to the front: routing id + body, both ways */
@@ -64,14 +74,9 @@ typedef struct {
     const char *hello_agent; /* while a HELLO is answered: the agent id it names */
     char *monitor_endpoint;  /* NULL: no monitor */
     zsock_t *monitor;        /* PUSH: case_state rows of committed batches */
-    asy_case_view_t *views;  /* rows of the batch in hand, sent after COMMIT */
-    size_t view_count;
-    size_t view_capacity;
-    asy_outcome_view_t *outcomes; /* outcome_state rows of the batch in hand */
-    size_t outcome_count;
-    size_t outcome_capacity;
+    asy_ingest_rows_t rows;  /* of the batch in hand, sent after COMMIT */
     /* A batch whose COMMIT went unanswered (the connection lost): its rows are held until the
-       stream's committed seq says whether it was committed (ingest_publish.c, s_settle_doubt).
+       stream's committed seq says whether it was committed (asy_ingest_settle_doubt).
        Its resend is only duplicates then, and would give the monitor nothing. */
     struct {
         bool pending;
@@ -79,12 +84,7 @@ typedef struct {
         uint64_t epoch;
         uint64_t first_seq;
         uint64_t last_seq;
-        asy_case_view_t *views;
-        size_t view_count;
-        size_t view_capacity;
-        asy_outcome_view_t *outcomes;
-        size_t outcome_count;
-        size_t outcome_capacity;
+        asy_ingest_rows_t rows;
     } doubt;
 } asy_ingest_worker_t;
 

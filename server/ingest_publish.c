@@ -180,65 +180,55 @@ static void *s_room_for_one(void *array, size_t *capacity, size_t count, size_t 
 int asy_ingest_collect_case(void *arg, int columns, const char *const *values)
 {
     asy_ingest_worker_t *self = arg;
+    asy_ingest_rows_t *rows = &self->rows;
     asy_case_view_t *views =
-        s_room_for_one(self->views, &self->view_capacity, self->view_count, sizeof *views, 256);
+        s_room_for_one(rows->views, &rows->view_capacity, rows->view_count, sizeof *views, 256);
     if (!views)
         return ASY_ENOMEM;
-    self->views = views;
-    if (asy_case_view_parse(columns, values, &self->views[self->view_count]) != 0) {
+    rows->views = views;
+    if (asy_case_view_parse(columns, values, &rows->views[rows->view_count]) != 0) {
         asy_warn("worker %d: case_state row %s not understood by the monitor; skipped", self->index,
                  values[0] ? values[0] : "?");
         return 0;
     }
-    self->view_count++;
+    rows->view_count++;
     return 0;
 }
 
 /* The store's outcome sink: keeps the merged outcome_state rows of the batch in hand. */
 int asy_ingest_collect_outcome(void *arg, int columns, const char *const *values)
 {
-    asy_ingest_worker_t *self = arg;
-    asy_outcome_view_t *outcomes = s_room_for_one(self->outcomes, &self->outcome_capacity,
-                                                  self->outcome_count, sizeof *outcomes, 64);
+    asy_ingest_rows_t *rows = &((asy_ingest_worker_t *)arg)->rows;
+    asy_outcome_view_t *outcomes = s_room_for_one(rows->outcomes, &rows->outcome_capacity,
+                                                  rows->outcome_count, sizeof *outcomes, 64);
     if (!outcomes)
         return ASY_ENOMEM;
-    self->outcomes = outcomes;
-    if (asy_outcome_view_parse(columns, values, &self->outcomes[self->outcome_count]) == 0)
-        self->outcome_count++;
+    rows->outcomes = outcomes;
+    if (asy_outcome_view_parse(columns, values, &rows->outcomes[rows->outcome_count]) == 0)
+        rows->outcome_count++;
     return 0;
 }
 
-/* Hands the committed batch's case rows to the monitor. */
-static void s_notify_monitor(asy_ingest_worker_t *self)
+/* Hands committed rows (the batch's, or a settled doubt's) to the monitor, and empties them. */
+static void s_notify_monitor(asy_ingest_worker_t *self, asy_ingest_rows_t *rows)
 {
-    if (self->monitor && (self->view_count > 0 || self->outcome_count > 0) &&
-        asy_monitor_send_cases(self->monitor, self->views, self->view_count, self->outcomes,
-                               self->outcome_count) != 0)
+    if (self->monitor && (rows->view_count > 0 || rows->outcome_count > 0) &&
+        asy_monitor_send_cases(self->monitor, rows->views, rows->view_count, rows->outcomes,
+                               rows->outcome_count) != 0)
         asy_error("worker %d: %zu case updates not handed to the monitor: %s", self->index,
-                  self->view_count, zmq_strerror(zmq_errno()));
-    self->view_count = self->outcome_count = 0;
+                  rows->view_count, zmq_strerror(zmq_errno()));
+    rows->view_count = rows->outcome_count = 0;
 }
 
 /* Keeps the rows of the batch in hand, whose COMMIT went unanswered, for
-   asy_ingest_settle_doubt (swapping arrays: nothing is copied). */
+   asy_ingest_settle_doubt (the two row sets swap their arrays: nothing is copied). */
 static void s_hold_in_doubt(asy_ingest_worker_t *self, const char *agent_id, uint64_t epoch,
                             uint64_t first_seq, uint64_t last_seq)
 {
-    asy_case_view_t *views = self->doubt.views;
-    size_t view_capacity = self->doubt.view_capacity;
-    asy_outcome_view_t *outcomes = self->doubt.outcomes;
-    size_t outcome_capacity = self->doubt.outcome_capacity;
-    self->doubt.views = self->views;
-    self->doubt.view_capacity = self->view_capacity;
-    self->doubt.view_count = self->view_count;
-    self->doubt.outcomes = self->outcomes;
-    self->doubt.outcome_capacity = self->outcome_capacity;
-    self->doubt.outcome_count = self->outcome_count;
-    self->views = views;
-    self->view_capacity = view_capacity;
-    self->outcomes = outcomes;
-    self->outcome_capacity = outcome_capacity;
-    self->view_count = self->outcome_count = 0;
+    asy_ingest_rows_t spare = self->doubt.rows;
+    spare.view_count = spare.outcome_count = 0;
+    self->doubt.rows = self->rows;
+    self->rows = spare;
     snprintf(self->doubt.agent_id, sizeof self->doubt.agent_id, "%s", agent_id);
     self->doubt.epoch = epoch;
     self->doubt.first_seq = first_seq;
@@ -270,13 +260,8 @@ int asy_ingest_settle_doubt(asy_ingest_worker_t *self)
              "was lost had taken effect (committed seq %" PRIu64 "); its %zu case update(s) go "
              "to the monitor now",
              self->doubt.agent_id, self->doubt.epoch, self->doubt.first_seq, self->doubt.last_seq,
-             committed, self->doubt.view_count);
-    if (self->monitor && (self->doubt.view_count > 0 || self->doubt.outcome_count > 0) &&
-        asy_monitor_send_cases(self->monitor, self->doubt.views, self->doubt.view_count,
-                               self->doubt.outcomes, self->doubt.outcome_count) != 0)
-        asy_error("worker %d: %zu case updates not handed to the monitor: %s", self->index,
-                  self->doubt.view_count, zmq_strerror(zmq_errno()));
-    self->doubt.view_count = self->doubt.outcome_count = 0;
+             committed, self->doubt.rows.view_count);
+    s_notify_monitor(self, &self->doubt.rows);
     return 0;
 }
 
@@ -309,7 +294,10 @@ static int s_write_failed(asy_ingest_worker_t *self, const asy_publish_t *publis
         return rc;
     }
     if (asy_store_commit_in_doubt(self->store)) {
-        /* the resend settles it: duplicates if it was committed, else committed then */
+        /* the resend settles it: duplicates if it was committed, else committed then; the
+           monitor gets the rows once committed_seq says which */
+        s_hold_in_doubt(self, publish->agent_id, publish->epoch, items[0].seq,
+                        items[fresh - 1].seq);
         asy_warn("agent %s seqs %" PRIu64 "..%" PRIu64 ": no answer to COMMIT (the connection "
                  "was lost): the batch may have been committed; resend asked",
                  asy_ingest_who(self), items[0].seq, items[fresh - 1].seq);
@@ -377,19 +365,16 @@ static int s_write(asy_ingest_worker_t *self, asy_ingest_session_t *session,
     for (size_t i = 0; i < fresh; i++)
         s_check_event(session, &publish->events[duplicates + i],
                       publish->first_seq + duplicates + i, &items[i]);
-    self->view_count = self->outcome_count = 0;
+    self->rows.view_count = self->rows.outcome_count = 0;
     asy_store_reissued_t reissued = {session->origins, session->origin_count, 0};
     int rc = asy_store_write_batch(self->store, session->agent_id, session->site_id, session->epoch,
                                    session->committed, items, fresh,
                                    session->origin_count > 0 ? &reissued : NULL);
     if (rc == ASY_EEXIST)
         return rc;
-    if (rc != 0 && asy_store_commit_in_doubt(self->store))
-        s_hold_in_doubt(self, session->agent_id, session->epoch, items[0].seq,
-                        items[fresh - 1].seq);
     if (rc != 0)
         return s_write_failed(self, publish, items, fresh, rc);
-    s_notify_monitor(self);
+    s_notify_monitor(self, &self->rows);
     s_write_committed(self, session, items, fresh, duplicates, reissued.known);
     return 0;
 }

@@ -471,13 +471,7 @@ static int s_follow_origins(asy_store_t *self, const char *agent_id,
     return 0;
 }
 
-/* Adds to origins the other epochs that re-issued an epoch of the chain ("siblings"): a
-   re-issue that an agent re-issued again before its HELLO was WELCOMEd names the chain's
-   epoch, not the sibling (advsync-agent cannot know whether that HELLO reached the centre,
-   PROTOCOL.md 5.5), so its events may be held under the sibling. A sibling that re-issued
-   origin E from seq F' holds origin seq x at x - (F' - 1): offset = E's offset - (F' - 1),
-   which may be below 0 (those seqs are simply not found). Up to ASY_STORE_REISSUE_DEPTH in
-   all. */
+/* s_add_siblings' query rows go into origins through this. */
 typedef struct {
     const asy_store_origin_t *of; /* the chain's epoch they re-issued */
     asy_store_origin_t *origins;

@@ -6,7 +6,8 @@
     does the work in C with the fold itself (case_fold.c), in one transaction that ends by
     dropping the marker: the columns are reset for the cases that have such events and all of
     whose events are still in `event` (event_count of them: a case with events in a detached
-    partition keeps its values rather than be rebuilt from part of its history), then the
+    partition keeps its values rather than be rebuilt from part of its history; one pass over
+    `event` chooses them), then the
     events are read with a cursor, 5,000 at a time, folded into delta rows, and merged into
     those columns alone with the fold's own rules (LEAST for the starts, last writer wins by
     version for the status and the flag). case_state is locked against other writers
@@ -19,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,8 +81,16 @@ static int s_take_row(void *arg, int columns, const char *const *values)
     return 0;
 }
 
-static int s_exec(asy_store_t *self, const char *sql, const char *what)
+/* Runs the statement printf(format, ...) makes; what names it in the error. */
+static int s_exec(asy_store_t *self, const char *what, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+static int s_exec(asy_store_t *self, const char *what, const char *format, ...)
 {
+    char sql[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(sql, sizeof sql, format, args);
+    va_end(args);
     int rc = asy_db_exec(self->db, sql, 0, NULL, NULL);
     return rc == 0 ? 0 : asy_store_db_error(self, rc, what);
 }
@@ -88,61 +98,51 @@ static int s_exec(asy_store_t *self, const char *sql, const char *what)
 /* The work, inside the open transaction. */
 static int s_refold(asy_store_t *self, s_chunk_t *chunk)
 {
-    char kinds[64], sql[512];
+    char kinds[64], fetch[64];
     snprintf(kinds, sizeof kinds, S_KINDS_TEXT, ASY_KIND_QUALIFYING_STARTED,
              ASY_KIND_QUALIFYING_CHANGED, ASY_KIND_QUALIFYING_ENDED, ASY_KIND_MEETING_INITIAL_HELD);
-    int rc = s_exec(self, "LOCK TABLE case_state IN EXCLUSIVE MODE", "locking case_state");
-    /* only cases whose every event is still here (event_count says how many there were): a
-       case with events in a detached partition, say, keeps what it has, rather than be
-       rebuilt from part of its history */
-    snprintf(sql, sizeof sql,
-             "CREATE TEMP TABLE asy_refold_case ON COMMIT DROP AS SELECT c.case_id"
-             " FROM case_state c JOIN (SELECT case_id, count(*) AS n,"
-             " bool_or(kind = ANY('%s'::smallint[])) AS touched FROM event GROUP BY case_id) e"
-             " ON e.case_id = c.case_id WHERE e.touched AND e.n = c.event_count",
-             kinds);
+    int rc = s_exec(self, "locking case_state", "LOCK TABLE case_state IN EXCLUSIVE MODE");
+    /* the cases with such events, in one pass over event; only those whose every event is
+       still here (event_count says how many there were) are re-derived: a case with events
+       in a detached partition, say, keeps what it has, rather than be rebuilt from part of
+       its history */
     if (rc == 0)
-        rc = s_exec(self, sql, "choosing the cases");
-    snprintf(sql, sizeof sql,
-             "UPDATE case_state SET qualifying_started_at = NULL, qualifying = NULL,"
-             " qualifying_version = NULL, legal_status = NULL, legal_status_version = NULL"
-             " WHERE case_id IN (SELECT case_id FROM event WHERE kind IN (%d, %d, %d))"
-             " AND case_id IN (SELECT case_id FROM asy_refold_case)",
-             ASY_KIND_QUALIFYING_STARTED, ASY_KIND_QUALIFYING_CHANGED, ASY_KIND_QUALIFYING_ENDED);
+        rc = s_exec(self, "choosing the cases",
+                    "CREATE TEMP TABLE asy_refold_case ON COMMIT DROP AS SELECT c.case_id,"
+                    " e.n = c.event_count AS complete FROM case_state c JOIN (SELECT case_id,"
+                    " count(*) AS n, bool_or(kind = ANY('%s'::smallint[])) AS touched FROM event"
+                    " GROUP BY case_id) e ON e.case_id = c.case_id WHERE e.touched",
+                    kinds);
+    /* only events of these kinds set these columns: a case without a meeting event has no
+       initial_meeting_at to lose, one without a qualifying event no episode */
     if (rc == 0)
-        rc = s_exec(self, sql, "resetting the qualifying columns");
-    snprintf(sql, sizeof sql,
-             "UPDATE case_state SET initial_meeting_at = NULL"
-             " WHERE case_id IN (SELECT case_id FROM event WHERE kind = %d)"
-             " AND case_id IN (SELECT case_id FROM asy_refold_case)",
-             ASY_KIND_MEETING_INITIAL_HELD);
+        rc = s_exec(self, "resetting the columns",
+                    "UPDATE case_state SET qualifying_started_at = NULL, qualifying = NULL,"
+                    " qualifying_version = NULL, legal_status = NULL,"
+                    " legal_status_version = NULL, initial_meeting_at = NULL"
+                    " WHERE case_id IN (SELECT case_id FROM asy_refold_case WHERE complete)");
     if (rc == 0)
-        rc = s_exec(self, sql, "resetting initial_meeting_at");
-    snprintf(sql, sizeof sql,
-             "DECLARE asy_refold NO SCROLL CURSOR FOR SELECT payload FROM event"
-             " WHERE kind = ANY('%s'::smallint[])"
-             " AND case_id IN (SELECT case_id FROM asy_refold_case)",
-             kinds);
-    if (rc == 0)
-        rc = s_exec(self, sql, "reading the events");
-    if (rc == 0) { /* for the log: how many were re-derived, how many kept as they were */
-        snprintf(sql, sizeof sql,
-                 "SELECT (SELECT count(*) FROM asy_refold_case), (SELECT count(DISTINCT case_id)"
-                 " FROM event WHERE kind = ANY('%s'::smallint[]))",
-                 kinds);
+        rc = s_exec(self, "reading the events",
+                    "DECLARE asy_refold NO SCROLL CURSOR FOR SELECT payload FROM event"
+                    " WHERE kind = ANY('%s'::smallint[])"
+                    " AND case_id IN (SELECT case_id FROM asy_refold_case WHERE complete)",
+                    kinds);
+    if (rc == 0) { /* for the log: how many are re-derived, how many kept as they were */
         asy_db_row_t row;
-        if (asy_db_query_row(self->db, sql, false, 0, NULL, &row) == 0 && row.values[0] &&
-            row.values[1]) {
+        if (asy_db_query_row(self->db,
+                             "SELECT count(*) FILTER (WHERE complete), count(*) FILTER (WHERE NOT"
+                             " complete) FROM asy_refold_case",
+                             false, 0, NULL, &row) == 0 &&
+            row.values[0] && row.values[1]) {
             chunk->cases = strtoull(row.values[0], NULL, 10);
-            uint64_t touched = strtoull(row.values[1], NULL, 10);
-            chunk->kept = touched > chunk->cases ? touched - chunk->cases : 0;
+            chunk->kept = strtoull(row.values[1], NULL, 10);
         }
         asy_db_row_release(&row);
     }
+    snprintf(fetch, sizeof fetch, "FETCH %d FROM asy_refold", S_FETCH);
     while (rc == 0) {
         chunk->count = 0;
-        snprintf(sql, sizeof sql, "FETCH %d FROM asy_refold", S_FETCH);
-        rc = asy_db_query_each(self->db, sql, false, 0, NULL, s_take_row, chunk);
+        rc = asy_db_query_each(self->db, fetch, false, 0, NULL, s_take_row, chunk);
         if (rc != 0) {
             rc = asy_store_db_error(self, rc, "reading the events");
             break;
@@ -161,9 +161,9 @@ static int s_refold(asy_store_t *self, s_chunk_t *chunk)
             rc = asy_store_db_error(self, rc, "merging the re-derived columns");
     }
     if (rc == 0)
-        rc = s_exec(self, "CLOSE asy_refold", "closing the cursor");
+        rc = s_exec(self, "closing the cursor", "CLOSE asy_refold");
     if (rc == 0)
-        rc = s_exec(self, "DROP TABLE case_state_refold", "dropping case_state_refold");
+        rc = s_exec(self, "dropping case_state_refold", "DROP TABLE case_state_refold");
     return rc;
 }
 

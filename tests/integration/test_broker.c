@@ -582,16 +582,24 @@ static asy_bytes_t s_renumbered(asy_bytes_t event_bytes, uint64_t epoch, uint64_
     return (asy_bytes_t){data, size};
 }
 
+/* Epoch 1 of agent, seqs 1..4 committed; their bytes in old[] (the caller frees them). */
+static void s_commit_four(const char *agent, const char *site, asy_bytes_t old[4])
+{
+    cr_assert_eq(s_hello(agent, site, 1), 0);
+    for (int i = 0; i < 4; i++)
+        old[i] = s_event(agent, site, 1, (uint64_t)i + 1);
+    asy_frame_t frame;
+    s_publish(agent, 1, 1, old, 4);
+    s_recv(&frame, ASY_FRAME_ACK);
+    cr_assert_eq(frame.u.ack.seq, 4);
+    asy_frame_release(&frame);
+}
+
 Test(broker, reissued_epoch_drops_the_events_the_centre_holds_from_that_seq_on)
 {
-    cr_assert_eq(s_hello("agent-re", "site-re", 1), 0);
     asy_bytes_t old[4];
-    for (int i = 0; i < 4; i++)
-        old[i] = s_event("agent-re", "site-re", 1, (uint64_t)i + 1);
+    s_commit_four("agent-re", "site-re", old);
     asy_frame_t frame;
-    s_publish("agent-re", 1, 1, old, 4);
-    s_recv(&frame, ASY_FRAME_ACK);
-    asy_frame_release(&frame);
 
     /* epoch 2 re-issues epoch 1 from seq 2: old 1 (below it), 3, 4, and one new event */
     asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
@@ -699,14 +707,9 @@ Test(broker, reissued_epoch_drops_the_events_the_centre_holds_from_that_seq_on)
    must look under epoch 2 too, a sibling, or that event is stored twice (a review found it). */
 Test(broker, a_reissue_finds_events_held_under_a_sibling_reissue)
 {
-    cr_assert_eq(s_hello("agent-sib", "site-sib", 1), 0);
     asy_bytes_t old[4];
-    for (int i = 0; i < 4; i++)
-        old[i] = s_event("agent-sib", "site-sib", 1, (uint64_t)i + 1);
+    s_commit_four("agent-sib", "site-sib", old);
     asy_frame_t frame;
-    s_publish("agent-sib", 1, 1, old, 4);
-    s_recv(&frame, ASY_FRAME_ACK);
-    asy_frame_release(&frame);
     asy_frame_t hello = {.type = ASY_FRAME_HELLO, .version = ASY_PROTOCOL_VERSION};
     hello.u.hello = (asy_hello_t){.version_min = 1,
                                   .version_max = 1,

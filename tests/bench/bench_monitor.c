@@ -15,7 +15,7 @@
         per topic: every topic rendered (exact and public) and encoded, fastest of 3 passes.
     (2) Event-committed -> update-received latency, through a real advsyncd (default coalescing
         100 ms) with 2,000 events/s of background load (three agents `simulate --rate 667`
-        with `run` forwarding) and 100, then 1,000 subscribers: plain ZeroMQ SUB sockets on the
+        with `run` forwarding) and 100, then 1,000 subscribers (of two kinds: see below) on the
         RESTRICTED stream (exact counts; the public stream rounds to 5 and suppresses 1-7, and
         both go through the same publishing path) subscribed to "site/probe/M1/". A fourth
         agent of site "probe" submits one new referral every 250 ms; probe k makes the count
@@ -37,9 +37,14 @@
         (b) live-dated: simulate --start <2 days ago>, so no deadline has passed yet and no
             breach notice is due: the monitor's upkeep and publishing alone.
         The last line has (a) (broker_rss_mb: the larger peak of the two); (b) is printed above.
-    The subscribers run in this process (one thread, epoll over the sockets' ZMQ_FDs), on the
-    same 2 cores as the broker, seven agents and PostgreSQL: at 1,000 subscribers their
-    receiving costs more CPU than the broker's sending (see the CPU line).
+    The subscribers run in this process (one thread, epoll), on the same 2 cores as the broker,
+    seven agents and PostgreSQL, in two kinds, each with 100 then 1,000: first minimal ZMTP 3.0
+    subscribers (zmtp_sub.h: one TCP socket each, read by this thread, one recv per wake-up),
+    then libzmq SUB sockets (epoll over their ZMQ_FDs). Real subscribers run on machines of
+    their own; here their receiving shares the broker's cores, and at 1,000 libzmq SUBs (an I/O
+    thread handing every message to this thread) it costs more CPU than the broker's sending
+    (see the CPU lines). The ZMTP kind keeps that cost low, so its figures are the broker's: the
+    last line and the (b) line have them; the libzmq figures are printed above them.
 
     Usage: bench_monitor [upkeep|latency]  (default both) with ASY_TEST_DATABASE set for
     latency (tests/bench/run monitor starts a private cluster and sets it).  */
@@ -49,6 +54,7 @@
 #include "calendar.h"
 #include "case_view.h"
 #include "monitor_msg.h"
+#include "zmtp_sub.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -73,6 +79,7 @@
 #define S_TAIL_MS 1500
 #define S_AGENTS 3
 #define S_BREACH_GRACE "1000" /* ms, load (a) */
+#define S_SETTINGS 4 /* 100 and 1,000 subscribers, ZMTP then libzmq */
 
 static void s_die(const char *what)
 {
@@ -405,9 +412,11 @@ static double s_upkeep(void)
    (2) Latency. */
 
 typedef struct {
+    bool libzmq;        /* libzmq SUB sockets, else zmtp_sub.h's subscribers */
     zsock_t **socks;
     void **handles;     /* the libzmq sockets */
-    int epoll;          /* their ZMQ_FDs: one wake-up costs O(ready), not O(subscribers) */
+    asy_zmtp_sub_t **zmtp;
+    int epoll;          /* their ZMQ_FDs or TCP sockets: a wake-up costs O(ready) */
     int count;
     bool *heard;        /* a heartbeat came: the subscription is in place */
     int64_t *seen;      /* highest count held per subscriber */
@@ -419,21 +428,34 @@ typedef struct {
     int64_t last_count;
 } s_subscribers_t;
 
-static void s_subscribers_open(s_subscribers_t *subs, int count, const char *endpoint)
+static void s_subscribers_open(s_subscribers_t *subs, int count, const char *endpoint,
+                               bool libzmq)
 {
     memset(subs, 0, sizeof *subs);
+    subs->libzmq = libzmq;
     subs->count = count;
     subs->socks = calloc((size_t)count, sizeof *subs->socks);
     subs->handles = calloc((size_t)count, sizeof *subs->handles);
+    subs->zmtp = calloc((size_t)count, sizeof *subs->zmtp);
     subs->epoll = epoll_create1(0);
     subs->heard = calloc((size_t)count, sizeof *subs->heard);
     subs->seen = calloc((size_t)count, sizeof *subs->seen);
     subs->arrival = calloc((size_t)count * S_PROBES, sizeof *subs->arrival);
     if (subs->epoll < 0)
         s_die("epoll_create1");
-    if (!subs->socks || !subs->handles || !subs->heard || !subs->seen || !subs->arrival)
+    if (!subs->socks || !subs->handles || !subs->zmtp || !subs->heard || !subs->seen ||
+        !subs->arrival)
         s_die("out of memory");
-    for (int i = 0; i < count; i++) {
+    static const char *const prefixes[] = {"site/probe/M1/", ASY_HEARTBEAT_TOPIC, NULL};
+    for (int i = 0; i < count && !libzmq; i++) {
+        subs->zmtp[i] = asy_zmtp_sub_new(endpoint, prefixes);
+        if (!subs->zmtp[i])
+            s_die("ZMTP subscriber: cannot connect (RLIMIT_NOFILE?)");
+        struct epoll_event event = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(subs->epoll, EPOLL_CTL_ADD, asy_zmtp_sub_fd(subs->zmtp[i]), &event) != 0)
+            s_die("epoll_ctl");
+    }
+    for (int i = 0; i < count && libzmq; i++) {
         zsock_t *sock = zsock_new(ZMQ_SUB);
         if (!sock)
             s_die("zsock_new(SUB): raise RLIMIT_NOFILE / max sockets");
@@ -454,9 +476,12 @@ static void s_subscribers_open(s_subscribers_t *subs, int count, const char *end
 
 static void s_subscribers_close(s_subscribers_t *subs)
 {
-    for (int i = 0; i < subs->count; i++)
+    for (int i = 0; i < subs->count; i++) {
         zsock_destroy(&subs->socks[i]);
+        asy_zmtp_sub_destroy(&subs->zmtp[i]);
+    }
     free(subs->socks);
+    free(subs->zmtp);
     free(subs->handles);
     close(subs->epoll);
     free(subs->heard);
@@ -489,7 +514,25 @@ static int64_t s_total_count(s_subscribers_t *subs, const void *data, size_t siz
     return count;
 }
 
-/* Reads what subscriber i has queued. */
+/* One message that subscriber i received at wall time now (us). */
+static void s_on_message(s_subscribers_t *subs, int i, int64_t now, const void *topic,
+                         size_t topic_size, const void *body, size_t body_size)
+{
+    if (topic_size == strlen(ASY_HEARTBEAT_TOPIC) &&
+        memcmp(topic, ASY_HEARTBEAT_TOPIC, topic_size) == 0) {
+        subs->heard[i] = true;
+    } else if (topic_size == strlen(subs->topic) && memcmp(topic, subs->topic, topic_size) == 0) {
+        int64_t count = s_total_count(subs, body, body_size);
+        for (int64_t k = subs->seen[i] + 1; k <= count; k++)
+            if (k >= subs->first_k && k < subs->first_k + S_PROBES &&
+                !subs->arrival[(size_t)i * S_PROBES + (size_t)(k - subs->first_k)])
+                subs->arrival[(size_t)i * S_PROBES + (size_t)(k - subs->first_k)] = now;
+        if (count > subs->seen[i])
+            subs->seen[i] = count;
+    }
+}
+
+/* Reads what libzmq subscriber i has queued. */
 static void s_drain_one(s_subscribers_t *subs, int i)
 {
     void *sock = subs->handles[i];
@@ -506,31 +549,40 @@ static void s_drain_one(s_subscribers_t *subs, int i)
             s_die("a stream message without two parts");
         while (zmq_msg_more(&body)) /* protocol says two parts: drop anything more */
             zmq_msg_recv(&body, sock, 0);
-        size_t length = zmq_msg_size(&topic);
-        const char *name = zmq_msg_data(&topic);
-        if (length == strlen(ASY_HEARTBEAT_TOPIC) &&
-            memcmp(name, ASY_HEARTBEAT_TOPIC, length) == 0) {
-            subs->heard[i] = true;
-        } else if (length == strlen(subs->topic) && memcmp(name, subs->topic, length) == 0) {
-            int64_t count = s_total_count(subs, zmq_msg_data(&body), zmq_msg_size(&body));
-            for (int64_t k = subs->seen[i] + 1; k <= count; k++)
-                if (k >= subs->first_k && k < subs->first_k + S_PROBES &&
-                    !subs->arrival[(size_t)i * S_PROBES + (size_t)(k - subs->first_k)])
-                    subs->arrival[(size_t)i * S_PROBES + (size_t)(k - subs->first_k)] = now;
-            if (count > subs->seen[i])
-                subs->seen[i] = count;
-        }
+        s_on_message(subs, i, now, zmq_msg_data(&topic), zmq_msg_size(&topic),
+                     zmq_msg_data(&body), zmq_msg_size(&body));
         zmq_msg_close(&topic);
         zmq_msg_close(&body);
     }
+}
+
+typedef struct {
+    s_subscribers_t *subs;
+    int i;
+    int64_t now; /* wall us of the read that brought the bytes */
+} s_zmtp_reader_t;
+
+static void s_on_zmtp_message(void *arg, const uint8_t *topic, size_t topic_size,
+                              const uint8_t *body, size_t body_size)
+{
+    s_zmtp_reader_t *reader = arg;
+    s_on_message(reader->subs, reader->i, reader->now, topic, topic_size, body, body_size);
 }
 
 static void s_poll(s_subscribers_t *subs, int timeout_ms)
 {
     struct epoll_event events[256];
     int ready = epoll_wait(subs->epoll, events, 256, timeout_ms);
-    for (int e = 0; e < ready; e++)
-        s_drain_one(subs, (int)events[e].data.u32);
+    for (int e = 0; e < ready; e++) {
+        int i = (int)events[e].data.u32;
+        if (subs->libzmq) {
+            s_drain_one(subs, i);
+            continue;
+        }
+        s_zmtp_reader_t reader = {subs, i, s_wall_us()};
+        if (asy_zmtp_sub_read(subs->zmtp[i], s_on_zmtp_message, &reader) != 0)
+            s_die("a ZMTP subscriber lost its connection or got a malformed frame");
+    }
 }
 
 /* The month topic of the probes submitted now. */
@@ -618,6 +670,7 @@ static s_cpu_t s_cpu(pid_t pid)
 
 typedef struct {
     int subscribers;
+    bool libzmq; /* libzmq SUBs, else zmtp_sub.h's */
     int64_t first_k;
     int64_t start_us, end_us; /* wall clock of the probes */
     int64_t *arrival;         /* [subscriber * S_PROBES + j], owned */
@@ -630,7 +683,7 @@ static void s_measure(s_setting_t *setting, s_prober_t *prober, const char *endp
 {
     s_subscribers_t subs;
     int64_t start = asy_test_now_ms();
-    s_subscribers_open(&subs, setting->subscribers, endpoint);
+    s_subscribers_open(&subs, setting->subscribers, endpoint, setting->libzmq);
     s_month_topic(subs.topic);
     subs.first_k = setting->first_k = prober->next_k;
     int heard = 0;
@@ -804,10 +857,10 @@ static s_latency_t s_report(const s_setting_t *set, const int64_t *received, int
 {
     s_latency_t f = s_figures(set, received, probes);
     double seconds = (double)(set->end_us - set->start_us) / 1e6;
-    printf("  %4d subscribers: received_at -> update p50 %.1f ms, p99 %s%.1f ms, max %.1f ms"
+    printf("  %4d %s subscribers: received_at -> update p50 %.1f ms, p99 %s%.1f ms, max %.1f ms"
            " (%zu pairs); first subscriber p50 %.1f ms, p99 %.1f ms; first -> last %.1f ms"
            " (median)\n",
-           set->subscribers, f.p50, f.missing ? ">=" : "", f.p99, f.max, f.pairs, f.first_p50,
+           set->subscribers, set->libzmq ? "libzmq SUB" : "ZMTP", f.p50, f.missing ? ">=" : "", f.p99, f.max, f.pairs, f.first_p50,
            f.first_p99, f.spread_ms);
     printf("        CPU while probing (%.1f s): advsyncd %.2f s (libzmq I/O thread %.2f s), "
            "the subscribers (this process) %.2f s (I/O thread %.2f s)\n",
@@ -821,7 +874,8 @@ static s_latency_t s_report(const s_setting_t *set, const int64_t *received, int
 }
 
 typedef struct {
-    double p99_100, p99_1000, broker_mb;
+    double p99_100, p99_1000, broker_mb; /* ZMTP subscribers */
+    double libzmq_p99_100, libzmq_p99_1000;
 } s_latency_result_t;
 
 /* One run: broker, background load, probes with 100 then 1,000 subscribers. start_days_ago
@@ -855,25 +909,29 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
     runner[S_AGENTS] = asy_test_spawn_agent(prober.probe_config, dir, "probe-run", "run", NULL);
     usleep(S_WARMUP_MS * 1000);
 
-    s_setting_t settings[2] = {{.subscribers = 100}, {.subscribers = 1000}};
-    for (int s = 0; s < 2; s++)
+    s_setting_t settings[S_SETTINGS] = {{.subscribers = 100},
+                                        {.subscribers = 1000},
+                                        {.subscribers = 100, .libzmq = true},
+                                        {.subscribers = 1000, .libzmq = true}};
+    for (int s = 0; s < S_SETTINGS; s++)
         s_measure(&settings[s], &prober, restricted, broker);
     double broker_mb = s_status_mb(pid_text, "VmHWM");
     double broker_rss = s_status_mb(pid_text, "VmRSS");
 
     PGconn *pg = asy_test_pg_connect(db);
-    int64_t received[2 * S_PROBES];
+    int64_t received[S_SETTINGS * S_PROBES];
     int probes = 0;
-    for (int wait = 0; wait < 100 && (probes = s_probe_times(pg, received, 2 * S_PROBES)) <
-                                         2 * S_PROBES; wait++)
+    for (int wait = 0; wait < 100 && (probes = s_probe_times(pg, received, S_SETTINGS * S_PROBES)) <
+                                         S_SETTINGS * S_PROBES; wait++)
         usleep(100000);
     char sql[512];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM event WHERE site_id <> 'probe' AND received_at >= "
              "to_timestamp(%.6f) AND received_at < to_timestamp(%.6f)",
-             (double)settings[0].start_us / 1e6, (double)settings[1].end_us / 1e6);
+             (double)settings[0].start_us / 1e6,
+             (double)settings[S_SETTINGS - 1].end_us / 1e6);
     long long background = asy_test_pg_int(pg, sql);
-    double window_s = (double)(settings[1].end_us - settings[0].start_us) / 1e6;
+    double window_s = (double)(settings[S_SETTINGS - 1].end_us - settings[0].start_us) / 1e6;
 
     for (int a = 0; a < S_AGENTS; a++)
         asy_test_stop(simulator[a], SIGTERM, 10000);
@@ -886,16 +944,14 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
     printf("  background: %.0f events/s committed while the probes ran (%lld in %.1f s); "
            "%lld breach notices recorded by the monitor\n",
            (double)background / window_s, background, window_s, breaches);
-    if (probes < 2 * S_PROBES || prober.failures)
-        printf("  WARNING: %d of %d probes committed, %d submits failed\n", probes, 2 * S_PROBES,
-               prober.failures);
+    if (probes < S_SETTINGS * S_PROBES || prober.failures)
+        printf("  WARNING: %d of %d probes committed, %d submits failed\n", probes,
+               S_SETTINGS * S_PROBES, prober.failures);
     s_latency_result_t result = {.broker_mb = broker_mb};
-    for (int s = 0; s < 2; s++) {
-        s_latency_t f = s_report(&settings[s], received, probes);
-        if (s == 0)
-            result.p99_100 = f.p99;
-        else
-            result.p99_1000 = f.p99;
+    double *p99[S_SETTINGS] = {&result.p99_100, &result.p99_1000, &result.libzmq_p99_100,
+                               &result.libzmq_p99_1000};
+    for (int s = 0; s < S_SETTINGS; s++) {
+        *p99[s] = s_report(&settings[s], received, probes).p99;
         free(settings[s].arrival);
     }
     printf("  advsyncd memory: peak (VmHWM) %.1f MB, at the end (VmRSS) %.1f MB\n", broker_mb,
@@ -918,7 +974,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     double ratio = -1;
-    s_latency_result_t replay = {-1, -1, -1}, live = {-1, -1, -1};
+    s_latency_result_t replay = {-1, -1, -1, -1, -1}, live = {-1, -1, -1, -1, -1};
     if (upkeep)
         ratio = s_upkeep();
     if (latency) {
@@ -927,6 +983,10 @@ int main(int argc, char **argv)
                            "(referrals arrive past their deadlines)", 0);
         live = s_latency("(b) live-dated load: simulate --start 2 days ago (no deadline has "
                          "passed: no breach notices)", 2);
+        printf("(a) with libzmq SUB subscribers: p99_ms_100=%.1f p99_ms_1000=%.1f\n",
+               replay.libzmq_p99_100, replay.libzmq_p99_1000);
+        printf("(b) with libzmq SUB subscribers: p99_ms_100=%.1f p99_ms_1000=%.1f\n",
+               live.libzmq_p99_100, live.libzmq_p99_1000);
         printf("(b) live-dated load: p99_ms_100=%.1f p99_ms_1000=%.1f broker_rss_mb=%.1f\n",
                live.p99_100, live.p99_1000, live.broker_mb);
     }

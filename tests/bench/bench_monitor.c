@@ -860,8 +860,8 @@ static s_latency_t s_report(const s_setting_t *set, const int64_t *received, int
     printf("  %4d %s subscribers: received_at -> update p50 %.1f ms, p99 %s%.1f ms, max %.1f ms"
            " (%zu pairs); first subscriber p50 %.1f ms, p99 %.1f ms; first -> last %.1f ms"
            " (median)\n",
-           set->subscribers, set->libzmq ? "libzmq SUB" : "ZMTP", f.p50, f.missing ? ">=" : "", f.p99, f.max, f.pairs, f.first_p50,
-           f.first_p99, f.spread_ms);
+           set->subscribers, set->libzmq ? "libzmq SUB" : "ZMTP", f.p50, f.missing ? ">=" : "",
+           f.p99, f.max, f.pairs, f.first_p50, f.first_p99, f.spread_ms);
     printf("        CPU while probing (%.1f s): advsyncd %.2f s (libzmq I/O thread %.2f s), "
            "the subscribers (this process) %.2f s (I/O thread %.2f s)\n",
            seconds, set->broker_cpu.total, set->broker_cpu.io, set->bench_cpu.total,
@@ -920,9 +920,9 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
 
     PGconn *pg = asy_test_pg_connect(db);
     int64_t received[S_SETTINGS * S_PROBES];
-    int probes = 0;
-    for (int wait = 0; wait < 100 && (probes = s_probe_times(pg, received, S_SETTINGS * S_PROBES)) <
-                                         S_SETTINGS * S_PROBES; wait++)
+    int expected = S_SETTINGS * S_PROBES, probes = 0;
+    for (int wait = 0;
+         wait < 100 && (probes = s_probe_times(pg, received, expected)) < expected; wait++)
         usleep(100000);
     char sql[512];
     snprintf(sql, sizeof sql,
@@ -944,9 +944,9 @@ static s_latency_result_t s_latency(const char *title, int start_days_ago)
     printf("  background: %.0f events/s committed while the probes ran (%lld in %.1f s); "
            "%lld breach notices recorded by the monitor\n",
            (double)background / window_s, background, window_s, breaches);
-    if (probes < S_SETTINGS * S_PROBES || prober.failures)
-        printf("  WARNING: %d of %d probes committed, %d submits failed\n", probes,
-               S_SETTINGS * S_PROBES, prober.failures);
+    if (probes < expected || prober.failures)
+        printf("  WARNING: %d of %d probes committed, %d submits failed\n", probes, expected,
+               prober.failures);
     s_latency_result_t result = {.broker_mb = broker_mb};
     double *p99[S_SETTINGS] = {&result.p99_100, &result.p99_1000, &result.libzmq_p99_100,
                                &result.libzmq_p99_1000};

@@ -19,25 +19,17 @@
 
 struct asy_zmtp_sub_t {
     int fd;
-    bool greeted;    /* the peer's 64-byte greeting has been read */
-    uint8_t *buffer; /* bytes read, not yet consumed: [0, used) */
+    uint8_t *buffer; /* bytes read after the handshake, not yet consumed: [0, used) */
     size_t used, capacity;
 };
 
-/* Appends one frame (RFC 23: flags, then a 1-byte or 8-byte size) to out; returns its size. */
-static size_t s_frame(uint8_t *out, uint8_t flags, const void *data, size_t size)
+/* Writes the header of a short frame (RFC 23: flags, then a 1-byte size; every frame this
+   subscriber sends is under 256 bytes) to out; returns its size. */
+static size_t s_short_frame_header(uint8_t *out, uint8_t flags, size_t size)
 {
-    size_t at = 0;
-    if (size > 255) {
-        out[at++] = flags | 0x02;
-        for (int shift = 56; shift >= 0; shift -= 8)
-            out[at++] = (uint8_t)(size >> shift);
-    } else {
-        out[at++] = flags;
-        out[at++] = (uint8_t)size;
-    }
-    memcpy(out + at, data, size);
-    return at + size;
+    out[0] = flags;
+    out[1] = (uint8_t)size;
+    return 2;
 }
 
 static int s_send_all(int fd, const uint8_t *data, size_t size)
@@ -66,8 +58,9 @@ static int s_send_greeting(int fd)
     out[10] = 3;
     out[11] = 0;
     memcpy(out + 12, "NULL", 4);
-    size_t size = S_GREETING + s_frame(out + S_GREETING, 0x04, ready, sizeof ready - 1);
-    return s_send_all(fd, out, size);
+    size_t at = S_GREETING + s_short_frame_header(out + S_GREETING, 0x04, sizeof ready - 1);
+    memcpy(out + at, ready, sizeof ready - 1);
+    return s_send_all(fd, out, at + sizeof ready - 1);
 }
 
 /* Reads (blocking) the peer's greeting and its READY command, leaving any later bytes in the
@@ -88,7 +81,6 @@ static int s_await_ready(asy_zmtp_sub_t *self)
             if (self->used >= end) {
                 memmove(self->buffer, self->buffer + end, self->used - end);
                 self->used -= end;
-                self->greeted = true;
                 return 0;
             }
         }
@@ -108,20 +100,20 @@ static int s_subscribe(int fd, const char *const *prefixes)
 {
     size_t size = 0;
     for (size_t p = 0; prefixes[p]; p++) {
-        if (strlen(prefixes[p]) > 254) {
+        size_t length = strlen(prefixes[p]);
+        if (length > 254) {
             errno = EINVAL;
             return -1;
         }
-        size += 2 + 1 + strlen(prefixes[p]);
+        size += 2 + 1 + length;
     }
-    uint8_t *out = malloc(size + 1);
+    uint8_t *out = malloc(size);
     if (!out)
         return -1;
     size_t at = 0;
-    for (size_t p = 0; prefixes[p]; p++) { /* short frames: flags 0, size, 1, prefix */
+    for (size_t p = 0; prefixes[p]; p++) {
         size_t length = strlen(prefixes[p]);
-        out[at++] = 0x00;
-        out[at++] = (uint8_t)(length + 1);
+        at += s_short_frame_header(out + at, 0x00, length + 1);
         out[at++] = 1;
         memcpy(out + at, prefixes[p], length);
         at += length;
@@ -196,16 +188,6 @@ static int s_parse(asy_zmtp_sub_t *self, asy_zmtp_message_fn *on_message, void *
 {
     size_t start = 0; /* the first byte of the message being parsed */
     *need = 0;
-    if (!self->greeted) {
-        if (self->used < S_GREETING) {
-            *need = S_GREETING;
-            return 0;
-        }
-        if (self->buffer[0] != 0xFF || (self->buffer[9] & 1) == 0 || self->buffer[10] < 3)
-            return -1;
-        self->greeted = true;
-        start = S_GREETING;
-    }
     for (;;) {
         size_t at = start, parts = 0;
         const uint8_t *topic = NULL, *body = NULL;

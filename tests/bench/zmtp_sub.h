@@ -36,7 +36,7 @@ int asy_zmtp_sub_fd(const asy_zmtp_sub_t *self);
 
 /* Reads what the socket holds without blocking and calls on_message for every complete
    message. Returns 0, or -1 if the peer closed the connection, the read failed or the peer
-   broke the framing (a greeting that is not ZMTP 3, a frame over 16 MiB). */
+   broke the framing (unknown flag bits, a frame over 16 MiB, a command inside a message). */
 int asy_zmtp_sub_read(asy_zmtp_sub_t *self, asy_zmtp_message_fn *on_message, void *arg);
 
 #endif

@@ -220,6 +220,11 @@ static void s_free_storage(asy_aggregate_t *self)
     self->waits = NULL;
     free(self->dirty);
     self->dirty = NULL;
+    free(self->fresh);
+    self->fresh = NULL;
+    free(self->fresh_rows);
+    self->fresh_rows = NULL;
+    self->fresh_count = 0;
 }
 
 /* Frees the counter rows of scopes [from, to) and leaves them NULL. */
@@ -250,15 +255,27 @@ static int s_grow_storage(asy_aggregate_t *self, int from, int to)
     self->waits = waits;
     for (int s = from; s < to; s++)
         memset(self->waits[s], 0, sizeof self->waits[s]);
-    uint16_t *dirty = realloc(self->dirty, (size_t)cap * (size_t)(np + 1) * sizeof *dirty);
+    size_t rows = (size_t)cap * (size_t)(np + 1);
+    uint16_t *dirty = realloc(self->dirty, rows * sizeof *dirty);
     if (!dirty)
         return ASY_ENOMEM;
     self->dirty = dirty;
+    uint16_t *fresh = realloc(self->fresh, rows * sizeof *fresh);
+    if (!fresh)
+        return ASY_ENOMEM;
+    self->fresh = fresh;
+    size_t *fresh_rows = realloc(self->fresh_rows, rows * sizeof *fresh_rows);
+    if (!fresh_rows)
+        return ASY_ENOMEM;
+    self->fresh_rows = fresh_rows;
     for (int s = from; s < to; s++) {
-        for (int p = 0; p <= np; p++)
-            self->dirty[s * (np + 1) + p] =
-                p < np ? (s ? asy_aggregate_site_topics : asy_aggregate_all_topics)
-                       : ASY_METRIC_BIT(3);
+        for (int p = 0; p <= np; p++) {
+            size_t row = (size_t)(s * (np + 1) + p);
+            self->dirty[row] = self->fresh[row] = 0;
+            asy_aggregate_mark(self, row,
+                               p < np ? (s ? asy_aggregate_site_topics : asy_aggregate_all_topics)
+                                      : ASY_METRIC_BIT(3));
+        }
         for (int p = 0; p < np; p++) {
             self->counters[s * np + p] = calloc(2 * (size_t)self->cells, sizeof(int64_t));
             if (!self->counters[s * np + p]) {
@@ -608,7 +625,8 @@ void asy_aggregate_clear_population(asy_aggregate_t *self)
     memset(self->population, 0, sizeof self->population);
     self->has_population = false;
     for (int p = 0; p < self->period_count; p++)
-        self->dirty[p] |= ASY_METRIC_BIT(8) | ASY_METRIC_BIT(9) | ASY_METRIC_BIT(10);
+        asy_aggregate_mark(self, (size_t)p,
+                           ASY_METRIC_BIT(8) | ASY_METRIC_BIT(9) | ASY_METRIC_BIT(10));
 }
 
 void asy_aggregate_set_population(asy_aggregate_t *self, int ethnicity_ons, int age_band,
@@ -619,7 +637,8 @@ void asy_aggregate_set_population(asy_aggregate_t *self, int ethnicity_ons, int 
     self->population[ethnicity_ons][age_band] = population;
     self->has_population = true;
     for (int p = 0; p < self->period_count; p++)
-        self->dirty[p] |= ASY_METRIC_BIT(8) | ASY_METRIC_BIT(9) | ASY_METRIC_BIT(10);
+        asy_aggregate_mark(self, (size_t)p,
+                           ASY_METRIC_BIT(8) | ASY_METRIC_BIT(9) | ASY_METRIC_BIT(10));
 }
 
 bool asy_aggregate_settled(const asy_case_view_t *view, int kind, asy_date_t deadline)
@@ -680,6 +699,32 @@ bool asy_aggregate_next_dirty(asy_aggregate_t *self, size_t *cursor, asy_topic_r
     }
     *cursor = rows * 16;
     return false;
+}
+
+bool asy_aggregate_next_fresh(asy_aggregate_t *self, size_t *cursor, asy_topic_ref_t *ref)
+{
+    for (size_t i = *cursor; i < self->fresh_count * 16; i++) {
+        size_t row = self->fresh_rows[i / 16];
+        int metric = (int)(i % 16);
+        if (!(self->fresh[row] & self->dirty[row] & ASY_METRIC_BIT(metric)))
+            continue;
+        ref->scope = (int)(row / (size_t)(self->period_count + 1));
+        ref->period = (int)(row % (size_t)(self->period_count + 1));
+        ref->metric = metric;
+        *cursor = i + 1;
+        return true;
+    }
+    *cursor = self->fresh_count * 16;
+    return false;
+}
+
+void asy_aggregate_forget_fresh(asy_aggregate_t *self, size_t cursor)
+{
+    size_t done = cursor / 16 < self->fresh_count ? cursor / 16 : self->fresh_count;
+    for (size_t k = 0; k < done; k++)
+        self->fresh[self->fresh_rows[k]] = 0;
+    self->fresh_count -= done;
+    memmove(self->fresh_rows, self->fresh_rows + done, self->fresh_count * sizeof *self->fresh_rows);
 }
 
 void asy_aggregate_clean(asy_aggregate_t *self, const asy_topic_ref_t *ref)

@@ -92,6 +92,12 @@ int asy_aggregate_period_count(const asy_aggregate_t *self);
 /* Iterates the topics changed since they were last cleaned: start with *cursor = 0; returns
    false at the end. */
 bool asy_aggregate_next_dirty(asy_aggregate_t *self, size_t *cursor, asy_topic_ref_t *ref);
+/* Iterates, in the order they changed, the dirty topics that were clean when they last changed
+   and not forgotten since: start with *cursor = 0; returns false at the end. */
+bool asy_aggregate_next_fresh(asy_aggregate_t *self, size_t *cursor, asy_topic_ref_t *ref);
+/* Forgets the fresh topics a walk with asy_aggregate_next_fresh has passed (cursor where it
+   stopped; SIZE_MAX: all of them). They stay dirty until cleaned. */
+void asy_aggregate_forget_fresh(asy_aggregate_t *self, size_t cursor);
 void asy_aggregate_clean(asy_aggregate_t *self, const asy_topic_ref_t *ref);
 /* Writes the topic name of ref. */
 void asy_aggregate_topic(const asy_aggregate_t *self, const asy_topic_ref_t *ref,

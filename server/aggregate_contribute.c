@@ -254,8 +254,9 @@ void asy_aggregate_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, in
                     s_add_family(self, block, f, groups, sign, b[f] ? sign : 0);
                     topics |= s_family_topics[f];
                 }
-            self->dirty[scopes[s] * (np + 1) + p] |=
-                topics & (scopes[s] ? asy_aggregate_site_topics : asy_aggregate_all_topics);
+            asy_aggregate_mark(self, (size_t)(scopes[s] * (np + 1) + p),
+                               topics & (scopes[s] ? asy_aggregate_site_topics
+                                                   : asy_aggregate_all_topics));
         }
     }
     if (s_waiting(self, &c->view)) {
@@ -263,7 +264,7 @@ void asy_aggregate_contribute(asy_aggregate_t *self, const asy_agg_case_t *c, in
         for (int s = 0; s < 2; s++) {
             for (int h = 0; h < 3; h++)
                 s_hist_add(&self->waits[scopes[s]][hists[h]], c->view.received, sign);
-            self->dirty[scopes[s] * (np + 1) + np] |= ASY_METRIC_BIT(3);
+            asy_aggregate_mark(self, (size_t)(scopes[s] * (np + 1) + np), ASY_METRIC_BIT(3));
         }
     }
 }
@@ -355,8 +356,8 @@ static void s_person_period(asy_aggregate_t *self, const asy_agg_person_t *perso
             s_add_family(self, block, f, m[latest].groups, sign, numerator ? sign : 0);
             topics |= s_family_topics[f];
         }
-        self->dirty[scope * (np + 1) + p] |=
-            topics & (scope ? asy_aggregate_site_topics : asy_aggregate_all_topics);
+        asy_aggregate_mark(self, (size_t)(scope * (np + 1) + p),
+                           topics & (scope ? asy_aggregate_site_topics : asy_aggregate_all_topics));
     }
 }
 

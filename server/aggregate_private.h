@@ -128,6 +128,9 @@ struct asy_aggregate {
     int64_t **counters;                     /* [scope * period_count + p] -> 2 * cells */
     asy_hist_t (*waits)[ASY_WAIT_HISTS];    /* [scope] */
     uint16_t *dirty;                        /* [scope * (period_count + 1) + p]: metric bits */
+    uint16_t *fresh;                        /* [same row]: bits dirtied anew since forgotten */
+    size_t *fresh_rows;                     /* the rows with fresh bits, in the order marked */
+    size_t fresh_count;
     double population[20][ASY_AGE_GROUPS];  /* [ethnicity_ons 0..19][age band 0..6] */
     bool has_population;
 };
@@ -147,6 +150,21 @@ static inline int64_t *asy_counter(const asy_aggregate_t *self, int64_t *block, 
 
 /* The bit of metric M<metric> in a mask of topics (dirty bits, the topics a family feeds). */
 #define ASY_METRIC_BIT(metric) ((uint16_t)(1u << (metric)))
+
+/* Marks the topics bits of dirty row (scope * (period_count + 1) + p) changed. Those that were
+   not dirty already are also fresh: asy_aggregate_next_fresh finds them without a walk of
+   every dirty topic. A row is in fresh_rows once (while its fresh bits are not 0), so the list
+   never outgrows the rows. */
+static inline void asy_aggregate_mark(asy_aggregate_t *self, size_t row, uint16_t bits)
+{
+    uint16_t added = (uint16_t)(bits & ~self->dirty[row]);
+    self->dirty[row] |= bits;
+    if (!added)
+        return;
+    if (!self->fresh[row])
+        self->fresh_rows[self->fresh_count++] = row;
+    self->fresh[row] |= added;
+}
 
 /* Metrics published per period for a site / for the consortium (aggregate.c). */
 extern const uint16_t asy_aggregate_site_topics;

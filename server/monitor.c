@@ -99,21 +99,24 @@ static s_topic_t *s_due(asy_monitor_t *self, const s_pass_t *pass, const asy_top
     return since >= (quiet ? 2 : 1) * self->coalesce_ms ? topic : NULL;
 }
 
-/* After new case rows: the changed topics that were quiet (not published for two coalescing
-   periods: a referral at a quiet site, the benchmark's probes) go out first, before the
-   topics that change all the time, which coalescing holds back and releases together: a
-   fresh change does not wait behind that burst. */
+/* After new case rows: the topics they changed that were quiet (clean, and not published for
+   two coalescing periods: a referral at a quiet site, the benchmark's probes) go out first, in
+   the order they changed, before the topics that change all the time, which coalescing holds
+   back and releases together: a fresh change does not wait behind that burst. The topics one
+   case changed leave together, so each subscriber's connection takes them in one send. What
+   the budget leaves is looked at after the next rows. */
 static void s_publish_quiet(asy_monitor_t *self, s_pass_t *pass)
 {
     int64_t until = zclock_usecs() + S_PUBLISH_BUDGET_US;
     size_t cursor = 0;
     asy_topic_ref_t ref;
     char name[ASY_TOPIC_MAX];
-    while (zclock_usecs() < until && asy_aggregate_next_dirty(self->aggregate, &cursor, &ref)) {
+    while (zclock_usecs() < until && asy_aggregate_next_fresh(self->aggregate, &cursor, &ref)) {
         s_topic_t *topic = s_due(self, pass, &ref, name, true);
         if (topic)
             s_publish_topic(self, pass, &ref, name, topic);
     }
+    asy_aggregate_forget_fresh(self->aggregate, cursor);
 }
 
 /* Publishes the changed topics not published within coalesce_ms, after new case rows the quiet
@@ -169,6 +172,7 @@ static void s_publish_everything(asy_monitor_t *self)
     }
     asy_mmsg_release(&pass.msg);
     self->publish_cursor = 0;
+    asy_aggregate_forget_fresh(self->aggregate, SIZE_MAX);
 }
 
 static void s_heartbeat(asy_monitor_t *self)

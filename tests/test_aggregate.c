@@ -132,6 +132,88 @@ Test(aggregate, referral_counts_in_its_month_quarter_and_year_and_newer_version_
     s_teardown(&f);
 }
 
+/* The fresh topics (the monitor publishes those of a quiet site first): the topics a change
+   makes dirty that were clean, once each; a topic already dirty is
+   not fresh again; forgetting drops the rows walked past and keeps the rest. */
+Test(aggregate, fresh_topics_are_the_newly_dirty_ones_each_once)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_topic_ref_t ref;
+    size_t cursor = 0;
+    asy_aggregate_forget_fresh(f.agg, SIZE_MAX); /* creation made every topic dirty */
+    cr_assert_not(asy_aggregate_next_fresh(f.agg, &cursor, &ref));
+    asy_case_view_t a = s_case("c1", "ward-a", 1);
+    a.received = s_day(2026, 11, 5);
+    cr_assert_eq(asy_aggregate_put(f.agg, &a, NULL), 0); /* a new scope: all its topics */
+    cursor = 0;
+    while (asy_aggregate_next_dirty(f.agg, &cursor, &ref))
+        asy_aggregate_clean(f.agg, &ref); /* as after publishing */
+    asy_aggregate_forget_fresh(f.agg, SIZE_MAX);
+    /* one referral at ward-a: its M1 topics of 2026-11, the quarter and the year, at the site
+       and in the consortium, each once and dirty */
+    asy_case_view_t b = s_case("c2", "ward-a", 1);
+    b.received = s_day(2026, 11, 6);
+    cr_assert_eq(asy_aggregate_put(f.agg, &b, NULL), 0);
+    char name[ASY_TOPIC_MAX];
+    const char *want[] = {"site/ward-a/M1/2026-11", "site/ward-a/M1/2026-27-Q3",
+                          "site/ward-a/M1/2026-27", "all/M1/2026-11", "all/M1/2026-27-Q3",
+                          "all/M1/2026-27"};
+    bool seen[6] = {false};
+    int count = 0;
+    cursor = 0;
+    while (asy_aggregate_next_fresh(f.agg, &cursor, &ref)) {
+        asy_aggregate_topic(f.agg, &ref, name);
+        for (int i = 0; i < 6; i++)
+            if (strcmp(name, want[i]) == 0) {
+                cr_assert_not(seen[i], "%s twice", name);
+                seen[i] = true;
+            }
+        count++;
+    }
+    for (int i = 0; i < 6; i++)
+        cr_assert(seen[i], "%s not fresh", want[i]);
+    size_t dirty_count = 0, dirty_cursor = 0;
+    while (asy_aggregate_next_dirty(f.agg, &dirty_cursor, &ref))
+        dirty_count++;
+    cr_assert_eq((size_t)count, dirty_count, "fresh %d, dirty %zu", count, dirty_count);
+    /* a second change to the same, still dirty, topics adds nothing fresh after forgetting */
+    asy_aggregate_forget_fresh(f.agg, cursor);
+    b.version = 2;
+    b.received = s_day(2026, 11, 7);
+    cr_assert_eq(asy_aggregate_put(f.agg, &b, NULL), 0);
+    cursor = 0;
+    cr_assert_not(asy_aggregate_next_fresh(f.agg, &cursor, &ref), "a dirty topic went fresh");
+    /* cleaned, then changed again: fresh again; the walk stopped after the first one keeps
+       its row for the next walk, and a cleaned topic is not fresh */
+    dirty_cursor = 0;
+    while (asy_aggregate_next_dirty(f.agg, &dirty_cursor, &ref))
+        asy_aggregate_clean(f.agg, &ref);
+    b.version = 3;
+    b.received = s_day(2026, 11, 9);
+    cr_assert_eq(asy_aggregate_put(f.agg, &b, NULL), 0);
+    int again = 0;
+    cursor = 0;
+    while (asy_aggregate_next_fresh(f.agg, &cursor, &ref))
+        again++;
+    cr_assert_gt(again, 1);
+    cursor = 0;
+    cr_assert(asy_aggregate_next_fresh(f.agg, &cursor, &ref));
+    asy_topic_ref_t first = ref;
+    asy_aggregate_clean(f.agg, &ref);
+    asy_aggregate_forget_fresh(f.agg, cursor);
+    cursor = 0;
+    int rest = 0;
+    while (asy_aggregate_next_fresh(f.agg, &cursor, &ref)) {
+        cr_assert_not(ref.scope == first.scope && ref.period == first.period &&
+                          ref.metric == first.metric,
+                      "a cleaned topic is still fresh");
+        rest++;
+    }
+    cr_assert_eq(rest, again - 1);
+    s_teardown(&f);
+}
+
 /* A newer row that moves nothing counted (an event such as a second contact or a goal) keeps
    its version, leaves every topic clean, and a later real change still applies over it. */
 Test(aggregate, a_newer_row_that_changes_nothing_counted_touches_no_topic)

@@ -90,6 +90,27 @@ static int s_clamp(int value, int groups)
     return value >= 0 && value < groups ? value : 0;
 }
 
+/* The NHS ethnic category (NhsEthnicCategory): as recorded, else mapped from the ONS 2021
+   category (domain brief (b); the reverse is one-to-many): the ONS group's own category, with
+   Gypsy or Irish Traveller, Roma and any other White -> C, Chinese -> R, Arab and any other
+   -> S, not stated -> Z, not known -> 99. */
+static int s_nhs_category(const asy_case_view_t *v)
+{
+    static const int from_ons[22] = {
+        [1] = 10 /* Bangladeshi K */,  [2] = 15 /* Chinese R */,    [3] = 8 /* Indian H */,
+        [4] = 9 /* Pakistani J */,     [5] = 11 /* other Asian L */, [6] = 13 /* African N */,
+        [7] = 12 /* Caribbean M */,    [8] = 14 /* other Black P */, [9] = 6 /* White+Asian F */,
+        [10] = 5 /* White+Black African E */, [11] = 4 /* White+Black Caribbean D */,
+        [12] = 7 /* other Mixed G */,  [13] = 1 /* British A */,    [14] = 2 /* Irish B */,
+        [15] = 3 /* Gypsy or Irish Traveller C */, [16] = 3 /* Roma C */,
+        [17] = 3 /* other White C */,  [18] = 16 /* Arab S */,      [19] = 16 /* any other S */,
+        [20] = 17 /* not stated Z */,  [21] = 18 /* not known 99 */};
+    int nhs = v->attr[ASY_ATTR_NHS_ETHNIC], ons = v->attr[ASY_ATTR_ETHNICITY_ONS];
+    if (nhs >= 1 && nhs <= 18)
+        return nhs;
+    return ons >= 1 && ons <= 21 ? from_ons[ons] : 0;
+}
+
 int asy_dim_group(const asy_case_view_t *v, asy_dim_t dim)
 {
     switch (dim) {
@@ -102,7 +123,7 @@ int asy_dim_group(const asy_case_view_t *v, asy_dim_t dim)
     case ASY_DIM_EG:
         return s_ethnic_group(v);
     case ASY_DIM_NHS:
-        return s_clamp(v->attr[ASY_ATTR_NHS_ETHNIC], 19);
+        return s_nhs_category(v);
     case ASY_DIM_AGE:
         return s_clamp(v->attr[ASY_ATTR_AGE_BAND], ASY_AGE_GROUPS);
     case ASY_DIM_SEX:

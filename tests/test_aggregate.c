@@ -132,6 +132,47 @@ Test(aggregate, referral_counts_in_its_month_quarter_and_year_and_newer_version_
     s_teardown(&f);
 }
 
+/* The NHS ethnic category breakdown: as recorded, else mapped from the ONS 2021 category
+   (domain brief (b): "Map ONS->NHS: Gypsy/Roma/Other White -> C, Arab -> S, Chinese -> R"); a
+   recorded NHS category wins over the mapping; neither recorded stays NOT_RECORDED. */
+Test(aggregate, the_nhs_breakdown_maps_an_ons_only_category)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    static const struct {
+        int ons, nhs;
+    } cases[] = {{16, 0} /* Roma */,      {15, 0} /* Gypsy or Irish Traveller */,
+                 {17, 0} /* other White */, {2, 0} /* Chinese */,
+                 {18, 0} /* Arab */,       {3, 0} /* Indian */,
+                 {13, 8} /* British, recorded NHS H */, {20, 0} /* not stated */,
+                 {0, 0},                   {21, 0} /* not known */};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "n%zu", i);
+        asy_case_view_t v = s_case(id, "ward-a", 1);
+        v.received = s_day(2026, 11, 3);
+        v.attr[ASY_ATTR_ETHNICITY_ONS] = cases[i].ons;
+        v.attr[ASY_ATTR_NHS_ETHNIC] = cases[i].nhs;
+        cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    }
+    static const struct {
+        const char *group;
+        int64_t count;
+    } want[] = {{"NHS_ETHNIC_C_WHITE_OTHER", 3},  {"NHS_ETHNIC_R_CHINESE", 1},
+                {"NHS_ETHNIC_S_ANY_OTHER", 1},    {"NHS_ETHNIC_H_ASIAN_INDIAN", 2},
+                {"NHS_ETHNIC_A_WHITE_BRITISH", 0}, {"NHS_ETHNIC_Z_NOT_STATED", 1},
+                {"NHS_ETHNIC_99_NOT_KNOWN", 1},   {"NHS_ETHNIC_NOT_RECORDED", 1}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_eq(s_count(s_cell(f.agg, "all/M1/2026-11", true, &f.update, "nhs_ethnic",
+                                    want[i].group)),
+                     want[i].count, "%s", want[i].group);
+    /* the ONS breakdown is as recorded: the British case stays British there */
+    cr_assert_eq(s_count(s_cell(f.agg, "all/M1/2026-11", true, &f.update, "ethnicity_ons",
+                                "ONS_WHITE_BRITISH")),
+                 1);
+    s_teardown(&f);
+}
+
 /* The fresh topics (the monitor publishes those of a quiet site first): the topics a change
    makes dirty that were clean, once each; a topic already dirty is
    not fresh again; forgetting drops the rows walked past and keeps the rest. */

@@ -158,7 +158,15 @@ static const char *const s_case_sql =
     "  WHEN b.nhs BETWEEN 8 AND 11 THEN 'ASIAN' WHEN b.nhs BETWEEN 12 AND 14 THEN 'BLACK'"
     "  WHEN b.nhs BETWEEN 15 AND 16 THEN 'OTHER' WHEN b.nhs = 17 THEN 'NOT_STATED'"
     "  WHEN b.nhs = 18 THEN 'NOT_KNOWN' ELSE 'NOT_RECORDED' END AS ethnic_group,"
-    " b.ons BETWEEN 1 AND 19 OR b.nhs BETWEEN 1 AND 16 AS ethnicity_stated"
+    " b.ons BETWEEN 1 AND 19 OR b.nhs BETWEEN 1 AND 16 AS ethnicity_stated,"
+    /* the NHS category as recorded, else from the ONS one (domain brief (b)): each ONS group
+       to its own NHS category (Bangladeshi K, Chinese R, Indian H, Pakistani J, other Asian L,
+       African N, Caribbean M, other Black P, White and Asian F, White and Black African E,
+       White and Black Caribbean D, other Mixed G, British A, Irish B), Gypsy or Irish
+       Traveller, Roma and other White C, Arab and any other S, not stated Z, not known 99 */
+    " CASE WHEN b.nhs BETWEEN 1 AND 18 THEN b.nhs"
+    "  ELSE coalesce((ARRAY[10, 15, 8, 9, 11, 13, 12, 14, 6, 5, 4, 7, 1, 2, 3, 3, 3, 16, 16,"
+    "   17, 18])[b.ons], 0) END AS nhs_category"
     " FROM mq_base b LEFT JOIN mq_cal r ON r.day = b.received"
     " CROSS JOIN (SELECT ord FROM mq_cal WHERE day = $1::date) AS t";
 
@@ -289,7 +297,7 @@ static const char *const s_cells_sql =
     "  ('source', 'ReferralSource', c.source, NULL), ('service', 'ServiceType', c.service, NULL),"
     "  ('ethnicity_ons', 'EthnicityOns2021', c.ons, NULL), ('ethnic_group', NULL, 0, "
     "c.ethnic_group),"
-    "  ('nhs_ethnic', 'NhsEthnicCategory', c.nhs, NULL), ('age_band', 'AgeBand', c.age, NULL),"
+    "  ('nhs_ethnic', 'NhsEthnicCategory', c.nhs_category, NULL), ('age_band', 'AgeBand', c.age, NULL),"
     "  ('sex', 'Sex', c.sex, NULL), ('gender', 'Gender', c.gender, NULL),"
     "  ('disability', 'Disability', c.disability, NULL), ('religion', 'Religion', c.religion, "
     "NULL),"

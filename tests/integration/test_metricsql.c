@@ -238,7 +238,10 @@ Test(metricsql, hand_worked_cases)
     s_count_is("all/M1/2022-06", "ethnicity_ons", "ONS_BLACK_AFRICAN", 1);
     s_count_is("all/M1/2022-06", "ethnicity_ons", "ONS_NOT_RECORDED", 2);
     s_count_is("all/M1/2022-06", "nhs_ethnic", "NHS_ETHNIC_M_BLACK_CARIBBEAN", 1);
-    s_count_is("all/M1/2022-06", "nhs_ethnic", "NHS_ETHNIC_NOT_RECORDED", 3);
+    /* no NHS category recorded for A and B: mapped from their ONS ones (domain brief (b)) */
+    s_count_is("all/M1/2022-06", "nhs_ethnic", "NHS_ETHNIC_A_WHITE_BRITISH", 1);
+    s_count_is("all/M1/2022-06", "nhs_ethnic", "NHS_ETHNIC_N_BLACK_AFRICAN", 1);
+    s_count_is("all/M1/2022-06", "nhs_ethnic", "NHS_ETHNIC_NOT_RECORDED", 1); /* G */
     s_count_is("all/M1/2022-06", "age_band", "AGE_18_34", 1);
     s_count_is("all/M1/2022-06", "religion", "RELIGION_NOT_RECORDED", 4);
     s_count_is("all/M1/2022-06", "sexual_orientation", "ORIENTATION_NOT_RECORDED", 4);
@@ -246,6 +249,8 @@ Test(metricsql, hand_worked_cases)
     s_count_is("all/M1/2022-07", "ethnicity_ons", "ONS_NOT_RECORDED", 1);
     s_absent("all/M1/2022-07", "ethnicity_ons", "ONS_ASIAN_INDIAN");
     s_count_is("all/M1/2022-07", "ethnic_group", "NOT_RECORDED", 1);
+    s_count_is("all/M1/2022-07", "nhs_ethnic", "NHS_ETHNIC_NOT_RECORDED", 1); /* none mapped */
+    s_absent("all/M1/2022-07", "nhs_ethnic", "NHS_ETHNIC_H_ASIAN_INDIAN");
     s_count_is("all/M1/2022-07", "sex", "SEX_NOT_RECORDED", 1);
     s_absent("all/M1/2022-07", "sex", "SEX_MALE");
     s_count_is("all/M1/2022-07", "age_band", "AGE_NOT_RECORDED", 1);

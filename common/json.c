@@ -257,3 +257,78 @@ bool asy_json_is_well_known(const ProtobufCMessageDescriptor *desc)
 {
     return strcmp(desc->name, ASY_JSON_TIMESTAMP) == 0 || strcmp(desc->name, ASY_JSON_DATE) == 0;
 }
+
+/* One open object or array of asy_json_path_at's walk: the key whose value is being read (an
+   object's), or the index of the element (an array's). */
+typedef struct {
+    bool array;
+    bool has_key;
+    size_t index;
+    const char *key; /* in the text, unescaped as it stands */
+    size_t key_length;
+} s_open_t;
+
+#define S_PATH_DEPTH 32
+
+/* Skips the string whose opening quote is at text[i]: the index of its closing quote, or end
+   if it runs past end. */
+static size_t s_string_end(const char *text, size_t i, size_t end)
+{
+    for (i++; i < end; i++) {
+        if (text[i] == '\\')
+            i++;
+        else if (text[i] == '"')
+            return i;
+    }
+    return end;
+}
+
+bool asy_json_path_at(const char *text, size_t position, char *out, size_t size)
+{
+    s_open_t open[S_PATH_DEPTH];
+    int depth = 0;
+    bool too_deep = false;
+    for (size_t i = 0; i < position && text[i]; i++) {
+        char c = text[i];
+        s_open_t *top = depth > 0 ? &open[depth - 1] : NULL;
+        if (c == '{' || c == '[') {
+            if (depth == S_PATH_DEPTH) {
+                too_deep = true;
+                break;
+            }
+            open[depth++] = (s_open_t){.array = c == '['};
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        } else if (c == ',' && top) {
+            top->index++;
+            top->has_key = false;
+        } else if (c == '"') {
+            size_t close = s_string_end(text, i, position);
+            /* a string read where an object expects its key (no key yet) is the key */
+            if (top && !top->array && !top->has_key) {
+                top->key = text + i + 1;
+                top->key_length = close - i - 1;
+                top->has_key = true;
+            }
+            i = close;
+        }
+    }
+    size_t used = 0;
+    if (size)
+        out[0] = '\0';
+    for (int d = 0; !too_deep && d < depth && size; d++) {
+        int n;
+        if (open[d].array)
+            n = snprintf(out + used, size - used, "[%zu]", open[d].index);
+        else if (open[d].has_key)
+            n = snprintf(out + used, size - used, "%s%.*s", used ? "." : "",
+                         (int)(open[d].key_length > 200 ? 200 : open[d].key_length),
+                         open[d].key);
+        else
+            break;
+        if (n < 0 || (size_t)n >= size - used)
+            return false;
+        used += (size_t)n;
+    }
+    return !too_deep && used > 0;
+}

@@ -6,7 +6,7 @@
     base64; advsync.v1.Timestamp as RFC 3339 text and advsync.v1.Date as "YYYY-MM-DD".
     It exposes protobuf-c types: besides this module (json.c, json_parse.c, json_text.c) only
     codec.c, codec_validate.c, codec_monitor.c and the agent's import (client/agent/import.c)
-    include it.  */
+    include it, and its submit (client/agent/submit.c) for asy_json_path_at.  */
 #ifndef ASY_JSON_H_INCLUDED
 #define ASY_JSON_H_INCLUDED
 
@@ -58,5 +58,13 @@ bool asy_json_utf8_valid(const char *text, size_t length);
    does not start a whole valid sequence (length if all are well-formed): where to point a
    reader of text that is not UTF-8. */
 size_t asy_json_utf8_prefix(const char *text, size_t length);
+
+/* The field path ("activityLogged.minutes", "referralReceived.reasons[2]", keys as the text
+   spells them) of the key or value being read at byte position of JSON text that is well-formed
+   up to there: where a parser stopped (jansson's json_error_t.position: a duplicate key, a
+   number too big). Writes it to out and returns true; false if position is in no object's key
+   or value (or nested deeper than 32, or out is too small). The keys are the text's: mask
+   identifiers before showing them. */
+bool asy_json_path_at(const char *text, size_t position, char *out, size_t size);
 
 #endif

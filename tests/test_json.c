@@ -248,6 +248,38 @@ static void s_round_trip(const ProtobufCMessage *message)
 /* ---------------------------------------------------------------------------------------------
    Scalars. */
 
+/* The field a parser stopped in, from its byte position (jansson's json_error_t.position:
+   the end of a duplicate key or of a number too big). */
+Test(json, the_path_at_a_position_names_the_key_or_element)
+{
+    char path[64];
+    const char *text = "{\"a\":{\"b\":[1,{\"c\":1,\"c\":2}]}}";
+    cr_assert(asy_json_path_at(text, 23, path, sizeof path)); /* the second "c" */
+    cr_assert_str_eq(path, "a.b[1].c");
+    cr_assert(asy_json_path_at(text, 12, path, sizeof path)); /* the end of b's 1 */
+    cr_assert_str_eq(path, "a.b[0]");
+    cr_assert(asy_json_path_at(text, 5, path, sizeof path)); /* after the key a */
+    cr_assert_str_eq(path, "a");
+    cr_assert_not(asy_json_path_at(text, 1, path, sizeof path), "no key yet: %s", path);
+    /* commas, colons and brackets inside strings, and escaped quotes, are text */
+    text = "{\"k,[\\\"\":\"v]},\\\"\",\"n\":123456789012345678901234}";
+    cr_assert(asy_json_path_at(text, strlen(text) - 1, path, sizeof path));
+    cr_assert_str_eq(path, "n");
+    cr_assert(asy_json_path_at(text, 8, path, sizeof path));
+    cr_assert_str_eq(path, "k,[\\\"");
+    /* an object closed: back to the outer key */
+    text = "{\"a\":{\"b\":1},\"c\":2}";
+    cr_assert(asy_json_path_at(text, 17, path, sizeof path));
+    cr_assert_str_eq(path, "c");
+    /* too small an out */
+    cr_assert_not(asy_json_path_at("{\"long_key\":1}", 12, path, 4));
+    /* deeper than 32 */
+    char deep[200] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "[");
+    cr_assert_not(asy_json_path_at(deep, 40, path, sizeof path));
+}
+
 Test(json, every_scalar_kind)
 {
     s_all_t *all = s_all("{\"i32\":-5,\"i64\":\"-9000000000\",\"u32\":\"4294967295\","

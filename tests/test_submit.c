@@ -239,6 +239,25 @@ Test(submit, messages_name_the_column_and_the_field)
              "%s:2: column 16: not valid JSON: invalid token\n",
              path, path);
     cr_assert_str_eq(result.err, expected);
+
+    /* a key given twice and a number too big for 64 bits name their field; a key that is an
+       NHS number is masked like any value */
+    path = s_write("fields.jsonl",
+                   "{\"caseRef\":\"C1\",\"contactMade\":{},\"caseRef\":\"C2\"}\n"
+                   "{\"caseRef\":\"C1\",\"activityLogged\":{\"minutes\":123456789012345678901}}\n"
+                   "{\"caseRef\":\"C1\",\"referralReceived\":{\"reasons\":[1,-99999999999999999999]}}\n"
+                   "{\"x\":{\"9434765919\":1,\"9434765919\":2}}\n");
+    result = s_submit(path);
+    cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
+    snprintf(expected, sizeof expected,
+             "%s:1: column 42: caseRef: not valid JSON: duplicate object key\n"
+             "%s:2: column 65: activityLogged.minutes: not valid JSON: too big integer\n"
+             "%s:3: column 70: referralReceived.reasons[1]: not valid JSON: too big negative "
+             "integer\n"
+             "%s:4: column 33: x.<NHS number>: not valid JSON: duplicate object key\n",
+             path, path, path, path);
+    cr_assert_str_eq(result.err, expected);
+    cr_assert_null(strstr(result.err, "943476"), "messages must not echo identifiers");
 }
 
 Test(submit, duplicates_are_counted_not_refused)

@@ -1,6 +1,7 @@
 /*  submit.c: the submission path (pseudonymise, map, validate, append) and
     `advsync-agent submit [FILE|-]`, which feeds it JSON lines.  */
 #include "agent.h"
+#include "json.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -317,6 +318,13 @@ static void s_report_not_json(const char *name, unsigned long number, const char
             *near = '\0';
             break;
         }
+    /* a duplicate key and a number too big for 64 bits are a field's: name it (jansson gives
+       none; its position is the end of the key or number) */
+    char path[256], shown[64 + 4], named[64 + 8] = "";
+    if ((!strncmp(text, "duplicate object key", 20) || !strncmp(text, "too big", 7)) &&
+        json_error->position > 0 &&
+        asy_json_path_at(line, (size_t)json_error->position, path, sizeof path))
+        snprintf(named, sizeof named, "%s: ", asy_nhs_number_shown(path, 64, shown, sizeof shown));
     int column = json_error->column;
     if (strstr(json_error->text, "near end of file")) {
         column = 1;
@@ -329,10 +337,10 @@ static void s_report_not_json(const char *name, unsigned long number, const char
                            ? " (the lines end in CR alone: save the file with LF or CRLF line ends)"
                            : "";
     if (column > 0)
-        fprintf(stderr, "%s:%lu: column %d: not valid JSON: %s%s\n", name, number, column, text,
-                hint);
+        fprintf(stderr, "%s:%lu: column %d: %snot valid JSON: %s%s\n", name, number, column,
+                named, text, hint);
     else
-        fprintf(stderr, "%s:%lu: not valid JSON: %s%s\n", name, number, text, hint);
+        fprintf(stderr, "%s:%lu: %snot valid JSON: %s%s\n", name, number, named, text, hint);
 }
 
 /* The JSON object of one line of input (caller owns), or NULL for a line to skip (blank or

@@ -21,7 +21,10 @@ static const uint16_t s_family_topics[ASY_FAM_COUNT] = {
     [ASY_FAM_M11L] = ASY_METRIC_BIT(11),
     [ASY_FAM_REA] = ASY_METRIC_BIT(10),
     [ASY_FAM_M12] = ASY_METRIC_BIT(12),
+    [ASY_FAM_RC] = ASY_METRIC_BIT(8) | ASY_METRIC_BIT(9),
 };
+
+#define S_COMMUNITY 2 /* ServiceType SERVICE_COMMUNITY */
 
 /* ----------------------------------------------------------------------------------------------
    Contributions. */
@@ -184,8 +187,14 @@ static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
     const asy_case_view_t *v = &c->view;
     uint16_t in = 0;
     if (s_in(v->received, p)) {
-        in |= 1u << ASY_FAM_M1 | 1u << ASY_FAM_REA;
+        in |= 1u << ASY_FAM_M1;
         b[ASY_FAM_M1] = s_stated(v);
+        /* the rates against the population are the community service's, of people aged 18-64
+           (or whose age is not recorded: M10 has no stratum for them) */
+        int band = v->attr[ASY_ATTR_AGE_BAND];
+        if (v->service == S_COMMUNITY &&
+            (band == 0 || (band >= ASY_AGE_ADULT_FIRST && band <= ASY_AGE_ADULT_LAST)))
+            in |= 1u << ASY_FAM_REA | 1u << ASY_FAM_RC;
     }
     if (v->received != ASY_NO_DATE && v->received <= p->end &&
         !(v->closed != ASY_NO_DATE && v->closed < p->start) &&

@@ -31,6 +31,10 @@ typedef enum {
 #define ASY_EG_GROUPS 8 /* NOT_RECORDED, ASIAN, BLACK, MIXED, WHITE, OTHER, NOT_STATED, NOT_KNOWN */
 #define ASY_EG_WHITE 4
 #define ASY_AGE_GROUPS 7
+/* The age bands of the community service's population (domain brief (c): P_g aged 18-64):
+   AGE_18_34, AGE_35_49, AGE_50_64. */
+#define ASY_AGE_ADULT_FIRST 3
+#define ASY_AGE_ADULT_LAST 5
 #define ASY_ONS_WHITE_BRITISH 13
 #define ASY_ONS_GROUPS 22
 
@@ -51,9 +55,11 @@ typedef enum {
     ASY_FAM_M6,   /* a qualifying people (Q), b of whom contacted (U) (per person) */
     ASY_FAM_M11D, /* a decisions, b declined */
     ASY_FAM_M11L, /* a closures, b left before goals */
-    ASY_FAM_REA,  /* a referrals by ethnic group x age band */
+    ASY_FAM_REA,  /* a referrals to the community service by ethnic group x age band (M10) */
     ASY_FAM_M12,  /* a people with two readings or more in an area, b of whom improved
                      (per person) */
+    ASY_FAM_RC,   /* a referrals to the community service (M8's referral rows, M9: against
+                     the population aged 18-64, domain brief (c)) */
     ASY_FAM_COUNT
 } asy_family_t;
 

@@ -249,6 +249,42 @@ static double s_all_population(const asy_aggregate_t *self, int band)
     return all;
 }
 
+/* Population of a group of a dimension by age band (0 = all ages); ASY_DIM_TOTAL: of all
+   groups. */
+static double s_band_population(const asy_aggregate_t *self, asy_dim_t dim, int g, int band)
+{
+    return dim == ASY_DIM_TOTAL ? s_all_population(self, band)
+                                : s_group_population(self, dim, g, band);
+}
+
+static bool s_adult_band(int band)
+{
+    return band >= ASY_AGE_ADULT_FIRST && band <= ASY_AGE_ADULT_LAST;
+}
+
+/* The population aged 18-64 of a group (dim ONS or EG, or TOTAL): its bands 18-34, 35-49 and
+   50-64 where its bands are loaded (scaled up to its whole population where some areas give
+   bands and others do not, as for M10); else its whole population times the share aged 18-64
+   of all groups' bands; 0 where no area gives any band (no 18-64 population is known). */
+static double s_adult_population(const asy_aggregate_t *self, asy_dim_t dim, int g)
+{
+    double all = s_band_population(self, dim, g, 0), banded = 0, adult = 0;
+    for (int b = 1; b < ASY_AGE_GROUPS; b++) {
+        double n = s_band_population(self, dim, g, b);
+        banded += n;
+        adult += s_adult_band(b) ? n : 0;
+    }
+    if (banded > 0)
+        return all > banded ? adult * all / banded : adult;
+    double standard = 0, standard_adult = 0;
+    for (int b = 1; b < ASY_AGE_GROUPS; b++) {
+        double n = s_all_population(self, b);
+        standard += n;
+        standard_adult += s_adult_band(b) ? n : 0;
+    }
+    return standard > 0 ? all * standard_adult / standard : 0;
+}
+
 /* M8 of one part (referrals against population, or IMHA against qualifying people) and one
    dimension: what s_representation's steps share. */
 typedef struct {
@@ -278,7 +314,7 @@ static void s_representation_bases(s_render_t *r, s_represented_t *m)
             m->base_exact_total += m->base_exact[g];
             m->base[g] = (double)s_shown(r, m->base_exact[g]);
         } else {
-            m->base[g] = s_group_population(r->self, m->dim, g, 0);
+            m->base[g] = s_adult_population(r->self, m->dim, g);
             m->base_total += m->base[g];
         }
         m->o_exact += s_get(r, m->family, m->k, g, m->imha ? 1 : 0);
@@ -324,13 +360,14 @@ static int s_representation_rows(s_render_t *r, const s_represented_t *m)
     return 0;
 }
 
-/* M8: observed vs expected, against population (referrals) and against qualifying (IMHA). */
+/* M8: observed vs expected, the community service's referrals against the population aged
+   18-64, and IMHA (people contacted) against qualifying people. */
 static int s_representation(s_render_t *r)
 {
     const asy_dim_t dims[2] = {ASY_DIM_ONS, ASY_DIM_EG};
     for (int part = 0; part < 2; part++) {
         bool imha = part == 1;
-        int family = imha ? ASY_FAM_M6 : ASY_FAM_M1;
+        int family = imha ? ASY_FAM_M6 : ASY_FAM_RC;
         for (int d = 0; d < 2; d++) {
             s_represented_t m = {
                 .imha = imha, .family = family, .dim = dims[d], .k = s_slot(family, dims[d])};
@@ -357,21 +394,20 @@ static int s_representation(s_render_t *r)
     return 0;
 }
 
-/* M9: crude referral rate per 100,000. */
+/* M9: crude referral rate per 100,000: the community service's referrals of people aged
+   18-64 (or of an age not recorded) against the population aged 18-64. */
 static int s_rates(s_render_t *r)
 {
     if (!r->self->has_population)
         return 0;
     const asy_dim_t dims[3] = {ASY_DIM_TOTAL, ASY_DIM_ONS, ASY_DIM_EG};
     for (int d = 0; d < 3; d++) {
-        int k = s_slot(ASY_FAM_M1, dims[d]);
+        int k = s_slot(ASY_FAM_RC, dims[d]);
         for (int g = 0; g < asy_dims[dims[d]].groups; g++) {
             if (dims[d] != ASY_DIM_TOTAL && !s_known(dims[d], g))
                 continue;
-            double population = dims[d] == ASY_DIM_TOTAL
-                                    ? s_all_population(r->self, 0)
-                                    : s_group_population(r->self, dims[d], g, 0);
-            int64_t o = s_get(r, ASY_FAM_M1, k, g, 0);
+            double population = s_adult_population(r->self, dims[d], g);
+            int64_t o = s_get(r, ASY_FAM_RC, k, g, 0);
             if (population <= 0 && o == 0)
                 continue;
             asy_mcell_t *cell = s_cell(r, "", dims[d], g);
@@ -388,11 +424,14 @@ static int s_rates(s_render_t *r)
     return 0;
 }
 
-/* M10: age-standardised referral rate per 100,000 by ethnic group (Dobson). Standard = the
-   population by age band of the areas loaded (summed). Where a group's population by age band
-   is not loaded, its age structure is taken to be that standard's (n_i = P_g * P_i / sum P_i);
-   where some areas give a group's bands and others do not, the bands given are scaled up to the
-   group's whole population, so strata always cover the areas the referrals come from. */
+/* M10: age-standardised referral rate per 100,000 by ethnic group (Dobson), of the community
+   service: its referrals in the age bands 18-34, 35-49 and 50-64 (a referral whose band is
+   not recorded is in no stratum) against the population of those bands. Standard = the
+   population of those bands of the areas loaded (summed). Where a group's population by age
+   band is not loaded, its age structure is taken to be that of all groups (n_i = P_g * P_i /
+   sum of all bands P); where some areas give a group's bands and others do not, the bands
+   given are scaled up to the group's whole population, so strata always cover the areas the
+   referrals come from. */
 static int s_standardised(s_render_t *r)
 {
     const asy_aggregate_t *self = r->self;
@@ -405,14 +444,14 @@ static int s_standardised(s_render_t *r)
         bool total = g == ASY_EG_GROUPS;
         if (!total && !s_known(ASY_DIM_EG, g))
             continue;
-        asy_stratum_t strata[ASY_AGE_GROUPS - 1];
+        asy_stratum_t strata[ASY_AGE_ADULT_LAST - ASY_AGE_ADULT_FIRST + 1];
         int64_t observed = 0;
         bool small_stratum = false;
         double group_all = total ? all : s_group_population(self, ASY_DIM_EG, g, 0);
         double banded = 0;
         for (int b = 1; b < ASY_AGE_GROUPS; b++)
             banded += total ? 0 : s_group_population(self, ASY_DIM_EG, g, b);
-        for (int b = 1; b < ASY_AGE_GROUPS; b++) {
+        for (int b = ASY_AGE_ADULT_FIRST; b <= ASY_AGE_ADULT_LAST; b++) {
             int64_t o = 0;
             for (int e = 0; e < ASY_EG_GROUPS; e++)
                 if (total || e == g)
@@ -421,7 +460,7 @@ static int s_standardised(s_render_t *r)
             double n = total || banded <= 0
                            ? (weights > 0 ? group_all * weight / weights : 0)
                            : s_group_population(self, ASY_DIM_EG, g, b) * group_all / banded;
-            strata[b - 1] = (asy_stratum_t){s_shown(r, o), n, weight};
+            strata[b - ASY_AGE_ADULT_FIRST] = (asy_stratum_t){s_shown(r, o), n, weight};
             observed += o;
             small_stratum |= asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, o);
         }
@@ -442,7 +481,8 @@ static int s_standardised(s_render_t *r)
             continue;
         }
         asy_interval_t iv;
-        if (asy_stats_dsr_dobson(strata, ASY_AGE_GROUPS - 1, ASY_STATS_PER_100K, S_Z, &iv) == 0)
+        int strata_count = ASY_AGE_ADULT_LAST - ASY_AGE_ADULT_FIRST + 1;
+        if (asy_stats_dsr_dobson(strata, strata_count, ASY_STATS_PER_100K, S_Z, &iv) == 0)
             s_interval(cell, &iv, 1.0);
     }
     return 0;
@@ -494,14 +534,16 @@ int asy_aggregate_render(const asy_aggregate_t *self, const asy_topic_ref_t *ref
    where it still has a lone one. And a breakdown M6 or M1 withholds is withheld in them too:
    M7 and M8 have no totals to judge their rows by, and M9, judging its known groups (a
    subset) against its total, cannot tell where they pin the counts from below (7 referrals
-   in each of 4 groups under a total shown as 30: each `*` is 7), which M1 can. */
+   in each of 4 groups under a total shown as 30: each `*` is 7), which M1 can. M8's referral
+   rows and M9 count the same referrals (the community service's, aged 18-64), fewer than M1's
+   where there are others: M9 may hide a group of its own, so M8 hides what M9 hides too. */
 static int s_follow_siblings(const asy_aggregate_t *self, const asy_topic_ref_t *ref,
                              int64_t now_us, asy_mupdate_t *update)
 {
     static const struct {
         int metric, sibling;
         const char *prefix;
-    } pairs[] = {{7, 6, ""}, {8, 6, "imha_"}, {8, 1, ""}, {9, 1, ""}};
+    } pairs[] = {{7, 6, ""}, {8, 6, "imha_"}, {8, 1, ""}, {9, 1, ""}, {8, 9, ""}};
     for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
         if (pairs[p].metric != ref->metric)
             continue;

@@ -24,6 +24,7 @@ static asy_case_view_t s_case(const char *id, const char *site, int64_t version)
     snprintf(v.case_id, sizeof v.case_id, "%s", id);
     snprintf(v.site_id, sizeof v.site_id, "%s", site);
     v.version = version;
+    v.service = 2; /* SERVICE_COMMUNITY: M8's referral rows, M9 and M10 are its */
     v.received = v.contacted = v.met = v.declined = v.closed = v.decided = ASY_NO_DATE;
     v.q_start = v.q_end = ASY_NO_DATE;
     return v;
@@ -802,8 +803,8 @@ Test(aggregate, public_values_come_from_the_rounded_counts)
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
     asy_aggregate_set_population(f.agg, 0, 0, 433215);
-    asy_aggregate_set_population(f.agg, 13, 0, 300000); /* ONS_WHITE_BRITISH */
-    asy_aggregate_set_population(f.agg, 3, 0, 40000);   /* ONS_ASIAN_INDIAN */
+    asy_aggregate_set_population(f.agg, 13, 3, 300000); /* ONS_WHITE_BRITISH */
+    asy_aggregate_set_population(f.agg, 3, 3, 40000);   /* ONS_ASIAN_INDIAN */
     const struct {
         int ons;
         int count;
@@ -864,9 +865,9 @@ Test(aggregate, public_expected_counts_do_not_carry_suppressed_groups)
 {
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
-    asy_aggregate_set_population(f.agg, 13, 0, 300000); /* ONS_WHITE_BRITISH */
-    asy_aggregate_set_population(f.agg, 3, 0, 40000);   /* ONS_ASIAN_INDIAN */
-    asy_aggregate_set_population(f.agg, 6, 0, 20000);   /* ONS_BLACK_AFRICAN */
+    asy_aggregate_set_population(f.agg, 13, 3, 300000); /* ONS_WHITE_BRITISH */
+    asy_aggregate_set_population(f.agg, 3, 3, 40000);   /* ONS_ASIAN_INDIAN */
+    asy_aggregate_set_population(f.agg, 6, 3, 20000);   /* ONS_BLACK_AFRICAN */
     int n = 0;
     /* 3 referrals, all in one group: the only count is suppressed, and so is every E */
     s_add_cases(&f, 3, 3, false, 0, &n);
@@ -922,11 +923,99 @@ Test(aggregate, public_imha_expected_counts_hide_small_qualifying_groups)
     s_teardown(&f);
 }
 
+/* count referrals received 3 Nov 2026 of ONS group ons, ServiceType service and age band. */
+static void s_add_referrals(s_fixture_t *f, int ons, int service, int band, int count, int *n)
+{
+    for (int i = 0; i < count; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", (*n)++);
+        asy_case_view_t v = s_case(id, "ward-a", 1);
+        v.received = s_day(2026, 11, 3);
+        v.service = service;
+        v.attr[ASY_ATTR_ETHNICITY_ONS] = ons;
+        v.attr[ASY_ATTR_AGE_BAND] = band;
+        cr_assert_eq(asy_aggregate_put(f->agg, &v, NULL), 0);
+    }
+}
+
+/* M8's referral rows, M9 and M10 are the community service's, against the population aged
+   18-64 (domain brief (c): "P_g: resident population ... aged 18-64 for the community
+   service"): IMHA referrals and people aged 65+ at referral are not counted there (IMHA's
+   representation is M8's imha_ rows), a referral whose age is not recorded is (M9, M8), and
+   a group without age bands takes the 18-64 share of those loaded. Values worked by hand:
+   White British bands 20,000 / 5,000 / 30,000 / 25,000 / 20,000 / 40,000 (18-64: 75,000 of
+   140,000); Asian Indian 14,000 and Asian Pakistani 10,000, all ages only (18-64: 7,500 and
+   10,000 x 75 / 140); the total 164,000, of whom 75,000 x 164 / 140 aged 18-64. */
+Test(aggregate, community_rates_count_its_referrals_against_the_population_aged_18_to_64)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    static const double bands[7] = {0, 20000, 5000, 30000, 25000, 20000, 40000};
+    for (int band = 1; band <= 6; band++)
+        asy_aggregate_set_population(f.agg, 13, band, bands[band]);
+    asy_aggregate_set_population(f.agg, 3, 0, 14000);
+    asy_aggregate_set_population(f.agg, 4, 0, 10000);
+    const struct {
+        int ons, service, band, count;
+    } cases[] = {{13, 2, 3, 20}, {13, 2, 0, 10}, {13, 2, 6, 5}, {13, 1, 3, 30},
+                 {3, 2, 4, 12},  {4, 2, 3, 3},   {4, 1, 3, 20}};
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        s_add_referrals(&f, cases[i].ons, cases[i].service, cases[i].band, cases[i].count, &n);
+    cr_assert_eq(s_cell(f.agg, "all/M1/2026-11", true, &f.update, "total", "ALL")->count, 100);
+    const char *m9 = "all/M9/2026-11", *m8 = "all/M8/2026-11", *by = "ethnicity_ons";
+    const double adult = 75000.0 * 164000 / 140000; /* 87,857.14 */
+    const asy_mcell_t *c = s_cell(f.agg, m9, true, &f.update, "total", "ALL");
+    cr_assert(c && c->count == 45 && c->denominator == 87857, "%lld / %lld",
+              c ? (long long)c->count : -1, c ? (long long)c->denominator : -1);
+    cr_assert_float_eq(c->value, 1e5 * 45 / adult, 1e-9);
+    c = s_cell(f.agg, m9, true, &f.update, by, "ONS_WHITE_BRITISH");
+    cr_assert(c && c->count == 30 && c->denominator == 75000);
+    cr_assert_float_eq(c->value, 40.0, 1e-9);
+    c = s_cell(f.agg, m9, true, &f.update, by, "ONS_ASIAN_INDIAN");
+    cr_assert(c && c->count == 12 && c->denominator == 7500);
+    cr_assert_float_eq(c->value, 160.0, 1e-9);
+    /* M8: O of the community referrals, E = O_tot x P_g / P_tot over the known groups */
+    c = s_cell(f.agg, m8, true, &f.update, by, "ONS_WHITE_BRITISH");
+    cr_assert(c && c->count == 30 && c->has_expected);
+    cr_assert_float_eq(c->expected, 45.0 * 75000 / adult, 1e-9);
+    c = s_cell(f.agg, m8, true, &f.update, by, "ONS_ASIAN_INDIAN");
+    cr_assert_float_eq(c->expected, 45.0 * 7500 / adult, 1e-9);
+    /* M10: strata 18-34, 35-49 and 50-64 only; the 10 of no recorded age are in none */
+    c = s_cell(f.agg, "all/M10/2026-11", true, &f.update, "ethnic_group", "WHITE");
+    cr_assert(c && c->count == 20 && c->has_value);
+    cr_assert_float_eq(c->value, 1e5 * 20 / 75000, 1e-9, "standard = White British's bands");
+    /* public: Pakistani is 23 in M1 (shown) but 3 in M9 (suppressed); M8's rows hide what M9
+       hides, whatever M9 chose as its second */
+    static const char *const names[] = {"ONS_WHITE_BRITISH", "ONS_ASIAN_INDIAN",
+                                        "ONS_ASIAN_PAKISTANI"};
+    int hidden = 0;
+    for (size_t g = 0; g < 3; g++) {
+        const char *name = names[g];
+        asy_mupdate_t other = {0};
+        const asy_mcell_t *in9 = s_cell(f.agg, m9, false, &f.update, by, name);
+        bool hidden9 = in9 && in9->suppressed;
+        const asy_mcell_t *in8 = s_cell(f.agg, m8, false, &other, by, name);
+        bool hidden8 = in8 && in8->suppressed;
+        cr_assert_eq(hidden8, hidden9, "%s: M8 %d, M9 %d", name, hidden8, hidden9);
+        hidden += hidden9;
+        free(other.cells);
+    }
+    cr_assert_eq(hidden, 2, "a primary and its secondary");
+    c = s_cell(f.agg, m9, false, &f.update, by, "ONS_ASIAN_PAKISTANI");
+    cr_assert(c && c->suppressed);
+    c = s_cell(f.agg, "all/M1/2026-11", false, &f.update, by, "ONS_ASIAN_PAKISTANI");
+    cr_assert(c && !c->suppressed && c->count == 25);
+    s_teardown(&f);
+}
+
 /* M10 when some areas give age bands and others do not: the bands given are scaled up to the
    whole population, since the referrals come from every area. Two areas of 60,000 White
-   British people each, only the first by age band (10,000 in each of 6 bands); 60 referrals,
-   10 in each band: 60 / 120,000 = 50 per 100,000 (before, the strata covered only the first
-   area and gave 100). */
+   British people each, only the first by age band (10,000 in each of 6 bands); 60 referrals
+   to the community service, 10 in each band. The strata are the bands 18-34, 35-49 and 50-64
+   (domain brief (c): the community service's population is aged 18-64): 30 referrals against
+   2 x 30,000 people = 50 per 100,000 (before, the strata covered only the first area and gave
+   100). M9 over the same: the referrals of people aged 18-64, against them. */
 Test(aggregate, standardised_rate_covers_areas_without_age_bands)
 {
     s_fixture_t f;
@@ -959,8 +1048,9 @@ Test(aggregate, standardised_rate_covers_areas_without_age_bands)
 
 /* M10 on the public stream: each age stratum entered the rate rounded (1-2 as 0, 3-7 as 5);
    with the populations public, the value could be inverted back to the strata (exploratory
-   testing solved one: BLACK 18-34 = 10, 65+ = "5"). A stratum of 1-7 withholds the rate; so
-   does a group under 10 referrals counted exactly. */
+   testing solved one: BLACK 18-34 = 10, 65+ = "5", when 65+ was a stratum). A stratum of 1-7
+   withholds the rate; so does a group under 10 referrals counted exactly. The 20 Black people
+   aged 65+ are in no stratum (the community service's population is aged 18-64). */
 Test(aggregate, public_standardised_rates_hide_small_strata)
 {
     s_fixture_t f;
@@ -974,17 +1064,9 @@ Test(aggregate, public_standardised_rates_hide_small_strata)
     int n = 0;
     const struct {
         int ons, band, count;
-    } cases[] = {{7, 3, 10}, {7, 6, 3}, {13, 3, 10}, {13, 4, 8}};
+    } cases[] = {{7, 3, 10}, {7, 5, 3}, {13, 3, 10}, {13, 4, 8}, {7, 6, 20}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (int j = 0; j < cases[i].count; j++) {
-            char id[16];
-            snprintf(id, sizeof id, "d%d", n++);
-            asy_case_view_t v = s_case(id, "ward-a", 1);
-            v.received = s_day(2026, 11, 3);
-            v.attr[ASY_ATTR_ETHNICITY_ONS] = cases[i].ons;
-            v.attr[ASY_ATTR_AGE_BAND] = cases[i].band;
-            cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
-        }
+        s_add_referrals(&f, cases[i].ons, 2, cases[i].band, cases[i].count, &n);
     const char *topic = "all/M10/2026-11";
     const asy_mcell_t *c = s_cell(f.agg, topic, false, &f.update, "ethnic_group", "BLACK");
     cr_assert(c && !c->has_value && !c->has_interval, "a stratum of 3: no rate (%.4f)",
@@ -1005,10 +1087,10 @@ Test(aggregate, public_secondary_suppression_hides_the_same_group_in_every_metri
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
     asy_aggregate_set_population(f.agg, 0, 0, 433215);
-    asy_aggregate_set_population(f.agg, 13, 0, 300000); /* ONS_WHITE_BRITISH */
-    asy_aggregate_set_population(f.agg, 3, 0, 40000);   /* ONS_ASIAN_INDIAN */
-    asy_aggregate_set_population(f.agg, 4, 0, 30000);   /* ONS_ASIAN_PAKISTANI */
-    asy_aggregate_set_population(f.agg, 15, 0, 402);    /* ONS_WHITE_GYPSY_IRISH_TRAVELLER */
+    asy_aggregate_set_population(f.agg, 13, 3, 300000); /* ONS_WHITE_BRITISH */
+    asy_aggregate_set_population(f.agg, 3, 3, 40000);   /* ONS_ASIAN_INDIAN */
+    asy_aggregate_set_population(f.agg, 4, 3, 30000);   /* ONS_ASIAN_PAKISTANI */
+    asy_aggregate_set_population(f.agg, 15, 3, 402);    /* ONS_WHITE_GYPSY_IRISH_TRAVELLER */
     int n = 0;
     s_add_cases(&f, 13, 10, false, 0, &n);
     s_add_cases(&f, 3, 11, false, 0, &n);
@@ -1092,7 +1174,7 @@ Test(aggregate, rows_are_withheld_only_where_they_pin_and_everywhere_they_do)
     s_setup(&f, s_day(2026, 11, 23));
     asy_aggregate_set_population(f.agg, 0, 0, 433215);
     for (int ons = 1; ons <= 19; ons++)
-        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+        asy_aggregate_set_population(f.agg, ons, 3, 20000);
     int n = 0;
     s_add_cases(&f, 13, 50, false, 0, &n);
     s_add_cases(&f, 3, 45, false, 0, &n);
@@ -1137,7 +1219,7 @@ Test(aggregate, m8_rows_are_judged_against_the_total_their_expected_counts_give)
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
     for (int ons = 1; ons <= 19; ons++)
-        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+        asy_aggregate_set_population(f.agg, ons, 3, 20000);
     int n = 0;
     for (int ons = 1; ons <= 12; ons++)
         s_add_cases(&f, ons, 1, false, 0, &n);
@@ -1200,7 +1282,7 @@ Test(aggregate, public_metrics_of_one_family_hide_the_groups_their_base_hides)
        M9, which have no NOT_STATED row, hide what M1 hides and then a second of their own */
     s_setup(&f, s_day(2026, 11, 23));
     for (int ons = 1; ons <= 19; ons++)
-        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+        asy_aggregate_set_population(f.agg, ons, 3, 20000);
     n = 0;
     s_add_cases(&f, 13, 50, false, 0, &n);
     s_add_cases(&f, 3, 3, false, 0, &n);
@@ -1233,7 +1315,7 @@ Test(aggregate, review_m9_follows_m1_m7_needs_its_reference_m10_undefined_is_not
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
     for (int ons = 1; ons <= 19; ons++)
-        asy_aggregate_set_population(f.agg, ons, 0, 20000);
+        asy_aggregate_set_population(f.agg, ons, 3, 20000);
     cr_assert_not_null(
         s_cell(f.agg, "all/M9/2026-11", false, &f.update, "ethnicity_ons", "ONS_ASIAN_CHINESE"),
         "no referral: M9's zero rows stay");
@@ -1263,8 +1345,8 @@ Test(aggregate, review_m9_follows_m1_m7_needs_its_reference_m10_undefined_is_not
     s_teardown(&f);
 
     s_setup(&f, s_day(2026, 11, 23));
-    asy_aggregate_set_population(f.agg, 13, 0, 300000); /* the standard, but no Black people */
-    asy_aggregate_set_population(f.agg, 3, 0, 40000);   /* Asian Indian people, no referral */
+    asy_aggregate_set_population(f.agg, 13, 3, 300000); /* the standard, but no Black people */
+    asy_aggregate_set_population(f.agg, 3, 3, 40000);   /* Asian Indian people, no referral */
     for (int i = 0; i < 50; i++) { /* 30 White British, 20 Black African, aged 18-34 */
         char id[16];
         snprintf(id, sizeof id, "u%d", i);

@@ -45,6 +45,8 @@ static void s_usage(FILE *out)
             "  age band    \"age_band\" (optional, else 0): 0 or ALL = all ages, 1 AGE_0_15,\n"
             "              2 AGE_16_17, 3 AGE_18_34, 4 AGE_35_49, 5 AGE_50_64, 6 AGE_65_PLUS\n"
             "  population  \"Observation\" or \"population\": a whole number >= 0\n"
+            "The community service's figures (M8's referral rows, M9, M10) count against\n"
+            "residents aged 18-64 (bands 3-5): give bands at least for all groups (0).\n"
             "Other columns are ignored. The rows of each area in the file replace that area's\n"
             "rows; a bad line changes nothing. --source (default: the file name) is stored.\n"
             "\n"
@@ -547,6 +549,20 @@ static void s_print_summary(const s_load_t *load, uint64_t replaced)
     }
 }
 
+/* The community service's figures (M8's referral rows, M9, M10) count against the residents
+   aged 18-64 (PROTOCOL.md 12.2): a file with no row of those bands gives them none. */
+static void s_note_adult_bands(const s_load_t *load)
+{
+    for (size_t i = 0; i < load->count; i++)
+        if (load->rows[i].band >= 3 && load->rows[i].band <= 5)
+            return;
+    fprintf(stderr,
+            "advsync-ctl: note: %s gives no age band from 18-34 to 50-64: the community "
+            "service's figures (M8's referral rows, M9, M10) count against residents aged "
+            "18-64, and stay empty until some area gives them by age band\n",
+            load->path);
+}
+
 static int s_load(const asy_ctl_options_t *options, int argc, char **argv)
 {
     const char *path = NULL, *source = NULL;
@@ -584,9 +600,10 @@ static int s_load(const asy_ctl_options_t *options, int argc, char **argv)
     if (code == ASY_CTL_OK) {
         uint64_t replaced = 0;
         rc = s_write(db, &load, *source ? source : NULL, &replaced);
-        if (rc == 0)
+        if (rc == 0) {
             s_print_summary(&load, replaced);
-        else {
+            s_note_adult_bands(&load);
+        } else {
             fprintf(stderr, "advsync-ctl: %s: nothing loaded: %s\n", path,
                     rc == ASY_ENOMEM ? asy_strerror(rc) : asy_db_errmsg(db));
             code = ASY_CTL_FAILURE;

@@ -319,6 +319,7 @@ Test(ctl, denominators_load_ts021_shape)
               "%s", out);
     cr_assert(strstr(out, "E06000010\tKingston upon Hull, City of\t1 rows\tpopulation 77"), "%s",
               out);
+    cr_assert_null(strstr(out, "no age band"), "it gives 18-34: %s", out);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator"), 6);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT population FROM denominator WHERE area_code = 'E06000023' AND "
                        "ethnicity_ons = 13 AND age_band = 0"),
@@ -335,6 +336,11 @@ Test(ctl, denominators_load_ts021_shape)
                                                 "E06000023,Bristol,0,4100\n");
     cr_assert_eq(s_db(out, "denominators", "load", bristol), 0, "%s", out);
     cr_assert(strstr(out, "replaced 5 earlier rows"), "%s", out);
+    cr_assert(strstr(out, "note: "), "%s", out);
+    cr_assert(strstr(out, "bristol.csv gives no age band from 18-34 to 50-64: the community "
+                          "service's figures (M8's referral rows, M9, M10) count against "
+                          "residents aged 18-64"),
+              "%s", out);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_code = 'E06000023'"), 1);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_code = 'E06000010'"), 1);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE source = 'bristol.csv'"), 1);

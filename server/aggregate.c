@@ -24,6 +24,7 @@
 const asy_dim_info_t asy_dims[ASY_DIM_COUNT] = {
     [ASY_DIM_TOTAL] = {"total", NULL, 1},
     [ASY_DIM_SOURCE] = {"source", "ReferralSource", 24},
+    [ASY_DIM_SOURCE_GROUP] = {"source_group", "ReferralSource", 24},
     [ASY_DIM_SERVICE] = {"service", "ServiceType", 3},
     [ASY_DIM_ONS] = {"ethnicity_ons", "EthnicityOns2021", ASY_ONS_GROUPS},
     [ASY_DIM_EG] = {"ethnic_group", NULL, ASY_EG_GROUPS},
@@ -39,7 +40,7 @@ const asy_dim_info_t asy_dims[ASY_DIM_COUNT] = {
 };
 
 const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX] = {
-    [ASY_FAM_M1] = {ASY_DIM_TOTAL, ASY_DIM_SOURCE, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG,
+    [ASY_FAM_M1] = {ASY_DIM_TOTAL, ASY_DIM_SOURCE, ASY_DIM_SOURCE_GROUP, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG,
                     ASY_DIM_NHS, ASY_DIM_AGE, ASY_DIM_SEX, ASY_DIM_GENDER, ASY_DIM_DISABILITY,
                     ASY_DIM_RELIGION, ASY_DIM_ORIENTATION, ASY_DIM_REASON, -1},
     [ASY_FAM_M2] = {ASY_DIM_TOTAL, ASY_DIM_SERVICE, ASY_DIM_ONS, ASY_DIM_EG, ASY_DIM_AGE,
@@ -112,11 +113,23 @@ static int s_nhs_category(const asy_case_view_t *v)
     return ons >= 1 && ons <= 21 ? from_ons[ons] : 0;
 }
 
+/* The group index of a ReferralSource: its value, the advocacy additions (30-34) after P. */
+static int s_source(const asy_case_view_t *v)
+{
+    return v->source >= 30 && v->source <= 34 ? 19 + v->source - 30 : s_clamp(v->source, 19);
+}
+
 int asy_dim_group(const asy_case_view_t *v, asy_dim_t dim)
 {
     switch (dim) {
     case ASY_DIM_SOURCE:
-        return v->source >= 30 && v->source <= 34 ? 19 + v->source - 30 : s_clamp(v->source, 19);
+        return s_source(v);
+    case ASY_DIM_SOURCE_GROUP: {
+        /* the MHSDS groups (domain brief (b)): A1 GP in A primary care, B1 self and B2 carer
+           in B self; the advocacy additions are groups of their own */
+        int source = s_source(v);
+        return source == 2 ? 1 : source == 4 || source == 5 ? 3 : source;
+    }
     case ASY_DIM_SERVICE:
         return s_clamp(v->service, 3);
     case ASY_DIM_ONS:
@@ -156,7 +169,7 @@ const char *asy_dim_group_name(asy_dim_t dim, int index)
     if (dim == ASY_DIM_EG)
         return index >= 0 && index < ASY_EG_GROUPS ? s_eg_names[index] : "?";
     int value = index;
-    if (dim == ASY_DIM_SOURCE && index >= 19)
+    if ((dim == ASY_DIM_SOURCE || dim == ASY_DIM_SOURCE_GROUP) && index >= 19)
         value = 30 + index - 19;
     if (dim == ASY_DIM_GENDER && index >= 5)
         value = index == 5 ? 9 : 10;

@@ -13,6 +13,7 @@
 typedef enum {
     ASY_DIM_TOTAL,
     ASY_DIM_SOURCE,
+    ASY_DIM_SOURCE_GROUP, /* the MHSDS groups: A1 in A, B1 and B2 in B */
     ASY_DIM_SERVICE,
     ASY_DIM_ONS,
     ASY_DIM_EG,      /* ONS high-level ethnic group */
@@ -63,7 +64,7 @@ typedef enum {
     ASY_FAM_COUNT
 } asy_family_t;
 
-#define ASY_FAM_DIMS_MAX 14
+#define ASY_FAM_DIMS_MAX 15
 extern const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX]; /* -1 terminated */
 
 typedef enum { ASY_PERIOD_MONTH, ASY_PERIOD_QUARTER, ASY_PERIOD_YEAR } asy_period_kind_t;

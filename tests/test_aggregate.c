@@ -174,6 +174,43 @@ Test(aggregate, the_nhs_breakdown_maps_an_ons_only_category)
     s_teardown(&f);
 }
 
+/* M1's source_group breakdown is the MHSDS referral-source groups (domain brief (b)): A1 GP
+   counts in A primary care, B1 self and B2 carer in B self; the advocacy additions are groups
+   of their own; the source breakdown keeps the codes as recorded. */
+Test(aggregate, source_groups_are_the_mhsds_groups)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    static const int sources[] = {1, 2, 2, 4, 5, 5, 6, 30, 0};
+    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "s%zu", i);
+        asy_case_view_t v = s_case(id, "ward-a", 1);
+        v.received = s_day(2026, 11, 3);
+        v.source = sources[i];
+        cr_assert_eq(asy_aggregate_put(f.agg, &v, NULL), 0);
+    }
+    const char *topic = "all/M1/2026-11";
+    static const struct {
+        const char *breakdown, *group;
+        int64_t count;
+    } want[] = {{"source_group", "SOURCE_A_PRIMARY_CARE", 3},
+                {"source_group", "SOURCE_A1_GP", 0},
+                {"source_group", "SOURCE_B_SELF", 3},
+                {"source_group", "SOURCE_B2_CARER", 0},
+                {"source_group", "SOURCE_C_LOCAL_AUTHORITY", 1},
+                {"source_group", "SOURCE_MHA_OFFICE", 1},
+                {"source_group", "SOURCE_NOT_RECORDED", 1},
+                {"source", "SOURCE_A_PRIMARY_CARE", 1},
+                {"source", "SOURCE_A1_GP", 2},
+                {"source", "SOURCE_B2_CARER", 2}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_eq(s_count(s_cell(f.agg, topic, true, &f.update, want[i].breakdown,
+                                    want[i].group)),
+                     want[i].count, "%s %s", want[i].breakdown, want[i].group);
+    s_teardown(&f);
+}
+
 /* The fresh topics (the monitor publishes those of a quiet site first): the topics a change
    makes dirty that were clean, once each; a topic already dirty is
    not fresh again; forgetting drops the rows walked past and keeps the rest. */

@@ -64,8 +64,8 @@ static void s_usage(FILE *out)
             "                      the current quarter, month, year to date and now\n"
             "  --metric M          only metric M (M1 .. M13)\n"
             "  --by BREAKDOWN      groups shown under each total (default ethnic_group;\n"
-            "                      '' for none; source, service, ethnicity_ons, nhs_ethnic,\n"
-            "                      age_band, sex, gender, disability, religion,\n"
+            "                      '' for none; source, source_group, service, ethnicity_ons,\n"
+            "                      nhs_ethnic, age_band, sex, gender, disability, religion,\n"
             "                      sexual_orientation, reason)\n"
             "  --json              one JSON line per snapshot entry and live message\n"
             "  --once              print the snapshot and exit\n"
@@ -102,8 +102,9 @@ static bool s_valid_id(const char *text)
 /* The breakdowns of PROTOCOL.md 12.3 ("total" is always shown, as the row itself). The
    monitor's list is server/aggregate.c asy_dims, which this program does not link. */
 static const char *const s_breakdowns[] = {
-    "source", "service", "ethnicity_ons", "ethnic_group",       "nhs_ethnic", "age_band",
-    "sex",    "gender",  "disability",    "sexual_orientation", "religion",   "reason",
+    "source", "source_group", "service",    "ethnicity_ons",      "ethnic_group", "nhs_ethnic",
+    "age_band", "sex",        "gender",     "disability",         "sexual_orientation",
+    "religion", "reason",
 };
 
 static bool s_valid_breakdown(const char *by)

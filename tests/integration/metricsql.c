@@ -266,8 +266,8 @@ static const char *const s_counted_sql =
    and the scopes. */
 static const char *const s_breakdown_sql =
     "CREATE TEMP TABLE mq_breakdown AS SELECT m.metric, b.breakdown FROM (VALUES"
-    " ('M1', 'total,source,service,ethnicity_ons,ethnic_group,nhs_ethnic,age_band,sex,gender,"
-    "disability,religion,sexual_orientation,reason'),"
+    " ('M1', 'total,source,source_group,service,ethnicity_ons,ethnic_group,nhs_ethnic,age_band,"
+    "sex,gender,disability,religion,sexual_orientation,reason'),"
     " ('M2', 'total,service,ethnicity_ons,ethnic_group,age_band,sex,gender,disability'),"
     " ('M3', 'total,service,ethnic_group'),"
     " ('M4', 'total,service,ethnicity_ons,ethnic_group,age_band,sex'),"
@@ -294,7 +294,12 @@ static const char *const s_cells_sql =
     "  CASE WHEN m.metric = 'M3' THEN array_agg(c.wait ORDER BY c.wait)::text END AS waits"
     " FROM mq_counted m JOIN mq_case c USING (case_id)"
     " CROSS JOIN LATERAL (VALUES ('total', NULL, 0, 'ALL'),"
-    "  ('source', 'ReferralSource', c.source, NULL), ('service', 'ServiceType', c.service, NULL),"
+    "  ('source', 'ReferralSource', c.source, NULL),"
+    /* the MHSDS groups: A1 GP (2) in A primary care (1), B1 self (4) and B2 carer (5) in B
+       self (3) */
+    "  ('source_group', 'ReferralSource',"
+    "   CASE WHEN c.source = 2 THEN 1 WHEN c.source IN (4, 5) THEN 3 ELSE c.source END, NULL),"
+    "  ('service', 'ServiceType', c.service, NULL),"
     "  ('ethnicity_ons', 'EthnicityOns2021', c.ons, NULL), ('ethnic_group', NULL, 0, "
     "c.ethnic_group),"
     "  ('nhs_ethnic', 'NhsEthnicCategory', c.nhs_category, NULL), ('age_band', 'AgeBand', c.age, NULL),"

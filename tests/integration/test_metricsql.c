@@ -138,7 +138,7 @@ static size_t s_cells_of(const char *topic)
      Contacted 06-14, met 06-24 (both on time). Found INELIGIBLE 06-15. Closed 06-30, not
      before goals. NON-QUALIFYING legal status s4 (LEGAL_04_S4 = 4, qualifying false): no
      episode (qualifying_started_at stays NULL: case_fold.c starts an episode only at a
-     qualifying status). Community, no ethnicity.  */
+     qualifying status). Community, no ethnicity, referred by a carer (B2).  */
 static void s_insert_cases(void)
 {
     /* a *_version value (migration 009): the instant's microseconds, 8 bytes big-endian || an
@@ -162,7 +162,7 @@ static void s_insert_cases(void)
         "repeat('f', 64), 'ward-b', '2022-04-05 10:00+01', 1, NULL, NULL, NULL, NULL, NULL,"
         " NULL, '2022-05-20 10:00+01', true, 3, false, test_ver('2022-04-30 23:30Z'),"
         " '2022-04-05 10:00+01', 20, NULL, NULL, NULL, false",
-        "repeat('0', 64), 'ward-b', '2022-06-13 10:00+01', 2, NULL, '2022-06-14 10:00+01',"
+        "repeat('0', 64), 'ward-b', '2022-06-13 10:00+01', 2, 5, '2022-06-14 10:00+01',"
         " '2022-06-24 10:00+01', 0, test_ver('2022-06-15 10:00Z'), NULL, '2022-06-30 10:00+01',"
         " false, 4, false, test_ver('2022-06-13 10:00Z'), NULL, NULL, NULL,"
         " NULL, NULL, false",
@@ -230,7 +230,13 @@ Test(metricsql, hand_worked_cases)
     s_absent("all/M1/2022-06", "service", "SERVICE_NOT_RECORDED");
     s_count_is("all/M1/2022-06", "source", "SOURCE_MHA_OFFICE", 1);
     s_count_is("all/M1/2022-06", "source", "SOURCE_B_SELF", 1);
-    s_count_is("all/M1/2022-06", "source", "SOURCE_NOT_RECORDED", 2);
+    s_count_is("all/M1/2022-06", "source", "SOURCE_B2_CARER", 1);
+    s_count_is("all/M1/2022-06", "source", "SOURCE_NOT_RECORDED", 1);
+    /* the MHSDS groups: B2 carer counts in B self */
+    s_count_is("all/M1/2022-06", "source_group", "SOURCE_B_SELF", 2);
+    s_absent("all/M1/2022-06", "source_group", "SOURCE_B2_CARER");
+    s_count_is("all/M1/2022-06", "source_group", "SOURCE_MHA_OFFICE", 1);
+    s_count_is("all/M1/2022-06", "source_group", "SOURCE_NOT_RECORDED", 1);
     s_count_is("all/M1/2022-06", "ethnic_group", "WHITE", 1);        /* A */
     s_count_is("all/M1/2022-06", "ethnic_group", "BLACK", 2);        /* B by ONS, C by NHS */
     s_count_is("all/M1/2022-06", "ethnic_group", "NOT_RECORDED", 1); /* G */

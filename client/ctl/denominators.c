@@ -48,7 +48,8 @@ static void s_usage(FILE *out)
             "The community service's figures (M8's referral rows, M9, M10) count against\n"
             "residents aged 18-64 (bands 3-5): give bands at least for all groups (0).\n"
             "Other columns are ignored. The rows of each area in the file replace that area's\n"
-            "rows; a bad line changes nothing. --source (default: the file name) is stored.\n"
+            "rows; a bad line changes nothing, nor does an area code given two names (a\n"
+            "wrong code would sum two areas). --source (default: the file name) is stored.\n"
             "\n"
             "list: area, group, band, population, source, loaded_at (tab-separated).\n"
             "remove: deletes every row of one area (an area loaded by mistake; a load only\n"
@@ -403,6 +404,28 @@ static int s_compare_rows(const void *a, const void *b)
 static int s_check_duplicates(s_load_t *load)
 {
     qsort(load->rows, load->count, sizeof *load->rows, s_compare_rows);
+    /* an area code named two ways is most likely a wrong code: two areas' populations would
+       be summed as one */
+    const s_row_t *named = NULL;
+    for (size_t i = 0; i < load->count; i++) {
+        const s_row_t *row = &load->rows[i];
+        if (named && !streq(named->area_code, row->area_code))
+            named = NULL;
+        if (!row->area_name)
+            continue;
+        if (!named)
+            named = row;
+        else if (!streq(named->area_name, row->area_name)) {
+            const s_row_t *first = named->line < row->line ? named : row,
+                          *second = named->line < row->line ? row : named;
+            fprintf(stderr,
+                    "advsync-ctl: %s:%lu: %s %s is named \"%s\" here and \"%s\" on line %lu: "
+                    "is one of the codes wrong?\n",
+                    load->path, second->line, load->headers[S_COL_AREA_CODE], row->area_code,
+                    second->area_name, first->area_name, first->line);
+            return ASY_EINVAL;
+        }
+    }
     for (size_t i = 1; i < load->count; i++) {
         const s_row_t *a = &load->rows[i - 1], *b = &load->rows[i];
         if (streq(a->area_code, b->area_code) && a->group == b->group && a->band == b->band) {

@@ -415,6 +415,13 @@ Test(ctl, denominators_bad_line_changes_nothing)
     char text[512];
     snprintf(text, sizeof text, "%sE1,0,1\nE1,13,-5\nE1,4,40\n", header);
     s_expect_rejected("negative.csv", text, "negative.csv:3: population: \"-5\"");
+    /* one code, two names: most likely a wrong code (two areas summed as one) */
+    s_expect_rejected("names.csv",
+                      "area_code,area_name,ethnicity_ons,population\n"
+                      "E08000034,Kirklees,0,433213\nE08000033,Calderdale,0,206600\n"
+                      "E08000034,Calderdale,13,170000\nE08000034,,3,5\n",
+                      "names.csv:4: area_code E08000034 is named \"Calderdale\" here and "
+                      "\"Kirklees\" on line 2: is one of the codes wrong?");
     snprintf(text, sizeof text, "%sE1,0,1\nE1,13,5\nE1,ONS_MARTIAN,4\n", header);
     s_expect_rejected("group.csv", text, "group.csv:4: ethnicity_ons: \"ONS_MARTIAN\"");
     snprintf(text, sizeof text, "%sE1,0,1\nE1,13,5\nE1,4,4\nE1,ONS_WHITE_BRITISH,4\n", header);

@@ -24,6 +24,7 @@ static const uint16_t s_family_topics[ASY_FAM_COUNT] = {
     [ASY_FAM_RC] = ASY_METRIC_BIT(8) | ASY_METRIC_BIT(9),
 };
 
+#define S_IMHA 1      /* ServiceType SERVICE_IMHA */
 #define S_COMMUNITY 2 /* ServiceType SERVICE_COMMUNITY */
 
 /* ----------------------------------------------------------------------------------------------
@@ -307,6 +308,29 @@ static int s_person_scopes(const asy_agg_person_t *person, s_scope_t *scopes)
     return ns;
 }
 
+/* Whether an IMHA case of the person (at any site) records a first contact from the start of
+   their earliest qualifying episode among the M6 member cases in the scope up to the period's
+   end: the domain brief (c) links a hospital's qualifying events and an IMHA site's contact
+   by the person (the NHS number's key), not by the case. */
+static bool s_reached_by_imha(const asy_agg_person_t *person, const s_member_t *m,
+                             const s_scope_t *scope, const asy_period_t *period)
+{
+    asy_date_t first = ASY_NO_DATE;
+    for (int i = 0; i < person->count; i++) {
+        const asy_case_view_t *v = &person->cases[i]->view;
+        if ((m[i].in & (1u << ASY_FAM_M6)) && s_in_scope(person->cases[i], scope->scope) &&
+            (first == ASY_NO_DATE || v->q_start < first))
+            first = v->q_start;
+    }
+    for (int i = 0; first != ASY_NO_DATE && i < person->count; i++) {
+        const asy_case_view_t *v = &person->cases[i]->view;
+        if (v->service == S_IMHA && v->contacted != ASY_NO_DATE && v->contacted >= first &&
+            v->contacted <= period->end)
+            return true;
+    }
+    return false;
+}
+
 /* The case (index in person->cases) whose groups the person counts in for family f in a scope
    and period, -1 if none; *numerator_p: whether the person is in its numerator. */
 static int s_person_latest(const asy_agg_person_t *person, const s_member_t *m,
@@ -328,6 +352,8 @@ static int s_person_latest(const asy_agg_person_t *person, const s_member_t *m,
             if (latest < 0 || s_later(person->cases[i], person->cases[latest]))
                 latest = i;
         }
+        if (f == ASY_FAM_M6 && latest >= 0 && !numerator)
+            numerator = s_reached_by_imha(person, m, scope, period);
     }
     *numerator_p = numerator;
     return latest;

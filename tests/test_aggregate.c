@@ -211,6 +211,50 @@ Test(aggregate, source_groups_are_the_mhsds_groups)
     s_teardown(&f);
 }
 
+/* IMHA uptake links a hospital's qualifying episode and an IMHA site's contact by the person
+   (domain brief (c): U_g = people in Q_g with a contact.made by IMHA), not only within one
+   case: P1's episode is recorded at ward-a, their IMHA advocate's contact in a case at
+   imha-x. A contact before the episode began (P2's, from an earlier detention) does not
+   reach it. Kept incrementally and after a rebuild alike. */
+Test(aggregate, imha_uptake_links_an_episode_and_a_contact_of_one_person_across_cases)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_case_view_t h1 = s_case("h1", "ward-a", 1), i1 = s_case("i1", "imha-x", 1);
+    asy_case_view_t h2 = s_case("h2", "ward-a", 1), i2 = s_case("i2", "imha-x", 1);
+    snprintf(h1.person_key, sizeof h1.person_key, "P1");
+    snprintf(i1.person_key, sizeof i1.person_key, "P1");
+    snprintf(h2.person_key, sizeof h2.person_key, "P2");
+    snprintf(i2.person_key, sizeof i2.person_key, "P2");
+    h1.service = h2.service = 0; /* the hospital's record: no advocacy service */
+    i1.service = i2.service = 1; /* SERVICE_IMHA */
+    h1.q_start = h2.q_start = s_day(2026, 11, 2);
+    i1.received = i2.received = s_day(2026, 11, 3);
+    i2.contacted = s_day(2026, 10, 20);
+    asy_case_view_t *all[] = {&h1, &i1, &h2, &i2};
+    for (size_t k = 0; k < 4; k++)
+        cr_assert_eq(asy_aggregate_put(f.agg, all[k], NULL), 0);
+    const asy_mcell_t *c = s_cell(f.agg, "all/M6/2026-11", true, &f.update, "total", "ALL");
+    cr_assert(c && c->denominator == 2 && c->numerator == 0);
+    i1.version = 2;
+    i1.contacted = s_day(2026, 11, 5);
+    cr_assert_eq(asy_aggregate_put(f.agg, &i1, NULL), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        s_cell_fn *cell = s_reader(pass);
+        c = cell(f.agg, "all/M6/2026-11", true, &f.update, "total", "ALL");
+        cr_assert(c && c->denominator == 2 && c->numerator == 1, "pass %d: %lld of %lld", pass,
+                  c ? (long long)c->numerator : -1, c ? (long long)c->denominator : -1);
+        c = cell(f.agg, "site/ward-a/M6/2026-11", true, &f.update, "total", "ALL");
+        cr_assert(c && c->denominator == 2 && c->numerator == 1, "pass %d: the hospital's", pass);
+        c = cell(f.agg, "site/imha-x/M6/2026-11", true, &f.update, "total", "ALL");
+        cr_assert(c && c->denominator == 0, "pass %d: no episode at imha-x", pass);
+    }
+    /* a contact after the period's end does not reach it: October has the episode of neither */
+    c = s_cell(f.agg, "all/M6/2026-10", true, &f.update, "total", "ALL");
+    cr_assert(c && c->denominator == 0);
+    s_teardown(&f);
+}
+
 /* The fresh topics (the monitor publishes those of a quiet site first): the topics a change
    makes dirty that were clean, once each; a topic already dirty is
    not fresh again; forgetting drops the rows walked past and keeps the rest. */

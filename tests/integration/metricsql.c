@@ -230,7 +230,7 @@ static const char *const s_member_sql =
 static const char *const s_counted_sql =
     "CREATE TEMP TABLE mq_counted AS"
     " WITH s AS (SELECT sc.scope, m.metric, m.family, m.period, m.case_id, m.num, c.person,"
-    "  c.received FROM mq_member m JOIN mq_case c USING (case_id)"
+    "  c.received, c.q_start FROM mq_member m JOIN mq_case c USING (case_id)"
     "  CROSS JOIN LATERAL (VALUES ('all'), ('site/' || c.site_id)) AS sc(scope)"
     "  WHERE sc.scope IS NOT NULL),"
     " r AS (SELECT sc.scope, c.person, c.received, o.case_id, o.area, o.edition, o.first_ver,"
@@ -247,9 +247,16 @@ static const char *const s_counted_sql =
     "  ORDER BY r.scope, r.person, r.received DESC NULLS LAST, r.case_id COLLATE \"C\" DESC)"
     " SELECT scope, metric, family, period, case_id, num FROM s"
     "  WHERE metric NOT IN ('M2', 'M6')"
-    " UNION ALL SELECT scope, metric, family, period, case_id, num FROM"
+    /* M6: reached also when an IMHA case of the person (any site) has its first contact from
+       the start of their earliest episode counted there up to the period's end */
+    " UNION ALL SELECT scope, metric, family, period, case_id, num OR (metric = 'M6' AND EXISTS"
+    "  (SELECT 1 FROM mq_case i JOIN mq_period pe ON pe.name = people.period"
+    "   WHERE i.person = people.person AND i.service = 1"
+    "    AND i.contacted BETWEEN people.first_start AND pe.e)) FROM"
     "  (SELECT DISTINCT ON (scope, metric, family, period, person) scope, metric, family, period,"
-    "    case_id, bool_or(num) OVER (PARTITION BY scope, metric, family, period, person) AS num"
+    "    case_id, person,"
+    "    bool_or(num) OVER (PARTITION BY scope, metric, family, period, person) AS num,"
+    "    min(q_start) OVER (PARTITION BY scope, metric, family, period, person) AS first_start"
     "   FROM s WHERE metric IN ('M2', 'M6')"
     "   ORDER BY scope, metric, family, period, person, received DESC NULLS LAST,"
     "    case_id COLLATE \"C\" DESC) AS people"

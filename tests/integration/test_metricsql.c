@@ -395,6 +395,33 @@ Test(metricsql, recovery_star_readings_join_across_a_persons_cases)
     s_ratio_is("site/ward-b/M12/2022-23", "total", "ALL", 0, 0);
 }
 
+/* M6 links a hospital's qualifying episode and an IMHA contact by the person (domain brief
+   (c)), across cases and sites. P1: episode at ward-b from 2022-06-01 (no contact there), an
+   IMHA case at ward-a with its first contact on 06-03: reached. P2: the same episode, an IMHA
+   contact on 05-20, before it began (an earlier detention): not reached. Both episodes are
+   ongoing (today 2022-07-15). */
+Test(metricsql, imha_contact_of_a_person_reaches_their_episode_in_another_case)
+{
+    asy_test_pg_exec(s_pg,
+                     "INSERT INTO case_state (case_id, site_id, person_key, referral_received_at,"
+                     " service, first_contact_at, legal_status, qualifying, qualifying_started_at)"
+                     " VALUES"
+                     " (repeat('4', 64), 'ward-b', repeat('7', 64), NULL, NULL, NULL, 3, true,"
+                     "  '2022-06-01 10:00+01'),"
+                     " (repeat('5', 64), 'ward-a', repeat('7', 64), '2022-06-02 10:00+01', 1,"
+                     "  '2022-06-03 10:00+01', NULL, NULL, NULL),"
+                     " (repeat('6', 64), 'ward-b', repeat('8', 64), NULL, NULL, NULL, 3, true,"
+                     "  '2022-06-01 10:00+01'),"
+                     " (repeat('7', 64), 'ward-a', repeat('8', 64), '2022-05-19 10:00+01', 1,"
+                     "  '2022-05-20 10:00+01', NULL, NULL, NULL)");
+    s_compute("2022-07-15", 1);
+    s_ratio_is("all/M6/2022-05", "total", "ALL", 0, 0);
+    s_ratio_is("all/M6/2022-06", "total", "ALL", 1, 2);
+    s_ratio_is("all/M6/2022-07", "total", "ALL", 1, 2);
+    s_ratio_is("site/ward-b/M6/2022-06", "total", "ALL", 1, 2);
+    s_ratio_is("site/ward-a/M6/2022-06", "total", "ALL", 0, 0);
+}
+
 Test(metricsql, empty_database_has_only_zero_totals)
 {
     s_compute("2022-07-15", 2);

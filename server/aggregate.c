@@ -304,13 +304,8 @@ static int s_grow_storage(asy_aggregate_t *self, int from, int to)
         return ASY_ENOMEM;
     self->fresh_rows = fresh_rows;
     for (int s = from; s < to; s++) {
-        for (int p = 0; p <= np; p++) {
-            size_t row = (size_t)(s * (np + 1) + p);
-            self->dirty[row] = self->fresh[row] = 0;
-            asy_aggregate_mark(self, row,
-                               p < np ? (s ? asy_aggregate_site_topics : asy_aggregate_all_topics)
-                                      : ASY_METRIC_BIT(3));
-        }
+        for (int p = 0; p <= np; p++)
+            self->dirty[s * (np + 1) + p] = self->fresh[s * (np + 1) + p] = 0;
         for (int p = 0; p < np; p++) {
             self->counters[s * np + p] = calloc(2 * (size_t)self->cells, sizeof(int64_t));
             if (!self->counters[s * np + p]) {
@@ -319,6 +314,13 @@ static int s_grow_storage(asy_aggregate_t *self, int from, int to)
             }
         }
     }
+    /* every topic of the new scopes is to be published; marked only now that their storage is
+       whole, so a failure leaves no row of a scope that is not counted in the fresh list */
+    for (int s = from; s < to; s++)
+        for (int p = 0; p <= np; p++)
+            asy_aggregate_mark(self, (size_t)(s * (np + 1) + p),
+                               p < np ? (s ? asy_aggregate_site_topics : asy_aggregate_all_topics)
+                                      : ASY_METRIC_BIT(3));
     return 0;
 }
 

@@ -398,7 +398,8 @@ static int s_representation(s_render_t *r)
    18-64 (or of an age not recorded) against the population aged 18-64. */
 static int s_rates(s_render_t *r)
 {
-    if (!r->self->has_population)
+    /* no cells where no population aged 18-64 is known (no age band loaded) */
+    if (!r->self->has_population || s_adult_population(r->self, ASY_DIM_TOTAL, 0) <= 0)
         return 0;
     const asy_dim_t dims[3] = {ASY_DIM_TOTAL, ASY_DIM_ONS, ASY_DIM_EG};
     for (int d = 0; d < 3; d++) {
@@ -435,10 +436,12 @@ static int s_rates(s_render_t *r)
 static int s_standardised(s_render_t *r)
 {
     const asy_aggregate_t *self = r->self;
-    double all = s_all_population(self, 0), weights = 0;
-    for (int b = 1; b < ASY_AGE_GROUPS; b++)
+    double all = s_all_population(self, 0), weights = 0, adult = 0;
+    for (int b = 1; b < ASY_AGE_GROUPS; b++) {
         weights += s_all_population(self, b);
-    if (all <= 0)
+        adult += s_adult_band(b) ? s_all_population(self, b) : 0;
+    }
+    if (all <= 0 || adult <= 0) /* no standard: no age band 18-64 loaded */
         return 0;
     for (int g = 0; g <= ASY_EG_GROUPS; g++) {
         bool total = g == ASY_EG_GROUPS;

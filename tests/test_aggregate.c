@@ -1090,6 +1090,30 @@ Test(aggregate, community_rates_count_its_referrals_against_the_population_aged_
     s_teardown(&f);
 }
 
+/* With populations of all ages only (no band from 18-34 to 50-64 anywhere) no population aged
+   18-64 is known: M9 and M10 have no cells and M8 no referral rows, rather than rates against
+   the wrong population. */
+Test(aggregate, community_rates_need_an_age_band_of_18_to_64)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    asy_aggregate_set_population(f.agg, 13, 0, 300000);
+    asy_aggregate_set_population(f.agg, 0, 6, 50000); /* 65+ only: no 18-64 either */
+    int n = 0;
+    s_add_referrals(&f, 13, 2, 3, 12, &n);
+    for (int exact = 0; exact <= 1; exact++) {
+        cr_assert_null(s_cell(f.agg, "all/M9/2026-11", exact, &f.update, "total", "ALL"));
+        cr_assert_null(s_cell(f.agg, "all/M10/2026-11", exact, &f.update, "total", "ALL"));
+        cr_assert_null(s_cell(f.agg, "all/M8/2026-11", exact, &f.update, "ethnicity_ons",
+                              "ONS_WHITE_BRITISH"));
+    }
+    asy_aggregate_set_population(f.agg, 0, 4, 100000); /* 35-49 of all groups: now known */
+    const asy_mcell_t *c = s_cell(f.agg, "all/M9/2026-11", true, &f.update, "ethnicity_ons",
+                                  "ONS_WHITE_BRITISH");
+    cr_assert(c && c->denominator == 200000, "300,000 x 100,000 / 150,000");
+    s_teardown(&f);
+}
+
 /* M10 when some areas give age bands and others do not: the bands given are scaled up to the
    whole population, since the referrals come from every area. Two areas of 60,000 White
    British people each, only the first by age band (10,000 in each of 6 bands); 60 referrals

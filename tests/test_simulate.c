@@ -295,6 +295,26 @@ static double s_configured(const char *prefix, const char *weight)
     return part / total;
 }
 
+/* The share of the profiles (lines with an ONS category) in a --json file that also give an
+   NHS category. */
+static double s_nhs_share(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", s_fixture.dir, name);
+    FILE *file = fopen(path, "r");
+    cr_assert_not_null(file, "%s", path);
+    char line[8192];
+    size_t profiles = 0, nhs = 0;
+    while (fgets(line, sizeof line, file))
+        if (strstr(line, "\"ons2021Ethnicity\"")) {
+            profiles++;
+            nhs += strstr(line, "\"nhsEthnicCategory\"") != NULL;
+        }
+    fclose(file);
+    cr_assert_gt(profiles, 0);
+    return (double)nhs / (double)profiles;
+}
+
 Test(simulate, community_shares_follow_the_parameters)
 {
     cr_assert_eq(s_simulate("community.jsonl", "--events", "40000", "--seed", "21", "--service",
@@ -326,6 +346,9 @@ Test(simulate, community_shares_follow_the_parameters)
     /* 6% not stated or not known by default */
     double unstated_share = (double)unstated / (double)all.count;
     cr_assert(unstated_share > 0.04 && unstated_share < 0.08, "not stated %.3f", unstated_share);
+    /* 30% of the stated profiles give the ONS category alone: 0.94 x 0.7 + 0.06 give an NHS one */
+    double nhs = s_nhs_share("community.jsonl");
+    cr_assert(nhs > 0.68 && nhs < 0.76, "NHS category in %.3f of the profiles", nhs);
     free(all.cases);
 }
 
@@ -334,6 +357,7 @@ Test(simulate, black_patients_qualify_far_more_often_per_head)
     cr_assert_eq(s_simulate("imha.jsonl", "--events", "40000", "--seed", "31", "--service", "imha",
                             "--json", NULL),
                  0);
+    cr_assert_eq(s_nhs_share("imha.jsonl"), 1.0, "a hospital records the NHS category");
     s_cases_t all = s_read_cases("imha.jsonl");
     double black = 0, white = 0, asian = 0;
     for (size_t i = 0; i < all.count; i++) {

@@ -137,7 +137,8 @@ static int s_pick_group(asy_sim_t *sim, bool imha)
     return (int)ASY_SIM_ETHNIC_COUNT - 1;
 }
 
-static void s_profile(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_service_t *service)
+static void s_profile(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_service_t *service,
+                      bool imha)
 {
     const asy_sim_params_t *p = sim->p;
     asy_sim_rng_t *rng = &sim->rng;
@@ -153,6 +154,10 @@ static void s_profile(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_service_t
     } else {
         c->ons = ethnic->ons;
         c->nhs = ethnic->nhs;
+        /* a community case system recording the 2021 ONS category alone: decided by the same
+           draw's low digits (uniform too), so that no later draw of a seed's stream moves */
+        if (!imha && fmod(x * 1000.0, 100.0) < p->nhs_omitted)
+            c->nhs = NULL;
     }
     c->sex = s_pick(rng, &service->sex);
     if (s_chance(rng, p->gender_differs))
@@ -553,7 +558,7 @@ static void s_person(asy_sim_t *sim, asy_sim_case_t *c, const asy_sim_service_t 
                      const asy_sim_case_t *earlier)
 {
     c->group = s_pick_group(sim, imha);
-    s_profile(sim, c, service);
+    s_profile(sim, c, service, imha);
     if (earlier)
         s_take_person(c, earlier);
 }

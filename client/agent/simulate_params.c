@@ -254,6 +254,10 @@ int asy_sim_params_load(const char *file, asy_sim_params_t *p, char *error, size
     p->imha_share = s_number(&loader, "sim/imha_share", 0, 100);
     p->not_stated = s_number(&loader, "sim/ethnicity_not_stated", 0, 100);
     p->not_known = s_number(&loader, "sim/ethnicity_not_known", 0, 100);
+    /* optional (parameter files written before it): none omitted */
+    p->nhs_omitted = zconfig_get(loader.root, "sim/community_nhs_category_omitted", NULL)
+                         ? s_number(&loader, "sim/community_nhs_category_omitted", 0, 100)
+                         : 0;
     s_load_people(&loader, p);
     s_load_service(&loader, "imha", &p->imha);
     s_load_service(&loader, "community", &p->community);

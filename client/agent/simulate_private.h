@@ -65,6 +65,7 @@ typedef struct {
 
 typedef struct {
     double imha_share, not_stated, not_known;
+    double nhs_omitted; /* % of community cases recorded with the ONS category alone */
     asy_sim_group_t group[ASY_SIM_ETHNIC_COUNT];
     asy_sim_broad_t broad[ASY_SIM_BROAD_COUNT];
     double gender_differs, veteran;

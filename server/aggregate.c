@@ -720,13 +720,16 @@ int asy_aggregate_period_count(const asy_aggregate_t *self)
     return self->period_count;
 }
 
-bool asy_aggregate_next_dirty(asy_aggregate_t *self, size_t *cursor, asy_topic_ref_t *ref)
+/* The next dirty topic at or after *cursor (a position = row index x 16 + metric) among count
+   rows: row k is list[k] (or k itself without a list), its topics those of dirty[row] also in
+   also[row] (or all of them without also). */
+static bool s_next_topic(const asy_aggregate_t *self, size_t *cursor, const size_t *list,
+                         size_t count, const uint16_t *also, asy_topic_ref_t *ref)
 {
-    size_t rows = (size_t)self->scope_count * (size_t)(self->period_count + 1);
-    for (size_t i = *cursor; i < rows * 16; i++) {
-        size_t row = i / 16;
+    for (size_t i = *cursor; i < count * 16; i++) {
+        size_t row = list ? list[i / 16] : i / 16;
         int metric = (int)(i % 16);
-        if (!(self->dirty[row] & ASY_METRIC_BIT(metric)))
+        if (!(self->dirty[row] & (also ? also[row] : 0xFFFFu) & ASY_METRIC_BIT(metric)))
             continue;
         ref->scope = (int)(row / (size_t)(self->period_count + 1));
         ref->period = (int)(row % (size_t)(self->period_count + 1));
@@ -734,25 +737,19 @@ bool asy_aggregate_next_dirty(asy_aggregate_t *self, size_t *cursor, asy_topic_r
         *cursor = i + 1;
         return true;
     }
-    *cursor = rows * 16;
+    *cursor = count * 16;
     return false;
+}
+
+bool asy_aggregate_next_dirty(asy_aggregate_t *self, size_t *cursor, asy_topic_ref_t *ref)
+{
+    size_t rows = (size_t)self->scope_count * (size_t)(self->period_count + 1);
+    return s_next_topic(self, cursor, NULL, rows, NULL, ref);
 }
 
 bool asy_aggregate_next_fresh(asy_aggregate_t *self, size_t *cursor, asy_topic_ref_t *ref)
 {
-    for (size_t i = *cursor; i < self->fresh_count * 16; i++) {
-        size_t row = self->fresh_rows[i / 16];
-        int metric = (int)(i % 16);
-        if (!(self->fresh[row] & self->dirty[row] & ASY_METRIC_BIT(metric)))
-            continue;
-        ref->scope = (int)(row / (size_t)(self->period_count + 1));
-        ref->period = (int)(row % (size_t)(self->period_count + 1));
-        ref->metric = metric;
-        *cursor = i + 1;
-        return true;
-    }
-    *cursor = self->fresh_count * 16;
-    return false;
+    return s_next_topic(self, cursor, self->fresh_rows, self->fresh_count, self->fresh, ref);
 }
 
 void asy_aggregate_forget_fresh(asy_aggregate_t *self, size_t cursor)

@@ -193,8 +193,7 @@ static uint16_t s_members(const asy_aggregate_t *self, const asy_agg_case_t *c,
         /* the rates against the population are the community service's, of people aged 18-64
            (or whose age is not recorded: M10 has no stratum for them) */
         int band = v->attr[ASY_ATTR_AGE_BAND];
-        if (v->service == S_COMMUNITY &&
-            (band == 0 || (band >= ASY_AGE_ADULT_FIRST && band <= ASY_AGE_ADULT_LAST)))
+        if (v->service == S_COMMUNITY && (band == 0 || asy_age_adult(band)))
             in |= 1u << ASY_FAM_REA | 1u << ASY_FAM_RC;
     }
     if (v->received != ASY_NO_DATE && v->received <= p->end &&

@@ -36,6 +36,12 @@ typedef enum {
    AGE_18_34, AGE_35_49, AGE_50_64. */
 #define ASY_AGE_ADULT_FIRST 3
 #define ASY_AGE_ADULT_LAST 5
+#define ASY_AGE_ADULT_BANDS (ASY_AGE_ADULT_LAST - ASY_AGE_ADULT_FIRST + 1)
+
+static inline bool asy_age_adult(int band)
+{
+    return band >= ASY_AGE_ADULT_FIRST && band <= ASY_AGE_ADULT_LAST;
+}
 #define ASY_ONS_WHITE_BRITISH 13
 #define ASY_ONS_GROUPS 22
 

@@ -257,11 +257,6 @@ static double s_band_population(const asy_aggregate_t *self, asy_dim_t dim, int 
                                 : s_group_population(self, dim, g, band);
 }
 
-static bool s_adult_band(int band)
-{
-    return band >= ASY_AGE_ADULT_FIRST && band <= ASY_AGE_ADULT_LAST;
-}
-
 /* The population aged 18-64 of a group (dim ONS or EG, or TOTAL): its bands 18-34, 35-49 and
    50-64 where its bands are loaded (scaled up to its whole population where some areas give
    bands and others do not, as for M10); else its whole population times the share aged 18-64
@@ -272,7 +267,7 @@ static double s_adult_population(const asy_aggregate_t *self, asy_dim_t dim, int
     for (int b = 1; b < ASY_AGE_GROUPS; b++) {
         double n = s_band_population(self, dim, g, b);
         banded += n;
-        adult += s_adult_band(b) ? n : 0;
+        adult += asy_age_adult(b) ? n : 0;
     }
     if (banded > 0)
         return all > banded ? adult * all / banded : adult;
@@ -280,7 +275,7 @@ static double s_adult_population(const asy_aggregate_t *self, asy_dim_t dim, int
     for (int b = 1; b < ASY_AGE_GROUPS; b++) {
         double n = s_all_population(self, b);
         standard += n;
-        standard_adult += s_adult_band(b) ? n : 0;
+        standard_adult += asy_age_adult(b) ? n : 0;
     }
     return standard > 0 ? all * standard_adult / standard : 0;
 }
@@ -436,18 +431,17 @@ static int s_rates(s_render_t *r)
 static int s_standardised(s_render_t *r)
 {
     const asy_aggregate_t *self = r->self;
-    double all = s_all_population(self, 0), weights = 0, adult = 0;
-    for (int b = 1; b < ASY_AGE_GROUPS; b++) {
+    double all = s_all_population(self, 0), weights = 0;
+    for (int b = 1; b < ASY_AGE_GROUPS; b++)
         weights += s_all_population(self, b);
-        adult += s_adult_band(b) ? s_all_population(self, b) : 0;
-    }
-    if (all <= 0 || adult <= 0) /* no standard: no age band 18-64 loaded */
+    /* no standard where no age band 18-64 is loaded */
+    if (all <= 0 || s_adult_population(self, ASY_DIM_TOTAL, 0) <= 0)
         return 0;
     for (int g = 0; g <= ASY_EG_GROUPS; g++) {
         bool total = g == ASY_EG_GROUPS;
         if (!total && !s_known(ASY_DIM_EG, g))
             continue;
-        asy_stratum_t strata[ASY_AGE_ADULT_LAST - ASY_AGE_ADULT_FIRST + 1];
+        asy_stratum_t strata[ASY_AGE_ADULT_BANDS];
         int64_t observed = 0;
         bool small_stratum = false;
         double group_all = total ? all : s_group_population(self, ASY_DIM_EG, g, 0);
@@ -484,8 +478,7 @@ static int s_standardised(s_render_t *r)
             continue;
         }
         asy_interval_t iv;
-        int strata_count = ASY_AGE_ADULT_LAST - ASY_AGE_ADULT_FIRST + 1;
-        if (asy_stats_dsr_dobson(strata, strata_count, ASY_STATS_PER_100K, S_Z, &iv) == 0)
+        if (asy_stats_dsr_dobson(strata, ASY_AGE_ADULT_BANDS, ASY_STATS_PER_100K, S_Z, &iv) == 0)
             s_interval(cell, &iv, 1.0);
     }
     return 0;

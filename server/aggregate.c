@@ -36,7 +36,8 @@ const asy_dim_info_t asy_dims[ASY_DIM_COUNT] = {
     [ASY_DIM_RELIGION] = {"religion", "Religion", 10},
     [ASY_DIM_ORIENTATION] = {"sexual_orientation", "SexualOrientation", 6},
     [ASY_DIM_REASON] = {"reason", "ReferralReason", 15},
-    [ASY_DIM_EG_AGE] = {"ethnic_group_age", NULL, ASY_EG_GROUPS * ASY_AGE_GROUPS},
+    [ASY_DIM_EG_AGE_SEX] = {"ethnic_group_age_sex", NULL,
+                            ASY_EG_GROUPS * ASY_AGE_GROUPS * ASY_SEX_SLOTS},
 };
 
 const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX] = {
@@ -53,7 +54,7 @@ const int asy_family_dims[ASY_FAM_COUNT][ASY_FAM_DIMS_MAX] = {
                     ASY_DIM_GENDER, ASY_DIM_DISABILITY, -1},
     [ASY_FAM_M11D] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
     [ASY_FAM_M11L] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
-    [ASY_FAM_REA] = {ASY_DIM_EG_AGE, -1},
+    [ASY_FAM_REA] = {ASY_DIM_EG_AGE_SEX, -1},
     [ASY_FAM_RC] = {ASY_DIM_TOTAL, ASY_DIM_ONS, ASY_DIM_EG, -1},
     [ASY_FAM_M12] = {ASY_DIM_TOTAL, ASY_DIM_EG, ASY_DIM_SERVICE, -1},
 };
@@ -154,9 +155,11 @@ int asy_dim_group(const asy_case_view_t *v, asy_dim_t dim)
         return s_clamp(v->attr[ASY_ATTR_SEXUAL_ORIENTATION], 6);
     case ASY_DIM_REASON:
         return (int)(v->reasons & ((1u << asy_dims[ASY_DIM_REASON].groups) - 1) & ~1u);
-    case ASY_DIM_EG_AGE:
-        return s_ethnic_group(v) * ASY_AGE_GROUPS + s_clamp(v->attr[ASY_ATTR_AGE_BAND],
-                                                            ASY_AGE_GROUPS);
+    case ASY_DIM_EG_AGE_SEX:
+        return (s_ethnic_group(v) * ASY_AGE_GROUPS +
+                s_clamp(v->attr[ASY_ATTR_AGE_BAND], ASY_AGE_GROUPS)) *
+                   ASY_SEX_SLOTS +
+               s_clamp(v->attr[ASY_ATTR_SEX], ASY_SEX_SLOTS);
     default:
         return 0;
     }
@@ -660,6 +663,7 @@ void asy_aggregate_each_case(const asy_aggregate_t *self,
 void asy_aggregate_clear_population(asy_aggregate_t *self)
 {
     memset(self->population, 0, sizeof self->population);
+    memset(self->population_sex, 0, sizeof self->population_sex);
     self->has_population = false;
     for (int p = 0; p < self->period_count; p++)
         asy_aggregate_mark(self, (size_t)p,
@@ -676,6 +680,17 @@ void asy_aggregate_set_population(asy_aggregate_t *self, int ethnicity_ons, int 
     for (int p = 0; p < self->period_count; p++)
         asy_aggregate_mark(self, (size_t)p,
                            ASY_METRIC_BIT(8) | ASY_METRIC_BIT(9) | ASY_METRIC_BIT(10));
+}
+
+void asy_aggregate_set_population_by_sex(asy_aggregate_t *self, int ethnicity_ons, int age_band,
+                                         int sex, double population)
+{
+    if (ethnicity_ons < 0 || ethnicity_ons >= 20 || age_band < 0 || age_band >= ASY_AGE_GROUPS ||
+        sex < 1 || sex > ASY_SEXES)
+        return;
+    self->population_sex[ethnicity_ons][age_band][sex - 1] = population;
+    for (int p = 0; p < self->period_count; p++)
+        asy_aggregate_mark(self, (size_t)p, ASY_METRIC_BIT(10));
 }
 
 bool asy_aggregate_settled(const asy_case_view_t *view, int kind, asy_date_t deadline)

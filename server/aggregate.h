@@ -73,6 +73,11 @@ void asy_aggregate_each_case(const asy_aggregate_t *self,
 void asy_aggregate_clear_population(asy_aggregate_t *self);
 void asy_aggregate_set_population(asy_aggregate_t *self, int ethnicity_ons, int age_band,
                                   double population);
+/* The part of that population given by sex (1 male, 2 female, as the Sex enum), for M10's
+   age/sex strata; the persons figure above is set on its own and may be larger (areas that
+   give no split). */
+void asy_aggregate_set_population_by_sex(asy_aggregate_t *self, int ethnicity_ons, int age_band,
+                                         int sex, double population);
 
 /* Breaches of a case as of today: deadline passed (the deadline day is before today), no
    contact / meeting on or before it, not declined on or before it. Sets deadline[kind - 1]

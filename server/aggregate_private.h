@@ -25,7 +25,7 @@ typedef enum {
     ASY_DIM_RELIGION,
     ASY_DIM_ORIENTATION,
     ASY_DIM_REASON,  /* referral reasons: several per referral (a case counts in each) */
-    ASY_DIM_EG_AGE,  /* ethnic group x age band, for the standardised rate (internal) */
+    ASY_DIM_EG_AGE_SEX, /* ethnic group x age band x sex, for the standardised rate (internal) */
     ASY_DIM_COUNT
 } asy_dim_t;
 
@@ -42,6 +42,10 @@ static inline bool asy_age_adult(int band)
 {
     return band >= ASY_AGE_ADULT_FIRST && band <= ASY_AGE_ADULT_LAST;
 }
+/* M10's strata by sex: the Sex enum's SEX_MALE (1) and SEX_FEMALE (2); a referral of
+   another or no recorded sex is in sex slot 0 of ASY_DIM_EG_AGE_SEX. */
+#define ASY_SEXES 2
+#define ASY_SEX_SLOTS (ASY_SEXES + 1)
 #define ASY_ONS_WHITE_BRITISH 13
 #define ASY_ONS_GROUPS 22
 
@@ -62,7 +66,8 @@ typedef enum {
     ASY_FAM_M6,   /* a qualifying people (Q), b of whom contacted (U) (per person) */
     ASY_FAM_M11D, /* a decisions, b declined */
     ASY_FAM_M11L, /* a closures, b left before goals */
-    ASY_FAM_REA,  /* a referrals to the community service by ethnic group x age band (M10) */
+    ASY_FAM_REA,  /* a referrals to the community service by ethnic group x age band x sex
+                     (M10) */
     ASY_FAM_M12,  /* a people with two readings or more in an area, b of whom improved
                      (per person) */
     ASY_FAM_RC,   /* a referrals to the community service (M8's referral rows, M9: against
@@ -145,6 +150,7 @@ struct asy_aggregate {
     size_t *fresh_rows;                     /* the rows with fresh bits, in the order marked */
     size_t fresh_count;
     double population[20][ASY_AGE_GROUPS];  /* [ethnicity_ons 0..19][age band 0..6] */
+    double population_sex[20][ASY_AGE_GROUPS][ASY_SEXES]; /* the part given by sex */
     bool has_population;
 };
 

@@ -420,14 +420,56 @@ static int s_rates(s_render_t *r)
     return 0;
 }
 
-/* M10: age-standardised referral rate per 100,000 by ethnic group (Dobson), of the community
-   service: its referrals in the age bands 18-34, 35-49 and 50-64 (a referral whose band is
-   not recorded is in no stratum) against the population of those bands. Standard = the
-   population of those bands of the areas loaded (summed). Where a group's population by age
-   band is not loaded, its age structure is taken to be that of all groups (n_i = P_g * P_i /
-   sum of all bands P); where some areas give a group's bands and others do not, the bands
-   given are scaled up to the group's whole population, so strata always cover the areas the
-   referrals come from. */
+/* The population of an age band by sex (1 male, 2 female) of an ethnic group (g) or of all
+   groups (total): the all-groups rows where given, else the sum of the groups'. */
+static double s_sex_population(const asy_aggregate_t *self, bool total, int g, int band, int sex)
+{
+    if (total && self->population_sex[0][band][sex - 1] > 0)
+        return self->population_sex[0][band][sex - 1];
+    double sum = 0;
+    for (int ons = 1; ons <= 19; ons++) {
+        asy_case_view_t probe = {.attr = {[ASY_ATTR_ETHNICITY_ONS] = ons}};
+        if (total || asy_dim_group(&probe, ASY_DIM_EG) == g)
+            sum += self->population_sex[ons][band][sex - 1];
+    }
+    return sum;
+}
+
+/* The share of sex s in an age band of a group: the group's own split of that band where
+   given; else that of all groups in the band; else that of all groups over the bands 18-64. */
+static double s_sex_share(const asy_aggregate_t *self, bool total, int g, int band, int sex)
+{
+    for (int step = total ? 1 : 0; step < 3; step++) {
+        double part = 0, both = 0;
+        for (int b = ASY_AGE_ADULT_FIRST; b <= ASY_AGE_ADULT_LAST; b++) {
+            if (step < 2 && b != band)
+                continue;
+            for (int s = 1; s <= ASY_SEXES; s++) {
+                double n = s_sex_population(self, step > 0, g, b, s);
+                both += n;
+                part += s == sex ? n : 0;
+            }
+        }
+        if (both > 0)
+            return part / both;
+    }
+    return 0;
+}
+
+/* M10: age/sex-standardised referral rate per 100,000 by ethnic group (Dobson), of the
+   community service: its referrals in the age bands 18-34, 35-49 and 50-64 (a referral whose
+   band is not recorded is in no stratum) against the population of those bands. Standard =
+   the population of those bands of the areas loaded (summed). Where a group's population by
+   age band is not loaded, its age structure is taken to be that of all groups (n_i = P_g *
+   P_i / sum of all bands P); where some areas give a group's bands and others do not, the
+   bands given are scaled up to the group's whole population, so strata always cover the areas
+   the referrals come from.
+   Where any population of those bands is given by sex, each band is split into male and
+   female strata (domain brief (c): age/sex standardisation, as NHS England's): the band's
+   population (of the group, and of the standard) is split by the sex shares of the rows given
+   by sex (the group's own in that band, else all groups' in that band, else all groups' over
+   18-64), and a referral whose sex is neither male nor female is in no stratum. With no row
+   by sex the strata are the age bands alone. */
 static int s_standardised(s_render_t *r)
 {
     const asy_aggregate_t *self = r->self;
@@ -437,11 +479,15 @@ static int s_standardised(s_render_t *r)
     /* no standard where no age band 18-64 is loaded */
     if (all <= 0 || s_adult_population(self, ASY_DIM_TOTAL, 0) <= 0)
         return 0;
+    bool by_sex = s_sex_share(self, true, 0, ASY_AGE_ADULT_FIRST, 1) > 0 ||
+                  s_sex_share(self, true, 0, ASY_AGE_ADULT_FIRST, 2) > 0;
+    int first_sex = by_sex ? 1 : 0, last_sex = by_sex ? ASY_SEXES : 0;
     for (int g = 0; g <= ASY_EG_GROUPS; g++) {
         bool total = g == ASY_EG_GROUPS;
         if (!total && !s_known(ASY_DIM_EG, g))
             continue;
-        asy_stratum_t strata[ASY_AGE_ADULT_BANDS];
+        asy_stratum_t strata[ASY_AGE_ADULT_BANDS * ASY_SEXES];
+        int count = 0;
         int64_t observed = 0;
         bool small_stratum = false;
         double group_all = total ? all : s_group_population(self, ASY_DIM_EG, g, 0);
@@ -449,17 +495,23 @@ static int s_standardised(s_render_t *r)
         for (int b = 1; b < ASY_AGE_GROUPS; b++)
             banded += total ? 0 : s_group_population(self, ASY_DIM_EG, g, b);
         for (int b = ASY_AGE_ADULT_FIRST; b <= ASY_AGE_ADULT_LAST; b++) {
-            int64_t o = 0;
-            for (int e = 0; e < ASY_EG_GROUPS; e++)
-                if (total || e == g)
-                    o += s_get(r, ASY_FAM_REA, 0, e * ASY_AGE_GROUPS + b, 0);
             double weight = s_all_population(self, b);
             double n = total || banded <= 0
                            ? (weights > 0 ? group_all * weight / weights : 0)
                            : s_group_population(self, ASY_DIM_EG, g, b) * group_all / banded;
-            strata[b - ASY_AGE_ADULT_FIRST] = (asy_stratum_t){s_shown(r, o), n, weight};
-            observed += o;
-            small_stratum |= asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, o);
+            for (int sex = first_sex; sex <= last_sex; sex++) {
+                int64_t o = 0;
+                for (int e = 0; e < ASY_EG_GROUPS; e++)
+                    for (int slot = 0; slot < ASY_SEX_SLOTS && (total || e == g); slot++)
+                        if (!by_sex || slot == sex)
+                            o += s_get(r, ASY_FAM_REA, 0,
+                                       (e * ASY_AGE_GROUPS + b) * ASY_SEX_SLOTS + slot, 0);
+                double n_share = by_sex ? s_sex_share(self, total, g, b, sex) : 1;
+                double w_share = by_sex ? s_sex_share(self, true, 0, b, sex) : 1;
+                strata[count++] = (asy_stratum_t){s_shown(r, o), n * n_share, weight * w_share};
+                observed += o;
+                small_stratum |= asy_disclosure_suppresses(&ASY_DISCLOSURE_DEFAULT, o);
+            }
         }
         if (group_all <= 0 && observed == 0)
             continue;
@@ -469,16 +521,17 @@ static int s_standardised(s_render_t *r)
             return ASY_ENOMEM;
         cell->has_count = true;
         cell->count = observed;
-        /* On the public stream a stratum (group x age band) of 1-7 referrals withholds the
-           rate: rounded into it (1-2 as 0, 3-7 as 5), the public populations let the value be
-           inverted back to the strata, a cross-table no stream publishes. So does a group
-           under the minimum count, judged on the exact count, not on the rounded strata. */
+        /* On the public stream a stratum (group x age band, x sex where standardised by sex)
+           of 1-7 referrals withholds the rate: rounded into it (1-2 as 0, 3-7 as 5), the
+           public populations let the value be inverted back to the strata, a cross-table no
+           stream publishes. So does a group under the minimum count, judged on the exact
+           count, not on the rounded strata. */
         if (r->public && (small_stratum || observed < ASY_STATS_DSR_MIN_COUNT)) {
             cell->withheld = observed > 0; /* no referral: no rate, and nothing to hide */
             continue;
         }
         asy_interval_t iv;
-        if (asy_stats_dsr_dobson(strata, ASY_AGE_ADULT_BANDS, ASY_STATS_PER_100K, S_Z, &iv) == 0)
+        if (asy_stats_dsr_dobson(strata, (size_t)count, ASY_STATS_PER_100K, S_Z, &iv) == 0)
             s_interval(cell, &iv, 1.0);
     }
     return 0;

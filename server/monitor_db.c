@@ -60,10 +60,16 @@ asy_calendar_t *asy_monitor_load_holidays(asy_monitor_t *self)
     return calendar;
 }
 
+/* One (group, band): persons (the rows by sex counted in), then the part given by sex. */
 static int s_population_row(void *arg, int columns, const char *const *values)
 {
-    if (columns == 3 && values[0] && values[1] && values[2])
-        asy_aggregate_set_population(arg, atoi(values[0]), atoi(values[1]), atof(values[2]));
+    if (columns != 5 || !values[0] || !values[1] || !values[2])
+        return 0;
+    int group = atoi(values[0]), band = atoi(values[1]);
+    asy_aggregate_set_population(arg, group, band, atof(values[2]));
+    for (int sex = 1; sex <= 2; sex++)
+        if (values[2 + sex])
+            asy_aggregate_set_population_by_sex(arg, group, band, sex, atof(values[2 + sex]));
     return 0;
 }
 
@@ -71,8 +77,10 @@ void asy_monitor_load_population(asy_monitor_t *self)
 {
     asy_aggregate_clear_population(self->aggregate);
     if (asy_db_query_each(self->db,
-                          "SELECT ethnicity_ons, age_band, sum(population) FROM denominator"
-                          " GROUP BY 1, 2",
+                          "SELECT ethnicity_ons, age_band, sum(population),"
+                          " sum(population) FILTER (WHERE sex = 1),"
+                          " sum(population) FILTER (WHERE sex = 2)"
+                          " FROM denominator GROUP BY 1, 2",
                           false, 0, NULL, s_population_row, self->aggregate) != 0) {
         asy_warn("monitor: denominators not read: %s", asy_db_errmsg(self->db));
         return;

@@ -1004,8 +1004,10 @@ Test(aggregate, public_imha_expected_counts_hide_small_qualifying_groups)
     s_teardown(&f);
 }
 
-/* count referrals received 3 Nov 2026 of ONS group ons, ServiceType service and age band. */
-static void s_add_referrals(s_fixture_t *f, int ons, int service, int band, int count, int *n)
+/* count referrals received 3 Nov 2026 of ONS group ons, ServiceType service, age band and
+   Sex sex. */
+static void s_add_referrals_of_sex(s_fixture_t *f, int ons, int service, int band, int sex,
+                                   int count, int *n)
 {
     for (int i = 0; i < count; i++) {
         char id[16];
@@ -1015,8 +1017,14 @@ static void s_add_referrals(s_fixture_t *f, int ons, int service, int band, int 
         v.service = service;
         v.attr[ASY_ATTR_ETHNICITY_ONS] = ons;
         v.attr[ASY_ATTR_AGE_BAND] = band;
+        v.attr[ASY_ATTR_SEX] = sex;
         cr_assert_eq(asy_aggregate_put(f->agg, &v, NULL), 0);
     }
+}
+
+static void s_add_referrals(s_fixture_t *f, int ons, int service, int band, int count, int *n)
+{
+    s_add_referrals_of_sex(f, ons, service, band, 0, count, n);
 }
 
 /* M8's referral rows, M9 and M10 are the community service's, against the population aged
@@ -1148,6 +1156,66 @@ Test(aggregate, standardised_rate_covers_areas_without_age_bands)
     cr_assert_float_eq(c->value, 50.0, 1e-9);
     c = s_cell(f.agg, "all/M9/2026-11", true, &f.update, "total", "ALL");
     cr_assert_float_eq(c->value, 50.0, 1e-9, "M9 over the same population");
+    s_teardown(&f);
+}
+
+/* M10 standardised by age and sex (domain brief (c): "age/sex-standardised rate"; NHS
+   England's MHA rates are age x sex, [S9a]) once the population is given by sex. Worked by
+   hand: the standard (all groups) has 10,000 males and 10,000 females in each band 18-34,
+   35-49, 50-64. White British are split 5,000/5,000, 4,000/6,000 and 2,000/8,000 (M/F);
+   their referrals 10/20, 8/12 and 4/16, so the rates are 0.002 in five strata and 0.004 in
+   one: DSR = 10^5 x (5 x 0.002 + 0.004) / 6 = 233.33 per 100,000. Their 5 referrals of no
+   recorded or no stated sex are in no stratum (by age alone, with them, it would be
+   10^5 x (0.0035 + 0.002 + 0.002) / 3 = 250). Indian people,
+   2,000 in each band with no split given, take the standard's split (1,000 each): referrals
+   6/4, 5/5, 0/10, so DSR = 10^5 x 0.030 / 6 = 500. The total's strata are the standard's
+   (10,000 each) with every referral of a recorded sex: 100 / 10,000 / 6 = 166.67. */
+Test(aggregate, standardised_rate_by_age_and_sex_once_the_population_is_given_by_sex)
+{
+    s_fixture_t f;
+    s_setup(&f, s_day(2026, 11, 23));
+    static const double all_bands[7] = {100000, 20000, 0, 20000, 20000, 20000, 20000};
+    static const double wb_bands[7] = {40000, 5000, 0, 10000, 10000, 10000, 5000};
+    static const double wb_male[7] = {0, 0, 0, 5000, 4000, 2000, 0};
+    for (int band = 0; band <= 6; band++) {
+        asy_aggregate_set_population(f.agg, 0, band, all_bands[band]);
+        asy_aggregate_set_population(f.agg, 13, band, wb_bands[band]);
+        bool adult = band >= 3 && band <= 5;
+        asy_aggregate_set_population(f.agg, 3, band, band == 0 ? 6000 : adult ? 2000 : 0);
+        if (!adult)
+            continue;
+        asy_aggregate_set_population_by_sex(f.agg, 0, band, 1, 10000);
+        asy_aggregate_set_population_by_sex(f.agg, 0, band, 2, 10000);
+        asy_aggregate_set_population_by_sex(f.agg, 13, band, 1, wb_male[band]);
+        asy_aggregate_set_population_by_sex(f.agg, 13, band, 2, wb_bands[band] - wb_male[band]);
+    }
+    const struct {
+        int ons, band, male, female;
+    } cases[] = {{13, 3, 10, 20}, {13, 4, 8, 12}, {13, 5, 4, 16},
+                 {3, 3, 6, 4},    {3, 4, 5, 5},   {3, 5, 0, 10}};
+    int n = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s_add_referrals_of_sex(&f, cases[i].ons, 2, cases[i].band, 1, cases[i].male, &n);
+        s_add_referrals_of_sex(&f, cases[i].ons, 2, cases[i].band, 2, cases[i].female, &n);
+    }
+    s_add_referrals_of_sex(&f, 13, 2, 3, 0, 3, &n); /* sex not recorded: in no stratum */
+    s_add_referrals_of_sex(&f, 13, 2, 3, 3, 2, &n); /* not stated: in none either */
+    const char *topic = "all/M10/2026-11";
+    const asy_mcell_t *c = s_cell(f.agg, topic, true, &f.update, "ethnic_group", "WHITE");
+    cr_assert(c && c->has_value && c->count == 70, "70 in the strata, not 75");
+    cr_assert_float_eq(c->value, 1e5 * 0.014 / 6, 1e-9);
+    c = s_cell(f.agg, topic, true, &f.update, "ethnic_group", "ASIAN");
+    cr_assert(c && c->has_value && c->count == 30);
+    cr_assert_float_eq(c->value, 500.0, 1e-9, "the standard's split for a group without one");
+    c = s_cell(f.agg, topic, true, &f.update, "total", "ALL");
+    cr_assert(c && c->has_value && c->count == 100);
+    cr_assert_float_eq(c->value, 1e5 * 0.01 / 6, 1e-9);
+    /* public: the stratum of 4 White British men aged 50-64 withholds the rate */
+    c = s_cell(f.agg, topic, false, &f.update, "ethnic_group", "WHITE");
+    cr_assert(c && c->suppressed && !c->has_value, "a sex stratum of 4");
+    /* M9 stays crude, against persons aged 18-64, every referral counted */
+    c = s_cell(f.agg, "all/M9/2026-11", true, &f.update, "ethnicity_ons", "ONS_WHITE_BRITISH");
+    cr_assert(c && c->count == 75 && c->denominator == 30000);
     s_teardown(&f);
 }
 

@@ -1,5 +1,6 @@
 /*  denominators.c: `advsync-ctl denominators load|list` over the `denominator` table:
-    resident population by area, ONS 2021 ethnic group and age band, in the shape of Census 2021
+    resident population by area, ONS 2021 ethnic group, age band and (optionally) sex, in the
+    shape of Census 2021
     table TS021 as ONS and Nomis hand it out (see the usage text for the columns read).
 
     A load is all or nothing: every line is checked before the database is touched, and the
@@ -20,6 +21,7 @@ static const char *const S_TABLES[] = {"denominator", NULL};
 
 #define S_ETHNICITY_ENUM "EthnicityOns2021"
 #define S_AGE_ENUM "AgeBand"
+#define S_SEX_ENUM "Sex"
 #define S_GROUP_MAX 19 /* EthnicityOns2021: 1..19 are the Census groups; 20, 21 are not */
 #define S_BAND_MAX 6   /* AgeBand */
 #define S_DOES_NOT_APPLY (-8)
@@ -44,14 +46,19 @@ static void s_usage(FILE *out)
             "              or a name such as ONS_WHITE_BRITISH\n"
             "  age band    \"age_band\" (optional, else 0): 0 or ALL = all ages, 1 AGE_0_15,\n"
             "              2 AGE_16_17, 3 AGE_18_34, 4 AGE_35_49, 5 AGE_50_64, 6 AGE_65_PLUS\n"
+            "  sex         optional, else persons: \"sex\": Male, Female (or M, F, SEX_MALE,\n"
+            "              SEX_FEMALE), blank or ALL = persons; or ONS's \"Sex (2\n"
+            "              categories) Code\": 1 = Female, 2 = Male\n"
             "  population  \"Observation\" or \"population\": a whole number >= 0\n"
             "The community service's figures (M8's referral rows, M9, M10) count against\n"
             "residents aged 18-64 (bands 3-5): give bands at least for all groups (0).\n"
+            "M10 is standardised by age and sex once some 18-64 band is given by sex (both\n"
+            "sexes); an area's group and band are given either for persons or by sex.\n"
             "Other columns are ignored. The rows of each area in the file replace that area's\n"
             "rows; a bad line changes nothing, nor does an area code given two names (a\n"
             "wrong code would sum two areas). --source (default: the file name) is stored.\n"
             "\n"
-            "list: area, group, band, population, source, loaded_at (tab-separated).\n"
+            "list: area, group, band, sex, population, source, loaded_at (tab-separated).\n"
             "remove: deletes every row of one area (an area loaded by mistake; a load only\n"
             "replaces the areas its file names).\n");
 }
@@ -64,20 +71,30 @@ typedef struct {
     char *area_name; /* owned, NULL if none */
     int group;
     int band;
+    int sex; /* 0 persons, 1 male, 2 female (the Sex enum) */
     long long population;
     unsigned long line;
 } s_row_t;
 
 typedef struct {
     const char *path;
-    int area_code, area_name, group, band, population; /* column indexes, -1 if absent */
-    char *headers[5];                                  /* their header text (owned) */
+    int area_code, area_name, group, band, population, sex; /* column indexes, -1 if absent */
+    char *headers[6];                                       /* their header text (owned) */
+    bool sex_ons_codes; /* the sex column is ONS's "Sex (2 categories) Code": 1 F, 2 M */
     s_row_t *rows;
     size_t count, capacity;
     size_t skipped; /* "Does not apply" rows */
 } s_load_t;
 
-enum { S_COL_AREA_CODE, S_COL_AREA_NAME, S_COL_GROUP, S_COL_BAND, S_COL_POPULATION };
+enum {
+    S_COL_AREA_CODE,
+    S_COL_AREA_NAME,
+    S_COL_GROUP,
+    S_COL_BAND,
+    S_COL_POPULATION,
+    S_COL_SEX,
+    S_COLUMNS
+};
 
 /* Trims blanks in place. */
 static char *s_trim(char *text)
@@ -113,6 +130,8 @@ static int s_header_role(const char *header)
     if (streq(header, "age_band") ||
         (strncmp(header, "age", 3) == 0 && s_ends_with(header, "code")))
         return S_COL_BAND;
+    if (streq(header, "sex") || (strncmp(header, "sex", 3) == 0 && s_ends_with(header, "code")))
+        return S_COL_SEX;
     if (streq(header, "area_code") || s_ends_with(header, "code"))
         return S_COL_AREA_CODE;
     if (streq(header, "observation") || streq(header, "population"))
@@ -122,8 +141,8 @@ static int s_header_role(const char *header)
 
 static int *s_column(s_load_t *load, int role)
 {
-    int *columns[] = {&load->area_code, &load->area_name, &load->group, &load->band,
-                      &load->population};
+    int *columns[] = {&load->area_code, &load->area_name, &load->group,
+                      &load->band,      &load->population, &load->sex};
     return columns[role];
 }
 
@@ -139,6 +158,7 @@ static int s_set_column(s_load_t *load, int role, int index, const char *header,
                 : role == S_COL_GROUP      ? "ethnic group"
                 : role == S_COL_BAND       ? "age band"
                 : role == S_COL_POPULATION ? "population"
+                : role == S_COL_SEX        ? "sex"
                                            : "area name");
         return ASY_EINVAL;
     }
@@ -149,8 +169,8 @@ static int s_set_column(s_load_t *load, int role, int index, const char *header,
 
 static int s_read_header(s_load_t *load, asy_csv_t *csv)
 {
-    for (size_t i = 0; i < 5; i++)
-        *s_column(load, (int)i) = -1;
+    for (int i = 0; i < S_COLUMNS; i++)
+        *s_column(load, i) = -1;
     char lower[256];
     for (size_t i = 0; i < csv->count; i++) {
         const char *header = s_trim(asy_csv_field(csv, i));
@@ -158,6 +178,8 @@ static int s_read_header(s_load_t *load, asy_csv_t *csv)
         int role = s_header_role(lower);
         if (role >= 0 && s_set_column(load, role, (int)i, header, csv->record_line) != 0)
             return ASY_EINVAL;
+        if (role == S_COL_SEX)
+            load->sex_ons_codes = !streq(lower, "sex");
     }
     const char *missing = load->area_code < 0    ? "area code (\"area_code\" or a header "
                                                    "ending in \"Code\")"
@@ -244,6 +266,46 @@ static int s_parse_enum(const char *text, const char *which, int max, bool allow
     return ASY_EINVAL;
 }
 
+/* Sex: 0 persons, 1 male, 2 female (the Sex enum). Under ONS's "Sex (2 categories) Code" the
+   file's 1 is female and 2 male; under "sex" a number other than 0 is refused, as it would
+   mean the opposite in the two codings. */
+static int s_parse_sex(const char *text, bool ons_codes, int *value, char *reason,
+                       size_t reason_size)
+{
+    char copy[64];
+    snprintf(copy, sizeof copy, "%s", text);
+    const char *name = s_trim(copy);
+    long long number = 0;
+    if (!*name || strcasecmp(name, "all") == 0 || strcasecmp(name, "persons") == 0 ||
+        (s_parse_integer(name, 0, 0, &number))) {
+        *value = 0;
+        return 0;
+    }
+    if (ons_codes && s_parse_integer(name, 1, 2, &number)) {
+        *value = number == 1 ? 2 : 1;
+        return 0;
+    }
+    static const char *const male[] = {"male", "m", "SEX_MALE"},
+                             *const female[] = {"female", "f", "SEX_FEMALE"};
+    for (size_t i = 0; i < 3; i++) {
+        if (strcasecmp(name, male[i]) == 0 || strcasecmp(name, female[i]) == 0) {
+            *value = strcasecmp(name, male[i]) == 0 ? 1 : 2;
+            return 0;
+        }
+    }
+    if (!ons_codes && s_parse_integer(name, -1000000, 1000000, &number))
+        asy_set_error(reason, reason_size,
+                      "%lld: write Male or Female (a number is ambiguous: ONS codes 1 as "
+                      "Female, the Sex enum 1 as male)",
+                      number);
+    else
+        asy_set_error(reason, reason_size,
+                      ons_codes ? "\"%s\" is not 1 (Female) or 2 (Male)"
+                                : "\"%s\" is not Male, Female or ALL",
+                      name);
+    return ASY_EINVAL;
+}
+
 static int s_bad(const s_load_t *load, unsigned long line, int role, const char *reason)
 {
     fprintf(stderr, "advsync-ctl: %s:%lu: %s: %s\n", load->path, line, load->headers[role], reason);
@@ -299,6 +361,9 @@ static int s_read_row(s_load_t *load, asy_csv_t *csv)
     if (load->band >= 0 && s_parse_enum(asy_csv_field(csv, (size_t)load->band), S_AGE_ENUM,
                                         S_BAND_MAX, false, &row.band, reason, sizeof reason))
         return s_bad(load, line, S_COL_BAND, reason);
+    if (load->sex >= 0 && s_parse_sex(asy_csv_field(csv, (size_t)load->sex), load->sex_ons_codes,
+                                      &row.sex, reason, sizeof reason) != 0)
+        return s_bad(load, line, S_COL_SEX, reason);
     if (!s_parse_integer(population, 0, S_POPULATION_MAX, &row.population)) {
         snprintf(reason, sizeof reason, "\"%s\" is not a whole number from 0 to %lld", population,
                  S_POPULATION_MAX);
@@ -397,10 +462,13 @@ static int s_compare_rows(const void *a, const void *b)
         return x->group - y->group;
     if (x->band != y->band)
         return x->band - y->band;
+    if (x->sex != y->sex)
+        return x->sex - y->sex;
     return (x->line > y->line) - (x->line < y->line);
 }
 
-/* Sorts the rows by (area, group, band) and rejects a key given twice. */
+/* Sorts the rows by (area, group, band, sex) and rejects a key given twice, and a group and
+   band of an area given both for persons and by sex, or by one sex only. */
 static int s_check_duplicates(s_load_t *load)
 {
     qsort(load->rows, load->count, sizeof *load->rows, s_compare_rows);
@@ -428,14 +496,37 @@ static int s_check_duplicates(s_load_t *load)
     }
     for (size_t i = 1; i < load->count; i++) {
         const s_row_t *a = &load->rows[i - 1], *b = &load->rows[i];
-        if (streq(a->area_code, b->area_code) && a->group == b->group && a->band == b->band) {
+        if (streq(a->area_code, b->area_code) && a->group == b->group && a->band == b->band &&
+            a->sex == b->sex) {
             fprintf(stderr,
-                    "advsync-ctl: %s:%lu: %s %s, group %d, band %d: given already on "
+                    "advsync-ctl: %s:%lu: %s %s, group %d, band %d%s: given already on "
                     "line %lu\n",
                     load->path, b->line, load->headers[S_COL_AREA_CODE], b->area_code, b->group,
-                    b->band, a->line);
+                    b->band, b->sex == 1 ? ", male" : b->sex == 2 ? ", female" : "", a->line);
             return ASY_EINVAL;
         }
+    }
+    /* each (area, group, band): persons alone, or male and female */
+    for (size_t first = 0, end = 0; first < load->count; first = end) {
+        const s_row_t *row = &load->rows[first];
+        unsigned sexes = 0;
+        unsigned long last = 0; /* the key's last line in the file */
+        for (end = first; end < load->count && streq(load->rows[end].area_code, row->area_code) &&
+                          load->rows[end].group == row->group && load->rows[end].band == row->band;
+             end++) {
+            sexes |= 1u << load->rows[end].sex;
+            last = load->rows[end].line > last ? load->rows[end].line : last;
+        }
+        if (sexes == 1u || sexes == 6u)
+            continue;
+        fprintf(stderr,
+                "advsync-ctl: %s:%lu: %s %s, group %d, band %d: %s\n", load->path, last,
+                load->headers[S_COL_AREA_CODE], row->area_code, row->group, row->band,
+                sexes & 1u ? "given both for persons and by sex (counted twice); give one or "
+                             "the other"
+                : sexes == 2u ? "given for males but not for females: give both, or persons"
+                              : "given for females but not for males: give both, or persons");
+        return ASY_EINVAL;
     }
     return 0;
 }
@@ -447,7 +538,7 @@ static void s_load_release(s_load_t *load)
         free(load->rows[i].area_name);
     }
     free(load->rows);
-    for (size_t i = 0; i < 5; i++)
+    for (int i = 0; i < S_COLUMNS; i++)
         free(load->headers[i]);
 }
 
@@ -480,7 +571,7 @@ static char *s_copy_payload(const s_load_t *load, const char *source, size_t *si
         s_copy_text(out, row->area_code);
         fputc('\t', out);
         s_copy_text(out, row->area_name);
-        fprintf(out, "\t%d\t%d\t%lld\t", row->group, row->band, row->population);
+        fprintf(out, "\t%d\t%d\t%d\t%lld\t", row->group, row->band, row->sex, row->population);
         s_copy_text(out, source);
         fputc('\n', out);
     }
@@ -509,7 +600,7 @@ static int s_write(asy_db_t *db, const s_load_t *load, const char *source, uint6
     }
     if (rc == 0)
         rc = asy_db_copy_start(db, "COPY denominator (area_code, area_name, ethnicity_ons, "
-                                   "age_band, population, source) FROM STDIN");
+                                   "age_band, sex, population, source) FROM STDIN");
     if (rc == 0)
         rc = asy_db_copy_put(db, (const uint8_t *)payload, size);
     if (rc == 0)
@@ -544,8 +635,8 @@ static void s_print_summary(const s_load_t *load, uint64_t replaced)
              end++) {
             const s_row_t *row = &load->rows[end];
             everything += row->population;
-            if (row->group == 0 && row->band == 0)
-                all = row->population;
+            if (row->group == 0 && row->band == 0) /* persons, or male and female */
+                all = (all < 0 ? 0 : all) + row->population;
             else if (row->band == 0)
                 groups += row->population, has_groups = true;
             else if (row->group == 0)
@@ -662,9 +753,9 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
         db,
         "SELECT count(*), string_agg(area_code || E'\\t' || translate(coalesce(area_name, ''), "
         "E'\\t\\n\\r', '   ') || E'\\t' || ethnicity_ons || E'\\t' || age_band || E'\\t' || "
-        "population || E'\\t' || translate(coalesce(source, ''), E'\\t\\n\\r', '   ') || E'\\t' "
+        "sex || E'\\t' || population || E'\\t' || translate(coalesce(source, ''), E'\\t\\n\\r', '   ') || E'\\t' "
         "|| to_char(loaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), E'\\n' "
-        "ORDER BY area_code, ethnicity_ons, age_band) FROM denominator "
+        "ORDER BY area_code, ethnicity_ons, age_band, sex) FROM denominator "
         "WHERE $1::text IS NULL OR area_code = upper($1)",
         false, 1, params, &row);
     if (rc != 0) {
@@ -676,24 +767,27 @@ static int s_list(const asy_ctl_options_t *options, int argc, char **argv)
         fprintf(stderr, "advsync-ctl: no denominators loaded%s%s\n", area ? " for area " : "",
                 area ? area : "");
     else
-        printf("area\tarea_name\tgroup\tband\tpopulation\tsource\tloaded_at\n");
+        printf("area\tarea_name\tgroup\tband\tsex\tpopulation\tsource\tloaded_at\n");
     for (char *line = streq(row.values[0], "0") ? NULL : row.values[1]; line;) {
         char *next = strchr(line, '\n');
         if (next)
             *next++ = '\0';
-        char *fields[7] = {0};
+        char *fields[8] = {0};
         char *cursor = line;
-        for (size_t i = 0; i < 7 && cursor; i++) {
+        for (size_t i = 0; i < 8 && cursor; i++) {
             fields[i] = cursor;
             char *tab = strchr(cursor, '\t');
             cursor = tab ? (*tab = '\0', tab + 1) : NULL;
         }
         int group = fields[2] ? atoi(fields[2]) : -1, band = fields[3] ? atoi(fields[3]) : -1;
+        int sex = fields[4] ? atoi(fields[4]) : -1;
         const char *group_name = group == 0 ? "ALL" : asy_enum_value_name(S_ETHNICITY_ENUM, group);
         const char *band_name = band == 0 ? "ALL" : asy_enum_value_name(S_AGE_ENUM, band);
-        printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fields[0], fields[1] ? fields[1] : "",
+        const char *sex_name = sex == 0 ? "ALL" : asy_enum_value_name(S_SEX_ENUM, sex);
+        printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", fields[0], fields[1] ? fields[1] : "",
                group_name ? group_name : "?", band_name ? band_name : "?",
-               fields[4] ? fields[4] : "", fields[5] ? fields[5] : "", fields[6] ? fields[6] : "");
+               sex_name ? sex_name : "?", fields[5] ? fields[5] : "", fields[6] ? fields[6] : "",
+               fields[7] ? fields[7] : "");
         line = next;
     }
     asy_db_row_release(&row);

@@ -23,7 +23,7 @@ static const char *const s_titles[] = {
     "M7 Uptake ratio vs White British (5 groups: White)",
     "M8 Observed vs expected",
     "M9 Referral rate per 100k",
-    "M10 Age-standardised rate per 100k",
+    "M10 Age/sex-standardised rate per 100k",
     "M11 Declined / left before goals",
     "M12 Recovery Star improvement",
     "M13 Ethnicity recorded",

@@ -346,8 +346,8 @@ Test(ctl, denominators_load_ts021_shape)
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE source = 'bristol.csv'"), 1);
 
     cr_assert_eq(s_db(out, "denominators", "list", "--area", "E06000010"), 0, "%s", out);
-    cr_assert(strstr(out, "E06000010\tKingston upon Hull, City of\tONS_OTHER_ARAB\tAGE_18_34\t77"
-                          "\tTS021 test\t"),
+    cr_assert(strstr(out, "E06000010\tKingston upon Hull, City of\tONS_OTHER_ARAB\tAGE_18_34\tALL"
+                          "\t77\tTS021 test\t"),
               "%s", out);
     cr_assert_null(strstr(out, "E06000023"), "%s", out);
 
@@ -402,6 +402,70 @@ static void s_expect_rejected(const char *name, const char *text, const char *me
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator"), rows, "%s changed the table", name);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT coalesce(sum(population), 0) FROM denominator"), total);
     free(path);
+}
+
+/* Population by sex, for M10's age/sex strata: a "sex" column of names, or ONS's "Sex (2
+   categories) Code" with ONS's codes (1 Female, 2 Male: the opposite of the Sex enum). A
+   number under "sex" is refused as ambiguous, and so is a group and band of one area given
+   both for persons and by sex (counted twice), or for one sex only. */
+Test(ctl, denominators_by_sex)
+{
+    char out[S_OUT];
+    char *named = s_write_file("named.csv", "area_code,ethnicity_ons,age_band,sex,population\n"
+                                            "E1,0,0,,5000\n"
+                                            "E1,0,AGE_18_34,Male,1000\n"
+                                            "E1,0,AGE_18_34,f,1100\n"
+                                            "E1,13,3,SEX_MALE,800\n"
+                                            "E1,13,3,female,850\n");
+    cr_assert_eq(s_db(out, "denominators", "load", named), 0, "%s", out);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE area_code = 'E1'"),
+                 5);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT population FROM denominator WHERE area_code = "
+                                        "'E1' AND ethnicity_ons = 0 AND age_band = 3 AND sex = 2"),
+                 1100);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT population FROM denominator WHERE area_code = "
+                                        "'E1' AND ethnicity_ons = 0 AND age_band = 0 AND sex = 0"),
+                 5000);
+    cr_assert_eq(s_db(out, "denominators", "list", "--area", "E1"), 0, "%s", out);
+    cr_assert(strstr(out, "area\tarea_name\tgroup\tband\tsex\tpopulation\t"), "%s", out);
+    cr_assert(strstr(out, "E1\t\tONS_WHITE_BRITISH\tAGE_18_34\tSEX_FEMALE\t850\t"), "%s", out);
+    cr_assert(strstr(out, "E1\t\tALL\tALL\tALL\t5000\t"), "%s", out);
+    char *ons = s_write_file("ons.csv", "\"Lower tier local authorities Code\",\"Ethnic group (20 "
+                                        "categories) Code\",\"Sex (2 categories) Code\",\"Sex (2 "
+                                        "categories)\",\"Observation\",age_band\n"
+                                        "E2,0,1,Female,300,4\n"
+                                        "E2,0,2,Male,280,4\n");
+    cr_assert_eq(s_db(out, "denominators", "load", ons), 0, "%s", out);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT population FROM denominator WHERE area_code = "
+                                        "'E2' AND age_band = 4 AND sex = 2"),
+                 300, "ONS code 1 is Female");
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT population FROM denominator WHERE area_code = "
+                                        "'E2' AND age_band = 4 AND sex = 1"),
+                 280);
+    const char *header = "area_code,ethnicity_ons,age_band,sex,population\n";
+    char text[512];
+    snprintf(text, sizeof text, "%sE3,0,3,1,1000\n", header);
+    s_expect_rejected("number.csv", text,
+                      "number.csv:2: sex: 1: write Male or Female (a number is ambiguous");
+    snprintf(text, sizeof text, "%sE3,0,3,Male,1000\nE3,0,3,Female,900\nE3,0,3,ALL,1900\n",
+             header);
+    s_expect_rejected("both.csv", text,
+                      "both.csv:4: area_code E3, group 0, band 3: given both for persons and by "
+                      "sex (counted twice)");
+    snprintf(text, sizeof text, "%sE3,0,3,Male,1000\nE3,0,4,Female,900\n", header);
+    s_expect_rejected("one.csv", text,
+                      "one.csv:2: area_code E3, group 0, band 3: given for males but not for "
+                      "females");
+    snprintf(text, sizeof text, "%sE3,0,3,Male,1000\nE3,0,3,m,900\n", header);
+    s_expect_rejected("twice.csv", text, "twice.csv:3: area_code E3, group 0, band 3, male: "
+                                         "given already on line 2");
+    snprintf(text, sizeof text, "%sE3,0,3,boy,1000\n", header);
+    s_expect_rejected("word.csv", text, "word.csv:2: sex: \"boy\" is not Male, Female or ALL");
+    s_expect_rejected("onscode.csv",
+                      "area_code,ethnicity_ons,Sex (2 categories) Code,population\nE3,0,3,10\n",
+                      "onscode.csv:2: Sex (2 categories) Code: \"3\" is not 1 (Female) or 2 (Male)");
+    free(named);
+    free(ons);
 }
 
 Test(ctl, denominators_bad_line_changes_nothing)
@@ -468,7 +532,7 @@ Test(ctl, denominators_example_file_adds_up)
     cr_assert_eq(
         s_db(out, "denominators", "load", ASY_SOURCE_DIR "/deploy/examples/denominators-ts021.csv"),
         0, "%s", out);
-    cr_assert(strstr(out, "E08000034\tKirklees\t26 rows\tpopulation 433213"), "%s", out);
+    cr_assert(strstr(out, "E08000034\tKirklees\t29 rows\tpopulation 433213"), "%s", out);
     cr_assert_null(strstr(out, "warning"), "groups and bands add up: %s", out);
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT sum(population) FROM denominator WHERE ethnicity_ons BETWEEN 1 "
                        "AND 5 AND age_band = 0"),
@@ -482,6 +546,13 @@ Test(ctl, denominators_example_file_adds_up)
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT max(ethnicity_ons) FROM denominator WHERE population = (SELECT "
                        "max(population) FROM denominator WHERE ethnicity_ons BETWEEN 1 AND 5)"),
                  4, "Pakistani is the largest Asian group");
+    /* the bands 18-64 by sex (M10's strata), each pair summing to the band */
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM denominator WHERE sex > 0 AND "
+                                        "age_band BETWEEN 3 AND 5"),
+                 6);
+    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT sum(population) FROM denominator WHERE "
+                                        "ethnicity_ons = 0 AND age_band BETWEEN 3 AND 5"),
+                 259726);
 }
 
 /* ----------------------------------------------------------------------------------------------

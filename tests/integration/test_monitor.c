@@ -929,6 +929,68 @@ Test(monitor, holidays_are_read_whatever_the_datestyle, .timeout = 120)
     cr_assert_eq(unsetenv("PGDATESTYLE"), 0);
 }
 
+/* The population given by sex reaches M10 from the denominator table (monitor_db.c sums the
+   rows by sex into persons and keeps the split): the strata of the bands 18-64 are split by
+   sex, and referrals of no recorded sex are in none. Worked by hand: persons 100,000, of whom
+   20,000 in each band 18-34, 35-49, 50-64, each 10,000 men and 10,000 women; 12 men and 6
+   women aged 18-34 referred to the community service, and 3 of no recorded sex: DSR =
+   10^5 x (12 + 6) / 10,000 / 6 = 30 per 100,000 (by age alone, 35). M9 counts all 21
+   against the 60,000 aged 18-64, the sum of the rows by sex. */
+Test(monitor, population_by_sex_reaches_the_standardised_rate, .timeout = 120)
+{
+    atomic_store(&s_now_us, s_utc(2026, 6, 20, 9, 0, 0));
+    char *db = asy_test_create_database();
+    char *dir = asy_test_tmpdir();
+    s_centre_t centre;
+    s_centre_start(&centre, db); /* creates the schema */
+    s_centre_stop(&centre);
+    PGconn *pg = asy_test_pg_connect(db);
+    asy_test_pg_exec(pg, "INSERT INTO denominator (area_code, ethnicity_ons, age_band, sex,"
+                         " population) VALUES ('E1', 0, 0, 0, 100000), ('E1', 0, 1, 0, 20000),"
+                         " ('E1', 0, 6, 0, 20000), ('E1', 0, 3, 1, 10000), ('E1', 0, 3, 2, 10000),"
+                         " ('E1', 0, 4, 1, 10000), ('E1', 0, 4, 2, 10000), ('E1', 0, 5, 1, 10000),"
+                         " ('E1', 0, 5, 2, 10000)");
+    PQfinish(pg);
+    s_centre_start(&centre, db);
+    asy_replica_t *replica = s_replica(&centre, true, "all/");
+    enum { S_PEOPLE = 21 };
+    static char text[2 * S_PEOPLE][512];
+    const char *lines[2 * S_PEOPLE];
+    for (int i = 0; i < S_PEOPLE; i++) {
+        const char *sex = i < 12 ? "SEX_MALE" : i < 18 ? "SEX_FEMALE" : "SEX_NOT_RECORDED";
+        snprintf(text[2 * i], sizeof text[0],
+                 "{\"caseRef\":\"S-%d\",\"personRef\":\"s%d\",\"occurredAt\":"
+                 "\"2026-06-02T09:00:00Z\",\"personProfileRecorded\":{\"ons2021Ethnicity\":"
+                 "\"ONS_WHITE_BRITISH\",\"sex\":\"%s\",\"ageBand\":\"AGE_18_34\"}}",
+                 i, i, sex);
+        snprintf(text[2 * i + 1], sizeof text[0],
+                 "{\"caseRef\":\"S-%d\",\"personRef\":\"s%d\",\"occurredAt\":"
+                 "\"2026-06-02T09:10:00Z\",\"referralReceived\":{\"service\":"
+                 "\"SERVICE_COMMUNITY\",\"receivedAt\":\"2026-06-02T09:10:00Z\"}}",
+                 i, i);
+        lines[2 * i] = text[2 * i];
+        lines[2 * i + 1] = text[2 * i + 1];
+    }
+    char path[512];
+    asy_test_write_lines(dir, "by-sex", lines, 2 * S_PEOPLE, path);
+    char *config = asy_test_agent_config(dir, "office-b", "office-b", centre.ingest_endpoint);
+    s_deliver(config, path);
+    s_drain(replica);
+    const asy_mcell_t *cell =
+        s_find_cell(asy_replica_get(replica, "all/M10/2026-06"), "total", "ALL");
+    cr_assert(cell && cell->has_value, "no M10 for the total");
+    cr_assert_eq(cell->count, 18, "the 3 of no recorded sex are in no stratum");
+    cr_assert_float_eq(cell->value, 30.0, 1e-9);
+    cell = s_find_cell(asy_replica_get(replica, "all/M9/2026-06"), "total", "ALL");
+    cr_assert(cell && cell->count == 21 && cell->denominator == 60000, "M9 %lld / %lld",
+              cell ? (long long)cell->count : -1, cell ? (long long)cell->denominator : -1);
+    asy_replica_destroy(&replica);
+    s_centre_stop(&centre);
+    free(config);
+    free(dir);
+    free(db);
+}
+
 /* A contact recorded in time at the site but delivered after the deadline: the breach notice
    announced meanwhile is withdrawn, once, also when the contact arrives while the monitor is
    down. A contact dated after the deadline withdraws nothing. */

@@ -62,7 +62,7 @@ size_t asy_json_utf8_prefix(const char *text, size_t length);
 /* The field path ("activityLogged.minutes", "referralReceived.reasons[2]", keys as the text
    spells them) of the key or value being read at byte position of JSON text that is well-formed
    up to there: where a parser stopped (jansson's json_error_t.position: a duplicate key, a
-   number too big). Writes it to out and returns true; false if position is in no object's key
+   number too big, a token it could not take). Writes it to out and returns true; false if position is in no object's key
    or value (or nested deeper than 32, or out is too small). The keys are the text's: mask
    identifiers before showing them. */
 bool asy_json_path_at(const char *text, size_t position, char *out, size_t size);

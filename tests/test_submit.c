@@ -161,7 +161,7 @@ Test(submit, bad_lines_are_named_and_the_rest_stored)
            "integer)");
     char expected[1024];
     snprintf(expected, sizeof expected,
-             "%s:4: column 30: not valid JSON: unexpected token near end of line\n", path);
+             "%s:4: column 30: occurredAt: not valid JSON: unexpected token near end of line\n", path);
     cr_assert(strstr(result.err, expected), "no message for the broken JSON: %s", result.err);
     s_said(&result, path, 5, "nhsNumber: not a valid NHS number");
     s_said(&result, path, 6, "caseRef: required");
@@ -220,12 +220,12 @@ Test(submit, messages_name_the_column_and_the_field)
     cr_assert_str_eq(result.out, "stored 0, duplicates 0, rejected 5\n");
     char expected[2048];
     snprintf(expected, sizeof expected,
-             "%s:1: column 16: not valid JSON: '}' expected near end of line\n"
-             "%s:2: column 16: not valid JSON: '}' expected near end of line\n"
+             "%s:1: column 16: caseRef: not valid JSON: '}' expected near end of line\n"
+             "%s:2: column 16: caseRef: not valid JSON: '}' expected near end of line\n"
              "%s:3: column 17: not valid JSON: end of line expected near '}'\n"
              "%s:4: body: missing (one event kind as a key, e.g. referralReceived, contactMade, "
              "activityLogged)\n"
-             "%s:5: column 16: not valid JSON: '}' expected near end of line\n",
+             "%s:5: column 16: caseRef: not valid JSON: '}' expected near end of line\n",
              path, path, path, path, path);
     cr_assert_str_eq(result.err, expected);
 
@@ -235,8 +235,8 @@ Test(submit, messages_name_the_column_and_the_field)
     result = s_submit(path);
     cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
     snprintf(expected, sizeof expected,
-             "%s:1: column 27: not valid JSON: '}' expected\n"
-             "%s:2: column 16: not valid JSON: invalid token\n",
+             "%s:1: column 27: caseRef: not valid JSON: '}' expected\n"
+             "%s:2: column 16: caseRef: not valid JSON: invalid token\n",
              path, path);
     cr_assert_str_eq(result.err, expected);
 

@@ -318,11 +318,12 @@ static void s_report_not_json(const char *name, unsigned long number, const char
             *near = '\0';
             break;
         }
-    /* a duplicate key and a number too big for 64 bits are a field's: name it (jansson gives
-       none; its position is the end of the key or number) */
+    /* name the field the parser stopped in or just after (jansson gives none; its position is
+       where it stopped: the end of a duplicate key, of a number too big, of the token it could
+       not take), so that a broken line says where as FILE:LINE: field: reason does; the text
+       before a syntax error is well-formed, so the path up to there is the line's */
     char path[256], shown[64 + 4], named[64 + 8] = "";
-    if ((!strncmp(text, "duplicate object key", 20) || !strncmp(text, "too big", 7)) &&
-        json_error->position > 0 &&
+    if (json_error->position > 0 &&
         asy_json_path_at(line, (size_t)json_error->position, path, sizeof path))
         snprintf(named, sizeof named, "%s: ", asy_nhs_number_shown(path, 64, shown, sizeof shown));
     int column = json_error->column;

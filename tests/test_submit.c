@@ -258,6 +258,25 @@ Test(submit, messages_name_the_column_and_the_field)
              path, path, path, path);
     cr_assert_str_eq(result.err, expected);
     cr_assert_null(strstr(result.err, "943476"), "messages must not echo identifiers");
+
+    /* a syntax error names the field it stopped in or after, but only a field of the event:
+       a string where a key belongs may be a value typed there (a name), never echoed */
+    path = s_write("syntax.jsonl",
+                   "{\"caseRef\":\"C1\",\"occurredAt\":2026-03-02,\"contactMade\":{}}\n"
+                   "{\"caseRef\":\"C1\",\"activityLogged\":{\"minutes\": ten}}\n"
+                   "{\"caseRef\":\"C1\",\"Jane Doe\" \"x\"}\n"
+                   "{\"caseRef\":\"C1\",\"Jane Doe\n"
+                   "{\"caseRef\":\"C1\",\"contactMade\":{\"Jane\": Doe}}\n");
+    result = s_submit(path);
+    cr_assert_eq(result.code, 3, "exit %d; stderr: %s", result.code, result.err);
+    snprintf(expected, sizeof expected,
+             "%s:1: column 35: occurredAt: not valid JSON: '}' expected\n"
+             "%s:2: column 48: activityLogged.minutes: not valid JSON: invalid token\n"
+             "%s:3: column 30: not valid JSON: ':' expected\n"
+             "%s:4: column 25: not valid JSON: unexpected newline\n"
+             "%s:5: column 42: not valid JSON: invalid token\n",
+             path, path, path, path, path);
+    cr_assert_str_eq(result.err, expected);
 }
 
 Test(submit, duplicates_are_counted_not_refused)

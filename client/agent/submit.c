@@ -1,5 +1,6 @@
 /*  submit.c: the submission path (pseudonymise, map, validate, append) and
     `advsync-agent submit [FILE|-]`, which feeds it JSON lines.  */
+#include "advsync.pb-c.h"
 #include "agent.h"
 #include "json.h"
 #include "log.h"
@@ -288,6 +289,43 @@ bool asy_input_idle(FILE *file)
     return poll(&ready, 1, 0) == 0;
 }
 
+/* Whether every key of a path that asy_json_path_at wrote ("a.b[2].c") is a field of the
+   event, or one of submit's identifier keys at its top. A line broken by a syntax error
+   names its path only then: the walker takes a string where a key belongs for the key, and
+   that string may be a value typed there, a name say, which no message may echo. */
+static bool s_known_path(const char *path)
+{
+    static const char *const identifiers[] = {"caseRef",   "case_ref",  "personRef",
+                                              "person_ref", "nhsNumber", "nhs_number"};
+    const ProtobufCMessageDescriptor *desc = &advsync__v1__event__descriptor;
+    bool top = true;
+    for (const char *p = path; *p;) {
+        if (*p == '[' || *p == '.') {
+            const char *next = *p == '[' ? strchr(p, ']') : p;
+            if (!next)
+                return false;
+            p = next + 1;
+            continue;
+        }
+        char key[128];
+        size_t length = strcspn(p, ".[");
+        if (!desc || length >= sizeof key)
+            return false;
+        memcpy(key, p, length);
+        key[length] = '\0';
+        p += length;
+        bool identifier = false;
+        for (size_t i = 0; top && i < sizeof identifiers / sizeof identifiers[0]; i++)
+            identifier |= strcmp(key, identifiers[i]) == 0;
+        top = false;
+        const ProtobufCFieldDescriptor *field = identifier ? NULL : asy_json_find_field(desc, key);
+        if (!identifier && !field)
+            return false;
+        desc = field && field->type == PROTOBUF_C_TYPE_MESSAGE ? field->descriptor : NULL;
+    }
+    return true;
+}
+
 /* Reports a line that is not a JSON object as FILE:LINE: column N: reason. jansson reads the
    line as a whole text: where it ran out it says "end of file" and gives no column (or the
    next line's), which for one line of a file means its end, one past its last character. */
@@ -321,10 +359,14 @@ static void s_report_not_json(const char *name, unsigned long number, const char
     /* name the field the parser stopped in or just after (jansson gives none; its position is
        where it stopped: the end of a duplicate key, of a number too big, of the token it could
        not take), so that a broken line says where as FILE:LINE: field: reason does; the text
-       before a syntax error is well-formed, so the path up to there is the line's */
+       before a syntax error is well-formed, so the path up to there is the line's. A
+       duplicate key and a number too big are keys for sure; after a syntax error only a path
+       of the event's own fields is named (s_known_path). */
     char path[256], shown[64 + 4], named[64 + 8] = "";
+    bool of_a_key = !strncmp(text, "duplicate object key", 20) || !strncmp(text, "too big", 7);
     if (json_error->position > 0 &&
-        asy_json_path_at(line, (size_t)json_error->position, path, sizeof path))
+        asy_json_path_at(line, (size_t)json_error->position, path, sizeof path) &&
+        (of_a_key || s_known_path(path)))
         snprintf(named, sizeof named, "%s: ", asy_nhs_number_shown(path, 64, shown, sizeof shown));
     int column = json_error->column;
     if (strstr(json_error->text, "near end of file")) {

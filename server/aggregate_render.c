@@ -421,11 +421,13 @@ static int s_rates(s_render_t *r)
 }
 
 /* The population of an age band by sex (1 male, 2 female) of an ethnic group (g) or of all
-   groups (total): the all-groups rows where given, else the sum of the groups'. */
+   groups (total): for all groups, the all-groups rows where the band has them (both sexes
+   from the same rows), else the sum of the groups'. */
 static double s_sex_population(const asy_aggregate_t *self, bool total, int g, int band, int sex)
 {
-    if (total && self->population_sex[0][band][sex - 1] > 0)
-        return self->population_sex[0][band][sex - 1];
+    const double *all = self->population_sex[0][band];
+    if (total && all[0] + all[1] > 0)
+        return all[sex - 1];
     double sum = 0;
     for (int ons = 1; ons <= 19; ons++) {
         asy_case_view_t probe = {.attr = {[ASY_ATTR_ETHNICITY_ONS] = ons}};
@@ -435,25 +437,27 @@ static double s_sex_population(const asy_aggregate_t *self, bool total, int g, i
     return sum;
 }
 
-/* The share of sex s in an age band of a group: the group's own split of that band where
-   given; else that of all groups in the band; else that of all groups over the bands 18-64. */
+/* The share of sex s in an age band of a group (or of all groups), from the rows given by
+   sex; 0 where the band has no male or no female population given. */
 static double s_sex_share(const asy_aggregate_t *self, bool total, int g, int band, int sex)
 {
-    for (int step = total ? 1 : 0; step < 3; step++) {
-        double part = 0, both = 0;
-        for (int b = ASY_AGE_ADULT_FIRST; b <= ASY_AGE_ADULT_LAST; b++) {
-            if (step < 2 && b != band)
-                continue;
-            for (int s = 1; s <= ASY_SEXES; s++) {
-                double n = s_sex_population(self, step > 0, g, b, s);
-                both += n;
-                part += s == sex ? n : 0;
-            }
-        }
-        if (both > 0)
-            return part / both;
-    }
-    return 0;
+    double male = s_sex_population(self, total, g, band, 1),
+           female = s_sex_population(self, total, g, band, 2);
+    if (male <= 0 || female <= 0)
+        return 0;
+    return (sex == 1 ? male : female) / (male + female);
+}
+
+/* Whether a group's M10 strata are split by sex: its own population (and so the standard's)
+   is given by sex, both sexes, in each band 18-64. Split by any other shares (the
+   standard's), a band's strata give back the band's own rate, so other groups and the total
+   (whose population is the standard) keep the age strata and every referral in them. */
+static bool s_standardised_by_sex(const asy_aggregate_t *self, int g)
+{
+    for (int b = ASY_AGE_ADULT_FIRST; b <= ASY_AGE_ADULT_LAST; b++)
+        if (s_sex_share(self, false, g, b, 1) <= 0 || s_sex_share(self, true, 0, b, 1) <= 0)
+            return false;
+    return true;
 }
 
 /* M10: age/sex-standardised referral rate per 100,000 by ethnic group (Dobson), of the
@@ -464,12 +468,11 @@ static double s_sex_share(const asy_aggregate_t *self, bool total, int g, int ba
    P_i / sum of all bands P); where some areas give a group's bands and others do not, the
    bands given are scaled up to the group's whole population, so strata always cover the areas
    the referrals come from.
-   Where any population of those bands is given by sex, each band is split into male and
-   female strata (domain brief (c): age/sex standardisation, as NHS England's): the band's
-   population (of the group, and of the standard) is split by the sex shares of the rows given
-   by sex (the group's own in that band, else all groups' in that band, else all groups' over
-   18-64), and a referral whose sex is neither male nor female is in no stratum. With no row
-   by sex the strata are the age bands alone. */
+   A group whose population is given by sex in each of those bands (s_standardised_by_sex)
+   has a male and a female stratum in each band (domain brief (c): age/sex standardisation,
+   as NHS England's): the band's population, the group's and the standard's, is split by the
+   shares of their rows given by sex, and a referral whose sex is neither male nor female is
+   in no stratum. */
 static int s_standardised(s_render_t *r)
 {
     const asy_aggregate_t *self = r->self;
@@ -479,13 +482,12 @@ static int s_standardised(s_render_t *r)
     /* no standard where no age band 18-64 is loaded */
     if (all <= 0 || s_adult_population(self, ASY_DIM_TOTAL, 0) <= 0)
         return 0;
-    bool by_sex = s_sex_share(self, true, 0, ASY_AGE_ADULT_FIRST, 1) > 0 ||
-                  s_sex_share(self, true, 0, ASY_AGE_ADULT_FIRST, 2) > 0;
-    int first_sex = by_sex ? 1 : 0, last_sex = by_sex ? ASY_SEXES : 0;
     for (int g = 0; g <= ASY_EG_GROUPS; g++) {
         bool total = g == ASY_EG_GROUPS;
         if (!total && !s_known(ASY_DIM_EG, g))
             continue;
+        bool by_sex = !total && s_standardised_by_sex(self, g);
+        int first_sex = by_sex ? 1 : 0, last_sex = by_sex ? ASY_SEXES : 0;
         asy_stratum_t strata[ASY_AGE_ADULT_BANDS * ASY_SEXES];
         int count = 0;
         int64_t observed = 0;
@@ -506,7 +508,7 @@ static int s_standardised(s_render_t *r)
                         if (!by_sex || slot == sex)
                             o += s_get(r, ASY_FAM_REA, 0,
                                        (e * ASY_AGE_GROUPS + b) * ASY_SEX_SLOTS + slot, 0);
-                double n_share = by_sex ? s_sex_share(self, total, g, b, sex) : 1;
+                double n_share = by_sex ? s_sex_share(self, false, g, b, sex) : 1;
                 double w_share = by_sex ? s_sex_share(self, true, 0, b, sex) : 1;
                 strata[count++] = (asy_stratum_t){s_shown(r, o), n * n_share, weight * w_share};
                 observed += o;

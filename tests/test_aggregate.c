@@ -1160,17 +1160,20 @@ Test(aggregate, standardised_rate_covers_areas_without_age_bands)
 }
 
 /* M10 standardised by age and sex (domain brief (c): "age/sex-standardised rate"; NHS
-   England's MHA rates are age x sex, [S9a]) once the population is given by sex. Worked by
-   hand: the standard (all groups) has 10,000 males and 10,000 females in each band 18-34,
-   35-49, 50-64. White British are split 5,000/5,000, 4,000/6,000 and 2,000/8,000 (M/F);
-   their referrals 10/20, 8/12 and 4/16, so the rates are 0.002 in five strata and 0.004 in
-   one: DSR = 10^5 x (5 x 0.002 + 0.004) / 6 = 233.33 per 100,000. Their 5 referrals of no
-   recorded or no stated sex are in no stratum (by age alone, with them, it would be
-   10^5 x (0.0035 + 0.002 + 0.002) / 3 = 250). Indian people,
-   2,000 in each band with no split given, take the standard's split (1,000 each): referrals
-   6/4, 5/5, 0/10, so DSR = 10^5 x 0.030 / 6 = 500. The total's strata are the standard's
-   (10,000 each) with every referral of a recorded sex: 100 / 10,000 / 6 = 166.67. */
-Test(aggregate, standardised_rate_by_age_and_sex_once_the_population_is_given_by_sex)
+   England's MHA rates are age x sex, [S9a]) for a group whose population is given by sex.
+   Worked by hand: the standard (all groups) has 10,000 males and 10,000 females in each band
+   18-34, 35-49, 50-64. White British are split 5,000/5,000, 4,000/6,000 and 2,000/8,000
+   (M/F); their referrals 10/20, 8/12 and 4/16, so the rates are 0.002 in five strata and
+   0.004 in one: DSR = 10^5 x (5 x 0.002 + 0.004) / 6 = 233.33 per 100,000. Their 5
+   referrals of no recorded or no stated sex are in no stratum (by age alone, with them, it
+   would be 10^5 x (0.0035 + 0.002 + 0.002) / 3 = 250). Indian people, 2,000 in each band
+   with no split given, keep the age strata (split by the standard's shares they would give
+   the same rate): 10, 10 and 10 referrals, DSR = 10^5 x 0.005 = 500. So does the total,
+   whose population is the standard, with every referral (the Black African ones below
+   too): 10^5 x (51 + 34 + 30) / 20,000 / 3 = 191.67. Black African people are given by sex with no woman aged 50-64 (a stratum of no
+   population would leave the rate undefined): age strata, 6 and 4 referrals against 1,000
+   in each band, 10^5 x 10 / 3,000 = 333.33. */
+Test(aggregate, standardised_rate_by_age_and_sex_for_a_group_given_by_sex)
 {
     s_fixture_t f;
     s_setup(&f, s_day(2026, 11, 23));
@@ -1188,11 +1191,14 @@ Test(aggregate, standardised_rate_by_age_and_sex_once_the_population_is_given_by
         asy_aggregate_set_population_by_sex(f.agg, 0, band, 2, 10000);
         asy_aggregate_set_population_by_sex(f.agg, 13, band, 1, wb_male[band]);
         asy_aggregate_set_population_by_sex(f.agg, 13, band, 2, wb_bands[band] - wb_male[band]);
+        asy_aggregate_set_population(f.agg, 6, band, 1000);
+        asy_aggregate_set_population_by_sex(f.agg, 6, band, 1, band == 5 ? 1000 : 500);
+        asy_aggregate_set_population_by_sex(f.agg, 6, band, 2, band == 5 ? 0 : 500);
     }
     const struct {
         int ons, band, male, female;
     } cases[] = {{13, 3, 10, 20}, {13, 4, 8, 12}, {13, 5, 4, 16},
-                 {3, 3, 6, 4},    {3, 4, 5, 5},   {3, 5, 0, 10}};
+                 {3, 3, 6, 4},    {3, 4, 5, 5},   {3, 5, 0, 10},  {6, 3, 6, 0}, {6, 4, 0, 4}};
     int n = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         s_add_referrals_of_sex(&f, cases[i].ons, 2, cases[i].band, 1, cases[i].male, &n);
@@ -1206,10 +1212,13 @@ Test(aggregate, standardised_rate_by_age_and_sex_once_the_population_is_given_by
     cr_assert_float_eq(c->value, 1e5 * 0.014 / 6, 1e-9);
     c = s_cell(f.agg, topic, true, &f.update, "ethnic_group", "ASIAN");
     cr_assert(c && c->has_value && c->count == 30);
-    cr_assert_float_eq(c->value, 500.0, 1e-9, "the standard's split for a group without one");
+    cr_assert_float_eq(c->value, 500.0, 1e-9, "the age strata for a group without a split");
+    c = s_cell(f.agg, topic, true, &f.update, "ethnic_group", "BLACK");
+    cr_assert(c && c->has_value && c->count == 10, "no stratum of no population");
+    cr_assert_float_eq(c->value, 1e5 * 10 / 3000, 1e-9);
     c = s_cell(f.agg, topic, true, &f.update, "total", "ALL");
-    cr_assert(c && c->has_value && c->count == 100);
-    cr_assert_float_eq(c->value, 1e5 * 0.01 / 6, 1e-9);
+    cr_assert(c && c->has_value && c->count == 115);
+    cr_assert_float_eq(c->value, 1e5 * (51.0 + 34.0 + 30.0) / 20000 / 3, 1e-9);
     /* public: the stratum of 4 White British men aged 50-64 withholds the rate */
     c = s_cell(f.agg, topic, false, &f.update, "ethnic_group", "WHITE");
     cr_assert(c && c->suppressed && !c->has_value, "a sex stratum of 4");

@@ -47,13 +47,13 @@ static void s_usage(FILE *out)
             "  age band    \"age_band\" (optional, else 0): 0 or ALL = all ages, 1 AGE_0_15,\n"
             "              2 AGE_16_17, 3 AGE_18_34, 4 AGE_35_49, 5 AGE_50_64, 6 AGE_65_PLUS\n"
             "  sex         optional, else persons: \"sex\": Male, Female (or M, F, SEX_MALE,\n"
-            "              SEX_FEMALE), blank or ALL = persons; or ONS's \"Sex (2\n"
+            "              SEX_FEMALE), blank, 0, ALL or persons = persons; or ONS's \"Sex (2\n"
             "              categories) Code\": 1 = Female, 2 = Male\n"
             "  population  \"Observation\" or \"population\": a whole number >= 0\n"
             "The community service's figures (M8's referral rows, M9, M10) count against\n"
             "residents aged 18-64 (bands 3-5): give bands at least for all groups (0).\n"
-            "M10 is standardised by age and sex once some 18-64 band is given by sex (both\n"
-            "sexes); an area's group and band are given either for persons or by sex.\n"
+            "M10 standardises a group by age and sex where its bands 18-64 are given by sex\n"
+            "(both sexes); an area's group and band are given either for persons or by sex.\n"
             "Other columns are ignored. The rows of each area in the file replace that area's\n"
             "rows; a bad line changes nothing, nor does an area code given two names (a\n"
             "wrong code would sum two areas). --source (default: the file name) is stored.\n"
@@ -130,7 +130,8 @@ static int s_header_role(const char *header)
     if (streq(header, "age_band") ||
         (strncmp(header, "age", 3) == 0 && s_ends_with(header, "code")))
         return S_COL_BAND;
-    if (streq(header, "sex") || (strncmp(header, "sex", 3) == 0 && s_ends_with(header, "code")))
+    /* ONS's own header only: a "Sex Code" of other origin may code 1 as male */
+    if (streq(header, "sex") || streq(header, "sex (2 categories) code"))
         return S_COL_SEX;
     if (streq(header, "area_code") || s_ends_with(header, "code"))
         return S_COL_AREA_CODE;
@@ -324,8 +325,8 @@ static void s_area_upper(char *code)
    its line and byte, rather than by PostgreSQL's COPY after the file was read (review). */
 static int s_check_utf8(const s_load_t *load, asy_csv_t *csv, unsigned long line)
 {
-    const int columns[] = {load->area_code, load->area_name, load->group, load->band,
-                           load->population};
+    const int columns[] = {load->area_code, load->area_name, load->group,
+                           load->band,      load->population, load->sex}; /* by S_COL_* */
     for (int role = 0; role < (int)(sizeof columns / sizeof columns[0]); role++) {
         if (columns[role] < 0)
             continue;

@@ -930,13 +930,15 @@ Test(monitor, holidays_are_read_whatever_the_datestyle, .timeout = 120)
 }
 
 /* The population given by sex reaches M10 from the denominator table (monitor_db.c sums the
-   rows by sex into persons and keeps the split): the strata of the bands 18-64 are split by
-   sex, and referrals of no recorded sex are in none. Worked by hand: persons 100,000, of whom
-   20,000 in each band 18-34, 35-49, 50-64, each 10,000 men and 10,000 women; 12 men and 6
-   women aged 18-34 referred to the community service, and 3 of no recorded sex: DSR =
-   10^5 x (12 + 6) / 10,000 / 6 = 30 per 100,000 (by age alone, 35). M9 counts all 21
-   against the 60,000 aged 18-64, the sum of the rows by sex. */
-Test(monitor, population_by_sex_reaches_the_standardised_rate, .timeout = 120)
+   rows by sex into persons and keeps the split): a group given by sex in each band 18-64 has
+   a male and a female stratum in each, and its referrals of no recorded sex are in none.
+   Worked by hand: 100,000 people, 20,000 in each band 18-34, 35-49, 50-64; White British
+   given only by sex, 5,000 men and 5,000 women in each of those bands; 12 White British men
+   and 6 women aged 18-34 referred to the community service, and 3 of no recorded sex. WHITE:
+   DSR = (12 / 5,000 + 6 / 5,000) x 10,000 / 60,000 = 60 per 100,000 (by age alone, 70). The
+   total keeps the age strata and all 21: 10^5 x 21 / 20,000 / 3 = 35. M9 counts the 21
+   White British against the 30,000 aged 18-64, the sum of their rows by sex. */
+Test(monitor, population_by_sex_reaches_the_standardised_rate, .timeout = 180)
 {
     atomic_store(&s_now_us, s_utc(2026, 6, 20, 9, 0, 0));
     char *db = asy_test_create_database();
@@ -947,9 +949,10 @@ Test(monitor, population_by_sex_reaches_the_standardised_rate, .timeout = 120)
     PGconn *pg = asy_test_pg_connect(db);
     asy_test_pg_exec(pg, "INSERT INTO denominator (area_code, ethnicity_ons, age_band, sex,"
                          " population) VALUES ('E1', 0, 0, 0, 100000), ('E1', 0, 1, 0, 20000),"
-                         " ('E1', 0, 6, 0, 20000), ('E1', 0, 3, 1, 10000), ('E1', 0, 3, 2, 10000),"
-                         " ('E1', 0, 4, 1, 10000), ('E1', 0, 4, 2, 10000), ('E1', 0, 5, 1, 10000),"
-                         " ('E1', 0, 5, 2, 10000)");
+                         " ('E1', 0, 3, 0, 20000), ('E1', 0, 4, 0, 20000), ('E1', 0, 5, 0, 20000),"
+                         " ('E1', 0, 6, 0, 20000), ('E1', 13, 3, 1, 5000), ('E1', 13, 3, 2, 5000),"
+                         " ('E1', 13, 4, 1, 5000), ('E1', 13, 4, 2, 5000), ('E1', 13, 5, 1, 5000),"
+                         " ('E1', 13, 5, 2, 5000)");
     PQfinish(pg);
     s_centre_start(&centre, db);
     asy_replica_t *replica = s_replica(&centre, true, "all/");
@@ -976,13 +979,17 @@ Test(monitor, population_by_sex_reaches_the_standardised_rate, .timeout = 120)
     char *config = asy_test_agent_config(dir, "office-b", "office-b", centre.ingest_endpoint);
     s_deliver(config, path);
     s_drain(replica);
-    const asy_mcell_t *cell =
-        s_find_cell(asy_replica_get(replica, "all/M10/2026-06"), "total", "ALL");
-    cr_assert(cell && cell->has_value, "no M10 for the total");
+    const asy_mupdate_t *m10 = asy_replica_get(replica, "all/M10/2026-06");
+    const asy_mcell_t *cell = s_find_cell(m10, "ethnic_group", "WHITE");
+    cr_assert(cell && cell->has_value, "no M10 for WHITE");
     cr_assert_eq(cell->count, 18, "the 3 of no recorded sex are in no stratum");
-    cr_assert_float_eq(cell->value, 30.0, 1e-9);
-    cell = s_find_cell(asy_replica_get(replica, "all/M9/2026-06"), "total", "ALL");
-    cr_assert(cell && cell->count == 21 && cell->denominator == 60000, "M9 %lld / %lld",
+    cr_assert_float_eq(cell->value, 60.0, 1e-9);
+    cell = s_find_cell(m10, "total", "ALL");
+    cr_assert(cell && cell->has_value && cell->count == 21, "the total keeps the age strata");
+    cr_assert_float_eq(cell->value, 35.0, 1e-9);
+    cell = s_find_cell(asy_replica_get(replica, "all/M9/2026-06"), "ethnicity_ons",
+                       "ONS_WHITE_BRITISH");
+    cr_assert(cell && cell->count == 21 && cell->denominator == 30000, "M9 %lld / %lld",
               cell ? (long long)cell->count : -1, cell ? (long long)cell->denominator : -1);
     asy_replica_destroy(&replica);
     s_centre_stop(&centre);

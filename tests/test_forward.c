@@ -673,7 +673,8 @@ Test(forward, seq_gap_resends_from_expected_once)
 Test(forward, forwards_events_submitted_while_running)
 {
     s_fill(5);
-    s_agent_options_t options = {.args = {"--for", "2"}};
+    /* 6 s: the run must start, drain 5, see 7 more and send them before it ends */
+    s_agent_options_t options = {.args = {"--for", "6"}};
     s_broker_t broker;
     s_start(&broker, &options);
     asy_frame_t frame;
@@ -683,7 +684,7 @@ Test(forward, forwards_events_submitted_while_running)
     }
     /* Another process (here: this one) submits while `run` is idle. */
     s_fill(7);
-    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 2000);
+    s_expect(&broker, &frame, ASY_FRAME_PUBLISH, 5000);
     cr_assert_eq(frame.u.publish.first_seq, 6);
     cr_assert_eq(frame.u.publish.count, 7);
     s_answer(&broker, &frame);
@@ -944,11 +945,13 @@ Test(forward, a_problem_of_an_earlier_run_clears_when_the_centre_welcomes_the_ag
     cr_assert_eq(asy_outbox_note_problem(outbox, "the centre refused this agent", 1000), 0);
     asy_outbox_destroy(&outbox);
     cr_assert_str_eq(s_status().problem, "the centre refused this agent");
-    s_agent_options_t options = {.args = {"--for", "0.5"}};
+    /* 3 s: time for the HELLO, the WELCOME and the outbox write under ASan on a busy machine
+       before the run ends */
+    s_agent_options_t options = {.args = {"--for", "3"}};
     s_broker_t broker;
     s_start(&broker, &options);
     s_greet(&broker);
-    cr_assert_eq(s_serve_until_exit(&broker, 5000), 0);
+    cr_assert_eq(s_serve_until_exit(&broker, 10000), 0);
     cr_assert_str_eq(s_status().problem, "", "still shown after the WELCOME");
     s_broker_destroy(&broker);
 }

@@ -54,6 +54,8 @@ typedef struct {
 /* The monitor's heartbeat and holiday-reload intervals for the next start (a test that
    changes them puts them back). */
 static int s_heartbeat_ms = 200, s_reload_ms = 0;
+/* The grace for a case that arrives in breach, for the next start (likewise put back). */
+static int s_breach_grace_ms = S_BREACH_GRACE_MS;
 
 static void s_start_monitor(s_centre_t *centre, const char *conninfo)
 {
@@ -67,7 +69,7 @@ static void s_start_monitor(s_centre_t *centre, const char *conninfo)
                                 .coalesce_ms = 20,
                                 .heartbeat_ms = s_heartbeat_ms,
                                 .reload_ms = s_reload_ms,
-                                .breach_grace_ms = S_BREACH_GRACE_MS,
+                                .breach_grace_ms = s_breach_grace_ms,
                                 .clock = s_clock};
     centre->monitor = zactor_new(asy_monitor_actor, &margs);
     char error[512] = "";
@@ -585,9 +587,14 @@ Test(monitor, breach_announced_at_its_deadline_and_after_a_restart, .timeout = 3
        the contact breach is not announced again. */
     s_centre_stop(&centre);
     atomic_store(&s_now_us, s_utc(2026, 6, 16, 8, 0, 0));
+    /* the breaches found at start are announced 2 heartbeats after it: 3 s, time enough for
+       the ingest workers and this subscriber to connect even under ASan on a busy machine
+       (a notice is never in a snapshot: one sent before the subscriber is there is lost) */
+    s_heartbeat_ms = 1500;
     s_centre_start(&centre, db);
+    s_heartbeat_ms = 200;
     replica = s_replica(&centre, true, "");
-    cr_assert_eq(s_wait_breach(replica, 5000, &took, &breach), ASY_BREACH_MEETING);
+    cr_assert_eq(s_wait_breach(replica, 10000, &took, &breach), ASY_BREACH_MEETING);
     asy_date_from_ymd(2026, 6, 15, &due);
     cr_assert_eq(breach.deadline, due);
     cr_assert_eq(s_wait_breach(replica, 1500, &took, &breach), 0, "a breach announced twice");
@@ -978,6 +985,14 @@ Test(monitor, population_by_sex_reaches_the_standardised_rate, .timeout = 180)
     asy_test_write_lines(dir, "by-sex", lines, 2 * S_PEOPLE, path);
     char *config = asy_test_agent_config(dir, "office-b", "office-b", centre.ingest_endpoint);
     s_deliver(config, path);
+    /* until the WHITE cell holds the 18 (an update may trail the agent's drain) */
+    const asy_mcell_t *seen = NULL;
+    for (int64_t until = asy_test_now_ms() + 30000; asy_test_now_ms() < until;) {
+        asy_replica_poll(replica, 50, NULL);
+        seen = s_find_cell(asy_replica_get(replica, "all/M10/2026-06"), "ethnic_group", "WHITE");
+        if (seen && seen->count == 18)
+            break;
+    }
     s_drain(replica);
     const asy_mupdate_t *m10 = asy_replica_get(replica, "all/M10/2026-06");
     const asy_mcell_t *cell = s_find_cell(m10, "ethnic_group", "WHITE");
@@ -1068,9 +1083,11 @@ Test(monitor, breach_notice_is_withdrawn_when_an_on_time_event_arrives_late, .ti
     asy_test_write_lines(dir, "late", s_withdrawal + 5, 1, path);
     s_deliver(config2, path);
     s_centre_stop(&alone);
+    s_heartbeat_ms = 1500; /* announced 3 s after the start: see the breach test above */
     s_centre_start(&centre, db);
+    s_heartbeat_ms = 200;
     replica = s_replica(&centre, true, "");
-    cr_assert_eq(s_wait_breach(replica, 5000, &took, &breach), ASY_BREACH_CONTACT);
+    cr_assert_eq(s_wait_breach(replica, 10000, &took, &breach), ASY_BREACH_CONTACT);
     cr_assert(breach.withdrawn, "W-2's notice withdrawn after the restart");
     cr_assert_eq(s_wait_breach(replica, 1500, &took, &breach), 0, "nothing twice");
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach WHERE withdrawn_at IS"
@@ -1111,7 +1128,11 @@ Test(monitor, late_arriving_case_is_announced_only_if_still_in_breach_after_the_
     char *db = asy_test_create_database();
     char *dir = asy_test_tmpdir();
     s_centre_t centre;
+    /* LATE-2's contact must come within the grace after its referral: four agent runs (two
+       submits, two drains) apart, which under ASan on a busy machine can pass 3 s */
+    s_breach_grace_ms = 15000;
     s_centre_start(&centre, db);
+    s_breach_grace_ms = S_BREACH_GRACE_MS;
     asy_replica_t *replica = s_replica(&centre, true, "");
     char *config = asy_test_agent_config(dir, "ward-a", "ward-a", centre.ingest_endpoint);
     char path[512];
@@ -1130,14 +1151,14 @@ Test(monitor, late_arriving_case_is_announced_only_if_still_in_breach_after_the_
     asy_mbreach_t notices[4];
     int kinds[3] = {0};
     for (int i = 0; i < 3; i++) {
-        int kind = s_wait_breach(replica, i ? 3000 : 10000, &took, &notices[i]);
+        int kind = s_wait_breach(replica, i ? 10000 : 30000, &took, &notices[i]);
         cr_assert(kind == ASY_BREACH_CONTACT || kind == ASY_BREACH_MEETING, "notice %d: %d", i,
                   kind);
         kinds[kind]++;
     }
     cr_assert_eq(kinds[ASY_BREACH_CONTACT], 1, "LATE-1's contact only: LATE-3's came, late");
     cr_assert_eq(kinds[ASY_BREACH_MEETING], 2, "LATE-1's and LATE-3's meetings");
-    cr_assert_eq(s_wait_breach(replica, 2500, &took, &notices[3]), 0, "LATE-2 is not in breach");
+    cr_assert_eq(s_wait_breach(replica, 3000, &took, &notices[3]), 0, "LATE-2 is not in breach");
     PGconn *pg = asy_test_pg_connect(db);
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(DISTINCT case_id) FROM monitor_breach"), 2);
     cr_assert_eq(asy_test_pg_int(pg, "SELECT count(*) FROM monitor_breach WHERE kind = 1"), 1);

@@ -686,11 +686,14 @@ Test(store, breach_records_wait_for_the_database)
     cr_assert(asy_breaches_mark(book, &view, 1, deadline));
     /* the database refuses the write (the table is away): kept */
     asy_test_pg_exec(s_pg, "ALTER TABLE monitor_breach RENAME TO monitor_breach_away");
+    int64_t failed_at = asy_test_now_ms();
     asy_breaches_record(book, db, false);
     asy_test_pg_exec(s_pg, "ALTER TABLE monitor_breach_away RENAME TO monitor_breach");
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM monitor_breach"), 0);
     asy_breaches_record(book, db, false); /* within the second: not tried */
-    cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM monitor_breach"), 0);
+    /* (unless this machine took the second over the two statements above) */
+    if (asy_test_now_ms() - failed_at < 900)
+        cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM monitor_breach"), 0);
     s_kill_backend();
     asy_breaches_record(book, db, true); /* at shutdown: tried, reconnected, written */
     cr_assert_eq(asy_test_pg_intf(s_pg, "SELECT count(*) FROM monitor_breach"), 1,

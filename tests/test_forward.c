@@ -811,7 +811,9 @@ Test(forward, silent_broker_gets_a_new_hello_on_a_new_socket)
     /* Say nothing: the agent gives up after ack_timeout (500 ms) plus a 100 ms backoff. */
     s_expect(&broker, &frame, ASY_FRAME_HELLO, 3000);
     int64_t waited = zclock_mono() - first_hello;
-    cr_assert_geq(waited, 450);
+    /* measured from when this test got the first HELLO, which a busy machine may deliver
+       late: a bound well under the 600 ms still tells a wait from an immediate retry */
+    cr_assert_geq(waited, 300);
     cr_assert_lt(waited, 2500, "second HELLO after %lld ms", (long long) waited);
     cr_assert_not(zframe_eq(first_peer, broker.peer), "a reconnect uses a new socket");
     zframe_destroy(&first_peer);

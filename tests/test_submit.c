@@ -917,6 +917,14 @@ Test(config, errors_name_the_key_or_flag)
     cr_assert_eq(s_load(&config, twice, 4, error), ASY_ECONFIG);
     cr_assert(strstr(error, "--config: given twice: which one is meant cannot be told"), "%s",
               error);
+    /* so is any other flag but --endpoint (a fail-over list): two outboxes, one a typo */
+    char *outboxes[] = {"--id", "a", "status", "--outbox", "/tmp/x.db", "--outbox=/tmp/y.db"};
+    cr_assert_eq(s_load(&config, outboxes, 6, error), ASY_ECONFIG);
+    cr_assert(strstr(error, "--outbox: given twice: which one is meant cannot be told"), "%s",
+              error);
+    char *ids[] = {"--id", "a", "--site", "s", "--id=b", "status"};
+    cr_assert_eq(s_load(&config, ids, 6, error), ASY_ECONFIG);
+    cr_assert(strstr(error, "--id: given twice"), "%s", error);
     /* a folder is said to be one; a byte order mark (an editor's UTF-8 with BOM) is skipped */
     char *folder[] = {"--config", "/tmp", "status"};
     cr_assert_eq(s_load(&config, folder, 3, error), ASY_ECONFIG);

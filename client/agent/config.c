@@ -271,8 +271,10 @@ static int s_take_flags(s_given_t *given, int *argc, char **argv, char *error, s
             value = argv[++i];
         }
         size_t index = (size_t)(flag - S_FLAGS);
-        if (!flag->key && given->config_path) {
-            /* as a key given twice in the file: the last one winning silently hides a mistake */
+        bool repeatable = flag->key && strcmp(flag->key, "endpoint") == 0; /* fail-over list */
+        if ((!flag->key && given->config_path) || (!repeatable && given->counts[index] > 0)) {
+            /* as a key given twice in the file: the last one winning silently hides a mistake
+               (two outboxes, two ids: one of them is a typo, and which one cannot be told) */
             asy_set_error(error, error_size, "%s: given twice: which one is meant cannot be told",
                           flag->flag);
             return ASY_ECONFIG;
@@ -297,7 +299,7 @@ static int s_apply_flags(asy_agent_config_t *config, const s_given_t *given, cha
     for (size_t i = 0; i < sizeof S_FLAGS / sizeof S_FLAGS[0]; i++) {
         if (!S_FLAGS[i].key || given->counts[i] == 0)
             continue;
-        /* --endpoint replaces the file's endpoints; other flags: the last one wins */
+        /* --endpoint replaces the file's endpoints; each other flag is given once */
         if (strcmp(S_FLAGS[i].key, "endpoint") == 0)
             config->endpoint_count = 0;
         int first = strcmp(S_FLAGS[i].key, "endpoint") == 0 ? 0 : given->counts[i] - 1;

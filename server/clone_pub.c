@@ -27,6 +27,8 @@ struct asy_clone_pub {
     int exact;            /* the stream's: 1 exact, 0 public, -1 not said */
     uint64_t incarnation; /* the broker process's, on every message sent (0: not said) */
     uint64_t abandoned;   /* snapshot replies not sent whole: their peer did not read */
+    zlist_t *held;        /* updates of a pass, sent together by asy_clone_pub_release */
+    bool holding;
 };
 
 static void s_free_entry(void **item)
@@ -82,6 +84,11 @@ asy_clone_pub_t *asy_clone_pub_new(const char *pub_endpoint, const char *snapsho
         return NULL;
     }
     zhashx_set_destructor(self->topics, s_free_entry);
+    if (!(self->held = zlist_new())) {
+        snprintf(error, error_size, "out of memory");
+        asy_clone_pub_destroy(&self);
+        return NULL;
+    }
     const char *endpoints[2] = {pub_endpoint, snapshot_endpoint};
     zsock_t **sockets[2] = {&self->xpub, &self->router};
     for (int i = 0; i < 2; i++) {
@@ -105,6 +112,9 @@ void asy_clone_pub_destroy(asy_clone_pub_t **self_p)
     asy_clone_pub_t *self = *self_p;
     if (!self)
         return;
+    for (zmsg_t *msg = self->held ? zlist_pop(self->held) : NULL; msg; msg = zlist_pop(self->held))
+        zmsg_destroy(&msg);
+    zlist_destroy(&self->held);
     zsock_destroy(&self->xpub);
     zsock_destroy(&self->router);
     zhashx_destroy(&self->topics);
@@ -128,6 +138,35 @@ static void s_send(zsock_t *socket, const char *topic, const uint8_t *data, size
     zmsg_addstr(msg, topic);
     zmsg_addmem(msg, data, size);
     zmsg_send(&msg, socket);
+}
+
+void asy_clone_pub_hold(asy_clone_pub_t *self)
+{
+    self->holding = true;
+}
+
+void asy_clone_pub_release(asy_clone_pub_t *self)
+{
+    self->holding = false;
+    for (zmsg_t *msg = zlist_pop(self->held); msg; msg = zlist_pop(self->held))
+        zmsg_send(&msg, self->xpub);
+}
+
+/* Sends an update now, or keeps it for asy_clone_pub_release while holding (in order: the
+   sequence numbers are given as they are made). A message that cannot be kept is sent. */
+static void s_send_update(asy_clone_pub_t *self, const char *topic, const uint8_t *data,
+                          size_t size)
+{
+    if (self->holding) {
+        zmsg_t *msg = zmsg_new();
+        if (msg && zmsg_addstr(msg, topic) == 0 && zmsg_addmem(msg, data, size) == 0 &&
+            zlist_append(self->held, msg) == 0)
+            return;
+        zmsg_destroy(&msg);
+        asy_clone_pub_release(self); /* what is held goes first: seqs stay in order */
+        self->holding = true;
+    }
+    s_send(self->xpub, topic, data, size);
 }
 
 bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg)
@@ -158,7 +197,7 @@ bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
         return false;
     }
     self->seq++;
-    s_send(self->xpub, topic, data, size);
+    s_send_update(self, topic, data, size);
     free(entry->content);
     free(entry->data);
     *entry = (s_entry_t){self->seq, data, size, content, content_size};
@@ -177,6 +216,9 @@ bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
     if (!sent)
         return false;
     self->seq++;
+    bool holding = self->holding;
+    asy_clone_pub_release(self); /* the updates held have the smaller seqs: they go first */
+    self->holding = holding;
     s_send(self->xpub, topic, data, size);
     free(data);
     return true;
@@ -204,6 +246,9 @@ void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int inte
     uint8_t *data;
     size_t size;
     if (asy_mmsg_encode(&msg, &data, &size) == 0) {
+        bool holding = self->holding;
+        asy_clone_pub_release(self); /* a heartbeat's seq counts what was sent before it */
+        self->holding = holding;
         s_send(self->xpub, ASY_HEARTBEAT_TOPIC, data, size);
         free(data);
     }

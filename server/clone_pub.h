@@ -33,6 +33,14 @@ zsock_t *asy_clone_pub_router(const asy_clone_pub_t *self);
    the stream's. Returns true if sent. */
 bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg);
 
+/* From hold to release, the updates published are kept and then sent together, one right
+   after another: a subscriber's connection then takes a pass's updates in one send, not one
+   send each while the next are rendered (libzmq's I/O thread sends what a pipe holds when it
+   comes to it). Notices and heartbeats send what is held before themselves. Used from the
+   owner's thread, which releases before it polls again. */
+void asy_clone_pub_hold(asy_clone_pub_t *self);
+void asy_clone_pub_release(asy_clone_pub_t *self);
+
 /* Publishes msg under topic with the next sequence number without keeping it: a notice (a
    breach), not a topic's value, so snapshots do not carry it. msg's incarnation is set to the
    stream's. Returns true if sent. */

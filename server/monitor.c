@@ -123,12 +123,27 @@ static void s_publish_quiet(asy_monitor_t *self, s_pass_t *pass)
    ones first. The rest go round robin, S_PUBLISH_SLICE_US at a time (a pass starts where the
    last one ran out of time, so no topic waits behind others for more than one pass): a burst
    of held-back topics is cut into slices between which new rows are taken in. */
+static void s_hold(asy_monitor_t *self, bool hold)
+{
+    for (int s = 0; s < ASY_MONITOR_STREAMS; s++)
+        if (hold)
+            asy_clone_pub_hold(self->streams[s]);
+        else
+            asy_clone_pub_release(self->streams[s]);
+}
+
 static void s_publish_dirty(asy_monitor_t *self, bool after_deltas)
 {
     s_pass_t pass = {zclock_mono(), asy_monitor_now_us(self), {0}};
     asy_mmsg_init(&pass.msg, ASY_MMSG_UPDATE);
-    if (after_deltas)
+    /* each part's updates leave together once rendered (asy_clone_pub_hold): the quiet
+       topics first, then the slice */
+    if (after_deltas) {
+        s_hold(self, true);
         s_publish_quiet(self, &pass);
+        s_hold(self, false);
+    }
+    s_hold(self, true);
     size_t start = self->publish_cursor, cursor = start;
     bool wrapped = start == 0, finished = false;
     asy_topic_ref_t ref;
@@ -151,6 +166,7 @@ static void s_publish_dirty(asy_monitor_t *self, bool after_deltas)
         if (topic)
             s_publish_topic(self, &pass, &ref, name, topic);
     }
+    s_hold(self, false);
     self->publish_cursor = finished ? 0 : cursor;
     asy_mmsg_release(&pass.msg);
 }

@@ -112,7 +112,8 @@ void asy_clone_pub_destroy(asy_clone_pub_t **self_p)
     asy_clone_pub_t *self = *self_p;
     if (!self)
         return;
-    for (zmsg_t *msg = self->held ? zlist_pop(self->held) : NULL; msg; msg = zlist_pop(self->held))
+    for (zmsg_t *msg = self->held ? zlist_pop(self->held) : NULL; msg;
+         msg = zlist_pop(self->held))
         zmsg_destroy(&msg);
     zlist_destroy(&self->held);
     zsock_destroy(&self->xpub);
@@ -132,12 +133,26 @@ zsock_t *asy_clone_pub_router(const asy_clone_pub_t *self)
     return self->router;
 }
 
-static void s_send(zsock_t *socket, const char *topic, const uint8_t *data, size_t size)
+/* Sends what is held, in the order it was made. */
+static void s_flush(asy_clone_pub_t *self)
+{
+    for (zmsg_t *msg = zlist_pop(self->held); msg; msg = zlist_pop(self->held))
+        zmsg_send(&msg, self->xpub);
+}
+
+/* Sends [topic][data] on the XPUB; an update (may_hold) is kept instead while holding. What
+   is held always goes before anything sent: it has the smaller sequence numbers (and a
+   heartbeat's seq counts what was sent before it). A message that cannot be kept is sent. */
+static void s_send(asy_clone_pub_t *self, const char *topic, const uint8_t *data, size_t size,
+                   bool may_hold)
 {
     zmsg_t *msg = zmsg_new();
     zmsg_addstr(msg, topic);
     zmsg_addmem(msg, data, size);
-    zmsg_send(&msg, socket);
+    if (may_hold && self->holding && zlist_append(self->held, msg) == 0)
+        return;
+    s_flush(self);
+    zmsg_send(&msg, self->xpub);
 }
 
 void asy_clone_pub_hold(asy_clone_pub_t *self)
@@ -148,25 +163,7 @@ void asy_clone_pub_hold(asy_clone_pub_t *self)
 void asy_clone_pub_release(asy_clone_pub_t *self)
 {
     self->holding = false;
-    for (zmsg_t *msg = zlist_pop(self->held); msg; msg = zlist_pop(self->held))
-        zmsg_send(&msg, self->xpub);
-}
-
-/* Sends an update now, or keeps it for asy_clone_pub_release while holding (in order: the
-   sequence numbers are given as they are made). A message that cannot be kept is sent. */
-static void s_send_update(asy_clone_pub_t *self, const char *topic, const uint8_t *data,
-                          size_t size)
-{
-    if (self->holding) {
-        zmsg_t *msg = zmsg_new();
-        if (msg && zmsg_addstr(msg, topic) == 0 && zmsg_addmem(msg, data, size) == 0 &&
-            zlist_append(self->held, msg) == 0)
-            return;
-        zmsg_destroy(&msg);
-        asy_clone_pub_release(self); /* what is held goes first: seqs stay in order */
-        self->holding = true;
-    }
-    s_send(self->xpub, topic, data, size);
+    s_flush(self);
 }
 
 bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *msg)
@@ -197,7 +194,7 @@ bool asy_clone_pub_update(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
         return false;
     }
     self->seq++;
-    s_send_update(self, topic, data, size);
+    s_send(self, topic, data, size, true);
     free(entry->content);
     free(entry->data);
     *entry = (s_entry_t){self->seq, data, size, content, content_size};
@@ -216,10 +213,7 @@ bool asy_clone_pub_notice(asy_clone_pub_t *self, const char *topic, asy_mmsg_t *
     if (!sent)
         return false;
     self->seq++;
-    bool holding = self->holding;
-    asy_clone_pub_release(self); /* the updates held have the smaller seqs: they go first */
-    self->holding = holding;
-    s_send(self->xpub, topic, data, size);
+    s_send(self, topic, data, size, false);
     free(data);
     return true;
 }
@@ -246,10 +240,7 @@ void asy_clone_pub_heartbeat(asy_clone_pub_t *self, int64_t sent_at_us, int inte
     uint8_t *data;
     size_t size;
     if (asy_mmsg_encode(&msg, &data, &size) == 0) {
-        bool holding = self->holding;
-        asy_clone_pub_release(self); /* a heartbeat's seq counts what was sent before it */
-        self->holding = holding;
-        s_send(self->xpub, ASY_HEARTBEAT_TOPIC, data, size);
+        s_send(self, ASY_HEARTBEAT_TOPIC, data, size, false);
         free(data);
     }
 }
